@@ -1,0 +1,184 @@
+//! The entry point of the DataStream API: where sources are created and jobs are built.
+
+use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Configuration;
+use crate::error::GraphError;
+use crate::graph::{BuiltTyped, JobGraph, Node, NodeId, NodeKind, NodeOps, StreamEdge, StreamNode};
+use crate::partition::PartitionKind;
+use crate::record::Data;
+use crate::source::builtin::{CollectionSource, SequenceSource, TextFileSource};
+use crate::source::{ReaderHead, Source, SourceHolder};
+use crate::stream::DataStream;
+use crate::error::TaskError;
+
+/// Default records per batch on a data channel.
+pub const DEFAULT_BATCH_SIZE: usize = 1024;
+
+pub(crate) struct GraphBuilder {
+    pub(crate) nodes: Vec<StreamNode>,
+    pub(crate) edges: Vec<StreamEdge>,
+    pub(crate) on_terminate: Vec<Box<dyn FnOnce() + Send>>,
+}
+
+impl GraphBuilder {
+    pub(crate) fn add_node(&mut self, name: String, kind: NodeKind, ops: Arc<dyn NodeOps>) -> NodeId {
+        self.nodes.push(StreamNode { name, parallelism: None, max_node_parallelism: None, ops, kind, chainable: true });
+        self.nodes.len() - 1
+    }
+
+    pub(crate) fn add_edge(&mut self, edge: StreamEdge) {
+        self.edges.push(edge);
+    }
+}
+
+pub(crate) type SharedBuilder = Rc<RefCell<GraphBuilder>>;
+
+/// Builds streaming jobs. Holds the job's configuration (`parallelism.default`,
+/// `pipeline.max-parallelism`, `pipeline.auto-watermark-interval`, ...).
+pub struct StreamEnvironment {
+    pub(crate) builder: SharedBuilder,
+    config: Configuration,
+}
+
+impl Default for StreamEnvironment {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StreamEnvironment {
+    /// An environment with default settings (parallelism 1).
+    pub fn new() -> Self {
+        Self::with_config(Configuration::new())
+    }
+
+    /// An environment reading its settings from `config`.
+    pub fn with_config(config: Configuration) -> Self {
+        Self {
+            builder: Rc::new(RefCell::new(GraphBuilder { nodes: Vec::new(), edges: Vec::new(), on_terminate: Vec::new() })),
+            config,
+        }
+    }
+
+    /// The job configuration.
+    pub fn config(&self) -> &Configuration {
+        &self.config
+    }
+
+    /// Sets a configuration key for this job.
+    pub fn set_config(&mut self, key: &str, value: &str) -> &mut Self {
+        self.config.set(key, value);
+        self
+    }
+
+    /// Default parallelism of operators that do not set their own.
+    pub fn set_parallelism(&mut self, parallelism: u32) -> &mut Self {
+        self.config.set("parallelism.default", parallelism.to_string());
+        self
+    }
+
+    /// Number of key groups: the upper bound of any operator's parallelism, fixed for the
+    /// life of the job's state.
+    pub fn set_max_parallelism(&mut self, max_parallelism: u32) -> &mut Self {
+        self.config.set("pipeline.max-parallelism", max_parallelism.to_string());
+        self
+    }
+
+    /// How often periodic watermark generators run (200 ms by default).
+    pub fn set_auto_watermark_interval(&mut self, interval: Duration) -> &mut Self {
+        self.config.set("pipeline.auto-watermark-interval", format!("{}ms", interval.as_millis()));
+        self
+    }
+
+    /// Emits `items` in order (not parallel: one subtask).
+    pub fn from_collection<T: Data + Sync + std::fmt::Debug>(&self, items: Vec<T>) -> DataStream<T> {
+        let s = self.from_source(CollectionSource::new(items), "Collection Source");
+        if let Some(n) = self.builder.borrow_mut().nodes.get_mut(s.node) {
+            n.max_node_parallelism = Some(1);
+            n.parallelism = Some(1);
+        }
+        s
+    }
+
+    /// The numbers `from..=to`, read in parallel in contiguous ranges.
+    pub fn from_sequence(&self, from: u64, to: u64) -> DataStream<u64> {
+        self.from_source(SequenceSource::new(from, to), "Sequence Source")
+    }
+
+    /// The lines of a text file, or of every file in a directory.
+    pub fn read_text_file(&self, path: impl Into<PathBuf>) -> DataStream<String> {
+        let path = path.into();
+        let name = format!("Text File Source ({})", path.display());
+        self.from_source(TextFileSource::new(path), &name)
+    }
+
+    /// A stream from any FLIP-27 source.
+    pub fn from_source<T: Data, S: Source<T>>(&self, source: S, name: &str) -> DataStream<T> {
+        let source = Arc::new(source);
+        let holder = Arc::new(SourceHolder { source: source.clone(), _t: PhantomData });
+        let src_name = name.to_string();
+        let node = Node::<(), T>::new(move |ctx, next| {
+            let reader = source
+                .create_reader(ctx.subtask)
+                .map_err(|e| TaskError::new(&src_name, e.as_ref()))?;
+            Ok(BuiltTyped::Source(Box::new(ReaderHead { reader, chain: next, name: src_name.clone(), emitted: 0 })))
+        });
+        let id = self.builder.borrow_mut().add_node(name.to_string(), NodeKind::Source(holder), Arc::new(node));
+        DataStream::new(self.builder.clone(), id)
+    }
+
+    /// Builds the job graph of everything defined so far. The environment can keep being
+    /// used; each call builds a new graph.
+    pub fn build_job_graph(&self, name: &str) -> Result<JobGraph, GraphError> {
+        let parallelism: u32 = self
+            .config
+            .get("parallelism.default", 1u32)
+            .map_err(|e| GraphError::Invalid(e.to_string()))?;
+        let max_parallelism: u32 = self
+            .config
+            .get("pipeline.max-parallelism", riffle_state::DEFAULT_MAX_PARALLELISM)
+            .map_err(|e| GraphError::Invalid(e.to_string()))?;
+        if max_parallelism == 0 || max_parallelism > 32768 {
+            return Err(GraphError::Invalid(format!("pipeline.max-parallelism must be within 1..=32768, got {max_parallelism}")));
+        }
+        let wm = self
+            .config
+            .get_duration("pipeline.auto-watermark-interval", Duration::from_millis(200))
+            .map_err(|e| GraphError::Invalid(e.to_string()))?;
+        let mut b = self.builder.borrow_mut();
+        let nodes = b
+            .nodes
+            .iter()
+            .map(|n| StreamNode {
+                name: n.name.clone(),
+                parallelism: n.parallelism,
+                max_node_parallelism: n.max_node_parallelism,
+                ops: n.ops.clone(),
+                kind: n.kind.clone(),
+                chainable: n.chainable,
+            })
+            .collect();
+        let edges = b.edges.clone();
+        let on_terminate = std::mem::take(&mut b.on_terminate);
+        JobGraph::new(
+            name.to_string(),
+            max_parallelism,
+            self.config.clone(),
+            nodes,
+            edges,
+            parallelism,
+            (wm.as_millis() as i64).max(1),
+            on_terminate,
+        )
+    }
+}
+
+pub(crate) fn edge(from: NodeId, to: NodeId, input: usize, kind: Option<PartitionKind>) -> StreamEdge {
+    StreamEdge { from, to, input, kind, hash: None, side_tag: None }
+}

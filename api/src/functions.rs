@@ -1,0 +1,195 @@
+//! User function traits that need more than a closure: process functions with state,
+//! timers and side outputs, and the contexts they see.
+
+use std::any::Any;
+use std::marker::PhantomData;
+
+use riffle_state::{KeyedStateStore, StateKey, TimeDomain, TimerService};
+
+use crate::error::{TaskError, TaskResult, UserError};
+use crate::link::Input;
+
+/// Names a side output of type `T` (e.g. late data of a window).
+pub struct OutputTag<T> {
+    name: String,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for OutputTag<T> {
+    fn clone(&self) -> Self {
+        Self { name: self.name.clone(), _t: PhantomData }
+    }
+}
+
+impl<T> OutputTag<T> {
+    /// A tag; two tags with the same name and type are the same side output.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self { name: name.into(), _t: PhantomData }
+    }
+
+    /// The tag's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// The side outputs an operator instance writes to: tag name → `Box<dyn Input<T>>`.
+#[derive(Default)]
+pub struct SideOutputs {
+    outputs: Vec<(String, Box<dyn Any>)>,
+}
+
+impl SideOutputs {
+    /// Side outputs from `(tag, Box<Box<dyn Input<T>>>)` pairs.
+    pub fn new(outputs: Vec<(String, Box<dyn Any>)>) -> Self {
+        Self { outputs }
+    }
+
+    /// Emits to the side output named `tag`; dropped if nobody consumes that side output.
+    pub fn emit<T: 'static>(&mut self, tag: &str, value: T, timestamp: i64) -> TaskResult {
+        for (name, out) in self.outputs.iter_mut() {
+            if name == tag {
+                if let Some(o) = out.downcast_mut::<Box<dyn Input<T>>>() {
+                    o.push(value, timestamp)?;
+                }
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+}
+
+/// What a keyed (or per-subtask) process function sees for one record or timer.
+pub struct ProcessContext<'a, K, O> {
+    pub(crate) key: &'a K,
+    pub(crate) timestamp: i64,
+    pub(crate) watermark: i64,
+    pub(crate) state: &'a mut KeyedStateStore<K>,
+    pub(crate) timers: &'a mut TimerService<K, ()>,
+    pub(crate) out: &'a mut dyn Input<O>,
+    pub(crate) side: &'a mut SideOutputs,
+    pub(crate) error: Option<TaskError>,
+}
+
+impl<K: StateKey, O> ProcessContext<'_, K, O> {
+    /// The current key (`()` for non-keyed streams).
+    pub fn key(&self) -> &K {
+        self.key
+    }
+
+    /// The record's (or firing timer's) timestamp.
+    pub fn timestamp(&self) -> i64 {
+        self.timestamp
+    }
+
+    /// The operator's current event time.
+    pub fn current_watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    /// The wall clock, epoch ms.
+    pub fn current_processing_time(&self) -> i64 {
+        crate::time::now_ms()
+    }
+
+    /// Keyed state, scoped to the current key.
+    pub fn state(&mut self) -> &mut KeyedStateStore<K> {
+        self.state
+    }
+
+    /// Calls `on_timer` when the watermark passes `timestamp`.
+    pub fn register_event_time_timer(&mut self, timestamp: i64) {
+        self.timers.register(TimeDomain::EventTime, timestamp, self.key.clone(), ());
+    }
+
+    /// Calls `on_timer` when the wall clock passes `timestamp`.
+    pub fn register_processing_time_timer(&mut self, timestamp: i64) {
+        self.timers.register(TimeDomain::ProcessingTime, timestamp, self.key.clone(), ());
+    }
+
+    /// Deletes an event-time timer of the current key.
+    pub fn delete_event_time_timer(&mut self, timestamp: i64) {
+        self.timers.delete(TimeDomain::EventTime, timestamp, self.key, &());
+    }
+
+    /// Deletes a processing-time timer of the current key.
+    pub fn delete_processing_time_timer(&mut self, timestamp: i64) {
+        self.timers.delete(TimeDomain::ProcessingTime, timestamp, self.key, &());
+    }
+
+    /// Emits a result with the current timestamp.
+    pub fn collect(&mut self, value: O) {
+        let ts = self.timestamp;
+        self.collect_with_timestamp(value, ts)
+    }
+
+    /// Emits a result with an explicit timestamp.
+    pub fn collect_with_timestamp(&mut self, value: O, timestamp: i64) {
+        if self.error.is_none() {
+            if let Err(e) = self.out.push(value, timestamp) {
+                self.error = Some(e);
+            }
+        }
+    }
+
+    /// Emits to a side output.
+    pub fn output<T: 'static>(&mut self, tag: &OutputTag<T>, value: T) {
+        if self.error.is_none() {
+            if let Err(e) = self.side.emit(tag.name(), value, self.timestamp) {
+                self.error = Some(e);
+            }
+        }
+    }
+}
+
+/// Processes records of a keyed stream one by one, with keyed state and timers (Flink's
+/// `KeyedProcessFunction`). Cloned once per subtask.
+pub trait KeyedProcessFunction<K, I, O>: Clone + Send + Sync + 'static {
+    /// Called once per subtask before any record: register state here.
+    fn open(&mut self, _state: &mut KeyedStateStore<K>) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// One record; the context's key is the record's key.
+    fn process_element(&mut self, value: I, ctx: &mut ProcessContext<'_, K, O>) -> Result<(), UserError>;
+    /// A timer of the context's key fired.
+    fn on_timer(&mut self, _timestamp: i64, _domain: TimeDomain, _ctx: &mut ProcessContext<'_, K, O>) -> Result<(), UserError> {
+        Ok(())
+    }
+}
+
+/// Processes two connected streams (Flink's `CoProcessFunction`, keyed when both inputs are
+/// keyed). Cloned once per subtask.
+pub trait CoProcessFunction<K, A, B, O>: Clone + Send + Sync + 'static {
+    /// Called once per subtask before any record.
+    fn open(&mut self, _state: &mut KeyedStateStore<K>) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// A record of the first input.
+    fn process_element1(&mut self, value: A, ctx: &mut ProcessContext<'_, K, O>) -> Result<(), UserError>;
+    /// A record of the second input.
+    fn process_element2(&mut self, value: B, ctx: &mut ProcessContext<'_, K, O>) -> Result<(), UserError>;
+    /// A timer fired.
+    fn on_timer(&mut self, _timestamp: i64, _domain: TimeDomain, _ctx: &mut ProcessContext<'_, K, O>) -> Result<(), UserError> {
+        Ok(())
+    }
+}
+
+/// An operator with N inputs of one type (FLIP-92); it knows which input a record came from.
+/// Cloned once per subtask.
+pub trait MultiInputFunction<K, T, O>: Clone + Send + Sync + 'static {
+    /// Called once per subtask before any record.
+    fn open(&mut self, _state: &mut KeyedStateStore<K>) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// A record of input `input` (0-based, in the order the inputs were given).
+    fn process_element(&mut self, input: usize, value: T, ctx: &mut ProcessContext<'_, K, O>) -> Result<(), UserError>;
+    /// A timer fired.
+    fn on_timer(&mut self, _timestamp: i64, _domain: TimeDomain, _ctx: &mut ProcessContext<'_, K, O>) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Input `input` ended (all of its producers finished).
+    fn end_input(&mut self, _input: usize, _ctx: &mut ProcessContext<'_, K, O>) -> Result<(), UserError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,533 @@
+//! The job graph: operators (nodes) and the edges between them, fused into *vertices* by
+//! operator chaining, and instantiated per subtask by the runtime.
+//!
+//! Nodes keep their types behind [`NodeOps`], a small type-erased interface built in typed
+//! code by the DataStream API: it can build the node's chain link given its downstream, make
+//! a writer for an outgoing edge, fan out, and turn a link into a vertex head. The runtime
+//! never sees a record type.
+
+use std::any::Any;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{GraphError, TaskError};
+use crate::head::{OneInputHead, VertexHead};
+use crate::link::{Fanout, Input, Nowhere, OperatorMarker};
+use crate::metrics::JobCounters;
+use crate::operators::OpId;
+use crate::partition::{consumers_of, producers_of, EdgeWriter, FlushRegistry, PartitionKind, Partitioner, SharedEdgeWriter, SharedOutbox};
+use crate::source::{ErasedSource, SourceHead};
+
+/// Index of a node (operator) in the graph.
+pub type NodeId = usize;
+
+/// A type-erased `Box<dyn Input<T>>`.
+pub(crate) type Erased = Box<dyn Any>;
+
+/// What building a node gives, typed by its input.
+pub(crate) enum BuiltTyped<I> {
+    /// A chainable link taking `I`.
+    Link(Box<dyn Input<I>>),
+    /// A vertex head of its own (multi-input operators).
+    Head(Box<dyn VertexHead>),
+    /// A source reader head.
+    Source(Box<dyn SourceHead>),
+}
+
+pub(crate) enum Built {
+    Link(Erased),
+    Head(Box<dyn VertexHead>),
+    Source(Box<dyn SourceHead>),
+}
+
+/// Everything an operator needs to instantiate itself in one subtask.
+pub struct LinkContext {
+    /// The subtask index.
+    pub subtask: u32,
+    /// The operator's parallelism.
+    pub parallelism: u32,
+    /// The job's max parallelism (number of key groups).
+    pub max_parallelism: u32,
+    /// Name and position, for errors.
+    pub id: OpId,
+    /// Job counters.
+    pub counters: Arc<JobCounters>,
+    /// Side outputs (tag, `Box<dyn Input<T>>`) of this operator.
+    pub side_outputs: Vec<(String, Erased)>,
+    /// `pipeline.auto-watermark-interval` in ms.
+    pub watermark_interval_ms: i64,
+}
+
+/// Parameters of a writer for one outgoing edge of one subtask.
+pub(crate) struct WriterSpec {
+    pub(crate) kind: PartitionKind,
+    pub(crate) hash: Option<Arc<dyn Any + Send + Sync>>,
+    pub(crate) targets: Vec<u32>,
+    pub(crate) channel_base: usize,
+    pub(crate) subtask: u32,
+    pub(crate) consumer_parallelism: u32,
+    pub(crate) max_parallelism: u32,
+    pub(crate) batch_size: usize,
+    pub(crate) outbox: SharedOutbox,
+    pub(crate) flush: FlushRegistry,
+}
+
+/// The typed behaviour of a node behind a type-erased face.
+pub(crate) trait NodeOps: Send + Sync {
+    fn build(&self, ctx: LinkContext, out: Erased) -> Result<Built, TaskError>;
+    fn fanout(&self, outs: Vec<Erased>) -> Erased;
+    fn writer(&self, spec: WriterSpec) -> Erased;
+    fn into_head(&self, link: Erased, name: &str) -> Result<Box<dyn VertexHead>, TaskError>;
+}
+
+type BuildFn<I, O> = dyn Fn(LinkContext, Box<dyn Input<O>>) -> Result<BuiltTyped<I>, TaskError> + Send + Sync;
+
+/// A node taking `I` and emitting `O`.
+pub(crate) struct Node<I, O> {
+    build: Box<BuildFn<I, O>>,
+}
+
+impl<I, O> Node<I, O> {
+    pub(crate) fn new<F>(f: F) -> Self
+    where
+        F: Fn(LinkContext, Box<dyn Input<O>>) -> Result<BuiltTyped<I>, TaskError> + Send + Sync + 'static,
+    {
+        Self { build: Box::new(f) }
+    }
+}
+
+fn wrong_type(what: &str) -> TaskError {
+    TaskError::msg("job graph", format!("internal error: {what} has an unexpected type"))
+}
+
+impl<I: 'static, O: Clone + Send + 'static> NodeOps for Node<I, O> {
+    fn build(&self, ctx: LinkContext, out: Erased) -> Result<Built, TaskError> {
+        let out = *out.downcast::<Box<dyn Input<O>>>().map_err(|_| wrong_type("a node's output"))?;
+        Ok(match (self.build)(ctx, out)? {
+            BuiltTyped::Link(l) => Built::Link(Box::new(l)),
+            BuiltTyped::Head(h) => Built::Head(h),
+            BuiltTyped::Source(s) => Built::Source(s),
+        })
+    }
+
+    fn fanout(&self, outs: Vec<Erased>) -> Erased {
+        let mut typed: Vec<Box<dyn Input<O>>> = outs
+            .into_iter()
+            .filter_map(|o| o.downcast::<Box<dyn Input<O>>>().ok().map(|b| *b))
+            .collect();
+        let one: Box<dyn Input<O>> = match typed.len() {
+            0 => Box::new(Nowhere),
+            1 => typed.remove(0),
+            _ => Box::new(Fanout::new(typed)),
+        };
+        Box::new(one)
+    }
+
+    fn writer(&self, spec: WriterSpec) -> Erased {
+        let partitioner = match spec.kind {
+            PartitionKind::Forward => Partitioner::Forward,
+            PartitionKind::Rebalance | PartitionKind::Rescale => {
+                Partitioner::RoundRobin(spec.subtask as usize % spec.targets.len().max(1))
+            }
+            PartitionKind::Broadcast => Partitioner::Broadcast,
+            PartitionKind::Hash => {
+                match spec.hash.as_ref().and_then(|h| h.downcast_ref::<Arc<dyn Fn(&O) -> u64 + Send + Sync>>()) {
+                    Some(h) => Partitioner::Hash {
+                        hash: h.clone(),
+                        max_parallelism: spec.max_parallelism,
+                        parallelism: spec.consumer_parallelism,
+                    },
+                    None => Partitioner::RoundRobin(0),
+                }
+            }
+        };
+        let w = EdgeWriter::new(partitioner, spec.targets, spec.channel_base, spec.batch_size, spec.outbox, spec.flush);
+        let link: Box<dyn Input<O>> = Box::new(SharedEdgeWriter::new(w));
+        Box::new(link)
+    }
+
+    fn into_head(&self, link: Erased, name: &str) -> Result<Box<dyn VertexHead>, TaskError> {
+        let link = *link.downcast::<Box<dyn Input<I>>>().map_err(|_| wrong_type("a vertex head"))?;
+        Ok(Box::new(OneInputHead { link, name: name.to_string() }))
+    }
+}
+
+/// What kind of operator a node is.
+#[derive(Clone)]
+pub(crate) enum NodeKind {
+    Source(Arc<dyn ErasedSource>),
+    OneInput,
+    MultiInput,
+    SideOutput,
+}
+
+/// An operator of the graph.
+pub(crate) struct StreamNode {
+    pub(crate) name: String,
+    pub(crate) parallelism: Option<u32>,
+    pub(crate) max_node_parallelism: Option<u32>,
+    pub(crate) ops: Arc<dyn NodeOps>,
+    pub(crate) kind: NodeKind,
+    pub(crate) chainable: bool,
+}
+
+/// A connection between two operators.
+#[derive(Clone)]
+pub(crate) struct StreamEdge {
+    pub(crate) from: NodeId,
+    pub(crate) to: NodeId,
+    pub(crate) input: usize,
+    pub(crate) kind: Option<PartitionKind>,
+    pub(crate) hash: Option<Arc<dyn Any + Send + Sync>>,
+    pub(crate) side_tag: Option<String>,
+}
+
+/// Identifies one data channel: edge, producer subtask, consumer subtask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct ChannelKey {
+    /// The edge (index into the job graph's edges).
+    pub edge: u32,
+    /// The producing subtask.
+    pub producer: u32,
+    /// The consuming subtask.
+    pub consumer: u32,
+}
+
+/// An input channel of a subtask and the logical input it feeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputChannel {
+    /// The channel.
+    pub key: ChannelKey,
+    /// The logical input (0 for one-input vertices).
+    pub input: usize,
+}
+
+/// A chain of operators that runs fused in one subtask: the unit of scheduling.
+#[derive(Debug, Clone)]
+pub struct JobVertex {
+    /// Index in [`JobGraph::vertices`].
+    pub id: usize,
+    /// The chained operators' names, joined by " -> ".
+    pub name: String,
+    /// Number of subtasks.
+    pub parallelism: u32,
+    /// Whether the vertex starts with a source.
+    pub is_source: bool,
+    /// The nodes in the vertex, head first.
+    pub nodes: Vec<NodeId>,
+    pub(crate) head: NodeId,
+    pub(crate) input_edges: Vec<usize>,
+    /// Number of logical inputs.
+    pub num_inputs: usize,
+}
+
+/// A vertex instantiated for one subtask: its head and the channels its writers use.
+pub struct VertexInstance {
+    /// What the runtime drives.
+    pub head: HeadKind,
+    /// Output channels in writer order (the outbox refers to them by index).
+    pub output_channels: Vec<ChannelKey>,
+}
+
+/// The two kinds of vertex heads.
+pub enum HeadKind {
+    /// Reads from a FLIP-27 source reader.
+    Source(Box<dyn SourceHead>),
+    /// Reads from input channels.
+    Operators(Box<dyn VertexHead>),
+}
+
+/// The per-subtask environment a vertex is instantiated in.
+pub struct TaskEnv {
+    /// Where writers leave batches.
+    pub outbox: SharedOutbox,
+    /// Writers to flush when the subtask is about to wait.
+    pub flush: FlushRegistry,
+    /// Which operator runs user code (panic attribution).
+    pub marker: OperatorMarker,
+    /// Job counters.
+    pub counters: Arc<JobCounters>,
+    /// Records per batch on data channels.
+    pub batch_size: usize,
+}
+
+/// A job: its operators, edges and vertices. Shared (`Arc`) by every subtask of the job.
+pub struct JobGraph {
+    /// The job's name.
+    pub name: String,
+    /// Number of key groups.
+    pub max_parallelism: u32,
+    /// Job-level configuration (overrides the cluster's for this job).
+    pub config: crate::config::Configuration,
+    pub(crate) nodes: Vec<StreamNode>,
+    pub(crate) edges: Vec<StreamEdge>,
+    pub(crate) vertices: Vec<JobVertex>,
+    pub(crate) node_vertex: Vec<usize>,
+    pub(crate) watermark_interval_ms: i64,
+    pub(crate) on_terminate: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
+}
+
+impl std::fmt::Debug for JobGraph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobGraph").field("name", &self.name).field("vertices", &self.vertices).finish()
+    }
+}
+
+impl JobGraph {
+    pub(crate) fn new(
+        name: String,
+        max_parallelism: u32,
+        config: crate::config::Configuration,
+        nodes: Vec<StreamNode>,
+        mut edges: Vec<StreamEdge>,
+        default_parallelism: u32,
+        watermark_interval_ms: i64,
+        on_terminate: Vec<Box<dyn FnOnce() + Send>>,
+    ) -> Result<Self, GraphError> {
+        if nodes.is_empty() {
+            return Err(GraphError::Empty("no operators were defined".into()));
+        }
+        if !nodes.iter().any(|n| matches!(n.kind, NodeKind::Source(_))) {
+            return Err(GraphError::Empty("the job has no source".into()));
+        }
+        // Resolve parallelism: side outputs inherit their parent's.
+        let mut par: Vec<u32> = nodes.iter().map(|n| n.parallelism.unwrap_or(default_parallelism)).collect();
+        for e in &edges {
+            if e.side_tag.is_some() {
+                par[e.to] = par[e.from];
+            }
+        }
+        for (i, n) in nodes.iter().enumerate() {
+            if par[i] == 0 || par[i] > max_parallelism {
+                return Err(GraphError::Parallelism {
+                    operator: n.name.clone(),
+                    detail: format!("{} is not within 1..={max_parallelism} (max parallelism)", par[i]),
+                });
+            }
+            if let Some(m) = n.max_node_parallelism {
+                if par[i] > m {
+                    return Err(GraphError::Parallelism {
+                        operator: n.name.clone(),
+                        detail: format!("this operator is not parallel; parallelism must be {m}, not {}", par[i]),
+                    });
+                }
+            }
+        }
+        // Resolve partitioning: forward where parallelism matches, rebalance otherwise.
+        for e in edges.iter_mut() {
+            let same = par[e.from] == par[e.to];
+            match e.kind {
+                None => e.kind = Some(if same { PartitionKind::Forward } else { PartitionKind::Rebalance }),
+                Some(PartitionKind::Forward) if !same => {
+                    return Err(GraphError::Invalid(format!(
+                        "forward partitioning from '{}' (parallelism {}) to '{}' (parallelism {}) needs equal parallelism",
+                        nodes[e.from].name, par[e.from], nodes[e.to].name, par[e.to]
+                    )))
+                }
+                _ => {}
+            }
+        }
+        let mut nodes = nodes;
+        for (i, n) in nodes.iter_mut().enumerate() {
+            n.parallelism = Some(par[i]);
+        }
+        // Chaining: a one-input node with a single forward edge from a node of equal
+        // parallelism runs in its predecessor's vertex.
+        let n = nodes.len();
+        let mut chained = vec![false; n];
+        for (i, node) in nodes.iter().enumerate() {
+            let ins: Vec<&StreamEdge> = edges.iter().filter(|e| e.to == i).collect();
+            chained[i] = match node.kind {
+                NodeKind::SideOutput => true,
+                NodeKind::OneInput => {
+                    node.chainable
+                        && ins.len() == 1
+                        && ins[0].kind == Some(PartitionKind::Forward)
+                        && par[ins[0].from] == par[i]
+                }
+                _ => false,
+            };
+        }
+        let mut node_vertex = vec![usize::MAX; n];
+        let mut vertices = Vec::new();
+        for head in 0..n {
+            if chained[head] {
+                continue;
+            }
+            let vid = vertices.len();
+            let mut members = vec![head];
+            let mut i = 0;
+            while i < members.len() {
+                let cur = members[i];
+                node_vertex[cur] = vid;
+                for e in edges.iter().filter(|e| e.from == cur) {
+                    if chained[e.to] && !members.contains(&e.to) {
+                        members.push(e.to);
+                    }
+                }
+                i += 1;
+            }
+            let input_edges: Vec<usize> = (0..edges.len()).filter(|&k| edges[k].to == head).collect();
+            let num_inputs = input_edges.iter().map(|&k| edges[k].input + 1).max().unwrap_or(0);
+            let name = members.iter().map(|&m| nodes[m].name.as_str()).collect::<Vec<_>>().join(" -> ");
+            vertices.push(JobVertex {
+                id: vid,
+                name,
+                parallelism: par[head],
+                is_source: matches!(nodes[head].kind, NodeKind::Source(_)),
+                nodes: members,
+                head,
+                input_edges,
+                num_inputs,
+            });
+        }
+        if node_vertex.contains(&usize::MAX) {
+            return Err(GraphError::Invalid("an operator is chained to a predecessor that is not part of the job".into()));
+        }
+        Ok(Self {
+            name,
+            max_parallelism,
+            config,
+            nodes,
+            edges,
+            vertices,
+            node_vertex,
+            watermark_interval_ms,
+            on_terminate: Mutex::new(on_terminate),
+        })
+    }
+
+    /// The vertices, in topological-ish order of creation.
+    pub fn vertices(&self) -> &[JobVertex] {
+        &self.vertices
+    }
+
+    /// The slots the job needs with slot sharing: its highest vertex parallelism.
+    pub fn required_slots(&self) -> u32 {
+        self.vertices.iter().map(|v| v.parallelism).max().unwrap_or(0)
+    }
+
+    /// The name of operator `node` (for errors raised while it ran).
+    pub fn operator_name(&self, node: usize) -> Option<&str> {
+        self.nodes.get(node).map(|n| n.name.as_str())
+    }
+
+    /// The source of a source vertex, for its SourceCoordinator.
+    pub fn source_of(&self, vertex: usize) -> Option<Arc<dyn ErasedSource>> {
+        let v = self.vertices.get(vertex)?;
+        match &self.nodes[v.head].kind {
+            NodeKind::Source(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    /// The vertices that consume `vertex`'s output.
+    pub fn downstream_of(&self, vertex: usize) -> Vec<usize> {
+        let mut out: Vec<usize> = self
+            .edges
+            .iter()
+            .filter(|e| self.node_vertex[e.from] == vertex && self.node_vertex[e.to] != vertex)
+            .map(|e| self.node_vertex[e.to])
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The input channels of subtask `subtask` of `vertex`.
+    pub fn input_channels(&self, vertex: usize, subtask: u32) -> Vec<InputChannel> {
+        let Some(v) = self.vertices.get(vertex) else { return vec![] };
+        let mut out = Vec::new();
+        for &k in &v.input_edges {
+            let e = &self.edges[k];
+            let kind = e.kind.unwrap_or(PartitionKind::Forward);
+            let p = self.nodes[e.from].parallelism.unwrap_or(1);
+            for producer in producers_of(kind, subtask, p, v.parallelism) {
+                out.push(InputChannel { key: ChannelKey { edge: k as u32, producer, consumer: subtask }, input: e.input });
+            }
+        }
+        out
+    }
+
+    /// Builds subtask `subtask` of `vertex`: its operator chain with writers at the ends.
+    pub fn instantiate(&self, vertex: usize, subtask: u32, env: &TaskEnv) -> Result<VertexInstance, TaskError> {
+        let v = self
+            .vertices
+            .get(vertex)
+            .ok_or_else(|| TaskError::msg("job graph", format!("no vertex {vertex}")))?;
+        let mut channels = Vec::new();
+        let built = self.build_node(v.head, vertex, subtask, env, &mut channels)?;
+        let head = match built {
+            Built::Source(s) => HeadKind::Source(s),
+            Built::Head(h) => HeadKind::Operators(h),
+            Built::Link(l) => HeadKind::Operators(self.nodes[v.head].ops.into_head(l, &v.name)?),
+        };
+        Ok(VertexInstance { head, output_channels: channels })
+    }
+
+    fn build_node(
+        &self,
+        n: NodeId,
+        vertex: usize,
+        subtask: u32,
+        env: &TaskEnv,
+        channels: &mut Vec<ChannelKey>,
+    ) -> Result<Built, TaskError> {
+        let node = &self.nodes[n];
+        let p = node.parallelism.unwrap_or(1);
+        let mut mains: Vec<Erased> = Vec::new();
+        let mut sides: Vec<(String, Erased)> = Vec::new();
+        for (k, e) in self.edges.iter().enumerate().filter(|(_, e)| e.from == n) {
+            let target_in_vertex = self.node_vertex[e.to] == vertex && e.to != self.vertices[vertex].head;
+            if let Some(tag) = &e.side_tag {
+                if let Built::Link(l) = self.build_node(e.to, vertex, subtask, env, channels)? {
+                    sides.push((tag.clone(), l));
+                }
+            } else if target_in_vertex {
+                if let Built::Link(l) = self.build_node(e.to, vertex, subtask, env, channels)? {
+                    mains.push(l);
+                }
+            } else {
+                let kind = e.kind.unwrap_or(PartitionKind::Forward);
+                let q = self.nodes[e.to].parallelism.unwrap_or(1);
+                let targets = consumers_of(kind, subtask, p, q);
+                let base = channels.len();
+                channels.extend(targets.iter().map(|&c| ChannelKey { edge: k as u32, producer: subtask, consumer: c }));
+                mains.push(node.ops.writer(WriterSpec {
+                    kind,
+                    hash: e.hash.clone(),
+                    targets,
+                    channel_base: base,
+                    subtask,
+                    consumer_parallelism: q,
+                    max_parallelism: self.max_parallelism,
+                    batch_size: env.batch_size,
+                    outbox: env.outbox.clone(),
+                    flush: env.flush.clone(),
+                }));
+            }
+        }
+        let out = node.ops.fanout(mains);
+        let ctx = LinkContext {
+            subtask,
+            parallelism: p,
+            max_parallelism: self.max_parallelism,
+            id: OpId { name: node.name.clone(), index: n, marker: env.marker.clone() },
+            counters: env.counters.clone(),
+            side_outputs: sides,
+            watermark_interval_ms: self.watermark_interval_ms,
+        };
+        node.ops.build(ctx, out)
+    }
+
+    /// Called once by the runtime when the job reached a terminal state: releases what the
+    /// graph holds for the caller (collect iterators end once every subtask is gone).
+    pub fn job_terminated(&self) {
+        let fs = match self.on_terminate.lock() {
+            Ok(mut g) => std::mem::take(&mut *g),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        };
+        for f in fs {
+            f();
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! The entry of a vertex (a chain of operators) for the runtime: batches come in type-erased
+//! with the index of the logical input they belong to, and are unpacked here into typed calls.
+
+use std::any::Any;
+
+use crate::error::{TaskError, TaskResult};
+use crate::link::Input;
+use crate::record::StreamRecord;
+
+/// A vertex instance as the runtime drives it (everything but sources).
+pub trait VertexHead {
+    /// A batch (`Vec<StreamRecord<T>>` of input `input`'s type) arrived.
+    fn push_batch(&mut self, input: usize, batch: Box<dyn Any + Send>) -> TaskResult;
+    /// The combined watermark over all inputs advanced.
+    fn watermark(&mut self, watermark: i64) -> TaskResult;
+    /// All inputs became idle (`true`) or one became active again (`false`).
+    fn idle(&mut self, idle: bool) -> TaskResult;
+    /// Logical input `input` ended (all of its channels delivered end of partition).
+    fn end_of_input(&mut self, input: usize) -> TaskResult;
+    /// All inputs ended.
+    fn end_input(&mut self) -> TaskResult;
+    /// The wall clock reached `now`.
+    fn processing_time(&mut self, now: i64) -> TaskResult;
+    /// The earliest processing-time callback the vertex wants.
+    fn next_processing_time(&self) -> Option<i64>;
+}
+
+/// Unpacks a type-erased batch.
+pub(crate) fn downcast_batch<T: 'static>(
+    batch: Box<dyn Any + Send>,
+    name: &str,
+    input: usize,
+) -> Result<Vec<StreamRecord<T>>, TaskError> {
+    batch.downcast::<Vec<StreamRecord<T>>>().map(|b| *b).map_err(|_| {
+        TaskError::msg(
+            name,
+            format!("input {input} received a batch of the wrong record type (expected {})", std::any::type_name::<T>()),
+        )
+    })
+}
+
+/// The head of a one-input vertex (all of whose input edges feed logical input 0).
+pub struct OneInputHead<T> {
+    pub(crate) link: Box<dyn Input<T>>,
+    pub(crate) name: String,
+}
+
+impl<T: 'static> VertexHead for OneInputHead<T> {
+    fn push_batch(&mut self, input: usize, batch: Box<dyn Any + Send>) -> TaskResult {
+        for r in downcast_batch::<T>(batch, &self.name, input)? {
+            self.link.push(r.value, r.timestamp)?;
+        }
+        Ok(())
+    }
+    fn watermark(&mut self, watermark: i64) -> TaskResult {
+        self.link.watermark(watermark)
+    }
+    fn idle(&mut self, idle: bool) -> TaskResult {
+        self.link.idle(idle)
+    }
+    fn end_of_input(&mut self, _input: usize) -> TaskResult {
+        Ok(())
+    }
+    fn end_input(&mut self) -> TaskResult {
+        self.link.end_input()
+    }
+    fn processing_time(&mut self, now: i64) -> TaskResult {
+        self.link.processing_time(now)
+    }
+    fn next_processing_time(&self) -> Option<i64> {
+        self.link.next_processing_time()
+    }
+}

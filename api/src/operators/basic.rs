@@ -1,0 +1,75 @@
+//! Stateless one-to-one and one-to-many operators.
+
+use std::sync::Arc;
+
+use super::{forward_events, OpId};
+use crate::error::TaskResult;
+use crate::link::{Collector, Input};
+
+/// `map`: one record in, one out.
+pub struct MapOp<I, O> {
+    pub(crate) f: Arc<dyn Fn(I) -> O + Send + Sync>,
+    pub(crate) next: Box<dyn Input<O>>,
+    pub(crate) id: OpId,
+}
+
+impl<I, O> Input<I> for MapOp<I, O> {
+    #[inline]
+    fn push(&mut self, value: I, timestamp: i64) -> TaskResult {
+        self.id.enter();
+        let o = (self.f)(value);
+        self.next.push(o, timestamp)
+    }
+    forward_events!();
+}
+
+/// `filter`: keeps records the predicate accepts.
+pub struct FilterOp<T> {
+    pub(crate) f: Arc<dyn Fn(&T) -> bool + Send + Sync>,
+    pub(crate) next: Box<dyn Input<T>>,
+    pub(crate) id: OpId,
+}
+
+impl<T> Input<T> for FilterOp<T> {
+    #[inline]
+    fn push(&mut self, value: T, timestamp: i64) -> TaskResult {
+        self.id.enter();
+        if (self.f)(&value) {
+            self.next.push(value, timestamp)
+        } else {
+            Ok(())
+        }
+    }
+    forward_events!();
+}
+
+/// `flat_map`: one record in, any number out.
+pub struct FlatMapOp<I, O> {
+    pub(crate) f: Arc<dyn Fn(I, &mut Collector<'_, O>) + Send + Sync>,
+    pub(crate) next: Box<dyn Input<O>>,
+    pub(crate) id: OpId,
+}
+
+impl<I, O> Input<I> for FlatMapOp<I, O> {
+    #[inline]
+    fn push(&mut self, value: I, timestamp: i64) -> TaskResult {
+        self.id.enter();
+        let mut c = Collector::new(self.next.as_mut(), timestamp);
+        (self.f)(value, &mut c);
+        c.finish()
+    }
+    forward_events!();
+}
+
+/// A pass-through (union, side-output heads).
+pub struct IdentityOp<T> {
+    pub(crate) next: Box<dyn Input<T>>,
+}
+
+impl<T> Input<T> for IdentityOp<T> {
+    #[inline]
+    fn push(&mut self, value: T, timestamp: i64) -> TaskResult {
+        self.next.push(value, timestamp)
+    }
+    forward_events!();
+}

@@ -1,0 +1,199 @@
+//! Keyed operators: running reduce and process functions with keyed state and timers.
+
+use std::sync::Arc;
+
+use riffle_state::{KeyedStateStore, StateKey, TimeDomain, TimerService, ValueState};
+
+use super::OpId;
+use crate::error::{TaskError, TaskResult, UserError};
+use crate::functions::{KeyedProcessFunction, ProcessContext, SideOutputs};
+use crate::link::Input;
+
+/// Running `reduce` per key: emits the updated value for every record (Flink's
+/// `StreamGroupedReduceOperator`). Also serves `sum`, `min`, `max`, `min_by`, `max_by`.
+pub struct ReduceOp<K, T> {
+    pub(crate) f: Arc<dyn Fn(T, T) -> T + Send + Sync>,
+    pub(crate) key_of: Arc<dyn Fn(&T) -> K + Send + Sync>,
+    pub(crate) store: KeyedStateStore<K>,
+    pub(crate) state: ValueState<T>,
+    pub(crate) next: Box<dyn Input<T>>,
+    pub(crate) id: OpId,
+}
+
+impl<K: StateKey, T: Clone + Send + 'static> ReduceOp<K, T> {
+    pub(crate) fn new(
+        f: Arc<dyn Fn(T, T) -> T + Send + Sync>,
+        key_of: Arc<dyn Fn(&T) -> K + Send + Sync>,
+        next: Box<dyn Input<T>>,
+        id: OpId,
+    ) -> Result<Self, TaskError> {
+        let mut store = KeyedStateStore::new();
+        let state = store.value_state::<T>("_reduce").map_err(|e| TaskError::new(&id.name, &e))?;
+        Ok(Self { f, key_of, store, state, next, id })
+    }
+}
+
+impl<K: StateKey, T: Clone + Send + 'static> Input<T> for ReduceOp<K, T> {
+    #[inline]
+    fn push(&mut self, value: T, timestamp: i64) -> TaskResult {
+        self.id.enter();
+        let key = (self.key_of)(&value);
+        let table = self.state.table_mut(&mut self.store).map_err(|e| TaskError::new(&self.id.name, &e))?;
+        match table.get_mut(&key) {
+            Some(acc) => {
+                let new = (self.f)(acc.clone(), value);
+                acc.clone_from(&new);
+                self.next.push(new, timestamp)
+            }
+            None => {
+                table.insert(key, value.clone());
+                self.next.push(value, timestamp)
+            }
+        }
+    }
+    fn watermark(&mut self, watermark: i64) -> TaskResult {
+        self.next.watermark(watermark)
+    }
+    fn idle(&mut self, idle: bool) -> TaskResult {
+        self.next.idle(idle)
+    }
+    fn end_input(&mut self) -> TaskResult {
+        self.next.end_input()
+    }
+    fn processing_time(&mut self, now: i64) -> TaskResult {
+        self.next.processing_time(now)
+    }
+    fn next_processing_time(&self) -> Option<i64> {
+        self.next.next_processing_time()
+    }
+}
+
+/// State, timers and outputs shared by every process-function operator (one-input, two-input,
+/// N-input): runs user callbacks in a [`ProcessContext`] and fires timers.
+pub struct ProcessCore<K, O> {
+    pub(crate) store: KeyedStateStore<K>,
+    pub(crate) timers: TimerService<K, ()>,
+    pub(crate) watermark: i64,
+    pub(crate) next: Box<dyn Input<O>>,
+    pub(crate) side: SideOutputs,
+    pub(crate) id: OpId,
+}
+
+impl<K: StateKey, O> ProcessCore<K, O> {
+    pub(crate) fn new(next: Box<dyn Input<O>>, side: SideOutputs, id: OpId) -> Self {
+        Self { store: KeyedStateStore::new(), timers: TimerService::new(), watermark: i64::MIN, next, side, id }
+    }
+
+    /// Runs `f` with a context for `key` at `timestamp`.
+    pub(crate) fn with_context(
+        &mut self,
+        key: K,
+        timestamp: i64,
+        f: impl FnOnce(&mut ProcessContext<'_, K, O>) -> Result<(), UserError>,
+    ) -> TaskResult {
+        self.store.set_current_key(key.clone());
+        let mut ctx = ProcessContext {
+            key: &key,
+            timestamp,
+            watermark: self.watermark,
+            state: &mut self.store,
+            timers: &mut self.timers,
+            out: self.next.as_mut(),
+            side: &mut self.side,
+            error: None,
+        };
+        self.id.enter();
+        let r = f(&mut ctx);
+        if let Some(e) = ctx.error {
+            return Err(e);
+        }
+        r.map_err(|e| self.id.err(e))
+    }
+
+    /// Advances event time: fires due event-time timers through `on_timer`, then forwards.
+    pub(crate) fn advance_watermark(
+        &mut self,
+        watermark: i64,
+        mut on_timer: impl FnMut(i64, TimeDomain, &mut ProcessContext<'_, K, O>) -> Result<(), UserError>,
+    ) -> TaskResult {
+        if watermark <= self.watermark {
+            return Ok(());
+        }
+        self.watermark = watermark;
+        while let Some(t) = self.timers.pop_due(TimeDomain::EventTime, watermark) {
+            self.with_context(t.key, t.timestamp, |ctx| on_timer(t.timestamp, TimeDomain::EventTime, ctx))?;
+        }
+        self.next.watermark(watermark)
+    }
+
+    /// Fires due processing-time timers, then forwards.
+    pub(crate) fn advance_processing_time(
+        &mut self,
+        now: i64,
+        mut on_timer: impl FnMut(i64, TimeDomain, &mut ProcessContext<'_, K, O>) -> Result<(), UserError>,
+    ) -> TaskResult {
+        while let Some(t) = self.timers.pop_due(TimeDomain::ProcessingTime, now) {
+            self.with_context(t.key, t.timestamp, |ctx| on_timer(t.timestamp, TimeDomain::ProcessingTime, ctx))?;
+        }
+        self.next.processing_time(now)
+    }
+
+    pub(crate) fn next_processing_time(&self) -> Option<i64> {
+        let own = self.timers.next_timer(TimeDomain::ProcessingTime);
+        match (own, self.next.next_processing_time()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub(crate) fn forward_idle(&mut self, idle: bool) -> TaskResult {
+        self.next.idle(idle)
+    }
+}
+
+/// Runs a [`KeyedProcessFunction`] (or, with `K = ()`, a per-subtask process function).
+pub struct ProcessOp<K, I, O, F> {
+    pub(crate) f: F,
+    pub(crate) key_of: Arc<dyn Fn(&I) -> K + Send + Sync>,
+    pub(crate) core: ProcessCore<K, O>,
+}
+
+impl<K: StateKey, I, O, F: KeyedProcessFunction<K, I, O>> ProcessOp<K, I, O, F> {
+    pub(crate) fn new(
+        mut f: F,
+        key_of: Arc<dyn Fn(&I) -> K + Send + Sync>,
+        next: Box<dyn Input<O>>,
+        side: SideOutputs,
+        id: OpId,
+    ) -> Result<Self, TaskError> {
+        let mut core = ProcessCore::new(next, side, id);
+        core.id.enter();
+        f.open(&mut core.store).map_err(|e| core.id.err(e))?;
+        Ok(Self { f, key_of, core })
+    }
+}
+
+impl<K: StateKey, I, O, F: KeyedProcessFunction<K, I, O>> Input<I> for ProcessOp<K, I, O, F> {
+    fn push(&mut self, value: I, timestamp: i64) -> TaskResult {
+        let key = (self.key_of)(&value);
+        let f = &mut self.f;
+        self.core.with_context(key, timestamp, |ctx| f.process_element(value, ctx))
+    }
+    fn watermark(&mut self, watermark: i64) -> TaskResult {
+        let f = &mut self.f;
+        self.core.advance_watermark(watermark, |ts, d, ctx| f.on_timer(ts, d, ctx))
+    }
+    fn idle(&mut self, idle: bool) -> TaskResult {
+        self.core.forward_idle(idle)
+    }
+    fn end_input(&mut self) -> TaskResult {
+        self.core.next.end_input()
+    }
+    fn processing_time(&mut self, now: i64) -> TaskResult {
+        let f = &mut self.f;
+        self.core.advance_processing_time(now, |ts, d, ctx| f.on_timer(ts, d, ctx))
+    }
+    fn next_processing_time(&self) -> Option<i64> {
+        self.core.next_processing_time()
+    }
+}

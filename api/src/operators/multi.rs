@@ -1,0 +1,131 @@
+//! Operators with more than one logical input: connect + co-process (two inputs of
+//! different types) and the N-input operator of FLIP-92.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use riffle_state::StateKey;
+
+use super::keyed::ProcessCore;
+use super::OpId;
+use crate::error::{TaskError, TaskResult};
+use crate::functions::{CoProcessFunction, MultiInputFunction, SideOutputs};
+use crate::head::{downcast_batch, VertexHead};
+use crate::link::Input;
+
+/// Runs a [`CoProcessFunction`] over two inputs.
+pub struct CoProcessOp<K, A, B, O, F> {
+    f: F,
+    key1: Arc<dyn Fn(&A) -> K + Send + Sync>,
+    key2: Arc<dyn Fn(&B) -> K + Send + Sync>,
+    core: ProcessCore<K, O>,
+}
+
+impl<K: StateKey, A: 'static, B: 'static, O, F: CoProcessFunction<K, A, B, O>> CoProcessOp<K, A, B, O, F> {
+    pub(crate) fn new(
+        mut f: F,
+        key1: Arc<dyn Fn(&A) -> K + Send + Sync>,
+        key2: Arc<dyn Fn(&B) -> K + Send + Sync>,
+        next: Box<dyn Input<O>>,
+        side: SideOutputs,
+        id: OpId,
+    ) -> Result<Self, TaskError> {
+        let mut core = ProcessCore::new(next, side, id);
+        core.id.enter();
+        f.open(&mut core.store).map_err(|e| core.id.err(e))?;
+        Ok(Self { f, key1, key2, core })
+    }
+}
+
+impl<K: StateKey, A: 'static, B: 'static, O, F: CoProcessFunction<K, A, B, O>> VertexHead for CoProcessOp<K, A, B, O, F> {
+    fn push_batch(&mut self, input: usize, batch: Box<dyn Any + Send>) -> TaskResult {
+        let f = &mut self.f;
+        if input == 0 {
+            for r in downcast_batch::<A>(batch, &self.core.id.name, input)? {
+                let key = (self.key1)(&r.value);
+                self.core.with_context(key, r.timestamp, |ctx| f.process_element1(r.value, ctx))?;
+            }
+        } else {
+            for r in downcast_batch::<B>(batch, &self.core.id.name, input)? {
+                let key = (self.key2)(&r.value);
+                self.core.with_context(key, r.timestamp, |ctx| f.process_element2(r.value, ctx))?;
+            }
+        }
+        Ok(())
+    }
+    fn watermark(&mut self, watermark: i64) -> TaskResult {
+        let f = &mut self.f;
+        self.core.advance_watermark(watermark, |ts, d, ctx| f.on_timer(ts, d, ctx))
+    }
+    fn idle(&mut self, idle: bool) -> TaskResult {
+        self.core.forward_idle(idle)
+    }
+    fn end_of_input(&mut self, _input: usize) -> TaskResult {
+        Ok(())
+    }
+    fn end_input(&mut self) -> TaskResult {
+        self.core.next.end_input()
+    }
+    fn processing_time(&mut self, now: i64) -> TaskResult {
+        let f = &mut self.f;
+        self.core.advance_processing_time(now, |ts, d, ctx| f.on_timer(ts, d, ctx))
+    }
+    fn next_processing_time(&self) -> Option<i64> {
+        self.core.next_processing_time()
+    }
+}
+
+/// Runs a [`MultiInputFunction`] over N inputs of one type.
+pub struct MultiInputOp<K, T, O, F> {
+    f: F,
+    key_of: Arc<dyn Fn(&T) -> K + Send + Sync>,
+    core: ProcessCore<K, O>,
+}
+
+impl<K: StateKey + Default, T: 'static, O, F: MultiInputFunction<K, T, O>> MultiInputOp<K, T, O, F> {
+    pub(crate) fn new(
+        mut f: F,
+        key_of: Arc<dyn Fn(&T) -> K + Send + Sync>,
+        next: Box<dyn Input<O>>,
+        side: SideOutputs,
+        id: OpId,
+    ) -> Result<Self, TaskError> {
+        let mut core = ProcessCore::new(next, side, id);
+        core.id.enter();
+        f.open(&mut core.store).map_err(|e| core.id.err(e))?;
+        Ok(Self { f, key_of, core })
+    }
+}
+
+impl<K: StateKey + Default, T: 'static, O, F: MultiInputFunction<K, T, O>> VertexHead for MultiInputOp<K, T, O, F> {
+    fn push_batch(&mut self, input: usize, batch: Box<dyn Any + Send>) -> TaskResult {
+        let f = &mut self.f;
+        for r in downcast_batch::<T>(batch, &self.core.id.name, input)? {
+            let key = (self.key_of)(&r.value);
+            self.core.with_context(key, r.timestamp, |ctx| f.process_element(input, r.value, ctx))?;
+        }
+        Ok(())
+    }
+    fn watermark(&mut self, watermark: i64) -> TaskResult {
+        let f = &mut self.f;
+        self.core.advance_watermark(watermark, |ts, d, ctx| f.on_timer(ts, d, ctx))
+    }
+    fn idle(&mut self, idle: bool) -> TaskResult {
+        self.core.forward_idle(idle)
+    }
+    fn end_of_input(&mut self, input: usize) -> TaskResult {
+        let f = &mut self.f;
+        let wm = self.core.watermark;
+        self.core.with_context(K::default(), wm, |ctx| f.end_input(input, ctx))
+    }
+    fn end_input(&mut self) -> TaskResult {
+        self.core.next.end_input()
+    }
+    fn processing_time(&mut self, now: i64) -> TaskResult {
+        let f = &mut self.f;
+        self.core.advance_processing_time(now, |ts, d, ctx| f.on_timer(ts, d, ctx))
+    }
+    fn next_processing_time(&self) -> Option<i64> {
+        self.core.next_processing_time()
+    }
+}

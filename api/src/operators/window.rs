@@ -1,0 +1,392 @@
+//! The window operator: assigns keyed records to time windows, keeps a per-(key, window)
+//! accumulator, and fires windows when event time (or the clock) passes their end.
+//!
+//! Semantics follow Flink's `WindowOperator` with the default triggers: a window fires once
+//! when the watermark reaches its max timestamp; with allowed lateness its state lives on
+//! until `max_timestamp + lateness`, and every late record re-fires it; records later than
+//! that are dropped or sent to the late-data side output. Session windows merge.
+
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+
+use riffle_state::{StateKey, TimeDomain, TimerService};
+
+use super::OpId;
+use crate::error::{TaskError, TaskResult, UserError};
+use crate::functions::SideOutputs;
+use crate::link::Input;
+use crate::record::NO_TIMESTAMP;
+use crate::window::{AggregateFunction, ProcessWindowFunction, TimeWindow, WindowAssigner, WindowContext, WindowTime};
+
+/// How a window's records become results: incremental (reduce, aggregate) or all at once
+/// (process).
+pub trait WindowFn<K, T, O>: Send + Sync + 'static {
+    /// What is kept per (key, window).
+    type Acc: Send + 'static;
+    /// Adds a record to a window's accumulator (`None` for a new window).
+    fn add(&self, acc: Option<Self::Acc>, value: T) -> Result<Self::Acc, UserError>;
+    /// Combines the accumulators of merging windows.
+    fn merge(&self, a: Self::Acc, b: Self::Acc) -> Result<Self::Acc, UserError>;
+    /// Emits the results of a firing window.
+    fn emit(&self, key: &K, window: TimeWindow, watermark: i64, acc: &Self::Acc, out: &mut dyn FnMut(O)) -> Result<(), UserError>;
+}
+
+/// `reduce` over a window.
+pub struct ReduceWindow<T>(pub(crate) Arc<dyn Fn(T, T) -> T + Send + Sync>);
+
+impl<K, T: Clone + Send + 'static> WindowFn<K, T, T> for ReduceWindow<T> {
+    type Acc = T;
+    fn add(&self, acc: Option<T>, value: T) -> Result<T, UserError> {
+        Ok(match acc {
+            Some(a) => (self.0)(a, value),
+            None => value,
+        })
+    }
+    fn merge(&self, a: T, b: T) -> Result<T, UserError> {
+        Ok((self.0)(a, b))
+    }
+    fn emit(&self, _: &K, _: TimeWindow, _: i64, acc: &T, out: &mut dyn FnMut(T)) -> Result<(), UserError> {
+        out(acc.clone());
+        Ok(())
+    }
+}
+
+/// `aggregate` over a window.
+pub struct AggregateWindow<F, A> {
+    pub(crate) f: Arc<F>,
+    pub(crate) _a: std::marker::PhantomData<fn() -> A>,
+}
+
+impl<K, T, A: Send + 'static, O, F: AggregateFunction<T, A, O>> WindowFn<K, T, O> for AggregateWindow<F, A> {
+    type Acc = A;
+    #[inline]
+    fn add(&self, acc: Option<A>, value: T) -> Result<A, UserError> {
+        let acc = match acc {
+            Some(a) => a,
+            None => self.f.create_accumulator(),
+        };
+        Ok(self.f.add(value, acc))
+    }
+    fn merge(&self, a: A, b: A) -> Result<A, UserError> {
+        Ok(self.f.merge(a, b))
+    }
+    fn emit(&self, _: &K, _: TimeWindow, _: i64, acc: &A, out: &mut dyn FnMut(O)) -> Result<(), UserError> {
+        out(self.f.get_result(acc));
+        Ok(())
+    }
+}
+
+/// `process` over a window: all records are kept until it fires.
+pub struct ProcessWindow<P>(pub(crate) Arc<P>);
+
+impl<K, T: Send + 'static, O, P: ProcessWindowFunction<K, T, O>> WindowFn<K, T, O> for ProcessWindow<P> {
+    type Acc = Vec<T>;
+    fn add(&self, acc: Option<Vec<T>>, value: T) -> Result<Vec<T>, UserError> {
+        let mut v = acc.unwrap_or_default();
+        v.push(value);
+        Ok(v)
+    }
+    fn merge(&self, mut a: Vec<T>, mut b: Vec<T>) -> Result<Vec<T>, UserError> {
+        a.append(&mut b);
+        Ok(a)
+    }
+    fn emit(&self, key: &K, window: TimeWindow, watermark: i64, acc: &Vec<T>, out: &mut dyn FnMut(O)) -> Result<(), UserError> {
+        let ctx = WindowContext { key, window, current_watermark: watermark };
+        self.0.process(&ctx, acc, out)
+    }
+}
+
+/// The window operator.
+pub struct WindowOp<K, T, O, W: WindowFn<K, T, O>> {
+    pub(crate) wf: Arc<W>,
+    pub(crate) assigner: WindowAssigner,
+    pub(crate) lateness: i64,
+    pub(crate) late_tag: Option<String>,
+    pub(crate) key_of: Arc<dyn Fn(&T) -> K + Send + Sync>,
+    pub(crate) state: FxHashMap<(K, TimeWindow), Option<W::Acc>>,
+    pub(crate) sessions: FxHashMap<K, Vec<TimeWindow>>,
+    pub(crate) timers: TimerService<K, TimeWindow>,
+    pub(crate) watermark: i64,
+    pub(crate) next: Box<dyn Input<O>>,
+    pub(crate) side: SideOutputs,
+    pub(crate) id: OpId,
+    pub(crate) scratch: Vec<TimeWindow>,
+    /// Records dropped as too late with no side output to take them.
+    pub dropped_late: u64,
+}
+
+impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> WindowOp<K, T, O, W> {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        wf: Arc<W>,
+        assigner: WindowAssigner,
+        lateness: i64,
+        late_tag: Option<String>,
+        key_of: Arc<dyn Fn(&T) -> K + Send + Sync>,
+        next: Box<dyn Input<O>>,
+        side: SideOutputs,
+        id: OpId,
+    ) -> Self {
+        Self {
+            wf,
+            assigner,
+            lateness: lateness.max(0),
+            late_tag,
+            key_of,
+            state: FxHashMap::default(),
+            sessions: FxHashMap::default(),
+            timers: TimerService::new(),
+            watermark: i64::MIN,
+            next,
+            side,
+            id,
+            scratch: Vec::with_capacity(4),
+            dropped_late: 0,
+        }
+    }
+
+    fn event_time(&self) -> bool {
+        self.assigner.time() == WindowTime::Event
+    }
+
+    fn domain(&self) -> TimeDomain {
+        if self.event_time() {
+            TimeDomain::EventTime
+        } else {
+            TimeDomain::ProcessingTime
+        }
+    }
+
+    fn cleanup_time(&self, w: &TimeWindow) -> i64 {
+        if self.event_time() {
+            w.max_timestamp().saturating_add(self.lateness)
+        } else {
+            w.max_timestamp()
+        }
+    }
+
+    fn is_window_late(&self, w: &TimeWindow) -> bool {
+        self.event_time() && self.cleanup_time(w) <= self.watermark
+    }
+
+    fn register_timers(&mut self, key: &K, w: TimeWindow) {
+        let d = self.domain();
+        self.timers.register(d, w.max_timestamp(), key.clone(), w);
+        let c = self.cleanup_time(&w);
+        if c != w.max_timestamp() {
+            self.timers.register(d, c, key.clone(), w);
+        }
+    }
+
+    fn delete_timers(&mut self, key: &K, w: TimeWindow) {
+        let d = self.domain();
+        self.timers.delete(d, w.max_timestamp(), key, &w);
+        let c = self.cleanup_time(&w);
+        self.timers.delete(d, c, key, &w);
+    }
+
+    fn fire(&mut self, key: &K, w: TimeWindow) -> TaskResult {
+        let Some(Some(acc)) = self.state.get(&(key.clone(), w)) else { return Ok(()) };
+        let next = &mut self.next;
+        let mut err = None;
+        let ts = w.max_timestamp();
+        self.id.enter();
+        let r = self.wf.emit(key, w, self.watermark, acc, &mut |o| {
+            if err.is_none() {
+                if let Err(e) = next.push(o, ts) {
+                    err = Some(e);
+                }
+            }
+        });
+        if let Some(e) = err {
+            return Err(e);
+        }
+        r.map_err(|e| self.id.err(e))
+    }
+
+    /// Adds `value` to window `w` of `key`; fires at once if the window is already past its
+    /// end (a late record within the allowed lateness).
+    fn add_to_window(&mut self, key: &K, w: TimeWindow, value: T) -> TaskResult {
+        self.id.enter();
+        let slot = self.state.entry((key.clone(), w)).or_insert(None);
+        let is_new = slot.is_none();
+        let acc = slot.take();
+        match self.wf.add(acc, value) {
+            Ok(a) => *slot = Some(a),
+            Err(e) => return Err(self.id.err(e)),
+        }
+        if is_new {
+            self.register_timers(key, w);
+        }
+        if self.event_time() && w.max_timestamp() <= self.watermark {
+            self.fire(key, w)?;
+        }
+        Ok(())
+    }
+
+    fn late_record(&mut self, value: T, timestamp: i64) -> TaskResult {
+        match &self.late_tag {
+            Some(tag) => {
+                let tag = tag.clone();
+                self.side.emit(&tag, value, timestamp)
+            }
+            None => {
+                self.dropped_late += 1;
+                Ok(())
+            }
+        }
+    }
+
+    fn push_merging(&mut self, key: K, w: TimeWindow, value: T, timestamp: i64) -> TaskResult {
+        let actives = self.sessions.get(&key).cloned().unwrap_or_default();
+        let mut merged = w;
+        let mut absorbed = Vec::new();
+        let mut kept = Vec::with_capacity(actives.len() + 1);
+        for a in actives {
+            if a.intersects(&w) {
+                merged = merged.cover(&a);
+                absorbed.push(a);
+            } else {
+                kept.push(a);
+            }
+        }
+        if self.is_window_late(&merged) {
+            return if self.event_time() && timestamp.saturating_add(self.lateness) <= self.watermark {
+                self.late_record(value, timestamp)
+            } else {
+                Ok(())
+            };
+        }
+        if !(absorbed.len() == 1 && absorbed[0] == merged) {
+            let mut acc: Option<W::Acc> = None;
+            for a in &absorbed {
+                self.delete_timers(&key, *a);
+                if let Some(Some(s)) = self.state.remove(&(key.clone(), *a)) {
+                    acc = Some(match acc {
+                        None => s,
+                        Some(prev) => self.wf.merge(prev, s).map_err(|e| self.id.err(e))?,
+                    });
+                }
+            }
+            if let Some(acc) = acc {
+                self.state.insert((key.clone(), merged), Some(acc));
+                self.register_timers(&key, merged);
+            }
+        }
+        kept.push(merged);
+        self.sessions.insert(key.clone(), kept);
+        self.add_to_window(&key, merged, value)
+    }
+
+    fn on_timer(&mut self, key: K, w: TimeWindow, ts: i64) -> TaskResult {
+        if ts == w.max_timestamp() {
+            self.fire(&key, w)?;
+        }
+        if ts == self.cleanup_time(&w) {
+            self.state.remove(&(key.clone(), w));
+            if self.assigner.is_merging() {
+                if let Some(v) = self.sessions.get_mut(&key) {
+                    v.retain(|a| *a != w);
+                    if v.is_empty() {
+                        self.sessions.remove(&key);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> Input<T> for WindowOp<K, T, O, W> {
+    fn push(&mut self, value: T, timestamp: i64) -> TaskResult {
+        let at = if self.event_time() {
+            if timestamp == NO_TIMESTAMP {
+                return Err(TaskError::msg(
+                    &self.id.name,
+                    "record has no event timestamp: an event-time window needs timestamps \
+                     (use assign_timestamps_and_watermarks before it)",
+                ));
+            }
+            timestamp
+        } else {
+            crate::time::now_ms()
+        };
+        self.id.enter();
+        let key = (self.key_of)(&value);
+        self.scratch.clear();
+        self.assigner.assign(at, &mut self.scratch);
+        if self.assigner.is_merging() {
+            let w = self.scratch[0];
+            return self.push_merging(key, w, value, timestamp);
+        }
+        let windows = std::mem::take(&mut self.scratch);
+        let last_live = windows.iter().rposition(|w| !self.is_window_late(w));
+        let result = match last_live {
+            None => {
+                if self.event_time() && timestamp.saturating_add(self.lateness) <= self.watermark {
+                    self.late_record(value, timestamp)
+                } else {
+                    Ok(())
+                }
+            }
+            Some(last) => {
+                let mut value = Some(value);
+                let mut r = Ok(());
+                for (i, w) in windows.iter().enumerate().take(last + 1) {
+                    if self.is_window_late(w) {
+                        continue;
+                    }
+                    let v = if i == last { value.take() } else { value.clone() };
+                    if let Some(v) = v {
+                        r = self.add_to_window(&key, *w, v);
+                        if r.is_err() {
+                            break;
+                        }
+                    }
+                }
+                r
+            }
+        };
+        self.scratch = windows;
+        result
+    }
+
+    fn watermark(&mut self, watermark: i64) -> TaskResult {
+        if watermark <= self.watermark {
+            return Ok(());
+        }
+        self.watermark = watermark;
+        if self.event_time() {
+            while let Some(t) = self.timers.pop_due(TimeDomain::EventTime, watermark) {
+                self.on_timer(t.key, t.namespace, t.timestamp)?;
+            }
+        }
+        self.next.watermark(watermark)
+    }
+
+    fn idle(&mut self, idle: bool) -> TaskResult {
+        self.next.idle(idle)
+    }
+
+    fn end_input(&mut self) -> TaskResult {
+        self.next.end_input()
+    }
+
+    fn processing_time(&mut self, now: i64) -> TaskResult {
+        if !self.event_time() {
+            while let Some(t) = self.timers.pop_due(TimeDomain::ProcessingTime, now) {
+                self.on_timer(t.key, t.namespace, t.timestamp)?;
+            }
+        }
+        self.next.processing_time(now)
+    }
+
+    fn next_processing_time(&self) -> Option<i64> {
+        let own = self.timers.next_timer(TimeDomain::ProcessingTime);
+        match (own, self.next.next_processing_time()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}

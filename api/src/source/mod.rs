@@ -1,0 +1,240 @@
+//! Sources shaped as FLIP-27: a [`SplitEnumerator`] decides which reader reads which split
+//! (it runs once per source, in the JobMaster's SourceCoordinator), and [`SourceReader`]s read
+//! the splits they were given (one per source subtask). Bounded and unbounded sources share
+//! this one API; a reader never has to lock anything, it is polled by its subtask.
+
+pub mod builtin;
+
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{TaskError, UserError};
+use crate::link::Input;
+
+/// Whether a source ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub enum Boundedness {
+    /// The source ends; the job can finish.
+    Bounded,
+    /// The source runs until cancelled.
+    Unbounded,
+}
+
+/// A unit of work a reader reads (a file, a range of numbers, a partition).
+pub trait Split: Serialize + DeserializeOwned + Send + Clone + 'static {}
+impl<T: Serialize + DeserializeOwned + Send + Clone + 'static> Split for T {}
+
+/// What the enumerator answers to a reader's request for work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment<S> {
+    /// Splits for the requesting reader (may be empty).
+    pub splits: Vec<S>,
+    /// No split will ever come for this reader again.
+    pub no_more_splits: bool,
+}
+
+/// Lives in the SourceCoordinator (on the JobMaster) and hands out splits.
+pub trait SplitEnumerator<S>: Send {
+    /// A reader subtask registered.
+    fn add_reader(&mut self, _subtask: u32) {}
+    /// Reader `subtask` asks for work.
+    fn handle_split_request(&mut self, subtask: u32) -> Result<Assignment<S>, UserError>;
+    /// Splits given to a reader that failed before finishing them come back.
+    fn add_splits_back(&mut self, splits: Vec<S>, subtask: u32);
+}
+
+/// What a reader's poll says about what comes next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadStatus {
+    /// Call again at once.
+    MoreAvailable,
+    /// Nothing right now (an unbounded source waiting for data); call again later.
+    NothingAvailable,
+    /// The reader finished its splits and wants more from the enumerator.
+    NeedSplits,
+    /// Everything was read: no more splits and nothing left.
+    EndOfInput,
+}
+
+/// Where a reader puts records.
+pub trait SourceOutput<T> {
+    /// Emits a record without a timestamp.
+    fn collect(&mut self, value: T);
+    /// Emits a record with an event timestamp.
+    fn collect_with_timestamp(&mut self, value: T, timestamp: i64);
+}
+
+/// Reads splits inside a source subtask.
+pub trait SourceReader<T, S> {
+    /// New splits from the enumerator.
+    fn add_splits(&mut self, splits: Vec<S>);
+    /// The enumerator has nothing more for this reader.
+    fn notify_no_more_splits(&mut self);
+    /// Emits up to a batch of records. Should return promptly (emit a few thousand records
+    /// at most) so the subtask can react to control messages.
+    fn poll_next(&mut self, output: &mut dyn SourceOutput<T>) -> Result<ReadStatus, UserError>;
+}
+
+/// A FLIP-27 source of `T`.
+pub trait Source<T>: Send + Sync + 'static {
+    /// The split type.
+    type Split: Split;
+    /// Whether the source ends.
+    fn boundedness(&self) -> Boundedness;
+    /// Creates the enumerator for a source of `parallelism` readers.
+    fn create_enumerator(&self, parallelism: u32) -> Result<Box<dyn SplitEnumerator<Self::Split>>, UserError>;
+    /// Creates the reader of subtask `subtask`.
+    fn create_reader(&self, subtask: u32) -> Result<Box<dyn SourceReader<T, Self::Split>>, UserError>;
+}
+
+/// A split serialized for the trip between coordinator and reader (actor messages carry
+/// bytes so that the same messages work across processes).
+pub type SplitBytes = Vec<u8>;
+
+/// A source's enumerator with splits as bytes: what the SourceCoordinator drives.
+pub trait ErasedEnumerator: Send {
+    /// See [`SplitEnumerator::add_reader`].
+    fn add_reader(&mut self, subtask: u32);
+    /// See [`SplitEnumerator::handle_split_request`]; splits serialized.
+    fn handle_split_request(&mut self, subtask: u32) -> Result<(Vec<SplitBytes>, bool), String>;
+    /// See [`SplitEnumerator::add_splits_back`].
+    fn add_splits_back(&mut self, splits: Vec<SplitBytes>, subtask: u32) -> Result<(), String>;
+}
+
+struct EnumeratorAdapter<S> {
+    inner: Box<dyn SplitEnumerator<S>>,
+}
+
+impl<S: Split> ErasedEnumerator for EnumeratorAdapter<S> {
+    fn add_reader(&mut self, subtask: u32) {
+        self.inner.add_reader(subtask)
+    }
+    fn handle_split_request(&mut self, subtask: u32) -> Result<(Vec<SplitBytes>, bool), String> {
+        let a = self.inner.handle_split_request(subtask).map_err(|e| e.to_string())?;
+        let mut out = Vec::with_capacity(a.splits.len());
+        for s in &a.splits {
+            out.push(rmp_serde::to_vec(s).map_err(|e| format!("cannot serialize a split: {e}"))?);
+        }
+        Ok((out, a.no_more_splits))
+    }
+    fn add_splits_back(&mut self, splits: Vec<SplitBytes>, subtask: u32) -> Result<(), String> {
+        let mut back = Vec::with_capacity(splits.len());
+        for b in splits {
+            back.push(rmp_serde::from_slice::<S>(&b).map_err(|e| format!("corrupt split: {e}"))?);
+        }
+        self.inner.add_splits_back(back, subtask);
+        Ok(())
+    }
+}
+
+/// The type-erased source of a job graph: makes enumerators for the coordinator.
+pub trait ErasedSource: Send + Sync {
+    /// See [`Source::boundedness`].
+    fn boundedness(&self) -> Boundedness;
+    /// A byte-level enumerator.
+    fn create_enumerator(&self, parallelism: u32) -> Result<Box<dyn ErasedEnumerator>, String>;
+}
+
+pub(crate) struct SourceHolder<T, S: Source<T>> {
+    pub(crate) source: Arc<S>,
+    pub(crate) _t: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: 'static, S: Source<T>> ErasedSource for SourceHolder<T, S> {
+    fn boundedness(&self) -> Boundedness {
+        self.source.boundedness()
+    }
+    fn create_enumerator(&self, parallelism: u32) -> Result<Box<dyn ErasedEnumerator>, String> {
+        let inner = self.source.create_enumerator(parallelism).map_err(|e| e.to_string())?;
+        Ok(Box::new(EnumeratorAdapter { inner }))
+    }
+}
+
+/// A source subtask's head: its reader feeding the operator chain. Driven by the runtime.
+pub trait SourceHead {
+    /// Splits arrived from the coordinator.
+    fn add_splits(&mut self, splits: Vec<SplitBytes>) -> Result<(), TaskError>;
+    /// The coordinator has no more splits for this reader.
+    fn no_more_splits(&mut self);
+    /// Polls the reader once, pushing what it emits through the chain.
+    fn poll(&mut self) -> Result<ReadStatus, TaskError>;
+    /// The input ended (or the source reached its end): final watermark, end of input.
+    fn finish(&mut self) -> Result<(), TaskError>;
+    /// Processing-time callbacks of the chain.
+    fn processing_time(&mut self, now: i64) -> Result<(), TaskError>;
+    /// The earliest processing-time callback the chain wants.
+    fn next_processing_time(&self) -> Option<i64>;
+    /// Records the reader emitted so far.
+    fn records_emitted(&self) -> u64;
+}
+
+pub(crate) struct ReaderHead<T, S> {
+    pub(crate) reader: Box<dyn SourceReader<T, S>>,
+    pub(crate) chain: Box<dyn Input<T>>,
+    pub(crate) name: String,
+    pub(crate) emitted: u64,
+}
+
+struct PushOutput<'a, T> {
+    chain: &'a mut dyn Input<T>,
+    err: Option<TaskError>,
+    count: u64,
+}
+
+impl<T> SourceOutput<T> for PushOutput<'_, T> {
+    #[inline]
+    fn collect(&mut self, value: T) {
+        self.collect_with_timestamp(value, crate::record::NO_TIMESTAMP)
+    }
+    #[inline]
+    fn collect_with_timestamp(&mut self, value: T, timestamp: i64) {
+        if self.err.is_none() {
+            self.count += 1;
+            if let Err(e) = self.chain.push(value, timestamp) {
+                self.err = Some(e);
+            }
+        }
+    }
+}
+
+impl<T, S: Split> SourceHead for ReaderHead<T, S> {
+    fn add_splits(&mut self, splits: Vec<SplitBytes>) -> Result<(), TaskError> {
+        let mut v = Vec::with_capacity(splits.len());
+        for b in splits {
+            v.push(
+                rmp_serde::from_slice::<S>(&b)
+                    .map_err(|e| TaskError::msg(&self.name, format!("corrupt split: {e}")))?,
+            );
+        }
+        self.reader.add_splits(v);
+        Ok(())
+    }
+    fn no_more_splits(&mut self) {
+        self.reader.notify_no_more_splits()
+    }
+    fn poll(&mut self) -> Result<ReadStatus, TaskError> {
+        let mut out = PushOutput { chain: self.chain.as_mut(), err: None, count: 0 };
+        let r = self.reader.poll_next(&mut out);
+        self.emitted += out.count;
+        if let Some(e) = out.err {
+            return Err(e);
+        }
+        r.map_err(|e| TaskError::new(&self.name, e.as_ref()))
+    }
+    fn finish(&mut self) -> Result<(), TaskError> {
+        self.chain.watermark(crate::record::MAX_WATERMARK)?;
+        self.chain.end_input()
+    }
+    fn processing_time(&mut self, now: i64) -> Result<(), TaskError> {
+        self.chain.processing_time(now)
+    }
+    fn next_processing_time(&self) -> Option<i64> {
+        self.chain.next_processing_time()
+    }
+    fn records_emitted(&self) -> u64 {
+        self.emitted
+    }
+}

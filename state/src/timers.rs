@@ -1,0 +1,173 @@
+//! Timers: callbacks a keyed operator asks for at an event time or processing time.
+//!
+//! Timers are per (key, namespace, timestamp) and deduplicated: registering the same timer
+//! twice fires it once, as in Flink. They are ordered by timestamp so that advancing the
+//! watermark pops exactly the due ones.
+
+use std::collections::BTreeMap;
+use std::hash::Hash;
+
+use rustc_hash::FxHashSet;
+
+/// Which clock a timer follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum TimeDomain {
+    /// Fires when the watermark passes the timestamp.
+    EventTime,
+    /// Fires when the wall clock passes the timestamp.
+    ProcessingTime,
+}
+
+/// A due timer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timer<K, N> {
+    /// When it was due.
+    pub timestamp: i64,
+    /// The key it was registered under.
+    pub key: K,
+    /// Its namespace (a window, or `()`).
+    pub namespace: N,
+}
+
+#[derive(Debug)]
+struct Queue<K, N> {
+    by_time: BTreeMap<i64, Vec<(K, N)>>,
+    set: FxHashSet<(i64, K, N)>,
+}
+
+impl<K, N> Default for Queue<K, N> {
+    fn default() -> Self {
+        Self { by_time: BTreeMap::new(), set: FxHashSet::default() }
+    }
+}
+
+impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> Queue<K, N> {
+    fn register(&mut self, ts: i64, key: K, ns: N) -> bool {
+        if !self.set.insert((ts, key.clone(), ns.clone())) {
+            return false;
+        }
+        self.by_time.entry(ts).or_default().push((key, ns));
+        true
+    }
+
+    fn delete(&mut self, ts: i64, key: &K, ns: &N) -> bool {
+        if !self.set.remove(&(ts, key.clone(), ns.clone())) {
+            return false;
+        }
+        if let Some(v) = self.by_time.get_mut(&ts) {
+            if let Some(pos) = v.iter().position(|(k, n)| k == key && n == ns) {
+                v.swap_remove(pos);
+            }
+            if v.is_empty() {
+                self.by_time.remove(&ts);
+            }
+        }
+        true
+    }
+
+    fn pop_due(&mut self, up_to: i64) -> Option<Timer<K, N>> {
+        let mut entry = self.by_time.first_entry()?;
+        let ts = *entry.key();
+        if ts > up_to {
+            return None;
+        }
+        let (key, namespace) = entry.get_mut().pop()?;
+        if entry.get().is_empty() {
+            entry.remove();
+        }
+        self.set.remove(&(ts, key.clone(), namespace.clone()));
+        Some(Timer { timestamp: ts, key, namespace })
+    }
+
+    fn next(&self) -> Option<i64> {
+        self.by_time.keys().next().copied()
+    }
+
+    fn len(&self) -> usize {
+        self.set.len()
+    }
+}
+
+/// The timers of one keyed operator instance, in both time domains.
+#[derive(Debug)]
+pub struct TimerService<K, N> {
+    event: Queue<K, N>,
+    processing: Queue<K, N>,
+}
+
+impl<K, N> Default for TimerService<K, N> {
+    fn default() -> Self {
+        Self { event: Queue::default(), processing: Queue::default() }
+    }
+}
+
+impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerService<K, N> {
+    /// An empty timer service.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn queue(&mut self, domain: TimeDomain) -> &mut Queue<K, N> {
+        match domain {
+            TimeDomain::EventTime => &mut self.event,
+            TimeDomain::ProcessingTime => &mut self.processing,
+        }
+    }
+
+    /// Registers a timer; returns false if the same timer was already registered.
+    pub fn register(&mut self, domain: TimeDomain, timestamp: i64, key: K, namespace: N) -> bool {
+        self.queue(domain).register(timestamp, key, namespace)
+    }
+
+    /// Deletes a timer; returns false if there was none.
+    pub fn delete(&mut self, domain: TimeDomain, timestamp: i64, key: &K, namespace: &N) -> bool {
+        self.queue(domain).delete(timestamp, key, namespace)
+    }
+
+    /// Pops one timer due at or before `up_to`. Call in a loop: firing a timer may register
+    /// new timers that are due as well.
+    pub fn pop_due(&mut self, domain: TimeDomain, up_to: i64) -> Option<Timer<K, N>> {
+        self.queue(domain).pop_due(up_to)
+    }
+
+    /// The earliest pending timer of a domain.
+    pub fn next_timer(&self, domain: TimeDomain) -> Option<i64> {
+        match domain {
+            TimeDomain::EventTime => self.event.next(),
+            TimeDomain::ProcessingTime => self.processing.next(),
+        }
+    }
+
+    /// Number of pending timers of a domain.
+    pub fn len(&self, domain: TimeDomain) -> usize {
+        match domain {
+            TimeDomain::EventTime => self.event.len(),
+            TimeDomain::ProcessingTime => self.processing.len(),
+        }
+    }
+
+    /// Whether no timer is pending in either domain.
+    pub fn is_empty(&self) -> bool {
+        self.event.len() == 0 && self.processing.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_fire_in_order_once() {
+        let mut t = TimerService::<u32, ()>::new();
+        assert!(t.register(TimeDomain::EventTime, 30, 1, ()));
+        assert!(t.register(TimeDomain::EventTime, 10, 2, ()));
+        assert!(!t.register(TimeDomain::EventTime, 10, 2, ()), "duplicate");
+        assert!(t.register(TimeDomain::EventTime, 20, 3, ()));
+        assert!(t.delete(TimeDomain::EventTime, 20, &3, &()));
+        assert_eq!(t.pop_due(TimeDomain::EventTime, 25).map(|x| x.key), Some(2));
+        assert_eq!(t.pop_due(TimeDomain::EventTime, 25), None);
+        assert_eq!(t.next_timer(TimeDomain::EventTime), Some(30));
+        assert_eq!(t.pop_due(TimeDomain::EventTime, i64::MAX).map(|x| x.timestamp), Some(30));
+        assert!(t.is_empty());
+    }
+}
