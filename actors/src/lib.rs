@@ -1,1 +1,35 @@
-//! placeholder
+//! riffle's runtime as actors.
+//!
+//! The actor tree, each parent holding and supervising its children:
+//! ```text
+//! Dispatcher ── JobMaster (per job) ── SourceCoordinator (per source)
+//! ResourceManager (SlotManager)
+//! TaskExecutor ── Slot (one Arbiter thread each) ── Subtask (one operator chain each)
+//! ```
+//! Control messages between JobMaster, ResourceManager and TaskExecutor are the serde
+//! [`gateway`] messages; data moves between subtasks in bounded batch channels
+//! ([`exchange`]) that carry watermarks and end-of-partition in-band.
+//!
+//! Architecture invariant: this crate knows the job graph only through riffle-api's
+//! type-erased vertex interface; it never sees a record type.
+
+pub mod dispatcher;
+pub mod exchange;
+pub mod gateway;
+pub mod ids;
+pub mod input_gate;
+pub mod job_master;
+pub mod job_status;
+pub mod registry;
+pub mod resource_manager;
+pub mod slot;
+pub mod slot_manager;
+pub mod source_coordinator;
+pub mod subtask;
+pub mod supervision;
+pub mod task_executor;
+
+pub use ids::{ExecutionId, JobId, ResourceId};
+pub use job_master::JobResult;
+pub use job_status::JobStatus;
+pub use registry::RuntimeShared;

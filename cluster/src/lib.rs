@@ -1,1 +1,12 @@
-//! placeholder
+//! riffle-cluster: configuration and the ways to run the runtime. For now the MiniCluster
+//! (everything in the caller's process); remote transport, HA and plugins come later.
+
+pub mod error;
+pub mod minicluster;
+
+pub use error::ClusterError;
+pub use minicluster::{JobHandle, MiniCluster, MiniClusterConfig};
+pub use riffle_actors::dispatcher::JobOverview;
+pub use riffle_actors::gateway::SlotReport;
+pub use riffle_actors::{JobId, JobResult, JobStatus};
+pub use riffle_api::Configuration;

@@ -1,0 +1,215 @@
+//! The Dispatcher: accepts submissions, starts one JobMaster per job (its children), keeps
+//! every job's status and final result, and answers who waits for them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use crate::ids::JobId;
+use crate::job_master::{CancelJobExecution, JobMaster, JobMasterSettings, JobResult, JobStatusChanged, JobTerminated};
+use crate::job_status::JobStatus;
+use crate::registry::RuntimeShared;
+use crate::supervision::ChildExited;
+
+/// Errors a Dispatcher answers with: all are the caller's (user domain).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum DispatcherError {
+    /// No such job.
+    #[error("job {0} not found")]
+    UnknownJob(String),
+    /// The job was submitted already.
+    #[error("job {0} was already submitted")]
+    Duplicate(String),
+    /// The job's graph was not registered before the submission.
+    #[error("job {0} has no job graph")]
+    NoGraph(String),
+    /// The dispatcher stopped.
+    #[error("the dispatcher is shutting down")]
+    ShuttingDown,
+}
+
+/// Submits a job whose graph is in the registry.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<(), DispatcherError>")]
+pub struct SubmitJob {
+    /// The job.
+    pub job_id: JobId,
+}
+
+/// Cancels a job.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<(), DispatcherError>")]
+pub struct CancelJob {
+    /// The job.
+    pub job_id: JobId,
+}
+
+/// Waits for a job's result.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<JobResult, DispatcherError>")]
+pub struct RequestJobResult {
+    /// The job.
+    pub job_id: JobId,
+}
+
+/// One line of the job list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobOverview {
+    /// The job.
+    pub job_id: JobId,
+    /// Its name.
+    pub name: String,
+    /// Its status.
+    pub status: JobStatus,
+}
+
+/// Lists all jobs.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Vec<JobOverview>")]
+pub struct ListJobs;
+
+struct Entry {
+    name: String,
+    status: JobStatus,
+    master: Option<Addr<JobMaster>>,
+    result: Option<JobResult>,
+    waiters: Vec<oneshot::Sender<JobResult>>,
+}
+
+/// The Dispatcher actor.
+pub struct Dispatcher {
+    shared: Arc<RuntimeShared>,
+    settings: JobMasterSettings,
+    jobs: HashMap<JobId, Entry>,
+}
+
+impl Dispatcher {
+    /// A dispatcher whose JobMasters use `settings`.
+    pub fn new(shared: Arc<RuntimeShared>, settings: JobMasterSettings) -> Self {
+        Self { shared, settings, jobs: HashMap::new() }
+    }
+
+    fn complete(&mut self, result: JobResult) {
+        if let Some(e) = self.jobs.get_mut(&result.job_id) {
+            if e.result.is_some() {
+                return;
+            }
+            e.status = result.status;
+            e.master = None;
+            for w in e.waiters.drain(..) {
+                let _ = w.send(result.clone());
+            }
+            e.result = Some(result);
+        }
+    }
+}
+
+impl Actor for Dispatcher {
+    type Context = Context<Self>;
+}
+
+impl Handler<SubmitJob> for Dispatcher {
+    type Result = Result<(), DispatcherError>;
+    fn handle(&mut self, msg: SubmitJob, ctx: &mut Self::Context) -> Self::Result {
+        let id = msg.job_id;
+        if self.jobs.contains_key(&id) {
+            return Err(DispatcherError::Duplicate(id.to_string()));
+        }
+        let graph = self.shared.graph(id).ok_or_else(|| DispatcherError::NoGraph(id.to_string()))?;
+        let name = graph.name.clone();
+        let me = ctx.address();
+        let master = JobMaster::new(
+            id,
+            graph,
+            self.shared.clone(),
+            self.settings.clone(),
+            me.clone().recipient(),
+            me.clone().recipient(),
+            me.recipient(),
+        )
+        .start();
+        self.jobs.insert(id, Entry { name, status: JobStatus::Created, master: Some(master), result: None, waiters: Vec::new() });
+        Ok(())
+    }
+}
+
+impl Handler<CancelJob> for Dispatcher {
+    type Result = Result<(), DispatcherError>;
+    fn handle(&mut self, msg: CancelJob, _: &mut Self::Context) -> Self::Result {
+        let e = self.jobs.get(&msg.job_id).ok_or_else(|| DispatcherError::UnknownJob(msg.job_id.to_string()))?;
+        if let Some(m) = &e.master {
+            m.do_send(CancelJobExecution);
+        }
+        Ok(())
+    }
+}
+
+impl Handler<RequestJobResult> for Dispatcher {
+    type Result = ResponseFuture<Result<JobResult, DispatcherError>>;
+    fn handle(&mut self, msg: RequestJobResult, _: &mut Self::Context) -> Self::Result {
+        let Some(e) = self.jobs.get_mut(&msg.job_id) else {
+            let id = msg.job_id.to_string();
+            return Box::pin(async move { Err(DispatcherError::UnknownJob(id)) });
+        };
+        if let Some(r) = &e.result {
+            let r = r.clone();
+            return Box::pin(async move { Ok(r) });
+        }
+        let (tx, rx) = oneshot::channel();
+        e.waiters.push(tx);
+        Box::pin(async move { rx.await.map_err(|_| DispatcherError::ShuttingDown) })
+    }
+}
+
+impl Handler<ListJobs> for Dispatcher {
+    type Result = MessageResult<ListJobs>;
+    fn handle(&mut self, _: ListJobs, _: &mut Self::Context) -> Self::Result {
+        let mut v: Vec<JobOverview> = self
+            .jobs
+            .iter()
+            .map(|(id, e)| JobOverview { job_id: *id, name: e.name.clone(), status: e.status })
+            .collect();
+        v.sort_by_key(|j| j.job_id);
+        MessageResult(v)
+    }
+}
+
+impl Handler<JobTerminated> for Dispatcher {
+    type Result = ();
+    fn handle(&mut self, msg: JobTerminated, _: &mut Self::Context) {
+        self.complete(msg.0);
+    }
+}
+
+impl Handler<JobStatusChanged> for Dispatcher {
+    type Result = ();
+    fn handle(&mut self, msg: JobStatusChanged, _: &mut Self::Context) {
+        if let Some(e) = self.jobs.get_mut(&msg.job_id) {
+            if e.result.is_none() {
+                e.status = msg.status;
+            }
+        }
+    }
+}
+
+impl Handler<ChildExited> for Dispatcher {
+    type Result = ();
+    fn handle(&mut self, msg: ChildExited, _: &mut Self::Context) {
+        // A JobMaster that stopped without reporting a result crashed: the job failed.
+        let Some(id) = JobId::parse(&msg.child) else { return };
+        let pending = self.jobs.get(&id).is_some_and(|e| e.result.is_none());
+        if pending {
+            let name = self.jobs.get(&id).map(|e| e.name.clone()).unwrap_or_default();
+            self.complete(JobResult {
+                job_id: id,
+                name,
+                status: JobStatus::Failed,
+                error: Some(format!("the job master stopped unexpectedly: {}", msg.reason)),
+                duration: std::time::Duration::ZERO,
+            });
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! In-process data channels between subtasks: bounded queues of batches.
+//!
+//! A channel is identified by (job, attempt, edge, producer, consumer). Whichever side comes
+//! first creates it; each side takes its own end. Capacity is in batches, so memory between
+//! two subtasks is bounded by `capacity × batch size` whatever their speeds.
+
+use dashmap::DashMap;
+use riffle_api::{ChannelKey, Element};
+use tokio::sync::mpsc::{channel, Receiver, Sender};
+
+use crate::ids::JobId;
+
+/// Full identity of a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChannelId {
+    /// The job.
+    pub job: JobId,
+    /// The job's attempt (a restart gets fresh channels).
+    pub attempt: u32,
+    /// Edge, producer, consumer.
+    pub key: ChannelKey,
+}
+
+struct Ends {
+    tx: Option<Sender<Element>>,
+    rx: Option<Receiver<Element>>,
+}
+
+/// The channels of this process.
+#[derive(Default)]
+pub struct LocalExchange {
+    channels: DashMap<ChannelId, Ends>,
+}
+
+/// Batches a channel holds before the producer waits (backpressure).
+pub const DEFAULT_CHANNEL_CAPACITY: usize = 4;
+
+impl LocalExchange {
+    fn with_ends<R>(&self, id: ChannelId, capacity: usize, f: impl FnOnce(&mut Ends) -> R) -> R {
+        let mut e = self.channels.entry(id).or_insert_with(|| {
+            let (tx, rx) = channel(capacity.max(1));
+            Ends { tx: Some(tx), rx: Some(rx) }
+        });
+        let r = f(&mut e);
+        let done = e.tx.is_none() && e.rx.is_none();
+        drop(e);
+        if done {
+            self.channels.remove(&id);
+        }
+        r
+    }
+
+    /// The producer's end (None if it was taken already).
+    pub fn take_sender(&self, id: ChannelId, capacity: usize) -> Option<Sender<Element>> {
+        self.with_ends(id, capacity, |e| e.tx.take())
+    }
+
+    /// The consumer's end (None if it was taken already).
+    pub fn take_receiver(&self, id: ChannelId, capacity: usize) -> Option<Receiver<Element>> {
+        self.with_ends(id, capacity, |e| e.rx.take())
+    }
+
+    /// Drops every channel of a job attempt that a side never picked up.
+    pub fn remove_attempt(&self, job: JobId, attempt: u32) {
+        self.channels.retain(|k, _| !(k.job == job && k.attempt == attempt));
+    }
+
+    /// Number of channels not yet picked up by both sides (tests, leak checks).
+    pub fn pending(&self) -> usize {
+        self.channels.len()
+    }
+}

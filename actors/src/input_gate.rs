@@ -1,0 +1,222 @@
+//! A subtask's input side: one receiver per input channel, polled round-robin, with the
+//! per-channel watermark and idleness bookkeeping that yields the subtask's watermark
+//! (the minimum over its active channels).
+
+use std::task::{Context, Poll};
+
+use riffle_api::Element;
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::sync::mpsc::Receiver;
+
+/// What a channel delivered: an element, or `None` if it closed before end of partition
+/// (its producer died).
+pub type Delivery = (usize, Option<Element>);
+
+/// The input channels of one subtask.
+pub struct InputGate {
+    rxs: Vec<Receiver<Element>>,
+    /// Logical input of each channel.
+    pub input_of: Vec<usize>,
+    watermarks: Vec<i64>,
+    idle: Vec<bool>,
+    ended: Vec<bool>,
+    remaining_per_input: Vec<usize>,
+    remaining: usize,
+    next_start: usize,
+    emitted: i64,
+    all_idle: bool,
+}
+
+/// A change of the subtask's combined input status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateEvent {
+    /// The combined watermark advanced.
+    Watermark(i64),
+    /// Every active channel is idle now (`true`), or one became active again (`false`).
+    Idle(bool),
+}
+
+impl InputGate {
+    /// A gate over `rxs`, channel i feeding logical input `input_of[i]`.
+    pub fn new(rxs: Vec<Receiver<Element>>, input_of: Vec<usize>, num_inputs: usize) -> Self {
+        let n = rxs.len();
+        let mut remaining_per_input = vec![0; num_inputs.max(1)];
+        for &i in &input_of {
+            if let Some(r) = remaining_per_input.get_mut(i) {
+                *r += 1;
+            }
+        }
+        Self {
+            rxs,
+            input_of,
+            watermarks: vec![i64::MIN; n],
+            idle: vec![false; n],
+            ended: vec![false; n],
+            remaining_per_input,
+            remaining: n,
+            next_start: 0,
+            emitted: i64::MIN,
+            all_idle: false,
+        }
+    }
+
+    /// Channels that have not delivered end of partition.
+    pub fn remaining(&self) -> usize {
+        self.remaining
+    }
+
+    /// Takes the next element if one is ready, without waiting.
+    pub fn try_next(&mut self) -> Option<Delivery> {
+        let n = self.rxs.len();
+        for k in 0..n {
+            let i = (self.next_start + k) % n;
+            if self.ended[i] {
+                continue;
+            }
+            match self.rxs[i].try_recv() {
+                Ok(e) => {
+                    self.next_start = (i + 1) % n;
+                    return Some((i, Some(e)));
+                }
+                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Disconnected) => return Some((i, None)),
+            }
+        }
+        None
+    }
+
+    /// Waits for the next element of any channel.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Delivery> {
+        let n = self.rxs.len();
+        for k in 0..n {
+            let i = (self.next_start + k) % n;
+            if self.ended[i] {
+                continue;
+            }
+            match self.rxs[i].poll_recv(cx) {
+                Poll::Ready(Some(e)) => {
+                    self.next_start = (i + 1) % n;
+                    return Poll::Ready((i, Some(e)));
+                }
+                Poll::Ready(None) => return Poll::Ready((i, None)),
+                Poll::Pending => {}
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Records a watermark from channel `ch`; returns what changed for the subtask.
+    pub fn on_watermark(&mut self, ch: usize, wm: i64, out: &mut Vec<GateEvent>) {
+        if wm > self.watermarks[ch] {
+            self.watermarks[ch] = wm;
+        }
+        self.idle[ch] = false;
+        self.recompute(out);
+    }
+
+    /// Records channel `ch` becoming idle or active.
+    pub fn on_idle(&mut self, ch: usize, idle: bool, out: &mut Vec<GateEvent>) {
+        self.idle[ch] = idle;
+        self.recompute(out);
+    }
+
+    /// Records end of partition on `ch`; returns `Some(input)` if that logical input ended.
+    pub fn on_end(&mut self, ch: usize, out: &mut Vec<GateEvent>) -> Option<usize> {
+        if self.ended[ch] {
+            return None;
+        }
+        self.ended[ch] = true;
+        self.remaining -= 1;
+        let input = self.input_of[ch];
+        let r = self.remaining_per_input.get_mut(input)?;
+        *r -= 1;
+        let ended_input = (*r == 0).then_some(input);
+        self.recompute(out);
+        ended_input
+    }
+
+    fn recompute(&mut self, out: &mut Vec<GateEvent>) {
+        let mut min: Option<i64> = None;
+        let mut any_idle = false;
+        for i in 0..self.watermarks.len() {
+            if self.ended[i] {
+                continue;
+            }
+            if self.idle[i] {
+                any_idle = true;
+                continue;
+            }
+            min = Some(min.map_or(self.watermarks[i], |m: i64| m.min(self.watermarks[i])));
+        }
+        match min {
+            None if any_idle => {
+                if !self.all_idle {
+                    self.all_idle = true;
+                    out.push(GateEvent::Idle(true));
+                }
+            }
+            None => {
+                if self.emitted != i64::MAX && self.remaining == 0 {
+                    self.emitted = i64::MAX;
+                    out.push(GateEvent::Watermark(i64::MAX));
+                }
+            }
+            Some(m) => {
+                if self.all_idle {
+                    self.all_idle = false;
+                    out.push(GateEvent::Idle(false));
+                }
+                if m > self.emitted {
+                    self.emitted = m;
+                    out.push(GateEvent::Watermark(m));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc::channel;
+
+    fn gate(n: usize) -> InputGate {
+        let rxs = (0..n).map(|_| channel::<Element>(1).1).collect();
+        InputGate::new(rxs, vec![0; n], 1)
+    }
+
+    #[test]
+    fn watermark_is_min_of_active_channels_and_idle_channels_do_not_hold_it_back() {
+        let mut g = gate(2);
+        let mut ev = Vec::new();
+        g.on_watermark(0, 100, &mut ev);
+        assert!(ev.is_empty(), "channel 1 has no watermark yet");
+        g.on_watermark(1, 50, &mut ev);
+        assert_eq!(ev, vec![GateEvent::Watermark(50)]);
+        ev.clear();
+        g.on_idle(1, true, &mut ev);
+        assert_eq!(ev, vec![GateEvent::Watermark(100)], "idle channel 1 no longer holds back");
+        ev.clear();
+        g.on_idle(0, true, &mut ev);
+        assert_eq!(ev, vec![GateEvent::Idle(true)]);
+        ev.clear();
+        g.on_watermark(0, 200, &mut ev);
+        assert_eq!(ev, vec![GateEvent::Idle(false), GateEvent::Watermark(200)]);
+    }
+
+    #[test]
+    fn end_of_partition_releases_the_watermark_and_reports_ended_inputs() {
+        let rxs = (0..3).map(|_| channel::<Element>(1).1).collect();
+        let mut g = InputGate::new(rxs, vec![0, 1, 1], 2);
+        let mut ev = Vec::new();
+        g.on_watermark(0, 10, &mut ev);
+        g.on_watermark(1, 20, &mut ev);
+        g.on_watermark(2, 5, &mut ev);
+        ev.clear();
+        assert_eq!(g.on_end(2, &mut ev), None);
+        assert_eq!(ev, vec![GateEvent::Watermark(10)]);
+        assert_eq!(g.on_end(1, &mut ev), Some(1));
+        assert_eq!(g.on_end(0, &mut ev), Some(0));
+        assert_eq!(g.remaining(), 0);
+    }
+}

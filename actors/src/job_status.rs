@@ -1,0 +1,111 @@
+//! The job lifecycle as a pure state machine (Flink's JobStatus): every change of a job's
+//! status goes through [`transition`], so an impossible change is an error, not a silent bug.
+
+use serde::{Deserialize, Serialize};
+
+/// A job's status, with Flink's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum JobStatus {
+    /// Accepted, not yet scheduled.
+    Created,
+    /// Slots requested or subtasks running.
+    Running,
+    /// A subtask failed; the others are being cancelled.
+    Failing,
+    /// Ended by a failure.
+    Failed,
+    /// Cancel requested; subtasks are being stopped.
+    Cancelling,
+    /// Ended by cancel.
+    Canceled,
+    /// Every subtask finished.
+    Finished,
+}
+
+impl JobStatus {
+    /// Whether the job ended.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobStatus::Failed | JobStatus::Canceled | JobStatus::Finished)
+    }
+
+    /// Flink's upper-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Created => "CREATED",
+            JobStatus::Running => "RUNNING",
+            JobStatus::Failing => "FAILING",
+            JobStatus::Failed => "FAILED",
+            JobStatus::Cancelling => "CANCELLING",
+            JobStatus::Canceled => "CANCELED",
+            JobStatus::Finished => "FINISHED",
+        }
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What happens to a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobEvent {
+    /// Scheduling starts.
+    Schedule,
+    /// A subtask (or scheduling) failed.
+    Fail,
+    /// The user cancels.
+    Cancel,
+    /// Every subtask finished.
+    AllFinished,
+    /// Every subtask stopped after a failure or cancel.
+    AllStopped,
+}
+
+/// An event that does not apply in a status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("job event {event:?} is not allowed in status {from}")]
+pub struct InvalidTransition {
+    /// The status.
+    pub from: JobStatus,
+    /// The event.
+    pub event: JobEvent,
+}
+
+/// The status after `event` in `from`.
+pub fn transition(from: JobStatus, event: JobEvent) -> Result<JobStatus, InvalidTransition> {
+    use JobEvent::*;
+    use JobStatus::*;
+    Ok(match (from, event) {
+        (Created, Schedule) => Running,
+        (Created | Running, Fail) => Failing,
+        (Failing, Fail) => Failing,
+        (Cancelling, Fail) => Cancelling,
+        (Created | Running, Cancel) => Cancelling,
+        (Failing | Cancelling, Cancel) => from,
+        (Running, AllFinished) => Finished,
+        (Failing, AllStopped | AllFinished) => Failed,
+        (Cancelling, AllStopped | AllFinished) => Canceled,
+        _ => return Err(InvalidTransition { from, event }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifecycle() {
+        let s = transition(JobStatus::Created, JobEvent::Schedule).unwrap();
+        assert_eq!(transition(s, JobEvent::AllFinished), Ok(JobStatus::Finished));
+        let f = transition(s, JobEvent::Fail).unwrap();
+        assert_eq!(f, JobStatus::Failing);
+        assert_eq!(transition(f, JobEvent::Cancel), Ok(JobStatus::Failing));
+        assert_eq!(transition(f, JobEvent::AllStopped), Ok(JobStatus::Failed));
+        let c = transition(s, JobEvent::Cancel).unwrap();
+        assert_eq!(transition(c, JobEvent::AllStopped), Ok(JobStatus::Canceled));
+        assert!(transition(JobStatus::Finished, JobEvent::Cancel).is_err());
+        assert!(JobStatus::Canceled.is_terminal() && !JobStatus::Failing.is_terminal());
+    }
+}

@@ -1,0 +1,59 @@
+//! Registries the actors of one process share (dashmap): job graphs, counters, and the
+//! addresses behind gateway ids. Gateway messages carry ids, not addresses, so that the same
+//! messages can later travel between processes; in one process the id is looked up here.
+
+use std::sync::{Arc, OnceLock};
+
+use actix::Addr;
+use dashmap::DashMap;
+use riffle_api::metrics::JobCounters;
+use riffle_api::{Configuration, JobGraph};
+
+use crate::exchange::LocalExchange;
+use crate::ids::{JobId, ResourceId};
+use crate::job_master::JobMaster;
+use crate::resource_manager::ResourceManager;
+use crate::task_executor::TaskExecutor;
+
+/// What the actors of one process share.
+pub struct RuntimeShared {
+    /// The cluster configuration.
+    pub config: Configuration,
+    /// Job graphs by job (the in-process stand-in for "rebuild the graph from its builder").
+    pub graphs: DashMap<JobId, Arc<JobGraph>>,
+    /// Job counters by job.
+    pub counters: DashMap<JobId, Arc<JobCounters>>,
+    /// In-process data channels.
+    pub exchange: LocalExchange,
+    /// TaskExecutor addresses by id.
+    pub task_executors: DashMap<ResourceId, Addr<TaskExecutor>>,
+    /// JobMaster addresses by job.
+    pub job_masters: DashMap<JobId, Addr<JobMaster>>,
+    /// The ResourceManager.
+    pub resource_manager: OnceLock<Addr<ResourceManager>>,
+}
+
+impl RuntimeShared {
+    /// Empty registries with `config`.
+    pub fn new(config: Configuration) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            graphs: DashMap::new(),
+            counters: DashMap::new(),
+            exchange: LocalExchange::default(),
+            task_executors: DashMap::new(),
+            job_masters: DashMap::new(),
+            resource_manager: OnceLock::new(),
+        })
+    }
+
+    /// The job's graph.
+    pub fn graph(&self, job: JobId) -> Option<Arc<JobGraph>> {
+        self.graphs.get(&job).map(|g| g.clone())
+    }
+
+    /// The job's counters (created on first use).
+    pub fn counters(&self, job: JobId) -> Arc<JobCounters> {
+        self.counters.entry(job).or_default().clone()
+    }
+}

@@ -1,0 +1,157 @@
+//! The ResourceManager: registry of TaskExecutors and their slots, and the place where jobs
+//! ask for slots. Requests that cannot be served yet wait, up to `slot.request.timeout`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use crate::gateway::{
+    AllocateSlot, FreeSlot, GetSlotReport, RegisterTaskExecutor, ReleaseSlots, RequestSlots, SlotAssignment, SlotError,
+    UnregisterTaskExecutor,
+};
+use crate::ids::JobId;
+use crate::registry::RuntimeShared;
+use crate::slot_manager::SlotManager;
+
+struct Pending {
+    id: u64,
+    job: JobId,
+    count: u32,
+    timeout_ms: u64,
+    reply: oneshot::Sender<Result<Vec<SlotAssignment>, SlotError>>,
+}
+
+/// The ResourceManager actor.
+pub struct ResourceManager {
+    shared: Arc<RuntimeShared>,
+    slots: SlotManager,
+    pending: VecDeque<Pending>,
+    next_pending: u64,
+}
+
+impl ResourceManager {
+    /// A ResourceManager capping slots at `max_slots`.
+    pub fn new(shared: Arc<RuntimeShared>, max_slots: Option<u32>) -> Self {
+        Self { shared, slots: SlotManager::new(max_slots), pending: VecDeque::new(), next_pending: 0 }
+    }
+
+    fn executors(&self) -> u32 {
+        self.shared.task_executors.len() as u32
+    }
+
+    fn grant(&self, assignments: &[SlotAssignment], job: JobId) {
+        for a in assignments {
+            if let Some(te) = self.shared.task_executors.get(&a.resource_id) {
+                te.do_send(AllocateSlot { job_id: job, slot_index: a.slot_index, allocation_id: a.allocation_id });
+            }
+        }
+    }
+
+    /// Serves waiting requests in arrival order while slots allow.
+    fn serve_pending(&mut self) {
+        while let Some(p) = self.pending.pop_front() {
+            match self.slots.try_allocate(p.job, p.count) {
+                Ok(Some(a)) => {
+                    self.grant(&a, p.job);
+                    if p.reply.send(Ok(a)).is_err() {
+                        // The requester is gone: give the slots back.
+                        self.slots.release(p.job);
+                    }
+                }
+                Ok(None) => {
+                    self.pending.push_front(p);
+                    return;
+                }
+                Err(e) => {
+                    let _ = p.reply.send(Err(e));
+                }
+            }
+        }
+    }
+}
+
+impl Actor for ResourceManager {
+    type Context = Context<Self>;
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        for p in self.pending.drain(..) {
+            let _ = p.reply.send(Err(SlotError::ShuttingDown));
+        }
+    }
+}
+
+impl Handler<RegisterTaskExecutor> for ResourceManager {
+    type Result = ();
+    fn handle(&mut self, msg: RegisterTaskExecutor, _: &mut Self::Context) {
+        tracing::info!(executor = %msg.resource_id, slots = msg.slots, "task executor registered");
+        self.slots.register(&msg.resource_id, msg.slots);
+        self.serve_pending();
+    }
+}
+
+impl Handler<UnregisterTaskExecutor> for ResourceManager {
+    type Result = ();
+    fn handle(&mut self, msg: UnregisterTaskExecutor, _: &mut Self::Context) {
+        let jobs = self.slots.unregister(&msg.resource_id);
+        tracing::info!(executor = %msg.resource_id, affected_jobs = jobs.len(), "task executor unregistered");
+    }
+}
+
+impl Handler<RequestSlots> for ResourceManager {
+    type Result = ResponseFuture<Result<Vec<SlotAssignment>, SlotError>>;
+    fn handle(&mut self, msg: RequestSlots, ctx: &mut Self::Context) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        match self.slots.try_allocate(msg.job_id, msg.count) {
+            Ok(Some(a)) => {
+                self.grant(&a, msg.job_id);
+                let _ = tx.send(Ok(a));
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+            Ok(None) => {
+                let id = self.next_pending;
+                self.next_pending += 1;
+                self.pending.push_back(Pending { id, job: msg.job_id, count: msg.count, timeout_ms: msg.timeout_ms, reply: tx });
+                ctx.run_later(Duration::from_millis(msg.timeout_ms), move |act, _| {
+                    if let Some(pos) = act.pending.iter().position(|p| p.id == id) {
+                        if let Some(p) = act.pending.remove(pos) {
+                            let r = act.slots.report(act.executors());
+                            let _ = p.reply.send(Err(SlotError::Timeout {
+                                needed: p.count,
+                                free: r.free,
+                                total: r.total,
+                                max: act.slots.max_text(),
+                                timeout_ms: p.timeout_ms,
+                            }));
+                        }
+                    }
+                });
+            }
+        }
+        Box::pin(async move { rx.await.unwrap_or(Err(SlotError::ShuttingDown)) })
+    }
+}
+
+impl Handler<ReleaseSlots> for ResourceManager {
+    type Result = ();
+    fn handle(&mut self, msg: ReleaseSlots, _: &mut Self::Context) {
+        self.pending.retain(|p| p.job != msg.job_id);
+        for (rid, slot) in self.slots.release(msg.job_id) {
+            if let Some(te) = self.shared.task_executors.get(&rid) {
+                te.do_send(FreeSlot { slot_index: slot });
+            }
+        }
+        self.serve_pending();
+    }
+}
+
+impl Handler<GetSlotReport> for ResourceManager {
+    type Result = MessageResult<GetSlotReport>;
+    fn handle(&mut self, _: GetSlotReport, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.slots.report(self.executors()))
+    }
+}

@@ -1,0 +1,39 @@
+//! The SourceCoordinator: runs a FLIP-27 split enumerator for one source vertex, under its
+//! JobMaster, and answers readers' split requests.
+
+use actix::prelude::*;
+use riffle_api::source::ErasedEnumerator;
+
+use crate::gateway::{SplitRequest, SplitResponse};
+use crate::supervision::catch_panic;
+
+/// The SourceCoordinator actor.
+pub struct SourceCoordinator {
+    enumerator: Box<dyn ErasedEnumerator>,
+    readers: std::collections::HashSet<u32>,
+}
+
+impl SourceCoordinator {
+    /// A coordinator driving `enumerator`.
+    pub fn new(enumerator: Box<dyn ErasedEnumerator>) -> Self {
+        Self { enumerator, readers: Default::default() }
+    }
+}
+
+impl Actor for SourceCoordinator {
+    type Context = Context<Self>;
+}
+
+impl Handler<SplitRequest> for SourceCoordinator {
+    type Result = Result<SplitResponse, String>;
+    fn handle(&mut self, msg: SplitRequest, _: &mut Self::Context) -> Self::Result {
+        let subtask = msg.execution.subtask;
+        let e = &mut self.enumerator;
+        if self.readers.insert(subtask) {
+            catch_panic(|| e.add_reader(subtask)).map_err(|p| format!("enumerator panicked: {p}"))?;
+        }
+        let (splits, no_more_splits) =
+            catch_panic(|| e.handle_split_request(subtask)).map_err(|p| format!("enumerator panicked: {p}"))??;
+        Ok(SplitResponse { splits, no_more_splits })
+    }
+}

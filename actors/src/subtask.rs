@@ -1,0 +1,378 @@
+//! The Subtask actor and the loop that runs one chain of operators.
+//!
+//! The actor lives on its Slot's thread (an actix Arbiter) and owns the control side: it is
+//! cancelled through it and reports its end to the Slot. The data side is a local future
+//! that pulls input (a source reader or an input gate), pushes it through the fused chain by
+//! plain calls, and drains the outbox into bounded channels, awaiting free capacity: that
+//! await is where backpressure stops a fast producer. A panic in user code is caught at the
+//! future's boundary and reported with the operator that was running.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures::FutureExt;
+use riffle_api::metrics::JobCounters;
+use riffle_api::partition::{FlushRegistry, SharedOutbox};
+use riffle_api::source::{ReadStatus, SourceHead};
+use riffle_api::{Element, HeadKind, JobGraph, TaskEnv, TaskError};
+use riffle_api::head::VertexHead;
+use riffle_api::link::OperatorMarker;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::mpsc::Sender;
+use tokio::sync::watch;
+
+use crate::exchange::ChannelId;
+use crate::gateway::{SplitRequest, TaskState};
+use crate::ids::ExecutionId;
+use crate::input_gate::{GateEvent, InputGate};
+use crate::registry::RuntimeShared;
+use crate::supervision::panic_message;
+
+/// Everything a subtask needs to run.
+pub struct SubtaskSpec {
+    /// Which execution.
+    pub execution: ExecutionId,
+    /// The job's graph.
+    pub graph: Arc<JobGraph>,
+    /// Process-wide registries.
+    pub shared: Arc<RuntimeShared>,
+    /// Records per batch.
+    pub batch_size: usize,
+    /// Batches per channel.
+    pub channel_capacity: usize,
+    /// Flush partially filled batches after this long (Flink's buffer timeout).
+    pub buffer_timeout_ms: i64,
+}
+
+/// How a run ended, when not normally.
+enum Stop {
+    Cancelled,
+    Failed(TaskError),
+}
+
+impl From<TaskError> for Stop {
+    fn from(e: TaskError) -> Self {
+        Stop::Failed(e)
+    }
+}
+
+/// Sent by a Subtask to its Slot when it stopped: the child-exit message of this level.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct SubtaskExited {
+    /// Which execution.
+    pub execution: ExecutionId,
+    /// Its final state.
+    pub state: TaskState,
+}
+
+/// Asks a subtask to stop.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct CancelSubtask;
+
+/// The Subtask actor.
+pub struct Subtask {
+    spec: Option<SubtaskSpec>,
+    execution: ExecutionId,
+    parent: Recipient<SubtaskExited>,
+    cancel: watch::Sender<bool>,
+    state: TaskState,
+}
+
+impl Subtask {
+    /// A subtask reporting to `parent` when it ends.
+    pub fn new(spec: SubtaskSpec, parent: Recipient<SubtaskExited>) -> Self {
+        let (cancel, _) = watch::channel(false);
+        Self { execution: spec.execution, spec: Some(spec), parent, cancel, state: TaskState::Canceled }
+    }
+}
+
+impl Actor for Subtask {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let Some(spec) = self.spec.take() else { return };
+        let cancel = self.cancel.subscribe();
+        let marker = OperatorMarker::default();
+        let graph = spec.graph.clone();
+        let vertex = spec.execution.vertex as usize;
+        let m2 = marker.clone();
+        let fut = std::panic::AssertUnwindSafe(run(spec, cancel, m2)).catch_unwind();
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            act.state = match res {
+                Ok(Ok(())) => TaskState::Finished,
+                Ok(Err(Stop::Cancelled)) => TaskState::Canceled,
+                Ok(Err(Stop::Failed(e))) => TaskState::Failed(e),
+                Err(panic) => {
+                    let op = graph
+                        .operator_name(marker.current())
+                        .or_else(|| graph.vertices().get(vertex).map(|v| v.name.as_str()))
+                        .unwrap_or("unknown operator")
+                        .to_string();
+                    TaskState::Failed(TaskError::msg(op, format!("panicked: {}", panic_message(panic.as_ref()))))
+                }
+            };
+            ctx.stop();
+        }));
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.parent.do_send(SubtaskExited { execution: self.execution, state: self.state.clone() });
+    }
+}
+
+impl Handler<CancelSubtask> for Subtask {
+    type Result = ();
+    fn handle(&mut self, _: CancelSubtask, _: &mut Self::Context) {
+        let _ = self.cancel.send(true);
+    }
+}
+
+fn name_of(graph: &JobGraph, e: &ExecutionId) -> String {
+    let v = graph.vertices().get(e.vertex as usize);
+    let (name, p) = v.map(|v| (v.name.as_str(), v.parallelism)).unwrap_or(("?", 0));
+    format!("{name} ({}/{p})", e.subtask + 1)
+}
+
+async fn run(spec: SubtaskSpec, mut cancel: watch::Receiver<bool>, marker: OperatorMarker) -> Result<(), Stop> {
+    let e = spec.execution;
+    let graph = spec.graph.clone();
+    let task_name = name_of(&graph, &e);
+    let counters = spec.shared.counters(e.job);
+    let env = TaskEnv {
+        outbox: SharedOutbox::default(),
+        flush: FlushRegistry::default(),
+        marker,
+        counters: counters.clone(),
+        batch_size: spec.batch_size,
+    };
+    let instance = graph.instantiate(e.vertex as usize, e.subtask, &env)?;
+    let mut senders = Vec::with_capacity(instance.output_channels.len());
+    for key in &instance.output_channels {
+        let id = ChannelId { job: e.job, attempt: e.attempt, key: *key };
+        let tx = spec
+            .shared
+            .exchange
+            .take_sender(id, spec.channel_capacity)
+            .ok_or_else(|| TaskError::msg(&task_name, format!("output channel {key:?} was already taken")))?;
+        senders.push(tx);
+    }
+    let mut out = Outputs { env, senders, last_flush: riffle_api::time::now_ms(), timeout: spec.buffer_timeout_ms, name: task_name.clone() };
+    match instance.head {
+        HeadKind::Source(head) => run_source(&spec, head, &mut out, &mut cancel, counters).await,
+        HeadKind::Operators(head) => {
+            let channels = graph.input_channels(e.vertex as usize, e.subtask);
+            let mut rxs = Vec::with_capacity(channels.len());
+            let mut input_of = Vec::with_capacity(channels.len());
+            for c in &channels {
+                let id = ChannelId { job: e.job, attempt: e.attempt, key: c.key };
+                let rx = spec
+                    .shared
+                    .exchange
+                    .take_receiver(id, spec.channel_capacity)
+                    .ok_or_else(|| TaskError::msg(&task_name, format!("input channel {:?} was already taken", c.key)))?;
+                rxs.push(rx);
+                input_of.push(c.input);
+            }
+            let num_inputs = graph.vertices().get(e.vertex as usize).map(|v| v.num_inputs).unwrap_or(1);
+            let gate = InputGate::new(rxs, input_of, num_inputs);
+            run_operators(head, gate, &mut out, &mut cancel).await
+        }
+    }
+}
+
+struct Outputs {
+    env: TaskEnv,
+    senders: Vec<Sender<Element>>,
+    last_flush: i64,
+    timeout: i64,
+    name: String,
+}
+
+impl Outputs {
+    /// Sends everything the chain produced; waits (backpressure) while a channel is full.
+    async fn drain(&mut self, cancel: &mut watch::Receiver<bool>) -> Result<(), Stop> {
+        loop {
+            let next = self.env.outbox.borrow_mut().queue.pop_front();
+            let Some((ch, el)) = next else { return Ok(()) };
+            let tx = self
+                .senders
+                .get(ch)
+                .ok_or_else(|| TaskError::msg(&self.name, format!("no output channel {ch}")))?;
+            match tx.try_send(el) {
+                Ok(()) => {}
+                Err(TrySendError::Full(el)) => {
+                    tokio::select! {
+                        r = tx.send(el) => r.map_err(|_| TaskError::msg(&self.name, "a downstream subtask stopped"))?,
+                        _ = cancel.changed() => return Err(Stop::Cancelled),
+                    }
+                }
+                Err(TrySendError::Closed(_)) => return Err(TaskError::msg(&self.name, "a downstream subtask stopped").into()),
+            }
+        }
+    }
+
+    /// Flushes partial batches and sends them.
+    async fn flush(&mut self, cancel: &mut watch::Receiver<bool>, now: i64) -> Result<(), Stop> {
+        self.env.flush.flush_all();
+        self.last_flush = now;
+        self.drain(cancel).await
+    }
+
+    async fn maybe_timeout_flush(&mut self, cancel: &mut watch::Receiver<bool>, now: i64) -> Result<(), Stop> {
+        if now - self.last_flush >= self.timeout {
+            self.flush(cancel, now).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn sleep_or_cancel(d: Duration, cancel: &mut watch::Receiver<bool>) -> Result<(), Stop> {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => Ok(()),
+        _ = cancel.changed() => Err(Stop::Cancelled),
+    }
+}
+
+async fn run_source(
+    spec: &SubtaskSpec,
+    mut head: Box<dyn SourceHead>,
+    out: &mut Outputs,
+    cancel: &mut watch::Receiver<bool>,
+    counters: Arc<JobCounters>,
+) -> Result<(), Stop> {
+    let e = spec.execution;
+    let mut published = 0u64;
+    let mut polls = 0u32;
+    loop {
+        if *cancel.borrow() {
+            return Err(Stop::Cancelled);
+        }
+        let status = head.poll()?;
+        let emitted = head.records_emitted();
+        counters.source_records.fetch_add(emitted - published, std::sync::atomic::Ordering::Relaxed);
+        published = emitted;
+        out.drain(cancel).await?;
+        let now = riffle_api::time::now_ms();
+        if head.next_processing_time().is_some_and(|t| now >= t) {
+            head.processing_time(now)?;
+            out.drain(cancel).await?;
+        }
+        out.maybe_timeout_flush(cancel, now).await?;
+        match status {
+            ReadStatus::MoreAvailable => {
+                polls = polls.wrapping_add(1);
+                if polls % 16 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            ReadStatus::NeedSplits => {
+                out.flush(cancel, now).await?;
+                let jm = spec
+                    .shared
+                    .job_masters
+                    .get(&e.job)
+                    .map(|a| a.clone())
+                    .ok_or_else(|| TaskError::msg(&out.name, "the job master is gone"))?;
+                let resp = tokio::select! {
+                    r = jm.send(SplitRequest { execution: e }) => r,
+                    _ = cancel.changed() => return Err(Stop::Cancelled),
+                };
+                let resp = resp
+                    .map_err(|err| TaskError::msg(&out.name, format!("cannot reach the source coordinator: {err}")))?
+                    .map_err(|err| TaskError::msg(&out.name, format!("split enumerator failed: {err}")))?;
+                head.add_splits(resp.splits)?;
+                if resp.no_more_splits {
+                    head.no_more_splits();
+                }
+            }
+            ReadStatus::NothingAvailable => {
+                out.flush(cancel, now).await?;
+                let wait = head.next_processing_time().map(|t| (t - now).clamp(0, 10)).unwrap_or(10);
+                sleep_or_cancel(Duration::from_millis(wait as u64), cancel).await?;
+            }
+            ReadStatus::EndOfInput => {
+                head.finish()?;
+                out.flush(cancel, now).await?;
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn run_operators(
+    mut head: Box<dyn VertexHead>,
+    mut gate: InputGate,
+    out: &mut Outputs,
+    cancel: &mut watch::Receiver<bool>,
+) -> Result<(), Stop> {
+    let mut events = Vec::new();
+    if gate.remaining() == 0 {
+        head.end_input()?;
+        return out.flush(cancel, riffle_api::time::now_ms()).await;
+    }
+    loop {
+        let delivery = match gate.try_next() {
+            Some(d) => d,
+            None => {
+                let now = riffle_api::time::now_ms();
+                out.flush(cancel, now).await?;
+                let wait = head.next_processing_time().map(|t| (t - now).max(0) as u64);
+                let timer = async {
+                    match wait {
+                        Some(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+                        None => futures::future::pending::<()>().await,
+                    }
+                };
+                tokio::select! {
+                    d = std::future::poll_fn(|cx| gate.poll_next(cx)) => Some(d),
+                    _ = timer => None,
+                    _ = cancel.changed() => return Err(Stop::Cancelled),
+                }
+                .unwrap_or((usize::MAX, None))
+            }
+        };
+        let (ch, element) = delivery;
+        if ch != usize::MAX {
+            match element {
+                None => {
+                    return Err(TaskError::msg(&out.name, "an upstream subtask stopped before the end of its partition").into())
+                }
+                Some(Element::Records { batch, .. }) => head.push_batch(gate.input_of[ch], batch)?,
+                Some(Element::Watermark(w)) => gate.on_watermark(ch, w, &mut events),
+                Some(Element::Idle(b)) => gate.on_idle(ch, b, &mut events),
+                Some(Element::EndOfPartition) => {
+                    if let Some(input) = gate.on_end(ch, &mut events) {
+                        for ev in events.drain(..) {
+                            apply(&mut head, ev)?;
+                        }
+                        head.end_of_input(input)?;
+                    }
+                }
+            }
+            for ev in events.drain(..) {
+                apply(&mut head, ev)?;
+            }
+        }
+        out.drain(cancel).await?;
+        let now = riffle_api::time::now_ms();
+        if head.next_processing_time().is_some_and(|t| now >= t) {
+            head.processing_time(now)?;
+            out.drain(cancel).await?;
+        }
+        if gate.remaining() == 0 {
+            head.end_input()?;
+            return out.flush(cancel, now).await;
+        }
+        out.maybe_timeout_flush(cancel, now).await?;
+    }
+}
+
+fn apply(head: &mut Box<dyn VertexHead>, ev: GateEvent) -> Result<(), TaskError> {
+    match ev {
+        GateEvent::Watermark(w) => head.watermark(w),
+        GateEvent::Idle(b) => head.idle(b),
+    }
+}

@@ -1,0 +1,264 @@
+//! The TaskExecutor: owns slots (each an Arbiter thread), registers them with the
+//! ResourceManager, deploys subtasks into them and reports their states to JobMasters.
+//! It supervises its Slots: a crashed slot is restarted with backoff; past the restart
+//! limit the executor stops (escalation).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+
+use crate::gateway::{AllocateSlot, CancelTask, DeployTask, FreeSlot, RegisterTaskExecutor, TaskState, TaskStateUpdate, UnregisterTaskExecutor};
+use crate::ids::{AllocationId, ExecutionId, JobId, ResourceId};
+use crate::registry::RuntimeShared;
+use crate::slot::{CancelInSlot, CountSubtasks, DeploySubtask, InjectSlotFault, Slot};
+use crate::subtask::{SubtaskExited, SubtaskSpec};
+use crate::supervision::{ChildExited, Decision, Strategy, SupervisorState};
+
+struct SlotHandle {
+    arbiter: Arbiter,
+    addr: Option<Addr<Slot>>,
+    supervisor: SupervisorState,
+    allocation: Option<(JobId, AllocationId)>,
+}
+
+/// Settings of a TaskExecutor.
+#[derive(Debug, Clone)]
+pub struct TaskExecutorSettings {
+    /// Slots (`taskmanager.numberOfTaskSlots`).
+    pub slots: u32,
+    /// Records per batch on data channels.
+    pub batch_size: usize,
+    /// Batches per data channel.
+    pub channel_capacity: usize,
+    /// Buffer timeout in ms (`execution.buffer-timeout`).
+    pub buffer_timeout_ms: i64,
+    /// How slots are supervised.
+    pub slot_strategy: Strategy,
+}
+
+/// The TaskExecutor actor.
+pub struct TaskExecutor {
+    id: ResourceId,
+    shared: Arc<RuntimeShared>,
+    settings: TaskExecutorSettings,
+    slots: Vec<SlotHandle>,
+    tasks: HashMap<ExecutionId, u32>,
+    slot_restarts: u32,
+}
+
+/// Injects a crash into one slot (supervision tests, chaos drills).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct CrashSlot(pub u32);
+
+/// How many slots are alive and how many subtasks run in them.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "TaskExecutorReport")]
+pub struct GetTaskExecutorReport;
+
+/// A TaskExecutor's view of itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskExecutorReport {
+    /// Slots whose actor is alive.
+    pub live_slots: u32,
+    /// Slots allocated to a job.
+    pub allocated_slots: u32,
+    /// Subtasks running.
+    pub running_subtasks: usize,
+    /// Slot restarts so far.
+    pub slot_restarts: u32,
+}
+
+impl TaskExecutor {
+    /// A TaskExecutor named `id`.
+    pub fn new(id: ResourceId, shared: Arc<RuntimeShared>, settings: TaskExecutorSettings) -> Self {
+        Self { id, shared, settings, slots: Vec::new(), tasks: HashMap::new(), slot_restarts: 0 }
+    }
+
+    fn start_slot(&self, index: u32, arbiter: &Arbiter, ctx: &mut Context<Self>) -> Addr<Slot> {
+        let parent = ctx.address().recipient::<SubtaskExited>();
+        let on_exit = ctx.address().recipient::<ChildExited>();
+        let shared = self.shared.clone();
+        Slot::start_in_arbiter(&arbiter.handle(), move |_| Slot::new(index, parent, on_exit, shared))
+    }
+
+    fn report(&self, execution: ExecutionId, state: TaskState) {
+        if let Some(jm) = self.shared.job_masters.get(&execution.job) {
+            jm.do_send(TaskStateUpdate { execution, state, location: self.id.clone() });
+        }
+    }
+}
+
+impl Actor for TaskExecutor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        for i in 0..self.settings.slots {
+            let arbiter = Arbiter::new();
+            let addr = self.start_slot(i, &arbiter, ctx);
+            self.slots.push(SlotHandle {
+                arbiter,
+                addr: Some(addr),
+                supervisor: SupervisorState::new(self.settings.slot_strategy.clone()),
+                allocation: None,
+            });
+        }
+        self.shared.task_executors.insert(self.id.clone(), ctx.address());
+        if let Some(rm) = self.shared.resource_manager.get() {
+            rm.do_send(RegisterTaskExecutor { resource_id: self.id.clone(), slots: self.settings.slots });
+        }
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.shared.task_executors.remove(&self.id);
+        if let Some(rm) = self.shared.resource_manager.get() {
+            rm.do_send(UnregisterTaskExecutor { resource_id: self.id.clone() });
+        }
+        for s in &self.slots {
+            s.arbiter.stop();
+        }
+    }
+}
+
+impl Handler<AllocateSlot> for TaskExecutor {
+    type Result = ();
+    fn handle(&mut self, msg: AllocateSlot, _: &mut Self::Context) {
+        if let Some(s) = self.slots.get_mut(msg.slot_index as usize) {
+            s.allocation = Some((msg.job_id, msg.allocation_id));
+        }
+    }
+}
+
+impl Handler<FreeSlot> for TaskExecutor {
+    type Result = ();
+    fn handle(&mut self, msg: FreeSlot, _: &mut Self::Context) {
+        if let Some(s) = self.slots.get_mut(msg.slot_index as usize) {
+            s.allocation = None;
+        }
+    }
+}
+
+impl Handler<DeployTask> for TaskExecutor {
+    type Result = ();
+    fn handle(&mut self, msg: DeployTask, _: &mut Self::Context) {
+        let e = msg.execution;
+        let fail = |this: &Self, why: String| {
+            this.report(e, TaskState::Failed(riffle_api::TaskError::msg(format!("task executor {}", this.id), why)));
+        };
+        let Some(graph) = self.shared.graph(e.job) else {
+            return fail(self, format!("job {} is unknown to this task executor", e.job));
+        };
+        let Some(slot) = self.slots.get(msg.slot_index as usize).and_then(|s| s.addr.clone()) else {
+            return fail(self, format!("slot {} is not available", msg.slot_index));
+        };
+        let spec = SubtaskSpec {
+            execution: e,
+            graph,
+            shared: self.shared.clone(),
+            batch_size: self.settings.batch_size,
+            channel_capacity: self.settings.channel_capacity,
+            buffer_timeout_ms: self.settings.buffer_timeout_ms,
+        };
+        self.tasks.insert(e, msg.slot_index);
+        slot.do_send(DeploySubtask(spec));
+        self.report(e, TaskState::Running);
+    }
+}
+
+impl Handler<CancelTask> for TaskExecutor {
+    type Result = ();
+    fn handle(&mut self, msg: CancelTask, _: &mut Self::Context) {
+        match self.tasks.get(&msg.execution).and_then(|i| self.slots.get(*i as usize)).and_then(|s| s.addr.clone()) {
+            Some(slot) => slot.do_send(CancelInSlot(msg.execution)),
+            None => self.report(msg.execution, TaskState::Canceled),
+        }
+    }
+}
+
+impl Handler<SubtaskExited> for TaskExecutor {
+    type Result = ();
+    fn handle(&mut self, msg: SubtaskExited, _: &mut Self::Context) {
+        self.tasks.remove(&msg.execution);
+        self.report(msg.execution, msg.state);
+    }
+}
+
+impl Handler<ChildExited> for TaskExecutor {
+    type Result = ();
+    fn handle(&mut self, msg: ChildExited, ctx: &mut Self::Context) {
+        let Some(index) = msg.child.strip_prefix("slot-").and_then(|s| s.parse::<u32>().ok()) else { return };
+        let Some(handle) = self.slots.get_mut(index as usize) else { return };
+        handle.addr = None;
+        let decision = handle.supervisor.decide(&msg.child, &msg.reason, Instant::now());
+        // The slot's subtasks died with it.
+        let lost: Vec<ExecutionId> = self.tasks.iter().filter(|(_, s)| **s == index).map(|(e, _)| *e).collect();
+        for e in lost {
+            self.tasks.remove(&e);
+            self.report(
+                e,
+                TaskState::Failed(riffle_api::TaskError::msg(format!("slot {index} of {}", self.id), format!("the slot {}", msg.reason))),
+            );
+        }
+        match decision {
+            Decision::Ignore | Decision::Stop => {}
+            Decision::Restart(delay) => {
+                tracing::warn!(executor = %self.id, slot = index, reason = %msg.reason, ?delay, "restarting slot");
+                self.slot_restarts += 1;
+                ctx.run_later(delay, move |act, ctx| {
+                    let arbiter = Arbiter::new();
+                    let addr = act.start_slot(index, &arbiter, ctx);
+                    if let Some(h) = act.slots.get_mut(index as usize) {
+                        h.arbiter.stop();
+                        h.arbiter = arbiter;
+                        h.addr = Some(addr);
+                    }
+                });
+            }
+            Decision::Escalate(why) => {
+                tracing::error!(executor = %self.id, "stopping task executor: {why}");
+                ctx.stop();
+            }
+        }
+    }
+}
+
+impl Handler<CrashSlot> for TaskExecutor {
+    type Result = ();
+    fn handle(&mut self, msg: CrashSlot, _: &mut Self::Context) {
+        if let Some(a) = self.slots.get(msg.0 as usize).and_then(|s| s.addr.clone()) {
+            a.do_send(InjectSlotFault);
+        }
+    }
+}
+
+impl Handler<GetTaskExecutorReport> for TaskExecutor {
+    type Result = ResponseFuture<TaskExecutorReport>;
+    fn handle(&mut self, _: GetTaskExecutorReport, _: &mut Self::Context) -> Self::Result {
+        let addrs: Vec<Addr<Slot>> = self.slots.iter().filter_map(|s| s.addr.clone()).collect();
+        let allocated = self.slots.iter().filter(|s| s.allocation.is_some()).count() as u32;
+        let restarts = self.slot_restarts;
+        Box::pin(async move {
+            let mut running = 0;
+            let mut live = 0;
+            for a in addrs {
+                if let Ok(n) = a.send(CountSubtasks).await {
+                    running += n;
+                    live += 1;
+                }
+            }
+            TaskExecutorReport { live_slots: live, allocated_slots: allocated, running_subtasks: running, slot_restarts: restarts }
+        })
+    }
+}
+
+/// Default slot supervision: up to 3 restarts a minute, 100 ms doubling to 5 s.
+pub fn default_slot_strategy() -> Strategy {
+    Strategy::Restart {
+        max_restarts: 3,
+        within: Duration::from_secs(60),
+        backoff: Duration::from_millis(100),
+        max_backoff: Duration::from_secs(5),
+    }
+}

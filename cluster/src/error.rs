@@ -1,0 +1,48 @@
+//! The cluster crate's error, with its domain: whether it is the caller's to fix (user), the
+//! environment's (external: retrying may help) or riffle's own (internal).
+
+/// Where an error comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorDomain {
+    /// Bad input: fix the request.
+    User,
+    /// The environment (threads, timeouts): retrying may help.
+    External,
+    /// A bug in riffle.
+    Internal,
+}
+
+/// What can go wrong starting a cluster or talking to it.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// A configuration value is invalid.
+    #[error(transparent)]
+    Config(#[from] riffle_api::ConfigError),
+    /// The job graph is invalid.
+    #[error(transparent)]
+    Graph(#[from] riffle_api::GraphError),
+    /// The cluster refused a request.
+    #[error("{0}")]
+    Rejected(#[from] riffle_actors::dispatcher::DispatcherError),
+    /// The actor system could not be started or reached.
+    #[error("the cluster is not reachable: {0}")]
+    Unavailable(String),
+    /// A wait ran out.
+    #[error("timed out after {0:?} waiting for {1}")]
+    Timeout(std::time::Duration, String),
+}
+
+impl ClusterError {
+    /// Where the error comes from.
+    pub fn domain(&self) -> ErrorDomain {
+        match self {
+            ClusterError::Config(_) | ClusterError::Graph(_) | ClusterError::Rejected(_) => ErrorDomain::User,
+            ClusterError::Unavailable(_) | ClusterError::Timeout(..) => ErrorDomain::External,
+        }
+    }
+
+    /// Whether the same call may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        self.domain() == ErrorDomain::External
+    }
+}
