@@ -33,15 +33,56 @@ impl<T> OutputTag<T> {
     }
 }
 
-/// The side outputs an operator instance writes to: tag name → `Box<dyn Input<T>>`.
+/// A side output's chain with its record type hidden, so an operator can forward watermarks,
+/// idleness, end of input and timers to it like to its main output.
+pub trait SideOut {
+    /// The typed chain, for [`SideOutputs::emit`].
+    fn as_any(&mut self) -> &mut dyn Any;
+    /// See [`Input::watermark`].
+    fn watermark(&mut self, watermark: i64) -> TaskResult;
+    /// See [`Input::idle`].
+    fn idle(&mut self, idle: bool) -> TaskResult;
+    /// See [`Input::end_input`].
+    fn end_input(&mut self) -> TaskResult;
+    /// See [`Input::processing_time`].
+    fn processing_time(&mut self, now: i64) -> TaskResult;
+    /// See [`Input::next_processing_time`].
+    fn next_processing_time(&self) -> Option<i64>;
+}
+
+/// The typed side of a [`SideOut`].
+pub struct TypedSide<T>(pub Box<dyn Input<T>>);
+
+impl<T: 'static> SideOut for TypedSide<T> {
+    fn as_any(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn watermark(&mut self, watermark: i64) -> TaskResult {
+        self.0.watermark(watermark)
+    }
+    fn idle(&mut self, idle: bool) -> TaskResult {
+        self.0.idle(idle)
+    }
+    fn end_input(&mut self) -> TaskResult {
+        self.0.end_input()
+    }
+    fn processing_time(&mut self, now: i64) -> TaskResult {
+        self.0.processing_time(now)
+    }
+    fn next_processing_time(&self) -> Option<i64> {
+        self.0.next_processing_time()
+    }
+}
+
+/// The side outputs an operator instance writes to, by tag name.
 #[derive(Default)]
 pub struct SideOutputs {
-    outputs: Vec<(String, Box<dyn Any>)>,
+    outputs: Vec<(String, Box<dyn SideOut>)>,
 }
 
 impl SideOutputs {
-    /// Side outputs from `(tag, Box<Box<dyn Input<T>>>)` pairs.
-    pub fn new(outputs: Vec<(String, Box<dyn Any>)>) -> Self {
+    /// Side outputs from `(tag, chain)` pairs.
+    pub fn new(outputs: Vec<(String, Box<dyn SideOut>)>) -> Self {
         Self { outputs }
     }
 
@@ -49,8 +90,8 @@ impl SideOutputs {
     pub fn emit<T: 'static>(&mut self, tag: &str, value: T, timestamp: i64) -> TaskResult {
         for (name, out) in self.outputs.iter_mut() {
             if name == tag {
-                if let Some(o) = out.downcast_mut::<Box<dyn Input<T>>>() {
-                    o.push(value, timestamp)?;
+                if let Some(o) = out.as_any().downcast_mut::<TypedSide<T>>() {
+                    o.0.push(value, timestamp)?;
                 }
                 return Ok(());
             }
@@ -58,6 +99,38 @@ impl SideOutputs {
         Ok(())
     }
 
+    /// Forwards a watermark to every side output.
+    pub fn watermark(&mut self, watermark: i64) -> TaskResult {
+        self.outputs.iter_mut().try_for_each(|(_, o)| o.watermark(watermark))
+    }
+
+    /// Forwards idleness to every side output.
+    pub fn idle(&mut self, idle: bool) -> TaskResult {
+        self.outputs.iter_mut().try_for_each(|(_, o)| o.idle(idle))
+    }
+
+    /// Forwards end of input to every side output.
+    pub fn end_input(&mut self) -> TaskResult {
+        self.outputs.iter_mut().try_for_each(|(_, o)| o.end_input())
+    }
+
+    /// Forwards processing time to every side output.
+    pub fn processing_time(&mut self, now: i64) -> TaskResult {
+        self.outputs.iter_mut().try_for_each(|(_, o)| o.processing_time(now))
+    }
+
+    /// The earliest processing-time callback any side output wants.
+    pub fn next_processing_time(&self) -> Option<i64> {
+        self.outputs.iter().filter_map(|(_, o)| o.next_processing_time()).min()
+    }
+}
+
+/// The earlier of two optional times.
+pub(crate) fn min_time(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// What a keyed (or per-subtask) process function sees for one record or timer.

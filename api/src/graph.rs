@@ -10,6 +10,7 @@ use std::any::Any;
 use std::sync::{Arc, Mutex};
 
 use crate::error::{GraphError, TaskError};
+use crate::functions::{SideOut, TypedSide};
 use crate::head::{OneInputHead, VertexHead};
 use crate::link::{Fanout, Input, Nowhere, OperatorMarker};
 use crate::metrics::JobCounters;
@@ -51,8 +52,8 @@ pub struct LinkContext {
     pub id: OpId,
     /// Job counters.
     pub counters: Arc<JobCounters>,
-    /// Side outputs (tag, `Box<dyn Input<T>>`) of this operator.
-    pub side_outputs: Vec<(String, Erased)>,
+    /// Side outputs of this operator, by tag.
+    pub side_outputs: Vec<(String, Box<dyn SideOut>)>,
     /// `pipeline.auto-watermark-interval` in ms.
     pub watermark_interval_ms: i64,
 }
@@ -77,6 +78,7 @@ pub(crate) trait NodeOps: Send + Sync {
     fn fanout(&self, outs: Vec<Erased>) -> Erased;
     fn writer(&self, spec: WriterSpec) -> Erased;
     fn into_head(&self, link: Erased, name: &str) -> Result<Box<dyn VertexHead>, TaskError>;
+    fn into_side(&self, link: Erased) -> Result<Box<dyn SideOut>, TaskError>;
 }
 
 type BuildFn<I, O> = dyn Fn(LinkContext, Box<dyn Input<O>>) -> Result<BuiltTyped<I>, TaskError> + Send + Sync;
@@ -148,6 +150,11 @@ impl<I: 'static, O: Clone + Send + 'static> NodeOps for Node<I, O> {
     fn into_head(&self, link: Erased, name: &str) -> Result<Box<dyn VertexHead>, TaskError> {
         let link = *link.downcast::<Box<dyn Input<I>>>().map_err(|_| wrong_type("a vertex head"))?;
         Ok(Box::new(OneInputHead { link, name: name.to_string() }))
+    }
+
+    fn into_side(&self, link: Erased) -> Result<Box<dyn SideOut>, TaskError> {
+        let link = *link.downcast::<Box<dyn Input<I>>>().map_err(|_| wrong_type("a side output"))?;
+        Ok(Box::new(TypedSide(link)))
     }
 }
 
@@ -475,12 +482,12 @@ impl JobGraph {
         let node = &self.nodes[n];
         let p = node.parallelism.unwrap_or(1);
         let mut mains: Vec<Erased> = Vec::new();
-        let mut sides: Vec<(String, Erased)> = Vec::new();
+        let mut sides: Vec<(String, Box<dyn SideOut>)> = Vec::new();
         for (k, e) in self.edges.iter().enumerate().filter(|(_, e)| e.from == n) {
             let target_in_vertex = self.node_vertex[e.to] == vertex && e.to != self.vertices[vertex].head;
             if let Some(tag) = &e.side_tag {
                 if let Built::Link(l) = self.build_node(e.to, vertex, subtask, env, channels)? {
-                    sides.push((tag.clone(), l));
+                    sides.push((tag.clone(), self.nodes[e.to].ops.into_side(l)?));
                 }
             } else if target_in_vertex {
                 if let Built::Link(l) = self.build_node(e.to, vertex, subtask, env, channels)? {

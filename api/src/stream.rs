@@ -22,11 +22,11 @@ use crate::operators::keyed::{ProcessOp, ReduceOp};
 use crate::operators::multi::{CoProcessOp, MultiInputOp};
 use crate::operators::sinks::{CollectBatch, CollectSink, DiscardSink, PrintSink, TextFileSink};
 use crate::operators::watermarks::TimestampsAndWatermarksOp;
-use crate::operators::window::{AggregateWindow, ProcessWindow, ReduceWindow, WindowFn, WindowOp};
+use crate::operators::window::{AggregateWindow, ProcessWindow, ReduceWindow, WindowFn, WindowOp, WithWindow};
 use crate::partition::PartitionKind;
 use crate::record::{Data, Key};
 use crate::watermark::WatermarkStrategy;
-use crate::window::{AggregateFunction, ProcessWindowFunction, WindowAssigner};
+use crate::window::{AggregateFunction, ProcessWindowFunction, TimeWindow, WindowAssigner};
 
 type KeyFn<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
 type HashFn<T> = Arc<dyn Fn(&T) -> u64 + Send + Sync>;
@@ -495,7 +495,8 @@ impl<K: Key + StateKey, T: Data> WindowedStream<K, T> {
             name,
             Node::new(move |ctx, next| {
                 let side = SideOutputs::new(ctx.side_outputs);
-                Ok(BuiltTyped::Link(Box::new(WindowOp::new(wf.clone(), assigner, lateness, late_tag.clone(), key_of.clone(), next, side, ctx.id))))
+                let dropped = LocalCounter::new(ctx.counters.clone(), |c| &c.late_records_dropped);
+                Ok(BuiltTyped::Link(Box::new(WindowOp::new(wf.clone(), assigner, lateness, late_tag.clone(), key_of.clone(), next, side, ctx.id, dropped))))
             }),
         )
     }
@@ -511,6 +512,26 @@ impl<K: Key + StateKey, T: Data> WindowedStream<K, T> {
     /// Aggregates each window incrementally.
     pub fn aggregate<A: Send + 'static, O: Data, F: AggregateFunction<T, A, O>>(&self, f: F) -> DataStream<O> {
         self.build("Window Aggregate", AggregateWindow { f: Arc::new(f), _a: PhantomData })
+    }
+
+    /// Aggregates each window incrementally and shapes the result with the key and window
+    /// (e.g. to emit the window's end).
+    pub fn aggregate_with<A: Send + 'static, R: 'static, O: Data, F, W>(&self, f: F, shape: W) -> DataStream<O>
+    where
+        F: AggregateFunction<T, A, R>,
+        W: Fn(&K, &TimeWindow, R) -> O + Send + Sync + 'static,
+    {
+        let inner = AggregateWindow { f: Arc::new(f), _a: PhantomData };
+        self.build("Window Aggregate", WithWindow { inner, shape: Arc::new(shape), _r: PhantomData })
+    }
+
+    /// Reduces each window and shapes the result with the key and window.
+    pub fn reduce_with<O: Data, F, W>(&self, f: F, shape: W) -> DataStream<O>
+    where
+        F: Fn(T, T) -> T + Send + Sync + 'static,
+        W: Fn(&K, &TimeWindow, T) -> O + Send + Sync + 'static,
+    {
+        self.build("Window Reduce", WithWindow { inner: ReduceWindow(Arc::new(f)), shape: Arc::new(shape), _r: PhantomData })
     }
 
     /// Processes each window's records at once.

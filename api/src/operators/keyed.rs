@@ -6,7 +6,7 @@ use riffle_state::{KeyedStateStore, StateKey, TimeDomain, TimerService, ValueSta
 
 use super::OpId;
 use crate::error::{TaskError, TaskResult, UserError};
-use crate::functions::{KeyedProcessFunction, ProcessContext, SideOutputs};
+use crate::functions::{min_time, KeyedProcessFunction, ProcessContext, SideOutputs};
 use crate::link::Input;
 
 /// Running `reduce` per key: emits the updated value for every record (Flink's
@@ -123,6 +123,7 @@ impl<K: StateKey, O> ProcessCore<K, O> {
         while let Some(t) = self.timers.pop_due(TimeDomain::EventTime, watermark) {
             self.with_context(t.key, t.timestamp, |ctx| on_timer(t.timestamp, TimeDomain::EventTime, ctx))?;
         }
+        self.side.watermark(watermark)?;
         self.next.watermark(watermark)
     }
 
@@ -135,19 +136,23 @@ impl<K: StateKey, O> ProcessCore<K, O> {
         while let Some(t) = self.timers.pop_due(TimeDomain::ProcessingTime, now) {
             self.with_context(t.key, t.timestamp, |ctx| on_timer(t.timestamp, TimeDomain::ProcessingTime, ctx))?;
         }
+        self.side.processing_time(now)?;
         self.next.processing_time(now)
     }
 
     pub(crate) fn next_processing_time(&self) -> Option<i64> {
-        let own = self.timers.next_timer(TimeDomain::ProcessingTime);
-        match (own, self.next.next_processing_time()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let own = min_time(self.timers.next_timer(TimeDomain::ProcessingTime), self.side.next_processing_time());
+        min_time(own, self.next.next_processing_time())
     }
 
     pub(crate) fn forward_idle(&mut self, idle: bool) -> TaskResult {
+        self.side.idle(idle)?;
         self.next.idle(idle)
+    }
+
+    pub(crate) fn end_input(&mut self) -> TaskResult {
+        self.side.end_input()?;
+        self.next.end_input()
     }
 }
 
@@ -187,7 +192,7 @@ impl<K: StateKey, I, O, F: KeyedProcessFunction<K, I, O>> Input<I> for ProcessOp
         self.core.forward_idle(idle)
     }
     fn end_input(&mut self) -> TaskResult {
-        self.core.next.end_input()
+        self.core.end_input()
     }
     fn processing_time(&mut self, now: i64) -> TaskResult {
         let f = &mut self.f;

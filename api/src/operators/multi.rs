@@ -64,7 +64,7 @@ impl<K: StateKey, A: 'static, B: 'static, O, F: CoProcessFunction<K, A, B, O>> V
         Ok(())
     }
     fn end_input(&mut self) -> TaskResult {
-        self.core.next.end_input()
+        self.core.end_input()
     }
     fn processing_time(&mut self, now: i64) -> TaskResult {
         let f = &mut self.f;
@@ -119,7 +119,7 @@ impl<K: StateKey + Default, T: 'static, O, F: MultiInputFunction<K, T, O>> Verte
         self.core.with_context(K::default(), wm, |ctx| f.end_input(input, ctx))
     }
     fn end_input(&mut self) -> TaskResult {
-        self.core.next.end_input()
+        self.core.end_input()
     }
     fn processing_time(&mut self, now: i64) -> TaskResult {
         let f = &mut self.f;

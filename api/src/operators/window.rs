@@ -14,8 +14,9 @@ use riffle_state::{StateKey, TimeDomain, TimerService};
 
 use super::OpId;
 use crate::error::{TaskError, TaskResult, UserError};
-use crate::functions::SideOutputs;
+use crate::functions::{min_time, SideOutputs};
 use crate::link::Input;
+use crate::metrics::LocalCounter;
 use crate::record::NO_TIMESTAMP;
 use crate::window::{AggregateFunction, ProcessWindowFunction, TimeWindow, WindowAssigner, WindowContext, WindowTime};
 
@@ -77,6 +78,37 @@ impl<K, T, A: Send + 'static, O, F: AggregateFunction<T, A, O>> WindowFn<K, T, O
     }
 }
 
+/// An incremental window function whose result is shaped with the key and the window
+/// (Flink's `aggregate(AggregateFunction, WindowFunction)`, and `reduce` likewise).
+pub struct WithWindow<Inner, F, R> {
+    pub(crate) inner: Inner,
+    pub(crate) shape: Arc<F>,
+    pub(crate) _r: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<K, T, R, O, Inner, F> WindowFn<K, T, O> for WithWindow<Inner, F, R>
+where
+    Inner: WindowFn<K, T, R>,
+    F: Fn(&K, &TimeWindow, R) -> O + Send + Sync + 'static,
+    R: 'static,
+    O: 'static,
+    K: 'static,
+    T: 'static,
+{
+    type Acc = Inner::Acc;
+    #[inline]
+    fn add(&self, acc: Option<Self::Acc>, value: T) -> Result<Self::Acc, UserError> {
+        self.inner.add(acc, value)
+    }
+    fn merge(&self, a: Self::Acc, b: Self::Acc) -> Result<Self::Acc, UserError> {
+        self.inner.merge(a, b)
+    }
+    fn emit(&self, key: &K, window: TimeWindow, watermark: i64, acc: &Self::Acc, out: &mut dyn FnMut(O)) -> Result<(), UserError> {
+        let shape = &self.shape;
+        self.inner.emit(key, window, watermark, acc, &mut |r| out(shape(key, &window, r)))
+    }
+}
+
 /// `process` over a window: all records are kept until it fires.
 pub struct ProcessWindow<P>(pub(crate) Arc<P>);
 
@@ -113,7 +145,7 @@ pub struct WindowOp<K, T, O, W: WindowFn<K, T, O>> {
     pub(crate) id: OpId,
     pub(crate) scratch: Vec<TimeWindow>,
     /// Records dropped as too late with no side output to take them.
-    pub dropped_late: u64,
+    pub(crate) dropped_late: LocalCounter,
 }
 
 impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> WindowOp<K, T, O, W> {
@@ -127,6 +159,7 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> WindowOp
         next: Box<dyn Input<O>>,
         side: SideOutputs,
         id: OpId,
+        dropped_late: LocalCounter,
     ) -> Self {
         Self {
             wf,
@@ -142,7 +175,7 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> WindowOp
             side,
             id,
             scratch: Vec::with_capacity(4),
-            dropped_late: 0,
+            dropped_late,
         }
     }
 
@@ -232,7 +265,7 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> WindowOp
                 self.side.emit(&tag, value, timestamp)
             }
             None => {
-                self.dropped_late += 1;
+                self.dropped_late.add(1);
                 Ok(())
             }
         }
@@ -362,14 +395,18 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> Input<T>
                 self.on_timer(t.key, t.namespace, t.timestamp)?;
             }
         }
+        self.side.watermark(watermark)?;
         self.next.watermark(watermark)
     }
 
     fn idle(&mut self, idle: bool) -> TaskResult {
+        self.side.idle(idle)?;
         self.next.idle(idle)
     }
 
     fn end_input(&mut self) -> TaskResult {
+        self.dropped_late.publish();
+        self.side.end_input()?;
         self.next.end_input()
     }
 
@@ -379,14 +416,12 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> Input<T>
                 self.on_timer(t.key, t.namespace, t.timestamp)?;
             }
         }
+        self.side.processing_time(now)?;
         self.next.processing_time(now)
     }
 
     fn next_processing_time(&self) -> Option<i64> {
-        let own = self.timers.next_timer(TimeDomain::ProcessingTime);
-        match (own, self.next.next_processing_time()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let own = min_time(self.timers.next_timer(TimeDomain::ProcessingTime), self.side.next_processing_time());
+        min_time(own, self.next.next_processing_time())
     }
 }
