@@ -126,6 +126,7 @@ impl InputGate {
             return None;
         }
         self.ended[ch] = true;
+        self.watermarks[ch] = i64::MAX;
         self.remaining -= 1;
         let input = self.input_of[ch];
         let r = self.remaining_per_input.get_mut(input)?;
@@ -136,29 +137,26 @@ impl InputGate {
     }
 
     fn recompute(&mut self, out: &mut Vec<GateEvent>) {
+        // Ended channels count with their final watermark (MAX); idle ones do not count.
         let mut min: Option<i64> = None;
-        let mut any_idle = false;
         for i in 0..self.watermarks.len() {
-            if self.ended[i] {
-                continue;
-            }
-            if self.idle[i] {
-                any_idle = true;
+            if self.idle[i] && !self.ended[i] {
                 continue;
             }
             min = Some(min.map_or(self.watermarks[i], |m: i64| m.min(self.watermarks[i])));
         }
         match min {
-            None if any_idle => {
+            None => {
+                // Every channel is idle: like Flink's valve, release the highest watermark any
+                // channel reached, then report idleness downstream.
+                let max = self.watermarks.iter().copied().max().unwrap_or(i64::MIN);
+                if max > self.emitted {
+                    self.emitted = max;
+                    out.push(GateEvent::Watermark(max));
+                }
                 if !self.all_idle {
                     self.all_idle = true;
                     out.push(GateEvent::Idle(true));
-                }
-            }
-            None => {
-                if self.emitted != i64::MAX && self.remaining == 0 {
-                    self.emitted = i64::MAX;
-                    out.push(GateEvent::Watermark(i64::MAX));
                 }
             }
             Some(m) => {

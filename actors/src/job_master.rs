@@ -281,12 +281,13 @@ impl Actor for JobMaster {
         self.apply(JobEvent::Schedule);
         for v in self.graph.vertices() {
             if let Some(src) = self.graph.source_of(v.id) {
+                let name = v.nodes.first().and_then(|n| self.graph.operator_name(*n)).unwrap_or(&v.name).to_string();
                 match catch_panic(|| src.create_enumerator(v.parallelism)) {
                     Ok(Ok(e)) => {
                         self.coordinators.insert(v.id as u32, SourceCoordinator::new(e).start());
                     }
-                    Ok(Err(e)) => return self.fail(format!("source '{}' failed to start: {e}", v.name), ctx),
-                    Err(p) => return self.fail(format!("source '{}' panicked while starting: {p}", v.name), ctx),
+                    Ok(Err(e)) => return self.fail(format!("source '{name}' failed to start: {e}"), ctx),
+                    Err(p) => return self.fail(format!("source '{name}' panicked while starting: {p}"), ctx),
                 }
             }
         }
