@@ -18,6 +18,93 @@ pub fn word(i: u64) -> String {
     format!("w{}", word_id(i))
 }
 
+/// A short word stored inline (up to 15 bytes) whose hash is one 128-bit word: what a
+/// benchmark word needs to be cheap to create, hash and compare (the role Java's cached
+/// `String.hashCode` plays for Flink). Serialized as a plain string.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Word {
+    buf: [u8; 15],
+    len: u8,
+}
+
+impl Word {
+    /// Longest word that fits.
+    pub const MAX_LEN: usize = 15;
+
+    /// The word of `s`, or `None` if it is longer than [`Word::MAX_LEN`] bytes.
+    pub fn new(s: &str) -> Option<Self> {
+        let b = s.as_bytes();
+        if b.len() > Self::MAX_LEN {
+            return None;
+        }
+        let mut buf = [0u8; 15];
+        buf[..b.len()].copy_from_slice(b);
+        Some(Self { buf, len: b.len() as u8 })
+    }
+
+    /// The word of event `i` ([`word`]) without allocating.
+    #[inline]
+    pub fn of_event(i: u64) -> Self {
+        let mut id = word_id(i);
+        let mut digits = [0u8; 5];
+        let mut n = 0;
+        loop {
+            digits[n] = b'0' + (id % 10) as u8;
+            n += 1;
+            id /= 10;
+            if id == 0 {
+                break;
+            }
+        }
+        let mut buf = [0u8; 15];
+        buf[0] = b'w';
+        for k in 0..n {
+            buf[1 + k] = digits[n - 1 - k];
+        }
+        Self { buf, len: 1 + n as u8 }
+    }
+
+    /// The word as text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len as usize]).unwrap_or("")
+    }
+}
+
+impl std::hash::Hash for Word {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut b = [0u8; 16];
+        b[..15].copy_from_slice(&self.buf);
+        b[15] = self.len;
+        state.write_u128(u128::from_le_bytes(b));
+    }
+}
+
+impl std::fmt::Display for Word {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for Word {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+impl Serialize for Word {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Word {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Word::new(&s).ok_or_else(|| serde::de::Error::custom(format!("word '{s}' is longer than {} bytes", Word::MAX_LEN)))
+    }
+}
+
 /// A Nexmark-style bid (the fields the workloads use).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Bid {
@@ -64,5 +151,11 @@ mod tests {
         assert_eq!(sum, 453_995_600);
         // Large i: unsigned arithmetic (the signed product overflows above 3,474,701,543).
         assert_eq!(word_id(4_000_000_000), ((4_000_000_000u128 * 2_654_435_761u128) % 10_000) as u64);
+        for i in [0u64, 1, 2, 3, 4, 9_999, 123_456, 4_000_000_000] {
+            assert_eq!(Word::of_event(i).as_str(), word(i));
+        }
+        assert!(Word::new("a-very-long-word-indeed").is_none());
+        let w: Word = rmp_serde::from_slice(&rmp_serde::to_vec(&Word::of_event(7)).unwrap()).unwrap();
+        assert_eq!(w, Word::of_event(7));
     }
 }

@@ -15,7 +15,7 @@ use crate::head::{OneInputHead, VertexHead};
 use crate::link::{Fanout, Input, Nowhere, OperatorMarker};
 use crate::metrics::JobCounters;
 use crate::operators::OpId;
-use crate::partition::{consumers_of, producers_of, EdgeWriter, FlushRegistry, PartitionKind, Partitioner, SharedEdgeWriter, SharedOutbox};
+use crate::partition::{consumers_of, producers_of, EdgeWriter, FlushRegistry, KeyGroupRouter, PartitionKind, Partitioner, SharedEdgeWriter, SharedOutbox};
 use crate::source::{ErasedSource, SourceHead};
 
 /// Index of a node (operator) in the graph.
@@ -133,11 +133,7 @@ impl<I: 'static, O: Clone + Send + 'static> NodeOps for Node<I, O> {
             PartitionKind::Broadcast => Partitioner::Broadcast,
             PartitionKind::Hash => {
                 match spec.hash.as_ref().and_then(|h| h.downcast_ref::<Arc<dyn Fn(&O) -> u64 + Send + Sync>>()) {
-                    Some(h) => Partitioner::Hash {
-                        hash: h.clone(),
-                        max_parallelism: spec.max_parallelism,
-                        parallelism: spec.consumer_parallelism,
-                    },
+                    Some(h) => Partitioner::Hash(KeyGroupRouter::new(h.clone(), spec.max_parallelism, spec.consumer_parallelism)),
                     None => Partitioner::RoundRobin(0),
                 }
             }

@@ -60,16 +60,40 @@ pub enum Partitioner<T> {
     /// Round-robin, starting at the given position.
     RoundRobin(usize),
     /// By key hash: `hash(record)` → key group → consumer subtask.
-    Hash {
-        /// The record's key hash ([`riffle_state::key_hash`] of its key).
-        hash: Arc<dyn Fn(&T) -> u64 + Send + Sync>,
-        /// Max parallelism (number of key groups).
-        max_parallelism: u32,
-        /// Consumer parallelism.
-        parallelism: u32,
-    },
+    Hash(KeyGroupRouter<T>),
     /// Every channel.
     Broadcast,
+}
+
+/// Routes a record to its consumer by key group, without divisions on the hot path: the key
+/// group is a mask when the number of key groups is a power of two, and the key group's
+/// subtask comes from a table.
+pub struct KeyGroupRouter<T> {
+    hash: Arc<dyn Fn(&T) -> u64 + Send + Sync>,
+    max_parallelism: u32,
+    mask: Option<u64>,
+    table: Vec<u32>,
+}
+
+impl<T> KeyGroupRouter<T> {
+    /// A router for `parallelism` consumers over `max_parallelism` key groups.
+    pub fn new(hash: Arc<dyn Fn(&T) -> u64 + Send + Sync>, max_parallelism: u32, parallelism: u32) -> Self {
+        let max_parallelism = max_parallelism.max(1);
+        let mask = max_parallelism.is_power_of_two().then(|| u64::from(max_parallelism) - 1);
+        let table = (0..max_parallelism).map(|kg| subtask_for_key_group(max_parallelism, parallelism, kg)).collect();
+        Self { hash, max_parallelism, mask, table }
+    }
+
+    /// The consumer subtask of `value`.
+    #[inline]
+    pub fn route(&self, value: &T) -> u32 {
+        let h = (self.hash)(value);
+        let kg = match self.mask {
+            Some(m) => (h & m) as u32,
+            None => assign_to_key_group(h, self.max_parallelism),
+        };
+        self.table[kg as usize]
+    }
 }
 
 /// Where a subtask's writers leave finished batches and events, in order, for the runtime to
@@ -201,11 +225,9 @@ impl<T: Clone + Send + 'static> Input<T> for SharedEdgeWriter<T> {
                 *next = if ch + 1 >= n { 0 } else { ch + 1 };
                 w.append(ch, StreamRecord { value, timestamp });
             }
-            Partitioner::Hash { hash, max_parallelism, parallelism } => {
-                let kg = assign_to_key_group(hash(&value), *max_parallelism);
-                let target = subtask_for_key_group(*max_parallelism, *parallelism, kg);
-                // Hash edges connect to all consumers, so target == channel index.
-                let ch = (target as usize).min(n.saturating_sub(1));
+            Partitioner::Hash(router) => {
+                // Hash edges connect to all consumers, so the target is the channel index.
+                let ch = (router.route(&value) as usize).min(n.saturating_sub(1));
                 w.append(ch, StreamRecord { value, timestamp });
             }
             Partitioner::Broadcast => {
@@ -271,7 +293,7 @@ mod tests {
     fn writer_batches_and_hashes() {
         let outbox = SharedOutbox::default();
         let reg = FlushRegistry::default();
-        let part = Partitioner::Hash { hash: Arc::new(|v: &u64| riffle_state::key_hash(v)), max_parallelism: 128, parallelism: 2 };
+        let part = Partitioner::Hash(KeyGroupRouter::new(Arc::new(|v: &u64| riffle_state::key_hash(v)), 128, 2));
         let mut w = SharedEdgeWriter::new(EdgeWriter::new(part, vec![0, 1], 0, 4, outbox.clone(), reg.clone()));
         for i in 0..10u64 {
             w.push(i, 0).unwrap();

@@ -224,9 +224,12 @@ impl<T: Data> DataStream<T> {
     where
         F: Fn(&T) -> K + Send + Sync + 'static,
     {
-        let key_of: KeyFn<T, K> = Arc::new(f);
-        let k2 = key_of.clone();
-        let hash: HashFn<T> = Arc::new(move |t| key_hash(&k2(t)));
+        // Both closures call the user's concrete `F`, so the per-record hash is one dynamic
+        // call with the key function inlined.
+        let f = Arc::new(f);
+        let f2 = f.clone();
+        let key_of: KeyFn<T, K> = Arc::new(move |t| f(t));
+        let hash: HashFn<T> = Arc::new(move |t| key_hash(&f2(t)));
         KeyedStream { stream: self.clone(), key_of, hash }
     }
 

@@ -221,11 +221,26 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> WindowOp
 
     fn fire(&mut self, key: &K, w: TimeWindow) -> TaskResult {
         let Some(Some(acc)) = self.state.get(&(key.clone(), w)) else { return Ok(()) };
-        let next = &mut self.next;
+        Self::emit_to(&self.wf, &mut self.next, &self.id, self.watermark, key, w, acc)
+    }
+
+    fn emit(&mut self, key: &K, w: TimeWindow, acc: &W::Acc) -> TaskResult {
+        Self::emit_to(&self.wf, &mut self.next, &self.id, self.watermark, key, w, acc)
+    }
+
+    fn emit_to(
+        wf: &Arc<W>,
+        next: &mut Box<dyn Input<O>>,
+        id: &OpId,
+        watermark: i64,
+        key: &K,
+        w: TimeWindow,
+        acc: &W::Acc,
+    ) -> TaskResult {
         let mut err = None;
         let ts = w.max_timestamp();
-        self.id.enter();
-        let r = self.wf.emit(key, w, self.watermark, acc, &mut |o| {
+        id.enter();
+        let r = wf.emit(key, w, watermark, acc, &mut |o| {
             if err.is_none() {
                 if let Err(e) = next.push(o, ts) {
                     err = Some(e);
@@ -235,7 +250,7 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> WindowOp
         if let Some(e) = err {
             return Err(e);
         }
-        r.map_err(|e| self.id.err(e))
+        r.map_err(|e| id.err(e))
     }
 
     /// Adds `value` to window `w` of `key`; fires at once if the window is already past its
@@ -313,6 +328,13 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> WindowOp
     }
 
     fn on_timer(&mut self, key: K, w: TimeWindow, ts: i64) -> TaskResult {
+        if ts == w.max_timestamp() && ts == self.cleanup_time(&w) && !self.assigner.is_merging() {
+            // Fire and purge in one map operation (no allowed lateness).
+            if let Some(Some(acc)) = self.state.remove(&(key.clone(), w)) {
+                return self.emit(&key, w, &acc);
+            }
+            return Ok(());
+        }
         if ts == w.max_timestamp() {
             self.fire(&key, w)?;
         }
@@ -347,6 +369,19 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> Input<T>
         };
         self.id.enter();
         let key = (self.key_of)(&value);
+        if let WindowAssigner::Tumbling { size, offset, .. } = self.assigner {
+            // One window per record: no scratch list.
+            let start = at - (at - offset).rem_euclid(size);
+            let w = TimeWindow { start, end: start + size };
+            if self.is_window_late(&w) {
+                return if self.event_time() && timestamp.saturating_add(self.lateness) <= self.watermark {
+                    self.late_record(value, timestamp)
+                } else {
+                    Ok(())
+                };
+            }
+            return self.add_to_window(&key, w, value);
+        }
         self.scratch.clear();
         self.assigner.assign(at, &mut self.scratch);
         if self.assigner.is_merging() {
