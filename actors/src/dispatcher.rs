@@ -131,7 +131,10 @@ impl Handler<SubmitJob> for Dispatcher {
             me.recipient(),
         )
         .start();
-        self.jobs.insert(id, Entry { name, status: JobStatus::Created, master: Some(master), result: None, waiters: Vec::new() });
+        self.jobs.insert(
+            id,
+            Entry { name, status: JobStatus::Created, master: Some(master), result: None, waiters: Vec::new() },
+        );
         Ok(())
     }
 }

@@ -16,10 +16,7 @@ impl JobId {
     pub fn generate() -> Self {
         use std::hash::{BuildHasher, Hasher};
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u128(t);
         h.write_u64(n);

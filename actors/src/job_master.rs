@@ -11,7 +11,10 @@ use actix::prelude::*;
 use riffle_api::JobGraph;
 use serde::{Deserialize, Serialize};
 
-use crate::gateway::{CancelTask, DeployTask, ReleaseSlots, RequestSlots, SlotAssignment, SplitRequest, SplitResponse, TaskState, TaskStateUpdate};
+use crate::gateway::{
+    CancelTask, DeployTask, ReleaseSlots, RequestSlots, SlotAssignment, SplitRequest, SplitResponse, TaskState,
+    TaskStateUpdate,
+};
 use crate::ids::{ExecutionId, JobId};
 use crate::job_status::{transition, JobEvent, JobStatus};
 use crate::registry::RuntimeShared;
@@ -168,10 +171,8 @@ impl JobMaster {
             return;
         }
         match self.status {
-            JobStatus::Running => {
-                if self.executions.values().all(|s| *s == Some(TaskState::Finished)) {
-                    self.finalize(JobEvent::AllFinished, ctx)
-                }
+            JobStatus::Running if self.executions.values().all(|s| *s == Some(TaskState::Finished)) => {
+                self.finalize(JobEvent::AllFinished, ctx)
             }
             JobStatus::Failing | JobStatus::Cancelling => self.finalize(JobEvent::AllStopped, ctx),
             _ => {}
@@ -249,7 +250,15 @@ impl JobMaster {
             TaskState::Finished => {}
             TaskState::Canceled => {
                 if self.status == JobStatus::Running {
-                    self.fail(format!("subtask {}/{} of vertex {} was cancelled unexpectedly", e.subtask + 1, self.parallelism(e.vertex), e.vertex), ctx);
+                    self.fail(
+                        format!(
+                            "subtask {}/{} of vertex {} was cancelled unexpectedly",
+                            e.subtask + 1,
+                            self.parallelism(e.vertex),
+                            e.vertex
+                        ),
+                        ctx,
+                    );
                 }
             }
             TaskState::Failed(err) => {
@@ -299,15 +308,17 @@ impl Actor for JobMaster {
             count: self.graph.required_slots(),
             timeout_ms: self.settings.slot_request_timeout.as_millis() as u64,
         };
-        rm.send(req).into_actor(self).then(|res, act, ctx| {
-            match res {
-                Ok(Ok(a)) => act.deploy(a, ctx),
-                Ok(Err(e)) => act.fail(e.to_string(), ctx),
-                Err(e) => act.fail(format!("resource manager unreachable: {e}"), ctx),
-            }
-            fut::ready(())
-        })
-        .spawn(ctx);
+        rm.send(req)
+            .into_actor(self)
+            .then(|res, act, ctx| {
+                match res {
+                    Ok(Ok(a)) => act.deploy(a, ctx),
+                    Ok(Err(e)) => act.fail(e.to_string(), ctx),
+                    Err(e) => act.fail(format!("resource manager unreachable: {e}"), ctx),
+                }
+                fut::ready(())
+            })
+            .spawn(ctx);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {

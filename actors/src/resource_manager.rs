@@ -115,7 +115,13 @@ impl Handler<RequestSlots> for ResourceManager {
             Ok(None) => {
                 let id = self.next_pending;
                 self.next_pending += 1;
-                self.pending.push_back(Pending { id, job: msg.job_id, count: msg.count, timeout_ms: msg.timeout_ms, reply: tx });
+                self.pending.push_back(Pending {
+                    id,
+                    job: msg.job_id,
+                    count: msg.count,
+                    timeout_ms: msg.timeout_ms,
+                    reply: tx,
+                });
                 ctx.run_later(Duration::from_millis(msg.timeout_ms), move |act, _| {
                     if let Some(pos) = act.pending.iter().position(|p| p.id == id) {
                         if let Some(p) = act.pending.remove(pos) {

@@ -44,7 +44,12 @@ pub struct Slot {
 
 impl Slot {
     /// Slot `index`, reporting subtask exits to `parent` and its own exit to `on_exit`.
-    pub fn new(index: u32, parent: Recipient<SubtaskExited>, on_exit: Recipient<ChildExited>, shared: Arc<RuntimeShared>) -> Self {
+    pub fn new(
+        index: u32,
+        parent: Recipient<SubtaskExited>,
+        on_exit: Recipient<ChildExited>,
+        shared: Arc<RuntimeShared>,
+    ) -> Self {
         Self { index, parent, on_exit, subtasks: HashMap::new(), reason: ExitReason::Normal, _shared: shared }
     }
 }

@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use futures::FutureExt;
+use riffle_api::head::VertexHead;
+use riffle_api::link::OperatorMarker;
 use riffle_api::metrics::JobCounters;
 use riffle_api::partition::{FlushRegistry, SharedOutbox};
 use riffle_api::source::{ReadStatus, SourceHead};
 use riffle_api::{Element, HeadKind, JobGraph, TaskEnv, TaskError};
-use riffle_api::head::VertexHead;
-use riffle_api::link::OperatorMarker;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::Sender;
 use tokio::sync::watch;
@@ -159,7 +159,13 @@ async fn run(spec: SubtaskSpec, mut cancel: watch::Receiver<bool>, marker: Opera
             .ok_or_else(|| TaskError::msg(&task_name, format!("output channel {key:?} was already taken")))?;
         senders.push(tx);
     }
-    let mut out = Outputs { env, senders, last_flush: riffle_api::time::now_ms(), timeout: spec.buffer_timeout_ms, name: task_name.clone() };
+    let mut out = Outputs {
+        env,
+        senders,
+        last_flush: riffle_api::time::now_ms(),
+        timeout: spec.buffer_timeout_ms,
+        name: task_name.clone(),
+    };
     match instance.head {
         HeadKind::Source(head) => run_source(&spec, head, &mut out, &mut cancel, counters).await,
         HeadKind::Operators(head) => {
@@ -168,11 +174,9 @@ async fn run(spec: SubtaskSpec, mut cancel: watch::Receiver<bool>, marker: Opera
             let mut input_of = Vec::with_capacity(channels.len());
             for c in &channels {
                 let id = ChannelId { job: e.job, attempt: e.attempt, key: c.key };
-                let rx = spec
-                    .shared
-                    .exchange
-                    .take_receiver(id, spec.channel_capacity)
-                    .ok_or_else(|| TaskError::msg(&task_name, format!("input channel {:?} was already taken", c.key)))?;
+                let rx = spec.shared.exchange.take_receiver(id, spec.channel_capacity).ok_or_else(|| {
+                    TaskError::msg(&task_name, format!("input channel {:?} was already taken", c.key))
+                })?;
                 rxs.push(rx);
                 input_of.push(c.input);
             }
@@ -197,10 +201,8 @@ impl Outputs {
         loop {
             let next = self.env.outbox.borrow_mut().queue.pop_front();
             let Some((ch, el)) = next else { return Ok(()) };
-            let tx = self
-                .senders
-                .get(ch)
-                .ok_or_else(|| TaskError::msg(&self.name, format!("no output channel {ch}")))?;
+            let tx =
+                self.senders.get(ch).ok_or_else(|| TaskError::msg(&self.name, format!("no output channel {ch}")))?;
             match tx.try_send(el) {
                 Ok(()) => {}
                 Err(TrySendError::Full(el)) => {
@@ -209,7 +211,9 @@ impl Outputs {
                         _ = cancel.changed() => return Err(Stop::Cancelled),
                     }
                 }
-                Err(TrySendError::Closed(_)) => return Err(TaskError::msg(&self.name, "a downstream subtask stopped").into()),
+                Err(TrySendError::Closed(_)) => {
+                    return Err(TaskError::msg(&self.name, "a downstream subtask stopped").into())
+                }
             }
         }
     }
@@ -264,7 +268,7 @@ async fn run_source(
         match status {
             ReadStatus::MoreAvailable => {
                 polls = polls.wrapping_add(1);
-                if polls % 16 == 0 {
+                if polls.is_multiple_of(16) {
                     tokio::task::yield_now().await;
                 }
             }
@@ -338,7 +342,11 @@ async fn run_operators(
         if ch != usize::MAX {
             match element {
                 None => {
-                    return Err(TaskError::msg(&out.name, "an upstream subtask stopped before the end of its partition").into())
+                    return Err(TaskError::msg(
+                        &out.name,
+                        "an upstream subtask stopped before the end of its partition",
+                    )
+                    .into())
                 }
                 Some(Element::Records { batch, .. }) => head.push_batch(gate.input_of[ch], batch)?,
                 Some(Element::Watermark(w)) => gate.on_watermark(ch, w, &mut events),

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 
-use crate::gateway::{AllocateSlot, CancelTask, DeployTask, FreeSlot, RegisterTaskExecutor, TaskState, TaskStateUpdate, UnregisterTaskExecutor};
+use crate::gateway::{
+    AllocateSlot, CancelTask, DeployTask, FreeSlot, RegisterTaskExecutor, TaskState, TaskStateUpdate,
+    UnregisterTaskExecutor,
+};
 use crate::ids::{AllocationId, ExecutionId, JobId, ResourceId};
 use crate::registry::RuntimeShared;
 use crate::slot::{CancelInSlot, CountSubtasks, DeploySubtask, InjectSlotFault, Slot};
@@ -198,7 +201,10 @@ impl Handler<ChildExited> for TaskExecutor {
             self.tasks.remove(&e);
             self.report(
                 e,
-                TaskState::Failed(riffle_api::TaskError::msg(format!("slot {index} of {}", self.id), format!("the slot {}", msg.reason))),
+                TaskState::Failed(riffle_api::TaskError::msg(
+                    format!("slot {index} of {}", self.id),
+                    format!("the slot {}", msg.reason),
+                )),
             );
         }
         match decision {
@@ -248,7 +254,12 @@ impl Handler<GetTaskExecutorReport> for TaskExecutor {
                     live += 1;
                 }
             }
-            TaskExecutorReport { live_slots: live, allocated_slots: allocated, running_subtasks: running, slot_restarts: restarts }
+            TaskExecutorReport {
+                live_slots: live,
+                allocated_slots: allocated,
+                running_subtasks: running,
+                slot_restarts: restarts,
+            }
         })
     }
 }

@@ -71,7 +71,9 @@ impl Configuration {
     pub fn get_duration(&self, key: &str, default: Duration) -> Result<Duration, ConfigError> {
         match self.entries.get(key) {
             None => Ok(default),
-            Some(v) => parse_duration(v).map_err(|reason| ConfigError { key: key.to_string(), value: v.clone(), reason }),
+            Some(v) => {
+                parse_duration(v).map_err(|reason| ConfigError { key: key.to_string(), value: v.clone(), reason })
+            }
         }
     }
 }
@@ -81,7 +83,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| "expected a number followed by an optional unit (ms, s, min, h, d)".to_string())?;
+    let n: u64 =
+        num.parse().map_err(|_| "expected a number followed by an optional unit (ms, s, min, h, d)".to_string())?;
     let ms = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "ms" | "milli" | "millis" | "millisecond" | "milliseconds" => n,
         "s" | "sec" | "secs" | "second" | "seconds" => n.saturating_mul(1000),

@@ -9,13 +9,15 @@ use std::time::Duration;
 
 use crate::config::Configuration;
 use crate::error::GraphError;
-use crate::graph::{BuiltTyped, JobGraph, Node, NodeId, NodeKind, NodeOps, StreamEdge, StreamNode};
+use crate::error::TaskError;
+use crate::graph::{
+    BuiltTyped, GraphSpec, JobGraph, Node, NodeId, NodeKind, NodeOps, StreamEdge, StreamNode, TerminateHooks,
+};
 use crate::partition::PartitionKind;
 use crate::record::Data;
 use crate::source::builtin::{CollectionSource, SequenceSource, TextFileSource};
 use crate::source::{ReaderHead, Source, SourceHolder};
 use crate::stream::DataStream;
-use crate::error::TaskError;
 
 /// Default records per batch on a data channel.
 pub const DEFAULT_BATCH_SIZE: usize = 1024;
@@ -23,7 +25,7 @@ pub const DEFAULT_BATCH_SIZE: usize = 1024;
 pub(crate) struct GraphBuilder {
     pub(crate) nodes: Vec<StreamNode>,
     pub(crate) edges: Vec<StreamEdge>,
-    pub(crate) on_terminate: Vec<Box<dyn FnOnce() + Send>>,
+    pub(crate) on_terminate: TerminateHooks,
 }
 
 impl GraphBuilder {
@@ -61,7 +63,11 @@ impl StreamEnvironment {
     /// An environment reading its settings from `config`.
     pub fn with_config(config: Configuration) -> Self {
         Self {
-            builder: Rc::new(RefCell::new(GraphBuilder { nodes: Vec::new(), edges: Vec::new(), on_terminate: Vec::new() })),
+            builder: Rc::new(RefCell::new(GraphBuilder {
+                nodes: Vec::new(),
+                edges: Vec::new(),
+                on_terminate: Vec::new(),
+            })),
             config,
         }
     }
@@ -124,9 +130,7 @@ impl StreamEnvironment {
         let holder = Arc::new(SourceHolder { source: source.clone(), _t: PhantomData });
         let src_name = name.to_string();
         let node = Node::<(), T>::new(move |ctx, next| {
-            let reader = source
-                .create_reader(ctx.subtask)
-                .map_err(|e| TaskError::new(&src_name, e.as_ref()))?;
+            let reader = source.create_reader(ctx.subtask).map_err(|e| TaskError::new(&src_name, e.as_ref()))?;
             Ok(BuiltTyped::Source(Box::new(ReaderHead { reader, chain: next, name: src_name.clone(), emitted: 0 })))
         });
         let id = self.builder.borrow_mut().add_node(name.to_string(), NodeKind::Source(holder), Arc::new(node));
@@ -136,16 +140,16 @@ impl StreamEnvironment {
     /// Builds the job graph of everything defined so far. The environment can keep being
     /// used; each call builds a new graph.
     pub fn build_job_graph(&self, name: &str) -> Result<JobGraph, GraphError> {
-        let parallelism: u32 = self
-            .config
-            .get("parallelism.default", 1u32)
-            .map_err(|e| GraphError::Invalid(e.to_string()))?;
+        let parallelism: u32 =
+            self.config.get("parallelism.default", 1u32).map_err(|e| GraphError::Invalid(e.to_string()))?;
         let max_parallelism: u32 = self
             .config
             .get("pipeline.max-parallelism", riffle_state::DEFAULT_MAX_PARALLELISM)
             .map_err(|e| GraphError::Invalid(e.to_string()))?;
         if max_parallelism == 0 || max_parallelism > 32768 {
-            return Err(GraphError::Invalid(format!("pipeline.max-parallelism must be within 1..=32768, got {max_parallelism}")));
+            return Err(GraphError::Invalid(format!(
+                "pipeline.max-parallelism must be within 1..=32768, got {max_parallelism}"
+            )));
         }
         let wm = self
             .config
@@ -166,16 +170,16 @@ impl StreamEnvironment {
             .collect();
         let edges = b.edges.clone();
         let on_terminate = std::mem::take(&mut b.on_terminate);
-        JobGraph::new(
-            name.to_string(),
+        JobGraph::new(GraphSpec {
+            name: name.to_string(),
             max_parallelism,
-            self.config.clone(),
+            config: self.config.clone(),
             nodes,
             edges,
-            parallelism,
-            (wm.as_millis() as i64).max(1),
+            default_parallelism: parallelism,
+            watermark_interval_ms: (wm.as_millis() as i64).max(1),
             on_terminate,
-        )
+        })
     }
 }
 

@@ -226,7 +226,12 @@ pub trait KeyedProcessFunction<K, I, O>: Clone + Send + Sync + 'static {
     /// One record; the context's key is the record's key.
     fn process_element(&mut self, value: I, ctx: &mut ProcessContext<'_, K, O>) -> Result<(), UserError>;
     /// A timer of the context's key fired.
-    fn on_timer(&mut self, _timestamp: i64, _domain: TimeDomain, _ctx: &mut ProcessContext<'_, K, O>) -> Result<(), UserError> {
+    fn on_timer(
+        &mut self,
+        _timestamp: i64,
+        _domain: TimeDomain,
+        _ctx: &mut ProcessContext<'_, K, O>,
+    ) -> Result<(), UserError> {
         Ok(())
     }
 }
@@ -243,7 +248,12 @@ pub trait CoProcessFunction<K, A, B, O>: Clone + Send + Sync + 'static {
     /// A record of the second input.
     fn process_element2(&mut self, value: B, ctx: &mut ProcessContext<'_, K, O>) -> Result<(), UserError>;
     /// A timer fired.
-    fn on_timer(&mut self, _timestamp: i64, _domain: TimeDomain, _ctx: &mut ProcessContext<'_, K, O>) -> Result<(), UserError> {
+    fn on_timer(
+        &mut self,
+        _timestamp: i64,
+        _domain: TimeDomain,
+        _ctx: &mut ProcessContext<'_, K, O>,
+    ) -> Result<(), UserError> {
         Ok(())
     }
 }
@@ -258,7 +268,12 @@ pub trait MultiInputFunction<K, T, O>: Clone + Send + Sync + 'static {
     /// A record of input `input` (0-based, in the order the inputs were given).
     fn process_element(&mut self, input: usize, value: T, ctx: &mut ProcessContext<'_, K, O>) -> Result<(), UserError>;
     /// A timer fired.
-    fn on_timer(&mut self, _timestamp: i64, _domain: TimeDomain, _ctx: &mut ProcessContext<'_, K, O>) -> Result<(), UserError> {
+    fn on_timer(
+        &mut self,
+        _timestamp: i64,
+        _domain: TimeDomain,
+        _ctx: &mut ProcessContext<'_, K, O>,
+    ) -> Result<(), UserError> {
         Ok(())
     }
     /// Input `input` ended (all of its producers finished).

@@ -101,7 +101,8 @@ impl Serialize for Word {
 impl<'de> Deserialize<'de> for Word {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        Word::new(&s).ok_or_else(|| serde::de::Error::custom(format!("word '{s}' is longer than {} bytes", Word::MAX_LEN)))
+        Word::new(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("word '{s}' is longer than {} bytes", Word::MAX_LEN)))
     }
 }
 

@@ -15,7 +15,10 @@ use crate::head::{OneInputHead, VertexHead};
 use crate::link::{Fanout, Input, Nowhere, OperatorMarker};
 use crate::metrics::JobCounters;
 use crate::operators::OpId;
-use crate::partition::{consumers_of, producers_of, EdgeWriter, FlushRegistry, KeyGroupRouter, PartitionKind, Partitioner, SharedEdgeWriter, SharedOutbox};
+use crate::partition::{
+    consumers_of, producers_of, EdgeWriter, FlushRegistry, KeyGroupRouter, PartitionKind, Partitioner,
+    SharedEdgeWriter, SharedOutbox,
+};
 use crate::source::{ErasedSource, SourceHead};
 
 /// Index of a node (operator) in the graph.
@@ -77,8 +80,8 @@ pub(crate) trait NodeOps: Send + Sync {
     fn build(&self, ctx: LinkContext, out: Erased) -> Result<Built, TaskError>;
     fn fanout(&self, outs: Vec<Erased>) -> Erased;
     fn writer(&self, spec: WriterSpec) -> Erased;
-    fn into_head(&self, link: Erased, name: &str) -> Result<Box<dyn VertexHead>, TaskError>;
-    fn into_side(&self, link: Erased) -> Result<Box<dyn SideOut>, TaskError>;
+    fn make_head(&self, link: Erased, name: &str) -> Result<Box<dyn VertexHead>, TaskError>;
+    fn make_side(&self, link: Erased) -> Result<Box<dyn SideOut>, TaskError>;
 }
 
 type BuildFn<I, O> = dyn Fn(LinkContext, Box<dyn Input<O>>) -> Result<BuiltTyped<I>, TaskError> + Send + Sync;
@@ -112,10 +115,8 @@ impl<I: 'static, O: Clone + Send + 'static> NodeOps for Node<I, O> {
     }
 
     fn fanout(&self, outs: Vec<Erased>) -> Erased {
-        let mut typed: Vec<Box<dyn Input<O>>> = outs
-            .into_iter()
-            .filter_map(|o| o.downcast::<Box<dyn Input<O>>>().ok().map(|b| *b))
-            .collect();
+        let mut typed: Vec<Box<dyn Input<O>>> =
+            outs.into_iter().filter_map(|o| o.downcast::<Box<dyn Input<O>>>().ok().map(|b| *b)).collect();
         let one: Box<dyn Input<O>> = match typed.len() {
             0 => Box::new(Nowhere),
             1 => typed.remove(0),
@@ -133,7 +134,11 @@ impl<I: 'static, O: Clone + Send + 'static> NodeOps for Node<I, O> {
             PartitionKind::Broadcast => Partitioner::Broadcast,
             PartitionKind::Hash => {
                 match spec.hash.as_ref().and_then(|h| h.downcast_ref::<Arc<dyn Fn(&O) -> u64 + Send + Sync>>()) {
-                    Some(h) => Partitioner::Hash(KeyGroupRouter::new(h.clone(), spec.max_parallelism, spec.consumer_parallelism)),
+                    Some(h) => Partitioner::Hash(KeyGroupRouter::new(
+                        h.clone(),
+                        spec.max_parallelism,
+                        spec.consumer_parallelism,
+                    )),
                     None => Partitioner::RoundRobin(0),
                 }
             }
@@ -143,12 +148,12 @@ impl<I: 'static, O: Clone + Send + 'static> NodeOps for Node<I, O> {
         Box::new(link)
     }
 
-    fn into_head(&self, link: Erased, name: &str) -> Result<Box<dyn VertexHead>, TaskError> {
+    fn make_head(&self, link: Erased, name: &str) -> Result<Box<dyn VertexHead>, TaskError> {
         let link = *link.downcast::<Box<dyn Input<I>>>().map_err(|_| wrong_type("a vertex head"))?;
         Ok(Box::new(OneInputHead { link, name: name.to_string() }))
     }
 
-    fn into_side(&self, link: Erased) -> Result<Box<dyn SideOut>, TaskError> {
+    fn make_side(&self, link: Erased) -> Result<Box<dyn SideOut>, TaskError> {
         let link = *link.downcast::<Box<dyn Input<I>>>().map_err(|_| wrong_type("a side output"))?;
         Ok(Box::new(TypedSide(link)))
     }
@@ -253,6 +258,21 @@ pub struct TaskEnv {
     pub batch_size: usize,
 }
 
+/// Callbacks run when the job reaches a terminal state.
+pub(crate) type TerminateHooks = Vec<Box<dyn FnOnce() + Send>>;
+
+/// What the environment hands over to build a graph.
+pub(crate) struct GraphSpec {
+    pub(crate) name: String,
+    pub(crate) max_parallelism: u32,
+    pub(crate) config: crate::config::Configuration,
+    pub(crate) nodes: Vec<StreamNode>,
+    pub(crate) edges: Vec<StreamEdge>,
+    pub(crate) default_parallelism: u32,
+    pub(crate) watermark_interval_ms: i64,
+    pub(crate) on_terminate: TerminateHooks,
+}
+
 /// A job: its operators, edges and vertices. Shared (`Arc`) by every subtask of the job.
 pub struct JobGraph {
     /// The job's name.
@@ -266,7 +286,7 @@ pub struct JobGraph {
     pub(crate) vertices: Vec<JobVertex>,
     pub(crate) node_vertex: Vec<usize>,
     pub(crate) watermark_interval_ms: i64,
-    pub(crate) on_terminate: Mutex<Vec<Box<dyn FnOnce() + Send>>>,
+    pub(crate) on_terminate: Mutex<TerminateHooks>,
 }
 
 impl std::fmt::Debug for JobGraph {
@@ -276,16 +296,17 @@ impl std::fmt::Debug for JobGraph {
 }
 
 impl JobGraph {
-    pub(crate) fn new(
-        name: String,
-        max_parallelism: u32,
-        config: crate::config::Configuration,
-        nodes: Vec<StreamNode>,
-        mut edges: Vec<StreamEdge>,
-        default_parallelism: u32,
-        watermark_interval_ms: i64,
-        on_terminate: Vec<Box<dyn FnOnce() + Send>>,
-    ) -> Result<Self, GraphError> {
+    pub(crate) fn new(spec: GraphSpec) -> Result<Self, GraphError> {
+        let GraphSpec {
+            name,
+            max_parallelism,
+            config,
+            nodes,
+            mut edges,
+            default_parallelism,
+            watermark_interval_ms,
+            on_terminate,
+        } = spec;
         if nodes.is_empty() {
             return Err(GraphError::Empty("no operators were defined".into()));
         }
@@ -322,9 +343,9 @@ impl JobGraph {
                 None => e.kind = Some(if same { PartitionKind::Forward } else { PartitionKind::Rebalance }),
                 Some(PartitionKind::Forward) if !same => {
                     return Err(GraphError::Invalid(format!(
-                        "forward partitioning from '{}' (parallelism {}) to '{}' (parallelism {}) needs equal parallelism",
-                        nodes[e.from].name, par[e.from], nodes[e.to].name, par[e.to]
-                    )))
+                    "forward partitioning from '{}' (parallelism {}) to '{}' (parallelism {}) needs equal parallelism",
+                    nodes[e.from].name, par[e.from], nodes[e.to].name, par[e.to]
+                )))
                 }
                 _ => {}
             }
@@ -384,7 +405,9 @@ impl JobGraph {
             });
         }
         if node_vertex.contains(&usize::MAX) {
-            return Err(GraphError::Invalid("an operator is chained to a predecessor that is not part of the job".into()));
+            return Err(GraphError::Invalid(
+                "an operator is chained to a predecessor that is not part of the job".into(),
+            ));
         }
         Ok(Self {
             name,
@@ -445,7 +468,10 @@ impl JobGraph {
             let kind = e.kind.unwrap_or(PartitionKind::Forward);
             let p = self.nodes[e.from].parallelism.unwrap_or(1);
             for producer in producers_of(kind, subtask, p, v.parallelism) {
-                out.push(InputChannel { key: ChannelKey { edge: k as u32, producer, consumer: subtask }, input: e.input });
+                out.push(InputChannel {
+                    key: ChannelKey { edge: k as u32, producer, consumer: subtask },
+                    input: e.input,
+                });
             }
         }
         out
@@ -453,16 +479,13 @@ impl JobGraph {
 
     /// Builds subtask `subtask` of `vertex`: its operator chain with writers at the ends.
     pub fn instantiate(&self, vertex: usize, subtask: u32, env: &TaskEnv) -> Result<VertexInstance, TaskError> {
-        let v = self
-            .vertices
-            .get(vertex)
-            .ok_or_else(|| TaskError::msg("job graph", format!("no vertex {vertex}")))?;
+        let v = self.vertices.get(vertex).ok_or_else(|| TaskError::msg("job graph", format!("no vertex {vertex}")))?;
         let mut channels = Vec::new();
         let built = self.build_node(v.head, vertex, subtask, env, &mut channels)?;
         let head = match built {
             Built::Source(s) => HeadKind::Source(s),
             Built::Head(h) => HeadKind::Operators(h),
-            Built::Link(l) => HeadKind::Operators(self.nodes[v.head].ops.into_head(l, &v.name)?),
+            Built::Link(l) => HeadKind::Operators(self.nodes[v.head].ops.make_head(l, &v.name)?),
         };
         Ok(VertexInstance { head, output_channels: channels })
     }
@@ -483,7 +506,7 @@ impl JobGraph {
             let target_in_vertex = self.node_vertex[e.to] == vertex && e.to != self.vertices[vertex].head;
             if let Some(tag) = &e.side_tag {
                 if let Built::Link(l) = self.build_node(e.to, vertex, subtask, env, channels)? {
-                    sides.push((tag.clone(), self.nodes[e.to].ops.into_side(l)?));
+                    sides.push((tag.clone(), self.nodes[e.to].ops.make_side(l)?));
                 }
             } else if target_in_vertex {
                 if let Built::Link(l) = self.build_node(e.to, vertex, subtask, env, channels)? {

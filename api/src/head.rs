@@ -34,7 +34,10 @@ pub(crate) fn downcast_batch<T: 'static>(
     batch.downcast::<Vec<StreamRecord<T>>>().map(|b| *b).map_err(|_| {
         TaskError::msg(
             name,
-            format!("input {input} received a batch of the wrong record type (expected {})", std::any::type_name::<T>()),
+            format!(
+                "input {input} received a batch of the wrong record type (expected {})",
+                std::any::type_name::<T>()
+            ),
         )
     })
 }

@@ -34,7 +34,10 @@ pub use functions::{CoProcessFunction, KeyedProcessFunction, MultiInputFunction,
 pub use graph::{ChannelKey, HeadKind, InputChannel, JobGraph, JobVertex, TaskEnv, VertexInstance};
 pub use link::{Collector, Input};
 pub use record::{Data, Element, Key, StreamRecord, MAX_WATERMARK, NO_TIMESTAMP};
-pub use stream::{keyed_multi_input, multi_input, CollectStream, ConnectedStreams, DataStream, KeyedStream, SinkHandle, WindowedStream};
+pub use riffle_state::{KeyedStateStore, ListState, MapState, TimeDomain, ValueState};
+pub use stream::{
+    keyed_multi_input, multi_input, CollectStream, ConnectedStreams, DataStream, KeyedStream, SinkHandle,
+    WindowedStream,
+};
 pub use watermark::{WatermarkGenerator, WatermarkOutput, WatermarkStrategy};
 pub use window::{AggregateFunction, ProcessWindowFunction, TimeWindow, WindowAssigner, WindowContext};
-pub use riffle_state::{KeyedStateStore, ListState, MapState, TimeDomain, ValueState};

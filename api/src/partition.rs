@@ -126,7 +126,9 @@ pub struct EdgeWriter<T> {
 /// The set of writers with unflushed records: the runtime flushes them when it is about to
 /// wait for input, so that low-rate streams see no batching delay.
 #[derive(Clone, Default)]
-pub struct FlushRegistry(Rc<RefCell<Vec<Box<dyn FnMut()>>>>);
+pub struct FlushRegistry(Rc<RefCell<Vec<FlushFn>>>);
+
+type FlushFn = Box<dyn FnMut()>;
 
 impl FlushRegistry {
     /// Runs every registered flush.
@@ -153,7 +155,16 @@ impl<T: Send + 'static> EdgeWriter<T> {
         registry: FlushRegistry,
     ) -> Self {
         let buffers = targets.iter().map(|_| Vec::new()).collect();
-        Self { partitioner, targets, channel_base, buffers, batch_size: batch_size.max(1), outbox, registry, registered: false }
+        Self {
+            partitioner,
+            targets,
+            channel_base,
+            buffers,
+            batch_size: batch_size.max(1),
+            outbox,
+            registry,
+            registered: false,
+        }
     }
 
     fn flush_channel(buffers: &mut [Vec<StreamRecord<T>>], ch: usize, base: usize, outbox: &SharedOutbox) {

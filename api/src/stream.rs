@@ -17,7 +17,7 @@ use crate::functions::{CoProcessFunction, KeyedProcessFunction, MultiInputFuncti
 use crate::graph::{BuiltTyped, Node, NodeId, NodeKind};
 use crate::link::Collector;
 use crate::metrics::LocalCounter;
-use crate::operators::basic::{FilterOp, FlatMapOp, IdentityOp, MapOp};
+use crate::operators::basic::{FilterOp, FlatMapFn, FlatMapOp, IdentityOp, MapOp};
 use crate::operators::keyed::{ProcessOp, ReduceOp};
 use crate::operators::multi::{CoProcessOp, MultiInputOp};
 use crate::operators::sinks::{CollectBatch, CollectSink, DiscardSink, PrintSink, TextFileSink};
@@ -96,7 +96,14 @@ impl<T: Data> DataStream<T> {
         Self { builder, node, partition: None, _t: PhantomData }
     }
 
-    fn add<O: Data>(&self, name: &str, kind: NodeKind, node: Node<T, O>, part: Option<PartitionKind>, hash: Option<HashFn<T>>) -> DataStream<O> {
+    fn add<O: Data>(
+        &self,
+        name: &str,
+        kind: NodeKind,
+        node: Node<T, O>,
+        part: Option<PartitionKind>,
+        hash: Option<HashFn<T>>,
+    ) -> DataStream<O> {
         let mut b = self.builder.borrow_mut();
         let id = b.add_node(name.to_string(), kind, Arc::new(node));
         let mut e = edge(self.node, id, 0, part.or(self.partition));
@@ -162,7 +169,13 @@ impl<T: Data> DataStream<T> {
         F: Fn(T) -> O + Send + Sync + 'static,
     {
         let f: Arc<dyn Fn(T) -> O + Send + Sync> = Arc::new(f);
-        self.add("Map", NodeKind::OneInput, Node::new(move |ctx, next| Ok(BuiltTyped::Link(Box::new(MapOp { f: f.clone(), next, id: ctx.id })))), None, None)
+        self.add(
+            "Map",
+            NodeKind::OneInput,
+            Node::new(move |ctx, next| Ok(BuiltTyped::Link(Box::new(MapOp { f: f.clone(), next, id: ctx.id })))),
+            None,
+            None,
+        )
     }
 
     /// Keeps the records `f` accepts.
@@ -171,7 +184,13 @@ impl<T: Data> DataStream<T> {
         F: Fn(&T) -> bool + Send + Sync + 'static,
     {
         let f: Arc<dyn Fn(&T) -> bool + Send + Sync> = Arc::new(f);
-        self.add("Filter", NodeKind::OneInput, Node::new(move |ctx, next| Ok(BuiltTyped::Link(Box::new(FilterOp { f: f.clone(), next, id: ctx.id })))), None, None)
+        self.add(
+            "Filter",
+            NodeKind::OneInput,
+            Node::new(move |ctx, next| Ok(BuiltTyped::Link(Box::new(FilterOp { f: f.clone(), next, id: ctx.id })))),
+            None,
+            None,
+        )
     }
 
     /// One record in, any number out.
@@ -179,8 +198,14 @@ impl<T: Data> DataStream<T> {
     where
         F: Fn(T, &mut Collector<'_, O>) + Send + Sync + 'static,
     {
-        let f: Arc<dyn Fn(T, &mut Collector<'_, O>) + Send + Sync> = Arc::new(f);
-        self.add("FlatMap", NodeKind::OneInput, Node::new(move |ctx, next| Ok(BuiltTyped::Link(Box::new(FlatMapOp { f: f.clone(), next, id: ctx.id })))), None, None)
+        let f: FlatMapFn<T, O> = Arc::new(f);
+        self.add(
+            "FlatMap",
+            NodeKind::OneInput,
+            Node::new(move |ctx, next| Ok(BuiltTyped::Link(Box::new(FlatMapOp { f: f.clone(), next, id: ctx.id })))),
+            None,
+            None,
+        )
     }
 
     /// Runs a process function per subtask (its state and timers are per subtask: the key is `()`).
@@ -318,7 +343,14 @@ impl<T: Data> DataStream<T> {
             &name,
             Node::new(move |ctx, _| {
                 let counter = LocalCounter::new(ctx.counters.clone(), |c| &c.sink_records);
-                Ok(BuiltTyped::Link(Box::new(TextFileSink::open(&path, ctx.subtask, ctx.parallelism, format.clone(), &n2, counter)?)))
+                Ok(BuiltTyped::Link(Box::new(TextFileSink::open(
+                    &path,
+                    ctx.subtask,
+                    ctx.parallelism,
+                    format.clone(),
+                    &n2,
+                    counter,
+                )?)))
             }),
         )
     }
@@ -371,7 +403,12 @@ impl<K: Key + StateKey, T: Data> KeyedStream<K, T> {
     {
         let f: Arc<dyn Fn(T, T) -> T + Send + Sync> = Arc::new(f);
         let key_of = self.key_of.clone();
-        self.add_keyed("Keyed Reduce", Node::new(move |ctx, next| Ok(BuiltTyped::Link(Box::new(ReduceOp::new(f.clone(), key_of.clone(), next, ctx.id)?)))))
+        self.add_keyed(
+            "Keyed Reduce",
+            Node::new(move |ctx, next| {
+                Ok(BuiltTyped::Link(Box::new(ReduceOp::new(f.clone(), key_of.clone(), next, ctx.id)?)))
+            }),
+        )
     }
 
     /// A running sum of the field `field` selects; other fields are the key's first record's.
@@ -499,7 +536,17 @@ impl<K: Key + StateKey, T: Data> WindowedStream<K, T> {
             Node::new(move |ctx, next| {
                 let side = SideOutputs::new(ctx.side_outputs);
                 let dropped = LocalCounter::new(ctx.counters.clone(), |c| &c.late_records_dropped);
-                Ok(BuiltTyped::Link(Box::new(WindowOp::new(wf.clone(), assigner, lateness, late_tag.clone(), key_of.clone(), next, side, ctx.id, dropped))))
+                Ok(BuiltTyped::Link(Box::new(WindowOp::new(
+                    wf.clone(),
+                    assigner,
+                    lateness,
+                    late_tag.clone(),
+                    key_of.clone(),
+                    next,
+                    side,
+                    ctx.id,
+                    dropped,
+                ))))
             }),
         )
     }
@@ -534,7 +581,10 @@ impl<K: Key + StateKey, T: Data> WindowedStream<K, T> {
         F: Fn(T, T) -> T + Send + Sync + 'static,
         W: Fn(&K, &TimeWindow, T) -> O + Send + Sync + 'static,
     {
-        self.build("Window Reduce", WithWindow { inner: ReduceWindow(Arc::new(f)), shape: Arc::new(shape), _r: PhantomData })
+        self.build(
+            "Window Reduce",
+            WithWindow { inner: ReduceWindow(Arc::new(f)), shape: Arc::new(shape), _r: PhantomData },
+        )
     }
 
     /// Processes each window's records at once.
@@ -582,7 +632,10 @@ impl<K: StateKey, A: Data, B: Data> ConnectedStreams<K, A, B> {
 }
 
 /// An operator over N inputs of one type (FLIP-92), per subtask (key `()`).
-pub fn multi_input<T: Data, O: Data, F: MultiInputFunction<(), T, O>>(inputs: &[DataStream<T>], f: F) -> Option<DataStream<O>> {
+pub fn multi_input<T: Data, O: Data, F: MultiInputFunction<(), T, O>>(
+    inputs: &[DataStream<T>],
+    f: F,
+) -> Option<DataStream<O>> {
     let first = inputs.first()?;
     let key_of: KeyFn<T, ()> = Arc::new(|_| ());
     let node = Node::<(), O>::new(move |ctx, next| {

@@ -108,7 +108,12 @@ pub struct WatermarkStrategy<T> {
 
 impl<T> Clone for WatermarkStrategy<T> {
     fn clone(&self) -> Self {
-        Self { generator: self.generator.clone(), assigner: self.assigner.clone(), idleness: self.idleness, clock: self.clock }
+        Self {
+            generator: self.generator.clone(),
+            assigner: self.assigner.clone(),
+            idleness: self.idleness,
+            clock: self.clock,
+        }
     }
 }
 

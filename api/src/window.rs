@@ -117,7 +117,9 @@ impl WindowAssigner {
         let o = offset.as_millis().min(i64::MAX as u128 / 4) as i64;
         match self {
             WindowAssigner::Tumbling { size, time, .. } => WindowAssigner::Tumbling { size, offset: o, time },
-            WindowAssigner::Sliding { size, slide, time, .. } => WindowAssigner::Sliding { size, slide, offset: o, time },
+            WindowAssigner::Sliding { size, slide, time, .. } => {
+                WindowAssigner::Sliding { size, slide, offset: o, time }
+            }
             s => s,
         }
     }

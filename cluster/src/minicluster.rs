@@ -11,11 +11,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use actix::prelude::*;
-use riffle_actors::dispatcher::{CancelJob, Dispatcher, ListJobs, JobOverview, RequestJobResult, SubmitJob};
+use riffle_actors::dispatcher::{CancelJob, Dispatcher, JobOverview, ListJobs, RequestJobResult, SubmitJob};
 use riffle_actors::gateway::{GetSlotReport, SlotReport};
 use riffle_actors::job_master::JobMasterSettings;
 use riffle_actors::resource_manager::ResourceManager;
-use riffle_actors::task_executor::{default_slot_strategy, CrashSlot, GetTaskExecutorReport, TaskExecutor, TaskExecutorReport, TaskExecutorSettings};
+use riffle_actors::task_executor::{
+    default_slot_strategy, CrashSlot, GetTaskExecutorReport, TaskExecutor, TaskExecutorReport, TaskExecutorSettings,
+};
 use riffle_actors::{JobId, JobResult, ResourceId, RuntimeShared};
 use riffle_api::metrics::JobCounters;
 use riffle_api::{Configuration, JobGraph};
@@ -80,8 +82,11 @@ impl MiniCluster {
         let te_settings = TaskExecutorSettings {
             slots: cfg.slots_per_executor.max(1),
             batch_size: c.get("execution.batch-size", riffle_api::environment::DEFAULT_BATCH_SIZE)?.max(1),
-            channel_capacity: c.get("taskmanager.network.buffers-per-channel", riffle_actors::exchange::DEFAULT_CHANNEL_CAPACITY)?.max(1),
-            buffer_timeout_ms: c.get_duration("execution.buffer-timeout", Duration::from_millis(100))?.as_millis() as i64,
+            channel_capacity: c
+                .get("taskmanager.network.buffers-per-channel", riffle_actors::exchange::DEFAULT_CHANNEL_CAPACITY)?
+                .max(1),
+            buffer_timeout_ms: c.get_duration("execution.buffer-timeout", Duration::from_millis(100))?.as_millis()
+                as i64,
             slot_strategy: default_slot_strategy(),
         };
         let shared = RuntimeShared::new(cfg.config.clone());
@@ -97,14 +102,23 @@ impl MiniCluster {
                     let _ = s2.resource_manager.set(rm.clone());
                     let dispatcher = Dispatcher::new(s2.clone(), jm_settings).start();
                     let tes = (0..n_te)
-                        .map(|i| TaskExecutor::new(ResourceId(format!("taskexecutor-{i}")), s2.clone(), te_settings.clone()).start())
+                        .map(|i| {
+                            TaskExecutor::new(ResourceId(format!("taskexecutor-{i}")), s2.clone(), te_settings.clone())
+                                .start()
+                        })
                         .collect();
-                    let _ = tx.send(Actors { system: System::current(), dispatcher, resource_manager: rm, task_executors: tes });
+                    let _ = tx.send(Actors {
+                        system: System::current(),
+                        dispatcher,
+                        resource_manager: rm,
+                        task_executors: tes,
+                    });
                 });
                 let _ = sys.run();
             })
             .map_err(unavailable)?;
-        let actors = rx.recv_timeout(Duration::from_secs(30)).map_err(|_| unavailable("the actor system did not start"))?;
+        let actors =
+            rx.recv_timeout(Duration::from_secs(30)).map_err(|_| unavailable("the actor system did not start"))?;
         let mc = MiniCluster { actors: Some(actors), thread: Some(thread), shared };
         let want = n_te * cfg.slots_per_executor.max(1);
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -133,7 +147,9 @@ impl MiniCluster {
         self.shared.graphs.insert(job_id, Arc::new(graph));
         let r = a.dispatcher.send(SubmitJob { job_id }).await.map_err(unavailable);
         match r {
-            Ok(Ok(())) => Ok(JobHandle { job_id, dispatcher: a.dispatcher.clone(), counters, shared: self.shared.clone() }),
+            Ok(Ok(())) => {
+                Ok(JobHandle { job_id, dispatcher: a.dispatcher.clone(), counters, shared: self.shared.clone() })
+            }
             Ok(Err(e)) => {
                 self.shared.graphs.remove(&job_id);
                 Err(e.into())

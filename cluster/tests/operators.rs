@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use common::{cluster, run, sorted};
 use riffle_api::{
-    keyed_multi_input, multi_input, CoProcessFunction, KeyedProcessFunction, MultiInputFunction, ProcessContext,
-    ListState, StreamEnvironment, TimeDomain, TimeWindow, UserError, ValueState, WatermarkGenerator, WatermarkOutput,
-    WatermarkStrategy, WindowAssigner,
+    keyed_multi_input, multi_input, CoProcessFunction, KeyedProcessFunction, ListState, MultiInputFunction,
+    ProcessContext, StreamEnvironment, TimeDomain, TimeWindow, UserError, ValueState, WatermarkGenerator,
+    WatermarkOutput, WatermarkStrategy, WindowAssigner,
 };
 
 #[test]
@@ -91,7 +91,12 @@ struct PerInputSum {
 }
 
 impl MultiInputFunction<(), u64, (usize, u64)> for PerInputSum {
-    fn process_element(&mut self, input: usize, v: u64, _: &mut ProcessContext<'_, (), (usize, u64)>) -> Result<(), UserError> {
+    fn process_element(
+        &mut self,
+        input: usize,
+        v: u64,
+        _: &mut ProcessContext<'_, (), (usize, u64)>,
+    ) -> Result<(), UserError> {
         self.sums[input] += v;
         Ok(())
     }
@@ -118,7 +123,12 @@ fn an_operator_with_three_inputs_knows_where_each_record_came_from() {
 #[derive(Clone)]
 struct CountAll;
 impl MultiInputFunction<u64, u64, (u64, usize, u64)> for CountAll {
-    fn process_element(&mut self, input: usize, v: u64, ctx: &mut ProcessContext<'_, u64, (u64, usize, u64)>) -> Result<(), UserError> {
+    fn process_element(
+        &mut self,
+        input: usize,
+        v: u64,
+        ctx: &mut ProcessContext<'_, u64, (u64, usize, u64)>,
+    ) -> Result<(), UserError> {
         let s = ctx.state().value_state::<u64>("n")?;
         let n = s.get(ctx.state())?.copied().unwrap_or(0) + 1;
         s.set(ctx.state(), n)?;
@@ -151,7 +161,11 @@ fn keyed_multi_input_shares_state_per_key_across_inputs() {
 #[derive(Clone, Default)]
 struct Timeout;
 impl KeyedProcessFunction<String, (String, i64), (String, u64, i64)> for Timeout {
-    fn process_element(&mut self, _: (String, i64), ctx: &mut ProcessContext<'_, String, (String, u64, i64)>) -> Result<(), UserError> {
+    fn process_element(
+        &mut self,
+        _: (String, i64),
+        ctx: &mut ProcessContext<'_, String, (String, u64, i64)>,
+    ) -> Result<(), UserError> {
         let n = ctx.state().value_state::<u64>("n")?;
         let last = ctx.state().value_state::<i64>("timer")?;
         let c = n.get(ctx.state())?.copied().unwrap_or(0) + 1;
@@ -164,7 +178,12 @@ impl KeyedProcessFunction<String, (String, i64), (String, u64, i64)> for Timeout
         ctx.register_event_time_timer(t);
         Ok(())
     }
-    fn on_timer(&mut self, ts: i64, d: TimeDomain, ctx: &mut ProcessContext<'_, String, (String, u64, i64)>) -> Result<(), UserError> {
+    fn on_timer(
+        &mut self,
+        ts: i64,
+        d: TimeDomain,
+        ctx: &mut ProcessContext<'_, String, (String, u64, i64)>,
+    ) -> Result<(), UserError> {
         assert_eq!(d, TimeDomain::EventTime);
         let n = ctx.state().value_state::<u64>("n")?;
         let c = n.clear(ctx.state())?.unwrap_or(0);
@@ -187,11 +206,13 @@ impl WatermarkGenerator<(String, i64)> for EveryRecord {
 fn keyed_process_function_with_state_and_event_time_timers() {
     let mc = cluster(1, 1);
     let env = StreamEnvironment::new();
-    let evs = vec![("a".to_string(), 0i64), ("a".into(), 500), ("b".into(), 600), ("a".into(), 2000), ("b".into(), 5000)];
+    let evs =
+        vec![("a".to_string(), 0i64), ("a".into(), 500), ("b".into(), 600), ("a".into(), 2000), ("b".into(), 5000)];
     let out = env
         .from_collection(evs)
         .assign_timestamps_and_watermarks(
-            WatermarkStrategy::for_generator(|| Box::new(EveryRecord)).with_timestamp_assigner(|e: &(String, i64), _| e.1),
+            WatermarkStrategy::for_generator(|| Box::new(EveryRecord))
+                .with_timestamp_assigner(|e: &(String, i64), _| e.1),
         )
         .key_by(|e: &(String, i64)| e.0.clone())
         .process(Timeout)
@@ -219,7 +240,9 @@ fn keyed_windows(p: u32) -> Vec<(u64, i64, u64)> {
     let out = env
         .from_sequence(0, 49_999)
         .map(|i| (i * 7919 % 13, i as i64))
-        .assign_timestamps_and_watermarks(WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|e: &(u64, i64), _| e.1))
+        .assign_timestamps_and_watermarks(
+            WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|e: &(u64, i64), _| e.1),
+        )
         .key_by(|e: &(u64, i64)| e.0)
         .window(WindowAssigner::tumbling_event_time(Duration::from_millis(1000)))
         .reduce_with(|a, b| (a.0, a.1 + b.1), |k: &u64, w: &TimeWindow, e: (u64, i64)| (*k, w.end, e.1 as u64))

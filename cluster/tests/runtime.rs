@@ -162,7 +162,7 @@ fn max_slots_caps_what_a_job_gets_and_requests_time_out_with_a_clear_message() {
 #[test]
 fn a_waiting_job_gets_the_slots_another_job_releases() {
     let mc = cluster(1, 1);
-    let mut env = StreamEnvironment::new();
+    let env = StreamEnvironment::new();
     env.from_source(Silent, "silent").discard();
     let first = mc.submit(env.build_job_graph("holder").unwrap()).unwrap();
     let env2 = StreamEnvironment::new();
@@ -214,8 +214,11 @@ fn idle_job(with_idleness: bool) -> (StreamEnvironment, riffle_api::CollectStrea
     env.set_auto_watermark_interval(Duration::from_millis(20));
     let busy = env
         .from_collection(vec![("k".to_string(), 1_000i64), ("k".to_string(), 2_000), ("k".to_string(), 25_000)])
-        .assign_timestamps_and_watermarks(WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|e: &(String, i64), _| e.1));
-    let mut quiet_wm = WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|e: &(String, i64), _| e.1);
+        .assign_timestamps_and_watermarks(
+            WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|e: &(String, i64), _| e.1),
+        );
+    let mut quiet_wm =
+        WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|e: &(String, i64), _| e.1);
     if with_idleness {
         quiet_wm = quiet_wm.with_idleness(Duration::from_millis(100));
     }
@@ -224,10 +227,14 @@ fn idle_job(with_idleness: bool) -> (StreamEnvironment, riffle_api::CollectStrea
         .union(&[quiet])
         .key_by(|e: &(String, i64)| e.0.clone())
         .window(WindowAssigner::tumbling_event_time(Duration::from_secs(10)))
-        .process(|ctx: &riffle_api::WindowContext<'_, String>, els: &[(String, i64)], out: &mut dyn FnMut((String, i64, usize))| {
-            out((ctx.key.clone(), ctx.window.end, els.len()));
-            Ok(())
-        })
+        .process(
+            |ctx: &riffle_api::WindowContext<'_, String>,
+             els: &[(String, i64)],
+             out: &mut dyn FnMut((String, i64, usize))| {
+                out((ctx.key.clone(), ctx.window.end, els.len()));
+                Ok(())
+            },
+        )
         .collect();
     (env, out)
 }
@@ -255,7 +262,10 @@ fn an_idle_input_does_not_hold_back_the_watermark() {
     std::thread::spawn(move || {
         let _ = tx.send(out.next());
     });
-    assert!(rx.recv_timeout(Duration::from_millis(1500)).is_err(), "a window fired although an input held the watermark back");
+    assert!(
+        rx.recv_timeout(Duration::from_millis(1500)).is_err(),
+        "a window fired although an input held the watermark back"
+    );
     h.cancel().unwrap();
     assert_eq!(h.wait(WAIT).unwrap().status, JobStatus::Canceled);
 }

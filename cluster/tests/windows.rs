@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use common::{cluster, run, sorted};
 use riffle_api::{
-    AggregateFunction, OutputTag, StreamEnvironment, TimeWindow, WatermarkGenerator, WatermarkOutput, WatermarkStrategy,
-    WindowAssigner, WindowContext,
+    AggregateFunction, OutputTag, StreamEnvironment, TimeWindow, WatermarkGenerator, WatermarkOutput,
+    WatermarkStrategy, WindowAssigner, WindowContext,
 };
 
 /// (key, timestamp, emits a watermark at its timestamp)
@@ -102,7 +102,8 @@ fn without_lateness_late_records_are_dropped() {
         .collect();
     let got = sorted(run(&mc, &env, out));
     // [0,10000) fires once per key at watermark 12000; the late a@5000 and a@7000 are dropped.
-    let want = sorted(vec![("a".to_string(), 0), ("b".to_string(), 0), ("a".to_string(), 10000), ("b".to_string(), 10000)]);
+    let want =
+        sorted(vec![("a".to_string(), 0), ("b".to_string(), 0), ("a".to_string(), 10000), ("b".to_string(), 10000)]);
     assert_eq!(got, want);
 }
 
@@ -115,7 +116,9 @@ fn sliding_windows_count_each_record_in_every_window() {
     let evs: Vec<Ev> = (0..100).map(|i| ev(if i % 2 == 0 { "x" } else { "y" }, i * 100, false)).collect();
     let out = env
         .from_collection(evs)
-        .assign_timestamps_and_watermarks(WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|e: &Ev, _| e.1))
+        .assign_timestamps_and_watermarks(
+            WatermarkStrategy::for_monotonous_timestamps().with_timestamp_assigner(|e: &Ev, _| e.1),
+        )
         .key_by(|e: &Ev| e.0.clone())
         .window(WindowAssigner::sliding_event_time(Duration::from_millis(1000), Duration::from_millis(500)))
         .aggregate_with(Count, |k: &String, w: &TimeWindow, n: u64| (k.clone(), w.start, n))
@@ -124,7 +127,8 @@ fn sliding_windows_count_each_record_in_every_window() {
     let mut want = Vec::new();
     for start in (-500..10000).step_by(500) {
         for (k, parity) in [("x", 0), ("y", 1)] {
-            let n = (0..100i64).filter(|i| i % 2 == parity && i * 100 >= start && i * 100 < start + 1000).count() as u64;
+            let n =
+                (0..100i64).filter(|i| i % 2 == parity && i * 100 >= start && i * 100 < start + 1000).count() as u64;
             if n > 0 {
                 want.push((k.to_string(), start as i64, n));
             }
@@ -139,11 +143,13 @@ fn session_windows_merge_and_process_sees_all_elements() {
     let env = StreamEnvironment::new();
     // Gap 1 s. "a": 0, 500, 1200 (one session 0..2200 after merging), 5000 (new session);
     // the 1200 record arrives before 500, bridging two sessions only once 500 is there.
-    let evs = vec![ev("a", 0, false), ev("a", 1200, false), ev("a", 500, false), ev("a", 5000, false), ev("b", 100, false)];
+    let evs =
+        vec![ev("a", 0, false), ev("a", 1200, false), ev("a", 500, false), ev("a", 5000, false), ev("b", 100, false)];
     let out = env
         .from_collection(evs)
         .assign_timestamps_and_watermarks(
-            WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_secs(2)).with_timestamp_assigner(|e: &Ev, _| e.1),
+            WatermarkStrategy::for_bounded_out_of_orderness(Duration::from_secs(2))
+                .with_timestamp_assigner(|e: &Ev, _| e.1),
         )
         .key_by(|e: &Ev| e.0.clone())
         .window(WindowAssigner::event_time_session(Duration::from_secs(1)))
@@ -153,11 +159,8 @@ fn session_windows_merge_and_process_sees_all_elements() {
         })
         .collect();
     let got = sorted(run(&mc, &env, out));
-    let want = sorted(vec![
-        ("a".to_string(), 0, 2200, 3),
-        ("a".to_string(), 5000, 6000, 1),
-        ("b".to_string(), 100, 1100, 1),
-    ]);
+    let want =
+        sorted(vec![("a".to_string(), 0, 2200, 3), ("a".to_string(), 5000, 6000, 1), ("b".to_string(), 100, 1100, 1)]);
     assert_eq!(got, want);
 }
 

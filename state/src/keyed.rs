@@ -93,10 +93,7 @@ impl<K: StateKey> KeyedStateStore<K> {
     }
 
     fn table<T: Any>(&self, index: usize) -> Result<&T, StateError> {
-        self.tables
-            .get(index)
-            .and_then(|t| t.data.downcast_ref::<T>())
-            .ok_or(StateError::ForeignHandle { index })
+        self.tables.get(index).and_then(|t| t.data.downcast_ref::<T>()).ok_or(StateError::ForeignHandle { index })
     }
 
     fn table_and_key<T: Any>(&mut self, index: usize) -> Result<(&mut T, &K), StateError> {
@@ -126,14 +123,8 @@ impl<K: StateKey> KeyedStateStore<K> {
     }
 
     /// Registers (or looks up) a map state.
-    pub fn map_state<MK: StateKey, MV: StateValue>(
-        &mut self,
-        name: &str,
-    ) -> Result<MapState<MK, MV>, StateError> {
-        Ok(MapState {
-            index: self.register::<FxHashMap<K, HashMap<MK, MV>>>(name)?,
-            _v: PhantomData,
-        })
+    pub fn map_state<MK: StateKey, MV: StateValue>(&mut self, name: &str) -> Result<MapState<MK, MV>, StateError> {
+        Ok(MapState { index: self.register::<FxHashMap<K, HashMap<MK, MV>>>(name)?, _v: PhantomData })
     }
 
     /// Number of keys that hold a value in any state (for metrics and tests).
@@ -165,10 +156,7 @@ impl<V: StateValue> ValueState<V> {
     }
 
     /// The value for the current key, mutable.
-    pub fn get_mut<'s, K: StateKey>(
-        &self,
-        store: &'s mut KeyedStateStore<K>,
-    ) -> Result<Option<&'s mut V>, StateError> {
+    pub fn get_mut<'s, K: StateKey>(&self, store: &'s mut KeyedStateStore<K>) -> Result<Option<&'s mut V>, StateError> {
         let (t, k) = store.table_and_key::<FxHashMap<K, V>>(self.index)?;
         let k = k.clone();
         Ok(t.get_mut(&k))
@@ -239,11 +227,7 @@ impl<V: StateValue> ListState<V> {
         let key = store.current.as_ref().ok_or_else(|| StateError::NoCurrentKey {
             name: store.tables.get(self.index).map(|t| t.name.clone()).unwrap_or_default(),
         })?;
-        Ok(store
-            .table::<FxHashMap<K, Vec<V>>>(self.index)?
-            .get(key)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]))
+        Ok(store.table::<FxHashMap<K, Vec<V>>>(self.index)?.get(key).map(Vec::as_slice).unwrap_or(&[]))
     }
 
     /// Replaces the current key's list.
@@ -296,10 +280,7 @@ impl<MK: StateKey, MV: StateValue> MapState<MK, MV> {
         let key = store.current.as_ref().ok_or_else(|| StateError::NoCurrentKey {
             name: store.tables.get(self.index).map(|t| t.name.clone()).unwrap_or_default(),
         })?;
-        Ok(store
-            .table::<FxHashMap<K, HashMap<MK, MV>>>(self.index)?
-            .get(key)
-            .and_then(|m| m.get(mk)))
+        Ok(store.table::<FxHashMap<K, HashMap<MK, MV>>>(self.index)?.get(key).and_then(|m| m.get(mk)))
     }
 
     /// Removes an entry of the current key's map.
@@ -366,9 +347,6 @@ mod tests {
         let mut s = KeyedStateStore::<u32>::new();
         let _ = s.value_state::<u64>("x").unwrap();
         assert!(s.value_state::<u64>("x").is_ok());
-        assert_eq!(
-            s.value_state::<String>("x").err(),
-            Some(StateError::TypeMismatch { name: "x".into() })
-        );
+        assert_eq!(s.value_state::<String>("x").err(), Some(StateError::TypeMismatch { name: "x".into() }));
     }
 }

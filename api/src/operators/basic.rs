@@ -43,9 +43,12 @@ impl<T> Input<T> for FilterOp<T> {
     forward_events!();
 }
 
+/// A user's flat-map function.
+pub type FlatMapFn<I, O> = Arc<dyn Fn(I, &mut Collector<'_, O>) + Send + Sync>;
+
 /// `flat_map`: one record in, any number out.
 pub struct FlatMapOp<I, O> {
-    pub(crate) f: Arc<dyn Fn(I, &mut Collector<'_, O>) + Send + Sync>,
+    pub(crate) f: FlatMapFn<I, O>,
     pub(crate) next: Box<dyn Input<O>>,
     pub(crate) id: OpId,
 }

@@ -37,7 +37,9 @@ impl<K: StateKey, A: 'static, B: 'static, O, F: CoProcessFunction<K, A, B, O>> C
     }
 }
 
-impl<K: StateKey, A: 'static, B: 'static, O, F: CoProcessFunction<K, A, B, O>> VertexHead for CoProcessOp<K, A, B, O, F> {
+impl<K: StateKey, A: 'static, B: 'static, O, F: CoProcessFunction<K, A, B, O>> VertexHead
+    for CoProcessOp<K, A, B, O, F>
+{
     fn push_batch(&mut self, input: usize, batch: Box<dyn Any + Send>) -> TaskResult {
         let f = &mut self.f;
         if input == 0 {

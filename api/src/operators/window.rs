@@ -30,7 +30,14 @@ pub trait WindowFn<K, T, O>: Send + Sync + 'static {
     /// Combines the accumulators of merging windows.
     fn merge(&self, a: Self::Acc, b: Self::Acc) -> Result<Self::Acc, UserError>;
     /// Emits the results of a firing window.
-    fn emit(&self, key: &K, window: TimeWindow, watermark: i64, acc: &Self::Acc, out: &mut dyn FnMut(O)) -> Result<(), UserError>;
+    fn emit(
+        &self,
+        key: &K,
+        window: TimeWindow,
+        watermark: i64,
+        acc: &Self::Acc,
+        out: &mut dyn FnMut(O),
+    ) -> Result<(), UserError>;
 }
 
 /// `reduce` over a window.
@@ -103,7 +110,14 @@ where
     fn merge(&self, a: Self::Acc, b: Self::Acc) -> Result<Self::Acc, UserError> {
         self.inner.merge(a, b)
     }
-    fn emit(&self, key: &K, window: TimeWindow, watermark: i64, acc: &Self::Acc, out: &mut dyn FnMut(O)) -> Result<(), UserError> {
+    fn emit(
+        &self,
+        key: &K,
+        window: TimeWindow,
+        watermark: i64,
+        acc: &Self::Acc,
+        out: &mut dyn FnMut(O),
+    ) -> Result<(), UserError> {
         let shape = &self.shape;
         self.inner.emit(key, window, watermark, acc, &mut |r| out(shape(key, &window, r)))
     }
@@ -123,7 +137,14 @@ impl<K, T: Send + 'static, O, P: ProcessWindowFunction<K, T, O>> WindowFn<K, T, 
         a.append(&mut b);
         Ok(a)
     }
-    fn emit(&self, key: &K, window: TimeWindow, watermark: i64, acc: &Vec<T>, out: &mut dyn FnMut(O)) -> Result<(), UserError> {
+    fn emit(
+        &self,
+        key: &K,
+        window: TimeWindow,
+        watermark: i64,
+        acc: &Vec<T>,
+        out: &mut dyn FnMut(O),
+    ) -> Result<(), UserError> {
         let ctx = WindowContext { key, window, current_watermark: watermark };
         self.0.process(&ctx, acc, out)
     }

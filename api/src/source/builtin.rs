@@ -114,10 +114,17 @@ impl<T: Data + Sync> Source<T> for CollectionSource<T> {
         Ok(Box::new(StaticEnumerator::new(vec![self.items.clone()])))
     }
     fn create_reader(&self, _subtask: u32) -> Result<Box<dyn SourceReader<T, Vec<T>>>, UserError> {
-        fn open<T>(s: Vec<T>) -> Result<std::iter::Map<std::vec::IntoIter<T>, fn(T) -> Result<T, UserError>>, UserError> {
+        type Items<T> = std::iter::Map<std::vec::IntoIter<T>, fn(T) -> Result<T, UserError>>;
+        fn open<T>(s: Vec<T>) -> Result<Items<T>, UserError> {
             Ok(s.into_iter().map(Ok as fn(T) -> Result<T, UserError>))
         }
-        Ok(Box::new(QueueReader { splits: VecDeque::new(), current: None, open: open::<T>, no_more: false, requested: false }))
+        Ok(Box::new(QueueReader {
+            splits: VecDeque::new(),
+            current: None,
+            open: open::<T>,
+            no_more: false,
+            requested: false,
+        }))
     }
 }
 
@@ -216,7 +223,14 @@ impl Source<u64> for SequenceSource {
         Ok(Box::new(StaticEnumerator::new(self.splits(parallelism))))
     }
     fn create_reader(&self, _subtask: u32) -> Result<Box<dyn SourceReader<u64, SequenceSplit>>, UserError> {
-        Ok(Box::new(SequenceReader { splits: VecDeque::new(), next: 0, end: 0, active: false, no_more: false, requested: false }))
+        Ok(Box::new(SequenceReader {
+            splits: VecDeque::new(),
+            next: 0,
+            end: 0,
+            active: false,
+            no_more: false,
+            requested: false,
+        }))
     }
 }
 
@@ -239,8 +253,8 @@ impl TextFileSource {
     }
 
     fn files(&self) -> Result<Vec<FileSplit>, UserError> {
-        let meta = std::fs::metadata(&self.path)
-            .map_err(|e| format!("cannot read input '{}': {e}", self.path.display()))?;
+        let meta =
+            std::fs::metadata(&self.path).map_err(|e| format!("cannot read input '{}': {e}", self.path.display()))?;
         if meta.is_file() {
             return Ok(vec![FileSplit { path: self.path.clone() }]);
         }
@@ -286,7 +300,13 @@ impl Source<String> for TextFileSource {
         Ok(Box::new(StaticEnumerator::new(self.files()?)))
     }
     fn create_reader(&self, _subtask: u32) -> Result<Box<dyn SourceReader<String, FileSplit>>, UserError> {
-        Ok(Box::new(QueueReader { splits: VecDeque::new(), current: None, open: open_lines, no_more: false, requested: false }))
+        Ok(Box::new(QueueReader {
+            splits: VecDeque::new(),
+            current: None,
+            open: open_lines,
+            no_more: false,
+            requested: false,
+        }))
     }
 }
 
@@ -298,11 +318,14 @@ mod tests {
     fn sequence_splits_are_contiguous_and_complete() {
         let s = SequenceSource::new(0, 99);
         let sp = s.splits(3);
-        assert_eq!(sp, vec![
-            SequenceSplit { from: 0, to: 32 },
-            SequenceSplit { from: 33, to: 65 },
-            SequenceSplit { from: 66, to: 99 }
-        ]);
+        assert_eq!(
+            sp,
+            vec![
+                SequenceSplit { from: 0, to: 32 },
+                SequenceSplit { from: 33, to: 65 },
+                SequenceSplit { from: 66, to: 99 }
+            ]
+        );
         assert_eq!(SequenceSource::new(5, 6).splits(4).len(), 2);
     }
 

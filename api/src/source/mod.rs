@@ -5,7 +5,6 @@
 
 pub mod builtin;
 
-
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
