@@ -130,7 +130,7 @@ fn sliding_windows_count_each_record_in_every_window() {
             let n =
                 (0..100i64).filter(|i| i % 2 == parity && i * 100 >= start && i * 100 < start + 1000).count() as u64;
             if n > 0 {
-                want.push((k.to_string(), start as i64, n));
+                want.push((k.to_string(), start, n));
             }
         }
     }
