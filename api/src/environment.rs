@@ -117,6 +117,15 @@ impl StreamEnvironment {
         self.from_source(SequenceSource::new(from, to), "Sequence Source")
     }
 
+    /// The benchmark's Nexmark-like bids `0..count` (bid `i` exactly as the Flink harness
+    /// defines it), read in parallel in contiguous ranges.
+    pub fn bids(&self, count: u64) -> DataStream<crate::generators::Bid> {
+        if count == 0 {
+            return self.from_collection(Vec::new()).name("Bid Generator");
+        }
+        self.from_sequence(0, count - 1).map(crate::generators::bid).name("Bid Generator")
+    }
+
     /// The lines of a text file, or of every file in a directory.
     pub fn read_text_file(&self, path: impl Into<PathBuf>) -> DataStream<String> {
         let path = path.into();

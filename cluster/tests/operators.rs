@@ -258,3 +258,152 @@ fn results_are_identical_at_parallelism_1_2_and_4() {
     assert_eq!(keyed_windows(2), one);
     assert_eq!(keyed_windows(4), one);
 }
+
+#[test]
+fn broadcast_sends_every_record_to_every_subtask_and_rescale_covers_all() {
+    let mc = cluster(1, 4);
+    let mut env = StreamEnvironment::new();
+    env.set_parallelism(2);
+    let out = env.from_sequence(0, 9).broadcast().map(|x| x).set_parallelism(3).collect();
+    let got = sorted(run(&mc, &env, out));
+    let want = sorted((0..10u64).flat_map(|x| [x, x, x]).collect());
+    assert_eq!(got, want, "each of 3 subtasks saw all 10 records");
+
+    let mut env = StreamEnvironment::new();
+    env.set_parallelism(2);
+    let out = env.from_sequence(0, 999).rescale().map(|x| x).set_parallelism(4).collect();
+    assert_eq!(sorted(run(&mc, &env, out)), (0..1000u64).collect::<Vec<_>>());
+}
+
+#[test]
+fn the_bid_source_emits_bids_exactly_as_the_harness_defines_them() {
+    let mc = cluster(1, 2);
+    let mut env = StreamEnvironment::new();
+    env.set_parallelism(2);
+    let out = env.bids(100_000).map(|b| riffle_api::generators::to_euro(b.price)).collect();
+    let got = run(&mc, &env, out);
+    assert_eq!(got.len(), 100_000);
+    assert_eq!(got.iter().sum::<i64>(), 453_995_600, "the harness's W2 check value");
+}
+
+/// Emits a count per key from a processing-time timer.
+#[derive(Clone)]
+struct Tick;
+impl KeyedProcessFunction<u64, u64, (u64, u64)> for Tick {
+    fn process_element(&mut self, _: u64, ctx: &mut ProcessContext<'_, u64, (u64, u64)>) -> Result<(), UserError> {
+        let n = ctx.state().value_state::<u64>("n")?;
+        let c = n.get(ctx.state())?.copied().unwrap_or(0) + 1;
+        n.set(ctx.state(), c)?;
+        if c == 1 {
+            let t = ctx.current_processing_time() + 300;
+            ctx.register_processing_time_timer(t);
+        }
+        Ok(())
+    }
+    fn on_timer(
+        &mut self,
+        _: i64,
+        d: TimeDomain,
+        ctx: &mut ProcessContext<'_, u64, (u64, u64)>,
+    ) -> Result<(), UserError> {
+        if d == TimeDomain::ProcessingTime {
+            let n = ctx.state().value_state::<u64>("n")?;
+            let c = n.get(ctx.state())?.copied().unwrap_or(0);
+            let k = *ctx.key();
+            ctx.collect((k, c));
+        }
+        Ok(())
+    }
+}
+
+/// A source that emits `0..n` and then stays open, so processing time can pass.
+fn open_ended(env: &StreamEnvironment, n: u64) -> riffle_api::DataStream<u64> {
+    env.from_sequence(0, n - 1).union(&[env.from_source(Forever, "forever")])
+}
+
+struct Forever;
+struct ForeverEnum;
+struct ForeverReader;
+impl riffle_api::source::SplitEnumerator<u8> for ForeverEnum {
+    fn handle_split_request(&mut self, _: u32) -> Result<riffle_api::source::Assignment<u8>, UserError> {
+        Ok(riffle_api::source::Assignment { splits: vec![0], no_more_splits: false })
+    }
+    fn add_splits_back(&mut self, _: Vec<u8>, _: u32) {}
+}
+impl riffle_api::source::SourceReader<u64, u8> for ForeverReader {
+    fn add_splits(&mut self, _: Vec<u8>) {}
+    fn notify_no_more_splits(&mut self) {}
+    fn poll_next(
+        &mut self,
+        _: &mut dyn riffle_api::source::SourceOutput<u64>,
+    ) -> Result<riffle_api::source::ReadStatus, UserError> {
+        Ok(riffle_api::source::ReadStatus::NothingAvailable)
+    }
+}
+impl riffle_api::source::Source<u64> for Forever {
+    type Split = u8;
+    fn boundedness(&self) -> riffle_api::source::Boundedness {
+        riffle_api::source::Boundedness::Unbounded
+    }
+    fn create_enumerator(&self, _: u32) -> Result<Box<dyn riffle_api::source::SplitEnumerator<u8>>, UserError> {
+        Ok(Box::new(ForeverEnum))
+    }
+    fn create_reader(&self, _: u32) -> Result<Box<dyn riffle_api::source::SourceReader<u64, u8>>, UserError> {
+        Ok(Box::new(ForeverReader))
+    }
+}
+
+fn take_then_cancel<T: Send + 'static>(
+    mc: &riffle_cluster::MiniCluster,
+    env: &StreamEnvironment,
+    out: riffle_api::CollectStream<T>,
+    n: usize,
+) -> Vec<T> {
+    let h = mc.submit(env.build_job_graph("open ended").unwrap()).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let v: Vec<T> = out.take(n).collect();
+        let _ = tx.send(v);
+    });
+    let v = rx.recv_timeout(Duration::from_secs(20)).expect("results arrive while the job runs");
+    h.cancel().unwrap();
+    assert_eq!(h.wait(common::WAIT).unwrap().status, riffle_cluster::JobStatus::Canceled);
+    v
+}
+
+#[test]
+fn processing_time_timers_fire_while_the_job_runs() {
+    let mc = cluster(1, 2);
+    let env = StreamEnvironment::new();
+    let out = open_ended(&env, 1000).key_by(|x: &u64| x % 4).process(Tick).collect();
+    let got = sorted(take_then_cancel(&mc, &env, out, 4));
+    assert_eq!(got, vec![(0, 250), (1, 250), (2, 250), (3, 250)]);
+}
+
+#[test]
+fn processing_time_tumbling_windows_fire_on_the_clock() {
+    let mc = cluster(1, 2);
+    let env = StreamEnvironment::new();
+    let out = open_ended(&env, 1000)
+        .key_by(|x: &u64| x % 2)
+        .window(WindowAssigner::tumbling_processing_time(Duration::from_millis(100)))
+        .reduce_with(|a, b| a + b, |k: &u64, _w: &TimeWindow, sum: u64| (*k, sum))
+        .collect();
+    // All 1000 records arrive within one or two 100 ms windows; summed per key they add up.
+    let h = mc.submit(env.build_job_graph("pt windows").unwrap()).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sums = [0u64; 2];
+        for (k, s) in out {
+            sums[k as usize] += s;
+            if sums[0] + sums[1] == (0..1000u64).sum::<u64>() {
+                let _ = tx.send(sums);
+                return;
+            }
+        }
+    });
+    let sums = rx.recv_timeout(Duration::from_secs(20)).expect("processing-time windows fired");
+    assert_eq!(sums, [(0..1000u64).filter(|x| x % 2 == 0).sum(), (0..1000u64).filter(|x| x % 2 == 1).sum()]);
+    h.cancel().unwrap();
+    assert_eq!(h.wait(common::WAIT).unwrap().status, riffle_cluster::JobStatus::Canceled);
+}
