@@ -12,7 +12,7 @@ use crate::ids::JobId;
 use crate::job_master::{CancelJobExecution, JobMaster, JobMasterSettings, JobResult, JobStatusChanged, JobTerminated};
 use crate::job_status::JobStatus;
 use crate::registry::RuntimeShared;
-use crate::supervision::ChildExited;
+use crate::supervision::{ChildExited, ExitReason};
 
 /// Errors a Dispatcher answers with: all are the caller's (user domain).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -82,14 +82,15 @@ struct Entry {
 /// The Dispatcher actor.
 pub struct Dispatcher {
     shared: Arc<RuntimeShared>,
+    parent: Recipient<ChildExited>,
     settings: JobMasterSettings,
     jobs: HashMap<JobId, Entry>,
 }
 
 impl Dispatcher {
     /// A dispatcher whose JobMasters use `settings`.
-    pub fn new(shared: Arc<RuntimeShared>, settings: JobMasterSettings) -> Self {
-        Self { shared, settings, jobs: HashMap::new() }
+    pub fn new(shared: Arc<RuntimeShared>, settings: JobMasterSettings, parent: Recipient<ChildExited>) -> Self {
+        Self { shared, parent, settings, jobs: HashMap::new() }
     }
 
     fn complete(&mut self, result: JobResult) {
@@ -109,6 +110,10 @@ impl Dispatcher {
 
 impl Actor for Dispatcher {
     type Context = Context<Self>;
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.parent.do_send(ChildExited { child: "dispatcher".into(), reason: ExitReason::Normal });
+    }
 }
 
 impl Handler<SubmitJob> for Dispatcher {

@@ -185,7 +185,7 @@ impl JobMaster {
         }
         self.done = true;
         self.apply(event);
-        if let Some(rm) = self.shared.resource_manager.get() {
+        if let Some(rm) = self.shared.resource_manager() {
             rm.do_send(ReleaseSlots { job_id: self.job });
         }
         self.shared.exchange.remove_attempt(self.job, self.attempt);
@@ -300,7 +300,7 @@ impl Actor for JobMaster {
                 }
             }
         }
-        let Some(rm) = self.shared.resource_manager.get().cloned() else {
+        let Some(rm) = self.shared.resource_manager() else {
             return self.fail("no resource manager".into(), ctx);
         };
         let req = RequestSlots {
@@ -325,7 +325,7 @@ impl Actor for JobMaster {
         self.shared.job_masters.remove(&self.job);
         if !self.done {
             self.graph.job_terminated();
-            if let Some(rm) = self.shared.resource_manager.get() {
+            if let Some(rm) = self.shared.resource_manager() {
                 rm.do_send(ReleaseSlots { job_id: self.job });
             }
         }

@@ -2,8 +2,8 @@
 //!
 //! The actor tree, each parent holding and supervising its children:
 //! ```text
-//! Dispatcher ── JobMaster (per job) ── SourceCoordinator (per source)
-//! ResourceManager (SlotManager)
+//! JobManager ── Dispatcher ── JobMaster (per job) ── SourceCoordinator (per source)
+//!            └─ ResourceManager (SlotManager)
 //! TaskExecutor ── Slot (one Arbiter thread each) ── Subtask (one operator chain each)
 //! ```
 //! Control messages between JobMaster, ResourceManager and TaskExecutor are the serde
@@ -18,6 +18,7 @@ pub mod exchange;
 pub mod gateway;
 pub mod ids;
 pub mod input_gate;
+pub mod job_manager;
 pub mod job_master;
 pub mod job_status;
 pub mod registry;

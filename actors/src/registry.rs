@@ -2,7 +2,7 @@
 //! addresses behind gateway ids. Gateway messages carry ids, not addresses, so that the same
 //! messages can later travel between processes; in one process the id is looked up here.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, RwLock};
 
 use actix::Addr;
 use dashmap::DashMap;
@@ -29,8 +29,10 @@ pub struct RuntimeShared {
     pub task_executors: DashMap<ResourceId, Addr<TaskExecutor>>,
     /// JobMaster addresses by job.
     pub job_masters: DashMap<JobId, Addr<JobMaster>>,
-    /// The ResourceManager.
-    pub resource_manager: OnceLock<Addr<ResourceManager>>,
+    /// How often the JobManager restarted the ResourceManager.
+    pub resource_manager_restarts: std::sync::atomic::AtomicU32,
+    /// The ResourceManager (replaced when the JobManager restarts it).
+    resource_manager: RwLock<Option<Addr<ResourceManager>>>,
 }
 
 impl RuntimeShared {
@@ -43,8 +45,25 @@ impl RuntimeShared {
             exchange: LocalExchange::default(),
             task_executors: DashMap::new(),
             job_masters: DashMap::new(),
-            resource_manager: OnceLock::new(),
+            resource_manager: RwLock::new(None),
+            resource_manager_restarts: Default::default(),
         })
+    }
+
+    /// The current ResourceManager.
+    pub fn resource_manager(&self) -> Option<Addr<ResourceManager>> {
+        match self.resource_manager.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Records the current ResourceManager.
+    pub fn set_resource_manager(&self, rm: Addr<ResourceManager>) {
+        match self.resource_manager.write() {
+            Ok(mut g) => *g = Some(rm),
+            Err(p) => *p.into_inner() = Some(rm),
+        }
     }
 
     /// The job's graph.

@@ -15,6 +15,7 @@ use crate::gateway::{
 use crate::ids::JobId;
 use crate::registry::RuntimeShared;
 use crate::slot_manager::SlotManager;
+use crate::supervision::{ChildExited, ExitReason};
 
 struct Pending {
     id: u64,
@@ -27,6 +28,8 @@ struct Pending {
 /// The ResourceManager actor.
 pub struct ResourceManager {
     shared: Arc<RuntimeShared>,
+    parent: Recipient<ChildExited>,
+    exit: ExitReason,
     slots: SlotManager,
     pending: VecDeque<Pending>,
     next_pending: u64,
@@ -34,8 +37,15 @@ pub struct ResourceManager {
 
 impl ResourceManager {
     /// A ResourceManager capping slots at `max_slots`.
-    pub fn new(shared: Arc<RuntimeShared>, max_slots: Option<u32>) -> Self {
-        Self { shared, slots: SlotManager::new(max_slots), pending: VecDeque::new(), next_pending: 0 }
+    pub fn new(shared: Arc<RuntimeShared>, max_slots: Option<u32>, parent: Recipient<ChildExited>) -> Self {
+        Self {
+            shared,
+            parent,
+            exit: ExitReason::Normal,
+            slots: SlotManager::new(max_slots),
+            pending: VecDeque::new(),
+            next_pending: 0,
+        }
     }
 
     fn executors(&self) -> u32 {
@@ -80,6 +90,7 @@ impl Actor for ResourceManager {
         for p in self.pending.drain(..) {
             let _ = p.reply.send(Err(SlotError::ShuttingDown));
         }
+        self.parent.do_send(ChildExited { child: "resource-manager".into(), reason: self.exit.clone() });
     }
 }
 
@@ -159,5 +170,20 @@ impl Handler<GetSlotReport> for ResourceManager {
     type Result = MessageResult<GetSlotReport>;
     fn handle(&mut self, _: GetSlotReport, _: &mut Self::Context) -> Self::Result {
         MessageResult(self.slots.report(self.executors()))
+    }
+}
+
+/// A fault injected for supervision tests and chaos drills: the handler panics.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct InjectResourceManagerFault;
+
+impl Handler<InjectResourceManagerFault> for ResourceManager {
+    type Result = ();
+    fn handle(&mut self, _: InjectResourceManagerFault, ctx: &mut Self::Context) {
+        if let Err(msg) = crate::supervision::catch_panic(|| panic!("injected fault in the resource manager")) {
+            self.exit = ExitReason::Panicked(msg);
+            ctx.stop();
+        }
     }
 }

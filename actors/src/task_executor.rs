@@ -51,6 +51,11 @@ pub struct TaskExecutor {
     slot_restarts: u32,
 }
 
+/// Registers the slots again (the ResourceManager was restarted and lost its registry).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Reregister;
+
 /// Injects a crash into one slot (supervision tests, chaos drills).
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
@@ -109,14 +114,14 @@ impl Actor for TaskExecutor {
             });
         }
         self.shared.task_executors.insert(self.id.clone(), ctx.address());
-        if let Some(rm) = self.shared.resource_manager.get() {
+        if let Some(rm) = self.shared.resource_manager() {
             rm.do_send(RegisterTaskExecutor { resource_id: self.id.clone(), slots: self.settings.slots });
         }
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.shared.task_executors.remove(&self.id);
-        if let Some(rm) = self.shared.resource_manager.get() {
+        if let Some(rm) = self.shared.resource_manager() {
             rm.do_send(UnregisterTaskExecutor { resource_id: self.id.clone() });
         }
         for s in &self.slots {
@@ -226,6 +231,15 @@ impl Handler<ChildExited> for TaskExecutor {
                 tracing::error!(executor = %self.id, "stopping task executor: {why}");
                 ctx.stop();
             }
+        }
+    }
+}
+
+impl Handler<Reregister> for TaskExecutor {
+    type Result = ();
+    fn handle(&mut self, _: Reregister, _: &mut Self::Context) {
+        if let Some(rm) = self.shared.resource_manager() {
+            rm.do_send(RegisterTaskExecutor { resource_id: self.id.clone(), slots: self.settings.slots });
         }
     }
 }

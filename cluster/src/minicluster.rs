@@ -13,8 +13,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use riffle_actors::dispatcher::{CancelJob, Dispatcher, JobOverview, ListJobs, RequestJobResult, SubmitJob};
 use riffle_actors::gateway::{GetSlotReport, SlotReport};
+use riffle_actors::job_manager::{GetAddrs, JobManager};
 use riffle_actors::job_master::JobMasterSettings;
-use riffle_actors::resource_manager::ResourceManager;
 use riffle_actors::task_executor::{
     default_slot_strategy, CrashSlot, GetTaskExecutorReport, TaskExecutor, TaskExecutorReport, TaskExecutorSettings,
 };
@@ -51,8 +51,9 @@ impl MiniClusterConfig {
 
 struct Actors {
     system: System,
+    _job_manager: Addr<JobManager>,
     dispatcher: Addr<Dispatcher>,
-    resource_manager: Addr<ResourceManager>,
+    shared: Arc<RuntimeShared>,
     task_executors: Vec<Addr<TaskExecutor>>,
 }
 
@@ -98,9 +99,11 @@ impl MiniCluster {
             .spawn(move || {
                 let sys = System::new();
                 sys.block_on(async move {
-                    let rm = ResourceManager::new(s2.clone(), max_slots).start();
-                    let _ = s2.resource_manager.set(rm.clone());
-                    let dispatcher = Dispatcher::new(s2.clone(), jm_settings).start();
+                    let jm = JobManager::new(s2.clone(), jm_settings, max_slots).start();
+                    let Ok(Some(addrs)) = jm.send(GetAddrs).await else {
+                        System::current().stop();
+                        return;
+                    };
                     let tes = (0..n_te)
                         .map(|i| {
                             TaskExecutor::new(ResourceId(format!("taskexecutor-{i}")), s2.clone(), te_settings.clone())
@@ -109,8 +112,9 @@ impl MiniCluster {
                         .collect();
                     let _ = tx.send(Actors {
                         system: System::current(),
-                        dispatcher,
-                        resource_manager: rm,
+                        _job_manager: jm,
+                        dispatcher: addrs.dispatcher,
+                        shared: s2.clone(),
                         task_executors: tes,
                     });
                 });
@@ -180,7 +184,8 @@ impl MiniCluster {
     /// Slot occupancy.
     pub fn slot_report(&self) -> Result<SlotReport, ClusterError> {
         let a = self.actors()?;
-        futures::executor::block_on(a.resource_manager.send(GetSlotReport)).map_err(unavailable)
+        let rm = a.shared.resource_manager().ok_or_else(|| unavailable("no resource manager"))?;
+        futures::executor::block_on(rm.send(GetSlotReport)).map_err(unavailable)
     }
 
     /// What each TaskExecutor reports about its slots.
@@ -199,6 +204,20 @@ impl MiniCluster {
         let te = a.task_executors.get(executor).ok_or_else(|| unavailable(format!("no task executor {executor}")))?;
         te.do_send(CrashSlot(slot));
         Ok(())
+    }
+
+    /// Crashes the ResourceManager (supervision drills and tests): the JobManager restarts it
+    /// and the TaskExecutors register their slots again.
+    pub fn crash_resource_manager(&self) -> Result<(), ClusterError> {
+        let a = self.actors()?;
+        let rm = a.shared.resource_manager().ok_or_else(|| unavailable("no resource manager"))?;
+        rm.do_send(riffle_actors::resource_manager::InjectResourceManagerFault);
+        Ok(())
+    }
+
+    /// How often the ResourceManager was restarted by its supervisor.
+    pub fn resource_manager_restarts(&self) -> u32 {
+        self.shared.resource_manager_restarts.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Data channels created but not picked up by both sides (leak checks).

@@ -330,3 +330,27 @@ fn operator_failure_in_enumerator_fails_job_clearly() {
     let e = r.error.unwrap_or_default();
     assert!(e.contains("source 'broken' failed to start: cannot list partitions"), "{e}");
 }
+
+#[test]
+fn a_crashed_resource_manager_is_restarted_by_the_job_manager_and_slots_come_back() {
+    let mc = cluster(2, 2);
+    assert_eq!(mc.slot_report().unwrap().total, 4);
+    mc.crash_resource_manager().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while mc.resource_manager_restarts() == 0 || mc.slot_report().map(|r| r.total).unwrap_or(0) != 4 {
+        assert!(
+            Instant::now() < deadline,
+            "resource manager not restarted: {} restarts",
+            mc.resource_manager_restarts()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(mc.resource_manager_restarts(), 1);
+    assert_eq!(mc.slot_report().unwrap().total, 4, "the executors registered with the new resource manager");
+    let mut env = StreamEnvironment::new();
+    env.set_parallelism(4);
+    let out = env.from_sequence(0, 99).collect();
+    let (v, r) = run_result(&mc, &env, out);
+    assert_eq!(r.status, JobStatus::Finished, "{:?}", r.error);
+    assert_eq!(v.len(), 100);
+}
