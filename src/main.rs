@@ -1,1 +1,215 @@
-fn main() {}
+//! The `riffle` command line: runs the built-in scenarios and benchmarks on the embedded
+//! runtime.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use riffle::scenarios::{self, bench, nexmark, wordcount};
+use riffle::Configuration;
+
+#[derive(Parser)]
+#[command(name = "riffle", version, about = "A stream processor built as an actor runtime")]
+struct Cli {
+    /// Configuration, Flink key names: -D key=value (repeatable).
+    #[arg(short = 'D', value_name = "KEY=VALUE", global = true)]
+    define: Vec<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs a built-in scenario on the embedded cluster.
+    Run {
+        #[command(subcommand)]
+        scenario: Scenario,
+    },
+    /// Runs a benchmark workload (W1, W2, W3 of the Flink comparison) and prints one result line.
+    Bench {
+        /// W1, W2 or W3.
+        workload: String,
+        /// Number of events.
+        events: u64,
+        /// Parallelism.
+        parallelism: u32,
+        /// Collect and verify the results instead of discarding them (not for timing).
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Counts words: one `word,count` line per distinct word.
+    Wordcount {
+        /// Text file or directory to read; without it, a generated stream of words.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Where to write the counts (default: stdout).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Generated words, when there is no --input.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Parallelism.
+        #[arg(long, short = 'p', default_value_t = 1)]
+        parallelism: u32,
+    },
+    /// Runs a Nexmark query over generated bids.
+    Nexmark {
+        /// q1, q2 or q5.
+        #[arg(long)]
+        query: String,
+        /// Number of bids.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Parallelism.
+        #[arg(long, short = 'p', default_value_t = 1)]
+        parallelism: u32,
+        /// Where to write results (default: stdout).
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+fn config(defines: &[String]) -> Result<Configuration> {
+    let mut c = Configuration::new();
+    for d in defines {
+        let Some((k, v)) = d.split_once('=') else { bail!("-D expects key=value, got '{d}'") };
+        if k.trim().is_empty() {
+            bail!("-D expects key=value, got '{d}'");
+        }
+        c.set(k.trim(), v.trim());
+    }
+    Ok(c)
+}
+
+fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn stdout_or(output: Option<PathBuf>) -> Result<(PathBuf, Option<tempfile_guard::Guard>)> {
+    match output {
+        Some(p) => Ok((p, None)),
+        None => {
+            let g = tempfile_guard::Guard::new()?;
+            Ok((g.path(), Some(g)))
+        }
+    }
+}
+
+/// A temporary output file whose content goes to stdout at the end.
+mod tempfile_guard {
+    use std::path::PathBuf;
+
+    pub struct Guard(PathBuf);
+
+    impl Guard {
+        pub fn new() -> anyhow::Result<Self> {
+            let p = std::env::temp_dir().join(format!("riffle-out-{}-{}", std::process::id(), riffle::time::now_ms()));
+            Ok(Self(p))
+        }
+        pub fn path(&self) -> PathBuf {
+            self.0.clone()
+        }
+        pub fn print(&self) -> anyhow::Result<()> {
+            use std::io::Write;
+            let content = std::fs::read(&self.0).unwrap_or_default();
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(&content);
+            Ok(())
+        }
+    }
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let conf = config(&cli.define)?;
+    match cli.command {
+        Command::Run { scenario: Scenario::Wordcount { input, output, events, parallelism } } => {
+            if let Some(i) = &input {
+                std::fs::metadata(i).with_context(|| format!("cannot read input '{}'", i.display()))?;
+            }
+            let env = scenarios::environment(parallelism, &conf);
+            let (out, guard) = stdout_or(output.clone())?;
+            let source = match input {
+                Some(p) => wordcount::Input::File(p),
+                None => wordcount::Input::Generated(events),
+            };
+            wordcount::define(&env, source, out.clone());
+            let r = scenarios::run_job(&env, "wordcount", parallelism, true)?;
+            if let Some(g) = guard {
+                g.print()?;
+            } else {
+                eprintln!(
+                    "[riffle] wordcount finished in {:.3}s; counts in {}",
+                    r.duration.as_secs_f64(),
+                    out.display()
+                );
+            }
+        }
+        Command::Run { scenario: Scenario::Nexmark { query, events, parallelism, output } } => {
+            let q: nexmark::Query = query.parse()?;
+            let env = scenarios::environment(parallelism, &conf);
+            nexmark::define(&env, q, events, output.clone());
+            let r = scenarios::run_job(&env, &format!("nexmark {query}"), parallelism, true)?;
+            eprintln!("[riffle] nexmark {query} over {events} bids finished in {:.3}s", r.duration.as_secs_f64());
+        }
+        Command::Bench { workload, events, parallelism, check } => {
+            let w: bench::Workload = workload.parse()?;
+            let r = bench::run_bench(w, events, parallelism, check)?;
+            if check {
+                eprintln!("bench: check OK {w} events={events} parallelism={parallelism}");
+            }
+            println!(
+                "engine=riffle workload={w} events={events} parallelism={parallelism} seconds={:.3} events_per_sec={:.0} peak_rss_kb={}",
+                r.seconds,
+                r.events_per_sec,
+                peak_rss_kb()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Panics in user code are caught at the subtask boundary and fail the job with a clear
+    // message; only a panic of the CLI itself (a bug) is reported here, as one line.
+    std::panic::set_hook(Box::new(|info| {
+        if std::thread::current().name() == Some("main") {
+            eprintln!("error: internal error: {}", info.to_string().replace('\n', " "));
+        } else {
+            tracing::debug!("caught panic: {info}");
+        }
+    }));
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let msg = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -20,7 +20,9 @@ use crate::metrics::LocalCounter;
 use crate::operators::basic::{FilterOp, FlatMapFn, FlatMapOp, IdentityOp, MapOp};
 use crate::operators::keyed::{ProcessOp, ReduceOp};
 use crate::operators::multi::{CoProcessOp, MultiInputOp};
-use crate::operators::sinks::{CollectBatch, CollectSink, DiscardSink, PrintSink, TextFileSink};
+use crate::operators::sinks::{
+    write_debug, write_display, CollectBatch, CollectSink, DiscardSink, PrintSink, TextFileSink,
+};
 use crate::operators::watermarks::TimestampsAndWatermarksOp;
 use crate::operators::window::{AggregateWindow, ProcessWindow, ReduceWindow, WindowFn, WindowOp, WithWindow};
 use crate::partition::PartitionKind;
@@ -303,17 +305,29 @@ impl<T: Data> DataStream<T> {
         SinkHandle { builder: s.builder, node: s.node }
     }
 
-    /// Prints every record to stdout (`<subtask>> record` when parallel).
+    /// Prints every record's `Debug` form to stdout (`<subtask>> record` when parallel).
     pub fn print(&self) -> SinkHandle
     where
         T: std::fmt::Debug,
     {
+        self.print_with(write_debug::<T>)
+    }
+
+    /// Prints every record's `Display` form to stdout, one per line.
+    pub fn print_text(&self) -> SinkHandle
+    where
+        T: std::fmt::Display,
+    {
+        self.print_with(write_display::<T>)
+    }
+
+    fn print_with(&self, format: fn(&T, &mut dyn std::io::Write) -> std::io::Result<()>) -> SinkHandle {
         self.add_sink(
             "Print Sink",
-            Node::new(|ctx, _| {
+            Node::new(move |ctx, _| {
                 let prefix = if ctx.parallelism > 1 { format!("{}> ", ctx.subtask + 1) } else { String::new() };
                 let counter = LocalCounter::new(ctx.counters.clone(), |c| &c.sink_records);
-                Ok(BuiltTyped::Link(Box::new(PrintSink { prefix, counter, _t: PhantomData })))
+                Ok(BuiltTyped::Link(Box::new(PrintSink { prefix, counter, format })))
             }),
         )
     }

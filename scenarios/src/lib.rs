@@ -1,1 +1,76 @@
-//! placeholder
+//! Runnable end-to-end jobs: what the `riffle` CLI runs, what the README shows, what the
+//! tests check exactly and what the benchmarks time. Each scenario builds its job on a
+//! [`riffle_api::StreamEnvironment`]; [`run_job`] runs one on an embedded cluster.
+
+pub mod bench;
+pub mod nexmark;
+pub mod progress;
+pub mod wordcount;
+
+use std::time::Duration;
+
+use riffle_api::{Configuration, StreamEnvironment};
+use riffle_cluster::{JobResult, JobStatus, MiniCluster, MiniClusterConfig};
+
+/// What can go wrong running a scenario.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// Bad arguments or input (user domain).
+    #[error("{0}")]
+    Invalid(String),
+    /// The job could not be built.
+    #[error(transparent)]
+    Graph(#[from] riffle_api::GraphError),
+    /// The cluster failed or refused.
+    #[error(transparent)]
+    Cluster(#[from] riffle_cluster::ClusterError),
+    /// The job ended FAILED or CANCELED.
+    #[error("job {status}: {cause}")]
+    JobFailed {
+        /// How it ended.
+        status: JobStatus,
+        /// The root cause.
+        cause: String,
+    },
+    /// A self-check found wrong results.
+    #[error("check failed: {0}")]
+    Check(String),
+    /// Reading or writing files.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Starts an embedded cluster with `slots` slots (one TaskExecutor), runs the job defined on
+/// `env`, optionally reporting progress on stderr, and returns its result; a job that did not
+/// finish is an error.
+pub fn run_job(env: &StreamEnvironment, name: &str, slots: u32, progress: bool) -> Result<JobResult, ScenarioError> {
+    let mut cfg = MiniClusterConfig::from_config(env.config().clone())?;
+    cfg.slots_per_executor = cfg.slots_per_executor.max(slots);
+    let cluster = MiniCluster::start(cfg)?;
+    let graph = env.build_job_graph(name)?;
+    let job = cluster.submit(graph)?;
+    let reporter = progress.then(|| progress::Progress::start(job.counters()));
+    let result = job.wait(None);
+    if let Some(r) = reporter {
+        r.finish();
+    }
+    let result = result?;
+    cluster.shutdown();
+    if result.status != JobStatus::Finished {
+        return Err(ScenarioError::JobFailed {
+            status: result.status,
+            cause: result.error.clone().unwrap_or_else(|| "no cause recorded".into()),
+        });
+    }
+    Ok(result)
+}
+
+/// An environment with `parallelism` and the user's `-D` settings.
+pub fn environment(parallelism: u32, config: &Configuration) -> StreamEnvironment {
+    let mut env = StreamEnvironment::with_config(config.clone());
+    env.set_parallelism(parallelism.max(1));
+    env
+}
+
+/// How long the final progress line waits at most before the result is printed.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);

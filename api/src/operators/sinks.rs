@@ -29,19 +29,32 @@ macro_rules! sink_events {
     };
 }
 
-/// Prints records to stdout, prefixed by the subtask number when parallel (as Flink does).
+/// Prints records to stdout, prefixed by the subtask number when parallel (as Flink does),
+/// with their `Debug` form or, for `print_text`, their `Display` form.
 pub struct PrintSink<T> {
     pub(crate) prefix: String,
     pub(crate) counter: LocalCounter,
-    pub(crate) _t: std::marker::PhantomData<fn(T)>,
+    pub(crate) format: fn(&T, &mut dyn std::io::Write) -> std::io::Result<()>,
 }
 
-impl<T: Debug> Input<T> for PrintSink<T> {
+/// Writes a record's `Debug` form.
+pub(crate) fn write_debug<T: Debug>(v: &T, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    write!(w, "{v:?}")
+}
+
+/// Writes a record's `Display` form.
+pub(crate) fn write_display<T: std::fmt::Display>(v: &T, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    write!(w, "{v}")
+}
+
+impl<T> Input<T> for PrintSink<T> {
     fn push(&mut self, value: T, _: i64) -> TaskResult {
         self.counter.add(1);
         let mut out = std::io::stdout().lock();
         // A closed stdout (a pipe to `head`) is not a job failure.
-        let _ = writeln!(out, "{}{:?}", self.prefix, value);
+        let _ = out.write_all(self.prefix.as_bytes());
+        let _ = (self.format)(&value, &mut out);
+        let _ = out.write_all(b"\n");
         Ok(())
     }
     fn end_input(&mut self) -> TaskResult {

@@ -1,0 +1,105 @@
+//! Word count: the classic first job. Words are the pieces of a line between characters
+//! that are neither alphanumeric nor `_`, lowercased; the output has one `word,count` line
+//! per distinct word with its final count.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use riffle_api::generators::word;
+use riffle_api::{
+    Collector, KeyedProcessFunction, ProcessContext, StreamEnvironment, TimeDomain, UserError, MAX_WATERMARK,
+};
+
+/// The words of a line.
+pub fn tokenize(line: &str) -> impl Iterator<Item = String> + '_ {
+    line.split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|w| !w.is_empty()).map(str::to_lowercase)
+}
+
+/// The straightforward reference computation the job must agree with.
+pub fn reference_wordcount(text: &str) -> HashMap<String, u64> {
+    let mut m = HashMap::new();
+    for line in text.lines() {
+        for w in tokenize(line) {
+            *m.entry(w).or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+/// Counts per word in keyed state and emits each word's final count once, when the final
+/// watermark at the end of the input fires its timer.
+#[derive(Clone, Default)]
+pub struct FinalCount;
+
+impl KeyedProcessFunction<String, String, (String, u64)> for FinalCount {
+    fn process_element(
+        &mut self,
+        _: String,
+        ctx: &mut ProcessContext<'_, String, (String, u64)>,
+    ) -> Result<(), UserError> {
+        let count = ctx.state().value_state::<u64>("count")?;
+        let c = count.get_mut(ctx.state())?;
+        match c {
+            Some(c) => *c += 1,
+            None => {
+                count.set(ctx.state(), 1)?;
+                ctx.register_event_time_timer(MAX_WATERMARK - 1);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_timer(
+        &mut self,
+        _: i64,
+        _: TimeDomain,
+        ctx: &mut ProcessContext<'_, String, (String, u64)>,
+    ) -> Result<(), UserError> {
+        let count = ctx.state().value_state::<u64>("count")?;
+        let c = count.clear(ctx.state())?.unwrap_or(0);
+        let w = ctx.key().clone();
+        ctx.collect((w, c));
+        Ok(())
+    }
+}
+
+/// Where the words come from.
+pub enum Input {
+    /// A text file or a directory of text files.
+    File(PathBuf),
+    /// The benchmark word generator, events `0..n` (one word per event).
+    Generated(u64),
+}
+
+/// Defines the word count job on `env`, writing `word,count` lines to `output`.
+pub fn define(env: &StreamEnvironment, input: Input, output: PathBuf) {
+    let lines = match input {
+        Input::File(p) => env.read_text_file(p),
+        Input::Generated(0) => env.from_collection(Vec::new()),
+        Input::Generated(n) => env.from_sequence(0, n - 1).map(word).name("Word Generator"),
+    };
+    lines
+        .flat_map(|line: String, out: &mut Collector<'_, String>| {
+            for w in tokenize(&line) {
+                out.collect(w);
+            }
+        })
+        .name("Tokenize")
+        .key_by(|w: &String| w.clone())
+        .process(FinalCount)
+        .name("Count")
+        .write_as_text(output, |(w, c): &(String, u64)| format!("{w},{c}"))
+        .set_parallelism(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokenize_splits_lowercases_and_keeps_underscores() {
+        let w: Vec<String> = tokenize("Hello, wörld! snake_case--ÉTÉ  x2").collect();
+        assert_eq!(w, ["hello", "wörld", "snake_case", "été", "x2"]);
+        assert_eq!(tokenize("  ,,; ").count(), 0);
+    }
+}
