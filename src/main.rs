@@ -169,7 +169,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench { workload, events, parallelism, check } => {
             let w: bench::Workload = workload.parse()?;
-            let r = bench::run_bench(w, events, parallelism, check)?;
+            let r = bench::run_bench_with(w, events, parallelism, check, &conf)?;
             if check {
                 eprintln!("bench: check OK {w} events={events} parallelism={parallelism}");
             }

@@ -233,6 +233,24 @@ impl Outputs {
     }
 }
 
+/// How long a subtask whose peer vanished waits to be cancelled before it reports the loss
+/// as its own failure.
+const PEER_LOST_GRACE: Duration = Duration::from_secs(30);
+
+/// A peer subtask vanished without ending its stream: it failed, and its own report (the
+/// root cause) is on its way to the JobMaster, which will cancel this subtask. Reporting the
+/// loss now could overtake that report and become the job's root cause, so wait to be
+/// cancelled; only if that does not happen, fail with the loss.
+async fn peer_lost(name: &str, what: &str, cancel: &mut watch::Receiver<bool>) -> Stop {
+    if *cancel.borrow() {
+        return Stop::Cancelled;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(PEER_LOST_GRACE) => Stop::Failed(TaskError::msg(name, what)),
+        _ = cancel.changed() => Stop::Cancelled,
+    }
+}
+
 async fn sleep_or_cancel(d: Duration, cancel: &mut watch::Receiver<bool>) -> Result<(), Stop> {
     tokio::select! {
         _ = tokio::time::sleep(d) => Ok(()),
@@ -342,11 +360,8 @@ async fn run_operators(
         if ch != usize::MAX {
             match element {
                 None => {
-                    return Err(TaskError::msg(
-                        &out.name,
-                        "an upstream subtask stopped before the end of its partition",
-                    )
-                    .into())
+                    let why = "an upstream subtask stopped before the end of its partition";
+                    return Err(peer_lost(&out.name, why, cancel).await);
                 }
                 Some(Element::Records { batch, .. }) => head.push_batch(gate.input_of[ch], batch)?,
                 Some(Element::Watermark(w)) => gate.on_watermark(ch, w, &mut events),

@@ -170,7 +170,7 @@ impl<T: Data> DataStream<T> {
     where
         F: Fn(T) -> O + Send + Sync + 'static,
     {
-        let f: Arc<dyn Fn(T) -> O + Send + Sync> = Arc::new(f);
+        let f = Arc::new(f);
         self.add(
             "Map",
             NodeKind::OneInput,
@@ -185,7 +185,7 @@ impl<T: Data> DataStream<T> {
     where
         F: Fn(&T) -> bool + Send + Sync + 'static,
     {
-        let f: Arc<dyn Fn(&T) -> bool + Send + Sync> = Arc::new(f);
+        let f = Arc::new(f);
         self.add(
             "Filter",
             NodeKind::OneInput,

@@ -172,6 +172,17 @@ fn verify(c: Collected, events: u64) -> Result<(), ScenarioError> {
 /// Runs workload `w` over `events` events at `parallelism` on an embedded cluster with one
 /// TaskExecutor of `parallelism` slots (Flink's harness: one TaskManager, p slots).
 pub fn run_bench(w: Workload, events: u64, parallelism: u32, check: bool) -> Result<BenchResult, ScenarioError> {
+    run_bench_with(w, events, parallelism, check, &riffle_api::Configuration::new())
+}
+
+/// [`run_bench`] with cluster settings (`execution.batch-size`, ...).
+pub fn run_bench_with(
+    w: Workload,
+    events: u64,
+    parallelism: u32,
+    check: bool,
+    config: &riffle_api::Configuration,
+) -> Result<BenchResult, ScenarioError> {
     if events == 0 || events > 1u64 << 32 {
         return Err(ScenarioError::Invalid(format!("events must be within 1..=2^32, got {events}")));
     }
@@ -181,7 +192,9 @@ pub fn run_bench(w: Workload, events: u64, parallelism: u32, check: bool) -> Res
     let mut env = StreamEnvironment::new();
     env.set_parallelism(parallelism);
     let collected = define(&env, w, events, check);
-    let cluster = MiniCluster::start(MiniClusterConfig::new(1, parallelism))?;
+    let mut cfg = MiniClusterConfig::new(1, parallelism);
+    cfg.config = config.clone();
+    let cluster = MiniCluster::start(cfg)?;
     let job = cluster.submit(env.build_job_graph(&format!("{w} {events} p{parallelism}"))?)?;
     let checker = std::thread::spawn(move || verify(collected, events));
     let result = job.wait(None)?;

@@ -32,36 +32,42 @@ pub struct Timer<K, N> {
 #[derive(Debug)]
 struct Queue<K, N> {
     by_time: BTreeMap<i64, Vec<(K, N)>>,
-    set: FxHashSet<(i64, K, N)>,
-}
-
-impl<K, N> Default for Queue<K, N> {
-    fn default() -> Self {
-        Self { by_time: BTreeMap::new(), set: FxHashSet::default() }
-    }
+    /// Registered timers, for deduplication; `None` when the owner guarantees that it never
+    /// registers a timer twice (the window operator), which saves a hash insert and remove
+    /// per timer.
+    set: Option<FxHashSet<(i64, K, N)>>,
+    len: usize,
 }
 
 impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> Queue<K, N> {
+    fn new(dedup: bool) -> Self {
+        Self { by_time: BTreeMap::new(), set: dedup.then(FxHashSet::default), len: 0 }
+    }
+
     fn register(&mut self, ts: i64, key: K, ns: N) -> bool {
-        if !self.set.insert((ts, key.clone(), ns.clone())) {
-            return false;
+        if let Some(set) = &mut self.set {
+            if !set.insert((ts, key.clone(), ns.clone())) {
+                return false;
+            }
         }
         self.by_time.entry(ts).or_default().push((key, ns));
+        self.len += 1;
         true
     }
 
     fn delete(&mut self, ts: i64, key: &K, ns: &N) -> bool {
-        if !self.set.remove(&(ts, key.clone(), ns.clone())) {
-            return false;
-        }
-        if let Some(v) = self.by_time.get_mut(&ts) {
-            if let Some(pos) = v.iter().position(|(k, n)| k == key && n == ns) {
-                v.swap_remove(pos);
-            }
-            if v.is_empty() {
-                self.by_time.remove(&ts);
+        if let Some(set) = &mut self.set {
+            if !set.remove(&(ts, key.clone(), ns.clone())) {
+                return false;
             }
         }
+        let Some(v) = self.by_time.get_mut(&ts) else { return false };
+        let Some(pos) = v.iter().position(|(k, n)| k == key && n == ns) else { return false };
+        v.swap_remove(pos);
+        if v.is_empty() {
+            self.by_time.remove(&ts);
+        }
+        self.len -= 1;
         true
     }
 
@@ -75,7 +81,10 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> Queue<K, N> {
         if entry.get().is_empty() {
             entry.remove();
         }
-        self.set.remove(&(ts, key.clone(), namespace.clone()));
+        if let Some(set) = &mut self.set {
+            set.remove(&(ts, key.clone(), namespace.clone()));
+        }
+        self.len -= 1;
         Some(Timer { timestamp: ts, key, namespace })
     }
 
@@ -84,7 +93,7 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> Queue<K, N> {
     }
 
     fn len(&self) -> usize {
-        self.set.len()
+        self.len
     }
 }
 
@@ -95,16 +104,22 @@ pub struct TimerService<K, N> {
     processing: Queue<K, N>,
 }
 
-impl<K, N> Default for TimerService<K, N> {
+impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> Default for TimerService<K, N> {
     fn default() -> Self {
-        Self { event: Queue::default(), processing: Queue::default() }
+        Self::new()
     }
 }
 
 impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerService<K, N> {
-    /// An empty timer service.
+    /// An empty timer service that deduplicates registrations.
     pub fn new() -> Self {
-        Self::default()
+        Self { event: Queue::new(true), processing: Queue::new(true) }
+    }
+
+    /// An empty timer service for an owner that never registers the same timer twice: no
+    /// deduplication set to maintain. Registering a timer twice fires it twice.
+    pub fn without_dedup() -> Self {
+        Self { event: Queue::new(false), processing: Queue::new(false) }
     }
 
     fn queue(&mut self, domain: TimeDomain) -> &mut Queue<K, N> {
@@ -168,6 +183,20 @@ mod tests {
         assert_eq!(t.pop_due(TimeDomain::EventTime, 25), None);
         assert_eq!(t.next_timer(TimeDomain::EventTime), Some(30));
         assert_eq!(t.pop_due(TimeDomain::EventTime, i64::MAX).map(|x| x.timestamp), Some(30));
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn without_dedup_keeps_order_and_deletes() {
+        let mut t = TimerService::<u32, u8>::without_dedup();
+        t.register(TimeDomain::ProcessingTime, 5, 1, 0);
+        t.register(TimeDomain::ProcessingTime, 3, 2, 0);
+        t.register(TimeDomain::ProcessingTime, 5, 3, 0);
+        assert!(t.delete(TimeDomain::ProcessingTime, 5, &1, &0));
+        assert!(!t.delete(TimeDomain::ProcessingTime, 5, &1, &0));
+        assert_eq!(t.len(TimeDomain::ProcessingTime), 2);
+        assert_eq!(t.pop_due(TimeDomain::ProcessingTime, 10).map(|x| x.key), Some(2));
+        assert_eq!(t.pop_due(TimeDomain::ProcessingTime, 10).map(|x| x.key), Some(3));
         assert!(t.is_empty());
     }
 }

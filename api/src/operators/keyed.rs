@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use riffle_state::{KeyedStateStore, StateKey, TimeDomain, TimerService, ValueState};
+use rustc_hash::FxHashMap;
+
+use riffle_state::{KeyedStateStore, StateKey, TimeDomain, TimerService};
 
 use super::OpId;
 use crate::error::{TaskError, TaskResult, UserError};
@@ -11,11 +13,11 @@ use crate::link::Input;
 
 /// Running `reduce` per key: emits the updated value for every record (Flink's
 /// `StreamGroupedReduceOperator`). Also serves `sum`, `min`, `max`, `min_by`, `max_by`.
+/// Its state is one map owned by the operator: the per-record path is one hash lookup.
 pub struct ReduceOp<K, T> {
     pub(crate) f: Arc<dyn Fn(T, T) -> T + Send + Sync>,
     pub(crate) key_of: Arc<dyn Fn(&T) -> K + Send + Sync>,
-    pub(crate) store: KeyedStateStore<K>,
-    pub(crate) state: ValueState<T>,
+    pub(crate) state: FxHashMap<K, T>,
     pub(crate) next: Box<dyn Input<T>>,
     pub(crate) id: OpId,
 }
@@ -27,9 +29,7 @@ impl<K: StateKey, T: Clone + Send + 'static> ReduceOp<K, T> {
         next: Box<dyn Input<T>>,
         id: OpId,
     ) -> Result<Self, TaskError> {
-        let mut store = KeyedStateStore::new();
-        let state = store.value_state::<T>("_reduce").map_err(|e| TaskError::new(&id.name, &e))?;
-        Ok(Self { f, key_of, store, state, next, id })
+        Ok(Self { f, key_of, state: FxHashMap::default(), next, id })
     }
 }
 
@@ -38,15 +38,14 @@ impl<K: StateKey, T: Clone + Send + 'static> Input<T> for ReduceOp<K, T> {
     fn push(&mut self, value: T, timestamp: i64) -> TaskResult {
         self.id.enter();
         let key = (self.key_of)(&value);
-        let table = self.state.table_mut(&mut self.store).map_err(|e| TaskError::new(&self.id.name, &e))?;
-        match table.get_mut(&key) {
+        match self.state.get_mut(&key) {
             Some(acc) => {
                 let new = (self.f)(acc.clone(), value);
                 acc.clone_from(&new);
                 self.next.push(new, timestamp)
             }
             None => {
-                table.insert(key, value.clone());
+                self.state.insert(key, value.clone());
                 self.next.push(value, timestamp)
             }
         }

@@ -190,7 +190,9 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> WindowOp
             key_of,
             state: FxHashMap::default(),
             sessions: FxHashMap::default(),
-            timers: TimerService::new(),
+            // Timers are registered once per new window state (and deleted explicitly when
+            // sessions merge), so no deduplication is needed.
+            timers: TimerService::without_dedup(),
             watermark: i64::MIN,
             next,
             side,
