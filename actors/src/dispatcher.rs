@@ -221,3 +221,20 @@ impl Handler<ChildExited> for Dispatcher {
         }
     }
 }
+
+/// Stops the Dispatcher, cancelling every running job.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct StopDispatcher;
+
+impl Handler<StopDispatcher> for Dispatcher {
+    type Result = ();
+    fn handle(&mut self, _: StopDispatcher, ctx: &mut Self::Context) {
+        for e in self.jobs.values() {
+            if let Some(m) = &e.master {
+                m.do_send(CancelJobExecution);
+            }
+        }
+        ctx.stop();
+    }
+}

@@ -194,3 +194,35 @@ pub struct SplitResponse {
     /// No more splits will come.
     pub no_more_splits: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{AllocationId, ExecutionId, JobId, ResourceId};
+
+    fn round_trip<T: Serialize + serde::de::DeserializeOwned + std::fmt::Debug>(v: &T) -> T {
+        let bytes = rmp_serde::to_vec(v).expect("serializes");
+        rmp_serde::from_slice(&bytes).expect("deserializes")
+    }
+
+    #[test]
+    fn gateway_messages_cross_process_boundaries_as_msgpack() {
+        let e = ExecutionId { job: JobId(7), vertex: 1, subtask: 2, attempt: 3 };
+        let r = ResourceId("te-1".into());
+        assert_eq!(round_trip(&RegisterTaskExecutor { resource_id: r.clone(), slots: 4 }).slots, 4);
+        assert_eq!(round_trip(&RequestSlots { job_id: JobId(9), count: 2, timeout_ms: 5 }).count, 2);
+        let a = SlotAssignment { resource_id: r.clone(), slot_index: 1, allocation_id: AllocationId(3) };
+        assert_eq!(round_trip(&a), a);
+        assert_eq!(round_trip(&DeployTask { execution: e, slot_index: 1 }).execution, e);
+        assert_eq!(round_trip(&CancelTask { execution: e }).execution, e);
+        let failed = TaskState::Failed(riffle_api::TaskError::msg("map", "boom"));
+        let u = round_trip(&TaskStateUpdate { execution: e, state: failed.clone(), location: r });
+        assert_eq!(u.state, failed);
+        let err = SlotError::AboveMax { needed: 3, max: 2 };
+        assert_eq!(round_trip(&err), err);
+        assert_eq!(
+            round_trip(&SplitResponse { splits: vec![vec![1, 2]], no_more_splits: true }).splits,
+            vec![vec![1, 2]]
+        );
+    }
+}

@@ -28,6 +28,12 @@ pub struct JobManagerAddrs {
 #[rtype(result = "Option<JobManagerAddrs>")]
 pub struct GetAddrs;
 
+/// Stops the JobManager and its children (an embedded cluster shutting down inside a
+/// caller's actor system).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct StopJobManager;
+
 /// The JobManager actor.
 pub struct JobManager {
     shared: Arc<RuntimeShared>,
@@ -70,6 +76,20 @@ impl Actor for JobManager {
         let resource_manager = self.start_rm(ctx);
         let dispatcher = Dispatcher::new(self.shared.clone(), self.settings.clone(), ctx.address().recipient()).start();
         self.addrs = Some(JobManagerAddrs { dispatcher, resource_manager });
+    }
+}
+
+impl Handler<StopJobManager> for JobManager {
+    type Result = ();
+    fn handle(&mut self, _: StopJobManager, ctx: &mut Self::Context) {
+        // Children stopping now is expected: no restarts.
+        self.rm_supervisor = SupervisorState::new(Strategy::Stop);
+        self.dispatcher_supervisor = SupervisorState::new(Strategy::Stop);
+        if let Some(a) = self.addrs.take() {
+            a.dispatcher.do_send(crate::dispatcher::StopDispatcher);
+            a.resource_manager.do_send(crate::resource_manager::StopResourceManager);
+        }
+        ctx.stop();
     }
 }
 

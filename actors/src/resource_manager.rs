@@ -187,3 +187,15 @@ impl Handler<InjectResourceManagerFault> for ResourceManager {
         }
     }
 }
+
+/// Stops the ResourceManager.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct StopResourceManager;
+
+impl Handler<StopResourceManager> for ResourceManager {
+    type Result = ();
+    fn handle(&mut self, _: StopResourceManager, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}

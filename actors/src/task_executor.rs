@@ -287,3 +287,15 @@ pub fn default_slot_strategy() -> Strategy {
         max_backoff: Duration::from_secs(5),
     }
 }
+
+/// Stops the TaskExecutor and its slot threads.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct StopTaskExecutor;
+
+impl Handler<StopTaskExecutor> for TaskExecutor {
+    type Result = ();
+    fn handle(&mut self, _: StopTaskExecutor, ctx: &mut Self::Context) {
+        ctx.stop();
+    }
+}

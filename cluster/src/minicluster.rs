@@ -13,10 +13,11 @@ use std::time::Duration;
 use actix::prelude::*;
 use riffle_actors::dispatcher::{CancelJob, Dispatcher, JobOverview, ListJobs, RequestJobResult, SubmitJob};
 use riffle_actors::gateway::{GetSlotReport, SlotReport};
-use riffle_actors::job_manager::{GetAddrs, JobManager};
+use riffle_actors::job_manager::{GetAddrs, JobManager, StopJobManager};
 use riffle_actors::job_master::JobMasterSettings;
 use riffle_actors::task_executor::{
-    default_slot_strategy, CrashSlot, GetTaskExecutorReport, TaskExecutor, TaskExecutorReport, TaskExecutorSettings,
+    default_slot_strategy, CrashSlot, GetTaskExecutorReport, StopTaskExecutor, TaskExecutor, TaskExecutorReport,
+    TaskExecutorSettings,
 };
 use riffle_actors::{JobId, JobResult, ResourceId, RuntimeShared};
 use riffle_api::metrics::JobCounters;
@@ -50,8 +51,9 @@ impl MiniClusterConfig {
 }
 
 struct Actors {
-    system: System,
-    _job_manager: Addr<JobManager>,
+    /// The cluster's own actix system, when it has one.
+    system: Option<System>,
+    job_manager: Addr<JobManager>,
     dispatcher: Addr<Dispatcher>,
     shared: Arc<RuntimeShared>,
     task_executors: Vec<Addr<TaskExecutor>>,
@@ -68,19 +70,25 @@ fn unavailable(e: impl std::fmt::Display) -> ClusterError {
     ClusterError::Unavailable(e.to_string())
 }
 
-impl MiniCluster {
-    /// Starts the cluster and waits until every TaskExecutor registered its slots.
-    pub fn start(cfg: MiniClusterConfig) -> Result<MiniCluster, ClusterError> {
+struct Settings {
+    max_slots: Option<u32>,
+    jm: JobMasterSettings,
+    te: TaskExecutorSettings,
+    task_executors: u32,
+}
+
+impl Settings {
+    fn from(cfg: &MiniClusterConfig) -> Result<Self, ClusterError> {
         let c = &cfg.config;
         let max_slots = match c.get_str("slotmanager.number-of-slots.max") {
             None => None,
             Some(_) => Some(c.get::<u32>("slotmanager.number-of-slots.max", u32::MAX)?),
         };
-        let jm_settings = JobMasterSettings {
+        let jm = JobMasterSettings {
             slot_request_timeout: c.get_duration("slot.request.timeout", Duration::from_secs(300))?,
             cancel_timeout: c.get_duration("task.cancellation.timeout", Duration::from_secs(30))?,
         };
-        let te_settings = TaskExecutorSettings {
+        let te = TaskExecutorSettings {
             slots: cfg.slots_per_executor.max(1),
             batch_size: c.get("execution.batch-size", riffle_api::environment::DEFAULT_BATCH_SIZE)?.max(1),
             channel_capacity: c
@@ -90,53 +98,94 @@ impl MiniCluster {
                 as i64,
             slot_strategy: default_slot_strategy(),
         };
+        Ok(Self { max_slots, jm, te, task_executors: cfg.task_executors.max(1) })
+    }
+
+    fn slots(&self) -> u32 {
+        self.task_executors * self.te.slots
+    }
+}
+
+/// Starts the actors on the current actix system.
+async fn start_actors(shared: Arc<RuntimeShared>, s: Settings, system: Option<System>) -> Option<Actors> {
+    let jm = JobManager::new(shared.clone(), s.jm, s.max_slots).start();
+    let addrs = jm.send(GetAddrs).await.ok().flatten()?;
+    let task_executors = (0..s.task_executors)
+        .map(|i| TaskExecutor::new(ResourceId(format!("taskexecutor-{i}")), shared.clone(), s.te.clone()).start())
+        .collect();
+    Some(Actors { system, job_manager: jm, dispatcher: addrs.dispatcher, shared, task_executors })
+}
+
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl MiniCluster {
+    /// Starts the cluster on an actix system of its own (a new thread) and waits until every
+    /// TaskExecutor registered its slots. Use from anywhere but inside an actix system that
+    /// should host it (see [`MiniCluster::start_in_current_system`]).
+    pub fn start(cfg: MiniClusterConfig) -> Result<MiniCluster, ClusterError> {
+        let settings = Settings::from(&cfg)?;
+        let want = settings.slots();
         let shared = RuntimeShared::new(cfg.config.clone());
         let (tx, rx) = sync_channel(1);
         let s2 = shared.clone();
-        let n_te = cfg.task_executors.max(1);
         let thread = std::thread::Builder::new()
             .name("riffle-jobmanager".into())
             .spawn(move || {
                 let sys = System::new();
-                sys.block_on(async move {
-                    let jm = JobManager::new(s2.clone(), jm_settings, max_slots).start();
-                    let Ok(Some(addrs)) = jm.send(GetAddrs).await else {
-                        System::current().stop();
-                        return;
-                    };
-                    let tes = (0..n_te)
-                        .map(|i| {
-                            TaskExecutor::new(ResourceId(format!("taskexecutor-{i}")), s2.clone(), te_settings.clone())
-                                .start()
-                        })
-                        .collect();
-                    let _ = tx.send(Actors {
-                        system: System::current(),
-                        _job_manager: jm,
-                        dispatcher: addrs.dispatcher,
-                        shared: s2.clone(),
-                        task_executors: tes,
-                    });
-                });
-                let _ = sys.run();
+                let started = sys.block_on(start_actors(s2, settings, Some(System::current())));
+                let ok = started.is_some();
+                let _ = tx.send(started);
+                if ok {
+                    let _ = sys.run();
+                }
             })
             .map_err(unavailable)?;
-        let actors =
-            rx.recv_timeout(Duration::from_secs(30)).map_err(|_| unavailable("the actor system did not start"))?;
+        let actors = rx
+            .recv_timeout(START_TIMEOUT)
+            .ok()
+            .flatten()
+            .ok_or_else(|| unavailable("the actor system did not start"))?;
         let mc = MiniCluster { actors: Some(actors), thread: Some(thread), shared };
-        let want = n_te * cfg.slots_per_executor.max(1);
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let r = mc.slot_report()?;
-            if r.total >= want {
-                break;
-            }
+        let deadline = std::time::Instant::now() + START_TIMEOUT;
+        while mc.slot_report()?.total < want {
             if std::time::Instant::now() > deadline {
-                return Err(ClusterError::Timeout(Duration::from_secs(30), "task executors to register".into()));
+                return Err(ClusterError::Timeout(START_TIMEOUT, "task executors to register".into()));
             }
             std::thread::sleep(Duration::from_millis(2));
         }
         Ok(mc)
+    }
+
+    /// Starts the cluster's actors on the caller's running actix system (for services built on
+    /// actix that embed riffle). Slots still get threads (Arbiters) of their own. On such a
+    /// cluster use the `*_async` methods: the blocking ones would wait on the thread that must
+    /// answer them.
+    pub async fn start_in_current_system(cfg: MiniClusterConfig) -> Result<MiniCluster, ClusterError> {
+        if System::try_current().is_none() {
+            return Err(unavailable("start_in_current_system must be called inside a running actix system"));
+        }
+        let settings = Settings::from(&cfg)?;
+        let want = settings.slots();
+        let shared = RuntimeShared::new(cfg.config.clone());
+        let actors = start_actors(shared.clone(), settings, None)
+            .await
+            .ok_or_else(|| unavailable("the job manager did not start"))?;
+        let mc = MiniCluster { actors: Some(actors), thread: None, shared };
+        let deadline = std::time::Instant::now() + START_TIMEOUT;
+        while mc.slot_report_async().await?.total < want {
+            if std::time::Instant::now() > deadline {
+                return Err(ClusterError::Timeout(START_TIMEOUT, "task executors to register".into()));
+            }
+            actix_rt::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok(mc)
+    }
+
+    /// Slot occupancy, without blocking.
+    pub async fn slot_report_async(&self) -> Result<SlotReport, ClusterError> {
+        let a = self.actors()?;
+        let rm = a.shared.resource_manager().ok_or_else(|| unavailable("no resource manager"))?;
+        rm.send(GetSlotReport).await.map_err(unavailable)
     }
 
     fn actors(&self) -> Result<&Actors, ClusterError> {
@@ -232,7 +281,15 @@ impl MiniCluster {
 
     fn stop(&mut self) {
         if let Some(a) = self.actors.take() {
-            a.system.stop();
+            match a.system {
+                Some(sys) => sys.stop(),
+                None => {
+                    for te in &a.task_executors {
+                        te.do_send(StopTaskExecutor);
+                    }
+                    a.job_manager.do_send(StopJobManager);
+                }
+            }
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
