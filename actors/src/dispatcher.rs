@@ -8,8 +8,12 @@ use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+use crate::exception_history::{ExceptionHistory, ExceptionPage};
 use crate::ids::JobId;
-use crate::job_master::{CancelJobExecution, JobMaster, JobMasterSettings, JobResult, JobStatusChanged, JobTerminated};
+use crate::job_master::{
+    CancelJobExecution, ExceptionRecorded, JobMaster, JobMasterParent, JobMasterSettings, JobResult, JobStatusChanged,
+    JobTerminated,
+};
 use crate::job_status::JobStatus;
 use crate::registry::RuntimeShared;
 use crate::supervision::{ChildExited, ExitReason};
@@ -55,6 +59,18 @@ pub struct RequestJobResult {
     pub job_id: JobId,
 }
 
+/// Reads a page of a job's exception history (newest first).
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<ExceptionPage, DispatcherError>")]
+pub struct GetExceptionHistory {
+    /// The job.
+    pub job_id: JobId,
+    /// Page number, 0-based.
+    pub page: usize,
+    /// Entries per page.
+    pub page_size: usize,
+}
+
 /// One line of the job list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobOverview {
@@ -73,6 +89,7 @@ pub struct ListJobs;
 
 struct Entry {
     name: String,
+    history: ExceptionHistory,
     status: JobStatus,
     master: Option<Addr<JobMaster>>,
     result: Option<JobResult>,
@@ -131,14 +148,25 @@ impl Handler<SubmitJob> for Dispatcher {
             graph,
             self.shared.clone(),
             self.settings.clone(),
-            me.clone().recipient(),
-            me.clone().recipient(),
-            me.recipient(),
+            JobMasterParent {
+                terminated: me.clone().recipient(),
+                status: me.clone().recipient(),
+                history: me.clone().recipient(),
+                exit: me.recipient(),
+            },
         )
         .start();
+        let history = ExceptionHistory::new(self.settings.exception_history_size);
         self.jobs.insert(
             id,
-            Entry { name, status: JobStatus::Created, master: Some(master), result: None, waiters: Vec::new() },
+            Entry {
+                name,
+                history,
+                status: JobStatus::Created,
+                master: Some(master),
+                result: None,
+                waiters: Vec::new(),
+            },
         );
         Ok(())
     }
@@ -182,6 +210,23 @@ impl Handler<ListJobs> for Dispatcher {
             .collect();
         v.sort_by_key(|j| j.job_id);
         MessageResult(v)
+    }
+}
+
+impl Handler<ExceptionRecorded> for Dispatcher {
+    type Result = ();
+    fn handle(&mut self, msg: ExceptionRecorded, _: &mut Self::Context) {
+        if let Some(e) = self.jobs.get_mut(&msg.job_id) {
+            e.history.push(msg.entry);
+        }
+    }
+}
+
+impl Handler<GetExceptionHistory> for Dispatcher {
+    type Result = Result<ExceptionPage, DispatcherError>;
+    fn handle(&mut self, msg: GetExceptionHistory, _: &mut Self::Context) -> Self::Result {
+        let e = self.jobs.get(&msg.job_id).ok_or_else(|| DispatcherError::UnknownJob(msg.job_id.to_string()))?;
+        Ok(e.history.page(msg.page, msg.page_size))
     }
 }
 

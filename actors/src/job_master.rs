@@ -11,6 +11,7 @@ use actix::prelude::*;
 use riffle_api::JobGraph;
 use serde::{Deserialize, Serialize};
 
+use crate::exception_history::ExceptionEntry;
 use crate::gateway::{
     CancelTask, DeployTask, ReleaseSlots, RequestSlots, SlotAssignment, SplitRequest, SplitResponse, TaskState,
     TaskStateUpdate,
@@ -18,6 +19,7 @@ use crate::gateway::{
 use crate::ids::{ExecutionId, JobId};
 use crate::job_status::{transition, JobEvent, JobStatus};
 use crate::registry::RuntimeShared;
+use crate::restart_strategy::{RestartStrategy, RestartTracker};
 use crate::source_coordinator::SourceCoordinator;
 use crate::supervision::{catch_panic, ChildExited, ExitReason};
 
@@ -63,6 +65,44 @@ pub struct JobMasterSettings {
     pub slot_request_timeout: Duration,
     /// How long cancelled subtasks may take to stop before the job is ended anyway.
     pub cancel_timeout: Duration,
+    /// `jobmanager.exception-history-size`.
+    pub exception_history_size: usize,
+}
+
+/// JobMaster → Dispatcher: a failure to keep in the job's exception history.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct ExceptionRecorded {
+    /// The job.
+    pub job_id: JobId,
+    /// The failure.
+    pub entry: ExceptionEntry,
+}
+
+/// A failure as the JobMaster sees it.
+struct Failure {
+    message: String,
+    task_name: Option<String>,
+    subtask: Option<u32>,
+    location: Option<String>,
+}
+
+impl Failure {
+    fn job(message: String) -> Self {
+        Self { message, task_name: None, subtask: None, location: None }
+    }
+}
+
+/// Where a JobMaster reports (its parent, the Dispatcher, in every role).
+pub struct JobMasterParent {
+    /// The job's end.
+    pub terminated: Recipient<JobTerminated>,
+    /// Status changes.
+    pub status: Recipient<JobStatusChanged>,
+    /// Failures for the exception history.
+    pub history: Recipient<ExceptionRecorded>,
+    /// The JobMaster's own exit (supervision).
+    pub exit: Recipient<ChildExited>,
 }
 
 /// The JobMaster actor.
@@ -77,9 +117,12 @@ pub struct JobMaster {
     executions: HashMap<(u32, u32), Option<TaskState>>,
     coordinators: HashMap<u32, Addr<SourceCoordinator>>,
     root_cause: Option<String>,
+    tracker: RestartTracker,
+    restart_delay: Duration,
     started: Instant,
     dispatcher: Recipient<JobTerminated>,
     status_listener: Recipient<JobStatusChanged>,
+    history: Recipient<ExceptionRecorded>,
     on_exit: Recipient<ChildExited>,
     exit: ExitReason,
     done: bool,
@@ -92,10 +135,9 @@ impl JobMaster {
         graph: Arc<JobGraph>,
         shared: Arc<RuntimeShared>,
         settings: JobMasterSettings,
-        dispatcher: Recipient<JobTerminated>,
-        status_listener: Recipient<JobStatusChanged>,
-        on_exit: Recipient<ChildExited>,
+        parent: JobMasterParent,
     ) -> Self {
+        let JobMasterParent { terminated: dispatcher, status: status_listener, history, exit: on_exit } = parent;
         Self {
             job,
             graph,
@@ -107,9 +149,12 @@ impl JobMaster {
             executions: HashMap::new(),
             coordinators: HashMap::new(),
             root_cause: None,
+            tracker: RestartTracker::new(RestartStrategy::None),
+            restart_delay: Duration::ZERO,
             started: Instant::now(),
             dispatcher,
             status_listener,
+            history,
             on_exit,
             exit: ExitReason::Normal,
             done: false,
@@ -129,11 +174,44 @@ impl JobMaster {
     }
 
     fn fail(&mut self, cause: String, ctx: &mut Context<Self>) {
-        if self.root_cause.is_none() && matches!(self.status, JobStatus::Created | JobStatus::Running) {
-            tracing::warn!(job = %self.job, "job failing: {cause}");
-            self.root_cause = Some(cause);
+        self.on_failure(Failure::job(cause), ctx)
+    }
+
+    /// A failure: recorded in the exception history, then, if it is the first of this
+    /// attempt, the restart strategy decides between a restart and failing the job.
+    fn on_failure(&mut self, f: Failure, ctx: &mut Context<Self>) {
+        let first = self.status == JobStatus::Running;
+        // Failures before the job was deployed (slots, sources) are not restarted.
+        let restart = if first && !self.executions.is_empty() { self.tracker.on_failure(Instant::now()) } else { None };
+        self.history.do_send(ExceptionRecorded {
+            job_id: self.job,
+            entry: ExceptionEntry {
+                timestamp_ms: riffle_api::time::now_ms(),
+                exception: f.message.clone(),
+                task_name: f.task_name,
+                subtask_index: f.subtask,
+                location: f.location,
+                is_root_cause: first,
+                attempt: self.attempt,
+            },
+        });
+        if first {
+            match restart {
+                Some(delay) => {
+                    tracing::warn!(job = %self.job, ?delay, attempt = self.attempt, "restarting the job: {}", f.message);
+                    self.restart_delay = delay;
+                    self.apply(JobEvent::Restart);
+                }
+                None => {
+                    tracing::warn!(job = %self.job, "job failing: {}", f.message);
+                    self.root_cause = Some(f.message);
+                    self.apply(JobEvent::Fail);
+                }
+            }
+        } else if self.status == JobStatus::Created {
+            self.root_cause = Some(f.message);
+            self.apply(JobEvent::Fail);
         }
-        self.apply(JobEvent::Fail);
         self.cancel_all(ctx);
     }
 
@@ -154,12 +232,52 @@ impl JobMaster {
             self.finish_if_done(ctx);
             return;
         }
-        ctx.run_later(self.settings.cancel_timeout, |act, ctx| {
-            if !act.done {
-                tracing::warn!(job = %act.job, "subtasks did not stop in time; ending the job anyway");
+        let attempt = self.attempt;
+        ctx.run_later(self.settings.cancel_timeout, move |act, ctx| {
+            if act.done || act.attempt != attempt {
+                return;
+            }
+            tracing::warn!(job = %act.job, "subtasks did not stop in time; going on without them");
+            if act.status == JobStatus::Restarting {
+                act.restart(ctx);
+            } else {
                 act.finalize(JobEvent::AllStopped, ctx);
             }
         });
+    }
+
+    /// Starts the job again on the slots it holds: a new attempt with fresh channels and
+    /// fresh split enumerators (no checkpoint to resume from yet: sources start over).
+    fn restart(&mut self, ctx: &mut Context<Self>) {
+        let old = self.attempt;
+        self.attempt += 1;
+        self.shared.exchange.remove_attempt(self.job, old);
+        self.executions.clear();
+        if let Err(why) = self.start_coordinators() {
+            self.apply(JobEvent::Fail);
+            self.root_cause = Some(why);
+            return self.finish_if_done(ctx);
+        }
+        self.apply(JobEvent::Schedule);
+        let assignments = self.assignments.clone();
+        self.deploy(assignments, ctx);
+    }
+
+    fn start_coordinators(&mut self) -> Result<(), String> {
+        self.coordinators.clear();
+        for v in self.graph.vertices() {
+            if let Some(src) = self.graph.source_of(v.id) {
+                let name = v.nodes.first().and_then(|n| self.graph.operator_name(*n)).unwrap_or(&v.name).to_string();
+                match catch_panic(|| src.create_enumerator(v.parallelism)) {
+                    Ok(Ok(e)) => {
+                        self.coordinators.insert(v.id as u32, SourceCoordinator::new(e).start());
+                    }
+                    Ok(Err(e)) => return Err(format!("source '{name}' failed to start: {e}")),
+                    Err(p) => return Err(format!("source '{name}' panicked while starting: {p}")),
+                }
+            }
+        }
+        Ok(())
     }
 
     fn all_terminal(&self) -> bool {
@@ -175,6 +293,14 @@ impl JobMaster {
                 self.finalize(JobEvent::AllFinished, ctx)
             }
             JobStatus::Failing | JobStatus::Cancelling => self.finalize(JobEvent::AllStopped, ctx),
+            JobStatus::Restarting => {
+                let attempt = self.attempt;
+                ctx.run_later(self.restart_delay, move |act, ctx| {
+                    if !act.done && act.attempt == attempt && act.status == JobStatus::Restarting {
+                        act.restart(ctx);
+                    }
+                });
+            }
             _ => {}
         }
     }
@@ -263,15 +389,22 @@ impl JobMaster {
             }
             TaskState::Failed(err) => {
                 let v = self.graph.vertices().get(e.vertex as usize);
+                let task = v.map(|v| v.name.clone()).unwrap_or_else(|| "?".into());
                 let cause = format!(
                     "{} (subtask {}/{} of '{}', task executor {})",
                     err,
                     e.subtask + 1,
                     v.map(|v| v.parallelism).unwrap_or(0),
-                    v.map(|v| v.name.as_str()).unwrap_or("?"),
+                    task,
                     msg.location
                 );
-                self.fail(cause, ctx);
+                let failure = Failure {
+                    message: cause,
+                    task_name: Some(task),
+                    subtask: Some(e.subtask),
+                    location: Some(msg.location.to_string()),
+                };
+                self.on_failure(failure, ctx);
             }
         }
         self.finish_if_done(ctx);
@@ -288,17 +421,14 @@ impl Actor for JobMaster {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.shared.job_masters.insert(self.job, ctx.address());
         self.apply(JobEvent::Schedule);
-        for v in self.graph.vertices() {
-            if let Some(src) = self.graph.source_of(v.id) {
-                let name = v.nodes.first().and_then(|n| self.graph.operator_name(*n)).unwrap_or(&v.name).to_string();
-                match catch_panic(|| src.create_enumerator(v.parallelism)) {
-                    Ok(Ok(e)) => {
-                        self.coordinators.insert(v.id as u32, SourceCoordinator::new(e).start());
-                    }
-                    Ok(Err(e)) => return self.fail(format!("source '{name}' failed to start: {e}"), ctx),
-                    Err(p) => return self.fail(format!("source '{name}' panicked while starting: {p}"), ctx),
-                }
-            }
+        let mut conf = self.shared.config.clone();
+        conf.merge(&self.graph.config);
+        match RestartStrategy::from_config(&conf) {
+            Ok(strategy) => self.tracker = RestartTracker::new(strategy),
+            Err(e) => return self.fail(e.to_string(), ctx),
+        }
+        if let Err(why) = self.start_coordinators() {
+            return self.fail(why, ctx);
         }
         let Some(rm) = self.shared.resource_manager() else {
             return self.fail("no resource manager".into(), ctx);

@@ -12,6 +12,9 @@ pub enum JobStatus {
     Running,
     /// A subtask failed; the others are being cancelled.
     Failing,
+    /// A subtask failed and the restart strategy allows a restart: the others are being
+    /// cancelled, then the job is scheduled again.
+    Restarting,
     /// Ended by a failure.
     Failed,
     /// Cancel requested; subtasks are being stopped.
@@ -34,6 +37,7 @@ impl JobStatus {
             JobStatus::Created => "CREATED",
             JobStatus::Running => "RUNNING",
             JobStatus::Failing => "FAILING",
+            JobStatus::Restarting => "RESTARTING",
             JobStatus::Failed => "FAILED",
             JobStatus::Cancelling => "CANCELLING",
             JobStatus::Canceled => "CANCELED",
@@ -55,6 +59,8 @@ pub enum JobEvent {
     Schedule,
     /// A subtask (or scheduling) failed.
     Fail,
+    /// A subtask failed and the job will be restarted.
+    Restart,
     /// The user cancels.
     Cancel,
     /// Every subtask finished.
@@ -78,7 +84,11 @@ pub fn transition(from: JobStatus, event: JobEvent) -> Result<JobStatus, Invalid
     use JobEvent::*;
     use JobStatus::*;
     Ok(match (from, event) {
-        (Created, Schedule) => Running,
+        (Created | Restarting, Schedule) => Running,
+        (Running, Restart) => Restarting,
+        (Restarting, Restart) => Restarting,
+        (Restarting, Fail) => Failing,
+        (Restarting, Cancel) => Cancelling,
         (Created | Running, Fail) => Failing,
         (Failing, Fail) => Failing,
         (Cancelling, Fail) => Cancelling,
@@ -107,5 +117,10 @@ mod tests {
         assert_eq!(transition(c, JobEvent::AllStopped), Ok(JobStatus::Canceled));
         assert!(transition(JobStatus::Finished, JobEvent::Cancel).is_err());
         assert!(JobStatus::Canceled.is_terminal() && !JobStatus::Failing.is_terminal());
+        let r = transition(s, JobEvent::Restart).unwrap();
+        assert_eq!(r, JobStatus::Restarting);
+        assert_eq!(transition(r, JobEvent::Schedule), Ok(JobStatus::Running));
+        assert_eq!(transition(r, JobEvent::Cancel), Ok(JobStatus::Cancelling));
+        assert!(transition(JobStatus::Finished, JobEvent::Restart).is_err());
     }
 }

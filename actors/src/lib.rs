@@ -14,6 +14,7 @@
 //! type-erased vertex interface; it never sees a record type.
 
 pub mod dispatcher;
+pub mod exception_history;
 pub mod exchange;
 pub mod gateway;
 pub mod ids;
@@ -23,6 +24,7 @@ pub mod job_master;
 pub mod job_status;
 pub mod registry;
 pub mod resource_manager;
+pub mod restart_strategy;
 pub mod slot;
 pub mod slot_manager;
 pub mod source_coordinator;

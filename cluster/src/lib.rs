@@ -7,6 +7,7 @@ pub mod minicluster;
 pub use error::ClusterError;
 pub use minicluster::{JobHandle, MiniCluster, MiniClusterConfig};
 pub use riffle_actors::dispatcher::JobOverview;
+pub use riffle_actors::exception_history::{ExceptionEntry, ExceptionPage};
 pub use riffle_actors::gateway::SlotReport;
 pub use riffle_actors::{JobId, JobResult, JobStatus};
 pub use riffle_api::Configuration;

@@ -11,7 +11,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use actix::prelude::*;
-use riffle_actors::dispatcher::{CancelJob, Dispatcher, JobOverview, ListJobs, RequestJobResult, SubmitJob};
+use riffle_actors::dispatcher::{
+    CancelJob, Dispatcher, GetExceptionHistory, JobOverview, ListJobs, RequestJobResult, SubmitJob,
+};
+use riffle_actors::exception_history::ExceptionPage;
 use riffle_actors::gateway::{GetSlotReport, SlotReport};
 use riffle_actors::job_manager::{GetAddrs, JobManager, StopJobManager};
 use riffle_actors::job_master::JobMasterSettings;
@@ -87,6 +90,10 @@ impl Settings {
         let jm = JobMasterSettings {
             slot_request_timeout: c.get_duration("slot.request.timeout", Duration::from_secs(300))?,
             cancel_timeout: c.get_duration("task.cancellation.timeout", Duration::from_secs(30))?,
+            exception_history_size: c.get(
+                "jobmanager.exception-history-size",
+                riffle_actors::exception_history::DEFAULT_EXCEPTION_HISTORY_SIZE,
+            )?,
         };
         let te = TaskExecutorSettings {
             slots: cfg.slots_per_executor.max(1),
@@ -179,6 +186,22 @@ impl MiniCluster {
             actix_rt::time::sleep(Duration::from_millis(2)).await;
         }
         Ok(mc)
+    }
+
+    /// Page `page` (0-based, `page_size` entries, newest first) of a job's exception history.
+    pub async fn exception_history_async(
+        &self,
+        job: JobId,
+        page: usize,
+        page_size: usize,
+    ) -> Result<ExceptionPage, ClusterError> {
+        let a = self.actors()?;
+        Ok(a.dispatcher.send(GetExceptionHistory { job_id: job, page, page_size }).await.map_err(unavailable)??)
+    }
+
+    /// Blocking form of [`MiniCluster::exception_history_async`].
+    pub fn exception_history(&self, job: JobId, page: usize, page_size: usize) -> Result<ExceptionPage, ClusterError> {
+        futures::executor::block_on(self.exception_history_async(job, page, page_size))
     }
 
     /// Slot occupancy, without blocking.

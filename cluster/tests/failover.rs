@@ -1,0 +1,156 @@
+//! Restart strategies and the exception history.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use common::WAIT;
+use riffle_api::StreamEnvironment;
+use riffle_cluster::{JobStatus, MiniCluster, MiniClusterConfig};
+
+fn cluster_with(kv: &[(&str, &str)]) -> MiniCluster {
+    let mut cfg = MiniClusterConfig::new(1, 2);
+    for (k, v) in kv {
+        cfg.config.set(*k, *v);
+    }
+    MiniCluster::start(cfg).expect("cluster starts")
+}
+
+/// A job whose map fails on record 500 while `failures` is below `limit`.
+fn flaky_job(failures: &'static AtomicU32, limit: u32) -> (StreamEnvironment, riffle_api::CollectStream<u64>) {
+    let mut env = StreamEnvironment::new();
+    env.set_parallelism(2);
+    let out = env
+        .from_sequence(0, 999)
+        .map(move |i| {
+            if i == 500 && failures.load(Ordering::SeqCst) < limit {
+                failures.fetch_add(1, Ordering::SeqCst);
+                panic!("flaky record {i}");
+            }
+            i
+        })
+        .name("flaky")
+        .collect();
+    (env, out)
+}
+
+#[test]
+fn fixed_delay_restarts_the_job_until_it_succeeds() {
+    static FAILURES: AtomicU32 = AtomicU32::new(0);
+    let mc = cluster_with(&[
+        ("restart-strategy", "fixed-delay"),
+        ("restart-strategy.fixed-delay.attempts", "3"),
+        ("restart-strategy.fixed-delay.delay", "20 ms"),
+    ]);
+    let (env, out) = flaky_job(&FAILURES, 2);
+    let h = mc.submit(env.build_job_graph("flaky").unwrap()).unwrap();
+    let got: Vec<u64> = out.collect();
+    let r = h.wait(WAIT).unwrap();
+    assert_eq!(r.status, JobStatus::Finished, "{:?}", r.error);
+    assert_eq!(FAILURES.load(Ordering::SeqCst), 2);
+    // The last attempt delivered everything (earlier attempts' partial output came before).
+    let mut distinct = got.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct, (0..1000).collect::<Vec<_>>());
+    let h2 = mc.exception_history(h.job_id(), 0, 10).unwrap();
+    let roots: Vec<_> = h2.entries.iter().filter(|e| e.is_root_cause).collect();
+    assert_eq!(roots.len(), 2, "{h2:?}");
+    assert_eq!(roots.iter().map(|e| e.attempt).collect::<Vec<_>>(), vec![1, 0], "newest first");
+    for e in roots {
+        assert!(e.exception.contains("operator 'flaky' failed: panicked: flaky record 500"), "{}", e.exception);
+        assert_eq!(e.subtask_index, Some(1), "record 500 is in the second half: subtask 1");
+        assert_eq!(e.task_name.as_deref(), Some("Sequence Source -> flaky -> Collect Sink"));
+        assert_eq!(e.location.as_deref(), Some("taskexecutor-0"));
+        assert!(e.timestamp_ms > 0);
+    }
+}
+
+#[test]
+fn the_job_fails_when_the_strategy_gives_up() {
+    static FAILURES: AtomicU32 = AtomicU32::new(0);
+    let mc = cluster_with(&[
+        ("restart-strategy", "fixed-delay"),
+        ("restart-strategy.fixed-delay.attempts", "1"),
+        ("restart-strategy.fixed-delay.delay", "10 ms"),
+    ]);
+    let (env, out) = flaky_job(&FAILURES, u32::MAX);
+    let h = mc.submit(env.build_job_graph("doomed").unwrap()).unwrap();
+    let _ = out.count();
+    let r = h.wait(WAIT).unwrap();
+    assert_eq!(r.status, JobStatus::Failed);
+    assert_eq!(FAILURES.load(Ordering::SeqCst), 2, "one run and one restart");
+    assert!(r.error.unwrap_or_default().contains("flaky record 500"));
+    let slots = mc.slot_report().unwrap();
+    assert_eq!(slots.free, slots.total);
+}
+
+#[test]
+fn without_a_restart_strategy_the_first_failure_fails_the_job() {
+    static FAILURES: AtomicU32 = AtomicU32::new(0);
+    let mc = cluster_with(&[]);
+    let (env, out) = flaky_job(&FAILURES, u32::MAX);
+    let h = mc.submit(env.build_job_graph("no restarts").unwrap()).unwrap();
+    let _ = out.count();
+    assert_eq!(h.wait(WAIT).unwrap().status, JobStatus::Failed);
+    assert_eq!(FAILURES.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn exception_history_is_bounded_paged_and_keeps_the_first_root_cause() {
+    static FAILURES: AtomicU32 = AtomicU32::new(0);
+    let mc = cluster_with(&[
+        ("restart-strategy", "failure-rate"),
+        ("restart-strategy.failure-rate.max-failures-per-interval", "100"),
+        ("restart-strategy.failure-rate.failure-rate-interval", "1 min"),
+        ("restart-strategy.failure-rate.delay", "0 ms"),
+        ("jobmanager.exception-history-size", "5"),
+    ]);
+    let (env, out) = flaky_job(&FAILURES, 12);
+    let h = mc.submit(env.build_job_graph("noisy").unwrap()).unwrap();
+    let _ = out.count();
+    assert_eq!(h.wait(WAIT).unwrap().status, JobStatus::Finished);
+    assert_eq!(FAILURES.load(Ordering::SeqCst), 12);
+    let first = mc.exception_history(h.job_id(), 0, 2).unwrap();
+    assert_eq!(first.total, 5);
+    assert!(first.truncated);
+    assert_eq!(first.entries.iter().map(|e| e.attempt).collect::<Vec<_>>(), vec![11, 10]);
+    let second = mc.exception_history(h.job_id(), 1, 2).unwrap();
+    assert_eq!(second.entries.iter().map(|e| e.attempt).collect::<Vec<_>>(), vec![9, 8]);
+    let last = mc.exception_history(h.job_id(), 2, 2).unwrap();
+    assert_eq!(last.entries.iter().map(|e| e.attempt).collect::<Vec<_>>(), vec![0], "the first root cause is kept");
+    assert!(mc.exception_history(riffle_cluster::JobId(42), 0, 2).is_err(), "unknown job");
+}
+
+#[test]
+fn cancel_during_the_restart_delay_cancels_the_job() {
+    static FAILURES: AtomicU32 = AtomicU32::new(0);
+    let mc = cluster_with(&[
+        ("restart-strategy", "fixed-delay"),
+        ("restart-strategy.fixed-delay.attempts", "5"),
+        ("restart-strategy.fixed-delay.delay", "1 h"),
+    ]);
+    let (env, out) = flaky_job(&FAILURES, u32::MAX);
+    let h = mc.submit(env.build_job_graph("waiting").unwrap()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while mc.list_jobs().unwrap().first().map(|j| j.status) != Some(JobStatus::Restarting) {
+        assert!(Instant::now() < deadline, "never restarting: {:?}", mc.list_jobs());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    h.cancel().unwrap();
+    assert_eq!(h.wait(WAIT).unwrap().status, JobStatus::Canceled);
+    drop(out);
+    assert_eq!(FAILURES.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn an_unknown_restart_strategy_fails_the_job_with_a_clear_message() {
+    let mut env = StreamEnvironment::new();
+    env.set_config("restart-strategy", "sometimes");
+    let out = env.from_sequence(0, 9).collect();
+    let mc = cluster_with(&[]);
+    let (_, r) = common::run_result(&mc, &env, out);
+    assert_eq!(r.status, JobStatus::Failed);
+    assert!(r.error.unwrap_or_default().contains("restart-strategy"));
+}
