@@ -89,6 +89,25 @@ impl<T: Clone> Input<T> for Fanout<T> {
     }
 }
 
+/// Implements the event methods of a link with nothing to do on them (sinks, [`Nowhere`]).
+macro_rules! no_events {
+    () => {
+        fn watermark(&mut self, _: i64) -> $crate::error::TaskResult {
+            Ok(())
+        }
+        fn idle(&mut self, _: bool) -> $crate::error::TaskResult {
+            Ok(())
+        }
+        fn processing_time(&mut self, _: i64) -> $crate::error::TaskResult {
+            Ok(())
+        }
+        fn next_processing_time(&self) -> Option<i64> {
+            None
+        }
+    };
+}
+pub(crate) use no_events;
+
 /// A link that drops everything (an operator whose output nobody consumes).
 pub struct Nowhere;
 
@@ -96,21 +115,10 @@ impl<T> Input<T> for Nowhere {
     fn push(&mut self, _: T, _: i64) -> TaskResult {
         Ok(())
     }
-    fn watermark(&mut self, _: i64) -> TaskResult {
-        Ok(())
-    }
-    fn idle(&mut self, _: bool) -> TaskResult {
-        Ok(())
-    }
     fn end_input(&mut self) -> TaskResult {
         Ok(())
     }
-    fn processing_time(&mut self, _: i64) -> TaskResult {
-        Ok(())
-    }
-    fn next_processing_time(&self) -> Option<i64> {
-        None
-    }
+    no_events!();
 }
 
 /// Hands records to a downstream link from user code (`flat_map`, process functions):

@@ -53,20 +53,23 @@ pub struct SinkHandle {
     node: NodeId,
 }
 
+/// Changes node `node` of the graph being built.
+fn update_node(builder: &SharedBuilder, node: NodeId, f: impl FnOnce(&mut crate::graph::StreamNode)) {
+    if let Some(n) = builder.borrow_mut().nodes.get_mut(node) {
+        f(n);
+    }
+}
+
 impl SinkHandle {
     /// Sets the sink's parallelism.
     pub fn set_parallelism(self, parallelism: u32) -> Self {
-        if let Some(n) = self.builder.borrow_mut().nodes.get_mut(self.node) {
-            n.parallelism = Some(parallelism);
-        }
+        update_node(&self.builder, self.node, |n| n.parallelism = Some(parallelism));
         self
     }
 
     /// Names the sink.
     pub fn name(self, name: &str) -> Self {
-        if let Some(n) = self.builder.borrow_mut().nodes.get_mut(self.node) {
-            n.name = name.to_string();
-        }
+        update_node(&self.builder, self.node, |n| n.name = name.to_string());
         self
     }
 }
@@ -123,25 +126,19 @@ impl<T: Data> DataStream<T> {
 
     /// Sets this operator's parallelism.
     pub fn set_parallelism(self, parallelism: u32) -> Self {
-        if let Some(n) = self.builder.borrow_mut().nodes.get_mut(self.node) {
-            n.parallelism = Some(parallelism);
-        }
+        update_node(&self.builder, self.node, |n| n.parallelism = Some(parallelism));
         self
     }
 
     /// Names this operator (shown in errors, logs and the vertex name).
     pub fn name(self, name: &str) -> Self {
-        if let Some(n) = self.builder.borrow_mut().nodes.get_mut(self.node) {
-            n.name = name.to_string();
-        }
+        update_node(&self.builder, self.node, |n| n.name = name.to_string());
         self
     }
 
     /// Starts a new chain at this operator (it will not be fused with its predecessor).
     pub fn disable_chaining(self) -> Self {
-        if let Some(n) = self.builder.borrow_mut().nodes.get_mut(self.node) {
-            n.chainable = false;
-        }
+        update_node(&self.builder, self.node, |n| n.chainable = false);
         self
     }
 

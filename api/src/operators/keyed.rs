@@ -155,6 +155,31 @@ impl<K: StateKey, O> ProcessCore<K, O> {
     }
 }
 
+/// Implements the event methods an operator built on [`ProcessCore`] (fields `core` and a
+/// user function `f` with `on_timer`) shares with every other one.
+macro_rules! core_events {
+    () => {
+        fn watermark(&mut self, watermark: i64) -> TaskResult {
+            let f = &mut self.f;
+            self.core.advance_watermark(watermark, |ts, d, ctx| f.on_timer(ts, d, ctx))
+        }
+        fn idle(&mut self, idle: bool) -> TaskResult {
+            self.core.forward_idle(idle)
+        }
+        fn end_input(&mut self) -> TaskResult {
+            self.core.end_input()
+        }
+        fn processing_time(&mut self, now: i64) -> TaskResult {
+            let f = &mut self.f;
+            self.core.advance_processing_time(now, |ts, d, ctx| f.on_timer(ts, d, ctx))
+        }
+        fn next_processing_time(&self) -> Option<i64> {
+            self.core.next_processing_time()
+        }
+    };
+}
+pub(crate) use core_events;
+
 /// Runs a [`KeyedProcessFunction`] (or, with `K = ()`, a per-subtask process function).
 pub struct ProcessOp<K, I, O, F> {
     pub(crate) f: F,
@@ -183,21 +208,5 @@ impl<K: StateKey, I, O, F: KeyedProcessFunction<K, I, O>> Input<I> for ProcessOp
         let f = &mut self.f;
         self.core.with_context(key, timestamp, |ctx| f.process_element(value, ctx))
     }
-    fn watermark(&mut self, watermark: i64) -> TaskResult {
-        let f = &mut self.f;
-        self.core.advance_watermark(watermark, |ts, d, ctx| f.on_timer(ts, d, ctx))
-    }
-    fn idle(&mut self, idle: bool) -> TaskResult {
-        self.core.forward_idle(idle)
-    }
-    fn end_input(&mut self) -> TaskResult {
-        self.core.end_input()
-    }
-    fn processing_time(&mut self, now: i64) -> TaskResult {
-        let f = &mut self.f;
-        self.core.advance_processing_time(now, |ts, d, ctx| f.on_timer(ts, d, ctx))
-    }
-    fn next_processing_time(&self) -> Option<i64> {
-        self.core.next_processing_time()
-    }
+    core_events!();
 }

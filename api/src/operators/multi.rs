@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use riffle_state::StateKey;
 
-use super::keyed::ProcessCore;
+use super::keyed::{core_events, ProcessCore};
 use super::OpId;
 use crate::error::{TaskError, TaskResult};
 use crate::functions::{CoProcessFunction, MultiInputFunction, SideOutputs};
@@ -55,26 +55,10 @@ impl<K: StateKey, A: 'static, B: 'static, O, F: CoProcessFunction<K, A, B, O>> V
         }
         Ok(())
     }
-    fn watermark(&mut self, watermark: i64) -> TaskResult {
-        let f = &mut self.f;
-        self.core.advance_watermark(watermark, |ts, d, ctx| f.on_timer(ts, d, ctx))
-    }
-    fn idle(&mut self, idle: bool) -> TaskResult {
-        self.core.forward_idle(idle)
-    }
     fn end_of_input(&mut self, _input: usize) -> TaskResult {
         Ok(())
     }
-    fn end_input(&mut self) -> TaskResult {
-        self.core.end_input()
-    }
-    fn processing_time(&mut self, now: i64) -> TaskResult {
-        let f = &mut self.f;
-        self.core.advance_processing_time(now, |ts, d, ctx| f.on_timer(ts, d, ctx))
-    }
-    fn next_processing_time(&self) -> Option<i64> {
-        self.core.next_processing_time()
-    }
+    core_events!();
 }
 
 /// Runs a [`MultiInputFunction`] over N inputs of one type.
@@ -108,26 +92,10 @@ impl<K: StateKey + Default, T: 'static, O, F: MultiInputFunction<K, T, O>> Verte
         }
         Ok(())
     }
-    fn watermark(&mut self, watermark: i64) -> TaskResult {
-        let f = &mut self.f;
-        self.core.advance_watermark(watermark, |ts, d, ctx| f.on_timer(ts, d, ctx))
-    }
-    fn idle(&mut self, idle: bool) -> TaskResult {
-        self.core.forward_idle(idle)
-    }
     fn end_of_input(&mut self, input: usize) -> TaskResult {
         let f = &mut self.f;
         let wm = self.core.watermark;
         self.core.with_context(K::default(), wm, |ctx| f.end_input(input, ctx))
     }
-    fn end_input(&mut self) -> TaskResult {
-        self.core.end_input()
-    }
-    fn processing_time(&mut self, now: i64) -> TaskResult {
-        let f = &mut self.f;
-        self.core.advance_processing_time(now, |ts, d, ctx| f.on_timer(ts, d, ctx))
-    }
-    fn next_processing_time(&self) -> Option<i64> {
-        self.core.next_processing_time()
-    }
+    core_events!();
 }

@@ -11,24 +11,6 @@ use crate::error::{TaskError, TaskResult};
 use crate::link::Input;
 use crate::metrics::LocalCounter;
 
-/// Implements the event methods of a sink that does nothing on them.
-macro_rules! sink_events {
-    () => {
-        fn watermark(&mut self, _: i64) -> TaskResult {
-            Ok(())
-        }
-        fn idle(&mut self, _: bool) -> TaskResult {
-            Ok(())
-        }
-        fn processing_time(&mut self, _: i64) -> TaskResult {
-            Ok(())
-        }
-        fn next_processing_time(&self) -> Option<i64> {
-            None
-        }
-    };
-}
-
 /// Prints records to stdout, prefixed by the subtask number when parallel (as Flink does),
 /// with their `Debug` form or, for `print_text`, their `Display` form.
 pub struct PrintSink<T> {
@@ -61,7 +43,7 @@ impl<T> Input<T> for PrintSink<T> {
         self.counter.publish();
         Ok(())
     }
-    sink_events!();
+    crate::link::no_events!();
 }
 
 /// Drops every record (benchmarks).
@@ -80,7 +62,7 @@ impl<T> Input<T> for DiscardSink {
         self.counter.publish();
         Ok(())
     }
-    sink_events!();
+    crate::link::no_events!();
 }
 
 /// What a collect sink sends to the caller's iterator.
@@ -191,5 +173,5 @@ impl<T> Input<T> for TextFileSink<T> {
         self.out.flush().map_err(|e| self.io_err(e))?;
         self.out.get_ref().sync_all().map_err(|e| self.io_err(e))
     }
-    sink_events!();
+    crate::link::no_events!();
 }
