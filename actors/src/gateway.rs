@@ -195,6 +195,41 @@ pub struct SplitResponse {
     pub no_more_splits: bool,
 }
 
+/// CheckpointCoordinator → TaskExecutor → source subtask: start checkpoint `id` (emit its
+/// barrier into the stream).
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
+pub struct TriggerCheckpoint {
+    /// Which source execution.
+    pub execution: ExecutionId,
+    /// The checkpoint.
+    pub checkpoint_id: u64,
+    /// Exactly-once (aligned barriers) or at-least-once.
+    pub aligned: bool,
+}
+
+/// CheckpointCoordinator → TaskExecutor → subtask: checkpoint `id` completed (or was aborted).
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
+pub struct NotifyCheckpoint {
+    /// Which execution.
+    pub execution: ExecutionId,
+    /// The checkpoint.
+    pub checkpoint_id: u64,
+    /// Completed (`true`) or aborted (`false`).
+    pub completed: bool,
+}
+
+/// Subtask → JobMaster (→ CheckpointCoordinator): my part of checkpoint `id` is done.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
+pub struct AcknowledgeCheckpoint {
+    /// Which execution.
+    pub execution: ExecutionId,
+    /// The checkpoint.
+    pub checkpoint_id: u64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

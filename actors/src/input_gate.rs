@@ -25,6 +25,17 @@ pub struct InputGate {
     next_start: usize,
     emitted: i64,
     all_idle: bool,
+    /// Channels held back by an aligned checkpoint barrier: not read until the alignment ends.
+    blocked: Vec<bool>,
+    alignment: Option<Alignment>,
+}
+
+/// A checkpoint barrier being aligned across the gate's channels.
+#[derive(Debug)]
+struct Alignment {
+    id: u64,
+    aligned: bool,
+    seen: Vec<bool>,
 }
 
 /// A change of the subtask's combined input status.
@@ -57,6 +68,8 @@ impl InputGate {
             next_start: 0,
             emitted: i64::MIN,
             all_idle: false,
+            blocked: vec![false; n],
+            alignment: None,
         }
     }
 
@@ -70,7 +83,7 @@ impl InputGate {
         let n = self.rxs.len();
         for k in 0..n {
             let i = (self.next_start + k) % n;
-            if self.ended[i] {
+            if self.ended[i] || self.blocked[i] {
                 continue;
             }
             match self.rxs[i].try_recv() {
@@ -90,7 +103,7 @@ impl InputGate {
         let n = self.rxs.len();
         for k in 0..n {
             let i = (self.next_start + k) % n;
-            if self.ended[i] {
+            if self.ended[i] || self.blocked[i] {
                 continue;
             }
             match self.rxs[i].poll_recv(cx) {
@@ -103,6 +116,44 @@ impl InputGate {
             }
         }
         Poll::Pending
+    }
+
+    /// Records checkpoint barrier `id` from channel `ch`. With `aligned`, the channel is held
+    /// back until every channel delivered the barrier (exactly-once); without, nothing is
+    /// held back (at-least-once). A newer barrier abandons an unfinished older alignment.
+    pub fn on_barrier(&mut self, ch: usize, id: u64, aligned: bool) {
+        match &self.alignment {
+            Some(a) if a.id > id => return,
+            Some(a) if a.id == id => {}
+            _ => {
+                self.blocked.iter_mut().for_each(|b| *b = false);
+                self.alignment = Some(Alignment { id, aligned, seen: vec![false; self.rxs.len()] });
+            }
+        }
+        if let Some(a) = &mut self.alignment {
+            a.seen[ch] = true;
+            if a.aligned {
+                self.blocked[ch] = true;
+            }
+        }
+    }
+
+    /// The checkpoint whose barrier every live channel has delivered, if any: the subtask
+    /// then snapshots and forwards the barrier. Ends the alignment (releases the channels).
+    pub fn take_completed_barrier(&mut self) -> Option<(u64, bool)> {
+        let a = self.alignment.as_ref()?;
+        if !(0..a.seen.len()).all(|i| a.seen[i] || self.ended[i]) {
+            return None;
+        }
+        let done = (a.id, a.aligned);
+        self.alignment = None;
+        self.blocked.iter_mut().for_each(|b| *b = false);
+        Some(done)
+    }
+
+    /// Whether channel `ch` is held back by an alignment.
+    pub fn is_blocked(&self, ch: usize) -> bool {
+        self.blocked.get(ch).copied().unwrap_or(false)
     }
 
     /// Records a watermark from channel `ch`; returns what changed for the subtask.
@@ -200,6 +251,63 @@ mod tests {
         ev.clear();
         g.on_watermark(0, 200, &mut ev);
         assert_eq!(ev, vec![GateEvent::Idle(false), GateEvent::Watermark(200)]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn aligned_barriers_hold_back_channels_until_all_delivered() {
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..3).map(|_| channel::<Element>(8)).unzip();
+        let mut g = InputGate::new(rxs, vec![0; 3], 1);
+        for tx in &txs {
+            tx.send(Element::Watermark(1)).await.unwrap();
+        }
+        txs[0].send(Element::Barrier { id: 7, aligned: true }).await.unwrap();
+        txs[0].send(Element::Watermark(99)).await.unwrap(); // after the barrier: must wait
+        let mut got = Vec::new();
+        while let Some((ch, Some(e))) = g.try_next() {
+            if let Element::Barrier { id, aligned } = e {
+                g.on_barrier(ch, id, aligned);
+            }
+            got.push(ch);
+        }
+        assert!(g.is_blocked(0));
+        assert_eq!(got.iter().filter(|&&c| c == 0).count(), 2, "channel 0 stops after its barrier");
+        assert_eq!(g.take_completed_barrier(), None);
+        txs[1].send(Element::Barrier { id: 7, aligned: true }).await.unwrap();
+        drop(txs[2].clone());
+        let mut ev = Vec::new();
+        while let Some((ch, Some(e))) = g.try_next() {
+            match e {
+                Element::Barrier { id, aligned } => g.on_barrier(ch, id, aligned),
+                Element::EndOfPartition => {
+                    g.on_end(ch, &mut ev);
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(g.take_completed_barrier(), None, "channel 2 has neither delivered nor ended");
+        txs[2].send(Element::EndOfPartition).await.unwrap();
+        while let Some((ch, Some(e))) = g.try_next() {
+            if let Element::EndOfPartition = e {
+                g.on_end(ch, &mut ev);
+            }
+        }
+        assert_eq!(g.take_completed_barrier(), Some((7, true)), "an ended channel counts as aligned");
+        assert!(!g.is_blocked(0));
+        assert!(matches!(g.try_next(), Some((0, Some(Element::Watermark(99))))));
+    }
+
+    #[test]
+    fn unaligned_mode_holds_nothing_back_and_newer_barriers_win() {
+        let rxs = (0..2).map(|_| channel::<Element>(1).1).collect();
+        let mut g = InputGate::new(rxs, vec![0; 2], 1);
+        g.on_barrier(0, 1, false);
+        assert!(!g.is_blocked(0));
+        g.on_barrier(0, 2, true);
+        assert!(g.is_blocked(0));
+        g.on_barrier(1, 1, true); // stale
+        assert!(!g.is_blocked(1));
+        g.on_barrier(1, 2, true);
+        assert_eq!(g.take_completed_barrier(), Some((2, true)));
     }
 
     #[test]

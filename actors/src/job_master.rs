@@ -4,6 +4,7 @@
 //! operator and subtask) or CANCELED. Its children are the SourceCoordinators.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,10 +12,11 @@ use actix::prelude::*;
 use riffle_api::JobGraph;
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint_coordinator::{CheckpointCoordinator, CheckpointSettings, StopCheckpointing};
 use crate::exception_history::ExceptionEntry;
 use crate::gateway::{
-    CancelTask, DeployTask, ReleaseSlots, RequestSlots, SlotAssignment, SplitRequest, SplitResponse, TaskState,
-    TaskStateUpdate,
+    AcknowledgeCheckpoint, CancelTask, DeployTask, ReleaseSlots, RequestSlots, SlotAssignment, SplitRequest,
+    SplitResponse, TaskState, TaskStateUpdate,
 };
 use crate::ids::{ExecutionId, JobId};
 use crate::job_status::{transition, JobEvent, JobStatus};
@@ -119,6 +121,9 @@ pub struct JobMaster {
     root_cause: Option<String>,
     tracker: RestartTracker,
     restart_delay: Duration,
+    checkpointing: Option<CheckpointSettings>,
+    coordinator: Option<Addr<CheckpointCoordinator>>,
+    checkpoint_ids: Arc<AtomicU64>,
     started: Instant,
     dispatcher: Recipient<JobTerminated>,
     status_listener: Recipient<JobStatusChanged>,
@@ -151,6 +156,9 @@ impl JobMaster {
             root_cause: None,
             tracker: RestartTracker::new(RestartStrategy::None),
             restart_delay: Duration::ZERO,
+            checkpointing: None,
+            coordinator: None,
+            checkpoint_ids: Arc::new(AtomicU64::new(1)),
             started: Instant::now(),
             dispatcher,
             status_listener,
@@ -215,7 +223,44 @@ impl JobMaster {
         self.cancel_all(ctx);
     }
 
+    /// Starts checkpointing for the current attempt once every subtask runs.
+    fn maybe_start_checkpointing(&mut self) {
+        let Some(settings) = self.checkpointing.clone() else { return };
+        if self.coordinator.is_some()
+            || self.status != JobStatus::Running
+            || !self.executions.values().all(|s| *s == Some(TaskState::Running))
+        {
+            return;
+        }
+        let mut sources = Vec::new();
+        let mut tasks = Vec::new();
+        for &(v, s) in self.executions.keys() {
+            let Some(a) = self.assignments.get(s as usize) else { continue };
+            let e = ExecutionId { job: self.job, vertex: v, subtask: s, attempt: self.attempt };
+            if self.graph.vertices().get(v as usize).is_some_and(|x| x.is_source) {
+                sources.push((e, a.resource_id.clone()));
+            }
+            tasks.push((e, a.resource_id.clone()));
+        }
+        let c = CheckpointCoordinator::new(
+            self.job,
+            settings,
+            self.shared.clone(),
+            sources,
+            tasks,
+            self.checkpoint_ids.clone(),
+        );
+        self.coordinator = Some(c.start());
+    }
+
+    fn stop_checkpointing(&mut self, reason: &str) {
+        if let Some(c) = self.coordinator.take() {
+            c.do_send(StopCheckpointing { reason: reason.to_string() });
+        }
+    }
+
     fn cancel_all(&mut self, ctx: &mut Context<Self>) {
+        self.stop_checkpointing("the job attempt is ending");
         let mut any = false;
         for (&(v, s), st) in &self.executions {
             if st.as_ref().is_some_and(TaskState::is_terminal) {
@@ -310,6 +355,7 @@ impl JobMaster {
             return;
         }
         self.done = true;
+        self.stop_checkpointing("the job ended");
         self.apply(event);
         if let Some(rm) = self.shared.resource_manager() {
             rm.do_send(ReleaseSlots { job_id: self.job });
@@ -372,8 +418,9 @@ impl JobMaster {
         }
         *slot = Some(msg.state.clone());
         match msg.state {
-            TaskState::Running => {}
-            TaskState::Finished => {}
+            TaskState::Running => self.maybe_start_checkpointing(),
+            // As in Flink 1.11, no checkpoints once a task finished.
+            TaskState::Finished => self.stop_checkpointing("a task finished"),
             TaskState::Canceled => {
                 if self.status == JobStatus::Running {
                     self.fail(
@@ -427,6 +474,10 @@ impl Actor for JobMaster {
             Ok(strategy) => self.tracker = RestartTracker::new(strategy),
             Err(e) => return self.fail(e.to_string(), ctx),
         }
+        match CheckpointSettings::from_config(&conf) {
+            Ok(c) => self.checkpointing = c,
+            Err(e) => return self.fail(e.to_string(), ctx),
+        }
         if let Err(why) = self.start_coordinators() {
             return self.fail(why, ctx);
         }
@@ -469,6 +520,17 @@ impl Handler<TaskStateUpdate> for JobMaster {
         if let Err(p) = catch_panic(|| self.on_task_update(msg, ctx)) {
             self.exit = ExitReason::Panicked(p);
             ctx.stop();
+        }
+    }
+}
+
+impl Handler<AcknowledgeCheckpoint> for JobMaster {
+    type Result = ();
+    fn handle(&mut self, msg: AcknowledgeCheckpoint, _: &mut Self::Context) {
+        if msg.execution.attempt == self.attempt {
+            if let Some(c) = &self.coordinator {
+                c.do_send(msg);
+            }
         }
     }
 }

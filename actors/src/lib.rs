@@ -13,6 +13,7 @@
 //! Architecture invariant: this crate knows the job graph only through riffle-api's
 //! type-erased vertex interface; it never sees a record type.
 
+pub mod checkpoint_coordinator;
 pub mod dispatcher;
 pub mod exception_history;
 pub mod exchange;

@@ -29,6 +29,8 @@ pub struct RuntimeShared {
     pub task_executors: DashMap<ResourceId, Addr<TaskExecutor>>,
     /// JobMaster addresses by job.
     pub job_masters: DashMap<JobId, Addr<JobMaster>>,
+    /// Checkpoint counters by job.
+    pub checkpoint_stats: DashMap<JobId, Arc<crate::checkpoint_coordinator::CheckpointStats>>,
     /// How often the JobManager restarted the ResourceManager.
     pub resource_manager_restarts: std::sync::atomic::AtomicU32,
     /// The ResourceManager (replaced when the JobManager restarts it).
@@ -47,6 +49,7 @@ impl RuntimeShared {
             job_masters: DashMap::new(),
             resource_manager: RwLock::new(None),
             resource_manager_restarts: Default::default(),
+            checkpoint_stats: DashMap::new(),
         })
     }
 
@@ -69,6 +72,11 @@ impl RuntimeShared {
     /// The job's graph.
     pub fn graph(&self, job: JobId) -> Option<Arc<JobGraph>> {
         self.graphs.get(&job).map(|g| g.clone())
+    }
+
+    /// The job's checkpoint counters (created on first use).
+    pub fn checkpoint_stats(&self, job: JobId) -> Arc<crate::checkpoint_coordinator::CheckpointStats> {
+        self.checkpoint_stats.entry(job).or_default().clone()
     }
 
     /// The job's counters (created on first use).

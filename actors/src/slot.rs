@@ -9,7 +9,7 @@ use actix::prelude::*;
 
 use crate::ids::ExecutionId;
 use crate::registry::RuntimeShared;
-use crate::subtask::{CancelSubtask, Subtask, SubtaskExited, SubtaskSpec};
+use crate::subtask::{CancelSubtask, Subtask, SubtaskControl, SubtaskExited, SubtaskSpec};
 use crate::supervision::{catch_panic, ChildExited, ExitReason};
 
 /// Starts a subtask in this slot.
@@ -21,6 +21,11 @@ pub struct DeploySubtask(pub SubtaskSpec);
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct CancelInSlot(pub ExecutionId);
+
+/// Passes a control message to a subtask of this slot.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct ControlInSlot(pub ExecutionId, pub SubtaskControl);
 
 /// A fault injected for supervision tests and chaos drills: the slot's handler panics.
 #[derive(Debug, Clone, Message)]
@@ -89,6 +94,15 @@ impl Handler<CancelInSlot> for Slot {
     fn handle(&mut self, msg: CancelInSlot, _: &mut Self::Context) {
         if let Some(s) = self.subtasks.get(&msg.0) {
             s.do_send(CancelSubtask);
+        }
+    }
+}
+
+impl Handler<ControlInSlot> for Slot {
+    type Result = ();
+    fn handle(&mut self, msg: ControlInSlot, _: &mut Self::Context) {
+        if let Some(s) = self.subtasks.get(&msg.0) {
+            s.do_send(msg.1);
         }
     }
 }

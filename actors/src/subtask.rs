@@ -20,10 +20,10 @@ use riffle_api::source::{ReadStatus, SourceHead};
 use riffle_api::{Element, HeadKind, JobGraph, TaskEnv, TaskError};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::Sender;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::exchange::ChannelId;
-use crate::gateway::{SplitRequest, TaskState};
+use crate::gateway::{AcknowledgeCheckpoint, SplitRequest, TaskState};
 use crate::ids::ExecutionId;
 use crate::input_gate::{GateEvent, InputGate};
 use crate::registry::RuntimeShared;
@@ -67,6 +67,26 @@ pub struct SubtaskExited {
     pub state: TaskState,
 }
 
+/// Control messages a running subtask reacts to between records.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub enum SubtaskControl {
+    /// (Sources) start checkpoint `id`: emit its barrier.
+    TriggerCheckpoint {
+        /// The checkpoint.
+        id: u64,
+        /// Exactly-once alignment downstream.
+        aligned: bool,
+    },
+    /// Checkpoint `id` completed or was aborted.
+    CheckpointDone {
+        /// The checkpoint.
+        id: u64,
+        /// Completed (`true`) or aborted.
+        completed: bool,
+    },
+}
+
 /// Asks a subtask to stop.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
@@ -78,6 +98,8 @@ pub struct Subtask {
     execution: ExecutionId,
     parent: Recipient<SubtaskExited>,
     cancel: watch::Sender<bool>,
+    control: mpsc::UnboundedSender<SubtaskControl>,
+    control_rx: Option<mpsc::UnboundedReceiver<SubtaskControl>>,
     state: TaskState,
 }
 
@@ -85,7 +107,16 @@ impl Subtask {
     /// A subtask reporting to `parent` when it ends.
     pub fn new(spec: SubtaskSpec, parent: Recipient<SubtaskExited>) -> Self {
         let (cancel, _) = watch::channel(false);
-        Self { execution: spec.execution, spec: Some(spec), parent, cancel, state: TaskState::Canceled }
+        let (control, control_rx) = mpsc::unbounded_channel();
+        Self {
+            execution: spec.execution,
+            spec: Some(spec),
+            parent,
+            cancel,
+            control,
+            control_rx: Some(control_rx),
+            state: TaskState::Canceled,
+        }
     }
 }
 
@@ -93,13 +124,13 @@ impl Actor for Subtask {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let Some(spec) = self.spec.take() else { return };
+        let (Some(spec), Some(control)) = (self.spec.take(), self.control_rx.take()) else { return };
         let cancel = self.cancel.subscribe();
         let marker = OperatorMarker::default();
         let graph = spec.graph.clone();
         let vertex = spec.execution.vertex as usize;
         let m2 = marker.clone();
-        let fut = std::panic::AssertUnwindSafe(run(spec, cancel, m2)).catch_unwind();
+        let fut = std::panic::AssertUnwindSafe(run(spec, cancel, control, m2)).catch_unwind();
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.state = match res {
                 Ok(Ok(())) => TaskState::Finished,
@@ -123,6 +154,13 @@ impl Actor for Subtask {
     }
 }
 
+impl Handler<SubtaskControl> for Subtask {
+    type Result = ();
+    fn handle(&mut self, msg: SubtaskControl, _: &mut Self::Context) {
+        let _ = self.control.send(msg);
+    }
+}
+
 impl Handler<CancelSubtask> for Subtask {
     type Result = ();
     fn handle(&mut self, _: CancelSubtask, _: &mut Self::Context) {
@@ -136,7 +174,12 @@ fn name_of(graph: &JobGraph, e: &ExecutionId) -> String {
     format!("{name} ({}/{p})", e.subtask + 1)
 }
 
-async fn run(spec: SubtaskSpec, mut cancel: watch::Receiver<bool>, marker: OperatorMarker) -> Result<(), Stop> {
+async fn run(
+    spec: SubtaskSpec,
+    mut cancel: watch::Receiver<bool>,
+    control: mpsc::UnboundedReceiver<SubtaskControl>,
+    marker: OperatorMarker,
+) -> Result<(), Stop> {
     let e = spec.execution;
     let graph = spec.graph.clone();
     let task_name = name_of(&graph, &e);
@@ -160,11 +203,15 @@ async fn run(spec: SubtaskSpec, mut cancel: watch::Receiver<bool>, marker: Opera
         senders.push(tx);
     }
     let mut out = Outputs {
+        stalled: vec![false; senders.len()],
         env,
         senders,
         last_flush: riffle_api::time::now_ms(),
         timeout: spec.buffer_timeout_ms,
         name: task_name.clone(),
+        control,
+        execution: e,
+        shared: spec.shared.clone(),
     };
     match instance.head {
         HeadKind::Source(head) => run_source(&spec, head, &mut out, &mut cancel, counters).await,
@@ -190,31 +237,71 @@ async fn run(spec: SubtaskSpec, mut cancel: watch::Receiver<bool>, marker: Opera
 struct Outputs {
     env: TaskEnv,
     senders: Vec<Sender<Element>>,
+    stalled: Vec<bool>,
     last_flush: i64,
     timeout: i64,
     name: String,
+    control: mpsc::UnboundedReceiver<SubtaskControl>,
+    execution: ExecutionId,
+    shared: Arc<RuntimeShared>,
 }
 
 impl Outputs {
-    /// Sends everything the chain produced; waits (backpressure) while a channel is full.
+    /// Sends everything the chain produced. A full channel holds back only its own elements
+    /// (order within a channel is kept): what goes to other channels — a checkpoint barrier
+    /// among them — leaves at once. The subtask then waits (backpressure) for the full one.
     async fn drain(&mut self, cancel: &mut watch::Receiver<bool>) -> Result<(), Stop> {
         loop {
-            let next = self.env.outbox.borrow_mut().queue.pop_front();
-            let Some((ch, el)) = next else { return Ok(()) };
-            let tx =
-                self.senders.get(ch).ok_or_else(|| TaskError::msg(&self.name, format!("no output channel {ch}")))?;
-            match tx.try_send(el) {
-                Ok(()) => {}
-                Err(TrySendError::Full(el)) => {
-                    tokio::select! {
-                        r = tx.send(el) => r.map_err(|_| TaskError::msg(&self.name, "a downstream subtask stopped"))?,
-                        _ = cancel.changed() => return Err(Stop::Cancelled),
+            let mut queue = {
+                let mut ob = self.env.outbox.borrow_mut();
+                if ob.queue.is_empty() {
+                    return Ok(());
+                }
+                std::mem::take(&mut ob.queue)
+            };
+            let mut deferred = std::collections::VecDeque::new();
+            let mut any_stalled = false;
+            for (ch, el) in queue.drain(..) {
+                if any_stalled && self.stalled[ch] {
+                    deferred.push_back((ch, el));
+                    continue;
+                }
+                let tx = self
+                    .senders
+                    .get(ch)
+                    .ok_or_else(|| TaskError::msg(&self.name, format!("no output channel {ch}")))?;
+                match tx.try_send(el) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(el)) => {
+                        self.stalled[ch] = true;
+                        any_stalled = true;
+                        deferred.push_back((ch, el));
+                    }
+                    Err(TrySendError::Closed(_)) => {
+                        return Err(peer_lost(&self.name, "a downstream subtask stopped", cancel).await)
                     }
                 }
-                Err(TrySendError::Closed(_)) => {
-                    return Err(TaskError::msg(&self.name, "a downstream subtask stopped").into())
-                }
             }
+            if deferred.is_empty() {
+                // Give the (now empty) buffer back so the next batch does not reallocate it.
+                let mut ob = self.env.outbox.borrow_mut();
+                if ob.queue.is_empty() {
+                    ob.queue = queue;
+                }
+                return Ok(());
+            }
+            self.stalled.iter_mut().for_each(|s| *s = false);
+            let Some((ch, el)) = deferred.pop_front() else { continue };
+            let tx = self.senders[ch].clone();
+            tokio::select! {
+                r = tx.send(el) => if r.is_err() {
+                    return Err(peer_lost(&self.name, "a downstream subtask stopped", cancel).await);
+                },
+                _ = cancel.changed() => return Err(Stop::Cancelled),
+            }
+            let mut ob = self.env.outbox.borrow_mut();
+            deferred.append(&mut ob.queue);
+            ob.queue = deferred;
         }
     }
 
@@ -230,6 +317,41 @@ impl Outputs {
             self.flush(cancel, now).await?;
         }
         Ok(())
+    }
+
+    /// Checkpoint `id` reached this subtask's consistent point: everything before it is
+    /// processed. Sends the barrier after every record produced so far, on every output
+    /// channel, and acknowledges.
+    async fn checkpoint(&mut self, id: u64, aligned: bool, cancel: &mut watch::Receiver<bool>) -> Result<(), Stop> {
+        self.env.flush.flush_all();
+        {
+            let mut ob = self.env.outbox.borrow_mut();
+            for ch in 0..self.senders.len() {
+                ob.queue.push_back((ch, Element::Barrier { id, aligned }));
+            }
+        }
+        self.drain(cancel).await?;
+        if let Some(jm) = self.shared.job_masters.get(&self.execution.job) {
+            jm.do_send(AcknowledgeCheckpoint { execution: self.execution, checkpoint_id: id });
+        }
+        Ok(())
+    }
+
+    /// Handles control messages that arrived, without waiting.
+    async fn poll_control(&mut self, cancel: &mut watch::Receiver<bool>) -> Result<(), Stop> {
+        while let Ok(c) = self.control.try_recv() {
+            self.on_control(c, cancel).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_control(&mut self, c: SubtaskControl, cancel: &mut watch::Receiver<bool>) -> Result<(), Stop> {
+        match c {
+            SubtaskControl::TriggerCheckpoint { id, aligned } => self.checkpoint(id, aligned, cancel).await,
+            // Nothing in the chain listens yet (state snapshots and two-phase-commit sinks
+            // come with the state backends).
+            SubtaskControl::CheckpointDone { .. } => Ok(()),
+        }
     }
 }
 
@@ -272,6 +394,7 @@ async fn run_source(
         if *cancel.borrow() {
             return Err(Stop::Cancelled);
         }
+        out.poll_control(cancel).await?;
         let status = head.poll()?;
         let emitted = head.records_emitted();
         counters.source_records.fetch_add(emitted - published, std::sync::atomic::Ordering::Relaxed);
@@ -313,7 +436,12 @@ async fn run_source(
             ReadStatus::NothingAvailable => {
                 out.flush(cancel, now).await?;
                 let wait = head.next_processing_time().map(|t| (t - now).clamp(0, 10)).unwrap_or(10);
-                sleep_or_cancel(Duration::from_millis(wait as u64), cancel).await?;
+                tokio::select! {
+                    r = sleep_or_cancel(Duration::from_millis(wait as u64), cancel) => r?,
+                    c = out.control.recv() => if let Some(c) = c {
+                        out.on_control(c, cancel).await?;
+                    },
+                }
             }
             ReadStatus::EndOfInput => {
                 head.finish()?;
@@ -351,6 +479,12 @@ async fn run_operators(
                 tokio::select! {
                     d = std::future::poll_fn(|cx| gate.poll_next(cx)) => Some(d),
                     _ = timer => None,
+                    c = out.control.recv() => {
+                        if let Some(c) = c {
+                            out.on_control(c, cancel).await?;
+                        }
+                        None
+                    }
                     _ = cancel.changed() => return Err(Stop::Cancelled),
                 }
                 .unwrap_or((usize::MAX, None))
@@ -374,6 +508,13 @@ async fn run_operators(
                         head.end_of_input(input)?;
                     }
                 }
+                Some(Element::Barrier { id, aligned }) => gate.on_barrier(ch, id, aligned),
+            }
+            if let Some((id, aligned)) = gate.take_completed_barrier() {
+                for ev in events.drain(..) {
+                    apply(&mut head, ev)?;
+                }
+                out.checkpoint(id, aligned, cancel).await?;
             }
             for ev in events.drain(..) {
                 apply(&mut head, ev)?;

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::gateway::{
-    AllocateSlot, CancelTask, DeployTask, FreeSlot, RegisterTaskExecutor, TaskState, TaskStateUpdate,
-    UnregisterTaskExecutor,
+    AllocateSlot, CancelTask, DeployTask, FreeSlot, NotifyCheckpoint, RegisterTaskExecutor, TaskState, TaskStateUpdate,
+    TriggerCheckpoint, UnregisterTaskExecutor,
 };
 use crate::ids::{AllocationId, ExecutionId, JobId, ResourceId};
 use crate::registry::RuntimeShared;
-use crate::slot::{CancelInSlot, CountSubtasks, DeploySubtask, InjectSlotFault, Slot};
-use crate::subtask::{SubtaskExited, SubtaskSpec};
+use crate::slot::{CancelInSlot, ControlInSlot, CountSubtasks, DeploySubtask, InjectSlotFault, Slot};
+use crate::subtask::{SubtaskControl, SubtaskExited, SubtaskSpec};
 use crate::supervision::{ChildExited, Decision, Strategy, SupervisorState};
 
 struct SlotHandle {
@@ -182,6 +182,28 @@ impl Handler<CancelTask> for TaskExecutor {
             Some(slot) => slot.do_send(CancelInSlot(msg.execution)),
             None => self.report(msg.execution, TaskState::Canceled),
         }
+    }
+}
+
+impl TaskExecutor {
+    fn control(&self, e: ExecutionId, c: SubtaskControl) {
+        if let Some(slot) = self.tasks.get(&e).and_then(|i| self.slots.get(*i as usize)).and_then(|s| s.addr.clone()) {
+            slot.do_send(ControlInSlot(e, c));
+        }
+    }
+}
+
+impl Handler<TriggerCheckpoint> for TaskExecutor {
+    type Result = ();
+    fn handle(&mut self, msg: TriggerCheckpoint, _: &mut Self::Context) {
+        self.control(msg.execution, SubtaskControl::TriggerCheckpoint { id: msg.checkpoint_id, aligned: msg.aligned });
+    }
+}
+
+impl Handler<NotifyCheckpoint> for TaskExecutor {
+    type Result = ();
+    fn handle(&mut self, msg: NotifyCheckpoint, _: &mut Self::Context) {
+        self.control(msg.execution, SubtaskControl::CheckpointDone { id: msg.checkpoint_id, completed: msg.completed });
     }
 }
 

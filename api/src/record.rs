@@ -49,4 +49,12 @@ pub enum Element {
     Idle(bool),
     /// The producer will send nothing more on this channel.
     EndOfPartition,
+    /// A Chandy-Lamport marker: everything before it belongs to checkpoint `id`. With
+    /// `aligned`, a consumer holds back each channel that delivered it until all did.
+    Barrier {
+        /// The checkpoint.
+        id: u64,
+        /// Exactly-once alignment (else at-least-once: no channel is held back).
+        aligned: bool,
+    },
 }

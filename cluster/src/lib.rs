@@ -5,7 +5,7 @@ pub mod error;
 pub mod minicluster;
 
 pub use error::ClusterError;
-pub use minicluster::{JobHandle, MiniCluster, MiniClusterConfig};
+pub use minicluster::{CheckpointCounts, JobHandle, MiniCluster, MiniClusterConfig};
 pub use riffle_actors::dispatcher::JobOverview;
 pub use riffle_actors::exception_history::{ExceptionEntry, ExceptionPage};
 pub use riffle_actors::gateway::SlotReport;

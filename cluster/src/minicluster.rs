@@ -204,6 +204,18 @@ impl MiniCluster {
         futures::executor::block_on(self.exception_history_async(job, page, page_size))
     }
 
+    /// The job's checkpoint counters: triggered, completed, aborted, latest completed id.
+    pub fn checkpoint_stats(&self, job: JobId) -> CheckpointCounts {
+        let s = self.shared.checkpoint_stats(job);
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        CheckpointCounts {
+            triggered: load(&s.triggered),
+            completed: load(&s.completed),
+            aborted: load(&s.aborted),
+            last_completed: load(&s.last_completed),
+        }
+    }
+
     /// Slot occupancy, without blocking.
     pub async fn slot_report_async(&self) -> Result<SlotReport, ClusterError> {
         let a = self.actors()?;
@@ -324,6 +336,19 @@ impl Drop for MiniCluster {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A snapshot of a job's checkpoint counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointCounts {
+    /// Checkpoints triggered.
+    pub triggered: u64,
+    /// Checkpoints completed.
+    pub completed: u64,
+    /// Checkpoints aborted.
+    pub aborted: u64,
+    /// Latest completed checkpoint id (0: none).
+    pub last_completed: u64,
 }
 
 /// A submitted job.

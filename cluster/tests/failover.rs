@@ -60,7 +60,9 @@ fn fixed_delay_restarts_the_job_until_it_succeeds() {
     assert_eq!(roots.iter().map(|e| e.attempt).collect::<Vec<_>>(), vec![1, 0], "newest first");
     for e in roots {
         assert!(e.exception.contains("operator 'flaky' failed: panicked: flaky record 500"), "{}", e.exception);
-        assert_eq!(e.subtask_index, Some(1), "record 500 is in the second half: subtask 1");
+        // Split [500, 999] goes to whichever reader asks for it first (FLIP-27 enumerators
+        // hand splits out on request), so either subtask may hold record 500.
+        assert!(matches!(e.subtask_index, Some(0 | 1)), "{:?}", e.subtask_index);
         assert_eq!(e.task_name.as_deref(), Some("Sequence Source -> flaky -> Collect Sink"));
         assert_eq!(e.location.as_deref(), Some("taskexecutor-0"));
         assert!(e.timestamp_ms > 0);

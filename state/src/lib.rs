@@ -8,6 +8,7 @@
 //! Architecture invariant: nothing here depends on the DataStream API or the runtime. The
 //! API crate builds on these types, never the other way round.
 
+pub mod checkpoint_metadata;
 pub mod key_group;
 pub mod keyed;
 pub mod timers;
