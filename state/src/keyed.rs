@@ -12,14 +12,19 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 
 use rustc_hash::FxHashMap;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
-/// What a key must be to index state: hashable, comparable, clonable, movable across threads.
-pub trait StateKey: Hash + Eq + Clone + Send + 'static {}
-impl<T: Hash + Eq + Clone + Send + 'static> StateKey for T {}
+use crate::key_group::{assign_to_key_group, key_hash, KeyGroupRange};
 
-/// What a state value must be.
-pub trait StateValue: Clone + Send + 'static {}
-impl<T: Clone + Send + 'static> StateValue for T {}
+/// What a key must be to index state: hashable, comparable, clonable, movable across threads,
+/// and serializable (state is snapshotted by key group).
+pub trait StateKey: Hash + Eq + Clone + Send + Serialize + DeserializeOwned + 'static {}
+impl<T: Hash + Eq + Clone + Send + Serialize + DeserializeOwned + 'static> StateKey for T {}
+
+/// What a state value must be: movable across threads and serializable for snapshots.
+pub trait StateValue: Clone + Send + Serialize + DeserializeOwned + 'static {}
+impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> StateValue for T {}
 
 /// Errors of the state layer. All are programming or configuration errors of the caller
 /// (user domain): retrying does not help.
@@ -43,22 +48,85 @@ pub enum StateError {
         /// The handle's index.
         index: usize,
     },
+    /// State could not be encoded or decoded (a snapshot of another type, or corrupt bytes).
+    #[error("state '{name}' cannot be {action}: {reason}")]
+    Serde {
+        /// The state's name.
+        name: String,
+        /// "snapshotted" or "restored".
+        action: &'static str,
+        /// Why.
+        reason: String,
+    },
 }
+
+/// One snapshotted entry: its key group and the encoded `(key, value)` pair.
+pub type SnapshotEntry = (u32, Vec<u8>);
+
+/// A snapshot of one named state, entry by entry with key groups, so that a restore can take
+/// just the key groups a (possibly rescaled) subtask owns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateSnapshot {
+    /// The state's name.
+    pub name: String,
+    /// Its entries.
+    pub entries: Vec<SnapshotEntry>,
+}
+
+type SnapshotFn = fn(&dyn Any, &str, u32) -> Result<Vec<SnapshotEntry>, StateError>;
+type RestoreFn = fn(&mut dyn Any, &str, &[SnapshotEntry], KeyGroupRange) -> Result<(), StateError>;
 
 struct Table {
     name: String,
     data: Box<dyn Any + Send>,
+    snapshot: SnapshotFn,
+    restore: RestoreFn,
+}
+
+/// Encodes every entry of a `FxHashMap<K, X>` with its key group.
+fn snapshot_map<K: StateKey, X: Serialize + 'static>(
+    data: &dyn Any,
+    name: &str,
+    max_parallelism: u32,
+) -> Result<Vec<SnapshotEntry>, StateError> {
+    let err = |reason: String| StateError::Serde { name: name.to_string(), action: "snapshotted", reason };
+    let map = data.downcast_ref::<FxHashMap<K, X>>().ok_or_else(|| err("unexpected table type".into()))?;
+    let mut out = Vec::with_capacity(map.len());
+    for (k, x) in map {
+        let kg = assign_to_key_group(key_hash(k), max_parallelism);
+        out.push((kg, rmp_serde::to_vec(&(k, x)).map_err(|e| err(e.to_string()))?));
+    }
+    Ok(out)
+}
+
+/// Decodes the entries of the key groups in `range` into a `FxHashMap<K, X>`.
+fn restore_map<K: StateKey, X: DeserializeOwned + 'static>(
+    data: &mut dyn Any,
+    name: &str,
+    entries: &[SnapshotEntry],
+    range: KeyGroupRange,
+) -> Result<(), StateError> {
+    let err = |reason: String| StateError::Serde { name: name.to_string(), action: "restored", reason };
+    let map = data.downcast_mut::<FxHashMap<K, X>>().ok_or_else(|| err("unexpected table type".into()))?;
+    for (kg, bytes) in entries.iter().filter(|(kg, _)| range.contains(*kg)) {
+        let (k, x): (K, X) = rmp_serde::from_slice(bytes).map_err(|e| err(format!("key group {kg}: {e}")))?;
+        map.insert(k, x);
+    }
+    Ok(())
 }
 
 /// The keyed state of one operator instance.
 pub struct KeyedStateStore<K> {
     tables: Vec<Table>,
     current: Option<K>,
+    /// Restored snapshots of states not registered yet (functions often register state on
+    /// first use): applied when they are.
+    pending: Vec<(StateSnapshot, KeyGroupRange)>,
 }
 
 impl<K: StateKey> Default for KeyedStateStore<K> {
     fn default() -> Self {
-        Self { tables: Vec::new(), current: None }
+        Self { tables: Vec::new(), current: None, pending: Vec::new() }
     }
 }
 
@@ -80,16 +148,58 @@ impl<K: StateKey> KeyedStateStore<K> {
         self.current.as_ref()
     }
 
-    fn register<T: Any + Send + Default>(&mut self, name: &str) -> Result<usize, StateError> {
+    fn register<X: Serialize + DeserializeOwned + Send + 'static>(&mut self, name: &str) -> Result<usize, StateError> {
         if let Some(i) = self.tables.iter().position(|t| t.name == name) {
-            return if self.tables[i].data.is::<T>() {
+            return if self.tables[i].data.is::<FxHashMap<K, X>>() {
                 Ok(i)
             } else {
                 Err(StateError::TypeMismatch { name: name.to_string() })
             };
         }
-        self.tables.push(Table { name: name.to_string(), data: Box::new(T::default()) });
+        let mut table = Table {
+            name: name.to_string(),
+            data: Box::new(FxHashMap::<K, X>::default()),
+            snapshot: snapshot_map::<K, X>,
+            restore: restore_map::<K, X>,
+        };
+        if let Some(pos) = self.pending.iter().position(|(s, _)| s.name == name) {
+            let (snap, range) = self.pending.swap_remove(pos);
+            (table.restore)(table.data.as_mut(), name, &snap.entries, range)?;
+        }
+        self.tables.push(table);
         Ok(self.tables.len() - 1)
+    }
+
+    /// Snapshots every registered state (and restored state not yet registered again), entry
+    /// by entry with key groups of `max_parallelism`.
+    pub fn snapshot(&self, max_parallelism: u32) -> Result<Vec<StateSnapshot>, StateError> {
+        let mut out = Vec::with_capacity(self.tables.len() + self.pending.len());
+        for t in &self.tables {
+            out.push(StateSnapshot {
+                name: t.name.clone(),
+                entries: (t.snapshot)(t.data.as_ref(), &t.name, max_parallelism)?,
+            });
+        }
+        for (s, range) in &self.pending {
+            let entries = s.entries.iter().filter(|(kg, _)| range.contains(*kg)).cloned().collect();
+            out.push(StateSnapshot { name: s.name.clone(), entries });
+        }
+        Ok(out)
+    }
+
+    /// Restores the key groups in `range` from snapshots (of one or, after rescaling, several
+    /// former subtasks). States not registered yet are restored when they are.
+    pub fn restore(&mut self, snapshots: Vec<StateSnapshot>, range: KeyGroupRange) -> Result<(), StateError> {
+        for snap in snapshots {
+            match self.tables.iter_mut().find(|t| t.name == snap.name) {
+                Some(t) => (t.restore)(t.data.as_mut(), &t.name, &snap.entries, range)?,
+                None => match self.pending.iter_mut().find(|(p, _)| p.name == snap.name) {
+                    Some((p, _)) => p.entries.extend(snap.entries),
+                    None => self.pending.push((snap, range)),
+                },
+            }
+        }
+        Ok(())
     }
 
     fn table<T: Any>(&self, index: usize) -> Result<&T, StateError> {
@@ -114,17 +224,17 @@ impl<K: StateKey> KeyedStateStore<K> {
 
     /// Registers (or looks up) a single-value state.
     pub fn value_state<V: StateValue>(&mut self, name: &str) -> Result<ValueState<V>, StateError> {
-        Ok(ValueState { index: self.register::<FxHashMap<K, V>>(name)?, _v: PhantomData })
+        Ok(ValueState { index: self.register::<V>(name)?, _v: PhantomData })
     }
 
     /// Registers (or looks up) a list state.
     pub fn list_state<V: StateValue>(&mut self, name: &str) -> Result<ListState<V>, StateError> {
-        Ok(ListState { index: self.register::<FxHashMap<K, Vec<V>>>(name)?, _v: PhantomData })
+        Ok(ListState { index: self.register::<Vec<V>>(name)?, _v: PhantomData })
     }
 
     /// Registers (or looks up) a map state.
     pub fn map_state<MK: StateKey, MV: StateValue>(&mut self, name: &str) -> Result<MapState<MK, MV>, StateError> {
-        Ok(MapState { index: self.register::<FxHashMap<K, HashMap<MK, MV>>>(name)?, _v: PhantomData })
+        Ok(MapState { index: self.register::<HashMap<MK, MV>>(name)?, _v: PhantomData })
     }
 
     /// Number of keys that hold a value in any state (for metrics and tests).
@@ -340,6 +450,47 @@ mod tests {
         assert_eq!(l.get(&s).unwrap(), &[10]);
         assert_eq!(m.get(&s, &1).unwrap().map(String::as_str), Some("one"));
         assert_eq!(v.len(&s).unwrap(), 2);
+    }
+
+    #[test]
+    fn snapshots_restore_by_key_group_range_even_before_registration() {
+        let mut s = KeyedStateStore::<u64>::new();
+        let v = s.value_state::<String>("name").unwrap();
+        let l = s.list_state::<u32>("seen").unwrap();
+        for k in 0..100u64 {
+            s.set_current_key(k);
+            v.set(&mut s, format!("k{k}")).unwrap();
+            l.add(&mut s, k as u32).unwrap();
+        }
+        let snap = s.snapshot(128).unwrap();
+        assert_eq!(snap.len(), 2);
+        assert_eq!(snap[0].entries.len(), 100);
+        // Rescale to 2 subtasks: each restores its half of the key groups, and together
+        // they hold every key exactly once.
+        let mut total = 0;
+        for i in 0..2 {
+            let range = crate::key_group_range_for_subtask(128, 2, i);
+            let mut r = KeyedStateStore::<u64>::new();
+            r.restore(snap.clone(), range).unwrap();
+            // Registered after the restore: the pending snapshot is applied then.
+            let v2 = r.value_state::<String>("name").unwrap();
+            let n = v2.len(&r).unwrap();
+            total += n;
+            for k in 0..100u64 {
+                let kg = crate::assign_to_key_group(crate::key_hash(&k), 128);
+                r.set_current_key(k);
+                let got = v2.get(&r).unwrap().cloned();
+                assert_eq!(got.is_some(), range.contains(kg), "key {k}");
+            }
+            // The list state was never registered here, but is kept for the next snapshot.
+            assert_eq!(r.snapshot(128).unwrap().iter().map(|t| t.entries.len()).sum::<usize>(), 2 * n);
+        }
+        assert_eq!(total, 100);
+        // Restoring into a state of another type is a clear error.
+        let mut bad = KeyedStateStore::<u64>::new();
+        let _ = bad.value_state::<u32>("name").unwrap();
+        let full = KeyGroupRange { start: 0, end: 127 };
+        assert!(matches!(bad.restore(snap, full), Err(StateError::Serde { .. })));
     }
 
     #[test]

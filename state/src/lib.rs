@@ -17,5 +17,7 @@ pub use key_group::{
     assign_to_key_group, key_group_range_for_subtask, key_hash, subtask_for_key_group, KeyGroupRange,
     DEFAULT_MAX_PARALLELISM,
 };
-pub use keyed::{KeyedStateStore, ListState, MapState, StateError, StateKey, StateValue, ValueState};
+pub use keyed::{
+    KeyedStateStore, ListState, MapState, SnapshotEntry, StateError, StateKey, StateSnapshot, StateValue, ValueState,
+};
 pub use timers::{TimeDomain, Timer, TimerService};

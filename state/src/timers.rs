@@ -161,6 +161,28 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerService<K, N> {
         }
     }
 
+    /// Every pending timer, for a snapshot (timers are state).
+    pub fn snapshot(&self) -> Vec<(TimeDomain, i64, K, N)> {
+        let mut out = Vec::with_capacity(self.event.len() + self.processing.len());
+        for (d, q) in [(TimeDomain::EventTime, &self.event), (TimeDomain::ProcessingTime, &self.processing)] {
+            for (ts, v) in &q.by_time {
+                for (k, n) in v {
+                    out.push((d, *ts, k.clone(), n.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Registers restored timers; `keep` selects those of the key groups this instance owns.
+    pub fn restore(&mut self, timers: Vec<(TimeDomain, i64, K, N)>, keep: impl Fn(&K) -> bool) {
+        for (d, ts, k, n) in timers {
+            if keep(&k) {
+                self.register(d, ts, k, n);
+            }
+        }
+    }
+
     /// Whether no timer is pending in either domain.
     pub fn is_empty(&self) -> bool {
         self.event.len() == 0 && self.processing.len() == 0
@@ -184,6 +206,20 @@ mod tests {
         assert_eq!(t.next_timer(TimeDomain::EventTime), Some(30));
         assert_eq!(t.pop_due(TimeDomain::EventTime, i64::MAX).map(|x| x.timestamp), Some(30));
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn timers_snapshot_and_restore_selectively() {
+        let mut t = TimerService::<u32, ()>::new();
+        t.register(TimeDomain::EventTime, 10, 1, ());
+        t.register(TimeDomain::ProcessingTime, 20, 2, ());
+        t.register(TimeDomain::EventTime, 30, 3, ());
+        let snap = t.snapshot();
+        assert_eq!(snap.len(), 3);
+        let mut r = TimerService::<u32, ()>::new();
+        r.restore(snap, |k| *k != 3);
+        assert_eq!(r.len(TimeDomain::EventTime), 1);
+        assert_eq!(r.pop_due(TimeDomain::ProcessingTime, 25).map(|x| x.key), Some(2));
     }
 
     #[test]
