@@ -3,7 +3,7 @@
 //! metadata when all acknowledged, and tells every subtask that the checkpoint completed — or,
 //! on timeout or when the attempt ends, that it was aborted.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -90,8 +90,13 @@ pub struct StopCheckpointing {
 
 struct Pending {
     triggered_ms: i64,
-    acked: HashSet<ExecutionId>,
+    acked: HashMap<ExecutionId, Vec<u8>>,
 }
+
+/// CheckpointCoordinator → JobMaster: a checkpoint completed; restarts resume from it.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct CheckpointCompleted(pub Arc<CheckpointMetadata>);
 
 /// The CheckpointCoordinator actor.
 pub struct CheckpointCoordinator {
@@ -105,6 +110,7 @@ pub struct CheckpointCoordinator {
     pending: BTreeMap<u64, Pending>,
     last_completion: Option<Instant>,
     stopped: bool,
+    on_complete: Recipient<CheckpointCompleted>,
 }
 
 impl CheckpointCoordinator {
@@ -116,6 +122,7 @@ impl CheckpointCoordinator {
         sources: Vec<(ExecutionId, ResourceId)>,
         tasks: Vec<(ExecutionId, ResourceId)>,
         ids: Arc<AtomicU64>,
+        on_complete: Recipient<CheckpointCompleted>,
     ) -> Self {
         let stats = shared.checkpoint_stats(job);
         Self {
@@ -129,6 +136,7 @@ impl CheckpointCoordinator {
             pending: BTreeMap::new(),
             last_completion: None,
             stopped: false,
+            on_complete,
         }
     }
 
@@ -141,7 +149,7 @@ impl CheckpointCoordinator {
         }
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
         self.stats.triggered.fetch_add(1, Ordering::Relaxed);
-        self.pending.insert(id, Pending { triggered_ms: riffle_api::time::now_ms(), acked: HashSet::new() });
+        self.pending.insert(id, Pending { triggered_ms: riffle_api::time::now_ms(), acked: HashMap::new() });
         for (e, rid) in &self.sources {
             if let Some(te) = self.shared.task_executors.get(rid) {
                 te.do_send(TriggerCheckpoint { execution: *e, checkpoint_id: id, aligned: self.settings.aligned });
@@ -181,26 +189,28 @@ impl CheckpointCoordinator {
             checkpoint_id: id,
             trigger_timestamp_ms: p.triggered_ms,
             completion_timestamp_ms: riffle_api::time::now_ms(),
-            subtasks: self
-                .tasks
-                .iter()
-                .map(|(e, _)| SubtaskState { vertex: e.vertex, subtask: e.subtask, inline_state: Vec::new() })
+            subtasks: p
+                .acked
+                .into_iter()
+                .map(|(e, state)| SubtaskState { vertex: e.vertex, subtask: e.subtask, inline_state: state })
                 .collect(),
         };
+        let meta = Arc::new(meta);
         let Some(dir) = self.settings.dir.clone() else {
-            return self.completed(id);
+            return self.completed(meta);
         };
         let retained = self.settings.retained;
         let job = self.job.to_string();
         // File I/O off the actor's thread.
+        let m2 = meta.clone();
         let write = tokio::task::spawn_blocking(move || {
-            checkpoint_metadata::write(&dir, &meta)?;
+            checkpoint_metadata::write(&dir, &m2)?;
             checkpoint_metadata::retain(&dir, &job, retained)
         });
         write
             .into_actor(self)
             .map(move |r, act, _| match r {
-                Ok(Ok(_)) => act.completed(id),
+                Ok(Ok(_)) => act.completed(meta),
                 Ok(Err(e)) => {
                     tracing::warn!(job = %act.job, checkpoint = id, "cannot store checkpoint metadata: {e}");
                     act.stats.aborted.fetch_add(1, Ordering::Relaxed);
@@ -215,7 +225,9 @@ impl CheckpointCoordinator {
             .spawn(ctx);
     }
 
-    fn completed(&mut self, id: u64) {
+    fn completed(&mut self, meta: Arc<CheckpointMetadata>) {
+        let id = meta.checkpoint_id;
+        self.on_complete.do_send(CheckpointCompleted(meta));
         self.last_completion = Some(Instant::now());
         self.stats.completed.fetch_add(1, Ordering::Relaxed);
         self.stats.last_completed.fetch_max(id, Ordering::Relaxed);
@@ -237,7 +249,7 @@ impl Handler<AcknowledgeCheckpoint> for CheckpointCoordinator {
     fn handle(&mut self, msg: AcknowledgeCheckpoint, ctx: &mut Self::Context) {
         let id = msg.checkpoint_id;
         let Some(p) = self.pending.get_mut(&id) else { return };
-        p.acked.insert(msg.execution);
+        p.acked.insert(msg.execution, msg.state);
         if p.acked.len() >= self.tasks.len() {
             if let Some(p) = self.pending.remove(&id) {
                 self.complete(id, p, ctx);

@@ -136,6 +136,8 @@ pub struct DeployTask {
     pub execution: ExecutionId,
     /// In which slot.
     pub slot_index: u32,
+    /// The state to start from: this subtask's part of the latest completed checkpoint.
+    pub restore: Option<Vec<u8>>,
 }
 
 /// JobMaster → TaskExecutor: stop a subtask.
@@ -228,6 +230,8 @@ pub struct AcknowledgeCheckpoint {
     pub execution: ExecutionId,
     /// The checkpoint.
     pub checkpoint_id: u64,
+    /// The subtask's snapshot (an encoded `riffle_api::snapshot::SubtaskSnapshot`).
+    pub state: Vec<u8>,
 }
 
 #[cfg(test)]
@@ -248,7 +252,10 @@ mod tests {
         assert_eq!(round_trip(&RequestSlots { job_id: JobId(9), count: 2, timeout_ms: 5 }).count, 2);
         let a = SlotAssignment { resource_id: r.clone(), slot_index: 1, allocation_id: AllocationId(3) };
         assert_eq!(round_trip(&a), a);
-        assert_eq!(round_trip(&DeployTask { execution: e, slot_index: 1 }).execution, e);
+        assert_eq!(
+            round_trip(&DeployTask { execution: e, slot_index: 1, restore: Some(vec![9]) }).restore,
+            Some(vec![9])
+        );
         assert_eq!(round_trip(&CancelTask { execution: e }).execution, e);
         let failed = TaskState::Failed(riffle_api::TaskError::msg("map", "boom"));
         let u = round_trip(&TaskStateUpdate { execution: e, state: failed.clone(), location: r });

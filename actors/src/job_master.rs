@@ -12,7 +12,9 @@ use actix::prelude::*;
 use riffle_api::JobGraph;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint_coordinator::{CheckpointCoordinator, CheckpointSettings, StopCheckpointing};
+use crate::checkpoint_coordinator::{
+    CheckpointCompleted, CheckpointCoordinator, CheckpointSettings, StopCheckpointing,
+};
 use crate::exception_history::ExceptionEntry;
 use crate::gateway::{
     AcknowledgeCheckpoint, CancelTask, DeployTask, ReleaseSlots, RequestSlots, SlotAssignment, SplitRequest,
@@ -24,6 +26,8 @@ use crate::registry::RuntimeShared;
 use crate::restart_strategy::{RestartStrategy, RestartTracker};
 use crate::source_coordinator::SourceCoordinator;
 use crate::supervision::{catch_panic, ChildExited, ExitReason};
+use riffle_api::snapshot::SubtaskSnapshot;
+use riffle_state::checkpoint_metadata::CheckpointMetadata;
 
 /// How a job ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +128,7 @@ pub struct JobMaster {
     checkpointing: Option<CheckpointSettings>,
     coordinator: Option<Addr<CheckpointCoordinator>>,
     checkpoint_ids: Arc<AtomicU64>,
+    latest_checkpoint: Option<Arc<CheckpointMetadata>>,
     started: Instant,
     dispatcher: Recipient<JobTerminated>,
     status_listener: Recipient<JobStatusChanged>,
@@ -159,6 +164,7 @@ impl JobMaster {
             checkpointing: None,
             coordinator: None,
             checkpoint_ids: Arc::new(AtomicU64::new(1)),
+            latest_checkpoint: None,
             started: Instant::now(),
             dispatcher,
             status_listener,
@@ -224,7 +230,7 @@ impl JobMaster {
     }
 
     /// Starts checkpointing for the current attempt once every subtask runs.
-    fn maybe_start_checkpointing(&mut self) {
+    fn maybe_start_checkpointing(&mut self, ctx: &mut Context<Self>) {
         let Some(settings) = self.checkpointing.clone() else { return };
         if self.coordinator.is_some()
             || self.status != JobStatus::Running
@@ -249,6 +255,7 @@ impl JobMaster {
             sources,
             tasks,
             self.checkpoint_ids.clone(),
+            ctx.address().recipient(),
         );
         self.coordinator = Some(c.start());
     }
@@ -308,13 +315,37 @@ impl JobMaster {
         self.deploy(assignments, ctx);
     }
 
+    /// Subtask (v, s)'s part of the latest completed checkpoint.
+    fn restore_for(&self, v: u32, s: u32) -> Option<Vec<u8>> {
+        let cp = self.latest_checkpoint.as_ref()?;
+        cp.subtasks.iter().find(|t| t.vertex == v && t.subtask == s).map(|t| t.inline_state.clone())
+    }
+
+    /// The ids of the splits that readers of source vertex `v` held or finished at the latest
+    /// completed checkpoint: the restored enumerator must not hand them out again.
+    fn consumed_splits(&self, v: u32) -> Vec<String> {
+        let Some(cp) = &self.latest_checkpoint else { return Vec::new() };
+        let mut ids = Vec::new();
+        for t in cp.subtasks.iter().filter(|t| t.vertex == v) {
+            if let Ok(SubtaskSnapshot { source: Some(src), .. }) = SubtaskSnapshot::decode(&t.inline_state) {
+                ids.extend(src.unfinished_ids);
+                ids.extend(src.finished);
+            }
+        }
+        ids
+    }
+
     fn start_coordinators(&mut self) -> Result<(), String> {
         self.coordinators.clear();
         for v in self.graph.vertices() {
             if let Some(src) = self.graph.source_of(v.id) {
                 let name = v.nodes.first().and_then(|n| self.graph.operator_name(*n)).unwrap_or(&v.name).to_string();
                 match catch_panic(|| src.create_enumerator(v.parallelism)) {
-                    Ok(Ok(e)) => {
+                    Ok(Ok(mut e)) => {
+                        let consumed = self.consumed_splits(v.id as u32);
+                        if !consumed.is_empty() {
+                            e.restore(&consumed);
+                        }
                         self.coordinators.insert(v.id as u32, SourceCoordinator::new(e).start());
                     }
                     Ok(Err(e)) => return Err(format!("source '{name}' failed to start: {e}")),
@@ -397,7 +428,9 @@ impl JobMaster {
                 };
                 let te = self.shared.task_executors.get(&a.resource_id).map(|t| t.clone());
                 match te {
-                    Some(te) => te.do_send(DeployTask { execution, slot_index: a.slot_index }),
+                    Some(te) => {
+                        te.do_send(DeployTask { execution, slot_index: a.slot_index, restore: self.restore_for(v, s) })
+                    }
                     None => {
                         let why = format!("task executor {} is gone", a.resource_id);
                         return self.fail(why, ctx);
@@ -418,7 +451,7 @@ impl JobMaster {
         }
         *slot = Some(msg.state.clone());
         match msg.state {
-            TaskState::Running => self.maybe_start_checkpointing(),
+            TaskState::Running => self.maybe_start_checkpointing(ctx),
             // As in Flink 1.11, no checkpoints once a task finished.
             TaskState::Finished => self.stop_checkpointing("a task finished"),
             TaskState::Canceled => {
@@ -520,6 +553,16 @@ impl Handler<TaskStateUpdate> for JobMaster {
         if let Err(p) = catch_panic(|| self.on_task_update(msg, ctx)) {
             self.exit = ExitReason::Panicked(p);
             ctx.stop();
+        }
+    }
+}
+
+impl Handler<CheckpointCompleted> for JobMaster {
+    type Result = ();
+    fn handle(&mut self, msg: CheckpointCompleted, _: &mut Self::Context) {
+        let newer = self.latest_checkpoint.as_ref().is_none_or(|c| c.checkpoint_id < msg.0.checkpoint_id);
+        if newer {
+            self.latest_checkpoint = Some(msg.0);
         }
     }
 }

@@ -16,6 +16,7 @@ use riffle_api::head::VertexHead;
 use riffle_api::link::OperatorMarker;
 use riffle_api::metrics::JobCounters;
 use riffle_api::partition::{FlushRegistry, SharedOutbox};
+use riffle_api::snapshot::{OperatorRestore, OperatorSnapshots, SubtaskSnapshot};
 use riffle_api::source::{ReadStatus, SourceHead};
 use riffle_api::{Element, HeadKind, JobGraph, TaskEnv, TaskError};
 use tokio::sync::mpsc::error::TrySendError;
@@ -43,6 +44,8 @@ pub struct SubtaskSpec {
     pub channel_capacity: usize,
     /// Flush partially filled batches after this long (Flink's buffer timeout).
     pub buffer_timeout_ms: i64,
+    /// The subtask's state from the latest completed checkpoint, if the job restarts from one.
+    pub restore: Option<Vec<u8>>,
 }
 
 /// How a run ended, when not normally.
@@ -191,7 +194,10 @@ async fn run(
         counters: counters.clone(),
         batch_size: spec.batch_size,
     };
-    let instance = graph.instantiate(e.vertex as usize, e.subtask, &env)?;
+    let mut instance = graph.instantiate(e.vertex as usize, e.subtask, &env)?;
+    if let Some(bytes) = &spec.restore {
+        restore_head(&mut instance.head, bytes, graph.max_parallelism)?;
+    }
     let mut senders = Vec::with_capacity(instance.output_channels.len());
     for key in &instance.output_channels {
         let id = ChannelId { job: e.job, attempt: e.attempt, key: *key };
@@ -212,6 +218,7 @@ async fn run(
         control,
         execution: e,
         shared: spec.shared.clone(),
+        max_parallelism: graph.max_parallelism,
     };
     match instance.head {
         HeadKind::Source(head) => run_source(&spec, head, &mut out, &mut cancel, counters).await,
@@ -244,6 +251,7 @@ struct Outputs {
     control: mpsc::UnboundedReceiver<SubtaskControl>,
     execution: ExecutionId,
     shared: Arc<RuntimeShared>,
+    max_parallelism: u32,
 }
 
 impl Outputs {
@@ -320,9 +328,16 @@ impl Outputs {
     }
 
     /// Checkpoint `id` reached this subtask's consistent point: everything before it is
-    /// processed. Sends the barrier after every record produced so far, on every output
-    /// channel, and acknowledges.
-    async fn checkpoint(&mut self, id: u64, aligned: bool, cancel: &mut watch::Receiver<bool>) -> Result<(), Stop> {
+    /// processed. Snapshots the chain, sends the barrier after every record produced so far on
+    /// every output channel, and acknowledges with the snapshot.
+    async fn checkpoint(
+        &mut self,
+        id: u64,
+        aligned: bool,
+        head: &mut dyn Checkpointable,
+        cancel: &mut watch::Receiver<bool>,
+    ) -> Result<(), Stop> {
+        let state = head.take_snapshot(self.max_parallelism)?;
         self.env.flush.flush_all();
         {
             let mut ob = self.env.outbox.borrow_mut();
@@ -332,26 +347,76 @@ impl Outputs {
         }
         self.drain(cancel).await?;
         if let Some(jm) = self.shared.job_masters.get(&self.execution.job) {
-            jm.do_send(AcknowledgeCheckpoint { execution: self.execution, checkpoint_id: id });
+            jm.do_send(AcknowledgeCheckpoint { execution: self.execution, checkpoint_id: id, state });
         }
         Ok(())
     }
 
     /// Handles control messages that arrived, without waiting.
-    async fn poll_control(&mut self, cancel: &mut watch::Receiver<bool>) -> Result<(), Stop> {
+    async fn poll_control(
+        &mut self,
+        head: &mut dyn Checkpointable,
+        cancel: &mut watch::Receiver<bool>,
+    ) -> Result<(), Stop> {
         while let Ok(c) = self.control.try_recv() {
-            self.on_control(c, cancel).await?;
+            self.on_control(c, head, cancel).await?;
         }
         Ok(())
     }
 
-    async fn on_control(&mut self, c: SubtaskControl, cancel: &mut watch::Receiver<bool>) -> Result<(), Stop> {
+    async fn on_control(
+        &mut self,
+        c: SubtaskControl,
+        head: &mut dyn Checkpointable,
+        cancel: &mut watch::Receiver<bool>,
+    ) -> Result<(), Stop> {
         match c {
-            SubtaskControl::TriggerCheckpoint { id, aligned } => self.checkpoint(id, aligned, cancel).await,
-            // Nothing in the chain listens yet (state snapshots and two-phase-commit sinks
-            // come with the state backends).
-            SubtaskControl::CheckpointDone { .. } => Ok(()),
+            SubtaskControl::TriggerCheckpoint { id, aligned } => self.checkpoint(id, aligned, head, cancel).await,
+            SubtaskControl::CheckpointDone { id, completed } => {
+                head.notify(id, completed)?;
+                self.drain(cancel).await
+            }
         }
+    }
+}
+
+/// The two kinds of subtask heads, as far as checkpoints are concerned.
+trait Checkpointable {
+    fn take_snapshot(&mut self, max_parallelism: u32) -> Result<Vec<u8>, TaskError>;
+    fn notify(&mut self, id: u64, completed: bool) -> Result<(), TaskError>;
+}
+
+impl Checkpointable for Box<dyn SourceHead> {
+    fn take_snapshot(&mut self, max_parallelism: u32) -> Result<Vec<u8>, TaskError> {
+        let mut ops = OperatorSnapshots::new(max_parallelism);
+        let source = self.snapshot(&mut ops)?;
+        SubtaskSnapshot { source: Some(source), operators: ops.entries }.encode()
+    }
+    fn notify(&mut self, id: u64, completed: bool) -> Result<(), TaskError> {
+        self.notify_checkpoint(id, completed)
+    }
+}
+
+impl Checkpointable for Box<dyn VertexHead> {
+    fn take_snapshot(&mut self, max_parallelism: u32) -> Result<Vec<u8>, TaskError> {
+        let mut ops = OperatorSnapshots::new(max_parallelism);
+        self.snapshot(&mut ops)?;
+        SubtaskSnapshot { source: None, operators: ops.entries }.encode()
+    }
+    fn notify(&mut self, id: u64, completed: bool) -> Result<(), TaskError> {
+        self.notify_checkpoint(id, completed)
+    }
+}
+
+/// Restores a freshly built head from its former snapshot (same parallelism: the subtask owns
+/// the same key groups as before).
+fn restore_head(head: &mut HeadKind, bytes: &[u8], max_parallelism: u32) -> Result<(), TaskError> {
+    let snap = SubtaskSnapshot::decode(bytes)?;
+    let all = riffle_state::KeyGroupRange { start: 0, end: max_parallelism.saturating_sub(1) };
+    let from = OperatorRestore::new(all, max_parallelism, std::slice::from_ref(&snap));
+    match head {
+        HeadKind::Source(h) => h.restore(snap.source.as_slice(), &from),
+        HeadKind::Operators(h) => h.restore(&from),
     }
 }
 
@@ -389,12 +454,11 @@ async fn run_source(
 ) -> Result<(), Stop> {
     let e = spec.execution;
     let mut published = 0u64;
-    let mut polls = 0u32;
     loop {
         if *cancel.borrow() {
             return Err(Stop::Cancelled);
         }
-        out.poll_control(cancel).await?;
+        out.poll_control(&mut head, cancel).await?;
         let status = head.poll()?;
         let emitted = head.records_emitted();
         counters.source_records.fetch_add(emitted - published, std::sync::atomic::Ordering::Relaxed);
@@ -408,10 +472,10 @@ async fn run_source(
         out.maybe_timeout_flush(cancel, now).await?;
         match status {
             ReadStatus::MoreAvailable => {
-                polls = polls.wrapping_add(1);
-                if polls.is_multiple_of(16) {
-                    tokio::task::yield_now().await;
-                }
+                // Let the slot's other subtasks and this subtask's own actor (checkpoint
+                // triggers, cancellation) run: a poll is a few thousand records, so this costs
+                // well under a nanosecond per record.
+                tokio::task::yield_now().await;
             }
             ReadStatus::NeedSplits => {
                 out.flush(cancel, now).await?;
@@ -439,7 +503,7 @@ async fn run_source(
                 tokio::select! {
                     r = sleep_or_cancel(Duration::from_millis(wait as u64), cancel) => r?,
                     c = out.control.recv() => if let Some(c) = c {
-                        out.on_control(c, cancel).await?;
+                        out.on_control(c, &mut head, cancel).await?;
                     },
                 }
             }
@@ -459,11 +523,17 @@ async fn run_operators(
     cancel: &mut watch::Receiver<bool>,
 ) -> Result<(), Stop> {
     let mut events = Vec::new();
+    let mut batches = 0u32;
     if gate.remaining() == 0 {
         head.end_input()?;
         return out.flush(cancel, riffle_api::time::now_ms()).await;
     }
     loop {
+        batches = batches.wrapping_add(1);
+        if batches.is_multiple_of(16) {
+            // A subtask that always has input would otherwise never let its actor run.
+            tokio::task::yield_now().await;
+        }
         let delivery = match gate.try_next() {
             Some(d) => d,
             None => {
@@ -481,7 +551,7 @@ async fn run_operators(
                     _ = timer => None,
                     c = out.control.recv() => {
                         if let Some(c) = c {
-                            out.on_control(c, cancel).await?;
+                            out.on_control(c, &mut head, cancel).await?;
                         }
                         None
                     }
@@ -514,7 +584,7 @@ async fn run_operators(
                 for ev in events.drain(..) {
                     apply(&mut head, ev)?;
                 }
-                out.checkpoint(id, aligned, cancel).await?;
+                out.checkpoint(id, aligned, &mut head, cancel).await?;
             }
             for ev in events.drain(..) {
                 apply(&mut head, ev)?;

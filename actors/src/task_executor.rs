@@ -168,6 +168,7 @@ impl Handler<DeployTask> for TaskExecutor {
             batch_size: self.settings.batch_size,
             channel_capacity: self.settings.channel_capacity,
             buffer_timeout_ms: self.settings.buffer_timeout_ms,
+            restore: msg.restore,
         };
         self.tasks.insert(e, msg.slot_index);
         slot.do_send(DeploySubtask(spec));

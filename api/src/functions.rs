@@ -8,6 +8,7 @@ use riffle_state::{KeyedStateStore, StateKey, TimeDomain, TimerService};
 
 use crate::error::{TaskError, TaskResult, UserError};
 use crate::link::Input;
+use crate::snapshot::{OperatorRestore, OperatorSnapshots};
 
 /// Names a side output of type `T` (e.g. late data of a window).
 pub struct OutputTag<T> {
@@ -48,6 +49,12 @@ pub trait SideOut {
     fn processing_time(&mut self, now: i64) -> TaskResult;
     /// See [`Input::next_processing_time`].
     fn next_processing_time(&self) -> Option<i64>;
+    /// See [`Input::snapshot`].
+    fn snapshot(&mut self, out: &mut OperatorSnapshots) -> TaskResult;
+    /// See [`Input::restore`].
+    fn restore(&mut self, from: &OperatorRestore) -> TaskResult;
+    /// See [`Input::notify_checkpoint`].
+    fn notify_checkpoint(&mut self, id: u64, completed: bool) -> TaskResult;
 }
 
 /// The typed side of a [`SideOut`].
@@ -71,6 +78,15 @@ impl<T: 'static> SideOut for TypedSide<T> {
     }
     fn next_processing_time(&self) -> Option<i64> {
         self.0.next_processing_time()
+    }
+    fn snapshot(&mut self, out: &mut OperatorSnapshots) -> TaskResult {
+        self.0.snapshot(out)
+    }
+    fn restore(&mut self, from: &OperatorRestore) -> TaskResult {
+        self.0.restore(from)
+    }
+    fn notify_checkpoint(&mut self, id: u64, completed: bool) -> TaskResult {
+        self.0.notify_checkpoint(id, completed)
     }
 }
 
@@ -117,6 +133,21 @@ impl SideOutputs {
     /// Forwards processing time to every side output.
     pub fn processing_time(&mut self, now: i64) -> TaskResult {
         self.outputs.iter_mut().try_for_each(|(_, o)| o.processing_time(now))
+    }
+
+    /// Snapshots every side output's chain.
+    pub fn snapshot(&mut self, out: &mut OperatorSnapshots) -> TaskResult {
+        self.outputs.iter_mut().try_for_each(|(_, o)| o.snapshot(out))
+    }
+
+    /// Restores every side output's chain.
+    pub fn restore(&mut self, from: &OperatorRestore) -> TaskResult {
+        self.outputs.iter_mut().try_for_each(|(_, o)| o.restore(from))
+    }
+
+    /// Forwards a checkpoint notification to every side output.
+    pub fn notify_checkpoint(&mut self, id: u64, completed: bool) -> TaskResult {
+        self.outputs.iter_mut().try_for_each(|(_, o)| o.notify_checkpoint(id, completed))
     }
 
     /// The earliest processing-time callback any side output wants.

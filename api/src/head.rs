@@ -6,6 +6,7 @@ use std::any::Any;
 use crate::error::{TaskError, TaskResult};
 use crate::link::Input;
 use crate::record::StreamRecord;
+use crate::snapshot::{OperatorRestore, OperatorSnapshots};
 
 /// A vertex instance as the runtime drives it (everything but sources).
 pub trait VertexHead {
@@ -23,6 +24,12 @@ pub trait VertexHead {
     fn processing_time(&mut self, now: i64) -> TaskResult;
     /// The earliest processing-time callback the vertex wants.
     fn next_processing_time(&self) -> Option<i64>;
+    /// Snapshots the chain's operator state.
+    fn snapshot(&mut self, out: &mut OperatorSnapshots) -> TaskResult;
+    /// Restores the chain's operator state.
+    fn restore(&mut self, from: &OperatorRestore) -> TaskResult;
+    /// A checkpoint completed or was aborted.
+    fn notify_checkpoint(&mut self, id: u64, completed: bool) -> TaskResult;
 }
 
 /// Unpacks a type-erased batch.
@@ -72,5 +79,14 @@ impl<T: 'static> VertexHead for OneInputHead<T> {
     }
     fn next_processing_time(&self) -> Option<i64> {
         self.link.next_processing_time()
+    }
+    fn snapshot(&mut self, out: &mut OperatorSnapshots) -> TaskResult {
+        self.link.snapshot(out)
+    }
+    fn restore(&mut self, from: &OperatorRestore) -> TaskResult {
+        self.link.restore(from)
+    }
+    fn notify_checkpoint(&mut self, id: u64, completed: bool) -> TaskResult {
+        self.link.notify_checkpoint(id, completed)
     }
 }

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod operators;
 pub mod partition;
 pub mod record;
+pub mod snapshot;
 pub mod source;
 pub mod stream;
 pub mod time;

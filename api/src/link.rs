@@ -9,6 +9,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use crate::error::TaskResult;
+use crate::snapshot::{OperatorRestore, OperatorSnapshots};
 
 /// Something that consumes a stream of `T`: an operator with its downstream, or a writer
 /// into a data channel.
@@ -30,6 +31,16 @@ pub trait Input<T> {
 
     /// The earliest processing-time callback this link or any downstream link wants.
     fn next_processing_time(&self) -> Option<i64>;
+
+    /// Adds this link's state (if any) to a checkpoint, then the downstream links'.
+    fn snapshot(&mut self, out: &mut OperatorSnapshots) -> TaskResult;
+
+    /// Restores this link's state (if any), then the downstream links'.
+    fn restore(&mut self, from: &OperatorRestore) -> TaskResult;
+
+    /// Checkpoint `id` completed (`true`) or was aborted: listeners (two-phase-commit sinks,
+    /// user code) act on it; forwarded downstream.
+    fn notify_checkpoint(&mut self, id: u64, completed: bool) -> TaskResult;
 }
 
 /// Tracks which operator of a chain runs user code right now, so that a panic caught at the
@@ -87,6 +98,15 @@ impl<T: Clone> Input<T> for Fanout<T> {
     fn next_processing_time(&self) -> Option<i64> {
         self.outputs.iter().filter_map(|o| o.next_processing_time()).min()
     }
+    fn snapshot(&mut self, out: &mut OperatorSnapshots) -> TaskResult {
+        self.outputs.iter_mut().try_for_each(|o| o.snapshot(out))
+    }
+    fn restore(&mut self, from: &OperatorRestore) -> TaskResult {
+        self.outputs.iter_mut().try_for_each(|o| o.restore(from))
+    }
+    fn notify_checkpoint(&mut self, id: u64, completed: bool) -> TaskResult {
+        self.outputs.iter_mut().try_for_each(|o| o.notify_checkpoint(id, completed))
+    }
 }
 
 /// Implements the event methods of a link with nothing to do on them (sinks, [`Nowhere`]).
@@ -103,6 +123,15 @@ macro_rules! no_events {
         }
         fn next_processing_time(&self) -> Option<i64> {
             None
+        }
+        fn snapshot(&mut self, _: &mut $crate::snapshot::OperatorSnapshots) -> $crate::error::TaskResult {
+            Ok(())
+        }
+        fn restore(&mut self, _: &$crate::snapshot::OperatorRestore) -> $crate::error::TaskResult {
+            Ok(())
+        }
+        fn notify_checkpoint(&mut self, _: u64, _: bool) -> $crate::error::TaskResult {
+            Ok(())
         }
     };
 }

@@ -272,6 +272,18 @@ impl<T: Clone + Send + 'static> Input<T> for SharedEdgeWriter<T> {
     fn next_processing_time(&self) -> Option<i64> {
         None
     }
+
+    fn snapshot(&mut self, _: &mut crate::snapshot::OperatorSnapshots) -> TaskResult {
+        Ok(())
+    }
+
+    fn restore(&mut self, _: &crate::snapshot::OperatorRestore) -> TaskResult {
+        Ok(())
+    }
+
+    fn notify_checkpoint(&mut self, _: u64, _: bool) -> TaskResult {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use riffle_state::{key_hash, StateKey};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::environment::{edge, SharedBuilder};
 use crate::functions::{CoProcessFunction, KeyedProcessFunction, MultiInputFunction, OutputTag, SideOutputs};
@@ -571,13 +573,21 @@ impl<K: Key + StateKey, T: Data> WindowedStream<K, T> {
     }
 
     /// Aggregates each window incrementally.
-    pub fn aggregate<A: Send + 'static, O: Data, F: AggregateFunction<T, A, O>>(&self, f: F) -> DataStream<O> {
+    /// The accumulator is checkpointed, so it must be serializable.
+    pub fn aggregate<A: Send + Serialize + DeserializeOwned + 'static, O: Data, F: AggregateFunction<T, A, O>>(
+        &self,
+        f: F,
+    ) -> DataStream<O> {
         self.build("Window Aggregate", AggregateWindow { f: Arc::new(f), _a: PhantomData })
     }
 
     /// Aggregates each window incrementally and shapes the result with the key and window
     /// (e.g. to emit the window's end).
-    pub fn aggregate_with<A: Send + 'static, R: 'static, O: Data, F, W>(&self, f: F, shape: W) -> DataStream<O>
+    pub fn aggregate_with<A: Send + Serialize + DeserializeOwned + 'static, R: 'static, O: Data, F, W>(
+        &self,
+        f: F,
+        shape: W,
+    ) -> DataStream<O>
     where
         F: AggregateFunction<T, A, R>,
         W: Fn(&K, &TimeWindow, R) -> O + Send + Sync + 'static,

@@ -329,8 +329,12 @@ impl riffle_api::source::SplitEnumerator<u8> for ForeverEnum {
         Ok(riffle_api::source::Assignment { splits: vec![0], no_more_splits: false })
     }
     fn add_splits_back(&mut self, _: Vec<u8>, _: u32) {}
+    fn restore(&mut self, _: &[String]) {}
 }
 impl riffle_api::source::SourceReader<u64, u8> for ForeverReader {
+    fn snapshot_state(&mut self) -> riffle_api::source::ReaderState<u8> {
+        riffle_api::source::ReaderState { unfinished: vec![0], finished: vec![] }
+    }
     fn add_splits(&mut self, _: Vec<u8>) {}
     fn notify_no_more_splits(&mut self) {}
     fn poll_next(

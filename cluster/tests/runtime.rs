@@ -22,9 +22,13 @@ impl SplitEnumerator<u32> for SilentEnum {
         Ok(Assignment { splits: vec![0], no_more_splits: false })
     }
     fn add_splits_back(&mut self, _: Vec<u32>, _: u32) {}
+    fn restore(&mut self, _: &[String]) {}
 }
 
 impl SourceReader<(String, i64), u32> for SilentReader {
+    fn snapshot_state(&mut self) -> riffle_api::source::ReaderState<u32> {
+        riffle_api::source::ReaderState { unfinished: vec![0], finished: vec![] }
+    }
     fn add_splits(&mut self, _: Vec<u32>) {}
     fn notify_no_more_splits(&mut self) {}
     fn poll_next(&mut self, _: &mut dyn SourceOutput<(String, i64)>) -> Result<ReadStatus, UserError> {

@@ -4,12 +4,18 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use riffle_state::{KeyedStateStore, StateKey, TimeDomain, TimerService};
+use riffle_state::{
+    assign_to_key_group, key_hash, KeyGroupRange, KeyedStateStore, SnapshotEntry, StateKey, StateSnapshot, TimeDomain,
+    TimerService,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use super::OpId;
 use crate::error::{TaskError, TaskResult, UserError};
 use crate::functions::{min_time, KeyedProcessFunction, ProcessContext, SideOutputs};
 use crate::link::Input;
+use crate::snapshot::{OperatorRestore, OperatorSnapshots};
 
 /// Running `reduce` per key: emits the updated value for every record (Flink's
 /// `StreamGroupedReduceOperator`). Also serves `sum`, `min`, `max`, `min_by`, `max_by`.
@@ -20,6 +26,35 @@ pub struct ReduceOp<K, T> {
     pub(crate) state: FxHashMap<K, T>,
     pub(crate) next: Box<dyn Input<T>>,
     pub(crate) id: OpId,
+}
+
+/// Encodes `(key, value)` entries with their key groups.
+pub(crate) fn keyed_entries<'a, K: StateKey, V: Serialize + 'a>(
+    items: impl Iterator<Item = (&'a K, V)>,
+    max_parallelism: u32,
+    name: &str,
+) -> Result<Vec<SnapshotEntry>, TaskError> {
+    let mut out = Vec::new();
+    for (k, v) in items {
+        let kg = assign_to_key_group(key_hash(k), max_parallelism);
+        let bytes =
+            rmp_serde::to_vec(&(k, v)).map_err(|e| TaskError::msg(name, format!("cannot snapshot state: {e}")))?;
+        out.push((kg, bytes));
+    }
+    Ok(out)
+}
+
+/// Decodes the entries of the key groups in `range`.
+pub(crate) fn decode_entries<T: DeserializeOwned>(
+    entries: &[SnapshotEntry],
+    range: KeyGroupRange,
+    name: &str,
+) -> Result<Vec<T>, TaskError> {
+    entries
+        .iter()
+        .filter(|(kg, _)| range.contains(*kg))
+        .map(|(_, b)| rmp_serde::from_slice(b).map_err(|e| TaskError::msg(name, format!("cannot restore state: {e}"))))
+        .collect()
 }
 
 impl<K: StateKey, T: Clone + Send + 'static> ReduceOp<K, T> {
@@ -33,7 +68,7 @@ impl<K: StateKey, T: Clone + Send + 'static> ReduceOp<K, T> {
     }
 }
 
-impl<K: StateKey, T: Clone + Send + 'static> Input<T> for ReduceOp<K, T> {
+impl<K: StateKey, T: Clone + Send + Serialize + DeserializeOwned + 'static> Input<T> for ReduceOp<K, T> {
     #[inline]
     fn push(&mut self, value: T, timestamp: i64) -> TaskResult {
         self.id.enter();
@@ -65,6 +100,29 @@ impl<K: StateKey, T: Clone + Send + 'static> Input<T> for ReduceOp<K, T> {
     fn next_processing_time(&self) -> Option<i64> {
         self.next.next_processing_time()
     }
+    fn snapshot(&mut self, out: &mut OperatorSnapshots) -> TaskResult {
+        let entries = keyed_entries(self.state.iter(), out.max_parallelism, &self.id.name)?;
+        out.put(self.id.index, &self.id.name, &entries)?;
+        self.next.snapshot(out)
+    }
+    fn restore(&mut self, from: &OperatorRestore) -> TaskResult {
+        for entries in from.get::<Vec<SnapshotEntry>>(self.id.index, &self.id.name)? {
+            for (k, v) in decode_entries::<(K, T)>(&entries, from.range, &self.id.name)? {
+                self.state.insert(k, v);
+            }
+        }
+        self.next.restore(from)
+    }
+    fn notify_checkpoint(&mut self, id: u64, completed: bool) -> TaskResult {
+        self.next.notify_checkpoint(id, completed)
+    }
+}
+
+/// What a process-function operator snapshots.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ProcessState {
+    tables: Vec<StateSnapshot>,
+    timers: Vec<SnapshotEntry>,
 }
 
 /// State, timers and outputs shared by every process-function operator (one-input, two-input,
@@ -144,6 +202,34 @@ impl<K: StateKey, O> ProcessCore<K, O> {
         min_time(own, self.next.next_processing_time())
     }
 
+    /// Snapshots keyed state and timers, then the side outputs and downstream.
+    pub(crate) fn snapshot(&mut self, out: &mut OperatorSnapshots) -> TaskResult {
+        let name = &self.id.name;
+        let tables = self.store.snapshot(out.max_parallelism).map_err(|e| TaskError::new(name, &e))?;
+        let timers = self.timers.snapshot();
+        let timers = keyed_entries(timers.iter().map(|(d, ts, k, _)| (k, (*d, *ts))), out.max_parallelism, name)?;
+        out.put(self.id.index, name, &ProcessState { tables, timers })?;
+        self.side.snapshot(out)?;
+        self.next.snapshot(out)
+    }
+
+    /// Restores keyed state and timers of the owned key groups, then downstream.
+    pub(crate) fn restore(&mut self, from: &OperatorRestore) -> TaskResult {
+        for st in from.get::<ProcessState>(self.id.index, &self.id.name)? {
+            self.store.restore(st.tables, from.range).map_err(|e| TaskError::new(&self.id.name, &e))?;
+            for (k, (d, ts)) in decode_entries::<(K, (TimeDomain, i64))>(&st.timers, from.range, &self.id.name)? {
+                self.timers.register(d, ts, k, ());
+            }
+        }
+        self.side.restore(from)?;
+        self.next.restore(from)
+    }
+
+    pub(crate) fn notify_checkpoint(&mut self, id: u64, completed: bool) -> TaskResult {
+        self.side.notify_checkpoint(id, completed)?;
+        self.next.notify_checkpoint(id, completed)
+    }
+
     pub(crate) fn forward_idle(&mut self, idle: bool) -> TaskResult {
         self.side.idle(idle)?;
         self.next.idle(idle)
@@ -175,6 +261,15 @@ macro_rules! core_events {
         }
         fn next_processing_time(&self) -> Option<i64> {
             self.core.next_processing_time()
+        }
+        fn snapshot(&mut self, out: &mut $crate::snapshot::OperatorSnapshots) -> TaskResult {
+            self.core.snapshot(out)
+        }
+        fn restore(&mut self, from: &$crate::snapshot::OperatorRestore) -> TaskResult {
+            self.core.restore(from)
+        }
+        fn notify_checkpoint(&mut self, id: u64, completed: bool) -> TaskResult {
+            self.core.notify_checkpoint(id, completed)
         }
     };
 }

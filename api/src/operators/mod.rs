@@ -27,6 +27,15 @@ macro_rules! forward_events {
         fn next_processing_time(&self) -> Option<i64> {
             self.next.next_processing_time()
         }
+        fn snapshot(&mut self, out: &mut $crate::snapshot::OperatorSnapshots) -> $crate::error::TaskResult {
+            self.next.snapshot(out)
+        }
+        fn restore(&mut self, from: &$crate::snapshot::OperatorRestore) -> $crate::error::TaskResult {
+            self.next.restore(from)
+        }
+        fn notify_checkpoint(&mut self, id: u64, completed: bool) -> $crate::error::TaskResult {
+            self.next.notify_checkpoint(id, completed)
+        }
     };
 }
 pub(crate) use forward_events;

@@ -78,6 +78,18 @@ impl<T> Input<T> for TimestampsAndWatermarksOp<T> {
         self.next.processing_time(now)
     }
 
+    fn snapshot(&mut self, out: &mut crate::snapshot::OperatorSnapshots) -> TaskResult {
+        self.next.snapshot(out)
+    }
+
+    fn restore(&mut self, from: &crate::snapshot::OperatorRestore) -> TaskResult {
+        self.next.restore(from)
+    }
+
+    fn notify_checkpoint(&mut self, id: u64, completed: bool) -> TaskResult {
+        self.next.notify_checkpoint(id, completed)
+    }
+
     fn next_processing_time(&self) -> Option<i64> {
         let own = (self.last_watermark != MAX_WATERMARK).then_some(self.next_emit);
         match (own, self.next.next_processing_time()) {

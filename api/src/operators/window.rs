@@ -17,14 +17,18 @@ use crate::error::{TaskError, TaskResult, UserError};
 use crate::functions::{min_time, SideOutputs};
 use crate::link::Input;
 use crate::metrics::LocalCounter;
+use crate::operators::keyed::{decode_entries, keyed_entries};
 use crate::record::NO_TIMESTAMP;
+use crate::snapshot::{OperatorRestore, OperatorSnapshots};
 use crate::window::{AggregateFunction, ProcessWindowFunction, TimeWindow, WindowAssigner, WindowContext, WindowTime};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// How a window's records become results: incremental (reduce, aggregate) or all at once
 /// (process).
 pub trait WindowFn<K, T, O>: Send + Sync + 'static {
-    /// What is kept per (key, window).
-    type Acc: Send + 'static;
+    /// What is kept per (key, window); serializable because it is checkpointed.
+    type Acc: Send + Serialize + DeserializeOwned + 'static;
     /// Adds a record to a window's accumulator (`None` for a new window).
     fn add(&self, acc: Option<Self::Acc>, value: T) -> Result<Self::Acc, UserError>;
     /// Combines the accumulators of merging windows.
@@ -43,7 +47,7 @@ pub trait WindowFn<K, T, O>: Send + Sync + 'static {
 /// `reduce` over a window.
 pub struct ReduceWindow<T>(pub(crate) Arc<dyn Fn(T, T) -> T + Send + Sync>);
 
-impl<K, T: Clone + Send + 'static> WindowFn<K, T, T> for ReduceWindow<T> {
+impl<K, T: Clone + Send + Serialize + DeserializeOwned + 'static> WindowFn<K, T, T> for ReduceWindow<T> {
     type Acc = T;
     fn add(&self, acc: Option<T>, value: T) -> Result<T, UserError> {
         Ok(match acc {
@@ -66,7 +70,9 @@ pub struct AggregateWindow<F, A> {
     pub(crate) _a: std::marker::PhantomData<fn() -> A>,
 }
 
-impl<K, T, A: Send + 'static, O, F: AggregateFunction<T, A, O>> WindowFn<K, T, O> for AggregateWindow<F, A> {
+impl<K, T, A: Send + Serialize + DeserializeOwned + 'static, O, F: AggregateFunction<T, A, O>> WindowFn<K, T, O>
+    for AggregateWindow<F, A>
+{
     type Acc = A;
     #[inline]
     fn add(&self, acc: Option<A>, value: T) -> Result<A, UserError> {
@@ -126,7 +132,9 @@ where
 /// `process` over a window: all records are kept until it fires.
 pub struct ProcessWindow<P>(pub(crate) Arc<P>);
 
-impl<K, T: Send + 'static, O, P: ProcessWindowFunction<K, T, O>> WindowFn<K, T, O> for ProcessWindow<P> {
+impl<K, T: Send + Serialize + DeserializeOwned + 'static, O, P: ProcessWindowFunction<K, T, O>> WindowFn<K, T, O>
+    for ProcessWindow<P>
+{
     type Acc = Vec<T>;
     fn add(&self, acc: Option<Vec<T>>, value: T) -> Result<Vec<T>, UserError> {
         let mut v = acc.unwrap_or_default();
@@ -482,4 +490,48 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> Input<T>
         let own = min_time(self.timers.next_timer(TimeDomain::ProcessingTime), self.side.next_processing_time());
         min_time(own, self.next.next_processing_time())
     }
+
+    fn snapshot(&mut self, out: &mut OperatorSnapshots) -> TaskResult {
+        let (mp, name) = (out.max_parallelism, self.id.name.clone());
+        let state =
+            keyed_entries(self.state.iter().filter_map(|((k, w), acc)| acc.as_ref().map(|a| (k, (*w, a)))), mp, &name)?;
+        let timers = self.timers.snapshot();
+        let timers = keyed_entries(timers.iter().map(|(d, ts, k, w)| (k, (*d, *ts, *w))), mp, &name)?;
+        let sessions = keyed_entries(self.sessions.iter(), mp, &name)?;
+        out.put(self.id.index, &name, &WindowState { state, timers, sessions })?;
+        self.side.snapshot(out)?;
+        self.next.snapshot(out)
+    }
+
+    fn restore(&mut self, from: &OperatorRestore) -> TaskResult {
+        let name = self.id.name.clone();
+        for st in from.get::<WindowState>(self.id.index, &name)? {
+            for (k, (w, acc)) in decode_entries::<(K, (TimeWindow, W::Acc))>(&st.state, from.range, &name)? {
+                self.state.insert((k, w), Some(acc));
+            }
+            for (k, (d, ts, w)) in decode_entries::<(K, (TimeDomain, i64, TimeWindow))>(&st.timers, from.range, &name)?
+            {
+                self.timers.register(d, ts, k, w);
+            }
+            for (k, ws) in decode_entries::<(K, Vec<TimeWindow>)>(&st.sessions, from.range, &name)? {
+                self.sessions.insert(k, ws);
+            }
+        }
+        self.side.restore(from)?;
+        self.next.restore(from)
+    }
+
+    fn notify_checkpoint(&mut self, id: u64, completed: bool) -> TaskResult {
+        self.side.notify_checkpoint(id, completed)?;
+        self.next.notify_checkpoint(id, completed)
+    }
+}
+
+/// What a window operator snapshots: window contents, timers and session sets, each entry
+/// tagged with its key group.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct WindowState {
+    state: Vec<riffle_state::SnapshotEntry>,
+    timers: Vec<riffle_state::SnapshotEntry>,
+    sessions: Vec<riffle_state::SnapshotEntry>,
 }

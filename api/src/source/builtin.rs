@@ -7,7 +7,9 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Assignment, Boundedness, ReadStatus, Source, SourceOutput, SourceReader, Split, SplitEnumerator};
+use super::{
+    Assignment, Boundedness, ReadStatus, ReaderState, Source, SourceOutput, SourceReader, Split, SplitEnumerator,
+};
 use crate::error::UserError;
 use crate::record::Data;
 
@@ -44,18 +46,42 @@ impl<S: Split> SplitEnumerator<S> for StaticEnumerator<S> {
     fn add_splits_back(&mut self, splits: Vec<S>, _subtask: u32) {
         self.returned.extend(splits);
     }
+    fn restore(&mut self, consumed: &[String]) {
+        for p in self.pending.iter_mut() {
+            if p.as_ref().is_some_and(|s| consumed.contains(&s.split_id())) {
+                *p = None;
+            }
+        }
+        self.returned.retain(|s| !consumed.contains(&s.split_id()));
+    }
 }
 
-/// A reader over splits that are themselves iterators of records.
+/// A split a [`QueueReader`] can resume: it knows how many records of it were read.
+pub trait Resumable: Split {
+    /// Records already read (skipped when the split is opened again).
+    fn skip(&self) -> u64;
+    /// The same split with `n` records read.
+    fn with_skip(&self, n: u64) -> Self;
+}
+
+/// A reader over splits that are themselves iterators of records; it counts what it read of
+/// the current split so a checkpoint can resume there.
 struct QueueReader<S, I> {
     splits: VecDeque<S>,
-    current: Option<I>,
-    open: fn(S) -> Result<I, UserError>,
+    current: Option<(S, u64, I)>,
+    open: fn(&S) -> Result<I, UserError>,
+    finished: Vec<String>,
     no_more: bool,
     requested: bool,
 }
 
-impl<T, S: Split, I: Iterator<Item = Result<T, UserError>>> SourceReader<T, S> for QueueReader<S, I> {
+impl<S, I> QueueReader<S, I> {
+    fn new(open: fn(&S) -> Result<I, UserError>) -> Self {
+        Self { splits: VecDeque::new(), current: None, open, finished: Vec::new(), no_more: false, requested: false }
+    }
+}
+
+impl<T, S: Resumable, I: Iterator<Item = Result<T, UserError>>> SourceReader<T, S> for QueueReader<S, I> {
     fn add_splits(&mut self, splits: Vec<S>) {
         self.requested = false;
         self.splits.extend(splits);
@@ -66,22 +92,37 @@ impl<T, S: Split, I: Iterator<Item = Result<T, UserError>>> SourceReader<T, S> f
     }
     fn poll_next(&mut self, output: &mut dyn SourceOutput<T>) -> Result<ReadStatus, UserError> {
         loop {
-            if let Some(it) = &mut self.current {
+            if let Some((split, read, it)) = &mut self.current {
+                let mut done = false;
                 for _ in 0..POLL_BATCH {
                     match it.next() {
-                        Some(r) => output.collect(r?),
+                        Some(r) => {
+                            output.collect(r?);
+                            *read += 1;
+                        }
                         None => {
-                            self.current = None;
+                            done = true;
                             break;
                         }
                     }
                 }
-                if self.current.is_some() {
+                if !done {
                     return Ok(ReadStatus::MoreAvailable);
                 }
+                self.finished.push(split.split_id());
+                self.current = None;
             }
             match self.splits.pop_front() {
-                Some(s) => self.current = Some((self.open)(s)?),
+                Some(s) => {
+                    let mut it = (self.open)(&s)?;
+                    for _ in 0..s.skip() {
+                        if it.next().transpose()?.is_none() {
+                            break;
+                        }
+                    }
+                    let read = s.skip();
+                    self.current = Some((s, read, it));
+                }
                 None if self.no_more => return Ok(ReadStatus::EndOfInput),
                 None if self.requested => return Ok(ReadStatus::NothingAvailable),
                 None => {
@@ -90,6 +131,36 @@ impl<T, S: Split, I: Iterator<Item = Result<T, UserError>>> SourceReader<T, S> f
                 }
             }
         }
+    }
+
+    fn snapshot_state(&mut self) -> ReaderState<S> {
+        let mut unfinished: Vec<S> = self.current.iter().map(|(s, read, _)| s.with_skip(*read)).collect();
+        unfinished.extend(self.splits.iter().cloned());
+        ReaderState { unfinished, finished: self.finished.clone() }
+    }
+}
+
+/// The single split of a collection source: the records and how many were read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectionSplit<T> {
+    /// The records.
+    pub items: Vec<T>,
+    /// Records already read.
+    pub skip: u64,
+}
+
+impl<T: Data> Split for CollectionSplit<T> {
+    fn split_id(&self) -> String {
+        "collection".into()
+    }
+}
+
+impl<T: Data> Resumable for CollectionSplit<T> {
+    fn skip(&self) -> u64 {
+        self.skip
+    }
+    fn with_skip(&self, n: u64) -> Self {
+        Self { items: self.items.clone(), skip: n }
     }
 }
 
@@ -106,35 +177,37 @@ impl<T> CollectionSource<T> {
 }
 
 impl<T: Data + Sync> Source<T> for CollectionSource<T> {
-    type Split = Vec<T>;
+    type Split = CollectionSplit<T>;
     fn boundedness(&self) -> Boundedness {
         Boundedness::Bounded
     }
-    fn create_enumerator(&self, _parallelism: u32) -> Result<Box<dyn SplitEnumerator<Vec<T>>>, UserError> {
-        Ok(Box::new(StaticEnumerator::new(vec![self.items.clone()])))
+    fn create_enumerator(&self, _parallelism: u32) -> Result<Box<dyn SplitEnumerator<CollectionSplit<T>>>, UserError> {
+        Ok(Box::new(StaticEnumerator::new(vec![CollectionSplit { items: self.items.clone(), skip: 0 }])))
     }
-    fn create_reader(&self, _subtask: u32) -> Result<Box<dyn SourceReader<T, Vec<T>>>, UserError> {
+    fn create_reader(&self, _subtask: u32) -> Result<Box<dyn SourceReader<T, CollectionSplit<T>>>, UserError> {
         type Items<T> = std::iter::Map<std::vec::IntoIter<T>, fn(T) -> Result<T, UserError>>;
-        fn open<T>(s: Vec<T>) -> Result<Items<T>, UserError> {
-            Ok(s.into_iter().map(Ok as fn(T) -> Result<T, UserError>))
+        fn open<T: Clone>(s: &CollectionSplit<T>) -> Result<Items<T>, UserError> {
+            Ok(s.items.clone().into_iter().map(Ok as fn(T) -> Result<T, UserError>))
         }
-        Ok(Box::new(QueueReader {
-            splits: VecDeque::new(),
-            current: None,
-            open: open::<T>,
-            no_more: false,
-            requested: false,
-        }))
+        Ok(Box::new(QueueReader::new(open::<T>)))
     }
 }
 
-/// A range of the number sequence: `[from, to]` inclusive.
+/// A range of the number sequence: `[from, to]` inclusive, read up to `next`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SequenceSplit {
     /// First number (inclusive).
     pub from: u64,
     /// Last number (inclusive).
     pub to: u64,
+    /// The next number to emit (`from` for a fresh split).
+    pub next: u64,
+}
+
+impl Split for SequenceSplit {
+    fn split_id(&self) -> String {
+        format!("{}-{}", self.from, self.to)
+    }
 }
 
 /// The numbers `from..=to`, cut into one contiguous split per reader (Flink's
@@ -161,7 +234,10 @@ impl SequenceSource {
             .filter_map(|k| {
                 let lo = k * n / p;
                 let hi = (k + 1) * n / p;
-                (hi > lo).then(|| SequenceSplit { from: self.from + lo as u64, to: self.from + (hi - 1) as u64 })
+                (hi > lo).then(|| {
+                    let from = self.from + lo as u64;
+                    SequenceSplit { from, to: self.from + (hi - 1) as u64, next: from }
+                })
             })
             .collect()
     }
@@ -169,9 +245,8 @@ impl SequenceSource {
 
 struct SequenceReader {
     splits: VecDeque<SequenceSplit>,
-    next: u64,
-    end: u64,
-    active: bool,
+    current: Option<SequenceSplit>,
+    finished: Vec<String>,
     no_more: bool,
     requested: bool,
 }
@@ -186,31 +261,39 @@ impl SourceReader<u64, SequenceSplit> for SequenceReader {
         self.no_more = true;
     }
     fn poll_next(&mut self, output: &mut dyn SourceOutput<u64>) -> Result<ReadStatus, UserError> {
-        if !self.active {
-            match self.splits.pop_front() {
-                Some(s) => {
-                    self.next = s.from;
-                    self.end = s.to;
-                    self.active = true;
-                }
+        let split = match &mut self.current {
+            Some(s) => s,
+            None => match self.splits.pop_front() {
+                Some(s) => self.current.insert(s),
                 None if self.no_more => return Ok(ReadStatus::EndOfInput),
                 None if self.requested => return Ok(ReadStatus::NothingAvailable),
                 None => {
                     self.requested = true;
                     return Ok(ReadStatus::NeedSplits);
                 }
-            }
+            },
+        };
+        if split.next > split.to {
+            self.finished.push(split.split_id());
+            self.current = None;
+            return Ok(ReadStatus::MoreAvailable);
         }
-        let last = self.end.min(self.next.saturating_add(POLL_BATCH as u64 - 1));
-        for i in self.next..=last {
+        let last = split.to.min(split.next.saturating_add(POLL_BATCH as u64 - 1));
+        for i in split.next..=last {
             output.collect(i);
         }
-        if last >= self.end {
-            self.active = false;
+        if last >= split.to {
+            self.finished.push(split.split_id());
+            self.current = None;
         } else {
-            self.next = last + 1;
+            split.next = last + 1;
         }
         Ok(ReadStatus::MoreAvailable)
+    }
+    fn snapshot_state(&mut self) -> ReaderState<SequenceSplit> {
+        let mut unfinished: Vec<SequenceSplit> = self.current.iter().copied().collect();
+        unfinished.extend(self.splits.iter().copied());
+        ReaderState { unfinished, finished: self.finished.clone() }
     }
 }
 
@@ -225,20 +308,36 @@ impl Source<u64> for SequenceSource {
     fn create_reader(&self, _subtask: u32) -> Result<Box<dyn SourceReader<u64, SequenceSplit>>, UserError> {
         Ok(Box::new(SequenceReader {
             splits: VecDeque::new(),
-            next: 0,
-            end: 0,
-            active: false,
+            current: None,
+            finished: Vec::new(),
             no_more: false,
             requested: false,
         }))
     }
 }
 
-/// One text file to read.
+/// One text file to read, and how many of its lines were read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileSplit {
     /// The file's path.
     pub path: PathBuf,
+    /// Lines already read.
+    pub skip: u64,
+}
+
+impl Split for FileSplit {
+    fn split_id(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
+impl Resumable for FileSplit {
+    fn skip(&self) -> u64 {
+        self.skip
+    }
+    fn with_skip(&self, n: u64) -> Self {
+        Self { path: self.path.clone(), skip: n }
+    }
 }
 
 /// The lines of a text file, or of every regular file in a directory (one split per file).
@@ -256,7 +355,7 @@ impl TextFileSource {
         let meta =
             std::fs::metadata(&self.path).map_err(|e| format!("cannot read input '{}': {e}", self.path.display()))?;
         if meta.is_file() {
-            return Ok(vec![FileSplit { path: self.path.clone() }]);
+            return Ok(vec![FileSplit { path: self.path.clone(), skip: 0 }]);
         }
         let mut files = Vec::new();
         for entry in std::fs::read_dir(&self.path)
@@ -266,7 +365,7 @@ impl TextFileSource {
             let name = entry.file_name();
             let hidden = name.to_string_lossy().starts_with(['.', '_']);
             if entry.file_type()?.is_file() && !hidden {
-                files.push(FileSplit { path: entry.path() });
+                files.push(FileSplit { path: entry.path(), skip: 0 });
             }
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
@@ -286,9 +385,9 @@ impl Iterator for Lines {
     }
 }
 
-fn open_lines(s: FileSplit) -> Result<Lines, UserError> {
+fn open_lines(s: &FileSplit) -> Result<Lines, UserError> {
     let f = File::open(&s.path).map_err(|e| format!("cannot open '{}': {e}", s.path.display()))?;
-    Ok(Lines { inner: BufReader::with_capacity(1 << 16, f).lines(), path: s.path })
+    Ok(Lines { inner: BufReader::with_capacity(1 << 16, f).lines(), path: s.path.clone() })
 }
 
 impl Source<String> for TextFileSource {
@@ -300,13 +399,7 @@ impl Source<String> for TextFileSource {
         Ok(Box::new(StaticEnumerator::new(self.files()?)))
     }
     fn create_reader(&self, _subtask: u32) -> Result<Box<dyn SourceReader<String, FileSplit>>, UserError> {
-        Ok(Box::new(QueueReader {
-            splits: VecDeque::new(),
-            current: None,
-            open: open_lines,
-            no_more: false,
-            requested: false,
-        }))
+        Ok(Box::new(QueueReader::new(open_lines)))
     }
 }
 
@@ -321,9 +414,9 @@ mod tests {
         assert_eq!(
             sp,
             vec![
-                SequenceSplit { from: 0, to: 32 },
-                SequenceSplit { from: 33, to: 65 },
-                SequenceSplit { from: 66, to: 99 }
+                SequenceSplit { from: 0, to: 32, next: 0 },
+                SequenceSplit { from: 33, to: 65, next: 33 },
+                SequenceSplit { from: 66, to: 99, next: 66 }
             ]
         );
         assert_eq!(SequenceSource::new(5, 6).splits(4).len(), 2);

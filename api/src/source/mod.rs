@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::error::{TaskError, UserError};
 use crate::link::Input;
+use crate::snapshot::{OperatorRestore, OperatorSnapshots, SourceSnapshot};
 
 /// Whether a source ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -23,8 +24,31 @@ pub enum Boundedness {
 }
 
 /// A unit of work a reader reads (a file, a range of numbers, a partition).
-pub trait Split: Serialize + DeserializeOwned + Send + Clone + 'static {}
-impl<T: Serialize + DeserializeOwned + Send + Clone + 'static> Split for T {}
+pub trait Split: Serialize + DeserializeOwned + Send + Clone + 'static {
+    /// A stable id: the same for the split however far it was read, so a restore can tell
+    /// which splits readers already hold.
+    fn split_id(&self) -> String;
+}
+
+macro_rules! split_by_value {
+    ($($t:ty),*) => {$(
+        impl Split for $t {
+            fn split_id(&self) -> String {
+                self.to_string()
+            }
+        }
+    )*};
+}
+split_by_value!(u8, u16, u32, u64, i32, i64, String);
+
+/// A reader's state at a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReaderState<S> {
+    /// Splits assigned and not finished, with their progress (restored into the reader).
+    pub unfinished: Vec<S>,
+    /// Ids of splits read to the end (never handed out again).
+    pub finished: Vec<String>,
+}
 
 /// What the enumerator answers to a reader's request for work.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +67,9 @@ pub trait SplitEnumerator<S>: Send {
     fn handle_split_request(&mut self, subtask: u32) -> Result<Assignment<S>, UserError>;
     /// Splits given to a reader that failed before finishing them come back.
     fn add_splits_back(&mut self, splits: Vec<S>, subtask: u32);
+    /// Restoring from a checkpoint: readers already hold (or finished) the splits with these
+    /// ids; never hand them out again.
+    fn restore(&mut self, consumed: &[String]);
 }
 
 /// What a reader's poll says about what comes next.
@@ -75,6 +102,8 @@ pub trait SourceReader<T, S> {
     /// Emits up to a batch of records. Should return promptly (emit a few thousand records
     /// at most) so the subtask can react to control messages.
     fn poll_next(&mut self, output: &mut dyn SourceOutput<T>) -> Result<ReadStatus, UserError>;
+    /// The reader's position for a checkpoint: taken between two polls.
+    fn snapshot_state(&mut self) -> ReaderState<S>;
 }
 
 /// A FLIP-27 source of `T`.
@@ -101,6 +130,8 @@ pub trait ErasedEnumerator: Send {
     fn handle_split_request(&mut self, subtask: u32) -> Result<(Vec<SplitBytes>, bool), String>;
     /// See [`SplitEnumerator::add_splits_back`].
     fn add_splits_back(&mut self, splits: Vec<SplitBytes>, subtask: u32) -> Result<(), String>;
+    /// See [`SplitEnumerator::restore`].
+    fn restore(&mut self, consumed: &[String]);
 }
 
 struct EnumeratorAdapter<S> {
@@ -126,6 +157,9 @@ impl<S: Split> ErasedEnumerator for EnumeratorAdapter<S> {
         }
         self.inner.add_splits_back(back, subtask);
         Ok(())
+    }
+    fn restore(&mut self, consumed: &[String]) {
+        self.inner.restore(consumed)
     }
 }
 
@@ -168,6 +202,12 @@ pub trait SourceHead {
     fn next_processing_time(&self) -> Option<i64>;
     /// Records the reader emitted so far.
     fn records_emitted(&self) -> u64;
+    /// The reader's position and the chain's operator state, for a checkpoint.
+    fn snapshot(&mut self, out: &mut OperatorSnapshots) -> Result<SourceSnapshot, TaskError>;
+    /// Restores positions (from one or several former readers) and operator state.
+    fn restore(&mut self, sources: &[SourceSnapshot], from: &OperatorRestore) -> Result<(), TaskError>;
+    /// A checkpoint completed or was aborted.
+    fn notify_checkpoint(&mut self, id: u64, completed: bool) -> Result<(), TaskError>;
 }
 
 pub(crate) struct ReaderHead<T, S> {
@@ -235,5 +275,36 @@ impl<T, S: Split> SourceHead for ReaderHead<T, S> {
     }
     fn records_emitted(&self) -> u64 {
         self.emitted
+    }
+    fn snapshot(&mut self, out: &mut OperatorSnapshots) -> Result<SourceSnapshot, TaskError> {
+        let st = self.reader.snapshot_state();
+        let mut unfinished = Vec::with_capacity(st.unfinished.len());
+        for s in &st.unfinished {
+            unfinished.push(
+                rmp_serde::to_vec(s)
+                    .map_err(|e| TaskError::msg(&self.name, format!("cannot snapshot a split: {e}")))?,
+            );
+        }
+        self.chain.snapshot(out)?;
+        let unfinished_ids = st.unfinished.iter().map(Split::split_id).collect();
+        Ok(SourceSnapshot { unfinished, unfinished_ids, finished: st.finished })
+    }
+    fn restore(&mut self, sources: &[SourceSnapshot], from: &OperatorRestore) -> Result<(), TaskError> {
+        let mut splits = Vec::new();
+        for s in sources {
+            for b in &s.unfinished {
+                splits.push(
+                    rmp_serde::from_slice::<S>(b)
+                        .map_err(|e| TaskError::msg(&self.name, format!("corrupt split in checkpoint: {e}")))?,
+                );
+            }
+        }
+        if !splits.is_empty() {
+            self.reader.add_splits(splits);
+        }
+        self.chain.restore(from)
+    }
+    fn notify_checkpoint(&mut self, id: u64, completed: bool) -> Result<(), TaskError> {
+        self.chain.notify_checkpoint(id, completed)
     }
 }
