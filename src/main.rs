@@ -28,7 +28,7 @@ enum Command {
     },
     /// Runs a benchmark workload (W1, W2, W3 of the Flink comparison) and prints one result line.
     Bench {
-        /// W1, W2 or W3.
+        /// W1, W2, W3 or W4.
         workload: String,
         /// Number of events.
         events: u64,
@@ -173,8 +173,10 @@ fn run(cli: Cli) -> Result<()> {
             if check {
                 eprintln!("bench: check OK {w} events={events} parallelism={parallelism}");
             }
+            let checkpoints =
+                r.checkpoints_completed.map(|n| format!(" checkpoints_completed={n}")).unwrap_or_default();
             println!(
-                "engine=riffle workload={w} events={events} parallelism={parallelism} seconds={:.3} events_per_sec={:.0} peak_rss_kb={}",
+                "engine=riffle workload={w} events={events} parallelism={parallelism} seconds={:.3} events_per_sec={:.0} peak_rss_kb={}{checkpoints}",
                 r.seconds,
                 r.events_per_sec,
                 peak_rss_kb()

@@ -25,6 +25,8 @@ pub enum Workload {
     W2,
     /// Count per auction in 10 s tumbling windows.
     W3,
+    /// W3 with an exactly-once (aligned) checkpoint every second.
+    W4,
 }
 
 impl std::str::FromStr for Workload {
@@ -34,7 +36,8 @@ impl std::str::FromStr for Workload {
             "W1" => Ok(Workload::W1),
             "W2" => Ok(Workload::W2),
             "W3" => Ok(Workload::W3),
-            other => Err(ScenarioError::Invalid(format!("unknown workload '{other}' (use W1, W2 or W3)"))),
+            "W4" => Ok(Workload::W4),
+            other => Err(ScenarioError::Invalid(format!("unknown workload '{other}' (use W1, W2, W3 or W4)"))),
         }
     }
 }
@@ -52,6 +55,8 @@ pub struct BenchResult {
     pub seconds: f64,
     /// `events / seconds`.
     pub events_per_sec: f64,
+    /// W4: checkpoints completed during the run.
+    pub checkpoints_completed: Option<u64>,
 }
 
 enum Collected {
@@ -87,7 +92,7 @@ fn define(env: &StreamEnvironment, w: Workload, events: u64, check: bool) -> Col
                 Collected::Discarded
             }
         }
-        Workload::W3 => {
+        Workload::W3 | Workload::W4 => {
             let s = timed_bids(env, events)
                 .key_by(|b: &Bid| b.auction)
                 .window(WindowAssigner::tumbling_event_time(Duration::from_secs(10)))
@@ -194,16 +199,30 @@ pub fn run_bench_with(
     let collected = define(&env, w, events, check);
     let mut cfg = MiniClusterConfig::new(1, parallelism);
     cfg.config = config.clone();
+    let checkpoint_dir = if w == Workload::W4 {
+        let dir = std::env::temp_dir().join(format!("riffle-w4-{}-{}", std::process::id(), riffle_api::time::now_ms()));
+        cfg.config
+            .set("execution.checkpointing.interval", "1 s")
+            .set("execution.checkpointing.mode", "EXACTLY_ONCE")
+            .set("state.checkpoints.dir", dir.display().to_string());
+        Some(dir)
+    } else {
+        None
+    };
     let cluster = MiniCluster::start(cfg)?;
     let job = cluster.submit(env.build_job_graph(&format!("{w} {events} p{parallelism}"))?)?;
     let checker = std::thread::spawn(move || verify(collected, events));
     let result = job.wait(None)?;
     let verdict = checker.join().map_err(|_| ScenarioError::Check("the checker panicked".into()))?;
+    let checkpoints = checkpoint_dir.as_ref().map(|_| cluster.checkpoint_stats(job.job_id()).completed);
     cluster.shutdown();
+    if let Some(dir) = checkpoint_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     if result.status != JobStatus::Finished {
         return Err(ScenarioError::JobFailed { status: result.status, cause: result.error.unwrap_or_default() });
     }
     verdict?;
     let seconds = result.duration.as_secs_f64().max(1e-6);
-    Ok(BenchResult { seconds, events_per_sec: events as f64 / seconds })
+    Ok(BenchResult { seconds, events_per_sec: events as f64 / seconds, checkpoints_completed: checkpoints })
 }

@@ -62,7 +62,7 @@ fn wordcount_of_generated_words_matches_the_generator() {
 
 #[test]
 fn benchmark_workloads_pass_their_self_checks() {
-    for w in [Workload::W1, Workload::W2, Workload::W3] {
+    for w in [Workload::W1, Workload::W2, Workload::W3, Workload::W4] {
         for p in [1, 2] {
             run_bench(w, 123_457, p, true).unwrap_or_else(|e| panic!("{w} p={p}: {e}"));
         }
