@@ -124,6 +124,14 @@ macro_rules! no_events {
         fn next_processing_time(&self) -> Option<i64> {
             None
         }
+        $crate::link::no_state!();
+    };
+}
+pub(crate) use no_events;
+
+/// Implements the checkpoint methods of a link that keeps no state and ends its chain.
+macro_rules! no_state {
+    () => {
         fn snapshot(&mut self, _: &mut $crate::snapshot::OperatorSnapshots) -> $crate::error::TaskResult {
             Ok(())
         }
@@ -135,7 +143,7 @@ macro_rules! no_events {
         }
     };
 }
-pub(crate) use no_events;
+pub(crate) use no_state;
 
 /// A link that drops everything (an operator whose output nobody consumes).
 pub struct Nowhere;

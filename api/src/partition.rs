@@ -273,17 +273,7 @@ impl<T: Clone + Send + 'static> Input<T> for SharedEdgeWriter<T> {
         None
     }
 
-    fn snapshot(&mut self, _: &mut crate::snapshot::OperatorSnapshots) -> TaskResult {
-        Ok(())
-    }
-
-    fn restore(&mut self, _: &crate::snapshot::OperatorRestore) -> TaskResult {
-        Ok(())
-    }
-
-    fn notify_checkpoint(&mut self, _: u64, _: bool) -> TaskResult {
-        Ok(())
-    }
+    crate::link::no_state!();
 }
 
 #[cfg(test)]

@@ -125,15 +125,7 @@ impl<T> Input<T> for CollectSink<T> {
     fn next_processing_time(&self) -> Option<i64> {
         self.first_buffered_at.map(|t| t + 50)
     }
-    fn snapshot(&mut self, _: &mut crate::snapshot::OperatorSnapshots) -> TaskResult {
-        Ok(())
-    }
-    fn restore(&mut self, _: &crate::snapshot::OperatorRestore) -> TaskResult {
-        Ok(())
-    }
-    fn notify_checkpoint(&mut self, _: u64, _: bool) -> TaskResult {
-        Ok(())
-    }
+    crate::link::no_state!();
 }
 
 /// Writes one line per record to a file (`path` itself at parallelism 1, `path/part-<i>`
