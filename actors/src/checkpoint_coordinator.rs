@@ -110,6 +110,9 @@ pub struct CheckpointCoordinator {
     pending: BTreeMap<u64, Pending>,
     last_completion: Option<Instant>,
     stopped: bool,
+    /// Metadata writes under way: a stop waits for them, so a checkpoint every subtask
+    /// acknowledged is not lost.
+    writes_in_flight: usize,
     on_complete: Recipient<CheckpointCompleted>,
 }
 
@@ -136,6 +139,7 @@ impl CheckpointCoordinator {
             pending: BTreeMap::new(),
             last_completion: None,
             stopped: false,
+            writes_in_flight: 0,
             on_complete,
         }
     }
@@ -203,26 +207,42 @@ impl CheckpointCoordinator {
         let job = self.job.to_string();
         // File I/O off the actor's thread.
         let m2 = meta.clone();
+        self.writes_in_flight += 1;
         let write = tokio::task::spawn_blocking(move || {
             checkpoint_metadata::write(&dir, &m2)?;
             checkpoint_metadata::retain(&dir, &job, retained)
         });
         write
             .into_actor(self)
-            .map(move |r, act, _| match r {
-                Ok(Ok(_)) => act.completed(meta),
-                Ok(Err(e)) => {
-                    tracing::warn!(job = %act.job, checkpoint = id, "cannot store checkpoint metadata: {e}");
-                    act.stats.aborted.fetch_add(1, Ordering::Relaxed);
-                    act.notify(id, false);
+            .map(move |r, act, ctx| {
+                act.writes_in_flight -= 1;
+                if act.stopped && act.writes_in_flight == 0 {
+                    ctx.stop();
                 }
-                Err(e) => {
-                    tracing::warn!(job = %act.job, checkpoint = id, "checkpoint writer failed: {e}");
-                    act.stats.aborted.fetch_add(1, Ordering::Relaxed);
-                    act.notify(id, false);
-                }
+                act.written(id, meta, r)
             })
             .spawn(ctx);
+    }
+
+    fn written(
+        &mut self,
+        id: u64,
+        meta: Arc<CheckpointMetadata>,
+        r: Result<Result<Vec<u64>, checkpoint_metadata::MetadataError>, tokio::task::JoinError>,
+    ) {
+        match r {
+            Ok(Ok(_)) => self.completed(meta),
+            Ok(Err(e)) => {
+                tracing::warn!(job = %self.job, checkpoint = id, "cannot store checkpoint metadata: {e}");
+                self.stats.aborted.fetch_add(1, Ordering::Relaxed);
+                self.notify(id, false);
+            }
+            Err(e) => {
+                tracing::warn!(job = %self.job, checkpoint = id, "checkpoint writer failed: {e}");
+                self.stats.aborted.fetch_add(1, Ordering::Relaxed);
+                self.notify(id, false);
+            }
+        }
     }
 
     fn completed(&mut self, meta: Arc<CheckpointMetadata>) {
@@ -266,6 +286,8 @@ impl Handler<StopCheckpointing> for CheckpointCoordinator {
         for id in ids {
             self.abort(id, &msg.reason);
         }
-        ctx.stop();
+        if self.writes_in_flight == 0 {
+            ctx.stop();
+        }
     }
 }
