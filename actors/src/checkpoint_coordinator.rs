@@ -1,7 +1,8 @@
 //! The CheckpointCoordinator (one per job attempt, a child of the JobMaster): triggers
-//! checkpoints at the sources on a timer, collects every subtask's acknowledgement, writes the
-//! metadata when all acknowledged, and tells every subtask that the checkpoint completed — or,
-//! on timeout or when the attempt ends, that it was aborted.
+//! checkpoints at the sources on a timer and savepoints on demand, collects every subtask's
+//! acknowledgement, writes the metadata when all acknowledged, and tells every subtask that
+//! the checkpoint completed — or, on decline, timeout or when the attempt ends, that it was
+//! aborted, deleting whatever was written for it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -11,17 +12,19 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use riffle_api::{ConfigError, Configuration};
-use riffle_state::checkpoint_metadata::{self, CheckpointMetadata, SubtaskState};
+use riffle_state::checkpoint_metadata::{CheckpointKind, CheckpointMetadata, SubtaskState, VertexInfo};
+use tokio::sync::oneshot;
 
-use crate::gateway::{AcknowledgeCheckpoint, NotifyCheckpoint, TriggerCheckpoint};
+use crate::checkpoint_storage;
+use crate::gateway::{AcknowledgeCheckpoint, DeclineCheckpoint, NotifyCheckpoint, TriggerCheckpoint};
 use crate::ids::{ExecutionId, JobId, ResourceId};
 use crate::registry::RuntimeShared;
 
 /// Checkpointing settings (`execution.checkpointing.*`, `state.checkpoints.*`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckpointSettings {
-    /// `execution.checkpointing.interval`.
-    pub interval: Duration,
+    /// `execution.checkpointing.interval`; none: no periodic checkpoints (savepoints still work).
+    pub interval: Option<Duration>,
     /// `execution.checkpointing.timeout` (10 min).
     pub timeout: Duration,
     /// `execution.checkpointing.min-pause` (0).
@@ -34,15 +37,64 @@ pub struct CheckpointSettings {
     pub dir: Option<PathBuf>,
     /// `state.checkpoints.num-retained` (1).
     pub retained: usize,
+    /// `state.savepoints.dir`: the default target of savepoints.
+    pub savepoint_dir: Option<PathBuf>,
+    /// `state.storage.fs.memory-threshold` (20 KiB): smaller state is inlined in the metadata.
+    pub inline_threshold: usize,
+    /// `execution.checkpointing.externalized-checkpoint-retention`.
+    pub retention: Retention,
+}
+
+/// What happens to a job's checkpoints when it ends
+/// (`execution.checkpointing.externalized-checkpoint-retention`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    /// `NO_EXTERNALIZED_CHECKPOINTS` (default): deleted when the job ends, however it ends.
+    None,
+    /// `DELETE_ON_CANCELLATION`: kept when the job fails, deleted when it is cancelled or finishes.
+    DeleteOnCancellation,
+    /// `RETAIN_ON_CANCELLATION`: always kept, for a later `--from-savepoint`.
+    RetainOnCancellation,
+}
+
+impl Retention {
+    /// Whether a job ending with `failed` deletes its checkpoints.
+    pub fn deletes_on_end(self, failed: bool) -> bool {
+        match self {
+            Retention::None => true,
+            Retention::DeleteOnCancellation => !failed,
+            Retention::RetainOnCancellation => false,
+        }
+    }
+}
+
+fn parse_bytes(key: &str, v: &str) -> Result<usize, ConfigError> {
+    let t = v.trim().to_ascii_lowercase();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let mult: usize = match unit.trim() {
+        "" | "b" | "bytes" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        _ => usize::MAX,
+    };
+    match num.parse::<usize>() {
+        Ok(n) if mult != usize::MAX => Ok(n.saturating_mul(mult)),
+        _ => Err(ConfigError { key: key.into(), value: v.into(), reason: "use a size like 20kb or 1mb".into() }),
+    }
 }
 
 impl CheckpointSettings {
     /// The settings, or `None` when checkpointing is off (no interval set).
-    pub fn from_config(c: &Configuration) -> Result<Option<Self>, ConfigError> {
-        if c.get_str("execution.checkpointing.interval").is_none() {
-            return Ok(None);
-        }
-        let interval = c.get_duration("execution.checkpointing.interval", Duration::from_secs(1))?;
+    pub fn from_config(c: &Configuration) -> Result<Self, ConfigError> {
+        let interval = match c.get_str("execution.checkpointing.interval") {
+            Some(_) => Some(
+                c.get_duration("execution.checkpointing.interval", Duration::from_secs(1))?
+                    .max(Duration::from_millis(1)),
+            ),
+            None => None,
+        };
         let mode = c.get_str("execution.checkpointing.mode").unwrap_or("EXACTLY_ONCE").trim().to_ascii_uppercase();
         let aligned = match mode.as_str() {
             "EXACTLY_ONCE" => true,
@@ -55,15 +107,44 @@ impl CheckpointSettings {
                 })
             }
         };
-        Ok(Some(Self {
-            interval: interval.max(Duration::from_millis(1)),
+        let key = "execution.checkpointing.externalized-checkpoint-retention";
+        let retention = match c.get_str(key).map(|v| v.trim().to_ascii_uppercase()) {
+            None => Retention::None,
+            Some(v) if v == "NO_EXTERNALIZED_CHECKPOINTS" => Retention::None,
+            Some(v) if v == "DELETE_ON_CANCELLATION" => Retention::DeleteOnCancellation,
+            Some(v) if v == "RETAIN_ON_CANCELLATION" => Retention::RetainOnCancellation,
+            Some(v) => {
+                return Err(ConfigError {
+                    key: key.into(),
+                    value: v,
+                    reason: "use RETAIN_ON_CANCELLATION, DELETE_ON_CANCELLATION or NO_EXTERNALIZED_CHECKPOINTS".into(),
+                })
+            }
+        };
+        let threshold_key = "state.storage.fs.memory-threshold";
+        let inline_threshold = match c.get_str(threshold_key) {
+            Some(v) => parse_bytes(threshold_key, v)?,
+            None => 20 << 10,
+        };
+        let dir = |k: &str| c.get_str(k).map(|d| PathBuf::from(d.strip_prefix("file://").unwrap_or(d)));
+        Ok(Self {
+            interval,
             timeout: c.get_duration("execution.checkpointing.timeout", Duration::from_secs(600))?,
             min_pause: c.get_duration("execution.checkpointing.min-pause", Duration::ZERO)?,
             max_concurrent: c.get("execution.checkpointing.max-concurrent-checkpoints", 1usize)?.max(1),
             aligned,
-            dir: c.get_str("state.checkpoints.dir").map(|d| PathBuf::from(d.strip_prefix("file://").unwrap_or(d))),
+            dir: dir("state.checkpoints.dir"),
             retained: c.get("state.checkpoints.num-retained", 1usize)?.max(1),
-        }))
+            savepoint_dir: dir("state.savepoints.dir"),
+            inline_threshold,
+            retention,
+        })
+    }
+
+    /// The directory of `job`'s checkpoints, if checkpoints go to storage.
+    pub fn job_dir(&self, job: JobId) -> Option<PathBuf> {
+        let base = self.dir.as_ref()?;
+        Some(checkpoint_storage::absolute(base).unwrap_or_else(|_| base.clone()).join(job.to_string()))
     }
 }
 
@@ -74,10 +155,18 @@ pub struct CheckpointStats {
     pub triggered: AtomicU64,
     /// Checkpoints completed.
     pub completed: AtomicU64,
-    /// Checkpoints aborted (timeout, failure, attempt ended).
+    /// Checkpoints aborted (decline, timeout, failure, attempt ended).
     pub aborted: AtomicU64,
     /// The id of the latest completed checkpoint (0: none).
     pub last_completed: AtomicU64,
+    /// Trigger to completion of the latest completed checkpoint, ms.
+    pub last_duration_ms: AtomicU64,
+    /// State size of the latest completed checkpoint, bytes.
+    pub last_size_bytes: AtomicU64,
+    /// Longest synchronous part of any subtask in the latest completed checkpoint, ms.
+    pub last_sync_ms: AtomicU64,
+    /// Longest asynchronous part of any subtask in the latest completed checkpoint, ms.
+    pub last_async_ms: AtomicU64,
 }
 
 /// Stops triggering and aborts what is pending (the attempt ends, or a task finished).
@@ -88,15 +177,52 @@ pub struct StopCheckpointing {
     pub reason: String,
 }
 
+/// Triggers a savepoint; answers with its directory when it completed.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct TriggerSavepoint {
+    /// Where the `savepoint-…` directory goes (else `state.savepoints.dir`).
+    pub target: Option<PathBuf>,
+    /// Stop-with-savepoint: sources stop after the barrier and end once it completed.
+    pub stop_sources: bool,
+    /// Gets the savepoint's directory, or why there is none.
+    pub reply: oneshot::Sender<Result<PathBuf, String>>,
+}
+
+/// Triggers a checkpoint now (besides the periodic ones); answers with its id when it
+/// completed.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct TriggerCheckpointNow {
+    /// Gets the checkpoint's id, or why it failed.
+    pub reply: oneshot::Sender<Result<u64, String>>,
+}
+
+enum Waiter {
+    None,
+    Savepoint(oneshot::Sender<Result<PathBuf, String>>),
+    Checkpoint(oneshot::Sender<Result<u64, String>>),
+}
+
 struct Pending {
+    kind: CheckpointKind,
     triggered_ms: i64,
-    acked: HashMap<ExecutionId, Vec<u8>>,
+    dir: Option<PathBuf>,
+    acked: HashMap<ExecutionId, SubtaskState>,
+    sync_ms: u64,
+    async_ms: u64,
+    waiter: Waiter,
 }
 
 /// CheckpointCoordinator → JobMaster: a checkpoint completed; restarts resume from it.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
-pub struct CheckpointCompleted(pub Arc<CheckpointMetadata>);
+pub struct CheckpointCompleted {
+    /// What it consists of.
+    pub meta: Arc<CheckpointMetadata>,
+    /// Its directory (none: kept in memory only).
+    pub dir: Option<PathBuf>,
+}
 
 /// The CheckpointCoordinator actor.
 pub struct CheckpointCoordinator {
@@ -105,6 +231,8 @@ pub struct CheckpointCoordinator {
     shared: Arc<RuntimeShared>,
     sources: Vec<(ExecutionId, ResourceId)>,
     tasks: Vec<(ExecutionId, ResourceId)>,
+    vertices: Vec<VertexInfo>,
+    max_parallelism: u32,
     ids: Arc<AtomicU64>,
     stats: Arc<CheckpointStats>,
     pending: BTreeMap<u64, Pending>,
@@ -116,14 +244,25 @@ pub struct CheckpointCoordinator {
     on_complete: Recipient<CheckpointCompleted>,
 }
 
+/// What a coordinator needs to know of the job attempt it serves.
+pub struct CoordinatorTasks {
+    /// Source subtasks: they get the triggers.
+    pub sources: Vec<(ExecutionId, ResourceId)>,
+    /// Every subtask: all must acknowledge.
+    pub tasks: Vec<(ExecutionId, ResourceId)>,
+    /// The job's vertices, recorded in the metadata.
+    pub vertices: Vec<VertexInfo>,
+    /// The job's number of key groups.
+    pub max_parallelism: u32,
+}
+
 impl CheckpointCoordinator {
-    /// A coordinator for one attempt: `sources` get the triggers, all `tasks` must acknowledge.
+    /// A coordinator for one attempt.
     pub fn new(
         job: JobId,
         settings: CheckpointSettings,
         shared: Arc<RuntimeShared>,
-        sources: Vec<(ExecutionId, ResourceId)>,
-        tasks: Vec<(ExecutionId, ResourceId)>,
+        tasks: CoordinatorTasks,
         ids: Arc<AtomicU64>,
         on_complete: Recipient<CheckpointCompleted>,
     ) -> Self {
@@ -132,8 +271,10 @@ impl CheckpointCoordinator {
             job,
             settings,
             shared,
-            sources,
-            tasks,
+            sources: tasks.sources,
+            tasks: tasks.tasks,
+            vertices: tasks.vertices,
+            max_parallelism: tasks.max_parallelism,
             ids,
             stats,
             pending: BTreeMap::new(),
@@ -144,19 +285,63 @@ impl CheckpointCoordinator {
         }
     }
 
-    fn trigger(&mut self, ctx: &mut Context<Self>) {
-        if self.stopped || self.pending.len() >= self.settings.max_concurrent {
+    fn periodic(&mut self, ctx: &mut Context<Self>) {
+        if self.pending.len() >= self.settings.max_concurrent {
             return;
         }
         if self.last_completion.is_some_and(|t| t.elapsed() < self.settings.min_pause) {
             return;
         }
+        self.trigger(CheckpointKind::Checkpoint, None, false, Waiter::None, ctx);
+    }
+
+    fn trigger(
+        &mut self,
+        kind: CheckpointKind,
+        savepoint_dir: Option<PathBuf>,
+        stop_sources: bool,
+        waiter: Waiter,
+        ctx: &mut Context<Self>,
+    ) {
+        if self.stopped {
+            return fail_waiter(waiter, "checkpointing has stopped (the job attempt ended or a task finished)");
+        }
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
+        let dir = match kind {
+            CheckpointKind::Checkpoint => self.settings.job_dir(self.job).map(|d| d.join(format!("chk-{id}"))),
+            CheckpointKind::Savepoint => {
+                let Some(base) = savepoint_dir.or_else(|| self.settings.savepoint_dir.clone()) else {
+                    return fail_waiter(waiter, "no savepoint directory: give one or set state.savepoints.dir");
+                };
+                let base = checkpoint_storage::absolute(&base).unwrap_or(base);
+                let job = self.job.to_string();
+                Some(base.join(format!("savepoint-{}-{id}", &job[..job.len().min(6)])))
+            }
+        };
         self.stats.triggered.fetch_add(1, Ordering::Relaxed);
-        self.pending.insert(id, Pending { triggered_ms: riffle_api::time::now_ms(), acked: HashMap::new() });
+        let target = dir.as_ref().map(|d| d.display().to_string());
+        self.pending.insert(
+            id,
+            Pending {
+                kind,
+                triggered_ms: riffle_api::time::now_ms(),
+                dir,
+                acked: HashMap::new(),
+                sync_ms: 0,
+                async_ms: 0,
+                waiter,
+            },
+        );
         for (e, rid) in &self.sources {
             if let Some(te) = self.shared.task_executors.get(rid) {
-                te.do_send(TriggerCheckpoint { execution: *e, checkpoint_id: id, aligned: self.settings.aligned });
+                te.do_send(TriggerCheckpoint {
+                    execution: *e,
+                    checkpoint_id: id,
+                    aligned: self.settings.aligned,
+                    target: target.clone(),
+                    inline_threshold: self.settings.inline_threshold,
+                    stop_source: stop_sources,
+                });
             }
         }
         ctx.run_later(self.settings.timeout, move |act, _| {
@@ -175,11 +360,24 @@ impl CheckpointCoordinator {
     }
 
     fn abort(&mut self, id: u64, why: &str) {
-        if self.pending.remove(&id).is_some() {
+        if let Some(p) = self.pending.remove(&id) {
             tracing::warn!(job = %self.job, checkpoint = id, "checkpoint aborted: {why}");
-            self.stats.aborted.fetch_add(1, Ordering::Relaxed);
-            self.notify(id, false);
+            self.aborted(id, p.dir, p.waiter, why);
         }
+    }
+
+    /// Tells every subtask, deletes what was written, answers a waiting caller.
+    fn aborted(&mut self, id: u64, dir: Option<PathBuf>, waiter: Waiter, why: &str) {
+        self.stats.aborted.fetch_add(1, Ordering::Relaxed);
+        self.notify(id, false);
+        if let Some(dir) = dir {
+            actix::spawn(async move {
+                if let Err(e) = checkpoint_storage::delete_dir(&dir).await {
+                    tracing::warn!("cannot delete aborted checkpoint {}: {e}", dir.display());
+                }
+            });
+        }
+        fail_waiter(waiter, &format!("checkpoint {id} was aborted: {why}"));
     }
 
     fn complete(&mut self, id: u64, p: Pending, ctx: &mut Context<Self>) {
@@ -188,71 +386,89 @@ impl CheckpointCoordinator {
         for o in older {
             self.abort(o, "a newer checkpoint completed");
         }
-        let meta = CheckpointMetadata {
+        let mut subtasks: Vec<SubtaskState> = p.acked.into_values().collect();
+        subtasks.sort_by_key(|s| (s.vertex, s.subtask));
+        let meta = Arc::new(CheckpointMetadata {
             job_id: self.job.to_string(),
             checkpoint_id: id,
+            kind: p.kind,
             trigger_timestamp_ms: p.triggered_ms,
             completion_timestamp_ms: riffle_api::time::now_ms(),
-            subtasks: p
-                .acked
-                .into_iter()
-                .map(|(e, state)| SubtaskState { vertex: e.vertex, subtask: e.subtask, inline_state: state })
-                .collect(),
+            max_parallelism: self.max_parallelism,
+            vertices: self.vertices.clone(),
+            subtasks,
+        });
+        let timings = (p.sync_ms, p.async_ms);
+        let Some(dir) = p.dir.clone() else {
+            return self.completed(meta, None, p.waiter, timings);
         };
-        let meta = Arc::new(meta);
-        let Some(dir) = self.settings.dir.clone() else {
-            return self.completed(meta);
+        let retain = match p.kind {
+            CheckpointKind::Checkpoint => self.settings.job_dir(self.job).map(|d| (d, self.settings.retained)),
+            CheckpointKind::Savepoint => None,
         };
-        let retained = self.settings.retained;
-        let job = self.job.to_string();
-        // File I/O off the actor's thread.
         let m2 = meta.clone();
         self.writes_in_flight += 1;
-        let write = tokio::task::spawn_blocking(move || {
-            checkpoint_metadata::write(&dir, &m2)?;
-            checkpoint_metadata::retain(&dir, &job, retained)
-        });
-        write
-            .into_actor(self)
-            .map(move |r, act, ctx| {
-                act.writes_in_flight -= 1;
-                if act.stopped && act.writes_in_flight == 0 {
-                    ctx.stop();
-                }
-                act.written(id, meta, r)
-            })
-            .spawn(ctx);
-    }
-
-    fn written(
-        &mut self,
-        id: u64,
-        meta: Arc<CheckpointMetadata>,
-        r: Result<Result<Vec<u64>, checkpoint_metadata::MetadataError>, tokio::task::JoinError>,
-    ) {
-        match r {
-            Ok(Ok(_)) => self.completed(meta),
-            Ok(Err(e)) => {
-                tracing::warn!(job = %self.job, checkpoint = id, "cannot store checkpoint metadata: {e}");
-                self.stats.aborted.fetch_add(1, Ordering::Relaxed);
-                self.notify(id, false);
+        let waiter = p.waiter;
+        async move {
+            checkpoint_storage::write_metadata(&dir, &m2).await?;
+            if let Some((job_dir, n)) = retain {
+                checkpoint_storage::retain(&job_dir, id, n).await?;
             }
-            Err(e) => {
-                tracing::warn!(job = %self.job, checkpoint = id, "checkpoint writer failed: {e}");
-                self.stats.aborted.fetch_add(1, Ordering::Relaxed);
-                self.notify(id, false);
-            }
+            Ok::<_, riffle_state::checkpoint_metadata::MetadataError>(dir)
         }
+        .into_actor(self)
+        .map(move |r, act, ctx| {
+            act.writes_in_flight -= 1;
+            match r {
+                Ok(dir) => act.completed(meta, Some(dir), waiter, timings),
+                Err(e) => {
+                    tracing::warn!(job = %act.job, checkpoint = id, "cannot store checkpoint: {e}");
+                    let dir = act.settings.job_dir(act.job).map(|d| d.join(format!("chk-{id}")));
+                    let dir = if meta.kind == CheckpointKind::Checkpoint { dir } else { None };
+                    act.aborted(id, dir, waiter, &e.to_string());
+                }
+            }
+            if act.stopped && act.writes_in_flight == 0 {
+                ctx.stop();
+            }
+        })
+        .spawn(ctx);
     }
 
-    fn completed(&mut self, meta: Arc<CheckpointMetadata>) {
+    fn completed(&mut self, meta: Arc<CheckpointMetadata>, dir: Option<PathBuf>, waiter: Waiter, timings: (u64, u64)) {
         let id = meta.checkpoint_id;
-        self.on_complete.do_send(CheckpointCompleted(meta));
+        let duration = (meta.completion_timestamp_ms - meta.trigger_timestamp_ms).max(0) as u64;
+        self.on_complete.do_send(CheckpointCompleted { meta: meta.clone(), dir: dir.clone() });
         self.last_completion = Some(Instant::now());
         self.stats.completed.fetch_add(1, Ordering::Relaxed);
         self.stats.last_completed.fetch_max(id, Ordering::Relaxed);
-        tracing::debug!(job = %self.job, checkpoint = id, "checkpoint completed");
+        self.stats.last_duration_ms.store(duration, Ordering::Relaxed);
+        self.stats.last_size_bytes.store(meta.state_size(), Ordering::Relaxed);
+        self.stats.last_sync_ms.store(timings.0, Ordering::Relaxed);
+        self.stats.last_async_ms.store(timings.1, Ordering::Relaxed);
+        tracing::debug!(job = %self.job, checkpoint = id, duration_ms = duration, bytes = meta.state_size(), "checkpoint completed");
         self.notify(id, true);
+        match waiter {
+            Waiter::None => {}
+            Waiter::Savepoint(tx) => {
+                let _ = tx.send(dir.ok_or_else(|| "the savepoint has no directory".to_string()));
+            }
+            Waiter::Checkpoint(tx) => {
+                let _ = tx.send(Ok(id));
+            }
+        }
+    }
+}
+
+fn fail_waiter(w: Waiter, why: &str) {
+    match w {
+        Waiter::None => {}
+        Waiter::Savepoint(tx) => {
+            let _ = tx.send(Err(why.to_string()));
+        }
+        Waiter::Checkpoint(tx) => {
+            let _ = tx.send(Err(why.to_string()));
+        }
     }
 }
 
@@ -260,7 +476,9 @@ impl Actor for CheckpointCoordinator {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(self.settings.interval, |act, ctx| act.trigger(ctx));
+        if let Some(interval) = self.settings.interval {
+            ctx.run_interval(interval, |act, ctx| act.periodic(ctx));
+        }
     }
 }
 
@@ -268,13 +486,42 @@ impl Handler<AcknowledgeCheckpoint> for CheckpointCoordinator {
     type Result = ();
     fn handle(&mut self, msg: AcknowledgeCheckpoint, ctx: &mut Self::Context) {
         let id = msg.checkpoint_id;
-        let Some(p) = self.pending.get_mut(&id) else { return };
-        p.acked.insert(msg.execution, msg.state);
+        let Some(p) = self.pending.get_mut(&id) else {
+            // Late for an aborted checkpoint: its files went with the directory.
+            return;
+        };
+        p.sync_ms = p.sync_ms.max(msg.sync_ms);
+        p.async_ms = p.async_ms.max(msg.async_ms);
+        let e = msg.execution;
+        p.acked.insert(e, SubtaskState { vertex: e.vertex, subtask: e.subtask, state: msg.state, source: msg.source });
         if p.acked.len() >= self.tasks.len() {
             if let Some(p) = self.pending.remove(&id) {
                 self.complete(id, p, ctx);
             }
         }
+    }
+}
+
+impl Handler<DeclineCheckpoint> for CheckpointCoordinator {
+    type Result = ();
+    fn handle(&mut self, msg: DeclineCheckpoint, _: &mut Self::Context) {
+        let why =
+            format!("subtask {} of vertex {} declined: {}", msg.execution.subtask, msg.execution.vertex, msg.reason);
+        self.abort(msg.checkpoint_id, &why);
+    }
+}
+
+impl Handler<TriggerSavepoint> for CheckpointCoordinator {
+    type Result = ();
+    fn handle(&mut self, msg: TriggerSavepoint, ctx: &mut Self::Context) {
+        self.trigger(CheckpointKind::Savepoint, msg.target, msg.stop_sources, Waiter::Savepoint(msg.reply), ctx);
+    }
+}
+
+impl Handler<TriggerCheckpointNow> for CheckpointCoordinator {
+    type Result = ();
+    fn handle(&mut self, msg: TriggerCheckpointNow, ctx: &mut Self::Context) {
+        self.trigger(CheckpointKind::Checkpoint, None, false, Waiter::Checkpoint(msg.reply), ctx);
     }
 }
 
@@ -289,5 +536,34 @@ impl Handler<StopCheckpointing> for CheckpointCoordinator {
         if self.writes_in_flight == 0 {
             ctx.stop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_from_flink_keys() {
+        let mut c = Configuration::new();
+        let s = CheckpointSettings::from_config(&c).unwrap();
+        assert_eq!(s.interval, None);
+        assert_eq!(s.inline_threshold, 20 * 1024);
+        assert_eq!(s.retention, Retention::None);
+        c.set("execution.checkpointing.interval", "2s")
+            .set("state.storage.fs.memory-threshold", "1kb")
+            .set("execution.checkpointing.externalized-checkpoint-retention", "retain_on_cancellation");
+        let s = CheckpointSettings::from_config(&c).unwrap();
+        assert_eq!(s.interval, Some(Duration::from_secs(2)));
+        assert_eq!(s.inline_threshold, 1024);
+        assert_eq!(s.retention, Retention::RetainOnCancellation);
+        assert!(!s.retention.deletes_on_end(false));
+        assert!(Retention::DeleteOnCancellation.deletes_on_end(false));
+        assert!(!Retention::DeleteOnCancellation.deletes_on_end(true));
+        c.set("state.storage.fs.memory-threshold", "lots");
+        assert!(CheckpointSettings::from_config(&c).is_err());
+        c.set("state.storage.fs.memory-threshold", "0");
+        c.set("execution.checkpointing.externalized-checkpoint-retention", "KEEP");
+        assert!(CheckpointSettings::from_config(&c).is_err());
     }
 }

@@ -5,7 +5,9 @@
 
 use actix::Message;
 use riffle_api::TaskError;
+use riffle_state::checkpoint_metadata::StateHandle;
 use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
 
 use crate::ids::{AllocationId, ExecutionId, JobId, ResourceId};
 
@@ -136,8 +138,30 @@ pub struct DeployTask {
     pub execution: ExecutionId,
     /// In which slot.
     pub slot_index: u32,
-    /// The state to start from: this subtask's part of the latest completed checkpoint.
-    pub restore: Option<Vec<u8>>,
+    /// The state to start from: its part of the checkpoint or savepoint the job resumes from.
+    pub restore: Option<TaskRestore>,
+}
+
+/// Where a subtask's state of a checkpoint is, resolved to something the subtask can read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RestoreState {
+    /// The encoded state itself.
+    Inline(ByteBuf),
+    /// A state file (absolute path).
+    File(String),
+}
+
+/// What a subtask restores: the state of the former subtask(s) whose key groups it owns
+/// (one at the same parallelism, several after rescaling), and its reader's position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRestore {
+    /// The checkpoint restored from.
+    pub checkpoint_id: u64,
+    /// Former subtasks' operator state.
+    pub states: Vec<RestoreState>,
+    /// The source reader's encoded position (same parallelism only: after rescaling the
+    /// split enumerator hands the unfinished splits out again).
+    pub source: Option<ByteBuf>,
 }
 
 /// JobMaster → TaskExecutor: stop a subtask.
@@ -208,6 +232,13 @@ pub struct TriggerCheckpoint {
     pub checkpoint_id: u64,
     /// Exactly-once (aligned barriers) or at-least-once.
     pub aligned: bool,
+    /// The checkpoint's directory (absolute) for state files; none: state stays inline.
+    pub target: Option<String>,
+    /// State below this many bytes is inlined in the metadata.
+    pub inline_threshold: usize,
+    /// Stop-with-savepoint: emit nothing after the barrier; end the input once the
+    /// checkpoint completed (resume if it is aborted).
+    pub stop_source: bool,
 }
 
 /// CheckpointCoordinator → TaskExecutor → subtask: checkpoint `id` completed (or was aborted).
@@ -230,8 +261,27 @@ pub struct AcknowledgeCheckpoint {
     pub execution: ExecutionId,
     /// The checkpoint.
     pub checkpoint_id: u64,
-    /// The subtask's snapshot (an encoded `riffle_api::snapshot::SubtaskSnapshot`).
-    pub state: Vec<u8>,
+    /// Where the subtask's snapshot (an encoded `riffle_api::snapshot::SubtaskSnapshot`) is.
+    pub state: StateHandle,
+    /// The source reader's encoded position (source subtasks).
+    pub source: Option<ByteBuf>,
+    /// Milliseconds of the synchronous part (the copy) and of the asynchronous part (encoding
+    /// and writing).
+    pub sync_ms: u64,
+    /// See `sync_ms`.
+    pub async_ms: u64,
+}
+
+/// Subtask → JobMaster (→ CheckpointCoordinator): I cannot take checkpoint `id`; abort it.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
+pub struct DeclineCheckpoint {
+    /// Which execution.
+    pub execution: ExecutionId,
+    /// The checkpoint.
+    pub checkpoint_id: u64,
+    /// Why.
+    pub reason: String,
 }
 
 #[cfg(test)]
@@ -252,9 +302,14 @@ mod tests {
         assert_eq!(round_trip(&RequestSlots { job_id: JobId(9), count: 2, timeout_ms: 5 }).count, 2);
         let a = SlotAssignment { resource_id: r.clone(), slot_index: 1, allocation_id: AllocationId(3) };
         assert_eq!(round_trip(&a), a);
+        let restore = TaskRestore {
+            checkpoint_id: 4,
+            states: vec![RestoreState::Inline(ByteBuf::from(vec![9])), RestoreState::File("/c/0-1.state".into())],
+            source: None,
+        };
         assert_eq!(
-            round_trip(&DeployTask { execution: e, slot_index: 1, restore: Some(vec![9]) }).restore,
-            Some(vec![9])
+            round_trip(&DeployTask { execution: e, slot_index: 1, restore: Some(restore.clone()) }).restore,
+            Some(restore)
         );
         assert_eq!(round_trip(&CancelTask { execution: e }).execution, e);
         let failed = TaskState::Failed(riffle_api::TaskError::msg("map", "boom"));

@@ -4,7 +4,7 @@
 
 use std::task::{Context, Poll};
 
-use riffle_api::Element;
+use riffle_api::{CheckpointBarrier, Element};
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::mpsc::Receiver;
 
@@ -33,8 +33,7 @@ pub struct InputGate {
 /// A checkpoint barrier being aligned across the gate's channels.
 #[derive(Debug)]
 struct Alignment {
-    id: u64,
-    aligned: bool,
+    barrier: CheckpointBarrier,
     seen: Vec<bool>,
 }
 
@@ -121,18 +120,18 @@ impl InputGate {
     /// Records checkpoint barrier `id` from channel `ch`. With `aligned`, the channel is held
     /// back until every channel delivered the barrier (exactly-once); without, nothing is
     /// held back (at-least-once). A newer barrier abandons an unfinished older alignment.
-    pub fn on_barrier(&mut self, ch: usize, id: u64, aligned: bool) {
+    pub fn on_barrier(&mut self, ch: usize, barrier: CheckpointBarrier) {
         match &self.alignment {
-            Some(a) if a.id > id => return,
-            Some(a) if a.id == id => {}
+            Some(a) if a.barrier.id > barrier.id => return,
+            Some(a) if a.barrier.id == barrier.id => {}
             _ => {
                 self.blocked.iter_mut().for_each(|b| *b = false);
-                self.alignment = Some(Alignment { id, aligned, seen: vec![false; self.rxs.len()] });
+                self.alignment = Some(Alignment { barrier, seen: vec![false; self.rxs.len()] });
             }
         }
         if let Some(a) = &mut self.alignment {
             a.seen[ch] = true;
-            if a.aligned {
+            if a.barrier.aligned {
                 self.blocked[ch] = true;
             }
         }
@@ -140,15 +139,14 @@ impl InputGate {
 
     /// The checkpoint whose barrier every live channel has delivered, if any: the subtask
     /// then snapshots and forwards the barrier. Ends the alignment (releases the channels).
-    pub fn take_completed_barrier(&mut self) -> Option<(u64, bool)> {
+    pub fn take_completed_barrier(&mut self) -> Option<CheckpointBarrier> {
         let a = self.alignment.as_ref()?;
         if !(0..a.seen.len()).all(|i| a.seen[i] || self.ended[i]) {
             return None;
         }
-        let done = (a.id, a.aligned);
-        self.alignment = None;
+        let done = self.alignment.take().map(|a| a.barrier);
         self.blocked.iter_mut().for_each(|b| *b = false);
-        Some(done)
+        done
     }
 
     /// Whether channel `ch` is held back by an alignment.
@@ -229,6 +227,10 @@ mod tests {
     use super::*;
     use tokio::sync::mpsc::channel;
 
+    fn barrier(id: u64, aligned: bool) -> CheckpointBarrier {
+        CheckpointBarrier { id, aligned, target: None, inline_threshold: 0 }
+    }
+
     fn gate(n: usize) -> InputGate {
         let rxs = (0..n).map(|_| channel::<Element>(1).1).collect();
         InputGate::new(rxs, vec![0; n], 1)
@@ -260,24 +262,24 @@ mod tests {
         for tx in &txs {
             tx.send(Element::Watermark(1)).await.unwrap();
         }
-        txs[0].send(Element::Barrier { id: 7, aligned: true }).await.unwrap();
+        txs[0].send(Element::Barrier(barrier(7, true))).await.unwrap();
         txs[0].send(Element::Watermark(99)).await.unwrap(); // after the barrier: must wait
         let mut got = Vec::new();
         while let Some((ch, Some(e))) = g.try_next() {
-            if let Element::Barrier { id, aligned } = e {
-                g.on_barrier(ch, id, aligned);
+            if let Element::Barrier(b) = e {
+                g.on_barrier(ch, b);
             }
             got.push(ch);
         }
         assert!(g.is_blocked(0));
         assert_eq!(got.iter().filter(|&&c| c == 0).count(), 2, "channel 0 stops after its barrier");
         assert_eq!(g.take_completed_barrier(), None);
-        txs[1].send(Element::Barrier { id: 7, aligned: true }).await.unwrap();
+        txs[1].send(Element::Barrier(barrier(7, true))).await.unwrap();
         drop(txs[2].clone());
         let mut ev = Vec::new();
         while let Some((ch, Some(e))) = g.try_next() {
             match e {
-                Element::Barrier { id, aligned } => g.on_barrier(ch, id, aligned),
+                Element::Barrier(b) => g.on_barrier(ch, b),
                 Element::EndOfPartition => {
                     g.on_end(ch, &mut ev);
                 }
@@ -291,7 +293,7 @@ mod tests {
                 g.on_end(ch, &mut ev);
             }
         }
-        assert_eq!(g.take_completed_barrier(), Some((7, true)), "an ended channel counts as aligned");
+        assert_eq!(g.take_completed_barrier(), Some(barrier(7, true)), "an ended channel counts as aligned");
         assert!(!g.is_blocked(0));
         assert!(matches!(g.try_next(), Some((0, Some(Element::Watermark(99))))));
     }
@@ -300,14 +302,14 @@ mod tests {
     fn unaligned_mode_holds_nothing_back_and_newer_barriers_win() {
         let rxs = (0..2).map(|_| channel::<Element>(1).1).collect();
         let mut g = InputGate::new(rxs, vec![0; 2], 1);
-        g.on_barrier(0, 1, false);
+        g.on_barrier(0, barrier(1, false));
         assert!(!g.is_blocked(0));
-        g.on_barrier(0, 2, true);
+        g.on_barrier(0, barrier(2, true));
         assert!(g.is_blocked(0));
-        g.on_barrier(1, 1, true); // stale
+        g.on_barrier(1, barrier(1, true)); // stale
         assert!(!g.is_blocked(1));
-        g.on_barrier(1, 2, true);
-        assert_eq!(g.take_completed_barrier(), Some((2, true)));
+        g.on_barrier(1, barrier(2, true));
+        assert_eq!(g.take_completed_barrier(), Some(barrier(2, true)));
     }
 
     #[test]

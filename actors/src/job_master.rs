@@ -13,21 +13,22 @@ use riffle_api::JobGraph;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint_coordinator::{
-    CheckpointCompleted, CheckpointCoordinator, CheckpointSettings, StopCheckpointing,
+    CheckpointCompleted, CheckpointCoordinator, CheckpointSettings, CoordinatorTasks, StopCheckpointing,
+    TriggerCheckpointNow, TriggerSavepoint,
 };
 use crate::exception_history::ExceptionEntry;
 use crate::gateway::{
-    AcknowledgeCheckpoint, CancelTask, DeployTask, ReleaseSlots, RequestSlots, SlotAssignment, SplitRequest,
-    SplitResponse, TaskState, TaskStateUpdate,
+    AcknowledgeCheckpoint, CancelTask, DeclineCheckpoint, DeployTask, ReleaseSlots, RequestSlots, SlotAssignment,
+    SplitRequest, SplitResponse, TaskState, TaskStateUpdate,
 };
 use crate::ids::{ExecutionId, JobId};
 use crate::job_status::{transition, JobEvent, JobStatus};
 use crate::registry::RuntimeShared;
 use crate::restart_strategy::{RestartStrategy, RestartTracker};
+use crate::restore_plan::{plan, RestorePlan, RestorePoint, VertexShape};
 use crate::source_coordinator::SourceCoordinator;
 use crate::supervision::{catch_panic, ChildExited, ExitReason};
-use riffle_api::snapshot::SubtaskSnapshot;
-use riffle_state::checkpoint_metadata::CheckpointMetadata;
+use riffle_state::checkpoint_metadata::VertexInfo;
 
 /// How a job ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +59,33 @@ pub struct JobStatusChanged {
     /// The new status.
     pub status: JobStatus,
 }
+
+/// What happens to a job after a savepoint of it completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AfterSavepoint {
+    /// Nothing: the job runs on.
+    Continue,
+    /// Cancel-with-savepoint: the job is cancelled.
+    Cancel,
+    /// Stop-with-savepoint: the sources stop right after the savepoint barrier and, once the
+    /// savepoint completed, end their input; the job drains and ends FINISHED.
+    Stop,
+}
+
+/// Takes a savepoint of a running job; answers with its directory.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<std::path::PathBuf, String>")]
+pub struct SavepointRequest {
+    /// Where the `savepoint-…` directory goes (else `state.savepoints.dir`).
+    pub target: Option<std::path::PathBuf>,
+    /// What happens to the job afterwards.
+    pub then: AfterSavepoint,
+}
+
+/// Triggers a checkpoint now; answers with its id once it completed.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<u64, String>")]
+pub struct CheckpointRequest;
 
 /// Cancels the job.
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
@@ -128,7 +156,13 @@ pub struct JobMaster {
     checkpointing: Option<CheckpointSettings>,
     coordinator: Option<Addr<CheckpointCoordinator>>,
     checkpoint_ids: Arc<AtomicU64>,
-    latest_checkpoint: Option<Arc<CheckpointMetadata>>,
+    /// What a (re)start resumes from: the latest completed checkpoint, or the savepoint the
+    /// job was submitted with.
+    restore_point: Option<RestorePoint>,
+    restore_plan: Option<RestorePlan>,
+    allow_non_restored: bool,
+    /// A stop-with-savepoint or cancel-with-savepoint in progress.
+    after_savepoint: Option<AfterSavepoint>,
     started: Instant,
     dispatcher: Recipient<JobTerminated>,
     status_listener: Recipient<JobStatusChanged>,
@@ -164,7 +198,10 @@ impl JobMaster {
             checkpointing: None,
             coordinator: None,
             checkpoint_ids: Arc::new(AtomicU64::new(1)),
-            latest_checkpoint: None,
+            restore_point: None,
+            restore_plan: None,
+            allow_non_restored: false,
+            after_savepoint: None,
             started: Instant::now(),
             dispatcher,
             status_listener,
@@ -248,11 +285,16 @@ impl JobMaster {
             }
             tasks.push((e, a.resource_id.clone()));
         }
+        let tasks = CoordinatorTasks {
+            sources,
+            tasks,
+            vertices: self.vertex_infos(),
+            max_parallelism: self.graph.max_parallelism,
+        };
         let c = CheckpointCoordinator::new(
             self.job,
             settings,
             self.shared.clone(),
-            sources,
             tasks,
             self.checkpoint_ids.clone(),
             ctx.address().recipient(),
@@ -315,24 +357,45 @@ impl JobMaster {
         self.deploy(assignments, ctx);
     }
 
-    /// Subtask (v, s)'s part of the latest completed checkpoint.
-    fn restore_for(&self, v: u32, s: u32) -> Option<Vec<u8>> {
-        let cp = self.latest_checkpoint.as_ref()?;
-        cp.subtasks.iter().find(|t| t.vertex == v && t.subtask == s).map(|t| t.inline_state.clone())
+    /// The job's vertices as checkpoint metadata records them.
+    fn vertex_infos(&self) -> Vec<VertexInfo> {
+        self.vertex_shapes()
+            .into_iter()
+            .map(|v| VertexInfo { id: v.id, parallelism: v.parallelism, operators: v.operators })
+            .collect()
     }
 
-    /// The ids of the splits that readers of source vertex `v` held or finished at the latest
-    /// completed checkpoint: the restored enumerator must not hand them out again.
-    fn consumed_splits(&self, v: u32) -> Vec<String> {
-        let Some(cp) = &self.latest_checkpoint else { return Vec::new() };
-        let mut ids = Vec::new();
-        for t in cp.subtasks.iter().filter(|t| t.vertex == v) {
-            if let Ok(SubtaskSnapshot { source: Some(src), .. }) = SubtaskSnapshot::decode(&t.inline_state) {
-                ids.extend(src.unfinished_ids);
-                ids.extend(src.finished);
-            }
-        }
-        ids
+    fn vertex_shapes(&self) -> Vec<VertexShape> {
+        self.graph
+            .vertices()
+            .iter()
+            .map(|v| VertexShape {
+                id: v.id as u32,
+                parallelism: v.parallelism,
+                operators: v
+                    .nodes
+                    .iter()
+                    .map(|n| (*n as u32, self.graph.operator_name(*n).unwrap_or("").to_string()))
+                    .collect(),
+                is_source: v.is_source,
+            })
+            .collect()
+    }
+
+    /// Makes `point` what the next (re)start resumes from.
+    fn set_restore_point(&mut self, point: RestorePoint) -> Result<(), String> {
+        let p = plan(&point, &self.vertex_shapes(), self.graph.max_parallelism, self.allow_non_restored)
+            .map_err(|e| e.to_string())?;
+        // Checkpoint ids continue after the restored one, as in Flink.
+        self.checkpoint_ids.fetch_max(point.meta.checkpoint_id + 1, std::sync::atomic::Ordering::Relaxed);
+        self.restore_point = Some(point);
+        self.restore_plan = Some(p);
+        Ok(())
+    }
+
+    /// Subtask (v, s)'s part of the checkpoint the job resumes from.
+    fn restore_for(&self, v: u32, s: u32) -> Option<crate::gateway::TaskRestore> {
+        self.restore_plan.as_ref()?.tasks.get(&(v, s)).cloned()
     }
 
     fn start_coordinators(&mut self) -> Result<(), String> {
@@ -342,9 +405,12 @@ impl JobMaster {
                 let name = v.nodes.first().and_then(|n| self.graph.operator_name(*n)).unwrap_or(&v.name).to_string();
                 match catch_panic(|| src.create_enumerator(v.parallelism)) {
                     Ok(Ok(mut e)) => {
-                        let consumed = self.consumed_splits(v.id as u32);
-                        if !consumed.is_empty() {
-                            e.restore(&consumed);
+                        if let Some(r) = self.restore_plan.as_ref().and_then(|p| p.enumerators.get(&(v.id as u32))) {
+                            e.restore(&r.consumed);
+                            if !r.splits_back.is_empty() {
+                                e.add_splits_back(r.splits_back.clone(), 0)
+                                    .map_err(|why| format!("source '{name}' cannot take its splits back: {why}"))?;
+                            }
                         }
                         self.coordinators.insert(v.id as u32, SourceCoordinator::new(e).start());
                     }
@@ -401,6 +467,7 @@ impl JobMaster {
             duration: self.started.elapsed(),
         };
         tracing::info!(job = %self.job, status = %self.status, "job ended");
+        self.clean_up_checkpoints();
         self.dispatcher.do_send(JobTerminated(result));
         ctx.stop();
     }
@@ -490,26 +557,11 @@ impl JobMaster {
         self.finish_if_done(ctx);
     }
 
-    fn parallelism(&self, vertex: u32) -> u32 {
-        self.graph.vertices().get(vertex as usize).map(|v| v.parallelism).unwrap_or(0)
-    }
-}
-
-impl Actor for JobMaster {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        self.shared.job_masters.insert(self.job, ctx.address());
-        self.apply(JobEvent::Schedule);
-        let mut conf = self.shared.config.clone();
-        conf.merge(&self.graph.config);
-        match RestartStrategy::from_config(&conf) {
-            Ok(strategy) => self.tracker = RestartTracker::new(strategy),
-            Err(e) => return self.fail(e.to_string(), ctx),
-        }
-        match CheckpointSettings::from_config(&conf) {
-            Ok(c) => self.checkpointing = c,
-            Err(e) => return self.fail(e.to_string(), ctx),
+    /// Starts the split enumerators and asks for slots; deploying follows.
+    fn schedule(&mut self, ctx: &mut Context<Self>) {
+        if self.status != JobStatus::Running {
+            // Cancelled while the savepoint was loading.
+            return self.finalize(JobEvent::AllStopped, ctx);
         }
         if let Err(why) = self.start_coordinators() {
             return self.fail(why, ctx);
@@ -531,6 +583,70 @@ impl Actor for JobMaster {
                     Err(e) => act.fail(format!("resource manager unreachable: {e}"), ctx),
                 }
                 fut::ready(())
+            })
+            .spawn(ctx);
+    }
+
+    /// Deletes the job's checkpoints when it ends, unless they are retained
+    /// (`execution.checkpointing.externalized-checkpoint-retention`).
+    fn clean_up_checkpoints(&self) {
+        let Some(settings) = &self.checkpointing else { return };
+        let failed = self.status == JobStatus::Failed;
+        if !settings.retention.deletes_on_end(failed) {
+            return;
+        }
+        if let Some(dir) = settings.job_dir(self.job) {
+            actix::spawn(async move {
+                if let Err(e) = crate::checkpoint_storage::delete_dir(&dir).await {
+                    tracing::warn!("cannot delete the checkpoints of an ended job: {e}");
+                }
+            });
+        }
+    }
+
+    fn parallelism(&self, vertex: u32) -> u32 {
+        self.graph.vertices().get(vertex as usize).map(|v| v.parallelism).unwrap_or(0)
+    }
+}
+
+impl Actor for JobMaster {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.shared.job_masters.insert(self.job, ctx.address());
+        self.apply(JobEvent::Schedule);
+        let mut conf = self.shared.config.clone();
+        conf.merge(&self.graph.config);
+        match RestartStrategy::from_config(&conf) {
+            Ok(strategy) => self.tracker = RestartTracker::new(strategy),
+            Err(e) => return self.fail(e.to_string(), ctx),
+        }
+        match CheckpointSettings::from_config(&conf) {
+            Ok(c) => self.checkpointing = Some(c),
+            Err(e) => return self.fail(e.to_string(), ctx),
+        }
+        match conf.get("execution.savepoint.ignore-unclaimed-state", false) {
+            Ok(b) => self.allow_non_restored = b,
+            Err(e) => return self.fail(e.to_string(), ctx),
+        }
+        let Some(path) = conf.get_str("execution.savepoint.path").map(std::path::PathBuf::from) else {
+            return self.schedule(ctx);
+        };
+        async move { crate::restore_plan::load(&path).await }
+            .into_actor(self)
+            .map(|r, act, ctx| {
+                let r = r.and_then(|point| {
+                    let id = point.meta.checkpoint_id;
+                    act.set_restore_point(point)?;
+                    Ok(id)
+                });
+                match r {
+                    Ok(id) => {
+                        tracing::info!(job = %act.job, checkpoint = id, "restoring from a savepoint/checkpoint");
+                        act.schedule(ctx)
+                    }
+                    Err(e) => act.fail(e, ctx),
+                }
             })
             .spawn(ctx);
     }
@@ -560,9 +676,22 @@ impl Handler<TaskStateUpdate> for JobMaster {
 impl Handler<CheckpointCompleted> for JobMaster {
     type Result = ();
     fn handle(&mut self, msg: CheckpointCompleted, _: &mut Self::Context) {
-        let newer = self.latest_checkpoint.as_ref().is_none_or(|c| c.checkpoint_id < msg.0.checkpoint_id);
+        let newer = self.restore_point.as_ref().is_none_or(|c| c.meta.checkpoint_id < msg.meta.checkpoint_id);
         if newer {
-            self.latest_checkpoint = Some(msg.0);
+            if let Err(e) = self.set_restore_point(RestorePoint { meta: msg.meta, dir: msg.dir }) {
+                tracing::warn!(job = %self.job, "a completed checkpoint cannot be restored: {e}");
+            }
+        }
+    }
+}
+
+impl Handler<DeclineCheckpoint> for JobMaster {
+    type Result = ();
+    fn handle(&mut self, msg: DeclineCheckpoint, _: &mut Self::Context) {
+        if msg.execution.attempt == self.attempt {
+            if let Some(c) = &self.coordinator {
+                c.do_send(msg);
+            }
         }
     }
 }
@@ -603,5 +732,49 @@ impl Handler<SplitRequest> for JobMaster {
                 None => Err(format!("vertex {} has no source coordinator", msg.execution.vertex)),
             }
         })
+    }
+}
+
+impl Handler<SavepointRequest> for JobMaster {
+    type Result = ResponseActFuture<Self, Result<std::path::PathBuf, String>>;
+    fn handle(&mut self, msg: SavepointRequest, _: &mut Self::Context) -> Self::Result {
+        let refuse = |why: &str| -> Self::Result { Box::pin(fut::ready(Err(why.to_string()))) };
+        let Some(c) = self.coordinator.clone() else {
+            return refuse("the job is not running: a savepoint needs every task running");
+        };
+        if self.after_savepoint.is_some() {
+            return refuse("a stop or cancel with savepoint is already in progress");
+        }
+        if msg.then != AfterSavepoint::Continue {
+            self.after_savepoint = Some(msg.then);
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        c.do_send(TriggerSavepoint { target: msg.target, stop_sources: msg.then == AfterSavepoint::Stop, reply: tx });
+        Box::pin(
+            async move { rx.await.unwrap_or_else(|_| Err("the checkpoint coordinator stopped".to_string())) }
+                .into_actor(self)
+                .map(|r, act, ctx| {
+                    let then = act.after_savepoint.take();
+                    if r.is_ok() && then == Some(AfterSavepoint::Cancel) && !act.done {
+                        act.apply(JobEvent::Cancel);
+                        act.cancel_all(ctx);
+                    }
+                    r
+                }),
+        )
+    }
+}
+
+impl Handler<CheckpointRequest> for JobMaster {
+    type Result = ResponseFuture<Result<u64, String>>;
+    fn handle(&mut self, _: CheckpointRequest, _: &mut Self::Context) -> Self::Result {
+        let Some(c) = self.coordinator.clone() else {
+            return Box::pin(async {
+                Err("the job is not running: a checkpoint needs every task running".to_string())
+            });
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        c.do_send(TriggerCheckpointNow { reply: tx });
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err("the checkpoint coordinator stopped".to_string())) })
     }
 }

@@ -14,6 +14,7 @@
 //! type-erased vertex interface; it never sees a record type.
 
 pub mod checkpoint_coordinator;
+pub mod checkpoint_storage;
 pub mod dispatcher;
 pub mod exception_history;
 pub mod exchange;
@@ -26,8 +27,10 @@ pub mod job_status;
 pub mod registry;
 pub mod resource_manager;
 pub mod restart_strategy;
+pub mod restore_plan;
 pub mod slot;
 pub mod slot_manager;
+pub mod snapshot_writer;
 pub mod source_coordinator;
 pub mod subtask;
 pub mod supervision;

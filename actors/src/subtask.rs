@@ -16,18 +16,20 @@ use riffle_api::head::VertexHead;
 use riffle_api::link::OperatorMarker;
 use riffle_api::metrics::JobCounters;
 use riffle_api::partition::{FlushRegistry, SharedOutbox};
-use riffle_api::snapshot::{OperatorRestore, OperatorSnapshots, SubtaskSnapshot};
+use riffle_api::snapshot::{OperatorRestore, OperatorSnapshots, PendingSnapshot, SourceSnapshot, SubtaskSnapshot};
 use riffle_api::source::{ReadStatus, SourceHead};
-use riffle_api::{Element, HeadKind, JobGraph, TaskEnv, TaskError};
+use riffle_api::{CheckpointBarrier, Element, HeadKind, JobGraph, TaskEnv, TaskError};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::Sender;
 use tokio::sync::{mpsc, watch};
 
+use crate::checkpoint_storage;
 use crate::exchange::ChannelId;
-use crate::gateway::{AcknowledgeCheckpoint, SplitRequest, TaskState};
+use crate::gateway::{RestoreState, SplitRequest, TaskRestore, TaskState};
 use crate::ids::ExecutionId;
 use crate::input_gate::{GateEvent, InputGate};
 use crate::registry::RuntimeShared;
+use crate::snapshot_writer::{InFlightSnapshots, SnapshotWriter};
 use crate::supervision::panic_message;
 
 /// Everything a subtask needs to run.
@@ -44,8 +46,8 @@ pub struct SubtaskSpec {
     pub channel_capacity: usize,
     /// Flush partially filled batches after this long (Flink's buffer timeout).
     pub buffer_timeout_ms: i64,
-    /// The subtask's state from the latest completed checkpoint, if the job restarts from one.
-    pub restore: Option<Vec<u8>>,
+    /// The subtask's state from the checkpoint or savepoint the job resumes from, if any.
+    pub restore: Option<TaskRestore>,
 }
 
 /// How a run ended, when not normally.
@@ -76,10 +78,10 @@ pub struct SubtaskExited {
 pub enum SubtaskControl {
     /// (Sources) start checkpoint `id`: emit its barrier.
     TriggerCheckpoint {
-        /// The checkpoint.
-        id: u64,
-        /// Exactly-once alignment downstream.
-        aligned: bool,
+        /// The checkpoint's barrier.
+        barrier: CheckpointBarrier,
+        /// Stop-with-savepoint: emit nothing after the barrier; end once it completed.
+        stop_source: bool,
     },
     /// Checkpoint `id` completed or was aborted.
     CheckpointDone {
@@ -195,8 +197,10 @@ async fn run(
         batch_size: spec.batch_size,
     };
     let mut instance = graph.instantiate(e.vertex as usize, e.subtask, &env)?;
-    if let Some(bytes) = &spec.restore {
-        restore_head(&mut instance.head, bytes, graph.max_parallelism)?;
+    if let Some(r) = &spec.restore {
+        let parallelism = graph.vertices().get(e.vertex as usize).map(|v| v.parallelism).unwrap_or(1);
+        let range = riffle_state::key_group_range_for_subtask(graph.max_parallelism, parallelism, e.subtask);
+        restore_head(&mut instance.head, r, range, graph.max_parallelism).await?;
     }
     let mut senders = Vec::with_capacity(instance.output_channels.len());
     for key in &instance.output_channels {
@@ -219,6 +223,9 @@ async fn run(
         execution: e,
         shared: spec.shared.clone(),
         max_parallelism: graph.max_parallelism,
+        snapshots: InFlightSnapshots::default(),
+        stop_after: None,
+        stop_now: false,
     };
     match instance.head {
         HeadKind::Source(head) => run_source(&spec, head, &mut out, &mut cancel, counters).await,
@@ -252,6 +259,11 @@ struct Outputs {
     execution: ExecutionId,
     shared: Arc<RuntimeShared>,
     max_parallelism: u32,
+    snapshots: InFlightSnapshots,
+    /// Stop-with-savepoint: the source emits nothing until this checkpoint is done.
+    stop_after: Option<u64>,
+    /// Stop-with-savepoint completed: the source ends its input.
+    stop_now: bool,
 }
 
 impl Outputs {
@@ -327,28 +339,30 @@ impl Outputs {
         Ok(())
     }
 
-    /// Checkpoint `id` reached this subtask's consistent point: everything before it is
-    /// processed. Snapshots the chain, sends the barrier after every record produced so far on
-    /// every output channel, and acknowledges with the snapshot.
+    /// A checkpoint reached this subtask's consistent point: everything before it is
+    /// processed. Takes the synchronous part of the snapshot (a copy), sends the barrier after
+    /// every record produced so far on every output channel, and leaves encoding, writing and
+    /// acknowledging to a child task while processing goes on.
     async fn checkpoint(
         &mut self,
-        id: u64,
-        aligned: bool,
+        barrier: CheckpointBarrier,
         head: &mut dyn Checkpointable,
         cancel: &mut watch::Receiver<bool>,
     ) -> Result<(), Stop> {
-        let state = head.take_snapshot(self.max_parallelism)?;
+        let started = std::time::Instant::now();
+        let (pending, source) = head.take_snapshot(self.max_parallelism, barrier.id)?;
+        let sync_ms = started.elapsed().as_millis() as u64;
         self.env.flush.flush_all();
         {
             let mut ob = self.env.outbox.borrow_mut();
             for ch in 0..self.senders.len() {
-                ob.queue.push_back((ch, Element::Barrier { id, aligned }));
+                ob.queue.push_back((ch, Element::Barrier(barrier.clone())));
             }
         }
         self.drain(cancel).await?;
-        if let Some(jm) = self.shared.job_masters.get(&self.execution.job) {
-            jm.do_send(AcknowledgeCheckpoint { execution: self.execution, checkpoint_id: id, state });
-        }
+        let task = self.snapshots.start(barrier.id);
+        let writer = SnapshotWriter { execution: self.execution, shared: self.shared.clone(), barrier, task, sync_ms };
+        actix::spawn(writer.run(pending, source));
         Ok(())
     }
 
@@ -371,8 +385,22 @@ impl Outputs {
         cancel: &mut watch::Receiver<bool>,
     ) -> Result<(), Stop> {
         match c {
-            SubtaskControl::TriggerCheckpoint { id, aligned } => self.checkpoint(id, aligned, head, cancel).await,
+            SubtaskControl::TriggerCheckpoint { barrier, stop_source } => {
+                if stop_source {
+                    self.stop_after = Some(barrier.id);
+                }
+                self.checkpoint(barrier, head, cancel).await
+            }
             SubtaskControl::CheckpointDone { id, completed } => {
+                if self.stop_after == Some(id) {
+                    self.stop_after = None;
+                    self.stop_now = completed;
+                }
+                if completed {
+                    self.snapshots.completed(id);
+                } else {
+                    self.snapshots.abort(id);
+                }
                 head.notify(id, completed)?;
                 self.drain(cancel).await
             }
@@ -382,15 +410,23 @@ impl Outputs {
 
 /// The two kinds of subtask heads, as far as checkpoints are concerned.
 trait Checkpointable {
-    fn take_snapshot(&mut self, max_parallelism: u32) -> Result<Vec<u8>, TaskError>;
+    fn take_snapshot(
+        &mut self,
+        max_parallelism: u32,
+        id: u64,
+    ) -> Result<(PendingSnapshot, Option<SourceSnapshot>), TaskError>;
     fn notify(&mut self, id: u64, completed: bool) -> Result<(), TaskError>;
 }
 
 impl Checkpointable for Box<dyn SourceHead> {
-    fn take_snapshot(&mut self, max_parallelism: u32) -> Result<Vec<u8>, TaskError> {
-        let mut ops = OperatorSnapshots::new(max_parallelism);
+    fn take_snapshot(
+        &mut self,
+        max_parallelism: u32,
+        id: u64,
+    ) -> Result<(PendingSnapshot, Option<SourceSnapshot>), TaskError> {
+        let mut ops = OperatorSnapshots::new(max_parallelism, id);
         let source = self.snapshot(&mut ops)?;
-        SubtaskSnapshot { source: Some(source), operators: ops.entries }.encode()
+        Ok((ops.finish(None), Some(source)))
     }
     fn notify(&mut self, id: u64, completed: bool) -> Result<(), TaskError> {
         self.notify_checkpoint(id, completed)
@@ -398,24 +434,55 @@ impl Checkpointable for Box<dyn SourceHead> {
 }
 
 impl Checkpointable for Box<dyn VertexHead> {
-    fn take_snapshot(&mut self, max_parallelism: u32) -> Result<Vec<u8>, TaskError> {
-        let mut ops = OperatorSnapshots::new(max_parallelism);
+    fn take_snapshot(
+        &mut self,
+        max_parallelism: u32,
+        id: u64,
+    ) -> Result<(PendingSnapshot, Option<SourceSnapshot>), TaskError> {
+        let mut ops = OperatorSnapshots::new(max_parallelism, id);
         self.snapshot(&mut ops)?;
-        SubtaskSnapshot { source: None, operators: ops.entries }.encode()
+        Ok((ops.finish(None), None))
     }
     fn notify(&mut self, id: u64, completed: bool) -> Result<(), TaskError> {
         self.notify_checkpoint(id, completed)
     }
 }
 
-/// Restores a freshly built head from its former snapshot (same parallelism: the subtask owns
-/// the same key groups as before).
-fn restore_head(head: &mut HeadKind, bytes: &[u8], max_parallelism: u32) -> Result<(), TaskError> {
-    let snap = SubtaskSnapshot::decode(bytes)?;
-    let all = riffle_state::KeyGroupRange { start: 0, end: max_parallelism.saturating_sub(1) };
-    let from = OperatorRestore::new(all, max_parallelism, std::slice::from_ref(&snap));
+/// Restores a freshly built head from its part of a checkpoint: the former subtasks' operator
+/// state (filtered to the key groups this subtask owns) and its reader's position.
+async fn restore_head(
+    head: &mut HeadKind,
+    restore: &TaskRestore,
+    range: riffle_state::KeyGroupRange,
+    max_parallelism: u32,
+) -> Result<(), TaskError> {
+    let mut snaps = Vec::with_capacity(restore.states.len());
+    for s in &restore.states {
+        let snap = match s {
+            RestoreState::Inline(bytes) => SubtaskSnapshot::decode(bytes)?,
+            RestoreState::File(path) => {
+                let path = std::path::Path::new(path);
+                let bytes = checkpoint_storage::get(path)
+                    .await
+                    .map_err(|e| TaskError::msg("restore", format!("cannot read checkpoint state: {e}")))?;
+                let payload = riffle_state::checkpoint_metadata::decode_state_file(&bytes, path)
+                    .map_err(|e| TaskError::msg("restore", e.to_string()))?;
+                SubtaskSnapshot::decode(payload)?
+            }
+        };
+        snaps.push(snap);
+    }
+    let from = OperatorRestore::new(range, max_parallelism, snaps);
     match head {
-        HeadKind::Source(h) => h.restore(snap.source.as_slice(), &from),
+        HeadKind::Source(h) => {
+            let mut sources = Vec::new();
+            if let Some(b) = &restore.source {
+                sources.push(rmp_serde::from_slice::<SourceSnapshot>(b).map_err(|e| {
+                    TaskError::msg("restore", format!("corrupt source reader state in the checkpoint: {e}"))
+                })?);
+            }
+            h.restore(&sources, &from)
+        }
         HeadKind::Operators(h) => h.restore(&from),
     }
 }
@@ -459,6 +526,22 @@ async fn run_source(
             return Err(Stop::Cancelled);
         }
         out.poll_control(&mut head, cancel).await?;
+        if out.stop_now {
+            // Stop-with-savepoint completed: end here, nothing after the savepoint's barrier.
+            head.finish()?;
+            return out.flush(cancel, riffle_api::time::now_ms()).await;
+        }
+        if out.stop_after.is_some() {
+            // Waiting for the stop-with-savepoint's savepoint: emit nothing meanwhile.
+            out.flush(cancel, riffle_api::time::now_ms()).await?;
+            tokio::select! {
+                c = out.control.recv() => if let Some(c) = c {
+                    out.on_control(c, &mut head, cancel).await?;
+                },
+                _ = cancel.changed() => return Err(Stop::Cancelled),
+            }
+            continue;
+        }
         let status = head.poll()?;
         let emitted = head.records_emitted();
         counters.source_records.fetch_add(emitted - published, std::sync::atomic::Ordering::Relaxed);
@@ -578,13 +661,13 @@ async fn run_operators(
                         head.end_of_input(input)?;
                     }
                 }
-                Some(Element::Barrier { id, aligned }) => gate.on_barrier(ch, id, aligned),
+                Some(Element::Barrier(b)) => gate.on_barrier(ch, b),
             }
-            if let Some((id, aligned)) = gate.take_completed_barrier() {
+            if let Some(barrier) = gate.take_completed_barrier() {
                 for ev in events.drain(..) {
                     apply(&mut head, ev)?;
                 }
-                out.checkpoint(id, aligned, &mut head, cancel).await?;
+                out.checkpoint(barrier, &mut head, cancel).await?;
             }
             for ev in events.drain(..) {
                 apply(&mut head, ev)?;

@@ -197,7 +197,13 @@ impl TaskExecutor {
 impl Handler<TriggerCheckpoint> for TaskExecutor {
     type Result = ();
     fn handle(&mut self, msg: TriggerCheckpoint, _: &mut Self::Context) {
-        self.control(msg.execution, SubtaskControl::TriggerCheckpoint { id: msg.checkpoint_id, aligned: msg.aligned });
+        let barrier = riffle_api::CheckpointBarrier {
+            id: msg.checkpoint_id,
+            aligned: msg.aligned,
+            target: msg.target.map(Into::into),
+            inline_threshold: msg.inline_threshold,
+        };
+        self.control(msg.execution, SubtaskControl::TriggerCheckpoint { barrier, stop_source: msg.stop_source });
     }
 }
 

@@ -34,7 +34,7 @@ pub use error::{GraphError, TaskError, TaskResult, UserError};
 pub use functions::{CoProcessFunction, KeyedProcessFunction, MultiInputFunction, OutputTag, ProcessContext};
 pub use graph::{ChannelKey, HeadKind, InputChannel, JobGraph, JobVertex, TaskEnv, VertexInstance};
 pub use link::{Collector, Input};
-pub use record::{Data, Element, Key, StreamRecord, MAX_WATERMARK, NO_TIMESTAMP};
+pub use record::{CheckpointBarrier, Data, Element, Key, StreamRecord, MAX_WATERMARK, NO_TIMESTAMP};
 pub use riffle_state::{KeyedStateStore, ListState, MapState, TimeDomain, ValueState};
 pub use stream::{
     keyed_multi_input, multi_input, CollectStream, ConnectedStreams, DataStream, KeyedStream, SinkHandle,

@@ -49,12 +49,24 @@ pub enum Element {
     Idle(bool),
     /// The producer will send nothing more on this channel.
     EndOfPartition,
-    /// A Chandy-Lamport marker: everything before it belongs to checkpoint `id`. With
-    /// `aligned`, a consumer holds back each channel that delivered it until all did.
-    Barrier {
-        /// The checkpoint.
-        id: u64,
-        /// Exactly-once alignment (else at-least-once: no channel is held back).
-        aligned: bool,
-    },
+    /// A Chandy-Lamport marker: everything before it belongs to the checkpoint it names.
+    Barrier(CheckpointBarrier),
+}
+
+/// What a checkpoint barrier says: which checkpoint, how consumers align on it, and where its
+/// state goes (Flink's `CheckpointOptions`, carried in-band so every subtask learns the
+/// target without asking).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointBarrier {
+    /// The checkpoint.
+    pub id: u64,
+    /// Exactly-once alignment: a consumer holds back each channel that delivered the barrier
+    /// until all did (else at-least-once: no channel is held back).
+    pub aligned: bool,
+    /// The directory this checkpoint's state files go to (absolute); `None` keeps state in
+    /// memory, inlined in the acknowledgement.
+    pub target: Option<std::sync::Arc<str>>,
+    /// State below this many bytes is inlined in the metadata instead of written to a file
+    /// (`state.storage.fs.memory-threshold`).
+    pub inline_threshold: usize,
 }

@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use riffle_state::KeyGroupRange;
+use riffle_state::{assign_to_key_group, key_hash, KeyGroupRange, StateKey};
+use serde_bytes::ByteBuf;
 
 use crate::error::TaskError;
 use crate::source::SplitBytes;
@@ -31,7 +32,7 @@ pub struct SubtaskSnapshot {
     /// The source reader's state (source subtasks only).
     pub source: Option<SourceSnapshot>,
     /// Operator state by node index.
-    pub operators: Vec<(usize, Vec<u8>)>,
+    pub operators: Vec<(usize, ByteBuf)>,
 }
 
 impl SubtaskSnapshot {
@@ -46,26 +47,150 @@ impl SubtaskSnapshot {
     }
 }
 
+/// Encodes an operator's state blob (for deferred encoders).
+pub fn encode_state<T: Serialize>(state: &T, name: &str) -> Result<Vec<u8>, TaskError> {
+    rmp_serde::to_vec(state).map_err(|e| TaskError::msg(name, format!("cannot snapshot state: {e}")))
+}
+
+/// Encodes one operator's frozen state: runs off the subtask's thread.
+pub type DeferredEncode = Box<dyn FnOnce() -> Result<Vec<u8>, TaskError> + Send>;
+
+/// One operator's part of a snapshot: encoded already, or a frozen copy still to encode.
+enum Part {
+    Ready(Vec<u8>),
+    Deferred(DeferredEncode),
+}
+
 /// Collects operator snapshots while a snapshot traverses the chain.
+///
+/// Operators with large state hand in a *frozen copy* and the function that encodes it
+/// ([`OperatorSnapshots::put_deferred`]): the synchronous part of a checkpoint is then a
+/// copy, and encoding and writing happen on another thread while records keep flowing.
 pub struct OperatorSnapshots {
     /// Number of key groups.
     pub max_parallelism: u32,
-    /// `(node index, state)` so far.
-    pub entries: Vec<(usize, Vec<u8>)>,
+    /// The checkpoint this snapshot belongs to.
+    pub checkpoint_id: u64,
+    parts: Vec<(usize, Part)>,
 }
 
 impl OperatorSnapshots {
-    /// An empty collection.
-    pub fn new(max_parallelism: u32) -> Self {
-        Self { max_parallelism, entries: Vec::new() }
+    /// An empty collection for checkpoint `checkpoint_id`.
+    pub fn new(max_parallelism: u32, checkpoint_id: u64) -> Self {
+        Self { max_parallelism, checkpoint_id, parts: Vec::new() }
     }
 
-    /// Adds operator `op`'s state.
+    /// Adds operator `op`'s state, encoded now (small state).
     pub fn put<T: Serialize>(&mut self, op: usize, name: &str, state: &T) -> Result<(), TaskError> {
         let bytes =
             rmp_serde::to_vec(state).map_err(|e| TaskError::msg(name, format!("cannot snapshot state: {e}")))?;
-        self.entries.push((op, bytes));
+        self.parts.push((op, Part::Ready(bytes)));
         Ok(())
+    }
+
+    /// Adds operator `op`'s state as a frozen copy and the function that encodes it later,
+    /// off the subtask's thread.
+    pub fn put_deferred(&mut self, op: usize, encode: DeferredEncode) {
+        self.parts.push((op, Part::Deferred(encode)));
+    }
+
+    /// Number of operator states collected.
+    pub fn len(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// Whether no operator contributed state.
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// Ends the synchronous part: what is left to encode, with the source reader's state.
+    pub fn finish(self, source: Option<SourceSnapshot>) -> PendingSnapshot {
+        PendingSnapshot { source, parts: self.parts }
+    }
+}
+
+/// A subtask's snapshot after its synchronous part: movable to another thread, where
+/// [`PendingSnapshot::complete`] encodes it.
+pub struct PendingSnapshot {
+    source: Option<SourceSnapshot>,
+    parts: Vec<(usize, Part)>,
+}
+
+impl PendingSnapshot {
+    /// Runs the deferred encoders and assembles the subtask's snapshot.
+    pub fn complete(self) -> Result<SubtaskSnapshot, TaskError> {
+        let mut operators = Vec::with_capacity(self.parts.len());
+        for (op, part) in self.parts {
+            let bytes = match part {
+                Part::Ready(b) => b,
+                Part::Deferred(f) => f()?,
+            };
+            operators.push((op, ByteBuf::from(bytes)));
+        }
+        Ok(SubtaskSnapshot { source: self.source, operators })
+    }
+}
+
+/// Keyed state encoded per key group: for each key group holding entries, their number and
+/// one buffer of consecutive MessagePack `(key, value)` pairs. One allocation per key group
+/// instead of one per entry keeps large snapshots cheap to write and to read, and a restore
+/// skips the key groups it does not own without decoding them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyGroupedState {
+    groups: Vec<(u32, u32, ByteBuf)>,
+}
+
+impl KeyGroupedState {
+    /// Encodes `(key, value)` items by key group of `max_parallelism`.
+    pub fn encode<'a, K: StateKey, V: Serialize + 'a>(
+        items: impl Iterator<Item = (&'a K, V)>,
+        max_parallelism: u32,
+        name: &str,
+    ) -> Result<Self, TaskError> {
+        let mut groups: Vec<(u32, Vec<u8>)> = vec![(0, Vec::new()); max_parallelism.max(1) as usize];
+        for (k, v) in items {
+            let kg = assign_to_key_group(key_hash(k), max_parallelism) as usize;
+            let (n, buf) = &mut groups[kg];
+            *n += 1;
+            rmp_serde::encode::write(buf, &(k, v))
+                .map_err(|e| TaskError::msg(name, format!("cannot snapshot state: {e}")))?;
+        }
+        let groups = groups
+            .into_iter()
+            .enumerate()
+            .filter(|(_, (n, _))| *n > 0)
+            .map(|(kg, (n, buf))| (kg as u32, n, ByteBuf::from(buf)))
+            .collect();
+        Ok(Self { groups })
+    }
+
+    /// Decodes the entries of the key groups in `range`, calling `f` for each.
+    pub fn decode<T: DeserializeOwned, F: FnMut(T)>(
+        &self,
+        range: KeyGroupRange,
+        name: &str,
+        mut f: F,
+    ) -> Result<(), TaskError> {
+        for (kg, n, buf) in self.groups.iter().filter(|(kg, _, _)| range.contains(*kg)) {
+            let mut de = rmp_serde::Deserializer::from_read_ref(buf.as_slice());
+            for _ in 0..*n {
+                let item = T::deserialize(&mut de)
+                    .map_err(|e| TaskError::msg(name, format!("cannot restore state of key group {kg}: {e}")))?;
+                f(item);
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of entries, all key groups together.
+    pub fn len(&self) -> usize {
+        self.groups.iter().map(|(_, n, _)| *n as usize).sum()
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
     }
 }
 
@@ -75,16 +200,16 @@ pub struct OperatorRestore {
     pub range: KeyGroupRange,
     /// Number of key groups.
     pub max_parallelism: u32,
-    by_op: HashMap<usize, Vec<Vec<u8>>>,
+    by_op: HashMap<usize, Vec<ByteBuf>>,
 }
 
 impl OperatorRestore {
     /// Restore data from former subtasks' snapshots.
-    pub fn new(range: KeyGroupRange, max_parallelism: u32, snapshots: &[SubtaskSnapshot]) -> Self {
-        let mut by_op: HashMap<usize, Vec<Vec<u8>>> = HashMap::new();
+    pub fn new(range: KeyGroupRange, max_parallelism: u32, snapshots: Vec<SubtaskSnapshot>) -> Self {
+        let mut by_op: HashMap<usize, Vec<ByteBuf>> = HashMap::new();
         for s in snapshots {
-            for (op, bytes) in &s.operators {
-                by_op.entry(*op).or_default().push(bytes.clone());
+            for (op, bytes) in s.operators {
+                by_op.entry(op).or_default().push(bytes);
             }
         }
         Self { range, max_parallelism, by_op }
@@ -97,5 +222,47 @@ impl OperatorRestore {
             .iter()
             .map(|b| rmp_serde::from_slice(b).map_err(|e| TaskError::msg(name, format!("cannot restore state: {e}"))))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_grouped_state_round_trips_and_filters_by_range() {
+        let items: Vec<(u64, String)> = (0..1000u64).map(|k| (k, format!("v{k}"))).collect();
+        let enc = KeyGroupedState::encode(items.iter().map(|(k, v)| (k, v)), 128, "t").unwrap();
+        assert_eq!(enc.len(), 1000);
+        let bytes = rmp_serde::to_vec(&enc).unwrap();
+        let dec: KeyGroupedState = rmp_serde::from_slice(&bytes).unwrap();
+        let mut all = Vec::new();
+        dec.decode::<(u64, String), _>(KeyGroupRange { start: 0, end: 127 }, "t", |e| all.push(e)).unwrap();
+        all.sort();
+        assert_eq!(all, items);
+        let half = KeyGroupRange { start: 0, end: 63 };
+        let mut some = Vec::new();
+        dec.decode::<(u64, String), _>(half, "t", |e| some.push(e)).unwrap();
+        let expected: Vec<_> =
+            items.iter().filter(|(k, _)| half.contains(assign_to_key_group(key_hash(k), 128))).cloned().collect();
+        some.sort();
+        assert_eq!(some, expected);
+        assert!(!some.is_empty() && some.len() < 1000);
+    }
+
+    #[test]
+    fn deferred_parts_are_encoded_on_completion() {
+        let mut ops = OperatorSnapshots::new(128, 7);
+        ops.put(0, "a", &1u32).unwrap();
+        let frozen = vec![1u8, 2, 3];
+        ops.put_deferred(
+            2,
+            Box::new(move || rmp_serde::to_vec(&frozen).map_err(|e| TaskError::msg("b", e.to_string()))),
+        );
+        let snap = ops.finish(None).complete().unwrap();
+        let back = SubtaskSnapshot::decode(&snap.encode().unwrap()).unwrap();
+        let r = OperatorRestore::new(KeyGroupRange { start: 0, end: 127 }, 128, vec![back]);
+        assert_eq!(r.get::<u32>(0, "a").unwrap(), vec![1]);
+        assert_eq!(r.get::<Vec<u8>>(2, "b").unwrap(), vec![vec![1, 2, 3]]);
     }
 }

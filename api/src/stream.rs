@@ -574,7 +574,11 @@ impl<K: Key + StateKey, T: Data> WindowedStream<K, T> {
 
     /// Aggregates each window incrementally.
     /// The accumulator is checkpointed, so it must be serializable.
-    pub fn aggregate<A: Send + Serialize + DeserializeOwned + 'static, O: Data, F: AggregateFunction<T, A, O>>(
+    pub fn aggregate<
+        A: Clone + Send + Serialize + DeserializeOwned + 'static,
+        O: Data,
+        F: AggregateFunction<T, A, O>,
+    >(
         &self,
         f: F,
     ) -> DataStream<O> {
@@ -583,7 +587,7 @@ impl<K: Key + StateKey, T: Data> WindowedStream<K, T> {
 
     /// Aggregates each window incrementally and shapes the result with the key and window
     /// (e.g. to emit the window's end).
-    pub fn aggregate_with<A: Send + Serialize + DeserializeOwned + 'static, R: 'static, O: Data, F, W>(
+    pub fn aggregate_with<A: Clone + Send + Serialize + DeserializeOwned + 'static, R: 'static, O: Data, F, W>(
         &self,
         f: F,
         shape: W,

@@ -30,6 +30,10 @@ pub enum ClusterError {
     /// A wait ran out.
     #[error("timed out after {0:?} waiting for {1}")]
     Timeout(std::time::Duration, String),
+    /// A checkpoint or savepoint could not be taken (the job is not running, it was aborted,
+    /// the directory is not writable).
+    #[error("{0}")]
+    Checkpoint(String),
 }
 
 impl ClusterError {
@@ -37,7 +41,9 @@ impl ClusterError {
     pub fn domain(&self) -> ErrorDomain {
         match self {
             ClusterError::Config(_) | ClusterError::Graph(_) | ClusterError::Rejected(_) => ErrorDomain::User,
-            ClusterError::Unavailable(_) | ClusterError::Timeout(..) => ErrorDomain::External,
+            ClusterError::Unavailable(_) | ClusterError::Timeout(..) | ClusterError::Checkpoint(_) => {
+                ErrorDomain::External
+            }
         }
     }
 

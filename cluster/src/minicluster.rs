@@ -5,6 +5,7 @@
 //! one thread per slot), so it works whether the caller uses tokio, actix, or no runtime at
 //! all: the `*_async` methods are plain futures any executor can await, the others block.
 
+use std::path::PathBuf;
 use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -17,7 +18,7 @@ use riffle_actors::dispatcher::{
 use riffle_actors::exception_history::ExceptionPage;
 use riffle_actors::gateway::{GetSlotReport, SlotReport};
 use riffle_actors::job_manager::{GetAddrs, JobManager, StopJobManager};
-use riffle_actors::job_master::JobMasterSettings;
+use riffle_actors::job_master::{AfterSavepoint, CheckpointRequest, JobMasterSettings, SavepointRequest};
 use riffle_actors::task_executor::{
     default_slot_strategy, CrashSlot, GetTaskExecutorReport, StopTaskExecutor, TaskExecutor, TaskExecutorReport,
     TaskExecutorSettings,
@@ -213,6 +214,10 @@ impl MiniCluster {
             completed: load(&s.completed),
             aborted: load(&s.aborted),
             last_completed: load(&s.last_completed),
+            last_duration_ms: load(&s.last_duration_ms),
+            last_size_bytes: load(&s.last_size_bytes),
+            last_sync_ms: load(&s.last_sync_ms),
+            last_async_ms: load(&s.last_async_ms),
         }
     }
 
@@ -349,6 +354,14 @@ pub struct CheckpointCounts {
     pub aborted: u64,
     /// Latest completed checkpoint id (0: none).
     pub last_completed: u64,
+    /// Trigger to completion of the latest completed checkpoint, ms.
+    pub last_duration_ms: u64,
+    /// State size of the latest completed checkpoint, bytes.
+    pub last_size_bytes: u64,
+    /// Longest synchronous part of a subtask in the latest completed checkpoint, ms.
+    pub last_sync_ms: u64,
+    /// Longest asynchronous part of a subtask in the latest completed checkpoint, ms.
+    pub last_async_ms: u64,
 }
 
 /// A submitted job.
@@ -401,5 +414,45 @@ impl JobHandle {
     /// Asks the job to stop, blocking until the request was delivered.
     pub fn cancel(&self) -> Result<(), ClusterError> {
         futures::executor::block_on(self.cancel_async())
+    }
+
+    async fn savepoint(&self, target: Option<PathBuf>, then: AfterSavepoint) -> Result<PathBuf, ClusterError> {
+        let jm = self.shared.job_masters.get(&self.job_id).map(|a| a.clone()).ok_or_else(|| {
+            ClusterError::Checkpoint(format!("job {} is not running: no savepoint can be taken", self.job_id))
+        })?;
+        jm.send(SavepointRequest { target, then }).await.map_err(unavailable)?.map_err(ClusterError::Checkpoint)
+    }
+
+    /// Takes a savepoint of the running job into `target` (else `state.savepoints.dir`);
+    /// returns its directory once it completed. The directory is self-contained: move it
+    /// anywhere and restore with `execution.savepoint.path`.
+    pub async fn trigger_savepoint_async(&self, target: Option<PathBuf>) -> Result<PathBuf, ClusterError> {
+        self.savepoint(target, AfterSavepoint::Continue).await
+    }
+
+    /// Blocking form of [`JobHandle::trigger_savepoint_async`].
+    pub fn trigger_savepoint(&self, target: Option<PathBuf>) -> Result<PathBuf, ClusterError> {
+        futures::executor::block_on(self.trigger_savepoint_async(target))
+    }
+
+    /// Takes a savepoint, then cancels the job (ending CANCELED).
+    pub fn cancel_with_savepoint(&self, target: Option<PathBuf>) -> Result<PathBuf, ClusterError> {
+        futures::executor::block_on(self.savepoint(target, AfterSavepoint::Cancel))
+    }
+
+    /// Stop-with-savepoint: the sources emit nothing after the savepoint's barrier and end
+    /// once it completed; the job drains and ends FINISHED.
+    pub fn stop_with_savepoint(&self, target: Option<PathBuf>) -> Result<PathBuf, ClusterError> {
+        futures::executor::block_on(self.savepoint(target, AfterSavepoint::Stop))
+    }
+
+    /// Triggers a checkpoint now; returns its id once it completed.
+    pub fn trigger_checkpoint(&self) -> Result<u64, ClusterError> {
+        futures::executor::block_on(async {
+            let jm = self.shared.job_masters.get(&self.job_id).map(|a| a.clone()).ok_or_else(|| {
+                ClusterError::Checkpoint(format!("job {} is not running: no checkpoint can be taken", self.job_id))
+            })?;
+            jm.send(CheckpointRequest).await.map_err(unavailable)?.map_err(ClusterError::Checkpoint)
+        })
     }
 }

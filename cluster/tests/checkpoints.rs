@@ -58,14 +58,16 @@ impl Source<u64> for Ticks {
     }
 }
 
-fn run_checkpointed(mode: &str) {
+fn run_checkpointed(mode: &str, threshold: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = MiniClusterConfig::new(1, 2);
     cfg.config
         .set("execution.checkpointing.interval", "30 ms")
         .set("execution.checkpointing.mode", mode)
         .set("state.checkpoints.dir", dir.path().display().to_string())
-        .set("state.checkpoints.num-retained", "2");
+        .set("state.checkpoints.num-retained", "2")
+        .set("state.storage.fs.memory-threshold", threshold)
+        .set("execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION");
     let mc = MiniCluster::start(cfg).unwrap();
     let mut env = StreamEnvironment::new();
     env.set_parallelism(2);
@@ -94,22 +96,48 @@ fn run_checkpointed(mode: &str) {
     ids.sort();
     assert_eq!(ids.len(), 2, "{ids:?}");
     let newest = checkpoint_metadata::checkpoint_dir(dir.path(), &h.job_id().to_string(), ids[1]);
-    let meta = checkpoint_metadata::read(&newest.join(checkpoint_metadata::METADATA_FILE)).unwrap();
+    let meta_file = newest.join(checkpoint_metadata::METADATA_FILE);
+    let meta = checkpoint_metadata::decode(&std::fs::read(&meta_file).unwrap(), &meta_file).unwrap();
     assert_eq!(meta.checkpoint_id, ids[1]);
     // Vertices at parallelism 2: two sources, the union (two inputs: a vertex of its own),
     // and the keyed reduce → sink chain: 4 × 2 subtasks, every one acknowledged.
     assert_eq!(meta.subtasks.len(), 8);
     assert!(meta.completion_timestamp_ms >= meta.trigger_timestamp_ms);
+    // State files beside the metadata, named by it relative to its directory.
+    let files: Vec<String> = meta
+        .subtasks
+        .iter()
+        .filter_map(|s| match &s.state {
+            checkpoint_metadata::StateHandle::File { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    if threshold == "0" {
+        assert_eq!(files.len(), 8, "every subtask's state is a file with a zero threshold");
+    } else {
+        assert!(files.is_empty(), "small state is inlined: {files:?}");
+    }
+    for f in &files {
+        let bytes = std::fs::read(newest.join(f)).unwrap();
+        checkpoint_metadata::decode_state_file(&bytes, &newest.join(f)).unwrap();
+    }
+    let mut on_disk: Vec<String> =
+        std::fs::read_dir(&newest).unwrap().filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();
+    on_disk.sort();
+    let mut expected = files.clone();
+    expected.push(checkpoint_metadata::METADATA_FILE.to_string());
+    expected.sort();
+    assert_eq!(on_disk, expected, "nothing else in the checkpoint directory");
 }
 
 #[test]
 fn aligned_checkpoints_complete_periodically_and_are_retained() {
-    run_checkpointed("EXACTLY_ONCE");
+    run_checkpointed("EXACTLY_ONCE", "0");
 }
 
 #[test]
 fn at_least_once_checkpoints_complete_too() {
-    run_checkpointed("AT_LEAST_ONCE");
+    run_checkpointed("AT_LEAST_ONCE", "20kb");
 }
 
 #[test]

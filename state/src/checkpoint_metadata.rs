@@ -1,19 +1,49 @@
-//! Checkpoint metadata on disk: `<dir>/<job-id>/chk-<n>/_metadata`, written atomically (temp
-//! file + rename), with a format version and a CRC-32 so that a corrupt or truncated file is
-//! detected and reported instead of being trusted.
+//! The checkpoint formats: `_metadata` (what a completed checkpoint or savepoint consists of)
+//! and the state files beside it. Pure encoding and decoding: the I/O is the runtime's.
 //!
-//! Layout: `b"RFCK"`, format version (u32 LE), CRC-32 of the payload (u32 LE), payload
-//! (MessagePack of [`CheckpointMetadata`]).
+//! Both are framed the same way: 4 magic bytes (`RFCK` for metadata, `RFST` for state files),
+//! the format version (u32 LE), the CRC-32 of the payload (u32 LE), then the payload
+//! (MessagePack). A corrupt or truncated file is detected instead of being trusted.
+//!
+//! Layout on disk: `<dir>/<job-id>/chk-<n>/_metadata` plus `<vertex>-<subtask>.state` files for
+//! state above the inline threshold. The metadata names its state files relative to its own
+//! directory, so a savepoint directory can be moved as a whole (FLINK-5763).
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
 
 const MAGIC: &[u8; 4] = b"RFCK";
-/// The metadata format this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+const STATE_MAGIC: &[u8; 4] = b"RFST";
+/// The metadata and state file format this build writes and reads.
+pub const FORMAT_VERSION: u32 = 2;
 /// The metadata file's name inside a checkpoint directory.
 pub const METADATA_FILE: &str = "_metadata";
+
+/// Where a subtask's state is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StateHandle {
+    /// Inlined in the metadata (state below `state.storage.fs.memory-threshold`).
+    Inline(ByteBuf),
+    /// In a state file beside the metadata.
+    File {
+        /// The file's name, relative to the checkpoint directory.
+        name: String,
+        /// Its length in bytes, header included.
+        len: u64,
+    },
+}
+
+impl StateHandle {
+    /// Bytes of state this handle stands for (for checkpoint size reporting).
+    pub fn size(&self) -> u64 {
+        match self {
+            StateHandle::Inline(b) => b.len() as u64,
+            StateHandle::File { len, .. } => *len,
+        }
+    }
+}
 
 /// One subtask's part of a checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,8 +52,31 @@ pub struct SubtaskState {
     pub vertex: u32,
     /// The subtask index.
     pub subtask: u32,
-    /// State bytes inlined in the metadata (empty until operators snapshot state).
-    pub inline_state: Vec<u8>,
+    /// Its operator state.
+    pub state: StateHandle,
+    /// Its source reader's position (encoded), kept in the metadata so the JobMaster can
+    /// restore split enumerators without reading state files.
+    pub source: Option<ByteBuf>,
+}
+
+/// What the metadata remembers of a vertex, to map state onto a (possibly changed) job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VertexInfo {
+    /// The vertex id.
+    pub id: u32,
+    /// Its parallelism when the checkpoint was taken.
+    pub parallelism: u32,
+    /// Its operators: node index and name.
+    pub operators: Vec<(u32, String)>,
+}
+
+/// A periodic checkpoint or a user-triggered savepoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CheckpointKind {
+    /// Periodic, owned by the runtime (retained per `state.checkpoints.num-retained`).
+    Checkpoint,
+    /// Triggered by the user, owned by the user: never deleted by the runtime.
+    Savepoint,
 }
 
 /// What a completed checkpoint consists of.
@@ -33,12 +86,25 @@ pub struct CheckpointMetadata {
     pub job_id: String,
     /// The checkpoint id.
     pub checkpoint_id: u64,
+    /// Checkpoint or savepoint.
+    pub kind: CheckpointKind,
     /// When it was triggered, epoch ms.
     pub trigger_timestamp_ms: i64,
     /// When it completed, epoch ms.
     pub completion_timestamp_ms: i64,
+    /// The job's number of key groups.
+    pub max_parallelism: u32,
+    /// The job's vertices at the time.
+    pub vertices: Vec<VertexInfo>,
     /// Every subtask's acknowledged part.
     pub subtasks: Vec<SubtaskState>,
+}
+
+impl CheckpointMetadata {
+    /// Total bytes of state (inline and files).
+    pub fn state_size(&self) -> u64 {
+        self.subtasks.iter().map(|s| s.state.size() + s.source.as_ref().map_or(0, |b| b.len() as u64)).sum()
+    }
 }
 
 /// What can go wrong reading or writing checkpoint metadata.
@@ -82,31 +148,22 @@ pub enum MetadataError {
     },
 }
 
-fn io(path: &Path, source: std::io::Error) -> MetadataError {
-    MetadataError::Io { path: path.display().to_string(), source }
-}
-
-/// Encodes metadata with magic, version and checksum.
-pub fn encode(meta: &CheckpointMetadata) -> Result<Vec<u8>, MetadataError> {
-    let payload = rmp_serde::to_vec(meta)
-        .map_err(|e| MetadataError::Decode { path: "<memory>".into(), reason: e.to_string() })?;
+fn frame(magic: &[u8; 4], payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + 12);
-    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(magic);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
-    Ok(out)
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
 }
 
-/// Decodes and verifies metadata read from `path`.
-pub fn decode(bytes: &[u8], path: &Path) -> Result<CheckpointMetadata, MetadataError> {
+fn unframe<'a>(magic: &[u8; 4], bytes: &'a [u8], path: &Path) -> Result<&'a [u8], MetadataError> {
     let p = || path.display().to_string();
-    if bytes.len() < 12 || &bytes[..4] != MAGIC {
-        return Err(if bytes.len() < 12 {
-            MetadataError::Checksum { path: p() }
-        } else {
-            MetadataError::BadMagic { path: p() }
-        });
+    if bytes.len() < 12 {
+        return Err(MetadataError::Checksum { path: p() });
+    }
+    if &bytes[..4] != magic {
+        return Err(MetadataError::BadMagic { path: p() });
     }
     let word = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
     let version = word(4);
@@ -117,7 +174,31 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<CheckpointMetadata, MetadataE
     if crc32fast::hash(payload) != word(8) {
         return Err(MetadataError::Checksum { path: p() });
     }
-    rmp_serde::from_slice(payload).map_err(|e| MetadataError::Decode { path: p(), reason: e.to_string() })
+    Ok(payload)
+}
+
+/// Encodes metadata with magic, version and checksum.
+pub fn encode(meta: &CheckpointMetadata) -> Result<Vec<u8>, MetadataError> {
+    let payload = rmp_serde::to_vec(meta)
+        .map_err(|e| MetadataError::Decode { path: "<memory>".into(), reason: e.to_string() })?;
+    Ok(frame(MAGIC, &payload))
+}
+
+/// Decodes and verifies metadata read from `path`.
+pub fn decode(bytes: &[u8], path: &Path) -> Result<CheckpointMetadata, MetadataError> {
+    let payload = unframe(MAGIC, bytes, path)?;
+    rmp_serde::from_slice(payload)
+        .map_err(|e| MetadataError::Decode { path: path.display().to_string(), reason: e.to_string() })
+}
+
+/// Frames a subtask's encoded state for a state file.
+pub fn encode_state_file(state: &[u8]) -> Vec<u8> {
+    frame(STATE_MAGIC, state)
+}
+
+/// Verifies a state file read from `path` and returns its payload.
+pub fn decode_state_file<'a>(bytes: &'a [u8], path: &Path) -> Result<&'a [u8], MetadataError> {
+    unframe(STATE_MAGIC, bytes, path)
 }
 
 /// The directory of checkpoint `id` of `job` under `base`.
@@ -125,46 +206,23 @@ pub fn checkpoint_dir(base: &Path, job: &str, id: u64) -> PathBuf {
     base.join(job).join(format!("chk-{id}"))
 }
 
-/// Writes `meta` to `<base>/<job>/chk-<id>/_metadata` atomically; returns the file's path.
-pub fn write(base: &Path, meta: &CheckpointMetadata) -> Result<PathBuf, MetadataError> {
-    let dir = checkpoint_dir(base, &meta.job_id, meta.checkpoint_id);
-    std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-    let bytes = encode(meta)?;
-    let tmp = dir.join(format!("{METADATA_FILE}.inprogress"));
-    let path = dir.join(METADATA_FILE);
-    std::fs::write(&tmp, &bytes).map_err(|e| io(&tmp, e))?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| io(&tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| io(&path, e))?;
-    Ok(path)
+/// The checkpoint id of a `chk-<n>` directory name.
+pub fn parse_checkpoint_dir_name(name: &str) -> Option<u64> {
+    name.strip_prefix("chk-").and_then(|n| n.parse().ok())
 }
 
-/// Reads and verifies the metadata file at `path`.
-pub fn read(path: &Path) -> Result<CheckpointMetadata, MetadataError> {
-    let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
-    decode(&bytes, path)
+/// The state file name of subtask `subtask` of `vertex`.
+pub fn state_file_name(vertex: u32, subtask: u32) -> String {
+    format!("{vertex}-{subtask}.state")
 }
 
-/// Keeps the `retain` newest `chk-<n>` directories of `job` under `base` and deletes the
-/// rest; returns the ids deleted.
-pub fn retain(base: &Path, job: &str, retain: usize) -> Result<Vec<u64>, MetadataError> {
-    let root = base.join(job);
-    let mut ids: Vec<u64> = match std::fs::read_dir(&root) {
-        Ok(rd) => rd
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_prefix("chk-")).and_then(|n| n.parse().ok()))
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
-        Err(e) => return Err(io(&root, e)),
-    };
+/// Which of `ids` (completed checkpoints, any order) to delete so that the `retain` newest
+/// are kept.
+pub fn to_discard(mut ids: Vec<u64>, retain: usize) -> Vec<u64> {
     ids.sort_unstable();
-    let drop_n = ids.len().saturating_sub(retain.max(1));
-    let mut deleted = Vec::new();
-    for id in ids.into_iter().take(drop_n) {
-        let d = checkpoint_dir(base, job, id);
-        std::fs::remove_dir_all(&d).map_err(|e| io(&d, e))?;
-        deleted.push(id);
-    }
-    Ok(deleted)
+    let n = ids.len().saturating_sub(retain.max(1));
+    ids.truncate(n);
+    ids
 }
 
 #[cfg(test)]
@@ -175,29 +233,42 @@ mod tests {
         CheckpointMetadata {
             job_id: "00ff".into(),
             checkpoint_id: id,
+            kind: CheckpointKind::Checkpoint,
             trigger_timestamp_ms: 1,
             completion_timestamp_ms: 2,
-            subtasks: vec![SubtaskState { vertex: 0, subtask: 1, inline_state: vec![1, 2, 3] }],
+            max_parallelism: 128,
+            vertices: vec![VertexInfo { id: 0, parallelism: 2, operators: vec![(0, "Source".into())] }],
+            subtasks: vec![SubtaskState {
+                vertex: 0,
+                subtask: 1,
+                state: StateHandle::Inline(ByteBuf::from(vec![1, 2, 3])),
+                source: None,
+            }],
         }
     }
 
     #[test]
     fn round_trip_and_corruption_is_detected() {
-        let dir = std::env::temp_dir().join(format!("riffle-meta-{}", std::process::id()));
-        let p = write(&dir, &meta(3)).unwrap();
-        assert_eq!(read(&p).unwrap(), meta(3));
-        let mut bytes = std::fs::read(&p).unwrap();
+        let p = Path::new("/x/_metadata");
+        let mut bytes = encode(&meta(3)).unwrap();
+        assert_eq!(decode(&bytes, p).unwrap(), meta(3));
         let last = bytes.len() - 1;
         bytes[last] ^= 0x55;
-        assert!(matches!(decode(&bytes, &p), Err(MetadataError::Checksum { .. })));
-        assert!(matches!(decode(&bytes[..7], &p), Err(MetadataError::Checksum { .. })), "truncated");
+        assert!(matches!(decode(&bytes, p), Err(MetadataError::Checksum { .. })));
+        assert!(matches!(decode(&bytes[..7], p), Err(MetadataError::Checksum { .. })), "truncated");
         bytes[0] = b'X';
-        assert!(matches!(decode(&bytes, &p), Err(MetadataError::BadMagic { .. })));
-        for id in [4, 5, 6] {
-            write(&dir, &meta(id)).unwrap();
-        }
-        assert_eq!(retain(&dir, "00ff", 2).unwrap(), vec![3, 4]);
-        assert!(read(&checkpoint_dir(&dir, "00ff", 6).join(METADATA_FILE)).is_ok());
-        let _ = std::fs::remove_dir_all(&dir);
+        assert!(matches!(decode(&bytes, p), Err(MetadataError::BadMagic { .. })));
+        let f = encode_state_file(b"hello");
+        assert_eq!(decode_state_file(&f, p).unwrap(), b"hello");
+        assert!(matches!(decode(&f, p), Err(MetadataError::BadMagic { .. })), "a state file is not metadata");
+        assert!(matches!(decode_state_file(&f[..f.len() - 1], p), Err(MetadataError::Checksum { .. })));
+    }
+
+    #[test]
+    fn retention_discards_the_oldest() {
+        assert_eq!(to_discard(vec![6, 3, 5, 4], 2), vec![3, 4]);
+        assert_eq!(to_discard(vec![1], 3), Vec::<u64>::new());
+        assert_eq!(parse_checkpoint_dir_name("chk-17"), Some(17));
+        assert_eq!(parse_checkpoint_dir_name("chk-x"), None);
     }
 }

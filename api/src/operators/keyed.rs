@@ -4,10 +4,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use riffle_state::{
-    assign_to_key_group, key_hash, KeyGroupRange, KeyedStateStore, SnapshotEntry, StateKey, StateSnapshot, TimeDomain,
-    TimerService,
-};
+use riffle_state::{KeyedStateStore, StateKey, StateSnapshot, TimeDomain, TimerService};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -15,7 +12,7 @@ use super::OpId;
 use crate::error::{TaskError, TaskResult, UserError};
 use crate::functions::{min_time, KeyedProcessFunction, ProcessContext, SideOutputs};
 use crate::link::Input;
-use crate::snapshot::{OperatorRestore, OperatorSnapshots};
+use crate::snapshot::{encode_state, KeyGroupedState, OperatorRestore, OperatorSnapshots};
 
 /// Running `reduce` per key: emits the updated value for every record (Flink's
 /// `StreamGroupedReduceOperator`). Also serves `sum`, `min`, `max`, `min_by`, `max_by`.
@@ -26,35 +23,6 @@ pub struct ReduceOp<K, T> {
     pub(crate) state: FxHashMap<K, T>,
     pub(crate) next: Box<dyn Input<T>>,
     pub(crate) id: OpId,
-}
-
-/// Encodes `(key, value)` entries with their key groups.
-pub(crate) fn keyed_entries<'a, K: StateKey, V: Serialize + 'a>(
-    items: impl Iterator<Item = (&'a K, V)>,
-    max_parallelism: u32,
-    name: &str,
-) -> Result<Vec<SnapshotEntry>, TaskError> {
-    let mut out = Vec::new();
-    for (k, v) in items {
-        let kg = assign_to_key_group(key_hash(k), max_parallelism);
-        let bytes =
-            rmp_serde::to_vec(&(k, v)).map_err(|e| TaskError::msg(name, format!("cannot snapshot state: {e}")))?;
-        out.push((kg, bytes));
-    }
-    Ok(out)
-}
-
-/// Decodes the entries of the key groups in `range`.
-pub(crate) fn decode_entries<T: DeserializeOwned>(
-    entries: &[SnapshotEntry],
-    range: KeyGroupRange,
-    name: &str,
-) -> Result<Vec<T>, TaskError> {
-    entries
-        .iter()
-        .filter(|(kg, _)| range.contains(*kg))
-        .map(|(_, b)| rmp_serde::from_slice(b).map_err(|e| TaskError::msg(name, format!("cannot restore state: {e}"))))
-        .collect()
 }
 
 impl<K: StateKey, T: Clone + Send + 'static> ReduceOp<K, T> {
@@ -101,15 +69,19 @@ impl<K: StateKey, T: Clone + Send + Serialize + DeserializeOwned + 'static> Inpu
         self.next.next_processing_time()
     }
     fn snapshot(&mut self, out: &mut OperatorSnapshots) -> TaskResult {
-        let entries = keyed_entries(self.state.iter(), out.max_parallelism, &self.id.name)?;
-        out.put(self.id.index, &self.id.name, &entries)?;
+        // Synchronous part: a copy of the table. Encoding happens off the subtask's thread.
+        let (mp, name, frozen) = (out.max_parallelism, self.id.name.clone(), self.state.clone());
+        out.put_deferred(
+            self.id.index,
+            Box::new(move || encode_state(&KeyGroupedState::encode(frozen.iter(), mp, &name)?, &name)),
+        );
         self.next.snapshot(out)
     }
     fn restore(&mut self, from: &OperatorRestore) -> TaskResult {
-        for entries in from.get::<Vec<SnapshotEntry>>(self.id.index, &self.id.name)? {
-            for (k, v) in decode_entries::<(K, T)>(&entries, from.range, &self.id.name)? {
+        for st in from.get::<KeyGroupedState>(self.id.index, &self.id.name)? {
+            st.decode::<(K, T), _>(from.range, &self.id.name, |(k, v)| {
                 self.state.insert(k, v);
-            }
+            })?;
         }
         self.next.restore(from)
     }
@@ -122,7 +94,7 @@ impl<K: StateKey, T: Clone + Send + Serialize + DeserializeOwned + 'static> Inpu
 #[derive(serde::Serialize, serde::Deserialize)]
 struct ProcessState {
     tables: Vec<StateSnapshot>,
-    timers: Vec<SnapshotEntry>,
+    timers: KeyGroupedState,
 }
 
 /// State, timers and outputs shared by every process-function operator (one-input, two-input,
@@ -207,8 +179,14 @@ impl<K: StateKey, O> ProcessCore<K, O> {
         let name = &self.id.name;
         let tables = self.store.snapshot(out.max_parallelism).map_err(|e| TaskError::new(name, &e))?;
         let timers = self.timers.snapshot();
-        let timers = keyed_entries(timers.iter().map(|(d, ts, k, _)| (k, (*d, *ts))), out.max_parallelism, name)?;
-        out.put(self.id.index, name, &ProcessState { tables, timers })?;
+        let (mp, name) = (out.max_parallelism, name.clone());
+        out.put_deferred(
+            self.id.index,
+            Box::new(move || {
+                let timers = KeyGroupedState::encode(timers.iter().map(|(d, ts, k, _)| (k, (*d, *ts))), mp, &name)?;
+                encode_state(&ProcessState { tables, timers }, &name)
+            }),
+        );
         self.side.snapshot(out)?;
         self.next.snapshot(out)
     }
@@ -217,9 +195,9 @@ impl<K: StateKey, O> ProcessCore<K, O> {
     pub(crate) fn restore(&mut self, from: &OperatorRestore) -> TaskResult {
         for st in from.get::<ProcessState>(self.id.index, &self.id.name)? {
             self.store.restore(st.tables, from.range).map_err(|e| TaskError::new(&self.id.name, &e))?;
-            for (k, (d, ts)) in decode_entries::<(K, (TimeDomain, i64))>(&st.timers, from.range, &self.id.name)? {
+            st.timers.decode::<(K, (TimeDomain, i64)), _>(from.range, &self.id.name, |(k, (d, ts))| {
                 self.timers.register(d, ts, k, ());
-            }
+            })?;
         }
         self.side.restore(from)?;
         self.next.restore(from)

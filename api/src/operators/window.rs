@@ -17,9 +17,8 @@ use crate::error::{TaskError, TaskResult, UserError};
 use crate::functions::{min_time, SideOutputs};
 use crate::link::Input;
 use crate::metrics::LocalCounter;
-use crate::operators::keyed::{decode_entries, keyed_entries};
 use crate::record::NO_TIMESTAMP;
-use crate::snapshot::{OperatorRestore, OperatorSnapshots};
+use crate::snapshot::{encode_state, KeyGroupedState, OperatorRestore, OperatorSnapshots};
 use crate::window::{AggregateFunction, ProcessWindowFunction, TimeWindow, WindowAssigner, WindowContext, WindowTime};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -28,7 +27,7 @@ use serde::Serialize;
 /// (process).
 pub trait WindowFn<K, T, O>: Send + Sync + 'static {
     /// What is kept per (key, window); serializable because it is checkpointed.
-    type Acc: Send + Serialize + DeserializeOwned + 'static;
+    type Acc: Clone + Send + Serialize + DeserializeOwned + 'static;
     /// Adds a record to a window's accumulator (`None` for a new window).
     fn add(&self, acc: Option<Self::Acc>, value: T) -> Result<Self::Acc, UserError>;
     /// Combines the accumulators of merging windows.
@@ -70,7 +69,7 @@ pub struct AggregateWindow<F, A> {
     pub(crate) _a: std::marker::PhantomData<fn() -> A>,
 }
 
-impl<K, T, A: Send + Serialize + DeserializeOwned + 'static, O, F: AggregateFunction<T, A, O>> WindowFn<K, T, O>
+impl<K, T, A: Clone + Send + Serialize + DeserializeOwned + 'static, O, F: AggregateFunction<T, A, O>> WindowFn<K, T, O>
     for AggregateWindow<F, A>
 {
     type Acc = A;
@@ -132,8 +131,8 @@ where
 /// `process` over a window: all records are kept until it fires.
 pub struct ProcessWindow<P>(pub(crate) Arc<P>);
 
-impl<K, T: Send + Serialize + DeserializeOwned + 'static, O, P: ProcessWindowFunction<K, T, O>> WindowFn<K, T, O>
-    for ProcessWindow<P>
+impl<K, T: Clone + Send + Serialize + DeserializeOwned + 'static, O, P: ProcessWindowFunction<K, T, O>>
+    WindowFn<K, T, O> for ProcessWindow<P>
 {
     type Acc = Vec<T>;
     fn add(&self, acc: Option<Vec<T>>, value: T) -> Result<Vec<T>, UserError> {
@@ -492,13 +491,23 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> Input<T>
     }
 
     fn snapshot(&mut self, out: &mut OperatorSnapshots) -> TaskResult {
+        // Synchronous part: a copy. Encoding happens off the subtask's thread.
         let (mp, name) = (out.max_parallelism, self.id.name.clone());
-        let state =
-            keyed_entries(self.state.iter().filter_map(|((k, w), acc)| acc.as_ref().map(|a| (k, (*w, a)))), mp, &name)?;
+        let state = self.state.clone();
         let timers = self.timers.snapshot();
-        let timers = keyed_entries(timers.iter().map(|(d, ts, k, w)| (k, (*d, *ts, *w))), mp, &name)?;
-        let sessions = keyed_entries(self.sessions.iter(), mp, &name)?;
-        out.put(self.id.index, &name, &WindowState { state, timers, sessions })?;
+        let sessions = self.sessions.clone();
+        out.put_deferred(
+            self.id.index,
+            Box::new(move || {
+                let live = state.iter().filter_map(|((k, w), acc)| acc.as_ref().map(|a| (k, (*w, a))));
+                let ws = WindowState {
+                    state: KeyGroupedState::encode(live, mp, &name)?,
+                    timers: KeyGroupedState::encode(timers.iter().map(|(d, ts, k, w)| (k, (*d, *ts, *w))), mp, &name)?,
+                    sessions: KeyGroupedState::encode(sessions.iter(), mp, &name)?,
+                };
+                encode_state(&ws, &name)
+            }),
+        );
         self.side.snapshot(out)?;
         self.next.snapshot(out)
     }
@@ -506,16 +515,15 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> Input<T>
     fn restore(&mut self, from: &OperatorRestore) -> TaskResult {
         let name = self.id.name.clone();
         for st in from.get::<WindowState>(self.id.index, &name)? {
-            for (k, (w, acc)) in decode_entries::<(K, (TimeWindow, W::Acc))>(&st.state, from.range, &name)? {
+            st.state.decode::<(K, (TimeWindow, W::Acc)), _>(from.range, &name, |(k, (w, acc))| {
                 self.state.insert((k, w), Some(acc));
-            }
-            for (k, (d, ts, w)) in decode_entries::<(K, (TimeDomain, i64, TimeWindow))>(&st.timers, from.range, &name)?
-            {
+            })?;
+            st.timers.decode::<(K, (TimeDomain, i64, TimeWindow)), _>(from.range, &name, |(k, (d, ts, w))| {
                 self.timers.register(d, ts, k, w);
-            }
-            for (k, ws) in decode_entries::<(K, Vec<TimeWindow>)>(&st.sessions, from.range, &name)? {
+            })?;
+            st.sessions.decode::<(K, Vec<TimeWindow>), _>(from.range, &name, |(k, ws)| {
                 self.sessions.insert(k, ws);
-            }
+            })?;
         }
         self.side.restore(from)?;
         self.next.restore(from)
@@ -531,7 +539,7 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> Input<T>
 /// tagged with its key group.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct WindowState {
-    state: Vec<riffle_state::SnapshotEntry>,
-    timers: Vec<riffle_state::SnapshotEntry>,
-    sessions: Vec<riffle_state::SnapshotEntry>,
+    state: KeyGroupedState,
+    timers: KeyGroupedState,
+    sessions: KeyGroupedState,
 }

@@ -1,0 +1,319 @@
+//! Which state each subtask of a job restores from a completed checkpoint or savepoint: a pure
+//! decision over the checkpoint's metadata and the job's shape, so it can be tested without
+//! a runtime.
+//!
+//! At the parallelism the checkpoint was taken with, subtask *i* gets subtask *i*'s state and
+//! reader position. At another parallelism (rescaling), every new subtask gets every former
+//! subtask's operator state and keeps the key groups it owns (non-keyed operator state has
+//! union semantics), and the source's unfinished splits go back to the split enumerator,
+//! which hands them out again with their progress.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use riffle_api::snapshot::SourceSnapshot;
+use riffle_state::checkpoint_metadata::{
+    decode_state_file, parse_checkpoint_dir_name, CheckpointMetadata, StateHandle, METADATA_FILE,
+};
+
+use crate::checkpoint_storage;
+use crate::gateway::{RestoreState, TaskRestore};
+
+/// A completed checkpoint or savepoint to resume from.
+#[derive(Debug, Clone)]
+pub struct RestorePoint {
+    /// Its metadata.
+    pub meta: Arc<CheckpointMetadata>,
+    /// Its directory (state file names are relative to it); none for in-memory checkpoints.
+    pub dir: Option<PathBuf>,
+}
+
+/// The shape of one vertex of the job being restored.
+#[derive(Debug, Clone)]
+pub struct VertexShape {
+    /// Vertex id.
+    pub id: u32,
+    /// Its parallelism now.
+    pub parallelism: u32,
+    /// Its operators now: node index and name.
+    pub operators: Vec<(u32, String)>,
+    /// Whether it is a source vertex.
+    pub is_source: bool,
+}
+
+/// What a split enumerator restores.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnumeratorRestore {
+    /// Ids of splits readers hold or finished: never hand them out again.
+    pub consumed: Vec<String>,
+    /// Unfinished splits (with their progress) to hand out again (after rescaling).
+    pub splits_back: Vec<Vec<u8>>,
+}
+
+/// The whole plan.
+#[derive(Debug, Clone, Default)]
+pub struct RestorePlan {
+    /// By (vertex, subtask).
+    pub tasks: HashMap<(u32, u32), TaskRestore>,
+    /// By source vertex.
+    pub enumerators: HashMap<u32, EnumeratorRestore>,
+}
+
+/// Why a job cannot be restored from a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    /// The job's number of key groups changed: keyed state cannot be mapped.
+    #[error("the checkpoint has max parallelism {found}, the job {expected}: keyed state cannot be redistributed")]
+    MaxParallelism {
+        /// In the checkpoint.
+        found: u32,
+        /// In the job.
+        expected: u32,
+    },
+    /// State of an operator the job no longer has.
+    #[error(
+        "the savepoint has state for operator '{operator}' (vertex {vertex}), which this job does not have; \
+         use --allow-non-restored-state (execution.savepoint.ignore-unclaimed-state) to skip it"
+    )]
+    NonRestoredState {
+        /// The operator's name in the checkpoint.
+        operator: String,
+        /// Its vertex in the checkpoint.
+        vertex: u32,
+    },
+    /// The metadata is inconsistent (a state file named outside its directory).
+    #[error("the checkpoint is malformed: {0}")]
+    Malformed(String),
+}
+
+fn resolve(handle: &StateHandle, dir: Option<&Path>) -> Result<RestoreState, RestoreError> {
+    match handle {
+        StateHandle::Inline(b) => Ok(RestoreState::Inline(b.clone())),
+        StateHandle::File { name, .. } => {
+            // A file name, never a path: the metadata cannot point outside its directory.
+            if name.is_empty() || name.contains('/') || name.contains('\\') || name == ".." || name == "." {
+                return Err(RestoreError::Malformed(format!("state file name '{name}'")));
+            }
+            let dir = dir.ok_or_else(|| RestoreError::Malformed(format!("state file '{name}' without a directory")))?;
+            Ok(RestoreState::File(dir.join(name).display().to_string()))
+        }
+    }
+}
+
+/// Plans the restore of a job shaped `vertices` with `max_parallelism` key groups.
+pub fn plan(
+    point: &RestorePoint,
+    vertices: &[VertexShape],
+    max_parallelism: u32,
+    allow_non_restored: bool,
+) -> Result<RestorePlan, RestoreError> {
+    let meta = &point.meta;
+    if meta.max_parallelism != max_parallelism {
+        return Err(RestoreError::MaxParallelism { found: meta.max_parallelism, expected: max_parallelism });
+    }
+    let by_id: HashMap<u32, &VertexShape> = vertices.iter().map(|v| (v.id, v)).collect();
+    let mut out = RestorePlan::default();
+    for old in &meta.vertices {
+        let matching = by_id.get(&old.id).filter(|v| v.operators == old.operators);
+        let Some(new) = matching else {
+            let has_state = meta.subtasks.iter().any(|s| s.vertex == old.id && carries_state(s));
+            if has_state && !allow_non_restored {
+                let operator = old.operators.first().map(|(_, n)| n.clone()).unwrap_or_default();
+                return Err(RestoreError::NonRestoredState { operator, vertex: old.id });
+            }
+            continue;
+        };
+        let former: Vec<_> = meta.subtasks.iter().filter(|s| s.vertex == old.id).collect();
+        let rescaled = new.parallelism != old.parallelism;
+        let mut enumerator = EnumeratorRestore::default();
+        for s in &former {
+            if let Some(src) = s.source.as_ref().and_then(|b| rmp_serde::from_slice::<SourceSnapshot>(b).ok()) {
+                enumerator.consumed.extend(src.finished);
+                enumerator.consumed.extend(src.unfinished_ids);
+                if rescaled {
+                    enumerator.splits_back.extend(src.unfinished);
+                }
+            }
+        }
+        if new.is_source {
+            out.enumerators.insert(new.id, enumerator);
+        }
+        for i in 0..new.parallelism {
+            let (states, source) = if rescaled {
+                let states =
+                    former.iter().map(|s| resolve(&s.state, point.dir.as_deref())).collect::<Result<_, _>>()?;
+                (states, None)
+            } else {
+                match former.iter().find(|s| s.subtask == i) {
+                    Some(s) => (vec![resolve(&s.state, point.dir.as_deref())?], s.source.clone()),
+                    None => (Vec::new(), None),
+                }
+            };
+            out.tasks.insert((new.id, i), TaskRestore { checkpoint_id: meta.checkpoint_id, states, source });
+        }
+    }
+    Ok(out)
+}
+
+/// Finds what `path` names and loads it: a checkpoint or savepoint directory (with
+/// `_metadata`), or a job's checkpoint directory (its newest valid `chk-<n>`). A corrupt or
+/// truncated checkpoint — metadata or state file — is reported in one log line and the
+/// previous one of the same job is used instead.
+pub async fn load(path: &Path) -> Result<RestorePoint, String> {
+    let path = checkpoint_storage::absolute(path).map_err(|e| e.to_string())?;
+    let meta_file = path.join(METADATA_FILE);
+    let chk = path.file_name().and_then(|n| n.to_str()).and_then(parse_checkpoint_dir_name);
+    let (job_dir, newest) = match (meta_file.exists(), chk, path.parent()) {
+        // `…/chk-<n>`: this one, or an older one of the same job.
+        (true, Some(id), Some(parent)) => (parent.to_path_buf(), Some(id)),
+        // A savepoint: nothing to fall back to.
+        (true, _, _) => {
+            return verified(&path).await.map_err(|e| format!("cannot restore from '{}': {e}", path.display()))
+        }
+        // A job's checkpoint directory: its newest usable checkpoint.
+        (false, _, _) => (path.clone(), None),
+    };
+    let mut ids = checkpoint_storage::list_checkpoints(&job_dir).await.map_err(|e| e.to_string())?;
+    ids.retain(|id| newest.is_none_or(|n| *id <= n));
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    if ids.is_empty() {
+        return Err(format!(
+            "no checkpoint or savepoint at '{}' (no _metadata, no chk-<n> directories)",
+            path.display()
+        ));
+    }
+    let mut last_err = String::new();
+    for id in ids {
+        let dir = job_dir.join(format!("chk-{id}"));
+        if !dir.join(METADATA_FILE).exists() {
+            continue; // in progress or aborted when the process died: not a checkpoint
+        }
+        match verified(&dir).await {
+            Ok(p) => return Ok(p),
+            Err(e) => {
+                tracing::warn!("checkpoint {} is unusable, trying the previous one: {e}", dir.display());
+                last_err = e;
+            }
+        }
+    }
+    Err(format!("no usable checkpoint under '{}': {last_err}", job_dir.display()))
+}
+
+/// Reads the metadata in `dir` and verifies every state file it names (length, checksum).
+async fn verified(dir: &Path) -> Result<RestorePoint, String> {
+    let meta = checkpoint_storage::read_metadata(dir).await.map_err(|e| e.to_string())?;
+    for s in &meta.subtasks {
+        if let StateHandle::File { name, len } = &s.state {
+            let RestoreState::File(p) = resolve(&s.state, Some(dir)).map_err(|e| e.to_string())? else { continue };
+            let p = PathBuf::from(p);
+            let bytes = checkpoint_storage::get(&p).await.map_err(|e| e.to_string())?;
+            if bytes.len() as u64 != *len {
+                return Err(format!("state file '{name}' has {} bytes, the metadata says {len}", bytes.len()));
+            }
+            decode_state_file(&bytes, &p).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(RestorePoint { meta: Arc::new(meta), dir: Some(dir.to_path_buf()) })
+}
+
+/// Whether a subtask's part holds anything to restore. An inline snapshot of a stateless
+/// chain encodes to a few bytes; a source's position always counts.
+fn carries_state(s: &riffle_state::checkpoint_metadata::SubtaskState) -> bool {
+    s.source.is_some()
+        || match &s.state {
+            StateHandle::Inline(b) => b.len() > 8,
+            StateHandle::File { .. } => true,
+        }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use riffle_api::snapshot::SubtaskSnapshot;
+    use riffle_state::checkpoint_metadata::{CheckpointKind, SubtaskState, VertexInfo};
+    use serde_bytes::ByteBuf;
+
+    fn meta(parallelism: u32) -> CheckpointMetadata {
+        let ops = vec![(0, "Source".to_string()), (1, "Count".to_string())];
+        let mut subtasks = Vec::new();
+        for s in 0..parallelism {
+            let src = SourceSnapshot {
+                unfinished: vec![vec![s as u8]],
+                unfinished_ids: vec![format!("split-{s}")],
+                finished: vec![format!("done-{s}")],
+            };
+            subtasks.push(SubtaskState {
+                vertex: 0,
+                subtask: s,
+                state: StateHandle::File { name: format!("0-{s}.state"), len: 10 },
+                source: Some(ByteBuf::from(rmp_serde::to_vec(&src).unwrap())),
+            });
+        }
+        CheckpointMetadata {
+            job_id: "j".into(),
+            checkpoint_id: 9,
+            kind: CheckpointKind::Savepoint,
+            trigger_timestamp_ms: 0,
+            completion_timestamp_ms: 1,
+            max_parallelism: 128,
+            vertices: vec![VertexInfo { id: 0, parallelism, operators: ops }],
+            subtasks,
+        }
+    }
+
+    fn shape(parallelism: u32, name: &str) -> Vec<VertexShape> {
+        vec![VertexShape {
+            id: 0,
+            parallelism,
+            operators: vec![(0, "Source".into()), (1, name.into())],
+            is_source: true,
+        }]
+    }
+
+    fn point(p: u32) -> RestorePoint {
+        RestorePoint { meta: Arc::new(meta(p)), dir: Some(PathBuf::from("/moved/sp")) }
+    }
+
+    #[test]
+    fn same_parallelism_maps_subtask_to_subtask_with_files_relative_to_the_directory() {
+        let plan = plan(&point(2), &shape(2, "Count"), 128, false).unwrap();
+        let t1 = &plan.tasks[&(0, 1)];
+        assert_eq!(t1.states, vec![RestoreState::File("/moved/sp/0-1.state".into())]);
+        assert!(t1.source.is_some());
+        let e = &plan.enumerators[&0];
+        assert!(e.splits_back.is_empty());
+        assert_eq!(e.consumed.len(), 4);
+    }
+
+    #[test]
+    fn rescaling_gives_every_former_state_to_each_subtask_and_splits_back_to_the_enumerator() {
+        let plan = plan(&point(2), &shape(3, "Count"), 128, false).unwrap();
+        assert_eq!(plan.tasks.len(), 3);
+        for i in 0..3 {
+            assert_eq!(plan.tasks[&(0, i)].states.len(), 2);
+            assert!(plan.tasks[&(0, i)].source.is_none());
+        }
+        assert_eq!(plan.enumerators[&0].splits_back, vec![vec![0u8], vec![1u8]]);
+    }
+
+    #[test]
+    fn unknown_operators_need_allow_non_restored_state() {
+        let err = plan(&point(1), &shape(1, "Other"), 128, false).unwrap_err();
+        assert!(matches!(err, RestoreError::NonRestoredState { .. }), "{err}");
+        assert!(err.to_string().contains("--allow-non-restored-state"));
+        let ok = plan(&point(1), &shape(1, "Other"), 128, true).unwrap();
+        assert!(ok.tasks.is_empty());
+        assert!(matches!(plan(&point(1), &shape(1, "Count"), 256, false), Err(RestoreError::MaxParallelism { .. })));
+    }
+
+    #[test]
+    fn state_file_names_cannot_escape_the_directory() {
+        let mut m = meta(1);
+        m.subtasks[0].state = StateHandle::File { name: "../../etc/passwd".into(), len: 1 };
+        let p = RestorePoint { meta: Arc::new(m), dir: Some(PathBuf::from("/sp")) };
+        assert!(matches!(plan(&p, &shape(1, "Count"), 128, false), Err(RestoreError::Malformed(_))));
+        let empty = SubtaskSnapshot::default().encode().unwrap();
+        assert!(empty.len() <= 8, "an empty snapshot counts as no state");
+    }
+}

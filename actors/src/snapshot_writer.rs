@@ -1,0 +1,207 @@
+//! The asynchronous part of a subtask's checkpoint: a child task that encodes the frozen
+//! snapshot on the blocking pool, writes it as a state file (or inlines it when small),
+//! and acknowledges to the JobMaster — while the subtask goes on processing records.
+//!
+//! The subtask keeps a handle to every snapshot in flight. An abort (`notify_checkpoint_aborted`)
+//! cancels the work and deletes what was written; whichever of the two sides comes second
+//! does the deleting, so no file survives an aborted checkpoint. Once acknowledged, a state
+//! file belongs to the checkpoint (the coordinator deletes it with its directory).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use riffle_api::snapshot::{PendingSnapshot, SourceSnapshot};
+use riffle_api::CheckpointBarrier;
+use riffle_state::checkpoint_metadata::{encode_state_file, state_file_name, StateHandle};
+use serde_bytes::ByteBuf;
+
+use crate::checkpoint_storage;
+use crate::gateway::{AcknowledgeCheckpoint, DeclineCheckpoint};
+use crate::ids::ExecutionId;
+use crate::registry::RuntimeShared;
+
+#[derive(Default)]
+struct TaskState {
+    aborted: bool,
+    acknowledged: bool,
+    written: Option<PathBuf>,
+}
+
+/// One snapshot in flight, shared by the subtask and its writer.
+#[derive(Default)]
+pub struct SnapshotTask {
+    state: Mutex<TaskState>,
+}
+
+impl SnapshotTask {
+    fn lock(&self) -> std::sync::MutexGuard<'_, TaskState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn is_aborted(&self) -> bool {
+        self.lock().aborted
+    }
+
+    /// Marks the work aborted; returns the file to delete if the writer already wrote one.
+    /// With `even_acknowledged` false, a snapshot already handed to the coordinator is left
+    /// alone (it may be part of a completed checkpoint).
+    fn abort(&self, even_acknowledged: bool) -> Option<PathBuf> {
+        let mut s = self.lock();
+        if s.acknowledged && !even_acknowledged {
+            return None;
+        }
+        s.aborted = true;
+        s.written.take()
+    }
+}
+
+/// The snapshots a subtask has in flight, by checkpoint id.
+#[derive(Default)]
+pub struct InFlightSnapshots {
+    tasks: BTreeMap<u64, Arc<SnapshotTask>>,
+}
+
+impl InFlightSnapshots {
+    /// Registers the snapshot of checkpoint `id`.
+    pub fn start(&mut self, id: u64) -> Arc<SnapshotTask> {
+        let t = Arc::new(SnapshotTask::default());
+        self.tasks.insert(id, t.clone());
+        t
+    }
+
+    /// Checkpoint `id` completed: it and older ones need no tracking any more.
+    pub fn completed(&mut self, id: u64) {
+        self.tasks.retain(|k, _| *k > id);
+    }
+
+    /// Checkpoint `id` was aborted: cancel its work and delete what it wrote.
+    pub fn abort(&mut self, id: u64) {
+        if let Some(t) = self.tasks.remove(&id) {
+            if let Some(path) = t.abort(true) {
+                delete_later(path);
+            }
+        }
+    }
+
+    /// Number of snapshots in flight (for tests and metrics).
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Whether none is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+}
+
+impl Drop for InFlightSnapshots {
+    /// The subtask ends: writers still working stop and clean up; acknowledged snapshots stay.
+    fn drop(&mut self) {
+        for t in self.tasks.values() {
+            if let Some(path) = t.abort(false) {
+                delete_later(path);
+            }
+        }
+    }
+}
+
+fn delete_later(path: PathBuf) {
+    if tokio::runtime::Handle::try_current().is_err() {
+        let _ = std::fs::remove_file(&path);
+        return;
+    }
+    actix::spawn(async move {
+        if let Err(e) = checkpoint_storage::delete(&path).await {
+            tracing::warn!("cannot delete the state file of an aborted checkpoint: {e}");
+        }
+    });
+}
+
+/// The child that finishes one subtask snapshot.
+pub struct SnapshotWriter {
+    /// The subtask.
+    pub execution: ExecutionId,
+    /// To find the JobMaster.
+    pub shared: Arc<RuntimeShared>,
+    /// The checkpoint and its target.
+    pub barrier: CheckpointBarrier,
+    /// Shared with the subtask, for aborts.
+    pub task: Arc<SnapshotTask>,
+    /// Duration of the synchronous part.
+    pub sync_ms: u64,
+}
+
+impl SnapshotWriter {
+    /// Encodes, writes and acknowledges (or declines, on an error).
+    pub async fn run(self, pending: PendingSnapshot, source: Option<SourceSnapshot>) {
+        let started = Instant::now();
+        let id = self.barrier.id;
+        let result = self.write(pending, source).await;
+        let Some(jm) = self.shared.job_masters.get(&self.execution.job).map(|a| a.clone()) else { return };
+        match result {
+            Ok(Some((state, source))) => jm.do_send(AcknowledgeCheckpoint {
+                execution: self.execution,
+                checkpoint_id: id,
+                state,
+                source,
+                sync_ms: self.sync_ms,
+                async_ms: started.elapsed().as_millis() as u64,
+            }),
+            Ok(None) => {}
+            Err(reason) => jm.do_send(DeclineCheckpoint { execution: self.execution, checkpoint_id: id, reason }),
+        }
+    }
+
+    async fn write(
+        &self,
+        pending: PendingSnapshot,
+        source: Option<SourceSnapshot>,
+    ) -> Result<Option<(StateHandle, Option<ByteBuf>)>, String> {
+        if self.task.is_aborted() {
+            return Ok(None);
+        }
+        let encoded = tokio::task::spawn_blocking(move || pending.complete().and_then(|s| s.encode()))
+            .await
+            .map_err(|e| format!("the snapshot encoder failed: {e}"))?
+            .map_err(|e| e.to_string())?;
+        let source = match source {
+            Some(s) => Some(ByteBuf::from(
+                rmp_serde::to_vec(&s).map_err(|e| format!("cannot encode the source reader's state: {e}"))?,
+            )),
+            None => None,
+        };
+        if self.task.is_aborted() {
+            return Ok(None);
+        }
+        let handle = match &self.barrier.target {
+            Some(dir) if encoded.len() >= self.barrier.inline_threshold => {
+                let name = state_file_name(self.execution.vertex, self.execution.subtask);
+                let path = PathBuf::from(dir.as_ref()).join(&name);
+                let framed = encode_state_file(&encoded);
+                let len = framed.len() as u64;
+                checkpoint_storage::put(&path, framed).await.map_err(|e| e.to_string())?;
+                let aborted = {
+                    let mut s = self.task.lock();
+                    if !s.aborted {
+                        s.written = Some(path.clone());
+                    }
+                    s.aborted
+                };
+                if aborted {
+                    let _ = checkpoint_storage::delete(&path).await;
+                    return Ok(None);
+                }
+                StateHandle::File { name, len }
+            }
+            _ => StateHandle::Inline(ByteBuf::from(encoded)),
+        };
+        let mut s = self.task.lock();
+        if s.aborted {
+            return Ok(None);
+        }
+        s.acknowledged = true;
+        Ok(Some((handle, source)))
+    }
+}
