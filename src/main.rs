@@ -15,6 +15,13 @@ struct Cli {
     /// Configuration, Flink key names: -D key=value (repeatable).
     #[arg(short = 'D', value_name = "KEY=VALUE", global = true)]
     define: Vec<String>,
+    /// Resume from a savepoint, a checkpoint (`…/chk-<n>`) or a job's checkpoint directory
+    /// (its newest usable checkpoint); the parallelism may differ from the original run.
+    #[arg(long, value_name = "PATH", global = true)]
+    from_savepoint: Option<PathBuf>,
+    /// With --from-savepoint: skip state of operators this job no longer has.
+    #[arg(long, global = true)]
+    allow_non_restored_state: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -136,7 +143,16 @@ mod tempfile_guard {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let conf = config(&cli.define)?;
+    let mut conf = config(&cli.define)?;
+    if let Some(p) = &cli.from_savepoint {
+        if !p.exists() {
+            bail!("no savepoint or checkpoint at '{}'", p.display());
+        }
+        conf.set("execution.savepoint.path", p.display().to_string());
+    }
+    if cli.allow_non_restored_state {
+        conf.set("execution.savepoint.ignore-unclaimed-state", "true");
+    }
     match cli.command {
         Command::Run { scenario: Scenario::Wordcount { input, output, events, parallelism } } => {
             if let Some(i) = &input {

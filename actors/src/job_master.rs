@@ -403,9 +403,11 @@ impl JobMaster {
         for v in self.graph.vertices() {
             if let Some(src) = self.graph.source_of(v.id) {
                 let name = v.nodes.first().and_then(|n| self.graph.operator_name(*n)).unwrap_or(&v.name).to_string();
-                match catch_panic(|| src.create_enumerator(v.parallelism)) {
+                let restore = self.restore_plan.as_ref().and_then(|p| p.enumerators.get(&(v.id as u32)));
+                let parallelism = restore.map(|r| r.parallelism).unwrap_or(v.parallelism);
+                match catch_panic(|| src.create_enumerator(parallelism)) {
                     Ok(Ok(mut e)) => {
-                        if let Some(r) = self.restore_plan.as_ref().and_then(|p| p.enumerators.get(&(v.id as u32))) {
+                        if let Some(r) = restore {
                             e.restore(&r.consumed);
                             if !r.splits_back.is_empty() {
                                 e.add_splits_back(r.splits_back.clone(), 0)

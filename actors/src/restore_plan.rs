@@ -45,6 +45,10 @@ pub struct VertexShape {
 /// What a split enumerator restores.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EnumeratorRestore {
+    /// The parallelism the enumerator was created for when the checkpoint was taken: split
+    /// layouts may depend on it, so the restored enumerator is created the same way and
+    /// only its unconsumed splits are handed out (to however many readers there are now).
+    pub parallelism: u32,
     /// Ids of splits readers hold or finished: never hand them out again.
     pub consumed: Vec<String>,
     /// Unfinished splits (with their progress) to hand out again (after rescaling).
@@ -126,7 +130,7 @@ pub fn plan(
         };
         let former: Vec<_> = meta.subtasks.iter().filter(|s| s.vertex == old.id).collect();
         let rescaled = new.parallelism != old.parallelism;
-        let mut enumerator = EnumeratorRestore::default();
+        let mut enumerator = EnumeratorRestore { parallelism: old.parallelism, ..Default::default() };
         for s in &former {
             if let Some(src) = s.source.as_ref().and_then(|b| rmp_serde::from_slice::<SourceSnapshot>(b).ok()) {
                 enumerator.consumed.extend(src.finished);
@@ -315,5 +319,44 @@ mod tests {
         assert!(matches!(plan(&p, &shape(1, "Count"), 128, false), Err(RestoreError::Malformed(_))));
         let empty = SubtaskSnapshot::default().encode().unwrap();
         assert!(empty.len() <= 8, "an empty snapshot counts as no state");
+    }
+
+    fn write_checkpoint(job_dir: &Path, id: u64) {
+        let dir = job_dir.join(format!("chk-{id}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let state = riffle_state::checkpoint_metadata::encode_state_file(&vec![id as u8; 64]);
+        std::fs::write(dir.join("0-0.state"), &state).unwrap();
+        let mut m = meta(1);
+        m.checkpoint_id = id;
+        m.subtasks[0].state = StateHandle::File { name: "0-0.state".into(), len: state.len() as u64 };
+        std::fs::write(dir.join(METADATA_FILE), riffle_state::checkpoint_metadata::encode(&m).unwrap()).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_checkpoint_falls_back_to_the_previous_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let job = tmp.path().join("job");
+        for id in [3, 4, 5] {
+            write_checkpoint(&job, id);
+        }
+        // chk-6 never completed (no metadata): not a checkpoint.
+        std::fs::create_dir_all(job.join("chk-6")).unwrap();
+        assert_eq!(load(&job).await.unwrap().meta.checkpoint_id, 5);
+        // A flipped byte in chk-5's state file, a truncated chk-4 metadata.
+        let f = job.join("chk-5/0-0.state");
+        let mut b = std::fs::read(&f).unwrap();
+        b[20] ^= 1;
+        std::fs::write(&f, &b).unwrap();
+        let m = job.join("chk-4").join(METADATA_FILE);
+        let b = std::fs::read(&m).unwrap();
+        std::fs::write(&m, &b[..b.len() / 2]).unwrap();
+        let p = load(&job).await.unwrap();
+        assert_eq!(p.meta.checkpoint_id, 3);
+        assert_eq!(p.dir.as_deref(), Some(job.join("chk-3").as_path()));
+        assert_eq!(load(&job.join("chk-5")).await.unwrap().meta.checkpoint_id, 3, "an explicit chk-5 falls back too");
+        assert_eq!(load(&job.join("chk-3")).await.unwrap().meta.checkpoint_id, 3);
+        std::fs::remove_file(job.join("chk-3/0-0.state")).unwrap();
+        let err = load(&job).await.unwrap_err();
+        assert!(err.contains("no usable checkpoint"), "{err}");
     }
 }
