@@ -324,7 +324,7 @@ mod tests {
     fn write_checkpoint(job_dir: &Path, id: u64) {
         let dir = job_dir.join(format!("chk-{id}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let state = riffle_state::checkpoint_metadata::encode_state_file(&vec![id as u8; 64]);
+        let state = riffle_state::checkpoint_metadata::encode_state_file(&[id as u8; 64]);
         std::fs::write(dir.join("0-0.state"), &state).unwrap();
         let mut m = meta(1);
         m.checkpoint_id = id;
