@@ -265,6 +265,15 @@ pub trait KeyedProcessFunction<K, I, O>: Clone + Send + Sync + 'static {
     ) -> Result<(), UserError> {
         Ok(())
     }
+    /// Checkpoint `id` completed everywhere (Flink's `CheckpointListener`): effects held
+    /// back until it was durable can be released now.
+    fn notify_checkpoint_complete(&mut self, _id: u64) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Checkpoint `id` was aborted (FLINK-8871): drop what was prepared for it.
+    fn notify_checkpoint_aborted(&mut self, _id: u64) -> Result<(), UserError> {
+        Ok(())
+    }
 }
 
 /// Processes two connected streams (Flink's `CoProcessFunction`, keyed when both inputs are
@@ -285,6 +294,15 @@ pub trait CoProcessFunction<K, A, B, O>: Clone + Send + Sync + 'static {
         _domain: TimeDomain,
         _ctx: &mut ProcessContext<'_, K, O>,
     ) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Checkpoint `id` completed everywhere (Flink's `CheckpointListener`): effects held
+    /// back until it was durable can be released now.
+    fn notify_checkpoint_complete(&mut self, _id: u64) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Checkpoint `id` was aborted (FLINK-8871): drop what was prepared for it.
+    fn notify_checkpoint_aborted(&mut self, _id: u64) -> Result<(), UserError> {
         Ok(())
     }
 }
@@ -309,6 +327,15 @@ pub trait MultiInputFunction<K, T, O>: Clone + Send + Sync + 'static {
     }
     /// Input `input` ended (all of its producers finished).
     fn end_input(&mut self, _input: usize, _ctx: &mut ProcessContext<'_, K, O>) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Checkpoint `id` completed everywhere (Flink's `CheckpointListener`): effects held
+    /// back until it was durable can be released now.
+    fn notify_checkpoint_complete(&mut self, _id: u64) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Checkpoint `id` was aborted (FLINK-8871): drop what was prepared for it.
+    fn notify_checkpoint_aborted(&mut self, _id: u64) -> Result<(), UserError> {
         Ok(())
     }
 }

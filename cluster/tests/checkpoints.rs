@@ -247,3 +247,51 @@ fn after_a_failure_the_job_resumes_from_the_latest_checkpoint_with_exact_results
     let history = mc.exception_history(h.job_id(), 0, 10).unwrap();
     assert!(history.entries.iter().any(|e| e.is_root_cause && e.exception.contains("injected failure")));
 }
+
+/// Records the checkpoint notifications its subtasks receive.
+#[derive(Clone)]
+struct Listening(std::sync::Arc<std::sync::Mutex<Vec<(u64, bool)>>>);
+
+impl riffle_api::KeyedProcessFunction<u64, u64, u64> for Listening {
+    fn process_element(&mut self, v: u64, ctx: &mut riffle_api::ProcessContext<'_, u64, u64>) -> Result<(), UserError> {
+        ctx.collect(v);
+        Ok(())
+    }
+    fn notify_checkpoint_complete(&mut self, id: u64) -> Result<(), UserError> {
+        self.0.lock().map_err(|e| e.to_string())?.push((id, true));
+        Ok(())
+    }
+    fn notify_checkpoint_aborted(&mut self, id: u64) -> Result<(), UserError> {
+        self.0.lock().map_err(|e| e.to_string())?.push((id, false));
+        Ok(())
+    }
+}
+
+fn notifications(timeout: &str) -> Vec<(u64, bool)> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut cfg = MiniClusterConfig::new(1, 1);
+    cfg.config.set("execution.checkpointing.interval", "5 ms").set("execution.checkpointing.timeout", timeout);
+    let mc = MiniCluster::start(cfg).unwrap();
+    let env = StreamEnvironment::new();
+    env.from_source(Ticks, "ticks").key_by(|x: &u64| x % 3).process(Listening(seen.clone())).discard();
+    let h = mc.submit(env.build_job_graph("listening").unwrap()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.lock().unwrap().len() < 3 {
+        assert!(Instant::now() < deadline, "no notifications: {:?}", mc.checkpoint_stats(h.job_id()));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    h.cancel().unwrap();
+    h.wait(WAIT).unwrap();
+    let v = seen.lock().unwrap().clone();
+    v
+}
+
+#[test]
+fn user_functions_hear_completed_and_aborted_checkpoints() {
+    let completed = notifications("10 min");
+    assert!(completed.iter().all(|(_, ok)| *ok), "{completed:?}");
+    assert!(completed.windows(2).all(|w| w[0].0 < w[1].0), "in checkpoint order: {completed:?}");
+    // A timeout shorter than any checkpoint can take: every one is aborted, and user code hears it.
+    let aborted = notifications("0 ms");
+    assert!(aborted.iter().any(|(_, ok)| !*ok), "{aborted:?}");
+}

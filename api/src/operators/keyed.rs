@@ -247,6 +247,9 @@ macro_rules! core_events {
             self.core.restore(from)
         }
         fn notify_checkpoint(&mut self, id: u64, completed: bool) -> TaskResult {
+            let r =
+                if completed { self.f.notify_checkpoint_complete(id) } else { self.f.notify_checkpoint_aborted(id) };
+            r.map_err(|e| self.core.id.err(e))?;
             self.core.notify_checkpoint(id, completed)
         }
     };

@@ -104,6 +104,15 @@ pub trait SourceReader<T, S> {
     fn poll_next(&mut self, output: &mut dyn SourceOutput<T>) -> Result<ReadStatus, UserError>;
     /// The reader's position for a checkpoint: taken between two polls.
     fn snapshot_state(&mut self) -> ReaderState<S>;
+    /// Checkpoint `id` completed (Flink's `CheckpointListener`): e.g. acknowledge messages
+    /// up to its position to an external system.
+    fn notify_checkpoint_complete(&mut self, _id: u64) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Checkpoint `id` was aborted (FLINK-8871).
+    fn notify_checkpoint_aborted(&mut self, _id: u64) -> Result<(), UserError> {
+        Ok(())
+    }
 }
 
 /// A FLIP-27 source of `T`.
@@ -305,6 +314,12 @@ impl<T, S: Split> SourceHead for ReaderHead<T, S> {
         self.chain.restore(from)
     }
     fn notify_checkpoint(&mut self, id: u64, completed: bool) -> Result<(), TaskError> {
+        let r = if completed {
+            self.reader.notify_checkpoint_complete(id)
+        } else {
+            self.reader.notify_checkpoint_aborted(id)
+        };
+        r.map_err(|e| TaskError::new(&self.name, e.as_ref()))?;
         self.chain.notify_checkpoint(id, completed)
     }
 }
