@@ -50,14 +50,18 @@ impl SubtaskSnapshot {
 pub struct OperatorSnapshots {
     /// Number of key groups.
     pub max_parallelism: u32,
+    /// The checkpoint this snapshot belongs to: two-phase-commit sinks file the transaction
+    /// they pre-commit here under it, to commit it when this checkpoint (or a later one)
+    /// completes.
+    pub checkpoint_id: u64,
     /// `(node index, state)` so far.
     pub entries: Vec<(usize, Vec<u8>)>,
 }
 
 impl OperatorSnapshots {
-    /// An empty collection.
-    pub fn new(max_parallelism: u32) -> Self {
-        Self { max_parallelism, entries: Vec::new() }
+    /// An empty collection for checkpoint `checkpoint_id`.
+    pub fn new(max_parallelism: u32, checkpoint_id: u64) -> Self {
+        Self { max_parallelism, checkpoint_id, entries: Vec::new() }
     }
 
     /// Adds operator `op`'s state.
