@@ -48,7 +48,7 @@ pub struct ExactlyOnceTextFileSink<T> {
 }
 
 /// A part file name parsed back: `(subtask, part, in_progress)`.
-fn parse_name(name: &str) -> Option<(u32, u64, bool)> {
+pub(super) fn parse_name(name: &str) -> Option<(u32, u64, bool)> {
     let (rest, in_progress) = match name.strip_prefix(".part-").and_then(|r| r.strip_suffix(".inprogress")) {
         Some(r) => (r, true),
         None => (name.strip_prefix("part-")?, false),

@@ -22,6 +22,9 @@
 mod exactly_once_file;
 mod two_phase;
 
+#[cfg(test)]
+mod tests;
+
 pub use exactly_once_file::{ExactlyOnceTextFileSink, FileTxn};
 pub use two_phase::TwoPhaseCommitOperator;
 
