@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod operators;
 pub mod partition;
 pub mod record;
+pub mod sink;
 pub mod snapshot;
 pub mod source;
 pub mod stream;
@@ -36,6 +37,7 @@ pub use graph::{ChannelKey, HeadKind, InputChannel, JobGraph, JobVertex, TaskEnv
 pub use link::{Collector, Input};
 pub use record::{CheckpointBarrier, Data, Element, Key, StreamRecord, MAX_WATERMARK, NO_TIMESTAMP};
 pub use riffle_state::{KeyedStateStore, ListState, MapState, TimeDomain, ValueState};
+pub use sink::{ExactlyOnceTextFileSink, SinkContext, TwoPhaseCommitOperator, TwoPhaseCommitSink};
 pub use stream::{
     keyed_multi_input, multi_input, CollectStream, ConnectedStreams, DataStream, KeyedStream, SinkHandle,
     WindowedStream,

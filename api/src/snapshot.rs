@@ -69,7 +69,9 @@ enum Part {
 pub struct OperatorSnapshots {
     /// Number of key groups.
     pub max_parallelism: u32,
-    /// The checkpoint this snapshot belongs to.
+    /// The checkpoint this snapshot belongs to: two-phase-commit sinks file the transaction
+    /// they pre-commit here under it, to commit it when this checkpoint (or a later one)
+    /// completes.
     pub checkpoint_id: u64,
     parts: Vec<(usize, Part)>,
 }

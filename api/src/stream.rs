@@ -29,6 +29,7 @@ use crate::operators::watermarks::TimestampsAndWatermarksOp;
 use crate::operators::window::{AggregateWindow, ProcessWindow, ReduceWindow, WindowFn, WindowOp, WithWindow};
 use crate::partition::PartitionKind;
 use crate::record::{Data, Key};
+use crate::sink::{ExactlyOnceTextFileSink, SinkContext, TwoPhaseCommitOperator, TwoPhaseCommitSink};
 use crate::watermark::WatermarkStrategy;
 use crate::window::{AggregateFunction, ProcessWindowFunction, TimeWindow, WindowAssigner};
 
@@ -364,6 +365,47 @@ impl<T: Data> DataStream<T> {
                     &n2,
                     counter,
                 )?)))
+            }),
+        )
+    }
+
+    /// Writes one line per record (`format(record)`) into the directory `path`, exactly
+    /// once: each subtask writes hidden `.part-<subtask>-<n>.inprogress` files that are
+    /// renamed to `part-<subtask>-<n>` only when the checkpoint covering their records has
+    /// completed (or at the end of a bounded input). After a failover the output is that of
+    /// a run without failure: no record lost, none twice (see [`ExactlyOnceTextFileSink`]).
+    ///
+    /// Records become visible with checkpoints, so an unbounded job needs checkpointing
+    /// enabled for any output to appear. Give each job its own directory: a fresh start
+    /// numbers parts from 0 again. Unlike [`DataStream::write_as_text`], `path` is always a
+    /// directory, also at parallelism 1.
+    pub fn write_as_text_exactly_once<F>(&self, path: impl Into<PathBuf>, format: F) -> SinkHandle
+    where
+        F: Fn(&T) -> String + Send + Sync + 'static,
+    {
+        let path = path.into();
+        let format: Arc<dyn Fn(&T) -> String + Send + Sync> = Arc::new(format);
+        let name = format!("Exactly-Once Text File Sink ({})", path.display());
+        self.add_two_phase_commit_sink(&name, move |_| ExactlyOnceTextFileSink::new(path.clone(), format.clone()))
+    }
+
+    /// Ends the stream in a transactional sink driven by checkpoints (two-phase commit,
+    /// [`TwoPhaseCommitOperator`]): records become visible when the checkpoint covering them
+    /// completes, for exactly-once output across failovers. `factory` makes the sink of each
+    /// subtask.
+    pub fn add_two_phase_commit_sink<S, F>(&self, name: &str, factory: F) -> SinkHandle
+    where
+        S: TwoPhaseCommitSink<T>,
+        F: Fn(&SinkContext) -> Result<S, crate::error::UserError> + Send + Sync + 'static,
+    {
+        self.add_sink(
+            name,
+            Node::new(move |ctx, _| {
+                let sink_ctx =
+                    SinkContext { subtask: ctx.subtask, parallelism: ctx.parallelism, name: ctx.id.name.clone() };
+                let sink = factory(&sink_ctx).map_err(|e| ctx.id.err(e))?;
+                let counter = LocalCounter::new(ctx.counters.clone(), |c| &c.sink_records);
+                Ok(BuiltTyped::Link(Box::new(TwoPhaseCommitOperator::new(sink, sink_ctx, ctx.id, Some(counter)))))
             }),
         )
     }
