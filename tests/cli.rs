@@ -95,3 +95,79 @@ fn bench_prints_the_harness_result_line() {
     assert!(line.starts_with("engine=riffle workload=W2 events=100000 parallelism=1 seconds="), "{line}");
     assert!(line.contains(" events_per_sec=") && line.contains(" peak_rss_kb="), "{line}");
 }
+
+#[test]
+fn the_exactly_once_drill_passes_with_injected_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = riffle()
+        .args(["run", "exactly-once-drill", "--events", "30000", "--keys", "17", "--failures", "2", "-p", "2"])
+        .args(["--rate", "30", "--output"])
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("exactly-once drill OK: 30000 lines") && stdout.contains("2 injected failures"), "{stdout}");
+}
+
+/// A `riffle run` killed with SIGKILL resumes from its latest retained checkpoint with
+/// `--from-savepoint`, and the committed output of both runs together is exact.
+#[test]
+fn a_killed_run_resumes_from_its_latest_checkpoint() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoints = dir.path().join("checkpoints");
+    let output = dir.path().join("out");
+    let args = |c: &mut Command| {
+        c.args(["run", "exactly-once-drill", "--events", "40000", "--keys", "13", "--failures", "0", "-p", "2"])
+            .args(["--rate", "5", "--output"])
+            .arg(&output)
+            .arg("-D")
+            .arg(format!("state.checkpoints.dir={}", checkpoints.display()))
+            .args(["-D", "execution.checkpointing.interval=100 ms"]);
+    };
+    let mut first = riffle();
+    args(&mut first);
+    let mut child = first.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    // Wait for two completed checkpoints, then kill the process outright.
+    let completed = |root: &std::path::Path| -> Vec<std::path::PathBuf> {
+        let mut v = Vec::new();
+        for job in std::fs::read_dir(root).into_iter().flatten().flatten() {
+            for chk in std::fs::read_dir(job.path()).into_iter().flatten().flatten() {
+                if chk.path().join("_metadata").exists() {
+                    v.push(job.path());
+                }
+            }
+        }
+        v
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let job_dir = loop {
+        if let Some(j) = completed(&checkpoints).first() {
+            break j.clone();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("no checkpoint completed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(250));
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "killed before the end");
+    let mut resumed = riffle();
+    args(&mut resumed);
+    let out = resumed.arg("--from-savepoint").arg(&job_dir).output().unwrap();
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("exactly-once drill OK: 40000 lines"), "{stdout}");
+    // It resumed instead of starting over: it processed only what the checkpoint had not.
+    let processed: u64 = stdout
+        .split('(')
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no record count in {stdout}"));
+    assert!(processed > 0 && processed < 40000, "the resumed run processed {processed} records");
+}

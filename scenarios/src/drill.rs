@@ -174,8 +174,13 @@ pub fn expected_lines(events: u64, keys: u64) -> Vec<String> {
 }
 
 /// Runs the drill on an embedded cluster; an error unless the committed output is exact.
+/// Resumed from a savepoint or checkpoint of a killed run (`execution.savepoint.path`), it
+/// continues that run's output directory, and the check covers both runs together.
 pub fn run(o: &DrillOptions, user: &Configuration) -> Result<DrillReport, ScenarioError> {
-    if o.output.exists() && std::fs::read_dir(&o.output).map(|mut d| d.next().is_some()).unwrap_or(true) {
+    // A resumed run continues the output of the run it resumes.
+    let resuming = user.get_str("execution.savepoint.path").is_some();
+    if !resuming
+        && o.output.exists() && std::fs::read_dir(&o.output).map(|mut d| d.next().is_some()).unwrap_or(true) {
         return Err(ScenarioError::Invalid(format!(
             "output directory '{}' is not empty: the drill compares everything in it",
             o.output.display()

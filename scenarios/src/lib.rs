@@ -3,6 +3,7 @@
 //! [`riffle_api::StreamEnvironment`]; [`run_job`] runs one on an embedded cluster.
 
 pub mod bench;
+pub mod drill;
 pub mod nexmark;
 pub mod progress;
 pub mod wordcount;
