@@ -60,6 +60,15 @@ pub(super) fn parse_name(name: &str) -> Option<(u32, u64, bool)> {
     (canonical == name).then_some((s, n, in_progress))
 }
 
+/// Deletes a file; one already gone is fine.
+fn remove_if_exists(path: &Path) -> Result<(), UserError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(format!("cannot delete '{}'", path.display()), e)),
+    }
+}
+
 fn io_err(what: String, e: std::io::Error) -> UserError {
     format!("{what}: {e}").into()
 }
@@ -119,15 +128,10 @@ impl<T> ExactlyOnceTextFileSink<T> {
 
     /// Removes an in-progress file; one already gone is fine.
     fn remove_in_progress(&self, subtask: u32, part: u64) -> Result<(), UserError> {
-        let path = self.in_progress_path(subtask, part);
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err(format!("cannot delete '{}'", path.display()), e)),
-        }
+        remove_if_exists(&self.in_progress_path(subtask, part))
     }
 
-    /// Makes renames in the directory durable.
+    /// Makes creations, renames and deletions in the directory durable.
     fn sync_dir(&self) -> Result<(), UserError> {
         #[cfg(unix)]
         File::open(&self.dir)
@@ -144,7 +148,11 @@ impl<T: 'static> TwoPhaseCommitSink<T> for ExactlyOnceTextFileSink<T> {
     /// deletes in-progress files nobody will commit: those of this subtask's own namespace
     /// (on a fresh start, or when this subtask's former state was restored here: anything of
     /// it that was pending is committed by now), and those of restored former subtasks that
-    /// no longer exist after a rescale. Committed files are never deleted.
+    /// no longer exist after a rescale. In those namespaces, committed parts numbered from
+    /// the restored open transaction on are deleted too: only the end of input commits
+    /// without a checkpoint, so they hold records written after the restored checkpoint,
+    /// which are replayed (without this, a replay cut into parts differently would leave
+    /// them as duplicates). Other committed files are never deleted.
     fn initialize(&mut self, ctx: &SinkContext, recovery: &Recovery<FileTxn>) -> Result<(), UserError> {
         check_dir(&self.dir)?;
         std::fs::create_dir_all(&self.dir)
@@ -169,12 +177,22 @@ impl<T: 'static> TwoPhaseCommitSink<T> for ExactlyOnceTextFileSink<T> {
             (s == me && (!recovery.restored || recovery.restored_from.contains(&me)))
                 || (s >= ctx.parallelism && recovery.restored_from.contains(&s))
         };
+        // Where the replay of a restored subtask's records starts: parts from there on were
+        // written after the restored checkpoint, so the replay writes them again.
+        let replayed_from = |s: u32| recovery.aborted.iter().find(|t| t.subtask == s).map(|t| t.part);
         for &(s, n, in_progress) in &files {
-            if in_progress && owns(s) {
+            if !owns(s) {
+                continue;
+            }
+            if in_progress {
                 self.remove_in_progress(s, n)?;
+            } else if replayed_from(s).is_some_and(|from| n >= from) {
+                // Committed at the end of input after the restored checkpoint: its records
+                // are replayed and may be cut into parts differently this time.
+                remove_if_exists(&self.committed_path(s, n))?;
             }
         }
-        Ok(())
+        self.sync_dir()
     }
 
     fn begin(&mut self, ctx: &SinkContext) -> Result<FileTxn, UserError> {
@@ -203,6 +221,9 @@ impl<T: 'static> TwoPhaseCommitSink<T> for ExactlyOnceTextFileSink<T> {
 
     /// Flushes and fsyncs the in-progress file, so a commit after a crash finds its data.
     fn pre_commit(&mut self, txn: &mut FileTxn) -> Result<(), UserError> {
+        if !txn.opened {
+            return Ok(());
+        }
         if let Some((part, mut out)) = self.out.take() {
             if part != txn.part {
                 self.out = Some((part, out));
@@ -211,6 +232,8 @@ impl<T: 'static> TwoPhaseCommitSink<T> for ExactlyOnceTextFileSink<T> {
             let what = || format!("cannot sync '{}'", self.in_progress_path(txn.subtask, txn.part).display());
             out.flush().map_err(|e| io_err(what(), e))?;
             out.get_ref().sync_all().map_err(|e| io_err(what(), e))?;
+            // The file's directory entry must survive a crash as well as its data.
+            self.sync_dir()?;
         }
         Ok(())
     }
@@ -230,7 +253,7 @@ impl<T: 'static> TwoPhaseCommitSink<T> for ExactlyOnceTextFileSink<T> {
     }
 
     fn abort(&mut self, txn: FileTxn) -> Result<(), UserError> {
-        if self.out.as_ref().is_some_and(|(p, _)| *p == txn.part) {
+        if txn.opened && self.out.as_ref().is_some_and(|(p, _)| *p == txn.part) {
             self.out = None;
         }
         if txn.opened {

@@ -283,6 +283,31 @@ fn end_input_commits_everything_and_leaves_no_in_progress_files() {
 }
 
 #[test]
+fn failover_after_end_of_input_replays_without_duplicates() {
+    // The subtask finished and committed at the end of input, then a failover elsewhere
+    // rolls the job back to checkpoint 1: its later records are replayed, cut differently.
+    let tmp = TempDir::new("after-end");
+    let dir = tmp.out();
+    let mut first = op(&dir, 0, 1);
+    push_all(&mut first, &RECORDS[..4]).unwrap();
+    let c1 = snapshot(&mut first, 1);
+    first.notify_checkpoint(1, true).unwrap();
+    push_all(&mut first, &RECORDS[4..7]).unwrap();
+    snapshot(&mut first, 2); // never completes
+    push_all(&mut first, &RECORDS[7..]).unwrap();
+    first.end_input().unwrap();
+    assert_eq!(visible(&dir).len(), 3);
+    drop(first);
+
+    let mut second = op(&dir, 0, 1);
+    restore(&mut second, &[c1]).unwrap();
+    assert_eq!(files(&dir), map(&[("part-0-0", "r0\nr1\nr2\nr3\n")]));
+    push_all(&mut second, &RECORDS[4..]).unwrap();
+    second.end_input().unwrap();
+    assert_eq!(files(&dir), map(&[("part-0-0", "r0\nr1\nr2\nr3\n"), ("part-0-1", "r4\nr5\nr6\nr7\nr8\nr9\n")]));
+}
+
+#[test]
 fn fresh_start_cleans_in_progress_leftovers_of_its_own_subtask_only() {
     let tmp = TempDir::new("fresh");
     let dir = tmp.out();
