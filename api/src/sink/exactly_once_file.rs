@@ -35,13 +35,16 @@ pub struct FileTxn {
 ///
 /// Part numbers are part of the checkpointed state, so after a restore the replayed records
 /// are written under the names the failed attempt used; committing renames over a file
-/// with the same content, which is why a commit may safely be repeated. A fresh start (no
-/// restored checkpoint) numbers from 0 and overwrites committed parts of the same names:
-/// give each job its own directory.
+/// with the same content, which is why a commit may safely be repeated. Parts a subtask
+/// committed at the end of its input after the restored checkpoint are deleted by the
+/// restore (their records are replayed), so a reader may see them disappear and come back,
+/// possibly cut differently, but never twice.
+///
+/// A fresh start (no restored checkpoint) numbers from 0, overwrites committed parts of the
+/// same names and deletes in-progress files of its subtask: give each job its own directory.
 pub struct ExactlyOnceTextFileSink<T> {
     dir: PathBuf,
     format: Arc<dyn Fn(&T) -> String + Send + Sync>,
-    subtask: u32,
     next_part: u64,
     /// The open in-progress file, with its part number.
     out: Option<(u64, BufWriter<File>)>,
@@ -95,7 +98,7 @@ impl<T> ExactlyOnceTextFileSink<T> {
     pub fn new(dir: impl Into<PathBuf>, format: Arc<dyn Fn(&T) -> String + Send + Sync>) -> Result<Self, UserError> {
         let dir = dir.into();
         check_dir(&dir)?;
-        Ok(Self { dir, format, subtask: 0, next_part: 0, out: None })
+        Ok(Self { dir, format, next_part: 0, out: None })
     }
 
     /// The base directory.
@@ -159,7 +162,6 @@ impl<T: 'static> TwoPhaseCommitSink<T> for ExactlyOnceTextFileSink<T> {
             .map_err(|e| io_err(format!("cannot create the output directory '{}'", self.dir.display()), e))?;
         check_dir(&self.dir)?;
         let me = ctx.subtask;
-        self.subtask = me;
         let files = self.scan()?;
         self.next_part = if let Some(t) = recovery.aborted.iter().find(|t| t.subtask == me) {
             // The replay writes under the name the failed attempt used after the checkpoint.
