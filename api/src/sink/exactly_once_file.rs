@@ -35,13 +35,16 @@ pub struct FileTxn {
 ///
 /// Part numbers are part of the checkpointed state, so after a restore the replayed records
 /// are written under the names the failed attempt used; committing renames over a file
-/// with the same content, which is why a commit may safely be repeated. A fresh start (no
-/// restored checkpoint) numbers from 0 and overwrites committed parts of the same names:
-/// give each job its own directory.
+/// with the same content, which is why a commit may safely be repeated. Parts a subtask
+/// committed at the end of its input after the restored checkpoint are deleted by the
+/// restore (their records are replayed), so a reader may see them disappear and come back,
+/// possibly cut differently, but never twice.
+///
+/// A fresh start (no restored checkpoint) numbers from 0, overwrites committed parts of the
+/// same names and deletes in-progress files of its subtask: give each job its own directory.
 pub struct ExactlyOnceTextFileSink<T> {
     dir: PathBuf,
     format: Arc<dyn Fn(&T) -> String + Send + Sync>,
-    subtask: u32,
     next_part: u64,
     /// The open in-progress file, with its part number.
     out: Option<(u64, BufWriter<File>)>,
@@ -58,6 +61,15 @@ pub(super) fn parse_name(name: &str) -> Option<(u32, u64, bool)> {
     // Only canonical names ("part-01-2" is someone else's file).
     let canonical = if in_progress { format!(".part-{s}-{n}.inprogress") } else { format!("part-{s}-{n}") };
     (canonical == name).then_some((s, n, in_progress))
+}
+
+/// Deletes a file; one already gone is fine.
+fn remove_if_exists(path: &Path) -> Result<(), UserError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(format!("cannot delete '{}'", path.display()), e)),
+    }
 }
 
 fn io_err(what: String, e: std::io::Error) -> UserError {
@@ -86,7 +98,7 @@ impl<T> ExactlyOnceTextFileSink<T> {
     pub fn new(dir: impl Into<PathBuf>, format: Arc<dyn Fn(&T) -> String + Send + Sync>) -> Result<Self, UserError> {
         let dir = dir.into();
         check_dir(&dir)?;
-        Ok(Self { dir, format, subtask: 0, next_part: 0, out: None })
+        Ok(Self { dir, format, next_part: 0, out: None })
     }
 
     /// The base directory.
@@ -119,15 +131,10 @@ impl<T> ExactlyOnceTextFileSink<T> {
 
     /// Removes an in-progress file; one already gone is fine.
     fn remove_in_progress(&self, subtask: u32, part: u64) -> Result<(), UserError> {
-        let path = self.in_progress_path(subtask, part);
-        match std::fs::remove_file(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err(format!("cannot delete '{}'", path.display()), e)),
-        }
+        remove_if_exists(&self.in_progress_path(subtask, part))
     }
 
-    /// Makes renames in the directory durable.
+    /// Makes creations, renames and deletions in the directory durable.
     fn sync_dir(&self) -> Result<(), UserError> {
         #[cfg(unix)]
         File::open(&self.dir)
@@ -144,14 +151,17 @@ impl<T: 'static> TwoPhaseCommitSink<T> for ExactlyOnceTextFileSink<T> {
     /// deletes in-progress files nobody will commit: those of this subtask's own namespace
     /// (on a fresh start, or when this subtask's former state was restored here: anything of
     /// it that was pending is committed by now), and those of restored former subtasks that
-    /// no longer exist after a rescale. Committed files are never deleted.
+    /// no longer exist after a rescale. In those namespaces, committed parts numbered from
+    /// the restored open transaction on are deleted too: only the end of input commits
+    /// without a checkpoint, so they hold records written after the restored checkpoint,
+    /// which are replayed (without this, a replay cut into parts differently would leave
+    /// them as duplicates). Other committed files are never deleted.
     fn initialize(&mut self, ctx: &SinkContext, recovery: &Recovery<FileTxn>) -> Result<(), UserError> {
         check_dir(&self.dir)?;
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| io_err(format!("cannot create the output directory '{}'", self.dir.display()), e))?;
         check_dir(&self.dir)?;
         let me = ctx.subtask;
-        self.subtask = me;
         let files = self.scan()?;
         self.next_part = if let Some(t) = recovery.aborted.iter().find(|t| t.subtask == me) {
             // The replay writes under the name the failed attempt used after the checkpoint.
@@ -169,12 +179,22 @@ impl<T: 'static> TwoPhaseCommitSink<T> for ExactlyOnceTextFileSink<T> {
             (s == me && (!recovery.restored || recovery.restored_from.contains(&me)))
                 || (s >= ctx.parallelism && recovery.restored_from.contains(&s))
         };
+        // Where the replay of a restored subtask's records starts: parts from there on were
+        // written after the restored checkpoint, so the replay writes them again.
+        let replayed_from = |s: u32| recovery.aborted.iter().find(|t| t.subtask == s).map(|t| t.part);
         for &(s, n, in_progress) in &files {
-            if in_progress && owns(s) {
+            if !owns(s) {
+                continue;
+            }
+            if in_progress {
                 self.remove_in_progress(s, n)?;
+            } else if replayed_from(s).is_some_and(|from| n >= from) {
+                // Committed at the end of input after the restored checkpoint: its records
+                // are replayed and may be cut into parts differently this time.
+                remove_if_exists(&self.committed_path(s, n))?;
             }
         }
-        Ok(())
+        self.sync_dir()
     }
 
     fn begin(&mut self, ctx: &SinkContext) -> Result<FileTxn, UserError> {
@@ -203,6 +223,9 @@ impl<T: 'static> TwoPhaseCommitSink<T> for ExactlyOnceTextFileSink<T> {
 
     /// Flushes and fsyncs the in-progress file, so a commit after a crash finds its data.
     fn pre_commit(&mut self, txn: &mut FileTxn) -> Result<(), UserError> {
+        if !txn.opened {
+            return Ok(());
+        }
         if let Some((part, mut out)) = self.out.take() {
             if part != txn.part {
                 self.out = Some((part, out));
@@ -211,6 +234,8 @@ impl<T: 'static> TwoPhaseCommitSink<T> for ExactlyOnceTextFileSink<T> {
             let what = || format!("cannot sync '{}'", self.in_progress_path(txn.subtask, txn.part).display());
             out.flush().map_err(|e| io_err(what(), e))?;
             out.get_ref().sync_all().map_err(|e| io_err(what(), e))?;
+            // The file's directory entry must survive a crash as well as its data.
+            self.sync_dir()?;
         }
         Ok(())
     }
@@ -230,7 +255,7 @@ impl<T: 'static> TwoPhaseCommitSink<T> for ExactlyOnceTextFileSink<T> {
     }
 
     fn abort(&mut self, txn: FileTxn) -> Result<(), UserError> {
-        if self.out.as_ref().is_some_and(|(p, _)| *p == txn.part) {
+        if txn.opened && self.out.as_ref().is_some_and(|(p, _)| *p == txn.part) {
             self.out = None;
         }
         if txn.opened {

@@ -283,6 +283,31 @@ fn end_input_commits_everything_and_leaves_no_in_progress_files() {
 }
 
 #[test]
+fn failover_after_end_of_input_replays_without_duplicates() {
+    // The subtask finished and committed at the end of input, then a failover elsewhere
+    // rolls the job back to checkpoint 1: its later records are replayed, cut differently.
+    let tmp = TempDir::new("after-end");
+    let dir = tmp.out();
+    let mut first = op(&dir, 0, 1);
+    push_all(&mut first, &RECORDS[..4]).unwrap();
+    let c1 = snapshot(&mut first, 1);
+    first.notify_checkpoint(1, true).unwrap();
+    push_all(&mut first, &RECORDS[4..7]).unwrap();
+    snapshot(&mut first, 2); // never completes
+    push_all(&mut first, &RECORDS[7..]).unwrap();
+    first.end_input().unwrap();
+    assert_eq!(visible(&dir).len(), 3);
+    drop(first);
+
+    let mut second = op(&dir, 0, 1);
+    restore(&mut second, &[c1]).unwrap();
+    assert_eq!(files(&dir), map(&[("part-0-0", "r0\nr1\nr2\nr3\n")]));
+    push_all(&mut second, &RECORDS[4..]).unwrap();
+    second.end_input().unwrap();
+    assert_eq!(files(&dir), map(&[("part-0-0", "r0\nr1\nr2\nr3\n"), ("part-0-1", "r4\nr5\nr6\nr7\nr8\nr9\n")]));
+}
+
+#[test]
 fn fresh_start_cleans_in_progress_leftovers_of_its_own_subtask_only() {
     let tmp = TempDir::new("fresh");
     let dir = tmp.out();
@@ -402,4 +427,84 @@ fn the_stream_api_builds_an_exactly_once_sink() {
     let tmp = TempDir::new("api");
     env.from_sequence(0, 10).write_as_text_exactly_once(tmp.out(), |n| n.to_string()).name("out");
     assert!(env.build_job_graph("eo").is_ok());
+}
+
+/// A sink that logs the protocol calls, to check the operator independently of files.
+struct Recorder {
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+    next: u32,
+}
+
+impl Recorder {
+    fn note(&self, s: String) {
+        self.log.lock().unwrap().push(s);
+    }
+}
+
+impl TwoPhaseCommitSink<u32> for Recorder {
+    type Txn = (u32, Vec<u32>);
+    fn initialize(&mut self, _: &SinkContext, r: &Recovery<Self::Txn>) -> Result<(), crate::UserError> {
+        self.next = r.aborted.iter().chain(&r.committed).map(|t| t.0 + 1).max().unwrap_or(0);
+        self.note(format!("init {} {:?} {:?}", r.restored, r.restored_from, r.aborted));
+        Ok(())
+    }
+    fn begin(&mut self, _: &SinkContext) -> Result<Self::Txn, crate::UserError> {
+        self.next += 1;
+        self.note(format!("begin {}", self.next - 1));
+        Ok((self.next - 1, Vec::new()))
+    }
+    fn write(&mut self, txn: &mut Self::Txn, value: u32, _: i64) -> Result<(), crate::UserError> {
+        txn.1.push(value);
+        Ok(())
+    }
+    fn pre_commit(&mut self, txn: &mut Self::Txn) -> Result<(), crate::UserError> {
+        self.note(format!("pre {} {:?}", txn.0, txn.1));
+        Ok(())
+    }
+    fn commit(&mut self, txn: Self::Txn) -> Result<(), crate::UserError> {
+        self.note(format!("commit {} {:?}", txn.0, txn.1));
+        Ok(())
+    }
+    fn abort(&mut self, txn: Self::Txn) -> Result<(), crate::UserError> {
+        self.note(format!("abort {} {:?}", txn.0, txn.1));
+        Ok(())
+    }
+}
+
+fn recorder_op(log: &Arc<std::sync::Mutex<Vec<String>>>) -> TwoPhaseCommitOperator<u32, Recorder> {
+    let ctx = SinkContext { subtask: 0, parallelism: 1, name: "rec".into() };
+    let id = OpId { name: "rec".into(), index: OP, marker: OperatorMarker::default() };
+    TwoPhaseCommitOperator::new(Recorder { log: log.clone(), next: 0 }, ctx, id, None)
+}
+
+fn take(log: &Arc<std::sync::Mutex<Vec<String>>>) -> Vec<String> {
+    std::mem::take(&mut *log.lock().unwrap())
+}
+
+#[test]
+fn operator_drives_the_protocol_in_checkpoint_order() {
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut op = recorder_op(&log);
+    op.push(1, 0).unwrap();
+    let mut ops = OperatorSnapshots::new(MAX_P, 5);
+    op.snapshot(&mut ops).unwrap();
+    op.push(2, 0).unwrap();
+    let mut ops = OperatorSnapshots::new(MAX_P, 7);
+    op.snapshot(&mut ops).unwrap();
+    let c7 = SubtaskSnapshot { source: None, operators: ops.entries };
+    op.notify_checkpoint(5, false).unwrap();
+    assert_eq!(take(&log), ["init false [] []", "begin 0", "pre 0 [1]", "begin 1", "pre 1 [2]", "begin 2"]);
+    op.notify_checkpoint(7, true).unwrap();
+    assert_eq!(take(&log), ["commit 0 [1]", "commit 1 [2]"], "the aborted checkpoint's too, in order");
+    op.push(3, 0).unwrap();
+    op.end_input().unwrap();
+    assert_eq!(take(&log), ["pre 2 [3]", "commit 2 [3]"]);
+
+    // A failover back to checkpoint 7 (say its notification never arrived).
+    let mut again = recorder_op(&log);
+    again.restore(&OperatorRestore::new(KeyGroupRange { start: 0, end: MAX_P - 1 }, MAX_P, &[c7])).unwrap();
+    assert_eq!(take(&log), ["commit 0 [1]", "commit 1 [2]", "abort 2 []", "init true [0] [(2, [])]"]);
+    again.push(3, 0).unwrap();
+    again.end_input().unwrap();
+    assert_eq!(take(&log), ["begin 3", "pre 3 [3]", "commit 3 [3]"]);
 }
