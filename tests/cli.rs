@@ -107,7 +107,10 @@ fn the_exactly_once_drill_passes_with_injected_failures() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("exactly-once drill OK: 30000 lines") && stdout.contains("2 injected failures"), "{stdout}");
+    assert!(
+        stdout.contains("exactly-once drill OK: 30000 lines") && stdout.contains("2 injected failures"),
+        "{stdout}"
+    );
 }
 
 /// A `riffle run` killed with SIGKILL resumes from its latest retained checkpoint with

@@ -288,9 +288,13 @@ fn notifications(timeout: &str) -> Vec<(u64, bool)> {
 
 #[test]
 fn user_functions_hear_completed_and_aborted_checkpoints() {
-    let completed = notifications("10 min");
-    assert!(completed.iter().all(|(_, ok)| *ok), "{completed:?}");
-    assert!(completed.windows(2).all(|w| w[0].0 < w[1].0), "in checkpoint order: {completed:?}");
+    let seen = notifications("10 min");
+    let completed: Vec<u64> = seen.iter().filter(|(_, ok)| *ok).map(|(id, _)| *id).collect();
+    assert!(completed.len() >= 3, "{seen:?}");
+    assert!(completed.windows(2).all(|w| w[0] < w[1]), "in checkpoint order: {seen:?}");
+    // Only the checkpoint pending when the job was cancelled may be aborted.
+    let last = completed.last().copied().unwrap_or(0);
+    assert!(seen.iter().all(|(id, ok)| *ok || *id > last), "{seen:?}");
     // A timeout shorter than any checkpoint can take: every one is aborted, and user code hears it.
     let aborted = notifications("0 ms");
     assert!(aborted.iter().any(|(_, ok)| !*ok), "{aborted:?}");

@@ -179,8 +179,7 @@ pub fn expected_lines(events: u64, keys: u64) -> Vec<String> {
 pub fn run(o: &DrillOptions, user: &Configuration) -> Result<DrillReport, ScenarioError> {
     // A resumed run continues the output of the run it resumes.
     let resuming = user.get_str("execution.savepoint.path").is_some();
-    if !resuming
-        && o.output.exists() && std::fs::read_dir(&o.output).map(|mut d| d.next().is_some()).unwrap_or(true) {
+    if !resuming && o.output.exists() && std::fs::read_dir(&o.output).map(|mut d| d.next().is_some()).unwrap_or(true) {
         return Err(ScenarioError::Invalid(format!(
             "output directory '{}' is not empty: the drill compares everything in it",
             o.output.display()
@@ -199,7 +198,11 @@ pub fn run(o: &DrillOptions, user: &Configuration) -> Result<DrillReport, Scenar
     if got != want {
         return Err(ScenarioError::Check(describe_difference(&got, &want)));
     }
-    Ok(DrillReport { failures: injector.fired(), lines: got.len(), processed: injector.processed.load(Ordering::SeqCst) })
+    Ok(DrillReport {
+        failures: injector.fired(),
+        lines: got.len(),
+        processed: injector.processed.load(Ordering::SeqCst),
+    })
 }
 
 /// Names the first lines lost and duplicated.

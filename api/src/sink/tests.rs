@@ -491,7 +491,7 @@ fn operator_drives_the_protocol_in_checkpoint_order() {
     op.push(2, 0).unwrap();
     let mut ops = OperatorSnapshots::new(MAX_P, 7);
     op.snapshot(&mut ops).unwrap();
-    let c7 = SubtaskSnapshot { source: None, operators: ops.entries };
+    let c7 = ops.finish(None).complete().unwrap();
     op.notify_checkpoint(5, false).unwrap();
     assert_eq!(take(&log), ["init false [] []", "begin 0", "pre 0 [1]", "begin 1", "pre 1 [2]", "begin 2"]);
     op.notify_checkpoint(7, true).unwrap();
@@ -502,7 +502,7 @@ fn operator_drives_the_protocol_in_checkpoint_order() {
 
     // A failover back to checkpoint 7 (say its notification never arrived).
     let mut again = recorder_op(&log);
-    again.restore(&OperatorRestore::new(KeyGroupRange { start: 0, end: MAX_P - 1 }, MAX_P, &[c7])).unwrap();
+    again.restore(&OperatorRestore::new(KeyGroupRange { start: 0, end: MAX_P - 1 }, MAX_P, vec![c7])).unwrap();
     assert_eq!(take(&log), ["commit 0 [1]", "commit 1 [2]", "abort 2 []", "init true [0] [(2, [])]"]);
     again.push(3, 0).unwrap();
     again.end_input().unwrap();
