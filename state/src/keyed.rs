@@ -10,11 +10,14 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
 
 use rustc_hash::FxHashMap;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::backend::tiered::{self, Tiered};
+use crate::backend::{BackendConfig, BackendKind};
 use crate::key_group::{assign_to_key_group, key_hash, KeyGroupRange};
 
 /// What a key must be to index state: hashable, comparable, clonable, movable across threads,
@@ -26,9 +29,9 @@ impl<T: Hash + Eq + Clone + Send + Serialize + DeserializeOwned + 'static> State
 pub trait StateValue: Clone + Send + Serialize + DeserializeOwned + 'static {}
 impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> StateValue for T {}
 
-/// Errors of the state layer. All are programming or configuration errors of the caller
-/// (user domain): retrying does not help.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// Errors of the state layer. All but [`StateError::Io`] are programming or configuration
+/// errors of the caller (user domain): retrying does not help.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum StateError {
     /// A state name was registered twice with different kinds or types.
     #[error("state '{name}' is already registered with another type")]
@@ -53,9 +56,28 @@ pub enum StateError {
     Serde {
         /// The state's name.
         name: String,
-        /// "snapshotted" or "restored".
+        /// "snapshotted", "restored", "spilled" or "loaded".
         action: &'static str,
         /// Why.
+        reason: String,
+    },
+    /// A backend setting has an invalid value.
+    #[error("invalid value '{value}' for '{key}': {reason}")]
+    Config {
+        /// The configuration key.
+        key: String,
+        /// The value given.
+        value: String,
+        /// What is valid.
+        reason: String,
+    },
+    /// A non-heap backend could not read or write its files (external: the disk may be full
+    /// or gone; a restart from the last checkpoint may help).
+    #[error("state backend I/O error at '{}': {reason}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
         reason: String,
     },
 }
@@ -76,11 +98,40 @@ pub struct StateSnapshot {
 type SnapshotFn = fn(&dyn Any, &str, u32) -> Result<Vec<SnapshotEntry>, StateError>;
 type RestoreFn = fn(&mut dyn Any, &str, &[SnapshotEntry], KeyGroupRange) -> Result<(), StateError>;
 
-struct Table {
-    name: String,
-    data: Box<dyn Any + Send>,
+/// The type-erased operations on one table (`FxHashMap<K, X>`), instantiated at registration.
+pub(crate) struct TableOps {
     snapshot: SnapshotFn,
-    restore: RestoreFn,
+    pub(crate) restore: RestoreFn,
+    pub(crate) len: tiered::LenFn,
+    pub(crate) spill: tiered::SpillFn,
+    pub(crate) retain: tiered::RetainFn,
+    pub(crate) load: tiered::LoadFn,
+    pub(crate) sample: tiered::SampleFn,
+    bucket: tiered::BucketFn,
+    /// In-memory bytes of an entry besides its encoded size (the map slot).
+    pub(crate) entry_overhead: usize,
+}
+
+impl TableOps {
+    fn of<K: StateKey, X: Serialize + DeserializeOwned + Send + 'static>() -> Self {
+        Self {
+            snapshot: snapshot_map::<K, X>,
+            restore: restore_map::<K, X>,
+            len: tiered::len_map::<K, X>,
+            spill: tiered::spill_map::<K, X>,
+            retain: tiered::retain_map::<K, X>,
+            load: tiered::load_map::<K, X>,
+            sample: tiered::sample_map::<K, X>,
+            bucket: tiered::bucket_map::<K, X>,
+            entry_overhead: std::mem::size_of::<(K, X)>() + 1,
+        }
+    }
+}
+
+pub(crate) struct Table {
+    pub(crate) name: String,
+    pub(crate) data: Box<dyn Any + Send>,
+    pub(crate) ops: TableOps,
 }
 
 /// Encodes every entry of a `FxHashMap<K, X>` with its key group.
@@ -116,30 +167,102 @@ fn restore_map<K: StateKey, X: DeserializeOwned + 'static>(
 }
 
 /// The keyed state of one operator instance.
+///
+/// Whatever the backend, the state of the current key is in memory while it is current
+/// (reads hand out references); with a non-heap backend ([`KeyedStateStore::with_backend`])
+/// other key groups may live in files or sled, and [`KeyedStateStore::set_current_key`]
+/// loads the new key's group when it is cold.
 pub struct KeyedStateStore<K> {
     tables: Vec<Table>,
     current: Option<K>,
     /// Restored snapshots of states not registered yet (functions often register state on
     /// first use): applied when they are.
     pending: Vec<(StateSnapshot, KeyGroupRange)>,
+    /// The working-set bookkeeping of a non-heap backend; `None` for the heap, whose path
+    /// then pays one branch per key switch and nothing per access.
+    tiered: Option<Box<Tiered>>,
 }
 
 impl<K: StateKey> Default for KeyedStateStore<K> {
     fn default() -> Self {
-        Self { tables: Vec::new(), current: None, pending: Vec::new() }
+        Self { tables: Vec::new(), current: None, pending: Vec::new(), tiered: None }
     }
 }
 
 impl<K: StateKey> KeyedStateStore<K> {
-    /// An empty store.
+    /// An empty store on the heap backend.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// An empty store on the backend `config` selects. A non-heap backend creates its own
+    /// directory under [`BackendConfig::dir`] now (so that a bad directory fails the operator
+    /// at start, not at the first spill) and removes it when the store is dropped.
+    pub fn with_backend(config: BackendConfig) -> Result<Self, StateError> {
+        let tiered = match config.kind {
+            BackendKind::Heap => None,
+            BackendKind::SpillableHeap | BackendKind::Sled => Some(Box::new(Tiered::open(&config)?)),
+        };
+        Ok(Self { tiered, ..Self::default() })
+    }
+
+    /// Which backend keeps this store's state.
+    pub fn backend_kind(&self) -> BackendKind {
+        self.tiered.as_ref().map_or(BackendKind::Heap, |t| t.kind())
+    }
+
+    /// The directory this store keeps its files in (`None` on the heap backend); removed
+    /// when the store is dropped.
+    pub fn backend_dir(&self) -> Option<&Path> {
+        self.tiered.as_deref().map(Tiered::dir)
+    }
+
+    /// How many internal key groups are currently out of memory (in spill files or sled)
+    /// with state in them: 0 on the heap backend, and while everything fits the budget.
+    pub fn spilled_key_groups(&self) -> usize {
+        self.tiered.as_ref().map_or(0, |t| t.spilled_groups())
+    }
+
     /// Sets the key that handle reads and writes refer to.
+    ///
+    /// With a non-heap backend this loads the key's group if it is cold and may move other
+    /// groups out of memory. If that fails, no key is current and handles report the I/O
+    /// error; [`KeyedStateStore::try_set_current_key`] returns it directly.
     #[inline]
     pub fn set_current_key(&mut self, key: K) {
+        if self.tiered.is_some() {
+            let _ = self.try_set_current_key(key);
+            return;
+        }
         self.current = Some(key);
+    }
+
+    /// Sets the key that handle reads and writes refer to, reporting a failure of the
+    /// backend to load its state (never fails on the heap backend).
+    pub fn try_set_current_key(&mut self, key: K) -> Result<(), StateError> {
+        if let Some(t) = self.tiered.as_deref_mut() {
+            if let Err(e) = t.enter(&mut self.tables, &key) {
+                t.failure = Some(e.clone());
+                self.current = None;
+                return Err(e);
+            }
+        }
+        self.current = Some(key);
+        Ok(())
+    }
+
+    /// The error of an access without a current key: the backend's failure to load it, if
+    /// that is why there is none.
+    fn no_key_error(&self, index: usize) -> StateError {
+        if let Some(e) = self.tiered.as_ref().and_then(|t| t.failure.as_ref()) {
+            return e.clone();
+        }
+        StateError::NoCurrentKey { name: self.tables.get(index).map(|t| t.name.clone()).unwrap_or_default() }
+    }
+
+    /// Entries of state `index` that are out of memory.
+    fn cold_len(&self, index: usize) -> usize {
+        self.tiered.as_ref().map_or(0, |t| t.cold_len(index))
     }
 
     /// The key handle reads and writes refer to, if one is set.
@@ -156,29 +279,42 @@ impl<K: StateKey> KeyedStateStore<K> {
                 Err(StateError::TypeMismatch { name: name.to_string() })
             };
         }
-        let mut table = Table {
-            name: name.to_string(),
-            data: Box::new(FxHashMap::<K, X>::default()),
-            snapshot: snapshot_map::<K, X>,
-            restore: restore_map::<K, X>,
-        };
-        if let Some(pos) = self.pending.iter().position(|(s, _)| s.name == name) {
-            let (snap, range) = self.pending.swap_remove(pos);
-            (table.restore)(table.data.as_mut(), name, &snap.entries, range)?;
+        let mut table =
+            Table { name: name.to_string(), data: Box::new(FxHashMap::<K, X>::default()), ops: TableOps::of::<K, X>() };
+        let pending = self.pending.iter().position(|(s, _)| s.name == name).map(|pos| self.pending.swap_remove(pos));
+        let index = self.tables.len();
+        match (self.tiered.as_deref_mut(), pending) {
+            (None, Some((snap, range))) => {
+                (table.ops.restore)(table.data.as_mut(), name, &snap.entries, range)?;
+                self.tables.push(table);
+            }
+            (None, None) => self.tables.push(table),
+            (Some(t), pending) => {
+                // Sort (and so check) the restored entries before the state exists.
+                let by_group = pending
+                    .map(|(snap, range)| (table.ops.bucket)(name, snap.entries, range, t.groups()))
+                    .transpose()?;
+                self.tables.push(table);
+                t.on_register(index);
+                if let Some(by_group) = by_group {
+                    t.restore_table(&mut self.tables, index, by_group)?;
+                }
+            }
         }
-        self.tables.push(table);
-        Ok(self.tables.len() - 1)
+        Ok(index)
     }
 
     /// Snapshots every registered state (and restored state not yet registered again), entry
-    /// by entry with key groups of `max_parallelism`.
+    /// by entry with key groups of `max_parallelism`. Includes what a non-heap backend keeps
+    /// out of memory: the logical content is the same for every backend (the order is not).
     pub fn snapshot(&self, max_parallelism: u32) -> Result<Vec<StateSnapshot>, StateError> {
         let mut out = Vec::with_capacity(self.tables.len() + self.pending.len());
-        for t in &self.tables {
-            out.push(StateSnapshot {
-                name: t.name.clone(),
-                entries: (t.snapshot)(t.data.as_ref(), &t.name, max_parallelism)?,
-            });
+        for (i, t) in self.tables.iter().enumerate() {
+            let mut entries = (t.ops.snapshot)(t.data.as_ref(), &t.name, max_parallelism)?;
+            if let Some(tiered) = &self.tiered {
+                tiered.append_cold::<K>(i, &t.name, max_parallelism, &mut entries)?;
+            }
+            out.push(StateSnapshot { name: t.name.clone(), entries });
         }
         for (s, range) in &self.pending {
             let entries = s.entries.iter().filter(|(kg, _)| range.contains(*kg)).cloned().collect();
@@ -188,11 +324,22 @@ impl<K: StateKey> KeyedStateStore<K> {
     }
 
     /// Restores the key groups in `range` from snapshots (of one or, after rescaling, several
-    /// former subtasks). States not registered yet are restored when they are.
+    /// former subtasks). States not registered yet are restored when they are. A non-heap
+    /// backend restores key group by key group and keeps to its memory budget as it goes.
     pub fn restore(&mut self, snapshots: Vec<StateSnapshot>, range: KeyGroupRange) -> Result<(), StateError> {
         for snap in snapshots {
-            match self.tables.iter_mut().find(|t| t.name == snap.name) {
-                Some(t) => (t.restore)(t.data.as_mut(), &t.name, &snap.entries, range)?,
+            match self.tables.iter().position(|t| t.name == snap.name) {
+                Some(i) => match self.tiered.as_deref_mut() {
+                    None => {
+                        let t = &mut self.tables[i];
+                        (t.ops.restore)(t.data.as_mut(), &t.name, &snap.entries, range)?
+                    }
+                    Some(tiered) => {
+                        let t = &self.tables[i];
+                        let by_group = (t.ops.bucket)(&t.name, snap.entries, range, tiered.groups())?;
+                        tiered.restore_table(&mut self.tables, i, by_group)?;
+                    }
+                },
                 None => match self.pending.iter_mut().find(|(p, _)| p.name == snap.name) {
                     Some((p, _)) => p.entries.extend(snap.entries),
                     None => self.pending.push((snap, range)),
@@ -209,10 +356,7 @@ impl<K: StateKey> KeyedStateStore<K> {
     fn table_and_key<T: Any>(&mut self, index: usize) -> Result<(&mut T, &K), StateError> {
         let key = match &self.current {
             Some(k) => k,
-            None => {
-                let name = self.tables.get(index).map(|t| t.name.clone()).unwrap_or_default();
-                return Err(StateError::NoCurrentKey { name });
-            }
+            None => return Err(self.no_key_error(index)),
         };
         let t = self
             .tables
@@ -259,9 +403,7 @@ impl<V> Copy for ValueState<V> {}
 impl<V: StateValue> ValueState<V> {
     /// The value for the current key.
     pub fn get<'s, K: StateKey>(&self, store: &'s KeyedStateStore<K>) -> Result<Option<&'s V>, StateError> {
-        let key = store.current.as_ref().ok_or_else(|| StateError::NoCurrentKey {
-            name: store.tables.get(self.index).map(|t| t.name.clone()).unwrap_or_default(),
-        })?;
+        let key = store.current.as_ref().ok_or_else(|| store.no_key_error(self.index))?;
         Ok(store.table::<FxHashMap<K, V>>(self.index)?.get(key))
     }
 
@@ -287,17 +429,24 @@ impl<V: StateValue> ValueState<V> {
         Ok(t.remove(&k))
     }
 
-    /// Number of keys holding a value.
+    /// Number of keys holding a value (in memory or not).
     pub fn len<K: StateKey>(&self, store: &KeyedStateStore<K>) -> Result<usize, StateError> {
-        Ok(store.table::<FxHashMap<K, V>>(self.index)?.len())
+        Ok(store.table::<FxHashMap<K, V>>(self.index)?.len() + store.cold_len(self.index))
     }
 
     /// Direct access to the whole table, for operators that manage keys themselves (the
     /// keyed reduce takes the key from the record, not from the current key).
+    ///
+    /// A non-heap backend first loads every key group it keeps out of memory (the table is
+    /// then complete, and may exceed the memory budget until the next key switch moves cold
+    /// groups out again), so this is meant for small states or rare use.
     pub fn table_mut<'s, K: StateKey>(
         &self,
         store: &'s mut KeyedStateStore<K>,
     ) -> Result<&'s mut FxHashMap<K, V>, StateError> {
+        if let Some(t) = store.tiered.as_deref_mut() {
+            t.load_all(&mut store.tables)?;
+        }
         store
             .tables
             .get_mut(self.index)
@@ -334,9 +483,7 @@ impl<V: StateValue> ListState<V> {
 
     /// The current key's list (empty if none).
     pub fn get<'s, K: StateKey>(&self, store: &'s KeyedStateStore<K>) -> Result<&'s [V], StateError> {
-        let key = store.current.as_ref().ok_or_else(|| StateError::NoCurrentKey {
-            name: store.tables.get(self.index).map(|t| t.name.clone()).unwrap_or_default(),
-        })?;
+        let key = store.current.as_ref().ok_or_else(|| store.no_key_error(self.index))?;
         Ok(store.table::<FxHashMap<K, Vec<V>>>(self.index)?.get(key).map(Vec::as_slice).unwrap_or(&[]))
     }
 
@@ -387,9 +534,7 @@ impl<MK: StateKey, MV: StateValue> MapState<MK, MV> {
 
     /// Reads an entry of the current key's map.
     pub fn get<'s, K: StateKey>(&self, store: &'s KeyedStateStore<K>, mk: &MK) -> Result<Option<&'s MV>, StateError> {
-        let key = store.current.as_ref().ok_or_else(|| StateError::NoCurrentKey {
-            name: store.tables.get(self.index).map(|t| t.name.clone()).unwrap_or_default(),
-        })?;
+        let key = store.current.as_ref().ok_or_else(|| store.no_key_error(self.index))?;
         Ok(store.table::<FxHashMap<K, HashMap<MK, MV>>>(self.index)?.get(key).and_then(|m| m.get(mk)))
     }
 
@@ -407,9 +552,7 @@ impl<MK: StateKey, MV: StateValue> MapState<MK, MV> {
 
     /// All entries of the current key's map (cloned, in no particular order).
     pub fn entries<K: StateKey>(&self, store: &KeyedStateStore<K>) -> Result<Vec<(MK, MV)>, StateError> {
-        let key = store.current.as_ref().ok_or_else(|| StateError::NoCurrentKey {
-            name: store.tables.get(self.index).map(|t| t.name.clone()).unwrap_or_default(),
-        })?;
+        let key = store.current.as_ref().ok_or_else(|| store.no_key_error(self.index))?;
         Ok(store
             .table::<FxHashMap<K, HashMap<MK, MV>>>(self.index)?
             .get(key)

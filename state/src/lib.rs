@@ -8,11 +8,13 @@
 //! Architecture invariant: nothing here depends on the DataStream API or the runtime. The
 //! API crate builds on these types, never the other way round.
 
+pub mod backend;
 pub mod checkpoint_metadata;
 pub mod key_group;
 pub mod keyed;
 pub mod timers;
 
+pub use backend::{BackendConfig, BackendKind};
 pub use key_group::{
     assign_to_key_group, key_group_range_for_subtask, key_hash, subtask_for_key_group, KeyGroupRange,
     DEFAULT_MAX_PARALLELISM,
