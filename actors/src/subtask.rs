@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use futures::FutureExt;
+use riffle_api::config::Configuration;
 use riffle_api::head::VertexHead;
 use riffle_api::link::OperatorMarker;
 use riffle_api::metrics::JobCounters;
@@ -19,6 +20,7 @@ use riffle_api::partition::{FlushRegistry, SharedOutbox};
 use riffle_api::snapshot::{OperatorRestore, OperatorSnapshots, PendingSnapshot, SourceSnapshot, SubtaskSnapshot};
 use riffle_api::source::{ReadStatus, SourceHead};
 use riffle_api::{CheckpointBarrier, Element, HeadKind, JobGraph, TaskEnv, TaskError};
+use riffle_state::BackendConfig;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::Sender;
 use tokio::sync::{mpsc, watch};
@@ -179,6 +181,11 @@ fn name_of(graph: &JobGraph, e: &ExecutionId) -> String {
     format!("{name} ({}/{p})", e.subtask + 1)
 }
 
+/// The state backend of a job: its own `state.backend*` options over the cluster's.
+fn state_backend(cluster: &Configuration, job: &Configuration) -> Result<BackendConfig, riffle_state::StateError> {
+    BackendConfig::from_options(|k| job.get_str(k).or_else(|| cluster.get_str(k)))
+}
+
 async fn run(
     spec: SubtaskSpec,
     mut cancel: watch::Receiver<bool>,
@@ -189,12 +196,15 @@ async fn run(
     let graph = spec.graph.clone();
     let task_name = name_of(&graph, &e);
     let counters = spec.shared.counters(e.job);
+    let state_backend =
+        state_backend(&spec.shared.config, &graph.config).map_err(|e| TaskError::new(&task_name, &e))?;
     let env = TaskEnv {
         outbox: SharedOutbox::default(),
         flush: FlushRegistry::default(),
         marker,
         counters: counters.clone(),
         batch_size: spec.batch_size,
+        state_backend,
     };
     let mut instance = graph.instantiate(e.vertex as usize, e.subtask, &env)?;
     if let Some(r) = &spec.restore {

@@ -59,6 +59,8 @@ pub struct LinkContext {
     pub side_outputs: Vec<(String, Box<dyn SideOut>)>,
     /// `pipeline.auto-watermark-interval` in ms.
     pub watermark_interval_ms: i64,
+    /// Where keyed state of process functions lives.
+    pub state_backend: riffle_state::BackendConfig,
 }
 
 /// Parameters of a writer for one outgoing edge of one subtask.
@@ -256,6 +258,8 @@ pub struct TaskEnv {
     pub counters: Arc<JobCounters>,
     /// Records per batch on data channels.
     pub batch_size: usize,
+    /// Where keyed state of process functions lives (`state.backend` and its options).
+    pub state_backend: riffle_state::BackendConfig,
 }
 
 /// Callbacks run when the job reaches a terminal state.
@@ -541,6 +545,7 @@ impl JobGraph {
             counters: env.counters.clone(),
             side_outputs: sides,
             watermark_interval_ms: self.watermark_interval_ms,
+            state_backend: env.state_backend.clone(),
         };
         node.ops.build(ctx, out)
     }

@@ -218,7 +218,14 @@ impl<T: Data> DataStream<T> {
             NodeKind::OneInput,
             Node::new(move |ctx, next| {
                 let side = SideOutputs::new(ctx.side_outputs);
-                Ok(BuiltTyped::Link(Box::new(ProcessOp::new(f.clone(), key_of.clone(), next, side, ctx.id)?)))
+                Ok(BuiltTyped::Link(Box::new(ProcessOp::new(
+                    f.clone(),
+                    key_of.clone(),
+                    next,
+                    side,
+                    ctx.id,
+                    &ctx.state_backend,
+                )?)))
             }),
             None,
             None,
@@ -532,7 +539,14 @@ impl<K: Key + StateKey, T: Data> KeyedStream<K, T> {
             "Keyed Process",
             Node::new(move |ctx, next| {
                 let side = SideOutputs::new(ctx.side_outputs);
-                Ok(BuiltTyped::Link(Box::new(ProcessOp::new(f.clone(), key_of.clone(), next, side, ctx.id)?)))
+                Ok(BuiltTyped::Link(Box::new(ProcessOp::new(
+                    f.clone(),
+                    key_of.clone(),
+                    next,
+                    side,
+                    ctx.id,
+                    &ctx.state_backend,
+                )?)))
             }),
         )
     }
@@ -675,7 +689,15 @@ impl<K: StateKey, A: Data, B: Data> ConnectedStreams<K, A, B> {
         let (ka, kb) = (self.key_a.clone(), self.key_b.clone());
         let node = Node::<(), O>::new(move |ctx, next| {
             let side = SideOutputs::new(ctx.side_outputs);
-            Ok(BuiltTyped::Head(Box::new(CoProcessOp::new(f.clone(), ka.clone(), kb.clone(), next, side, ctx.id)?)))
+            Ok(BuiltTyped::Head(Box::new(CoProcessOp::new(
+                f.clone(),
+                ka.clone(),
+                kb.clone(),
+                next,
+                side,
+                ctx.id,
+                &ctx.state_backend,
+            )?)))
         });
         let mut bld = self.a.builder.borrow_mut();
         let id = bld.add_node("Co-Process".into(), NodeKind::MultiInput, Arc::new(node));
@@ -707,7 +729,14 @@ pub fn multi_input<T: Data, O: Data, F: MultiInputFunction<(), T, O>>(
     let key_of: KeyFn<T, ()> = Arc::new(|_| ());
     let node = Node::<(), O>::new(move |ctx, next| {
         let side = SideOutputs::new(ctx.side_outputs);
-        Ok(BuiltTyped::Head(Box::new(MultiInputOp::new(f.clone(), key_of.clone(), next, side, ctx.id)?)))
+        Ok(BuiltTyped::Head(Box::new(MultiInputOp::new(
+            f.clone(),
+            key_of.clone(),
+            next,
+            side,
+            ctx.id,
+            &ctx.state_backend,
+        )?)))
     });
     let mut b = first.builder.borrow_mut();
     let id = b.add_node("Multi-Input".into(), NodeKind::MultiInput, Arc::new(node));
@@ -728,7 +757,14 @@ pub fn keyed_multi_input<K: Key + StateKey + Default, T: Data, O: Data, F: Multi
     let key_of = first.key_of.clone();
     let node = Node::<(), O>::new(move |ctx, next| {
         let side = SideOutputs::new(ctx.side_outputs);
-        Ok(BuiltTyped::Head(Box::new(MultiInputOp::new(f.clone(), key_of.clone(), next, side, ctx.id)?)))
+        Ok(BuiltTyped::Head(Box::new(MultiInputOp::new(
+            f.clone(),
+            key_of.clone(),
+            next,
+            side,
+            ctx.id,
+            &ctx.state_backend,
+        )?)))
     });
     let mut b = first.stream.builder.borrow_mut();
     let id = b.add_node("Keyed Multi-Input".into(), NodeKind::MultiInput, Arc::new(node));

@@ -9,13 +9,17 @@ fn options(dir: &std::path::Path, parallelism: u32, seed: u64) -> DrillOptions {
 }
 
 fn drill(parallelism: u32, seed: u64, conf: &Configuration) {
+    drill_with_keys(parallelism, seed, 37, conf)
+}
+
+fn drill_with_keys(parallelism: u32, seed: u64, keys: u64, conf: &Configuration) {
     let dir = tempfile::tempdir().unwrap();
-    let o = options(dir.path(), parallelism, seed);
+    let o = DrillOptions { keys, ..options(dir.path(), parallelism, seed) };
     let report = run(&o, conf).unwrap_or_else(|e| panic!("drill failed: {e}"));
     assert_eq!(report.failures, 3);
     assert_eq!(report.lines, 40_000);
     assert!(report.processed > 40_000, "failures made the job replay records: {}", report.processed);
-    assert_eq!(committed_lines(&o.output).unwrap(), expected_lines(40_000, 37));
+    assert_eq!(committed_lines(&o.output).unwrap(), expected_lines(40_000, keys));
     let hidden: Vec<_> = std::fs::read_dir(&o.output)
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -35,6 +39,42 @@ fn exactly_once_with_checkpoints_in_files() {
     let mut c = Configuration::new();
     c.set("state.checkpoints.dir", dir.path().display().to_string()).set("state.storage.fs.memory-threshold", "0");
     drill(1, 5, &c);
+}
+
+/// A backend under a budget far below the state's size (4000 keys of about 27 bytes each in
+/// memory, about 54 KiB per subtask): key switches load spilled key groups and evict others,
+/// through failures and restores.
+fn drill_on_backend(backend: &str, budget: &str, seed: u64) {
+    let state_dir = tempfile::tempdir().unwrap();
+    let mut c = Configuration::new();
+    c.set("state.backend", backend)
+        .set("state.backend.memory-budget", budget)
+        .set("state.backend.key-groups", "16")
+        .set("state.backend.dir", state_dir.path().display().to_string());
+    drill_with_keys(2, seed, 4000, &c);
+    let left: Vec<_> = std::fs::read_dir(state_dir.path()).unwrap().filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    assert!(left.is_empty(), "every store removed its directory when its task ended: {left:?}");
+}
+
+#[test]
+fn exactly_once_on_the_spillable_heap_under_a_tiny_budget() {
+    drill_on_backend("spillable-heap", "16 kb", 23);
+}
+
+#[test]
+fn exactly_once_on_sled_under_a_tiny_budget() {
+    // sled copies a tree node per write: a budget closer to the state keeps the test short.
+    drill_on_backend("sled", "40 kb", 29);
+}
+
+#[test]
+fn a_bad_backend_fails_the_job_with_the_key_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = options(dir.path(), 1, 1);
+    let mut c = Configuration::new();
+    c.set("state.backend", "rocksdb").set("restart-strategy", "none");
+    let err = run(&o, &c).unwrap_err().to_string();
+    assert!(err.contains("state.backend") && err.contains("rocksdb"), "{err}");
 }
 
 #[test]

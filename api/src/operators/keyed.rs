@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use riffle_state::{KeyedStateStore, StateKey, StateSnapshot, TimeDomain, TimerService};
+use riffle_state::{BackendConfig, KeyedStateStore, StateKey, StateSnapshot, TimeDomain, TimerService};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -109,8 +109,16 @@ pub struct ProcessCore<K, O> {
 }
 
 impl<K: StateKey, O> ProcessCore<K, O> {
-    pub(crate) fn new(next: Box<dyn Input<O>>, side: SideOutputs, id: OpId) -> Self {
-        Self { store: KeyedStateStore::new(), timers: TimerService::new(), watermark: i64::MIN, next, side, id }
+    /// A core whose keyed state lives in `backend` (a non-heap backend creates its directory
+    /// now, so that a bad `state.backend.dir` fails the task at start).
+    pub(crate) fn new(
+        next: Box<dyn Input<O>>,
+        side: SideOutputs,
+        id: OpId,
+        backend: &BackendConfig,
+    ) -> Result<Self, TaskError> {
+        let store = KeyedStateStore::with_backend(backend.clone()).map_err(|e| TaskError::new(&id.name, &e))?;
+        Ok(Self { store, timers: TimerService::new(), watermark: i64::MIN, next, side, id })
     }
 
     /// Runs `f` with a context for `key` at `timestamp`.
@@ -120,7 +128,8 @@ impl<K: StateKey, O> ProcessCore<K, O> {
         timestamp: i64,
         f: impl FnOnce(&mut ProcessContext<'_, K, O>) -> Result<(), UserError>,
     ) -> TaskResult {
-        self.store.set_current_key(key.clone());
+        // A spilling backend may have to load the key's state: its failure fails the task.
+        self.store.try_set_current_key(key.clone()).map_err(|e| TaskError::new(&self.id.name, &e))?;
         let mut ctx = ProcessContext {
             key: &key,
             timestamp,
@@ -270,8 +279,9 @@ impl<K: StateKey, I, O, F: KeyedProcessFunction<K, I, O>> ProcessOp<K, I, O, F> 
         next: Box<dyn Input<O>>,
         side: SideOutputs,
         id: OpId,
+        backend: &BackendConfig,
     ) -> Result<Self, TaskError> {
-        let mut core = ProcessCore::new(next, side, id);
+        let mut core = ProcessCore::new(next, side, id, backend)?;
         core.id.enter();
         f.open(&mut core.store).map_err(|e| core.id.err(e))?;
         Ok(Self { f, key_of, core })

@@ -4,7 +4,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use riffle_state::StateKey;
+use riffle_state::{BackendConfig, StateKey};
 
 use super::keyed::{core_events, ProcessCore};
 use super::OpId;
@@ -29,8 +29,9 @@ impl<K: StateKey, A: 'static, B: 'static, O, F: CoProcessFunction<K, A, B, O>> C
         next: Box<dyn Input<O>>,
         side: SideOutputs,
         id: OpId,
+        backend: &BackendConfig,
     ) -> Result<Self, TaskError> {
-        let mut core = ProcessCore::new(next, side, id);
+        let mut core = ProcessCore::new(next, side, id, backend)?;
         core.id.enter();
         f.open(&mut core.store).map_err(|e| core.id.err(e))?;
         Ok(Self { f, key1, key2, core })
@@ -75,8 +76,9 @@ impl<K: StateKey + Default, T: 'static, O, F: MultiInputFunction<K, T, O>> Multi
         next: Box<dyn Input<O>>,
         side: SideOutputs,
         id: OpId,
+        backend: &BackendConfig,
     ) -> Result<Self, TaskError> {
-        let mut core = ProcessCore::new(next, side, id);
+        let mut core = ProcessCore::new(next, side, id, backend)?;
         core.id.enter();
         f.open(&mut core.store).map_err(|e| core.id.err(e))?;
         Ok(Self { f, key_of, core })
