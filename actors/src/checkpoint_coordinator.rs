@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use riffle_api::{ConfigError, Configuration};
-use riffle_state::checkpoint_metadata::{CheckpointKind, CheckpointMetadata, SubtaskState, VertexInfo};
+use riffle_state::checkpoint_metadata::{CheckpointKind, CheckpointMetadata, StateHandle, SubtaskState, VertexInfo};
 use tokio::sync::oneshot;
 
 use crate::checkpoint_storage;
@@ -33,6 +33,9 @@ pub struct CheckpointSettings {
     pub max_concurrent: usize,
     /// `execution.checkpointing.mode`: EXACTLY_ONCE (aligned barriers) or AT_LEAST_ONCE.
     pub aligned: bool,
+    /// `execution.checkpointing.unaligned` (false): exactly-once checkpoints whose barriers
+    /// overtake in-flight data (FLIP-76). Savepoints are always aligned, as in Flink.
+    pub unaligned: bool,
     /// `state.checkpoints.dir`: where metadata goes; none keeps checkpoints in memory only.
     pub dir: Option<PathBuf>,
     /// `state.checkpoints.num-retained` (1).
@@ -107,6 +110,14 @@ impl CheckpointSettings {
                 })
             }
         };
+        let unaligned = c.get("execution.checkpointing.unaligned", false)?;
+        if unaligned && !aligned {
+            return Err(ConfigError {
+                key: "execution.checkpointing.unaligned".into(),
+                value: "true".into(),
+                reason: "unaligned checkpoints need execution.checkpointing.mode EXACTLY_ONCE".into(),
+            });
+        }
         let key = "execution.checkpointing.externalized-checkpoint-retention";
         let retention = match c.get_str(key).map(|v| v.trim().to_ascii_uppercase()) {
             None => Retention::None,
@@ -133,6 +144,7 @@ impl CheckpointSettings {
             min_pause: c.get_duration("execution.checkpointing.min-pause", Duration::ZERO)?,
             max_concurrent: c.get("execution.checkpointing.max-concurrent-checkpoints", 1usize)?.max(1),
             aligned,
+            unaligned,
             dir: dir("state.checkpoints.dir"),
             retained: c.get("state.checkpoints.num-retained", 1usize)?.max(1),
             savepoint_dir: dir("state.savepoints.dir"),
@@ -236,6 +248,9 @@ pub struct CheckpointCoordinator {
     ids: Arc<AtomicU64>,
     stats: Arc<CheckpointStats>,
     pending: BTreeMap<u64, Pending>,
+    /// Directories of recently aborted checkpoints: a subtask may still write its state file
+    /// there after the abort (its acknowledgement comes late), and then it must go too.
+    aborted_dirs: BTreeMap<u64, PathBuf>,
     last_completion: Option<Instant>,
     stopped: bool,
     /// Metadata writes under way: a stop waits for them, so a checkpoint every subtask
@@ -278,6 +293,7 @@ impl CheckpointCoordinator {
             ids,
             stats,
             pending: BTreeMap::new(),
+            aborted_dirs: BTreeMap::new(),
             last_completion: None,
             stopped: false,
             writes_in_flight: 0,
@@ -337,7 +353,8 @@ impl CheckpointCoordinator {
                 te.do_send(TriggerCheckpoint {
                     execution: *e,
                     checkpoint_id: id,
-                    aligned: self.settings.aligned,
+                    aligned: self.settings.aligned || kind != CheckpointKind::Checkpoint,
+                    unaligned: self.settings.unaligned && kind == CheckpointKind::Checkpoint,
                     target: target.clone(),
                     inline_threshold: self.settings.inline_threshold,
                     stop_source: stop_sources,
@@ -371,11 +388,11 @@ impl CheckpointCoordinator {
         self.stats.aborted.fetch_add(1, Ordering::Relaxed);
         self.notify(id, false);
         if let Some(dir) = dir {
-            actix::spawn(async move {
-                if let Err(e) = checkpoint_storage::delete_dir(&dir).await {
-                    tracing::warn!("cannot delete aborted checkpoint {}: {e}", dir.display());
-                }
-            });
+            self.aborted_dirs.insert(id, dir.clone());
+            while self.aborted_dirs.len() > 64 {
+                self.aborted_dirs.pop_first();
+            }
+            delete_aborted_dir(dir);
         }
         fail_waiter(waiter, &format!("checkpoint {id} was aborted: {why}"));
     }
@@ -482,12 +499,27 @@ impl Actor for CheckpointCoordinator {
     }
 }
 
+/// Deletes an aborted checkpoint's directory in the background.
+fn delete_aborted_dir(dir: PathBuf) {
+    actix::spawn(async move {
+        if let Err(e) = checkpoint_storage::delete_dir(&dir).await {
+            tracing::warn!("cannot delete aborted checkpoint {}: {e}", dir.display());
+        }
+    });
+}
+
 impl Handler<AcknowledgeCheckpoint> for CheckpointCoordinator {
     type Result = ();
     fn handle(&mut self, msg: AcknowledgeCheckpoint, ctx: &mut Self::Context) {
         let id = msg.checkpoint_id;
         let Some(p) = self.pending.get_mut(&id) else {
-            // Late for an aborted checkpoint: its files went with the directory.
+            // Late for an aborted checkpoint: what it wrote may have come after the directory
+            // was deleted.
+            if matches!(msg.state, StateHandle::File { .. }) {
+                if let Some(dir) = self.aborted_dirs.get(&id) {
+                    delete_aborted_dir(dir.clone());
+                }
+            }
             return;
         };
         p.sync_ms = p.sync_ms.max(msg.sync_ms);

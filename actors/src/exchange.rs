@@ -3,10 +3,14 @@
 //! A channel is identified by (job, attempt, edge, producer, consumer). Whichever side comes
 //! first creates it; each side takes its own end. Capacity is in batches, so memory between
 //! two subtasks is bounded by `capacity × batch size` whatever their speeds.
+//!
+//! Beside the bounded data queue every channel has a priority lane, unbounded and for
+//! checkpoint barriers only: an unaligned checkpoint's barrier overtakes the queued data
+//! (FLIP-76), so a backlog does not delay the checkpoint.
 
 use dashmap::DashMap;
-use riffle_api::{ChannelKey, Element};
-use tokio::sync::mpsc::{channel, Receiver, Sender};
+use riffle_api::{ChannelKey, CheckpointBarrier, Element};
+use tokio::sync::mpsc::{channel, unbounded_channel, Receiver, Sender, UnboundedReceiver, UnboundedSender};
 
 use crate::ids::JobId;
 
@@ -22,9 +26,14 @@ pub struct ChannelId {
 }
 
 struct Ends {
-    tx: Option<Sender<Element>>,
-    rx: Option<Receiver<Element>>,
+    tx: Option<ChannelSender>,
+    rx: Option<ChannelReceiver>,
 }
+
+/// The producer's end of a channel: the data queue and the priority lane.
+pub type ChannelSender = (Sender<Element>, UnboundedSender<CheckpointBarrier>);
+/// The consumer's end of a channel: the data queue and the priority lane.
+pub type ChannelReceiver = (Receiver<Element>, UnboundedReceiver<CheckpointBarrier>);
 
 /// The channels of this process.
 #[derive(Default)]
@@ -39,7 +48,8 @@ impl LocalExchange {
     fn with_ends<R>(&self, id: ChannelId, capacity: usize, f: impl FnOnce(&mut Ends) -> R) -> R {
         let mut e = self.channels.entry(id).or_insert_with(|| {
             let (tx, rx) = channel(capacity.max(1));
-            Ends { tx: Some(tx), rx: Some(rx) }
+            let (ptx, prx) = unbounded_channel();
+            Ends { tx: Some((tx, ptx)), rx: Some((rx, prx)) }
         });
         let r = f(&mut e);
         let done = e.tx.is_none() && e.rx.is_none();
@@ -51,12 +61,12 @@ impl LocalExchange {
     }
 
     /// The producer's end (None if it was taken already).
-    pub fn take_sender(&self, id: ChannelId, capacity: usize) -> Option<Sender<Element>> {
+    pub fn take_sender(&self, id: ChannelId, capacity: usize) -> Option<ChannelSender> {
         self.with_ends(id, capacity, |e| e.tx.take())
     }
 
     /// The consumer's end (None if it was taken already).
-    pub fn take_receiver(&self, id: ChannelId, capacity: usize) -> Option<Receiver<Element>> {
+    pub fn take_receiver(&self, id: ChannelId, capacity: usize) -> Option<ChannelReceiver> {
         self.with_ends(id, capacity, |e| e.rx.take())
     }
 

@@ -162,6 +162,10 @@ pub struct TaskRestore {
     /// The source reader's encoded position (same parallelism only: after rescaling the
     /// split enumerator hands the unfinished splits out again).
     pub source: Option<ByteBuf>,
+    /// Whether the job's parallelism differs from the checkpoint's (channel state of an
+    /// unaligned checkpoint cannot be restored then).
+    #[serde(default)]
+    pub rescaled: bool,
 }
 
 /// JobMaster → TaskExecutor: stop a subtask.
@@ -232,6 +236,9 @@ pub struct TriggerCheckpoint {
     pub checkpoint_id: u64,
     /// Exactly-once (aligned barriers) or at-least-once.
     pub aligned: bool,
+    /// Unaligned (FLIP-76): barriers overtake in-flight data, which becomes channel state.
+    #[serde(default)]
+    pub unaligned: bool,
     /// The checkpoint's directory (absolute) for state files; none: state stays inline.
     pub target: Option<String>,
     /// State below this many bytes is inlined in the metadata.
@@ -306,6 +313,7 @@ mod tests {
             checkpoint_id: 4,
             states: vec![RestoreState::Inline(ByteBuf::from(vec![9])), RestoreState::File("/c/0-1.state".into())],
             source: None,
+            rescaled: false,
         };
         assert_eq!(
             round_trip(&DeployTask { execution: e, slot_index: 1, restore: Some(restore.clone()) }).restore,

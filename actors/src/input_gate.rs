@@ -1,20 +1,57 @@
 //! A subtask's input side: one receiver per input channel, polled round-robin, with the
 //! per-channel watermark and idleness bookkeeping that yields the subtask's watermark
-//! (the minimum over its active channels).
+//! (the minimum over its active channels), aligned barriers' alignment, and the capture of
+//! in-flight records for unaligned checkpoints.
+//!
+//! # Unaligned checkpoints (FLIP-76)
+//!
+//! A producer that takes an unaligned snapshot sends the barrier on every output channel's
+//! priority lane (it overtakes the queued data) and a *position marker* (the same barrier,
+//! in-band) after everything it produced before its snapshot. The consumer snapshots as soon
+//! as the first barrier of a checkpoint arrives, on any channel, and from then on records
+//! every batch it reads from a channel until that channel's marker: exactly the records that
+//! the producers had sent before their snapshots but this subtask had not processed before
+//! its own. To complete quickly under backpressure, it reads those records *ahead* of
+//! processing, into a per-channel buffer served before the channel's queue, so the markers
+//! arrive without waiting for the backlog to be processed.
 
+use std::any::Any;
+use std::collections::VecDeque;
 use std::task::{Context, Poll};
 
-use riffle_api::{CheckpointBarrier, Element};
+use riffle_api::head::VertexHead;
+use riffle_api::snapshot::ChannelState;
+use riffle_api::{CheckpointBarrier, Element, TaskError};
+use serde_bytes::ByteBuf;
 use tokio::sync::mpsc::error::TryRecvError;
-use tokio::sync::mpsc::Receiver;
+use tokio::sync::mpsc::{Receiver, UnboundedReceiver};
+
+use crate::exchange::ChannelReceiver;
 
 /// What a channel delivered: an element, or `None` if it closed before end of partition
-/// (its producer died).
+/// (its producer died). Channel `usize::MAX` delivers nothing: something changed that the
+/// caller should look at (an unaligned checkpoint's capture completed).
 pub type Delivery = (usize, Option<Element>);
+
+/// Encodes an input batch as channel state: only the vertex head knows the record types.
+pub trait BatchEncoder {
+    /// Encodes `batch` of logical input `input`.
+    fn encode(&self, input: usize, batch: &(dyn Any + Send)) -> Result<Vec<u8>, TaskError>;
+}
+
+impl BatchEncoder for Box<dyn VertexHead> {
+    fn encode(&self, input: usize, batch: &(dyn Any + Send)) -> Result<Vec<u8>, TaskError> {
+        self.encode_batch(input, batch)
+    }
+}
 
 /// The input channels of one subtask.
 pub struct InputGate {
     rxs: Vec<Receiver<Element>>,
+    /// Each channel's priority lane (unaligned checkpoint barriers).
+    prio: Vec<UnboundedReceiver<CheckpointBarrier>>,
+    /// Elements read ahead of processing by a capture; served before the channel's queue.
+    ahead: Vec<VecDeque<Option<Element>>>,
     /// Logical input of each channel.
     pub input_of: Vec<usize>,
     watermarks: Vec<i64>,
@@ -28,6 +65,13 @@ pub struct InputGate {
     /// Channels held back by an aligned checkpoint barrier: not read until the alignment ends.
     blocked: Vec<bool>,
     alignment: Option<Alignment>,
+    /// The unaligned checkpoint whose channel state is being recorded.
+    capture: Option<Capture>,
+    /// The newest unaligned checkpoint started here: barriers of older ones are stale.
+    last_unaligned: u64,
+    /// A position marker that arrived before any barrier of its checkpoint and was delivered
+    /// as the start of it: its channel has nothing in flight for that checkpoint.
+    started_inband: Option<(u64, usize)>,
 }
 
 /// A checkpoint barrier being aligned across the gate's channels.
@@ -35,6 +79,39 @@ pub struct InputGate {
 struct Alignment {
     barrier: CheckpointBarrier,
     seen: Vec<bool>,
+}
+
+/// The channel state of one unaligned checkpoint, being recorded.
+#[derive(Debug)]
+struct Capture {
+    id: u64,
+    /// Channels whose position marker arrived (or that ended).
+    reached: Vec<bool>,
+    /// Encoded batches per channel.
+    batches: Vec<Vec<ByteBuf>>,
+    /// The first encoding failure: the checkpoint is declined, the job goes on.
+    error: Option<String>,
+}
+
+impl Capture {
+    fn record(&mut self, ch: usize, input: usize, batch: &(dyn Any + Send), enc: &dyn BatchEncoder) {
+        if self.error.is_some() {
+            return;
+        }
+        match enc.encode(input, batch) {
+            Ok(bytes) => self.batches[ch].push(ByteBuf::from(bytes)),
+            Err(e) => self.error = Some(e.to_string()),
+        }
+    }
+}
+
+/// Why a subtask blocked on its outputs must act now.
+#[derive(Debug)]
+pub enum Interrupt {
+    /// An unaligned checkpoint's barrier overtook the data on channel `.0`.
+    Barrier(usize, CheckpointBarrier),
+    /// Every channel delivered the position marker of the checkpoint being captured.
+    CaptureComplete,
 }
 
 /// A change of the subtask's combined input status.
@@ -47,17 +124,20 @@ pub enum GateEvent {
 }
 
 impl InputGate {
-    /// A gate over `rxs`, channel i feeding logical input `input_of[i]`.
-    pub fn new(rxs: Vec<Receiver<Element>>, input_of: Vec<usize>, num_inputs: usize) -> Self {
-        let n = rxs.len();
+    /// A gate over `channels`, channel i feeding logical input `input_of[i]`.
+    pub fn new(channels: Vec<ChannelReceiver>, input_of: Vec<usize>, num_inputs: usize) -> Self {
+        let n = channels.len();
         let mut remaining_per_input = vec![0; num_inputs.max(1)];
         for &i in &input_of {
             if let Some(r) = remaining_per_input.get_mut(i) {
                 *r += 1;
             }
         }
+        let (rxs, prio) = channels.into_iter().unzip();
         Self {
             rxs,
+            prio,
+            ahead: (0..n).map(|_| VecDeque::new()).collect(),
             input_of,
             watermarks: vec![i64::MIN; n],
             idle: vec![false; n],
@@ -69,6 +149,9 @@ impl InputGate {
             all_idle: false,
             blocked: vec![false; n],
             alignment: None,
+            capture: None,
+            last_unaligned: 0,
+            started_inband: None,
         }
     }
 
@@ -77,42 +160,234 @@ impl InputGate {
         self.remaining
     }
 
-    /// Takes the next element if one is ready, without waiting.
-    pub fn try_next(&mut self) -> Option<Delivery> {
-        let n = self.rxs.len();
-        for k in 0..n {
-            let i = (self.next_start + k) % n;
-            if self.ended[i] || self.blocked[i] {
-                continue;
-            }
-            match self.rxs[i].try_recv() {
-                Ok(e) => {
-                    self.next_start = (i + 1) % n;
-                    return Some((i, Some(e)));
+    /// Whether channel `ch` is being recorded (capture on, marker not arrived yet).
+    fn capturing(&self, ch: usize) -> bool {
+        self.capture.as_ref().is_some_and(|c| !c.reached[ch] && !self.ended[ch])
+    }
+
+    /// Decides what an element read from channel `ch`'s queue is: delivered (`Some`), or a
+    /// position marker consumed here (`None`). Records it when the channel is captured.
+    fn admit(&mut self, ch: usize, e: Option<Element>, enc: &dyn BatchEncoder) -> Option<Option<Element>> {
+        let capturing = self.capturing(ch);
+        match &e {
+            Some(Element::Barrier(b)) if b.unaligned => {
+                let capture_id = self.capture.as_ref().map(|c| c.id);
+                if capturing && capture_id == Some(b.id) {
+                    if let Some(c) = &mut self.capture {
+                        c.reached[ch] = true;
+                    }
+                    return None;
                 }
-                Err(TryRecvError::Empty) => {}
-                Err(TryRecvError::Disconnected) => return Some((i, None)),
+                if b.id > self.last_unaligned {
+                    // The marker came first (its barrier was not seen yet): it starts the
+                    // checkpoint, and this channel has nothing in flight for it.
+                    self.started_inband = Some((b.id, ch));
+                    return Some(e);
+                }
+                return None;
+            }
+            Some(Element::Records { batch, .. }) if capturing => {
+                let input = self.input_of[ch];
+                if let Some(c) = &mut self.capture {
+                    c.record(ch, input, batch.as_ref(), enc);
+                }
+            }
+            Some(Element::EndOfPartition) | None if capturing => {
+                if let Some(c) = &mut self.capture {
+                    c.reached[ch] = true;
+                }
+            }
+            _ => {}
+        }
+        Some(e)
+    }
+
+    /// The next priority-lane barrier of a checkpoint newer than the last one started.
+    fn try_priority(&mut self) -> Option<Delivery> {
+        for ch in 0..self.prio.len() {
+            while let Ok(b) = self.prio[ch].try_recv() {
+                if b.id > self.last_unaligned {
+                    return Some((ch, Some(Element::Barrier(b))));
+                }
             }
         }
         None
     }
 
-    /// Waits for the next element of any channel.
-    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Delivery> {
+    /// The next element of any channel, without waiting: priority barriers first, then
+    /// channels round-robin (read-ahead buffers before queues), skipping channels held back
+    /// by an alignment.
+    pub fn try_next(&mut self, enc: &dyn BatchEncoder) -> Option<Delivery> {
+        if let Some(d) = self.try_priority() {
+            return Some(d);
+        }
         let n = self.rxs.len();
         for k in 0..n {
             let i = (self.next_start + k) % n;
             if self.ended[i] || self.blocked[i] {
                 continue;
             }
-            match self.rxs[i].poll_recv(cx) {
-                Poll::Ready(Some(e)) => {
-                    self.next_start = (i + 1) % n;
-                    return Poll::Ready((i, Some(e)));
-                }
-                Poll::Ready(None) => return Poll::Ready((i, None)),
-                Poll::Pending => {}
+            if let Some(e) = self.ahead[i].pop_front() {
+                self.next_start = (i + 1) % n;
+                return Some((i, e));
             }
+            loop {
+                let e = match self.rxs[i].try_recv() {
+                    Ok(e) => Some(e),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => None,
+                };
+                let closed = e.is_none();
+                if let Some(e) = self.admit(i, e, enc) {
+                    self.next_start = (i + 1) % n;
+                    return Some((i, e));
+                }
+                if closed {
+                    break;
+                }
+            }
+        }
+        None
+    }
+
+    /// Waits for the next element of any channel (see [`InputGate::try_next`]). Delivers
+    /// `(usize::MAX, None)` when a capture completed while waiting.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>, enc: &dyn BatchEncoder) -> Poll<Delivery> {
+        for ch in 0..self.prio.len() {
+            while let Poll::Ready(Some(b)) = self.prio[ch].poll_recv(cx) {
+                if b.id > self.last_unaligned {
+                    return Poll::Ready((ch, Some(Element::Barrier(b))));
+                }
+            }
+        }
+        let n = self.rxs.len();
+        for k in 0..n {
+            let i = (self.next_start + k) % n;
+            if self.ended[i] || self.blocked[i] {
+                continue;
+            }
+            if let Some(e) = self.ahead[i].pop_front() {
+                self.next_start = (i + 1) % n;
+                return Poll::Ready((i, e));
+            }
+            loop {
+                let e = match self.rxs[i].poll_recv(cx) {
+                    Poll::Ready(e) => e,
+                    Poll::Pending => break,
+                };
+                let closed = e.is_none();
+                match self.admit(i, e, enc) {
+                    Some(e) => {
+                        self.next_start = (i + 1) % n;
+                        return Poll::Ready((i, e));
+                    }
+                    None if self.capture_complete() => return Poll::Ready((usize::MAX, None)),
+                    None => {}
+                }
+                if closed {
+                    break;
+                }
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Starts recording channel state for unaligned checkpoint `id`, whose snapshot was just
+    /// taken: what was read ahead and not processed yet counts, and every channel is recorded
+    /// until its marker. Returns the id of a capture this one replaces, if any (that
+    /// checkpoint cannot complete here any more).
+    pub fn start_capture(&mut self, id: u64, enc: &dyn BatchEncoder) -> Option<u64> {
+        let replaced = self.capture.take().map(|c| c.id);
+        self.last_unaligned = self.last_unaligned.max(id);
+        let n = self.rxs.len();
+        let mut c = Capture { id, reached: self.ended.clone(), batches: vec![Vec::new(); n], error: None };
+        if let Some((mid, ch)) = self.started_inband.take() {
+            if mid == id {
+                c.reached[ch] = true;
+            }
+        }
+        for (ch, ahead) in self.ahead.iter().enumerate() {
+            for e in ahead {
+                match e {
+                    Some(Element::Records { batch, .. }) => c.record(ch, self.input_of[ch], batch.as_ref(), enc),
+                    Some(Element::EndOfPartition) | None => c.reached[ch] = true,
+                    _ => {}
+                }
+            }
+        }
+        self.capture = Some(c);
+        replaced
+    }
+
+    /// Whether the capture in progress has every channel's marker.
+    fn capture_complete(&self) -> bool {
+        self.capture.as_ref().is_some_and(|c| (0..c.reached.len()).all(|i| c.reached[i] || self.ended[i]))
+    }
+
+    /// The channel state of the capture in progress, if it is complete (the capture ends):
+    /// the checkpoint id and its channel state, or why it cannot be had.
+    pub fn take_completed_capture(&mut self) -> Option<(u64, Result<Vec<ChannelState>, String>)> {
+        if !self.capture_complete() {
+            return None;
+        }
+        let c = self.capture.take()?;
+        if let Some(e) = c.error {
+            return Some((c.id, Err(e)));
+        }
+        let states = c
+            .batches
+            .into_iter()
+            .enumerate()
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(ch, batches)| ChannelState { channel: ch as u32, input: self.input_of[ch] as u32, batches })
+            .collect();
+        Some((c.id, Ok(states)))
+    }
+
+    /// Reads ahead every captured channel up to its marker, without waiting, so that the
+    /// capture completes however far behind processing is.
+    pub fn read_ahead(&mut self, enc: &dyn BatchEncoder) {
+        if self.capture.is_none() {
+            return;
+        }
+        for ch in 0..self.rxs.len() {
+            while self.capturing(ch) {
+                let e = match self.rxs[ch].try_recv() {
+                    Ok(e) => Some(e),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => None,
+                };
+                if let Some(e) = self.admit(ch, e, enc) {
+                    self.ahead[ch].push_back(e);
+                }
+            }
+        }
+    }
+
+    /// For a subtask blocked on its outputs: completes when a newer unaligned checkpoint's
+    /// barrier arrives or the capture in progress completes, reading captured channels ahead
+    /// meanwhile.
+    pub fn poll_interrupt(&mut self, cx: &mut Context<'_>, enc: &dyn BatchEncoder) -> Poll<Interrupt> {
+        for ch in 0..self.prio.len() {
+            while let Poll::Ready(Some(b)) = self.prio[ch].poll_recv(cx) {
+                if b.id > self.last_unaligned {
+                    return Poll::Ready(Interrupt::Barrier(ch, b));
+                }
+            }
+        }
+        for ch in 0..self.rxs.len() {
+            while self.capturing(ch) {
+                let e = match self.rxs[ch].poll_recv(cx) {
+                    Poll::Ready(e) => e,
+                    Poll::Pending => break,
+                };
+                if let Some(e) = self.admit(ch, e, enc) {
+                    self.ahead[ch].push_back(e);
+                }
+            }
+        }
+        if self.capture_complete() {
+            return Poll::Ready(Interrupt::CaptureComplete);
         }
         Poll::Pending
     }
@@ -225,15 +500,54 @@ impl InputGate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::sync::mpsc::channel;
+    use riffle_api::StreamRecord;
+    use tokio::sync::mpsc::{channel, unbounded_channel, Sender, UnboundedSender};
 
     fn barrier(id: u64, aligned: bool) -> CheckpointBarrier {
-        CheckpointBarrier { id, aligned, target: None, inline_threshold: 0 }
+        CheckpointBarrier { id, aligned, unaligned: false, target: None, inline_threshold: 0 }
+    }
+
+    fn unaligned(id: u64) -> CheckpointBarrier {
+        CheckpointBarrier { unaligned: true, ..barrier(id, true) }
+    }
+
+    /// Encodes batches of `u32` records as their values, little-endian.
+    struct U32s;
+
+    impl BatchEncoder for U32s {
+        fn encode(&self, _input: usize, batch: &(dyn Any + Send)) -> Result<Vec<u8>, TaskError> {
+            let b = batch.downcast_ref::<Vec<StreamRecord<u32>>>().ok_or_else(|| TaskError::msg("test", "type"))?;
+            Ok(b.iter().flat_map(|r| r.value.to_le_bytes()).collect())
+        }
+    }
+
+    fn records(values: &[u32]) -> Element {
+        let batch: Vec<StreamRecord<u32>> = values.iter().map(|&value| StreamRecord { value, timestamp: 0 }).collect();
+        Element::Records { count: values.len() as u32, batch: Box::new(batch) }
+    }
+
+    fn values(e: &Element) -> Vec<u32> {
+        match e {
+            Element::Records { batch, .. } => {
+                batch.downcast_ref::<Vec<StreamRecord<u32>>>().unwrap().iter().map(|r| r.value).collect()
+            }
+            other => panic!("not records: {other:?}"),
+        }
+    }
+
+    fn channels(n: usize, capacity: usize) -> (Vec<(Sender<Element>, UnboundedSender<CheckpointBarrier>)>, InputGate) {
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..n)
+            .map(|_| {
+                let (tx, rx) = channel::<Element>(capacity);
+                let (ptx, prx) = unbounded_channel();
+                ((tx, ptx), (rx, prx))
+            })
+            .unzip();
+        (txs, InputGate::new(rxs, vec![0; n], 1))
     }
 
     fn gate(n: usize) -> InputGate {
-        let rxs = (0..n).map(|_| channel::<Element>(1).1).collect();
-        InputGate::new(rxs, vec![0; n], 1)
+        channels(n, 1).1
     }
 
     #[test]
@@ -257,15 +571,15 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn aligned_barriers_hold_back_channels_until_all_delivered() {
-        let (txs, rxs): (Vec<_>, Vec<_>) = (0..3).map(|_| channel::<Element>(8)).unzip();
-        let mut g = InputGate::new(rxs, vec![0; 3], 1);
+        let (txs, mut g) = channels(3, 8);
+        let txs: Vec<_> = txs.into_iter().map(|(tx, _)| tx).collect();
         for tx in &txs {
             tx.send(Element::Watermark(1)).await.unwrap();
         }
         txs[0].send(Element::Barrier(barrier(7, true))).await.unwrap();
         txs[0].send(Element::Watermark(99)).await.unwrap(); // after the barrier: must wait
         let mut got = Vec::new();
-        while let Some((ch, Some(e))) = g.try_next() {
+        while let Some((ch, Some(e))) = g.try_next(&U32s) {
             if let Element::Barrier(b) = e {
                 g.on_barrier(ch, b);
             }
@@ -277,7 +591,7 @@ mod tests {
         txs[1].send(Element::Barrier(barrier(7, true))).await.unwrap();
         drop(txs[2].clone());
         let mut ev = Vec::new();
-        while let Some((ch, Some(e))) = g.try_next() {
+        while let Some((ch, Some(e))) = g.try_next(&U32s) {
             match e {
                 Element::Barrier(b) => g.on_barrier(ch, b),
                 Element::EndOfPartition => {
@@ -288,20 +602,19 @@ mod tests {
         }
         assert_eq!(g.take_completed_barrier(), None, "channel 2 has neither delivered nor ended");
         txs[2].send(Element::EndOfPartition).await.unwrap();
-        while let Some((ch, Some(e))) = g.try_next() {
+        while let Some((ch, Some(e))) = g.try_next(&U32s) {
             if let Element::EndOfPartition = e {
                 g.on_end(ch, &mut ev);
             }
         }
         assert_eq!(g.take_completed_barrier(), Some(barrier(7, true)), "an ended channel counts as aligned");
         assert!(!g.is_blocked(0));
-        assert!(matches!(g.try_next(), Some((0, Some(Element::Watermark(99))))));
+        assert!(matches!(g.try_next(&U32s), Some((0, Some(Element::Watermark(99))))));
     }
 
     #[test]
     fn unaligned_mode_holds_nothing_back_and_newer_barriers_win() {
-        let rxs = (0..2).map(|_| channel::<Element>(1).1).collect();
-        let mut g = InputGate::new(rxs, vec![0; 2], 1);
+        let mut g = gate(2);
         g.on_barrier(0, barrier(1, false));
         assert!(!g.is_blocked(0));
         g.on_barrier(0, barrier(2, true));
@@ -314,7 +627,14 @@ mod tests {
 
     #[test]
     fn end_of_partition_releases_the_watermark_and_reports_ended_inputs() {
-        let rxs = (0..3).map(|_| channel::<Element>(1).1).collect();
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..3)
+            .map(|_| {
+                let (tx, rx) = channel::<Element>(1);
+                let (ptx, prx) = unbounded_channel::<CheckpointBarrier>();
+                ((tx, ptx), (rx, prx))
+            })
+            .unzip();
+        let _keep = txs;
         let mut g = InputGate::new(rxs, vec![0, 1, 1], 2);
         let mut ev = Vec::new();
         g.on_watermark(0, 10, &mut ev);
@@ -326,5 +646,81 @@ mod tests {
         assert_eq!(g.on_end(1, &mut ev), Some(1));
         assert_eq!(g.on_end(0, &mut ev), Some(0));
         assert_eq!(g.remaining(), 0);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_unaligned_barrier_overtakes_queued_data_and_in_flight_records_become_channel_state() {
+        let (txs, mut g) = channels(2, 8);
+        // Channel 0: two batches, then the producer snapshotted (marker), then one more.
+        txs[0].0.send(records(&[1, 2])).await.unwrap();
+        txs[0].0.send(records(&[3])).await.unwrap();
+        txs[0].1.send(unaligned(5)).unwrap();
+        txs[0].0.send(Element::Barrier(unaligned(5))).await.unwrap();
+        txs[0].0.send(records(&[4])).await.unwrap();
+        // Channel 1: one batch, its producer has not snapshotted yet.
+        txs[1].0.send(records(&[10])).await.unwrap();
+
+        // The barrier comes first, ahead of the queued batches.
+        let Some((0, Some(Element::Barrier(b)))) = g.try_next(&U32s) else { panic!("the barrier overtakes") };
+        assert_eq!(b, unaligned(5));
+        assert_eq!(g.start_capture(5, &U32s), None);
+        // Reading ahead consumes channel 0 up to its marker without processing anything.
+        g.read_ahead(&U32s);
+        assert!(g.take_completed_capture().is_none(), "channel 1's marker has not arrived");
+        // Processing goes on in order: read-ahead batches first, then the rest of the queue.
+        let mut seen = Vec::new();
+        while let Some((ch, Some(e))) = g.try_next(&U32s) {
+            seen.push((ch, values(&e)));
+        }
+        assert_eq!(seen, vec![(0, vec![1, 2]), (1, vec![10]), (0, vec![3]), (0, vec![4])]);
+        // Channel 1's producer snapshots later: what it sent before counts, what after does not.
+        txs[1].0.send(records(&[11])).await.unwrap();
+        txs[1].1.send(unaligned(5)).unwrap();
+        txs[1].0.send(Element::Barrier(unaligned(5))).await.unwrap();
+        txs[1].0.send(records(&[12])).await.unwrap();
+        assert!(g.try_next(&U32s).is_some_and(|(ch, e)| ch == 1 && values(&e.unwrap()) == vec![11]));
+        assert!(g.try_next(&U32s).is_some_and(|(ch, e)| ch == 1 && values(&e.unwrap()) == vec![12]));
+        let (id, state) = g.take_completed_capture().expect("both markers arrived");
+        assert_eq!(id, 5);
+        let state = state.unwrap();
+        let decoded: Vec<(u32, Vec<Vec<u8>>)> =
+            state.iter().map(|c| (c.channel, c.batches.iter().map(|b| b.to_vec()).collect())).collect();
+        let le = |v: &[u32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        // Channel 0: every batch before its marker (none was processed before the snapshot);
+        // channel 1: the batch processed after the snapshot and the one after it up to the marker.
+        assert_eq!(decoded, vec![(0, vec![le(&[1, 2]), le(&[3])]), (1, vec![le(&[10]), le(&[11])])]);
+        // A stale priority barrier of the same checkpoint is ignored.
+        txs[1].1.send(unaligned(5)).unwrap();
+        assert!(g.try_next(&U32s).is_none());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_marker_before_its_barrier_starts_the_checkpoint_with_nothing_in_flight_on_its_channel() {
+        let (txs, mut g) = channels(2, 8);
+        txs[1].0.send(Element::Barrier(unaligned(3))).await.unwrap();
+        let Some((1, Some(Element::Barrier(b)))) = g.try_next(&U32s) else { panic!("the marker starts it") };
+        assert_eq!(b.id, 3);
+        g.start_capture(3, &U32s);
+        txs[0].0.send(Element::EndOfPartition).await.unwrap();
+        assert!(matches!(g.try_next(&U32s), Some((0, Some(Element::EndOfPartition)))));
+        let (id, state) = g.take_completed_capture().expect("an ended channel has nothing in flight");
+        assert_eq!((id, state.unwrap()), (3, vec![]));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_blocked_subtask_is_interrupted_by_a_barrier_and_by_the_capture_completing() {
+        let (txs, mut g) = channels(1, 8);
+        txs[0].0.send(records(&[7])).await.unwrap();
+        txs[0].1.send(unaligned(9)).unwrap();
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let Poll::Ready(Interrupt::Barrier(0, b)) = g.poll_interrupt(&mut cx, &U32s) else { panic!("barrier") };
+        g.start_capture(b.id, &U32s);
+        assert!(g.poll_interrupt(&mut cx, &U32s).is_pending(), "the marker has not arrived");
+        txs[0].0.send(Element::Barrier(unaligned(9))).await.unwrap();
+        assert!(matches!(g.poll_interrupt(&mut cx, &U32s), Poll::Ready(Interrupt::CaptureComplete)));
+        let (_, state) = g.take_completed_capture().unwrap();
+        assert_eq!(state.unwrap()[0].batches.len(), 1, "the batch read ahead while blocked");
+        assert!(g.try_next(&U32s).is_some_and(|(_, e)| values(&e.unwrap()) == vec![7]), "and processed after");
     }
 }

@@ -154,7 +154,7 @@ pub fn plan(
                     None => (Vec::new(), None),
                 }
             };
-            out.tasks.insert((new.id, i), TaskRestore { checkpoint_id: meta.checkpoint_id, states, source });
+            out.tasks.insert((new.id, i), TaskRestore { checkpoint_id: meta.checkpoint_id, states, source, rescaled });
         }
     }
     Ok(out)

@@ -7,7 +7,7 @@
 //! does the deleting, so no file survives an aborted checkpoint. Once acknowledged, a state
 //! file belongs to the checkpoint (the coordinator deletes it with its directory).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
@@ -57,16 +57,27 @@ impl SnapshotTask {
     }
 }
 
+/// How many aborted checkpoint ids a subtask remembers: an abort can overtake the barrier
+/// (a checkpoint times out while its barrier is still on the way), and the snapshot taken
+/// when the barrier arrives must then write nothing.
+const REMEMBERED_ABORTS: usize = 64;
+
 /// The snapshots a subtask has in flight, by checkpoint id.
 #[derive(Default)]
 pub struct InFlightSnapshots {
     tasks: BTreeMap<u64, Arc<SnapshotTask>>,
+    /// Checkpoints aborted before this subtask took their snapshot.
+    aborted_early: BTreeSet<u64>,
 }
 
 impl InFlightSnapshots {
-    /// Registers the snapshot of checkpoint `id`.
+    /// Registers the snapshot of checkpoint `id` (born aborted if its abort came first).
     pub fn start(&mut self, id: u64) -> Arc<SnapshotTask> {
         let t = Arc::new(SnapshotTask::default());
+        if self.aborted_early.remove(&id) {
+            t.lock().aborted = true;
+            return t;
+        }
         self.tasks.insert(id, t.clone());
         t
     }
@@ -78,9 +89,17 @@ impl InFlightSnapshots {
 
     /// Checkpoint `id` was aborted: cancel its work and delete what it wrote.
     pub fn abort(&mut self, id: u64) {
-        if let Some(t) = self.tasks.remove(&id) {
-            if let Some(path) = t.abort(true) {
-                delete_later(path);
+        match self.tasks.remove(&id) {
+            Some(t) => {
+                if let Some(path) = t.abort(true) {
+                    delete_later(path);
+                }
+            }
+            None => {
+                self.aborted_early.insert(id);
+                while self.aborted_early.len() > REMEMBERED_ABORTS {
+                    self.aborted_early.pop_first();
+                }
             }
         }
     }

@@ -17,19 +17,21 @@ use riffle_api::head::VertexHead;
 use riffle_api::link::OperatorMarker;
 use riffle_api::metrics::JobCounters;
 use riffle_api::partition::{FlushRegistry, SharedOutbox};
-use riffle_api::snapshot::{OperatorRestore, OperatorSnapshots, PendingSnapshot, SourceSnapshot, SubtaskSnapshot};
+use riffle_api::snapshot::{
+    ChannelState, OperatorRestore, OperatorSnapshots, PendingSnapshot, SourceSnapshot, SubtaskSnapshot,
+};
 use riffle_api::source::{ReadStatus, SourceHead};
 use riffle_api::{CheckpointBarrier, Element, HeadKind, JobGraph, TaskEnv, TaskError};
 use riffle_state::BackendConfig;
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::mpsc::Sender;
+use tokio::sync::mpsc::{Sender, UnboundedSender};
 use tokio::sync::{mpsc, watch};
 
 use crate::checkpoint_storage;
 use crate::exchange::ChannelId;
-use crate::gateway::{RestoreState, SplitRequest, TaskRestore, TaskState};
+use crate::gateway::{DeclineCheckpoint, RestoreState, SplitRequest, TaskRestore, TaskState};
 use crate::ids::ExecutionId;
-use crate::input_gate::{GateEvent, InputGate};
+use crate::input_gate::{BatchEncoder, GateEvent, InputGate, Interrupt};
 use crate::registry::RuntimeShared;
 use crate::snapshot_writer::{InFlightSnapshots, SnapshotWriter};
 use crate::supervision::panic_message;
@@ -207,12 +209,14 @@ async fn run(
         state_backend,
     };
     let mut instance = graph.instantiate(e.vertex as usize, e.subtask, &env)?;
+    let mut replay = Vec::new();
     if let Some(r) = &spec.restore {
         let parallelism = graph.vertices().get(e.vertex as usize).map(|v| v.parallelism).unwrap_or(1);
         let range = riffle_state::key_group_range_for_subtask(graph.max_parallelism, parallelism, e.subtask);
-        restore_head(&mut instance.head, r, range, graph.max_parallelism).await?;
+        replay = restore_head(&mut instance.head, r, range, graph.max_parallelism).await?;
     }
     let mut senders = Vec::with_capacity(instance.output_channels.len());
+    let mut priority = Vec::with_capacity(instance.output_channels.len());
     for key in &instance.output_channels {
         let id = ChannelId { job: e.job, attempt: e.attempt, key: *key };
         let tx = spec
@@ -220,12 +224,14 @@ async fn run(
             .exchange
             .take_sender(id, spec.channel_capacity)
             .ok_or_else(|| TaskError::msg(&task_name, format!("output channel {key:?} was already taken")))?;
-        senders.push(tx);
+        senders.push(tx.0);
+        priority.push(tx.1);
     }
     let mut out = Outputs {
         stalled: vec![false; senders.len()],
         env,
         senders,
+        priority,
         last_flush: riffle_api::time::now_ms(),
         timeout: spec.buffer_timeout_ms,
         name: task_name.clone(),
@@ -234,10 +240,11 @@ async fn run(
         shared: spec.shared.clone(),
         max_parallelism: graph.max_parallelism,
         snapshots: InFlightSnapshots::default(),
+        unaligned: None,
         stop_after: None,
         stop_now: false,
     };
-    match instance.head {
+    let result = match instance.head {
         HeadKind::Source(head) => run_source(&spec, head, &mut out, &mut cancel, counters).await,
         HeadKind::Operators(head) => {
             let channels = graph.input_channels(e.vertex as usize, e.subtask);
@@ -253,14 +260,18 @@ async fn run(
             }
             let num_inputs = graph.vertices().get(e.vertex as usize).map(|v| v.num_inputs).unwrap_or(1);
             let gate = InputGate::new(rxs, input_of, num_inputs);
-            run_operators(head, gate, &mut out, &mut cancel).await
+            run_operators(head, gate, replay, &mut out, &mut cancel).await
         }
-    }
+    };
+    out.settle_checkpoints();
+    result
 }
 
 struct Outputs {
     env: TaskEnv,
     senders: Vec<Sender<Element>>,
+    /// Each output channel's priority lane (unaligned checkpoint barriers).
+    priority: Vec<UnboundedSender<CheckpointBarrier>>,
     stalled: Vec<bool>,
     last_flush: i64,
     timeout: i64,
@@ -270,22 +281,47 @@ struct Outputs {
     shared: Arc<RuntimeShared>,
     max_parallelism: u32,
     snapshots: InFlightSnapshots,
+    /// An unaligned snapshot waiting for its channel state (every input's position marker).
+    unaligned: Option<UnalignedSnapshot>,
     /// Stop-with-savepoint: the source emits nothing until this checkpoint is done.
     stop_after: Option<u64>,
     /// Stop-with-savepoint completed: the source ends its input.
     stop_now: bool,
 }
 
+/// The synchronous part of an unaligned snapshot, kept until its channel state is known.
+struct UnalignedSnapshot {
+    barrier: CheckpointBarrier,
+    pending: PendingSnapshot,
+    sync_ms: u64,
+}
+
+/// Why [`Outputs::drain_until`] stopped before everything was sent.
+enum DrainInterrupt {
+    /// A control message arrived (sources: a checkpoint trigger must not wait for room).
+    Control(SubtaskControl),
+    /// The input gate needs attention (unaligned checkpoints).
+    Gate(Interrupt),
+}
+
 impl Outputs {
     /// Sends everything the chain produced. A full channel holds back only its own elements
     /// (order within a channel is kept): what goes to other channels — a checkpoint barrier
-    /// among them — leaves at once. The subtask then waits (backpressure) for the full one.
-    async fn drain(&mut self, cancel: &mut watch::Receiver<bool>) -> Result<(), Stop> {
+    /// among them — leaves at once. The subtask then waits (backpressure) for the full one;
+    /// while it waits, a control message (with `control`) or an input-gate interrupt (with
+    /// `gate`) ends the wait: what is unsent goes back to the outbox, in order, and the
+    /// interrupt is returned for the caller to act on before draining again.
+    async fn drain_until(
+        &mut self,
+        cancel: &mut watch::Receiver<bool>,
+        control: bool,
+        mut gate: Option<(&mut InputGate, &dyn BatchEncoder)>,
+    ) -> Result<Option<DrainInterrupt>, Stop> {
         loop {
             let mut queue = {
                 let mut ob = self.env.outbox.borrow_mut();
                 if ob.queue.is_empty() {
-                    return Ok(());
+                    return Ok(None);
                 }
                 std::mem::take(&mut ob.queue)
             };
@@ -318,50 +354,82 @@ impl Outputs {
                 if ob.queue.is_empty() {
                     ob.queue = queue;
                 }
-                return Ok(());
+                return Ok(None);
             }
             self.stalled.iter_mut().for_each(|s| *s = false);
             let Some((ch, el)) = deferred.pop_front() else { continue };
             let tx = self.senders[ch].clone();
-            tokio::select! {
-                r = tx.send(el) => if r.is_err() {
-                    return Err(peer_lost(&self.name, "a downstream subtask stopped", cancel).await);
+            let control_rx = &mut self.control;
+            let gate_event = async {
+                match gate.as_mut() {
+                    Some((g, enc)) => std::future::poll_fn(|cx| g.poll_interrupt(cx, *enc)).await,
+                    None => futures::future::pending().await,
+                }
+            };
+            let interrupt = tokio::select! {
+                permit = tx.reserve() => match permit {
+                    Ok(permit) => {
+                        permit.send(el);
+                        None
+                    }
+                    Err(_) => return Err(peer_lost(&self.name, "a downstream subtask stopped", cancel).await),
                 },
+                c = control_rx.recv(), if control => match c {
+                    Some(c) => Some((DrainInterrupt::Control(c), el)),
+                    None => return Err(Stop::Cancelled),
+                },
+                ev = gate_event => Some((DrainInterrupt::Gate(ev), el)),
                 _ = cancel.changed() => return Err(Stop::Cancelled),
-            }
+            };
             let mut ob = self.env.outbox.borrow_mut();
+            let result = match interrupt {
+                Some((why, el)) => {
+                    deferred.push_front((ch, el));
+                    Some(why)
+                }
+                None => None,
+            };
             deferred.append(&mut ob.queue);
             ob.queue = deferred;
+            if result.is_some() {
+                return Ok(result);
+            }
         }
     }
 
-    /// Flushes partial batches and sends them.
-    async fn flush(&mut self, cancel: &mut watch::Receiver<bool>, now: i64) -> Result<(), Stop> {
+    /// Moves partially filled batches to the outbox (they are sent by the next drain).
+    fn flush_batches(&mut self, now: i64) {
         self.env.flush.flush_all();
         self.last_flush = now;
-        self.drain(cancel).await
     }
 
-    async fn maybe_timeout_flush(&mut self, cancel: &mut watch::Receiver<bool>, now: i64) -> Result<(), Stop> {
-        if now - self.last_flush >= self.timeout {
-            self.flush(cancel, now).await?;
-        }
-        Ok(())
+    /// Whether the buffer timeout says partial batches should go now.
+    fn flush_due(&self, now: i64) -> bool {
+        now - self.last_flush >= self.timeout
     }
 
     /// A checkpoint reached this subtask's consistent point: everything before it is
-    /// processed. Takes the synchronous part of the snapshot (a copy), sends the barrier after
-    /// every record produced so far on every output channel, and leaves encoding, writing and
-    /// acknowledging to a child task while processing goes on.
-    async fn checkpoint(
+    /// processed. Takes the synchronous part of the snapshot (a copy) and queues the barrier
+    /// after every record produced so far on every output channel (the caller's next drain
+    /// sends it); an unaligned barrier also goes out at once on every priority lane.
+    /// Encoding, writing and acknowledging are left to a child task while processing goes
+    /// on — for an unaligned snapshot of a subtask with inputs (`await_channels`), once the
+    /// channel state is complete ([`Outputs::channel_state_complete`]).
+    fn checkpoint(
         &mut self,
         barrier: CheckpointBarrier,
         head: &mut dyn Checkpointable,
-        cancel: &mut watch::Receiver<bool>,
+        await_channels: bool,
     ) -> Result<(), Stop> {
         let started = std::time::Instant::now();
         let (pending, source) = head.take_snapshot(self.max_parallelism, barrier.id)?;
         let sync_ms = started.elapsed().as_millis() as u64;
+        if barrier.unaligned {
+            for lane in &self.priority {
+                // A closed lane is a consumer that stopped: the data path reports that.
+                let _ = lane.send(barrier.clone());
+            }
+        }
         self.env.flush.flush_all();
         {
             let mut ob = self.env.outbox.borrow_mut();
@@ -369,37 +437,84 @@ impl Outputs {
                 ob.queue.push_back((ch, Element::Barrier(barrier.clone())));
             }
         }
-        self.drain(cancel).await?;
-        let task = self.snapshots.start(barrier.id);
-        let writer = SnapshotWriter { execution: self.execution, shared: self.shared.clone(), barrier, task, sync_ms };
-        actix::spawn(writer.run(pending, source));
+        if barrier.unaligned && await_channels {
+            if let Some(old) = self.unaligned.replace(UnalignedSnapshot { barrier, pending, sync_ms }) {
+                self.decline(
+                    old.barrier.id,
+                    "a newer unaligned checkpoint started before its channel state was complete",
+                );
+            }
+            return Ok(());
+        }
+        self.write_snapshot(barrier, pending, source, sync_ms);
         Ok(())
     }
 
-    /// Handles control messages that arrived, without waiting.
-    async fn poll_control(
+    /// Hands a snapshot to a child that encodes, writes and acknowledges it.
+    fn write_snapshot(
         &mut self,
-        head: &mut dyn Checkpointable,
-        cancel: &mut watch::Receiver<bool>,
-    ) -> Result<(), Stop> {
+        barrier: CheckpointBarrier,
+        pending: PendingSnapshot,
+        source: Option<SourceSnapshot>,
+        sync_ms: u64,
+    ) {
+        let task = self.snapshots.start(barrier.id);
+        let writer = SnapshotWriter { execution: self.execution, shared: self.shared.clone(), barrier, task, sync_ms };
+        actix::spawn(writer.run(pending, source));
+    }
+
+    /// The channel state of unaligned checkpoint `id` is complete (or failed): the snapshot
+    /// goes to its writer (or the checkpoint is declined).
+    fn channel_state_complete(&mut self, id: u64, channels: Result<Vec<ChannelState>, String>) {
+        let Some(u) = self.unaligned.take_if(|u| u.barrier.id == id) else { return };
+        match channels {
+            Ok(channels) => {
+                let mut pending = u.pending;
+                pending.set_channels(channels);
+                self.write_snapshot(u.barrier, pending, None, u.sync_ms);
+            }
+            Err(reason) => self.decline(id, &format!("cannot record its channel state: {reason}")),
+        }
+    }
+
+    /// Tells the JobMaster this subtask cannot contribute to checkpoint `id`.
+    fn decline(&self, id: u64, reason: &str) {
+        if let Some(jm) = self.shared.job_masters.get(&self.execution.job) {
+            jm.do_send(DeclineCheckpoint { execution: self.execution, checkpoint_id: id, reason: reason.to_string() });
+        }
+    }
+
+    /// The subtask is ending: checkpoint outcomes that arrived but were not handled still
+    /// decide which snapshot files go (an aborted checkpoint's files are deleted even if
+    /// acknowledged; the rest is decided when the in-flight snapshots are dropped).
+    fn settle_checkpoints(&mut self) {
         while let Ok(c) = self.control.try_recv() {
-            self.on_control(c, head, cancel).await?;
+            if let SubtaskControl::CheckpointDone { id, completed } = c {
+                if completed {
+                    self.snapshots.completed(id);
+                } else {
+                    self.snapshots.abort(id);
+                }
+            }
+        }
+    }
+
+    /// Handles control messages that arrived, without waiting.
+    fn poll_control(&mut self, head: &mut dyn Checkpointable) -> Result<(), Stop> {
+        while let Ok(c) = self.control.try_recv() {
+            self.on_control(c, head)?;
         }
         Ok(())
     }
 
-    async fn on_control(
-        &mut self,
-        c: SubtaskControl,
-        head: &mut dyn Checkpointable,
-        cancel: &mut watch::Receiver<bool>,
-    ) -> Result<(), Stop> {
+    /// Acts on a control message; what it queues is sent by the caller's next drain.
+    fn on_control(&mut self, c: SubtaskControl, head: &mut dyn Checkpointable) -> Result<(), Stop> {
         match c {
             SubtaskControl::TriggerCheckpoint { barrier, stop_source } => {
                 if stop_source {
                     self.stop_after = Some(barrier.id);
                 }
-                self.checkpoint(barrier, head, cancel).await
+                self.checkpoint(barrier, head, false)
             }
             SubtaskControl::CheckpointDone { id, completed } => {
                 if self.stop_after == Some(id) {
@@ -410,9 +525,12 @@ impl Outputs {
                     self.snapshots.completed(id);
                 } else {
                     self.snapshots.abort(id);
+                    if self.unaligned.as_ref().is_some_and(|u| u.barrier.id == id) {
+                        self.unaligned = None;
+                    }
                 }
                 head.notify(id, completed)?;
-                self.drain(cancel).await
+                Ok(())
             }
         }
     }
@@ -459,13 +577,14 @@ impl Checkpointable for Box<dyn VertexHead> {
 }
 
 /// Restores a freshly built head from its part of a checkpoint: the former subtasks' operator
-/// state (filtered to the key groups this subtask owns) and its reader's position.
+/// state (filtered to the key groups this subtask owns) and its reader's position. Returns
+/// the channel state of an unaligned checkpoint, to replay before new input.
 async fn restore_head(
     head: &mut HeadKind,
     restore: &TaskRestore,
     range: riffle_state::KeyGroupRange,
     max_parallelism: u32,
-) -> Result<(), TaskError> {
+) -> Result<Vec<ChannelState>, TaskError> {
     let mut snaps = Vec::with_capacity(restore.states.len());
     for s in &restore.states {
         let snap = match s {
@@ -482,6 +601,21 @@ async fn restore_head(
         };
         snaps.push(snap);
     }
+    let mut channels = Vec::new();
+    for snap in &mut snaps {
+        channels.append(&mut snap.channels);
+    }
+    if restore.rescaled && !channels.is_empty() {
+        return Err(TaskError::msg(
+            "restore",
+            format!(
+                "checkpoint {} is unaligned and holds in-flight records, which cannot be redistributed to another \
+                 parallelism: restore it at the parallelism it was taken with, then take a savepoint (savepoints \
+                 are always aligned) and rescale from that",
+                restore.checkpoint_id
+            ),
+        ));
+    }
     let from = OperatorRestore::new(range, max_parallelism, snaps);
     match head {
         HeadKind::Source(h) => {
@@ -491,10 +625,11 @@ async fn restore_head(
                     TaskError::msg("restore", format!("corrupt source reader state in the checkpoint: {e}"))
                 })?);
             }
-            h.restore(&sources, &from)
+            h.restore(&sources, &from)?;
         }
-        HeadKind::Operators(h) => h.restore(&from),
+        HeadKind::Operators(h) => h.restore(&from)?,
     }
+    Ok(channels)
 }
 
 /// How long a subtask whose peer vanished waits to be cancelled before it reports the loss
@@ -522,6 +657,21 @@ async fn sleep_or_cancel(d: Duration, cancel: &mut watch::Receiver<bool>) -> Res
     }
 }
 
+/// Drains a source's outputs; a control message that arrives while it waits for room (a
+/// checkpoint trigger, above all) is handled at once instead of after the backlog.
+async fn drain_source(
+    out: &mut Outputs,
+    head: &mut Box<dyn SourceHead>,
+    cancel: &mut watch::Receiver<bool>,
+) -> Result<(), Stop> {
+    while let Some(interrupt) = out.drain_until(cancel, true, None).await? {
+        if let DrainInterrupt::Control(c) = interrupt {
+            out.on_control(c, head)?;
+        }
+    }
+    Ok(())
+}
+
 async fn run_source(
     spec: &SubtaskSpec,
     mut head: Box<dyn SourceHead>,
@@ -535,18 +685,21 @@ async fn run_source(
         if *cancel.borrow() {
             return Err(Stop::Cancelled);
         }
-        out.poll_control(&mut head, cancel).await?;
+        out.poll_control(&mut head)?;
+        drain_source(out, &mut head, cancel).await?;
         if out.stop_now {
             // Stop-with-savepoint completed: end here, nothing after the savepoint's barrier.
             head.finish()?;
-            return out.flush(cancel, riffle_api::time::now_ms()).await;
+            out.flush_batches(riffle_api::time::now_ms());
+            return drain_source(out, &mut head, cancel).await;
         }
         if out.stop_after.is_some() {
             // Waiting for the stop-with-savepoint's savepoint: emit nothing meanwhile.
-            out.flush(cancel, riffle_api::time::now_ms()).await?;
+            out.flush_batches(riffle_api::time::now_ms());
+            drain_source(out, &mut head, cancel).await?;
             tokio::select! {
                 c = out.control.recv() => if let Some(c) = c {
-                    out.on_control(c, &mut head, cancel).await?;
+                    out.on_control(c, &mut head)?;
                 },
                 _ = cancel.changed() => return Err(Stop::Cancelled),
             }
@@ -556,13 +709,16 @@ async fn run_source(
         let emitted = head.records_emitted();
         counters.source_records.fetch_add(emitted - published, std::sync::atomic::Ordering::Relaxed);
         published = emitted;
-        out.drain(cancel).await?;
+        drain_source(out, &mut head, cancel).await?;
         let now = riffle_api::time::now_ms();
         if head.next_processing_time().is_some_and(|t| now >= t) {
             head.processing_time(now)?;
-            out.drain(cancel).await?;
+            drain_source(out, &mut head, cancel).await?;
         }
-        out.maybe_timeout_flush(cancel, now).await?;
+        if out.flush_due(now) {
+            out.flush_batches(now);
+            drain_source(out, &mut head, cancel).await?;
+        }
         match status {
             ReadStatus::MoreAvailable => {
                 // Let the slot's other subtasks and this subtask's own actor (checkpoint
@@ -571,7 +727,8 @@ async fn run_source(
                 tokio::task::yield_now().await;
             }
             ReadStatus::NeedSplits => {
-                out.flush(cancel, now).await?;
+                out.flush_batches(now);
+                drain_source(out, &mut head, cancel).await?;
                 let jm = spec
                     .shared
                     .job_masters
@@ -591,35 +748,86 @@ async fn run_source(
                 }
             }
             ReadStatus::NothingAvailable => {
-                out.flush(cancel, now).await?;
+                out.flush_batches(now);
+                drain_source(out, &mut head, cancel).await?;
                 let wait = head.next_processing_time().map(|t| (t - now).clamp(0, 10)).unwrap_or(10);
                 tokio::select! {
                     r = sleep_or_cancel(Duration::from_millis(wait as u64), cancel) => r?,
                     c = out.control.recv() => if let Some(c) = c {
-                        out.on_control(c, &mut head, cancel).await?;
+                        out.on_control(c, &mut head)?;
                     },
                 }
             }
             ReadStatus::EndOfInput => {
                 head.finish()?;
-                out.flush(cancel, now).await?;
-                return Ok(());
+                out.flush_batches(now);
+                return drain_source(out, &mut head, cancel).await;
             }
         }
+    }
+}
+
+/// Drains an operator subtask's outputs. While it waits for room, an unaligned checkpoint's
+/// barrier starts the snapshot at once, and channel state that became complete goes to its
+/// writer: neither waits for the backlog (FLIP-76).
+async fn drain_operators(
+    out: &mut Outputs,
+    head: &mut Box<dyn VertexHead>,
+    gate: &mut InputGate,
+    cancel: &mut watch::Receiver<bool>,
+) -> Result<(), Stop> {
+    loop {
+        match out.drain_until(cancel, false, Some((&mut *gate, &*head))).await? {
+            None => return Ok(()),
+            Some(DrainInterrupt::Gate(Interrupt::Barrier(_, barrier))) => start_unaligned(out, head, gate, barrier)?,
+            Some(DrainInterrupt::Gate(Interrupt::CaptureComplete)) => finish_capture(out, gate),
+            Some(DrainInterrupt::Control(c)) => out.on_control(c, head)?,
+        }
+    }
+}
+
+/// The first barrier of an unaligned checkpoint arrived: snapshot now, forward the barrier,
+/// and record in-flight input until every channel's position marker.
+fn start_unaligned(
+    out: &mut Outputs,
+    head: &mut Box<dyn VertexHead>,
+    gate: &mut InputGate,
+    barrier: CheckpointBarrier,
+) -> Result<(), Stop> {
+    let id = barrier.id;
+    out.checkpoint(barrier, head, true)?;
+    gate.start_capture(id, &*head);
+    finish_capture(out, gate);
+    Ok(())
+}
+
+/// Hands complete channel state to the waiting unaligned snapshot.
+fn finish_capture(out: &mut Outputs, gate: &mut InputGate) {
+    if let Some((id, channels)) = gate.take_completed_capture() {
+        out.channel_state_complete(id, channels);
     }
 }
 
 async fn run_operators(
     mut head: Box<dyn VertexHead>,
     mut gate: InputGate,
+    replay: Vec<ChannelState>,
     out: &mut Outputs,
     cancel: &mut watch::Receiver<bool>,
 ) -> Result<(), Stop> {
     let mut events = Vec::new();
     let mut batches = 0u32;
+    // An unaligned checkpoint's in-flight records come before anything new.
+    for channel in replay {
+        for batch in &channel.batches {
+            head.push_encoded(channel.input as usize, batch)?;
+            drain_operators(out, &mut head, &mut gate, cancel).await?;
+        }
+    }
     if gate.remaining() == 0 {
         head.end_input()?;
-        return out.flush(cancel, riffle_api::time::now_ms()).await;
+        out.flush_batches(riffle_api::time::now_ms());
+        return drain_operators(out, &mut head, &mut gate, cancel).await;
     }
     loop {
         batches = batches.wrapping_add(1);
@@ -627,11 +835,14 @@ async fn run_operators(
             // A subtask that always has input would otherwise never let its actor run.
             tokio::task::yield_now().await;
         }
-        let delivery = match gate.try_next() {
+        gate.read_ahead(&head);
+        finish_capture(out, &mut gate);
+        let delivery = match gate.try_next(&head) {
             Some(d) => d,
             None => {
                 let now = riffle_api::time::now_ms();
-                out.flush(cancel, now).await?;
+                out.flush_batches(now);
+                drain_operators(out, &mut head, &mut gate, cancel).await?;
                 let wait = head.next_processing_time().map(|t| (t - now).max(0) as u64);
                 let timer = async {
                     match wait {
@@ -640,11 +851,11 @@ async fn run_operators(
                     }
                 };
                 tokio::select! {
-                    d = std::future::poll_fn(|cx| gate.poll_next(cx)) => Some(d),
+                    d = std::future::poll_fn(|cx| gate.poll_next(cx, &head)) => Some(d),
                     _ = timer => None,
                     c = out.control.recv() => {
                         if let Some(c) = c {
-                            out.on_control(c, &mut head, cancel).await?;
+                            out.on_control(c, &mut head)?;
                         }
                         None
                     }
@@ -671,29 +882,34 @@ async fn run_operators(
                         head.end_of_input(input)?;
                     }
                 }
+                Some(Element::Barrier(b)) if b.unaligned => start_unaligned(out, &mut head, &mut gate, b)?,
                 Some(Element::Barrier(b)) => gate.on_barrier(ch, b),
             }
             if let Some(barrier) = gate.take_completed_barrier() {
                 for ev in events.drain(..) {
                     apply(&mut head, ev)?;
                 }
-                out.checkpoint(barrier, &mut head, cancel).await?;
+                out.checkpoint(barrier, &mut head, false)?;
             }
             for ev in events.drain(..) {
                 apply(&mut head, ev)?;
             }
         }
-        out.drain(cancel).await?;
+        drain_operators(out, &mut head, &mut gate, cancel).await?;
         let now = riffle_api::time::now_ms();
         if head.next_processing_time().is_some_and(|t| now >= t) {
             head.processing_time(now)?;
-            out.drain(cancel).await?;
+            drain_operators(out, &mut head, &mut gate, cancel).await?;
         }
         if gate.remaining() == 0 {
             head.end_input()?;
-            return out.flush(cancel, now).await;
+            out.flush_batches(now);
+            return drain_operators(out, &mut head, &mut gate, cancel).await;
         }
-        out.maybe_timeout_flush(cancel, now).await?;
+        if out.flush_due(now) {
+            out.flush_batches(now);
+            drain_operators(out, &mut head, &mut gate, cancel).await?;
+        }
     }
 }
 

@@ -200,6 +200,7 @@ impl Handler<TriggerCheckpoint> for TaskExecutor {
         let barrier = riffle_api::CheckpointBarrier {
             id: msg.checkpoint_id,
             aligned: msg.aligned,
+            unaligned: msg.unaligned,
             target: msg.target.map(Into::into),
             inline_threshold: msg.inline_threshold,
         };

@@ -106,7 +106,9 @@ fn wrong_type(what: &str) -> TaskError {
     TaskError::msg("job graph", format!("internal error: {what} has an unexpected type"))
 }
 
-impl<I: 'static, O: Clone + Send + 'static> NodeOps for Node<I, O> {
+impl<I: serde::Serialize + serde::de::DeserializeOwned + Send + 'static, O: Clone + Send + 'static> NodeOps
+    for Node<I, O>
+{
     fn build(&self, ctx: LinkContext, out: Erased) -> Result<Built, TaskError> {
         let out = *out.downcast::<Box<dyn Input<O>>>().map_err(|_| wrong_type("a node's output"))?;
         Ok(match (self.build)(ctx, out)? {

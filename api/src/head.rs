@@ -3,6 +3,9 @@
 
 use std::any::Any;
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
 use crate::error::{TaskError, TaskResult};
 use crate::link::Input;
 use crate::record::StreamRecord;
@@ -30,6 +33,38 @@ pub trait VertexHead {
     fn restore(&mut self, from: &OperatorRestore) -> TaskResult;
     /// A checkpoint completed or was aborted.
     fn notify_checkpoint(&mut self, id: u64, completed: bool) -> TaskResult;
+    /// Encodes a batch that arrived on input `input` (not consumed yet) for an unaligned
+    /// checkpoint's channel state. Only the head knows its inputs' record types.
+    fn encode_batch(&self, input: usize, batch: &(dyn Any + Send)) -> Result<Vec<u8>, TaskError>;
+    /// Processes a batch of restored channel state, as [`VertexHead::encode_batch`] wrote it.
+    fn push_encoded(&mut self, input: usize, bytes: &[u8]) -> TaskResult;
+}
+
+/// Encodes a type-erased batch of `T` records (channel state of unaligned checkpoints).
+pub(crate) fn encode_batch<T: Serialize + 'static>(
+    batch: &(dyn Any + Send),
+    name: &str,
+    input: usize,
+) -> Result<Vec<u8>, TaskError> {
+    let records = batch.downcast_ref::<Vec<StreamRecord<T>>>().ok_or_else(|| {
+        TaskError::msg(
+            name,
+            format!("input {input} holds a batch of another record type than {}", std::any::type_name::<T>()),
+        )
+    })?;
+    rmp_serde::to_vec(records)
+        .map_err(|e| TaskError::msg(name, format!("cannot encode in-flight records of input {input}: {e}")))
+}
+
+/// Decodes what [`encode_batch`] wrote, as the batch it was.
+pub(crate) fn decode_batch<T: DeserializeOwned + Send + 'static>(
+    bytes: &[u8],
+    name: &str,
+    input: usize,
+) -> Result<Box<dyn Any + Send>, TaskError> {
+    let records: Vec<StreamRecord<T>> = rmp_serde::from_slice(bytes)
+        .map_err(|e| TaskError::msg(name, format!("corrupt channel state of input {input} in the checkpoint: {e}")))?;
+    Ok(Box::new(records))
 }
 
 /// Unpacks a type-erased batch.
@@ -55,7 +90,7 @@ pub struct OneInputHead<T> {
     pub(crate) name: String,
 }
 
-impl<T: 'static> VertexHead for OneInputHead<T> {
+impl<T: Serialize + DeserializeOwned + Send + 'static> VertexHead for OneInputHead<T> {
     fn push_batch(&mut self, input: usize, batch: Box<dyn Any + Send>) -> TaskResult {
         for r in downcast_batch::<T>(batch, &self.name, input)? {
             self.link.push(r.value, r.timestamp)?;
@@ -88,5 +123,12 @@ impl<T: 'static> VertexHead for OneInputHead<T> {
     }
     fn notify_checkpoint(&mut self, id: u64, completed: bool) -> TaskResult {
         self.link.notify_checkpoint(id, completed)
+    }
+    fn encode_batch(&self, input: usize, batch: &(dyn Any + Send)) -> Result<Vec<u8>, TaskError> {
+        encode_batch::<T>(batch, &self.name, input)
+    }
+    fn push_encoded(&mut self, input: usize, bytes: &[u8]) -> TaskResult {
+        let batch = decode_batch::<T>(bytes, &self.name, input)?;
+        self.push_batch(input, batch)
     }
 }

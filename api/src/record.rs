@@ -63,6 +63,11 @@ pub struct CheckpointBarrier {
     /// Exactly-once alignment: a consumer holds back each channel that delivered the barrier
     /// until all did (else at-least-once: no channel is held back).
     pub aligned: bool,
+    /// Unaligned (FLIP-76): the barrier travels on each channel's priority lane, overtaking
+    /// queued data; the copy that keeps its place in the data stream only marks where the
+    /// producer's snapshot was taken, so the consumer knows which in-flight records belong to
+    /// the checkpoint as channel state.
+    pub unaligned: bool,
     /// The directory this checkpoint's state files go to (absolute); `None` keeps state in
     /// memory, inlined in the acknowledgement.
     pub target: Option<std::sync::Arc<str>>,

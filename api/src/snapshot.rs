@@ -33,6 +33,22 @@ pub struct SubtaskSnapshot {
     pub source: Option<SourceSnapshot>,
     /// Operator state by node index.
     pub operators: Vec<(usize, ByteBuf)>,
+    /// In-flight records of an unaligned checkpoint: what had reached this subtask's input
+    /// channels, before the producers' snapshots, but was not processed yet at its own.
+    /// Replayed before new input on restore (at the same parallelism only).
+    #[serde(default)]
+    pub channels: Vec<ChannelState>,
+}
+
+/// The in-flight records of one input channel, as batches encoded by the vertex head.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelState {
+    /// The physical channel (index among the subtask's input channels).
+    pub channel: u32,
+    /// The logical input it feeds.
+    pub input: u32,
+    /// Encoded batches, in arrival order.
+    pub batches: Vec<ByteBuf>,
 }
 
 impl SubtaskSnapshot {
@@ -108,7 +124,7 @@ impl OperatorSnapshots {
 
     /// Ends the synchronous part: what is left to encode, with the source reader's state.
     pub fn finish(self, source: Option<SourceSnapshot>) -> PendingSnapshot {
-        PendingSnapshot { source, parts: self.parts }
+        PendingSnapshot { source, parts: self.parts, channels: Vec::new() }
     }
 }
 
@@ -117,9 +133,16 @@ impl OperatorSnapshots {
 pub struct PendingSnapshot {
     source: Option<SourceSnapshot>,
     parts: Vec<(usize, Part)>,
+    channels: Vec<ChannelState>,
 }
 
 impl PendingSnapshot {
+    /// Adds the channel state of an unaligned checkpoint (known only once the position
+    /// markers arrived on every input channel, after the synchronous part).
+    pub fn set_channels(&mut self, channels: Vec<ChannelState>) {
+        self.channels = channels;
+    }
+
     /// Runs the deferred encoders and assembles the subtask's snapshot.
     pub fn complete(self) -> Result<SubtaskSnapshot, TaskError> {
         let mut operators = Vec::with_capacity(self.parts.len());
@@ -130,7 +153,7 @@ impl PendingSnapshot {
             };
             operators.push((op, ByteBuf::from(bytes)));
         }
-        Ok(SubtaskSnapshot { source: self.source, operators })
+        Ok(SubtaskSnapshot { source: self.source, operators, channels: self.channels })
     }
 }
 

@@ -41,6 +41,23 @@ fn exactly_once_with_checkpoints_in_files() {
     drill(1, 5, &c);
 }
 
+#[test]
+fn exactly_once_with_unaligned_checkpoints() {
+    let mut c = Configuration::new();
+    c.set("execution.checkpointing.unaligned", "true");
+    drill(2, 17, &c);
+}
+
+#[test]
+fn exactly_once_with_unaligned_checkpoints_in_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Configuration::new();
+    c.set("execution.checkpointing.unaligned", "true")
+        .set("state.checkpoints.dir", dir.path().display().to_string())
+        .set("state.storage.fs.memory-threshold", "0");
+    drill(3, 31, &c);
+}
+
 /// A backend under a budget far below the state's size (4000 keys of about 27 bytes each in
 /// memory, about 54 KiB per subtask): key switches load spilled key groups and evict others,
 /// through failures and restores.

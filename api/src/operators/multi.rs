@@ -10,8 +10,9 @@ use super::keyed::{core_events, ProcessCore};
 use super::OpId;
 use crate::error::{TaskError, TaskResult};
 use crate::functions::{CoProcessFunction, MultiInputFunction, SideOutputs};
-use crate::head::{downcast_batch, VertexHead};
+use crate::head::{decode_batch, downcast_batch, encode_batch, VertexHead};
 use crate::link::Input;
+use crate::record::Data;
 
 /// Runs a [`CoProcessFunction`] over two inputs.
 pub struct CoProcessOp<K, A, B, O, F> {
@@ -38,9 +39,20 @@ impl<K: StateKey, A: 'static, B: 'static, O, F: CoProcessFunction<K, A, B, O>> C
     }
 }
 
-impl<K: StateKey, A: 'static, B: 'static, O, F: CoProcessFunction<K, A, B, O>> VertexHead
-    for CoProcessOp<K, A, B, O, F>
-{
+impl<K: StateKey, A: Data, B: Data, O, F: CoProcessFunction<K, A, B, O>> VertexHead for CoProcessOp<K, A, B, O, F> {
+    fn encode_batch(&self, input: usize, batch: &(dyn Any + Send)) -> Result<Vec<u8>, TaskError> {
+        match input {
+            0 => encode_batch::<A>(batch, &self.core.id.name, input),
+            _ => encode_batch::<B>(batch, &self.core.id.name, input),
+        }
+    }
+    fn push_encoded(&mut self, input: usize, bytes: &[u8]) -> TaskResult {
+        let batch = match input {
+            0 => decode_batch::<A>(bytes, &self.core.id.name, input)?,
+            _ => decode_batch::<B>(bytes, &self.core.id.name, input)?,
+        };
+        self.push_batch(input, batch)
+    }
     fn push_batch(&mut self, input: usize, batch: Box<dyn Any + Send>) -> TaskResult {
         let f = &mut self.f;
         if input == 0 {
@@ -85,7 +97,14 @@ impl<K: StateKey + Default, T: 'static, O, F: MultiInputFunction<K, T, O>> Multi
     }
 }
 
-impl<K: StateKey + Default, T: 'static, O, F: MultiInputFunction<K, T, O>> VertexHead for MultiInputOp<K, T, O, F> {
+impl<K: StateKey + Default, T: Data, O, F: MultiInputFunction<K, T, O>> VertexHead for MultiInputOp<K, T, O, F> {
+    fn encode_batch(&self, input: usize, batch: &(dyn Any + Send)) -> Result<Vec<u8>, TaskError> {
+        encode_batch::<T>(batch, &self.core.id.name, input)
+    }
+    fn push_encoded(&mut self, input: usize, bytes: &[u8]) -> TaskResult {
+        let batch = decode_batch::<T>(bytes, &self.core.id.name, input)?;
+        self.push_batch(input, batch)
+    }
     fn push_batch(&mut self, input: usize, batch: Box<dyn Any + Send>) -> TaskResult {
         let f = &mut self.f;
         for r in downcast_batch::<T>(batch, &self.core.id.name, input)? {

@@ -395,7 +395,7 @@ fn odd_base_paths_fail_with_task_errors() {
 fn corrupt_restored_state_is_an_error() {
     let tmp = TempDir::new("corrupt");
     let mut op = op(&tmp.out(), 0, 1);
-    let snap = SubtaskSnapshot { source: None, operators: vec![(OP, vec![0xc1, 0x00].into())] };
+    let snap = SubtaskSnapshot { source: None, operators: vec![(OP, vec![0xc1, 0x00].into())], channels: Vec::new() };
     assert!(restore(&mut op, &[snap]).is_err());
 }
 
