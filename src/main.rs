@@ -75,6 +75,20 @@ enum Scenario {
         #[arg(long, default_value_t = 200)]
         rate: u64,
     },
+    /// Takes aligned and unaligned checkpoints of a job whose slow operator keeps every
+    /// channel full, and prints how long each took and what it held.
+    #[command(name = "backpressure-checkpoints")]
+    BackpressureCheckpoints {
+        /// Parallelism of the source and of the slow operator.
+        #[arg(long, short = 'p', default_value_t = 2)]
+        parallelism: u32,
+        /// Busy time of the slow operator per record, microseconds.
+        #[arg(long, default_value_t = 200)]
+        slow_micros: u64,
+        /// Checkpoints per mode.
+        #[arg(long, default_value_t = 3)]
+        checkpoints: u32,
+    },
     /// Counts words: one `word,count` line per distinct word.
     Wordcount {
         /// Text file or directory to read; without it, a generated stream of words.
@@ -230,6 +244,20 @@ fn run(cli: Cli) -> Result<()> {
                 r.failures,
                 r.processed
             );
+        }
+        Command::Run { scenario: Scenario::BackpressureCheckpoints { parallelism, slow_micros, checkpoints } } => {
+            use scenarios::backpressure::{measure, BackpressureOptions};
+            let o = BackpressureOptions { parallelism, slow_micros, checkpoints, ..BackpressureOptions::default() };
+            let r = measure(&o, &conf)?;
+            for (mode, f) in [("aligned", &r.aligned), ("unaligned", &r.unaligned)] {
+                println!(
+                    "{mode:>9} checkpoints under backpressure: median {} ms (each: {:?} ms), sizes {:?} bytes, in-flight batches kept {:?}",
+                    f.median_ms(),
+                    f.durations_ms,
+                    f.sizes,
+                    f.channel_batches
+                );
+            }
         }
         Command::Run { scenario: Scenario::Nexmark { query, events, parallelism, output } } => {
             let q: nexmark::Query = query.parse()?;

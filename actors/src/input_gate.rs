@@ -346,10 +346,13 @@ impl InputGate {
 
     /// Reads ahead every captured channel up to its marker, without waiting, so that the
     /// capture completes however far behind processing is.
-    pub fn read_ahead(&mut self, enc: &dyn BatchEncoder) {
+    /// Returns whether it read anything while the capture is still incomplete (then the
+    /// producers, freed from backpressure, may have more to send before their markers).
+    pub fn read_ahead(&mut self, enc: &dyn BatchEncoder) -> bool {
         if self.capture.is_none() {
-            return;
+            return false;
         }
+        let mut read = false;
         for ch in 0..self.rxs.len() {
             while self.capturing(ch) {
                 let e = match self.rxs[ch].try_recv() {
@@ -357,11 +360,13 @@ impl InputGate {
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => None,
                 };
+                read = true;
                 if let Some(e) = self.admit(ch, e, enc) {
                     self.ahead[ch].push_back(e);
                 }
             }
         }
+        read && self.capture.is_some() && !self.capture_complete()
     }
 
     /// For a subtask blocked on its outputs: completes when a newer unaligned checkpoint's

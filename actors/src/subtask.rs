@@ -808,6 +808,10 @@ fn finish_capture(out: &mut Outputs, gate: &mut InputGate) {
     }
 }
 
+/// A busy operator subtask yields its thread at least this often (slow records make 16
+/// batches take seconds).
+const YIELD_EVERY: Duration = Duration::from_millis(2);
+
 async fn run_operators(
     mut head: Box<dyn VertexHead>,
     mut gate: InputGate,
@@ -817,6 +821,7 @@ async fn run_operators(
 ) -> Result<(), Stop> {
     let mut events = Vec::new();
     let mut batches = 0u32;
+    let mut last_yield = std::time::Instant::now();
     // An unaligned checkpoint's in-flight records come before anything new.
     for channel in replay {
         for batch in &channel.batches {
@@ -831,11 +836,18 @@ async fn run_operators(
     }
     loop {
         batches = batches.wrapping_add(1);
-        if batches.is_multiple_of(16) {
-            // A subtask that always has input would otherwise never let its actor run.
+        if batches.is_multiple_of(16) || last_yield.elapsed() >= YIELD_EVERY {
+            // A subtask that always has input would otherwise never let the others on its
+            // thread run: its actor (cancellation), control messages, snapshot writers.
+            tokio::task::yield_now().await;
+            last_yield = std::time::Instant::now();
+        }
+        // While a capture is incomplete, reading ahead frees room that producers on this
+        // thread fill once it yields: pull their data up to the markers before the next
+        // (possibly slow) batch, so the checkpoint does not wait for it.
+        while gate.read_ahead(&head) {
             tokio::task::yield_now().await;
         }
-        gate.read_ahead(&head);
         finish_capture(out, &mut gate);
         let delivery = match gate.try_next(&head) {
             Some(d) => d,

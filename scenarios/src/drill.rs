@@ -93,7 +93,7 @@ impl Injector {
 
 /// Counts events per key in keyed state and emits `key,count` on every event.
 #[derive(Clone)]
-struct RunningCount;
+pub(crate) struct RunningCount;
 
 impl KeyedProcessFunction<u64, u64, String> for RunningCount {
     fn process_element(&mut self, _: u64, ctx: &mut ProcessContext<'_, u64, String>) -> Result<(), UserError> {

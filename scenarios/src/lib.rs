@@ -2,6 +2,7 @@
 //! tests check exactly and what the benchmarks time. Each scenario builds its job on a
 //! [`riffle_api::StreamEnvironment`]; [`run_job`] runs one on an embedded cluster.
 
+pub mod backpressure;
 pub mod bench;
 pub mod drill;
 pub mod nexmark;
@@ -10,7 +11,7 @@ pub mod wordcount;
 
 use std::time::Duration;
 
-use riffle_api::{Configuration, StreamEnvironment};
+use riffle_api::{Configuration, JobGraph, StreamEnvironment};
 use riffle_cluster::{JobResult, JobStatus, MiniCluster, MiniClusterConfig};
 
 /// What can go wrong running a scenario.
@@ -45,10 +46,19 @@ pub enum ScenarioError {
 /// `env`, optionally reporting progress on stderr, and returns its result; a job that did not
 /// finish is an error.
 pub fn run_job(env: &StreamEnvironment, name: &str, slots: u32, progress: bool) -> Result<JobResult, ScenarioError> {
-    let mut cfg = MiniClusterConfig::from_config(env.config().clone())?;
+    run_graph(env.config(), env.build_job_graph(name)?, slots, progress)
+}
+
+/// Runs a built job graph on an embedded cluster configured by `config` until it ends; an
+/// error unless it finished.
+pub fn run_job_graph(config: &Configuration, graph: JobGraph, slots: u32) -> Result<JobResult, ScenarioError> {
+    run_graph(config, graph, slots, false)
+}
+
+fn run_graph(config: &Configuration, graph: JobGraph, slots: u32, progress: bool) -> Result<JobResult, ScenarioError> {
+    let mut cfg = MiniClusterConfig::from_config(config.clone())?;
     cfg.slots_per_executor = cfg.slots_per_executor.max(slots);
     let cluster = MiniCluster::start(cfg)?;
-    let graph = env.build_job_graph(name)?;
     let job = cluster.submit(graph)?;
     let reporter = progress.then(|| progress::Progress::start(job.counters()));
     let result = job.wait(None);
