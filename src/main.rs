@@ -272,8 +272,12 @@ fn run(cli: Cli) -> Result<()> {
             if check {
                 eprintln!("bench: check OK {w} events={events} parallelism={parallelism}");
             }
-            let checkpoints =
-                r.checkpoints_completed.map(|n| format!(" checkpoints_completed={n}")).unwrap_or_default();
+            let checkpoints = match (r.checkpoints_completed, r.checkpoint_last_ms, r.checkpoint_last_bytes) {
+                (Some(n), Some(ms), Some(bytes)) => {
+                    format!(" checkpoints_completed={n} checkpoint_last_ms={ms} checkpoint_last_bytes={bytes}")
+                }
+                _ => String::new(),
+            };
             println!(
                 "engine=riffle workload={w} events={events} parallelism={parallelism} seconds={:.3} events_per_sec={:.0} peak_rss_kb={}{checkpoints}",
                 r.seconds,

@@ -57,6 +57,10 @@ pub struct BenchResult {
     pub events_per_sec: f64,
     /// W4: checkpoints completed during the run.
     pub checkpoints_completed: Option<u64>,
+    /// W4: trigger-to-completion time of the last completed checkpoint, ms.
+    pub checkpoint_last_ms: Option<u64>,
+    /// W4: state size of the last completed checkpoint, bytes.
+    pub checkpoint_last_bytes: Option<u64>,
 }
 
 enum Collected {
@@ -214,7 +218,7 @@ pub fn run_bench_with(
     let checker = std::thread::spawn(move || verify(collected, events));
     let result = job.wait(None)?;
     let verdict = checker.join().map_err(|_| ScenarioError::Check("the checker panicked".into()))?;
-    let checkpoints = checkpoint_dir.as_ref().map(|_| cluster.checkpoint_stats(job.job_id()).completed);
+    let stats = checkpoint_dir.as_ref().map(|_| cluster.checkpoint_stats(job.job_id()));
     cluster.shutdown();
     if let Some(dir) = checkpoint_dir {
         let _ = std::fs::remove_dir_all(dir);
@@ -224,5 +228,11 @@ pub fn run_bench_with(
     }
     verdict?;
     let seconds = result.duration.as_secs_f64().max(1e-6);
-    Ok(BenchResult { seconds, events_per_sec: events as f64 / seconds, checkpoints_completed: checkpoints })
+    Ok(BenchResult {
+        seconds,
+        events_per_sec: events as f64 / seconds,
+        checkpoints_completed: stats.as_ref().map(|s| s.completed),
+        checkpoint_last_ms: stats.as_ref().map(|s| s.last_duration_ms),
+        checkpoint_last_bytes: stats.as_ref().map(|s| s.last_size_bytes),
+    })
 }
