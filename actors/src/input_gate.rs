@@ -506,7 +506,7 @@ impl InputGate {
 mod tests {
     use super::*;
     use riffle_api::StreamRecord;
-    use tokio::sync::mpsc::{channel, unbounded_channel, Sender, UnboundedSender};
+    use tokio::sync::mpsc::{channel, unbounded_channel};
 
     fn barrier(id: u64, aligned: bool) -> CheckpointBarrier {
         CheckpointBarrier { id, aligned, unaligned: false, target: None, inline_threshold: 0 }
@@ -540,7 +540,7 @@ mod tests {
         }
     }
 
-    fn channels(n: usize, capacity: usize) -> (Vec<(Sender<Element>, UnboundedSender<CheckpointBarrier>)>, InputGate) {
+    fn channels(n: usize, capacity: usize) -> (Vec<crate::exchange::ChannelSender>, InputGate) {
         let (txs, rxs): (Vec<_>, Vec<_>) = (0..n)
             .map(|_| {
                 let (tx, rx) = channel::<Element>(capacity);

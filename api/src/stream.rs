@@ -34,6 +34,18 @@ use crate::watermark::WatermarkStrategy;
 use crate::window::{AggregateFunction, ProcessWindowFunction, TimeWindow, WindowAssigner};
 
 type KeyFn<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
+
+/// The node of a process function, keyed or (with `K = ()`) per subtask.
+fn process_node<K: StateKey, T: Data, O: Data, F: KeyedProcessFunction<K, T, O>>(
+    f: F,
+    key_of: KeyFn<T, K>,
+) -> Node<T, O> {
+    Node::new(move |ctx, next| {
+        let side = SideOutputs::new(ctx.side_outputs);
+        let op = ProcessOp::new(f.clone(), key_of.clone(), next, side, ctx.id, &ctx.state_backend)?;
+        Ok(BuiltTyped::Link(Box::new(op)))
+    })
+}
 type HashFn<T> = Arc<dyn Fn(&T) -> u64 + Send + Sync>;
 
 /// A stream of `T`.
@@ -213,23 +225,7 @@ impl<T: Data> DataStream<T> {
     /// Runs a process function per subtask (its state and timers are per subtask: the key is `()`).
     pub fn process<O: Data, F: KeyedProcessFunction<(), T, O>>(&self, f: F) -> DataStream<O> {
         let key_of: KeyFn<T, ()> = Arc::new(|_| ());
-        self.add(
-            "Process",
-            NodeKind::OneInput,
-            Node::new(move |ctx, next| {
-                let side = SideOutputs::new(ctx.side_outputs);
-                Ok(BuiltTyped::Link(Box::new(ProcessOp::new(
-                    f.clone(),
-                    key_of.clone(),
-                    next,
-                    side,
-                    ctx.id,
-                    &ctx.state_backend,
-                )?)))
-            }),
-            None,
-            None,
-        )
+        self.add("Process", NodeKind::OneInput, process_node(f, key_of), None, None)
     }
 
     /// Assigns event timestamps and generates watermarks.
@@ -535,20 +531,7 @@ impl<K: Key + StateKey, T: Data> KeyedStream<K, T> {
     /// Runs a keyed process function (keyed state, timers, side outputs).
     pub fn process<O: Data, F: KeyedProcessFunction<K, T, O>>(&self, f: F) -> DataStream<O> {
         let key_of = self.key_of.clone();
-        self.add_keyed(
-            "Keyed Process",
-            Node::new(move |ctx, next| {
-                let side = SideOutputs::new(ctx.side_outputs);
-                Ok(BuiltTyped::Link(Box::new(ProcessOp::new(
-                    f.clone(),
-                    key_of.clone(),
-                    next,
-                    side,
-                    ctx.id,
-                    &ctx.state_backend,
-                )?)))
-            }),
-        )
+        self.add_keyed("Keyed Process", process_node(f, key_of))
     }
 
     /// Groups the key's records into windows.
