@@ -24,6 +24,7 @@ pub mod input_gate;
 pub mod job_manager;
 pub mod job_master;
 pub mod job_status;
+pub mod local_recovery;
 pub mod registry;
 pub mod resource_manager;
 pub mod restart_strategy;

@@ -20,6 +20,7 @@ use serde_bytes::ByteBuf;
 use crate::checkpoint_storage;
 use crate::gateway::{AcknowledgeCheckpoint, DeclineCheckpoint};
 use crate::ids::ExecutionId;
+use crate::local_recovery::LocalSnapshots;
 use crate::registry::RuntimeShared;
 
 #[derive(Default)]
@@ -150,6 +151,8 @@ pub struct SnapshotWriter {
     pub task: Arc<SnapshotTask>,
     /// Duration of the synchronous part.
     pub sync_ms: u64,
+    /// Where to keep a local copy (local recovery on).
+    pub local: Option<Arc<LocalSnapshots>>,
 }
 
 impl SnapshotWriter {
@@ -181,10 +184,17 @@ impl SnapshotWriter {
         if self.task.is_aborted() {
             return Ok(None);
         }
-        let encoded = tokio::task::spawn_blocking(move || pending.complete().and_then(|s| s.encode()))
-            .await
-            .map_err(|e| format!("the snapshot encoder failed: {e}"))?
-            .map_err(|e| e.to_string())?;
+        let (local, execution, id) = (self.local.clone(), self.execution, self.barrier.id);
+        let encoded = tokio::task::spawn_blocking(move || {
+            let encoded = pending.complete().and_then(|s| s.encode())?;
+            if let Some(local) = local {
+                local.keep(&execution, id, &encoded);
+            }
+            Ok::<_, riffle_api::TaskError>(encoded)
+        })
+        .await
+        .map_err(|e| format!("the snapshot encoder failed: {e}"))?
+        .map_err(|e| e.to_string())?;
         let source = match source {
             Some(s) => Some(ByteBuf::from(
                 rmp_serde::to_vec(&s).map_err(|e| format!("cannot encode the source reader's state: {e}"))?,

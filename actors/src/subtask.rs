@@ -32,6 +32,7 @@ use crate::exchange::ChannelId;
 use crate::gateway::{DeclineCheckpoint, RestoreState, SplitRequest, TaskRestore, TaskState};
 use crate::ids::ExecutionId;
 use crate::input_gate::{BatchEncoder, GateEvent, InputGate, Interrupt};
+use crate::local_recovery::{LocalSnapshots, LOCAL_RECOVERY_KEY};
 use crate::registry::RuntimeShared;
 use crate::snapshot_writer::{InFlightSnapshots, SnapshotWriter};
 use crate::supervision::panic_message;
@@ -52,6 +53,8 @@ pub struct SubtaskSpec {
     pub buffer_timeout_ms: i64,
     /// The subtask's state from the checkpoint or savepoint the job resumes from, if any.
     pub restore: Option<TaskRestore>,
+    /// The TaskExecutor's local snapshot copies (used if the job enables local recovery).
+    pub local: Option<Arc<LocalSnapshots>>,
 }
 
 /// How a run ended, when not normally.
@@ -200,6 +203,13 @@ async fn run(
     let counters = spec.shared.counters(e.job);
     let state_backend =
         state_backend(&spec.shared.config, &graph.config).map_err(|e| TaskError::new(&task_name, &e))?;
+    let local_recovery = {
+        let mut conf = spec.shared.config.clone();
+        conf.merge(&graph.config);
+        conf.get(LOCAL_RECOVERY_KEY, state_backend.kind == riffle_state::BackendKind::Sled)
+            .map_err(|err| TaskError::msg(&task_name, err.to_string()))?
+    };
+    let local = spec.local.clone().filter(|_| local_recovery);
     let env = TaskEnv {
         outbox: SharedOutbox::default(),
         flush: FlushRegistry::default(),
@@ -213,7 +223,8 @@ async fn run(
     if let Some(r) = &spec.restore {
         let parallelism = graph.vertices().get(e.vertex as usize).map(|v| v.parallelism).unwrap_or(1);
         let range = riffle_state::key_group_range_for_subtask(graph.max_parallelism, parallelism, e.subtask);
-        replay = restore_head(&mut instance.head, r, range, graph.max_parallelism).await?;
+        let local = local.as_deref().map(|l| (l, e));
+        replay = restore_head(&mut instance.head, r, range, graph.max_parallelism, local).await?;
     }
     let mut senders = Vec::with_capacity(instance.output_channels.len());
     let mut priority = Vec::with_capacity(instance.output_channels.len());
@@ -241,6 +252,7 @@ async fn run(
         max_parallelism: graph.max_parallelism,
         snapshots: InFlightSnapshots::default(),
         unaligned: None,
+        local,
         stop_after: None,
         stop_now: false,
     };
@@ -283,6 +295,8 @@ struct Outputs {
     snapshots: InFlightSnapshots,
     /// An unaligned snapshot waiting for its channel state (every input's position marker).
     unaligned: Option<UnalignedSnapshot>,
+    /// Local recovery: where snapshot copies are kept.
+    local: Option<Arc<LocalSnapshots>>,
     /// Stop-with-savepoint: the source emits nothing until this checkpoint is done.
     stop_after: Option<u64>,
     /// Stop-with-savepoint completed: the source ends its input.
@@ -459,7 +473,14 @@ impl Outputs {
         sync_ms: u64,
     ) {
         let task = self.snapshots.start(barrier.id);
-        let writer = SnapshotWriter { execution: self.execution, shared: self.shared.clone(), barrier, task, sync_ms };
+        let writer = SnapshotWriter {
+            execution: self.execution,
+            shared: self.shared.clone(),
+            barrier,
+            task,
+            sync_ms,
+            local: self.local.clone(),
+        };
         actix::spawn(writer.run(pending, source));
     }
 
@@ -584,9 +605,20 @@ async fn restore_head(
     restore: &TaskRestore,
     range: riffle_state::KeyGroupRange,
     max_parallelism: u32,
+    local: Option<(&LocalSnapshots, ExecutionId)>,
 ) -> Result<Vec<ChannelState>, TaskError> {
     let mut snaps = Vec::with_capacity(restore.states.len());
-    for s in &restore.states {
+    // Local recovery: the same subtask's own copy of this checkpoint, if this TaskExecutor
+    // kept one (never after rescaling, where other subtasks' state is needed).
+    let own = match local {
+        Some((l, e)) if !restore.rescaled && restore.states.len() == 1 => l.load(&e, restore.checkpoint_id),
+        _ => None,
+    };
+    let remote = if own.is_some() { &[][..] } else { &restore.states[..] };
+    if let Some(bytes) = own {
+        snaps.push(SubtaskSnapshot::decode(&bytes)?);
+    }
+    for s in remote {
         let snap = match s {
             RestoreState::Inline(bytes) => SubtaskSnapshot::decode(bytes)?,
             RestoreState::File(path) => {

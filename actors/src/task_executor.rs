@@ -14,6 +14,7 @@ use crate::gateway::{
     TriggerCheckpoint, UnregisterTaskExecutor,
 };
 use crate::ids::{AllocationId, ExecutionId, JobId, ResourceId};
+use crate::local_recovery::LocalSnapshots;
 use crate::registry::RuntimeShared;
 use crate::slot::{CancelInSlot, ControlInSlot, CountSubtasks, DeploySubtask, InjectSlotFault, Slot};
 use crate::subtask::{SubtaskControl, SubtaskExited, SubtaskSpec};
@@ -49,6 +50,8 @@ pub struct TaskExecutor {
     slots: Vec<SlotHandle>,
     tasks: HashMap<ExecutionId, u32>,
     slot_restarts: u32,
+    /// Local copies of the snapshots of the subtasks it runs (local recovery).
+    local: Arc<LocalSnapshots>,
 }
 
 /// Registers the slots again (the ResourceManager was restarted and lost its registry).
@@ -82,7 +85,14 @@ pub struct TaskExecutorReport {
 impl TaskExecutor {
     /// A TaskExecutor named `id`.
     pub fn new(id: ResourceId, shared: Arc<RuntimeShared>, settings: TaskExecutorSettings) -> Self {
-        Self { id, shared, settings, slots: Vec::new(), tasks: HashMap::new(), slot_restarts: 0 }
+        let name: String = id.to_string().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        // Unique per instance: several embedded clusters in one process may name their
+        // TaskExecutors alike, and each instance removes its directory when dropped.
+        static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("riffle-local-recovery-{}-{n}-{name}", std::process::id()));
+        let local = Arc::new(LocalSnapshots::new(dir));
+        Self { id, shared, settings, slots: Vec::new(), tasks: HashMap::new(), slot_restarts: 0, local }
     }
 
     fn start_slot(&self, index: u32, arbiter: &Arbiter, ctx: &mut Context<Self>) -> Addr<Slot> {
@@ -169,6 +179,7 @@ impl Handler<DeployTask> for TaskExecutor {
             channel_capacity: self.settings.channel_capacity,
             buffer_timeout_ms: self.settings.buffer_timeout_ms,
             restore: msg.restore,
+            local: Some(self.local.clone()),
         };
         self.tasks.insert(e, msg.slot_index);
         slot.do_send(DeploySubtask(spec));
