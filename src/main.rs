@@ -273,9 +273,11 @@ fn run(cli: Cli) -> Result<()> {
                 eprintln!("bench: check OK {w} events={events} parallelism={parallelism}");
             }
             let checkpoints = match (r.checkpoints_completed, r.checkpoint_last_ms, r.checkpoint_last_bytes) {
-                (Some(n), Some(ms), Some(bytes)) => {
-                    format!(" checkpoints_completed={n} checkpoint_last_ms={ms} checkpoint_last_bytes={bytes}")
-                }
+                (Some(n), Some(ms), Some(bytes)) => format!(
+                    " checkpoints_completed={n} checkpoint_last_ms={ms} checkpoint_last_bytes={bytes} checkpoint_last_sync_ms={} checkpoint_last_async_ms={}",
+                    r.checkpoint_last_sync_ms.unwrap_or(0),
+                    r.checkpoint_last_async_ms.unwrap_or(0)
+                ),
                 _ => String::new(),
             };
             println!(

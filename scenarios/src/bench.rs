@@ -61,6 +61,10 @@ pub struct BenchResult {
     pub checkpoint_last_ms: Option<u64>,
     /// W4: state size of the last completed checkpoint, bytes.
     pub checkpoint_last_bytes: Option<u64>,
+    /// W4: the longest synchronous part (copy) of a subtask in the last checkpoint, ms.
+    pub checkpoint_last_sync_ms: Option<u64>,
+    /// W4: the longest asynchronous part (encode, write) of a subtask in it, ms.
+    pub checkpoint_last_async_ms: Option<u64>,
 }
 
 enum Collected {
@@ -234,5 +238,7 @@ pub fn run_bench_with(
         checkpoints_completed: stats.as_ref().map(|s| s.completed),
         checkpoint_last_ms: stats.as_ref().map(|s| s.last_duration_ms),
         checkpoint_last_bytes: stats.as_ref().map(|s| s.last_size_bytes),
+        checkpoint_last_sync_ms: stats.as_ref().map(|s| s.last_sync_ms),
+        checkpoint_last_async_ms: stats.as_ref().map(|s| s.last_async_ms),
     })
 }
