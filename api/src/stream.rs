@@ -703,6 +703,18 @@ impl<K: StateKey, A: Data, B: Data> ConnectedStreams<K, A, B> {
     }
 }
 
+/// The node of an N-input process function, keyed or (with `K = ()`) per subtask.
+fn multi_input_node<K: StateKey + Default, T: Data, O: Data, F: MultiInputFunction<K, T, O>>(
+    f: F,
+    key_of: KeyFn<T, K>,
+) -> Node<(), O> {
+    Node::new(move |ctx, next| {
+        let side = SideOutputs::new(ctx.side_outputs);
+        let op = MultiInputOp::new(f.clone(), key_of.clone(), next, side, ctx.id, &ctx.state_backend)?;
+        Ok(BuiltTyped::Head(Box::new(op)))
+    })
+}
+
 /// An operator over N inputs of one type (FLIP-92), per subtask (key `()`).
 pub fn multi_input<T: Data, O: Data, F: MultiInputFunction<(), T, O>>(
     inputs: &[DataStream<T>],
@@ -710,17 +722,7 @@ pub fn multi_input<T: Data, O: Data, F: MultiInputFunction<(), T, O>>(
 ) -> Option<DataStream<O>> {
     let first = inputs.first()?;
     let key_of: KeyFn<T, ()> = Arc::new(|_| ());
-    let node = Node::<(), O>::new(move |ctx, next| {
-        let side = SideOutputs::new(ctx.side_outputs);
-        Ok(BuiltTyped::Head(Box::new(MultiInputOp::new(
-            f.clone(),
-            key_of.clone(),
-            next,
-            side,
-            ctx.id,
-            &ctx.state_backend,
-        )?)))
-    });
+    let node = multi_input_node(f, key_of);
     let mut b = first.builder.borrow_mut();
     let id = b.add_node("Multi-Input".into(), NodeKind::MultiInput, Arc::new(node));
     for (i, s) in inputs.iter().enumerate() {
@@ -738,17 +740,7 @@ pub fn keyed_multi_input<K: Key + StateKey + Default, T: Data, O: Data, F: Multi
 ) -> Option<DataStream<O>> {
     let first = inputs.first()?;
     let key_of = first.key_of.clone();
-    let node = Node::<(), O>::new(move |ctx, next| {
-        let side = SideOutputs::new(ctx.side_outputs);
-        Ok(BuiltTyped::Head(Box::new(MultiInputOp::new(
-            f.clone(),
-            key_of.clone(),
-            next,
-            side,
-            ctx.id,
-            &ctx.state_backend,
-        )?)))
-    });
+    let node = multi_input_node(f, key_of);
     let mut b = first.stream.builder.borrow_mut();
     let id = b.add_node("Keyed Multi-Input".into(), NodeKind::MultiInput, Arc::new(node));
     for (i, s) in inputs.iter().enumerate() {
