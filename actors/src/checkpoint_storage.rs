@@ -41,6 +41,13 @@ pub async fn put(path: &Path, bytes: Vec<u8>) -> Result<(), MetadataError> {
     Ok(())
 }
 
+/// Writes `parts`, one after the other, as the file at `path` (no copy of the parts).
+pub async fn put_parts(path: &Path, parts: Vec<bytes::Bytes>) -> Result<(), MetadataError> {
+    let loc = object_path(path)?;
+    store().put(&loc, PutPayload::from_iter(parts)).await.map_err(|e| io_err(path, e))?;
+    Ok(())
+}
+
 /// Reads the whole file at `path`.
 pub async fn get(path: &Path) -> Result<Vec<u8>, MetadataError> {
     let loc = object_path(path)?;

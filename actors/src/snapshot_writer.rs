@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use riffle_api::snapshot::{PendingSnapshot, SourceSnapshot};
 use riffle_api::CheckpointBarrier;
-use riffle_state::checkpoint_metadata::{encode_state_file, state_file_name, StateHandle};
+use riffle_state::checkpoint_metadata::{state_file_header, state_file_name, StateHandle};
 use serde_bytes::ByteBuf;
 
 use crate::checkpoint_storage;
@@ -208,9 +208,10 @@ impl SnapshotWriter {
             Some(dir) if encoded.len() >= self.barrier.inline_threshold => {
                 let name = state_file_name(self.execution.vertex, self.execution.subtask);
                 let path = PathBuf::from(dir.as_ref()).join(&name);
-                let framed = encode_state_file(&encoded);
-                let len = framed.len() as u64;
-                checkpoint_storage::put(&path, framed).await.map_err(|e| e.to_string())?;
+                let header = state_file_header(&encoded);
+                let len = (header.len() + encoded.len()) as u64;
+                let parts = vec![bytes::Bytes::copy_from_slice(&header), bytes::Bytes::from(encoded)];
+                checkpoint_storage::put_parts(&path, parts).await.map_err(|e| e.to_string())?;
                 let aborted = {
                     let mut s = self.task.lock();
                     if !s.aborted {

@@ -54,7 +54,14 @@ pub struct ChannelState {
 impl SubtaskSnapshot {
     /// Encodes for an acknowledgement message or a state file.
     pub fn encode(&self) -> Result<Vec<u8>, TaskError> {
-        rmp_serde::to_vec(self).map_err(|e| TaskError::msg("checkpoint", format!("cannot encode a snapshot: {e}")))
+        // Sized up front: large state would otherwise be copied and page-faulted at every
+        // doubling of the buffer.
+        let blobs: usize = self.operators.iter().map(|(_, b)| b.len() + 16).sum::<usize>()
+            + self.channels.iter().flat_map(|c| &c.batches).map(|b| b.len() + 8).sum::<usize>();
+        let mut out = Vec::with_capacity(blobs + 256);
+        rmp_serde::encode::write(&mut out, self)
+            .map_err(|e| TaskError::msg("checkpoint", format!("cannot encode a snapshot: {e}")))?;
+        Ok(out)
     }
 
     /// Decodes what [`SubtaskSnapshot::encode`] wrote.
@@ -65,7 +72,16 @@ impl SubtaskSnapshot {
 
 /// Encodes an operator's state blob (for deferred encoders).
 pub fn encode_state<T: Serialize>(state: &T, name: &str) -> Result<Vec<u8>, TaskError> {
-    rmp_serde::to_vec(state).map_err(|e| TaskError::msg(name, format!("cannot snapshot state: {e}")))
+    encode_state_sized(state, name, 0)
+}
+
+/// [`encode_state`] into a buffer of `size_hint` bytes (the size of the key-grouped buffers
+/// it holds, say), so that large state is not copied at every doubling of the buffer.
+pub fn encode_state_sized<T: Serialize>(state: &T, name: &str, size_hint: usize) -> Result<Vec<u8>, TaskError> {
+    let mut out = Vec::with_capacity(size_hint + 64);
+    rmp_serde::encode::write(&mut out, state)
+        .map_err(|e| TaskError::msg(name, format!("cannot snapshot state: {e}")))?;
+    Ok(out)
 }
 
 /// Encodes one operator's frozen state: runs off the subtask's thread.
@@ -206,6 +222,11 @@ impl KeyGroupedState {
             }
         }
         Ok(())
+    }
+
+    /// Encoded bytes, all key groups together (with per-group framing).
+    pub fn byte_len(&self) -> usize {
+        self.groups.iter().map(|(_, _, b)| b.len() + 16).sum()
     }
 
     /// Number of entries, all key groups together.

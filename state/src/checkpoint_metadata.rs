@@ -150,11 +150,18 @@ pub enum MetadataError {
 
 fn frame(magic: &[u8; 4], payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + 12);
-    out.extend_from_slice(magic);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(&header(magic, payload));
     out.extend_from_slice(payload);
     out
+}
+
+/// The 12 bytes that precede a payload: magic, format version, CRC-32 of the payload.
+fn header(magic: &[u8; 4], payload: &[u8]) -> [u8; 12] {
+    let mut h = [0u8; 12];
+    h[..4].copy_from_slice(magic);
+    h[4..8].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[8..].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    h
 }
 
 fn unframe<'a>(magic: &[u8; 4], bytes: &'a [u8], path: &Path) -> Result<&'a [u8], MetadataError> {
@@ -194,6 +201,12 @@ pub fn decode(bytes: &[u8], path: &Path) -> Result<CheckpointMetadata, MetadataE
 /// Frames a subtask's encoded state for a state file.
 pub fn encode_state_file(state: &[u8]) -> Vec<u8> {
     frame(STATE_MAGIC, state)
+}
+
+/// The header of a state file holding `state`: writing it and then `state` gives the bytes
+/// of [`encode_state_file`] without copying a large payload.
+pub fn state_file_header(state: &[u8]) -> [u8; 12] {
+    header(STATE_MAGIC, state)
 }
 
 /// Verifies a state file read from `path` and returns its payload.

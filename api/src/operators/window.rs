@@ -18,7 +18,7 @@ use crate::functions::{min_time, SideOutputs};
 use crate::link::Input;
 use crate::metrics::LocalCounter;
 use crate::record::NO_TIMESTAMP;
-use crate::snapshot::{encode_state, KeyGroupedState, OperatorRestore, OperatorSnapshots};
+use crate::snapshot::{encode_state_sized, KeyGroupedState, OperatorRestore, OperatorSnapshots};
 use crate::window::{AggregateFunction, ProcessWindowFunction, TimeWindow, WindowAssigner, WindowContext, WindowTime};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -505,7 +505,8 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> Input<T>
                     timers: KeyGroupedState::encode(timers.iter().map(|(d, ts, k, w)| (k, (*d, *ts, *w))), mp, &name)?,
                     sessions: KeyGroupedState::encode(sessions.iter(), mp, &name)?,
                 };
-                encode_state(&ws, &name)
+                let size = ws.state.byte_len() + ws.timers.byte_len() + ws.sessions.byte_len();
+                encode_state_sized(&ws, &name, size)
             }),
         );
         self.side.snapshot(out)?;
