@@ -72,6 +72,8 @@ pub struct InputGate {
     /// A position marker that arrived before any barrier of its checkpoint and was delivered
     /// as the start of it: its channel has nothing in flight for that checkpoint.
     started_inband: Option<(u64, usize)>,
+    /// A priority barrier taken off its lane by [`InputGate::priority_pending`], served first.
+    prio_stash: Option<(usize, CheckpointBarrier)>,
 }
 
 /// A checkpoint barrier being aligned across the gate's channels.
@@ -152,6 +154,7 @@ impl InputGate {
             capture: None,
             last_unaligned: 0,
             started_inband: None,
+            prio_stash: None,
         }
     }
 
@@ -202,8 +205,33 @@ impl InputGate {
         Some(e)
     }
 
+    /// Whether a barrier of a newer unaligned checkpoint waits on a priority lane (a busy
+    /// subtask asks this between records). Cheap: one `try_recv` per channel.
+    pub fn priority_pending(&mut self) -> bool {
+        if self.prio_stash.is_some() {
+            return true;
+        }
+        if let Some((ch, Some(Element::Barrier(b)))) = self.try_priority() {
+            self.prio_stash = Some((ch, b));
+        }
+        self.prio_stash.is_some()
+    }
+
+    /// Puts the unprocessed rest of a batch from channel `ch` back in front of the channel,
+    /// where it was (a capture started since records it as in flight).
+    pub fn push_front(&mut self, ch: usize, e: Element) {
+        if let Some(ahead) = self.ahead.get_mut(ch) {
+            ahead.push_front(Some(e));
+        }
+    }
+
     /// The next priority-lane barrier of a checkpoint newer than the last one started.
     fn try_priority(&mut self) -> Option<Delivery> {
+        if let Some((ch, b)) = self.prio_stash.take() {
+            if b.id > self.last_unaligned {
+                return Some((ch, Some(Element::Barrier(b))));
+            }
+        }
         for ch in 0..self.prio.len() {
             while let Ok(b) = self.prio[ch].try_recv() {
                 if b.id > self.last_unaligned {
@@ -253,6 +281,9 @@ impl InputGate {
     /// Waits for the next element of any channel (see [`InputGate::try_next`]). Delivers
     /// `(usize::MAX, None)` when a capture completed while waiting.
     pub fn poll_next(&mut self, cx: &mut Context<'_>, enc: &dyn BatchEncoder) -> Poll<Delivery> {
+        if let Some(d) = self.try_priority() {
+            return Poll::Ready(d);
+        }
         for ch in 0..self.prio.len() {
             while let Poll::Ready(Some(b)) = self.prio[ch].poll_recv(cx) {
                 if b.id > self.last_unaligned {
@@ -373,6 +404,9 @@ impl InputGate {
     /// barrier arrives or the capture in progress completes, reading captured channels ahead
     /// meanwhile.
     pub fn poll_interrupt(&mut self, cx: &mut Context<'_>, enc: &dyn BatchEncoder) -> Poll<Interrupt> {
+        if let Some((ch, Some(Element::Barrier(b)))) = self.try_priority() {
+            return Poll::Ready(Interrupt::Barrier(ch, b));
+        }
         for ch in 0..self.prio.len() {
             while let Poll::Ready(Some(b)) = self.prio[ch].poll_recv(cx) {
                 if b.id > self.last_unaligned {
@@ -727,5 +761,28 @@ mod tests {
         let (_, state) = g.take_completed_capture().unwrap();
         assert_eq!(state.unwrap()[0].batches.len(), 1, "the batch read ahead while blocked");
         assert!(g.try_next(&U32s).is_some_and(|(_, e)| values(&e.unwrap()) == vec![7]), "and processed after");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_barrier_is_seen_between_records_and_the_rest_of_the_batch_becomes_channel_state() {
+        let (txs, mut g) = channels(1, 8);
+        txs[0].0.send(records(&[1, 2, 3])).await.unwrap();
+        txs[0].0.send(records(&[4])).await.unwrap();
+        assert!(g.try_next(&U32s).is_some_and(|(_, e)| values(&e.unwrap()) == vec![1, 2, 3]));
+        assert!(!g.priority_pending());
+        txs[0].1.send(unaligned(4)).unwrap();
+        assert!(g.priority_pending(), "seen while the batch is being processed");
+        // The head processed record 1 and hands back the rest.
+        g.push_front(0, records(&[2, 3]));
+        let Some((0, Some(Element::Barrier(b)))) = g.try_next(&U32s) else { panic!("the barrier comes first") };
+        g.start_capture(b.id, &U32s);
+        txs[0].0.send(Element::Barrier(unaligned(4))).await.unwrap();
+        assert!(g.try_next(&U32s).is_some_and(|(_, e)| values(&e.unwrap()) == vec![2, 3]));
+        assert!(g.try_next(&U32s).is_some_and(|(_, e)| values(&e.unwrap()) == vec![4]));
+        assert!(g.try_next(&U32s).is_none(), "the marker is consumed by the gate");
+        let (_, state) = g.take_completed_capture().expect("the marker arrived");
+        let le = |v: &[u32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let batches: Vec<Vec<u8>> = state.unwrap()[0].batches.iter().map(|b| b.to_vec()).collect();
+        assert_eq!(batches, vec![le(&[2, 3]), le(&[4])], "the unprocessed rest and what followed it");
     }
 }

@@ -915,7 +915,15 @@ async fn run_operators(
                     let why = "an upstream subtask stopped before the end of its partition";
                     return Err(peer_lost(&out.name, why, cancel).await);
                 }
-                Some(Element::Records { batch, .. }) => head.push_batch(gate.input_of[ch], batch)?,
+                Some(Element::Records { batch, .. }) => {
+                    // Between records, an unaligned barrier or the others on this thread (a
+                    // source's trigger, snapshot writers) may ask for the rest to wait.
+                    let input = gate.input_of[ch];
+                    let mut pause = || gate.priority_pending() || last_yield.elapsed() >= YIELD_EVERY;
+                    if let Some((count, rest)) = head.push_batch_until(input, batch, &mut pause)? {
+                        gate.push_front(ch, Element::Records { count, batch: rest });
+                    }
+                }
                 Some(Element::Watermark(w)) => gate.on_watermark(ch, w, &mut events),
                 Some(Element::Idle(b)) => gate.on_idle(ch, b, &mut events),
                 Some(Element::EndOfPartition) => {

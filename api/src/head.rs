@@ -38,7 +38,25 @@ pub trait VertexHead {
     fn encode_batch(&self, input: usize, batch: &(dyn Any + Send)) -> Result<Vec<u8>, TaskError>;
     /// Processes a batch of restored channel state, as [`VertexHead::encode_batch`] wrote it.
     fn push_encoded(&mut self, input: usize, bytes: &[u8]) -> TaskResult;
+    /// Like [`VertexHead::push_batch`], but asks `pause` every [`PAUSE_CHECK_RECORDS`]
+    /// records and, when it says so, stops and returns the unprocessed rest (record count and
+    /// batch), so that an unaligned checkpoint's barrier need not wait for a slow batch.
+    fn push_batch_until(
+        &mut self,
+        input: usize,
+        batch: Box<dyn Any + Send>,
+        pause: &mut dyn FnMut() -> bool,
+    ) -> Result<Option<BatchRest>, TaskError> {
+        let _ = pause;
+        self.push_batch(input, batch).map(|()| None)
+    }
 }
+
+/// The unprocessed rest of a batch: its record count and the batch.
+pub type BatchRest = (u32, Box<dyn Any + Send>);
+
+/// How many records a head processes between two questions to its `pause` callback.
+pub const PAUSE_CHECK_RECORDS: usize = 64;
 
 /// Encodes a type-erased batch of `T` records (channel state of unaligned checkpoints).
 pub(crate) fn encode_batch<T: Serialize + 'static>(
@@ -130,5 +148,72 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> VertexHead for OneInputHe
     fn push_encoded(&mut self, input: usize, bytes: &[u8]) -> TaskResult {
         let batch = decode_batch::<T>(bytes, &self.name, input)?;
         self.push_batch(input, batch)
+    }
+    fn push_batch_until(
+        &mut self,
+        input: usize,
+        batch: Box<dyn Any + Send>,
+        pause: &mut dyn FnMut() -> bool,
+    ) -> Result<Option<BatchRest>, TaskError> {
+        let records = downcast_batch::<T>(batch, &self.name, input)?;
+        let mut rest = records.into_iter();
+        loop {
+            for r in rest.by_ref().take(PAUSE_CHECK_RECORDS) {
+                self.link.push(r.value, r.timestamp)?;
+            }
+            if rest.len() == 0 {
+                return Ok(None);
+            }
+            if pause() {
+                let rest: Vec<StreamRecord<T>> = rest.collect();
+                return Ok(Some((rest.len() as u32, Box::new(rest))));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::link::no_events;
+
+    /// Records what reaches it.
+    struct Seen(Arc<Mutex<Vec<u32>>>);
+
+    impl Input<u32> for Seen {
+        fn push(&mut self, value: u32, _: i64) -> TaskResult {
+            self.0.lock().unwrap().push(value);
+            Ok(())
+        }
+        fn end_input(&mut self) -> TaskResult {
+            Ok(())
+        }
+        no_events!();
+    }
+
+    #[test]
+    fn a_batch_stops_where_pause_says_and_returns_exactly_the_rest() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut head = OneInputHead { link: Box::new(Seen(seen.clone())), name: "test".into() };
+        let batch: Vec<StreamRecord<u32>> = (0..200).map(|value| StreamRecord { value, timestamp: 0 }).collect();
+        let mut asked = 0;
+        let rest = head
+            .push_batch_until(0, Box::new(batch), &mut || {
+                asked += 1;
+                asked == 2
+            })
+            .unwrap()
+            .expect("paused");
+        assert_eq!(*seen.lock().unwrap(), (0..2 * PAUSE_CHECK_RECORDS as u32).collect::<Vec<_>>());
+        assert_eq!(rest.0, 200 - 2 * PAUSE_CHECK_RECORDS as u32);
+        let rest = *rest.1.downcast::<Vec<StreamRecord<u32>>>().unwrap();
+        assert_eq!(rest.first().map(|r| r.value), Some(2 * PAUSE_CHECK_RECORDS as u32));
+        assert_eq!(rest.len(), 200 - 2 * PAUSE_CHECK_RECORDS);
+        // Without a pause the whole batch goes through.
+        let batch: Vec<StreamRecord<u32>> = (0..100).map(|value| StreamRecord { value, timestamp: 0 }).collect();
+        assert!(head.push_batch_until(0, Box::new(batch), &mut || false).unwrap().is_none());
+        assert_eq!(seen.lock().unwrap().len(), 2 * PAUSE_CHECK_RECORDS + 100);
     }
 }
