@@ -389,7 +389,7 @@ impl CheckpointCoordinator {
         self.notify(id, false);
         if let Some(dir) = dir {
             self.aborted_dirs.insert(id, dir.clone());
-            while self.aborted_dirs.len() > 64 {
+            while self.aborted_dirs.len() > REMEMBERED_ABORTED_DIRS {
                 self.aborted_dirs.pop_first();
             }
             delete_aborted_dir(dir);
@@ -498,6 +498,9 @@ impl Actor for CheckpointCoordinator {
         }
     }
 }
+
+/// How many aborted checkpoints' directories the coordinator remembers for late acks.
+const REMEMBERED_ABORTED_DIRS: usize = 64;
 
 /// Deletes an aborted checkpoint's directory in the background.
 fn delete_aborted_dir(dir: PathBuf) {

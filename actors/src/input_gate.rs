@@ -325,10 +325,9 @@ impl InputGate {
 
     /// Starts recording channel state for unaligned checkpoint `id`, whose snapshot was just
     /// taken: what was read ahead and not processed yet counts, and every channel is recorded
-    /// until its marker. Returns the id of a capture this one replaces, if any (that
-    /// checkpoint cannot complete here any more).
-    pub fn start_capture(&mut self, id: u64, enc: &dyn BatchEncoder) -> Option<u64> {
-        let replaced = self.capture.take().map(|c| c.id);
+    /// until its marker. A capture of an older checkpoint is abandoned (the subtask declines
+    /// that checkpoint).
+    pub fn start_capture(&mut self, id: u64, enc: &dyn BatchEncoder) {
         self.last_unaligned = self.last_unaligned.max(id);
         let n = self.rxs.len();
         let mut c = Capture { id, reached: self.ended.clone(), batches: vec![Vec::new(); n], error: None };
@@ -347,7 +346,6 @@ impl InputGate {
             }
         }
         self.capture = Some(c);
-        replaced
     }
 
     /// Whether the capture in progress has every channel's marker.
@@ -702,7 +700,7 @@ mod tests {
         // The barrier comes first, ahead of the queued batches.
         let Some((0, Some(Element::Barrier(b)))) = g.try_next(&U32s) else { panic!("the barrier overtakes") };
         assert_eq!(b, unaligned(5));
-        assert_eq!(g.start_capture(5, &U32s), None);
+        g.start_capture(5, &U32s);
         // Reading ahead consumes channel 0 up to its marker without processing anything.
         g.read_ahead(&U32s);
         assert!(g.take_completed_capture().is_none(), "channel 1's marker has not arrived");

@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use riffle_state::checkpoint_metadata::{decode_state_file, encode_state_file};
@@ -27,7 +26,6 @@ type SubtaskKey = (String, u32, u32);
 pub struct LocalSnapshots {
     dir: PathBuf,
     copies: Mutex<HashMap<SubtaskKey, Vec<(u64, PathBuf)>>>,
-    restores: AtomicU64,
 }
 
 fn key(e: &ExecutionId) -> SubtaskKey {
@@ -37,7 +35,7 @@ fn key(e: &ExecutionId) -> SubtaskKey {
 impl LocalSnapshots {
     /// Copies under `dir` (created on first use).
     pub fn new(dir: PathBuf) -> Self {
-        Self { dir, copies: Mutex::new(HashMap::new()), restores: AtomicU64::new(0) }
+        Self { dir, copies: Mutex::new(HashMap::new()) }
     }
 
     /// Keeps a copy of `payload` (an encoded subtask snapshot) of checkpoint `id`. Blocking
@@ -77,20 +75,12 @@ impl LocalSnapshots {
             }
         };
         match decode_state_file(&bytes, &path) {
-            Ok(payload) => {
-                self.restores.fetch_add(1, Ordering::Relaxed);
-                Some(payload.to_vec())
-            }
+            Ok(payload) => Some(payload.to_vec()),
             Err(err) => {
                 tracing::warn!("local recovery: {err}; using the checkpoint storage");
                 None
             }
         }
-    }
-
-    /// Subtask restores served from local copies.
-    pub fn restores(&self) -> u64 {
-        self.restores.load(Ordering::Relaxed)
     }
 }
 
@@ -122,6 +112,5 @@ mod tests {
         bytes[12] ^= 0xff;
         std::fs::write(&file, bytes).unwrap();
         assert_eq!(local.load(&e, 3), None, "a damaged copy is not used");
-        assert_eq!(local.restores(), 2);
     }
 }

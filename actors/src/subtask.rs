@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use futures::FutureExt;
-use riffle_api::config::Configuration;
 use riffle_api::head::VertexHead;
 use riffle_api::link::OperatorMarker;
 use riffle_api::metrics::JobCounters;
@@ -186,11 +185,6 @@ fn name_of(graph: &JobGraph, e: &ExecutionId) -> String {
     format!("{name} ({}/{p})", e.subtask + 1)
 }
 
-/// The state backend of a job: its own `state.backend*` options over the cluster's.
-fn state_backend(cluster: &Configuration, job: &Configuration) -> Result<BackendConfig, riffle_state::StateError> {
-    BackendConfig::from_options(|k| job.get_str(k).or_else(|| cluster.get_str(k)))
-}
-
 async fn run(
     spec: SubtaskSpec,
     mut cancel: watch::Receiver<bool>,
@@ -201,14 +195,13 @@ async fn run(
     let graph = spec.graph.clone();
     let task_name = name_of(&graph, &e);
     let counters = spec.shared.counters(e.job);
-    let state_backend =
-        state_backend(&spec.shared.config, &graph.config).map_err(|e| TaskError::new(&task_name, &e))?;
-    let local_recovery = {
-        let mut conf = spec.shared.config.clone();
-        conf.merge(&graph.config);
-        conf.get(LOCAL_RECOVERY_KEY, state_backend.kind == riffle_state::BackendKind::Sled)
-            .map_err(|err| TaskError::msg(&task_name, err.to_string()))?
-    };
+    // The job's own options over the cluster's.
+    let mut conf = spec.shared.config.clone();
+    conf.merge(&graph.config);
+    let state_backend = BackendConfig::from_options(|k| conf.get_str(k)).map_err(|e| TaskError::new(&task_name, &e))?;
+    let local_recovery = conf
+        .get(LOCAL_RECOVERY_KEY, state_backend.kind == riffle_state::BackendKind::Sled)
+        .map_err(|err| TaskError::msg(&task_name, err.to_string()))?;
     let local = spec.local.clone().filter(|_| local_recovery);
     let env = TaskEnv {
         outbox: SharedOutbox::default(),
@@ -511,11 +504,20 @@ impl Outputs {
     fn settle_checkpoints(&mut self) {
         while let Ok(c) = self.control.try_recv() {
             if let SubtaskControl::CheckpointDone { id, completed } = c {
-                if completed {
-                    self.snapshots.completed(id);
-                } else {
-                    self.snapshots.abort(id);
-                }
+                self.settle(id, completed);
+            }
+        }
+    }
+
+    /// Checkpoint `id` completed or was aborted: its in-flight snapshot work is settled (an
+    /// aborted one's files deleted, its waiting unaligned snapshot dropped).
+    fn settle(&mut self, id: u64, completed: bool) {
+        if completed {
+            self.snapshots.completed(id);
+        } else {
+            self.snapshots.abort(id);
+            if self.unaligned.as_ref().is_some_and(|u| u.barrier.id == id) {
+                self.unaligned = None;
             }
         }
     }
@@ -542,14 +544,7 @@ impl Outputs {
                     self.stop_after = None;
                     self.stop_now = completed;
                 }
-                if completed {
-                    self.snapshots.completed(id);
-                } else {
-                    self.snapshots.abort(id);
-                    if self.unaligned.as_ref().is_some_and(|u| u.barrier.id == id) {
-                        self.unaligned = None;
-                    }
-                }
+                self.settle(id, completed);
                 head.notify(id, completed)?;
                 Ok(())
             }
