@@ -248,12 +248,16 @@ fn after_a_failure_the_job_resumes_from_the_latest_checkpoint_with_exact_results
     assert!(history.entries.iter().any(|e| e.is_root_cause && e.exception.contains("injected failure")));
 }
 
-/// Records the checkpoint notifications its subtasks receive.
+/// Records the checkpoint notifications its subtasks receive; when slow, each record takes a
+/// millisecond, so a barrier waits behind a backlog and no checkpoint can finish at once.
 #[derive(Clone)]
-struct Listening(std::sync::Arc<std::sync::Mutex<Vec<(u64, bool)>>>);
+struct Listening(std::sync::Arc<std::sync::Mutex<Vec<(u64, bool)>>>, bool);
 
 impl riffle_api::KeyedProcessFunction<u64, u64, u64> for Listening {
     fn process_element(&mut self, v: u64, ctx: &mut riffle_api::ProcessContext<'_, u64, u64>) -> Result<(), UserError> {
+        if self.1 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         ctx.collect(v);
         Ok(())
     }
@@ -267,13 +271,13 @@ impl riffle_api::KeyedProcessFunction<u64, u64, u64> for Listening {
     }
 }
 
-fn notifications(timeout: &str) -> Vec<(u64, bool)> {
+fn notifications(timeout: &str, slow: bool) -> Vec<(u64, bool)> {
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut cfg = MiniClusterConfig::new(1, 1);
     cfg.config.set("execution.checkpointing.interval", "5 ms").set("execution.checkpointing.timeout", timeout);
     let mc = MiniCluster::start(cfg).unwrap();
     let env = StreamEnvironment::new();
-    env.from_source(Ticks, "ticks").key_by(|x: &u64| x % 3).process(Listening(seen.clone())).discard();
+    env.from_source(Ticks, "ticks").key_by(|x: &u64| x % 3).process(Listening(seen.clone(), slow)).discard();
     let h = mc.submit(env.build_job_graph("listening").unwrap()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while seen.lock().unwrap().len() < 3 {
@@ -288,14 +292,15 @@ fn notifications(timeout: &str) -> Vec<(u64, bool)> {
 
 #[test]
 fn user_functions_hear_completed_and_aborted_checkpoints() {
-    let seen = notifications("10 min");
+    let seen = notifications("10 min", false);
     let completed: Vec<u64> = seen.iter().filter(|(_, ok)| *ok).map(|(id, _)| *id).collect();
     assert!(completed.len() >= 3, "{seen:?}");
     assert!(completed.windows(2).all(|w| w[0] < w[1]), "in checkpoint order: {seen:?}");
     // Only the checkpoint pending when the job was cancelled may be aborted.
     let last = completed.last().copied().unwrap_or(0);
     assert!(seen.iter().all(|(id, ok)| *ok || *id > last), "{seen:?}");
-    // A timeout shorter than any checkpoint can take: every one is aborted, and user code hears it.
-    let aborted = notifications("0 ms");
+    // A timeout shorter than any checkpoint can take (the barrier waits behind a backlog of
+    // slow records): checkpoints are aborted, and user code hears it.
+    let aborted = notifications("0 ms", true);
     assert!(aborted.iter().any(|(_, ok)| !*ok), "{aborted:?}");
 }
