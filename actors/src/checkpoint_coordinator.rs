@@ -71,23 +71,6 @@ impl Retention {
     }
 }
 
-fn parse_bytes(key: &str, v: &str) -> Result<usize, ConfigError> {
-    let t = v.trim().to_ascii_lowercase();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let mult: usize = match unit.trim() {
-        "" | "b" | "bytes" => 1,
-        "k" | "kb" | "kib" => 1 << 10,
-        "m" | "mb" | "mib" => 1 << 20,
-        "g" | "gb" | "gib" => 1 << 30,
-        _ => usize::MAX,
-    };
-    match num.parse::<usize>() {
-        Ok(n) if mult != usize::MAX => Ok(n.saturating_mul(mult)),
-        _ => Err(ConfigError { key: key.into(), value: v.into(), reason: "use a size like 20kb or 1mb".into() }),
-    }
-}
-
 impl CheckpointSettings {
     /// The settings, or `None` when checkpointing is off (no interval set).
     pub fn from_config(c: &Configuration) -> Result<Self, ConfigError> {
@@ -133,10 +116,7 @@ impl CheckpointSettings {
             }
         };
         let threshold_key = "state.storage.fs.memory-threshold";
-        let inline_threshold = match c.get_str(threshold_key) {
-            Some(v) => parse_bytes(threshold_key, v)?,
-            None => 20 << 10,
-        };
+        let inline_threshold = c.get_bytes(threshold_key, 20 << 10)?;
         let dir = |k: &str| c.get_str(k).map(|d| PathBuf::from(d.strip_prefix("file://").unwrap_or(d)));
         Ok(Self {
             interval,
@@ -179,6 +159,24 @@ pub struct CheckpointStats {
     pub last_sync_ms: AtomicU64,
     /// Longest asynchronous part of any subtask in the latest completed checkpoint, ms.
     pub last_async_ms: AtomicU64,
+    /// The newest checkpoints one by one, for the REST API and the web UI.
+    pub history: std::sync::Mutex<crate::checkpoint_history::CheckpointHistory>,
+    /// The settings the job's checkpoints run with (none until the job is scheduled).
+    pub settings: std::sync::Mutex<Option<CheckpointSettings>>,
+}
+
+impl CheckpointStats {
+    /// Runs `f` on the history (a panic elsewhere while it was held does not make it unreadable:
+    /// every update leaves it consistent).
+    pub fn with_history<R>(&self, f: impl FnOnce(&mut crate::checkpoint_history::CheckpointHistory) -> R) -> R {
+        let mut g = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut g)
+    }
+
+    /// The settings the job's checkpoints run with.
+    pub fn settings(&self) -> Option<CheckpointSettings> {
+        self.settings.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 /// Stops triggering and aborts what is pending (the attempt ends, or a task finished).
@@ -336,18 +334,12 @@ impl CheckpointCoordinator {
         };
         self.stats.triggered.fetch_add(1, Ordering::Relaxed);
         let target = dir.as_ref().map(|d| d.display().to_string());
-        self.pending.insert(
-            id,
-            Pending {
-                kind,
-                triggered_ms: riffle_api::time::now_ms(),
-                dir,
-                acked: HashMap::new(),
-                sync_ms: 0,
-                async_ms: 0,
-                waiter,
-            },
-        );
+        let triggered_ms = riffle_api::time::now_ms();
+        let n = self.tasks.len() as u32;
+        let savepoint = kind == CheckpointKind::Savepoint;
+        self.stats.with_history(|h| h.triggered(id, savepoint, triggered_ms, n, target.clone()));
+        self.pending
+            .insert(id, Pending { kind, triggered_ms, dir, acked: HashMap::new(), sync_ms: 0, async_ms: 0, waiter });
         for (e, rid) in &self.sources {
             if let Some(te) = self.shared.task_executors.get(rid) {
                 te.do_send(TriggerCheckpoint {
@@ -386,6 +378,7 @@ impl CheckpointCoordinator {
     /// Tells every subtask, deletes what was written, answers a waiting caller.
     fn aborted(&mut self, id: u64, dir: Option<PathBuf>, waiter: Waiter, why: &str) {
         self.stats.aborted.fetch_add(1, Ordering::Relaxed);
+        self.stats.with_history(|h| h.failed(id, riffle_api::time::now_ms(), why));
         self.notify(id, false);
         if let Some(dir) = dir {
             self.aborted_dirs.insert(id, dir.clone());
@@ -463,6 +456,8 @@ impl CheckpointCoordinator {
         self.stats.last_size_bytes.store(meta.state_size(), Ordering::Relaxed);
         self.stats.last_sync_ms.store(timings.0, Ordering::Relaxed);
         self.stats.last_async_ms.store(timings.1, Ordering::Relaxed);
+        let path = dir.as_ref().map(|d| d.display().to_string());
+        self.stats.with_history(|h| h.completed(id, meta.completion_timestamp_ms, path));
         tracing::debug!(job = %self.job, checkpoint = id, duration_ms = duration, bytes = meta.state_size(), "checkpoint completed");
         self.notify(id, true);
         match waiter {
@@ -528,6 +523,10 @@ impl Handler<AcknowledgeCheckpoint> for CheckpointCoordinator {
         p.sync_ms = p.sync_ms.max(msg.sync_ms);
         p.async_ms = p.async_ms.max(msg.async_ms);
         let e = msg.execution;
+        let bytes = msg.state.size() + msg.source.as_ref().map_or(0, |b| b.len() as u64);
+        let timings = (msg.sync_ms, msg.async_ms);
+        let now = riffle_api::time::now_ms();
+        self.stats.with_history(|h| h.acknowledged(id, e.vertex, bytes, msg.persisted_bytes, timings, now));
         p.acked.insert(e, SubtaskState { vertex: e.vertex, subtask: e.subtask, state: msg.state, source: msg.source });
         if p.acked.len() >= self.tasks.len() {
             if let Some(p) = self.pending.remove(&id) {

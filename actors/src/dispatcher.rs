@@ -117,6 +117,9 @@ impl Dispatcher {
             }
             e.status = result.status;
             e.master = None;
+            if let Some(v) = self.shared.view(result.job_id) {
+                v.set_status(result.status);
+            }
             for w in e.waiters.drain(..) {
                 let _ = w.send(result.clone());
             }
@@ -142,6 +145,7 @@ impl Handler<SubmitJob> for Dispatcher {
         }
         let graph = self.shared.graph(id).ok_or_else(|| DispatcherError::NoGraph(id.to_string()))?;
         let name = graph.name.clone();
+        self.shared.views.insert(id, Arc::new(crate::job_view::JobView::new(id, &graph)));
         let me = ctx.address();
         let master = JobMaster::new(
             id,
@@ -243,6 +247,9 @@ impl Handler<JobStatusChanged> for Dispatcher {
         if let Some(e) = self.jobs.get_mut(&msg.job_id) {
             if e.result.is_none() {
                 e.status = msg.status;
+                if let Some(v) = self.shared.view(msg.job_id) {
+                    v.set_status(msg.status);
+                }
             }
         }
     }

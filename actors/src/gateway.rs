@@ -277,6 +277,8 @@ pub struct AcknowledgeCheckpoint {
     pub sync_ms: u64,
     /// See `sync_ms`.
     pub async_ms: u64,
+    /// In-flight data persisted as channel state (unaligned checkpoints), bytes.
+    pub persisted_bytes: u64,
 }
 
 /// Subtask → JobMaster (→ CheckpointCoordinator): I cannot take checkpoint `id`; abort it.

@@ -481,10 +481,26 @@ impl JobMaster {
             return;
         }
         self.assignments = assignments;
+        if let Some(point) = &self.restore_point {
+            let record = crate::checkpoint_history::RestoredRecord {
+                id: point.meta.checkpoint_id,
+                restore_ms: riffle_api::time::now_ms(),
+                is_savepoint: point.meta.kind == riffle_state::checkpoint_metadata::CheckpointKind::Savepoint,
+                external_path: point.dir.as_ref().map(|d| d.display().to_string()),
+            };
+            self.shared.checkpoint_stats(self.job).with_history(|h| h.restored(record));
+        }
         let vertices: Vec<(u32, u32)> = self.graph.vertices().iter().map(|v| (v.id as u32, v.parallelism)).collect();
+        let view = self.shared.view(self.job);
+        if let Some(view) = &view {
+            view.new_attempt(self.attempt);
+        }
         for &(v, p) in &vertices {
             for s in 0..p {
                 self.executions.insert((v, s), None);
+                if let Some(view) = &view {
+                    view.set_task(v, s, crate::job_view::ExecutionState::Deploying);
+                }
             }
         }
         // Consumers first, so their channels exist before producers write (either order
@@ -519,6 +535,16 @@ impl JobMaster {
             return;
         }
         *slot = Some(msg.state.clone());
+        if let Some(view) = self.shared.view(self.job) {
+            use crate::job_view::ExecutionState as X;
+            let state = match &msg.state {
+                TaskState::Running => X::Running,
+                TaskState::Finished => X::Finished,
+                TaskState::Canceled => X::Canceled,
+                TaskState::Failed(_) => X::Failed,
+            };
+            view.set_task(e.vertex, e.subtask, state);
+        }
         match msg.state {
             TaskState::Running => self.maybe_start_checkpointing(ctx),
             // As in Flink 1.11, no checkpoints once a task finished.
@@ -624,7 +650,11 @@ impl Actor for JobMaster {
             Err(e) => return self.fail(e.to_string(), ctx),
         }
         match CheckpointSettings::from_config(&conf) {
-            Ok(c) => self.checkpointing = Some(c),
+            Ok(c) => {
+                *self.shared.checkpoint_stats(self.job).settings.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(c.clone());
+                self.checkpointing = Some(c)
+            }
             Err(e) => return self.fail(e.to_string(), ctx),
         }
         match conf.get("execution.savepoint.ignore-unclaimed-state", false) {

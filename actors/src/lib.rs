@@ -14,6 +14,7 @@
 //! type-erased vertex interface; it never sees a record type.
 
 pub mod checkpoint_coordinator;
+pub mod checkpoint_history;
 pub mod checkpoint_storage;
 pub mod dispatcher;
 pub mod exception_history;
@@ -24,6 +25,7 @@ pub mod input_gate;
 pub mod job_manager;
 pub mod job_master;
 pub mod job_status;
+pub mod job_view;
 pub mod local_recovery;
 pub mod registry;
 pub mod resource_manager;

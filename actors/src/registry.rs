@@ -31,6 +31,10 @@ pub struct RuntimeShared {
     pub job_masters: DashMap<JobId, Addr<JobMaster>>,
     /// Checkpoint counters by job.
     pub checkpoint_stats: DashMap<JobId, Arc<crate::checkpoint_coordinator::CheckpointStats>>,
+    /// Slot occupancy as the ResourceManager last published it.
+    pub slots: SlotCounts,
+    /// What the REST API and the web UI read about each job.
+    pub views: DashMap<JobId, Arc<crate::job_view::JobView>>,
     /// How often the JobManager restarted the ResourceManager.
     pub resource_manager_restarts: std::sync::atomic::AtomicU32,
     /// The ResourceManager (replaced when the JobManager restarts it).
@@ -50,6 +54,8 @@ impl RuntimeShared {
             resource_manager: RwLock::new(None),
             resource_manager_restarts: Default::default(),
             checkpoint_stats: DashMap::new(),
+            views: DashMap::new(),
+            slots: SlotCounts::default(),
         })
     }
 
@@ -79,8 +85,22 @@ impl RuntimeShared {
         self.checkpoint_stats.entry(job).or_default().clone()
     }
 
+    /// What readers see of a job, if it was submitted here.
+    pub fn view(&self, job: JobId) -> Option<Arc<crate::job_view::JobView>> {
+        self.views.get(&job).map(|v| v.clone())
+    }
+
     /// The job's counters (created on first use).
     pub fn counters(&self, job: JobId) -> Arc<JobCounters> {
         self.counters.entry(job).or_default().clone()
     }
+}
+
+/// Slot occupancy, readable without a message to the ResourceManager.
+#[derive(Debug, Default)]
+pub struct SlotCounts {
+    /// Registered slots.
+    pub total: std::sync::atomic::AtomicU64,
+    /// Slots not allocated to a job.
+    pub free: std::sync::atomic::AtomicU64,
 }

@@ -60,8 +60,20 @@ impl ResourceManager {
         }
     }
 
+    /// Publishes slot occupancy for readers that must not wait on this actor.
+    fn publish(&self) {
+        let r = self.slots.report(self.executors());
+        self.shared.slots.total.store(r.total as u64, std::sync::atomic::Ordering::Relaxed);
+        self.shared.slots.free.store(r.free as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Serves waiting requests in arrival order while slots allow.
     fn serve_pending(&mut self) {
+        self.serve_waiting();
+        self.publish();
+    }
+
+    fn serve_waiting(&mut self) {
         while let Some(p) = self.pending.pop_front() {
             match self.slots.try_allocate(p.job, p.count) {
                 Ok(Some(a)) => {
@@ -108,6 +120,7 @@ impl Handler<UnregisterTaskExecutor> for ResourceManager {
     fn handle(&mut self, msg: UnregisterTaskExecutor, _: &mut Self::Context) {
         let jobs = self.slots.unregister(&msg.resource_id);
         tracing::info!(executor = %msg.resource_id, affected_jobs = jobs.len(), "task executor unregistered");
+        self.publish();
     }
 }
 
@@ -119,6 +132,7 @@ impl Handler<RequestSlots> for ResourceManager {
             Ok(Some(a)) => {
                 self.grant(&a, msg.job_id);
                 let _ = tx.send(Ok(a));
+                self.publish();
             }
             Err(e) => {
                 let _ = tx.send(Err(e));

@@ -160,6 +160,7 @@ impl SnapshotWriter {
     pub async fn run(self, pending: PendingSnapshot, source: Option<SourceSnapshot>) {
         let started = Instant::now();
         let id = self.barrier.id;
+        let persisted_bytes = pending.channel_bytes();
         let result = self.write(pending, source).await;
         let Some(jm) = self.shared.job_masters.get(&self.execution.job).map(|a| a.clone()) else { return };
         match result {
@@ -170,6 +171,7 @@ impl SnapshotWriter {
                 source,
                 sync_ms: self.sync_ms,
                 async_ms: started.elapsed().as_millis() as u64,
+                persisted_bytes,
             }),
             Ok(None) => {}
             Err(reason) => jm.do_send(DeclineCheckpoint { execution: self.execution, checkpoint_id: id, reason }),

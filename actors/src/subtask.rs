@@ -248,6 +248,7 @@ async fn run(
         local,
         stop_after: None,
         stop_now: false,
+        io: spec.shared.view(e.job).and_then(|v| v.io(e.vertex, e.subtask)).unwrap_or_default(),
     };
     let result = match instance.head {
         HeadKind::Source(head) => run_source(&spec, head, &mut out, &mut cancel, counters).await,
@@ -294,6 +295,16 @@ struct Outputs {
     stop_after: Option<u64>,
     /// Stop-with-savepoint completed: the source ends its input.
     stop_now: bool,
+    /// Records in and out and time blocked on full outputs, for the REST API and the UI.
+    io: Arc<crate::job_view::SubtaskIo>,
+}
+
+/// Records in an element (0 for anything but a batch).
+fn records_in(el: &Element) -> u64 {
+    match el {
+        Element::Records { count, .. } => *count as u64,
+        _ => 0,
+    }
 }
 
 /// The synchronous part of an unaligned snapshot, kept until its channel state is known.
@@ -343,8 +354,9 @@ impl Outputs {
                     .senders
                     .get(ch)
                     .ok_or_else(|| TaskError::msg(&self.name, format!("no output channel {ch}")))?;
+                let n = records_in(&el);
                 match tx.try_send(el) {
-                    Ok(()) => {}
+                    Ok(()) => self.io.wrote(n),
                     Err(TrySendError::Full(el)) => {
                         self.stalled[ch] = true;
                         any_stalled = true;
@@ -373,9 +385,13 @@ impl Outputs {
                     None => futures::future::pending().await,
                 }
             };
+            let waiting = std::time::Instant::now();
+            self.io.set_backpressured(true, 0);
+            let io = self.io.clone();
             let interrupt = tokio::select! {
                 permit = tx.reserve() => match permit {
                     Ok(permit) => {
+                        io.wrote(records_in(&el));
                         permit.send(el);
                         None
                     }
@@ -388,6 +404,7 @@ impl Outputs {
                 ev = gate_event => Some((DrainInterrupt::Gate(ev), el)),
                 _ = cancel.changed() => return Err(Stop::Cancelled),
             };
+            self.io.set_backpressured(false, waiting.elapsed().as_nanos() as u64);
             let mut ob = self.env.outbox.borrow_mut();
             let result = match interrupt {
                 Some((why, el)) => {
@@ -910,12 +927,14 @@ async fn run_operators(
                     let why = "an upstream subtask stopped before the end of its partition";
                     return Err(peer_lost(&out.name, why, cancel).await);
                 }
-                Some(Element::Records { batch, .. }) => {
+                Some(Element::Records { batch, count }) => {
+                    out.io.read(count as u64);
                     // Between records, an unaligned barrier or the others on this thread (a
                     // source's trigger, snapshot writers) may ask for the rest to wait.
                     let input = gate.input_of[ch];
                     let mut pause = || gate.priority_pending() || last_yield.elapsed() >= YIELD_EVERY;
                     if let Some((count, rest)) = head.push_batch_until(input, batch, &mut pause)? {
+                        out.io.read_back(count as u64);
                         gate.push_front(ch, Element::Records { count, batch: rest });
                     }
                 }

@@ -67,6 +67,18 @@ impl Configuration {
         }
     }
 
+    /// A size in bytes (`123`, `20kb`, `4 MiB`, `1g`: powers of 1024), or `default`.
+    pub fn get_bytes(&self, key: &str, default: usize) -> Result<usize, ConfigError> {
+        match self.entries.get(key) {
+            None => Ok(default),
+            Some(v) => parse_bytes(v).ok_or_else(|| ConfigError {
+                key: key.to_string(),
+                value: v.clone(),
+                reason: "use a size like 20kb or 1mb".into(),
+            }),
+        }
+    }
+
     /// A duration in Flink's syntax (`10 s`, `500ms`, `2 min`, a bare number = ms).
     pub fn get_duration(&self, key: &str, default: Duration) -> Result<Duration, ConfigError> {
         match self.entries.get(key) {
@@ -96,6 +108,21 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(ms))
 }
 
+/// Parses a size: `123`, `4k`, `4 kb`, `4kib`, `64mb`, `1 GB` (powers of 1024).
+pub fn parse_bytes(v: &str) -> Option<usize> {
+    let t = v.trim().to_ascii_lowercase();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let shift = match unit.trim() {
+        "" | "b" | "bytes" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return None,
+    };
+    num.parse::<usize>().ok()?.checked_mul(1usize << shift)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,3 +139,4 @@ mod tests {
         assert_eq!(c.get::<u32>("missing", 7), Ok(7));
     }
 }
+

@@ -465,6 +465,27 @@ impl JobGraph {
         out
     }
 
+    /// The inputs of `vertex`: upstream vertex and Flink's name of the ship strategy
+    /// (`FORWARD`, `REBALANCE`, `RESCALE`, `HASH`, `BROADCAST`), one per input edge, for the
+    /// job plan the REST API and the web UI draw.
+    pub fn vertex_inputs(&self, vertex: usize) -> Vec<(usize, &'static str)> {
+        let Some(v) = self.vertices.get(vertex) else { return vec![] };
+        v.input_edges
+            .iter()
+            .filter_map(|&i| self.edges.get(i))
+            .map(|e| {
+                let strategy = match e.kind {
+                    Some(crate::partition::PartitionKind::Forward) | None => "FORWARD",
+                    Some(crate::partition::PartitionKind::Rebalance) => "REBALANCE",
+                    Some(crate::partition::PartitionKind::Rescale) => "RESCALE",
+                    Some(crate::partition::PartitionKind::Hash) => "HASH",
+                    Some(crate::partition::PartitionKind::Broadcast) => "BROADCAST",
+                };
+                (self.node_vertex[e.from], strategy)
+            })
+            .collect()
+    }
+
     /// The input channels of subtask `subtask` of `vertex`.
     pub fn input_channels(&self, vertex: usize, subtask: u32) -> Vec<InputChannel> {
         let Some(v) = self.vertices.get(vertex) else { return vec![] };

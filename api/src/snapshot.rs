@@ -159,6 +159,11 @@ impl PendingSnapshot {
         self.channels = channels;
     }
 
+    /// Bytes of in-flight data it persists (unaligned checkpoints' channel state).
+    pub fn channel_bytes(&self) -> u64 {
+        self.channels.iter().flat_map(|c| c.batches.iter()).map(|b| b.len() as u64).sum()
+    }
+
     /// Runs the deferred encoders and assembles the subtask's snapshot.
     pub fn complete(self) -> Result<SubtaskSnapshot, TaskError> {
         let mut operators = Vec::with_capacity(self.parts.len());

@@ -34,6 +34,9 @@ pub enum ClusterError {
     /// the directory is not writable).
     #[error("{0}")]
     Checkpoint(String),
+    /// The REST server could not start (bad `rest.*` settings, port taken).
+    #[error("the REST server did not start: {0}")]
+    Rest(#[from] riffle_web::WebError),
 }
 
 impl ClusterError {
@@ -44,6 +47,11 @@ impl ClusterError {
             ClusterError::Unavailable(_) | ClusterError::Timeout(..) | ClusterError::Checkpoint(_) => {
                 ErrorDomain::External
             }
+            ClusterError::Rest(e) => match e.domain() {
+                riffle_web::ErrorDomain::User => ErrorDomain::User,
+                riffle_web::ErrorDomain::External => ErrorDomain::External,
+                riffle_web::ErrorDomain::Internal => ErrorDomain::Internal,
+            },
         }
     }
 

@@ -38,19 +38,35 @@ pub struct MiniClusterConfig {
     pub slots_per_executor: u32,
     /// Cluster configuration (Flink key names).
     pub config: Configuration,
+    /// Whether to serve the REST API and web UI (`rest.bind-address`, `rest.port`).
+    pub rest: bool,
+    /// The programs the REST API can submit by name.
+    pub programs: Option<Arc<dyn riffle_web::ProgramCatalog>>,
 }
 
 impl MiniClusterConfig {
     /// `task_executors` executors with `slots_per_executor` slots each, default settings.
     pub fn new(task_executors: u32, slots_per_executor: u32) -> Self {
-        Self { task_executors, slots_per_executor, config: Configuration::new() }
+        Self { task_executors, slots_per_executor, config: Configuration::new(), rest: false, programs: None }
+    }
+
+    /// Also serves the REST API and the web UI.
+    pub fn with_rest(mut self) -> Self {
+        self.rest = true;
+        self
+    }
+
+    /// Programs users may submit over REST.
+    pub fn with_programs(mut self, programs: Arc<dyn riffle_web::ProgramCatalog>) -> Self {
+        self.programs = Some(programs);
+        self
     }
 
     /// Reads `taskmanager.numberOfTaskSlots` and `local.number-taskmanager` from `config`.
     pub fn from_config(config: Configuration) -> Result<Self, ClusterError> {
         let slots = config.get("taskmanager.numberOfTaskSlots", 1u32)?;
         let tms = config.get("local.number-taskmanager", 1u32)?;
-        Ok(Self { task_executors: tms, slots_per_executor: slots, config })
+        Ok(Self { task_executors: tms, slots_per_executor: slots, config, rest: false, programs: None })
     }
 }
 
@@ -65,6 +81,7 @@ struct Actors {
 
 /// A running embedded cluster. Dropping it shuts it down.
 pub struct MiniCluster {
+    rest: Option<riffle_web::RestServer>,
     actors: Option<Actors>,
     thread: Option<JoinHandle<()>>,
     shared: Arc<RuntimeShared>,
@@ -153,7 +170,7 @@ impl MiniCluster {
             .ok()
             .flatten()
             .ok_or_else(|| unavailable("the actor system did not start"))?;
-        let mc = MiniCluster { actors: Some(actors), thread: Some(thread), shared };
+        let mut mc = MiniCluster { rest: None, actors: Some(actors), thread: Some(thread), shared };
         let deadline = std::time::Instant::now() + START_TIMEOUT;
         while mc.slot_report()?.total < want {
             if std::time::Instant::now() > deadline {
@@ -161,6 +178,7 @@ impl MiniCluster {
             }
             std::thread::sleep(Duration::from_millis(2));
         }
+        mc.start_rest(&cfg)?;
         Ok(mc)
     }
 
@@ -178,7 +196,7 @@ impl MiniCluster {
         let actors = start_actors(shared.clone(), settings, None)
             .await
             .ok_or_else(|| unavailable("the job manager did not start"))?;
-        let mc = MiniCluster { actors: Some(actors), thread: None, shared };
+        let mut mc = MiniCluster { rest: None, actors: Some(actors), thread: None, shared };
         let deadline = std::time::Instant::now() + START_TIMEOUT;
         while mc.slot_report_async().await?.total < want {
             if std::time::Instant::now() > deadline {
@@ -186,7 +204,24 @@ impl MiniCluster {
             }
             actix_rt::time::sleep(Duration::from_millis(2)).await;
         }
+        mc.start_rest(&cfg)?;
         Ok(mc)
+    }
+
+    fn start_rest(&mut self, cfg: &MiniClusterConfig) -> Result<(), ClusterError> {
+        if !cfg.rest {
+            return Ok(());
+        }
+        let a = self.actors()?;
+        let rest = riffle_web::RestConfig::from_config(&cfg.config)?;
+        let ctx = riffle_web::RestContext::new(self.shared.clone(), a.dispatcher.clone(), cfg.programs.clone(), rest);
+        self.rest = Some(riffle_web::RestServer::start(ctx)?);
+        Ok(())
+    }
+
+    /// The REST API's and web UI's address (`http://host:port/`), if it is served.
+    pub fn rest_url(&self) -> Option<String> {
+        self.rest.as_ref().map(|r| r.url())
     }
 
     /// Page `page` (0-based, `page_size` entries, newest first) of a job's exception history.
@@ -320,6 +355,9 @@ impl MiniCluster {
     }
 
     fn stop(&mut self) {
+        if let Some(r) = self.rest.take() {
+            r.stop();
+        }
         if let Some(a) = self.actors.take() {
             match a.system {
                 Some(sys) => sys.stop(),

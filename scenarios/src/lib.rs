@@ -4,6 +4,7 @@
 
 pub mod backpressure;
 pub mod bench;
+pub mod catalog;
 pub mod drill;
 pub mod nexmark;
 pub mod progress;

@@ -1,5 +1,23 @@
-//! riffle's REST API and web UI.
+//! riffle's REST API and web UI: Flink's REST v1 paths and JSON shapes (so Flink's tools
+//! and the `flink` CLI work), served by actix-web on a thread of its own, with the web UI's
+//! static files embedded in the binary.
 //!
-//! Empty on purpose for now: the engine core comes first, and the REST/UI issue fills this
-//! crate with an actix-web server speaking Flink's REST v1 paths. It exists so the workspace
-//! layout (and the dependency direction `actors <- web <- cluster`) is fixed from day one.
+//! Architecture invariant: this crate reads the runtime through `riffle_actors` only —
+//! gateway messages to the Dispatcher and JobMasters, read-only views in `RuntimeShared` —
+//! and builds jobs only through the [`ProgramCatalog`] it is given. It must not know the
+//! cluster crate (which embeds it) or the scenarios.
+
+pub mod body;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod metrics;
+pub mod params;
+pub mod routes;
+pub mod server;
+pub mod ui;
+
+pub use config::RestConfig;
+pub use context::{ProgramArg, ProgramCatalog, ProgramInfo, RestContext};
+pub use error::{ErrorDomain, WebError};
+pub use server::RestServer;

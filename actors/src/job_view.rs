@@ -1,0 +1,342 @@
+//! What the REST API and the web UI read about a job: its vertices and how they connect,
+//! the status history, where each subtask is in its life, and live record and
+//! backpressure counters.
+//!
+//! The actors that know a fact write it here when it changes (the Dispatcher the job's
+//! status, the JobMaster the subtasks' states, subtasks their counters); readers take a
+//! copy without sending a message, so a slow or busy actor never stalls a page, and a page
+//! can never stall an actor. Counters are per subtask, written only by that subtask.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use riffle_api::JobGraph;
+use serde::{Deserialize, Serialize};
+
+use crate::ids::JobId;
+use crate::job_status::JobStatus;
+
+/// Where one subtask is in its life, with Flink's names (1.11's set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ExecutionState {
+    /// Not scheduled yet (or reset for a restart).
+    Created,
+    /// Waiting for its slot.
+    Scheduled,
+    /// Sent to its TaskExecutor, not running yet.
+    Deploying,
+    /// Running.
+    Running,
+    /// Ended normally.
+    Finished,
+    /// Being cancelled.
+    Canceling,
+    /// Cancelled.
+    Canceled,
+    /// Failed.
+    Failed,
+}
+
+impl ExecutionState {
+    /// Every state, in Flink's order.
+    pub const ALL: [ExecutionState; 8] = [
+        ExecutionState::Created,
+        ExecutionState::Scheduled,
+        ExecutionState::Deploying,
+        ExecutionState::Running,
+        ExecutionState::Finished,
+        ExecutionState::Canceling,
+        ExecutionState::Canceled,
+        ExecutionState::Failed,
+    ];
+
+    /// Flink's upper-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionState::Created => "CREATED",
+            ExecutionState::Scheduled => "SCHEDULED",
+            ExecutionState::Deploying => "DEPLOYING",
+            ExecutionState::Running => "RUNNING",
+            ExecutionState::Finished => "FINISHED",
+            ExecutionState::Canceling => "CANCELING",
+            ExecutionState::Canceled => "CANCELED",
+            ExecutionState::Failed => "FAILED",
+        }
+    }
+
+    /// Whether the subtask ended.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, ExecutionState::Finished | ExecutionState::Canceled | ExecutionState::Failed)
+    }
+}
+
+/// Live counters of one subtask, written by that subtask only.
+#[derive(Debug, Default)]
+pub struct SubtaskIo {
+    /// Records taken from input channels.
+    pub records_in: AtomicU64,
+    /// Records put into output channels.
+    pub records_out: AtomicU64,
+    /// Nanoseconds spent waiting for room in a full output channel (backpressure).
+    pub backpressured_ns: AtomicU64,
+    /// Whether it waits for room right now.
+    pub backpressured: AtomicBool,
+    /// When it last started or stopped waiting for room, epoch ms (0: never waited).
+    pub since_ms: std::sync::atomic::AtomicI64,
+}
+
+impl SubtaskIo {
+    /// Adds `n` records read.
+    #[inline]
+    pub fn read(&self, n: u64) {
+        self.records_in.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Takes back `n` records read but put back unprocessed (they will be read again).
+    #[inline]
+    pub fn read_back(&self, n: u64) {
+        self.records_in.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Adds `n` records written.
+    #[inline]
+    pub fn wrote(&self, n: u64) {
+        self.records_out.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Marks the start or end of a wait for room downstream; at the end, adds the wait.
+    pub fn set_backpressured(&self, waiting: bool, waited_ns: u64) {
+        self.backpressured.store(waiting, Ordering::Relaxed);
+        self.since_ms.store(riffle_api::time::now_ms(), Ordering::Relaxed);
+        if waited_ns > 0 {
+            self.backpressured_ns.fetch_add(waited_ns, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One input of a vertex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VertexInput {
+    /// The upstream vertex (index).
+    pub upstream: u32,
+    /// Flink's ship-strategy name (`FORWARD`, `HASH`, ...).
+    pub ship_strategy: String,
+}
+
+/// A vertex: a chain of operators run as one subtask per parallel instance.
+#[derive(Debug)]
+pub struct VertexView {
+    /// Its index in the job graph.
+    pub index: u32,
+    /// The chained operators' names.
+    pub name: String,
+    /// Number of subtasks.
+    pub parallelism: u32,
+    /// Whether it reads a source.
+    pub is_source: bool,
+    /// Its inputs.
+    pub inputs: Vec<VertexInput>,
+    /// Counters, one per subtask.
+    pub subtasks: Vec<Arc<SubtaskIo>>,
+}
+
+/// The changing part of a job, under one lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobState {
+    /// Current status.
+    pub status: JobStatus,
+    /// When each status was last entered, epoch ms.
+    pub status_times: Vec<(JobStatus, i64)>,
+    /// Submission time, epoch ms.
+    pub start_ms: i64,
+    /// End time, epoch ms (-1 while it runs).
+    pub end_ms: i64,
+    /// Latest change of anything here, epoch ms.
+    pub last_modification_ms: i64,
+    /// The current attempt (0 for the first run, +1 per restart).
+    pub attempt: u32,
+    /// State of each subtask, `[vertex][subtask]`.
+    pub tasks: Vec<Vec<ExecutionState>>,
+    /// When each vertex's first subtask started running and its last one ended (-1: not yet).
+    pub vertex_times: Vec<(i64, i64)>,
+}
+
+/// A job as readers see it.
+#[derive(Debug)]
+pub struct JobView {
+    /// The job.
+    pub job_id: JobId,
+    /// Its name.
+    pub name: String,
+    /// Its number of key groups.
+    pub max_parallelism: u32,
+    /// Its vertices, by index.
+    pub vertices: Vec<VertexView>,
+    state: Mutex<JobState>,
+}
+
+impl JobView {
+    /// The view of a job just submitted with `graph`.
+    pub fn new(job_id: JobId, graph: &JobGraph) -> Self {
+        let now = riffle_api::time::now_ms();
+        let vertices: Vec<VertexView> = graph
+            .vertices()
+            .iter()
+            .map(|v| VertexView {
+                index: v.id as u32,
+                name: v.name.clone(),
+                parallelism: v.parallelism,
+                is_source: v.is_source,
+                inputs: graph
+                    .vertex_inputs(v.id)
+                    .into_iter()
+                    .map(|(u, s)| VertexInput { upstream: u as u32, ship_strategy: s.to_string() })
+                    .collect(),
+                subtasks: (0..v.parallelism).map(|_| Arc::new(SubtaskIo::default())).collect(),
+            })
+            .collect();
+        let state = JobState {
+            status: JobStatus::Created,
+            status_times: vec![(JobStatus::Created, now)],
+            start_ms: now,
+            end_ms: -1,
+            last_modification_ms: now,
+            attempt: 0,
+            tasks: vertices.iter().map(|v| vec![ExecutionState::Created; v.parallelism as usize]).collect(),
+            vertex_times: vec![(-1, -1); vertices.len()],
+        };
+        Self {
+            job_id,
+            name: graph.name.clone(),
+            max_parallelism: graph.max_parallelism,
+            vertices,
+            state: Mutex::new(state),
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut JobState)) {
+        let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut g);
+        g.last_modification_ms = riffle_api::time::now_ms();
+    }
+
+    /// A copy of the changing part.
+    pub fn state(&self) -> JobState {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The job entered `status`.
+    pub fn set_status(&self, status: JobStatus) {
+        self.update(|s| {
+            let now = riffle_api::time::now_ms();
+            s.status = status;
+            match s.status_times.iter_mut().find(|(st, _)| *st == status) {
+                Some(t) => t.1 = now,
+                None => s.status_times.push((status, now)),
+            }
+            if status.is_terminal() {
+                s.end_ms = now;
+                // Subtasks never reported past this point did not run to the end.
+                let end = match status {
+                    JobStatus::Finished => ExecutionState::Finished,
+                    JobStatus::Failed => ExecutionState::Failed,
+                    _ => ExecutionState::Canceled,
+                };
+                for t in s.tasks.iter_mut().flatten() {
+                    if !t.is_terminal() {
+                        *t = if end == ExecutionState::Failed { ExecutionState::Canceled } else { end };
+                    }
+                }
+                for (i, times) in s.vertex_times.iter_mut().enumerate() {
+                    if times.1 < 0 && s.tasks.get(i).is_some_and(|v| v.iter().all(|t| t.is_terminal())) {
+                        times.1 = now;
+                    }
+                }
+            }
+        });
+    }
+
+    /// A new attempt starts: every subtask is scheduled again.
+    pub fn new_attempt(&self, attempt: u32) {
+        self.update(|s| {
+            s.attempt = attempt;
+            for t in s.tasks.iter_mut().flatten() {
+                *t = ExecutionState::Scheduled;
+            }
+            for times in &mut s.vertex_times {
+                times.1 = -1;
+            }
+        });
+    }
+
+    /// Subtask `subtask` of `vertex` entered `state`.
+    pub fn set_task(&self, vertex: u32, subtask: u32, state: ExecutionState) {
+        self.update(|s| {
+            let now = riffle_api::time::now_ms();
+            let Some(tasks) = s.tasks.get_mut(vertex as usize) else { return };
+            let Some(t) = tasks.get_mut(subtask as usize) else { return };
+            *t = state;
+            let all_ended = tasks.iter().all(|t| t.is_terminal());
+            if let Some(times) = s.vertex_times.get_mut(vertex as usize) {
+                if state == ExecutionState::Running && times.0 < 0 {
+                    times.0 = now;
+                }
+                if all_ended && times.1 < 0 {
+                    times.1 = now;
+                }
+            }
+        });
+    }
+
+    /// The counters of one subtask (for the subtask to write).
+    pub fn io(&self, vertex: u32, subtask: u32) -> Option<Arc<SubtaskIo>> {
+        self.vertices.get(vertex as usize)?.subtasks.get(subtask as usize).cloned()
+    }
+}
+
+/// Counts of subtasks per state over a whole job, for the job list.
+pub fn task_counts(state: &JobState) -> HashMap<ExecutionState, usize> {
+    let mut m = HashMap::new();
+    for t in state.tasks.iter().flatten() {
+        *m.entry(*t).or_insert(0) += 1;
+    }
+    m
+}
+
+/// The state Flink shows for a vertex: the "most advanced" of its subtasks' states.
+pub fn vertex_state(tasks: &[ExecutionState]) -> ExecutionState {
+    use ExecutionState::*;
+    let has = |x: ExecutionState| tasks.contains(&x);
+    if tasks.is_empty() {
+        return Created;
+    }
+    if tasks.iter().all(|t| *t == Finished) {
+        return Finished;
+    }
+    for s in [Failed, Canceling, Canceled, Running, Deploying, Scheduled] {
+        if has(s) {
+            return s;
+        }
+    }
+    if has(Finished) {
+        return Running;
+    }
+    Created
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ExecutionState::*;
+
+    #[test]
+    fn a_vertex_shows_its_most_telling_subtask_state() {
+        assert_eq!(vertex_state(&[Running, Finished]), Running);
+        assert_eq!(vertex_state(&[Finished, Finished]), Finished);
+        assert_eq!(vertex_state(&[Running, Failed]), Failed);
+        assert_eq!(vertex_state(&[Created, Deploying]), Deploying);
+        assert_eq!(vertex_state(&[Created]), Created);
+        assert_eq!(vertex_state(&[]), Created);
+    }
+}

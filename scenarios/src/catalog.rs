@@ -1,0 +1,207 @@
+//! The built-in programs users can submit by name over REST (`/programs`): word count,
+//! Nexmark queries and a failover demo, each with `--name value` arguments.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use riffle_api::{Configuration, JobGraph};
+use riffle_web::{ProgramArg, ProgramCatalog, ProgramInfo};
+
+/// The scenarios as a catalog.
+#[derive(Debug, Default, Clone)]
+pub struct BuiltinPrograms;
+
+fn arg(name: &str, default: &str, help: &str) -> ProgramArg {
+    ProgramArg { name: name.into(), default: default.into(), help: help.into() }
+}
+
+/// `--name value` pairs, each name one of `known`.
+fn parse_args(args: &[String], known: &[ProgramArg]) -> Result<BTreeMap<String, String>, String> {
+    let mut out: BTreeMap<String, String> = known.iter().map(|a| (a.name.clone(), a.default.clone())).collect();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let Some(name) = a.strip_prefix("--") else {
+            return Err(format!("expected --name value, got '{a}'"));
+        };
+        let (name, value) = match name.split_once('=') {
+            Some((n, v)) => (n.to_string(), v.to_string()),
+            None => (name.to_string(), it.next().cloned().ok_or_else(|| format!("--{name} needs a value"))?),
+        };
+        if !known.iter().any(|k| k.name == name) {
+            let names: Vec<_> = known.iter().map(|k| format!("--{}", k.name)).collect();
+            return Err(format!("unknown argument --{name}; this program takes {}", names.join(", ")));
+        }
+        out.insert(name, value);
+    }
+    Ok(out)
+}
+
+fn number(args: &BTreeMap<String, String>, name: &str) -> Result<u64, String> {
+    let v = args.get(name).map(String::as_str).unwrap_or("0");
+    v.parse().map_err(|_| format!("--{name} must be a non-negative integer, got '{v}'"))
+}
+
+fn output(args: &BTreeMap<String, String>, program: &str) -> Result<PathBuf, String> {
+    match args.get("output").filter(|s| !s.is_empty()) {
+        Some(p) if p.starts_with('/') => Ok(PathBuf::from(p)),
+        Some(p) => Err(format!("--output must be an absolute path, got '{p}'")),
+        None => {
+            let dir = std::env::temp_dir().join("riffle-programs");
+            std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            Ok(dir.join(format!("{program}-{}", riffle_api::time::now_ms())))
+        }
+    }
+}
+
+impl BuiltinPrograms {
+    fn infos() -> Vec<ProgramInfo> {
+        vec![
+            ProgramInfo {
+                name: "wordcount".into(),
+                description: "Counts words of generated text (or a file) and writes word,count lines".into(),
+                args: vec![
+                    arg("events", "1000000", "generated words, when there is no --input"),
+                    arg("input", "", "a text file or directory to read instead"),
+                    arg("output", "", "where the counts go (default: a new file under the temp directory)"),
+                ],
+            },
+            ProgramInfo {
+                name: "nexmark".into(),
+                description: "A Nexmark query (q1, q2 or q5) over generated bids".into(),
+                args: vec![
+                    arg("query", "q5", "q1, q2 or q5"),
+                    arg("events", "1000000", "bids generated"),
+                    arg("output", "", "where results go (default: a new file under the temp directory)"),
+                ],
+            },
+            ProgramInfo {
+                name: "failover-demo".into(),
+                description: "Counts a throttled stream per key with checkpoints while failures are injected \
+                              ('injected failure #k'); restarts resume from the latest checkpoint"
+                    .into(),
+                args: vec![
+                    arg("failures", "5", "failures to inject"),
+                    arg("interval-ms", "500", "time between failures"),
+                    arg("seconds", "30", "how long the input lasts"),
+                    arg("rate", "20", "records per millisecond"),
+                ],
+            },
+        ]
+    }
+}
+
+impl ProgramCatalog for BuiltinPrograms {
+    fn programs(&self) -> Vec<ProgramInfo> {
+        Self::infos()
+    }
+
+    fn build(&self, name: &str, args: &[String], parallelism: Option<u32>) -> Result<JobGraph, String> {
+        let info =
+            Self::infos().into_iter().find(|p| p.name == name).ok_or_else(|| format!("no program named '{name}'"))?;
+        let a = parse_args(args, &info.args)?;
+        let p = parallelism.unwrap_or(1).max(1);
+        let graph = match name {
+            "wordcount" => {
+                let env = crate::environment(p, &Configuration::new());
+                let input = match a.get("input").filter(|s| !s.is_empty()) {
+                    Some(f) => {
+                        let path = PathBuf::from(f);
+                        std::fs::metadata(&path).map_err(|e| format!("cannot read --input '{f}': {e}"))?;
+                        crate::wordcount::Input::File(path)
+                    }
+                    None => crate::wordcount::Input::Generated(number(&a, "events")?),
+                };
+                crate::wordcount::define(&env, input, output(&a, "wordcount")?);
+                env.build_job_graph("wordcount")
+            }
+            "nexmark" => {
+                let q: crate::nexmark::Query =
+                    a.get("query").map(String::as_str).unwrap_or("q5").parse().map_err(|e| format!("{e}"))?;
+                let env = crate::environment(p, &Configuration::new());
+                crate::nexmark::define(&env, q, number(&a, "events")?, Some(output(&a, "nexmark")?));
+                env.build_job_graph(&format!("nexmark {}", a.get("query").map(String::as_str).unwrap_or("q5")))
+            }
+            "failover-demo" => failover_demo(
+                p,
+                number(&a, "failures")?,
+                number(&a, "interval-ms")?,
+                number(&a, "seconds")?,
+                number(&a, "rate")?,
+            ),
+            other => return Err(format!("no program named '{other}'")),
+        };
+        graph.map_err(|e| e.to_string())
+    }
+}
+
+/// A job that fails `failures` times, `interval_ms` apart, with messages
+/// `injected failure #k` (k from 1), then runs to the end of its input.
+pub fn failover_demo(
+    parallelism: u32,
+    failures: u64,
+    interval_ms: u64,
+    seconds: u64,
+    rate: u64,
+) -> Result<JobGraph, riffle_api::GraphError> {
+    let mut c = Configuration::new();
+    c.set("execution.checkpointing.interval", "100 ms")
+        .set("restart-strategy", "fixed-delay")
+        .set("restart-strategy.fixed-delay.attempts", (failures + 1).to_string())
+        .set("restart-strategy.fixed-delay.delay", "10 ms");
+    let env = crate::environment(parallelism, &c);
+    let rate = rate.max(1);
+    let events = seconds.saturating_mul(1000).saturating_mul(rate).max(1);
+    // Shared by every attempt: failures keep counting across restarts.
+    let fired = Arc::new(AtomicU64::new(0));
+    let last = Arc::new(AtomicU64::new(riffle_api::time::now_ms() as u64));
+    env.from_sequence(0, events - 1)
+        .map(move |i| {
+            if i % rate == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            i
+        })
+        .name("Throttle")
+        .map(move |i| {
+            let now = riffle_api::time::now_ms() as u64;
+            let prev = last.load(Ordering::SeqCst);
+            let k = fired.load(Ordering::SeqCst);
+            if k < failures
+                && now >= prev + interval_ms
+                && last.compare_exchange(prev, now, Ordering::SeqCst, Ordering::SeqCst).is_ok()
+            {
+                let k = fired.fetch_add(1, Ordering::SeqCst) + 1;
+                panic!("injected failure #{k} of {failures} at record {i}");
+            }
+            i
+        })
+        .name("Failure Injector")
+        // One instance: once it failed, the next failure can only come from the next attempt.
+        .set_parallelism(1)
+        .key_by(|i: &u64| i % 16)
+        .process(crate::drill::RunningCount)
+        .name("Running Count")
+        .discard();
+    env.build_job_graph("failover demo")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_are_checked() {
+        let c = BuiltinPrograms;
+        assert!(c.build("wordcount", &["--events".into(), "10".into()], Some(1)).is_ok());
+        let e = c.build("wordcount", &["--nope".into(), "1".into()], None).unwrap_err();
+        assert!(e.contains("unknown argument --nope"), "{e}");
+        let e = c.build("wordcount", &["--events".into(), "many".into()], None).unwrap_err();
+        assert!(e.contains("--events"), "{e}");
+        assert!(c.build("nexmark", &["--query=q9".into()], None).is_err());
+        assert!(c.build("rm -rf", &[], None).is_err());
+        assert!(c.build("wordcount", &["--output".into(), "relative/path".into()], None).is_err());
+    }
+}

@@ -1,0 +1,126 @@
+//! What every handler reaches the runtime through.
+//!
+//! Architecture invariant: the web crate knows the runtime only through `riffle_actors`
+//! (the Dispatcher's gateway messages and the read-only views in `RuntimeShared`) and the
+//! [`ProgramCatalog`] it is handed; it knows nothing of the cluster crate or the scenarios.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use actix::Addr;
+use riffle_actors::dispatcher::Dispatcher;
+use riffle_actors::RuntimeShared;
+use riffle_api::JobGraph;
+use serde::Serialize;
+
+use crate::config::RestConfig;
+
+/// One argument a program takes.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ProgramArg {
+    /// `--name`.
+    pub name: String,
+    /// Its default, shown in forms.
+    pub default: String,
+    /// What it does.
+    pub help: String,
+}
+
+/// A job a user can submit by name (the built-in scenarios; plugins come with the cluster).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ProgramInfo {
+    /// Its name in `/programs/{name}/run`.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// Its arguments.
+    pub args: Vec<ProgramArg>,
+}
+
+/// Builds jobs by name: handed to the server by whoever knows the programs (the `riffle`
+/// binary), so this crate needs no dependency on them.
+pub trait ProgramCatalog: Send + Sync {
+    /// Every program.
+    fn programs(&self) -> Vec<ProgramInfo>;
+    /// Builds `name`'s job graph from its arguments (`--key value` pairs) and parallelism;
+    /// a user error (unknown program, bad argument) comes back as a message for a 400.
+    fn build(&self, name: &str, args: &[String], parallelism: Option<u32>) -> Result<JobGraph, String>;
+}
+
+impl std::fmt::Debug for dyn ProgramCatalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProgramCatalog")
+    }
+}
+
+/// Where an asynchronous operation (savepoint, stop) is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operation {
+    /// Still running.
+    InProgress,
+    /// Done: the savepoint's location, or why it failed.
+    Done(Result<String, String>),
+}
+
+/// The asynchronous operations, by job and trigger id.
+pub type Triggers = Mutex<HashMap<(riffle_actors::JobId, String), Operation>>;
+
+/// Shared by every handler.
+pub struct RestContext {
+    /// The runtime's registries and read-only views.
+    pub shared: Arc<RuntimeShared>,
+    /// Submissions, cancellations, job results and exception histories.
+    pub dispatcher: Addr<Dispatcher>,
+    /// Programs users may submit.
+    pub programs: Option<Arc<dyn ProgramCatalog>>,
+    /// The server's settings.
+    pub config: RestConfig,
+    /// Savepoint and stop operations.
+    pub triggers: Triggers,
+    /// Metrics exported at `/metrics`.
+    pub metrics: crate::metrics::Metrics,
+    /// When the server started, epoch ms.
+    pub started_ms: i64,
+}
+
+impl RestContext {
+    /// A context over a runtime.
+    pub fn new(
+        shared: Arc<RuntimeShared>,
+        dispatcher: Addr<Dispatcher>,
+        programs: Option<Arc<dyn ProgramCatalog>>,
+        config: RestConfig,
+    ) -> Self {
+        let metrics = crate::metrics::Metrics::new(shared.clone());
+        Self {
+            shared,
+            dispatcher,
+            programs,
+            config,
+            triggers: Mutex::new(HashMap::new()),
+            metrics,
+            started_ms: riffle_api::time::now_ms(),
+        }
+    }
+
+    /// Records an operation's state.
+    pub fn set_operation(&self, job: riffle_actors::JobId, trigger: &str, op: Operation) {
+        let mut g = self.triggers.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded: the oldest finished operations go first.
+        if g.len() >= MAX_TRIGGERS {
+            let done: Vec<_> = g.iter().filter(|(_, o)| **o != Operation::InProgress).map(|(k, _)| k.clone()).collect();
+            for k in done.into_iter().take(MAX_TRIGGERS / 4 + 1) {
+                g.remove(&k);
+            }
+        }
+        g.insert((job, trigger.to_string()), op);
+    }
+
+    /// An operation's state.
+    pub fn operation(&self, job: riffle_actors::JobId, trigger: &str) -> Option<Operation> {
+        self.triggers.lock().unwrap_or_else(|e| e.into_inner()).get(&(job, trigger.to_string())).cloned()
+    }
+}
+
+/// How many savepoint/stop operations are remembered.
+const MAX_TRIGGERS: usize = 1024;

@@ -1,0 +1,259 @@
+//! `/metrics` in Prometheus text format, produced by OpenTelemetry instruments whose
+//! callbacks read the runtime's views at scrape time (nothing is counted twice and nothing
+//! runs between scrapes); and the backpressure sampler behind the job pages.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use opentelemetry::metrics::MeterProvider as _;
+use opentelemetry::KeyValue;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use riffle_actors::{JobId, RuntimeShared};
+
+use crate::error::WebError;
+
+/// How long a backpressure sample stays current before the next read takes a new one.
+const SAMPLE_PERIOD_MS: u128 = 1000;
+
+struct Sample {
+    at: Instant,
+    backpressured_ns: u64,
+    ratio: f64,
+}
+
+/// The exporter and the sampler.
+pub struct Metrics {
+    shared: Arc<RuntimeShared>,
+    registry: prometheus::Registry,
+    _provider: Option<SdkMeterProvider>,
+    samples: Mutex<HashMap<(JobId, u32, u32), Sample>>,
+}
+
+fn job_attrs(job: JobId, name: &str) -> Vec<KeyValue> {
+    vec![KeyValue::new("job_id", job.to_string()), KeyValue::new("job_name", name.to_string())]
+}
+
+impl Metrics {
+    /// Instruments over `shared`.
+    pub fn new(shared: Arc<RuntimeShared>) -> Self {
+        let registry = prometheus::Registry::new();
+        let provider = match opentelemetry_prometheus::exporter().with_registry(registry.clone()).build() {
+            Ok(exporter) => Some(SdkMeterProvider::builder().with_reader(exporter).build()),
+            Err(e) => {
+                tracing::warn!("metrics are unavailable: the Prometheus exporter did not start: {e}");
+                None
+            }
+        };
+        if let Some(p) = &provider {
+            register(&p.meter("riffle"), &shared);
+        }
+        Self { shared, registry, _provider: provider, samples: Mutex::new(HashMap::new()) }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> Result<String, WebError> {
+        use prometheus::Encoder;
+        let families = self.registry.gather();
+        let mut out = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&families, &mut out)
+            .map_err(|e| WebError::Internal(format!("cannot encode metrics: {e}")))?;
+        String::from_utf8(out).map_err(|e| WebError::Internal(format!("metrics are not UTF-8: {e}")))
+    }
+
+    /// Share of time each subtask of `vertex` waited for room downstream over the latest
+    /// sampling period (about a second), 0..=1.
+    pub fn subtask_backpressure(&self, job: JobId, vertex: u32) -> Vec<f64> {
+        let Some(view) = self.shared.view(job) else { return vec![] };
+        let Some(v) = view.vertices.get(vertex as usize) else { return vec![] };
+        let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        v.subtasks
+            .iter()
+            .enumerate()
+            .map(|(i, io)| {
+                let ns = io.backpressured_ns.load(Ordering::Relaxed);
+                let waiting_now = io.backpressured.load(Ordering::Relaxed);
+                let key = (job, vertex, i as u32);
+                match samples.get_mut(&key) {
+                    Some(s) if now.duration_since(s.at).as_millis() < SAMPLE_PERIOD_MS => s.ratio,
+                    Some(s) => {
+                        let dt = now.duration_since(s.at).as_nanos().max(1) as f64;
+                        let mut ratio = ((ns.saturating_sub(s.backpressured_ns)) as f64 / dt).clamp(0.0, 1.0);
+                        if waiting_now && ratio == 0.0 {
+                            // One wait that has not ended yet is counted only when it ends.
+                            ratio = 1.0;
+                        }
+                        *s = Sample { at: now, backpressured_ns: ns, ratio };
+                        ratio
+                    }
+                    None => {
+                        let ratio = if waiting_now { 1.0 } else { 0.0 };
+                        samples.insert(key, Sample { at: now, backpressured_ns: ns, ratio });
+                        ratio
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// The highest subtask backpressure of each vertex of `job`.
+    pub fn backpressure(&self, job: JobId) -> HashMap<u32, f64> {
+        let Some(view) = self.shared.view(job) else { return HashMap::new() };
+        (0..view.vertices.len() as u32)
+            .map(|v| (v, self.subtask_backpressure(job, v).into_iter().fold(0.0, f64::max)))
+            .collect()
+    }
+}
+
+fn register(meter: &opentelemetry::metrics::Meter, shared: &Arc<RuntimeShared>) {
+    let s = shared.clone();
+    meter
+        .u64_observable_counter("riffle_vertex_records_in")
+        .with_description("Records read by a vertex's subtasks from their inputs")
+        .with_callback(move |o| {
+            for v in s.views.iter() {
+                for x in &v.vertices {
+                    let n: u64 = x.subtasks.iter().map(|io| io.records_in.load(Ordering::Relaxed)).sum();
+                    let mut a = job_attrs(v.job_id, &v.name);
+                    a.push(KeyValue::new("vertex", x.name.clone()));
+                    o.observe(n, &a);
+                }
+            }
+        })
+        .build();
+    let s = shared.clone();
+    meter
+        .u64_observable_counter("riffle_vertex_records_out")
+        .with_description("Records a vertex's subtasks wrote to their outputs")
+        .with_callback(move |o| {
+            for v in s.views.iter() {
+                for x in &v.vertices {
+                    let n: u64 = x.subtasks.iter().map(|io| io.records_out.load(Ordering::Relaxed)).sum();
+                    let mut a = job_attrs(v.job_id, &v.name);
+                    a.push(KeyValue::new("vertex", x.name.clone()));
+                    o.observe(n, &a);
+                }
+            }
+        })
+        .build();
+    let s = shared.clone();
+    meter
+        .f64_observable_counter("riffle_vertex_backpressured_seconds")
+        .with_description("Time a vertex's subtasks waited for room in a full output channel")
+        .with_callback(move |o| {
+            for v in s.views.iter() {
+                for x in &v.vertices {
+                    let ns: u64 = x.subtasks.iter().map(|io| io.backpressured_ns.load(Ordering::Relaxed)).sum();
+                    let mut a = job_attrs(v.job_id, &v.name);
+                    a.push(KeyValue::new("vertex", x.name.clone()));
+                    o.observe(ns as f64 / 1e9, &a);
+                }
+            }
+        })
+        .build();
+    let s = shared.clone();
+    meter
+        .u64_observable_gauge("riffle_vertex_backpressured_subtasks")
+        .with_description("Subtasks of a vertex waiting for room downstream right now")
+        .with_callback(move |o| {
+            for v in s.views.iter() {
+                for x in &v.vertices {
+                    let n = x.subtasks.iter().filter(|io| io.backpressured.load(Ordering::Relaxed)).count() as u64;
+                    let mut a = job_attrs(v.job_id, &v.name);
+                    a.push(KeyValue::new("vertex", x.name.clone()));
+                    o.observe(n, &a);
+                }
+            }
+        })
+        .build();
+    let s = shared.clone();
+    meter
+        .u64_observable_counter("riffle_job_restarts")
+        .with_description("Restarts of a job (its attempt number)")
+        .with_callback(move |o| {
+            for v in s.views.iter() {
+                o.observe(v.state().attempt as u64, &job_attrs(v.job_id, &v.name));
+            }
+        })
+        .build();
+    let s = shared.clone();
+    meter
+        .u64_observable_counter("riffle_checkpoints_completed")
+        .with_description("Checkpoints completed")
+        .with_callback(move |o| checkpoints(&s, o, |c| c.completed))
+        .build();
+    let s = shared.clone();
+    meter
+        .u64_observable_counter("riffle_checkpoints_failed")
+        .with_description("Checkpoints failed (declined, timed out, aborted)")
+        .with_callback(move |o| checkpoints(&s, o, |c| c.failed))
+        .build();
+    let s = shared.clone();
+    meter
+        .u64_observable_gauge("riffle_checkpoint_last_duration_ms")
+        .with_description("Trigger to completion of the latest completed checkpoint")
+        .with_callback(move |o| {
+            for v in s.views.iter() {
+                let st = s.checkpoint_stats(v.job_id);
+                o.observe(st.last_duration_ms.load(Ordering::Relaxed), &job_attrs(v.job_id, &v.name));
+            }
+        })
+        .build();
+    let s = shared.clone();
+    meter
+        .u64_observable_gauge("riffle_checkpoint_last_size_bytes")
+        .with_description("State size of the latest completed checkpoint")
+        .with_callback(move |o| {
+            for v in s.views.iter() {
+                let st = s.checkpoint_stats(v.job_id);
+                o.observe(st.last_size_bytes.load(Ordering::Relaxed), &job_attrs(v.job_id, &v.name));
+            }
+        })
+        .build();
+    let s = shared.clone();
+    meter
+        .u64_observable_gauge("riffle_task_executors")
+        .with_description("TaskExecutors registered")
+        .with_callback(move |o| o.observe(s.task_executors.len() as u64, &[]))
+        .build();
+    let s = shared.clone();
+    meter
+        .u64_observable_gauge("riffle_jobs")
+        .with_description("Jobs by status")
+        .with_callback(move |o| {
+            let mut by: HashMap<&'static str, u64> = HashMap::new();
+            for v in s.views.iter() {
+                *by.entry(v.state().status.as_str()).or_insert(0) += 1;
+            }
+            for (st, n) in by {
+                o.observe(n, &[KeyValue::new("status", st)]);
+            }
+        })
+        .build();
+    let s = shared.clone();
+    meter
+        .u64_observable_gauge("riffle_slots_total")
+        .with_description("Task slots of all TaskExecutors")
+        .with_callback(move |o| o.observe(s.slots.total.load(Ordering::Relaxed), &[]))
+        .build();
+    let s = shared.clone();
+    meter
+        .u64_observable_gauge("riffle_slots_available")
+        .with_description("Task slots not allocated to a job")
+        .with_callback(move |o| o.observe(s.slots.free.load(Ordering::Relaxed), &[]))
+        .build();
+}
+
+fn checkpoints(
+    s: &RuntimeShared,
+    o: &dyn opentelemetry::metrics::AsyncInstrument<u64>,
+    pick: fn(&riffle_actors::checkpoint_history::CheckpointCountsView) -> u64,
+) {
+    for v in s.views.iter() {
+        let counts = s.checkpoint_stats(v.job_id).with_history(|h| h.view().counts);
+        o.observe(pick(&counts), &job_attrs(v.job_id, &v.name));
+    }
+}

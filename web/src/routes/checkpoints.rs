@@ -1,0 +1,177 @@
+//! `/jobs/{id}/checkpoints...`: statistics, configuration, one checkpoint's details.
+
+use actix_web::{web, HttpResponse};
+use riffle_actors::checkpoint_history::{CheckpointRecord, CheckpointStatus};
+use serde_json::{json, Map, Value};
+
+use crate::context::RestContext;
+use crate::error::WebError;
+use crate::params;
+use crate::routes::jobs::view;
+
+type Ctx = web::Data<RestContext>;
+
+fn record(job: riffle_actors::JobId, r: &CheckpointRecord, with_tasks: bool) -> Value {
+    let class = match r.status {
+        CheckpointStatus::Completed => "completed",
+        CheckpointStatus::Failed => "failed",
+        CheckpointStatus::InProgress => "in_progress",
+    };
+    let mut tasks = Map::new();
+    if with_tasks {
+        for (v, t) in &r.vertices {
+            tasks.insert(
+                params::vertex_id(job, *v),
+                json!({
+                    "id": params::vertex_id(job, *v),
+                    "status": r.status.as_str(),
+                    "latest_ack_timestamp": t.latest_ack_ms,
+                    "state_size": t.state_size,
+                    "end_to_end_duration": (t.latest_ack_ms - r.trigger_ms).max(0),
+                    "alignment_buffered": 0,
+                    "processed_data": 0,
+                    "persisted_data": 0,
+                    "num_subtasks": 0,
+                    "num_acknowledged_subtasks": t.acknowledged,
+                }),
+            );
+        }
+    }
+    let mut m = json!({
+        "@class": class,
+        "id": r.id,
+        "status": r.status.as_str(),
+        "is_savepoint": r.is_savepoint,
+        "savepointFormat": if r.is_savepoint { json!("CANONICAL") } else { Value::Null },
+        "checkpoint_type": if r.is_savepoint { "SAVEPOINT" } else { "CHECKPOINT" },
+        "trigger_timestamp": r.trigger_ms,
+        "latest_ack_timestamp": r.latest_ack_ms,
+        "state_size": r.state_size,
+        "checkpointed_size": r.state_size,
+        "end_to_end_duration": r.duration_ms(),
+        "alignment_buffered": 0,
+        "processed_data": 0,
+        "persisted_data": r.persisted_data,
+        "num_subtasks": r.num_subtasks,
+        "num_acknowledged_subtasks": r.num_acknowledged,
+        "sync_duration": r.sync_ms,
+        "async_duration": r.async_ms,
+        "tasks": tasks,
+    });
+    match r.status {
+        CheckpointStatus::Completed => {
+            m["external_path"] = json!(r.external_path.clone().unwrap_or_else(|| "<in memory>".into()));
+            m["discarded"] = json!(false);
+        }
+        CheckpointStatus::Failed => {
+            m["failure_timestamp"] = json!(r.end_ms);
+            m["failure_message"] = json!(r.failure_message);
+        }
+        CheckpointStatus::InProgress => {}
+    }
+    m
+}
+
+fn summary(values: impl Iterator<Item = u64> + Clone) -> Value {
+    let n = values.clone().count() as u64;
+    if n == 0 {
+        return json!({"min": 0, "max": 0, "avg": 0});
+    }
+    let min = values.clone().min().unwrap_or(0);
+    let max = values.clone().max().unwrap_or(0);
+    let sum: u64 = values.sum();
+    json!({"min": min, "max": max, "avg": sum / n})
+}
+
+fn stats(
+    ctx: &RestContext,
+    id: &str,
+) -> Result<(riffle_actors::JobId, std::sync::Arc<riffle_actors::checkpoint_coordinator::CheckpointStats>), WebError> {
+    let (job, _) = view(ctx, id)?;
+    let stats = ctx.shared.checkpoint_stats.get(&job).map(|s| s.clone());
+    match stats {
+        // Checkpointing is on (an interval), or a savepoint was taken without it.
+        Some(s)
+            if s.settings().is_some_and(|c| c.interval.is_some()) || s.with_history(|h| h.view().counts.total) > 0 =>
+        {
+            Ok((job, s))
+        }
+        _ => {
+            Err(WebError::NotFound(format!("job {job} has no checkpoint statistics: checkpointing is not configured")))
+        }
+    }
+}
+
+/// `GET /jobs/{id}/checkpoints`.
+pub async fn statistics(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, WebError> {
+    let (job, s) = stats(&ctx, &path)?;
+    let h = s.with_history(|h| h.view());
+    let completed = h.history.iter().filter(|r| r.status == CheckpointStatus::Completed);
+    let restored = h.restored.as_ref().map(|r| {
+        json!({"id": r.id, "restore_timestamp": r.restore_ms, "is_savepoint": r.is_savepoint, "external_path": r.external_path})
+    });
+    Ok(HttpResponse::Ok().json(json!({
+        "counts": {
+            "restored": h.counts.restored,
+            "total": h.counts.total,
+            "in_progress": h.counts.in_progress,
+            "completed": h.counts.completed,
+            "failed": h.counts.failed,
+        },
+        "summary": {
+            "state_size": summary(completed.clone().map(|r| r.state_size)),
+            "checkpointed_size": summary(completed.clone().map(|r| r.state_size)),
+            "end_to_end_duration": summary(completed.clone().map(|r| r.duration_ms() as u64)),
+            "alignment_buffered": summary(std::iter::empty::<u64>()),
+            "processed_data": summary(std::iter::empty::<u64>()),
+            "persisted_data": summary(completed.map(|r| r.persisted_data)),
+        },
+        "latest": {
+            "completed": h.latest_completed.as_ref().filter(|r| !r.is_savepoint).map(|r| record(job, r, false)),
+            "savepoint": h.latest_savepoint.as_ref().map(|r| record(job, r, false)),
+            "failed": h.latest_failed.as_ref().map(|r| record(job, r, false)),
+            "restored": restored,
+        },
+        "history": h.history.iter().map(|r| record(job, r, false)).collect::<Vec<_>>(),
+    })))
+}
+
+/// `GET /jobs/{id}/checkpoints/config`.
+pub async fn config(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, WebError> {
+    let (job, s) = stats(&ctx, &path)?;
+    let c = s.settings().ok_or_else(|| WebError::NotFound(format!("job {job}: checkpointing is not configured")))?;
+    let Some(interval) = c.interval else {
+        return Err(WebError::NotFound(format!("job {job}: periodic checkpoints are not enabled")));
+    };
+    use riffle_actors::checkpoint_coordinator::Retention;
+    let backend = ctx.shared.config.get_str("state.backend").unwrap_or("heap").to_string();
+    Ok(HttpResponse::Ok().json(json!({
+        "mode": if c.aligned { "exactly_once" } else { "at_least_once" },
+        "interval": interval.as_millis() as u64,
+        "timeout": c.timeout.as_millis() as u64,
+        "min_pause": c.min_pause.as_millis() as u64,
+        "max_concurrent": c.max_concurrent,
+        "externalization": {
+            "enabled": c.retention != Retention::None,
+            "delete_on_cancellation": c.retention != Retention::RetainOnCancellation,
+        },
+        "state_backend": backend,
+        "checkpoint_storage": if c.dir.is_some() { "FileSystemCheckpointStorage" } else { "JobManagerCheckpointStorage" },
+        "unaligned_checkpoints": c.unaligned,
+        "tolerable_failed_checkpoints": 0,
+    })))
+}
+
+/// `GET /jobs/{id}/checkpoints/details/{cid}`.
+pub async fn details(ctx: Ctx, path: web::Path<(String, String)>) -> Result<HttpResponse, WebError> {
+    let (id, cid) = path.into_inner();
+    let (job, s) = stats(&ctx, &id)?;
+    let cid = params::number(&cid, "checkpoint id")?;
+    let h = s.with_history(|h| h.view());
+    let r = h
+        .history
+        .iter()
+        .find(|r| r.id == cid)
+        .ok_or_else(|| WebError::NotFound(format!("checkpoint {cid} of job {job} is not in the history")))?;
+    Ok(HttpResponse::Ok().json(record(job, r, true)))
+}

@@ -1,0 +1,122 @@
+//! `/programs`: the built-in jobs a user can submit by name, with arguments, parallelism,
+//! a savepoint to start from and configuration overrides.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use actix_web::{web, HttpResponse};
+use riffle_actors::dispatcher::{DispatcherError, RequestJobResult, SubmitJob};
+use riffle_actors::JobId;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::context::RestContext;
+use crate::error::WebError;
+use crate::params;
+use crate::routes::jobs::dispatcher_error;
+
+type Ctx = web::Data<RestContext>;
+
+/// `GET /programs`.
+pub async fn list(ctx: Ctx) -> HttpResponse {
+    let programs = ctx.programs.as_ref().map(|p| p.programs()).unwrap_or_default();
+    HttpResponse::Ok().json(json!({ "programs": programs }))
+}
+
+/// Body of `POST /programs/{name}/run`, shaped like Flink's `/jars/{id}/run`.
+#[derive(Deserialize, Default)]
+pub struct RunBody {
+    #[serde(rename = "programArgsList", default)]
+    program_args_list: Vec<String>,
+    #[serde(rename = "programArgs")]
+    program_args: Option<String>,
+    parallelism: Option<u32>,
+    #[serde(rename = "savepointPath")]
+    savepoint_path: Option<String>,
+    #[serde(rename = "allowNonRestoredState", default)]
+    allow_non_restored_state: bool,
+    #[serde(rename = "jobId")]
+    job_id: Option<String>,
+    #[serde(rename = "flinkConfiguration", default)]
+    flink_configuration: BTreeMap<String, String>,
+}
+
+/// Largest number of arguments accepted.
+const MAX_ARGS: usize = 256;
+
+/// `POST /programs/{name}/run`: 200 `{"jobid"}`; the same `jobId` again returns that job.
+pub async fn run(ctx: Ctx, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, WebError> {
+    if !ctx.config.web_submit {
+        return Err(WebError::Conflict(
+            "submission through the REST API is disabled (web.submit.enable: false)".into(),
+        ));
+    }
+    let catalog =
+        ctx.programs.clone().ok_or_else(|| WebError::NotFound("this cluster has no programs to submit".into()))?;
+    let name = path.into_inner();
+    let b: RunBody = crate::body::parse(&body)?;
+    let mut args = b.program_args_list;
+    if let Some(a) = &b.program_args {
+        args.extend(a.split_whitespace().map(str::to_string));
+    }
+    if args.len() > MAX_ARGS {
+        return Err(WebError::BadRequest(format!("at most {MAX_ARGS} program arguments are accepted")));
+    }
+    if b.parallelism == Some(0) {
+        return Err(WebError::BadRequest("parallelism must be at least 1".into()));
+    }
+    let job = match &b.job_id {
+        Some(id) => params::job_id(id)?,
+        None => JobId::generate(),
+    };
+    if ctx.shared.view(job).is_some() {
+        // A retry of a submission that got through: the job exists, do not start another.
+        return Ok(HttpResponse::Ok().json(json!({ "jobid": job.to_string() })));
+    }
+    if !catalog.programs().iter().any(|p| p.name == name) {
+        return Err(WebError::NotFound(format!("no program named '{}'", params::printable(&name))));
+    }
+    let parallelism = b.parallelism;
+    let n = name.clone();
+    let mut graph = web::block(move || catalog.build(&n, &args, parallelism))
+        .await
+        .map_err(|e| WebError::Internal(format!("building the job failed: {e}")))?
+        .map_err(WebError::BadRequest)?;
+    for (k, v) in &b.flink_configuration {
+        graph.config.set(k.as_str(), v.as_str());
+    }
+    if let Some(p) = &b.savepoint_path {
+        let p = p.strip_prefix("file://").unwrap_or(p);
+        if !std::path::Path::new(p).exists() {
+            return Err(WebError::BadRequest(format!("no savepoint or checkpoint at '{}'", params::printable(p))));
+        }
+        graph.config.set("execution.savepoint.path", p);
+    }
+    if b.allow_non_restored_state {
+        graph.config.set("execution.savepoint.ignore-unclaimed-state", "true");
+    }
+    ctx.shared.graphs.entry(job).or_insert_with(|| Arc::new(graph));
+    let r = ctx
+        .dispatcher
+        .send(SubmitJob { job_id: job })
+        .await
+        .map_err(|e| WebError::Unavailable(format!("the dispatcher is gone: {e}")))?;
+    match r {
+        Ok(()) => {
+            tracing::info!(job = %job, program = %name, "job submitted over REST");
+            // Nobody holds a handle to this job: drop its graph from the registry once it ends.
+            let (d, shared) = (ctx.dispatcher.clone(), ctx.shared.clone());
+            actix_web::rt::spawn(async move {
+                let _ = d.send(RequestJobResult { job_id: job }).await;
+                shared.graphs.remove(&job);
+            });
+        }
+        // The same id submitted concurrently: that submission's job is the answer.
+        Err(DispatcherError::Duplicate(_)) => {}
+        Err(e) => {
+            ctx.shared.graphs.remove(&job);
+            return Err(dispatcher_error(e));
+        }
+    }
+    Ok(HttpResponse::Ok().json(json!({ "jobid": job.to_string() })))
+}

@@ -1,0 +1,159 @@
+//! Thread dumps (FLINK-14816): the process's real threads with their kernel state, and the
+//! runtime's actors and subtasks with what each is doing, so a stuck operator can be found
+//! from the browser.
+
+use std::sync::atomic::Ordering;
+
+use actix_web::{web, HttpResponse};
+use riffle_actors::job_view::vertex_state;
+use serde_json::{json, Value};
+
+use crate::context::RestContext;
+use crate::error::WebError;
+use crate::routes::logs::task_manager;
+
+type Ctx = web::Data<RestContext>;
+
+/// One thread of this process, from `/proc/self/task`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadInfo {
+    /// Kernel thread id.
+    pub tid: u32,
+    /// Its name.
+    pub name: String,
+    /// Java-style state: RUNNABLE, WAITING, BLOCKED, TERMINATED.
+    pub state: &'static str,
+    /// Where it sleeps in the kernel, if it does.
+    pub wchan: String,
+    /// CPU time used, ms.
+    pub cpu_ms: u64,
+}
+
+/// The threads of this process (empty where `/proc` is not available).
+pub fn threads() -> Vec<ThreadInfo> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else { return vec![] };
+    let tick_ms = 10; // USER_HZ is 100 on Linux.
+    let mut out: Vec<ThreadInfo> = dir
+        .flatten()
+        .filter_map(|e| {
+            let tid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let base = e.path();
+            let name = std::fs::read_to_string(base.join("comm")).ok()?.trim_end().to_string();
+            let stat = std::fs::read_to_string(base.join("stat")).ok()?;
+            // Fields after the parenthesised name: state is the first, utime/stime 12th/13th.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let state = match fields.first().copied() {
+                Some("R") => "RUNNABLE",
+                Some("S") | Some("I") => "WAITING",
+                Some("D") => "BLOCKED",
+                Some("T") | Some("t") => "SUSPENDED",
+                _ => "TERMINATED",
+            };
+            let cpu = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+            let wchan = std::fs::read_to_string(base.join("wchan")).unwrap_or_default().trim().to_string();
+            Some(ThreadInfo { tid, name, state, wchan, cpu_ms: (cpu(11) + cpu(12)) * tick_ms })
+        })
+        .collect();
+    out.sort_by_key(|t| t.tid);
+    out
+}
+
+fn thread_infos(filter: impl Fn(&ThreadInfo) -> bool) -> Vec<Value> {
+    threads()
+        .into_iter()
+        .filter(|t| filter(t))
+        .map(|t| {
+            let wchan = if t.wchan.is_empty() || t.wchan == "0" { String::new() } else { format!("\n\tin kernel: {}", t.wchan) };
+            json!({
+                "threadName": t.name,
+                "threadId": t.tid,
+                "threadState": t.state,
+                "stringifiedThreadInfo": format!("\"{}\" Id={} {}\n\tcpu time: {} ms{}\n", t.name, t.tid, t.state, t.cpu_ms, wchan),
+            })
+        })
+        .collect()
+}
+
+fn subtasks(ctx: &RestContext) -> Vec<Value> {
+    let mut out = Vec::new();
+    for v in ctx.shared.views.iter() {
+        let s = v.state();
+        if s.status.is_terminal() {
+            continue;
+        }
+        for x in &v.vertices {
+            let tasks = s.tasks.get(x.index as usize).cloned().unwrap_or_default();
+            for (i, io) in x.subtasks.iter().enumerate() {
+                let state = tasks.get(i).copied().unwrap_or(vertex_state(&tasks));
+                let backpressured = io.backpressured.load(Ordering::Relaxed);
+                let since = io.since_ms.load(Ordering::Relaxed);
+                out.push(json!({
+                    "job": v.job_id.to_string(),
+                    "jobName": v.name,
+                    "vertex": x.name,
+                    "subtask": i,
+                    "parallelism": x.parallelism,
+                    "attempt": s.attempt,
+                    "state": state.as_str(),
+                    "backpressured": backpressured,
+                    "activity": if backpressured { "waiting for room in an output channel" } else { "processing or waiting for input" },
+                    "since": if since > 0 { since } else { s.start_ms },
+                    "recordsIn": io.records_in.load(Ordering::Relaxed),
+                    "recordsOut": io.records_out.load(Ordering::Relaxed),
+                }));
+            }
+        }
+    }
+    out
+}
+
+fn actors(ctx: &RestContext, only_tm: Option<&riffle_actors::ResourceId>) -> Vec<Value> {
+    let mut out = Vec::new();
+    if only_tm.is_none() {
+        out.push(json!({"name": "dispatcher", "kind": "Dispatcher", "mailbox": ctx.dispatcher.connected().then_some(0), "activity": if ctx.dispatcher.connected() { "running" } else { "stopped" }, "since": ctx.started_ms}));
+        let rm = ctx.shared.resource_manager();
+        out.push(json!({"name": "resource-manager", "kind": "ResourceManager", "mailbox": null,
+            "activity": if rm.as_ref().is_some_and(|a| a.connected()) { "running" } else { "restarting" }, "since": ctx.started_ms}));
+        for jm in ctx.shared.job_masters.iter() {
+            let status = ctx.shared.view(*jm.key()).map(|v| v.state());
+            out.push(json!({
+                "name": format!("job-master {}", jm.key()),
+                "kind": "JobMaster",
+                "mailbox": null,
+                "activity": status.as_ref().map_or("running".to_string(), |s| format!("job {} (attempt {})", s.status, s.attempt)),
+                "since": status.map_or(ctx.started_ms, |s| s.last_modification_ms),
+            }));
+        }
+    }
+    let mut tes: Vec<_> = ctx.shared.task_executors.iter().map(|e| (e.key().clone(), e.value().connected())).collect();
+    tes.sort_by_key(|(r, _)| r.to_string());
+    for (r, alive) in tes {
+        if only_tm.is_some_and(|t| *t != r) {
+            continue;
+        }
+        out.push(json!({"name": format!("task-executor {r}"), "kind": "TaskExecutor", "mailbox": null,
+            "activity": if alive { "running" } else { "stopped" }, "since": ctx.started_ms}));
+    }
+    out
+}
+
+/// `GET /jobmanager/thread-dump`.
+pub async fn jobmanager(ctx: Ctx) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "threadInfos": thread_infos(|_| true),
+        "actors": actors(&ctx, None),
+        "subtasks": subtasks(&ctx),
+    }))
+}
+
+/// `GET /taskmanagers/{tm}/thread-dump`: in one process the TaskManager's threads are its
+/// slot threads (`riffle-slot-*`, `riffle-…` arbiters); all threads are listed so nothing hides.
+pub async fn taskmanager(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, WebError> {
+    let tm = task_manager(&ctx, &path)?;
+    Ok(HttpResponse::Ok().json(json!({
+        "threadInfos": thread_infos(|_| true),
+        "actors": actors(&ctx, Some(&tm)),
+        "subtasks": subtasks(&ctx),
+    })))
+}

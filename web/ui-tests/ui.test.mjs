@@ -1,0 +1,523 @@
+#!/usr/bin/env node
+// Browser test of riffle's web UI in headless Debian Chromium (playwright-core, no bundled
+// browser). A plain script: exit code 0 when every check passes, 1 with a message naming the
+// first failed check.
+//
+// Environment:
+//   BASE_URL        where the UI and the REST API are served, e.g. http://127.0.0.1:8081/
+//   JOB_ID          a job that failed and restarted at least 12 times with errors whose
+//                   messages contain "injected failure #<k>" (k = 1, 2, ... in order)
+//   SCREENSHOT_DIR  where screenshots go (default: ./screenshots next to this script)
+//   CHROMIUM        the browser binary (default /usr/bin/chromium)
+//   UI_TEST_TIMEOUT_MS  hard limit for the whole run (default 120000)
+//
+// Expectations are computed from the live API (fetched by this script), and compared so that
+// a running job may change between two fetches (sets, before/after bounds).
+
+import { access, mkdir, readFile, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const WAIT_MS = 10_000;
+const MAX_SHOWN = 1024 * 1024; // the UI shows files above this from their last MiB
+
+const env = (name, fallback) => {
+  const value = process.env[name];
+  if (value === undefined || value === '') {
+    if (fallback === undefined) {
+      console.error(`FAIL: environment variable ${name} is required`);
+      process.exit(2);
+    }
+    return fallback;
+  }
+  return value;
+};
+
+const BASE = new URL(env('BASE_URL').replace(/\/*$/, '/'));
+const JOB_ID = env('JOB_ID');
+const SHOTS = env('SCREENSHOT_DIR', join(HERE, 'screenshots'));
+const CHROMIUM = env('CHROMIUM', '/usr/bin/chromium');
+const TOTAL_MS = Number(env('UI_TEST_TIMEOUT_MS', '120000'));
+
+let chromium;
+try {
+  ({ chromium } = await import('playwright-core'));
+} catch (err) {
+  console.error(`FAIL: cannot load playwright-core (${err.message}); run "npm ci" in ${HERE}`);
+  process.exit(2);
+}
+try {
+  await access(CHROMIUM);
+} catch (_) {
+  console.error(`FAIL: no browser at ${CHROMIUM}; install Debian's (apt-get install -y chromium) or set CHROMIUM`);
+  process.exit(2);
+}
+
+const watchdog = setTimeout(() => {
+  console.error(`FAIL: the whole test took longer than ${TOTAL_MS} ms`);
+  process.exit(1);
+}, TOTAL_MS);
+
+// ------------------------------------------------------------------ helpers
+
+class CheckError extends Error {}
+
+function check(condition, message) {
+  if (!condition) throw new CheckError(message);
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** GET from the REST API: JSON (default), 'text' or 'bytes'; {status} when allowError. */
+async function api(path, { as = 'json', allowError = false } = {}) {
+  const url = new URL(path, BASE);
+  let response;
+  try {
+    response = await fetch(url, { signal: AbortSignal.timeout(WAIT_MS) });
+  } catch (err) {
+    throw new CheckError(`API GET ${url}: ${err.message}${err.cause ? ` (${err.cause.message || err.cause})` : ''}`);
+  }
+  if (!response.ok) {
+    const body = await response.text();
+    if (allowError) return { status: response.status, body };
+    throw new CheckError(`API GET ${path} answered ${response.status}: ${body.slice(0, 300)}`);
+  }
+  if (as === 'bytes') return Buffer.from(await response.arrayBuffer());
+  if (as === 'text') return response.text();
+  return response.json();
+}
+
+/** Polls fn (async, returns a truthy value when done) until it succeeds or times out. */
+async function waitFor(description, fn, timeout = WAIT_MS) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      const value = await fn();
+      if (value) return value;
+      last = value;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      const detail = last instanceof Error ? last.message : JSON.stringify(last);
+      throw new CheckError(`timed out after ${timeout} ms waiting for ${description} (last: ${detail})`);
+    }
+    await sleep(150);
+  }
+}
+
+const sameSet = (a, b) => a.size === b.size && [...a].every((x) => b.has(x));
+const fmtSet = (s) => JSON.stringify([...s].sort());
+
+/** mid equals before or after, or lies between them on an append-only file. */
+function between(before, mid, after) {
+  const eq = (x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)) === 0;
+  const prefix = (p, x) => Buffer.from(x).subarray(0, Buffer.from(p).length).equals(Buffer.from(p));
+  return eq(mid, before) || eq(mid, after) || (prefix(before, mid) && prefix(mid, after));
+}
+
+function injectedK(text) {
+  const m = /injected failure #(\d+)/.exec(text || '');
+  return m ? Number(m[1]) : null;
+}
+
+// ------------------------------------------------------------------ browser
+
+let browser;
+let page;
+let shotIndex = 0;
+const pageErrors = [];
+
+async function shot(name) {
+  shotIndex += 1;
+  const file = join(SHOTS, `${String(shotIndex).padStart(2, '0')}-${name}.png`);
+  await page.screenshot({ path: file, fullPage: true });
+}
+
+async function go(route) {
+  await page.goto(new URL(`#/${route}`, BASE).href);
+  await waitFor(`route #/${route}`, () => page.evaluate((r) => location.hash === `#/${r}`, route));
+}
+
+const count = (selector) => page.locator(selector).count();
+const texts = (selector) => page.$$eval(selector, (els) => els.map((e) => e.textContent));
+const attrs = (selector, name) => page.$$eval(selector, (els, n) => els.map((e) => e.getAttribute(n)), name);
+const text = (selector) => page.$eval(selector, (e) => e.textContent).catch(() => null);
+
+async function assertClean(where) {
+  check(pageErrors.length === 0, `${where}: JavaScript error in the page: ${pageErrors.join(' | ')}`);
+  const banner = await page.$eval('#error-banner', (e) => (e.hidden ? null : e.textContent)).catch(() => null);
+  check(banner === null, `${where}: the error banner is shown: ${banner}`);
+}
+
+let stepName = '';
+async function step(name, fn) {
+  stepName = name;
+  const t0 = Date.now();
+  await fn();
+  console.log(`ok   ${name} (${Date.now() - t0} ms)`);
+}
+
+// ------------------------------------------------------------------ checks
+
+async function checkOverview(job) {
+  await go('overview');
+  await waitFor('the TaskManager count on the overview', async () =>
+    (await text('[data-testid="overview-taskmanagers"]')) === String((await api('overview')).taskmanagers));
+  for (const key of ['slots-total', 'jobs-running', 'jobs-finished']) {
+    const shown = await text(`[data-testid="overview-${key}"]`);
+    check(/^\d+$/.test(shown || ''), `overview ${key} shows "${shown}", not a number`);
+  }
+  const row = `[data-testid$="-jobs"] tr[data-job-id="${JOB_ID}"]`;
+  await waitFor(`job ${JOB_ID} in the running or completed jobs table`, () => count(row));
+  const name = await text(`${row} .job-name`);
+  check(name === job.name, `overview row of ${JOB_ID} shows name "${name}", API says "${job.name}"`);
+  await assertClean('overview');
+  await shot('overview');
+}
+
+async function checkJobsList() {
+  const before = new Set((await api('jobs/overview')).jobs.map((j) => j.jid));
+  await go('jobs');
+  await waitFor(`job ${JOB_ID} in the jobs list`, () => count(`tr[data-job-id="${JOB_ID}"]`));
+  await waitFor('the jobs list to match jobs/overview', async () => {
+    const after = new Set((await api('jobs/overview')).jobs.map((j) => j.jid));
+    const shown = new Set(await attrs('tr[data-testid="job-row"]', 'data-job-id'));
+    const stable = [...before].filter((id) => after.has(id));
+    return [...shown].every((id) => before.has(id) || after.has(id)) && stable.every((id) => shown.has(id));
+  });
+  await assertClean('jobs list');
+  await shot('jobs');
+}
+
+async function checkJobGraph(job) {
+  await go(`jobs/${JOB_ID}`);
+  await waitFor('the job name in the header', async () => (await text('[data-testid="job-name"]')) === job.name);
+  const shownId = await text('[data-testid="job-id"]');
+  check(shownId === JOB_ID, `job page shows id "${shownId}", expected ${JOB_ID}`);
+
+  const vertexIds = new Set(job.vertices.map((v) => v.id));
+  await waitFor(`${vertexIds.size} vertex boxes in the job graph`, async () =>
+    (await count('svg[data-testid="job-graph"] [data-testid="graph-vertex"]')) === vertexIds.size);
+  const boxes = new Set(await attrs('[data-testid="graph-vertex"]', 'data-vertex-id'));
+  check(sameSet(boxes, vertexIds), `graph vertices ${fmtSet(boxes)} differ from the API's ${fmtSet(vertexIds)}`);
+
+  const plan = await api(`jobs/${JOB_ID}/plan`);
+  const expectedEdges = [];
+  for (const node of plan.plan.nodes) {
+    for (const input of node.inputs || []) {
+      if (vertexIds.has(node.id) && vertexIds.has(input.id)) expectedEdges.push(`${input.id}->${node.id}`);
+    }
+  }
+  const edges = await page.$$eval('[data-testid="graph-edge"]', (els) => els.map((e) => `${e.dataset.from}->${e.dataset.to}`));
+  check(JSON.stringify(edges.sort()) === JSON.stringify(expectedEdges.sort()),
+    `graph edges ${JSON.stringify(edges)} differ from the plan's ${JSON.stringify(expectedEdges)}`);
+
+  const names = await texts('[data-testid="graph-vertex"] .vertex-name');
+  check(names.every((n) => n.length > 0), 'a vertex box has no name');
+  const levels = await page.$$eval('[data-testid="graph-vertex"]', (els) =>
+    els.map((e) => (e.getAttribute('class').match(/bp-(ok|low|high)/) || [null])[0]));
+  check(levels.every(Boolean), `a vertex box has no backpressure colour: ${JSON.stringify(levels)}`);
+
+  const rows = new Set(await attrs('[data-testid="vertex-row"]', 'data-vertex-id'));
+  check(sameSet(rows, vertexIds), `vertex table rows ${fmtSet(rows)} differ from the API's ${fmtSet(vertexIds)}`);
+  await assertClean('job graph');
+  await shot('job-graph');
+}
+
+async function checkCheckpoints() {
+  const before = await api(`jobs/${JOB_ID}/checkpoints`, { allowError: true });
+  await go(`jobs/${JOB_ID}/checkpoints`);
+  if (before.status === 404) {
+    await waitFor('the "checkpoints not available" message', () => count('[data-testid="checkpoints-disabled"]'));
+  } else {
+    await waitFor('the checkpoint counts', () => count('[data-testid="checkpoints-total"]'));
+    const total = Number(await text('[data-testid="checkpoints-total"]'));
+    check(total >= before.counts.total, `checkpoint total shows ${total}, API said ${before.counts.total} before`);
+    if (before.history.length > 0) {
+      await waitFor('checkpoint history rows', () => count('[data-testid="checkpoint-row"]'));
+      const { ids, bars } = await page.evaluate(() => ({
+        ids: [...document.querySelectorAll('[data-testid="checkpoint-row"]')].map((r) => Number(r.dataset.checkpointId)),
+        bars: document.querySelectorAll('[data-testid="checkpoint-chart"] [data-testid="chart-bar"]').length,
+      }));
+      const newestBefore = Math.max(...before.history.map((c) => c.id));
+      check(Math.max(...ids) >= newestBefore, `newest checkpoint shown is ${Math.max(...ids)}, API had ${newestBefore}`);
+      check(bars === 2 * ids.length, `the chart has ${bars} bars for ${ids.length} checkpoints (expected duration + size each)`);
+    } else {
+      await waitFor('the empty checkpoint history', () => count('[data-testid="checkpoint-history"]'));
+    }
+  }
+  await assertClean('checkpoints');
+  await shot('checkpoints');
+}
+
+/** The k of "injected failure #k" of each top-level entry on the shown exceptions page. */
+function shownFailures() {
+  return page.$$eval('[data-testid="exception-entry"]', (entries) => entries.map((entry) => {
+    const own = [
+      entry.querySelector(':scope > .exception-head')?.textContent,
+      entry.querySelector(':scope > [data-testid="exception-message"]')?.textContent,
+      entry.querySelector(':scope > details.stacktrace > pre')?.textContent,
+    ].join('\n');
+    const m = /injected failure #(\d+)/.exec(own);
+    return m ? Number(m[1]) : null;
+  }));
+}
+
+function maxInjected(page0) {
+  const ks = page0.exceptionHistory.entries
+    .map((e) => injectedK(`${e.exceptionName}\n${e.stacktrace}`))
+    .filter((k) => k !== null);
+  return ks.length ? Math.max(...ks) : null;
+}
+
+async function checkExceptions() {
+  const before = await api(`jobs/${JOB_ID}/exceptions?page=0&size=5`);
+  check(before.total >= 12, `API: job ${JOB_ID} has ${before.total} failures, the test needs at least 12`);
+  const maxBefore = maxInjected(before);
+  check(maxBefore !== null, 'API: no "injected failure #k" on the first page of the exception history');
+
+  await go(`jobs/${JOB_ID}/exceptions`);
+  await waitFor('page 1 of the exception history', async () =>
+    /^Page 1 of \d+$/.test((await text('[data-testid="exceptions-page-info"]')) || '')
+    && (await count('[data-testid="exception-entry"]')) > 0);
+  const page1 = await shownFailures();
+  const after = await api(`jobs/${JOB_ID}/exceptions?page=0&size=5`);
+  const maxAfter = maxInjected(after);
+  const ks1 = page1.filter((k) => k !== null);
+  check(page1.length === 5, `page 1 shows ${page1.length} entries, expected 5`);
+  check(ks1.length > 0, 'page 1 shows no "injected failure #k"');
+  const max1 = Math.max(...ks1);
+  check(max1 >= maxBefore && max1 <= maxAfter,
+    `page 1's newest failure is #${max1}, the API's was #${maxBefore} (before) / #${maxAfter} (after)`);
+  check(ks1.every((k, i) => i === 0 || k < ks1[i - 1]), `page 1 is not newest first: ${JSON.stringify(ks1)}`);
+  const info = await text('[data-testid="exceptions-page-info"]');
+  const pages = Number(/of (\d+)/.exec(info)[1]);
+  const lo = Math.ceil(before.total / 5);
+  const hi = Math.ceil(after.total / 5);
+  check(pages >= lo && pages <= hi, `"${info}" but the API has ${before.total}..${after.total} failures (5 per page)`);
+  check(await count('[data-testid="exception-entry"] [data-testid="root-cause-badge"]') > 0, 'page 1 has no root-cause badge');
+
+  // a stack trace expands
+  await page.locator('[data-testid="exception-entry"] > details.stacktrace > summary').first().click();
+  await waitFor('an expanded stack trace', () =>
+    page.locator('[data-testid="exception-entry"] > details.stacktrace > pre').first().isVisible());
+  await assertClean('exceptions page 1');
+  await shot('exceptions-page-1');
+
+  await page.click('[data-testid="exceptions-next"]');
+  await waitFor('page 2 of the exception history', async () =>
+    /^Page 2 of \d+$/.test((await text('[data-testid="exceptions-page-info"]')) || '')
+    && (await page.$eval('[data-testid="exceptions-list"]', (e) => e.dataset.page)) === '1'
+    && (await count('[data-testid="exception-entry"]')) > 0);
+  const ks2 = (await shownFailures()).filter((k) => k !== null);
+  check(ks2.length > 0, 'page 2 shows no "injected failure #k"');
+  check(Math.max(...ks2) <= Math.min(...ks1),
+    `page 2 shows failures ${JSON.stringify(ks2)}, not older than page 1's ${JSON.stringify(ks1)}`);
+  check(await count('[data-testid="exception-entry"] [data-testid="root-cause-badge"]') > 0, 'page 2 has no root-cause badge');
+  await assertClean('exceptions page 2');
+  await shot('exceptions-page-2');
+}
+
+/** Checks the log viewer on the current page against the API listing at `base`. */
+async function checkLogs(base, label) {
+  const listed = async () => new Set((await api(base)).logs.map((f) => f.name));
+  const before = await listed();
+  await waitFor(`${label}: the log file list`, async () => {
+    const shown = new Set(await attrs('[data-testid="log-file-row"]', 'data-name'));
+    if (sameSet(shown, before)) return true;
+    return sameSet(shown, await listed());
+  });
+  const files = (await api(base)).logs;
+  check(files.length > 0, `${label}: the API lists no log file`);
+  const nonEmpty = files.filter((f) => f.size > 0);
+  const view = nonEmpty.find((f) => f.size <= MAX_SHOWN / 2) || nonEmpty[0] || files[0];
+  const fileUrl = `${base}/${encodeURIComponent(view.name)}`;
+
+  // view a file
+  const viewBefore = await api(fileUrl, { as: 'bytes' });
+  const index = (await attrs('[data-testid="log-file-row"]', 'data-name')).indexOf(view.name);
+  check(index >= 0, `${label}: ${view.name} is not in the log file list`);
+  await page.locator('[data-testid="log-file-link"]').nth(index).click();
+  await waitFor(`${label}: the content of ${view.name}`, () =>
+    page.$eval('[data-testid="log-content"]', (e, n) => e.dataset.file === n, view.name));
+  const shown = await text('[data-testid="log-content"]');
+  const viewAfter = await api(fileUrl, { as: 'bytes' });
+  if (viewAfter.length <= MAX_SHOWN) {
+    check(between(viewBefore.toString('utf8'), shown, viewAfter.toString('utf8')),
+      `${label}: ${view.name} shows ${shown.length} chars that differ from the API's file (${viewAfter.length} bytes)`);
+  } else {
+    check(shown.length > 0 && viewAfter.toString('utf8').includes(shown.slice(-4096, -1)),
+      `${label}: the tail of ${view.name} shown is not in the API's file`);
+  }
+
+  // download it: the bytes must be the API's
+  const link = page.locator('[data-testid="log-download"]');
+  check((await link.getAttribute('download')) !== null, `${label}: the download link has no download attribute`);
+  const href = await link.getAttribute('href');
+  check(/[?&]download=true/.test(href || ''), `${label}: the download link "${href}" lacks ?download=true`);
+  const dlBefore = await api(fileUrl, { as: 'bytes' });
+  const [download] = await Promise.all([page.waitForEvent('download', { timeout: WAIT_MS }), link.click()]);
+  const path = await download.path();
+  const failure = await download.failure();
+  check(failure === null && path, `${label}: downloading ${view.name} failed: ${failure}`);
+  const got = await readFile(path);
+  const dlAfter = await api(fileUrl, { as: 'bytes' });
+  check(between(dlBefore, got, dlAfter),
+    `${label}: downloaded ${got.length} bytes of ${view.name} differ from the API's (${dlBefore.length}/${dlAfter.length} bytes)`);
+  if (download.suggestedFilename() !== view.name) {
+    console.log(`note ${label}: the download was named "${download.suggestedFilename()}" (file "${view.name}")`);
+  }
+
+  // reload keeps the list and the open file
+  await page.click('[data-testid="log-reload"]');
+  await waitFor(`${label}: the list and file after Reload`, async () =>
+    (await count('[data-testid="log-file-row"]')) > 0
+    && page.$eval('[data-testid="log-content"]', (e, n) => e.dataset.file === n && e.textContent !== 'Loading…', view.name));
+
+  // full screen on and off
+  await page.click('[data-testid="log-fullscreen"]');
+  await waitFor(`${label}: full-screen log viewer`, () =>
+    page.$eval('[data-testid="log-viewer"]', (e) => e.classList.contains('fullscreen')));
+  await shot(`${label}-logs-fullscreen`);
+  await page.click('[data-testid="log-fullscreen"]');
+  await waitFor(`${label}: log viewer back from full screen`, () =>
+    page.$eval('[data-testid="log-viewer"]', (e) => !e.classList.contains('fullscreen')));
+  await assertClean(`${label} logs`);
+  await shot(`${label}-logs`);
+}
+
+async function checkThreadDump(path, label) {
+  const dump = await api(path);
+  check(Array.isArray(dump.actors) && dump.actors.length > 0, `${label}: the API's thread dump lists no actor`);
+  await waitFor(`${label}: actors in the thread dump`, () => count('[data-testid="actor-row"]'));
+  const threads = await count('[data-testid="thread"]');
+  check(threads > 0 || dump.threadInfos.length === 0, `${label}: the thread dump shows no thread`);
+  await assertClean(`${label} thread dump`);
+  await shot(`${label}-thread-dump`);
+}
+
+async function checkTaskManagers() {
+  const tms = (await api('taskmanagers')).taskmanagers;
+  check(tms.length > 0, 'API: no TaskManager registered');
+  await go('taskmanagers');
+  const ids = new Set(tms.map((t) => t.id));
+  await waitFor('the TaskManager list', async () =>
+    sameSet(new Set(await attrs('[data-testid="tm-row"]', 'data-tm-id')), ids));
+  await assertClean('taskmanagers');
+  await shot('taskmanagers');
+
+  const tm = tms[0].id;
+  const row = (await attrs('[data-testid="tm-row"]', 'data-tm-id')).indexOf(tm);
+  check(row >= 0, `TaskManager ${tm} is not in the list`);
+  await page.locator('[data-testid="tm-link"]').nth(row).click();
+  await waitFor(`the page of TaskManager ${tm}`, async () => (await text('[data-testid="tm-id"]')) === tm);
+  const slots = await text('[data-testid="tm-slots"]');
+  check(slots === String(tms[0].slotsNumber), `TaskManager ${tm} shows ${slots} slots, API says ${tms[0].slotsNumber}`);
+  await assertClean('taskmanager');
+  await shot('taskmanager');
+
+  await page.click('[data-testid="tab-tm-logs"]');
+  await checkLogs(`taskmanagers/${encodeURIComponent(tm)}/logs`, 'taskmanager');
+
+  await page.click('[data-testid="tab-tm-thread-dump"]');
+  await checkThreadDump(`taskmanagers/${encodeURIComponent(tm)}/thread-dump`, 'taskmanager');
+}
+
+async function checkJobManager() {
+  const config = await api('jobmanager/config');
+  await go('jobmanager/config');
+  const keys = new Set(config.map((e) => e.key));
+  await waitFor('the JobManager configuration table', async () =>
+    sameSet(new Set(await attrs('[data-testid="config-row"]', 'data-key')), keys));
+  await assertClean('jobmanager config');
+  await shot('jobmanager-config');
+
+  await go('jobmanager/logs');
+  await checkLogs('jobmanager/logs', 'jobmanager');
+
+  await go('jobmanager/thread-dump');
+  await checkThreadDump('jobmanager/thread-dump', 'jobmanager');
+}
+
+async function checkSubmit() {
+  const programs = (await api('programs')).programs;
+  await go('submit');
+  await waitFor('the program list', async () => (await count('[data-testid="program"]')) === programs.length);
+  await assertClean('submit');
+  await shot('submit');
+  if (!programs.some((p) => p.name === 'wordcount')) {
+    console.log('note no program named wordcount: submission not tested');
+    return;
+  }
+  const form = page.locator('[data-testid="program-form"][data-program="wordcount"]');
+  await form.locator('[data-testid="program-args"]').fill('--events\n1000');
+  await form.locator('[data-testid="program-submit"]').click();
+  const jobId = await waitFor('the browser to land on the new job page', () =>
+    page.evaluate(() => (/^#\/jobs\/([0-9a-f]{32})$/.exec(location.hash) || [])[1]), 20_000);
+  check(jobId !== JOB_ID, 'submitting wordcount landed on the failing job');
+  await waitFor(`job ${jobId} in jobs/overview`, async () =>
+    (await api('jobs/overview')).jobs.some((j) => j.jid === jobId));
+  await waitFor(`the page of job ${jobId}`, async () => (await text('[data-testid="job-id"]')) === jobId);
+  await assertClean('submitted job');
+  await shot('submitted-job');
+}
+
+async function checkErrorBanner() {
+  const unknown = JOB_ID === '0'.repeat(32) ? '1'.repeat(32) : '0'.repeat(32);
+  const answer = await api(`jobs/${unknown}`, { allowError: true });
+  check(answer.status >= 400, `API: jobs/${unknown} exists, cannot test the error banner`);
+  await go(`jobs/${unknown}`);
+  await waitFor('the error banner for an unknown job', () =>
+    page.$eval('#error-banner', (e, status) => !e.hidden && e.textContent.includes(status), String(answer.status)));
+  await shot('error-banner');
+  await page.click('[data-testid="error-dismiss"]');
+}
+
+// ------------------------------------------------------------------ main
+
+async function main() {
+  await mkdir(SHOTS, { recursive: true });
+  await rm(join(SHOTS, 'FAILED.png'), { force: true });
+  const t0 = Date.now();
+  const job = await api(`jobs/${JOB_ID}`, { allowError: true });
+  check(!job.status || job.jid, `API: job ${JOB_ID} not found (${job.status}: ${job.body})`);
+
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    timeout: 30_000,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
+  const context = await browser.newContext({ viewport: { width: 1400, height: 900 }, acceptDownloads: true });
+  page = await context.newPage();
+  page.setDefaultTimeout(WAIT_MS);
+  page.setDefaultNavigationTimeout(15_000);
+  page.on('pageerror', (err) => pageErrors.push(err.message));
+  page.on('dialog', (dialog) => dialog.dismiss());
+
+  await step('overview', () => checkOverview(job));
+  await step('jobs list', () => checkJobsList());
+  await step('job graph', () => checkJobGraph(job));
+  await step('checkpoints', () => checkCheckpoints());
+  await step('exceptions (paginated)', () => checkExceptions());
+  await step('taskmanagers, logs, thread dump', () => checkTaskManagers());
+  await step('jobmanager config, logs, thread dump', () => checkJobManager());
+  await step('submit', () => checkSubmit());
+  await step('error banner', () => checkErrorBanner());
+  console.log(`PASS: all UI checks passed in ${Date.now() - t0} ms; screenshots in ${SHOTS}`);
+}
+
+try {
+  await main();
+  await browser.close();
+  clearTimeout(watchdog);
+} catch (err) {
+  console.error(`FAIL [${stepName || 'setup'}]: ${err instanceof CheckError ? err.message : err.stack || err}`);
+  if (page) await page.screenshot({ path: join(SHOTS, 'FAILED.png'), fullPage: true }).catch(() => {});
+  if (browser) await browser.close().catch(() => {});
+  process.exit(1);
+}
