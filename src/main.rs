@@ -22,6 +22,10 @@ struct Cli {
     /// With --from-savepoint: skip state of operators this job no longer has.
     #[arg(long, global = true)]
     allow_non_restored_state: bool,
+    /// Serve the REST API and web UI (rest.bind-address:rest.port, default 127.0.0.1:8081)
+    /// while the job runs, and keep serving after it ended until interrupted.
+    #[arg(long, global = true)]
+    web: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -32,6 +36,16 @@ enum Command {
     Run {
         #[command(subcommand)]
         scenario: Scenario,
+    },
+    /// Starts an embedded cluster with the REST API and web UI and serves until interrupted:
+    /// submit the built-in programs from the browser, `curl` or the `flink` CLI.
+    Serve {
+        /// TaskManagers (TaskExecutors) to start.
+        #[arg(long, default_value_t = 1)]
+        taskmanagers: u32,
+        /// Slots per TaskManager.
+        #[arg(long, default_value_t = 4)]
+        slots: u32,
     },
     /// Runs a benchmark workload (W1, W2, W3 of the Flink comparison) and prints one result line.
     Bench {
@@ -193,7 +207,20 @@ fn run(cli: Cli) -> Result<()> {
     if cli.allow_non_restored_state {
         conf.set("execution.savepoint.ignore-unclaimed-state", "true");
     }
+    if cli.web {
+        conf.set("rest.enabled", "true");
+    }
     match cli.command {
+        Command::Serve { taskmanagers, slots } => {
+            let mut cfg = riffle::MiniClusterConfig::new(taskmanagers, slots)
+                .with_rest()
+                .with_programs(std::sync::Arc::new(scenarios::catalog::BuiltinPrograms));
+            cfg.config = conf;
+            let cluster = riffle::MiniCluster::start(cfg)?;
+            let url = cluster.rest_url().unwrap_or_default();
+            println!("riffle is serving the REST API and web UI at {url} (Ctrl-C stops it)");
+            scenarios::serve_until_interrupted();
+        }
         Command::Run { scenario: Scenario::Wordcount { input, output, events, parallelism } } => {
             if let Some(i) = &input {
                 std::fs::metadata(i).with_context(|| format!("cannot read input '{}'", i.display()))?;
@@ -291,6 +318,35 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+/// Logs to stderr and, with `log.dir`, to a daily rolling `jobmanager.log` there (this
+/// process hosts the JobManager and its TaskExecutors); `RUST_LOG` sets the level.
+fn init_logging(cli: &Cli) -> Result<Option<tracing_appender::non_blocking::WorkerGuard>> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let conf = config(&cli.define)?;
+    let stderr_filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(stderr_filter);
+    let Some(dir) = conf.get_str("log.dir") else {
+        tracing_subscriber::registry().with(stderr).init();
+        return Ok(None);
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create log.dir '{dir}'"))?;
+    let max_files = conf.get("log.file.max-files", 7usize)?;
+    let appender = tracing_appender::rolling::Builder::new()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .filename_prefix("jobmanager")
+        .filename_suffix("log")
+        .max_log_files(max_files.max(1))
+        .build(dir)
+        .with_context(|| format!("cannot write logs to '{dir}'"))?;
+    let (writer, guard) = tracing_appender::non_blocking(appender);
+    let file_filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let file = tracing_subscriber::fmt::layer().with_ansi(false).with_writer(writer).with_filter(file_filter);
+    tracing_subscriber::registry().with(stderr).with(file).init();
+    Ok(Some(guard))
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -300,8 +356,13 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let _log_guard = match init_logging(&cli) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     // Panics in user code are caught at the subtask boundary and fail the job with a clear
     // message; only a panic of the CLI itself (a bug) is reported here, as one line.
     std::panic::set_hook(Box::new(|info| {

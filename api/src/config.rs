@@ -139,4 +139,3 @@ mod tests {
         assert_eq!(c.get::<u32>("missing", 7), Ok(7));
     }
 }
-

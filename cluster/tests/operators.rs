@@ -407,7 +407,10 @@ fn processing_time_tumbling_windows_fire_on_the_clock() {
         }
     });
     let sums = rx.recv_timeout(Duration::from_secs(20)).expect("processing-time windows fired");
-    assert_eq!(sums, [(0..1000u64).filter(|x| x % 2 == 0).sum::<u64>(), (0..1000u64).filter(|x| x % 2 == 1).sum::<u64>()]);
+    assert_eq!(
+        sums,
+        [(0..1000u64).filter(|x| x % 2 == 0).sum::<u64>(), (0..1000u64).filter(|x| x % 2 == 1).sum::<u64>()]
+    );
     h.cancel().unwrap();
     assert_eq!(h.wait(common::WAIT).unwrap().status, riffle_cluster::JobStatus::Canceled);
 }

@@ -59,7 +59,15 @@ pub fn run_job_graph(config: &Configuration, graph: JobGraph, slots: u32) -> Res
 fn run_graph(config: &Configuration, graph: JobGraph, slots: u32, progress: bool) -> Result<JobResult, ScenarioError> {
     let mut cfg = MiniClusterConfig::from_config(config.clone())?;
     cfg.slots_per_executor = cfg.slots_per_executor.max(slots);
+    // `rest.enabled` (the CLI's --web): serve the REST API and UI while the job runs.
+    let web = config.get("rest.enabled", false).map_err(riffle_cluster::ClusterError::from)?;
+    if web {
+        cfg = cfg.with_rest().with_programs(std::sync::Arc::new(catalog::BuiltinPrograms));
+    }
     let cluster = MiniCluster::start(cfg)?;
+    if let Some(url) = cluster.rest_url() {
+        eprintln!("[riffle] web UI and REST API at {url}");
+    }
     let job = cluster.submit(graph)?;
     let reporter = progress.then(|| progress::Progress::start(job.counters()));
     let result = job.wait(None);
@@ -67,6 +75,14 @@ fn run_graph(config: &Configuration, graph: JobGraph, slots: u32, progress: bool
         r.finish();
     }
     let result = result?;
+    if web {
+        eprintln!(
+            "[riffle] job {}; the web UI stays at {} until interrupted (Ctrl-C)",
+            result.status,
+            cluster.rest_url().unwrap_or_default()
+        );
+        serve_until_interrupted();
+    }
     cluster.shutdown();
     if result.status != JobStatus::Finished {
         return Err(ScenarioError::JobFailed {
@@ -75,6 +91,14 @@ fn run_graph(config: &Configuration, graph: JobGraph, slots: u32, progress: bool
         });
     }
     Ok(result)
+}
+
+/// Blocks until the process is interrupted (SIGINT or SIGTERM end it), for a cluster that
+/// serves the web UI.
+pub fn serve_until_interrupted() {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
 }
 
 /// An environment with `parallelism` and the user's `-D` settings.

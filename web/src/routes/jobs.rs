@@ -285,19 +285,23 @@ fn exception_name(e: &ExceptionEntry) -> String {
     e.exception.lines().next().unwrap_or_default().to_string()
 }
 
-fn task_label(e: &ExceptionEntry) -> Option<String> {
+/// Flink's task label, `name (i/p)`.
+fn task_label(e: &ExceptionEntry, v: &JobView) -> Option<String> {
     e.task_name.as_ref().map(|t| match e.subtask_index {
-        Some(i) => format!("{t} ({}/?)", i + 1),
+        Some(i) => match v.vertices.iter().find(|x| &x.name == t) {
+            Some(x) => format!("{t} ({}/{})", i + 1, x.parallelism),
+            None => format!("{t} ({})", i + 1),
+        },
         None => t.clone(),
     })
 }
 
-fn history_entry(e: &ExceptionEntry, concurrent: Vec<Value>) -> Value {
+fn history_entry(e: &ExceptionEntry, v: &JobView, concurrent: Vec<Value>) -> Value {
     let mut m = Map::new();
     m.insert("exceptionName".into(), json!(exception_name(e)));
     m.insert("stacktrace".into(), json!(e.exception));
     m.insert("timestamp".into(), json!(e.timestamp_ms));
-    if let Some(t) = task_label(e) {
+    if let Some(t) = task_label(e, v) {
         m.insert("taskName".into(), json!(t));
     }
     if let Some(l) = &e.location {
@@ -312,7 +316,7 @@ fn history_entry(e: &ExceptionEntry, concurrent: Vec<Value>) -> Value {
 
 /// Groups a page of entries (newest first) as Flink does: each root cause with the failures
 /// of its attempt that happened alongside it.
-fn group(entries: &[ExceptionEntry]) -> Vec<Value> {
+fn group(entries: &[ExceptionEntry], v: &JobView) -> Vec<Value> {
     let mut out = Vec::new();
     let mut used = vec![false; entries.len()];
     for (i, e) in entries.iter().enumerate() {
@@ -323,15 +327,15 @@ fn group(entries: &[ExceptionEntry]) -> Vec<Value> {
         for (j, c) in entries.iter().enumerate() {
             if !c.is_root_cause && !used[j] && c.attempt == e.attempt {
                 used[j] = true;
-                concurrent.push(history_entry(c, vec![]));
+                concurrent.push(history_entry(c, v, vec![]));
             }
         }
         used[i] = true;
-        out.push((i, history_entry(e, concurrent)));
+        out.push((i, history_entry(e, v, concurrent)));
     }
     for (i, e) in entries.iter().enumerate() {
         if !used[i] {
-            out.push((i, history_entry(e, vec![])));
+            out.push((i, history_entry(e, v, vec![])));
         }
     }
     out.sort_by_key(|(i, _)| *i);
@@ -347,7 +351,7 @@ pub async fn exceptions(
     path: web::Path<String>,
     q: web::Query<ExceptionsQuery>,
 ) -> Result<HttpResponse, WebError> {
-    let (job, _) = view(&ctx, &path)?;
+    let (job, v) = view(&ctx, &path)?;
     let paged = q.page.is_some() || q.size.is_some();
     let (page, size) = if paged {
         let page = q.page.as_deref().map(|p| params::number(p, "page")).transpose()?.unwrap_or(0);
@@ -371,7 +375,7 @@ pub async fn exceptions(
         .await
         .map_err(|e| WebError::Unavailable(format!("the dispatcher is gone: {e}")))?
         .map_err(dispatcher_error)?;
-    let groups = group(&p.entries);
+    let groups = group(&p.entries, &v);
     let total = groups.len();
     let entries: Vec<Value> = groups.into_iter().skip(page.saturating_mul(size)).take(size).collect();
     let root = p.entries.iter().find(|e| e.is_root_cause);
@@ -382,7 +386,7 @@ pub async fn exceptions(
         .map(|e| {
             json!({
                 "exception": e.exception,
-                "task": task_label(e).unwrap_or_default(),
+                "task": task_label(e, &v).unwrap_or_default(),
                 "location": e.location.clone().unwrap_or_default(),
                 "timestamp": e.timestamp_ms,
                 "taskManagerId": e.location,

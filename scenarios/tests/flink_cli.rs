@@ -1,0 +1,118 @@
+//! Apache Flink's own command-line client (PyPI's apache-flink, the version the benchmark
+//! harness uses) lists, savepoints, stops and cancels riffle jobs through riffle's REST port.
+//!
+//! The client is found at `$RIFFLE_FLINK_CLI`, else where ../shared/bench/flink/run.sh
+//! installs it. `.ci/run` installs it and sets `RIFFLE_REQUIRE_FLINK_CLI=1`, which turns a
+//! missing client into a failure instead of a skip.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::http::{get, post_json};
+use riffle_cluster::{MiniCluster, MiniClusterConfig};
+use riffle_scenarios::catalog::BuiltinPrograms;
+use serde_json::json;
+
+fn flink_cli() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("RIFFLE_FLINK_CLI") {
+        return Some(PathBuf::from(p));
+    }
+    let home = std::env::var_os("FLINK_BENCH_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/riffle-flink-bench")))?;
+    let lib = home.join("venv/lib");
+    let py = std::fs::read_dir(&lib).ok()?.flatten().find(|e| e.file_name().to_string_lossy().starts_with("python"))?;
+    let cli = py.path().join("site-packages/pyflink/bin/flink");
+    cli.is_file().then_some(cli)
+}
+
+/// Runs the client with a time limit; its stdout and stderr.
+fn flink(cli: &PathBuf, args: &[&str]) -> (bool, String) {
+    let mut child = Command::new(cli)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the flink client starts");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let ok = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.success();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().unwrap();
+    (ok, format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+fn submit(url: &str) -> String {
+    let r = post_json(
+        url,
+        "/programs/failover-demo/run",
+        &json!({"programArgsList": ["--failures", "0", "--seconds", "300", "--rate", "2"], "parallelism": 2}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["jobid"].as_str().unwrap().to_string()
+}
+
+fn wait_state(url: &str, job: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while get(url, &format!("/jobs/{job}")).json()["state"] != want {
+        assert!(Instant::now() < deadline, "job {job} did not become {want}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_flink_cli_lists_savepoints_stops_and_cancels_riffle_jobs() {
+    let Some(cli) = flink_cli() else {
+        assert!(
+            std::env::var_os("RIFFLE_REQUIRE_FLINK_CLI").is_none(),
+            "RIFFLE_REQUIRE_FLINK_CLI is set but no flink client was found (set RIFFLE_FLINK_CLI)"
+        );
+        eprintln!("skipped: no flink client (set RIFFLE_FLINK_CLI or run ../shared/bench/flink/run.sh once)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = MiniClusterConfig::new(2, 2).with_rest().with_programs(Arc::new(BuiltinPrograms));
+    cfg.config.set("rest.port", "0");
+    let mc = MiniCluster::start(cfg).unwrap();
+    let url = mc.rest_url().unwrap();
+    let m = common::http::host_of(&url);
+    let job = submit(&url);
+    wait_state(&url, &job, "RUNNING");
+
+    let (ok, out) = flink(&cli, &["list", "-m", &m]);
+    assert!(ok && out.contains(&format!("{job} : failover demo (RUNNING)")), "{out}");
+
+    let target = dir.path().join("savepoints");
+    let (ok, out) = flink(&cli, &["savepoint", "-m", &m, &job, target.to_str().unwrap()]);
+    assert!(ok, "{out}");
+    let path =
+        out.lines().find_map(|l| l.strip_prefix("Savepoint completed. Path: file:")).unwrap_or_else(|| panic!("{out}"));
+    assert!(PathBuf::from(path.trim()).join("_metadata").is_file(), "{out}");
+
+    let (ok, out) = flink(&cli, &["stop", "-m", &m, "--savepointPath", target.to_str().unwrap(), &job]);
+    assert!(ok && out.contains("Savepoint completed. Path: file:"), "{out}");
+    wait_state(&url, &job, "FINISHED");
+
+    let other = submit(&url);
+    wait_state(&url, &other, "RUNNING");
+    let (ok, out) = flink(&cli, &["cancel", "-m", &m, &other]);
+    assert!(ok && out.contains(&format!("Cancelled job {other}")), "{out}");
+    wait_state(&url, &other, "CANCELED");
+
+    let (ok, out) = flink(&cli, &["list", "-a", "-m", &m]);
+    assert!(ok, "{out}");
+    assert!(out.contains(&format!("{job} : failover demo (FINISHED)")), "{out}");
+    assert!(out.contains(&format!("{other} : failover demo (CANCELED)")), "{out}");
+    drop(mc);
+}
