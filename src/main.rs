@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 use riffle::scenarios::{self, bench, nexmark, wordcount};
 use riffle::Configuration;
 
+mod rest_client;
+
 #[derive(Parser)]
 #[command(name = "riffle", version, about = "A stream processor built as an actor runtime")]
 struct Cli {
@@ -46,6 +48,41 @@ enum Command {
         /// Slots per TaskManager.
         #[arg(long, default_value_t = 4)]
         slots: u32,
+    },
+    /// Lists the jobs of a running cluster.
+    List {
+        /// The cluster's REST address, host:port.
+        #[arg(short = 'm', long = "jobmanager", default_value = "127.0.0.1:8081")]
+        address: String,
+    },
+    /// Cancels a job of a running cluster.
+    Cancel {
+        /// The cluster's REST address, host:port.
+        #[arg(short = 'm', long = "jobmanager", default_value = "127.0.0.1:8081")]
+        address: String,
+        /// The job id.
+        job: String,
+    },
+    /// Takes a savepoint of a running job (the job runs on).
+    Savepoint {
+        /// The cluster's REST address, host:port.
+        #[arg(short = 'm', long = "jobmanager", default_value = "127.0.0.1:8081")]
+        address: String,
+        /// The job id.
+        job: String,
+        /// Where the savepoint goes (default: the cluster's state.savepoints.dir).
+        target: Option<String>,
+    },
+    /// Stops a running job with a savepoint: it ends FINISHED, resumable from the savepoint.
+    Stop {
+        /// The cluster's REST address, host:port.
+        #[arg(short = 'm', long = "jobmanager", default_value = "127.0.0.1:8081")]
+        address: String,
+        /// The job id.
+        job: String,
+        /// Where the savepoint goes (default: the cluster's state.savepoints.dir).
+        #[arg(long = "savepoint-path", short = 'p')]
+        target: Option<String>,
     },
     /// Runs a benchmark workload (W1, W2, W3 of the Flink comparison) and prints one result line.
     Bench {
@@ -211,6 +248,39 @@ fn run(cli: Cli) -> Result<()> {
         conf.set("rest.enabled", "true");
     }
     match cli.command {
+        Command::List { address } => {
+            let a = rest_client::call(&address, "GET", "/jobs/overview", None)?;
+            let jobs = a.body["jobs"].as_array().cloned().unwrap_or_default();
+            if jobs.is_empty() {
+                println!("no jobs");
+            }
+            for j in jobs {
+                println!(
+                    "{} : {} ({})",
+                    j["jid"].as_str().unwrap_or("?"),
+                    j["name"].as_str().unwrap_or("?"),
+                    j["state"].as_str().unwrap_or("?")
+                );
+            }
+        }
+        Command::Cancel { address, job } => {
+            rest_client::call(&address, "PATCH", &format!("/jobs/{job}?mode=cancel"), Some(&serde_json::json!({})))?;
+            println!("cancelled job {job}");
+        }
+        Command::Savepoint { address, job, target } => {
+            let body = serde_json::json!({ "target-directory": target, "cancel-job": false });
+            let a = rest_client::call(&address, "POST", &format!("/jobs/{job}/savepoints"), Some(&body))?;
+            let trigger = a.body["request-id"].as_str().context("the cluster sent no request-id")?.to_string();
+            let loc = rest_client::await_savepoint(&address, &job, &trigger, std::time::Duration::from_secs(600))?;
+            println!("savepoint completed: {loc}");
+        }
+        Command::Stop { address, job, target } => {
+            let body = serde_json::json!({ "targetDirectory": target, "drain": false });
+            let a = rest_client::call(&address, "POST", &format!("/jobs/{job}/stop"), Some(&body))?;
+            let trigger = a.body["request-id"].as_str().context("the cluster sent no request-id")?.to_string();
+            let loc = rest_client::await_savepoint(&address, &job, &trigger, std::time::Duration::from_secs(600))?;
+            println!("job {job} stopped with savepoint {loc}");
+        }
         Command::Serve { taskmanagers, slots } => {
             let mut cfg = riffle::MiniClusterConfig::new(taskmanagers, slots)
                 .with_rest()

@@ -1,0 +1,92 @@
+//! The CLI's client for a running cluster's REST API (`-m host:port`): one HTTP/1.1 request
+//! per connection over plain TCP, enough for list, cancel, savepoint and stop. A TLS or
+//! token-protected server is reached through the `flink` CLI or curl.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+
+/// How long one request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A JSON answer.
+pub struct Answer {
+    pub body: Value,
+}
+
+/// Sends `method path` with an optional JSON body to `host:port`.
+pub fn call(address: &str, method: &str, path: &str, body: Option<&Value>) -> Result<Answer> {
+    let addr = address
+        .to_socket_addrs()
+        .with_context(|| format!("'{address}' is not a host:port"))?
+        .next()
+        .ok_or_else(|| anyhow!("'{address}' resolves to no address"))?;
+    let mut s = TcpStream::connect_timeout(&addr, REQUEST_TIMEOUT)
+        .with_context(|| format!("cannot reach the REST API at {address}"))?;
+    s.set_read_timeout(Some(REQUEST_TIMEOUT))?;
+    s.set_write_timeout(Some(REQUEST_TIMEOUT))?;
+    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    let head = format!(
+        "{method} /v1{path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        payload.len()
+    );
+    s.write_all(head.as_bytes())?;
+    s.write_all(payload.as_bytes())?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).with_context(|| format!("no answer from {address}"))?;
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| anyhow!("{address} did not answer HTTP"))?;
+    let head = String::from_utf8_lossy(&raw[..end]);
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow!("{address} did not answer HTTP"))?;
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    let body = dechunk(&raw[end + 4..], chunked);
+    let body: Value = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap_or(Value::Null) };
+    if status >= 400 {
+        let msg = body["errors"][0].as_str().unwrap_or("no message").to_string();
+        bail!("{method} {path} failed ({status}): {msg}");
+    }
+    Ok(Answer { body })
+}
+
+fn dechunk(b: &[u8], chunked: bool) -> Vec<u8> {
+    if !chunked {
+        return b.to_vec();
+    }
+    let mut out = Vec::new();
+    let mut rest = b;
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&rest[..eol]).trim(), 16).unwrap_or(0);
+        if size == 0 || rest.len() < eol + 2 + size {
+            break;
+        }
+        out.extend_from_slice(&rest[eol + 2..eol + 2 + size]);
+        rest = rest.get(eol + 4 + size..).unwrap_or_default();
+    }
+    out
+}
+
+/// Polls a savepoint operation until it completes; its location.
+pub fn await_savepoint(address: &str, job: &str, trigger: &str, timeout: Duration) -> Result<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let a = call(address, "GET", &format!("/jobs/{job}/savepoints/{trigger}"), None)?;
+        if a.body["status"]["id"] == "COMPLETED" {
+            let op = &a.body["operation"];
+            if let Some(loc) = op["location"].as_str() {
+                return Ok(loc.to_string());
+            }
+            let why = op["failure-cause"]["stack-trace"].as_str().unwrap_or("unknown cause");
+            bail!("the savepoint failed: {why}");
+        }
+        if Instant::now() > deadline {
+            bail!("the savepoint did not complete within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
