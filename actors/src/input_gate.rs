@@ -163,6 +163,12 @@ impl InputGate {
         self.remaining
     }
 
+    /// Elements (mostly record batches) waiting in the input channels, read-ahead included:
+    /// the subtask's backlog, shown in thread dumps as its mailbox.
+    pub fn queued(&self) -> usize {
+        self.rxs.iter().map(|r| r.len()).sum::<usize>() + self.ahead.iter().map(VecDeque::len).sum::<usize>()
+    }
+
     /// Whether channel `ch` is being recorded (capture on, marker not arrived yet).
     fn capturing(&self, ch: usize) -> bool {
         self.capture.as_ref().is_some_and(|c| !c.reached[ch] && !self.ended[ch])

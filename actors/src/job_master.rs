@@ -512,6 +512,9 @@ impl JobMaster {
                     return self.fail(format!("no slot for subtask {s} of vertex {v}"), ctx);
                 };
                 let te = self.shared.task_executors.get(&a.resource_id).map(|t| t.clone());
+                if let Some(view) = &view {
+                    view.set_location(v, s, a.resource_id.to_string());
+                }
                 match te {
                     Some(te) => {
                         te.do_send(DeployTask { execution, slot_index: a.slot_index, restore: self.restore_for(v, s) })

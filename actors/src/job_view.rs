@@ -84,6 +84,12 @@ pub struct SubtaskIo {
     pub backpressured: AtomicBool,
     /// When it last started or stopped waiting for room, epoch ms (0: never waited).
     pub since_ms: std::sync::atomic::AtomicI64,
+    /// Input elements (batches) queued for it, as last published (every few ms while busy).
+    pub queued_in: AtomicU64,
+    /// Whether it waits for input right now.
+    pub idle: AtomicBool,
+    /// When it last started or stopped waiting for input, epoch ms.
+    pub idle_since_ms: std::sync::atomic::AtomicI64,
 }
 
 impl SubtaskIo {
@@ -91,6 +97,13 @@ impl SubtaskIo {
     #[inline]
     pub fn read(&self, n: u64) {
         self.records_in.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Marks the start or end of a wait for input, with the backlog left.
+    pub fn set_idle(&self, idle: bool, queued: usize) {
+        self.idle.store(idle, Ordering::Relaxed);
+        self.queued_in.store(queued as u64, Ordering::Relaxed);
+        self.idle_since_ms.store(riffle_api::time::now_ms(), Ordering::Relaxed);
     }
 
     /// Takes back `n` records read but put back unprocessed (they will be read again).
@@ -160,6 +173,8 @@ pub struct JobState {
     pub tasks: Vec<Vec<ExecutionState>>,
     /// When each vertex's first subtask started running and its last one ended (-1: not yet).
     pub vertex_times: Vec<(i64, i64)>,
+    /// The TaskExecutor each subtask was deployed to, `[vertex][subtask]`.
+    pub locations: Vec<Vec<Option<String>>>,
 }
 
 /// A job as readers see it.
@@ -205,6 +220,7 @@ impl JobView {
             attempt: 0,
             tasks: vertices.iter().map(|v| vec![ExecutionState::Created; v.parallelism as usize]).collect(),
             vertex_times: vec![(-1, -1); vertices.len()],
+            locations: vertices.iter().map(|v| vec![None; v.parallelism as usize]).collect(),
         };
         Self {
             job_id,
@@ -266,6 +282,15 @@ impl JobView {
             }
             for times in &mut s.vertex_times {
                 times.1 = -1;
+            }
+        });
+    }
+
+    /// Subtask `subtask` of `vertex` was deployed to TaskExecutor `location`.
+    pub fn set_location(&self, vertex: u32, subtask: u32, location: String) {
+        self.update(|s| {
+            if let Some(l) = s.locations.get_mut(vertex as usize).and_then(|v| v.get_mut(subtask as usize)) {
+                *l = Some(location);
             }
         });
     }

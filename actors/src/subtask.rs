@@ -885,6 +885,7 @@ async fn run_operators(
             // thread run: its actor (cancellation), control messages, snapshot writers.
             tokio::task::yield_now().await;
             last_yield = std::time::Instant::now();
+            out.io.queued_in.store(gate.queued() as u64, std::sync::atomic::Ordering::Relaxed);
         }
         // While a capture is incomplete, reading ahead frees room that producers on this
         // thread fill once it yields: pull their data up to the markers before the next
@@ -906,7 +907,9 @@ async fn run_operators(
                         None => futures::future::pending::<()>().await,
                     }
                 };
-                tokio::select! {
+                out.io.set_idle(true, 0);
+                let io = out.io.clone();
+                let woke = tokio::select! {
                     d = std::future::poll_fn(|cx| gate.poll_next(cx, &head)) => Some(d),
                     _ = timer => None,
                     c = out.control.recv() => {
@@ -916,8 +919,9 @@ async fn run_operators(
                         None
                     }
                     _ = cancel.changed() => return Err(Stop::Cancelled),
-                }
-                .unwrap_or((usize::MAX, None))
+                };
+                io.set_idle(false, gate.queued());
+                woke.unwrap_or((usize::MAX, None))
             }
         };
         let (ch, element) = delivery;

@@ -403,9 +403,18 @@ fn metrics_are_prometheus_text_and_thread_dumps_name_threads_actors_and_subtasks
     let subtasks = td["subtasks"].as_array().unwrap();
     assert!(subtasks.iter().any(|s| s["job"] == job.as_str() && s["state"] == "RUNNING"), "{td}");
     assert!(subtasks.iter().all(|s| s["backpressured"].is_boolean()));
+    assert!(subtasks
+        .iter()
+        .all(|s| s["mailbox"].is_u64() && s["activity"].is_string() && s["since"].as_i64().unwrap() > 0));
     let tm = get(&r.url, "/taskmanagers/taskexecutor-0/thread-dump").json();
     assert!(!tm["threadInfos"].as_array().unwrap().is_empty());
-    assert_eq!(tm["actors"].as_array().unwrap().len(), 1);
+    let tm_actors = tm["actors"].as_array().unwrap();
+    assert_eq!(tm_actors.iter().filter(|a| a["kind"] == "TaskExecutor").count(), 1);
+    // Its subtasks, and only its, are listed with their backlog as their mailbox.
+    let tm_subtasks = tm["subtasks"].as_array().unwrap();
+    assert!(!tm_subtasks.is_empty());
+    assert!(tm_subtasks.iter().all(|s| s["location"] == "taskexecutor-0"), "{tm}");
+    assert_eq!(tm_actors.iter().filter(|a| a["kind"] == "Subtask").count(), tm_subtasks.len());
     // Backpressure per vertex.
     let d = get(&r.url, &format!("/jobs/{job}")).json();
     let vid = d["vertices"][0]["id"].as_str().unwrap().to_string();

@@ -75,7 +75,7 @@ fn thread_infos(filter: impl Fn(&ThreadInfo) -> bool) -> Vec<Value> {
         .collect()
 }
 
-fn subtasks(ctx: &RestContext) -> Vec<Value> {
+fn subtasks(ctx: &RestContext, only_tm: Option<&riffle_actors::ResourceId>) -> Vec<Value> {
     let mut out = Vec::new();
     for v in ctx.shared.views.iter() {
         let s = v.state();
@@ -85,9 +85,27 @@ fn subtasks(ctx: &RestContext) -> Vec<Value> {
         for x in &v.vertices {
             let tasks = s.tasks.get(x.index as usize).cloned().unwrap_or_default();
             for (i, io) in x.subtasks.iter().enumerate() {
+                let location = s.locations.get(x.index as usize).and_then(|l| l.get(i)).cloned().flatten();
+                if only_tm.is_some_and(|t| location.as_deref() != Some(t.to_string().as_str())) {
+                    continue;
+                }
                 let state = tasks.get(i).copied().unwrap_or(vertex_state(&tasks));
                 let backpressured = io.backpressured.load(Ordering::Relaxed);
-                let since = io.since_ms.load(Ordering::Relaxed);
+                let idle = io.idle.load(Ordering::Relaxed);
+                let since = if backpressured {
+                    io.since_ms.load(Ordering::Relaxed)
+                } else {
+                    io.idle_since_ms.load(Ordering::Relaxed).max(io.since_ms.load(Ordering::Relaxed))
+                };
+                let activity = if state.is_terminal() {
+                    "ended"
+                } else if backpressured {
+                    "blocked: waiting for room in an output channel (backpressured)"
+                } else if idle {
+                    "waiting for input"
+                } else {
+                    "processing records"
+                };
                 out.push(json!({
                     "job": v.job_id.to_string(),
                     "jobName": v.name,
@@ -97,8 +115,10 @@ fn subtasks(ctx: &RestContext) -> Vec<Value> {
                     "attempt": s.attempt,
                     "state": state.as_str(),
                     "backpressured": backpressured,
-                    "activity": if backpressured { "waiting for room in an output channel" } else { "processing or waiting for input" },
+                    "activity": activity,
+                    "mailbox": io.queued_in.load(Ordering::Relaxed),
                     "since": if since > 0 { since } else { s.start_ms },
+                    "location": location,
                     "recordsIn": io.records_in.load(Ordering::Relaxed),
                     "recordsOut": io.records_out.load(Ordering::Relaxed),
                 }));
@@ -138,12 +158,26 @@ fn actors(ctx: &RestContext, only_tm: Option<&riffle_actors::ResourceId>) -> Vec
     out
 }
 
+/// Subtasks are actors too: each with its input backlog as its mailbox.
+fn with_subtask_actors(mut actors: Vec<Value>, subtasks: Vec<Value>) -> Vec<Value> {
+    for s in subtasks {
+        actors.push(json!({
+            "name": format!("subtask {} ({}/{}) of job {}", s["vertex"].as_str().unwrap_or("?"), s["subtask"].as_u64().unwrap_or(0) + 1, s["parallelism"], s["job"].as_str().unwrap_or("?")),
+            "kind": "Subtask",
+            "mailbox": s["mailbox"],
+            "activity": s["activity"],
+            "since": s["since"],
+        }));
+    }
+    actors
+}
+
 /// `GET /jobmanager/thread-dump`.
 pub async fn jobmanager(ctx: Ctx) -> HttpResponse {
     HttpResponse::Ok().json(json!({
         "threadInfos": thread_infos(|_| true),
-        "actors": actors(&ctx, None),
-        "subtasks": subtasks(&ctx),
+        "actors": with_subtask_actors(actors(&ctx, None), subtasks(&ctx, None)),
+        "subtasks": subtasks(&ctx, None),
     }))
 }
 
@@ -153,7 +187,7 @@ pub async fn taskmanager(ctx: Ctx, path: web::Path<String>) -> Result<HttpRespon
     let tm = task_manager(&ctx, &path)?;
     Ok(HttpResponse::Ok().json(json!({
         "threadInfos": thread_infos(|_| true),
-        "actors": actors(&ctx, Some(&tm)),
-        "subtasks": subtasks(&ctx),
+        "actors": with_subtask_actors(actors(&ctx, Some(&tm)), subtasks(&ctx, Some(&tm))),
+        "subtasks": subtasks(&ctx, Some(&tm)),
     })))
 }
