@@ -388,35 +388,6 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-/// Logs to stderr and, with `log.dir`, to a daily rolling `jobmanager.log` there (this
-/// process hosts the JobManager and its TaskExecutors); `RUST_LOG` sets the level.
-fn init_logging(cli: &Cli) -> Result<Option<tracing_appender::non_blocking::WorkerGuard>> {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    use tracing_subscriber::Layer;
-    let conf = config(&cli.define)?;
-    let stderr_filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(stderr_filter);
-    let Some(dir) = conf.get_str("log.dir") else {
-        tracing_subscriber::registry().with(stderr).init();
-        return Ok(None);
-    };
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create log.dir '{dir}'"))?;
-    let max_files = conf.get("log.file.max-files", 7usize)?;
-    let appender = tracing_appender::rolling::Builder::new()
-        .rotation(tracing_appender::rolling::Rotation::DAILY)
-        .filename_prefix("jobmanager")
-        .filename_suffix("log")
-        .max_log_files(max_files.max(1))
-        .build(dir)
-        .with_context(|| format!("cannot write logs to '{dir}'"))?;
-    let (writer, guard) = tracing_appender::non_blocking(appender);
-    let file_filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let file = tracing_subscriber::fmt::layer().with_ansi(false).with_writer(writer).with_filter(file_filter);
-    tracing_subscriber::registry().with(stderr).with(file).init();
-    Ok(Some(guard))
-}
-
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -426,7 +397,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let _log_guard = match init_logging(&cli) {
+    let _log_guard = match config(&cli.define).and_then(|c| Ok(riffle_cluster::logging::init(&c)?)) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -108,4 +108,15 @@ fn the_cli_lists_savepoints_stops_and_cancels_jobs_of_a_serving_process() {
     // The process logs to log.dir.
     let files: Vec<_> = std::fs::read_dir(&logs).unwrap().flatten().map(|e| e.file_name()).collect();
     assert!(files.iter().any(|f| f.to_string_lossy().starts_with("jobmanager")), "{files:?}");
+    // Each TaskExecutor has its own file, with what its slot threads logged.
+    let tm: Vec<_> = files.iter().filter(|f| f.to_string_lossy().starts_with("taskmanager-taskexecutor-")).collect();
+    assert!(!tm.is_empty(), "{files:?}");
+    let text = std::fs::read_to_string(logs.join(tm[0])).unwrap();
+    assert!(text.contains("deploying subtask"), "{text}");
+    let jm = files.iter().find(|f| f.to_string_lossy().starts_with("jobmanager")).unwrap();
+    let jm_text = std::fs::read_to_string(logs.join(jm)).unwrap();
+    assert!(jm_text.contains("REST API and web UI at"), "{jm_text}");
+    // The REST API lists and serves them.
+    let listing = http(&addr, "GET", "/taskmanagers/taskexecutor-0/logs", "");
+    assert!(listing.contains("taskmanager-taskexecutor-"), "{listing}");
 }

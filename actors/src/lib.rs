@@ -27,6 +27,7 @@ pub mod job_master;
 pub mod job_status;
 pub mod job_view;
 pub mod local_recovery;
+pub mod log_context;
 pub mod registry;
 pub mod resource_manager;
 pub mod restart_strategy;

@@ -74,6 +74,10 @@ impl Handler<DeploySubtask> for Slot {
     type Result = ();
     fn handle(&mut self, msg: DeploySubtask, ctx: &mut Self::Context) {
         let id = msg.0.execution;
+        tracing::info!(
+            job = %id.job, vertex = id.vertex, subtask = id.subtask, attempt = id.attempt, slot = self.index,
+            "deploying subtask"
+        );
         // Started on the current arbiter: the slot's own thread.
         let addr = Subtask::new(msg.0, ctx.address().recipient()).start();
         self.subtasks.insert(id, addr);
@@ -84,6 +88,15 @@ impl Handler<SubtaskExited> for Slot {
     type Result = ();
     fn handle(&mut self, msg: SubtaskExited, _: &mut Self::Context) {
         self.subtasks.remove(&msg.execution);
+        let e = msg.execution;
+        match &msg.state {
+            crate::gateway::TaskState::Failed(err) => tracing::warn!(
+                job = %e.job, vertex = e.vertex, subtask = e.subtask, attempt = e.attempt, "subtask failed: {err}"
+            ),
+            state => tracing::info!(
+                job = %e.job, vertex = e.vertex, subtask = e.subtask, attempt = e.attempt, "subtask ended: {state:?}"
+            ),
+        }
         // Strategy for subtasks: escalate, always. The JobMaster owns failover.
         self.parent.do_send(msg);
     }

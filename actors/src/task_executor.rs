@@ -99,7 +99,12 @@ impl TaskExecutor {
         let parent = ctx.address().recipient::<SubtaskExited>();
         let on_exit = ctx.address().recipient::<ChildExited>();
         let shared = self.shared.clone();
-        Slot::start_in_arbiter(&arbiter.handle(), move |_| Slot::new(index, parent, on_exit, shared))
+        let id = self.id.to_string();
+        Slot::start_in_arbiter(&arbiter.handle(), move |_| {
+            // Runs on the slot's own thread: its log lines belong to this TaskExecutor.
+            crate::log_context::set_task_executor(&id);
+            Slot::new(index, parent, on_exit, shared)
+        })
     }
 
     fn report(&self, execution: ExecutionId, state: TaskState) {

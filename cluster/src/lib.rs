@@ -2,6 +2,7 @@
 //! (everything in the caller's process); remote transport, HA and plugins come later.
 
 pub mod error;
+pub mod logging;
 pub mod minicluster;
 
 pub use error::ClusterError;
