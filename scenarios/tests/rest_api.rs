@@ -274,8 +274,20 @@ fn checkpoints_savepoints_stop_and_cancel_over_rest() {
         get(&r.url, &format!("/jobs/{job}/savepoints/{rid}")).json()["status"]["id"] == "COMPLETED"
     });
     let s = get(&r.url, &format!("/jobs/{job}/savepoints/{rid}")).json();
-    assert!(s["operation"]["location"].as_str().is_some(), "{s}");
+    let stopped_at = s["operation"]["location"].as_str().unwrap_or_else(|| panic!("{s}")).to_string();
     wait_state(&r, &job, "FINISHED");
+
+    // A new submission resumes from that savepoint.
+    let sp = stopped_at.strip_prefix("file:").unwrap().to_string();
+    let args = ["--failures", "0", "--seconds", "60", "--rate", "5"];
+    let resumed = submit(&r, "failover-demo", &args, json!({ "savepointPath": sp }));
+    wait_state(&r, &resumed, "RUNNING");
+    wait_for("the restore in the statistics", Duration::from_secs(30), || {
+        let c = get(&r.url, &format!("/jobs/{resumed}/checkpoints")).json();
+        c["latest"]["restored"]["is_savepoint"] == true && c["latest"]["restored"]["external_path"] == sp.as_str()
+    });
+    assert_eq!(patch(&r.url, &format!("/jobs/{resumed}?mode=cancel")).status, 202);
+    wait_state(&r, &resumed, "CANCELED");
 
     // Cancel a running job.
     let other = submit(&r, "failover-demo", &["--failures", "0", "--seconds", "60", "--rate", "5"], json!({}));
@@ -284,7 +296,7 @@ fn checkpoints_savepoints_stop_and_cancel_over_rest() {
     assert_eq!(patch(&r.url, &format!("/v1/jobs/{other}?mode=cancel")).status, 202);
     wait_state(&r, &other, "CANCELED");
     let o = get(&r.url, "/overview").json();
-    assert_eq!(o["jobs-cancelled"], 1);
+    assert_eq!(o["jobs-cancelled"], 2);
     assert_eq!(o["jobs-finished"], 1);
 }
 

@@ -195,6 +195,16 @@ const PROGRAMS = [
     description: 'Groups click events into sessions <with a gap>.',
     args: [{ name: '--gap', default: '30s', help: 'session gap' }],
   },
+  {
+    name: 'failover-demo',
+    description: "Counts a throttled stream per key with checkpoints while failures are injected ('injected failure #k')",
+    args: [
+      { name: '--failures', default: '5', help: 'failures to inject' },
+      { name: '--interval-ms', default: '500', help: 'time between failures' },
+      { name: '--seconds', default: '30', help: 'how long the input lasts' },
+      { name: '--rate', default: '20', help: 'records per millisecond' },
+    ],
+  },
 ];
 
 function terminal(state) {
@@ -409,7 +419,7 @@ function checkpoints(job) {
     },
     latest: {
       completed: completed.find((c) => !c.is_savepoint) || null,
-      savepoint: completed.find((c) => c.is_savepoint) || null,
+      savepoint: triggeredSavepoint(job) || completed.find((c) => c.is_savepoint) || null,
       failed: history.find((c) => c.status === 'FAILED') || null,
       restored: job.failures ? { id: completed.length ? completed[completed.length - 1].id : 1, restore_timestamp: job.start + job.failures * 90_000 + 500, is_savepoint: false, external_path: `file:///tmp/riffle/checkpoints/${job.jid}/chk-1` } : null,
     },
@@ -417,7 +427,43 @@ function checkpoints(job) {
   };
 }
 
-const savepoints = new Map(); // request id -> {job, dir, at}
+const savepoints = new Map(); // request id -> {job, dir, at, id}
+const SAVEPOINT_MS = 1500; // a triggered savepoint completes after this long
+
+/** The operation of a triggered savepoint: null while in progress, else {location} or {failure}. */
+function savepointOutcome(requestId, sp) {
+  if (Date.now() - sp.at < SAVEPOINT_MS) return null;
+  if (sp.dir && sp.dir.includes('fail')) return { failure: `cannot write to ${sp.dir}: permission denied` };
+  const dir = sp.dir || 'file:///tmp/riffle/savepoints';
+  return { location: `${dir}/savepoint-${sp.job.slice(0, 6)}-${requestId.slice(0, 12)}` };
+}
+
+/** The newest completed savepoint triggered on this job through the API, as a checkpoint entry. */
+function triggeredSavepoint(job) {
+  let newest = null;
+  for (const [requestId, sp] of savepoints) {
+    if (sp.job !== job.jid) continue;
+    const outcome = savepointOutcome(requestId, sp);
+    if (!outcome || !outcome.location || (newest && newest.trigger_timestamp > sp.at)) continue;
+    newest = {
+      '@class': 'completed', id: sp.id, status: 'COMPLETED', is_savepoint: true, trigger_timestamp: sp.at,
+      latest_ack_timestamp: sp.at + SAVEPOINT_MS, state_size: 8192, end_to_end_duration: SAVEPOINT_MS,
+      alignment_buffered: 0, processed_data: 0, persisted_data: 0, num_subtasks: 12, num_acknowledged_subtasks: 12,
+      tasks: {}, external_path: outcome.location.replace(/^file:\/\//, ''), discarded: false,
+    };
+  }
+  return newest;
+}
+
+/** The target directory of a savepoint request, checked as riffle does (absolute, or file://). */
+function savepointTarget(dir) {
+  if (dir === undefined || dir === null || String(dir).trim() === '') return null;
+  const path = String(dir).replace(/^file:\/\//, '');
+  if (!path.startsWith('/')) throw new HttpError(400, `the target directory must be an absolute path, got '${path}'`);
+  return String(dir);
+}
+
+let savepointIds = 1000; // ids of triggered savepoints, apart from the periodic checkpoints'
 
 function threadDump(scope) {
   const actors = scope === 'jobmanager'
@@ -591,12 +637,12 @@ async function api(req, res, path, query) {
       getJob(r[1]);
       const sp = savepoints.get(r[2]);
       if (!sp || sp.job !== r[1]) throw new HttpError(404, `Savepoint request ${r[2]} not found`);
-      if (Date.now() - sp.at < 1500) return sendJson(res, 200, { status: { id: 'IN_PROGRESS' } });
-      if (sp.dir && sp.dir.includes('fail')) {
-        return sendJson(res, 200, { status: { id: 'COMPLETED' }, operation: { 'failure-cause': { class: 'riffle::SavepointError', 'stack-trace': `cannot write to ${sp.dir}: permission denied`, 'serialized-throwable': '' } } });
+      const outcome = savepointOutcome(r[2], sp);
+      if (!outcome) return sendJson(res, 200, { status: { id: 'IN_PROGRESS' } });
+      if (outcome.failure) {
+        return sendJson(res, 200, { status: { id: 'COMPLETED' }, operation: { 'failure-cause': { class: 'riffle::SavepointError', 'stack-trace': outcome.failure, 'serialized-throwable': '' } } });
       }
-      const dir = sp.dir || 'file:///tmp/riffle/savepoints';
-      return sendJson(res, 200, { status: { id: 'COMPLETED' }, operation: { location: `${dir}/savepoint-${r[1].slice(0, 6)}-${r[2].slice(0, 12)}` } });
+      return sendJson(res, 200, { status: { id: 'COMPLETED' }, operation: { location: outcome.location } });
     }
     if (path === '/programs') return sendJson(res, 200, { programs: PROGRAMS });
   }
@@ -619,16 +665,18 @@ async function api(req, res, path, query) {
   if (method === 'POST' && (r = m(/^\/jobs\/([^/]+)\/savepoints$/))) {
     const job = getJob(r[1]);
     const body = await readBody(req);
+    const dir = savepointTarget(body['target-directory']);
     if (terminal(job.state)) throw new HttpError(409, `Job ${job.jid} is ${job.state}: no savepoint possible`);
     const id = hex();
-    savepoints.set(id, { job: job.jid, dir: body['target-directory'] || null, at: Date.now() });
+    savepoints.set(id, { job: job.jid, dir, at: Date.now(), id: ++savepointIds });
     return sendJson(res, 202, { 'request-id': id });
   }
   if (method === 'POST' && (r = m(/^\/jobs\/([^/]+)\/stop$/))) {
     const job = getJob(r[1]);
     const body = await readBody(req);
+    const dir = savepointTarget(body.targetDirectory);
     const id = hex();
-    savepoints.set(id, { job: job.jid, dir: body.targetDirectory || null, at: Date.now() });
+    savepoints.set(id, { job: job.jid, dir, at: Date.now(), id: ++savepointIds });
     return sendJson(res, 202, { 'request-id': id });
   }
   if (method === 'POST' && (r = m(/^\/programs\/([^/]+)\/run$/))) {

@@ -13,6 +13,10 @@
 //
 // Expectations are computed from the live API (fetched by this script), and compared so that
 // a running job may change between two fetches (sets, before/after bounds).
+//
+// Besides reading pages, it submits one `wordcount` job, and, when /programs offers
+// `failover-demo`, submits one of those to exercise the job page's actions on it (never on
+// JOB_ID): a savepoint to state.savepoints.dir, a rejected relative target directory, cancel.
 
 import { access, mkdir, readFile, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -54,8 +58,9 @@ try {
   process.exit(2);
 }
 
-const watchdog = setTimeout(() => {
+const watchdog = setTimeout(async () => {
   console.error(`FAIL: the whole test took longer than ${TOTAL_MS} ms`);
+  if (actionsJob) await apiSend('PATCH', `jobs/${actionsJob}?mode=cancel`, {}).catch(() => {});
   process.exit(1);
 }, TOTAL_MS);
 
@@ -86,6 +91,25 @@ async function api(path, { as = 'json', allowError = false } = {}) {
   if (as === 'bytes') return Buffer.from(await response.arrayBuffer());
   if (as === 'text') return response.text();
   return response.json();
+}
+
+/** POST/PATCH a JSON body to the REST API; {status, body} (body parsed when JSON). */
+async function apiSend(method, path, body) {
+  const url = new URL(path, BASE);
+  const response = await fetch(url, {
+    method,
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify(body ?? {}),
+    signal: AbortSignal.timeout(WAIT_MS),
+  });
+  const textBody = await response.text();
+  let parsed = textBody;
+  try {
+    parsed = JSON.parse(textBody);
+  } catch (_) {
+    // not JSON: keep the text
+  }
+  return { status: response.status, body: parsed };
 }
 
 /** Polls fn (async, returns a truthy value when done) until it succeeds or times out. */
@@ -129,6 +153,12 @@ let browser;
 let page;
 let shotIndex = 0;
 const pageErrors = [];
+/** Dialogs (confirm, alert) the page opened: {type, message, accepted}. */
+const dialogs = [];
+/** When set, the next dialog whose message matches is accepted; every other one is dismissed. */
+let acceptDialog = null;
+/** The job the actions step started; cancelled through the API if the test fails midway. */
+let actionsJob = null;
 
 async function shot(name) {
   shotIndex += 1;
@@ -465,6 +495,147 @@ async function checkSubmit() {
   await shot('submitted-job');
 }
 
+/** A savepoint location or directory as a plain path: without "file:" / "file://", no trailing "/". */
+function fsPath(location) {
+  return String(location).replace(/^file:\/\/(?=\/)/, '').replace(/^file:/, '').replace(/(.)\/+$/, '$1');
+}
+
+/** The job page's action buttons on a job of the test's own (never JOB_ID). */
+async function checkJobActions() {
+  const programs = (await api('programs')).programs;
+  if (!programs.some((p) => p.name === 'failover-demo')) {
+    console.log('note no program named failover-demo: the job actions (savepoint, cancel) not tested');
+    return;
+  }
+  const spEntry = (await api('jobmanager/config')).find((e) => e.key === 'state.savepoints.dir');
+  check(spEntry && spEntry.value, 'API: jobmanager/config has no state.savepoints.dir, the savepoint check needs one');
+  const spDir = fsPath(spEntry.value);
+
+  // 1. submit failover-demo from the Submit page and land on its job page
+  await go('submit');
+  const form = page.locator('[data-testid="program-form"][data-program="failover-demo"]');
+  await form.locator('[data-testid="program-args"]').fill('--failures\n0\n--seconds\n300\n--rate\n2');
+  await form.locator('[data-testid="program-parallelism"]').fill('2');
+  await form.locator('[data-testid="program-submit"]').click();
+  const jobId = await waitFor('the browser to land on the failover-demo job page', () =>
+    page.evaluate(() => (/^#\/jobs\/([0-9a-f]{32})$/.exec(location.hash) || [])[1]), 20_000);
+  check(jobId !== JOB_ID, 'submitting failover-demo landed on the failing job');
+  actionsJob = jobId;
+  await waitFor(`the page of job ${jobId}`, async () => (await text('[data-testid="job-id"]')) === jobId);
+  await waitFor(`job ${jobId} RUNNING on its page`, async () =>
+    (await text('[data-testid="job-state"]')) === 'RUNNING', 15_000);
+  const job = await api(`jobs/${jobId}`);
+  check(job.state === 'RUNNING', `API: job ${jobId} is ${job.state}, its page said RUNNING`);
+  const parallelism = Math.max(...job.vertices.map((v) => v.parallelism));
+  check(parallelism === 2, `API: job ${jobId} runs with parallelism ${parallelism}, submitted with 2`);
+  const shownName = await text('[data-testid="job-name"]');
+  check(shownName === job.name, `job page shows name "${shownName}", API says "${job.name}"`);
+  await assertClean('failover-demo job');
+
+  // 2a. savepoint with the target directory left empty: the server's state.savepoints.dir
+  await page.locator('[data-testid="savepoint-dir"]').fill('');
+  const isTrigger = (r) => r.request().method() === 'POST'
+    && new URL(r.url()).pathname.endsWith(`/jobs/${jobId}/savepoints`);
+  const [triggered] = await Promise.all([
+    page.waitForResponse(isTrigger, { timeout: WAIT_MS }),
+    page.click('[data-testid="trigger-savepoint"]'),
+  ]);
+  check(triggered.status() === 202, `POST jobs/${jobId}/savepoints answered ${triggered.status()}, expected 202`);
+  const sent = triggered.request().postDataJSON() || {};
+  check(!sent['target-directory'], `the UI sent target-directory ${JSON.stringify(sent['target-directory'])} for an empty input`);
+  check(sent['cancel-job'] !== true, 'the UI asked to cancel the job with the savepoint');
+  const requestId = (await triggered.json())['request-id'];
+  check(typeof requestId === 'string' && requestId !== '', `the savepoint trigger answered no request-id`);
+  const outcome = await waitFor('the completed savepoint on the job page', async () => {
+    const failure = await text('[data-testid="savepoint-failure"]');
+    if (failure !== null) return { failure };
+    const location = await text('[data-testid="savepoint-location"]');
+    return location ? { location } : null;
+  }, 40_000);
+  check(!outcome.failure, `the savepoint failed: ${outcome.failure}`);
+  const { location } = outcome;
+  check(/^file:/.test(location), `the page shows savepoint location "${location}", not a file: path`);
+  const op = await api(`jobs/${jobId}/savepoints/${requestId}`);
+  check(op.status && op.status.id === 'COMPLETED' && op.operation && op.operation.location === location,
+    `the page shows "${location}", the savepoint operation says ${JSON.stringify(op)}`);
+  if (spDir.startsWith('/')) {
+    check(fsPath(location).startsWith(`${spDir}/`), `savepoint "${location}" is not under state.savepoints.dir ${spDir}`);
+  }
+  let latest = null;
+  try {
+    await waitFor(`the savepoint as latest.savepoint of jobs/${jobId}/checkpoints`, async () => {
+      latest = ((await api(`jobs/${jobId}/checkpoints`)).latest || {}).savepoint || null;
+      return latest && latest.external_path && fsPath(latest.external_path) === fsPath(location);
+    });
+  } catch (err) {
+    throw new CheckError(`the page shows savepoint "${location}", the API's latest.savepoint is ${JSON.stringify(latest)}`);
+  }
+  await assertClean('savepoint');
+  await shot('savepoint-completed');
+
+  // 2b. a relative target directory: the server answers 400, the page must say why
+  await page.locator('[data-testid="savepoint-dir"]').fill('relative/dir');
+  const [rejected] = await Promise.all([
+    page.waitForResponse(isTrigger, { timeout: WAIT_MS }),
+    page.click('[data-testid="trigger-savepoint"]'),
+  ]);
+  check(rejected.status() === 400, `a relative target directory answered ${rejected.status()}, expected 400`);
+  const serverMessage = ((await rejected.json().catch(() => ({}))).errors || []).join('; ');
+  check(/absolute path/.test(serverMessage), `the server's 400 says "${serverMessage}", nothing about an absolute path`);
+  const banner = await waitFor('the savepoint error in the error banner', () =>
+    page.$eval('#error-banner', (e, msg) => (!e.hidden && e.textContent.includes(msg) ? e.textContent : null), serverMessage));
+  check(banner.includes('400'), `the error banner does not show the status 400: ${banner}`);
+  const inline = await text('[data-testid="savepoint-status"]');
+  check(!(inline || '').includes(location), `the failed request still shows the earlier savepoint: "${inline}"`);
+  const latestAfter = ((await api(`jobs/${jobId}/checkpoints`)).latest || {}).savepoint || null;
+  check(latestAfter && latestAfter.id === latest.id, `a rejected savepoint request changed latest.savepoint to ${JSON.stringify(latestAfter)}`);
+  check(pageErrors.length === 0, `savepoint error: JavaScript error in the page: ${pageErrors.join(' | ')}`);
+  await shot('savepoint-rejected');
+  await page.click('[data-testid="error-dismiss"]');
+  await waitFor('the error banner to close', () => page.$eval('#error-banner', (e) => e.hidden));
+  await page.locator('[data-testid="savepoint-dir"]').fill('');
+  await assertClean('savepoint error dismissed');
+
+  // 3. cancel: a dismissed confirm changes nothing, an accepted one cancels
+  const patches = [];
+  const onRequest = (r) => {
+    if (r.method() === 'PATCH' && new URL(r.url()).pathname.endsWith(`/jobs/${jobId}`)) patches.push(r.url());
+  };
+  page.on('request', onRequest);
+  try {
+    const dialogsBefore = dialogs.length;
+    await page.click('[data-testid="cancel-job"]');
+    await sleep(300);
+    if (dialogs.length > dialogsBefore) {
+      check(patches.length === 0, 'Cancel job sent a cancel request although its confirm dialog was dismissed');
+      check((await api(`jobs/${jobId}`)).state === 'RUNNING', 'the job did not keep running after a dismissed confirm');
+      acceptDialog = /./;
+      await page.click('[data-testid="cancel-job"]');
+      acceptDialog = null;
+    } else {
+      console.log('note Cancel job asks for no confirmation');
+    }
+    await waitFor('the cancel request', () => patches.length > 0);
+  } finally {
+    acceptDialog = null;
+    page.off('request', onRequest);
+  }
+  const asked = dialogs.filter((d) => d.accepted);
+  if (asked.length) {
+    check(asked[asked.length - 1].message.includes(job.name),
+      `the cancel confirmation "${asked[asked.length - 1].message}" does not name the job "${job.name}"`);
+  }
+  await waitFor(`job ${jobId} CANCELED on its page`, async () =>
+    (await text('[data-testid="job-state"]')) === 'CANCELED', 20_000);
+  await waitFor(`API: job ${jobId} CANCELED`, async () => (await api(`jobs/${jobId}`)).state === 'CANCELED');
+  actionsJob = null;
+  await waitFor('the action buttons disabled on the cancelled job', () => page.evaluate(() =>
+    document.querySelector('[data-testid="cancel-job"]').disabled
+    && document.querySelector('[data-testid="trigger-savepoint"]').disabled));
+  await assertClean('cancelled job');
+  await shot('job-cancelled');
+}
+
 async function checkErrorBanner() {
   const unknown = JOB_ID === '0'.repeat(32) ? '1'.repeat(32) : '0'.repeat(32);
   const answer = await api(`jobs/${unknown}`, { allowError: true });
@@ -497,7 +668,12 @@ async function main() {
   page.setDefaultTimeout(WAIT_MS);
   page.setDefaultNavigationTimeout(15_000);
   page.on('pageerror', (err) => pageErrors.push(err.message));
-  page.on('dialog', (dialog) => dialog.dismiss());
+  page.on('dialog', (dialog) => {
+    const accept = acceptDialog !== null && acceptDialog.test(dialog.message());
+    if (accept) acceptDialog = null;
+    dialogs.push({ type: dialog.type(), message: dialog.message(), accepted: accept });
+    (accept ? dialog.accept() : dialog.dismiss()).catch(() => {});
+  });
 
   await step('overview', () => checkOverview(job));
   await step('jobs list', () => checkJobsList());
@@ -507,6 +683,7 @@ async function main() {
   await step('taskmanagers, logs, thread dump', () => checkTaskManagers());
   await step('jobmanager config, logs, thread dump', () => checkJobManager());
   await step('submit', () => checkSubmit());
+  await step('job actions: savepoint, cancel', () => checkJobActions());
   await step('error banner', () => checkErrorBanner());
   console.log(`PASS: all UI checks passed in ${Date.now() - t0} ms; screenshots in ${SHOTS}`);
 }
@@ -519,5 +696,9 @@ try {
   console.error(`FAIL [${stepName || 'setup'}]: ${err instanceof CheckError ? err.message : err.stack || err}`);
   if (page) await page.screenshot({ path: join(SHOTS, 'FAILED.png'), fullPage: true }).catch(() => {});
   if (browser) await browser.close().catch(() => {});
+  if (actionsJob) {
+    // do not leave the 5-minute job of the actions step running on the cluster
+    await apiSend('PATCH', `jobs/${actionsJob}?mode=cancel`, {}).catch(() => {});
+  }
   process.exit(1);
 }
