@@ -242,6 +242,22 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> WindowOp
         }
     }
 
+    /// The timers window `w` of `key` still has after a snapshot taken at `watermark`: the
+    /// ones `register_timers` set that had not fired by then (an event-time timer fires once
+    /// the watermark reaches it; processing-time timers past due fire at once on restore).
+    fn restore_timers(&mut self, key: K, w: TimeWindow, watermark: i64) {
+        let d = self.domain();
+        let pending = |ts: i64| d == TimeDomain::ProcessingTime || ts > watermark;
+        let end = w.max_timestamp();
+        let c = self.cleanup_time(&w);
+        if c != end && pending(c) {
+            self.timers.register(d, c, key.clone(), w);
+        }
+        if pending(end) {
+            self.timers.register(d, end, key, w);
+        }
+    }
+
     fn delete_timers(&mut self, key: &K, w: TimeWindow) {
         let d = self.domain();
         self.timers.delete(d, w.max_timestamp(), key, &w);
@@ -494,8 +510,11 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> Input<T>
         // Synchronous part: a copy. Encoding happens off the subtask's thread.
         let (mp, name) = (out.max_parallelism, self.id.name.clone());
         let state = self.state.clone();
-        let timers = self.timers.snapshot();
+        // Windows that never merge have exactly the timers their state implies (see
+        // `restore`): only merging windows snapshot theirs, which halves the work.
+        let timers = if self.assigner.is_merging() { self.timers.snapshot() } else { Vec::new() };
         let sessions = self.sessions.clone();
+        let watermark = self.watermark;
         out.put_deferred(
             self.id.index,
             Box::new(move || {
@@ -504,6 +523,7 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> Input<T>
                     state: KeyGroupedState::encode(live, mp, &name)?,
                     timers: KeyGroupedState::encode(timers.iter().map(|(d, ts, k, w)| (k, (*d, *ts, *w))), mp, &name)?,
                     sessions: KeyGroupedState::encode(sessions.iter(), mp, &name)?,
+                    watermark,
                 };
                 let size = ws.state.byte_len() + ws.timers.byte_len() + ws.sessions.byte_len();
                 encode_state_sized(&ws, &name, size)
@@ -516,9 +536,17 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> Input<T>
     fn restore(&mut self, from: &OperatorRestore) -> TaskResult {
         let name = self.id.name.clone();
         for st in from.get::<WindowState>(self.id.index, &name)? {
+            let derive = !self.assigner.is_merging() && st.timers.is_empty();
+            let mut restored = Vec::new();
             st.state.decode::<(K, (TimeWindow, W::Acc)), _>(from.range, &name, |(k, (w, acc))| {
+                if derive {
+                    restored.push((k.clone(), w));
+                }
                 self.state.insert((k, w), Some(acc));
             })?;
+            for (k, w) in restored {
+                self.restore_timers(k, w, st.watermark);
+            }
             st.timers.decode::<(K, (TimeDomain, i64, TimeWindow)), _>(from.range, &name, |(k, (d, ts, w))| {
                 self.timers.register(d, ts, k, w);
             })?;
@@ -536,11 +564,19 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> Input<T>
     }
 }
 
-/// What a window operator snapshots: window contents, timers and session sets, each entry
-/// tagged with its key group.
+/// What a window operator snapshots: window contents, timers (merging windows only: the
+/// others' follow from their contents and the watermark) and session sets, each entry tagged
+/// with its key group.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct WindowState {
     state: KeyGroupedState,
     timers: KeyGroupedState,
     sessions: KeyGroupedState,
+    /// The operator's watermark when the snapshot was taken: which derived timers had fired.
+    #[serde(default = "min_watermark")]
+    watermark: i64,
+}
+
+fn min_watermark() -> i64 {
+    i64::MIN
 }
