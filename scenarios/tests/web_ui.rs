@@ -1,7 +1,9 @@
 //! The web UI in a real headless Chromium (Debian's, driven by playwright-core from
 //! web/ui-tests) against a live MiniCluster whose job failed and restarted 14 times: every
 //! page loads and shows what the API says, the failover history pages back to the oldest
-//! failures, a log downloads byte for byte, a program is submitted from the browser.
+//! failures, a log downloads byte for byte, a program is submitted from the browser, and a
+//! job of its own is savepointed and cancelled with the job page's buttons. A second test
+//! checks the UI with a bearer token required.
 //!
 //! Needs `node`, `/usr/bin/chromium` and `npm ci` in web/ui-tests (`.ci/run` installs them).
 
@@ -16,6 +18,30 @@ use common::http::{get, post_json};
 use riffle_cluster::{MiniCluster, MiniClusterConfig};
 use riffle_scenarios::catalog::BuiltinPrograms;
 use serde_json::json;
+
+/// Runs a node script with a time limit; whether it passed, and what it printed.
+fn node(script: &std::path::Path, env: &[(&str, &str)]) -> (bool, String) {
+    let mut cmd = Command::new("node");
+    cmd.arg(script).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("node runs (install Node.js)");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = child.wait_with_output().unwrap();
+    let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (status.is_some_and(|s| s.success()), text)
+}
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace root").to_path_buf()
@@ -59,35 +85,32 @@ fn every_page_of_the_web_ui_works_in_a_real_browser() {
     let shots =
         std::env::var_os("RIFFLE_UI_SCREENSHOTS").map(PathBuf::from).unwrap_or_else(|| dir.path().join("screenshots"));
     std::fs::create_dir_all(&shots).unwrap();
-    let mut child = Command::new("node")
-        .arg(tests.join("ui.test.mjs"))
-        .env("BASE_URL", &url)
-        .env("JOB_ID", &job)
-        .env("SCREENSHOT_DIR", &shots)
-        .env("UI_TEST_TIMEOUT_MS", "150000")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node runs (install Node.js)");
-    // Every wait has an end: kill the browser test if it hangs past its own limit.
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let out = child.wait_with_output().unwrap();
-    let text = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(status.is_some_and(|s| s.success()), "the browser test failed:\n{text}");
+    let (ok, text) = node(
+        &tests.join("ui.test.mjs"),
+        &[
+            ("BASE_URL", &url),
+            ("JOB_ID", &job),
+            ("SCREENSHOT_DIR", &shots.display().to_string()),
+            ("UI_TEST_TIMEOUT_MS", "150000"),
+        ],
+    );
+    assert!(ok, "the browser test failed:\n{text}");
     let pngs = std::fs::read_dir(&shots)
         .unwrap()
         .filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "png")))
         .count();
     assert!(pngs >= 10, "screenshots taken: {pngs}\n{text}");
     drop(mc);
+}
+
+#[test]
+fn the_web_ui_asks_for_the_bearer_token_when_the_api_needs_one() {
+    let tests = repo_root().join("web/ui-tests");
+    assert!(tests.join("node_modules/playwright-core").is_dir(), "run `npm ci --prefix web/ui-tests`");
+    let mut cfg = MiniClusterConfig::new(2, 1).with_rest();
+    cfg.config.set("rest.port", "0").set("rest.auth.token", "ui-test-token");
+    let mc = MiniCluster::start(cfg).expect("cluster with REST starts");
+    let url = mc.rest_url().expect("REST is served");
+    let (ok, out) = node(&tests.join("auth.test.mjs"), &[("BASE_URL", &url), ("TOKEN", "ui-test-token")]);
+    assert!(ok, "the browser test failed:\n{out}");
 }

@@ -12,12 +12,28 @@ export class ApiError extends Error {
   }
 }
 
-async function request(path, options = {}) {
+const TOKEN_KEY = 'riffle.rest-token';
+
+function withToken(options) {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (!token) return options;
+  return { ...options, headers: { ...(options.headers || {}), Authorization: `Bearer ${token}` } };
+}
+
+async function request(path, options = {}, retried = false) {
   let response;
   try {
-    response = await fetch(path, { cache: 'no-store', ...options });
+    response = await fetch(path, { cache: 'no-store', ...withToken(options) });
   } catch (err) {
     throw new ApiError(0, [`Network error (${err.message || err})`], path);
+  }
+  if (response.status === 401 && !retried) {
+    // The cluster requires a bearer token (rest.auth.token): ask once per tab session.
+    const token = window.prompt('This cluster requires a bearer token (rest.auth.token):');
+    if (token) {
+      sessionStorage.setItem(TOKEN_KEY, token.trim());
+      return request(path, options, true);
+    }
   }
   if (!response.ok) throw await errorFrom(response, path);
   return response;
