@@ -6,7 +6,7 @@
 //! until `max_timestamp + lateness`, and every late record re-fires it; records later than
 //! that are dropped or sent to the late-data side output. Session windows merge.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rustc_hash::FxHashMap;
 
@@ -164,7 +164,13 @@ pub struct WindowOp<K, T, O, W: WindowFn<K, T, O>> {
     pub(crate) lateness: i64,
     pub(crate) late_tag: Option<String>,
     pub(crate) key_of: Arc<dyn Fn(&T) -> K + Send + Sync>,
-    pub(crate) state: FxHashMap<(K, TimeWindow), Option<W::Acc>>,
+    /// Accumulators window by window: a checkpoint re-encodes only the windows that changed
+    /// since the previous one (the others' encodings are in `encoded`).
+    pub(crate) state: FxHashMap<TimeWindow, WindowSlot<K, W::Acc>>,
+    /// Snapshots taken so far; a change in a window records the current value.
+    pub(crate) epoch: u64,
+    /// Each window's latest encoding and the snapshot it was taken for (non-merging only).
+    pub(crate) encoded: EncodedWindows,
     pub(crate) sessions: FxHashMap<K, Vec<TimeWindow>>,
     pub(crate) timers: TimerService<K, TimeWindow>,
     pub(crate) watermark: i64,
@@ -196,6 +202,8 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> WindowOp
             late_tag,
             key_of,
             state: FxHashMap::default(),
+            epoch: 0,
+            encoded: EncodedWindows::default(),
             sessions: FxHashMap::default(),
             // Timers are registered once per new window state (and deleted explicitly when
             // sessions merge), so no deduplication is needed.
@@ -265,8 +273,25 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> WindowOp
         self.timers.delete(d, c, key, &w);
     }
 
+    /// Removes `key`'s accumulator of window `w` (and the window once it holds no key).
+    fn remove_acc(&mut self, key: &K, w: TimeWindow) -> Option<W::Acc> {
+        let slot = self.state.get_mut(&w)?;
+        let acc = slot.entries.remove(key).flatten();
+        slot.modified = self.epoch;
+        if slot.entries.is_empty() {
+            self.state.remove(&w);
+        }
+        acc
+    }
+
+    fn insert_acc(&mut self, key: K, w: TimeWindow, acc: W::Acc) {
+        let slot = self.state.entry(w).or_default();
+        slot.modified = self.epoch;
+        slot.entries.insert(key, Some(acc));
+    }
+
     fn fire(&mut self, key: &K, w: TimeWindow) -> TaskResult {
-        let Some(Some(acc)) = self.state.get(&(key.clone(), w)) else { return Ok(()) };
+        let Some(Some(acc)) = self.state.get(&w).and_then(|s| s.entries.get(key)) else { return Ok(()) };
         Self::emit_to(&self.wf, &mut self.next, &self.id, self.watermark, key, w, acc)
     }
 
@@ -303,7 +328,9 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> WindowOp
     /// end (a late record within the allowed lateness).
     fn add_to_window(&mut self, key: &K, w: TimeWindow, value: T) -> TaskResult {
         self.id.enter();
-        let slot = self.state.entry((key.clone(), w)).or_insert(None);
+        let window = self.state.entry(w).or_default();
+        window.modified = self.epoch;
+        let slot = window.entries.entry(key.clone()).or_insert(None);
         let is_new = slot.is_none();
         let acc = slot.take();
         match self.wf.add(acc, value) {
@@ -356,7 +383,7 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> WindowOp
             let mut acc: Option<W::Acc> = None;
             for a in &absorbed {
                 self.delete_timers(&key, *a);
-                if let Some(Some(s)) = self.state.remove(&(key.clone(), *a)) {
+                if let Some(s) = self.remove_acc(&key, *a) {
                     acc = Some(match acc {
                         None => s,
                         Some(prev) => self.wf.merge(prev, s).map_err(|e| self.id.err(e))?,
@@ -364,7 +391,7 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> WindowOp
                 }
             }
             if let Some(acc) = acc {
-                self.state.insert((key.clone(), merged), Some(acc));
+                self.insert_acc(key.clone(), merged, acc);
                 self.register_timers(&key, merged);
             }
         }
@@ -376,7 +403,7 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> WindowOp
     fn on_timer(&mut self, key: K, w: TimeWindow, ts: i64) -> TaskResult {
         if ts == w.max_timestamp() && ts == self.cleanup_time(&w) && !self.assigner.is_merging() {
             // Fire and purge in one map operation (no allowed lateness).
-            if let Some(Some(acc)) = self.state.remove(&(key.clone(), w)) {
+            if let Some(acc) = self.remove_acc(&key, w) {
                 return self.emit(&key, w, &acc);
             }
             return Ok(());
@@ -385,7 +412,7 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> WindowOp
             self.fire(&key, w)?;
         }
         if ts == self.cleanup_time(&w) {
-            self.state.remove(&(key.clone(), w));
+            self.remove_acc(&key, w);
             if self.assigner.is_merging() {
                 if let Some(v) = self.sessions.get_mut(&key) {
                     v.retain(|a| *a != w);
@@ -507,25 +534,72 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> Input<T>
     }
 
     fn snapshot(&mut self, out: &mut OperatorSnapshots) -> TaskResult {
-        // Synchronous part: a copy. Encoding happens off the subtask's thread.
+        // Synchronous part: a copy of the windows that changed since their last encoding;
+        // encoding happens off the subtask's thread.
         let (mp, name) = (out.max_parallelism, self.id.name.clone());
-        let state = self.state.clone();
+        let merging = self.assigner.is_merging();
+        let snapshot = self.epoch + 1;
+        self.epoch = snapshot;
+        let mut windows: Vec<(TimeWindow, WindowPart<K, W::Acc>)> = Vec::with_capacity(self.state.len());
+        {
+            let mut encoded = self.encoded.lock();
+            encoded.retain(|w, _| self.state.contains_key(w));
+            for (w, slot) in &self.state {
+                match encoded.get(w) {
+                    Some((at, blob)) if !merging && slot.modified < *at => {
+                        windows.push((*w, WindowPart::Encoded(blob.clone())));
+                    }
+                    _ => {
+                        let live: Vec<(K, W::Acc)> = slot
+                            .entries
+                            .iter()
+                            .filter_map(|(k, a)| a.as_ref().map(|a| (k.clone(), a.clone())))
+                            .collect();
+                        windows.push((*w, WindowPart::Copied(live)));
+                    }
+                }
+            }
+        }
         // Windows that never merge have exactly the timers their state implies (see
-        // `restore`): only merging windows snapshot theirs, which halves the work.
-        let timers = if self.assigner.is_merging() { self.timers.snapshot() } else { Vec::new() };
+        // `restore`): only merging windows snapshot theirs.
+        let timers = if merging { self.timers.snapshot() } else { Vec::new() };
         let sessions = self.sessions.clone();
         let watermark = self.watermark;
+        let cache = self.encoded.clone();
         out.put_deferred(
             self.id.index,
             Box::new(move || {
-                let live = state.iter().filter_map(|((k, w), acc)| acc.as_ref().map(|a| (k, (*w, a))));
-                let ws = WindowState {
-                    state: KeyGroupedState::encode(live, mp, &name)?,
+                let mut blobs: Vec<(TimeWindow, Arc<KeyGroupedState>)> = Vec::with_capacity(windows.len());
+                let mut fresh = Vec::new();
+                for (w, part) in windows {
+                    let blob = match part {
+                        WindowPart::Encoded(b) => b,
+                        WindowPart::Copied(live) => {
+                            let b = Arc::new(KeyGroupedState::encode(live.iter().map(|(k, a)| (k, a)), mp, &name)?);
+                            fresh.push((w, b.clone()));
+                            b
+                        }
+                    };
+                    blobs.push((w, blob));
+                }
+                if !merging {
+                    let mut encoded = cache.lock();
+                    for (w, b) in fresh {
+                        let newer = encoded.get(&w).is_some_and(|(at, _)| *at > snapshot);
+                        if !newer {
+                            encoded.insert(w, (snapshot, b));
+                        }
+                    }
+                }
+                let ws = WindowStateOut {
+                    windows: blobs.iter().map(|(w, b)| (*w, b.as_ref())).collect(),
                     timers: KeyGroupedState::encode(timers.iter().map(|(d, ts, k, w)| (k, (*d, *ts, *w))), mp, &name)?,
                     sessions: KeyGroupedState::encode(sessions.iter(), mp, &name)?,
                     watermark,
                 };
-                let size = ws.state.byte_len() + ws.timers.byte_len() + ws.sessions.byte_len();
+                let size = blobs.iter().map(|(_, b)| b.byte_len() + 32).sum::<usize>()
+                    + ws.timers.byte_len()
+                    + ws.sessions.byte_len();
                 encode_state_sized(&ws, &name, size)
             }),
         );
@@ -535,22 +609,25 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> Input<T>
 
     fn restore(&mut self, from: &OperatorRestore) -> TaskResult {
         let name = self.id.name.clone();
-        for st in from.get::<WindowState>(self.id.index, &name)? {
-            let derive = !self.assigner.is_merging() && st.timers.is_empty();
+        let states = from.get::<WindowStateIn>(self.id.index, &name)?;
+        for WindowStateIn { windows, timers, sessions, watermark } in states {
+            let derive = !self.assigner.is_merging() && timers.is_empty();
             let mut restored = Vec::new();
-            st.state.decode::<(K, (TimeWindow, W::Acc)), _>(from.range, &name, |(k, (w, acc))| {
-                if derive {
-                    restored.push((k.clone(), w));
-                }
-                self.state.insert((k, w), Some(acc));
-            })?;
-            for (k, w) in restored {
-                self.restore_timers(k, w, st.watermark);
+            for (w, blob) in &windows {
+                blob.decode::<(K, W::Acc), _>(from.range, &name, |(k, acc)| {
+                    if derive {
+                        restored.push((k.clone(), *w));
+                    }
+                    self.insert_acc(k, *w, acc);
+                })?;
             }
-            st.timers.decode::<(K, (TimeDomain, i64, TimeWindow)), _>(from.range, &name, |(k, (d, ts, w))| {
+            for (k, w) in restored {
+                self.restore_timers(k, w, watermark);
+            }
+            timers.decode::<(K, (TimeDomain, i64, TimeWindow)), _>(from.range, &name, |(k, (d, ts, w))| {
                 self.timers.register(d, ts, k, w);
             })?;
-            st.sessions.decode::<(K, Vec<TimeWindow>), _>(from.range, &name, |(k, ws)| {
+            sessions.decode::<(K, Vec<TimeWindow>), _>(from.range, &name, |(k, ws)| {
                 self.sessions.insert(k, ws);
             })?;
         }
@@ -564,19 +641,57 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> Input<T>
     }
 }
 
-/// What a window operator snapshots: window contents, timers (merging windows only: the
-/// others' follow from their contents and the watermark) and session sets, each entry tagged
-/// with its key group.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct WindowState {
-    state: KeyGroupedState,
+/// One window's accumulators, by key, and when they last changed.
+pub(crate) struct WindowSlot<K, A> {
+    pub(crate) entries: FxHashMap<K, Option<A>>,
+    /// The operator's snapshot count (`epoch`) at the latest change.
+    pub(crate) modified: u64,
+}
+
+impl<K, A> Default for WindowSlot<K, A> {
+    fn default() -> Self {
+        Self { entries: FxHashMap::default(), modified: 0 }
+    }
+}
+
+/// Windows' latest encodings, shared by the operator (which reuses them for windows that did
+/// not change) and its snapshots' asynchronous encoders (which add them).
+#[derive(Clone, Default)]
+pub(crate) struct EncodedWindows(Arc<Mutex<EncodedMap>>);
+
+/// Window → (the snapshot it was encoded for, its entries by key group).
+type EncodedMap = FxHashMap<TimeWindow, (u64, Arc<KeyGroupedState>)>;
+
+impl EncodedWindows {
+    fn lock(&self) -> std::sync::MutexGuard<'_, EncodedMap> {
+        // Every update leaves the map consistent: a panic elsewhere does not spoil it.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A window in a snapshot: encoded at an earlier one and unchanged since, or copied now.
+enum WindowPart<K, A> {
+    Encoded(Arc<KeyGroupedState>),
+    Copied(Vec<(K, A)>),
+}
+
+/// What a window operator snapshots: each window's `(key, accumulator)` entries by key group,
+/// timers (merging windows only: the others' follow from their contents and the watermark)
+/// and session sets.
+#[derive(serde::Serialize)]
+struct WindowStateOut<'a> {
+    windows: Vec<(TimeWindow, &'a KeyGroupedState)>,
     timers: KeyGroupedState,
     sessions: KeyGroupedState,
     /// The operator's watermark when the snapshot was taken: which derived timers had fired.
-    #[serde(default = "min_watermark")]
     watermark: i64,
 }
 
-fn min_watermark() -> i64 {
-    i64::MIN
+/// [`WindowStateOut`] as read back.
+#[derive(serde::Deserialize)]
+struct WindowStateIn {
+    windows: Vec<(TimeWindow, KeyGroupedState)>,
+    timers: KeyGroupedState,
+    sessions: KeyGroupedState,
+    watermark: i64,
 }
