@@ -2,8 +2,10 @@
 //! (everything in the caller's process); remote transport, HA and plugins come later.
 
 pub mod error;
+pub mod ha;
 pub mod logging;
 pub mod minicluster;
+pub mod transport;
 
 pub use error::ClusterError;
 pub use minicluster::{CheckpointCounts, JobHandle, MiniCluster, MiniClusterConfig};
