@@ -54,3 +54,15 @@ impl TaskError {
 
 /// The result of pushing something through an operator chain.
 pub type TaskResult = Result<(), TaskError>;
+
+/// Who is to blame for an error, and so whether retrying can help: one classification shared
+/// by every crate's error type (`ClusterError::domain`, `WebError::domain`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorDomain {
+    /// Bad input or request: fix it, do not retry as is.
+    User,
+    /// The environment (a port taken, a peer gone, a timeout): a retry may help.
+    External,
+    /// A bug in riffle, or a runtime shutting down.
+    Internal,
+}

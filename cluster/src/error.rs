@@ -1,16 +1,7 @@
 //! The cluster crate's error, with its domain: whether it is the caller's to fix (user), the
 //! environment's (external: retrying may help) or riffle's own (internal).
 
-/// Where an error comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorDomain {
-    /// Bad input: fix the request.
-    User,
-    /// The environment (threads, timeouts): retrying may help.
-    External,
-    /// A bug in riffle.
-    Internal,
-}
+pub use riffle_api::ErrorDomain;
 
 /// What can go wrong starting a cluster or talking to it.
 #[derive(Debug, thiserror::Error)]
@@ -47,11 +38,7 @@ impl ClusterError {
             ClusterError::Unavailable(_) | ClusterError::Timeout(..) | ClusterError::Checkpoint(_) => {
                 ErrorDomain::External
             }
-            ClusterError::Rest(e) => match e.domain() {
-                riffle_web::ErrorDomain::User => ErrorDomain::User,
-                riffle_web::ErrorDomain::External => ErrorDomain::External,
-                riffle_web::ErrorDomain::Internal => ErrorDomain::Internal,
-            },
+            ClusterError::Rest(e) => e.domain(),
         }
     }
 

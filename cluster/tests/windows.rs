@@ -40,12 +40,13 @@ fn events() -> Vec<Ev> {
     ]
 }
 
+/// Counts the records of a window, whatever they are.
 struct Count;
-impl AggregateFunction<Ev, u64, u64> for Count {
+impl<T> AggregateFunction<T, u64, u64> for Count {
     fn create_accumulator(&self) -> u64 {
         0
     }
-    fn add(&self, _: Ev, acc: u64) -> u64 {
+    fn add(&self, _: T, acc: u64) -> u64 {
         acc + 1
     }
     fn get_result(&self, acc: &u64) -> u64 {
@@ -221,7 +222,7 @@ fn window_state_is_restored_exactly_after_a_failure_across_many_checkpoints() {
         )
         .key_by(|i: &u64| i % KEYS)
         .window(WindowAssigner::tumbling_event_time(Duration::from_secs(1)))
-        .aggregate_with(CountU64, |k: &u64, w: &TimeWindow, n: u64| (*k, w.start, n))
+        .aggregate_with(Count, |k: &u64, w: &TimeWindow, n: u64| (*k, w.start, n))
         .collect();
     let h = mc.submit(env.build_job_graph("windows after failover").unwrap()).unwrap();
     // Fail once three checkpoints completed: windows by then were encoded, reused, changed.
@@ -249,20 +250,4 @@ fn window_state_is_restored_exactly_after_a_failure_across_many_checkpoints() {
         got.len(),
         want.len()
     );
-}
-
-struct CountU64;
-impl AggregateFunction<u64, u64, u64> for CountU64 {
-    fn create_accumulator(&self) -> u64 {
-        0
-    }
-    fn add(&self, _: u64, acc: u64) -> u64 {
-        acc + 1
-    }
-    fn get_result(&self, acc: &u64) -> u64 {
-        *acc
-    }
-    fn merge(&self, a: u64, b: u64) -> u64 {
-        a + b
-    }
 }

@@ -4,16 +4,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
-/// Who is to blame, and so whether trying again can help.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorDomain {
-    /// The request: fix it, do not retry as is.
-    User,
-    /// Something outside riffle (a port taken, a file unreadable): a retry may help.
-    External,
-    /// A riffle bug or a runtime shutting down.
-    Internal,
-}
+pub use riffle_api::ErrorDomain;
 
 /// Everything the REST server can answer with or fail to start on.
 #[derive(Debug, thiserror::Error)]

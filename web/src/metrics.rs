@@ -7,9 +7,11 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use opentelemetry::metrics::MeterProvider as _;
+use opentelemetry::metrics::{AsyncInstrument, MeterProvider as _};
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
+use riffle_actors::checkpoint_coordinator::CheckpointStats;
+use riffle_actors::job_view::SubtaskIo;
 use riffle_actors::{JobId, RuntimeShared};
 
 use crate::error::WebError;
@@ -108,37 +110,46 @@ impl Metrics {
     }
 }
 
+/// Observes `value` of every vertex of every job, labelled with job and vertex.
+fn per_vertex(s: &RuntimeShared, o: &dyn AsyncInstrument<u64>, value: impl Fn(&[Arc<SubtaskIo>]) -> u64) {
+    for v in s.views.iter() {
+        for x in &v.vertices {
+            let mut a = job_attrs(v.job_id, &v.name);
+            a.push(KeyValue::new("vertex", x.name.clone()));
+            o.observe(value(&x.subtasks), &a);
+        }
+    }
+}
+
+/// Observes `value` of every job's checkpoint statistics.
+fn per_job_checkpoints(s: &RuntimeShared, o: &dyn AsyncInstrument<u64>, value: impl Fn(&CheckpointStats) -> u64) {
+    for v in s.views.iter() {
+        o.observe(value(&s.checkpoint_stats(v.job_id)), &job_attrs(v.job_id, &v.name));
+    }
+}
+
+fn sum(subtasks: &[Arc<SubtaskIo>], f: impl Fn(&SubtaskIo) -> u64) -> u64 {
+    subtasks.iter().map(|io| f(io)).sum()
+}
+
 fn register(meter: &opentelemetry::metrics::Meter, shared: &Arc<RuntimeShared>) {
-    let s = shared.clone();
-    meter
-        .u64_observable_counter("riffle_vertex_records_in")
-        .with_description("Records read by a vertex's subtasks from their inputs")
-        .with_callback(move |o| {
-            for v in s.views.iter() {
-                for x in &v.vertices {
-                    let n: u64 = x.subtasks.iter().map(|io| io.records_in.load(Ordering::Relaxed)).sum();
-                    let mut a = job_attrs(v.job_id, &v.name);
-                    a.push(KeyValue::new("vertex", x.name.clone()));
-                    o.observe(n, &a);
-                }
-            }
-        })
-        .build();
-    let s = shared.clone();
-    meter
-        .u64_observable_counter("riffle_vertex_records_out")
-        .with_description("Records a vertex's subtasks wrote to their outputs")
-        .with_callback(move |o| {
-            for v in s.views.iter() {
-                for x in &v.vertices {
-                    let n: u64 = x.subtasks.iter().map(|io| io.records_out.load(Ordering::Relaxed)).sum();
-                    let mut a = job_attrs(v.job_id, &v.name);
-                    a.push(KeyValue::new("vertex", x.name.clone()));
-                    o.observe(n, &a);
-                }
-            }
-        })
-        .build();
+    type Pick = fn(&[Arc<SubtaskIo>]) -> u64;
+    let vertex_counters: [(&'static str, &'static str, Pick); 2] = [
+        ("riffle_vertex_records_in", "Records read by a vertex's subtasks from their inputs", |x| {
+            sum(x, |io| io.records_in.load(Ordering::Relaxed))
+        }),
+        ("riffle_vertex_records_out", "Records a vertex's subtasks wrote to their outputs", |x| {
+            sum(x, |io| io.records_out.load(Ordering::Relaxed))
+        }),
+    ];
+    for (name, help, pick) in vertex_counters {
+        let s = shared.clone();
+        meter
+            .u64_observable_counter(name)
+            .with_description(help)
+            .with_callback(move |o| per_vertex(&s, o, pick))
+            .build();
+    }
     let s = shared.clone();
     meter
         .f64_observable_counter("riffle_vertex_backpressured_seconds")
@@ -146,7 +157,7 @@ fn register(meter: &opentelemetry::metrics::Meter, shared: &Arc<RuntimeShared>) 
         .with_callback(move |o| {
             for v in s.views.iter() {
                 for x in &v.vertices {
-                    let ns: u64 = x.subtasks.iter().map(|io| io.backpressured_ns.load(Ordering::Relaxed)).sum();
+                    let ns = sum(&x.subtasks, |io| io.backpressured_ns.load(Ordering::Relaxed));
                     let mut a = job_attrs(v.job_id, &v.name);
                     a.push(KeyValue::new("vertex", x.name.clone()));
                     o.observe(ns as f64 / 1e9, &a);
@@ -159,14 +170,7 @@ fn register(meter: &opentelemetry::metrics::Meter, shared: &Arc<RuntimeShared>) 
         .u64_observable_gauge("riffle_vertex_backpressured_subtasks")
         .with_description("Subtasks of a vertex waiting for room downstream right now")
         .with_callback(move |o| {
-            for v in s.views.iter() {
-                for x in &v.vertices {
-                    let n = x.subtasks.iter().filter(|io| io.backpressured.load(Ordering::Relaxed)).count() as u64;
-                    let mut a = job_attrs(v.job_id, &v.name);
-                    a.push(KeyValue::new("vertex", x.name.clone()));
-                    o.observe(n, &a);
-                }
-            }
+            per_vertex(&s, o, |x| x.iter().filter(|io| io.backpressured.load(Ordering::Relaxed)).count() as u64)
         })
         .build();
     let s = shared.clone();
@@ -179,46 +183,47 @@ fn register(meter: &opentelemetry::metrics::Meter, shared: &Arc<RuntimeShared>) 
             }
         })
         .build();
-    let s = shared.clone();
-    meter
-        .u64_observable_counter("riffle_checkpoints_completed")
-        .with_description("Checkpoints completed")
-        .with_callback(move |o| checkpoints(&s, o, |c| c.completed))
-        .build();
-    let s = shared.clone();
-    meter
-        .u64_observable_counter("riffle_checkpoints_failed")
-        .with_description("Checkpoints failed (declined, timed out, aborted)")
-        .with_callback(move |o| checkpoints(&s, o, |c| c.failed))
-        .build();
-    let s = shared.clone();
-    meter
-        .u64_observable_gauge("riffle_checkpoint_last_duration_ms")
-        .with_description("Trigger to completion of the latest completed checkpoint")
-        .with_callback(move |o| {
-            for v in s.views.iter() {
-                let st = s.checkpoint_stats(v.job_id);
-                o.observe(st.last_duration_ms.load(Ordering::Relaxed), &job_attrs(v.job_id, &v.name));
-            }
-        })
-        .build();
-    let s = shared.clone();
-    meter
-        .u64_observable_gauge("riffle_checkpoint_last_size_bytes")
-        .with_description("State size of the latest completed checkpoint")
-        .with_callback(move |o| {
-            for v in s.views.iter() {
-                let st = s.checkpoint_stats(v.job_id);
-                o.observe(st.last_size_bytes.load(Ordering::Relaxed), &job_attrs(v.job_id, &v.name));
-            }
-        })
-        .build();
-    let s = shared.clone();
-    meter
-        .u64_observable_gauge("riffle_task_executors")
-        .with_description("TaskExecutors registered")
-        .with_callback(move |o| o.observe(s.task_executors.len() as u64, &[]))
-        .build();
+    type Stat = fn(&CheckpointStats) -> u64;
+    let checkpoint_metrics: [(&'static str, &'static str, bool, Stat); 4] = [
+        ("riffle_checkpoints_completed", "Checkpoints completed", true, |c| {
+            c.with_history(|h| h.view().counts.completed)
+        }),
+        ("riffle_checkpoints_failed", "Checkpoints failed (declined, timed out, aborted)", true, |c| {
+            c.with_history(|h| h.view().counts.failed)
+        }),
+        (
+            "riffle_checkpoint_last_duration_ms",
+            "Trigger to completion of the latest completed checkpoint",
+            false,
+            |c| c.last_duration_ms.load(Ordering::Relaxed),
+        ),
+        ("riffle_checkpoint_last_size_bytes", "State size of the latest completed checkpoint", false, |c| {
+            c.last_size_bytes.load(Ordering::Relaxed)
+        }),
+    ];
+    for (name, help, counter, pick) in checkpoint_metrics {
+        let s = shared.clone();
+        let callback = move |o: &dyn AsyncInstrument<u64>| per_job_checkpoints(&s, o, pick);
+        if counter {
+            meter.u64_observable_counter(name).with_description(help).with_callback(callback).build();
+        } else {
+            meter.u64_observable_gauge(name).with_description(help).with_callback(callback).build();
+        }
+    }
+    type Cluster = fn(&RuntimeShared) -> u64;
+    let cluster_gauges: [(&'static str, &'static str, Cluster); 3] = [
+        ("riffle_task_executors", "TaskExecutors registered", |s| s.task_executors.len() as u64),
+        ("riffle_slots_total", "Task slots of all TaskExecutors", |s| s.slots.total.load(Ordering::Relaxed)),
+        ("riffle_slots_available", "Task slots not allocated to a job", |s| s.slots.free.load(Ordering::Relaxed)),
+    ];
+    for (name, help, pick) in cluster_gauges {
+        let s = shared.clone();
+        meter
+            .u64_observable_gauge(name)
+            .with_description(help)
+            .with_callback(move |o| o.observe(pick(&s), &[]))
+            .build();
+    }
     let s = shared.clone();
     meter
         .u64_observable_gauge("riffle_jobs")
@@ -233,27 +238,4 @@ fn register(meter: &opentelemetry::metrics::Meter, shared: &Arc<RuntimeShared>) 
             }
         })
         .build();
-    let s = shared.clone();
-    meter
-        .u64_observable_gauge("riffle_slots_total")
-        .with_description("Task slots of all TaskExecutors")
-        .with_callback(move |o| o.observe(s.slots.total.load(Ordering::Relaxed), &[]))
-        .build();
-    let s = shared.clone();
-    meter
-        .u64_observable_gauge("riffle_slots_available")
-        .with_description("Task slots not allocated to a job")
-        .with_callback(move |o| o.observe(s.slots.free.load(Ordering::Relaxed), &[]))
-        .build();
-}
-
-fn checkpoints(
-    s: &RuntimeShared,
-    o: &dyn opentelemetry::metrics::AsyncInstrument<u64>,
-    pick: fn(&riffle_actors::checkpoint_history::CheckpointCountsView) -> u64,
-) {
-    for v in s.views.iter() {
-        let counts = s.checkpoint_stats(v.job_id).with_history(|h| h.view().counts);
-        o.observe(pick(&counts), &job_attrs(v.job_id, &v.name));
-    }
 }
