@@ -14,7 +14,10 @@ mod rest_client;
 #[derive(Parser)]
 #[command(name = "riffle", version, about = "A stream processor built as an actor runtime")]
 struct Cli {
-    /// Configuration, Flink key names: -D key=value (repeatable).
+    /// A configuration file (Flink's YAML: flat `key: value` lines or nested sections).
+    #[arg(long, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
+    /// Configuration, Flink key names: -D key=value (repeatable; over --config).
     #[arg(short = 'D', value_name = "KEY=VALUE", global = true)]
     define: Vec<String>,
     /// Resume from a savepoint, a checkpoint (`…/chk-<n>`) or a job's checkpoint directory
@@ -172,8 +175,12 @@ enum Scenario {
     },
 }
 
-fn config(defines: &[String]) -> Result<Configuration> {
-    let mut c = Configuration::new();
+/// The configuration: `--config FILE` (Flink's YAML, flat or nested), then `-D key=value`.
+fn config(file: Option<&std::path::Path>, defines: &[String]) -> Result<Configuration> {
+    let mut c = match file {
+        Some(p) => riffle_cluster::config_file::load(p)?,
+        None => Configuration::new(),
+    };
     for d in defines {
         let Some((k, v)) = d.split_once('=') else { bail!("-D expects key=value, got '{d}'") };
         if k.trim().is_empty() {
@@ -234,7 +241,10 @@ mod tempfile_guard {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let mut conf = config(&cli.define)?;
+    let mut conf = config(cli.config.as_deref(), &cli.define)?;
+    for warning in riffle_cluster::config_file::unknown_keys(&conf) {
+        eprintln!("warning: {warning}");
+    }
     if let Some(p) = &cli.from_savepoint {
         if !p.exists() {
             bail!("no savepoint or checkpoint at '{}'", p.display());
@@ -397,13 +407,14 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let _log_guard = match config(&cli.define).and_then(|c| Ok(riffle_cluster::logging::init(&c)?)) {
-        Ok(g) => g,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let _log_guard =
+        match config(cli.config.as_deref(), &cli.define).and_then(|c| Ok(riffle_cluster::logging::init(&c)?)) {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        };
     // Panics in user code are caught at the subtask boundary and fail the job with a clear
     // message; only a panic of the CLI itself (a bug) is reported here, as one line.
     std::panic::set_hook(Box::new(|info| {

@@ -174,3 +174,44 @@ fn a_killed_run_resumes_from_its_latest_checkpoint() {
         .unwrap_or_else(|| panic!("no record count in {stdout}"));
     assert!(processed > 0 && processed < 40000, "the resumed run processed {processed} records");
 }
+
+#[test]
+fn a_yaml_config_file_is_read_overridden_by_d_and_typos_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("config.yaml");
+    // Nested and flat keys; a bad restart strategy in the file is overridden by -D; one typo.
+    std::fs::write(
+        &conf,
+        "taskmanager:\n  numberOfTaskSlots: 2\nrestart-strategy: bogus\nexecution.checkpointing.intervall: 1 s\n",
+    )
+    .unwrap();
+    let output = dir.path().join("out.txt");
+    let out = riffle()
+        .arg("--config")
+        .arg(&conf)
+        .args(["-D", "restart-strategy=none", "run", "wordcount", "--events", "1000", "--parallelism", "2", "--output"])
+        .arg(&output)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stderr: {stderr}");
+    assert!(
+        stderr.contains("unknown configuration key 'execution.checkpointing.intervall' (ignored; did you mean 'execution.checkpointing.interval'?)"),
+        "{stderr}"
+    );
+    let total: u64 = std::fs::read_to_string(&output)
+        .unwrap()
+        .lines()
+        .map(|l| l.rsplit(',').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(total, 1000);
+    // Without the override, the file's bad value is refused naming its key.
+    let out = riffle().arg("--config").arg(&conf).args(["run", "wordcount", "--events", "10"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("restart-strategy"), "{stderr}");
+    // A broken file is one clear error.
+    std::fs::write(&conf, "key: [unclosed\n").unwrap();
+    let out = riffle().arg("--config").arg(&conf).args(["run", "wordcount", "--events", "10"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("not valid YAML") && stderr.lines().count() == 1, "{stderr}");
+}

@@ -10,6 +10,7 @@
 //! built-in file source and file sink, which run inside subtasks.
 
 pub mod config;
+pub mod config_keys;
 pub mod environment;
 pub mod error;
 pub mod functions;

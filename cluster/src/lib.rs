@@ -1,6 +1,7 @@
 //! riffle-cluster: configuration and the ways to run the runtime. For now the MiniCluster
 //! (everything in the caller's process); remote transport, HA and plugins come later.
 
+pub mod config_file;
 pub mod error;
 pub mod ha;
 pub mod logging;
