@@ -83,6 +83,9 @@ pub const KNOWN_KEYS: &[KeyInfo] = &[
     k("high-availability.zookeeper.client.connection-timeout", "15 s", "ZooKeeper connection timeout"),
     k("high-availability.zookeeper.client.retry-wait", "5 s", "wait between connection attempts"),
     k("high-availability.zookeeper.client.max-retry-attempts", "3", "connection attempts"),
+    k("heartbeat.interval", "10 s", "how often processes send heartbeats"),
+    k("heartbeat.timeout", "50 s", "silence after which a peer is dead"),
+    k("rpc.max-frame-size", "64 mb", "largest message between processes"),
     k("log.dir", "", "where the process writes its log files"),
     k("log.file.max-files", "7", "daily log files kept per process"),
 ];

@@ -4,6 +4,7 @@
 pub mod config_file;
 pub mod error;
 pub mod ha;
+pub mod heartbeat;
 pub mod logging;
 pub mod minicluster;
 pub mod transport;
