@@ -10,6 +10,7 @@ use riffle::scenarios::{self, bench, nexmark, wordcount};
 use riffle::Configuration;
 
 mod rest_client;
+mod supervisor;
 
 #[derive(Parser)]
 #[command(name = "riffle", version, about = "A stream processor built as an actor runtime")]
@@ -407,6 +408,22 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    // A standalone `serve` with log.dir captures its output into <log.dir>/jobmanager.out.
+    if matches!(cli.command, Command::Serve { .. }) {
+        if supervisor::is_child() {
+            supervisor::exit_with_supervisor();
+        } else if let Ok(Some(dir)) =
+            config(cli.config.as_deref(), &cli.define).map(|c| c.get_str("log.dir").map(PathBuf::from))
+        {
+            return match supervisor::run(&dir) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+                    ExitCode::FAILURE
+                }
+            };
+        }
+    }
     let _log_guard =
         match config(cli.config.as_deref(), &cli.define).and_then(|c| Ok(riffle_cluster::logging::init(&c)?)) {
             Ok(g) => g,

@@ -119,4 +119,16 @@ fn the_cli_lists_savepoints_stops_and_cancels_jobs_of_a_serving_process() {
     // The REST API lists and serves them.
     let listing = http(&addr, "GET", "/taskmanagers/taskexecutor-0/logs", "");
     assert!(listing.contains("taskmanager-taskexecutor-"), "{listing}");
+    // What the process printed is captured in jobmanager.out as well.
+    let out = std::fs::read_to_string(logs.join("jobmanager.out")).unwrap();
+    assert!(out.contains("riffle is serving the REST API and web UI at"), "{out}");
+    assert!(listing.contains("jobmanager.out"), "{listing}");
+    // Killing the process the user started (SIGKILL: no chance to clean up) stops the cluster.
+    let _ = serve.0.kill();
+    let _ = serve.0.wait();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(&addr).is_ok() {
+        assert!(Instant::now() < deadline, "the cluster outlived the killed serve process");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
