@@ -131,7 +131,7 @@ fn subtasks(ctx: &RestContext, only_tm: Option<&riffle_actors::ResourceId>) -> V
 fn actors(ctx: &RestContext, only_tm: Option<&riffle_actors::ResourceId>) -> Vec<Value> {
     let mut out = Vec::new();
     if only_tm.is_none() {
-        out.push(json!({"name": "dispatcher", "kind": "Dispatcher", "mailbox": ctx.dispatcher.connected().then_some(0), "activity": if ctx.dispatcher.connected() { "running" } else { "stopped" }, "since": ctx.started_ms}));
+        out.push(json!({"name": "dispatcher", "kind": "Dispatcher", "mailbox": null, "activity": if ctx.dispatcher.connected() { "running" } else { "stopped" }, "since": ctx.started_ms}));
         let rm = ctx.shared.resource_manager();
         out.push(json!({"name": "resource-manager", "kind": "ResourceManager", "mailbox": null,
             "activity": if rm.as_ref().is_some_and(|a| a.connected()) { "running" } else { "restarting" }, "since": ctx.started_ms}));
@@ -158,7 +158,8 @@ fn actors(ctx: &RestContext, only_tm: Option<&riffle_actors::ResourceId>) -> Vec
     out
 }
 
-/// Subtasks are actors too: each with its input backlog as its mailbox.
+/// Subtasks are actors too: each with its input backlog as its mailbox. (The control actors'
+/// mailbox lengths are `null`: actix does not expose its queues.)
 fn with_subtask_actors(mut actors: Vec<Value>, subtasks: Vec<Value>) -> Vec<Value> {
     for s in subtasks {
         actors.push(json!({
