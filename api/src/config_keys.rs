@@ -61,7 +61,7 @@ pub const KNOWN_KEYS: &[KeyInfo] = &[
     k("slotmanager.number-of-slots.max", "", "slots the cluster hands out at most"),
     k("task.cancellation.timeout", "30 s", "how long a cancelled subtask may take to stop"),
     k("taskmanager.numberOfTaskSlots", "1", "slots per TaskManager"),
-    k("taskmanager.network.buffers-per-channel", "", "batches a data channel holds"),
+    k("taskmanager.network.buffers-per-channel", "4", "batches a data channel holds"),
     k("local.number-taskmanager", "1", "TaskManagers of an embedded cluster"),
     k("rest.enabled", "false", "serve the REST API and web UI while `riffle run` runs"),
     k("rest.bind-address", "127.0.0.1", "address the REST server binds"),
@@ -89,6 +89,20 @@ pub const KNOWN_KEYS: &[KeyInfo] = &[
     k("log.dir", "", "where the process writes its log files"),
     k("log.file.max-files", "7", "daily log files kept per process"),
 ];
+
+/// The keys as a Markdown page (docs/configuration.md is this, kept current by a test).
+pub fn markdown() -> String {
+    let mut out = String::from(
+        "# Configuration keys\n\nEvery key riffle reads (Flink's names where Flink has one), its default and what it \
+         does. Set them with `-D key=value`, in a `--config` YAML file, or in a job's configuration. A key not \
+         listed here is reported as unknown.\n\n| key | default | what it does |\n|---|---|---|\n",
+    );
+    for k in KNOWN_KEYS {
+        let default = if k.default.is_empty() { "—".to_string() } else { format!("`{}`", k.default) };
+        out.push_str(&format!("| `{}` | {} | {} |\n", k.key, default, k.help));
+    }
+    out
+}
 
 /// Whether riffle reads `key`.
 pub fn is_known(key: &str) -> bool {
@@ -121,6 +135,21 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_configuration_page_lists_every_key() {
+        // RIFFLE_BLESS=1 rewrites the page after a key was added or changed.
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md");
+        let want = markdown();
+        if std::env::var_os("RIFFLE_BLESS").is_some() {
+            std::fs::write(&path, &want).unwrap();
+        }
+        let got = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            got == want,
+            "docs/configuration.md is stale: run `RIFFLE_BLESS=1 cargo test -p riffle-api config_keys`"
+        );
+    }
 
     #[test]
     fn keys_are_unique_and_typos_get_a_suggestion() {
