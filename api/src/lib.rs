@@ -21,6 +21,7 @@ pub mod link;
 pub mod metrics;
 pub mod operators;
 pub mod partition;
+pub mod plugin;
 pub mod record;
 pub mod sink;
 pub mod snapshot;

@@ -25,6 +25,9 @@ pub enum ClusterError {
     /// the directory is not writable).
     #[error("{0}")]
     Checkpoint(String),
+    /// A plugin library was refused (not riffle's, another build, corrupt, unreadable).
+    #[error("{0}")]
+    Plugin(String),
     /// The REST server could not start (bad `rest.*` settings, port taken).
     #[error("the REST server did not start: {0}")]
     Rest(#[from] riffle_web::WebError),
@@ -34,7 +37,9 @@ impl ClusterError {
     /// Where the error comes from.
     pub fn domain(&self) -> ErrorDomain {
         match self {
-            ClusterError::Config(_) | ClusterError::Graph(_) | ClusterError::Rejected(_) => ErrorDomain::User,
+            ClusterError::Config(_) | ClusterError::Graph(_) | ClusterError::Rejected(_) | ClusterError::Plugin(_) => {
+                ErrorDomain::User
+            }
             ClusterError::Unavailable(_) | ClusterError::Timeout(..) | ClusterError::Checkpoint(_) => {
                 ErrorDomain::External
             }

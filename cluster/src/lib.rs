@@ -7,6 +7,7 @@ pub mod ha;
 pub mod heartbeat;
 pub mod logging;
 pub mod minicluster;
+pub mod plugin;
 pub mod transport;
 
 pub use error::ClusterError;
