@@ -39,9 +39,24 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Runs a built-in scenario on the embedded cluster.
+    /// Runs a built-in scenario, or a job of a plugin (`--plugin lib.so --entry NAME [ARGS]`),
+    /// on the embedded cluster.
+    #[command(args_conflicts_with_subcommands = true)]
     Run {
+        /// A plugin library (a cdylib built with riffle_api::export_plugin!).
+        #[arg(long, requires = "entry")]
+        plugin: Option<PathBuf>,
+        /// The plugin's job to run.
+        #[arg(long, requires = "plugin")]
+        entry: Option<String>,
+        /// Slots of the embedded cluster for a plugin's job.
+        #[arg(long, default_value_t = 2)]
+        slots: u32,
+        /// Arguments of the plugin's job.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
         #[command(subcommand)]
-        scenario: Scenario,
+        scenario: Option<Scenario>,
     },
     /// Starts an embedded cluster with the REST API and web UI and serves until interrupted:
     /// submit the built-in programs from the browser, `curl` or the `flink` CLI.
@@ -259,6 +274,17 @@ fn run(cli: Cli) -> Result<()> {
         conf.set("rest.enabled", "true");
     }
     match cli.command {
+        Command::Run { plugin: Some(path), entry: Some(entry), slots, args, scenario: None } => {
+            // Kept until the job ended: the job runs the library's code.
+            let plugin = riffle_cluster::plugin::load(&path)?;
+            let graph = plugin.build(&entry, &args)?;
+            let r = scenarios::run_job_graph(&conf, graph, slots)?;
+            eprintln!("[riffle] plugin job '{entry}' finished in {:.3}s", r.duration.as_secs_f64());
+            drop(plugin);
+        }
+        Command::Run { scenario: None, .. } => {
+            bail!("run needs a scenario (see `riffle run --help`) or --plugin <lib> --entry <name>")
+        }
         Command::List { address } => {
             let a = rest_client::call(&address, "GET", "/jobs/overview", None)?;
             let jobs = a.body["jobs"].as_array().cloned().unwrap_or_default();
@@ -302,7 +328,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("riffle is serving the REST API and web UI at {url} (Ctrl-C stops it)");
             scenarios::serve_until_interrupted();
         }
-        Command::Run { scenario: Scenario::Wordcount { input, output, events, parallelism } } => {
+        Command::Run { scenario: Some(Scenario::Wordcount { input, output, events, parallelism }), .. } => {
             if let Some(i) = &input {
                 std::fs::metadata(i).with_context(|| format!("cannot read input '{}'", i.display()))?;
             }
@@ -325,7 +351,8 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Run {
-            scenario: Scenario::ExactlyOnceDrill { events, keys, failures, seed, parallelism, output, rate },
+            scenario: Some(Scenario::ExactlyOnceDrill { events, keys, failures, seed, parallelism, output, rate }),
+            ..
         } => {
             let temp;
             let output = match output {
@@ -353,7 +380,10 @@ fn run(cli: Cli) -> Result<()> {
                 r.processed
             );
         }
-        Command::Run { scenario: Scenario::BackpressureCheckpoints { parallelism, slow_micros, checkpoints } } => {
+        Command::Run {
+            scenario: Some(Scenario::BackpressureCheckpoints { parallelism, slow_micros, checkpoints }),
+            ..
+        } => {
             use scenarios::backpressure::{measure, BackpressureOptions};
             let o = BackpressureOptions { parallelism, slow_micros, checkpoints, ..BackpressureOptions::default() };
             let r = measure(&o, &conf)?;
@@ -367,7 +397,7 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
-        Command::Run { scenario: Scenario::Nexmark { query, events, parallelism, output } } => {
+        Command::Run { scenario: Some(Scenario::Nexmark { query, events, parallelism, output }), .. } => {
             let q: nexmark::Query = query.parse()?;
             let env = scenarios::environment(parallelism, &conf);
             nexmark::define(&env, q, events, output.clone());

@@ -215,3 +215,47 @@ fn a_yaml_config_file_is_read_overridden_by_d_and_typos_are_reported() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("not valid YAML") && stderr.lines().count() == 1, "{stderr}");
 }
+
+/// The template plugin's shared library, built as a dev-dependency of this package.
+fn template_plugin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    let name = |p: &std::path::Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    for dir in [deps, deps.parent().unwrap()] {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let n = name(&e.path());
+            if n.starts_with("libriffle_plugin_template") && n.ends_with(std::env::consts::DLL_SUFFIX) {
+                return e.path();
+            }
+        }
+    }
+    panic!("the template plugin's library was not built next to {}", exe.display());
+}
+
+#[test]
+fn a_plugin_job_runs_from_the_command_line_and_bad_plugins_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sums.txt");
+    let lib = template_plugin();
+    let o =
+        riffle().args(["run", "--plugin"]).arg(&lib).args(["--entry", "sums", "100", "3"]).arg(&out).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut totals = std::collections::BTreeMap::<u64, u64>::new();
+    for l in std::fs::read_to_string(&out).unwrap().lines() {
+        let (k, v) = l.split_once(',').unwrap();
+        let e = totals.entry(k.parse().unwrap()).or_default();
+        *e = (*e).max(v.parse().unwrap());
+    }
+    assert_eq!(totals.into_iter().collect::<Vec<_>>(), [(0, 1683), (1, 1617), (2, 1650)]);
+    let junk = dir.path().join("junk.so");
+    std::fs::write(&junk, b"not a shared library").unwrap();
+    for (plugin, entry, want) in [
+        (lib.clone(), "nope", "has no job 'nope'"),
+        (junk, "sums", "not a loadable library"),
+        (dir.path().join("missing.so"), "sums", "cannot read"),
+    ] {
+        let o = riffle().args(["run", "--plugin"]).arg(&plugin).args(["--entry", entry]).output().unwrap();
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && e.contains(want) && e.lines().count() == 1, "{e}");
+    }
+}
