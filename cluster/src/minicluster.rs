@@ -214,7 +214,8 @@ impl MiniCluster {
         }
         let a = self.actors()?;
         let rest = riffle_web::RestConfig::from_config(&cfg.config)?;
-        let ctx = riffle_web::RestContext::new(self.shared.clone(), a.dispatcher.clone(), cfg.programs.clone(), rest);
+        let ctx = riffle_web::RestContext::new(self.shared.clone(), a.dispatcher.clone(), cfg.programs.clone(), rest)
+            .with_plugins(Arc::new(crate::plugin::LoadedPlugins::default()));
         self.rest = Some(riffle_web::RestServer::start(ctx)?);
         Ok(())
     }

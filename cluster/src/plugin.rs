@@ -120,3 +120,32 @@ impl Plugin {
             .map_err(|e| ClusterError::Plugin(format!("job '{entry}': {e}")))
     }
 }
+
+/// Plugins uploaded over REST, loaded once per file and kept loaded for the life of the
+/// process (jobs built from them run their code).
+#[derive(Default)]
+pub struct LoadedPlugins {
+    loaded: std::sync::Mutex<std::collections::HashMap<PathBuf, Arc<Plugin>>>,
+}
+
+impl LoadedPlugins {
+    fn get(&self, path: &Path) -> Result<Arc<Plugin>, String> {
+        let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = loaded.get(path) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(load(path).map_err(|e| e.to_string())?);
+        loaded.insert(path.to_path_buf(), p.clone());
+        Ok(p)
+    }
+}
+
+impl riffle_web::context::PluginRunner for LoadedPlugins {
+    fn inspect(&self, path: &Path) -> Result<Vec<(String, String)>, String> {
+        Ok(self.get(path)?.jobs().iter().map(|j| (j.name.clone(), j.description.clone())).collect())
+    }
+
+    fn build(&self, path: &Path, entry: &str, args: &[String]) -> Result<JobGraph, String> {
+        self.get(path)?.build(entry, args).map_err(|e| e.to_string())
+    }
+}

@@ -26,6 +26,9 @@ pub struct RestConfig {
     pub refresh_interval_ms: u64,
     /// `web.submit.enable` (default true).
     pub web_submit: bool,
+    /// `web.upload.dir`: where uploaded plugins are kept (default: a directory of this
+    /// process under the system's temp directory).
+    pub upload_dir: PathBuf,
 }
 
 impl RestConfig {
@@ -65,6 +68,10 @@ impl RestConfig {
             tls,
             refresh_interval_ms: c.get("web.refresh-interval", 3000u64).map_err(bad)?,
             web_submit: c.get("web.submit.enable", true).map_err(bad)?,
+            upload_dir: c
+                .get_str("web.upload.dir")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| std::env::temp_dir().join(format!("riffle-web-upload-{}", std::process::id()))),
         })
     }
 }

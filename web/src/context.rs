@@ -53,6 +53,30 @@ impl std::fmt::Debug for dyn ProgramCatalog {
     }
 }
 
+/// Loads plugin libraries uploaded through `/jars` and builds their jobs: handed to the
+/// server by the cluster, which owns plugin loading (this crate does not load libraries).
+pub trait PluginRunner: Send + Sync {
+    /// The jobs (name, description) the plugin at `path` offers; `Err` with a user-facing
+    /// message when it is not a usable riffle plugin.
+    fn inspect(&self, path: &std::path::Path) -> Result<Vec<(String, String)>, String>;
+    /// Builds job `entry` of the plugin at `path`. The library stays loaded for as long as
+    /// the process runs, so jobs built from it can run.
+    fn build(&self, path: &std::path::Path, entry: &str, args: &[String]) -> Result<JobGraph, String>;
+}
+
+/// An uploaded plugin.
+#[derive(Debug, Clone)]
+pub struct Jar {
+    /// The name the client gave it (shown, never used as a path).
+    pub name: String,
+    /// Where it is stored: `<upload dir>/<content hash>.so`.
+    pub path: std::path::PathBuf,
+    /// Upload time, epoch ms.
+    pub uploaded_ms: i64,
+    /// Its jobs (name, description).
+    pub entries: Vec<(String, String)>,
+}
+
 /// Where an asynchronous operation (savepoint, stop) is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation {
@@ -73,6 +97,10 @@ pub struct RestContext {
     pub dispatcher: Addr<Dispatcher>,
     /// Programs users may submit.
     pub programs: Option<Arc<dyn ProgramCatalog>>,
+    /// Loads uploaded plugins (none: `/jars` refuses uploads).
+    pub plugins: Option<Arc<dyn PluginRunner>>,
+    /// Uploaded plugins by id.
+    pub jars: Mutex<std::collections::BTreeMap<String, Jar>>,
     /// The server's settings.
     pub config: RestConfig,
     /// Savepoint and stop operations.
@@ -96,11 +124,19 @@ impl RestContext {
             shared,
             dispatcher,
             programs,
+            plugins: None,
+            jars: Mutex::new(std::collections::BTreeMap::new()),
             config,
             triggers: Mutex::new(HashMap::new()),
             metrics,
             started_ms: riffle_api::time::now_ms(),
         }
+    }
+
+    /// With plugin uploads through `runner`.
+    pub fn with_plugins(mut self, runner: Arc<dyn PluginRunner>) -> Self {
+        self.plugins = Some(runner);
+        self
     }
 
     /// Records an operation's state.

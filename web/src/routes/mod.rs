@@ -3,6 +3,7 @@
 
 pub mod checkpoints;
 pub mod cluster;
+pub mod jars;
 pub mod jobs;
 pub mod logs;
 pub mod programs;
@@ -39,5 +40,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/jobs/{id}/checkpoints/config").route(web::get().to(checkpoints::config)))
         .service(web::resource("/jobs/{id}/checkpoints/details/{cid}").route(web::get().to(checkpoints::details)))
         .service(web::resource("/programs").route(web::get().to(programs::list)))
+        .service(web::resource("/jars").route(web::get().to(jars::list)))
+        .service(web::resource("/jars/upload").route(web::post().to(jars::upload)))
+        .service(web::resource("/jars/{id}").route(web::delete().to(jars::delete)))
+        .service(web::resource("/jars/{id}/run").route(web::post().to(jars::run)))
         .service(web::resource("/programs/{name}/run").route(web::post().to(programs::run)));
 }

@@ -30,7 +30,7 @@ pub struct RunBody {
     program_args_list: Vec<String>,
     #[serde(rename = "programArgs")]
     program_args: Option<String>,
-    parallelism: Option<u32>,
+    pub(crate) parallelism: Option<u32>,
     #[serde(rename = "savepointPath")]
     savepoint_path: Option<String>,
     #[serde(rename = "allowNonRestoredState", default)]
@@ -39,23 +39,38 @@ pub struct RunBody {
     job_id: Option<String>,
     #[serde(rename = "flinkConfiguration", default)]
     flink_configuration: BTreeMap<String, String>,
+    /// `/jars/{id}/run`: which of the plugin's jobs.
+    #[serde(rename = "entryClass")]
+    pub(crate) entry_class: Option<String>,
 }
 
 /// Largest number of arguments accepted.
 const MAX_ARGS: usize = 256;
 
-/// `POST /programs/{name}/run`: 200 `{"jobid"}`; the same `jobId` again returns that job.
-pub async fn run(ctx: Ctx, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, WebError> {
+impl RunBody {
+    /// The client's job id as sent (empty when none).
+    pub fn job_id_text(&self) -> String {
+        self.job_id.clone().unwrap_or_default()
+    }
+}
+
+/// A submission's arguments and job id, checked.
+pub struct Checked {
+    /// The job's arguments.
+    pub args: Vec<String>,
+    /// The job id to use.
+    pub job: JobId,
+}
+
+/// Checks what every submission carries; `Ok(None)` when the job id names a job that exists
+/// already (a client's retry: answer with it, start nothing).
+pub fn check(ctx: &RestContext, b: &RunBody) -> Result<Option<Checked>, WebError> {
     if !ctx.config.web_submit {
         return Err(WebError::Conflict(
             "submission through the REST API is disabled (web.submit.enable: false)".into(),
         ));
     }
-    let catalog =
-        ctx.programs.clone().ok_or_else(|| WebError::NotFound("this cluster has no programs to submit".into()))?;
-    let name = path.into_inner();
-    let b: RunBody = crate::body::parse(&body)?;
-    let mut args = b.program_args_list;
+    let mut args = b.program_args_list.clone();
     if let Some(a) = &b.program_args {
         args.extend(a.split_whitespace().map(str::to_string));
     }
@@ -70,18 +85,19 @@ pub async fn run(ctx: Ctx, path: web::Path<String>, body: web::Bytes) -> Result<
         None => JobId::generate(),
     };
     if ctx.shared.view(job).is_some() {
-        // A retry of a submission that got through: the job exists, do not start another.
-        return Ok(HttpResponse::Ok().json(json!({ "jobid": job.to_string() })));
+        return Ok(None);
     }
-    if !catalog.programs().iter().any(|p| p.name == name) {
-        return Err(WebError::NotFound(format!("no program named '{}'", params::printable(&name))));
-    }
-    let parallelism = b.parallelism;
-    let n = name.clone();
-    let mut graph = web::block(move || catalog.build(&n, &args, parallelism))
-        .await
-        .map_err(|e| WebError::Internal(format!("building the job failed: {e}")))?
-        .map_err(WebError::BadRequest)?;
+    Ok(Some(Checked { args, job }))
+}
+
+/// Applies the submission's options to `graph` and submits it as `job`: 200 `{"jobid"}`.
+pub async fn submit(
+    ctx: &RestContext,
+    job: JobId,
+    mut graph: riffle_api::JobGraph,
+    b: &RunBody,
+    what: &str,
+) -> Result<HttpResponse, WebError> {
     for (k, v) in &b.flink_configuration {
         graph.config.set(k.as_str(), v.as_str());
     }
@@ -103,7 +119,7 @@ pub async fn run(ctx: Ctx, path: web::Path<String>, body: web::Bytes) -> Result<
         .map_err(|e| WebError::Unavailable(format!("the dispatcher is gone: {e}")))?;
     match r {
         Ok(()) => {
-            tracing::info!(job = %job, program = %name, "job submitted over REST");
+            tracing::info!(job = %job, "job {what} submitted over REST");
             // Nobody holds a handle to this job: drop its graph from the registry once it ends.
             let (d, shared) = (ctx.dispatcher.clone(), ctx.shared.clone());
             actix_web::rt::spawn(async move {
@@ -119,4 +135,26 @@ pub async fn run(ctx: Ctx, path: web::Path<String>, body: web::Bytes) -> Result<
         }
     }
     Ok(HttpResponse::Ok().json(json!({ "jobid": job.to_string() })))
+}
+
+/// `POST /programs/{name}/run`: 200 `{"jobid"}`; the same `jobId` again returns that job.
+pub async fn run(ctx: Ctx, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, WebError> {
+    let b: RunBody = crate::body::parse(&body)?;
+    let Some(Checked { args, job }) = check(&ctx, &b)? else {
+        let id = b.job_id_text().to_ascii_lowercase();
+        return Ok(HttpResponse::Ok().json(json!({ "jobid": id })));
+    };
+    let catalog =
+        ctx.programs.clone().ok_or_else(|| WebError::NotFound("this cluster has no programs to submit".into()))?;
+    let name = path.into_inner();
+    if !catalog.programs().iter().any(|p| p.name == name) {
+        return Err(WebError::NotFound(format!("no program named '{}'", params::printable(&name))));
+    }
+    let parallelism = b.parallelism;
+    let n = name.clone();
+    let graph = web::block(move || catalog.build(&n, &args, parallelism))
+        .await
+        .map_err(|e| WebError::Internal(format!("building the job failed: {e}")))?
+        .map_err(WebError::BadRequest)?;
+    submit(&ctx, job, graph, &b, &name).await
 }
