@@ -39,7 +39,9 @@ impl JobGraphStore {
     pub async fn put(&self, fence: &Fence, job: JobId, graph: &[u8]) -> Result<(), HaError> {
         let node = self.zk.paths().job_graph(job);
         let name = files::unique_name(&job.to_string(), fence.token());
-        put_pointer(&self.zk, fence, &self.zk.paths().job_graphs(), &node, self.files.clone(), name, graph).await
+        put_pointer(&self.zk, fence, &self.zk.paths().job_graphs(), &node, self.files.clone(), name, graph)
+            .await
+            .map_err(session_loss_is_not_leader)
     }
 
     /// The job graph of `job`, `None` if there is none.
@@ -70,7 +72,7 @@ impl JobGraphStore {
     /// Removes the job graph of `job` (finished, canceled or failed for good); only while
     /// `fence` holds. Nothing to remove is fine.
     pub async fn remove(&self, fence: &Fence, job: JobId) -> Result<(), HaError> {
-        remove_pointer(&self.zk, fence, &self.zk.paths().job_graph(job)).await
+        remove_pointer(&self.zk, fence, &self.zk.paths().job_graph(job)).await.map_err(session_loss_is_not_leader)
     }
 }
 
@@ -95,7 +97,9 @@ impl CompletedCheckpointStore {
         let node = paths.checkpoint(job, checkpoint_id);
         let dir = self.files.join(job.to_string());
         let name = files::unique_name(&super::paths::checkpoint_node_name(checkpoint_id), fence.token());
-        put_pointer(&self.zk, fence, &paths.checkpoints(job), &node, dir, name, checkpoint).await
+        put_pointer(&self.zk, fence, &paths.checkpoints(job), &node, dir, name, checkpoint)
+            .await
+            .map_err(session_loss_is_not_leader)
     }
 
     /// Checkpoint `checkpoint_id` of `job`, `None` if there is none.
@@ -137,7 +141,9 @@ impl CompletedCheckpointStore {
 
     /// Removes checkpoint `checkpoint_id` of `job` (subsumed); only while `fence` holds.
     pub async fn remove(&self, fence: &Fence, job: JobId, checkpoint_id: u64) -> Result<(), HaError> {
-        remove_pointer(&self.zk, fence, &self.zk.paths().checkpoint(job, checkpoint_id)).await
+        remove_pointer(&self.zk, fence, &self.zk.paths().checkpoint(job, checkpoint_id))
+            .await
+            .map_err(session_loss_is_not_leader)
     }
 
     /// Removes every checkpoint of `job` and its node (the job is over); only while `fence`
@@ -169,20 +175,9 @@ async fn read_pointer(zk: &ZkClient, node: &str) -> Result<Option<(Result<StateP
 }
 
 /// Writes the file, then points `node` at it (creating or replacing, compare-and-set on the
-/// node's version, fenced), then deletes the file it replaced.
+/// node's version, fenced), then deletes the file it replaced. A lost session surfaces as
+/// `NotLeader` (callers map it with `session_loss_is_not_leader`).
 async fn put_pointer(
-    zk: &ZkClient,
-    fence: &Fence,
-    parent: &str,
-    node: &str,
-    dir: PathBuf,
-    name: String,
-    data: &[u8],
-) -> Result<(), HaError> {
-    write_and_point(zk, fence, parent, node, dir, name, data).await.map_err(session_loss_is_not_leader)
-}
-
-async fn write_and_point(
     zk: &ZkClient,
     fence: &Fence,
     parent: &str,
@@ -268,10 +263,6 @@ async fn get_pointed(zk: &ZkClient, node: &str) -> Result<Option<Vec<u8>>, HaErr
 
 /// Deletes the pointer (compare-and-set on its version, fenced), then its file.
 async fn remove_pointer(zk: &ZkClient, fence: &Fence, node: &str) -> Result<(), HaError> {
-    delete_pointer(zk, fence, node).await.map_err(session_loss_is_not_leader)
-}
-
-async fn delete_pointer(zk: &ZkClient, fence: &Fence, node: &str) -> Result<(), HaError> {
     let op = format!("remove {node}");
     fence.check_local(&op)?;
     for _ in 0..MAX_RACES {
