@@ -143,12 +143,6 @@ impl CheckpointSettings {
 /// Counters of a job's checkpoints, shared with whoever asks (MiniCluster, later REST).
 #[derive(Debug, Default)]
 pub struct CheckpointStats {
-    /// Checkpoints triggered.
-    pub triggered: AtomicU64,
-    /// Checkpoints completed.
-    pub completed: AtomicU64,
-    /// Checkpoints aborted (decline, timeout, failure, attempt ended).
-    pub aborted: AtomicU64,
     /// The id of the latest completed checkpoint (0: none).
     pub last_completed: AtomicU64,
     /// Trigger to completion of the latest completed checkpoint, ms.
@@ -332,7 +326,6 @@ impl CheckpointCoordinator {
                 Some(base.join(format!("savepoint-{}-{id}", &job[..job.len().min(6)])))
             }
         };
-        self.stats.triggered.fetch_add(1, Ordering::Relaxed);
         let target = dir.as_ref().map(|d| d.display().to_string());
         let triggered_ms = riffle_api::time::now_ms();
         let n = self.tasks.len() as u32;
@@ -377,7 +370,6 @@ impl CheckpointCoordinator {
 
     /// Tells every subtask, deletes what was written, answers a waiting caller.
     fn aborted(&mut self, id: u64, dir: Option<PathBuf>, waiter: Waiter, why: &str) {
-        self.stats.aborted.fetch_add(1, Ordering::Relaxed);
         self.stats.with_history(|h| h.failed(id, riffle_api::time::now_ms(), why));
         self.notify(id, false);
         if let Some(dir) = dir {
@@ -450,7 +442,6 @@ impl CheckpointCoordinator {
         let duration = (meta.completion_timestamp_ms - meta.trigger_timestamp_ms).max(0) as u64;
         self.on_complete.do_send(CheckpointCompleted { meta: meta.clone(), dir: dir.clone() });
         self.last_completion = Some(Instant::now());
-        self.stats.completed.fetch_add(1, Ordering::Relaxed);
         self.stats.last_completed.fetch_max(id, Ordering::Relaxed);
         self.stats.last_duration_ms.store(duration, Ordering::Relaxed);
         self.stats.last_size_bytes.store(meta.state_size(), Ordering::Relaxed);

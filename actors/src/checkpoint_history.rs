@@ -260,6 +260,11 @@ impl CheckpointHistory {
         self.restored = Some(record);
     }
 
+    /// Counts over the job's life (triggered, completed, failed, ...), without copying records.
+    pub fn counts(&self) -> CheckpointCountsView {
+        self.counts
+    }
+
     /// A copy for readers, newest first.
     pub fn view(&self) -> CheckpointHistoryView {
         CheckpointHistoryView {

@@ -244,11 +244,12 @@ impl MiniCluster {
     /// The job's checkpoint counters: triggered, completed, aborted, latest completed id.
     pub fn checkpoint_stats(&self, job: JobId) -> CheckpointCounts {
         let s = self.shared.checkpoint_stats(job);
+        let counts = s.with_history(|h| h.counts());
         let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
         CheckpointCounts {
-            triggered: load(&s.triggered),
-            completed: load(&s.completed),
-            aborted: load(&s.aborted),
+            triggered: counts.total,
+            completed: counts.completed,
+            aborted: counts.failed,
             last_completed: load(&s.last_completed),
             last_duration_ms: load(&s.last_duration_ms),
             last_size_bytes: load(&s.last_size_bytes),

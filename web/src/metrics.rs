@@ -185,11 +185,9 @@ fn register(meter: &opentelemetry::metrics::Meter, shared: &Arc<RuntimeShared>) 
         .build();
     type Stat = fn(&CheckpointStats) -> u64;
     let checkpoint_metrics: [(&'static str, &'static str, bool, Stat); 4] = [
-        ("riffle_checkpoints_completed", "Checkpoints completed", true, |c| {
-            c.with_history(|h| h.view().counts.completed)
-        }),
+        ("riffle_checkpoints_completed", "Checkpoints completed", true, |c| c.with_history(|h| h.counts().completed)),
         ("riffle_checkpoints_failed", "Checkpoints failed (declined, timed out, aborted)", true, |c| {
-            c.with_history(|h| h.view().counts.failed)
+            c.with_history(|h| h.counts().failed)
         }),
         (
             "riffle_checkpoint_last_duration_ms",

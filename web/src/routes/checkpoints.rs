@@ -91,9 +91,7 @@ fn stats(
     let stats = ctx.shared.checkpoint_stats.get(&job).map(|s| s.clone());
     match stats {
         // Checkpointing is on (an interval), or a savepoint was taken without it.
-        Some(s)
-            if s.settings().is_some_and(|c| c.interval.is_some()) || s.with_history(|h| h.view().counts.total) > 0 =>
-        {
+        Some(s) if s.settings().is_some_and(|c| c.interval.is_some()) || s.with_history(|h| h.counts().total) > 0 => {
             Ok((job, s))
         }
         _ => {
