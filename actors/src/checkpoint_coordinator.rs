@@ -140,20 +140,11 @@ impl CheckpointSettings {
     }
 }
 
-/// Counters of a job's checkpoints, shared with whoever asks (MiniCluster, later REST).
+/// A job's checkpoint statistics (counts, the newest checkpoints, the settings), outliving
+/// its attempts; read by the MiniCluster API, the REST API and the metrics.
 #[derive(Debug, Default)]
 pub struct CheckpointStats {
-    /// The id of the latest completed checkpoint (0: none).
-    pub last_completed: AtomicU64,
-    /// Trigger to completion of the latest completed checkpoint, ms.
-    pub last_duration_ms: AtomicU64,
-    /// State size of the latest completed checkpoint, bytes.
-    pub last_size_bytes: AtomicU64,
-    /// Longest synchronous part of any subtask in the latest completed checkpoint, ms.
-    pub last_sync_ms: AtomicU64,
-    /// Longest asynchronous part of any subtask in the latest completed checkpoint, ms.
-    pub last_async_ms: AtomicU64,
-    /// The newest checkpoints one by one, for the REST API and the web UI.
+    /// Counts over the job's life and the newest checkpoints one by one.
     pub history: std::sync::Mutex<crate::checkpoint_history::CheckpointHistory>,
     /// The settings the job's checkpoints run with (none until the job is scheduled).
     pub settings: std::sync::Mutex<Option<CheckpointSettings>>,
@@ -213,8 +204,6 @@ struct Pending {
     triggered_ms: i64,
     dir: Option<PathBuf>,
     acked: HashMap<ExecutionId, SubtaskState>,
-    sync_ms: u64,
-    async_ms: u64,
     waiter: Waiter,
 }
 
@@ -331,8 +320,7 @@ impl CheckpointCoordinator {
         let n = self.tasks.len() as u32;
         let savepoint = kind == CheckpointKind::Savepoint;
         self.stats.with_history(|h| h.triggered(id, savepoint, triggered_ms, n, target.clone()));
-        self.pending
-            .insert(id, Pending { kind, triggered_ms, dir, acked: HashMap::new(), sync_ms: 0, async_ms: 0, waiter });
+        self.pending.insert(id, Pending { kind, triggered_ms, dir, acked: HashMap::new(), waiter });
         for (e, rid) in &self.sources {
             if let Some(te) = self.shared.task_executors.get(rid) {
                 te.do_send(TriggerCheckpoint {
@@ -400,9 +388,8 @@ impl CheckpointCoordinator {
             vertices: self.vertices.clone(),
             subtasks,
         });
-        let timings = (p.sync_ms, p.async_ms);
         let Some(dir) = p.dir.clone() else {
-            return self.completed(meta, None, p.waiter, timings);
+            return self.completed(meta, None, p.waiter);
         };
         let retain = match p.kind {
             CheckpointKind::Checkpoint => self.settings.job_dir(self.job).map(|d| (d, self.settings.retained)),
@@ -422,7 +409,7 @@ impl CheckpointCoordinator {
         .map(move |r, act, ctx| {
             act.writes_in_flight -= 1;
             match r {
-                Ok(dir) => act.completed(meta, Some(dir), waiter, timings),
+                Ok(dir) => act.completed(meta, Some(dir), waiter),
                 Err(e) => {
                     tracing::warn!(job = %act.job, checkpoint = id, "cannot store checkpoint: {e}");
                     let dir = act.settings.job_dir(act.job).map(|d| d.join(format!("chk-{id}")));
@@ -437,16 +424,11 @@ impl CheckpointCoordinator {
         .spawn(ctx);
     }
 
-    fn completed(&mut self, meta: Arc<CheckpointMetadata>, dir: Option<PathBuf>, waiter: Waiter, timings: (u64, u64)) {
+    fn completed(&mut self, meta: Arc<CheckpointMetadata>, dir: Option<PathBuf>, waiter: Waiter) {
         let id = meta.checkpoint_id;
         let duration = (meta.completion_timestamp_ms - meta.trigger_timestamp_ms).max(0) as u64;
         self.on_complete.do_send(CheckpointCompleted { meta: meta.clone(), dir: dir.clone() });
         self.last_completion = Some(Instant::now());
-        self.stats.last_completed.fetch_max(id, Ordering::Relaxed);
-        self.stats.last_duration_ms.store(duration, Ordering::Relaxed);
-        self.stats.last_size_bytes.store(meta.state_size(), Ordering::Relaxed);
-        self.stats.last_sync_ms.store(timings.0, Ordering::Relaxed);
-        self.stats.last_async_ms.store(timings.1, Ordering::Relaxed);
         let path = dir.as_ref().map(|d| d.display().to_string());
         self.stats.with_history(|h| h.completed(id, meta.completion_timestamp_ms, path));
         tracing::debug!(job = %self.job, checkpoint = id, duration_ms = duration, bytes = meta.state_size(), "checkpoint completed");
@@ -511,8 +493,6 @@ impl Handler<AcknowledgeCheckpoint> for CheckpointCoordinator {
             }
             return;
         };
-        p.sync_ms = p.sync_ms.max(msg.sync_ms);
-        p.async_ms = p.async_ms.max(msg.async_ms);
         let e = msg.execution;
         let bytes = msg.state.size() + msg.source.as_ref().map_or(0, |b| b.len() as u64);
         let timings = (msg.sync_ms, msg.async_ms);

@@ -265,6 +265,11 @@ impl CheckpointHistory {
         self.counts
     }
 
+    /// The latest completed checkpoint (savepoints included).
+    pub fn latest_completed(&self) -> Option<&CheckpointRecord> {
+        self.latest_completed.as_ref()
+    }
+
     /// A copy for readers, newest first.
     pub fn view(&self) -> CheckpointHistoryView {
         CheckpointHistoryView {

@@ -244,18 +244,20 @@ impl MiniCluster {
     /// The job's checkpoint counters: triggered, completed, aborted, latest completed id.
     pub fn checkpoint_stats(&self, job: JobId) -> CheckpointCounts {
         let s = self.shared.checkpoint_stats(job);
-        let counts = s.with_history(|h| h.counts());
-        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-        CheckpointCounts {
-            triggered: counts.total,
-            completed: counts.completed,
-            aborted: counts.failed,
-            last_completed: load(&s.last_completed),
-            last_duration_ms: load(&s.last_duration_ms),
-            last_size_bytes: load(&s.last_size_bytes),
-            last_sync_ms: load(&s.last_sync_ms),
-            last_async_ms: load(&s.last_async_ms),
-        }
+        s.with_history(|h| {
+            let counts = h.counts();
+            let last = h.latest_completed();
+            CheckpointCounts {
+                triggered: counts.total,
+                completed: counts.completed,
+                aborted: counts.failed,
+                last_completed: last.map_or(0, |r| r.id),
+                last_duration_ms: last.map_or(0, |r| r.duration_ms() as u64),
+                last_size_bytes: last.map_or(0, |r| r.state_size),
+                last_sync_ms: last.map_or(0, |r| r.sync_ms),
+                last_async_ms: last.map_or(0, |r| r.async_ms),
+            }
+        })
     }
 
     /// Slot occupancy, without blocking.

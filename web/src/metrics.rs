@@ -193,10 +193,10 @@ fn register(meter: &opentelemetry::metrics::Meter, shared: &Arc<RuntimeShared>) 
             "riffle_checkpoint_last_duration_ms",
             "Trigger to completion of the latest completed checkpoint",
             false,
-            |c| c.last_duration_ms.load(Ordering::Relaxed),
+            |c| c.with_history(|h| h.latest_completed().map_or(0, |r| r.duration_ms() as u64)),
         ),
         ("riffle_checkpoint_last_size_bytes", "State size of the latest completed checkpoint", false, |c| {
-            c.last_size_bytes.load(Ordering::Relaxed)
+            c.with_history(|h| h.latest_completed().map_or(0, |r| r.state_size))
         }),
     ];
     for (name, help, counter, pick) in checkpoint_metrics {
