@@ -3,19 +3,22 @@
 //! refused with a clear error and no crash.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use riffle_cluster::{plugin, JobStatus, MiniCluster, MiniClusterConfig};
 
-/// The cdylib cargo built beside this test (target/<profile>/).
+/// The cdylib cargo built for this test: always in target/<profile>/deps/ (beside this test's
+/// own binary); copied up to target/<profile>/ only when the crate itself was a build root.
 fn library() -> PathBuf {
     let exe = std::env::current_exe().expect("the test's own path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
-    let lib =
-        dir.join(format!("{}riffle_plugin_template{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX));
-    assert!(lib.is_file(), "the plugin library was not built at {}", lib.display());
-    lib
+    let deps = exe.parent().expect("target/<profile>/deps");
+    let file = format!("{}riffle_plugin_template{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX);
+    let candidates: Vec<PathBuf> = [Some(deps), deps.parent()].into_iter().flatten().map(|d| d.join(&file)).collect();
+    match candidates.iter().find(|p| p.is_file()) {
+        Some(lib) => lib.clone(),
+        None => panic!("the plugin library was not built at any of {candidates:?}"),
+    }
 }
 
 #[test]
