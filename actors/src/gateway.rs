@@ -27,6 +27,8 @@ pub struct RegisterTaskExecutor {
 pub struct UnregisterTaskExecutor {
     /// The executor.
     pub resource_id: ResourceId,
+    /// Why: shut down, heartbeat timeout, link closed (tasks it ran fail with this).
+    pub reason: String,
 }
 
 /// One slot given to a job.

@@ -124,7 +124,19 @@ impl Handler<ChildExited> for JobManager {
                         a.resource_manager = rm;
                     }
                     for te in act.shared.task_executors.iter() {
-                        te.do_send(crate::task_executor::Reregister);
+                        match te.value() {
+                            crate::peers::TaskExecutorGateway::Local(a) => a.do_send(crate::task_executor::Reregister),
+                            // A remote TaskExecutor's registration is its link's: the link
+                            // registers again on its behalf.
+                            crate::peers::TaskExecutorGateway::Remote(r) => {
+                                if let Some(rm) = act.shared.resource_manager() {
+                                    rm.do_send(crate::gateway::RegisterTaskExecutor {
+                                        resource_id: te.key().clone(),
+                                        slots: r.slots(),
+                                    });
+                                }
+                            }
+                        }
                     }
                 });
             }

@@ -353,6 +353,16 @@ impl JobMaster {
             return self.finish_if_done(ctx);
         }
         self.apply(JobEvent::Schedule);
+        let lost = self.assignments.iter().any(|a| !self.shared.task_executors.contains_key(&a.resource_id));
+        if lost {
+            // A TaskExecutor of the last attempt is gone: give the remaining slots back and
+            // ask for a whole new set (they may come from a TaskExecutor that replaced it).
+            if let Some(rm) = self.shared.resource_manager() {
+                rm.do_send(ReleaseSlots { job_id: self.job });
+            }
+            self.assignments.clear();
+            return self.request_slots(ctx);
+        }
         let assignments = self.assignments.clone();
         self.deploy(assignments, ctx);
     }
@@ -480,6 +490,9 @@ impl JobMaster {
             self.finalize(JobEvent::AllStopped, ctx);
             return;
         }
+        if let Err(why) = check_placement(&self.shared, &assignments) {
+            return self.fail(why, ctx);
+        }
         self.assignments = assignments;
         if let Some(point) = &self.restore_point {
             let record = crate::checkpoint_history::RestoredRecord {
@@ -597,6 +610,11 @@ impl JobMaster {
         if let Err(why) = self.start_coordinators() {
             return self.fail(why, ctx);
         }
+        self.request_slots(ctx);
+    }
+
+    /// Asks the ResourceManager for the job's slots; deploying follows.
+    fn request_slots(&mut self, ctx: &mut Context<Self>) {
         let Some(rm) = self.shared.resource_manager() else {
             return self.fail("no resource manager".into(), ctx);
         };
@@ -812,4 +830,58 @@ impl Handler<CheckpointRequest> for JobMaster {
         c.do_send(TriggerCheckpointNow { reply: tx });
         Box::pin(async move { rx.await.unwrap_or_else(|_| Err("the checkpoint coordinator stopped".to_string())) })
     }
+}
+
+/// A JobMaster learns that a TaskExecutor holding some of its slots is gone (heartbeat
+/// timeout, closed link, shutdown): its subtasks there failed, whatever they last reported.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct TaskExecutorLost {
+    /// The TaskExecutor.
+    pub resource_id: crate::ids::ResourceId,
+    /// Why it is gone.
+    pub reason: String,
+}
+
+impl Handler<TaskExecutorLost> for JobMaster {
+    type Result = ();
+    fn handle(&mut self, msg: TaskExecutorLost, ctx: &mut Self::Context) {
+        let lost: Vec<(u32, u32)> = self
+            .executions
+            .iter()
+            .filter(|(_, st)| !st.as_ref().is_some_and(TaskState::is_terminal))
+            .filter(|((_, s), _)| self.assignments.get(*s as usize).is_some_and(|a| a.resource_id == msg.resource_id))
+            .map(|(k, _)| *k)
+            .collect();
+        for (vertex, subtask) in lost {
+            let execution = ExecutionId { job: self.job, vertex, subtask, attempt: self.attempt };
+            let error = riffle_api::TaskError::msg(
+                format!("task executor {}", msg.resource_id),
+                format!("the task executor is lost: {}", msg.reason),
+            );
+            let update =
+                TaskStateUpdate { execution, state: TaskState::Failed(error), location: msg.resource_id.clone() };
+            self.on_task_update(update, ctx);
+        }
+    }
+}
+
+/// Until subtasks exchange data over the network, every channel of a job must stay inside one
+/// process: a job whose slots span TaskManager processes is refused with what to change.
+fn check_placement(shared: &RuntimeShared, assignments: &[SlotAssignment]) -> Result<(), String> {
+    let mut executors: Vec<&crate::ids::ResourceId> = assignments.iter().map(|a| &a.resource_id).collect();
+    executors.sort();
+    executors.dedup();
+    let remote = executors.iter().any(|r| shared.task_executors.get(*r).is_some_and(|g| g.is_remote()));
+    if remote && executors.len() > 1 {
+        let names: Vec<String> = executors.iter().map(|r| r.to_string()).collect();
+        return Err(format!(
+            "the job's {} slots are spread over TaskManagers {}: data exchange between TaskManager processes \
+             is not available yet; run it with a parallelism that fits the free slots of one TaskManager \
+             (taskmanager.numberOfTaskSlots)",
+            assignments.len(),
+            names.join(", ")
+        ));
+    }
+    Ok(())
 }

@@ -12,8 +12,8 @@ use riffle_api::{Configuration, JobGraph};
 use crate::exchange::LocalExchange;
 use crate::ids::{JobId, ResourceId};
 use crate::job_master::JobMaster;
+use crate::peers::{JobMasterGateway, RemoteJobManager, TaskExecutorGateway};
 use crate::resource_manager::ResourceManager;
-use crate::task_executor::TaskExecutor;
 
 /// What the actors of one process share.
 pub struct RuntimeShared {
@@ -25,8 +25,8 @@ pub struct RuntimeShared {
     pub counters: DashMap<JobId, Arc<JobCounters>>,
     /// In-process data channels.
     pub exchange: LocalExchange,
-    /// TaskExecutor addresses by id.
-    pub task_executors: DashMap<ResourceId, Addr<TaskExecutor>>,
+    /// TaskExecutors by id: actors of this process or links to TaskManager processes.
+    pub task_executors: DashMap<ResourceId, TaskExecutorGateway>,
     /// JobMaster addresses by job.
     pub job_masters: DashMap<JobId, Addr<JobMaster>>,
     /// Checkpoint counters by job.
@@ -37,6 +37,8 @@ pub struct RuntimeShared {
     pub views: DashMap<JobId, Arc<crate::job_view::JobView>>,
     /// How often the JobManager restarted the ResourceManager.
     pub resource_manager_restarts: std::sync::atomic::AtomicU32,
+    /// In a TaskManager process: the JobManager process, where every JobMaster lives.
+    remote_job_manager: RwLock<Option<RemoteJobManager>>,
     /// The ResourceManager (replaced when the JobManager restarts it).
     resource_manager: RwLock<Option<Addr<ResourceManager>>>,
 }
@@ -52,6 +54,7 @@ impl RuntimeShared {
             task_executors: DashMap::new(),
             job_masters: DashMap::new(),
             resource_manager: RwLock::new(None),
+            remote_job_manager: RwLock::new(None),
             resource_manager_restarts: Default::default(),
             checkpoint_stats: DashMap::new(),
             views: DashMap::new(),
@@ -72,6 +75,27 @@ impl RuntimeShared {
         match self.resource_manager.write() {
             Ok(mut g) => *g = Some(rm),
             Err(p) => *p.into_inner() = Some(rm),
+        }
+    }
+
+    /// How to reach `job`'s JobMaster: the actor when it lives here, else the JobManager
+    /// process this TaskManager process is linked to.
+    pub fn job_master(&self, job: JobId) -> Option<JobMasterGateway> {
+        if let Some(a) = self.job_masters.get(&job) {
+            return Some(JobMasterGateway::Local(a.clone()));
+        }
+        let remote = match self.remote_job_manager.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        remote.map(JobMasterGateway::Remote)
+    }
+
+    /// Sets (or, with None, clears) the link to the JobManager process.
+    pub fn set_remote_job_manager(&self, jm: Option<RemoteJobManager>) {
+        match self.remote_job_manager.write() {
+            Ok(mut g) => *g = jm,
+            Err(p) => *p.into_inner() = jm,
         }
     }
 

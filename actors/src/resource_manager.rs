@@ -120,6 +120,14 @@ impl Handler<UnregisterTaskExecutor> for ResourceManager {
     fn handle(&mut self, msg: UnregisterTaskExecutor, _: &mut Self::Context) {
         let jobs = self.slots.unregister(&msg.resource_id);
         tracing::info!(executor = %msg.resource_id, affected_jobs = jobs.len(), "task executor unregistered");
+        for job in jobs {
+            if let Some(jm) = self.shared.job_masters.get(&job) {
+                jm.do_send(crate::job_master::TaskExecutorLost {
+                    resource_id: msg.resource_id.clone(),
+                    reason: msg.reason.clone(),
+                });
+            }
+        }
         self.publish();
     }
 }

@@ -77,16 +77,24 @@ impl SlotManager {
                 return Ok(None);
             }
         }
-        let free: Vec<(ResourceId, u32)> = self
-            .slots
-            .iter()
-            .filter(|(_, s)| **s == SlotState::Free)
-            .map(|(k, _)| k.clone())
-            .take(count as usize)
-            .collect();
-        if (free.len() as u32) < count {
+        let all_free: Vec<&(ResourceId, u32)> =
+            self.slots.iter().filter(|(_, s)| **s == SlotState::Free).map(|(k, _)| k).collect();
+        if (all_free.len() as u32) < count {
             return Ok(None);
         }
+        // A job fits in one TaskExecutor when one has enough free slots: its channels then
+        // stay inside one process. Otherwise it spreads, in TaskExecutor order.
+        let mut per_executor: BTreeMap<&ResourceId, u32> = BTreeMap::new();
+        for (r, _) in &all_free {
+            *per_executor.entry(r).or_default() += 1;
+        }
+        let packed = per_executor.into_iter().find(|(_, n)| *n >= count).map(|(r, _)| r.clone());
+        let free: Vec<(ResourceId, u32)> = all_free
+            .into_iter()
+            .filter(|(r, _)| packed.as_ref().is_none_or(|p| p == r))
+            .take(count as usize)
+            .cloned()
+            .collect();
         let mut out = Vec::with_capacity(free.len());
         for key in free {
             let alloc = AllocationId(self.next_allocation);
@@ -126,5 +134,25 @@ mod tests {
         assert_eq!(m.try_allocate(JobId(2), 2).unwrap().map(|v| v.len()), Some(2));
         assert_eq!(m.report(1), SlotReport { total: 4, free: 2, task_executors: 1 });
         assert_eq!(m.unregister(&te), vec![JobId(2)]);
+    }
+
+    #[test]
+    fn a_job_is_packed_into_one_task_executor_when_one_has_room() {
+        let mut m = SlotManager::new(None);
+        let (a, b) = (ResourceId("a".into()), ResourceId("b".into()));
+        m.register(&a, 2);
+        m.register(&b, 2);
+        let first = m.try_allocate(JobId(1), 1).unwrap().unwrap();
+        assert_eq!(first[0].resource_id, a);
+        // a has one free slot left, b two: a two-slot job goes to b alone.
+        let second = m.try_allocate(JobId(2), 2).unwrap().unwrap();
+        assert!(second.iter().all(|s| s.resource_id == b), "{second:?}");
+        // Nobody has two free slots now... one each on a (1) and none on b: a 1-slot job fits a.
+        assert_eq!(m.try_allocate(JobId(3), 2).unwrap(), None);
+        m.release(JobId(2));
+        // Three slots free (a:1, b:2); three needed spreads over both.
+        let third = m.try_allocate(JobId(3), 3).unwrap().unwrap();
+        assert_eq!(third.iter().filter(|s| s.resource_id == a).count(), 1);
+        assert_eq!(third.iter().filter(|s| s.resource_id == b).count(), 2);
     }
 }

@@ -162,7 +162,7 @@ impl SnapshotWriter {
         let id = self.barrier.id;
         let persisted_bytes = pending.channel_bytes();
         let result = self.write(pending, source).await;
-        let Some(jm) = self.shared.job_masters.get(&self.execution.job).map(|a| a.clone()) else { return };
+        let Some(jm) = self.shared.job_master(self.execution.job) else { return };
         match result {
             Ok(Some((state, source))) => jm.do_send(AcknowledgeCheckpoint {
                 execution: self.execution,

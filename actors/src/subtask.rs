@@ -510,7 +510,7 @@ impl Outputs {
 
     /// Tells the JobMaster this subtask cannot contribute to checkpoint `id`.
     fn decline(&self, id: u64, reason: &str) {
-        if let Some(jm) = self.shared.job_masters.get(&self.execution.job) {
+        if let Some(jm) = self.shared.job_master(self.execution.job) {
             jm.do_send(DeclineCheckpoint { execution: self.execution, checkpoint_id: id, reason: reason.to_string() });
         }
     }
@@ -773,14 +773,10 @@ async fn run_source(
             ReadStatus::NeedSplits => {
                 out.flush_batches(now);
                 drain_source(out, &mut head, cancel).await?;
-                let jm = spec
-                    .shared
-                    .job_masters
-                    .get(&e.job)
-                    .map(|a| a.clone())
-                    .ok_or_else(|| TaskError::msg(&out.name, "the job master is gone"))?;
+                let jm =
+                    spec.shared.job_master(e.job).ok_or_else(|| TaskError::msg(&out.name, "the job master is gone"))?;
                 let resp = tokio::select! {
-                    r = jm.send(SplitRequest { execution: e }) => r,
+                    r = jm.request_splits(SplitRequest { execution: e }) => r,
                     _ = cancel.changed() => return Err(Stop::Cancelled),
                 };
                 let resp = resp

@@ -70,7 +70,7 @@ pub struct CrashSlot(pub u32);
 pub struct GetTaskExecutorReport;
 
 /// A TaskExecutor's view of itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TaskExecutorReport {
     /// Slots whose actor is alive.
     pub live_slots: u32,
@@ -108,7 +108,7 @@ impl TaskExecutor {
     }
 
     fn report(&self, execution: ExecutionId, state: TaskState) {
-        if let Some(jm) = self.shared.job_masters.get(&execution.job) {
+        if let Some(jm) = self.shared.job_master(execution.job) {
             jm.do_send(TaskStateUpdate { execution, state, location: self.id.clone() });
         }
     }
@@ -128,7 +128,7 @@ impl Actor for TaskExecutor {
                 allocation: None,
             });
         }
-        self.shared.task_executors.insert(self.id.clone(), ctx.address());
+        self.shared.task_executors.insert(self.id.clone(), ctx.address().into());
         if let Some(rm) = self.shared.resource_manager() {
             rm.do_send(RegisterTaskExecutor { resource_id: self.id.clone(), slots: self.settings.slots });
         }
@@ -137,7 +137,7 @@ impl Actor for TaskExecutor {
     fn stopped(&mut self, _: &mut Self::Context) {
         self.shared.task_executors.remove(&self.id);
         if let Some(rm) = self.shared.resource_manager() {
-            rm.do_send(UnregisterTaskExecutor { resource_id: self.id.clone() });
+            rm.do_send(UnregisterTaskExecutor { resource_id: self.id.clone(), reason: "it shut down".into() });
         }
         for s in &self.slots {
             s.arbiter.stop();

@@ -293,6 +293,9 @@ pub struct JobGraph {
     pub(crate) node_vertex: Vec<usize>,
     pub(crate) watermark_interval_ms: i64,
     pub(crate) on_terminate: Mutex<TerminateHooks>,
+    /// How to build this graph again in another process (None: built by code only this
+    /// process has, so it can only run here).
+    origin: Option<crate::origin::JobOrigin>,
 }
 
 impl std::fmt::Debug for JobGraph {
@@ -302,6 +305,17 @@ impl std::fmt::Debug for JobGraph {
 }
 
 impl JobGraph {
+    /// How to build this graph in another process, if it can be.
+    pub fn origin(&self) -> Option<&crate::origin::JobOrigin> {
+        self.origin.as_ref()
+    }
+
+    /// Records how this graph was built (builders of programs that TaskManager processes
+    /// can build too: the built-in catalog, plugins).
+    pub fn set_origin(&mut self, origin: crate::origin::JobOrigin) {
+        self.origin = Some(origin);
+    }
+
     pub(crate) fn new(spec: GraphSpec) -> Result<Self, GraphError> {
         let GraphSpec {
             name,
@@ -425,6 +439,7 @@ impl JobGraph {
             node_vertex,
             watermark_interval_ms,
             on_terminate: Mutex::new(on_terminate),
+            origin: None,
         })
     }
 

@@ -1,7 +1,7 @@
 //! `/taskmanagers...`: the TaskExecutors, their slots and resources.
 
 use actix_web::{web, HttpResponse};
-use riffle_actors::task_executor::GetTaskExecutorReport;
+use riffle_actors::peers::TaskExecutorGateway;
 use serde_json::{json, Value};
 
 use crate::context::RestContext;
@@ -30,10 +30,12 @@ async fn info(ctx: &RestContext, id: &riffle_actors::ResourceId) -> Result<Value
         .get(id)
         .map(|a| a.clone())
         .ok_or_else(|| WebError::NotFound(format!("no TaskManager '{id}'")))?;
-    let r = te
-        .send(GetTaskExecutorReport)
-        .await
-        .map_err(|e| WebError::Unavailable(format!("TaskManager {id} does not answer: {e}")))?;
+    let (r, heard_ms) =
+        te.report().await.ok_or_else(|| WebError::Unavailable(format!("TaskManager {id} does not answer")))?;
+    let (path, data_port) = match &te {
+        TaskExecutorGateway::Local(_) => (format!("riffle://{}/taskexecutor/{id}", std::process::id()), -1),
+        TaskExecutorGateway::Remote(remote) => (format!("riffle://{}/taskexecutor/{id}", remote.latest().address), -1),
+    };
     let slots = r.live_slots;
     let free = slots.saturating_sub(r.allocated_slots);
     let budget = state_budget(ctx);
@@ -44,10 +46,11 @@ async fn info(ctx: &RestContext, id: &riffle_actors::ResourceId) -> Result<Value
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     Ok(json!({
         "id": id.to_string(),
-        "path": format!("riffle://{}/taskexecutor/{id}", std::process::id()),
-        "dataPort": -1,
+        "path": path,
+        "dataPort": data_port,
         "jmxPort": -1,
-        "timeSinceLastHeartbeat": riffle_api::time::now_ms(),
+        // Flink's field name; its value is the time of the last heartbeat (ms since the epoch).
+        "timeSinceLastHeartbeat": heard_ms,
         "slotsNumber": slots,
         "freeSlots": free,
         "runningSubtasks": r.running_subtasks,

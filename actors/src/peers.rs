@@ -1,0 +1,279 @@
+//! Where a gateway message goes: an actor of this process, or a peer process.
+//!
+//! The JobManager's actors address a TaskExecutor through a [`TaskExecutorGateway`] and a
+//! TaskExecutor addresses its job's JobMaster through a [`JobMasterGateway`]. Each is either
+//! an actor address in this process or the sending half of a link to another process: the
+//! link itself (sockets, frames, heartbeats) is `riffle-cluster`'s; this module only defines
+//! what crosses it, so the actors stay free of I/O.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use actix::Addr;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::gateway::{
+    AcknowledgeCheckpoint, AllocateSlot, CancelTask, DeclineCheckpoint, DeployTask, FreeSlot, NotifyCheckpoint,
+    SplitRequest, SplitResponse, TaskStateUpdate, TriggerCheckpoint,
+};
+use crate::job_master::JobMaster;
+use crate::task_executor::{GetTaskExecutorReport, TaskExecutor, TaskExecutorReport};
+
+/// What the JobManager's actors send a TaskExecutor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ToTaskExecutor {
+    /// ResourceManager: a slot now belongs to a job.
+    AllocateSlot(AllocateSlot),
+    /// ResourceManager: a slot is free again.
+    FreeSlot(FreeSlot),
+    /// JobMaster: run a subtask.
+    DeployTask(DeployTask),
+    /// JobMaster: stop a subtask.
+    CancelTask(CancelTask),
+    /// CheckpointCoordinator: a source starts a checkpoint.
+    TriggerCheckpoint(TriggerCheckpoint),
+    /// CheckpointCoordinator: a checkpoint completed or was aborted.
+    NotifyCheckpoint(NotifyCheckpoint),
+}
+
+/// What a TaskExecutor and its subtasks send their job's JobMaster (split requests, which
+/// expect an answer, go through [`JobMasterGateway::request_splits`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ToJobMaster {
+    /// A subtask changed state.
+    TaskState(TaskStateUpdate),
+    /// A subtask's part of a checkpoint is written.
+    Acknowledge(AcknowledgeCheckpoint),
+    /// A subtask cannot take part in a checkpoint.
+    Decline(DeclineCheckpoint),
+}
+
+macro_rules! into_enum {
+    ($enum:ident: $($variant:ident),*) => {$(
+        impl From<$variant> for $enum {
+            fn from(m: $variant) -> Self {
+                $enum::$variant(m)
+            }
+        }
+    )*};
+}
+into_enum!(ToTaskExecutor: AllocateSlot, FreeSlot, DeployTask, CancelTask, TriggerCheckpoint, NotifyCheckpoint);
+
+impl From<TaskStateUpdate> for ToJobMaster {
+    fn from(m: TaskStateUpdate) -> Self {
+        ToJobMaster::TaskState(m)
+    }
+}
+impl From<AcknowledgeCheckpoint> for ToJobMaster {
+    fn from(m: AcknowledgeCheckpoint) -> Self {
+        ToJobMaster::Acknowledge(m)
+    }
+}
+impl From<DeclineCheckpoint> for ToJobMaster {
+    fn from(m: DeclineCheckpoint) -> Self {
+        ToJobMaster::Decline(m)
+    }
+}
+
+/// A TaskExecutor in another process, as the JobManager process sees it: the queue its link
+/// drains, and what the TaskExecutor last told about itself in a heartbeat.
+#[derive(Debug, Clone)]
+pub struct RemoteTaskExecutor {
+    tx: mpsc::UnboundedSender<ToTaskExecutor>,
+    slots: u32,
+    report: Arc<Mutex<RemoteReport>>,
+}
+
+/// A remote TaskExecutor's latest heartbeat.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteReport {
+    /// What it reported.
+    pub report: TaskExecutorReport,
+    /// When (ms since the epoch).
+    pub at_ms: i64,
+    /// The address its process advertises.
+    pub address: String,
+}
+
+impl RemoteTaskExecutor {
+    /// A remote TaskExecutor with `slots` slots whose messages go to `tx` (drained by its link).
+    pub fn new(tx: mpsc::UnboundedSender<ToTaskExecutor>, address: String, slots: u32) -> Self {
+        let report = RemoteReport { address, at_ms: riffle_api::time::now_ms(), ..Default::default() };
+        Self { tx, slots, report: Arc::new(Mutex::new(report)) }
+    }
+
+    /// The slots it registered.
+    pub fn slots(&self) -> u32 {
+        self.slots
+    }
+
+    /// Records a heartbeat's report.
+    pub fn heard(&self, report: TaskExecutorReport) {
+        let mut r = self.report.lock().unwrap_or_else(|e| e.into_inner());
+        r.report = report;
+        r.at_ms = riffle_api::time::now_ms();
+    }
+
+    /// The latest heartbeat.
+    pub fn latest(&self) -> RemoteReport {
+        self.report.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// How the JobManager's actors reach a TaskExecutor.
+#[derive(Debug, Clone)]
+pub enum TaskExecutorGateway {
+    /// An actor of this process.
+    Local(Addr<TaskExecutor>),
+    /// A TaskExecutor in a TaskManager process.
+    Remote(RemoteTaskExecutor),
+}
+
+impl From<Addr<TaskExecutor>> for TaskExecutorGateway {
+    fn from(a: Addr<TaskExecutor>) -> Self {
+        TaskExecutorGateway::Local(a)
+    }
+}
+
+impl TaskExecutorGateway {
+    /// Sends without waiting. A message to a TaskExecutor that is gone is dropped: its loss
+    /// reaches the JobMaster as a failure of its tasks (heartbeat timeout or a closed link).
+    pub fn do_send(&self, m: impl Into<ToTaskExecutor>) {
+        match self {
+            TaskExecutorGateway::Local(a) => match m.into() {
+                ToTaskExecutor::AllocateSlot(m) => a.do_send(m),
+                ToTaskExecutor::FreeSlot(m) => a.do_send(m),
+                ToTaskExecutor::DeployTask(m) => a.do_send(m),
+                ToTaskExecutor::CancelTask(m) => a.do_send(m),
+                ToTaskExecutor::TriggerCheckpoint(m) => a.do_send(m),
+                ToTaskExecutor::NotifyCheckpoint(m) => a.do_send(m),
+            },
+            TaskExecutorGateway::Remote(r) => {
+                let _ = r.tx.send(m.into());
+            }
+        }
+    }
+
+    /// Whether it can still be reached: a live actor, or a link that is still open.
+    pub fn connected(&self) -> bool {
+        match self {
+            TaskExecutorGateway::Local(a) => a.connected(),
+            TaskExecutorGateway::Remote(r) => !r.tx.is_closed(),
+        }
+    }
+
+    /// Whether it lives in another process.
+    pub fn is_remote(&self) -> bool {
+        matches!(self, TaskExecutorGateway::Remote(_))
+    }
+
+    /// Its slots and running subtasks: asked of a local actor, the latest heartbeat of a remote
+    /// one (with its time, ms since the epoch). None when it does not answer.
+    pub async fn report(&self) -> Option<(TaskExecutorReport, i64)> {
+        match self {
+            TaskExecutorGateway::Local(a) => {
+                a.send(GetTaskExecutorReport).await.ok().map(|r| (r, riffle_api::time::now_ms()))
+            }
+            TaskExecutorGateway::Remote(r) => {
+                let l = r.latest();
+                Some((l.report, l.at_ms))
+            }
+        }
+    }
+}
+
+type PendingSplits = Mutex<HashMap<u64, oneshot::Sender<Result<SplitResponse, String>>>>;
+
+/// The JobManager process as a TaskManager process sees it: the queue its link drains, and
+/// the split requests waiting for an answer.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteJobManager {
+    tx: Option<mpsc::UnboundedSender<RemoteJobManagerMessage>>,
+    pending: Arc<PendingSplits>,
+    next: Arc<AtomicU64>,
+}
+
+/// What a TaskManager process's link sends to the JobManager process for its actors.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum RemoteJobManagerMessage {
+    /// For a JobMaster.
+    JobMaster(ToJobMaster),
+    /// A source subtask asks its JobMaster for splits; the answer comes back with `request`.
+    SplitRequest {
+        /// Matches the answer to the question.
+        request: u64,
+        /// The question.
+        msg: SplitRequest,
+    },
+}
+
+impl RemoteJobManager {
+    /// A JobManager reached through `tx` (drained by the link).
+    pub fn new(tx: mpsc::UnboundedSender<RemoteJobManagerMessage>) -> Self {
+        Self { tx: Some(tx), ..Default::default() }
+    }
+
+    /// Hands the answer to split request `request` to the subtask waiting for it.
+    pub fn answer_splits(&self, request: u64, answer: Result<SplitResponse, String>) {
+        let waiting = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&request);
+        if let Some(w) = waiting {
+            let _ = w.send(answer);
+        }
+    }
+
+    /// Fails every split request still waiting (the link to the JobManager broke).
+    pub fn fail_pending(&self, why: &str) {
+        let drained: Vec<_> = self.pending.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
+        for (_, w) in drained {
+            let _ = w.send(Err(why.to_string()));
+        }
+    }
+}
+
+/// How a TaskExecutor and its subtasks reach their job's JobMaster.
+#[derive(Debug, Clone)]
+pub enum JobMasterGateway {
+    /// An actor of this process.
+    Local(Addr<JobMaster>),
+    /// The JobManager process, through this process's link to it.
+    Remote(RemoteJobManager),
+}
+
+impl JobMasterGateway {
+    /// Sends without waiting; dropped when the JobMaster is gone.
+    pub fn do_send(&self, m: impl Into<ToJobMaster>) {
+        match self {
+            JobMasterGateway::Local(a) => match m.into() {
+                ToJobMaster::TaskState(m) => a.do_send(m),
+                ToJobMaster::Acknowledge(m) => a.do_send(m),
+                ToJobMaster::Decline(m) => a.do_send(m),
+            },
+            JobMasterGateway::Remote(r) => {
+                if let Some(tx) = &r.tx {
+                    let _ = tx.send(RemoteJobManagerMessage::JobMaster(m.into()));
+                }
+            }
+        }
+    }
+
+    /// Asks the job's split enumerator for work. The outer error: the JobMaster cannot be
+    /// reached; the inner one: the enumerator failed.
+    pub async fn request_splits(&self, msg: SplitRequest) -> Result<Result<SplitResponse, String>, String> {
+        match self {
+            JobMasterGateway::Local(a) => a.send(msg).await.map_err(|e| e.to_string()),
+            JobMasterGateway::Remote(r) => {
+                let Some(tx) = &r.tx else { return Err("no link to the job manager".into()) };
+                let request = r.next.fetch_add(1, Ordering::Relaxed);
+                let (answer, wait) = oneshot::channel();
+                r.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(request, answer);
+                if tx.send(RemoteJobManagerMessage::SplitRequest { request, msg }).is_err() {
+                    r.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&request);
+                    return Err("the link to the job manager is closed".into());
+                }
+                wait.await.map_err(|_| "the link to the job manager closed before the answer".to_string())
+            }
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! Where a job graph came from, so that another process can build the same graph.
+//!
+//! A `JobGraph` holds user closures and cannot travel between processes. What travels is its
+//! origin: a built-in program or a plugin entry with the exact arguments it was built from.
+//! A TaskManager process builds the graph again from it; building is deterministic (vertex
+//! and edge ids follow definition order), so both sides agree on every id.
+
+use serde::{Deserialize, Serialize};
+
+/// The program a job graph was built from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProgramSource {
+    /// A program compiled into the `riffle` binary (`wordcount`, `nexmark`, ...).
+    Builtin(String),
+    /// A job of a plugin library: the library file (content-addressed on the JobManager's
+    /// side) and the job's entry name.
+    Plugin {
+        /// The library file.
+        path: String,
+        /// The job's name inside the plugin.
+        entry: String,
+    },
+}
+
+/// How to build a job graph again: the program, its resolved arguments (defaults that vary
+/// from call to call, such as a generated output path, already filled in) and parallelism.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobOrigin {
+    /// The program.
+    pub program: ProgramSource,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// The parallelism it was built with, when the builder takes one.
+    pub parallelism: Option<u32>,
+}
