@@ -116,6 +116,11 @@ impl RemoteTaskExecutor {
         r.at_ms = riffle_api::time::now_ms();
     }
 
+    /// Whether `other` is this same link (not a later registration under the same id).
+    pub fn same(&self, other: &RemoteTaskExecutor) -> bool {
+        Arc::ptr_eq(&self.report, &other.report)
+    }
+
     /// The latest heartbeat.
     pub fn latest(&self) -> RemoteReport {
         self.report.lock().unwrap_or_else(|e| e.into_inner()).clone()

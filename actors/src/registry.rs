@@ -91,6 +91,14 @@ impl RuntimeShared {
         remote.map(JobMasterGateway::Remote)
     }
 
+    /// Whether this (TaskManager) process is linked to a JobManager process now.
+    pub fn has_remote_job_manager(&self) -> bool {
+        match self.remote_job_manager.read() {
+            Ok(g) => g.is_some(),
+            Err(p) => p.into_inner().is_some(),
+        }
+    }
+
     /// Sets (or, with None, clears) the link to the JobManager process.
     pub fn set_remote_job_manager(&self, jm: Option<RemoteJobManager>) {
         match self.remote_job_manager.write() {

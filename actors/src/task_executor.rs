@@ -345,3 +345,30 @@ impl Handler<StopTaskExecutor> for TaskExecutor {
         ctx.stop();
     }
 }
+
+/// The JobManager this TaskExecutor served is gone (its link broke or timed out): every task
+/// is cancelled and every slot freed, so nothing keeps running for a leader that no longer
+/// exists; the TaskExecutor offers its slots again when a link is back.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct ReleaseAllSlots {
+    /// Why, for the log.
+    pub reason: String,
+}
+
+impl Handler<ReleaseAllSlots> for TaskExecutor {
+    type Result = ();
+    fn handle(&mut self, msg: ReleaseAllSlots, _: &mut Self::Context) {
+        if !self.tasks.is_empty() {
+            tracing::warn!(executor = %self.id, tasks = self.tasks.len(), "cancelling every task: {}", msg.reason);
+        }
+        for (e, i) in &self.tasks {
+            if let Some(slot) = self.slots.get(*i as usize).and_then(|s| s.addr.clone()) {
+                slot.do_send(CancelInSlot(*e));
+            }
+        }
+        for s in &mut self.slots {
+            s.allocation = None;
+        }
+    }
+}

@@ -1,5 +1,6 @@
-//! riffle-cluster: configuration and the ways to run the runtime. For now the MiniCluster
-//! (everything in the caller's process); remote transport, HA and plugins come later.
+//! riffle-cluster: configuration and the ways to run the runtime: the MiniCluster (the whole
+//! runtime in the caller's process, optionally accepting TaskManager processes), and the
+//! TaskManager process linked to it ([`remote`], [`taskmanager`]).
 
 pub mod config_file;
 pub mod error;
@@ -8,6 +9,8 @@ pub mod heartbeat;
 pub mod logging;
 pub mod minicluster;
 pub mod plugin;
+pub mod remote;
+pub mod taskmanager;
 pub mod transport;
 
 pub use error::ClusterError;

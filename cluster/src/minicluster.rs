@@ -42,12 +42,28 @@ pub struct MiniClusterConfig {
     pub rest: bool,
     /// The programs the REST API can submit by name.
     pub programs: Option<Arc<dyn riffle_web::ProgramCatalog>>,
+    /// Whether to accept TaskManager processes on the RPC address (`jobmanager.rpc.*`,
+    /// `jobmanager.bind-host`); with it, `task_executors` may be 0.
+    pub rpc: bool,
 }
 
 impl MiniClusterConfig {
     /// `task_executors` executors with `slots_per_executor` slots each, default settings.
     pub fn new(task_executors: u32, slots_per_executor: u32) -> Self {
-        Self { task_executors, slots_per_executor, config: Configuration::new(), rest: false, programs: None }
+        Self {
+            task_executors,
+            slots_per_executor,
+            config: Configuration::new(),
+            rest: false,
+            programs: None,
+            rpc: false,
+        }
+    }
+
+    /// Also accepts TaskManager processes (a JobManager process: `riffle jobmanager`).
+    pub fn with_rpc(mut self) -> Self {
+        self.rpc = true;
+        self
     }
 
     /// Also serves the REST API and the web UI.
@@ -66,7 +82,7 @@ impl MiniClusterConfig {
     pub fn from_config(config: Configuration) -> Result<Self, ClusterError> {
         let slots = config.get("taskmanager.numberOfTaskSlots", 1u32)?;
         let tms = config.get("local.number-taskmanager", 1u32)?;
-        Ok(Self { task_executors: tms, slots_per_executor: slots, config, rest: false, programs: None })
+        Ok(Self { task_executors: tms, slots_per_executor: slots, config, rest: false, programs: None, rpc: false })
     }
 }
 
@@ -82,6 +98,7 @@ struct Actors {
 /// A running embedded cluster. Dropping it shuts it down.
 pub struct MiniCluster {
     rest: Option<riffle_web::RestServer>,
+    rpc: Option<crate::remote::jobmanager_side::RpcEndpoint>,
     actors: Option<Actors>,
     thread: Option<JoinHandle<()>>,
     shared: Arc<RuntimeShared>,
@@ -113,22 +130,29 @@ impl Settings {
                 riffle_actors::exception_history::DEFAULT_EXCEPTION_HISTORY_SIZE,
             )?,
         };
-        let te = TaskExecutorSettings {
-            slots: cfg.slots_per_executor.max(1),
-            batch_size: c.get("execution.batch-size", riffle_api::environment::DEFAULT_BATCH_SIZE)?.max(1),
-            channel_capacity: c
-                .get("taskmanager.network.buffers-per-channel", riffle_actors::exchange::DEFAULT_CHANNEL_CAPACITY)?
-                .max(1),
-            buffer_timeout_ms: c.get_duration("execution.buffer-timeout", Duration::from_millis(100))?.as_millis()
-                as i64,
-            slot_strategy: default_slot_strategy(),
-        };
-        Ok(Self { max_slots, jm, te, task_executors: cfg.task_executors.max(1) })
+        let te = task_executor_settings(c, cfg.slots_per_executor)?;
+        // A JobManager process may start without TaskExecutors of its own: TaskManager
+        // processes bring the slots.
+        let task_executors = if cfg.rpc { cfg.task_executors } else { cfg.task_executors.max(1) };
+        Ok(Self { max_slots, jm, te, task_executors })
     }
 
     fn slots(&self) -> u32 {
         self.task_executors * self.te.slots
     }
+}
+
+/// A TaskExecutor's settings from the configuration, with `slots` slots.
+pub(crate) fn task_executor_settings(c: &Configuration, slots: u32) -> Result<TaskExecutorSettings, ClusterError> {
+    Ok(TaskExecutorSettings {
+        slots: slots.max(1),
+        batch_size: c.get("execution.batch-size", riffle_api::environment::DEFAULT_BATCH_SIZE)?.max(1),
+        channel_capacity: c
+            .get("taskmanager.network.buffers-per-channel", riffle_actors::exchange::DEFAULT_CHANNEL_CAPACITY)?
+            .max(1),
+        buffer_timeout_ms: c.get_duration("execution.buffer-timeout", Duration::from_millis(100))?.as_millis() as i64,
+        slot_strategy: default_slot_strategy(),
+    })
 }
 
 /// Starts the actors on the current actix system.
@@ -170,7 +194,8 @@ impl MiniCluster {
             .ok()
             .flatten()
             .ok_or_else(|| unavailable("the actor system did not start"))?;
-        let mut mc = MiniCluster { rest: None, actors: Some(actors), thread: Some(thread), shared };
+        let mut mc = MiniCluster { rest: None, rpc: None, actors: Some(actors), thread: Some(thread), shared };
+        mc.start_rpc(&cfg)?;
         let deadline = std::time::Instant::now() + START_TIMEOUT;
         while mc.slot_report()?.total < want {
             if std::time::Instant::now() > deadline {
@@ -196,7 +221,11 @@ impl MiniCluster {
         let actors = start_actors(shared.clone(), settings, None)
             .await
             .ok_or_else(|| unavailable("the job manager did not start"))?;
-        let mut mc = MiniCluster { rest: None, actors: Some(actors), thread: None, shared };
+        let mut mc = MiniCluster { rest: None, rpc: None, actors: Some(actors), thread: None, shared };
+        if cfg.rpc {
+            let settings = crate::remote::jobmanager_side::RpcSettings::from_config(&cfg.config)?;
+            mc.rpc = Some(crate::remote::jobmanager_side::start(settings, mc.shared.clone()).await?);
+        }
         let deadline = std::time::Instant::now() + START_TIMEOUT;
         while mc.slot_report_async().await?.total < want {
             if std::time::Instant::now() > deadline {
@@ -206,6 +235,38 @@ impl MiniCluster {
         }
         mc.start_rest(&cfg)?;
         Ok(mc)
+    }
+
+    fn start_rpc(&mut self, cfg: &MiniClusterConfig) -> Result<(), ClusterError> {
+        if !cfg.rpc {
+            return Ok(());
+        }
+        let settings = crate::remote::jobmanager_side::RpcSettings::from_config(&cfg.config)?;
+        let shared = self.shared.clone();
+        let a = self.actors()?;
+        let sys = a.system.as_ref().ok_or_else(|| unavailable("the cluster has no actor system of its own"))?;
+        // Bind on the cluster's own system, where the links must run.
+        let (tx, rx) = sync_channel(1);
+        let spawned = sys.arbiter().spawn(async move {
+            let _ = tx.send(crate::remote::jobmanager_side::start(settings, shared).await);
+        });
+        if !spawned {
+            return Err(unavailable("the actor system is gone"));
+        }
+        let endpoint = rx.recv_timeout(START_TIMEOUT).map_err(|_| unavailable("the RPC endpoint did not start"))??;
+        self.rpc = Some(endpoint);
+        Ok(())
+    }
+
+    /// Where TaskManager processes reach this cluster: the advertised RPC address
+    /// (`host:port`), if it accepts them.
+    pub fn rpc_address(&self) -> Option<String> {
+        self.rpc.as_ref().map(|r| r.advertised.clone())
+    }
+
+    /// The socket address the RPC endpoint is bound to, if any.
+    pub fn rpc_bound_address(&self) -> Option<std::net::SocketAddr> {
+        self.rpc.as_ref().map(|r| r.bound)
     }
 
     fn start_rest(&mut self, cfg: &MiniClusterConfig) -> Result<(), ClusterError> {
@@ -360,6 +421,9 @@ impl MiniCluster {
 
     fn stop(&mut self) {
         if let Some(r) = self.rest.take() {
+            r.stop();
+        }
+        if let Some(r) = self.rpc.take() {
             r.stop();
         }
         if let Some(a) = self.actors.take() {

@@ -129,6 +129,14 @@ pub struct LoadedPlugins {
 }
 
 impl LoadedPlugins {
+    /// Builds a plugin job from its origin (a TaskManager process building a job the
+    /// JobManager built from an uploaded plugin; the library path is the JobManager's, so
+    /// both must see the same file system until artifacts are shipped).
+    pub fn build_origin(&self, path: &str, entry: &str, args: &[String]) -> Result<JobGraph, String> {
+        use riffle_web::context::PluginRunner;
+        self.build(Path::new(path), entry, args)
+    }
+
     fn get(&self, path: &Path) -> Result<Arc<Plugin>, String> {
         let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = loaded.get(path) {
@@ -146,6 +154,12 @@ impl riffle_web::context::PluginRunner for LoadedPlugins {
     }
 
     fn build(&self, path: &Path, entry: &str, args: &[String]) -> Result<JobGraph, String> {
-        self.get(path)?.build(entry, args).map_err(|e| e.to_string())
+        let mut graph = self.get(path)?.build(entry, args).map_err(|e| e.to_string())?;
+        graph.set_origin(riffle_api::JobOrigin {
+            program: riffle_api::ProgramSource::Plugin { path: path.display().to_string(), entry: entry.to_string() },
+            args: args.to_vec(),
+            parallelism: None,
+        });
+        Ok(graph)
     }
 }

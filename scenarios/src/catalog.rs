@@ -101,8 +101,16 @@ impl ProgramCatalog for BuiltinPrograms {
     fn build(&self, name: &str, args: &[String], parallelism: Option<u32>) -> Result<JobGraph, String> {
         let info =
             Self::infos().into_iter().find(|p| p.name == name).ok_or_else(|| format!("no program named '{name}'"))?;
-        let a = parse_args(args, &info.args)?;
+        let mut a = parse_args(args, &info.args)?;
         let p = parallelism.unwrap_or(1).max(1);
+        // The generated default output path is fixed now, so a TaskManager process that builds
+        // this job again from its origin writes to the same file.
+        let mut resolved: Vec<String> = args.to_vec();
+        if info.args.iter().any(|x| x.name == "output") && a.get("output").is_none_or(|s| s.is_empty()) {
+            let path = output(&a, name)?.display().to_string();
+            a.insert("output".into(), path.clone());
+            resolved.extend(["--output".to_string(), path]);
+        }
         let graph = match name {
             "wordcount" => {
                 let env = crate::environment(p, &Configuration::new());
@@ -133,7 +141,13 @@ impl ProgramCatalog for BuiltinPrograms {
             ),
             other => return Err(format!("no program named '{other}'")),
         };
-        graph.map_err(|e| e.to_string())
+        let mut graph = graph.map_err(|e| e.to_string())?;
+        graph.set_origin(riffle_api::JobOrigin {
+            program: riffle_api::ProgramSource::Builtin(name.to_string()),
+            args: resolved,
+            parallelism: Some(p),
+        });
+        Ok(graph)
     }
 }
 

@@ -105,6 +105,90 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
     }
 }
 
+impl<T: Serialize + DeserializeOwned> Connection<T> {
+    /// Splits the connection so one task can read while another writes (a link's reader and
+    /// writer must not wait on each other: two peers blocked writing to each other would
+    /// never read).
+    pub fn into_split(self) -> (ConnectionReader<T>, ConnectionWriter<T>) {
+        let Connection { reader, writer, peer_addr, peer_node, broken, .. } = self;
+        (
+            ConnectionReader { reader, peer_addr, peer_node, broken, _messages: PhantomData },
+            ConnectionWriter { writer, broken, _messages: PhantomData },
+        )
+    }
+}
+
+/// The receiving half of a [`Connection`].
+#[derive(Debug)]
+pub struct ConnectionReader<T> {
+    reader: FrameReader<OwnedReadHalf>,
+    peer_addr: SocketAddr,
+    peer_node: String,
+    broken: bool,
+    _messages: PhantomData<fn(T) -> T>,
+}
+
+impl<T: DeserializeOwned> ConnectionReader<T> {
+    /// The next message, `None` when the peer closed cleanly; a frame that breaks the protocol
+    /// is logged and returned as the error, and the half fails with `Broken` from then on.
+    /// Cancel-safe.
+    pub async fn recv(&mut self) -> Result<Option<T>, TransportError> {
+        if self.broken {
+            return Err(TransportError::Broken);
+        }
+        let result = match self.reader.read_frame().await {
+            Ok(Some(payload)) => decode(payload, Stage::Session).map(Some),
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &result {
+            self.broken = true;
+            if e.is_peer_fault() {
+                tracing::warn!(peer = %self.peer_addr, node = %self.peer_node, error = %e, "dropping a connection: the peer broke the protocol");
+            }
+        }
+        result
+    }
+
+    /// The peer's socket address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer_addr
+    }
+
+    /// The peer's node name from the handshake.
+    pub fn peer_node(&self) -> &str {
+        &self.peer_node
+    }
+}
+
+/// The sending half of a [`Connection`]. Dropping it (or [`ConnectionWriter::close`]) tells
+/// the peer the connection ends.
+#[derive(Debug)]
+pub struct ConnectionWriter<T> {
+    writer: FrameWriter<OwnedWriteHalf>,
+    broken: bool,
+    _messages: PhantomData<fn(T) -> T>,
+}
+
+impl<T: Serialize> ConnectionWriter<T> {
+    /// Sends one message (see [`Connection::send`]).
+    pub async fn send(&mut self, message: &T) -> Result<(), TransportError> {
+        if self.broken {
+            return Err(TransportError::Broken);
+        }
+        let r = self.writer.write_frame_with(|buf| encode_into(buf, message)).await;
+        if matches!(r, Err(TransportError::Io(_))) {
+            self.broken = true;
+        }
+        r
+    }
+
+    /// Closes this direction cleanly.
+    pub async fn close(&mut self) -> Result<(), TransportError> {
+        self.writer.shutdown().await
+    }
+}
+
 impl<T> Connection<T> {
     /// The peer's socket address.
     pub fn peer_addr(&self) -> SocketAddr {

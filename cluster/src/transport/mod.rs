@@ -21,7 +21,7 @@ pub mod handshake;
 pub mod listener;
 mod message;
 
-pub use connection::{connect, Connection, Timeouts};
+pub use connection::{connect, Connection, ConnectionReader, ConnectionWriter, Timeouts};
 pub use error::{Stage, TransportError};
 pub use frame::{FrameReader, FrameWriter, DEFAULT_MAX_FRAME_SIZE};
 pub use handshake::{Hello, HelloReply, HANDSHAKE_MAX_FRAME_SIZE, MAGIC, PROTOCOL_VERSION};

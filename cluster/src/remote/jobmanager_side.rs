@@ -1,0 +1,295 @@
+//! The JobManager's side of TaskManager links: accept, register, heartbeat, forward.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use riffle_actors::gateway::{RegisterTaskExecutor, TaskState, TaskStateUpdate, UnregisterTaskExecutor};
+use riffle_actors::ids::ResourceId;
+use riffle_actors::peers::{
+    RemoteJobManagerMessage, RemoteTaskExecutor, TaskExecutorGateway, ToJobMaster, ToTaskExecutor,
+};
+use riffle_actors::RuntimeShared;
+use tokio::sync::{mpsc, watch};
+
+use super::protocol::LinkMessage;
+use super::REGISTRATION_TIMEOUT;
+use crate::error::ClusterError;
+use crate::heartbeat::{HeartbeatMonitor, HeartbeatSettings};
+use crate::transport::{ConnectionReader, ConnectionWriter, Listener, Timeouts, DEFAULT_MAX_FRAME_SIZE};
+use riffle_api::Configuration;
+use std::net::SocketAddr;
+
+/// Where the JobManager listens for TaskManagers and what it tells them to use.
+#[derive(Debug, Clone)]
+pub struct RpcSettings {
+    /// The address to bind (`jobmanager.bind-host`:`jobmanager.rpc.bind-port`).
+    pub bind: String,
+    /// The advertised host (`jobmanager.rpc.address`).
+    pub advertised_host: String,
+    /// The advertised port (`jobmanager.rpc.port`; 0: the bound port).
+    pub advertised_port: u16,
+    /// Heartbeats.
+    pub heartbeat: HeartbeatSettings,
+    /// `rpc.max-frame-size`.
+    pub max_frame_size: u32,
+}
+
+impl RpcSettings {
+    /// Reads Flink's keys (FLINK-15911): bind host and port default to the advertised ones.
+    pub fn from_config(c: &Configuration) -> Result<Self, ClusterError> {
+        let advertised_host = c.get_str("jobmanager.rpc.address").unwrap_or("localhost").to_string();
+        let advertised_port: u16 = c.get("jobmanager.rpc.port", 6123)?;
+        let bind_host = c.get_str("jobmanager.bind-host").unwrap_or(&advertised_host).to_string();
+        let bind_port: u16 = c.get("jobmanager.rpc.bind-port", advertised_port)?;
+        let max_frame_size = c.get_bytes("rpc.max-frame-size", DEFAULT_MAX_FRAME_SIZE as usize)?;
+        Ok(Self {
+            bind: format!("{bind_host}:{bind_port}"),
+            advertised_host,
+            advertised_port,
+            heartbeat: HeartbeatSettings::from_config(c)?,
+            max_frame_size: u32::try_from(max_frame_size).unwrap_or(u32::MAX),
+        })
+    }
+}
+
+/// A running RPC endpoint.
+#[derive(Debug)]
+pub struct RpcEndpoint {
+    /// The bound socket address.
+    pub bound: SocketAddr,
+    /// The advertised `host:port`.
+    pub advertised: String,
+    stop: watch::Sender<bool>,
+}
+
+impl RpcEndpoint {
+    /// Stops accepting (links end with the actor system).
+    pub fn stop(self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// Binds the RPC endpoint and serves TaskManager links on the current actix system.
+pub async fn start(settings: RpcSettings, shared: Arc<RuntimeShared>) -> Result<RpcEndpoint, ClusterError> {
+    let mut listener =
+        Listener::bind(settings.bind.as_str(), "jobmanager", Timeouts::default()).await.map_err(|e| {
+            ClusterError::Unavailable(format!(
+                "cannot listen on {} (jobmanager.bind-host, jobmanager.rpc.bind-port): {e}",
+                settings.bind
+            ))
+        })?;
+    listener.set_max_frame_size(settings.max_frame_size);
+    let bound = listener.local_addr();
+    let port = if settings.advertised_port == 0 { bound.port() } else { settings.advertised_port };
+    let advertised = format!("{}:{port}", settings.advertised_host);
+    let session = new_session();
+    let (stop, stopped) = watch::channel(false);
+    actix::spawn(serve(listener, shared, settings.heartbeat, session, stopped));
+    tracing::info!(%bound, %advertised, "accepting TaskManagers");
+    Ok(RpcEndpoint { bound, advertised, stop })
+}
+
+/// A leader session id unlike any other JobManager's (time and process id).
+fn new_session() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ ((std::process::id() as u64) << 32)
+}
+
+/// Accepts TaskManager links until `stop` turns true. Runs on the JobManager's actix system
+/// (the links talk to its actors).
+pub async fn serve(
+    mut listener: Listener,
+    shared: Arc<RuntimeShared>,
+    heartbeat: HeartbeatSettings,
+    session: u64,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept::<LinkMessage>() => match accepted {
+                Ok(conn) => {
+                    let (reader, writer) = conn.into_split();
+                    actix::spawn(link(reader, writer, shared.clone(), heartbeat, session));
+                }
+                // Refused, garbage, timed out: logged by the listener; it keeps serving.
+                Err(_) => continue,
+            },
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Sends what the writer queue holds until the queue or the connection ends.
+async fn write_all(mut writer: ConnectionWriter<LinkMessage>, mut queue: mpsc::UnboundedReceiver<LinkMessage>) {
+    while let Some(m) = queue.recv().await {
+        if writer.send(&m).await.is_err() {
+            return;
+        }
+    }
+    let _ = writer.close().await;
+}
+
+async fn link(
+    mut reader: ConnectionReader<LinkMessage>,
+    mut writer: ConnectionWriter<LinkMessage>,
+    shared: Arc<RuntimeShared>,
+    heartbeat: HeartbeatSettings,
+    session: u64,
+) {
+    let peer = reader.peer_addr();
+    let (resource_id, slots, address) = match tokio::time::timeout(REGISTRATION_TIMEOUT, reader.recv()).await {
+        Ok(Ok(Some(LinkMessage::Register { resource_id, slots, address }))) => (resource_id, slots, address),
+        Ok(Ok(Some(other))) => {
+            tracing::warn!(%peer, "a TaskManager link must start with Register, got {}", kind(&other));
+            return;
+        }
+        Ok(Ok(None)) | Ok(Err(_)) => return,
+        Err(_) => {
+            tracing::warn!(%peer, "a TaskManager did not register within {REGISTRATION_TIMEOUT:?}");
+            return;
+        }
+    };
+    if shared.task_executors.get(&resource_id).is_some_and(|g| g.connected()) {
+        let reason = format!("a TaskExecutor '{resource_id}' is registered already");
+        tracing::warn!(%peer, "refusing a TaskManager: {reason}");
+        let _ = writer.send(&LinkMessage::Refused { reason }).await;
+        return;
+    }
+    let (tx, mut commands) = mpsc::unbounded_channel::<ToTaskExecutor>();
+    let remote = RemoteTaskExecutor::new(tx, address.clone(), slots);
+    shared.task_executors.insert(resource_id.clone(), TaskExecutorGateway::Remote(remote.clone()));
+    let (out, queue) = mpsc::unbounded_channel::<LinkMessage>();
+    let _ = out.send(LinkMessage::Registered { session });
+    actix::spawn(write_all(writer, queue));
+    if let Some(rm) = shared.resource_manager() {
+        rm.do_send(RegisterTaskExecutor { resource_id: resource_id.clone(), slots });
+    }
+    tracing::info!(executor = %resource_id, %peer, %address, slots, "TaskManager registered");
+
+    let mut monitor = HeartbeatMonitor::new(heartbeat);
+    monitor.monitor((), Instant::now());
+    let mut tick = tokio::time::interval(heartbeat.interval);
+    let mut provided = HashSet::new();
+    let reason = loop {
+        tokio::select! {
+            // What arrived is read before a heartbeat deadline is judged.
+            biased;
+            m = reader.recv() => match m {
+                Ok(Some(m)) => {
+                    monitor.heard(&(), Instant::now());
+                    on_message(m, &shared, &remote, &out, &resource_id);
+                }
+                Ok(None) => break "its link closed".to_string(),
+                Err(e) => break format!("its link failed: {e}"),
+            },
+            Some(c) = commands.recv() => forward(c, &shared, &out, session, &mut provided, &resource_id),
+            _ = tick.tick() => {
+                if !monitor.expire(Instant::now()).is_empty() {
+                    break format!("no heartbeat for {:?} (heartbeat.timeout)", heartbeat.timeout);
+                }
+                let _ = out.send(LinkMessage::JobManagerHeartbeat);
+            }
+        }
+    };
+    tracing::warn!(executor = %resource_id, %peer, "TaskManager lost: {reason}");
+    // Only our own registration goes: the TaskManager may have registered again already.
+    shared
+        .task_executors
+        .remove_if(&resource_id, |_, g| matches!(g, TaskExecutorGateway::Remote(r) if r.same(&remote)));
+    if let Some(rm) = shared.resource_manager() {
+        rm.do_send(UnregisterTaskExecutor { resource_id, reason });
+    }
+}
+
+fn kind(m: &LinkMessage) -> &'static str {
+    match m {
+        LinkMessage::Register { .. } => "Register",
+        LinkMessage::Registered { .. } => "Registered",
+        LinkMessage::Refused { .. } => "Refused",
+        LinkMessage::TaskManagerHeartbeat { .. } => "TaskManagerHeartbeat",
+        LinkMessage::JobManagerHeartbeat => "JobManagerHeartbeat",
+        LinkMessage::ProvideJob { .. } => "ProvideJob",
+        LinkMessage::ForTaskExecutor { .. } => "ForTaskExecutor",
+        LinkMessage::ForJobManager(_) => "ForJobManager",
+        LinkMessage::SplitAnswer { .. } => "SplitAnswer",
+    }
+}
+
+/// A message from the TaskManager.
+fn on_message(
+    m: LinkMessage,
+    shared: &Arc<RuntimeShared>,
+    remote: &RemoteTaskExecutor,
+    out: &mpsc::UnboundedSender<LinkMessage>,
+    from: &ResourceId,
+) {
+    match m {
+        LinkMessage::TaskManagerHeartbeat { report } => remote.heard(report),
+        LinkMessage::ForJobManager(RemoteJobManagerMessage::JobMaster(msg)) => {
+            let job = match &msg {
+                ToJobMaster::TaskState(u) => u.execution.job,
+                ToJobMaster::Acknowledge(a) => a.execution.job,
+                ToJobMaster::Decline(d) => d.execution.job,
+            };
+            // A JobMaster that ended meanwhile needs no news.
+            if let Some(jm) = shared.job_masters.get(&job).map(|a| a.clone()) {
+                riffle_actors::peers::JobMasterGateway::Local(jm).do_send(msg);
+            }
+        }
+        LinkMessage::ForJobManager(RemoteJobManagerMessage::SplitRequest { request, msg }) => {
+            let jm = shared.job_masters.get(&msg.execution.job).map(|a| a.clone());
+            let out = out.clone();
+            actix::spawn(async move {
+                let answer = match jm {
+                    Some(jm) => jm.send(msg).await.unwrap_or_else(|e| Err(format!("the job master is gone: {e}"))),
+                    None => Err("the job master is gone".to_string()),
+                };
+                let _ = out.send(LinkMessage::SplitAnswer { request, answer });
+            });
+        }
+        other => tracing::warn!(executor = %from, "ignoring a {} from a TaskManager", kind(&other)),
+    }
+}
+
+/// A command for the TaskExecutor; a job's first task is preceded by how to build its graph.
+fn forward(
+    c: ToTaskExecutor,
+    shared: &Arc<RuntimeShared>,
+    out: &mpsc::UnboundedSender<LinkMessage>,
+    session: u64,
+    provided: &mut HashSet<riffle_actors::JobId>,
+    to: &ResourceId,
+) {
+    if let ToTaskExecutor::DeployTask(d) = &c {
+        let job = d.execution.job;
+        if !provided.contains(&job) {
+            let graph = shared.graph(job);
+            match graph.as_ref().and_then(|g| g.origin().map(|o| (o.clone(), g.config.clone()))) {
+                Some((origin, config)) => {
+                    let _ = out.send(LinkMessage::ProvideJob { session, job, origin, config });
+                    provided.insert(job);
+                }
+                None => {
+                    let why = match graph {
+                        Some(g) => format!(
+                            "job '{}' was built by code only the JobManager process has (not from a program or a \
+                             plugin), so TaskManager {to} cannot build it",
+                            g.name
+                        ),
+                        None => format!("job {job} has no graph on the JobManager"),
+                    };
+                    if let Some(jm) = shared.job_masters.get(&job) {
+                        jm.do_send(TaskStateUpdate {
+                            execution: d.execution,
+                            state: TaskState::Failed(riffle_api::TaskError::msg(format!("task executor {to}"), why)),
+                            location: to.clone(),
+                        });
+                    }
+                    return;
+                }
+            }
+        }
+    }
+    let _ = out.send(LinkMessage::ForTaskExecutor { session, msg: c });
+}

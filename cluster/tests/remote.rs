@@ -1,0 +1,252 @@
+//! A JobManager that accepts TaskManagers over TCP and TaskManagers linked to it (both in this
+//! test process, each with its own runtime and registries, talking only through the link):
+//! registration, jobs built again from their origin on the TaskManager with exact results,
+//! a lost TaskManager replaced by a standby from the latest checkpoint, refusals with clear
+//! errors, and garbage on the RPC port.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use riffle_api::{Configuration, JobGraph, JobOrigin, ProgramSource, StreamEnvironment};
+use riffle_cluster::remote::ProgramBuilder;
+use riffle_cluster::taskmanager::TaskManager;
+use riffle_cluster::{JobStatus, MiniCluster, MiniClusterConfig};
+
+/// `sums <events> <keys> <output> <pause-us-per-record>`: running sums per key `i % keys`.
+fn sums(args: &[String], parallelism: u32) -> Result<JobGraph, String> {
+    let [n, k, out, pause] = args else { return Err(format!("sums takes 4 arguments, got {args:?}")) };
+    let n: u64 = n.parse().map_err(|_| "events".to_string())?;
+    let k: u64 = k.parse().map_err(|_| "keys".to_string())?;
+    let pause: u64 = pause.parse().map_err(|_| "pause".to_string())?;
+    let mut c = Configuration::new();
+    c.set("execution.checkpointing.interval", "50 ms")
+        .set("restart-strategy", "fixed-delay")
+        .set("restart-strategy.fixed-delay.attempts", "5")
+        .set("restart-strategy.fixed-delay.delay", "10 ms");
+    let mut env = StreamEnvironment::with_config(c);
+    env.set_parallelism(parallelism);
+    env.from_sequence(0, n - 1)
+        .map(move |i| {
+            if pause > 0 {
+                std::thread::sleep(Duration::from_micros(pause));
+            }
+            (i % k, i)
+        })
+        .key_by(|p: &(u64, u64)| p.0)
+        .reduce(|a: (u64, u64), b: (u64, u64)| (a.0, a.1 + b.1))
+        .write_as_text_exactly_once(std::path::PathBuf::from(out), |p: &(u64, u64)| format!("{},{}", p.0, p.1));
+    let mut g = env.build_job_graph("remote sums").map_err(|e| e.to_string())?;
+    g.set_origin(JobOrigin {
+        program: ProgramSource::Builtin("sums".into()),
+        args: args.to_vec(),
+        parallelism: Some(parallelism),
+    });
+    Ok(g)
+}
+
+fn builder() -> Arc<dyn ProgramBuilder> {
+    Arc::new(|o: &JobOrigin| match &o.program {
+        ProgramSource::Builtin(name) if name == "sums" => sums(&o.args, o.parallelism.unwrap_or(1)),
+        other => Err(format!("no program {other:?} here")),
+    })
+}
+
+fn job_manager() -> MiniCluster {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let mut cfg = MiniClusterConfig::new(0, 1).with_rpc();
+    cfg.config
+        .set("jobmanager.rpc.address", "127.0.0.1")
+        .set("jobmanager.rpc.port", "0")
+        .set("heartbeat.interval", "100 ms")
+        .set("heartbeat.timeout", "1 s");
+    MiniCluster::start(cfg).unwrap()
+}
+
+fn task_manager(jm: &MiniCluster, id: &str, slots: u32) -> TaskManager {
+    let addr = jm.rpc_address().unwrap();
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let mut c = Configuration::new();
+    c.set("jobmanager.rpc.address", host)
+        .set("jobmanager.rpc.port", port)
+        .set("taskmanager.resource-id", id)
+        .set("taskmanager.host", "127.0.0.1")
+        .set("taskmanager.numberOfTaskSlots", slots.to_string())
+        .set("heartbeat.interval", "100 ms")
+        .set("heartbeat.timeout", "1 s");
+    let tm = TaskManager::start(c, builder()).unwrap();
+    tm.wait_registered(Duration::from_secs(10)).unwrap();
+    tm
+}
+
+fn wait_for_slots(jm: &MiniCluster, total: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while jm.slot_report().unwrap().total != total {
+        assert!(Instant::now() < deadline, "slots: {:?}, want {total}", jm.slot_report());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The committed output: every line of the committed part files, sorted.
+fn committed(dir: &Path) -> Vec<String> {
+    let mut lines = Vec::new();
+    for f in std::fs::read_dir(dir).unwrap().flatten() {
+        if f.file_name().to_string_lossy().starts_with("part-") {
+            lines.extend(std::fs::read_to_string(f.path()).unwrap().lines().map(str::to_string));
+        }
+    }
+    lines.sort();
+    lines
+}
+
+/// What a run without failures commits: every running sum once.
+fn expected(n: u64, k: u64) -> Vec<String> {
+    let mut sums = vec![0u64; k as usize];
+    let mut lines: Vec<String> = (0..n)
+        .map(|i| {
+            sums[(i % k) as usize] += i;
+            format!("{},{}", i % k, sums[(i % k) as usize])
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+fn args(n: u64, k: u64, out: &Path, pause_us: u64) -> Vec<String> {
+    vec![n.to_string(), k.to_string(), out.display().to_string(), pause_us.to_string()]
+}
+
+#[test]
+fn a_job_runs_on_a_task_manager_process_with_exact_results() {
+    let jm = job_manager();
+    let tm = task_manager(&jm, "tm-a", 2);
+    wait_for_slots(&jm, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sums.txt");
+    let graph = sums(&args(20_000, 7, &out, 0), 2).unwrap();
+    let r = jm.submit(graph).unwrap().wait(Some(Duration::from_secs(60))).unwrap();
+    assert_eq!(r.status, JobStatus::Finished, "{:?}", r.error);
+    // Two sources interleave per key, so the running sums differ from run to run; exactly
+    // once means one line per record and the full sum as each key's largest.
+    let lines = committed(&out);
+    assert_eq!(lines.len(), 20_000);
+    let mut last = std::collections::BTreeMap::<u64, u64>::new();
+    for l in &lines {
+        let (k, v) = l.split_once(',').unwrap();
+        let e = last.entry(k.parse().unwrap()).or_default();
+        *e = (*e).max(v.parse().unwrap());
+    }
+    let want: std::collections::BTreeMap<u64, u64> =
+        (0..7).map(|k| (k, (0..20_000u64).filter(|i| i % 7 == k).sum())).collect();
+    assert_eq!(last, want);
+    // The slots are free again on the JobManager's side.
+    assert_eq!(jm.slot_report().unwrap().free, 2);
+    drop(tm);
+    wait_for_slots(&jm, 0);
+}
+
+#[test]
+fn a_lost_task_manager_is_replaced_by_a_standby_and_the_job_ends_exactly() {
+    let jm = job_manager();
+    let first = task_manager(&jm, "tm-first", 1);
+    wait_for_slots(&jm, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sums.txt");
+    // Several seconds of work at parallelism 1, so the TaskManager goes while it runs.
+    let graph = sums(&args(40_000, 5, &out, 100), 1).unwrap();
+    let job = jm.submit(graph).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while first.running_subtasks() == 0 || jm.checkpoint_stats(job.job_id()).completed == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the job did not start on the first TaskManager: {} subtasks there, checkpoints {:?}, {:?}",
+            first.running_subtasks(),
+            jm.checkpoint_stats(job.job_id()),
+            jm.list_jobs()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let second = task_manager(&jm, "tm-second", 1);
+    drop(first);
+    let r = job.wait(Some(Duration::from_secs(60))).unwrap();
+    assert_eq!(r.status, JobStatus::Finished, "{:?}", r.error);
+    assert!(committed(&out) == expected(40_000, 5), "the committed output is not exactly the expected one");
+    let history = jm.exception_history(job.job_id(), 0, 10).unwrap();
+    let root = &history.entries.last().expect("the loss is in the exception history").exception;
+    assert!(root.contains("tm-first") && root.contains("lost"), "{root}");
+    drop(second);
+}
+
+#[test]
+fn a_job_built_only_in_the_job_manager_process_fails_with_a_clear_error() {
+    let jm = job_manager();
+    let _tm = task_manager(&jm, "tm-c", 1);
+    wait_for_slots(&jm, 1);
+    let env = StreamEnvironment::new();
+    env.from_sequence(0, 9).discard();
+    let graph = env.build_job_graph("closure job").unwrap();
+    let r = jm.submit(graph).unwrap().wait(Some(Duration::from_secs(30))).unwrap();
+    assert_eq!(r.status, JobStatus::Failed);
+    let e = r.error.unwrap_or_default();
+    assert!(e.contains("cannot build it") && e.contains("tm-c"), "{e}");
+}
+
+#[test]
+fn a_task_manager_that_cannot_build_the_job_fails_it_with_the_reason() {
+    let jm = job_manager();
+    let _tm = task_manager(&jm, "tm-d", 1);
+    wait_for_slots(&jm, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let mut graph = sums(&args(10, 2, &dir.path().join("x"), 0), 1).unwrap();
+    graph.set_origin(JobOrigin { program: ProgramSource::Builtin("unknown".into()), args: vec![], parallelism: None });
+    let r = jm.submit(graph).unwrap().wait(Some(Duration::from_secs(30))).unwrap();
+    assert_eq!(r.status, JobStatus::Failed);
+    let e = r.error.unwrap_or_default();
+    assert!(e.contains("cannot build the job here") && e.contains("no program"), "{e}");
+}
+
+#[test]
+fn a_job_spread_over_task_manager_processes_is_refused_with_what_to_change() {
+    let jm = job_manager();
+    let _a = task_manager(&jm, "tm-e1", 1);
+    let _b = task_manager(&jm, "tm-e2", 1);
+    wait_for_slots(&jm, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let graph = sums(&args(10, 2, &dir.path().join("x"), 0), 2).unwrap();
+    let r = jm.submit(graph).unwrap().wait(Some(Duration::from_secs(30))).unwrap();
+    assert_eq!(r.status, JobStatus::Failed);
+    let e = r.error.unwrap_or_default();
+    assert!(e.contains("spread over TaskManagers") && e.contains("numberOfTaskSlots"), "{e}");
+}
+
+#[test]
+fn garbage_on_the_rpc_port_costs_only_that_connection() {
+    let jm = job_manager();
+    let addr = jm.rpc_bound_address().unwrap();
+    for junk in [&b"GET / HTTP/1.1\r\n\r\n"[..], &[0xff; 64][..], &[0, 0, 0, 9, 1, 2][..]] {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let _ = s.write_all(junk);
+        drop(s);
+    }
+    let tm = task_manager(&jm, "tm-f", 1);
+    wait_for_slots(&jm, 1);
+    assert!(tm.is_registered());
+}
+
+#[test]
+fn a_second_task_manager_with_a_taken_id_is_refused_and_the_first_keeps_its_slots() {
+    let jm = job_manager();
+    let _tm = task_manager(&jm, "tm-same", 1);
+    wait_for_slots(&jm, 1);
+    let addr = jm.rpc_address().unwrap();
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let mut c = Configuration::new();
+    c.set("jobmanager.rpc.address", host).set("jobmanager.rpc.port", port).set("taskmanager.resource-id", "tm-same");
+    let twin = TaskManager::start(c, builder()).unwrap();
+    assert!(twin.wait_registered(Duration::from_millis(500)).is_err());
+    assert_eq!(jm.slot_report().unwrap().total, 1);
+}
