@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use riffle::scenarios::{self, bench, nexmark, wordcount};
 use riffle::Configuration;
 
+mod local_cluster;
 mod rest_client;
 mod supervisor;
 
@@ -66,6 +67,23 @@ enum Command {
         taskmanagers: u32,
         /// Slots per TaskManager.
         #[arg(long, default_value_t = 4)]
+        slots: u32,
+    },
+    /// Starts a JobManager process: Dispatcher, ResourceManager, REST API and web UI
+    /// (rest.port), accepting TaskManager processes on jobmanager.rpc.address:port (6123;
+    /// bound on jobmanager.bind-host:jobmanager.rpc.bind-port when those differ).
+    Jobmanager,
+    /// Starts a TaskManager process with taskmanager.numberOfTaskSlots slots, registered at
+    /// the JobManager on jobmanager.rpc.address:port (reconnecting whenever it is lost).
+    Taskmanager,
+    /// Starts a JobManager and N TaskManager processes on this machine; stops them all when it
+    /// is stopped (Ctrl-C, SIGTERM, or however it ends). A TaskManager that dies is replaced.
+    LocalCluster {
+        /// TaskManager processes.
+        #[arg(long, default_value_t = 2)]
+        taskmanagers: u32,
+        /// Slots per TaskManager.
+        #[arg(long, default_value_t = 1)]
         slots: u32,
     },
     /// Lists the jobs of a running cluster.
@@ -318,6 +336,27 @@ fn run(cli: Cli) -> Result<()> {
             let loc = rest_client::await_savepoint(&address, &job, &trigger, std::time::Duration::from_secs(600))?;
             println!("job {job} stopped with savepoint {loc}");
         }
+        Command::Jobmanager => {
+            let mut cfg = riffle::MiniClusterConfig::new(0, 1)
+                .with_rest()
+                .with_rpc()
+                .with_programs(std::sync::Arc::new(scenarios::catalog::BuiltinPrograms));
+            cfg.config = conf;
+            let cluster = riffle::MiniCluster::start(cfg)?;
+            let url = cluster.rest_url().unwrap_or_default();
+            let rpc = cluster.rpc_address().unwrap_or_default();
+            let bound = cluster.rpc_bound_address().map(|a| a.to_string()).unwrap_or_default();
+            println!("riffle jobmanager: REST API and web UI at {url}, TaskManagers register at {rpc} (bound on {bound})");
+            scenarios::serve_until_interrupted();
+        }
+        Command::Taskmanager => {
+            let tm = riffle_cluster::taskmanager::TaskManager::start(conf, std::sync::Arc::new(build_from_origin))?;
+            println!("riffle taskmanager {}: registering at its JobManager", tm.resource_id());
+            tm.join();
+        }
+        Command::LocalCluster { taskmanagers, slots } => {
+            local_cluster::run(taskmanagers, slots, &conf)?;
+        }
         Command::Serve { taskmanagers, slots } => {
             let mut cfg = riffle::MiniClusterConfig::new(taskmanagers, slots)
                 .with_rest()
@@ -429,6 +468,20 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+/// How a TaskManager process builds a job the JobManager sends it: the built-in programs by
+/// name, plugins from their library.
+fn build_from_origin(origin: &riffle::JobOrigin) -> Result<riffle::JobGraph, String> {
+    static PLUGINS: std::sync::OnceLock<riffle_cluster::plugin::LoadedPlugins> = std::sync::OnceLock::new();
+    match &origin.program {
+        riffle::ProgramSource::Builtin(name) => {
+            scenarios::catalog::BuiltinPrograms::build_program(name, &origin.args, origin.parallelism)
+        }
+        riffle::ProgramSource::Plugin { path, entry } => {
+            PLUGINS.get_or_init(Default::default).build_origin(path, entry, &origin.args)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -438,6 +491,10 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    // Processes started by `local-cluster` end when it ends.
+    if supervisor::is_child() && matches!(cli.command, Command::Jobmanager | Command::Taskmanager) {
+        supervisor::exit_with_supervisor();
+    }
     // A standalone `serve` with log.dir captures its output into <log.dir>/jobmanager.out.
     if matches!(cli.command, Command::Serve { .. }) {
         if supervisor::is_child() {
@@ -454,8 +511,16 @@ fn main() -> ExitCode {
             };
         }
     }
+    let is_task_manager = matches!(cli.command, Command::Taskmanager);
     let _log_guard =
-        match config(cli.config.as_deref(), &cli.define).and_then(|c| Ok(riffle_cluster::logging::init(&c)?)) {
+        match config(cli.config.as_deref(), &cli.define).and_then(|c| {
+            if is_task_manager {
+                let s = riffle_cluster::taskmanager::TaskManagerSettings::from_config(&c)?;
+                Ok(riffle_cluster::logging::init_task_manager(&c, &s.link.resource_id.to_string())?)
+            } else {
+                Ok(riffle_cluster::logging::init(&c)?)
+            }
+        }) {
             Ok(g) => g,
             Err(e) => {
                 eprintln!("error: {e:#}");

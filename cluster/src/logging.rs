@@ -71,8 +71,7 @@ impl<'a> MakeWriter<'a> for TaskExecutorFiles {
         if let Some(w) = writers.get(&id) {
             return LineWriter::File(w.clone());
         }
-        let safe: String = id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
-        match appender(&self.dir, &format!("taskmanager-{safe}"), self.max_files) {
+        match appender(&self.dir, &format!("taskmanager-{}", safe_name(&id)), self.max_files) {
             Ok((w, g)) => {
                 self.guards.lock().unwrap_or_else(|e| e.into_inner()).push(g);
                 writers.insert(id, w.clone());
@@ -83,8 +82,23 @@ impl<'a> MakeWriter<'a> for TaskExecutorFiles {
     }
 }
 
-/// Installs the process's logging from `log.dir` and `log.file.max-files` (default 7 days).
+/// Installs the process's logging from `log.dir` and `log.file.max-files` (default 7 days):
+/// a JobManager's (or an embedded cluster's) files.
 pub fn init(conf: &Configuration) -> Result<Option<LogGuard>, ClusterError> {
+    init_with(conf, "jobmanager", true)
+}
+
+/// A TaskManager process's logging: everything it logs goes to
+/// `taskmanager-<resource id>.<date>.log` in `log.dir` (and to stderr).
+pub fn init_task_manager(conf: &Configuration, resource_id: &str) -> Result<Option<LogGuard>, ClusterError> {
+    init_with(conf, &format!("taskmanager-{}", safe_name(resource_id)), false)
+}
+
+fn safe_name(id: &str) -> String {
+    id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect()
+}
+
+fn init_with(conf: &Configuration, main_file: &str, per_executor: bool) -> Result<Option<LogGuard>, ClusterError> {
     let stderr_filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
     let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(stderr_filter);
     let Some(dir) = conf.get_str("log.dir") else {
@@ -95,12 +109,14 @@ pub fn init(conf: &Configuration) -> Result<Option<LogGuard>, ClusterError> {
     std::fs::create_dir_all(&dir)
         .map_err(|e| ClusterError::Unavailable(format!("cannot create log.dir '{}': {e}", dir.display())))?;
     let max_files = conf.get("log.file.max-files", 7usize)?;
-    let (jm, jm_guard) = appender(&dir, "jobmanager", max_files)?;
+    let (jm, jm_guard) = appender(&dir, main_file, max_files)?;
     let guards = Arc::new(Mutex::new(vec![jm_guard]));
     let file_filter = || tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let jm_layer = tracing_subscriber::fmt::layer().with_ansi(false).with_writer(jm).with_filter(file_filter());
-    let tm = TaskExecutorFiles { dir, max_files, writers: Arc::default(), guards: guards.clone() };
-    let tm_layer = tracing_subscriber::fmt::layer().with_ansi(false).with_writer(tm).with_filter(file_filter());
+    let tm_layer = per_executor.then(|| {
+        let tm = TaskExecutorFiles { dir, max_files, writers: Arc::default(), guards: guards.clone() };
+        tracing_subscriber::fmt::layer().with_ansi(false).with_writer(tm).with_filter(file_filter())
+    });
     let _ = tracing_subscriber::registry().with(stderr).with(jm_layer).with(tm_layer).try_init();
     Ok(Some(LogGuard { _guards: guards }))
 }

@@ -89,7 +89,26 @@ impl BuiltinPrograms {
                     arg("rate", "20", "records per millisecond"),
                 ],
             },
+            ProgramInfo {
+                name: "exactly-once-drill".into(),
+                description: "Counts events per key with checkpoints into exactly-once part files (key,count \
+                              per event): kill TaskManagers while it runs, the committed output stays exact"
+                    .into(),
+                args: vec![
+                    arg("events", "1000000", "events generated"),
+                    arg("keys", "100", "distinct keys"),
+                    arg("rate", "0", "records per millisecond per source subtask (0: unthrottled)"),
+                    arg("output", "", "directory of the part files (default: a new one under the temp directory)"),
+                ],
+            },
         ]
+    }
+}
+
+impl BuiltinPrograms {
+    /// Builds program `name` (what a TaskManager process does with a job's origin).
+    pub fn build_program(name: &str, args: &[String], parallelism: Option<u32>) -> Result<JobGraph, String> {
+        BuiltinPrograms.build(name, args, parallelism)
     }
 }
 
@@ -139,6 +158,18 @@ impl ProgramCatalog for BuiltinPrograms {
                 number(&a, "seconds")?,
                 number(&a, "rate")?,
             ),
+            "exactly-once-drill" => {
+                let o = crate::drill::DrillOptions {
+                    events: number(&a, "events")?.max(1),
+                    keys: number(&a, "keys")?.max(1),
+                    failures: 0,
+                    seed: 0,
+                    parallelism: p,
+                    output: output(&a, name)?,
+                    rate_per_ms: number(&a, "rate")?,
+                };
+                crate::drill::graph(&o, &Configuration::new())
+            }
             other => return Err(format!("no program named '{other}'")),
         };
         let mut graph = graph.map_err(|e| e.to_string())?;

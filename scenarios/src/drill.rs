@@ -173,6 +173,15 @@ pub fn expected_lines(events: u64, keys: u64) -> Vec<String> {
     lines
 }
 
+/// The drill's job graph without a checker around it (for clusters the caller checks itself,
+/// e.g. a `local-cluster` whose TaskManagers are killed from outside); failures are injected
+/// only if `o.failures` asks for them.
+pub fn graph(o: &DrillOptions, user: &Configuration) -> Result<riffle_api::JobGraph, riffle_api::GraphError> {
+    let env = crate::environment(o.parallelism, &drill_config(user, o));
+    define(&env, o, Arc::new(Injector::new(o)));
+    env.build_job_graph("exactly-once drill")
+}
+
 /// Runs the drill on an embedded cluster; an error unless the committed output is exact.
 /// Resumed from a savepoint or checkpoint of a killed run (`execution.savepoint.path`), it
 /// continues that run's output directory, and the check covers both runs together.
