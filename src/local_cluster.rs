@@ -13,6 +13,12 @@ use riffle::Configuration;
 
 use crate::supervisor::CHILD_ENV;
 
+/// Prints a line; a closed stdout (the terminal went away) must not stop the cluster.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
+}
+
 /// A free TCP port on the loopback interface (for the JobManager's RPC endpoint when the
 /// configuration leaves it to us).
 fn free_port() -> Result<u16> {
@@ -33,7 +39,7 @@ fn spawn(role: &str, args: &[String]) -> Result<Member> {
         .stdin(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot start the {role} process"))?;
-    println!("riffle local-cluster: {role} started, pid {}", child.id());
+    say(&format!("riffle local-cluster: {role} started, pid {}", child.id()));
     Ok(Member { role: role.to_string(), child })
 }
 
@@ -86,7 +92,7 @@ pub fn run(taskmanagers: u32, slots: u32, conf: &Configuration) -> Result<()> {
             if let Some(status) = tm.child.try_wait().context("lost a taskmanager process")? {
                 *generation += 1;
                 let (id, args) = tm_args(i as u32, *generation);
-                eprintln!("riffle local-cluster: {} ended ({status}); starting {id} in its place", tm.role);
+                say(&format!("riffle local-cluster: {} ended ({status}); starting {id} in its place", tm.role));
                 let started = Instant::now();
                 *tm = spawn(&id, &args)?;
                 // A TaskManager that dies at once (bad settings) is not restarted in a tight loop.

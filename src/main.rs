@@ -346,7 +346,9 @@ fn run(cli: Cli) -> Result<()> {
             let url = cluster.rest_url().unwrap_or_default();
             let rpc = cluster.rpc_address().unwrap_or_default();
             let bound = cluster.rpc_bound_address().map(|a| a.to_string()).unwrap_or_default();
-            println!("riffle jobmanager: REST API and web UI at {url}, TaskManagers register at {rpc} (bound on {bound})");
+            println!(
+                "riffle jobmanager: REST API and web UI at {url}, TaskManagers register at {rpc} (bound on {bound})"
+            );
             scenarios::serve_until_interrupted();
         }
         Command::Taskmanager => {
@@ -512,21 +514,20 @@ fn main() -> ExitCode {
         }
     }
     let is_task_manager = matches!(cli.command, Command::Taskmanager);
-    let _log_guard =
-        match config(cli.config.as_deref(), &cli.define).and_then(|c| {
-            if is_task_manager {
-                let s = riffle_cluster::taskmanager::TaskManagerSettings::from_config(&c)?;
-                Ok(riffle_cluster::logging::init_task_manager(&c, &s.link.resource_id.to_string())?)
-            } else {
-                Ok(riffle_cluster::logging::init(&c)?)
-            }
-        }) {
-            Ok(g) => g,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                return ExitCode::FAILURE;
-            }
-        };
+    let _log_guard = match config(cli.config.as_deref(), &cli.define).and_then(|c| {
+        if is_task_manager {
+            let s = riffle_cluster::taskmanager::TaskManagerSettings::from_config(&c)?;
+            Ok(riffle_cluster::logging::init_task_manager(&c, &s.link.resource_id.to_string())?)
+        } else {
+            Ok(riffle_cluster::logging::init(&c)?)
+        }
+    }) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     // Panics in user code are caught at the subtask boundary and fail the job with a clear
     // message; only a panic of the CLI itself (a bug) is reported here, as one line.
     std::panic::set_hook(Box::new(|info| {

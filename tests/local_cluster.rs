@@ -1,0 +1,300 @@
+//! A cluster of real processes: `riffle local-cluster` (a JobManager and TaskManager
+//! processes), and `riffle jobmanager` / `riffle taskmanager` started by hand. TaskManagers
+//! are killed with SIGKILL or frozen with SIGSTOP while an exactly-once job runs; the job
+//! moves to another TaskManager and its committed output is exactly that of a run without
+//! failures. A JobManager bound on one address and advertising another (reached through a
+//! forwarder) works.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+use riffle::scenarios::drill::{committed_lines, expected_lines};
+use serde_json::Value;
+
+/// A process killed (and reaped) when the test ends, whatever happens.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `riffle args...`; its stdout lines arrive on the receiver.
+fn start(args: &[String]) -> (Proc, Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_riffle"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(match std::env::var_os("RIFFLE_TEST_STDERR") {
+            Some(f) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(f).unwrap()),
+            None => Stdio::null(),
+        })
+        .spawn()
+        .expect("riffle starts");
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        // Reads to the end even when nobody listens any more: a closed pipe would fail the
+        // process's next line.
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (Proc(child), rx)
+}
+
+/// Waits for a stdout line containing `what`.
+fn line_with(rx: &Receiver<String>, what: &str, seen: &mut Vec<String>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(l) = seen.iter().find(|l| l.contains(what)) {
+            return l.clone();
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => seen.push(l),
+            Err(_) => panic!("no line with '{what}' in {seen:?}"),
+        }
+    }
+}
+
+fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, Value) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn rest_address(line: &str) -> String {
+    line.split("http://").nth(1).and_then(|r| r.split('/').next()).unwrap_or_else(|| panic!("{line}")).to_string()
+}
+
+fn job_state(rest: &str, job: &str) -> String {
+    http(rest, "GET", &format!("/jobs/{job}"), "").1["state"].as_str().unwrap_or("").to_string()
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill").args([sig, &pid.to_string()]).status().map(|s| s.success()).unwrap_or(false);
+    assert!(ok, "kill {sig} {pid}");
+}
+
+struct Cluster {
+    proc: Proc,
+    rest: String,
+    /// TaskManager id → pid, from local-cluster's lines.
+    pids: Vec<(String, u32)>,
+}
+
+fn local_cluster(dir: &Path) -> Cluster {
+    let args: Vec<String> = [
+        "local-cluster",
+        "--taskmanagers",
+        "2",
+        "--slots",
+        "2",
+        "-D",
+        "rest.port=0",
+        "-D",
+        "heartbeat.interval=200 ms",
+        "-D",
+        "heartbeat.timeout=1 s",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain(["-D".to_string(), format!("state.checkpoints.dir={}", dir.join("chk").display())])
+    .collect();
+    let (proc, rx) = start(&args);
+    let mut seen = Vec::new();
+    let rest = rest_address(&line_with(&rx, "REST API and web UI at", &mut seen));
+    let mut pids = Vec::new();
+    for id in ["taskmanager-0", "taskmanager-1"] {
+        let l = line_with(&rx, &format!("{id} started, pid"), &mut seen);
+        pids.push((id.to_string(), l.rsplit(' ').next().unwrap().parse().unwrap()));
+    }
+    wait_until("two TaskManagers", Duration::from_secs(30), || {
+        http(&rest, "GET", "/taskmanagers", "").1["taskmanagers"].as_array().is_some_and(|a| a.len() == 2)
+    });
+    Cluster { proc, rest, pids }
+}
+
+fn submit_drill(rest: &str, out: &Path, events: u64, keys: u64, rate: u64) -> String {
+    let body = serde_json::json!({
+        "programArgsList": ["--events", events.to_string(), "--keys", keys.to_string(), "--rate", rate.to_string(),
+                            "--output", out.display().to_string()],
+        "parallelism": 2,
+    });
+    let (status, v) = http(rest, "POST", "/programs/exactly-once-drill/run", &body.to_string());
+    assert_eq!(status, 200, "{v}");
+    v["jobid"].as_str().unwrap().to_string()
+}
+
+/// The TaskManager whose slots the job holds (it is packed into one), once it checkpointed.
+fn busy_task_manager(c: &Cluster, job: &str) -> (String, u32) {
+    wait_until("a completed checkpoint", Duration::from_secs(60), || {
+        http(&c.rest, "GET", &format!("/jobs/{job}/checkpoints"), "").1["counts"]["completed"].as_u64().unwrap_or(0) > 0
+    });
+    let mut busy = None;
+    wait_until("the TaskManager running the job", Duration::from_secs(10), || {
+        let tms = http(&c.rest, "GET", "/taskmanagers", "").1;
+        busy = tms["taskmanagers"]
+            .as_array()
+            .and_then(|a| a.iter().find(|t| t["freeSlots"] == 0 && t["runningSubtasks"].as_u64().unwrap_or(0) > 0))
+            .and_then(|t| t["id"].as_str().map(str::to_string));
+        busy.is_some()
+    });
+    let id = busy.unwrap();
+    let pid = c.pids.iter().find(|(i, _)| *i == id).unwrap_or_else(|| panic!("no pid for {id}")).1;
+    (id, pid)
+}
+
+fn check_exact(job_rest: &str, job: &str, out: &Path, events: u64, keys: u64, lost: &str) {
+    wait_until("the job to finish", Duration::from_secs(120), || {
+        let s = job_state(job_rest, job);
+        assert!(s != "FAILED" && s != "CANCELED", "the job ended {s}");
+        s == "FINISHED"
+    });
+    assert!(committed_lines(out).unwrap() == expected_lines(events, keys), "the committed output is not exact");
+    let (_, ex) = http(job_rest, "GET", &format!("/jobs/{job}/exceptions"), "");
+    let text = ex.to_string();
+    assert!(text.contains(lost) && text.contains("lost"), "{text}");
+}
+
+#[test]
+fn a_task_manager_killed_with_sigkill_mid_job_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = local_cluster(dir.path());
+    let out = dir.path().join("out");
+    let (events, keys) = (150_000, 40);
+    let job = submit_drill(&c.rest, &out, events, keys, 10);
+    let (id, pid) = busy_task_manager(&c, &job);
+    let killed_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    signal(pid, "-KILL");
+    // The job runs again on the other TaskManager (its link closed: no timeout to wait for).
+    let mut again = None;
+    wait_until("the job to run again", Duration::from_secs(30), || {
+        let (_, j) = http(&c.rest, "GET", &format!("/jobs/{job}"), "");
+        let running_since = j["timestamps"]["RUNNING"].as_i64().unwrap_or(0);
+        if running_since > killed_ms && j["state"] == "RUNNING" {
+            again = Some(running_since - killed_ms);
+        }
+        again.is_some() || j["state"] == "FINISHED"
+    });
+    eprintln!("SIGKILL of {id} to the job running again: {again:?} ms");
+    check_exact(&c.rest, &job, &out, events, keys, &id);
+    drop(c.proc);
+}
+
+#[test]
+fn a_frozen_task_manager_is_declared_dead_after_the_heartbeat_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = local_cluster(dir.path());
+    let out = dir.path().join("out");
+    let (events, keys) = (150_000, 40);
+    let job = submit_drill(&c.rest, &out, events, keys, 10);
+    let (id, pid) = busy_task_manager(&c, &job);
+    let frozen = Instant::now();
+    signal(pid, "-STOP");
+    wait_until("the frozen TaskManager to be dropped", Duration::from_secs(10), || {
+        let tms = http(&c.rest, "GET", "/taskmanagers", "").1;
+        !tms["taskmanagers"].as_array().is_some_and(|a| a.iter().any(|t| t["id"] == id.as_str()))
+    });
+    let noticed = frozen.elapsed();
+    // heartbeat.timeout is 1 s; it takes at least that and not much more.
+    assert!(noticed >= Duration::from_millis(900), "dropped after {noticed:?}, before the timeout");
+    check_exact(&c.rest, &job, &out, events, keys, &id);
+    // A frozen process does not see its parent go: end it here.
+    signal(pid, "-KILL");
+    drop(c.proc);
+}
+
+/// Copies bytes both ways between each accepted connection and `to`.
+fn forwarder(listener: TcpListener, to: String) {
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = TcpStream::connect(&to) else { continue };
+            for (mut a, mut b) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut a, &mut b);
+                    let _ = b.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        }
+    });
+}
+
+fn free_port(host: &str) -> u16 {
+    TcpListener::bind((host, 0)).unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn a_job_manager_bound_on_one_address_is_reached_on_the_address_it_advertises() {
+    let dir = tempfile::tempdir().unwrap();
+    let bind_port = free_port("127.0.0.1");
+    // The advertised address forwards to the bound one (as a NAT or a container port would).
+    let front = TcpListener::bind(("127.0.0.2", 0)).unwrap();
+    let front_port = front.local_addr().unwrap().port();
+    forwarder(front, format!("127.0.0.1:{bind_port}"));
+    let d = |kv: String| ["-D".to_string(), kv];
+    let mut jm_args = vec!["jobmanager".to_string()];
+    for kv in [
+        "rest.port=0".to_string(),
+        "jobmanager.bind-host=127.0.0.1".into(),
+        format!("jobmanager.rpc.bind-port={bind_port}"),
+        "jobmanager.rpc.address=127.0.0.2".into(),
+        format!("jobmanager.rpc.port={front_port}"),
+    ] {
+        jm_args.extend(d(kv));
+    }
+    let (_jm, jm_out) = start(&jm_args);
+    let mut seen = Vec::new();
+    let line = line_with(&jm_out, "REST API and web UI at", &mut seen);
+    assert!(
+        line.contains(&format!("register at 127.0.0.2:{front_port}"))
+            && line.contains(&format!("bound on 127.0.0.1:{bind_port}")),
+        "{line}"
+    );
+    let rest = rest_address(&line);
+    let mut tm_args = vec!["taskmanager".to_string()];
+    for kv in [
+        "jobmanager.rpc.address=127.0.0.2".to_string(),
+        format!("jobmanager.rpc.port={front_port}"),
+        "taskmanager.host=127.0.0.3".into(),
+        "taskmanager.resource-id=tm-behind-nat".into(),
+        "taskmanager.numberOfTaskSlots=2".into(),
+    ] {
+        tm_args.extend(d(kv));
+    }
+    let (_tm, _) = start(&tm_args);
+    wait_until("the TaskManager to register", Duration::from_secs(30), || {
+        let tms = http(&rest, "GET", "/taskmanagers", "").1;
+        tms["taskmanagers"].as_array().is_some_and(|a| {
+            a.iter().any(|t| t["id"] == "tm-behind-nat" && t["path"].as_str().is_some_and(|p| p.contains("127.0.0.3")))
+        })
+    });
+    let out = dir.path().join("out");
+    let job = submit_drill(&rest, &out, 5_000, 7, 0);
+    wait_until("the job to finish", Duration::from_secs(60), || job_state(&rest, &job) == "FINISHED");
+    assert!(committed_lines(&out).unwrap() == expected_lines(5_000, 7));
+}
