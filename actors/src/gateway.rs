@@ -142,6 +142,21 @@ pub struct DeployTask {
     pub slot_index: u32,
     /// The state to start from: its part of the checkpoint or savepoint the job resumes from.
     pub restore: Option<TaskRestore>,
+    /// Where the job's slots are, by subtask index (slot sharing puts subtask *i* of every
+    /// vertex in slot *i*), when some are in other processes: channels to a subtask on another
+    /// TaskExecutor go over the network to its data address. None: all in this process.
+    #[serde(default)]
+    pub peers: Option<Vec<PeerLocation>>,
+}
+
+/// Where a job's slot is: its TaskExecutor and that TaskManager's data address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerLocation {
+    /// The TaskExecutor.
+    pub resource_id: ResourceId,
+    /// Its TaskManager's advertised data address (`host:port`); None for a TaskExecutor of
+    /// the JobManager's own process.
+    pub data_address: Option<String>,
 }
 
 /// Where a subtask's state of a checkpoint is, resolved to something the subtask can read.
@@ -320,7 +335,8 @@ mod tests {
             rescaled: false,
         };
         assert_eq!(
-            round_trip(&DeployTask { execution: e, slot_index: 1, restore: Some(restore.clone()) }).restore,
+            round_trip(&DeployTask { execution: e, slot_index: 1, restore: Some(restore.clone()), peers: None })
+                .restore,
             Some(restore)
         );
         assert_eq!(round_trip(&CancelTask { execution: e }).execution, e);

@@ -490,9 +490,10 @@ impl JobMaster {
             self.finalize(JobEvent::AllStopped, ctx);
             return;
         }
-        if let Err(why) = check_placement(&self.shared, &assignments) {
-            return self.fail(why, ctx);
-        }
+        let peers = match placement(&self.shared, &assignments) {
+            Ok(p) => p,
+            Err(why) => return self.fail(why, ctx),
+        };
         self.assignments = assignments;
         if let Some(point) = &self.restore_point {
             let record = crate::checkpoint_history::RestoredRecord {
@@ -529,9 +530,12 @@ impl JobMaster {
                     view.set_location(v, s, a.resource_id.to_string());
                 }
                 match te {
-                    Some(te) => {
-                        te.do_send(DeployTask { execution, slot_index: a.slot_index, restore: self.restore_for(v, s) })
-                    }
+                    Some(te) => te.do_send(DeployTask {
+                        execution,
+                        slot_index: a.slot_index,
+                        restore: self.restore_for(v, s),
+                        peers: peers.clone(),
+                    }),
                     None => {
                         let why = format!("task executor {} is gone", a.resource_id);
                         return self.fail(why, ctx);
@@ -866,22 +870,39 @@ impl Handler<TaskExecutorLost> for JobMaster {
     }
 }
 
-/// Until subtasks exchange data over the network, every channel of a job must stay inside one
-/// process: a job whose slots span TaskManager processes is refused with what to change.
-fn check_placement(shared: &RuntimeShared, assignments: &[SlotAssignment]) -> Result<(), String> {
+/// Where the job's slots are, for the TaskExecutors: None when they are all in one process
+/// (channels stay in memory), else every slot's TaskExecutor and data address. A job spread
+/// over the JobManager's own TaskExecutors and TaskManager processes is refused: the
+/// JobManager process has no data plane.
+fn placement(
+    shared: &RuntimeShared,
+    assignments: &[SlotAssignment],
+) -> Result<Option<Vec<crate::gateway::PeerLocation>>, String> {
     let mut executors: Vec<&crate::ids::ResourceId> = assignments.iter().map(|a| &a.resource_id).collect();
     executors.sort();
     executors.dedup();
-    let remote = executors.iter().any(|r| shared.task_executors.get(*r).is_some_and(|g| g.is_remote()));
-    if remote && executors.len() > 1 {
+    if executors.len() <= 1 {
+        return Ok(None);
+    }
+    let mut peers = Vec::with_capacity(assignments.len());
+    for a in assignments {
+        let data_address = match shared.task_executors.get(&a.resource_id).map(|g| g.clone()) {
+            Some(crate::peers::TaskExecutorGateway::Remote(r)) => Some(r.data_address().to_string()),
+            Some(crate::peers::TaskExecutorGateway::Local(_)) => None,
+            None => return Err(format!("task executor {} is gone", a.resource_id)),
+        };
+        peers.push(crate::gateway::PeerLocation { resource_id: a.resource_id.clone(), data_address });
+    }
+    let remote = peers.iter().filter(|p| p.data_address.is_some()).count();
+    if remote > 0 && remote < peers.len() {
         let names: Vec<String> = executors.iter().map(|r| r.to_string()).collect();
         return Err(format!(
-            "the job's {} slots are spread over TaskManagers {}: data exchange between TaskManager processes \
-             is not available yet; run it with a parallelism that fits the free slots of one TaskManager \
-             (taskmanager.numberOfTaskSlots)",
+            "the job's {} slots are spread over the JobManager's own TaskExecutors and TaskManager processes \
+             ({}); data flows between TaskManager processes only: run it with a parallelism that fits one \
+             side's free slots",
             assignments.len(),
             names.join(", ")
         ));
     }
-    Ok(())
+    Ok((remote > 0).then_some(peers))
 }

@@ -83,6 +83,7 @@ impl From<DeclineCheckpoint> for ToJobMaster {
 pub struct RemoteTaskExecutor {
     tx: mpsc::UnboundedSender<ToTaskExecutor>,
     slots: u32,
+    data_address: String,
     report: Arc<Mutex<RemoteReport>>,
 }
 
@@ -99,9 +100,14 @@ pub struct RemoteReport {
 
 impl RemoteTaskExecutor {
     /// A remote TaskExecutor with `slots` slots whose messages go to `tx` (drained by its link).
-    pub fn new(tx: mpsc::UnboundedSender<ToTaskExecutor>, address: String, slots: u32) -> Self {
+    pub fn new(tx: mpsc::UnboundedSender<ToTaskExecutor>, address: String, slots: u32, data_address: String) -> Self {
         let report = RemoteReport { address, at_ms: riffle_api::time::now_ms(), ..Default::default() };
-        Self { tx, slots, report: Arc::new(Mutex::new(report)) }
+        Self { tx, slots, data_address, report: Arc::new(Mutex::new(report)) }
+    }
+
+    /// Where its TaskManager receives data channels (`host:port`).
+    pub fn data_address(&self) -> &str {
+        &self.data_address
     }
 
     /// The slots it registered.
@@ -281,4 +287,13 @@ impl JobMasterGateway {
             }
         }
     }
+}
+
+/// The network data plane of a TaskManager process, as the subtasks see it: a channel whose
+/// consumer runs in another process is shipped there. The subtask writes into the channel's
+/// local end as always; the data plane takes the other end and sends what arrives, as far as
+/// the consumer grants credit.
+pub trait DataPlane: Send + Sync {
+    /// Ships channel `id` to the TaskManager whose data address is `address`.
+    fn open_outbound(&self, id: crate::exchange::ChannelId, address: &str, graph: Arc<riffle_api::JobGraph>);
 }

@@ -39,6 +39,8 @@ pub struct RuntimeShared {
     pub resource_manager_restarts: std::sync::atomic::AtomicU32,
     /// In a TaskManager process: the JobManager process, where every JobMaster lives.
     remote_job_manager: RwLock<Option<RemoteJobManager>>,
+    /// In a TaskManager process: the network data plane to other TaskManagers.
+    data_plane: RwLock<Option<Arc<dyn crate::peers::DataPlane>>>,
     /// The ResourceManager (replaced when the JobManager restarts it).
     resource_manager: RwLock<Option<Addr<ResourceManager>>>,
 }
@@ -55,6 +57,7 @@ impl RuntimeShared {
             job_masters: DashMap::new(),
             resource_manager: RwLock::new(None),
             remote_job_manager: RwLock::new(None),
+            data_plane: RwLock::new(None),
             resource_manager_restarts: Default::default(),
             checkpoint_stats: DashMap::new(),
             views: DashMap::new(),
@@ -89,6 +92,22 @@ impl RuntimeShared {
             Err(p) => p.into_inner().clone(),
         };
         remote.map(JobMasterGateway::Remote)
+    }
+
+    /// The network data plane, in a TaskManager process.
+    pub fn data_plane(&self) -> Option<Arc<dyn crate::peers::DataPlane>> {
+        match self.data_plane.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Installs the network data plane (a TaskManager process does, at start).
+    pub fn set_data_plane(&self, plane: Arc<dyn crate::peers::DataPlane>) {
+        match self.data_plane.write() {
+            Ok(mut g) => *g = Some(plane),
+            Err(p) => *p.into_inner() = Some(plane),
+        }
     }
 
     /// Whether this (TaskManager) process is linked to a JobManager process now.

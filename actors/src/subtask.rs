@@ -54,6 +54,9 @@ pub struct SubtaskSpec {
     pub restore: Option<TaskRestore>,
     /// The TaskExecutor's local snapshot copies (used if the job enables local recovery).
     pub local: Option<Arc<LocalSnapshots>>,
+    /// By subtask index: the data address of the TaskManager holding that slot when it is
+    /// another process (None: this one). Empty when the whole job is in this process.
+    pub remote_slots: Arc<Vec<Option<String>>>,
 }
 
 /// How a run ended, when not normally.
@@ -228,6 +231,12 @@ async fn run(
             .exchange
             .take_sender(id, spec.channel_capacity)
             .ok_or_else(|| TaskError::msg(&task_name, format!("output channel {key:?} was already taken")))?;
+        if let Some(Some(address)) = spec.remote_slots.get(key.consumer as usize) {
+            let plane = spec.shared.data_plane().ok_or_else(|| {
+                TaskError::msg(&task_name, "a consumer runs in another process, but this one has no data plane")
+            })?;
+            plane.open_outbound(id, address, spec.graph.clone());
+        }
         senders.push(tx.0);
         priority.push(tx.1);
     }

@@ -185,6 +185,13 @@ impl Handler<DeployTask> for TaskExecutor {
             buffer_timeout_ms: self.settings.buffer_timeout_ms,
             restore: msg.restore,
             local: Some(self.local.clone()),
+            remote_slots: Arc::new(
+                msg.peers
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|p| if p.resource_id == self.id { None } else { p.data_address })
+                    .collect(),
+            ),
         };
         self.tasks.insert(e, msg.slot_index);
         slot.do_send(DeploySubtask(spec));

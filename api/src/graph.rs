@@ -84,6 +84,11 @@ pub(crate) trait NodeOps: Send + Sync {
     fn writer(&self, spec: WriterSpec) -> Erased;
     fn make_head(&self, link: Erased, name: &str) -> Result<Box<dyn VertexHead>, TaskError>;
     fn make_side(&self, link: Erased) -> Result<Box<dyn SideOut>, TaskError>;
+    /// Encodes a batch this node emitted (a `Vec<StreamRecord<O>>`) for another process; the
+    /// consumer's head decodes it with `push_encoded`.
+    fn encode_output(&self, batch: &(dyn Any + Send), name: &str) -> Result<Vec<u8>, TaskError>;
+    /// Decodes what `encode_output` wrote, as the batch it was.
+    fn decode_output(&self, bytes: &[u8], name: &str) -> Result<Box<dyn Any + Send>, TaskError>;
 }
 
 type BuildFn<I, O> = dyn Fn(LinkContext, Box<dyn Input<O>>) -> Result<BuiltTyped<I>, TaskError> + Send + Sync;
@@ -106,9 +111,19 @@ fn wrong_type(what: &str) -> TaskError {
     TaskError::msg("job graph", format!("internal error: {what} has an unexpected type"))
 }
 
-impl<I: serde::Serialize + serde::de::DeserializeOwned + Send + 'static, O: Clone + Send + 'static> NodeOps
-    for Node<I, O>
+impl<
+        I: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+        O: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static,
+    > NodeOps for Node<I, O>
 {
+    fn encode_output(&self, batch: &(dyn Any + Send), name: &str) -> Result<Vec<u8>, TaskError> {
+        crate::head::encode_batch::<O>(batch, name, 0)
+    }
+
+    fn decode_output(&self, bytes: &[u8], name: &str) -> Result<Box<dyn Any + Send>, TaskError> {
+        crate::head::decode_batch::<O>(bytes, name, 0)
+    }
+
     fn build(&self, ctx: LinkContext, out: Erased) -> Result<Built, TaskError> {
         let out = *out.downcast::<Box<dyn Input<O>>>().map_err(|_| wrong_type("a node's output"))?;
         Ok(match (self.build)(ctx, out)? {
@@ -305,6 +320,28 @@ impl std::fmt::Debug for JobGraph {
 }
 
 impl JobGraph {
+    /// Encodes a batch of records travelling on `edge` for another process (the network data
+    /// plane); only the graph knows the edge's record type.
+    pub fn encode_edge_batch(&self, edge: u32, batch: &(dyn Any + Send)) -> Result<Vec<u8>, TaskError> {
+        let (ops, name) = self.edge_producer(edge)?;
+        ops.encode_output(batch, name)
+    }
+
+    /// Decodes what [`JobGraph::encode_edge_batch`] wrote, as the batch it was.
+    pub fn decode_edge_batch(&self, edge: u32, bytes: &[u8]) -> Result<Box<dyn Any + Send>, TaskError> {
+        let (ops, name) = self.edge_producer(edge)?;
+        ops.decode_output(bytes, name)
+    }
+
+    fn edge_producer(&self, edge: u32) -> Result<(&Arc<dyn NodeOps>, &str), TaskError> {
+        let e = self
+            .edges
+            .get(edge as usize)
+            .ok_or_else(|| TaskError::msg("job graph", format!("no edge {edge} in job '{}'", self.name)))?;
+        let n = &self.nodes[e.from];
+        Ok((&n.ops, n.name.as_str()))
+    }
+
     /// How to build this graph in another process, if it can be.
     pub fn origin(&self) -> Option<&crate::origin::JobOrigin> {
         self.origin.as_ref()

@@ -10,6 +10,7 @@ pub mod logging;
 pub mod minicluster;
 pub mod plugin;
 pub mod remote;
+pub mod shuffle;
 pub mod taskmanager;
 pub mod transport;
 

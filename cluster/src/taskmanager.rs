@@ -16,7 +16,8 @@ use crate::error::ClusterError;
 use crate::heartbeat::HeartbeatSettings;
 use crate::remote::taskmanager_side::{self, LinkSettings};
 use crate::remote::ProgramBuilder;
-use crate::transport::Timeouts;
+use crate::shuffle::{inbound, DataPlaneSettings, NetworkDataPlane};
+use crate::transport::{Listener, Timeouts};
 
 /// What a TaskManager is, from Flink's keys.
 #[derive(Debug, Clone)]
@@ -27,6 +28,12 @@ pub struct TaskManagerSettings {
     pub link: LinkSettings,
     /// The TaskExecutor's settings.
     pub task_executor: riffle_actors::task_executor::TaskExecutorSettings,
+    /// Where the data endpoint binds (`taskmanager.bind-host`:`taskmanager.data.bind-port`).
+    pub data_bind: String,
+    /// The advertised data port (`taskmanager.data.port`; 0: the bound one).
+    pub data_port: u16,
+    /// `rpc.max-frame-size`.
+    pub max_frame_size: u32,
 }
 
 impl TaskManagerSettings {
@@ -43,6 +50,8 @@ impl TaskManagerSettings {
             }));
         }
         let host = c.get_str("taskmanager.host").unwrap_or("localhost").to_string();
+        let data_port: u16 = c.get("taskmanager.data.port", 0)?;
+        let data_bind_port: u16 = c.get("taskmanager.data.bind-port", data_port)?;
         let resource_id = match c.get_str("taskmanager.resource-id") {
             Some(id) if !id.trim().is_empty() => id.trim().to_string(),
             _ => format!("taskmanager-{host}-{}", std::process::id()),
@@ -52,11 +61,18 @@ impl TaskManagerSettings {
                 job_manager: format!("{jm_host}:{jm_port}"),
                 resource_id: ResourceId(resource_id),
                 slots,
-                advertised: host,
                 heartbeat: HeartbeatSettings::from_config(c)?,
                 timeouts: Timeouts { connect: Duration::from_secs(5), handshake: Duration::from_secs(10) },
+                data_address: String::new(),
+                advertised: host.clone(),
             },
             task_executor: crate::minicluster::task_executor_settings(c, slots)?,
+            data_bind: format!("{}:{}", c.get_str("taskmanager.bind-host").unwrap_or(&host), data_bind_port),
+            data_port,
+            max_frame_size: u32::try_from(
+                c.get_bytes("rpc.max-frame-size", crate::transport::DEFAULT_MAX_FRAME_SIZE as usize)?,
+            )
+            .unwrap_or(u32::MAX),
         })
     }
 }
@@ -85,19 +101,43 @@ impl TaskManager {
             .name("riffle-taskmanager".into())
             .spawn(move || {
                 let sys = System::new();
-                let te = sys.block_on(async {
+                let started = sys.block_on(async move {
+                    let mut settings = settings;
+                    let data = DataPlaneSettings {
+                        capacity: settings.task_executor.channel_capacity,
+                        node: settings.link.resource_id.to_string(),
+                        timeouts: settings.link.timeouts,
+                        patience: Duration::from_secs(30),
+                        max_frame_size: settings.max_frame_size,
+                    };
+                    let listener = Listener::bind(settings.data_bind.as_str(), data.node.clone(), data.timeouts)
+                        .await
+                        .map_err(|e| {
+                            format!(
+                                "cannot listen for data on {} (taskmanager.bind-host, taskmanager.data.bind-port): {e}",
+                                settings.data_bind
+                            )
+                        })?;
+                    let port = if settings.data_port == 0 { listener.local_addr().port() } else { settings.data_port };
+                    settings.link.data_address = format!("{}:{port}", settings.link.advertised);
+                    s2.set_data_plane(Arc::new(NetworkDataPlane::new(s2.clone(), data.clone())));
+                    actix::spawn(inbound::serve(listener, s2.clone(), data, stopped.clone()));
                     let te = TaskExecutor::new(settings.link.resource_id.clone(), s2.clone(), settings.task_executor)
                         .start();
                     actix::spawn(taskmanager_side::run(settings.link, s2, te.clone(), builder, stopped));
-                    te
+                    Ok::<_, String>(te)
                 });
-                let _ = tx.send((System::current(), te));
-                let _ = sys.run();
+                let ok = started.is_ok();
+                let _ = tx.send(started.map(|te| (System::current(), te)));
+                if ok {
+                    let _ = sys.run();
+                }
             })
             .map_err(|e| ClusterError::Unavailable(e.to_string()))?;
         let (system, executor) = rx
             .recv_timeout(Duration::from_secs(30))
-            .map_err(|_| ClusterError::Unavailable("the TaskManager's actor system did not start".into()))?;
+            .map_err(|_| ClusterError::Unavailable("the TaskManager's actor system did not start".into()))?
+            .map_err(ClusterError::Unavailable)?;
         Ok(TaskManager { system: Some(system), thread: Some(thread), stop, shared, executor, resource_id })
     }
 

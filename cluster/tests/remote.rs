@@ -210,17 +210,43 @@ fn a_task_manager_that_cannot_build_the_job_fails_it_with_the_reason() {
 }
 
 #[test]
-fn a_job_spread_over_task_manager_processes_is_refused_with_what_to_change() {
+fn a_job_spread_over_two_task_managers_exchanges_its_data_over_the_network_exactly() {
     let jm = job_manager();
     let _a = task_manager(&jm, "tm-e1", 1);
     let _b = task_manager(&jm, "tm-e2", 1);
+    wait_for_slots(&jm, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sums");
+    // Parallelism 2 on two one-slot TaskManagers: the keyed exchange crosses processes both ways.
+    let graph = sums(&args(30_000, 7, &out, 0), 2).unwrap();
+    let r = jm.submit(graph).unwrap().wait(Some(Duration::from_secs(60))).unwrap();
+    assert_eq!(r.status, JobStatus::Finished, "{:?}", r.error);
+    let lines = committed(&out);
+    assert_eq!(lines.len(), 30_000);
+    let mut last = std::collections::BTreeMap::<u64, u64>::new();
+    for l in &lines {
+        let (k, v) = l.split_once(',').unwrap();
+        let e = last.entry(k.parse().unwrap()).or_default();
+        *e = (*e).max(v.parse().unwrap());
+    }
+    let want: std::collections::BTreeMap<u64, u64> =
+        (0..7).map(|k| (k, (0..30_000u64).filter(|i| i % 7 == k).sum())).collect();
+    assert_eq!(last, want);
+}
+
+#[test]
+fn a_job_spread_over_the_job_managers_own_slots_and_a_task_manager_is_refused() {
+    let mut cfg = MiniClusterConfig::new(1, 1).with_rpc();
+    cfg.config.set("jobmanager.rpc.address", "127.0.0.1").set("jobmanager.rpc.port", "0");
+    let jm = MiniCluster::start(cfg).unwrap();
+    let _tm = task_manager(&jm, "tm-g", 1);
     wait_for_slots(&jm, 2);
     let dir = tempfile::tempdir().unwrap();
     let graph = sums(&args(10, 2, &dir.path().join("x"), 0), 2).unwrap();
     let r = jm.submit(graph).unwrap().wait(Some(Duration::from_secs(30))).unwrap();
     assert_eq!(r.status, JobStatus::Failed);
     let e = r.error.unwrap_or_default();
-    assert!(e.contains("spread over TaskManagers") && e.contains("numberOfTaskSlots"), "{e}");
+    assert!(e.contains("spread over the JobManager's own TaskExecutors"), "{e}");
 }
 
 #[test]

@@ -138,18 +138,21 @@ async fn link(
     session: u64,
 ) {
     let peer = reader.peer_addr();
-    let (resource_id, slots, address) = match tokio::time::timeout(REGISTRATION_TIMEOUT, reader.recv()).await {
-        Ok(Ok(Some(LinkMessage::Register { resource_id, slots, address }))) => (resource_id, slots, address),
-        Ok(Ok(Some(other))) => {
-            tracing::warn!(%peer, "a TaskManager link must start with Register, got {}", kind(&other));
-            return;
-        }
-        Ok(Ok(None)) | Ok(Err(_)) => return,
-        Err(_) => {
-            tracing::warn!(%peer, "a TaskManager did not register within {REGISTRATION_TIMEOUT:?}");
-            return;
-        }
-    };
+    let (resource_id, slots, address, data_address) =
+        match tokio::time::timeout(REGISTRATION_TIMEOUT, reader.recv()).await {
+            Ok(Ok(Some(LinkMessage::Register { resource_id, slots, address, data_address }))) => {
+                (resource_id, slots, address, data_address)
+            }
+            Ok(Ok(Some(other))) => {
+                tracing::warn!(%peer, "a TaskManager link must start with Register, got {}", kind(&other));
+                return;
+            }
+            Ok(Ok(None)) | Ok(Err(_)) => return,
+            Err(_) => {
+                tracing::warn!(%peer, "a TaskManager did not register within {REGISTRATION_TIMEOUT:?}");
+                return;
+            }
+        };
     if shared.task_executors.get(&resource_id).is_some_and(|g| g.connected()) {
         let reason = format!("a TaskExecutor '{resource_id}' is registered already");
         tracing::warn!(%peer, "refusing a TaskManager: {reason}");
@@ -157,7 +160,7 @@ async fn link(
         return;
     }
     let (tx, mut commands) = mpsc::unbounded_channel::<ToTaskExecutor>();
-    let remote = RemoteTaskExecutor::new(tx, address.clone(), slots);
+    let remote = RemoteTaskExecutor::new(tx, address.clone(), slots, data_address.clone());
     shared.task_executors.insert(resource_id.clone(), TaskExecutorGateway::Remote(remote.clone()));
     let (out, queue) = mpsc::unbounded_channel::<LinkMessage>();
     let _ = out.send(LinkMessage::Registered { session });
@@ -165,7 +168,7 @@ async fn link(
     if let Some(rm) = shared.resource_manager() {
         rm.do_send(RegisterTaskExecutor { resource_id: resource_id.clone(), slots });
     }
-    tracing::info!(executor = %resource_id, %peer, %address, slots, "TaskManager registered");
+    tracing::info!(executor = %resource_id, %peer, %address, %data_address, slots, "TaskManager registered");
 
     let mut monitor = HeartbeatMonitor::new(heartbeat);
     monitor.monitor((), Instant::now());

@@ -19,6 +19,8 @@ pub enum LinkMessage {
         slots: u32,
         /// The address it advertises (`taskmanager.host`).
         address: String,
+        /// Where it receives data channels (`host:port`, `taskmanager.data.port`).
+        data_address: String,
     },
     /// JobManager → TaskManager: registered; `session` fences every later command (a
     /// TaskManager drops commands of another session, e.g. of a JobManager it left).

@@ -31,6 +31,8 @@ pub struct LinkSettings {
     pub slots: u32,
     /// The address this TaskManager advertises (`taskmanager.host`).
     pub advertised: String,
+    /// Where it receives data channels (set once its data endpoint is bound).
+    pub data_address: String,
     /// Heartbeats.
     pub heartbeat: HeartbeatSettings,
     /// Connection set-up timeouts.
@@ -106,6 +108,7 @@ async fn session(
         resource_id: settings.resource_id.clone(),
         slots: settings.slots,
         address: settings.advertised.clone(),
+        data_address: settings.data_address.clone(),
     };
     if let Err(e) = writer.send(&register).await {
         return format!("cannot register: {e}");

@@ -1,0 +1,105 @@
+//! The producer's side of a network channel: read the channel's local end, send with credit.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use riffle_actors::exchange::{ChannelId, ChannelReceiver};
+use riffle_api::JobGraph;
+
+use super::protocol::{self, DataMessage};
+use super::DataPlaneSettings;
+use crate::transport::{connect, Connection, Hello};
+
+async fn connect_with_patience(address: &str, settings: &DataPlaneSettings) -> Result<Connection<DataMessage>, String> {
+    let deadline = Instant::now() + settings.patience;
+    let mut pause = std::time::Duration::from_millis(20);
+    loop {
+        match connect::<DataMessage>(address, Hello::new(settings.node.clone()), settings.timeouts).await {
+            Ok(mut c) => {
+                c.set_max_frame_size(settings.max_frame_size);
+                return Ok(c);
+            }
+            Err(e) if Instant::now() + pause < deadline && e.is_retryable() => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(500));
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// Ships channel `id` to the TaskManager at `address` until the producer ends it, the
+/// consumer refuses it or the connection breaks. Dropping the local end on the way out tells
+/// the producer (its next send fails: the consumer is gone).
+pub async fn run(
+    id: ChannelId,
+    address: String,
+    graph: Arc<JobGraph>,
+    ends: ChannelReceiver,
+    settings: DataPlaneSettings,
+) {
+    let (mut rx, mut priority) = ends;
+    let conn = match connect_with_patience(&address, &settings).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(channel = ?id.key, %address, "cannot reach the consumer's TaskManager: {e}");
+            return;
+        }
+    };
+    let (mut reader, mut writer) = conn.into_split();
+    if writer.send(&DataMessage::Open { job: id.job, attempt: id.attempt, key: id.key }).await.is_err() {
+        return;
+    }
+    let edge = id.key.edge;
+    let mut credit: u64 = 0;
+    let mut priority_open = true;
+    loop {
+        tokio::select! {
+            biased;
+            m = reader.recv() => match m {
+                Ok(Some(DataMessage::Credit(n))) => credit += u64::from(n),
+                Ok(Some(DataMessage::Refused(why))) => {
+                    tracing::warn!(channel = ?id.key, %address, "the consumer's TaskManager refused the channel: {why}");
+                    return;
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return,
+            },
+            b = priority.recv(), if priority_open => match b {
+                Some(b) => {
+                    if writer.send(&DataMessage::PriorityBarrier((&b).into())).await.is_err() {
+                        return;
+                    }
+                }
+                // The producer is gone; the data queue tells the rest.
+                None => priority_open = false,
+            },
+            e = rx.recv(), if credit > 0 => match e {
+                Some(e) => {
+                    let end = matches!(e, riffle_api::Element::EndOfPartition);
+                    let m = match protocol::encode(&graph, edge, e) {
+                        Ok(m) => m,
+                        Err(err) => {
+                            tracing::warn!(channel = ?id.key, "cannot encode a batch for the network: {err}");
+                            return;
+                        }
+                    };
+                    if writer.send(&m).await.is_err() {
+                        return;
+                    }
+                    credit -= 1;
+                    if end {
+                        let _ = writer.close().await;
+                        // Wait for the consumer to close, so nothing is cut short.
+                        while let Ok(Some(_)) = reader.recv().await {}
+                        return;
+                    }
+                }
+                None => {
+                    let _ = writer.close().await;
+                    return;
+                }
+            },
+        }
+    }
+}
