@@ -107,13 +107,14 @@ struct Cluster {
     pids: Vec<(String, u32)>,
 }
 
-fn local_cluster(dir: &Path) -> Cluster {
+fn local_cluster(dir: &Path, slots: u32) -> Cluster {
+    let slots = slots.to_string();
     let args: Vec<String> = [
         "local-cluster",
         "--taskmanagers",
         "2",
         "--slots",
-        "2",
+        slots.as_str(),
         "-D",
         "rest.port=0",
         "-D",
@@ -184,7 +185,7 @@ fn check_exact(job_rest: &str, job: &str, out: &Path, events: u64, keys: u64, lo
 #[test]
 fn a_task_manager_killed_with_sigkill_mid_job_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let c = local_cluster(dir.path());
+    let c = local_cluster(dir.path(), 2);
     let out = dir.path().join("out");
     let (events, keys) = (150_000, 40);
     let job = submit_drill(&c.rest, &out, events, keys, 10);
@@ -209,7 +210,7 @@ fn a_task_manager_killed_with_sigkill_mid_job_loses_and_duplicates_nothing() {
 #[test]
 fn a_frozen_task_manager_is_declared_dead_after_the_heartbeat_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let c = local_cluster(dir.path());
+    let c = local_cluster(dir.path(), 2);
     let out = dir.path().join("out");
     let (events, keys) = (150_000, 40);
     let job = submit_drill(&c.rest, &out, events, keys, 10);
@@ -297,4 +298,22 @@ fn a_job_manager_bound_on_one_address_is_reached_on_the_address_it_advertises() 
     let job = submit_drill(&rest, &out, 5_000, 7, 0);
     wait_until("the job to finish", Duration::from_secs(60), || job_state(&rest, &job) == "FINISHED");
     assert!(committed_lines(&out).unwrap() == expected_lines(5_000, 7));
+}
+
+#[test]
+fn the_exactly_once_drill_over_the_network_survives_a_killed_task_manager() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two TaskManagers of one slot each: every keyed exchange crosses processes.
+    let c = local_cluster(dir.path(), 1);
+    let out = dir.path().join("out");
+    let (events, keys) = (150_000, 40);
+    let job = submit_drill(&c.rest, &out, events, keys, 10);
+    wait_until("a completed checkpoint", Duration::from_secs(60), || {
+        http(&c.rest, "GET", &format!("/jobs/{job}/checkpoints"), "").1["counts"]["completed"].as_u64().unwrap_or(0) > 0
+    });
+    let (id, pid) = c.pids[0].clone();
+    signal(pid, "-KILL");
+    // local-cluster starts a new TaskManager in its place; the job waits for its slot.
+    check_exact(&c.rest, &job, &out, events, keys, &id);
+    drop(c.proc);
 }
