@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use riffle::scenarios::{self, bench, nexmark, wordcount};
 use riffle::Configuration;
 
+mod bench_cluster;
 mod local_cluster;
 mod rest_client;
 mod supervisor;
@@ -132,6 +133,16 @@ enum Command {
         /// Collect and verify the results instead of discarding them (not for timing).
         #[arg(long)]
         check: bool,
+    },
+    /// Runs a benchmark workload on a local-cluster of `parallelism` one-slot TaskManager
+    /// processes (all keyed data over the network) and prints one result line.
+    BenchCluster {
+        /// W1, W2, W3 or W4.
+        workload: String,
+        /// Number of events.
+        events: u64,
+        /// Parallelism (= TaskManager processes).
+        parallelism: u32,
     },
 }
 
@@ -276,6 +287,7 @@ mod tempfile_guard {
 
 fn run(cli: Cli) -> Result<()> {
     let mut conf = config(cli.config.as_deref(), &cli.define)?;
+    let cli_defines = cli.define.clone();
     for warning in riffle_cluster::config_file::unknown_keys(&conf) {
         eprintln!("warning: {warning}");
     }
@@ -444,6 +456,13 @@ fn run(cli: Cli) -> Result<()> {
             nexmark::define(&env, q, events, output.clone());
             let r = scenarios::run_job(&env, &format!("nexmark {query}"), parallelism, true)?;
             eprintln!("[riffle] nexmark {query} over {events} bids finished in {:.3}s", r.duration.as_secs_f64());
+        }
+        Command::BenchCluster { workload, events, parallelism } => {
+            let w: bench::Workload = workload.parse()?;
+            let (seconds, rate) = bench_cluster::run(&w.to_string(), events, parallelism, &cli_defines)?;
+            println!(
+                "engine=riffle-cluster workload={w} events={events} parallelism={parallelism} taskmanagers={parallelism} seconds={seconds:.3} events_per_sec={rate:.0}"
+            );
         }
         Command::Bench { workload, events, parallelism, check } => {
             let w: bench::Workload = workload.parse()?;

@@ -93,16 +93,36 @@ impl std::fmt::Debug for Word {
 }
 
 impl Serialize for Word {
+    /// As bytes: no UTF-8 check on the hot path of the network and of checkpoints (the bytes
+    /// came from a `&str`; [`Word::as_str`] checks again when text is needed).
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
+        s.serialize_bytes(&self.buf[..self.len as usize])
     }
 }
 
 impl<'de> Deserialize<'de> for Word {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Word::new(&s)
-            .ok_or_else(|| serde::de::Error::custom(format!("word '{s}' is longer than {} bytes", Word::MAX_LEN)))
+        /// Reads the string in place (borrowed from the input where the format allows): a word
+        /// crossing the network costs no allocation.
+        struct WordVisitor;
+        impl serde::de::Visitor<'_> for WordVisitor {
+            type Value = Word;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "a string of at most {} bytes", Word::MAX_LEN)
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Word, E> {
+                Word::new(s).ok_or_else(|| E::custom(format!("word '{s}' is longer than {} bytes", Word::MAX_LEN)))
+            }
+            fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<Word, E> {
+                if b.len() > Word::MAX_LEN {
+                    return Err(E::custom(format!("a word of {} bytes is longer than {}", b.len(), Word::MAX_LEN)));
+                }
+                let mut buf = [0u8; 15];
+                buf[..b.len()].copy_from_slice(b);
+                Ok(Word { buf, len: b.len() as u8 })
+            }
+        }
+        d.deserialize_bytes(WordVisitor)
     }
 }
 

@@ -117,11 +117,11 @@ impl<
     > NodeOps for Node<I, O>
 {
     fn encode_output(&self, batch: &(dyn Any + Send), name: &str) -> Result<Vec<u8>, TaskError> {
-        crate::head::encode_batch::<O>(batch, name, 0)
+        crate::head::encode_wire_batch::<O>(batch, name)
     }
 
     fn decode_output(&self, bytes: &[u8], name: &str) -> Result<Box<dyn Any + Send>, TaskError> {
-        crate::head::decode_batch::<O>(bytes, name, 0)
+        crate::head::decode_wire_batch::<O>(bytes, name)
     }
 
     fn build(&self, ctx: LinkContext, out: Erased) -> Result<Built, TaskError> {

@@ -182,6 +182,23 @@ fn verify(c: Collected, events: u64) -> Result<(), ScenarioError> {
     }
 }
 
+/// Workload `w`'s job graph, results discarded (for clusters of processes: `riffle
+/// bench-cluster` submits it as the `bench` program). W4's checkpoint settings are the
+/// job's own.
+pub fn graph(w: Workload, events: u64, parallelism: u32) -> Result<riffle_api::JobGraph, ScenarioError> {
+    if events == 0 || events > 1u64 << 32 {
+        return Err(ScenarioError::Invalid(format!("events must be within 1..=2^32, got {events}")));
+    }
+    let mut c = riffle_api::Configuration::new();
+    if w == Workload::W4 {
+        c.set("execution.checkpointing.interval", "1 s").set("execution.checkpointing.mode", "EXACTLY_ONCE");
+    }
+    let mut env = StreamEnvironment::with_config(c);
+    env.set_parallelism(parallelism.max(1));
+    let _ = define(&env, w, events, false);
+    Ok(env.build_job_graph(&format!("{w} {events} p{parallelism}"))?)
+}
+
 /// Runs workload `w` over `events` events at `parallelism` on an embedded cluster with one
 /// TaskExecutor of `parallelism` slots (Flink's harness: one TaskManager, p slots).
 pub fn run_bench(w: Workload, events: u64, parallelism: u32, check: bool) -> Result<BenchResult, ScenarioError> {

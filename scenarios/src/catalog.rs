@@ -90,6 +90,13 @@ impl BuiltinPrograms {
                 ],
             },
             ProgramInfo {
+                name: "bench".into(),
+                description: "A workload of the Flink comparison (W1 word count, W2 Nexmark q1, W3 10 s windows, \
+                              W4 W3 with checkpoints), results discarded"
+                    .into(),
+                args: vec![arg("workload", "W1", "W1, W2, W3 or W4"), arg("events", "10000000", "events generated")],
+            },
+            ProgramInfo {
                 name: "exactly-once-drill".into(),
                 description: "Counts events per key with checkpoints into exactly-once part files (key,count \
                               per event): kill TaskManagers while it runs, the committed output stays exact"
@@ -158,6 +165,11 @@ impl ProgramCatalog for BuiltinPrograms {
                 number(&a, "seconds")?,
                 number(&a, "rate")?,
             ),
+            "bench" => {
+                let w: crate::bench::Workload =
+                    a.get("workload").map(String::as_str).unwrap_or("W1").parse().map_err(|e| format!("{e}"))?;
+                return finish(crate::bench::graph(w, number(&a, "events")?, p).map_err(|e| e.to_string())?, name, resolved, p);
+            }
             "exactly-once-drill" => {
                 let o = crate::drill::DrillOptions {
                     events: number(&a, "events")?.max(1),
@@ -172,14 +184,18 @@ impl ProgramCatalog for BuiltinPrograms {
             }
             other => return Err(format!("no program named '{other}'")),
         };
-        let mut graph = graph.map_err(|e| e.to_string())?;
-        graph.set_origin(riffle_api::JobOrigin {
-            program: riffle_api::ProgramSource::Builtin(name.to_string()),
-            args: resolved,
-            parallelism: Some(p),
-        });
-        Ok(graph)
+        finish(graph.map_err(|e| e.to_string())?, name, resolved, p)
     }
+}
+
+/// Records how a built-in program's graph was built, so TaskManager processes can build it.
+fn finish(mut graph: JobGraph, name: &str, args: Vec<String>, parallelism: u32) -> Result<JobGraph, String> {
+    graph.set_origin(riffle_api::JobOrigin {
+        program: riffle_api::ProgramSource::Builtin(name.to_string()),
+        args,
+        parallelism: Some(parallelism),
+    });
+    Ok(graph)
 }
 
 /// A job that fails `failures` times, `interval_ms` apart, with messages
