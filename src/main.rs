@@ -353,13 +353,23 @@ fn run(cli: Cli) -> Result<()> {
                 .with_rest()
                 .with_rpc()
                 .with_programs(std::sync::Arc::new(scenarios::catalog::BuiltinPrograms));
+            let ha = riffle_cluster::ha::HaConfig::from_config(&conf).map_err(|e| anyhow::anyhow!("{e}"))?;
             cfg.config = conf;
-            let cluster = riffle::MiniCluster::start(cfg)?;
+            let (cluster, recovered) = if ha.zookeeper().is_some() {
+                let leading =
+                    riffle_cluster::ha::job_manager::lead(cfg, std::sync::Arc::new(build_from_origin), |n| {
+                        println!("riffle jobmanager: standby ({n}), waiting for leadership")
+                    })?;
+                (leading.cluster, leading.recovered.len())
+            } else {
+                (riffle::MiniCluster::start(cfg)?, 0)
+            };
             let url = cluster.rest_url().unwrap_or_default();
             let rpc = cluster.rpc_address().unwrap_or_default();
             let bound = cluster.rpc_bound_address().map(|a| a.to_string()).unwrap_or_default();
             println!(
-                "riffle jobmanager: REST API and web UI at {url}, TaskManagers register at {rpc} (bound on {bound})"
+                "riffle jobmanager: REST API and web UI at {url}, TaskManagers register at {rpc} (bound on {bound}); \
+                 {recovered} jobs recovered"
             );
             scenarios::serve_until_interrupted();
         }

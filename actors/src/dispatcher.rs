@@ -33,6 +33,9 @@ pub enum DispatcherError {
     /// The dispatcher stopped.
     #[error("the dispatcher is shutting down")]
     ShuttingDown,
+    /// A highly available JobManager could not store the job for its successor (refused).
+    #[error("the job was not stored for recovery: {0}")]
+    NotStored(String),
 }
 
 /// Submits a job whose graph is in the registry.
@@ -102,18 +105,23 @@ pub struct Dispatcher {
     parent: Recipient<ChildExited>,
     settings: JobMasterSettings,
     jobs: HashMap<JobId, Entry>,
+    /// Submissions being stored for recovery (highly available), not started yet.
+    persisting: std::collections::HashSet<JobId>,
 }
 
 impl Dispatcher {
     /// A dispatcher whose JobMasters use `settings`.
     pub fn new(shared: Arc<RuntimeShared>, settings: JobMasterSettings, parent: Recipient<ChildExited>) -> Self {
-        Self { shared, parent, settings, jobs: HashMap::new() }
+        Self { shared, parent, settings, jobs: HashMap::new(), persisting: Default::default() }
     }
 
     fn complete(&mut self, result: JobResult) {
         if let Some(e) = self.jobs.get_mut(&result.job_id) {
             if e.result.is_some() {
                 return;
+            }
+            if let Some(store) = self.shared.job_store() {
+                store.job_terminated(result.job_id);
             }
             e.status = result.status;
             e.master = None;
@@ -137,12 +145,32 @@ impl Actor for Dispatcher {
 }
 
 impl Handler<SubmitJob> for Dispatcher {
-    type Result = Result<(), DispatcherError>;
-    fn handle(&mut self, msg: SubmitJob, ctx: &mut Self::Context) -> Self::Result {
+    type Result = ResponseActFuture<Self, Result<(), DispatcherError>>;
+    fn handle(&mut self, msg: SubmitJob, _: &mut Self::Context) -> Self::Result {
         let id = msg.job_id;
-        if self.jobs.contains_key(&id) {
-            return Err(DispatcherError::Duplicate(id.to_string()));
+        if self.jobs.contains_key(&id) || self.persisting.contains(&id) {
+            return Box::pin(fut::ready(Err(DispatcherError::Duplicate(id.to_string()))));
         }
+        let Some(graph) = self.shared.graph(id) else {
+            return Box::pin(fut::ready(Err(DispatcherError::NoGraph(id.to_string()))));
+        };
+        let Some(store) = self.shared.job_store() else {
+            return Box::pin(fut::ready(()).map(move |(), act: &mut Self, ctx| act.start_job(id, ctx)));
+        };
+        // Highly available: the job is stored for the next leader before it starts.
+        self.persisting.insert(id);
+        Box::pin(fut::wrap_future::<_, Self>(store.job_submitted(id, graph)).map(move |stored, act, ctx| {
+            act.persisting.remove(&id);
+            match stored {
+                Ok(()) => act.start_job(id, ctx),
+                Err(why) => Err(DispatcherError::NotStored(why)),
+            }
+        }))
+    }
+}
+
+impl Dispatcher {
+    fn start_job(&mut self, id: JobId, ctx: &mut Context<Self>) -> Result<(), DispatcherError> {
         let graph = self.shared.graph(id).ok_or_else(|| DispatcherError::NoGraph(id.to_string()))?;
         let name = graph.name.clone();
         self.shared.views.insert(id, Arc::new(crate::job_view::JobView::new(id, &graph)));

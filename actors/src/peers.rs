@@ -297,3 +297,17 @@ pub trait DataPlane: Send + Sync {
     /// Ships channel `id` to the TaskManager whose data address is `address`.
     fn open_outbound(&self, id: crate::exchange::ChannelId, address: &str, graph: Arc<riffle_api::JobGraph>);
 }
+
+/// Where a highly available JobManager keeps its jobs, so that the next leader can recover
+/// them (ZooKeeper and `high-availability.storageDir`; see `riffle-cluster`'s `ha`).
+pub trait JobStore: Send + Sync {
+    /// Persists a submitted job; the job starts only once this succeeded, and an error refuses
+    /// the submission with its message.
+    fn job_submitted(
+        &self,
+        job: crate::ids::JobId,
+        graph: Arc<riffle_api::JobGraph>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>>>>;
+    /// The job reached a terminal state: it is no longer recovered.
+    fn job_terminated(&self, job: crate::ids::JobId);
+}

@@ -39,6 +39,8 @@ pub struct RuntimeShared {
     pub resource_manager_restarts: std::sync::atomic::AtomicU32,
     /// In a TaskManager process: the JobManager process, where every JobMaster lives.
     remote_job_manager: RwLock<Option<RemoteJobManager>>,
+    /// In a highly available JobManager: where submitted jobs are kept for the next leader.
+    job_store: RwLock<Option<Arc<dyn crate::peers::JobStore>>>,
     /// In a TaskManager process: the network data plane to other TaskManagers.
     data_plane: RwLock<Option<Arc<dyn crate::peers::DataPlane>>>,
     /// The ResourceManager (replaced when the JobManager restarts it).
@@ -58,6 +60,7 @@ impl RuntimeShared {
             resource_manager: RwLock::new(None),
             remote_job_manager: RwLock::new(None),
             data_plane: RwLock::new(None),
+            job_store: RwLock::new(None),
             resource_manager_restarts: Default::default(),
             checkpoint_stats: DashMap::new(),
             views: DashMap::new(),
@@ -92,6 +95,22 @@ impl RuntimeShared {
             Err(p) => p.into_inner().clone(),
         };
         remote.map(JobMasterGateway::Remote)
+    }
+
+    /// The job store of a highly available JobManager.
+    pub fn job_store(&self) -> Option<Arc<dyn crate::peers::JobStore>> {
+        match self.job_store.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Installs the job store (a leader does, before it accepts jobs).
+    pub fn set_job_store(&self, store: Arc<dyn crate::peers::JobStore>) {
+        match self.job_store.write() {
+            Ok(mut g) => *g = Some(store),
+            Err(p) => *p.into_inner() = Some(store),
+        }
     }
 
     /// The network data plane, in a TaskManager process.

@@ -77,7 +77,10 @@ pub(crate) fn encode_batch<T: Serialize + 'static>(
 /// Encodes a type-erased batch of `T` records for the network data plane: postcard (compact,
 /// no type markers) decodes about twice as fast as MessagePack, and what crosses the wire is
 /// never stored, so it needs no self-describing format.
-pub(crate) fn encode_wire_batch<T: Serialize + 'static>(batch: &(dyn Any + Send), name: &str) -> Result<Vec<u8>, TaskError> {
+pub(crate) fn encode_wire_batch<T: Serialize + 'static>(
+    batch: &(dyn Any + Send),
+    name: &str,
+) -> Result<Vec<u8>, TaskError> {
     let records = batch.downcast_ref::<Vec<StreamRecord<T>>>().ok_or_else(|| {
         TaskError::msg(name, format!("a batch of another record type than {} on the wire", std::any::type_name::<T>()))
     })?;

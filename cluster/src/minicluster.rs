@@ -334,8 +334,13 @@ impl MiniCluster {
 
     /// Submits a job; returns once the Dispatcher accepted it.
     pub async fn submit_async(&self, graph: JobGraph) -> Result<JobHandle, ClusterError> {
+        self.submit_with_id_async(JobId::generate(), graph).await
+    }
+
+    /// Submits a job under a given id (a recovered job keeps its id, and so its checkpoint
+    /// directory).
+    pub async fn submit_with_id_async(&self, job_id: JobId, graph: JobGraph) -> Result<JobHandle, ClusterError> {
         let a = self.actors()?;
-        let job_id = JobId::generate();
         let counters = self.shared.counters(job_id);
         self.shared.graphs.insert(job_id, Arc::new(graph));
         let r = a.dispatcher.send(SubmitJob { job_id }).await.map_err(unavailable);
@@ -357,6 +362,16 @@ impl MiniCluster {
     /// Submits a job, blocking until accepted.
     pub fn submit(&self, graph: JobGraph) -> Result<JobHandle, ClusterError> {
         futures::executor::block_on(self.submit_async(graph))
+    }
+
+    /// Blocking form of [`MiniCluster::submit_with_id_async`].
+    pub fn submit_with_id(&self, job_id: JobId, graph: JobGraph) -> Result<JobHandle, ClusterError> {
+        futures::executor::block_on(self.submit_with_id_async(job_id, graph))
+    }
+
+    /// The registries the cluster's actors share (for the process that hosts it: HA hooks).
+    pub fn shared(&self) -> &Arc<RuntimeShared> {
+        &self.shared
     }
 
     /// Submits a job and blocks until it ends.

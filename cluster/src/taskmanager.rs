@@ -64,6 +64,10 @@ impl TaskManagerSettings {
                 heartbeat: HeartbeatSettings::from_config(c)?,
                 timeouts: Timeouts { connect: Duration::from_secs(5), handshake: Duration::from_secs(10) },
                 data_address: String::new(),
+                zookeeper: crate::ha::HaConfig::from_config(c)
+                    .map_err(|e| ClusterError::Unavailable(e.to_string()))?
+                    .zookeeper()
+                    .cloned(),
                 advertised: host.clone(),
             },
             task_executor: crate::minicluster::task_executor_settings(c, slots)?,

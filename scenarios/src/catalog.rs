@@ -168,7 +168,12 @@ impl ProgramCatalog for BuiltinPrograms {
             "bench" => {
                 let w: crate::bench::Workload =
                     a.get("workload").map(String::as_str).unwrap_or("W1").parse().map_err(|e| format!("{e}"))?;
-                return finish(crate::bench::graph(w, number(&a, "events")?, p).map_err(|e| e.to_string())?, name, resolved, p);
+                return finish(
+                    crate::bench::graph(w, number(&a, "events")?, p).map_err(|e| e.to_string())?,
+                    name,
+                    resolved,
+                    p,
+                );
             }
             "exactly-once-drill" => {
                 let o = crate::drill::DrillOptions {

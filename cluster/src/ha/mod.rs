@@ -23,6 +23,7 @@ mod election;
 mod error;
 mod fenced;
 pub mod files;
+pub mod job_manager;
 pub mod paths;
 mod stores;
 

@@ -37,6 +37,9 @@ pub struct LinkSettings {
     pub heartbeat: HeartbeatSettings,
     /// Connection set-up timeouts.
     pub timeouts: Timeouts,
+    /// With ZooKeeper HA: where to look up the leading JobManager (then `job_manager` is
+    /// only the fallback shown in logs).
+    pub zookeeper: Option<crate::ha::ZooKeeperHaConfig>,
 }
 
 /// Longest pause between connection attempts.
@@ -52,12 +55,28 @@ pub async fn run(
 ) {
     let mut backoff = Duration::from_millis(50);
     let mut last_error = String::new();
+    let mut zk: Option<crate::ha::ZkClient> = None;
     loop {
         if *stop.borrow() {
             return;
         }
+        let address = match leader(&settings, &mut zk).await {
+            Ok(a) => a,
+            Err(error) => {
+                if error != last_error {
+                    tracing::warn!("cannot find the leading JobManager: {error}; retrying");
+                    last_error = error;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => return,
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
         let hello = Hello::new(settings.resource_id.to_string());
-        match connect::<LinkMessage>(settings.job_manager.as_str(), hello, settings.timeouts).await {
+        match connect::<LinkMessage>(address.as_str(), hello, settings.timeouts).await {
             Ok(conn) => {
                 backoff = Duration::from_millis(50);
                 last_error.clear();
@@ -66,14 +85,14 @@ pub async fn run(
                     r = session(reader, writer, &settings, &shared, &te, &builder) => r,
                     _ = stop.changed() => "the TaskManager is stopping".to_string(),
                 };
-                tracing::warn!(job_manager = %settings.job_manager, "left the JobManager: {reason}");
+                tracing::warn!(job_manager = %address, "left the JobManager: {reason}");
                 shared.set_remote_job_manager(None);
                 te.do_send(ReleaseAllSlots { reason: format!("the link to the JobManager ended: {reason}") });
             }
             Err(e) => {
                 let error = e.to_string();
                 if error != last_error {
-                    tracing::warn!(job_manager = %settings.job_manager, "cannot reach the JobManager: {error}; retrying");
+                    tracing::warn!(job_manager = %address, "cannot reach the JobManager: {error}; retrying");
                     last_error = error;
                 }
             }
@@ -83,6 +102,23 @@ pub async fn run(
             _ = stop.changed() => return,
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// The JobManager to connect to: the configured one, or with HA the leader ZooKeeper names.
+async fn leader(settings: &LinkSettings, zk: &mut Option<crate::ha::ZkClient>) -> Result<String, String> {
+    let Some(config) = &settings.zookeeper else { return Ok(settings.job_manager.clone()) };
+    if zk.as_ref().is_none_or(|z| z.state().is_terminated()) {
+        *zk = Some(crate::ha::ZkClient::connect(config).await.map_err(|e| e.to_string())?);
+    }
+    let Some(client) = zk.as_ref() else { return Err("no ZooKeeper client".into()) };
+    match crate::ha::leader_address(client).await {
+        Ok(Some(info)) => Ok(info.address),
+        Ok(None) => Err(format!("no JobManager leads cluster '{}' yet", config.cluster_id)),
+        Err(e) => {
+            *zk = None;
+            Err(e.to_string())
+        }
     }
 }
 
@@ -104,6 +140,7 @@ async fn session(
     te: &Addr<TaskExecutor>,
     builder: &Arc<dyn ProgramBuilder>,
 ) -> String {
+    let job_manager = reader.peer_addr().to_string();
     let register = LinkMessage::Register {
         resource_id: settings.resource_id.clone(),
         slots: settings.slots,
@@ -121,7 +158,7 @@ async fn session(
         Ok(Err(e)) => return format!("registration failed: {e}"),
         Err(_) => return format!("no answer to the registration within {REGISTRATION_TIMEOUT:?}"),
     };
-    tracing::info!(job_manager = %settings.job_manager, executor = %settings.resource_id, "registered at the JobManager");
+    tracing::info!(%job_manager, executor = %settings.resource_id, "registered at the JobManager");
     let (to_jm, mut for_jm) = mpsc::unbounded_channel::<RemoteJobManagerMessage>();
     let remote = RemoteJobManager::new(to_jm);
     shared.set_remote_job_manager(Some(remote.clone()));

@@ -268,7 +268,7 @@ pub fn dispatcher_error(e: DispatcherError) -> WebError {
     match e {
         DispatcherError::UnknownJob(_) | DispatcherError::NoGraph(_) => WebError::NotFound(e.to_string()),
         DispatcherError::Duplicate(_) => WebError::Conflict(e.to_string()),
-        DispatcherError::ShuttingDown => WebError::Unavailable(e.to_string()),
+        DispatcherError::ShuttingDown | DispatcherError::NotStored(_) => WebError::Unavailable(e.to_string()),
     }
 }
 

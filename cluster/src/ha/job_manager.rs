@@ -1,0 +1,227 @@
+//! A highly available JobManager: contend for leadership in ZooKeeper, and only once leading
+//! start the runtime, recover the jobs the previous leader stored, and store every new job
+//! before it starts. A leader that loses its leadership (its ZooKeeper session) stops the
+//! process at once: it must not act for a cluster another JobManager now leads.
+//!
+//! A job is stored as its origin (program or plugin, arguments, parallelism) and its
+//! configuration (see `riffle_api::origin`); the next leader builds it again and resumes it
+//! from the newest usable checkpoint in the job's checkpoint directory
+//! (`state.checkpoints.dir/<job-id>`), under the same job id.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use riffle_actors::peers::JobStore;
+use riffle_actors::JobId;
+use riffle_api::{Configuration, JobGraph, JobOrigin};
+use serde::{Deserialize, Serialize};
+
+use super::{Fence, HaConfig, JobGraphStore, LeaderElection, ZkClient};
+use crate::error::ClusterError;
+use crate::minicluster::{MiniCluster, MiniClusterConfig};
+use crate::remote::ProgramBuilder;
+
+/// What the leader stores of a job for its successor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredJob {
+    /// The job's name (for the logs).
+    pub name: String,
+    /// How to build its graph.
+    pub origin: JobOrigin,
+    /// Its job-level configuration.
+    pub config: Configuration,
+}
+
+/// The leader's job store: job specs in ZooKeeper + `high-availability.storageDir`, written
+/// only while the leader's fence holds.
+pub struct ZooKeeperJobStore {
+    jobs: JobGraphStore,
+    fence: Fence,
+}
+
+impl JobStore for ZooKeeperJobStore {
+    fn job_submitted(
+        &self,
+        job: JobId,
+        graph: Arc<JobGraph>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>>>> {
+        let (jobs, fence) = (self.jobs.clone(), self.fence.clone());
+        Box::pin(async move {
+            let origin = graph.origin().cloned().ok_or_else(|| {
+                format!(
+                    "job '{}' was built by code only this process has; a highly available cluster runs jobs of \
+                     programs and plugins, which the next leader can build again",
+                    graph.name
+                )
+            })?;
+            let stored = StoredJob { name: graph.name.clone(), origin, config: graph.config.clone() };
+            let bytes = rmp_serde::to_vec(&stored).map_err(|e| format!("cannot encode the job: {e}"))?;
+            jobs.put(&fence, job, &bytes).await.map_err(|e| e.to_string())
+        })
+    }
+
+    fn job_terminated(&self, job: JobId) {
+        let (jobs, fence) = (self.jobs.clone(), self.fence.clone());
+        actix::spawn(async move {
+            if let Err(e) = jobs.remove(&fence, job).await {
+                tracing::warn!(%job, "cannot remove the ended job from ZooKeeper: {e}");
+            }
+        });
+    }
+}
+
+enum Event {
+    Standby(String),
+    Leader { zk: ZkClient, fence: Fence, jobs: Vec<(JobId, StoredJob)> },
+    Failed(String),
+}
+
+/// A leading JobManager: its runtime, with the jobs of the previous leader resubmitted.
+pub struct LeadingJobManager {
+    /// The runtime (REST and RPC endpoints included).
+    pub cluster: MiniCluster,
+    /// Jobs recovered from the previous leader.
+    pub recovered: Vec<JobId>,
+}
+
+/// Waits until this JobManager leads the cluster of `cfg` (`high-availability: zookeeper`),
+/// then starts it and recovers the stored jobs. `standby` is told when the JobManager waits.
+/// The leadership is watched from then on; losing it ends the process (exit code 70).
+pub fn lead(
+    cfg: MiniClusterConfig,
+    builder: Arc<dyn ProgramBuilder>,
+    mut standby: impl FnMut(&str),
+) -> Result<LeadingJobManager, ClusterError> {
+    let zk_config = HaConfig::from_config(&cfg.config).map_err(ha_error)?.require_zookeeper().map_err(ha_error)?;
+    let rpc = crate::remote::jobmanager_side::RpcSettings::from_config(&cfg.config)?;
+    if rpc.advertised_port == 0 {
+        return Err(ClusterError::Config(riffle_api::ConfigError {
+            key: "jobmanager.rpc.port".into(),
+            value: "0".into(),
+            reason: "a highly available JobManager publishes its address: give it a fixed port".into(),
+        }));
+    }
+    let address = format!("{}:{}", rpc.advertised_host, rpc.advertised_port);
+    let (tx, rx) = std::sync::mpsc::channel::<Event>();
+    std::thread::Builder::new()
+        .name("riffle-ha".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = tx.send(Event::Failed(format!("cannot start the HA runtime: {e}")));
+                    return;
+                }
+            };
+            runtime.block_on(contend(zk_config, address, tx));
+        })
+        .map_err(|e| ClusterError::Unavailable(e.to_string()))?;
+    let (zk, fence, jobs) = loop {
+        match rx.recv() {
+            Ok(Event::Standby(node)) => standby(&node),
+            Ok(Event::Leader { zk, fence, jobs }) => break (zk, fence, jobs),
+            Ok(Event::Failed(why)) => return Err(ClusterError::Unavailable(why)),
+            Err(_) => return Err(ClusterError::Unavailable("the HA thread ended".into())),
+        }
+    };
+    let cluster_config = cfg.config.clone();
+    let cluster = MiniCluster::start(cfg)?;
+    cluster.shared().set_job_store(Arc::new(ZooKeeperJobStore { jobs: JobGraphStore::new(&zk), fence }));
+    let mut recovered = Vec::new();
+    for (job, stored) in jobs {
+        match recover(&cluster, &cluster_config, builder.as_ref(), job, &stored) {
+            Ok(()) => recovered.push(job),
+            Err(e) => tracing::error!(%job, name = %stored.name, "cannot recover the job: {e}"),
+        }
+    }
+    Ok(LeadingJobManager { cluster, recovered })
+}
+
+fn ha_error(e: super::HaError) -> ClusterError {
+    ClusterError::Unavailable(e.to_string())
+}
+
+/// Builds a stored job again and resubmits it, resuming from its newest usable checkpoint.
+fn recover(
+    cluster: &MiniCluster,
+    cluster_config: &Configuration,
+    builder: &dyn ProgramBuilder,
+    job: JobId,
+    stored: &StoredJob,
+) -> Result<(), ClusterError> {
+    let mut graph = builder.build(&stored.origin).map_err(ClusterError::Plugin)?;
+    graph.config = stored.config.clone();
+    let mut merged = cluster_config.clone();
+    merged.merge(&graph.config);
+    if let Some(dir) = merged.get_str("state.checkpoints.dir") {
+        let job_dir = PathBuf::from(dir).join(job.to_string());
+        if job_dir.is_dir() {
+            tracing::info!(%job, dir = %job_dir.display(), "recovering the job from its newest checkpoint");
+            graph.config.set("execution.savepoint.path", job_dir.display().to_string());
+        }
+    }
+    tracing::info!(%job, name = %stored.name, "recovering a job of the previous leader");
+    cluster.submit_with_id(job, graph)?;
+    Ok(())
+}
+
+/// The HA thread: connect (retrying), contend, report leadership with the stored jobs, then
+/// watch the leadership and end the process when it is lost.
+async fn contend(config: super::ZooKeeperHaConfig, address: String, tx: std::sync::mpsc::Sender<Event>) {
+    let mut pause = Duration::from_millis(200);
+    let (zk, election) = loop {
+        let attempt = async {
+            let zk = ZkClient::connect(&config).await?;
+            let election = LeaderElection::start(&zk, &address).await?;
+            Ok::<_, super::HaError>((zk, election))
+        };
+        match attempt.await {
+            Ok(pair) => break pair,
+            Err(e) => {
+                tracing::warn!(quorum = %config.quorum, "ZooKeeper is not usable: {e}; retrying in {pause:?}");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
+    let _ = tx.send(Event::Standby(election.node_path().to_string()));
+    let fence = loop {
+        match election.wait_for_leadership(Duration::from_secs(3600)).await {
+            Ok(f) => break f,
+            Err(super::HaError::Timeout { .. }) => continue,
+            Err(e) => {
+                let _ = tx.send(Event::Failed(format!("the leader election ended: {e}")));
+                return;
+            }
+        }
+    };
+    tracing::info!(node = %election.node_path(), "this JobManager leads the cluster");
+    let store = JobGraphStore::new(&zk);
+    let mut jobs = Vec::new();
+    match store.list().await {
+        Ok(ids) => {
+            for id in ids {
+                match store.get(id).await {
+                    Ok(Some(bytes)) => match rmp_serde::from_slice::<StoredJob>(&bytes) {
+                        Ok(s) => jobs.push((id, s)),
+                        Err(e) => tracing::error!(job = %id, "a stored job is unreadable: {e}"),
+                    },
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(job = %id, "cannot read a stored job: {e}"),
+                }
+            }
+        }
+        Err(e) => tracing::error!("cannot list the stored jobs: {e}"),
+    }
+    let _ = tx.send(Event::Leader { zk: zk.clone(), fence, jobs });
+    let mut leadership = election.leadership();
+    loop {
+        let lost = leadership.changed().await.is_err() || !leadership.borrow().is_leader();
+        if lost {
+            tracing::error!("this JobManager lost its leadership (ZooKeeper session or node gone): stopping");
+            eprintln!("error: this JobManager lost its leadership in ZooKeeper; stopping");
+            std::process::exit(70);
+        }
+    }
+}
