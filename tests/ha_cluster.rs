@@ -1,0 +1,290 @@
+//! High availability with real processes and a real ZooKeeper (Debian's 3.8, started by
+//! `../shared/scripts/zookeeper.sh`): two JobManagers and two TaskManagers; the leader is
+//! killed with SIGKILL while an exactly-once job runs, the standby takes over, recovers the job
+//! from its newest checkpoint and it finishes with exactly the failure-free output. With a
+//! 3-member ensemble, a ZooKeeper member is killed too.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver};
+use std::time::{Duration, Instant};
+
+use riffle::scenarios::drill::{committed_lines, expected_lines};
+use serde_json::Value;
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/scripts/zookeeper.sh")
+}
+
+fn zk(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("timeout")
+        .arg("120")
+        .arg(script())
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run zookeeper.sh: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or_default().to_string())
+    } else {
+        Err(format!(
+            "zookeeper.sh {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// ZooKeeper for one test: standalone or a 3-member ensemble, stopped on drop.
+struct ZooKeeper {
+    dir: tempfile::TempDir,
+    port: Option<u16>,
+    quorum: String,
+}
+
+impl ZooKeeper {
+    fn standalone() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap().to_string();
+        let port = free_port();
+        let quorum = zk(&["start", "--port", &port.to_string(), "--dir", &d, "--fresh"])
+            .unwrap_or_else(|e| panic!("ZooKeeper did not start (run `{} install` once): {e}", script().display()));
+        ZooKeeper { dir, port: Some(port), quorum }
+    }
+
+    fn ensemble() -> Self {
+        for _ in 0..5 {
+            let base = 20_000 + (std::process::id() as u16 % 97) * 50 + (free_port() % 40);
+            let ports = (0..3u16).flat_map(|i| [base + i, base + 1000 + i, base + 2000 + i]);
+            if !ports.into_iter().all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
+                continue;
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let d = dir.path().to_str().unwrap().to_string();
+            match zk(&["ensemble", "start", "3", "--base-port", &base.to_string(), "--dir", &d, "--fresh"]) {
+                Ok(quorum) => return ZooKeeper { dir, port: None, quorum },
+                Err(_) => {
+                    let _ = zk(&["ensemble", "stop", "--dir", &d]);
+                }
+            }
+        }
+        panic!("the ZooKeeper ensemble did not start");
+    }
+
+    fn kill_member(&self, k: u32) {
+        let d = self.dir.path().to_str().unwrap().to_string();
+        zk(&["kill-member", &k.to_string(), "--dir", &d]).unwrap();
+    }
+}
+
+impl Drop for ZooKeeper {
+    fn drop(&mut self) {
+        let d = self.dir.path().to_str().unwrap_or_default().to_string();
+        let _ = match self.port {
+            Some(p) => zk(&["stop", "--port", &p.to_string(), "--dir", &d]),
+            None => zk(&["ensemble", "stop", "--dir", &d]),
+        };
+    }
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(args: &[String]) -> (Proc, Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_riffle"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(match std::env::var_os("RIFFLE_TEST_STDERR") {
+            Some(f) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(f).unwrap()),
+            None => Stdio::null(),
+        })
+        .spawn()
+        .expect("riffle starts");
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (Proc(child), rx)
+}
+
+fn line_with(rx: &Receiver<String>, what: &str, timeout: Duration) -> Option<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        match rx.recv_timeout(left) {
+            Ok(l) if l.contains(what) => return Some(l),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+fn http(addr: &str, method: &str, path: &str, body: &str) -> Option<Value> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    serde_json::from_str(out.split_once("\r\n\r\n")?.1).ok()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// Two JobManagers (the first leads) and two TaskManagers of two slots against `quorum`.
+struct HaCluster {
+    jms: Vec<(Proc, String)>,
+    _tms: Vec<Proc>,
+    _standby_out: Receiver<String>,
+}
+
+fn ha_cluster(quorum: &str, dir: &Path) -> HaCluster {
+    let common: Vec<String> = [
+        "high-availability=zookeeper".to_string(),
+        format!("high-availability.zookeeper.quorum={quorum}"),
+        format!("high-availability.storageDir={}", dir.join("ha").display()),
+        "high-availability.zookeeper.client.session-timeout=2 s".into(),
+        "high-availability.zookeeper.client.connection-timeout=5 s".into(),
+        format!("state.checkpoints.dir={}", dir.join("chk").display()),
+        "heartbeat.interval=200 ms".into(),
+        "heartbeat.timeout=2 s".into(),
+    ]
+    .into_iter()
+    .flat_map(|kv| ["-D".to_string(), kv])
+    .collect();
+    let jm = |rpc: u16, rest: u16| {
+        let mut a = vec!["jobmanager".to_string()];
+        a.extend(common.iter().cloned());
+        for kv in [
+            "jobmanager.rpc.address=127.0.0.1".to_string(),
+            format!("jobmanager.rpc.port={rpc}"),
+            format!("rest.port={rest}"),
+        ] {
+            a.extend(["-D".to_string(), kv]);
+        }
+        start(&a)
+    };
+    let (rest1, rest2) = (free_port(), free_port());
+    let (p1, out1) = jm(free_port(), rest1);
+    line_with(&out1, "REST API and web UI at", Duration::from_secs(60)).expect("the first JobManager leads");
+    let (p2, out2) = jm(free_port(), rest2);
+    line_with(&out2, "standby", Duration::from_secs(60)).expect("the second JobManager stands by");
+    let mut tms = Vec::new();
+    for i in 0..2 {
+        let mut a = vec!["taskmanager".to_string()];
+        a.extend(common.iter().cloned());
+        for kv in [
+            format!("taskmanager.resource-id=tm-{i}"),
+            "taskmanager.numberOfTaskSlots=2".into(),
+            "taskmanager.host=127.0.0.1".into(),
+        ] {
+            a.extend(["-D".to_string(), kv]);
+        }
+        tms.push(start(&a).0);
+    }
+    let first = format!("127.0.0.1:{rest1}");
+    wait_until("two TaskManagers at the leader", Duration::from_secs(30), || {
+        http(&first, "GET", "/taskmanagers", "")
+            .is_some_and(|v| v["taskmanagers"].as_array().is_some_and(|a| a.len() == 2))
+    });
+    HaCluster { jms: vec![(p1, first), (p2, format!("127.0.0.1:{rest2}"))], _tms: tms, _standby_out: out2 }
+}
+
+fn submit_drill(rest: &str, out: &Path, events: u64, keys: u64) -> String {
+    let body = serde_json::json!({
+        "programArgsList": ["--events", events.to_string(), "--keys", keys.to_string(), "--rate", "10",
+                            "--output", out.display().to_string()],
+        "parallelism": 2,
+    });
+    let v = http(rest, "POST", "/programs/exactly-once-drill/run", &body.to_string()).expect("the leader answers");
+    v["jobid"].as_str().unwrap_or_else(|| panic!("{v}")).to_string()
+}
+
+fn completed_checkpoints(rest: &str, job: &str) -> u64 {
+    http(rest, "GET", &format!("/jobs/{job}/checkpoints"), "")
+        .and_then(|v| v["counts"]["completed"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Kills the leading JobManager once the job checkpointed; returns ms until the standby ran it.
+fn kill_leader_and_wait_for_the_standby(c: &mut HaCluster, job: &str) -> i64 {
+    let leader = c.jms[0].1.clone();
+    wait_until("a completed checkpoint", Duration::from_secs(60), || completed_checkpoints(&leader, job) > 0);
+    let killed = now_ms();
+    let (mut p, _) = c.jms.remove(0);
+    let _ = p.0.kill();
+    let _ = p.0.wait();
+    let standby = c.jms[0].1.clone();
+    let mut running_at = 0;
+    wait_until("the standby to run the job", Duration::from_secs(60), || {
+        let j = http(&standby, "GET", &format!("/jobs/{job}"), "");
+        running_at = j.as_ref().and_then(|j| j["timestamps"]["RUNNING"].as_i64()).unwrap_or(0);
+        running_at > 0
+    });
+    running_at - killed
+}
+
+fn wait_finished_exact(rest: &str, job: &str, out: &Path, events: u64, keys: u64) {
+    wait_until("the recovered job to finish", Duration::from_secs(120), || {
+        let s = http(rest, "GET", &format!("/jobs/{job}"), "").map(|j| j["state"].as_str().unwrap_or("").to_string());
+        assert!(!matches!(s.as_deref(), Some("FAILED" | "CANCELED")), "the job ended {s:?}");
+        s.as_deref() == Some("FINISHED")
+    });
+    assert!(committed_lines(out).unwrap() == expected_lines(events, keys), "the committed output is not exact");
+}
+
+#[test]
+fn the_standby_job_manager_takes_over_a_killed_leader_and_the_job_ends_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let zk = ZooKeeper::standalone();
+    let mut c = ha_cluster(&zk.quorum, dir.path());
+    let out = dir.path().join("out");
+    let (events, keys) = (120_000, 30);
+    let job = submit_drill(&c.jms[0].1, &out, events, keys);
+    let took = kill_leader_and_wait_for_the_standby(&mut c, &job);
+    eprintln!("SIGKILL of the leader to the standby running the job: {took} ms (session timeout 2 s)");
+    wait_finished_exact(&c.jms[0].1, &job, &out, events, keys);
+}
+
+#[test]
+fn a_cluster_on_a_three_member_ensemble_survives_a_lost_member_and_a_lost_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let zk = ZooKeeper::ensemble();
+    let mut c = ha_cluster(&zk.quorum, dir.path());
+    let out = dir.path().join("out");
+    let (events, keys) = (120_000, 30);
+    let job = submit_drill(&c.jms[0].1, &out, events, keys);
+    // One of three members goes: the quorum remains, nothing notices but the logs.
+    zk.kill_member(1);
+    let took = kill_leader_and_wait_for_the_standby(&mut c, &job);
+    eprintln!("with a member lost, SIGKILL of the leader to the standby running the job: {took} ms");
+    wait_finished_exact(&c.jms[0].1, &job, &out, events, keys);
+}
