@@ -225,8 +225,12 @@ fn a_frozen_task_manager_is_declared_dead_after_the_heartbeat_timeout() {
     // heartbeat.timeout is 1 s; it takes at least that and not much more.
     assert!(noticed >= Duration::from_millis(900), "dropped after {noticed:?}, before the timeout");
     check_exact(&c.rest, &job, &out, events, keys, &id);
-    // A frozen process does not see its parent go: end it here.
-    signal(pid, "-KILL");
+    // Thawed, it finds its link gone, cancels what it ran and registers again.
+    signal(pid, "-CONT");
+    wait_until("the thawed TaskManager to register again", Duration::from_secs(20), || {
+        let tms = http(&c.rest, "GET", "/taskmanagers", "").1;
+        tms["taskmanagers"].as_array().is_some_and(|a| a.iter().any(|t| t["id"] == id.as_str()))
+    });
     drop(c.proc);
 }
 

@@ -276,3 +276,75 @@ fn a_second_task_manager_with_a_taken_id_is_refused_and_the_first_keeps_its_slot
     assert!(twin.wait_registered(Duration::from_millis(500)).is_err());
     assert_eq!(jm.slot_report().unwrap().total, 1);
 }
+
+static EMITTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static CONSUMED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// `slow <events>`: a fast source dealing records to a fast local and a slow remote consumer.
+fn slow(args: &[String], parallelism: u32) -> Result<JobGraph, String> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let n: u64 = args.first().and_then(|a| a.parse().ok()).ok_or("events")?;
+    let mut env = StreamEnvironment::new();
+    env.set_parallelism(parallelism);
+    // One producer (in the first TaskManager) deals records round-robin to two consumers, one
+    // per TaskManager; only the remote one is slow (odd records), so only credit holds the
+    // producer back: the local consumer keeps up.
+    env.from_sequence(0, n - 1)
+        .set_parallelism(1)
+        .map(|i| {
+            EMITTED.fetch_add(1, Relaxed);
+            i
+        })
+        .set_parallelism(1)
+        .rebalance()
+        .map(|i: u64| {
+            if i % 2 == 1 {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            CONSUMED.fetch_add(1, Relaxed);
+            i
+        })
+        .discard();
+    let mut g = env.build_job_graph("slow consumer").map_err(|e| e.to_string())?;
+    g.set_origin(JobOrigin {
+        program: ProgramSource::Builtin("slow".into()),
+        args: args.to_vec(),
+        parallelism: Some(parallelism),
+    });
+    Ok(g)
+}
+
+#[test]
+fn a_slow_consumer_in_another_process_holds_back_the_producers_with_bounded_memory() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let jm = job_manager();
+    let addr = jm.rpc_address().unwrap();
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let tm = |id: &str| {
+        let mut c = Configuration::new();
+        c.set("jobmanager.rpc.address", host)
+            .set("jobmanager.rpc.port", port)
+            .set("taskmanager.resource-id", id)
+            .set("taskmanager.host", "127.0.0.1");
+        let b: Arc<dyn ProgramBuilder> = Arc::new(|o: &JobOrigin| slow(&o.args, o.parallelism.unwrap_or(1)));
+        let t = TaskManager::start(c, b).unwrap();
+        t.wait_registered(Duration::from_secs(10)).unwrap();
+        t
+    };
+    let (_a, _b) = (tm("tm-slow-1"), tm("tm-slow-2"));
+    wait_for_slots(&jm, 2);
+    let job = jm.submit(slow(&["10000000".to_string()], 2).unwrap()).unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let (emitted, consumed) = (EMITTED.load(Relaxed), CONSUMED.load(Relaxed));
+    job.cancel().unwrap();
+    assert!(consumed > 0, "nothing reached the consumers");
+    // The remote channel holds at most its capacity on both sides and its credit on the wire
+    // (4 + 4 + 4 batches of 1024 records), the local one 4 batches, plus partly filled batches:
+    // far below what an unchecked producer pushes into the sockets' buffers in 3 s.
+    let in_flight = emitted - consumed;
+    eprintln!("in flight: {in_flight} ({emitted} emitted, {consumed} consumed)");
+    assert!(
+        in_flight <= 2 * 13 * 1024 + 4 * 1024,
+        "{in_flight} records in flight ({emitted} emitted, {consumed} consumed)"
+    );
+}
