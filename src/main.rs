@@ -54,6 +54,13 @@ enum Command {
         /// Slots of the embedded cluster for a plugin's job.
         #[arg(long, default_value_t = 2)]
         slots: u32,
+        /// Run the plugin's job on a running cluster (its REST address, host:port) instead of
+        /// an embedded one: the library is uploaded and the job submitted.
+        #[arg(short = 'm', long = "jobmanager", value_name = "HOST:PORT", requires = "plugin")]
+        jobmanager: Option<String>,
+        /// With -m: return once the job is submitted instead of waiting for its end.
+        #[arg(short = 'd', long, requires = "jobmanager")]
+        detached: bool,
         /// Arguments of the plugin's job.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -304,7 +311,29 @@ fn run(cli: Cli) -> Result<()> {
         conf.set("rest.enabled", "true");
     }
     match cli.command {
-        Command::Run { plugin: Some(path), entry: Some(entry), slots, args, scenario: None } => {
+        Command::Run {
+            plugin: Some(path),
+            entry: Some(entry),
+            jobmanager: Some(address),
+            detached,
+            args,
+            scenario: None,
+            ..
+        } => {
+            let jar = rest_client::upload(&address, &path)?;
+            let body = serde_json::json!({ "entryClass": entry, "programArgsList": args });
+            let a = rest_client::call(&address, "POST", &format!("/jars/{jar}/run"), Some(&body))?;
+            let job = a.body["jobid"].as_str().context("the cluster sent no job id")?.to_string();
+            println!("job {job} submitted to {address}");
+            if !detached {
+                let status = rest_client::await_job(&address, &job)?;
+                println!("job {job} ended {status}");
+                if status != "FINISHED" {
+                    bail!("job {job} ended {status}");
+                }
+            }
+        }
+        Command::Run { plugin: Some(path), entry: Some(entry), slots, args, scenario: None, .. } => {
             // Kept until the job ended: the job runs the library's code.
             let plugin = riffle_cluster::plugin::load(&path)?;
             let graph = plugin.build(&entry, &args)?;
@@ -507,7 +536,7 @@ fn build_from_origin(origin: &riffle::JobOrigin) -> Result<riffle::JobGraph, Str
         riffle::ProgramSource::Builtin(name) => {
             scenarios::catalog::BuiltinPrograms::build_program(name, &origin.args, origin.parallelism)
         }
-        riffle::ProgramSource::Plugin { path, entry } => {
+        riffle::ProgramSource::Plugin { path, entry, .. } => {
             PLUGINS.get_or_init(Default::default).build_origin(path, entry, &origin.args)
         }
     }

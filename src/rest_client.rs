@@ -19,6 +19,29 @@ pub struct Answer {
 
 /// Sends `method path` with an optional JSON body to `host:port`.
 pub fn call(address: &str, method: &str, path: &str, body: Option<&Value>) -> Result<Answer> {
+    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    send(address, method, path, "application/json", payload.as_bytes())
+}
+
+/// Uploads a plugin library (`POST /jars/upload`, multipart as Flink's CLI sends it); the
+/// upload's id.
+pub fn upload(address: &str, file: &std::path::Path) -> Result<String> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read '{}'", file.display()))?;
+    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "plugin.so".into());
+    let boundary = "riffle-cli-7f3a9c";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"jarfile\"; filename=\"{}\"\r\nContent-Type: application/octet-stream\r\n\r\n",
+        name.replace(['"', '\r', '\n'], "_")
+    )
+    .into_bytes();
+    body.extend_from_slice(&bytes);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    let a = send(address, "POST", "/jars/upload", &format!("multipart/form-data; boundary={boundary}"), &body)?;
+    let stored = a.body["filename"].as_str().context("the cluster did not say where it stored the upload")?;
+    Ok(stored.rsplit('/').next().unwrap_or(stored).to_string())
+}
+
+fn send(address: &str, method: &str, path: &str, content_type: &str, payload: &[u8]) -> Result<Answer> {
     let addr = address
         .to_socket_addrs()
         .with_context(|| format!("'{address}' is not a host:port"))?
@@ -28,13 +51,12 @@ pub fn call(address: &str, method: &str, path: &str, body: Option<&Value>) -> Re
         .with_context(|| format!("cannot reach the REST API at {address}"))?;
     s.set_read_timeout(Some(REQUEST_TIMEOUT))?;
     s.set_write_timeout(Some(REQUEST_TIMEOUT))?;
-    let payload = body.map(|b| b.to_string()).unwrap_or_default();
     let head = format!(
-        "{method} /v1{path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "{method} /v1{path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
         payload.len()
     );
     s.write_all(head.as_bytes())?;
-    s.write_all(payload.as_bytes())?;
+    s.write_all(payload)?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).with_context(|| format!("no answer from {address}"))?;
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| anyhow!("{address} did not answer HTTP"))?;
@@ -86,6 +108,18 @@ pub fn await_savepoint(address: &str, job: &str, trigger: &str, timeout: Duratio
         }
         if Instant::now() > deadline {
             bail!("the savepoint did not complete within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits for a job to reach a terminal state; that state.
+pub fn await_job(address: &str, job: &str) -> Result<String> {
+    loop {
+        let a = call(address, "GET", &format!("/jobs/{job}"), None)?;
+        let state = a.body["state"].as_str().unwrap_or("").to_string();
+        if matches!(state.as_str(), "FINISHED" | "FAILED" | "CANCELED") {
+            return Ok(state);
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -19,6 +19,9 @@ pub enum ProgramSource {
         path: String,
         /// The job's name inside the plugin.
         entry: String,
+        /// The library's SHA-256 (hex): a TaskManager caches libraries by it and fetches one
+        /// from the JobManager only when it has no copy.
+        digest: String,
     },
 }
 

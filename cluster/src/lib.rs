@@ -2,6 +2,7 @@
 //! runtime in the caller's process, optionally accepting TaskManager processes), and the
 //! TaskManager process linked to it ([`remote`], [`taskmanager`]).
 
+pub mod artifacts;
 pub mod config_file;
 pub mod error;
 pub mod ha;

@@ -155,8 +155,14 @@ impl riffle_web::context::PluginRunner for LoadedPlugins {
 
     fn build(&self, path: &Path, entry: &str, args: &[String]) -> Result<JobGraph, String> {
         let mut graph = self.get(path)?.build(entry, args).map_err(|e| e.to_string())?;
+        let digest =
+            crate::artifacts::digest_of_file(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         graph.set_origin(riffle_api::JobOrigin {
-            program: riffle_api::ProgramSource::Plugin { path: path.display().to_string(), entry: entry.to_string() },
+            program: riffle_api::ProgramSource::Plugin {
+                path: path.display().to_string(),
+                entry: entry.to_string(),
+                digest,
+            },
             args: args.to_vec(),
             parallelism: None,
         });

@@ -64,6 +64,10 @@ impl TaskManagerSettings {
                 heartbeat: HeartbeatSettings::from_config(c)?,
                 timeouts: Timeouts { connect: Duration::from_secs(5), handshake: Duration::from_secs(10) },
                 data_address: String::new(),
+                artifacts: crate::artifacts::ArtifactCache::new(match c.get_str("blob.storage.directory") {
+                    Some(d) => std::path::PathBuf::from(d),
+                    None => std::env::temp_dir().join(format!("riffle-artifacts-{}", std::process::id())),
+                }),
                 zookeeper: crate::ha::HaConfig::from_config(c)
                     .map_err(|e| ClusterError::Unavailable(e.to_string()))?
                     .zookeeper()

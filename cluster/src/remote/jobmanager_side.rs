@@ -216,6 +216,8 @@ fn kind(m: &LinkMessage) -> &'static str {
         LinkMessage::ForTaskExecutor { .. } => "ForTaskExecutor",
         LinkMessage::ForJobManager(_) => "ForJobManager",
         LinkMessage::SplitAnswer { .. } => "SplitAnswer",
+        LinkMessage::FetchArtifact { .. } => "FetchArtifact",
+        LinkMessage::Artifact { .. } => "Artifact",
     }
 }
 
@@ -249,6 +251,26 @@ fn on_message(
                     None => Err("the job master is gone".to_string()),
                 };
                 let _ = out.send(LinkMessage::SplitAnswer { request, answer });
+            });
+        }
+        LinkMessage::FetchArtifact { job } => {
+            // Only the library of a job this JobManager runs, from its own origin: the
+            // TaskManager names a job, never a path.
+            let source = shared.graph(job).and_then(|g| match g.origin().map(|o| &o.program) {
+                Some(riffle_api::ProgramSource::Plugin { path, .. }) => Some(path.clone()),
+                _ => None,
+            });
+            let out = out.clone();
+            actix::spawn(async move {
+                let bytes = match source {
+                    None => Err(format!("job {job} was not built from a plugin here")),
+                    Some(path) => actix_rt::task::spawn_blocking(move || std::fs::read(&path))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map_err(|e| format!("cannot read the plugin library: {e}")))
+                        .map(serde_bytes::ByteBuf::from),
+                };
+                let _ = out.send(LinkMessage::Artifact { job, bytes });
             });
         }
         other => tracing::warn!(executor = %from, "ignoring a {} from a TaskManager", kind(&other)),

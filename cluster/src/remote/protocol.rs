@@ -60,6 +60,19 @@ pub enum LinkMessage {
     },
     /// TaskManager → JobManager: a message for a JobMaster, or a split request.
     ForJobManager(RemoteJobManagerMessage),
+    /// TaskManager → JobManager: send me the plugin library job `job` was built from (it is
+    /// not in my artifact cache).
+    FetchArtifact {
+        /// The job.
+        job: JobId,
+    },
+    /// JobManager → TaskManager: the library asked for, or why it cannot be had.
+    Artifact {
+        /// The job.
+        job: JobId,
+        /// The library's bytes.
+        bytes: Result<serde_bytes::ByteBuf, String>,
+    },
     /// JobManager → TaskManager: the answer to a split request.
     SplitAnswer {
         /// The request answered.

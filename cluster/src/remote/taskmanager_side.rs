@@ -40,6 +40,8 @@ pub struct LinkSettings {
     /// With ZooKeeper HA: where to look up the leading JobManager (then `job_manager` is
     /// only the fallback shown in logs).
     pub zookeeper: Option<crate::ha::ZooKeeperHaConfig>,
+    /// This TaskManager's plugin libraries by digest (`blob.storage.directory`).
+    pub artifacts: crate::artifacts::ArtifactCache,
 }
 
 /// Longest pause between connection attempts.
@@ -102,6 +104,62 @@ pub async fn run(
             _ = stop.changed() => return,
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// What the link knows of the jobs it was given.
+struct Jobs {
+    /// Jobs whose graph could not be built here, with why: their tasks fail with it.
+    unbuildable: HashMap<JobId, String>,
+    /// Jobs waiting for their plugin library: origin, configuration, digest, commands held.
+    fetching: HashMap<JobId, (riffle_api::JobOrigin, riffle_api::Configuration, String, Vec<ToTaskExecutor>)>,
+}
+
+impl Jobs {
+    fn build(
+        &mut self,
+        job: JobId,
+        origin: &riffle_api::JobOrigin,
+        config: riffle_api::Configuration,
+        builder: &dyn ProgramBuilder,
+        shared: &RuntimeShared,
+    ) {
+        match builder.build(origin) {
+            Ok(mut graph) => {
+                graph.config = config;
+                shared.graphs.insert(job, Arc::new(graph));
+                self.unbuildable.remove(&job);
+            }
+            Err(why) => {
+                tracing::warn!(%job, "cannot build the job's graph: {why}");
+                self.unbuildable.insert(job, why);
+            }
+        }
+    }
+
+    /// Hands a command to the TaskExecutor, or fails a deployment of a job not built here.
+    fn command(&self, msg: ToTaskExecutor, local: &TaskExecutorGateway, remote: &RemoteJobManager, me: &ResourceId) {
+        if let ToTaskExecutor::DeployTask(d) = &msg {
+            if let Some(why) = self.unbuildable.get(&d.execution.job) {
+                JobMasterGateway::Remote(remote.clone()).do_send(TaskStateUpdate {
+                    execution: d.execution,
+                    state: TaskState::Failed(riffle_api::TaskError::msg(
+                        format!("task executor {me}"),
+                        format!("cannot build the job here: {why}"),
+                    )),
+                    location: me.clone(),
+                });
+                return;
+            }
+        }
+        local.do_send(msg);
+    }
+}
+
+/// Points a plugin origin at this TaskManager's copy of the library.
+fn set_plugin_path(origin: &mut riffle_api::JobOrigin, local: &std::path::Path) {
+    if let riffle_api::ProgramSource::Plugin { path, .. } = &mut origin.program {
+        *path = local.display().to_string();
     }
 }
 
@@ -169,7 +227,7 @@ async fn session(
     monitor.monitor((), Instant::now());
     let mut tick = tokio::time::interval(settings.heartbeat.interval);
     // Jobs whose graph could not be built here, with why: their tasks fail with it.
-    let mut unbuildable: HashMap<JobId, String> = HashMap::new();
+    let mut jobs = Jobs { unbuildable: HashMap::new(), fetching: HashMap::new() };
     let reason = loop {
         tokio::select! {
             // What arrived is read before a heartbeat deadline is judged.
@@ -179,34 +237,53 @@ async fn session(
                     monitor.heard(&(), Instant::now());
                     match m {
                         LinkMessage::JobManagerHeartbeat => {}
-                        LinkMessage::ProvideJob { session: s, job, origin, config } if s == session => {
-                            match builder.build(&origin) {
-                                Ok(mut graph) => {
-                                    graph.config = config;
-                                    shared.graphs.insert(job, Arc::new(graph));
-                                    unbuildable.remove(&job);
+                        LinkMessage::ProvideJob { session: s, job, mut origin, config } if s == session => {
+                            let digest = match &origin.program {
+                                riffle_api::ProgramSource::Plugin { digest, .. } => Some(digest.clone()),
+                                riffle_api::ProgramSource::Builtin(_) => None,
+                            };
+                            match digest {
+                                Some(d) => match settings.artifacts.get(&d) {
+                                    Some(cached) => {
+                                        set_plugin_path(&mut origin, &cached);
+                                        jobs.build(job, &origin, config, builder.as_ref(), shared);
+                                    }
+                                    None => {
+                                        // Fetched once; the job's commands wait for it.
+                                        jobs.fetching.insert(job, (origin, config, d, Vec::new()));
+                                        let _ = out.send(LinkMessage::FetchArtifact { job });
+                                    }
+                                },
+                                None => jobs.build(job, &origin, config, builder.as_ref(), shared),
+                            }
+                        }
+                        LinkMessage::Artifact { job, bytes } => {
+                            let Some((mut origin, config, digest, queued)) = jobs.fetching.remove(&job) else { continue };
+                            let stored = bytes.and_then(|b| settings.artifacts.put(&digest, &b));
+                            match stored {
+                                Ok(path) => {
+                                    tracing::info!(%job, path = %path.display(), "plugin library fetched into the artifact cache");
+                                    set_plugin_path(&mut origin, &path);
+                                    jobs.build(job, &origin, config, builder.as_ref(), shared);
                                 }
                                 Err(why) => {
-                                    tracing::warn!(%job, "cannot build the job's graph: {why}");
-                                    unbuildable.insert(job, why);
+                                    tracing::warn!(%job, "cannot fetch the job's plugin library: {why}");
+                                    jobs.unbuildable.insert(job, format!("cannot fetch its plugin library: {why}"));
                                 }
+                            }
+                            for msg in queued {
+                                jobs.command(msg, &local, &remote, &settings.resource_id);
                             }
                         }
                         LinkMessage::ForTaskExecutor { session: s, msg } if s == session => {
-                            if let ToTaskExecutor::DeployTask(d) = &msg {
-                                if let Some(why) = unbuildable.get(&d.execution.job) {
-                                    JobMasterGateway::Remote(remote.clone()).do_send(TaskStateUpdate {
-                                        execution: d.execution,
-                                        state: TaskState::Failed(riffle_api::TaskError::msg(
-                                            format!("task executor {}", settings.resource_id),
-                                            format!("cannot build the job here: {why}"),
-                                        )),
-                                        location: settings.resource_id.clone(),
-                                    });
-                                    continue;
-                                }
+                            let job = match &msg {
+                                ToTaskExecutor::DeployTask(d) => Some(d.execution.job),
+                                _ => None,
+                            };
+                            match job.and_then(|j| jobs.fetching.get_mut(&j)) {
+                                Some((_, _, _, queued)) => queued.push(msg),
+                                None => jobs.command(msg, &local, &remote, &settings.resource_id),
                             }
-                            local.do_send(msg);
                         }
                         LinkMessage::SplitAnswer { request, answer } => remote.answer_splits(request, answer),
                         LinkMessage::ProvideJob { session: s, .. } | LinkMessage::ForTaskExecutor { session: s, .. } => {

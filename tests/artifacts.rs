@@ -1,0 +1,93 @@
+//! Plugin libraries reach TaskManagers through their artifact cache: a TaskManager fetches a
+//! job's library from the JobManager once, stores it under its SHA-256, builds the job from
+//! that copy, and reuses it for the next job of the same library.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use riffle::{Configuration, JobOrigin, JobStatus, MiniCluster, MiniClusterConfig, ProgramSource};
+use riffle_cluster::plugin::LoadedPlugins;
+use riffle_cluster::remote::ProgramBuilder;
+use riffle_cluster::taskmanager::TaskManager;
+
+/// The template plugin's shared library, built as a dev-dependency of this package.
+fn template_plugin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    for dir in [deps, deps.parent().unwrap()] {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with("libriffle_plugin_template") && n.ends_with(std::env::consts::DLL_SUFFIX) {
+                return e.path();
+            }
+        }
+    }
+    panic!("the template plugin's library was not built next to {}", exe.display());
+}
+
+fn totals(path: &Path) -> Vec<(u64, u64)> {
+    let mut t = std::collections::BTreeMap::<u64, u64>::new();
+    for l in std::fs::read_to_string(path).unwrap().lines() {
+        let (k, v) = l.split_once(',').unwrap();
+        let e = t.entry(k.parse().unwrap()).or_default();
+        *e = (*e).max(v.parse().unwrap());
+    }
+    t.into_iter().collect()
+}
+
+#[test]
+fn a_task_manager_fetches_a_plugin_library_once_into_its_cache_and_builds_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // The JobManager's copy, somewhere the TaskManager is not allowed to read from.
+    let upload = dir.path().join("upload");
+    std::fs::create_dir_all(&upload).unwrap();
+    let lib = upload.join("sums.so");
+    std::fs::copy(template_plugin(), &lib).unwrap();
+    let mut cfg = MiniClusterConfig::new(0, 1).with_rpc();
+    cfg.config.set("jobmanager.rpc.address", "127.0.0.1").set("jobmanager.rpc.port", "0");
+    let jm = MiniCluster::start(cfg).unwrap();
+    let (host, port) = jm.rpc_address().unwrap().rsplit_once(':').map(|(h, p)| (h.to_string(), p.to_string())).unwrap();
+    let blob = dir.path().join("blob");
+    let plugins = Arc::new(LoadedPlugins::default());
+    let cache = blob.clone();
+    let tm_plugins = plugins.clone();
+    let builder: Arc<dyn ProgramBuilder> = Arc::new(move |o: &JobOrigin| match &o.program {
+        ProgramSource::Plugin { path, entry, .. } if Path::new(path).starts_with(&cache) => {
+            tm_plugins.build_origin(path, entry, &o.args)
+        }
+        other => Err(format!("not from the artifact cache: {other:?}")),
+    });
+    let mut c = Configuration::new();
+    c.set("jobmanager.rpc.address", &host)
+        .set("jobmanager.rpc.port", &port)
+        .set("taskmanager.resource-id", "tm-blob")
+        .set("taskmanager.numberOfTaskSlots", "2")
+        .set("blob.storage.directory", blob.display().to_string());
+    let tm = TaskManager::start(c, builder).unwrap();
+    tm.wait_registered(Duration::from_secs(10)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while jm.slot_report().unwrap().total < 2 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let jm_plugins = LoadedPlugins::default();
+    let mut modified = None;
+    for round in 0..2 {
+        let out = dir.path().join(format!("sums-{round}.txt"));
+        let args = ["100".to_string(), "3".to_string(), out.display().to_string()];
+        let graph = jm_plugins.build_origin(lib.to_str().unwrap(), "sums", &args).unwrap();
+        let r = jm.submit(graph).unwrap().wait(Some(Duration::from_secs(60))).unwrap();
+        assert_eq!(r.status, JobStatus::Finished, "{:?}", r.error);
+        assert_eq!(totals(&out), [(0, 1683), (1, 1617), (2, 1650)]);
+        let cached: Vec<PathBuf> = std::fs::read_dir(&blob).unwrap().flatten().map(|e| e.path()).collect();
+        assert_eq!(cached.len(), 1, "{cached:?}");
+        let name = cached[0].file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(name, format!("{}.so", riffle_cluster::artifacts::digest(&std::fs::read(&lib).unwrap())));
+        let m = std::fs::metadata(&cached[0]).unwrap().modified().unwrap();
+        // The second job finds the library in the cache: not fetched (rewritten) again.
+        assert!(modified.is_none_or(|prev| prev == m));
+        modified = Some(m);
+    }
+    drop(tm);
+}
