@@ -26,12 +26,12 @@ fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-struct Member {
+pub(crate) struct Member {
     role: String,
     child: Child,
 }
 
-fn spawn(role: &str, args: &[String]) -> Result<Member> {
+pub(crate) fn spawn(role: &str, args: &[String]) -> Result<Member> {
     let exe = std::env::current_exe().context("cannot find riffle's own executable")?;
     let child = Command::new(exe)
         .args(args)
@@ -39,12 +39,12 @@ fn spawn(role: &str, args: &[String]) -> Result<Member> {
         .stdin(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot start the {role} process"))?;
-    say(&format!("riffle local-cluster: {role} started, pid {}", child.id()));
+    say(&format!("riffle: {role} started, pid {}", child.id()));
     Ok(Member { role: role.to_string(), child })
 }
 
 /// `-D key=value` arguments for every entry of `conf` (children get the same configuration).
-fn defines(conf: &Configuration) -> Vec<String> {
+pub(crate) fn defines(conf: &Configuration) -> Vec<String> {
     conf.entries().flat_map(|(k, v)| ["-D".to_string(), format!("{k}={v}")]).collect()
 }
 

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use riffle::scenarios::{self, bench, nexmark, wordcount};
 use riffle::Configuration;
 
+mod application;
 mod bench_cluster;
 mod local_cluster;
 mod rest_client;
@@ -93,6 +94,25 @@ enum Command {
         /// Slots per TaskManager.
         #[arg(long, default_value_t = 1)]
         slots: u32,
+    },
+    /// Application mode: starts a cluster for one plugin job (this process is its JobManager,
+    /// plus TaskManager processes), runs the job and shuts the cluster down when it ends.
+    RunApplication {
+        /// The plugin library.
+        #[arg(long)]
+        plugin: PathBuf,
+        /// The plugin's job to run.
+        #[arg(long)]
+        entry: String,
+        /// TaskManager processes.
+        #[arg(long, default_value_t = 1)]
+        taskmanagers: u32,
+        /// Slots per TaskManager.
+        #[arg(long, default_value_t = 2)]
+        slots: u32,
+        /// Arguments of the plugin's job.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
     },
     /// Lists the jobs of a running cluster.
     List {
@@ -406,6 +426,9 @@ fn run(cli: Cli) -> Result<()> {
             let tm = riffle_cluster::taskmanager::TaskManager::start(conf, std::sync::Arc::new(build_from_origin))?;
             println!("riffle taskmanager {}: registering at its JobManager", tm.resource_id());
             tm.join();
+        }
+        Command::RunApplication { plugin, entry, taskmanagers, slots, args } => {
+            application::run(&plugin, &entry, &args, taskmanagers, slots, &conf)?;
         }
         Command::LocalCluster { taskmanagers, slots } => {
             local_cluster::run(taskmanagers, slots, &conf)?;

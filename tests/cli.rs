@@ -259,3 +259,44 @@ fn a_plugin_job_runs_from_the_command_line_and_bad_plugins_are_one_line_errors()
         assert!(!o.status.success() && e.contains(want) && e.lines().count() == 1, "{e}");
     }
 }
+
+#[test]
+fn run_application_starts_a_cluster_for_one_plugin_job_and_shuts_it_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sums.txt");
+    let lib = template_plugin();
+    let o = riffle()
+        .args(["run-application", "--plugin"])
+        .arg(&lib)
+        .args(["--entry", "sums", "--taskmanagers", "2", "--slots", "1", "100", "3"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("cluster shut down"), "{stderr}");
+    let mut totals = std::collections::BTreeMap::<u64, u64>::new();
+    for l in std::fs::read_to_string(&out).unwrap().lines() {
+        let (k, v) = l.split_once(',').unwrap();
+        let e = totals.entry(k.parse().unwrap()).or_default();
+        *e = (*e).max(v.parse().unwrap());
+    }
+    assert_eq!(totals.into_iter().collect::<Vec<_>>(), [(0, 1683), (1, 1617), (2, 1650)]);
+    // The TaskManager processes ended with the application.
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    for pid in stdout.lines().filter_map(|l| l.rsplit_once("pid ").and_then(|(_, p)| p.trim().parse::<u32>().ok())) {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists() || {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            },
+            "TaskManager {pid} outlived the application"
+        );
+    }
+    // A library that is no plugin: one error line, nothing started.
+    let junk = dir.path().join("junk.so");
+    std::fs::write(&junk, b"not a library").unwrap();
+    let o = riffle().args(["run-application", "--plugin"]).arg(&junk).args(["--entry", "sums"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && stderr.lines().count() == 1 && stderr.starts_with("error:"), "{stderr}");
+}

@@ -321,3 +321,43 @@ fn the_exactly_once_drill_over_the_network_survives_a_killed_task_manager() {
     check_exact(&c.rest, &job, &out, events, keys, &id);
     drop(c.proc);
 }
+
+/// The template plugin's shared library, built as a dev-dependency of this package.
+fn template_plugin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let deps = exe.parent().unwrap();
+    for dir in [deps, deps.parent().unwrap()] {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with("libriffle_plugin_template") && n.ends_with(std::env::consts::DLL_SUFFIX) {
+                return e.path();
+            }
+        }
+    }
+    panic!("the template plugin's library was not built next to {}", exe.display());
+}
+
+#[test]
+fn riffle_run_uploads_a_plugin_to_a_running_cluster_and_waits_for_its_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = local_cluster(dir.path(), 1);
+    let out = dir.path().join("sums.txt");
+    let o = Command::new(env!("CARGO_BIN_EXE_riffle"))
+        .args(["run", "--plugin"])
+        .arg(template_plugin())
+        .args(["--entry", "sums", "-m", &c.rest, "100", "3"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{stdout}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout.contains("ended FINISHED"), "{stdout}");
+    let mut totals = std::collections::BTreeMap::<u64, u64>::new();
+    for l in std::fs::read_to_string(&out).unwrap().lines() {
+        let (k, v) = l.split_once(',').unwrap();
+        let e = totals.entry(k.parse().unwrap()).or_default();
+        *e = (*e).max(v.parse().unwrap());
+    }
+    assert_eq!(totals.into_iter().collect::<Vec<_>>(), [(0, 1683), (1, 1617), (2, 1650)]);
+    drop(c.proc);
+}

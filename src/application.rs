@@ -1,0 +1,84 @@
+//! `riffle run-application` (FLIP-85 application mode): a cluster that exists for one job. This
+//! process is its JobManager: it builds the plugin's job itself, starts TaskManager processes
+//! (children that end with it), runs the job, and shuts the whole cluster down when the job
+//! ends; the exit status is the job's.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use riffle::{Configuration, JobStatus};
+
+use crate::local_cluster::{defines, spawn};
+
+/// Runs job `entry` of the plugin at `library` with `args` on a cluster of `taskmanagers`
+/// TaskManager processes of `slots` slots each.
+pub fn run(
+    library: &Path,
+    entry: &str,
+    args: &[String],
+    taskmanagers: u32,
+    slots: u32,
+    conf: &Configuration,
+) -> Result<()> {
+    if taskmanagers == 0 || slots == 0 {
+        bail!("an application cluster needs at least one TaskManager with at least one slot");
+    }
+    let library = library.canonicalize().with_context(|| format!("cannot read the plugin '{}'", library.display()))?;
+    let plugins = riffle_cluster::plugin::LoadedPlugins::default();
+    let graph =
+        plugins.build_origin(&library.display().to_string(), entry, args).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut cfg = riffle::MiniClusterConfig::new(0, 1).with_rpc();
+    cfg.config = conf.clone();
+    if cfg.config.get_str("jobmanager.rpc.address").is_none() {
+        cfg.config.set("jobmanager.rpc.address", "127.0.0.1");
+    }
+    if cfg.config.get_str("jobmanager.rpc.port").is_none() {
+        cfg.config.set("jobmanager.rpc.port", "0");
+    }
+    if cfg.config.get::<bool>("rest.enabled", false)? {
+        cfg = cfg.with_rest();
+    }
+    let cluster = riffle::MiniCluster::start(cfg)?;
+    let rpc = cluster.rpc_address().context("the JobManager has no RPC address")?;
+    let (host, port) = rpc.rsplit_once(':').context("a malformed RPC address")?;
+    let mut base = defines(conf);
+    base.extend([
+        "-D".into(),
+        format!("jobmanager.rpc.address={host}"),
+        "-D".into(),
+        format!("jobmanager.rpc.port={port}"),
+    ]);
+    let mut members = Vec::new();
+    for i in 0..taskmanagers {
+        let mut a = vec!["taskmanager".to_string()];
+        a.extend(base.iter().cloned());
+        a.extend(["-D".into(), format!("taskmanager.numberOfTaskSlots={slots}")]);
+        a.extend(["-D".into(), format!("taskmanager.resource-id=application-taskmanager-{i}")]);
+        if conf.get_str("taskmanager.host").is_none() {
+            a.extend(["-D".into(), "taskmanager.host=127.0.0.1".to_string()]);
+        }
+        members.push(spawn(&format!("application-taskmanager-{i}"), &a)?);
+    }
+    let want = taskmanagers * slots;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cluster.slot_report()?.total < want {
+        if Instant::now() > deadline {
+            bail!("the TaskManagers did not register within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let job = cluster.submit(graph)?;
+    eprintln!("[riffle] application job {} ({entry}) running on {taskmanagers} TaskManagers", job.job_id());
+    let result = job.wait(None)?;
+    cluster.shutdown();
+    drop(members);
+    drop(plugins);
+    match result.status {
+        JobStatus::Finished => {
+            eprintln!("[riffle] application job finished in {:.3}s; cluster shut down", result.duration.as_secs_f64());
+            Ok(())
+        }
+        other => bail!("the application job ended {other}: {}", result.error.unwrap_or_default()),
+    }
+}
