@@ -126,6 +126,59 @@ impl SubtaskIo {
             self.backpressured_ns.fetch_add(waited_ns, Ordering::Relaxed);
         }
     }
+
+    /// A copy of the counters, to ship to the JobManager's view.
+    pub fn sample(&self, vertex: u32, subtask: u32) -> IoSample {
+        IoSample {
+            vertex,
+            subtask,
+            records_in: self.records_in.load(Ordering::Relaxed),
+            records_out: self.records_out.load(Ordering::Relaxed),
+            backpressured_ns: self.backpressured_ns.load(Ordering::Relaxed),
+            backpressured: self.backpressured.load(Ordering::Relaxed),
+            since_ms: self.since_ms.load(Ordering::Relaxed),
+            queued_in: self.queued_in.load(Ordering::Relaxed),
+            idle: self.idle.load(Ordering::Relaxed),
+            idle_since_ms: self.idle_since_ms.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Takes over the counters of a sample (the subtask runs in another process).
+    pub fn apply(&self, s: &IoSample) {
+        self.records_in.store(s.records_in, Ordering::Relaxed);
+        self.records_out.store(s.records_out, Ordering::Relaxed);
+        self.backpressured_ns.store(s.backpressured_ns, Ordering::Relaxed);
+        self.backpressured.store(s.backpressured, Ordering::Relaxed);
+        self.since_ms.store(s.since_ms, Ordering::Relaxed);
+        self.queued_in.store(s.queued_in, Ordering::Relaxed);
+        self.idle.store(s.idle, Ordering::Relaxed);
+        self.idle_since_ms.store(s.idle_since_ms, Ordering::Relaxed);
+    }
+}
+
+/// A subtask's counters as a TaskManager process reports them with its heartbeats.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IoSample {
+    /// The vertex.
+    pub vertex: u32,
+    /// The subtask.
+    pub subtask: u32,
+    /// See [`SubtaskIo`].
+    pub records_in: u64,
+    /// See [`SubtaskIo`].
+    pub records_out: u64,
+    /// See [`SubtaskIo`].
+    pub backpressured_ns: u64,
+    /// See [`SubtaskIo`].
+    pub backpressured: bool,
+    /// See [`SubtaskIo`].
+    pub since_ms: i64,
+    /// See [`SubtaskIo`].
+    pub queued_in: u64,
+    /// See [`SubtaskIo`].
+    pub idle: bool,
+    /// See [`SubtaskIo`].
+    pub idle_since_ms: i64,
 }
 
 /// One input of a vertex.
@@ -312,6 +365,39 @@ impl JobView {
                 }
             }
         });
+    }
+
+    /// Samples of the subtasks that did anything here (a TaskManager's heartbeat).
+    pub fn samples(&self) -> Vec<IoSample> {
+        let mut out = Vec::new();
+        for v in &self.vertices {
+            for (s, io) in v.subtasks.iter().enumerate() {
+                let sample = io.sample(v.index, s as u32);
+                if sample.records_in > 0 || sample.records_out > 0 || sample.since_ms > 0 || sample.idle_since_ms > 0 {
+                    out.push(sample);
+                }
+            }
+        }
+        out
+    }
+
+    /// Takes over the samples a TaskManager reported for the subtasks deployed to it
+    /// (`location`); samples of subtasks placed elsewhere since are ignored.
+    pub fn apply_samples(&self, samples: &[IoSample], location: &str) {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        for s in samples {
+            let here = state
+                .locations
+                .get(s.vertex as usize)
+                .and_then(|v| v.get(s.subtask as usize))
+                .is_some_and(|l| l.as_deref() == Some(location));
+            if here {
+                if let Some(io) = self.vertices.get(s.vertex as usize).and_then(|v| v.subtasks.get(s.subtask as usize))
+                {
+                    io.apply(s);
+                }
+            }
+        }
     }
 
     /// The counters of one subtask (for the subtask to write).

@@ -128,8 +128,19 @@ fn a_job_runs_on_a_task_manager_process_with_exact_results() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("sums.txt");
     let graph = sums(&args(20_000, 7, &out, 0), 2).unwrap();
-    let r = jm.submit(graph).unwrap().wait(Some(Duration::from_secs(60))).unwrap();
+    let job = jm.submit(graph).unwrap();
+    let r = job.wait(Some(Duration::from_secs(60))).unwrap();
     assert_eq!(r.status, JobStatus::Finished, "{:?}", r.error);
+    // The TaskManager's counters reach the JobManager's view (REST, web UI) with its heartbeats.
+    let view = jm.shared().view(job.job_id()).unwrap();
+    let read = |v: usize| -> u64 {
+        view.vertices[v].subtasks.iter().map(|io| io.records_in.load(std::sync::atomic::Ordering::Relaxed)).sum()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while read(1) != 20_000 {
+        assert!(Instant::now() < deadline, "the keyed vertex read {} records in the JobManager's view", read(1));
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // Two sources interleave per key, so the running sums differ from run to run; exactly
     // once means one line per record and the full sum as each key's largest.
     let lines = committed(&out);

@@ -230,7 +230,14 @@ fn on_message(
     from: &ResourceId,
 ) {
     match m {
-        LinkMessage::TaskManagerHeartbeat { report } => remote.heard(report),
+        LinkMessage::TaskManagerHeartbeat { report, io } => {
+            remote.heard(report);
+            for (job, samples) in io {
+                if let Some(view) = shared.view(job) {
+                    view.apply_samples(&samples, &from.to_string());
+                }
+            }
+        }
         LinkMessage::ForJobManager(RemoteJobManagerMessage::JobMaster(msg)) => {
             let job = match &msg {
                 ToJobMaster::TaskState(u) => u.execution.job,

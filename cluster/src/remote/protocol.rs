@@ -37,6 +37,9 @@ pub enum LinkMessage {
     TaskManagerHeartbeat {
         /// Slots and subtasks.
         report: TaskExecutorReport,
+        /// The counters of the subtasks running here, by job (the JobManager's views show them).
+        #[serde(default)]
+        io: Vec<(JobId, Vec<riffle_actors::job_view::IoSample>)>,
     },
     /// JobManager → TaskManager, every `heartbeat.interval`: alive.
     JobManagerHeartbeat,

@@ -127,6 +127,9 @@ impl Jobs {
         match builder.build(origin) {
             Ok(mut graph) => {
                 graph.config = config;
+                // The subtasks here count into this view; heartbeats carry it to the
+                // JobManager's.
+                shared.views.entry(job).or_insert_with(|| Arc::new(riffle_actors::job_view::JobView::new(job, &graph)));
                 shared.graphs.insert(job, Arc::new(graph));
                 self.unbuildable.remove(&job);
             }
@@ -305,9 +308,15 @@ async fn session(
                 // The report asks every slot, whose thread may be busy for a while: the loop
                 // must not wait for it, or it would stop reading the JobManager's heartbeats.
                 let (te, out) = (te.clone(), out.clone());
+                let io: Vec<_> = shared
+                    .views
+                    .iter()
+                    .map(|v| (*v.key(), v.value().samples()))
+                    .filter(|(_, s)| !s.is_empty())
+                    .collect();
                 actix::spawn(async move {
                     let report = te.send(GetTaskExecutorReport).await.unwrap_or_default();
-                    let _ = out.send(LinkMessage::TaskManagerHeartbeat { report });
+                    let _ = out.send(LinkMessage::TaskManagerHeartbeat { report, io });
                 });
             }
         }
