@@ -80,7 +80,8 @@ fn a_task_manager_fetches_a_plugin_library_once_into_its_cache_and_builds_from_i
         let r = jm.submit(graph).unwrap().wait(Some(Duration::from_secs(60))).unwrap();
         assert_eq!(r.status, JobStatus::Finished, "{:?}", r.error);
         assert_eq!(totals(&out), [(0, 1683), (1, 1617), (2, 1650)]);
-        let cached: Vec<PathBuf> = std::fs::read_dir(&blob).unwrap().flatten().map(|e| e.path()).collect();
+        let cached: Vec<PathBuf> =
+            std::fs::read_dir(&blob).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_file()).collect();
         assert_eq!(cached.len(), 1, "{cached:?}");
         let name = cached[0].file_name().unwrap().to_string_lossy().into_owned();
         assert_eq!(name, format!("{}.so", riffle_cluster::artifacts::digest(&std::fs::read(&lib).unwrap())));
@@ -88,6 +89,59 @@ fn a_task_manager_fetches_a_plugin_library_once_into_its_cache_and_builds_from_i
         // The second job finds the library in the cache: not fetched (rewritten) again.
         assert!(modified.is_none_or(|prev| prev == m));
         modified = Some(m);
+    }
+    drop(tm);
+}
+
+fn start_cluster(dir: &Path, slots: u32) -> (MiniCluster, TaskManager, PathBuf) {
+    let mut cfg = MiniClusterConfig::new(0, 1).with_rpc();
+    cfg.config.set("jobmanager.rpc.address", "127.0.0.1").set("jobmanager.rpc.port", "0");
+    let jm = MiniCluster::start(cfg).unwrap();
+    let (host, port) = jm.rpc_address().unwrap().rsplit_once(':').map(|(h, p)| (h.to_string(), p.to_string())).unwrap();
+    let blob = dir.join("blob");
+    let plugins = Arc::new(LoadedPlugins::default());
+    let builder: Arc<dyn ProgramBuilder> = Arc::new(move |o: &JobOrigin| match &o.program {
+        ProgramSource::Plugin { path, entry, .. } => plugins.build_origin(path, entry, &o.args),
+        other => Err(format!("no program {other:?}")),
+    });
+    let mut c = Configuration::new();
+    c.set("jobmanager.rpc.address", &host)
+        .set("jobmanager.rpc.port", &port)
+        .set("taskmanager.resource-id", "tm-slots")
+        .set("taskmanager.numberOfTaskSlots", slots.to_string())
+        .set("blob.storage.directory", blob.display().to_string());
+    let tm = TaskManager::start(c, builder).unwrap();
+    tm.wait_registered(Duration::from_secs(10)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while jm.slot_report().unwrap().total < slots {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    (jm, tm, blob)
+}
+
+#[test]
+fn a_slot_keeps_its_plugin_instance_across_restarts_and_the_next_job_gets_a_fresh_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("restarts.so");
+    std::fs::copy(template_plugin(), &lib).unwrap();
+    let (jm, tm, blob) = start_cluster(dir.path(), 1);
+    let jm_plugins = LoadedPlugins::default();
+    for round in 0..2 {
+        let out = dir.path().join(format!("starts-{round}.txt"));
+        let graph = jm_plugins.build_origin(lib.to_str().unwrap(), "restarts", &[out.display().to_string()]).unwrap();
+        let r = jm.submit(graph).unwrap().wait(Some(Duration::from_secs(60))).unwrap();
+        // The first attempt fails on purpose; the restart in the same slot sees the instance's
+        // count of 1 and writes 2. A second job must not see the first one's statics (3).
+        assert_eq!(r.status, JobStatus::Finished, "round {round}: {:?}", r.error);
+        assert_eq!(std::fs::read_to_string(&out).unwrap().trim(), "2", "round {round}");
+        // The job gave its slot back: the slot's instance is unloaded and its copy deleted.
+        let slots_dir = blob.join("slots");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_dir(&slots_dir).map(|d| d.count()).unwrap_or(0) > 0 {
+            assert!(Instant::now() < deadline, "the slot's copy of the library is still there");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     drop(tm);
 }

@@ -21,6 +21,9 @@ pub struct RuntimeShared {
     pub config: Configuration,
     /// Job graphs by job (the in-process stand-in for "rebuild the graph from its builder").
     pub graphs: DashMap<JobId, Arc<JobGraph>>,
+    /// Graphs built by a slot's own instance of a job's plugin (TaskManager processes): a
+    /// subtask in that slot runs this one rather than the job's.
+    pub slot_graphs: DashMap<(JobId, u32), Arc<JobGraph>>,
     /// Job counters by job.
     pub counters: DashMap<JobId, Arc<JobCounters>>,
     /// In-process data channels.
@@ -53,6 +56,7 @@ impl RuntimeShared {
         Arc::new(Self {
             config,
             graphs: DashMap::new(),
+            slot_graphs: DashMap::new(),
             counters: DashMap::new(),
             exchange: LocalExchange::default(),
             task_executors: DashMap::new(),

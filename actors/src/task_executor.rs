@@ -170,7 +170,8 @@ impl Handler<DeployTask> for TaskExecutor {
         let fail = |this: &Self, why: String| {
             this.report(e, TaskState::Failed(riffle_api::TaskError::msg(format!("task executor {}", this.id), why)));
         };
-        let Some(graph) = self.shared.graph(e.job) else {
+        let slot_graph = self.shared.slot_graphs.get(&(e.job, msg.slot_index)).map(|g| g.clone());
+        let Some(graph) = slot_graph.or_else(|| self.shared.graph(e.job)) else {
             return fail(self, format!("job {} is unknown to this task executor", e.job));
         };
         let Some(slot) = self.slots.get(msg.slot_index as usize).and_then(|s| s.addr.clone()) else {

@@ -36,6 +36,11 @@ impl ArtifactCache {
         Self { dir }
     }
 
+    /// The cache's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The cached copy of the artifact with `digest`, if there is one and it still matches.
     pub fn get(&self, digest: &str) -> Option<PathBuf> {
         if !valid(digest) {

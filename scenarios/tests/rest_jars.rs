@@ -83,8 +83,7 @@ fn a_plugin_is_uploaded_run_and_deleted_and_bad_uploads_are_refused() {
 
     // Run its job: exact results; a retried submission with the same job id starts nothing.
     let out = dir.path().join("sums.txt");
-    let body =
-        json!({"programArgsList": ["100", "3", out.to_str().unwrap()], "jobId": "0000000000000000000000000000abcd"});
+    let body = json!({"entryClass": "sums", "programArgsList": ["100", "3", out.to_str().unwrap()], "jobId": "0000000000000000000000000000abcd"});
     let r = post_json(&url, &format!("/jars/{id}/run"), &body);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["jobid"], "0000000000000000000000000000abcd");
@@ -103,9 +102,13 @@ fn a_plugin_is_uploaded_run_and_deleted_and_bad_uploads_are_refused() {
     }
     assert_eq!(totals.into_iter().collect::<Vec<_>>(), [(0, 1683), (1, 1617), (2, 1650)]);
     // The plugin's own argument errors and unknown entries are 400s.
-    let r = post_json(&url, &format!("/jars/{id}/run"), &json!({"programArgsList": ["x"]}));
+    let r = post_json(&url, &format!("/jars/{id}/run"), &json!({"entryClass": "sums", "programArgsList": ["x"]}));
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.error().contains("expects three arguments"));
+    // With two jobs in the plugin, the run must name one.
+    let r = post_json(&url, &format!("/jars/{id}/run"), &json!({"programArgsList": ["x"]}));
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.error().contains("sums, restarts"), "{}", r.error());
     let r = post_json(&url, &format!("/jars/{id}/run"), &json!({"entryClass": "nope"}));
     assert_eq!(r.status, 400);
 

@@ -18,6 +18,7 @@
 
 pub mod jobmanager_side;
 pub mod protocol;
+pub mod slot_instances;
 pub mod taskmanager_side;
 
 use riffle_api::{JobGraph, JobOrigin};

@@ -16,6 +16,7 @@ use riffle_actors::RuntimeShared;
 use tokio::sync::{mpsc, watch};
 
 use super::protocol::LinkMessage;
+use super::slot_instances::SlotInstances;
 use super::{ProgramBuilder, REGISTRATION_TIMEOUT};
 use crate::heartbeat::{HeartbeatMonitor, HeartbeatSettings};
 use crate::transport::{connect, ConnectionReader, ConnectionWriter, Hello, Timeouts};
@@ -58,6 +59,7 @@ pub async fn run(
     let mut backoff = Duration::from_millis(50);
     let mut last_error = String::new();
     let mut zk: Option<crate::ha::ZkClient> = None;
+    let mut slots = SlotInstances::new(settings.artifacts.dir().join("slots"));
     loop {
         if *stop.borrow() {
             return;
@@ -84,12 +86,14 @@ pub async fn run(
                 last_error.clear();
                 let (reader, writer) = conn.into_split();
                 let reason = tokio::select! {
-                    r = session(reader, writer, &settings, &shared, &te, &builder) => r,
+                    r = session(reader, writer, &settings, &shared, &te, &builder, &mut slots) => r,
                     _ = stop.changed() => "the TaskManager is stopping".to_string(),
                 };
                 tracing::warn!(job_manager = %address, "left the JobManager: {reason}");
                 shared.set_remote_job_manager(None);
                 te.do_send(ReleaseAllSlots { reason: format!("the link to the JobManager ended: {reason}") });
+                shared.slot_graphs.clear();
+                slots.release_all();
             }
             Err(e) => {
                 let error = e.to_string();
@@ -113,6 +117,18 @@ struct Jobs {
     unbuildable: HashMap<JobId, String>,
     /// Jobs waiting for their plugin library: origin, configuration, digest, commands held.
     fetching: HashMap<JobId, (riffle_api::JobOrigin, riffle_api::Configuration, String, Vec<ToTaskExecutor>)>,
+    /// Plugin jobs: the cached library, entry, arguments and configuration (each slot builds
+    /// the job with an instance of its own).
+    plugins: HashMap<JobId, PluginJob>,
+    /// Which job holds which slot.
+    slot_jobs: HashMap<u32, JobId>,
+}
+
+struct PluginJob {
+    library: std::path::PathBuf,
+    entry: String,
+    args: Vec<String>,
+    config: riffle_api::Configuration,
 }
 
 impl Jobs {
@@ -124,6 +140,15 @@ impl Jobs {
         builder: &dyn ProgramBuilder,
         shared: &RuntimeShared,
     ) {
+        if let riffle_api::ProgramSource::Plugin { path, entry, .. } = &origin.program {
+            let plugin = PluginJob {
+                library: std::path::PathBuf::from(path),
+                entry: entry.clone(),
+                args: origin.args.clone(),
+                config: config.clone(),
+            };
+            self.plugins.insert(job, plugin);
+        }
         match builder.build(origin) {
             Ok(mut graph) => {
                 graph.config = config;
@@ -140,20 +165,51 @@ impl Jobs {
         }
     }
 
-    /// Hands a command to the TaskExecutor, or fails a deployment of a job not built here.
-    fn command(&self, msg: ToTaskExecutor, local: &TaskExecutorGateway, remote: &RemoteJobManager, me: &ResourceId) {
-        if let ToTaskExecutor::DeployTask(d) = &msg {
-            if let Some(why) = self.unbuildable.get(&d.execution.job) {
-                JobMasterGateway::Remote(remote.clone()).do_send(TaskStateUpdate {
-                    execution: d.execution,
-                    state: TaskState::Failed(riffle_api::TaskError::msg(
-                        format!("task executor {me}"),
-                        format!("cannot build the job here: {why}"),
-                    )),
-                    location: me.clone(),
-                });
-                return;
+    /// Hands a command to the TaskExecutor, or fails a deployment of a job not built here. A
+    /// plugin job's task runs on its slot's own instance of the library.
+    fn command(
+        &mut self,
+        msg: ToTaskExecutor,
+        local: &TaskExecutorGateway,
+        remote: &RemoteJobManager,
+        me: &ResourceId,
+        slots: &mut SlotInstances,
+        shared: &RuntimeShared,
+    ) {
+        let fail = |d: &riffle_actors::gateway::DeployTask, why: String| {
+            JobMasterGateway::Remote(remote.clone()).do_send(TaskStateUpdate {
+                execution: d.execution,
+                state: TaskState::Failed(riffle_api::TaskError::msg(format!("task executor {me}"), why)),
+                location: me.clone(),
+            });
+        };
+        match &msg {
+            ToTaskExecutor::AllocateSlot(a) => {
+                self.slot_jobs.insert(a.slot_index, a.job_id);
             }
+            ToTaskExecutor::FreeSlot(f) => {
+                if let Some(job) = self.slot_jobs.remove(&f.slot_index) {
+                    shared.slot_graphs.remove(&(job, f.slot_index));
+                    slots.release(job, f.slot_index);
+                }
+            }
+            ToTaskExecutor::DeployTask(d) => {
+                let job = d.execution.job;
+                if let Some(why) = self.unbuildable.get(&job) {
+                    return fail(d, format!("cannot build the job here: {why}"));
+                }
+                if let Some(p) = self.plugins.get(&job) {
+                    match slots.graph_for(job, d.slot_index, &p.library, &p.entry, &p.args, &p.config) {
+                        Ok(g) => {
+                            shared.slot_graphs.insert((job, d.slot_index), g);
+                        }
+                        Err(why) => {
+                            return fail(d, format!("slot {} cannot load the job's plugin: {why}", d.slot_index))
+                        }
+                    }
+                }
+            }
+            _ => {}
         }
         local.do_send(msg);
     }
@@ -200,6 +256,7 @@ async fn session(
     shared: &Arc<RuntimeShared>,
     te: &Addr<TaskExecutor>,
     builder: &Arc<dyn ProgramBuilder>,
+    slots: &mut SlotInstances,
 ) -> String {
     let job_manager = reader.peer_addr().to_string();
     let register = LinkMessage::Register {
@@ -230,7 +287,12 @@ async fn session(
     monitor.monitor((), Instant::now());
     let mut tick = tokio::time::interval(settings.heartbeat.interval);
     // Jobs whose graph could not be built here, with why: their tasks fail with it.
-    let mut jobs = Jobs { unbuildable: HashMap::new(), fetching: HashMap::new() };
+    let mut jobs = Jobs {
+        unbuildable: HashMap::new(),
+        fetching: HashMap::new(),
+        plugins: HashMap::new(),
+        slot_jobs: HashMap::new(),
+    };
     let reason = loop {
         tokio::select! {
             // What arrived is read before a heartbeat deadline is judged.
@@ -275,7 +337,7 @@ async fn session(
                                 }
                             }
                             for msg in queued {
-                                jobs.command(msg, &local, &remote, &settings.resource_id);
+                                jobs.command(msg, &local, &remote, &settings.resource_id, slots, shared);
                             }
                         }
                         LinkMessage::ForTaskExecutor { session: s, msg } if s == session => {
@@ -285,7 +347,7 @@ async fn session(
                             };
                             match job.and_then(|j| jobs.fetching.get_mut(&j)) {
                                 Some((_, _, _, queued)) => queued.push(msg),
-                                None => jobs.command(msg, &local, &remote, &settings.resource_id),
+                                None => jobs.command(msg, &local, &remote, &settings.resource_id, slots, shared),
                             }
                         }
                         LinkMessage::SplitAnswer { request, answer } => remote.answer_splits(request, answer),
@@ -302,6 +364,7 @@ async fn session(
                 let _ = out.send(LinkMessage::ForJobManager(m));
             }
             _ = tick.tick() => {
+                slots.sweep();
                 if !monitor.expire(Instant::now()).is_empty() {
                     break format!("no heartbeat from the JobManager for {:?} (heartbeat.timeout)", settings.heartbeat.timeout);
                 }

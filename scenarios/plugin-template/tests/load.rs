@@ -25,7 +25,7 @@ fn library() -> PathBuf {
 fn the_template_plugin_loads_and_its_job_runs_with_exact_results() {
     let p = plugin::load(&library()).expect("the template plugin loads");
     let names: Vec<&str> = p.jobs().iter().map(|j| j.name.as_str()).collect();
-    assert_eq!(names, ["sums"]);
+    assert_eq!(names, ["sums", "restarts"]);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("sums.txt");
     let args: Vec<String> = ["1000", "7", out.to_str().unwrap()].iter().map(|s| s.to_string()).collect();
