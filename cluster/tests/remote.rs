@@ -359,3 +359,31 @@ fn a_slow_consumer_in_another_process_holds_back_the_producers_with_bounded_memo
         "{in_flight} records in flight ({emitted} emitted, {consumed} consumed)"
     );
 }
+
+#[test]
+fn the_slot_cap_holds_across_task_manager_processes() {
+    let mut cfg = MiniClusterConfig::new(0, 1).with_rpc();
+    cfg.config
+        .set("jobmanager.rpc.address", "127.0.0.1")
+        .set("jobmanager.rpc.port", "0")
+        .set("slotmanager.number-of-slots.max", "2")
+        .set("slot.request.timeout", "500 ms");
+    let jm = MiniCluster::start(cfg).unwrap();
+    let _a = task_manager(&jm, "tm-cap-1", 2);
+    let _b = task_manager(&jm, "tm-cap-2", 2);
+    wait_for_slots(&jm, 4);
+    let dir = tempfile::tempdir().unwrap();
+    // Two slots in use (a slow job), two registered and free, but the cap is reached.
+    let first = jm.submit(sums(&args(20_000, 3, &dir.path().join("a"), 200), 2).unwrap()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while jm.slot_report().unwrap().free != 2 {
+        assert!(Instant::now() < deadline, "{:?}", jm.slot_report());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let second = jm.submit(sums(&args(10, 2, &dir.path().join("b"), 0), 2).unwrap()).unwrap();
+    let r = second.wait(Some(Duration::from_secs(30))).unwrap();
+    assert_eq!(r.status, JobStatus::Failed);
+    let e = r.error.unwrap_or_default();
+    assert!(e.contains("slotmanager.number-of-slots.max = 2"), "{e}");
+    first.cancel().unwrap();
+}
