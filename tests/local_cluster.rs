@@ -359,5 +359,12 @@ fn riffle_run_uploads_a_plugin_to_a_running_cluster_and_waits_for_its_job() {
         *e = (*e).max(v.parse().unwrap());
     }
     assert_eq!(totals.into_iter().collect::<Vec<_>>(), [(0, 1683), (1, 1617), (2, 1650)]);
+    // A TaskManager's thread dump shows that process's threads, not the JobManager's.
+    let (status, dump) = http(&c.rest, "GET", "/taskmanagers/taskmanager-0/thread-dump", "");
+    assert_eq!(status, 200, "{dump}");
+    let names: Vec<&str> =
+        dump["threadInfos"].as_array().unwrap().iter().filter_map(|t| t["threadName"].as_str()).collect();
+    // (Kernel thread names keep 15 characters.)
+    assert!(names.contains(&"riffle-taskmana") && !names.contains(&"riffle-jobmanag"), "{names:?}");
     drop(c.proc);
 }

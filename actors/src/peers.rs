@@ -87,11 +87,28 @@ pub struct RemoteTaskExecutor {
     report: Arc<Mutex<RemoteReport>>,
 }
 
+/// One thread of a TaskManager process, as its heartbeat reports it (for thread dumps).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadSample {
+    /// Kernel thread id.
+    pub tid: u32,
+    /// Its name.
+    pub name: String,
+    /// RUNNABLE, WAITING, BLOCKED, TERMINATED.
+    pub state: String,
+    /// Where it sleeps in the kernel, if it does.
+    pub wchan: String,
+    /// CPU time used, ms.
+    pub cpu_ms: u64,
+}
+
 /// A remote TaskExecutor's latest heartbeat.
 #[derive(Debug, Clone, Default)]
 pub struct RemoteReport {
     /// What it reported.
     pub report: TaskExecutorReport,
+    /// Its process's threads.
+    pub threads: Vec<ThreadSample>,
     /// When (ms since the epoch).
     pub at_ms: i64,
     /// The address its process advertises.
@@ -115,10 +132,13 @@ impl RemoteTaskExecutor {
         self.slots
     }
 
-    /// Records a heartbeat's report.
-    pub fn heard(&self, report: TaskExecutorReport) {
+    /// Records a heartbeat's report (and its process's threads, when it sent them).
+    pub fn heard(&self, report: TaskExecutorReport, threads: Option<Vec<ThreadSample>>) {
         let mut r = self.report.lock().unwrap_or_else(|e| e.into_inner());
         r.report = report;
+        if let Some(t) = threads {
+            r.threads = t;
+        }
         r.at_ms = riffle_api::time::now_ms();
     }
 

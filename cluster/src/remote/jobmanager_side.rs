@@ -230,8 +230,8 @@ fn on_message(
     from: &ResourceId,
 ) {
     match m {
-        LinkMessage::TaskManagerHeartbeat { report, io } => {
-            remote.heard(report);
+        LinkMessage::TaskManagerHeartbeat { report, io, threads } => {
+            remote.heard(report, threads);
             for (job, samples) in io {
                 if let Some(view) = shared.view(job) {
                     view.apply_samples(&samples, &from.to_string());

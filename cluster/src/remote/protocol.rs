@@ -40,6 +40,9 @@ pub enum LinkMessage {
         /// The counters of the subtasks running here, by job (the JobManager's views show them).
         #[serde(default)]
         io: Vec<(JobId, Vec<riffle_actors::job_view::IoSample>)>,
+        /// Its process's threads (thread dumps).
+        #[serde(default)]
+        threads: Option<Vec<riffle_actors::peers::ThreadSample>>,
     },
     /// JobManager → TaskManager, every `heartbeat.interval`: alive.
     JobManagerHeartbeat,

@@ -377,9 +377,21 @@ async fn session(
                     .map(|v| (*v.key(), v.value().samples()))
                     .filter(|(_, s)| !s.is_empty())
                     .collect();
+                let threads = Some(
+                    riffle_web::routes::thread_dump::threads()
+                        .into_iter()
+                        .map(|t| riffle_actors::peers::ThreadSample {
+                            tid: t.tid,
+                            name: t.name,
+                            state: t.state.to_string(),
+                            wchan: t.wchan,
+                            cpu_ms: t.cpu_ms,
+                        })
+                        .collect(),
+                );
                 actix::spawn(async move {
                     let report = te.send(GetTaskExecutorReport).await.unwrap_or_default();
-                    let _ = out.send(LinkMessage::TaskManagerHeartbeat { report, io });
+                    let _ = out.send(LinkMessage::TaskManagerHeartbeat { report, io, threads });
                 });
             }
         }

@@ -60,9 +60,12 @@ pub fn threads() -> Vec<ThreadInfo> {
 }
 
 fn thread_infos(filter: impl Fn(&ThreadInfo) -> bool) -> Vec<Value> {
-    threads()
+    thread_values(threads().into_iter().filter(|t| filter(t)).collect())
+}
+
+fn thread_values(threads: Vec<ThreadInfo>) -> Vec<Value> {
+    threads
         .into_iter()
-        .filter(|t| filter(t))
         .map(|t| {
             let wchan = if t.wchan.is_empty() || t.wchan == "0" { String::new() } else { format!("\n\tin kernel: {}", t.wchan) };
             json!({
@@ -186,8 +189,33 @@ pub async fn jobmanager(ctx: Ctx) -> HttpResponse {
 /// slot threads (`riffle-slot-*`, `riffle-…` arbiters); all threads are listed so nothing hides.
 pub async fn taskmanager(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, WebError> {
     let tm = task_manager(&ctx, &path)?;
+    // A TaskManager process's own threads, from its latest heartbeat.
+    let remote = match ctx.shared.task_executors.get(&tm).map(|g| g.clone()) {
+        Some(riffle_actors::peers::TaskExecutorGateway::Remote(r)) => Some(r.latest().threads),
+        _ => None,
+    };
+    let thread_infos = match remote {
+        Some(threads) => thread_values(
+            threads
+                .into_iter()
+                .map(|t| ThreadInfo {
+                    tid: t.tid,
+                    name: t.name,
+                    state: match t.state.as_str() {
+                        "RUNNABLE" => "RUNNABLE",
+                        "WAITING" => "WAITING",
+                        "BLOCKED" => "BLOCKED",
+                        _ => "TERMINATED",
+                    },
+                    wchan: t.wchan,
+                    cpu_ms: t.cpu_ms,
+                })
+                .collect(),
+        ),
+        None => thread_infos(|_| true),
+    };
     Ok(HttpResponse::Ok().json(json!({
-        "threadInfos": thread_infos(|_| true),
+        "threadInfos": thread_infos,
         "actors": with_subtask_actors(actors(&ctx, Some(&tm)), subtasks(&ctx, Some(&tm))),
         "subtasks": subtasks(&ctx, Some(&tm)),
     })))
