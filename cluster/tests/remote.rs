@@ -387,3 +387,61 @@ fn the_slot_cap_holds_across_task_manager_processes() {
     assert!(e.contains("slotmanager.number-of-slots.max = 2"), "{e}");
     first.cancel().unwrap();
 }
+
+/// `crawl <events> <unaligned>`: two sources dealing records round-robin to two consumers that
+/// take 1 ms a record: every channel, local and remote, stays full.
+fn crawl(args: &[String], parallelism: u32) -> Result<JobGraph, String> {
+    let n: u64 = args.first().and_then(|a| a.parse().ok()).ok_or("events")?;
+    let unaligned = args.get(1).map(String::as_str) == Some("true");
+    let mut c = Configuration::new();
+    c.set("execution.checkpointing.interval", "200 ms")
+        .set("execution.checkpointing.unaligned", if unaligned { "true" } else { "false" })
+        .set("execution.checkpointing.timeout", "60 s");
+    let mut env = StreamEnvironment::with_config(c);
+    env.set_parallelism(parallelism);
+    env.from_sequence(0, n - 1)
+        .rebalance()
+        .map(|i: u64| {
+            std::thread::sleep(Duration::from_millis(1));
+            i
+        })
+        .discard();
+    let mut g = env.build_job_graph("crawl").map_err(|e| e.to_string())?;
+    g.set_origin(JobOrigin {
+        program: ProgramSource::Builtin("crawl".into()),
+        args: args.to_vec(),
+        parallelism: Some(parallelism),
+    });
+    Ok(g)
+}
+
+#[test]
+fn unaligned_checkpoints_overtake_a_full_backlog_across_the_network() {
+    let jm = job_manager();
+    let addr = jm.rpc_address().unwrap();
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    let tm = |id: &str| {
+        let mut c = Configuration::new();
+        c.set("jobmanager.rpc.address", host)
+            .set("jobmanager.rpc.port", port)
+            .set("taskmanager.resource-id", id)
+            .set("taskmanager.host", "127.0.0.1");
+        let b: Arc<dyn ProgramBuilder> = Arc::new(|o: &JobOrigin| crawl(&o.args, o.parallelism.unwrap_or(1)));
+        let t = TaskManager::start(c, b).unwrap();
+        t.wait_registered(Duration::from_secs(10)).unwrap();
+        t
+    };
+    let (_a, _b) = (tm("tm-crawl-1"), tm("tm-crawl-2"));
+    wait_for_slots(&jm, 2);
+    let job = jm.submit(crawl(&["10000000".to_string(), "true".to_string()], 2).unwrap()).unwrap();
+    // Each consumer has ~8 batches of 1024 records queued before it (1 ms each): an aligned
+    // checkpoint would wait for that backlog; an unaligned one passes it on the priority lane.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while jm.checkpoint_stats(job.job_id()).completed < 3 {
+        assert!(Instant::now() < deadline, "{:?}", jm.checkpoint_stats(job.job_id()));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stats = jm.checkpoint_stats(job.job_id());
+    job.cancel().unwrap();
+    assert!(stats.last_duration_ms < 1000, "an unaligned checkpoint took {} ms", stats.last_duration_ms);
+}

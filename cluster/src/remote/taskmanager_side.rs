@@ -111,6 +111,43 @@ pub async fn run(
     }
 }
 
+/// This TaskManager's heartbeat: the latest report of its TaskExecutor (a fresh one is fetched
+/// in the background, one at a time: a slot deep in a slow batch may answer late), its
+/// subtasks' counters and its threads.
+fn heartbeat(
+    shared: &RuntimeShared,
+    latest_report: &Arc<std::sync::Mutex<riffle_actors::task_executor::TaskExecutorReport>>,
+    te: &Addr<TaskExecutor>,
+    refreshing: &mut Arc<()>,
+) -> LinkMessage {
+    let io: Vec<_> =
+        shared.views.iter().map(|v| (*v.key(), v.value().samples())).filter(|(_, s)| !s.is_empty()).collect();
+    let threads = Some(
+        riffle_web::routes::thread_dump::threads()
+            .into_iter()
+            .map(|t| riffle_actors::peers::ThreadSample {
+                tid: t.tid,
+                name: t.name,
+                state: t.state.to_string(),
+                wchan: t.wchan,
+                cpu_ms: t.cpu_ms,
+            })
+            .collect(),
+    );
+    let report = latest_report.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if Arc::strong_count(refreshing) == 1 {
+        *refreshing = Arc::new(());
+        let (te, latest, busy) = (te.clone(), latest_report.clone(), refreshing.clone());
+        actix::spawn(async move {
+            if let Ok(r) = te.send(GetTaskExecutorReport).await {
+                *latest.lock().unwrap_or_else(|e| e.into_inner()) = r;
+            }
+            drop(busy);
+        });
+    }
+    LinkMessage::TaskManagerHeartbeat { report, io, threads }
+}
+
 /// What the link knows of the jobs it was given.
 struct Jobs {
     /// Jobs whose graph could not be built here, with why: their tasks fail with it.
@@ -241,7 +278,8 @@ async fn leader(settings: &LinkSettings, zk: &mut Option<crate::ha::ZkClient>) -
 
 async fn write_all(mut writer: ConnectionWriter<LinkMessage>, mut queue: mpsc::UnboundedReceiver<LinkMessage>) {
     while let Some(m) = queue.recv().await {
-        if writer.send(&m).await.is_err() {
+        if let Err(e) = writer.send(&m).await {
+            tracing::debug!("the link to the JobManager cannot send: {e}");
             return;
         }
     }
@@ -286,6 +324,11 @@ async fn session(
     let mut monitor = HeartbeatMonitor::new(settings.heartbeat);
     monitor.monitor((), Instant::now());
     let mut tick = tokio::time::interval(settings.heartbeat.interval);
+    // The TaskExecutor's report asks every slot, and a slot thread deep in a slow batch may
+    // answer late: heartbeats go out on time with the latest report there is, and a fresh one
+    // is fetched for the next.
+    let latest_report = Arc::new(std::sync::Mutex::new(riffle_actors::task_executor::TaskExecutorReport::default()));
+    let mut refreshing = Arc::new(());
     // Jobs whose graph could not be built here, with why: their tasks fail with it.
     let mut jobs = Jobs {
         unbuildable: HashMap::new(),
@@ -301,7 +344,11 @@ async fn session(
                 Ok(Some(m)) => {
                     monitor.heard(&(), Instant::now());
                     match m {
-                        LinkMessage::JobManagerHeartbeat => {}
+                        // Answered at once with ours: the JobManager's cadence (its
+                        // heartbeat.interval) decides how fresh its view of us is.
+                        LinkMessage::JobManagerHeartbeat => {
+                            let _ = out.send(heartbeat(shared, &latest_report, &te, &mut refreshing));
+                        }
                         LinkMessage::ProvideJob { session: s, job, mut origin, config } if s == session => {
                             let digest = match &origin.program {
                                 riffle_api::ProgramSource::Plugin { digest, .. } => Some(digest.clone()),
@@ -370,29 +417,7 @@ async fn session(
                 }
                 // The report asks every slot, whose thread may be busy for a while: the loop
                 // must not wait for it, or it would stop reading the JobManager's heartbeats.
-                let (te, out) = (te.clone(), out.clone());
-                let io: Vec<_> = shared
-                    .views
-                    .iter()
-                    .map(|v| (*v.key(), v.value().samples()))
-                    .filter(|(_, s)| !s.is_empty())
-                    .collect();
-                let threads = Some(
-                    riffle_web::routes::thread_dump::threads()
-                        .into_iter()
-                        .map(|t| riffle_actors::peers::ThreadSample {
-                            tid: t.tid,
-                            name: t.name,
-                            state: t.state.to_string(),
-                            wchan: t.wchan,
-                            cpu_ms: t.cpu_ms,
-                        })
-                        .collect(),
-                );
-                actix::spawn(async move {
-                    let report = te.send(GetTaskExecutorReport).await.unwrap_or_default();
-                    let _ = out.send(LinkMessage::TaskManagerHeartbeat { report, io, threads });
-                });
+                let _ = out.send(heartbeat(shared, &latest_report, &te, &mut refreshing));
             }
         }
     };
