@@ -347,7 +347,7 @@ async fn session(
                         // Answered at once with ours: the JobManager's cadence (its
                         // heartbeat.interval) decides how fresh its view of us is.
                         LinkMessage::JobManagerHeartbeat => {
-                            let _ = out.send(heartbeat(shared, &latest_report, &te, &mut refreshing));
+                            let _ = out.send(heartbeat(shared, &latest_report, te, &mut refreshing));
                         }
                         LinkMessage::ProvideJob { session: s, job, mut origin, config } if s == session => {
                             let digest = match &origin.program {
@@ -417,7 +417,7 @@ async fn session(
                 }
                 // The report asks every slot, whose thread may be busy for a while: the loop
                 // must not wait for it, or it would stop reading the JobManager's heartbeats.
-                let _ = out.send(heartbeat(shared, &latest_report, &te, &mut refreshing));
+                let _ = out.send(heartbeat(shared, &latest_report, te, &mut refreshing));
             }
         }
     };
