@@ -368,3 +368,34 @@ fn riffle_run_uploads_a_plugin_to_a_running_cluster_and_waits_for_its_job() {
     assert!(names.contains(&"riffle-taskmana") && !names.contains(&"riffle-jobmanag"), "{names:?}");
     drop(c.proc);
 }
+
+#[test]
+fn stopping_local_cluster_with_sigterm_stops_every_process_it_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = local_cluster(dir.path(), 1);
+    let out = c.proc.0.id();
+    let mut pids: Vec<u32> = c.pids.iter().map(|(_, p)| *p).collect();
+    // The JobManager's pid: the process serving the REST port, a child of local-cluster.
+    let children = std::fs::read_to_string(format!("/proc/{out}/task/{out}/children")).unwrap_or_default();
+    pids.extend(children.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+    pids.sort();
+    pids.dedup();
+    assert!(pids.len() >= 3, "{pids:?}");
+    signal(out, "-TERM");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // A process is gone once /proc no longer lists it, or lists it as a zombie of its parent.
+    let alive = |pid: &u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.rsplit(')').next().is_some_and(|r| !r.trim_start().starts_with('Z')))
+            .unwrap_or(false)
+    };
+    while pids.iter().any(alive) {
+        assert!(
+            Instant::now() < deadline,
+            "still running after SIGTERM: {:?}",
+            pids.iter().filter(|p| alive(p)).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(c.proc);
+}
