@@ -59,7 +59,9 @@ impl ZooKeeper {
 
     fn ensemble() -> Self {
         for _ in 0..5 {
-            let base = 20_000 + (std::process::id() as u16 % 97) * 50 + (free_port() % 40);
+            // 26000..30000: clear of the ephemeral ports and of cluster/tests/ha_zookeeper.rs's
+            // ensembles (15000..25000), which another test binary may run at the same time.
+            let base = 26_000 + (std::process::id() as u16 % 79) * 50 + (free_port() % 40);
             let ports = (0..3u16).flat_map(|i| [base + i, base + 1000 + i, base + 2000 + i]);
             if !ports.into_iter().all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok()) {
                 continue;

@@ -734,6 +734,9 @@ impl Handler<CheckpointCompleted> for JobMaster {
     type Result = ();
     fn handle(&mut self, msg: CheckpointCompleted, _: &mut Self::Context) {
         let newer = self.restore_point.as_ref().is_none_or(|c| c.meta.checkpoint_id < msg.meta.checkpoint_id);
+        if let (Some(store), Some(dir), true) = (self.shared.job_store(), &msg.dir, newer) {
+            store.checkpoint_completed(self.job, msg.meta.checkpoint_id, dir);
+        }
         if newer {
             if let Err(e) = self.set_restore_point(RestorePoint { meta: msg.meta, dir: msg.dir }) {
                 tracing::warn!(job = %self.job, "a completed checkpoint cannot be restored: {e}");

@@ -330,4 +330,6 @@ pub trait JobStore: Send + Sync {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>>>>;
     /// The job reached a terminal state: it is no longer recovered.
     fn job_terminated(&self, job: crate::ids::JobId);
+    /// Checkpoint `id` of `job` completed in `dir`: the next leader resumes from it.
+    fn checkpoint_completed(&self, job: crate::ids::JobId, id: u64, dir: &std::path::Path);
 }

@@ -149,13 +149,16 @@ impl Actor for Subtask {
             act.state = match res {
                 Ok(Ok(())) => TaskState::Finished,
                 Ok(Err(Stop::Cancelled)) => TaskState::Canceled,
-                Ok(Err(Stop::Failed(e))) => TaskState::Failed(e),
+                Ok(Err(Stop::Failed(mut e))) => {
+                    // A panic caught by the chain's own guard names no operator: the one
+                    // that was running did it.
+                    if e.operator == riffle_api::panic_guard::PANICKED_IN_CHAIN {
+                        e.operator = running_operator(&graph, &marker, vertex);
+                    }
+                    TaskState::Failed(e)
+                }
                 Err(panic) => {
-                    let op = graph
-                        .operator_name(marker.current())
-                        .or_else(|| graph.vertices().get(vertex).map(|v| v.name.as_str()))
-                        .unwrap_or("unknown operator")
-                        .to_string();
+                    let op = running_operator(&graph, &marker, vertex);
                     TaskState::Failed(TaskError::msg(op, format!("panicked: {}", panic_message(panic.as_ref()))))
                 }
             };
@@ -180,6 +183,15 @@ impl Handler<CancelSubtask> for Subtask {
     fn handle(&mut self, _: CancelSubtask, _: &mut Self::Context) {
         let _ = self.cancel.send(true);
     }
+}
+
+/// The operator that ran last in the subtask (the vertex's name if unknown).
+fn running_operator(graph: &JobGraph, marker: &OperatorMarker, vertex: usize) -> String {
+    graph
+        .operator_name(marker.current())
+        .or_else(|| graph.vertices().get(vertex).map(|v| v.name.as_str()))
+        .unwrap_or("unknown operator")
+        .to_string()
 }
 
 fn name_of(graph: &JobGraph, e: &ExecutionId) -> String {

@@ -21,7 +21,7 @@ pub mod link;
 pub mod metrics;
 pub mod operators;
 pub mod origin;
-mod panic_guard;
+pub mod panic_guard;
 pub mod partition;
 pub mod plugin;
 pub mod record;

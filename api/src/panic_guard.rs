@@ -23,10 +23,14 @@ fn message(p: Box<dyn Any + Send>) -> String {
         .unwrap_or_else(|| "a panic without a message".to_string())
 }
 
-fn guard<R>(name: &str, f: impl FnOnce() -> Result<R, TaskError>) -> Result<R, TaskError> {
+/// The operator name of a caught panic: left empty for the runtime to fill in with the
+/// operator that was running (its `OperatorMarker`), which the guard cannot know.
+pub const PANICKED_IN_CHAIN: &str = "";
+
+fn guard<R>(_vertex: &str, f: impl FnOnce() -> Result<R, TaskError>) -> Result<R, TaskError> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
-        Err(p) => Err(TaskError::msg(name, format!("panicked: {}", message(p)))),
+        Err(p) => Err(TaskError::msg(PANICKED_IN_CHAIN, format!("panicked: {}", message(p)))),
     }
 }
 

@@ -4,9 +4,11 @@
 //! process at once: it must not act for a cluster another JobManager now leads.
 //!
 //! A job is stored as its origin (program or plugin, arguments, parallelism) and its
-//! configuration (see `riffle_api::origin`); the next leader builds it again and resumes it
-//! from the newest usable checkpoint in the job's checkpoint directory
-//! (`state.checkpoints.dir/<job-id>`), under the same job id.
+//! configuration (see `riffle_api::origin`); every completed checkpoint's directory is
+//! published too (fenced, older pointers removed). The next leader builds the job again and
+//! resumes it from the published checkpoint — or, if that one is gone, from the newest usable
+//! one in the job's checkpoint directory (`state.checkpoints.dir/<job-id>`) — under the same
+//! job id.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use riffle_actors::JobId;
 use riffle_api::{Configuration, JobGraph, JobOrigin};
 use serde::{Deserialize, Serialize};
 
-use super::{Fence, HaConfig, JobGraphStore, LeaderElection, ZkClient};
+use super::{CompletedCheckpointStore, Fence, HaConfig, JobGraphStore, LeaderElection, ZkClient};
 use crate::error::ClusterError;
 use crate::minicluster::{MiniCluster, MiniClusterConfig};
 use crate::remote::ProgramBuilder;
@@ -37,6 +39,7 @@ pub struct StoredJob {
 /// only while the leader's fence holds.
 pub struct ZooKeeperJobStore {
     jobs: JobGraphStore,
+    checkpoints: CompletedCheckpointStore,
     fence: Fence,
 }
 
@@ -62,18 +65,41 @@ impl JobStore for ZooKeeperJobStore {
     }
 
     fn job_terminated(&self, job: JobId) {
-        let (jobs, fence) = (self.jobs.clone(), self.fence.clone());
+        let (jobs, checkpoints, fence) = (self.jobs.clone(), self.checkpoints.clone(), self.fence.clone());
         actix::spawn(async move {
             if let Err(e) = jobs.remove(&fence, job).await {
                 tracing::warn!(%job, "cannot remove the ended job from ZooKeeper: {e}");
+            }
+            if let Err(e) = checkpoints.remove_job(&fence, job).await {
+                tracing::warn!(%job, "cannot remove the ended job's checkpoint pointers from ZooKeeper: {e}");
+            }
+        });
+    }
+
+    fn checkpoint_completed(&self, job: JobId, id: u64, dir: &std::path::Path) {
+        let (checkpoints, fence) = (self.checkpoints.clone(), self.fence.clone());
+        let path = dir.display().to_string();
+        actix::spawn(async move {
+            // Only this leader's checkpoints are published (fenced); older pointers go.
+            if let Err(e) = checkpoints.put(&fence, job, id, path.as_bytes()).await {
+                tracing::warn!(%job, checkpoint = id, "cannot publish the checkpoint in ZooKeeper: {e}");
+                return;
+            }
+            if let Ok(ids) = checkpoints.list(job).await {
+                for old in ids.into_iter().filter(|o| *o < id) {
+                    let _ = checkpoints.remove(&fence, job, old).await;
+                }
             }
         });
     }
 }
 
+/// A stored job, and the directory of its latest published checkpoint.
+type Recovered = (JobId, StoredJob, Option<PathBuf>);
+
 enum Event {
     Standby(String),
-    Leader { zk: ZkClient, fence: Fence, jobs: Vec<(JobId, StoredJob)> },
+    Leader { zk: ZkClient, fence: Fence, jobs: Vec<Recovered> },
     Failed(String),
 }
 
@@ -127,10 +153,14 @@ pub fn lead(
     };
     let cluster_config = cfg.config.clone();
     let cluster = MiniCluster::start(cfg)?;
-    cluster.shared().set_job_store(Arc::new(ZooKeeperJobStore { jobs: JobGraphStore::new(&zk), fence }));
+    cluster.shared().set_job_store(Arc::new(ZooKeeperJobStore {
+        jobs: JobGraphStore::new(&zk),
+        checkpoints: CompletedCheckpointStore::new(&zk),
+        fence,
+    }));
     let mut recovered = Vec::new();
-    for (job, stored) in jobs {
-        match recover(&cluster, &cluster_config, builder.as_ref(), job, &stored) {
+    for (job, stored, checkpoint) in jobs {
+        match recover(&cluster, &cluster_config, builder.as_ref(), job, &stored, checkpoint) {
             Ok(()) => recovered.push(job),
             Err(e) => tracing::error!(%job, name = %stored.name, "cannot recover the job: {e}"),
         }
@@ -149,17 +179,26 @@ fn recover(
     builder: &dyn ProgramBuilder,
     job: JobId,
     stored: &StoredJob,
+    checkpoint: Option<PathBuf>,
 ) -> Result<(), ClusterError> {
     let mut graph = builder.build(&stored.origin).map_err(ClusterError::Plugin)?;
     graph.config = stored.config.clone();
     let mut merged = cluster_config.clone();
     merged.merge(&graph.config);
-    if let Some(dir) = merged.get_str("state.checkpoints.dir") {
-        let job_dir = PathBuf::from(dir).join(job.to_string());
-        if job_dir.is_dir() {
-            tracing::info!(%job, dir = %job_dir.display(), "recovering the job from its newest checkpoint");
-            graph.config.set("execution.savepoint.path", job_dir.display().to_string());
+    // The checkpoint the previous leader published; if it is gone (retention removed it after
+    // a newer one completed whose pointer did not make it), the newest usable one on disk.
+    let published = checkpoint.filter(|c| c.join("_metadata").is_file());
+    let job_dir = merged.get_str("state.checkpoints.dir").map(|d| PathBuf::from(d).join(job.to_string()));
+    match (published, job_dir.filter(|d| d.is_dir())) {
+        (Some(c), _) => {
+            tracing::info!(%job, checkpoint = %c.display(), "recovering the job from its published checkpoint");
+            graph.config.set("execution.savepoint.path", c.display().to_string());
         }
+        (None, Some(d)) => {
+            tracing::info!(%job, dir = %d.display(), "recovering the job from its newest checkpoint on disk");
+            graph.config.set("execution.savepoint.path", d.display().to_string());
+        }
+        (None, None) => tracing::info!(%job, "recovering the job from the start (it has no checkpoint)"),
     }
     tracing::info!(%job, name = %stored.name, "recovering a job of the previous leader");
     cluster.submit_with_id(job, graph)?;
@@ -198,13 +237,22 @@ async fn contend(config: super::ZooKeeperHaConfig, address: String, tx: std::syn
     };
     tracing::info!(node = %election.node_path(), "this JobManager leads the cluster");
     let store = JobGraphStore::new(&zk);
+    let checkpoints = CompletedCheckpointStore::new(&zk);
     let mut jobs = Vec::new();
     match store.list().await {
         Ok(ids) => {
             for id in ids {
+                let latest = match checkpoints.latest(id).await {
+                    Ok(Some((_, bytes))) => String::from_utf8(bytes).ok().map(PathBuf::from),
+                    Ok(None) => None,
+                    Err(e) => {
+                        tracing::warn!(job = %id, "cannot read the job's published checkpoint: {e}");
+                        None
+                    }
+                };
                 match store.get(id).await {
                     Ok(Some(bytes)) => match rmp_serde::from_slice::<StoredJob>(&bytes) {
-                        Ok(s) => jobs.push((id, s)),
+                        Ok(s) => jobs.push((id, s, latest)),
                         Err(e) => tracing::error!(job = %id, "a stored job is unreadable: {e}"),
                     },
                     Ok(None) => {}
