@@ -90,6 +90,11 @@ pub struct SubtaskIo {
     pub idle: AtomicBool,
     /// When it last started or stopped waiting for input, epoch ms.
     pub idle_since_ms: std::sync::atomic::AtomicI64,
+    /// Bytes it received over the network (channels from other TaskManager processes; channels
+    /// inside a process move records without encoding them, and count no bytes).
+    pub bytes_in: AtomicU64,
+    /// Bytes it sent over the network.
+    pub bytes_out: AtomicU64,
 }
 
 impl SubtaskIo {
@@ -140,6 +145,8 @@ impl SubtaskIo {
             queued_in: self.queued_in.load(Ordering::Relaxed),
             idle: self.idle.load(Ordering::Relaxed),
             idle_since_ms: self.idle_since_ms.load(Ordering::Relaxed),
+            bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
         }
     }
 
@@ -153,6 +160,8 @@ impl SubtaskIo {
         self.queued_in.store(s.queued_in, Ordering::Relaxed);
         self.idle.store(s.idle, Ordering::Relaxed);
         self.idle_since_ms.store(s.idle_since_ms, Ordering::Relaxed);
+        self.bytes_in.store(s.bytes_in, Ordering::Relaxed);
+        self.bytes_out.store(s.bytes_out, Ordering::Relaxed);
     }
 }
 
@@ -179,6 +188,12 @@ pub struct IoSample {
     pub idle: bool,
     /// See [`SubtaskIo`].
     pub idle_since_ms: i64,
+    /// See [`SubtaskIo`].
+    #[serde(default)]
+    pub bytes_in: u64,
+    /// See [`SubtaskIo`].
+    #[serde(default)]
+    pub bytes_out: u64,
 }
 
 /// One input of a vertex.

@@ -337,6 +337,12 @@ impl JobGraph {
         ops.decode_output(bytes, name)
     }
 
+    /// The producing and consuming vertex of `edge`.
+    pub fn edge_vertices(&self, edge: u32) -> Option<(usize, usize)> {
+        let e = self.edges.get(edge as usize)?;
+        Some((*self.node_vertex.get(e.from)?, *self.node_vertex.get(e.to)?))
+    }
+
     fn edge_producer(&self, edge: u32) -> Result<(&Arc<dyn NodeOps>, &str), TaskError> {
         let e = self
             .edges

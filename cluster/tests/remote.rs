@@ -230,8 +230,24 @@ fn a_job_spread_over_two_task_managers_exchanges_its_data_over_the_network_exact
     let out = dir.path().join("sums");
     // Parallelism 2 on two one-slot TaskManagers: the keyed exchange crosses processes both ways.
     let graph = sums(&args(30_000, 7, &out, 0), 2).unwrap();
-    let r = jm.submit(graph).unwrap().wait(Some(Duration::from_secs(60))).unwrap();
+    let job = jm.submit(graph).unwrap();
+    let r = job.wait(Some(Duration::from_secs(60))).unwrap();
     assert_eq!(r.status, JobStatus::Finished, "{:?}", r.error);
+    // What crossed the network is counted on both sides (REST's read-bytes/write-bytes).
+    let view = jm.shared().view(job.job_id()).unwrap();
+    let bytes = |v: usize, f: fn(&riffle_actors::job_view::SubtaskIo) -> u64| -> u64 {
+        view.vertices[v].subtasks.iter().map(|io| f(io)).sum()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let out = bytes(0, |io| io.bytes_out.load(std::sync::atomic::Ordering::Relaxed));
+        let inn = bytes(1, |io| io.bytes_in.load(std::sync::atomic::Ordering::Relaxed));
+        if out > 0 && out == inn {
+            break;
+        }
+        assert!(Instant::now() < deadline, "bytes out {out}, bytes in {inn}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let lines = committed(&out);
     assert_eq!(lines.len(), 30_000);
     let mut last = std::collections::BTreeMap::<u64, u64>::new();

@@ -69,6 +69,8 @@ async fn channel(
     if writer.send(&DataMessage::Credit(settings.capacity as u32)).await.is_err() {
         return;
     }
+    let io =
+        graph.edge_vertices(key.edge).and_then(|(_, consumer)| shared.view(job)?.io(consumer as u32, key.consumer));
     loop {
         let m = match reader.recv().await {
             Ok(Some(m)) => m,
@@ -76,6 +78,9 @@ async fn channel(
             // local end goes, and the consumer sees what it got.
             Ok(None) | Err(_) => return,
         };
+        if let (Some(io), DataMessage::Records { bytes, .. }) = (&io, &m) {
+            io.bytes_in.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         if let DataMessage::PriorityBarrier(b) = m {
             let _ = ptx.send(b.into());
             continue;

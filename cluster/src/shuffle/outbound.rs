@@ -31,12 +31,23 @@ async fn connect_with_patience(address: &str, settings: &DataPlaneSettings) -> R
 /// Ships channel `id` to the TaskManager at `address` until the producer ends it, the
 /// consumer refuses it or the connection breaks. Dropping the local end on the way out tells
 /// the producer (its next send fails: the consumer is gone).
+/// The counters of channel `id`'s producer subtask, if this process has a view of its job.
+fn producer_io(
+    shared: &riffle_actors::RuntimeShared,
+    graph: &JobGraph,
+    id: ChannelId,
+) -> Option<Arc<riffle_actors::job_view::SubtaskIo>> {
+    let vertex = graph.edge_vertices(id.key.edge)?.0;
+    shared.view(id.job)?.io(vertex as u32, id.key.producer)
+}
+
 pub async fn run(
     id: ChannelId,
     address: String,
     graph: Arc<JobGraph>,
     ends: ChannelReceiver,
     settings: DataPlaneSettings,
+    shared: Arc<riffle_actors::RuntimeShared>,
 ) {
     let (mut rx, mut priority) = ends;
     let conn = match connect_with_patience(&address, &settings).await {
@@ -51,6 +62,9 @@ pub async fn run(
         return;
     }
     let edge = id.key.edge;
+    // The producer's counters in this process's view of the job (its JobManager's view gets
+    // them with the heartbeats).
+    let io = producer_io(&shared, &graph, id);
     let mut credit: u64 = 0;
     let mut priority_open = true;
     loop {
@@ -78,7 +92,12 @@ pub async fn run(
                 Some(e) => {
                     let end = matches!(e, riffle_api::Element::EndOfPartition);
                     let m = match protocol::encode(&graph, edge, e) {
-                        Ok(m) => m,
+                        Ok(m) => {
+                            if let (Some(io), DataMessage::Records { bytes, .. }) = (&io, &m) {
+                                io.bytes_out.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            m
+                        }
                         Err(err) => {
                             tracing::warn!(channel = ?id.key, "cannot encode a batch for the network: {err}");
                             return;
