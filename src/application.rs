@@ -11,8 +11,9 @@ use riffle::{Configuration, JobStatus};
 
 use crate::local_cluster::{defines, spawn};
 
-/// Runs job `entry` of the plugin at `library` with `args` on a cluster of `taskmanagers`
-/// TaskManager processes of `slots` slots each.
+/// Runs job `entry` of the plugin at `library` (a file, or a remote artifact's URL such as
+/// `file:///shared/lib.so`) with `args` on a cluster of `taskmanagers` TaskManager processes
+/// of `slots` slots each.
 pub fn run(
     library: &Path,
     entry: &str,
@@ -24,10 +25,29 @@ pub fn run(
     if taskmanagers == 0 || slots == 0 {
         bail!("an application cluster needs at least one TaskManager with at least one slot");
     }
-    let library = library.canonicalize().with_context(|| format!("cannot read the plugin '{}'", library.display()))?;
     let plugins = riffle_cluster::plugin::LoadedPlugins::default();
-    let graph =
-        plugins.build_origin(&library.display().to_string(), entry, args).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let location = library.to_string_lossy().into_owned();
+    let own_cache = std::env::temp_dir().join(format!("riffle-application-{}", std::process::id()));
+    let graph = if riffle_cluster::artifacts::is_url(&location) {
+        // A remote artifact (FLINK-17632): this JobManager reads it once into a cache of its
+        // own, and every TaskManager fetches it from the URL, not from here.
+        let bytes = riffle_cluster::artifacts::fetch_url_blocking(&location).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let digest = riffle_cluster::artifacts::digest(&bytes);
+        let cache = riffle_cluster::artifacts::ArtifactCache::new(own_cache.clone());
+        let local = cache.put(&digest, &bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut g =
+            plugins.build_origin(&local.display().to_string(), entry, args).map_err(|e| anyhow::anyhow!("{e}"))?;
+        g.set_origin(riffle::JobOrigin {
+            program: riffle::ProgramSource::Plugin { path: location.clone(), entry: entry.to_string(), digest },
+            args: args.to_vec(),
+            parallelism: None,
+        });
+        g
+    } else {
+        let library =
+            library.canonicalize().with_context(|| format!("cannot read the plugin '{}'", library.display()))?;
+        plugins.build_origin(&library.display().to_string(), entry, args).map_err(|e| anyhow::anyhow!("{e}"))?
+    };
     let mut cfg = riffle::MiniClusterConfig::new(0, 1).with_rpc();
     cfg.config = conf.clone();
     if cfg.config.get_str("jobmanager.rpc.address").is_none() {
@@ -74,6 +94,7 @@ pub fn run(
     cluster.shutdown();
     drop(members);
     drop(plugins);
+    let _ = std::fs::remove_dir_all(&own_cache);
     match result.status {
         JobStatus::Finished => {
             eprintln!("[riffle] application job finished in {:.3}s; cluster shut down", result.duration.as_secs_f64());

@@ -300,3 +300,41 @@ fn run_application_starts_a_cluster_for_one_plugin_job_and_shuts_it_down() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && stderr.lines().count() == 1 && stderr.starts_with("error:"), "{stderr}");
 }
+
+#[test]
+fn run_application_takes_a_remote_artifact_that_each_task_manager_fetches_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sums.txt");
+    let shared = dir.path().join("shared-store");
+    std::fs::create_dir_all(&shared).unwrap();
+    let lib = shared.join("sums.so");
+    std::fs::copy(template_plugin(), &lib).unwrap();
+    let blob = dir.path().join("blob");
+    let o = riffle()
+        .args(["-D", &format!("blob.storage.directory={}", blob.display())])
+        .args(["run-application", "--plugin", &format!("file://{}", lib.display())])
+        .args(["--entry", "sums", "--taskmanagers", "2", "--slots", "1", "100", "3"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut totals = std::collections::BTreeMap::<u64, u64>::new();
+    for l in std::fs::read_to_string(&out).unwrap().lines() {
+        let (k, v) = l.split_once(',').unwrap();
+        let e = totals.entry(k.parse().unwrap()).or_default();
+        *e = (*e).max(v.parse().unwrap());
+    }
+    assert_eq!(totals.into_iter().collect::<Vec<_>>(), [(0, 1683), (1, 1617), (2, 1650)]);
+    // The TaskManagers cached the library under its digest, fetched from the URL.
+    let cached: Vec<String> = std::fs::read_dir(&blob)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    // A scheme this build has no store for: one clear line.
+    let o = riffle().args(["run-application", "--plugin", "s3://bucket/lib.so", "--entry", "sums"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && stderr.contains("scheme 's3'") && stderr.lines().count() == 1, "{stderr}");
+}

@@ -18,6 +18,30 @@ pub fn digest_of_file(path: &Path) -> std::io::Result<String> {
     Ok(digest(&std::fs::read(path)?))
 }
 
+/// Whether `location` names a remote artifact (a URL) rather than a file of the JobManager.
+pub fn is_url(location: &str) -> bool {
+    location.contains("://")
+}
+
+/// Reads the artifact at `url` through `object_store`. This build has its local file system
+/// store (`file:///absolute/path`); other schemes need object_store's features for them and
+/// are refused with a message saying so.
+pub async fn fetch_url(url: &str) -> Result<Vec<u8>, String> {
+    let Some(path) = url.strip_prefix("file://") else {
+        let scheme = url.split("://").next().unwrap_or_default();
+        return Err(format!("artifact '{url}': scheme '{scheme}' is not supported by this build (file:// is)"));
+    };
+    if !path.starts_with('/') {
+        return Err(format!("artifact '{url}': a file:// URL needs an absolute path"));
+    }
+    riffle_actors::checkpoint_storage::get(Path::new(path)).await.map_err(|e| format!("artifact '{url}': {e}"))
+}
+
+/// [`fetch_url`] for callers outside any async runtime (the command line).
+pub fn fetch_url_blocking(url: &str) -> Result<Vec<u8>, String> {
+    futures::executor::block_on(fetch_url(url))
+}
+
 /// Whether `d` looks like a digest this cache made (64 hex digits): anything else is never
 /// used in a path.
 fn valid(d: &str) -> bool {

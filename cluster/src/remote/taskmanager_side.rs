@@ -336,79 +336,25 @@ async fn session(
         plugins: HashMap::new(),
         slot_jobs: HashMap::new(),
     };
+    // Results of work the loop started itself (artifacts fetched from a URL), handled like
+    // the JobManager's messages.
+    let (local_tx, mut local_rx) = mpsc::unbounded_channel::<LinkMessage>();
     let reason = loop {
-        tokio::select! {
+        let m = tokio::select! {
             // What arrived is read before a heartbeat deadline is judged.
             biased;
             m = reader.recv() => match m {
                 Ok(Some(m)) => {
                     monitor.heard(&(), Instant::now());
-                    match m {
-                        // Answered at once with ours: the JobManager's cadence (its
-                        // heartbeat.interval) decides how fresh its view of us is.
-                        LinkMessage::JobManagerHeartbeat => {
-                            let _ = out.send(heartbeat(shared, &latest_report, te, &mut refreshing));
-                        }
-                        LinkMessage::ProvideJob { session: s, job, mut origin, config } if s == session => {
-                            let digest = match &origin.program {
-                                riffle_api::ProgramSource::Plugin { digest, .. } => Some(digest.clone()),
-                                riffle_api::ProgramSource::Builtin(_) => None,
-                            };
-                            match digest {
-                                Some(d) => match settings.artifacts.get(&d) {
-                                    Some(cached) => {
-                                        set_plugin_path(&mut origin, &cached);
-                                        jobs.build(job, &origin, config, builder.as_ref(), shared);
-                                    }
-                                    None => {
-                                        // Fetched once; the job's commands wait for it.
-                                        jobs.fetching.insert(job, (origin, config, d, Vec::new()));
-                                        let _ = out.send(LinkMessage::FetchArtifact { job });
-                                    }
-                                },
-                                None => jobs.build(job, &origin, config, builder.as_ref(), shared),
-                            }
-                        }
-                        LinkMessage::Artifact { job, bytes } => {
-                            let Some((mut origin, config, digest, queued)) = jobs.fetching.remove(&job) else { continue };
-                            let stored = bytes.and_then(|b| settings.artifacts.put(&digest, &b));
-                            match stored {
-                                Ok(path) => {
-                                    tracing::info!(%job, path = %path.display(), "plugin library fetched into the artifact cache");
-                                    set_plugin_path(&mut origin, &path);
-                                    jobs.build(job, &origin, config, builder.as_ref(), shared);
-                                }
-                                Err(why) => {
-                                    tracing::warn!(%job, "cannot fetch the job's plugin library: {why}");
-                                    jobs.unbuildable.insert(job, format!("cannot fetch its plugin library: {why}"));
-                                }
-                            }
-                            for msg in queued {
-                                jobs.command(msg, &local, &remote, &settings.resource_id, slots, shared);
-                            }
-                        }
-                        LinkMessage::ForTaskExecutor { session: s, msg } if s == session => {
-                            let job = match &msg {
-                                ToTaskExecutor::DeployTask(d) => Some(d.execution.job),
-                                _ => None,
-                            };
-                            match job.and_then(|j| jobs.fetching.get_mut(&j)) {
-                                Some((_, _, _, queued)) => queued.push(msg),
-                                None => jobs.command(msg, &local, &remote, &settings.resource_id, slots, shared),
-                            }
-                        }
-                        LinkMessage::SplitAnswer { request, answer } => remote.answer_splits(request, answer),
-                        LinkMessage::ProvideJob { session: s, .. } | LinkMessage::ForTaskExecutor { session: s, .. } => {
-                            tracing::warn!(session = s, current = session, "dropping a command of another JobManager session");
-                        }
-                        other => tracing::warn!("ignoring an unexpected message from the JobManager: {other:?}"),
-                    }
+                    m
                 }
                 Ok(None) => break "the JobManager closed the link".to_string(),
                 Err(e) => break format!("the link failed: {e}"),
             },
+            Some(m) = local_rx.recv() => m,
             Some(m) = for_jm.recv() => {
                 let _ = out.send(LinkMessage::ForJobManager(m));
+                continue;
             }
             _ = tick.tick() => {
                 slots.sweep();
@@ -418,7 +364,87 @@ async fn session(
                 // The report asks every slot, whose thread may be busy for a while: the loop
                 // must not wait for it, or it would stop reading the JobManager's heartbeats.
                 let _ = out.send(heartbeat(shared, &latest_report, te, &mut refreshing));
+                continue;
             }
+        };
+        match m {
+            // Answered at once with ours: the JobManager's cadence (its
+            // heartbeat.interval) decides how fresh its view of us is.
+            LinkMessage::JobManagerHeartbeat => {
+                let _ = out.send(heartbeat(shared, &latest_report, te, &mut refreshing));
+            }
+            LinkMessage::ProvideJob { session: s, job, mut origin, config } if s == session => {
+                let digest = match &origin.program {
+                    riffle_api::ProgramSource::Plugin { digest, .. } => Some(digest.clone()),
+                    riffle_api::ProgramSource::Builtin(_) => None,
+                };
+                match digest {
+                    Some(d) => match settings.artifacts.get(&d) {
+                        Some(cached) => {
+                            set_plugin_path(&mut origin, &cached);
+                            jobs.build(job, &origin, config, builder.as_ref(), shared);
+                        }
+                        None => {
+                            // Fetched once; the job's commands wait for it. A remote artifact (a URL) comes from
+                            // where it lives, anything else from the JobManager.
+                            let url = match &origin.program {
+                                riffle_api::ProgramSource::Plugin { path, .. } if crate::artifacts::is_url(path) => {
+                                    Some(path.clone())
+                                }
+                                _ => None,
+                            };
+                            jobs.fetching.insert(job, (origin, config, d, Vec::new()));
+                            match url {
+                                Some(url) => {
+                                    let local_tx = local_tx.clone();
+                                    actix::spawn(async move {
+                                        let bytes =
+                                            crate::artifacts::fetch_url(&url).await.map(serde_bytes::ByteBuf::from);
+                                        let _ = local_tx.send(LinkMessage::Artifact { job, bytes });
+                                    });
+                                }
+                                None => {
+                                    let _ = out.send(LinkMessage::FetchArtifact { job });
+                                }
+                            }
+                        }
+                    },
+                    None => jobs.build(job, &origin, config, builder.as_ref(), shared),
+                }
+            }
+            LinkMessage::Artifact { job, bytes } => {
+                let Some((mut origin, config, digest, queued)) = jobs.fetching.remove(&job) else { continue };
+                let stored = bytes.and_then(|b| settings.artifacts.put(&digest, &b));
+                match stored {
+                    Ok(path) => {
+                        tracing::info!(%job, path = %path.display(), "plugin library fetched into the artifact cache");
+                        set_plugin_path(&mut origin, &path);
+                        jobs.build(job, &origin, config, builder.as_ref(), shared);
+                    }
+                    Err(why) => {
+                        tracing::warn!(%job, "cannot fetch the job's plugin library: {why}");
+                        jobs.unbuildable.insert(job, format!("cannot fetch its plugin library: {why}"));
+                    }
+                }
+                for msg in queued {
+                    jobs.command(msg, &local, &remote, &settings.resource_id, slots, shared);
+                }
+            }
+            LinkMessage::ForTaskExecutor { session: s, msg } if s == session => {
+                let job = match &msg {
+                    ToTaskExecutor::DeployTask(d) => Some(d.execution.job),
+                    _ => None,
+                };
+                match job.and_then(|j| jobs.fetching.get_mut(&j)) {
+                    Some((_, _, _, queued)) => queued.push(msg),
+                    None => jobs.command(msg, &local, &remote, &settings.resource_id, slots, shared),
+                }
+            }
+            LinkMessage::SplitAnswer { request, answer } => remote.answer_splits(request, answer),
+            LinkMessage::ProvideJob { session: s, .. } | LinkMessage::ForTaskExecutor { session: s, .. } => {
+                tracing::warn!(session = s, current = session, "dropping a command of another JobManager session");
+            }
+            other => tracing::warn!("ignoring an unexpected message from the JobManager: {other:?}"),
         }
     };
     remote.fail_pending(&reason);
