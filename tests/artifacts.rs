@@ -3,6 +3,10 @@
 //! that copy, and reuses it for the next job of the same library.
 
 use std::path::{Path, PathBuf};
+
+mod common;
+
+use common::{sums_totals, template_plugin};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,31 +14,6 @@ use riffle::{Configuration, JobOrigin, JobStatus, MiniCluster, MiniClusterConfig
 use riffle_cluster::plugin::LoadedPlugins;
 use riffle_cluster::remote::ProgramBuilder;
 use riffle_cluster::taskmanager::TaskManager;
-
-/// The template plugin's shared library, built as a dev-dependency of this package.
-fn template_plugin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    for dir in [deps, deps.parent().unwrap()] {
-        for e in std::fs::read_dir(dir).unwrap().flatten() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if n.starts_with("libriffle_plugin_template") && n.ends_with(std::env::consts::DLL_SUFFIX) {
-                return e.path();
-            }
-        }
-    }
-    panic!("the template plugin's library was not built next to {}", exe.display());
-}
-
-fn totals(path: &Path) -> Vec<(u64, u64)> {
-    let mut t = std::collections::BTreeMap::<u64, u64>::new();
-    for l in std::fs::read_to_string(path).unwrap().lines() {
-        let (k, v) = l.split_once(',').unwrap();
-        let e = t.entry(k.parse().unwrap()).or_default();
-        *e = (*e).max(v.parse().unwrap());
-    }
-    t.into_iter().collect()
-}
 
 #[test]
 fn a_task_manager_fetches_a_plugin_library_once_into_its_cache_and_builds_from_it() {
@@ -79,7 +58,7 @@ fn a_task_manager_fetches_a_plugin_library_once_into_its_cache_and_builds_from_i
         let graph = jm_plugins.build_origin(lib.to_str().unwrap(), "sums", &args).unwrap();
         let r = jm.submit(graph).unwrap().wait(Some(Duration::from_secs(60))).unwrap();
         assert_eq!(r.status, JobStatus::Finished, "{:?}", r.error);
-        assert_eq!(totals(&out), [(0, 1683), (1, 1617), (2, 1650)]);
+        assert_eq!(sums_totals(&out), [(0, 1683), (1, 1617), (2, 1650)]);
         let cached: Vec<PathBuf> =
             std::fs::read_dir(&blob).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_file()).collect();
         assert_eq!(cached.len(), 1, "{cached:?}");

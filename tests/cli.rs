@@ -1,5 +1,8 @@
 //! The `riffle` binary as a user runs it.
 
+mod common;
+
+use common::{sums_totals, template_plugin};
 use std::process::Command;
 
 fn riffle() -> Command {
@@ -216,22 +219,6 @@ fn a_yaml_config_file_is_read_overridden_by_d_and_typos_are_reported() {
     assert!(!out.status.success() && stderr.contains("not valid YAML") && stderr.lines().count() == 1, "{stderr}");
 }
 
-/// The template plugin's shared library, built as a dev-dependency of this package.
-fn template_plugin() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    let name = |p: &std::path::Path| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    for dir in [deps, deps.parent().unwrap()] {
-        for e in std::fs::read_dir(dir).unwrap().flatten() {
-            let n = name(&e.path());
-            if n.starts_with("libriffle_plugin_template") && n.ends_with(std::env::consts::DLL_SUFFIX) {
-                return e.path();
-            }
-        }
-    }
-    panic!("the template plugin's library was not built next to {}", exe.display());
-}
-
 #[test]
 fn a_plugin_job_runs_from_the_command_line_and_bad_plugins_are_one_line_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -240,13 +227,7 @@ fn a_plugin_job_runs_from_the_command_line_and_bad_plugins_are_one_line_errors()
     let o =
         riffle().args(["run", "--plugin"]).arg(&lib).args(["--entry", "sums", "100", "3"]).arg(&out).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let mut totals = std::collections::BTreeMap::<u64, u64>::new();
-    for l in std::fs::read_to_string(&out).unwrap().lines() {
-        let (k, v) = l.split_once(',').unwrap();
-        let e = totals.entry(k.parse().unwrap()).or_default();
-        *e = (*e).max(v.parse().unwrap());
-    }
-    assert_eq!(totals.into_iter().collect::<Vec<_>>(), [(0, 1683), (1, 1617), (2, 1650)]);
+    assert_eq!(sums_totals(&out), [(0, 1683), (1, 1617), (2, 1650)]);
     let junk = dir.path().join("junk.so");
     std::fs::write(&junk, b"not a shared library").unwrap();
     for (plugin, entry, want) in [
@@ -275,13 +256,7 @@ fn run_application_starts_a_cluster_for_one_plugin_job_and_shuts_it_down() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{stderr}");
     assert!(stderr.contains("cluster shut down"), "{stderr}");
-    let mut totals = std::collections::BTreeMap::<u64, u64>::new();
-    for l in std::fs::read_to_string(&out).unwrap().lines() {
-        let (k, v) = l.split_once(',').unwrap();
-        let e = totals.entry(k.parse().unwrap()).or_default();
-        *e = (*e).max(v.parse().unwrap());
-    }
-    assert_eq!(totals.into_iter().collect::<Vec<_>>(), [(0, 1683), (1, 1617), (2, 1650)]);
+    assert_eq!(sums_totals(&out), [(0, 1683), (1, 1617), (2, 1650)]);
     // The TaskManager processes ended with the application.
     let stdout = String::from_utf8_lossy(&o.stdout);
     for pid in stdout.lines().filter_map(|l| l.rsplit_once("pid ").and_then(|(_, p)| p.trim().parse::<u32>().ok())) {
@@ -318,13 +293,7 @@ fn run_application_takes_a_remote_artifact_that_each_task_manager_fetches_itself
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let mut totals = std::collections::BTreeMap::<u64, u64>::new();
-    for l in std::fs::read_to_string(&out).unwrap().lines() {
-        let (k, v) = l.split_once(',').unwrap();
-        let e = totals.entry(k.parse().unwrap()).or_default();
-        *e = (*e).max(v.parse().unwrap());
-    }
-    assert_eq!(totals.into_iter().collect::<Vec<_>>(), [(0, 1683), (1, 1617), (2, 1650)]);
+    assert_eq!(sums_totals(&out), [(0, 1683), (1, 1617), (2, 1650)]);
     // The TaskManagers cached the library under its digest, fetched from the URL.
     let cached: Vec<String> = std::fs::read_dir(&blob)
         .unwrap()

@@ -4,15 +4,22 @@
 //! from its newest checkpoint and it finishes with exactly the failure-free output. With a
 //! 3-member ensemble, a ZooKeeper member is killed too.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::process::Command;
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{start, wait_until, Proc};
 use riffle::scenarios::drill::{committed_lines, expected_lines};
 use serde_json::Value;
+
+/// The JSON answer of a request, if the server gave one.
+fn http(addr: &str, method: &str, path: &str, body: &str) -> Option<Value> {
+    Some(common::http(addr, method, path, body).1).filter(|v| !v.is_null())
+}
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/scripts/zookeeper.sh")
@@ -94,36 +101,6 @@ impl Drop for ZooKeeper {
     }
 }
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(args: &[String]) -> (Proc, Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_riffle"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(match std::env::var_os("RIFFLE_TEST_STDERR") {
-            Some(f) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(f).unwrap()),
-            None => Stdio::null(),
-        })
-        .spawn()
-        .expect("riffle starts");
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    (Proc(child), rx)
-}
-
 fn line_with(rx: &Receiver<String>, what: &str, timeout: Duration) -> Option<String> {
     let deadline = Instant::now() + timeout;
     loop {
@@ -133,27 +110,6 @@ fn line_with(rx: &Receiver<String>, what: &str, timeout: Duration) -> Option<Str
             Ok(_) => {}
             Err(_) => return None,
         }
-    }
-}
-
-fn http(addr: &str, method: &str, path: &str, body: &str) -> Option<Value> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    serde_json::from_str(out.split_once("\r\n\r\n")?.1).ok()
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
     }
 }
 

@@ -5,49 +5,16 @@
 //! failures. A JobManager bound on one address and advertising another (reached through a
 //! forwarder) works.
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::process::Command;
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{http, start, sums_totals, template_plugin, wait_until, Proc};
 use riffle::scenarios::drill::{committed_lines, expected_lines};
-use serde_json::Value;
-
-/// A process killed (and reaped) when the test ends, whatever happens.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `riffle args...`; its stdout lines arrive on the receiver.
-fn start(args: &[String]) -> (Proc, Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_riffle"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(match std::env::var_os("RIFFLE_TEST_STDERR") {
-            Some(f) => Stdio::from(std::fs::OpenOptions::new().create(true).append(true).open(f).unwrap()),
-            None => Stdio::null(),
-        })
-        .spawn()
-        .expect("riffle starts");
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        // Reads to the end even when nobody listens any more: a closed pipe would fail the
-        // process's next line.
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    (Proc(child), rx)
-}
 
 /// Waits for a stdout line containing `what`.
 fn line_with(rx: &Receiver<String>, what: &str, seen: &mut Vec<String>) -> String {
@@ -61,29 +28,6 @@ fn line_with(rx: &Receiver<String>, what: &str, seen: &mut Vec<String>) -> Strin
             Ok(l) => seen.push(l),
             Err(_) => panic!("no line with '{what}' in {seen:?}"),
         }
-    }
-}
-
-fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
-}
-
-fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -322,21 +266,6 @@ fn the_exactly_once_drill_over_the_network_survives_a_killed_task_manager() {
     drop(c.proc);
 }
 
-/// The template plugin's shared library, built as a dev-dependency of this package.
-fn template_plugin() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    for dir in [deps, deps.parent().unwrap()] {
-        for e in std::fs::read_dir(dir).unwrap().flatten() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if n.starts_with("libriffle_plugin_template") && n.ends_with(std::env::consts::DLL_SUFFIX) {
-                return e.path();
-            }
-        }
-    }
-    panic!("the template plugin's library was not built next to {}", exe.display());
-}
-
 #[test]
 fn riffle_run_uploads_a_plugin_to_a_running_cluster_and_waits_for_its_job() {
     let dir = tempfile::tempdir().unwrap();
@@ -352,13 +281,7 @@ fn riffle_run_uploads_a_plugin_to_a_running_cluster_and_waits_for_its_job() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{stdout}{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout.contains("ended FINISHED"), "{stdout}");
-    let mut totals = std::collections::BTreeMap::<u64, u64>::new();
-    for l in std::fs::read_to_string(&out).unwrap().lines() {
-        let (k, v) = l.split_once(',').unwrap();
-        let e = totals.entry(k.parse().unwrap()).or_default();
-        *e = (*e).max(v.parse().unwrap());
-    }
-    assert_eq!(totals.into_iter().collect::<Vec<_>>(), [(0, 1683), (1, 1617), (2, 1650)]);
+    assert_eq!(sums_totals(&out), [(0, 1683), (1, 1617), (2, 1650)]);
     // A TaskManager's thread dump shows that process's threads, not the JobManager's.
     let (status, dump) = http(&c.rest, "GET", "/taskmanagers/taskmanager-0/thread-dump", "");
     assert_eq!(status, 200, "{dump}");

@@ -2,24 +2,11 @@
 //! unloading a slot's own copy of the library 200 times leaves the process's memory where it
 //! was. (A test binary of its own: no other test shares the process whose memory it measures.)
 
-use std::path::PathBuf;
+mod common;
+
+use common::template_plugin;
 
 use riffle::Configuration;
-
-/// The template plugin's shared library, built as a dev-dependency of this package.
-fn template_plugin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    for dir in [deps, deps.parent().unwrap()] {
-        for e in std::fs::read_dir(dir).unwrap().flatten() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if n.starts_with("libriffle_plugin_template") && n.ends_with(std::env::consts::DLL_SUFFIX) {
-                return e.path();
-            }
-        }
-    }
-    panic!("the template plugin's library was not built next to {}", exe.display());
-}
 
 fn rss_kb() -> u64 {
     std::fs::read_to_string("/proc/self/status")

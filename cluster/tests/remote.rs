@@ -68,6 +68,11 @@ fn job_manager() -> MiniCluster {
 }
 
 fn task_manager(jm: &MiniCluster, id: &str, slots: u32) -> TaskManager {
+    task_manager_with(jm, id, slots, builder())
+}
+
+/// A TaskManager with `slots` slots that builds jobs with `builder`, registered at `jm`.
+fn task_manager_with(jm: &MiniCluster, id: &str, slots: u32, builder: Arc<dyn ProgramBuilder>) -> TaskManager {
     let addr = jm.rpc_address().unwrap();
     let (host, port) = addr.rsplit_once(':').unwrap();
     let mut c = Configuration::new();
@@ -78,7 +83,7 @@ fn task_manager(jm: &MiniCluster, id: &str, slots: u32) -> TaskManager {
         .set("taskmanager.numberOfTaskSlots", slots.to_string())
         .set("heartbeat.interval", "100 ms")
         .set("heartbeat.timeout", "1 s");
-    let tm = TaskManager::start(c, builder()).unwrap();
+    let tm = TaskManager::start(c, builder).unwrap();
     tm.wait_registered(Duration::from_secs(10)).unwrap();
     tm
 }
@@ -345,20 +350,8 @@ fn slow(args: &[String], parallelism: u32) -> Result<JobGraph, String> {
 fn a_slow_consumer_in_another_process_holds_back_the_producers_with_bounded_memory() {
     use std::sync::atomic::Ordering::Relaxed;
     let jm = job_manager();
-    let addr = jm.rpc_address().unwrap();
-    let (host, port) = addr.rsplit_once(':').unwrap();
-    let tm = |id: &str| {
-        let mut c = Configuration::new();
-        c.set("jobmanager.rpc.address", host)
-            .set("jobmanager.rpc.port", port)
-            .set("taskmanager.resource-id", id)
-            .set("taskmanager.host", "127.0.0.1");
-        let b: Arc<dyn ProgramBuilder> = Arc::new(|o: &JobOrigin| slow(&o.args, o.parallelism.unwrap_or(1)));
-        let t = TaskManager::start(c, b).unwrap();
-        t.wait_registered(Duration::from_secs(10)).unwrap();
-        t
-    };
-    let (_a, _b) = (tm("tm-slow-1"), tm("tm-slow-2"));
+    let b: Arc<dyn ProgramBuilder> = Arc::new(|o: &JobOrigin| slow(&o.args, o.parallelism.unwrap_or(1)));
+    let (_a, _b) = (task_manager_with(&jm, "tm-slow-1", 1, b.clone()), task_manager_with(&jm, "tm-slow-2", 1, b));
     wait_for_slots(&jm, 2);
     let job = jm.submit(slow(&["10000000".to_string()], 2).unwrap()).unwrap();
     std::thread::sleep(Duration::from_secs(3));
@@ -434,20 +427,8 @@ fn crawl(args: &[String], parallelism: u32) -> Result<JobGraph, String> {
 #[test]
 fn unaligned_checkpoints_overtake_a_full_backlog_across_the_network() {
     let jm = job_manager();
-    let addr = jm.rpc_address().unwrap();
-    let (host, port) = addr.rsplit_once(':').unwrap();
-    let tm = |id: &str| {
-        let mut c = Configuration::new();
-        c.set("jobmanager.rpc.address", host)
-            .set("jobmanager.rpc.port", port)
-            .set("taskmanager.resource-id", id)
-            .set("taskmanager.host", "127.0.0.1");
-        let b: Arc<dyn ProgramBuilder> = Arc::new(|o: &JobOrigin| crawl(&o.args, o.parallelism.unwrap_or(1)));
-        let t = TaskManager::start(c, b).unwrap();
-        t.wait_registered(Duration::from_secs(10)).unwrap();
-        t
-    };
-    let (_a, _b) = (tm("tm-crawl-1"), tm("tm-crawl-2"));
+    let b: Arc<dyn ProgramBuilder> = Arc::new(|o: &JobOrigin| crawl(&o.args, o.parallelism.unwrap_or(1)));
+    let (_a, _b) = (task_manager_with(&jm, "tm-crawl-1", 1, b.clone()), task_manager_with(&jm, "tm-crawl-2", 1, b));
     wait_for_slots(&jm, 2);
     let job = jm.submit(crawl(&["10000000".to_string(), "true".to_string()], 2).unwrap()).unwrap();
     // Each consumer has ~8 batches of 1024 records queued before it (1 ms each): an aligned

@@ -80,18 +80,9 @@ impl<T: Serialize + DeserializeOwned> Connection<T> {
         if self.broken {
             return Err(TransportError::Broken);
         }
-        let result = match self.reader.read_frame().await {
-            Ok(Some(payload)) => decode(payload, Stage::Session).map(Some),
-            Ok(None) => Ok(None),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = &result {
+        let result = read_message(&mut self.reader, self.peer_addr, &self.peer_node).await;
+        if result.is_err() {
             self.broken = true;
-            if e.is_peer_fault() {
-                tracing::warn!(peer = %self.peer_addr, node = %self.peer_node, error = %e, "dropping a connection: the peer broke the protocol");
-            } else {
-                tracing::debug!(peer = %self.peer_addr, node = %self.peer_node, error = %e, "connection failed");
-            }
             // Tell the peer at once; the socket itself closes when the connection is dropped.
             let _ = self.writer.shutdown().await;
         }
@@ -136,17 +127,8 @@ impl<T: DeserializeOwned> ConnectionReader<T> {
         if self.broken {
             return Err(TransportError::Broken);
         }
-        let result = match self.reader.read_frame().await {
-            Ok(Some(payload)) => decode(payload, Stage::Session).map(Some),
-            Ok(None) => Ok(None),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = &result {
-            self.broken = true;
-            if e.is_peer_fault() {
-                tracing::warn!(peer = %self.peer_addr, node = %self.peer_node, error = %e, "dropping a connection: the peer broke the protocol");
-            }
-        }
+        let result = read_message(&mut self.reader, self.peer_addr, &self.peer_node).await;
+        self.broken = result.is_err();
         result
     }
 
@@ -210,6 +192,27 @@ impl<T> Connection<T> {
         self.reader.set_max_frame_size(max_frame_size);
         self.writer.set_max_frame_size(max_frame_size);
     }
+}
+
+/// Reads and decodes one message; a frame that breaks the protocol is logged with the peer.
+async fn read_message<T: DeserializeOwned>(
+    reader: &mut FrameReader<OwnedReadHalf>,
+    peer: SocketAddr,
+    node: &str,
+) -> Result<Option<T>, TransportError> {
+    let result = match reader.read_frame().await {
+        Ok(Some(payload)) => decode(payload, Stage::Session).map(Some),
+        Ok(None) => Ok(None),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = &result {
+        if e.is_peer_fault() {
+            tracing::warn!(%peer, %node, error = %e, "dropping a connection: the peer broke the protocol");
+        } else {
+            tracing::debug!(%peer, %node, error = %e, "connection failed");
+        }
+    }
+    result
 }
 
 /// Opens a connection to the riffle process at `addr`: TCP within `timeouts.connect`, then our
