@@ -126,13 +126,12 @@ impl<
 
     fn build(&self, ctx: LinkContext, out: Erased) -> Result<Built, TaskError> {
         let out = *out.downcast::<Box<dyn Input<O>>>().map_err(|_| wrong_type("a node's output"))?;
-        let name = ctx.id.name.clone();
         // Heads and sources are where the runtime enters user code: guarded here, in the
         // library that built the job (see `panic_guard`).
         Ok(match (self.build)(ctx, out)? {
             BuiltTyped::Link(l) => Built::Link(Box::new(l)),
-            BuiltTyped::Head(h) => Built::Head(Box::new(crate::panic_guard::GuardedHead { inner: h, name })),
-            BuiltTyped::Source(s) => Built::Source(Box::new(crate::panic_guard::GuardedSource { inner: s, name })),
+            BuiltTyped::Head(h) => Built::Head(Box::new(crate::panic_guard::GuardedHead { inner: h })),
+            BuiltTyped::Source(s) => Built::Source(Box::new(crate::panic_guard::GuardedSource { inner: s })),
         })
     }
 
@@ -173,7 +172,7 @@ impl<
     fn make_head(&self, link: Erased, name: &str) -> Result<Box<dyn VertexHead>, TaskError> {
         let link = *link.downcast::<Box<dyn Input<I>>>().map_err(|_| wrong_type("a vertex head"))?;
         let head = Box::new(OneInputHead { link, name: name.to_string() });
-        Ok(Box::new(crate::panic_guard::GuardedHead { inner: head, name: name.to_string() }))
+        Ok(Box::new(crate::panic_guard::GuardedHead { inner: head }))
     }
 
     fn make_side(&self, link: Erased) -> Result<Box<dyn SideOut>, TaskError> {

@@ -27,7 +27,7 @@ fn message(p: Box<dyn Any + Send>) -> String {
 /// operator that was running (its `OperatorMarker`), which the guard cannot know.
 pub const PANICKED_IN_CHAIN: &str = "";
 
-fn guard<R>(_vertex: &str, f: impl FnOnce() -> Result<R, TaskError>) -> Result<R, TaskError> {
+fn guard<R>(f: impl FnOnce() -> Result<R, TaskError>) -> Result<R, TaskError> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
         Err(p) => Err(TaskError::msg(PANICKED_IN_CHAIN, format!("panicked: {}", message(p)))),
@@ -37,45 +37,44 @@ fn guard<R>(_vertex: &str, f: impl FnOnce() -> Result<R, TaskError>) -> Result<R
 /// A vertex head whose calls cannot unwind.
 pub(crate) struct GuardedHead {
     pub(crate) inner: Box<dyn VertexHead>,
-    pub(crate) name: String,
 }
 
 impl VertexHead for GuardedHead {
     fn push_batch(&mut self, input: usize, batch: Box<dyn Any + Send>) -> TaskResult {
-        guard(&self.name, || self.inner.push_batch(input, batch))
+        guard(|| self.inner.push_batch(input, batch))
     }
     fn watermark(&mut self, watermark: i64) -> TaskResult {
-        guard(&self.name, || self.inner.watermark(watermark))
+        guard(|| self.inner.watermark(watermark))
     }
     fn idle(&mut self, idle: bool) -> TaskResult {
-        guard(&self.name, || self.inner.idle(idle))
+        guard(|| self.inner.idle(idle))
     }
     fn end_of_input(&mut self, input: usize) -> TaskResult {
-        guard(&self.name, || self.inner.end_of_input(input))
+        guard(|| self.inner.end_of_input(input))
     }
     fn end_input(&mut self) -> TaskResult {
-        guard(&self.name, || self.inner.end_input())
+        guard(|| self.inner.end_input())
     }
     fn processing_time(&mut self, now: i64) -> TaskResult {
-        guard(&self.name, || self.inner.processing_time(now))
+        guard(|| self.inner.processing_time(now))
     }
     fn next_processing_time(&self) -> Option<i64> {
         self.inner.next_processing_time()
     }
     fn snapshot(&mut self, out: &mut OperatorSnapshots) -> TaskResult {
-        guard(&self.name, || self.inner.snapshot(out))
+        guard(|| self.inner.snapshot(out))
     }
     fn restore(&mut self, from: &OperatorRestore) -> TaskResult {
-        guard(&self.name, || self.inner.restore(from))
+        guard(|| self.inner.restore(from))
     }
     fn notify_checkpoint(&mut self, id: u64, completed: bool) -> TaskResult {
-        guard(&self.name, || self.inner.notify_checkpoint(id, completed))
+        guard(|| self.inner.notify_checkpoint(id, completed))
     }
     fn encode_batch(&self, input: usize, batch: &(dyn Any + Send)) -> Result<Vec<u8>, TaskError> {
-        guard(&self.name, || self.inner.encode_batch(input, batch))
+        guard(|| self.inner.encode_batch(input, batch))
     }
     fn push_encoded(&mut self, input: usize, bytes: &[u8]) -> TaskResult {
-        guard(&self.name, || self.inner.push_encoded(input, bytes))
+        guard(|| self.inner.push_encoded(input, bytes))
     }
     fn push_batch_until(
         &mut self,
@@ -83,34 +82,33 @@ impl VertexHead for GuardedHead {
         batch: Box<dyn Any + Send>,
         pause: &mut dyn FnMut() -> bool,
     ) -> Result<Option<BatchRest>, TaskError> {
-        guard(&self.name, || self.inner.push_batch_until(input, batch, pause))
+        guard(|| self.inner.push_batch_until(input, batch, pause))
     }
 }
 
 /// A source head whose calls cannot unwind.
 pub(crate) struct GuardedSource {
     pub(crate) inner: Box<dyn SourceHead>,
-    pub(crate) name: String,
 }
 
 impl SourceHead for GuardedSource {
     fn add_splits(&mut self, splits: Vec<SplitBytes>) -> Result<(), TaskError> {
-        guard(&self.name, || self.inner.add_splits(splits))
+        guard(|| self.inner.add_splits(splits))
     }
     fn no_more_splits(&mut self) {
-        let _ = guard(&self.name, || {
+        let _ = guard(|| {
             self.inner.no_more_splits();
             Ok(())
         });
     }
     fn poll(&mut self) -> Result<ReadStatus, TaskError> {
-        guard(&self.name, || self.inner.poll())
+        guard(|| self.inner.poll())
     }
     fn finish(&mut self) -> Result<(), TaskError> {
-        guard(&self.name, || self.inner.finish())
+        guard(|| self.inner.finish())
     }
     fn processing_time(&mut self, now: i64) -> Result<(), TaskError> {
-        guard(&self.name, || self.inner.processing_time(now))
+        guard(|| self.inner.processing_time(now))
     }
     fn next_processing_time(&self) -> Option<i64> {
         self.inner.next_processing_time()
@@ -119,12 +117,12 @@ impl SourceHead for GuardedSource {
         self.inner.records_emitted()
     }
     fn snapshot(&mut self, out: &mut OperatorSnapshots) -> Result<SourceSnapshot, TaskError> {
-        guard(&self.name, || self.inner.snapshot(out))
+        guard(|| self.inner.snapshot(out))
     }
     fn restore(&mut self, sources: &[SourceSnapshot], from: &OperatorRestore) -> Result<(), TaskError> {
-        guard(&self.name, || self.inner.restore(sources, from))
+        guard(|| self.inner.restore(sources, from))
     }
     fn notify_checkpoint(&mut self, id: u64, completed: bool) -> Result<(), TaskError> {
-        guard(&self.name, || self.inner.notify_checkpoint(id, completed))
+        guard(|| self.inner.notify_checkpoint(id, completed))
     }
 }
