@@ -19,7 +19,7 @@ use riffle_actors::JobId;
 use riffle_api::{Configuration, JobGraph, JobOrigin};
 use serde::{Deserialize, Serialize};
 
-use super::{CompletedCheckpointStore, Fence, HaConfig, JobGraphStore, LeaderElection, ZkClient};
+use super::{CompletedCheckpointStore, Fence, HaConfig, JobGraphStore, LeaderElection, Leadership, ZkClient};
 use crate::error::ClusterError;
 use crate::minicluster::{MiniCluster, MiniClusterConfig};
 use crate::remote::ProgramBuilder;
@@ -264,12 +264,31 @@ async fn contend(config: super::ZooKeeperHaConfig, address: String, tx: std::syn
     }
     let _ = tx.send(Event::Leader { zk: zk.clone(), fence, jobs });
     let mut leadership = election.leadership();
+    // A dropped connection (a ZooKeeper member went away) suspends the leadership until the
+    // client reaches another member within the session; only a session that is gone, or a
+    // suspension long enough that the servers may have ended the session (two thirds of its
+    // timeout, measured from the drop), deposes this JobManager. It then stops at once.
+    let grace = zk.session_timeout() * 2 / 3;
     loop {
-        let lost = leadership.changed().await.is_err() || !leadership.borrow().is_leader();
-        if lost {
-            tracing::error!("this JobManager lost its leadership (ZooKeeper session or node gone): stopping");
-            eprintln!("error: this JobManager lost its leadership in ZooKeeper; stopping");
-            std::process::exit(70);
+        if leadership.changed().await.is_err() {
+            depose("its ZooKeeper session or election node is gone");
+        }
+        if leadership.borrow().is_leader() {
+            continue;
+        }
+        tracing::warn!(
+            "leadership suspended (disconnected from ZooKeeper); waiting {grace:?} for the session to resume"
+        );
+        match tokio::time::timeout(grace, leadership.wait_for(Leadership::is_leader)).await {
+            Ok(Ok(_)) => tracing::info!("leadership resumed"),
+            Ok(Err(_)) => depose("its ZooKeeper session or election node is gone"),
+            Err(_) => depose(&format!("it stayed disconnected from ZooKeeper for {grace:?}")),
         }
     }
+}
+
+fn depose(why: &str) -> ! {
+    tracing::error!("this JobManager is no longer the leader: {why}; stopping");
+    eprintln!("error: this JobManager is no longer the leader ({why}); stopping");
+    std::process::exit(70);
 }
