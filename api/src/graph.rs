@@ -89,6 +89,8 @@ pub(crate) trait NodeOps: Send + Sync {
     fn encode_output(&self, batch: &(dyn Any + Send), name: &str) -> Result<Vec<u8>, TaskError>;
     /// Decodes what `encode_output` wrote, as the batch it was.
     fn decode_output(&self, bytes: &[u8], name: &str) -> Result<Box<dyn Any + Send>, TaskError>;
+    /// `encode_output` appending to `out`.
+    fn encode_output_into(&self, batch: &(dyn Any + Send), name: &str, out: &mut Vec<u8>) -> Result<(), TaskError>;
 }
 
 type BuildFn<I, O> = dyn Fn(LinkContext, Box<dyn Input<O>>) -> Result<BuiltTyped<I>, TaskError> + Send + Sync;
@@ -122,6 +124,10 @@ impl<
 
     fn decode_output(&self, bytes: &[u8], name: &str) -> Result<Box<dyn Any + Send>, TaskError> {
         crate::head::decode_wire_batch::<O>(bytes, name)
+    }
+
+    fn encode_output_into(&self, batch: &(dyn Any + Send), name: &str, out: &mut Vec<u8>) -> Result<(), TaskError> {
+        crate::head::encode_wire_batch_into::<O>(batch, name, out)
     }
 
     fn build(&self, ctx: LinkContext, out: Erased) -> Result<Built, TaskError> {
@@ -328,6 +334,17 @@ impl JobGraph {
     pub fn encode_edge_batch(&self, edge: u32, batch: &(dyn Any + Send)) -> Result<Vec<u8>, TaskError> {
         let (ops, name) = self.edge_producer(edge)?;
         ops.encode_output(batch, name)
+    }
+
+    /// [`JobGraph::encode_edge_batch`] appending to `out` (a frame's buffer).
+    pub fn encode_edge_batch_into(
+        &self,
+        edge: u32,
+        batch: &(dyn Any + Send),
+        out: &mut Vec<u8>,
+    ) -> Result<(), TaskError> {
+        let (ops, name) = self.edge_producer(edge)?;
+        ops.encode_output_into(batch, name, out)
     }
 
     /// Decodes what [`JobGraph::encode_edge_batch`] wrote, as the batch it was.

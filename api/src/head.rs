@@ -90,6 +90,22 @@ pub(crate) fn encode_wire_batch<T: Serialize + 'static>(
         .map_err(|e| TaskError::msg(name, format!("cannot encode records for the network: {e}")))
 }
 
+/// [`encode_wire_batch`] appending to `out` (a frame's buffer: no copy of the encoding).
+pub(crate) fn encode_wire_batch_into<T: Serialize + 'static>(
+    batch: &(dyn Any + Send),
+    name: &str,
+    out: &mut Vec<u8>,
+) -> Result<(), TaskError> {
+    let records = batch.downcast_ref::<Vec<StreamRecord<T>>>().ok_or_else(|| {
+        TaskError::msg(name, format!("a batch of another record type than {} on the wire", std::any::type_name::<T>()))
+    })?;
+    out.reserve(records.len() * (std::mem::size_of::<StreamRecord<T>>() + 4));
+    let buf = std::mem::take(out);
+    *out = postcard::to_extend(records, buf)
+        .map_err(|e| TaskError::msg(name, format!("cannot encode records for the network: {e}")))?;
+    Ok(())
+}
+
 /// Decodes what [`encode_wire_batch`] wrote.
 pub(crate) fn decode_wire_batch<T: DeserializeOwned + Send + 'static>(
     bytes: &[u8],

@@ -41,14 +41,18 @@ async fn channel(
     settings: DataPlaneSettings,
 ) {
     let peer = reader.peer_addr();
-    let (job, attempt, key) = match tokio::time::timeout(settings.timeouts.handshake, reader.recv()).await {
-        Ok(Ok(Some(DataMessage::Open { job, attempt, key }))) => (job, attempt, key),
-        Ok(Ok(Some(_))) => {
-            tracing::warn!(%peer, "a data connection must start with Open");
-            return;
-        }
+    let first = match tokio::time::timeout(settings.timeouts.handshake, reader.recv_raw()).await {
+        Ok(Ok(Some(payload))) => protocol::read_frame(payload).ok().map(|f| match f {
+            protocol::Frame::Message(DataMessage::Open { job, attempt, key }) => Some((job, attempt, key)),
+            _ => None,
+        }),
         _ => return,
     };
+    let Some(Some((job, attempt, key))) = first else {
+        tracing::warn!(%peer, "a data connection must start with Open");
+        return;
+    };
+    let refuse = |why: String| DataMessage::Refused(why);
     // The producer may be deployed before this TaskManager learnt the job.
     let deadline = Instant::now() + settings.patience;
     let graph = loop {
@@ -56,46 +60,60 @@ async fn channel(
             break g;
         }
         if Instant::now() > deadline {
-            let _ = writer.send(&DataMessage::Refused(format!("job {job} is unknown here"))).await;
+            let m = refuse(format!("job {job} is unknown here"));
+            let _ = writer.send_raw(|buf| protocol::write_message(buf, &m)).await;
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     };
     let id = ChannelId { job, attempt, key };
     let Some((tx, ptx)) = shared.exchange.take_sender(id, settings.capacity) else {
-        let _ = writer.send(&DataMessage::Refused(format!("channel {key:?} is served already"))).await;
+        let m = refuse(format!("channel {key:?} is served already"));
+        let _ = writer.send_raw(|buf| protocol::write_message(buf, &m)).await;
         return;
     };
-    if writer.send(&DataMessage::Credit(settings.capacity as u32)).await.is_err() {
+    let credit = |n: u32| DataMessage::Credit(n);
+    let initial = credit(settings.capacity as u32);
+    if writer.send_raw(|buf| protocol::write_message(buf, &initial)).await.is_err() {
         return;
     }
+    let one = credit(1);
     let io =
         graph.edge_vertices(key.edge).and_then(|(_, consumer)| shared.view(job)?.io(consumer as u32, key.consumer));
     loop {
-        let m = match reader.recv().await {
-            Ok(Some(m)) => m,
+        // Records are decoded straight from the received frame.
+        let element = match reader.recv_raw().await {
+            Ok(Some(payload)) => match protocol::read_frame(payload) {
+                Ok(protocol::Frame::Records { count, bytes }) => {
+                    if let Some(io) = &io {
+                        io.bytes_in.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    graph.decode_edge_batch(key.edge, bytes).map(|batch| riffle_api::Element::Records { count, batch })
+                }
+                Ok(protocol::Frame::Message(DataMessage::PriorityBarrier(b))) => {
+                    let _ = ptx.send(b.into());
+                    continue;
+                }
+                Ok(protocol::Frame::Message(m)) => match protocol::element_of(m) {
+                    Some(e) => Ok(e),
+                    None => continue,
+                },
+                Err(err) => Err(riffle_api::TaskError::msg("network", err.to_string())),
+            },
             // The producer closed (after its end of partition) or vanished: either way the
             // local end goes, and the consumer sees what it got.
             Ok(None) | Err(_) => return,
         };
-        if let (Some(io), DataMessage::Records { bytes, .. }) = (&io, &m) {
-            io.bytes_in.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        }
-        if let DataMessage::PriorityBarrier(b) = m {
-            let _ = ptx.send(b.into());
-            continue;
-        }
-        match protocol::decode(&graph, key.edge, m) {
-            Ok(Some(e)) => {
+        match element {
+            Ok(e) => {
                 // Credit guarantees room; this waits only while the consumer catches up.
                 if tx.send(e).await.is_err() {
                     return;
                 }
-                if writer.send(&DataMessage::Credit(1)).await.is_err() {
+                if writer.send_raw(|buf| protocol::write_message(buf, &one)).await.is_err() {
                     return;
                 }
             }
-            Ok(None) => {}
             Err(err) => {
                 tracing::warn!(%peer, channel = ?key, "dropping a data connection: {err}");
                 return;

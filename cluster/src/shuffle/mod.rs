@@ -69,6 +69,6 @@ impl DataPlane for NetworkDataPlane {
         let address = address.to_string();
         let settings = self.settings.clone();
         // Called from the producer subtask, on its slot's runtime.
-        tokio::spawn(outbound::run(id, address, graph, ends, settings, self.shared.clone()));
+        actix::spawn(outbound::run(id, address, graph, ends, settings, self.shared.clone()));
     }
 }

@@ -58,7 +58,8 @@ pub async fn run(
         }
     };
     let (mut reader, mut writer) = conn.into_split();
-    if writer.send(&DataMessage::Open { job: id.job, attempt: id.attempt, key: id.key }).await.is_err() {
+    let open = DataMessage::Open { job: id.job, attempt: id.attempt, key: id.key };
+    if writer.send_raw(|buf| protocol::write_message(buf, &open)).await.is_err() {
         return;
     }
     let edge = id.key.edge;
@@ -70,18 +71,19 @@ pub async fn run(
     loop {
         tokio::select! {
             biased;
-            m = reader.recv() => match m {
-                Ok(Some(DataMessage::Credit(n))) => credit += u64::from(n),
-                Ok(Some(DataMessage::Refused(why))) => {
+            m = reader.recv_raw() => match m.map(|f| f.map(protocol::read_frame)) {
+                Ok(Some(Ok(protocol::Frame::Message(DataMessage::Credit(n))))) => credit += u64::from(n),
+                Ok(Some(Ok(protocol::Frame::Message(DataMessage::Refused(why))))) => {
                     tracing::warn!(channel = ?id.key, %address, "the consumer's TaskManager refused the channel: {why}");
                     return;
                 }
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => return,
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(_))) | Ok(None) | Err(_) => return,
             },
             b = priority.recv(), if priority_open => match b {
                 Some(b) => {
-                    if writer.send(&DataMessage::PriorityBarrier((&b).into())).await.is_err() {
+                    let m = DataMessage::PriorityBarrier((&b).into());
+                    if writer.send_raw(|buf| protocol::write_message(buf, &m)).await.is_err() {
                         return;
                     }
                 }
@@ -91,26 +93,32 @@ pub async fn run(
             e = rx.recv(), if credit > 0 => match e {
                 Some(e) => {
                     let end = matches!(e, riffle_api::Element::EndOfPartition);
-                    let m = match protocol::encode(&graph, edge, e) {
-                        Ok(m) => {
-                            if let (Some(io), DataMessage::Records { bytes, .. }) = (&io, &m) {
-                                io.bytes_out.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    let mut sent = 0usize;
+                    let written = writer
+                        .send_raw(|buf| {
+                            let before = buf.len();
+                            let r = protocol::write_element(buf, &graph, edge, &e);
+                            sent = buf.len() - before;
+                            r
+                        })
+                        .await;
+                    match written {
+                        Ok(()) => {
+                            if let (Some(io), riffle_api::Element::Records { .. }) = (&io, &e) {
+                                io.bytes_out.fetch_add(sent as u64 - 5, std::sync::atomic::Ordering::Relaxed);
                             }
-                            m
                         }
-                        Err(err) => {
+                        Err(crate::transport::TransportError::Encode(err)) => {
                             tracing::warn!(channel = ?id.key, "cannot encode a batch for the network: {err}");
                             return;
                         }
-                    };
-                    if writer.send(&m).await.is_err() {
-                        return;
+                        Err(_) => return,
                     }
                     credit -= 1;
                     if end {
                         let _ = writer.close().await;
                         // Wait for the consumer to close, so nothing is cut short.
-                        while let Ok(Some(_)) = reader.recv().await {}
+                        while let Ok(Some(_)) = reader.recv_raw().await {}
                         return;
                     }
                 }

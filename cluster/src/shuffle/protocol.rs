@@ -1,8 +1,11 @@
 //! What travels on a data connection: one channel per connection, the producer's elements one
-//! way and the consumer's credits the other.
+//! way and the consumer's credits the other. A frame is a tag byte, then either a protocol
+//! message (MessagePack) or a batch of records (the count, then the job graph's encoding).
 
 use riffle_actors::JobId;
-use riffle_api::{ChannelKey, CheckpointBarrier, Element, JobGraph, TaskError};
+use riffle_api::{ChannelKey, CheckpointBarrier, Element, JobGraph};
+
+use crate::transport::{Stage, TransportError};
 use serde::{Deserialize, Serialize};
 
 /// One message of a data connection.
@@ -22,14 +25,6 @@ pub enum DataMessage {
     Credit(u32),
     /// Consumer → producer: the channel cannot be served (unknown job, channel taken).
     Refused(String),
-    /// A batch of records, encoded by the job graph for the edge's record type.
-    Records {
-        /// Records in the batch.
-        count: u32,
-        /// The encoded `Vec<StreamRecord<T>>`.
-        #[serde(with = "serde_bytes")]
-        bytes: Vec<u8>,
-    },
     /// In-band watermark.
     Watermark(i64),
     /// In-band idleness change.
@@ -77,32 +72,70 @@ impl From<WireBarrier> for CheckpointBarrier {
     }
 }
 
-/// An element of channel `edge` as a message (records encoded by `graph`).
-pub fn encode(graph: &JobGraph, edge: u32, e: Element) -> Result<DataMessage, TaskError> {
-    Ok(match e {
-        Element::Records { count, batch } => {
-            DataMessage::Records { count, bytes: graph.encode_edge_batch(edge, batch.as_ref())? }
-        }
-        Element::Watermark(w) => DataMessage::Watermark(w),
-        Element::Idle(b) => DataMessage::Idle(b),
-        Element::EndOfPartition => DataMessage::EndOfPartition,
-        Element::Barrier(b) => DataMessage::Barrier((&b).into()),
-    })
+/// The first byte of a data frame: what follows.
+const TAG_MESSAGE: u8 = 0;
+/// A records frame: the count (4 bytes, little endian), then the batch as the job graph
+/// encodes it — written straight into the frame's buffer and decoded straight from the
+/// received frame, with no copy in between.
+const TAG_RECORDS: u8 = 1;
+
+/// A received data frame.
+pub enum Frame<'a> {
+    /// A protocol message.
+    Message(DataMessage),
+    /// A batch of records, still encoded.
+    Records {
+        /// Records in it.
+        count: u32,
+        /// The encoded batch (borrowed from the frame).
+        bytes: &'a [u8],
+    },
 }
 
-/// A message of channel `edge` as the element it carries (None: not an element).
-pub fn decode(graph: &JobGraph, edge: u32, m: DataMessage) -> Result<Option<Element>, TaskError> {
-    Ok(Some(match m {
-        DataMessage::Records { count, bytes } => {
-            Element::Records { count, batch: graph.decode_edge_batch(edge, &bytes)? }
+/// Writes `m` as a frame's payload.
+pub fn write_message(buf: &mut Vec<u8>, m: &DataMessage) -> Result<(), TransportError> {
+    buf.push(TAG_MESSAGE);
+    crate::transport::message::encode_into(buf, m)
+}
+
+/// Writes element `e` of channel `edge` as a frame's payload (records encoded by `graph`).
+pub fn write_element(buf: &mut Vec<u8>, graph: &JobGraph, edge: u32, e: &Element) -> Result<(), TransportError> {
+    let m = match e {
+        Element::Records { count, batch } => {
+            buf.push(TAG_RECORDS);
+            buf.extend_from_slice(&count.to_le_bytes());
+            return graph
+                .encode_edge_batch_into(edge, batch.as_ref(), buf)
+                .map_err(|err| TransportError::Encode(err.to_string()));
         }
+        Element::Watermark(w) => DataMessage::Watermark(*w),
+        Element::Idle(b) => DataMessage::Idle(*b),
+        Element::EndOfPartition => DataMessage::EndOfPartition,
+        Element::Barrier(b) => DataMessage::Barrier(b.into()),
+    };
+    write_message(buf, &m)
+}
+
+/// Reads a frame's payload.
+pub fn read_frame(payload: &[u8]) -> Result<Frame<'_>, TransportError> {
+    match payload.split_first() {
+        Some((&TAG_MESSAGE, rest)) => Ok(Frame::Message(crate::transport::message::decode(rest, Stage::Session)?)),
+        Some((&TAG_RECORDS, rest)) if rest.len() >= 4 => {
+            let (count, bytes) = rest.split_at(4);
+            let count = u32::from_le_bytes([count[0], count[1], count[2], count[3]]);
+            Ok(Frame::Records { count, bytes })
+        }
+        _ => Err(TransportError::Undecodable { stage: Stage::Session, detail: "not a data frame".into() }),
+    }
+}
+
+/// A protocol message as the element it carries (None: not an element).
+pub fn element_of(m: DataMessage) -> Option<Element> {
+    Some(match m {
         DataMessage::Watermark(w) => Element::Watermark(w),
         DataMessage::Idle(b) => Element::Idle(b),
         DataMessage::EndOfPartition => Element::EndOfPartition,
         DataMessage::Barrier(b) => Element::Barrier(b.into()),
-        DataMessage::Open { .. }
-        | DataMessage::Credit(_)
-        | DataMessage::Refused(_)
-        | DataMessage::PriorityBarrier(_) => return Ok(None),
-    }))
+        _ => return None,
+    })
 }

@@ -141,6 +141,21 @@ impl<T: DeserializeOwned> ConnectionReader<T> {
     pub fn peer_node(&self) -> &str {
         &self.peer_node
     }
+
+    /// The next frame's payload as it came (for protocols that lay out part of their frames
+    /// themselves); `None` when the peer closed. Borrowed until the next call.
+    pub async fn recv_raw(&mut self) -> Result<Option<&[u8]>, TransportError> {
+        if self.broken {
+            return Err(TransportError::Broken);
+        }
+        match self.reader.read_frame().await {
+            Ok(p) => Ok(p),
+            Err(e) => {
+                self.broken = true;
+                Err(e)
+            }
+        }
+    }
 }
 
 /// The sending half of a [`Connection`]. Dropping it (or [`ConnectionWriter::close`]) tells
@@ -168,6 +183,21 @@ impl<T: Serialize> ConnectionWriter<T> {
     /// Closes this direction cleanly.
     pub async fn close(&mut self) -> Result<(), TransportError> {
         self.writer.shutdown().await
+    }
+
+    /// Sends one frame whose payload `encode` writes in place into the frame's buffer.
+    pub async fn send_raw<F>(&mut self, encode: F) -> Result<(), TransportError>
+    where
+        F: FnOnce(&mut Vec<u8>) -> Result<(), TransportError>,
+    {
+        if self.broken {
+            return Err(TransportError::Broken);
+        }
+        let r = self.writer.write_frame_with(encode).await;
+        if matches!(r, Err(TransportError::Io(_))) {
+            self.broken = true;
+        }
+        r
     }
 }
 

@@ -19,7 +19,7 @@ pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod listener;
-mod message;
+pub(crate) mod message;
 
 pub use connection::{connect, Connection, ConnectionReader, ConnectionWriter, Timeouts};
 pub use error::{Stage, TransportError};
