@@ -84,12 +84,10 @@ pub(crate) trait NodeOps: Send + Sync {
     fn writer(&self, spec: WriterSpec) -> Erased;
     fn make_head(&self, link: Erased, name: &str) -> Result<Box<dyn VertexHead>, TaskError>;
     fn make_side(&self, link: Erased) -> Result<Box<dyn SideOut>, TaskError>;
-    /// Encodes a batch this node emitted (a `Vec<StreamRecord<O>>`) for another process; the
-    /// consumer's head decodes it with `push_encoded`.
-    fn encode_output(&self, batch: &(dyn Any + Send), name: &str) -> Result<Vec<u8>, TaskError>;
-    /// Decodes what `encode_output` wrote, as the batch it was.
+    /// Decodes what `encode_output_into` wrote, as the batch it was.
     fn decode_output(&self, bytes: &[u8], name: &str) -> Result<Box<dyn Any + Send>, TaskError>;
-    /// `encode_output` appending to `out`.
+    /// Encodes a batch this node emitted (a `Vec<StreamRecord<O>>`) for another process,
+    /// appending to `out`; `decode_output` reads it back.
     fn encode_output_into(&self, batch: &(dyn Any + Send), name: &str, out: &mut Vec<u8>) -> Result<(), TaskError>;
 }
 
@@ -118,10 +116,6 @@ impl<
         O: Clone + Send + serde::Serialize + serde::de::DeserializeOwned + 'static,
     > NodeOps for Node<I, O>
 {
-    fn encode_output(&self, batch: &(dyn Any + Send), name: &str) -> Result<Vec<u8>, TaskError> {
-        crate::head::encode_wire_batch::<O>(batch, name)
-    }
-
     fn decode_output(&self, bytes: &[u8], name: &str) -> Result<Box<dyn Any + Send>, TaskError> {
         crate::head::decode_wire_batch::<O>(bytes, name)
     }
@@ -330,13 +324,8 @@ impl std::fmt::Debug for JobGraph {
 
 impl JobGraph {
     /// Encodes a batch of records travelling on `edge` for another process (the network data
-    /// plane); only the graph knows the edge's record type.
-    pub fn encode_edge_batch(&self, edge: u32, batch: &(dyn Any + Send)) -> Result<Vec<u8>, TaskError> {
-        let (ops, name) = self.edge_producer(edge)?;
-        ops.encode_output(batch, name)
-    }
-
-    /// [`JobGraph::encode_edge_batch`] appending to `out` (a frame's buffer).
+    /// plane), appending to `out` (a frame's buffer); only the graph knows the edge's record
+    /// type.
     pub fn encode_edge_batch_into(
         &self,
         edge: u32,
@@ -347,7 +336,7 @@ impl JobGraph {
         ops.encode_output_into(batch, name, out)
     }
 
-    /// Decodes what [`JobGraph::encode_edge_batch`] wrote, as the batch it was.
+    /// Decodes what [`JobGraph::encode_edge_batch_into`] wrote, as the batch it was.
     pub fn decode_edge_batch(&self, edge: u32, bytes: &[u8]) -> Result<Box<dyn Any + Send>, TaskError> {
         let (ops, name) = self.edge_producer(edge)?;
         ops.decode_output(bytes, name)

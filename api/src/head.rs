@@ -74,23 +74,10 @@ pub(crate) fn encode_batch<T: Serialize + 'static>(
         .map_err(|e| TaskError::msg(name, format!("cannot encode in-flight records of input {input}: {e}")))
 }
 
-/// Encodes a type-erased batch of `T` records for the network data plane: postcard (compact,
+/// Encodes a type-erased batch of `T` records for the network data plane, appending to
+/// `out` (a frame's buffer: no copy of the encoding): postcard (compact,
 /// no type markers) decodes about twice as fast as MessagePack, and what crosses the wire is
 /// never stored, so it needs no self-describing format.
-pub(crate) fn encode_wire_batch<T: Serialize + 'static>(
-    batch: &(dyn Any + Send),
-    name: &str,
-) -> Result<Vec<u8>, TaskError> {
-    let records = batch.downcast_ref::<Vec<StreamRecord<T>>>().ok_or_else(|| {
-        TaskError::msg(name, format!("a batch of another record type than {} on the wire", std::any::type_name::<T>()))
-    })?;
-    // Sized up front: growing by doubling would copy the batch several times.
-    let guess = records.len() * (std::mem::size_of::<StreamRecord<T>>() + 4) + 16;
-    postcard::to_extend(records, Vec::with_capacity(guess))
-        .map_err(|e| TaskError::msg(name, format!("cannot encode records for the network: {e}")))
-}
-
-/// [`encode_wire_batch`] appending to `out` (a frame's buffer: no copy of the encoding).
 pub(crate) fn encode_wire_batch_into<T: Serialize + 'static>(
     batch: &(dyn Any + Send),
     name: &str,
@@ -106,7 +93,7 @@ pub(crate) fn encode_wire_batch_into<T: Serialize + 'static>(
     Ok(())
 }
 
-/// Decodes what [`encode_wire_batch`] wrote.
+/// Decodes what [`encode_wire_batch_into`] wrote.
 pub(crate) fn decode_wire_batch<T: DeserializeOwned + Send + 'static>(
     bytes: &[u8],
     name: &str,

@@ -129,9 +129,9 @@ pub struct LoadedPlugins {
 }
 
 impl LoadedPlugins {
-    /// Builds a plugin job from its origin (a TaskManager process building a job the
-    /// JobManager built from an uploaded plugin; the library path is the JobManager's, so
-    /// both must see the same file system until artifacts are shipped).
+    /// Builds job `entry` of the plugin at `path` and records its origin (library path and
+    /// digest): what a TaskManager process does with the cached copy of a job's library, and
+    /// what the JobManager side does with an upload.
     pub fn build_origin(&self, path: &str, entry: &str, args: &[String]) -> Result<JobGraph, String> {
         use riffle_web::context::PluginRunner;
         self.build(Path::new(path), entry, args)
