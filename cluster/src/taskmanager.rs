@@ -171,6 +171,12 @@ impl TaskManager {
         Ok(())
     }
 
+    /// Jobs whose graph this TaskManager holds now (a job is forgotten when it gives back its
+    /// last slot here).
+    pub fn jobs_known(&self) -> usize {
+        self.shared.graphs.len()
+    }
+
     /// Subtasks running here now.
     pub fn running_subtasks(&self) -> usize {
         futures::executor::block_on(self.executor.send(GetTaskExecutorReport)).map_or(0, |r| r.running_subtasks)

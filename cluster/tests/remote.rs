@@ -159,8 +159,18 @@ fn a_job_runs_on_a_task_manager_process_with_exact_results() {
     let want: std::collections::BTreeMap<u64, u64> =
         (0..7).map(|k| (k, (0..20_000u64).filter(|i| i % 7 == k).sum())).collect();
     assert_eq!(last, want);
-    // The slots are free again on the JobManager's side.
+    // The slots are free again on the JobManager's side, and the TaskManager forgot the job.
     assert_eq!(jm.slot_report().unwrap().free, 2);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tm.jobs_known() != 0 {
+        assert!(Instant::now() < deadline, "the TaskManager still holds the ended job's graph");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // It is given the job's origin again for the next one.
+    let out2 = dir.path().join("sums2.txt");
+    let r =
+        jm.submit(sums(&args(1_000, 3, &out2, 0), 2).unwrap()).unwrap().wait(Some(Duration::from_secs(60))).unwrap();
+    assert_eq!(r.status, JobStatus::Finished, "{:?}", r.error);
     drop(tm);
     wait_for_slots(&jm, 0);
 }

@@ -174,6 +174,7 @@ async fn link(
     monitor.monitor((), Instant::now());
     let mut tick = tokio::time::interval(heartbeat.interval);
     let mut provided = HashSet::new();
+    let mut holders = super::SlotHolders::default();
     let reason = loop {
         tokio::select! {
             // What arrived is read before a heartbeat deadline is judged.
@@ -186,7 +187,13 @@ async fn link(
                 Ok(None) => break "its link closed".to_string(),
                 Err(e) => break format!("its link failed: {e}"),
             },
-            Some(c) = commands.recv() => forward(c, &shared, &out, session, &mut provided, &resource_id),
+            Some(c) = commands.recv() => {
+                if let Some(left) = holders.follow(&c) {
+                    // The TaskManager forgets the job now: its next task there needs the origin again.
+                    provided.remove(&left);
+                }
+                forward(c, &shared, &out, session, &mut provided, &resource_id)
+            }
             _ = tick.tick() => {
                 if !monitor.expire(Instant::now()).is_empty() {
                     break format!("no heartbeat for {:?} (heartbeat.timeout)", heartbeat.timeout);

@@ -92,7 +92,11 @@ pub async fn run(
                 tracing::warn!(job_manager = %address, "left the JobManager: {reason}");
                 shared.set_remote_job_manager(None);
                 te.do_send(ReleaseAllSlots { reason: format!("the link to the JobManager ended: {reason}") });
+                // A new registration starts afresh: the JobManager provides every job again.
                 shared.slot_graphs.clear();
+                shared.graphs.clear();
+                shared.views.clear();
+                shared.counters.clear();
                 slots.release_all();
             }
             Err(e) => {
@@ -116,12 +120,19 @@ pub async fn run(
 /// subtasks' counters and its threads.
 fn heartbeat(
     shared: &RuntimeShared,
+    retired_views: &mut Vec<(JobId, Arc<riffle_actors::job_view::JobView>)>,
     latest_report: &Arc<std::sync::Mutex<riffle_actors::task_executor::TaskExecutorReport>>,
     te: &Addr<TaskExecutor>,
     refreshing: &mut Arc<()>,
 ) -> LinkMessage {
-    let io: Vec<_> =
-        shared.views.iter().map(|v| (*v.key(), v.value().samples())).filter(|(_, s)| !s.is_empty()).collect();
+    // Jobs that left this TaskManager report their final counters once more, then go.
+    let io: Vec<_> = shared
+        .views
+        .iter()
+        .map(|v| (*v.key(), v.value().samples()))
+        .chain(retired_views.drain(..).map(|(job, v)| (job, v.samples())))
+        .filter(|(_, s)| !s.is_empty())
+        .collect();
     let threads = Some(
         riffle_web::routes::thread_dump::threads()
             .into_iter()
@@ -158,7 +169,9 @@ struct Jobs {
     /// the job with an instance of its own).
     plugins: HashMap<JobId, PluginJob>,
     /// Which job holds which slot.
-    slot_jobs: HashMap<u32, JobId>,
+    holders: super::SlotHolders,
+    /// Views of jobs that left, whose final counters the next heartbeat carries.
+    retired_views: Vec<(JobId, Arc<riffle_actors::job_view::JobView>)>,
 }
 
 struct PluginJob {
@@ -202,6 +215,17 @@ impl Jobs {
         }
     }
 
+    /// Drops what this TaskManager kept of `job`.
+    fn forget(&mut self, job: JobId, shared: &RuntimeShared) {
+        shared.graphs.remove(&job);
+        if let Some((_, view)) = shared.views.remove(&job) {
+            self.retired_views.push((job, view));
+        }
+        shared.counters.remove(&job);
+        self.plugins.remove(&job);
+        self.unbuildable.remove(&job);
+    }
+
     /// Hands a command to the TaskExecutor, or fails a deployment of a job not built here. A
     /// plugin job's task runs on its slot's own instance of the library.
     fn command(
@@ -220,33 +244,30 @@ impl Jobs {
                 location: me.clone(),
             });
         };
-        match &msg {
-            ToTaskExecutor::AllocateSlot(a) => {
-                self.slot_jobs.insert(a.slot_index, a.job_id);
+        if let ToTaskExecutor::FreeSlot(f) = &msg {
+            if let Some(job) = self.holders.holder(f.slot_index) {
+                shared.slot_graphs.remove(&(job, f.slot_index));
+                slots.release(job, f.slot_index);
             }
-            ToTaskExecutor::FreeSlot(f) => {
-                if let Some(job) = self.slot_jobs.remove(&f.slot_index) {
-                    shared.slot_graphs.remove(&(job, f.slot_index));
-                    slots.release(job, f.slot_index);
-                }
+        }
+        if let Some(left) = self.holders.follow(&msg) {
+            // The job holds no slot here any more: nothing of it stays (the JobManager sends
+            // its origin again before a next task here).
+            self.forget(left, shared);
+        }
+        if let ToTaskExecutor::DeployTask(d) = &msg {
+            let job = d.execution.job;
+            if let Some(why) = self.unbuildable.get(&job) {
+                return fail(d, format!("cannot build the job here: {why}"));
             }
-            ToTaskExecutor::DeployTask(d) => {
-                let job = d.execution.job;
-                if let Some(why) = self.unbuildable.get(&job) {
-                    return fail(d, format!("cannot build the job here: {why}"));
-                }
-                if let Some(p) = self.plugins.get(&job) {
-                    match slots.graph_for(job, d.slot_index, &p.library, &p.entry, &p.args, &p.config) {
-                        Ok(g) => {
-                            shared.slot_graphs.insert((job, d.slot_index), g);
-                        }
-                        Err(why) => {
-                            return fail(d, format!("slot {} cannot load the job's plugin: {why}", d.slot_index))
-                        }
+            if let Some(p) = self.plugins.get(&job) {
+                match slots.graph_for(job, d.slot_index, &p.library, &p.entry, &p.args, &p.config) {
+                    Ok(g) => {
+                        shared.slot_graphs.insert((job, d.slot_index), g);
                     }
+                    Err(why) => return fail(d, format!("slot {} cannot load the job's plugin: {why}", d.slot_index)),
                 }
             }
-            _ => {}
         }
         local.do_send(msg);
     }
@@ -329,12 +350,12 @@ async fn session(
     // is fetched for the next.
     let latest_report = Arc::new(std::sync::Mutex::new(riffle_actors::task_executor::TaskExecutorReport::default()));
     let mut refreshing = Arc::new(());
-    // Jobs whose graph could not be built here, with why: their tasks fail with it.
     let mut jobs = Jobs {
         unbuildable: HashMap::new(),
         fetching: HashMap::new(),
         plugins: HashMap::new(),
-        slot_jobs: HashMap::new(),
+        holders: Default::default(),
+        retired_views: Vec::new(),
     };
     // Results of work the loop started itself (artifacts fetched from a URL), handled like
     // the JobManager's messages.
@@ -363,7 +384,7 @@ async fn session(
                 }
                 // The report asks every slot, whose thread may be busy for a while: the loop
                 // must not wait for it, or it would stop reading the JobManager's heartbeats.
-                let _ = out.send(heartbeat(shared, &latest_report, te, &mut refreshing));
+                let _ = out.send(heartbeat(shared, &mut jobs.retired_views, &latest_report, te, &mut refreshing));
                 continue;
             }
         };
@@ -371,7 +392,7 @@ async fn session(
             // Answered at once with ours: the JobManager's cadence (its
             // heartbeat.interval) decides how fresh its view of us is.
             LinkMessage::JobManagerHeartbeat => {
-                let _ = out.send(heartbeat(shared, &latest_report, te, &mut refreshing));
+                let _ = out.send(heartbeat(shared, &mut jobs.retired_views, &latest_report, te, &mut refreshing));
             }
             LinkMessage::ProvideJob { session: s, job, mut origin, config } if s == session => {
                 let digest = match &origin.program {
