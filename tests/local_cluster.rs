@@ -95,11 +95,16 @@ fn submit_drill(rest: &str, out: &Path, events: u64, keys: u64, rate: u64) -> St
     v["jobid"].as_str().unwrap().to_string()
 }
 
+/// Waits until the job completed a checkpoint.
+fn wait_for_a_checkpoint(rest: &str, job: &str) {
+    wait_until("a completed checkpoint", Duration::from_secs(60), || {
+        http(rest, "GET", &format!("/jobs/{job}/checkpoints"), "").1["counts"]["completed"].as_u64().unwrap_or(0) > 0
+    });
+}
+
 /// The TaskManager whose slots the job holds (it is packed into one), once it checkpointed.
 fn busy_task_manager(c: &Cluster, job: &str) -> (String, u32) {
-    wait_until("a completed checkpoint", Duration::from_secs(60), || {
-        http(&c.rest, "GET", &format!("/jobs/{job}/checkpoints"), "").1["counts"]["completed"].as_u64().unwrap_or(0) > 0
-    });
+    wait_for_a_checkpoint(&c.rest, job);
     let mut busy = None;
     wait_until("the TaskManager running the job", Duration::from_secs(10), || {
         let tms = http(&c.rest, "GET", "/taskmanagers", "").1;
@@ -256,9 +261,7 @@ fn the_exactly_once_drill_over_the_network_survives_a_killed_task_manager() {
     let out = dir.path().join("out");
     let (events, keys) = (150_000, 40);
     let job = submit_drill(&c.rest, &out, events, keys, 10);
-    wait_until("a completed checkpoint", Duration::from_secs(60), || {
-        http(&c.rest, "GET", &format!("/jobs/{job}/checkpoints"), "").1["counts"]["completed"].as_u64().unwrap_or(0) > 0
-    });
+    wait_for_a_checkpoint(&c.rest, &job);
     let (id, pid) = c.pids[0].clone();
     signal(pid, "-KILL");
     // local-cluster starts a new TaskManager in its place; the job waits for its slot.

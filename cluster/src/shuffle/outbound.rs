@@ -105,7 +105,10 @@ pub async fn run(
                     match written {
                         Ok(()) => {
                             if let (Some(io), riffle_api::Element::Records { .. }) = (&io, &e) {
-                                io.bytes_out.fetch_add(sent as u64 - 5, std::sync::atomic::Ordering::Relaxed);
+                                io.bytes_out.fetch_add(
+                                    sent.saturating_sub(protocol::RECORDS_HEADER) as u64,
+                                    std::sync::atomic::Ordering::Relaxed,
+                                );
                             }
                         }
                         Err(crate::transport::TransportError::Encode(err)) => {

@@ -78,6 +78,8 @@ const TAG_MESSAGE: u8 = 0;
 /// encodes it — written straight into the frame's buffer and decoded straight from the
 /// received frame, with no copy in between.
 const TAG_RECORDS: u8 = 1;
+/// The bytes of a records frame before the batch itself (tag and count).
+pub const RECORDS_HEADER: usize = 5;
 
 /// A received data frame.
 pub enum Frame<'a> {
@@ -120,7 +122,7 @@ pub fn write_element(buf: &mut Vec<u8>, graph: &JobGraph, edge: u32, e: &Element
 pub fn read_frame(payload: &[u8]) -> Result<Frame<'_>, TransportError> {
     match payload.split_first() {
         Some((&TAG_MESSAGE, rest)) => Ok(Frame::Message(crate::transport::message::decode(rest, Stage::Session)?)),
-        Some((&TAG_RECORDS, rest)) if rest.len() >= 4 => {
+        Some((&TAG_RECORDS, rest)) if rest.len() >= RECORDS_HEADER - 1 => {
             let (count, bytes) = rest.split_at(4);
             let count = u32::from_le_bytes([count[0], count[1], count[2], count[3]]);
             Ok(Frame::Records { count, bytes })
