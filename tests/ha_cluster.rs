@@ -186,6 +186,13 @@ fn submit_drill(rest: &str, out: &Path, events: u64, keys: u64) -> String {
     v["jobid"].as_str().unwrap_or_else(|| panic!("{v}")).to_string()
 }
 
+/// The ids of the checkpoints a JobManager triggered for `job` (its recent history).
+fn checkpoint_ids(rest: &str, job: &str) -> Vec<u64> {
+    http(rest, "GET", &format!("/jobs/{job}/checkpoints"), "")
+        .and_then(|v| v["history"].as_array().map(|h| h.iter().filter_map(|c| c["id"].as_u64()).collect()))
+        .unwrap_or_default()
+}
+
 fn completed_checkpoints(rest: &str, job: &str) -> u64 {
     http(rest, "GET", &format!("/jobs/{job}/checkpoints"), "")
         .and_then(|v| v["counts"]["completed"].as_u64())
@@ -196,8 +203,11 @@ fn completed_checkpoints(rest: &str, job: &str) -> u64 {
 fn kill_leader_and_wait_for_the_standby(c: &mut HaCluster, job: &str) -> i64 {
     let leader = c.jms[0].1.clone();
     wait_until("a completed checkpoint", Duration::from_secs(60), || completed_checkpoints(&leader, job) > 0);
-    let killed = now_ms();
     let (mut p, _) = c.jms.remove(0);
+    // The ids the old leader handed out, pending ones included (it may trigger one more
+    // before the kill: that one is above these).
+    let old_ids = checkpoint_ids(&leader, job);
+    let killed = now_ms();
     let _ = p.0.kill();
     let _ = p.0.wait();
     let standby = c.jms[0].1.clone();
@@ -207,6 +217,11 @@ fn kill_leader_and_wait_for_the_standby(c: &mut HaCluster, job: &str) -> i64 {
         running_at = j.as_ref().and_then(|j| j["timestamps"]["RUNNING"].as_i64()).unwrap_or(0);
         running_at > 0
     });
+    // The new leader's ids come from the job's counter in ZooKeeper: none is reused, even one
+    // of a checkpoint the old leader had triggered but not completed.
+    wait_until("a checkpoint by the new leader", Duration::from_secs(60), || !checkpoint_ids(&standby, job).is_empty());
+    let (old_max, new) = (old_ids.iter().max().copied().unwrap_or(0), checkpoint_ids(&standby, job));
+    assert!(old_max > 0 && new.iter().all(|id| *id > old_max), "old leader's {old_ids:?}, new leader's {new:?}");
     running_at - killed
 }
 

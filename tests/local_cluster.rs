@@ -292,6 +292,11 @@ fn riffle_run_uploads_a_plugin_to_a_running_cluster_and_waits_for_its_job() {
         dump["threadInfos"].as_array().unwrap().iter().filter_map(|t| t["threadName"].as_str()).collect();
     // (Kernel thread names keep 15 characters.)
     assert!(names.contains(&"riffle-taskmana") && !names.contains(&"riffle-jobmanag"), "{names:?}");
+    // Its TaskExecutor's mailbox, counted in its process, came with the heartbeats; it handled
+    // the job's deployment.
+    let te = dump["actors"].as_array().unwrap().iter().find(|a| a["kind"] == "TaskExecutor").cloned().unwrap();
+    assert!(te["mailbox"].is_u64(), "{te}");
+    assert!(te["activity"].as_str().unwrap().contains("last message: "), "{te}");
     drop(c.proc);
 }
 

@@ -227,6 +227,9 @@ pub struct CheckpointCoordinator {
     vertices: Vec<VertexInfo>,
     max_parallelism: u32,
     ids: Arc<AtomicU64>,
+    /// Checkpoints whose id is being reserved in the job store (highly available): they count
+    /// as pending for `max-concurrent-checkpoints`.
+    reserving: usize,
     stats: Arc<CheckpointStats>,
     pending: BTreeMap<u64, Pending>,
     /// Directories of recently aborted checkpoints: a subtask may still write its state file
@@ -272,6 +275,7 @@ impl CheckpointCoordinator {
             vertices: tasks.vertices,
             max_parallelism: tasks.max_parallelism,
             ids,
+            reserving: 0,
             stats,
             pending: BTreeMap::new(),
             aborted_dirs: BTreeMap::new(),
@@ -283,7 +287,7 @@ impl CheckpointCoordinator {
     }
 
     fn periodic(&mut self, ctx: &mut Context<Self>) {
-        if self.pending.len() >= self.settings.max_concurrent {
+        if self.pending.len() + self.reserving >= self.settings.max_concurrent {
             return;
         }
         if self.last_completion.is_some_and(|t| t.elapsed() < self.settings.min_pause) {
@@ -303,7 +307,46 @@ impl CheckpointCoordinator {
         if self.stopped {
             return fail_waiter(waiter, "checkpointing has stopped (the job attempt ended or a task finished)");
         }
-        let id = self.ids.fetch_add(1, Ordering::Relaxed);
+        // A highly available job's ids come from the store's counter, shared by every leader
+        // the job ever has: an id is never handed out twice, whichever leader asks.
+        let Some(store) = self.shared.job_store() else {
+            let id = self.ids.fetch_add(1, Ordering::Relaxed);
+            return self.trigger_as(id, kind, savepoint_dir, stop_sources, waiter, ctx);
+        };
+        self.reserving += 1;
+        let at_least = self.ids.load(Ordering::Relaxed);
+        store
+            .next_checkpoint_id(self.job, at_least)
+            .into_actor(self)
+            .map(move |r, act, ctx| {
+                act.reserving -= 1;
+                match r {
+                    Ok(id) => {
+                        act.ids.fetch_max(id + 1, Ordering::Relaxed);
+                        act.trigger_as(id, kind, savepoint_dir, stop_sources, waiter, ctx)
+                    }
+                    Err(e) => {
+                        tracing::warn!(job = %act.job, "no checkpoint id: {e}");
+                        fail_waiter(waiter, &format!("no checkpoint id from the job store: {e}"));
+                    }
+                }
+            })
+            .spawn(ctx);
+    }
+
+    /// Triggers checkpoint `id`.
+    fn trigger_as(
+        &mut self,
+        id: u64,
+        kind: CheckpointKind,
+        savepoint_dir: Option<PathBuf>,
+        stop_sources: bool,
+        waiter: Waiter,
+        ctx: &mut Context<Self>,
+    ) {
+        if self.stopped {
+            return fail_waiter(waiter, "checkpointing has stopped (the job attempt ended or a task finished)");
+        }
         let dir = match kind {
             CheckpointKind::Checkpoint => self.settings.job_dir(self.job).map(|d| d.join(format!("chk-{id}"))),
             CheckpointKind::Savepoint => {

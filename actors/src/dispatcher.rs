@@ -15,6 +15,7 @@ use crate::job_master::{
     JobTerminated,
 };
 use crate::job_status::JobStatus;
+use crate::mailbox::Probed;
 use crate::registry::RuntimeShared;
 use crate::supervision::{ChildExited, ExitReason};
 
@@ -94,7 +95,7 @@ struct Entry {
     name: String,
     history: ExceptionHistory,
     status: JobStatus,
-    master: Option<Addr<JobMaster>>,
+    master: Option<Probed<JobMaster>>,
     result: Option<JobResult>,
     waiters: Vec<oneshot::Sender<JobResult>>,
 }
@@ -135,6 +136,9 @@ impl Dispatcher {
         }
     }
 }
+
+// Senders reach it through a `Probed` address: thread dumps show its mailbox.
+crate::counted_mailbox!(Dispatcher);
 
 impl Actor for Dispatcher {
     type Context = Context<Self>;
@@ -188,6 +192,9 @@ impl Dispatcher {
             },
         )
         .start();
+        // Registered before the JobMaster runs: everyone reaches it through this one probe.
+        let master = Probed::new(master);
+        self.shared.job_masters.insert(id, master.clone());
         let history = ExceptionHistory::new(self.settings.exception_history_size);
         self.jobs.insert(
             id,

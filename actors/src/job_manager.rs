@@ -10,6 +10,7 @@ use actix::prelude::*;
 
 use crate::dispatcher::Dispatcher;
 use crate::job_master::JobMasterSettings;
+use crate::mailbox::Probed;
 use crate::registry::RuntimeShared;
 use crate::resource_manager::ResourceManager;
 use crate::supervision::{ChildExited, Decision, ExitReason, Strategy, SupervisorState};
@@ -18,9 +19,9 @@ use crate::supervision::{ChildExited, Decision, ExitReason, Strategy, Supervisor
 #[derive(Clone)]
 pub struct JobManagerAddrs {
     /// The Dispatcher.
-    pub dispatcher: Addr<Dispatcher>,
+    pub dispatcher: Probed<Dispatcher>,
     /// The ResourceManager.
-    pub resource_manager: Addr<ResourceManager>,
+    pub resource_manager: Probed<ResourceManager>,
 }
 
 /// Asks for the children's addresses.
@@ -62,8 +63,9 @@ impl JobManager {
         }
     }
 
-    fn start_rm(&self, ctx: &mut Context<Self>) -> Addr<ResourceManager> {
-        let rm = ResourceManager::new(self.shared.clone(), self.max_slots, ctx.address().recipient()).start();
+    fn start_rm(&self, ctx: &mut Context<Self>) -> Probed<ResourceManager> {
+        let rm =
+            Probed::new(ResourceManager::new(self.shared.clone(), self.max_slots, ctx.address().recipient()).start());
         self.shared.set_resource_manager(rm.clone());
         rm
     }
@@ -74,7 +76,8 @@ impl Actor for JobManager {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let resource_manager = self.start_rm(ctx);
-        let dispatcher = Dispatcher::new(self.shared.clone(), self.settings.clone(), ctx.address().recipient()).start();
+        let dispatcher =
+            Probed::new(Dispatcher::new(self.shared.clone(), self.settings.clone(), ctx.address().recipient()).start());
         self.addrs = Some(JobManagerAddrs { dispatcher, resource_manager });
     }
 }

@@ -662,11 +662,13 @@ impl JobMaster {
     }
 }
 
+// Senders reach it through a `Probed` address: thread dumps show its mailbox.
+crate::counted_mailbox!(JobMaster);
+
 impl Actor for JobMaster {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.shared.job_masters.insert(self.job, ctx.address());
         self.apply(JobEvent::Schedule);
         let mut conf = self.shared.config.clone();
         conf.merge(&self.graph.config);

@@ -28,6 +28,7 @@ pub mod job_status;
 pub mod job_view;
 pub mod local_recovery;
 pub mod log_context;
+pub mod mailbox;
 pub mod peers;
 pub mod registry;
 pub mod resource_manager;

@@ -19,6 +19,7 @@ use crate::gateway::{
     SplitRequest, SplitResponse, TaskStateUpdate, TriggerCheckpoint,
 };
 use crate::job_master::JobMaster;
+use crate::mailbox::Probed;
 use crate::task_executor::{GetTaskExecutorReport, TaskExecutor, TaskExecutorReport};
 
 /// What the JobManager's actors send a TaskExecutor.
@@ -113,6 +114,8 @@ pub struct RemoteReport {
     pub at_ms: i64,
     /// The address its process advertises.
     pub address: String,
+    /// Its actor's mailbox, as counted in its process.
+    pub mailbox: Option<crate::mailbox::MailboxState>,
 }
 
 impl RemoteTaskExecutor {
@@ -133,9 +136,17 @@ impl RemoteTaskExecutor {
     }
 
     /// Records a heartbeat's report (and its process's threads, when it sent them).
-    pub fn heard(&self, report: TaskExecutorReport, threads: Option<Vec<ThreadSample>>) {
+    pub fn heard(
+        &self,
+        report: TaskExecutorReport,
+        threads: Option<Vec<ThreadSample>>,
+        mailbox: Option<crate::mailbox::MailboxState>,
+    ) {
         let mut r = self.report.lock().unwrap_or_else(|e| e.into_inner());
         r.report = report;
+        if mailbox.is_some() {
+            r.mailbox = mailbox;
+        }
         if let Some(t) = threads {
             r.threads = t;
         }
@@ -157,14 +168,14 @@ impl RemoteTaskExecutor {
 #[derive(Debug, Clone)]
 pub enum TaskExecutorGateway {
     /// An actor of this process.
-    Local(Addr<TaskExecutor>),
+    Local(Probed<TaskExecutor>),
     /// A TaskExecutor in a TaskManager process.
     Remote(RemoteTaskExecutor),
 }
 
 impl From<Addr<TaskExecutor>> for TaskExecutorGateway {
     fn from(a: Addr<TaskExecutor>) -> Self {
-        TaskExecutorGateway::Local(a)
+        TaskExecutorGateway::Local(Probed::new(a))
     }
 }
 
@@ -267,7 +278,7 @@ impl RemoteJobManager {
 #[derive(Debug, Clone)]
 pub enum JobMasterGateway {
     /// An actor of this process.
-    Local(Addr<JobMaster>),
+    Local(Probed<JobMaster>),
     /// The JobManager process, through this process's link to it.
     Remote(RemoteJobManager),
 }
@@ -328,6 +339,13 @@ pub trait JobStore: Send + Sync {
         job: crate::ids::JobId,
         graph: Arc<riffle_api::JobGraph>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>>>>;
+    /// Hands out `job`'s next checkpoint id, at least `at_least` (after a restore, the restored
+    /// id + 1), from a counter every leader of the job shares: never one handed out before.
+    fn next_checkpoint_id(
+        &self,
+        job: crate::ids::JobId,
+        at_least: u64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, String>>>>;
     /// The job reached a terminal state: it is no longer recovered.
     fn job_terminated(&self, job: crate::ids::JobId);
     /// Checkpoint `id` of `job` completed in `dir`: the next leader resumes from it.

@@ -4,7 +4,6 @@
 
 use std::sync::{Arc, RwLock};
 
-use actix::Addr;
 use dashmap::DashMap;
 use riffle_api::metrics::JobCounters;
 use riffle_api::{Configuration, JobGraph};
@@ -12,6 +11,7 @@ use riffle_api::{Configuration, JobGraph};
 use crate::exchange::LocalExchange;
 use crate::ids::{JobId, ResourceId};
 use crate::job_master::JobMaster;
+use crate::mailbox::Probed;
 use crate::peers::{JobMasterGateway, RemoteJobManager, TaskExecutorGateway};
 use crate::resource_manager::ResourceManager;
 
@@ -31,7 +31,7 @@ pub struct RuntimeShared {
     /// TaskExecutors by id: actors of this process or links to TaskManager processes.
     pub task_executors: DashMap<ResourceId, TaskExecutorGateway>,
     /// JobMaster addresses by job.
-    pub job_masters: DashMap<JobId, Addr<JobMaster>>,
+    pub job_masters: DashMap<JobId, Probed<JobMaster>>,
     /// Checkpoint counters by job.
     pub checkpoint_stats: DashMap<JobId, Arc<crate::checkpoint_coordinator::CheckpointStats>>,
     /// Slot occupancy as the ResourceManager last published it.
@@ -47,7 +47,7 @@ pub struct RuntimeShared {
     /// In a TaskManager process: the network data plane to other TaskManagers.
     data_plane: RwLock<Option<Arc<dyn crate::peers::DataPlane>>>,
     /// The ResourceManager (replaced when the JobManager restarts it).
-    resource_manager: RwLock<Option<Addr<ResourceManager>>>,
+    resource_manager: RwLock<Option<Probed<ResourceManager>>>,
 }
 
 impl RuntimeShared {
@@ -73,7 +73,7 @@ impl RuntimeShared {
     }
 
     /// The current ResourceManager.
-    pub fn resource_manager(&self) -> Option<Addr<ResourceManager>> {
+    pub fn resource_manager(&self) -> Option<Probed<ResourceManager>> {
         match self.resource_manager.read() {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
@@ -81,7 +81,7 @@ impl RuntimeShared {
     }
 
     /// Records the current ResourceManager.
-    pub fn set_resource_manager(&self, rm: Addr<ResourceManager>) {
+    pub fn set_resource_manager(&self, rm: Probed<ResourceManager>) {
         match self.resource_manager.write() {
             Ok(mut g) => *g = Some(rm),
             Err(p) => *p.into_inner() = Some(rm),

@@ -95,6 +95,9 @@ impl ResourceManager {
     }
 }
 
+// Senders reach it through a `Probed` address: thread dumps show its mailbox.
+crate::counted_mailbox!(ResourceManager);
+
 impl Actor for ResourceManager {
     type Context = Context<Self>;
 

@@ -15,6 +15,8 @@ use crate::gateway::{
 };
 use crate::ids::{AllocationId, ExecutionId, JobId, ResourceId};
 use crate::local_recovery::LocalSnapshots;
+use crate::mailbox::Probed;
+use crate::peers::TaskExecutorGateway;
 use crate::registry::RuntimeShared;
 use crate::slot::{CancelInSlot, ControlInSlot, CountSubtasks, DeploySubtask, InjectSlotFault, Slot};
 use crate::subtask::{SubtaskControl, SubtaskExited, SubtaskSpec};
@@ -114,6 +116,9 @@ impl TaskExecutor {
     }
 }
 
+// Senders reach it through a `Probed` address: thread dumps show its mailbox.
+crate::counted_mailbox!(TaskExecutor);
+
 impl Actor for TaskExecutor {
     type Context = Context<Self>;
 
@@ -128,7 +133,7 @@ impl Actor for TaskExecutor {
                 allocation: None,
             });
         }
-        self.shared.task_executors.insert(self.id.clone(), ctx.address().into());
+        self.shared.task_executors.insert(self.id.clone(), TaskExecutorGateway::Local(Probed::new(ctx.address())));
         if let Some(rm) = self.shared.resource_manager() {
             rm.do_send(RegisterTaskExecutor { resource_id: self.id.clone(), slots: self.settings.slots });
         }

@@ -19,6 +19,7 @@ use riffle_actors::exception_history::ExceptionPage;
 use riffle_actors::gateway::{GetSlotReport, SlotReport};
 use riffle_actors::job_manager::{GetAddrs, JobManager, StopJobManager};
 use riffle_actors::job_master::{AfterSavepoint, CheckpointRequest, JobMasterSettings, SavepointRequest};
+use riffle_actors::mailbox::Probed;
 use riffle_actors::task_executor::{
     default_slot_strategy, CrashSlot, GetTaskExecutorReport, StopTaskExecutor, TaskExecutor, TaskExecutorReport,
     TaskExecutorSettings,
@@ -90,7 +91,7 @@ struct Actors {
     /// The cluster's own actix system, when it has one.
     system: Option<System>,
     job_manager: Addr<JobManager>,
-    dispatcher: Addr<Dispatcher>,
+    dispatcher: Probed<Dispatcher>,
     shared: Arc<RuntimeShared>,
     task_executors: Vec<Addr<TaskExecutor>>,
 }
@@ -489,7 +490,7 @@ pub struct CheckpointCounts {
 #[derive(Clone)]
 pub struct JobHandle {
     job_id: JobId,
-    dispatcher: Addr<Dispatcher>,
+    dispatcher: Probed<Dispatcher>,
     counters: Arc<JobCounters>,
     shared: Arc<RuntimeShared>,
 }

@@ -580,6 +580,10 @@ async fn the_checkpoint_counter_gives_unique_increasing_ids_to_concurrent_increm
     assert_eq!(c1.get().await.expect("readable"), 2 * N as u64 + 1);
     // A new counter object (a new leader) continues where the old one stopped.
     assert_eq!(CheckpointIdCounter::new(&zk, job).get_and_increment(&fence).await.expect("next"), 2 * N as u64 + 1);
+    // A job restored from checkpoint 500 continues after it; one restored from an older
+    // checkpoint never goes back.
+    assert_eq!(c1.get_and_increment_at_least(&fence, 501).await.expect("next"), 501);
+    assert_eq!(c1.get_and_increment_at_least(&fence, 3).await.expect("next"), 502);
     c1.remove(&fence).await.expect("removed");
     assert_eq!(c1.get().await.expect("readable"), 1);
     eprintln!("{} increments from two sessions in {took:?}", 2 * N);

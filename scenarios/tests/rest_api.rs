@@ -412,6 +412,17 @@ fn metrics_are_prometheus_text_and_thread_dumps_name_threads_actors_and_subtasks
     assert!(threads.iter().all(|t| t["stringifiedThreadInfo"].as_str().unwrap().starts_with('"')));
     assert!(td["actors"].as_array().unwrap().iter().any(|a| a["name"] == "dispatcher"));
     assert!(td["actors"].as_array().unwrap().iter().any(|a| a["kind"] == "JobMaster"));
+    // Every control actor's mailbox is counted, and says what it handled: the Dispatcher took
+    // this job's submission, the ResourceManager its slot requests.
+    let control: Vec<_> = td["actors"].as_array().unwrap().iter().filter(|a| a["kind"] != "Subtask").collect();
+    assert!(control.len() >= 4, "{td}");
+    assert!(control.iter().all(|a| a["mailbox"].is_u64() && a["since"].as_i64().unwrap() > 0), "{td}");
+    let activity =
+        |kind: &str| control.iter().find(|a| a["kind"] == kind).unwrap()["activity"].as_str().unwrap().to_string();
+    for kind in ["Dispatcher", "ResourceManager", "JobMaster", "TaskExecutor"] {
+        let a = activity(kind);
+        assert!(a.starts_with("idle (last message: ") || a.starts_with("handling "), "{kind}: {a}");
+    }
     let subtasks = td["subtasks"].as_array().unwrap();
     assert!(subtasks.iter().any(|s| s["job"] == job.as_str() && s["state"] == "RUNNING"), "{td}");
     assert!(subtasks.iter().all(|s| s["backpressured"].is_boolean()));

@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use actix::Addr;
 use riffle_actors::dispatcher::Dispatcher;
+use riffle_actors::mailbox::Probed;
 use riffle_actors::RuntimeShared;
 use riffle_api::JobGraph;
 use serde::Serialize;
@@ -94,7 +94,7 @@ pub struct RestContext {
     /// The runtime's registries and read-only views.
     pub shared: Arc<RuntimeShared>,
     /// Submissions, cancellations, job results and exception histories.
-    pub dispatcher: Addr<Dispatcher>,
+    pub dispatcher: Probed<Dispatcher>,
     /// Programs users may submit.
     pub programs: Option<Arc<dyn ProgramCatalog>>,
     /// Loads uploaded plugins (none: `/jars` refuses uploads).
@@ -115,7 +115,7 @@ impl RestContext {
     /// A context over a runtime.
     pub fn new(
         shared: Arc<RuntimeShared>,
-        dispatcher: Addr<Dispatcher>,
+        dispatcher: Probed<Dispatcher>,
         programs: Option<Arc<dyn ProgramCatalog>>,
         config: RestConfig,
     ) -> Self {

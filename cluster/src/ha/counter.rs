@@ -59,6 +59,18 @@ impl CheckpointIdCounter {
         .await
     }
 
+    /// Hands out the next checkpoint id, but not below `at_least` (a job restored from
+    /// checkpoint `n` continues at `n + 1` at least); only while `fence` holds.
+    pub async fn get_and_increment_at_least(&self, fence: &Fence, at_least: u64) -> Result<u64, HaError> {
+        self.update(fence, "increment", |current| {
+            let id = current.max(at_least);
+            id.checked_add(1).map(|next| (id, next)).ok_or_else(|| {
+                HaError::corrupt(format!("checkpoint counter {}", self.path), "the counter is at its maximum")
+            })
+        })
+        .await
+    }
+
     /// Sets the next id to hand out (after a restore from a savepoint, say); only while
     /// `fence` holds. Returns the previous value.
     pub async fn set(&self, fence: &Fence, next: u64) -> Result<u64, HaError> {

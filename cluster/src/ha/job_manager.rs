@@ -19,7 +19,9 @@ use riffle_actors::JobId;
 use riffle_api::{Configuration, JobGraph, JobOrigin};
 use serde::{Deserialize, Serialize};
 
-use super::{CompletedCheckpointStore, Fence, HaConfig, JobGraphStore, LeaderElection, Leadership, ZkClient};
+use super::{
+    CheckpointIdCounter, CompletedCheckpointStore, Fence, HaConfig, JobGraphStore, LeaderElection, Leadership, ZkClient,
+};
 use crate::error::ClusterError;
 use crate::minicluster::{MiniCluster, MiniClusterConfig};
 use crate::remote::ProgramBuilder;
@@ -38,6 +40,7 @@ pub struct StoredJob {
 /// The leader's job store: job specs in ZooKeeper + `high-availability.storageDir`, written
 /// only while the leader's fence holds.
 pub struct ZooKeeperJobStore {
+    zk: ZkClient,
     jobs: JobGraphStore,
     checkpoints: CompletedCheckpointStore,
     fence: Fence,
@@ -64,9 +67,22 @@ impl JobStore for ZooKeeperJobStore {
         })
     }
 
+    fn next_checkpoint_id(
+        &self,
+        job: JobId,
+        at_least: u64,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, String>>>> {
+        let (counter, fence) = (CheckpointIdCounter::new(&self.zk, job), self.fence.clone());
+        Box::pin(async move { counter.get_and_increment_at_least(&fence, at_least).await.map_err(|e| e.to_string()) })
+    }
+
     fn job_terminated(&self, job: JobId) {
         let (jobs, checkpoints, fence) = (self.jobs.clone(), self.checkpoints.clone(), self.fence.clone());
+        let counter = CheckpointIdCounter::new(&self.zk, job);
         actix::spawn(async move {
+            if let Err(e) = counter.remove(&fence).await {
+                tracing::warn!(%job, "cannot remove the ended job's checkpoint id counter from ZooKeeper: {e}");
+            }
             if let Err(e) = jobs.remove(&fence, job).await {
                 tracing::warn!(%job, "cannot remove the ended job from ZooKeeper: {e}");
             }
@@ -154,6 +170,7 @@ pub fn lead(
     let cluster_config = cfg.config.clone();
     let cluster = MiniCluster::start(cfg)?;
     cluster.shared().set_job_store(Arc::new(ZooKeeperJobStore {
+        zk: zk.clone(),
         jobs: JobGraphStore::new(&zk),
         checkpoints: CompletedCheckpointStore::new(&zk),
         fence,

@@ -237,8 +237,8 @@ fn on_message(
     from: &ResourceId,
 ) {
     match m {
-        LinkMessage::TaskManagerHeartbeat { report, io, threads } => {
-            remote.heard(report, threads);
+        LinkMessage::TaskManagerHeartbeat { report, io, threads, mailbox } => {
+            remote.heard(report, threads, mailbox);
             for (job, samples) in io {
                 if let Some(view) = shared.view(job) {
                     view.apply_samples(&samples, &from.to_string());

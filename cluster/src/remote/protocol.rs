@@ -43,6 +43,9 @@ pub enum LinkMessage {
         /// Its process's threads (thread dumps).
         #[serde(default)]
         threads: Option<Vec<riffle_actors::peers::ThreadSample>>,
+        /// Its TaskExecutor's mailbox (thread dumps).
+        #[serde(default)]
+        mailbox: Option<riffle_actors::mailbox::MailboxState>,
     },
     /// JobManager → TaskManager, every `heartbeat.interval`: alive.
     JobManagerHeartbeat,

@@ -11,7 +11,7 @@ use riffle_actors::ids::{JobId, ResourceId};
 use riffle_actors::peers::{
     JobMasterGateway, RemoteJobManager, RemoteJobManagerMessage, TaskExecutorGateway, ToTaskExecutor,
 };
-use riffle_actors::task_executor::{GetTaskExecutorReport, ReleaseAllSlots, TaskExecutor};
+use riffle_actors::task_executor::{ReleaseAllSlots, TaskExecutor};
 use riffle_actors::RuntimeShared;
 use tokio::sync::{mpsc, watch};
 
@@ -122,7 +122,7 @@ fn heartbeat(
     shared: &RuntimeShared,
     retired_views: &mut Vec<(JobId, Arc<riffle_actors::job_view::JobView>)>,
     latest_report: &Arc<std::sync::Mutex<riffle_actors::task_executor::TaskExecutorReport>>,
-    te: &Addr<TaskExecutor>,
+    te: &TaskExecutorGateway,
     refreshing: &mut Arc<()>,
 ) -> LinkMessage {
     // Jobs that left this TaskManager report their final counters once more, then go.
@@ -150,13 +150,17 @@ fn heartbeat(
         *refreshing = Arc::new(());
         let (te, latest, busy) = (te.clone(), latest_report.clone(), refreshing.clone());
         actix::spawn(async move {
-            if let Ok(r) = te.send(GetTaskExecutorReport).await {
+            if let Some((r, _)) = te.report().await {
                 *latest.lock().unwrap_or_else(|e| e.into_inner()) = r;
             }
             drop(busy);
         });
     }
-    LinkMessage::TaskManagerHeartbeat { report, io, threads }
+    let mailbox = match te {
+        TaskExecutorGateway::Local(p) => Some(p.mailbox()),
+        TaskExecutorGateway::Remote(_) => None,
+    };
+    LinkMessage::TaskManagerHeartbeat { report, io, threads, mailbox }
 }
 
 /// What the link knows of the jobs it was given.
@@ -341,7 +345,9 @@ async fn session(
     shared.set_remote_job_manager(Some(remote.clone()));
     let (out, queue) = mpsc::unbounded_channel::<LinkMessage>();
     actix::spawn(write_all(writer, queue));
-    let local = TaskExecutorGateway::Local(te.clone());
+    // The gateway the TaskExecutor registered for itself: one probe counts its mailbox.
+    let local =
+        shared.task_executors.get(&settings.resource_id).map(|g| g.clone()).unwrap_or_else(|| te.clone().into());
     let mut monitor = HeartbeatMonitor::new(settings.heartbeat);
     monitor.monitor((), Instant::now());
     let mut tick = tokio::time::interval(settings.heartbeat.interval);
@@ -384,7 +390,7 @@ async fn session(
                 }
                 // The report asks every slot, whose thread may be busy for a while: the loop
                 // must not wait for it, or it would stop reading the JobManager's heartbeats.
-                let _ = out.send(heartbeat(shared, &mut jobs.retired_views, &latest_report, te, &mut refreshing));
+                let _ = out.send(heartbeat(shared, &mut jobs.retired_views, &latest_report, &local, &mut refreshing));
                 continue;
             }
         };
@@ -392,7 +398,7 @@ async fn session(
             // Answered at once with ours: the JobManager's cadence (its
             // heartbeat.interval) decides how fresh its view of us is.
             LinkMessage::JobManagerHeartbeat => {
-                let _ = out.send(heartbeat(shared, &mut jobs.retired_views, &latest_report, te, &mut refreshing));
+                let _ = out.send(heartbeat(shared, &mut jobs.retired_views, &latest_report, &local, &mut refreshing));
             }
             LinkMessage::ProvideJob { session: s, job, mut origin, config } if s == session => {
                 let digest = match &origin.program {

@@ -134,35 +134,83 @@ fn subtasks(ctx: &RestContext, only_tm: Option<&riffle_actors::ResourceId>) -> V
 fn actors(ctx: &RestContext, only_tm: Option<&riffle_actors::ResourceId>) -> Vec<Value> {
     let mut out = Vec::new();
     if only_tm.is_none() {
-        out.push(json!({"name": "dispatcher", "kind": "Dispatcher", "mailbox": null, "activity": if ctx.dispatcher.connected() { "running" } else { "stopped" }, "since": ctx.started_ms}));
+        let d = &ctx.dispatcher;
+        out.push(control_actor("dispatcher", "Dispatcher", Some(d.mailbox()), d.connected(), ctx.started_ms));
         let rm = ctx.shared.resource_manager();
-        out.push(json!({"name": "resource-manager", "kind": "ResourceManager", "mailbox": null,
-            "activity": if rm.as_ref().is_some_and(|a| a.connected()) { "running" } else { "restarting" }, "since": ctx.started_ms}));
-        for jm in ctx.shared.job_masters.iter() {
-            let status = ctx.shared.view(*jm.key()).map(|v| v.state());
-            out.push(json!({
-                "name": format!("job-master {}", jm.key()),
-                "kind": "JobMaster",
-                "mailbox": null,
-                "activity": status.as_ref().map_or("running".to_string(), |s| format!("job {} (attempt {})", s.status, s.attempt)),
-                "since": status.map_or(ctx.started_ms, |s| s.last_modification_ms),
-            }));
+        out.push(control_actor(
+            "resource-manager",
+            "ResourceManager",
+            rm.as_ref().map(|a| a.mailbox()),
+            rm.as_ref().is_some_and(|a| a.connected()),
+            ctx.started_ms,
+        ));
+        let mut jms: Vec<_> = ctx.shared.job_masters.iter().map(|e| (*e.key(), e.value().clone())).collect();
+        jms.sort_by_key(|(j, _)| j.to_string());
+        for (job, jm) in jms {
+            let status = ctx.shared.view(job).map(|v| v.state());
+            let mut a = control_actor(
+                &format!("job-master {job}"),
+                "JobMaster",
+                Some(jm.mailbox()),
+                jm.connected(),
+                ctx.started_ms,
+            );
+            if let Some(s) = status {
+                a["job"] = json!(format!("job {} (attempt {})", s.status, s.attempt));
+            }
+            out.push(a);
         }
     }
-    let mut tes: Vec<_> = ctx.shared.task_executors.iter().map(|e| (e.key().clone(), e.value().connected())).collect();
+    let mut tes: Vec<_> = ctx.shared.task_executors.iter().map(|e| (e.key().clone(), e.value().clone())).collect();
     tes.sort_by_key(|(r, _)| r.to_string());
-    for (r, alive) in tes {
+    for (r, gateway) in tes {
         if only_tm.is_some_and(|t| *t != r) {
             continue;
         }
-        out.push(json!({"name": format!("task-executor {r}"), "kind": "TaskExecutor", "mailbox": null,
-            "activity": if alive { "running" } else { "stopped" }, "since": ctx.started_ms}));
+        // A TaskExecutor in another process: its mailbox as its latest heartbeat counted it.
+        let mailbox = match &gateway {
+            riffle_actors::peers::TaskExecutorGateway::Local(p) => Some(p.mailbox()),
+            riffle_actors::peers::TaskExecutorGateway::Remote(r) => r.latest().mailbox,
+        };
+        out.push(control_actor(
+            &format!("task-executor {r}"),
+            "TaskExecutor",
+            mailbox,
+            gateway.connected(),
+            ctx.started_ms,
+        ));
     }
     out
 }
 
-/// Subtasks are actors too: each with its input backlog as its mailbox. (The control actors'
-/// mailbox lengths are `null`: actix does not expose its queues.)
+/// One control actor in a dump: its mailbox as its probe counts it, what it handles now or
+/// handled last, and since when.
+fn control_actor(
+    name: &str,
+    kind: &str,
+    mailbox: Option<riffle_actors::mailbox::MailboxState>,
+    alive: bool,
+    started_ms: i64,
+) -> Value {
+    let (activity, since) = match &mailbox {
+        _ if !alive => ("stopped".to_string(), started_ms),
+        None => ("running".to_string(), started_ms),
+        Some(m) if m.busy => (format!("handling {}", m.message), m.since_ms),
+        Some(m) if m.message.is_empty() => ("idle (no message yet)".to_string(), started_ms),
+        Some(m) => (format!("idle (last message: {})", m.message), m.since_ms),
+    };
+    json!({
+        "name": name,
+        "kind": kind,
+        "mailbox": mailbox.map(|m| m.queued),
+        "activity": activity,
+        "since": since,
+    })
+}
+
+/// Subtasks are actors too: each with its input backlog as its mailbox. (A control actor's
+/// mailbox is counted by its probe, `riffle_actors::mailbox`; a TaskExecutor of another process
+/// sends its count with its heartbeats.)
 fn with_subtask_actors(mut actors: Vec<Value>, subtasks: Vec<Value>) -> Vec<Value> {
     for s in subtasks {
         actors.push(json!({
