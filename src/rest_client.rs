@@ -42,6 +42,30 @@ pub fn upload(address: &str, file: &std::path::Path) -> Result<String> {
 }
 
 fn send(address: &str, method: &str, path: &str, content_type: &str, payload: &[u8]) -> Result<Answer> {
+    let mut target = (address.to_string(), format!("/v1{path}"));
+    // A standby JobManager of a highly available cluster redirects to the leader (307: same
+    // method and body).
+    for _ in 0..3 {
+        match send_once(&target.0, method, &target.1, content_type, payload)? {
+            Sent::Answer(a) => return Ok(a),
+            Sent::Redirect(location) => {
+                let rest = location
+                    .strip_prefix("http://")
+                    .ok_or_else(|| anyhow!("{address} redirects to {location}, which this client cannot follow"))?;
+                let (host, path) = rest.split_once('/').map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+                target = (host.to_string(), path);
+            }
+        }
+    }
+    bail!("{method} {path}: too many redirects from {address}")
+}
+
+enum Sent {
+    Answer(Answer),
+    Redirect(String),
+}
+
+fn send_once(address: &str, method: &str, path: &str, content_type: &str, payload: &[u8]) -> Result<Sent> {
     let addr = address
         .to_socket_addrs()
         .with_context(|| format!("'{address}' is not a host:port"))?
@@ -52,7 +76,7 @@ fn send(address: &str, method: &str, path: &str, content_type: &str, payload: &[
     s.set_read_timeout(Some(REQUEST_TIMEOUT))?;
     s.set_write_timeout(Some(REQUEST_TIMEOUT))?;
     let head = format!(
-        "{method} /v1{path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
         payload.len()
     );
     s.write_all(head.as_bytes())?;
@@ -66,6 +90,13 @@ fn send(address: &str, method: &str, path: &str, content_type: &str, payload: &[
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| anyhow!("{address} did not answer HTTP"))?;
+    if matches!(status, 307 | 308) {
+        let location = head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case("location").then(|| v.trim().to_string())
+        });
+        return location.map(Sent::Redirect).ok_or_else(|| anyhow!("{address} redirected without a Location"));
+    }
     let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
     let body = dechunk(&raw[end + 4..], chunked);
     let body: Value = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap_or(Value::Null) };
@@ -73,7 +104,7 @@ fn send(address: &str, method: &str, path: &str, content_type: &str, payload: &[
         let msg = body["errors"][0].as_str().unwrap_or("no message").to_string();
         bail!("{method} {path} failed ({status}): {msg}");
     }
-    Ok(Answer { body })
+    Ok(Sent::Answer(Answer { body }))
 }
 
 fn dechunk(b: &[u8], chunked: bool) -> Vec<u8> {

@@ -241,7 +241,23 @@ fn the_standby_job_manager_takes_over_a_killed_leader_and_the_job_ends_exactly_o
     let mut c = ha_cluster(&zk.quorum, dir.path());
     let out = dir.path().join("out");
     let (events, keys) = (120_000, 30);
+    // A client pointed at the standby is sent to the leader: a redirect for any REST client,
+    // which riffle's CLI follows.
+    let (leader, standby) = (c.jms[0].1.clone(), c.jms[1].1.clone());
+    let mut answer = (0, Value::Null);
+    wait_until("the standby's redirect", Duration::from_secs(30), || {
+        answer = common::http(&standby, "GET", "/overview?x=1", "");
+        answer.0 == 307
+    });
+    assert_eq!(answer.1["location"], format!("http://{leader}/overview?x=1"), "{}", answer.1);
     let job = submit_drill(&c.jms[0].1, &out, events, keys);
+    let listed = Command::new(env!("CARGO_BIN_EXE_riffle")).args(["list", "-m", &standby]).output().unwrap();
+    let listed_out = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.status.success() && listed_out.contains(&job),
+        "{listed_out}{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
     let took = kill_leader_and_wait_for_the_standby(&mut c, &job);
     eprintln!("SIGKILL of the leader to the standby running the job: {took} ms (session timeout 2 s)");
     wait_finished_exact(&c.jms[0].1, &job, &out, events, keys);

@@ -76,6 +76,7 @@ pub const KNOWN_KEYS: &[KeyInfo] = &[
     k("rest.enabled", "false", "serve the REST API and web UI while `riffle run` runs"),
     k("rest.bind-address", "127.0.0.1", "address the REST server binds"),
     k("rest.port", "8081", "REST port (0: any free port)"),
+    k("rest.address", "", "host clients reach the REST API at (published by a highly available JobManager; default: jobmanager.rpc.address)"),
     k("rest.bind-port", "", "REST port to bind, when it differs from rest.port"),
     k("rest.server.max-content-length", "104857600", "largest request body, bytes"),
     k("rest.auth.token", "", "bearer token every API request must carry"),

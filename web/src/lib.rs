@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod params;
 pub mod routes;
 pub mod server;
+pub mod standby;
 pub mod ui;
 
 pub use config::RestConfig;

@@ -99,12 +99,38 @@ impl RestServer {
     /// address cannot be bound or TLS is misconfigured.
     pub fn start(ctx: RestContext) -> Result<RestServer, WebError> {
         let cfg = ctx.config.clone();
+        let data = web::Data::new(ctx);
+        Self::serve(cfg, move |app: &mut web::ServiceConfig| {
+            app.app_data(data.clone())
+                .service(web::scope("/v1").configure(crate::routes::configure))
+                .configure(crate::routes::configure)
+                .default_service(web::to(fallback));
+        })
+    }
+
+    /// Binds `rest.bind-address:rest.port` and answers every request with a redirect to the
+    /// leading JobManager's REST API (`leader` gives its URL, `None` while nobody leads): what
+    /// a standby JobManager serves, so that a client or browser pointed at any JobManager of a
+    /// highly available cluster reaches the leader.
+    pub fn start_standby(
+        cfg: crate::config::RestConfig,
+        leader: crate::standby::LeaderUrl,
+    ) -> Result<RestServer, WebError> {
+        let leader = web::Data::new(leader);
+        Self::serve(cfg, move |app: &mut web::ServiceConfig| {
+            app.app_data(leader.clone()).default_service(web::to(crate::standby::redirect));
+        })
+    }
+
+    fn serve(
+        cfg: crate::config::RestConfig,
+        configure: impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
+    ) -> Result<RestServer, WebError> {
         let tls = match &cfg.tls {
             Some((cert, key)) => Some(tls_config(cert, key)?),
             None => None,
         };
         let is_tls = tls.is_some();
-        let data = web::Data::new(ctx);
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(SocketAddr, ServerHandle), WebError>>(1);
         let thread = std::thread::Builder::new()
             .name("riffle-rest".into())
@@ -116,7 +142,6 @@ impl RestServer {
                 let server = HttpServer::new(move || {
                     let token = token.clone();
                     App::new()
-                        .app_data(data.clone())
                         .app_data(web::PayloadConfig::new(max))
                         .wrap(ErrorHandlers::new().default_handler(json_errors))
                         .wrap_fn(move |req, srv| {
@@ -130,9 +155,7 @@ impl RestServer {
                                 }
                             }
                         })
-                        .service(web::scope("/v1").configure(crate::routes::configure))
-                        .configure(crate::routes::configure)
-                        .default_service(web::to(fallback))
+                        .configure(configure.clone())
                 })
                 .workers(2)
                 .shutdown_timeout(2)

@@ -15,6 +15,8 @@
 //!
 //! The leader's address is the data of its election node, so [`leader_address`] (what
 //! TaskManagers and REST clients use) always names the contender ZooKeeper considers leader.
+//! The data is the RPC address, then, on a second line, the REST URL when the contender
+//! publishes one.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -58,8 +60,10 @@ impl Leadership {
 /// The current leader as ZooKeeper sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaderInfo {
-    /// The address the leader published.
+    /// The address the leader published (its RPC endpoint).
     pub address: String,
+    /// Its REST API (`http://host:port/`), when it published one.
+    pub rest_url: Option<String>,
     /// Its fencing token.
     pub fencing_token: i64,
 }
@@ -84,11 +88,21 @@ impl LeaderElection {
     /// Returns once the node exists; leadership follows on the [`leadership`](Self::leadership)
     /// channel (see [`wait_for_leadership`](Self::wait_for_leadership)).
     pub async fn start(zk: &ZkClient, address: &str) -> Result<Self, HaError> {
+        Self::start_publishing(zk, address, None).await
+    }
+
+    /// [`start`](Self::start), publishing the contender's REST URL beside its address (the
+    /// standbys redirect REST clients to the leader's).
+    pub async fn start_publishing(zk: &ZkClient, address: &str, rest_url: Option<&str>) -> Result<Self, HaError> {
+        let data = match rest_url {
+            Some(url) => format!("{address}\n{url}"),
+            None => address.to_string(),
+        };
         let latch = zk.paths().leader_latch();
         zk.ensure_path(&latch).await?;
         let nonce = format!("{:x}.{:x}", zk.raw().session_id().0 as u64, NONCE.fetch_add(1, Ordering::Relaxed));
         let prefix = format!("{NODE_PREFIX}{nonce}-");
-        let (name, token) = create_node(zk, &latch, &prefix, address).await?;
+        let (name, token) = create_node(zk, &latch, &prefix, &data).await?;
         let node: Arc<str> = Arc::from(format!("{latch}/{name}"));
         tracing::info!(quorum = %zk.quorum(), "{address} contends for leadership as {node}");
         let (tx, rx) = watch::channel(Leadership::NotLeader);
@@ -199,9 +213,13 @@ pub async fn leader_address(zk: &ZkClient) -> Result<Option<LeaderInfo>, HaError
         let path = format!("{latch}/{name}");
         // None: the leader left between the listing and the read; look again.
         if let Some((data, _)) = zk.get_data_opt(&path).await? {
-            let address = String::from_utf8(data)
+            let data = String::from_utf8(data)
                 .map_err(|_| HaError::corrupt(format!("leader node {path}"), "the address is not UTF-8"))?;
-            return Ok(Some(LeaderInfo { address, fencing_token }));
+            let (address, rest_url) = match data.split_once('\n') {
+                Some((a, url)) => (a.to_string(), Some(url.to_string())),
+                None => (data, None),
+            };
+            return Ok(Some(LeaderInfo { address, rest_url, fencing_token }));
         }
     }
     Err(HaError::Contention { op: format!("read the leader of {latch}"), attempts: RACES })

@@ -145,6 +145,12 @@ pub fn lead(
         }));
     }
     let address = format!("{}:{}", rpc.advertised_host, rpc.advertised_port);
+    // The REST API this JobManager will serve when it leads, published with its address; until
+    // then its REST port redirects to the leader's.
+    let (rest_url, standby_server, leader_url) = match cfg.rest {
+        true => standby_rest(&cfg.config, &rpc.advertised_host)?,
+        false => (None, None, riffle_web::standby::LeaderUrl::default()),
+    };
     let (tx, rx) = std::sync::mpsc::channel::<Event>();
     std::thread::Builder::new()
         .name("riffle-ha".into())
@@ -156,7 +162,7 @@ pub fn lead(
                     return;
                 }
             };
-            runtime.block_on(contend(zk_config, address, tx));
+            runtime.block_on(contend(zk_config, address, rest_url, leader_url, tx));
         })
         .map_err(|e| ClusterError::Unavailable(e.to_string()))?;
     let (zk, fence, jobs) = loop {
@@ -167,6 +173,10 @@ pub fn lead(
             Err(_) => return Err(ClusterError::Unavailable("the HA thread ended".into())),
         }
     };
+    // The leader's own REST API takes the port over.
+    if let Some(s) = standby_server {
+        s.stop();
+    }
     let cluster_config = cfg.config.clone();
     let cluster = MiniCluster::start(cfg)?;
     cluster.shared().set_job_store(Arc::new(ZooKeeperJobStore {
@@ -183,6 +193,32 @@ pub fn lead(
         }
     }
     Ok(LeadingJobManager { cluster, recovered })
+}
+
+/// This JobManager's REST URL as clients reach it (`rest.address`, else the advertised RPC
+/// host; `rest.port`), and the standby server that redirects to the leader's meanwhile. No URL
+/// with `rest.port: 0` (nobody could be sent to a port chosen at random later).
+fn standby_rest(
+    config: &Configuration,
+    rpc_host: &str,
+) -> Result<(Option<String>, Option<riffle_web::server::RestServer>, riffle_web::standby::LeaderUrl), ClusterError> {
+    let rest = riffle_web::config::RestConfig::from_config(config)
+        .map_err(|e| ClusterError::Unavailable(format!("REST settings: {e}")))?;
+    let advertised_port: u16 = config.get("rest.port", 8081).map_err(ClusterError::Config)?;
+    let leader_url = riffle_web::standby::LeaderUrl::default();
+    if advertised_port == 0 || rest.port == 0 {
+        return Ok((None, None, leader_url));
+    }
+    let host = config.get_str("rest.address").unwrap_or(rpc_host);
+    let url = format!("{}://{host}:{advertised_port}/", if rest.tls.is_some() { "https" } else { "http" });
+    let server = match riffle_web::server::RestServer::start_standby(rest, leader_url.clone()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("the standby REST server cannot start ({e}); clients must find the leader themselves");
+            None
+        }
+    };
+    Ok((Some(url), server, leader_url))
 }
 
 fn ha_error(e: super::HaError) -> ClusterError {
@@ -224,12 +260,18 @@ fn recover(
 
 /// The HA thread: connect (retrying), contend, report leadership with the stored jobs, then
 /// watch the leadership and end the process when it is lost.
-async fn contend(config: super::ZooKeeperHaConfig, address: String, tx: std::sync::mpsc::Sender<Event>) {
+async fn contend(
+    config: super::ZooKeeperHaConfig,
+    address: String,
+    rest_url: Option<String>,
+    leader_url: riffle_web::standby::LeaderUrl,
+    tx: std::sync::mpsc::Sender<Event>,
+) {
     let mut pause = Duration::from_millis(200);
     let (zk, election) = loop {
         let attempt = async {
             let zk = ZkClient::connect(&config).await?;
-            let election = LeaderElection::start(&zk, &address).await?;
+            let election = LeaderElection::start_publishing(&zk, &address, rest_url.as_deref()).await?;
             Ok::<_, super::HaError>((zk, election))
         };
         match attempt.await {
@@ -243,7 +285,12 @@ async fn contend(config: super::ZooKeeperHaConfig, address: String, tx: std::syn
     };
     let _ = tx.send(Event::Standby(election.node_path().to_string()));
     let fence = loop {
-        match election.wait_for_leadership(Duration::from_secs(3600)).await {
+        // A standby keeps its redirect pointed at the current leader.
+        match super::leader_address(&zk).await {
+            Ok(leader) => leader_url.set(leader.and_then(|l| l.rest_url)),
+            Err(e) => tracing::debug!("cannot read the leader's address: {e}"),
+        }
+        match election.wait_for_leadership(Duration::from_millis(500)).await {
             Ok(f) => break f,
             Err(super::HaError::Timeout { .. }) => continue,
             Err(e) => {
