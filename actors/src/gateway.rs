@@ -233,6 +233,18 @@ pub struct SplitRequest {
     pub execution: ExecutionId,
 }
 
+/// Subtask → JobMaster, before its operators' end of input (where a two-phase-commit sink
+/// commits its last transaction on its own, with no checkpoint after it): does this attempt
+/// still count? Refused once the job restarts, fails or is cancelled, so a task of a
+/// TaskManager that was frozen past its heartbeat timeout, and thawed after its work was
+/// restarted elsewhere, does not commit next to the new attempt.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "Result<(), String>")]
+pub struct ConfirmEnd {
+    /// Which execution asks.
+    pub execution: ExecutionId,
+}
+
 /// Splits for a reader.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SplitResponse {

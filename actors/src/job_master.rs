@@ -18,8 +18,8 @@ use crate::checkpoint_coordinator::{
 };
 use crate::exception_history::ExceptionEntry;
 use crate::gateway::{
-    AcknowledgeCheckpoint, CancelTask, DeclineCheckpoint, DeployTask, ReleaseSlots, RequestSlots, SlotAssignment,
-    SplitRequest, SplitResponse, TaskState, TaskStateUpdate,
+    AcknowledgeCheckpoint, CancelTask, ConfirmEnd, DeclineCheckpoint, DeployTask, ReleaseSlots, RequestSlots,
+    SlotAssignment, SplitRequest, SplitResponse, TaskState, TaskStateUpdate,
 };
 use crate::ids::{ExecutionId, JobId};
 use crate::job_status::{transition, JobEvent, JobStatus};
@@ -794,6 +794,22 @@ impl Handler<SplitRequest> for JobMaster {
                 None => Err(format!("vertex {} has no source coordinator", msg.execution.vertex)),
             }
         })
+    }
+}
+
+impl Handler<ConfirmEnd> for JobMaster {
+    type Result = Result<(), String>;
+    fn handle(&mut self, msg: ConfirmEnd, _: &mut Self::Context) -> Self::Result {
+        if msg.execution.attempt != self.attempt {
+            return Err(format!(
+                "attempt {} of the job was superseded by attempt {}",
+                msg.execution.attempt, self.attempt
+            ));
+        }
+        if self.done || self.status != JobStatus::Running {
+            return Err(format!("the job is {} now", self.status.as_str()));
+        }
+        Ok(())
     }
 }
 

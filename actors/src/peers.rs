@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::gateway::{
-    AcknowledgeCheckpoint, AllocateSlot, CancelTask, DeclineCheckpoint, DeployTask, FreeSlot, NotifyCheckpoint,
-    SplitRequest, SplitResponse, TaskStateUpdate, TriggerCheckpoint,
+    AcknowledgeCheckpoint, AllocateSlot, CancelTask, ConfirmEnd, DeclineCheckpoint, DeployTask, FreeSlot,
+    NotifyCheckpoint, SplitRequest, SplitResponse, TaskStateUpdate, TriggerCheckpoint,
 };
 use crate::job_master::JobMaster;
 use crate::mailbox::Probed;
@@ -226,14 +226,23 @@ impl TaskExecutorGateway {
     }
 }
 
-type PendingSplits = Mutex<HashMap<u64, oneshot::Sender<Result<SplitResponse, String>>>>;
+/// An answer of the JobManager process to a subtask's question.
+#[derive(Debug)]
+pub enum JobManagerAnswer {
+    /// To a [`SplitRequest`].
+    Splits(Result<SplitResponse, String>),
+    /// To a [`ConfirmEnd`].
+    End(Result<(), String>),
+}
+
+type PendingAnswers = Mutex<HashMap<u64, oneshot::Sender<JobManagerAnswer>>>;
 
 /// The JobManager process as a TaskManager process sees it: the queue its link drains, and
 /// the split requests waiting for an answer.
 #[derive(Debug, Clone, Default)]
 pub struct RemoteJobManager {
     tx: Option<mpsc::UnboundedSender<RemoteJobManagerMessage>>,
-    pending: Arc<PendingSplits>,
+    pending: Arc<PendingAnswers>,
     next: Arc<AtomicU64>,
 }
 
@@ -249,6 +258,13 @@ pub enum RemoteJobManagerMessage {
         /// The question.
         msg: SplitRequest,
     },
+    /// A subtask asks its JobMaster whether it may end; the answer comes back with `request`.
+    ConfirmEnd {
+        /// Matches the answer to the question.
+        request: u64,
+        /// The question.
+        msg: ConfirmEnd,
+    },
 }
 
 impl RemoteJobManager {
@@ -257,20 +273,34 @@ impl RemoteJobManager {
         Self { tx: Some(tx), ..Default::default() }
     }
 
-    /// Hands the answer to split request `request` to the subtask waiting for it.
-    pub fn answer_splits(&self, request: u64, answer: Result<SplitResponse, String>) {
+    /// Hands the answer to request `request` to the subtask waiting for it.
+    pub fn answer(&self, request: u64, answer: JobManagerAnswer) {
         let waiting = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&request);
         if let Some(w) = waiting {
             let _ = w.send(answer);
         }
     }
 
-    /// Fails every split request still waiting (the link to the JobManager broke).
+    /// Fails every request still waiting (the link to the JobManager broke): dropping the
+    /// waiters' senders tells each.
     pub fn fail_pending(&self, why: &str) {
-        let drained: Vec<_> = self.pending.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
-        for (_, w) in drained {
-            let _ = w.send(Err(why.to_string()));
+        let drained = self.pending.lock().unwrap_or_else(|e| e.into_inner()).drain().count();
+        if drained > 0 {
+            tracing::debug!("{drained} questions to the JobManager fail: {why}");
         }
+    }
+
+    /// Sends a question built around a fresh request id; its answer, or why there is none.
+    async fn ask(&self, question: impl FnOnce(u64) -> RemoteJobManagerMessage) -> Result<JobManagerAnswer, String> {
+        let Some(tx) = &self.tx else { return Err("no link to the job manager".into()) };
+        let request = self.next.fetch_add(1, Ordering::Relaxed);
+        let (answer, wait) = oneshot::channel();
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(request, answer);
+        if tx.send(question(request)).is_err() {
+            self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&request);
+            return Err("the link to the job manager is closed".into());
+        }
+        wait.await.map_err(|_| "the link to the job manager closed before the answer".to_string())
     }
 }
 
@@ -306,15 +336,24 @@ impl JobMasterGateway {
         match self {
             JobMasterGateway::Local(a) => a.send(msg).await.map_err(|e| e.to_string()),
             JobMasterGateway::Remote(r) => {
-                let Some(tx) = &r.tx else { return Err("no link to the job manager".into()) };
-                let request = r.next.fetch_add(1, Ordering::Relaxed);
-                let (answer, wait) = oneshot::channel();
-                r.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(request, answer);
-                if tx.send(RemoteJobManagerMessage::SplitRequest { request, msg }).is_err() {
-                    r.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&request);
-                    return Err("the link to the job manager is closed".into());
+                match r.ask(|request| RemoteJobManagerMessage::SplitRequest { request, msg }).await? {
+                    JobManagerAnswer::Splits(a) => Ok(a),
+                    JobManagerAnswer::End(_) => Err("the job manager answered another question".into()),
                 }
-                wait.await.map_err(|_| "the link to the job manager closed before the answer".to_string())
+            }
+        }
+    }
+
+    /// Asks whether this attempt may end (see [`ConfirmEnd`]). The outer error: the JobMaster
+    /// cannot be reached; the inner one: it refused.
+    pub async fn confirm_end(&self, msg: ConfirmEnd) -> Result<Result<(), String>, String> {
+        match self {
+            JobMasterGateway::Local(a) => a.send(msg).await.map_err(|e| e.to_string()),
+            JobMasterGateway::Remote(r) => {
+                match r.ask(|request| RemoteJobManagerMessage::ConfirmEnd { request, msg }).await? {
+                    JobManagerAnswer::End(a) => Ok(a),
+                    JobManagerAnswer::Splits(_) => Err("the job manager answered another question".into()),
+                }
             }
         }
     }

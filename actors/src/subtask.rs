@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::checkpoint_storage;
 use crate::exchange::ChannelId;
-use crate::gateway::{DeclineCheckpoint, RestoreState, SplitRequest, TaskRestore, TaskState};
+use crate::gateway::{ConfirmEnd, DeclineCheckpoint, RestoreState, SplitRequest, TaskRestore, TaskState};
 use crate::ids::ExecutionId;
 use crate::input_gate::{BatchEncoder, GateEvent, InputGate, Interrupt};
 use crate::local_recovery::{LocalSnapshots, LOCAL_RECOVERY_KEY};
@@ -705,6 +705,37 @@ const PEER_LOST_GRACE: Duration = Duration::from_secs(30);
 /// root cause) is on its way to the JobMaster, which will cancel this subtask. Reporting the
 /// loss now could overtake that report and become the job's root cause, so wait to be
 /// cancelled; only if that does not happen, fail with the loss.
+/// How long a subtask waits for its JobMaster to confirm its end.
+const CONFIRM_END_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Before a subtask's operators see the end of their input — where a two-phase-commit sink
+/// commits its last transaction on its own, with no checkpoint after it — its JobMaster
+/// confirms that this attempt still counts ([`crate::gateway::ConfirmEnd`]). A TaskManager
+/// frozen past its heartbeat timeout and thawed after its work restarted elsewhere is refused
+/// (or finds its link gone), and its task fails without committing.
+async fn confirm_end(out: &mut Outputs, cancel: &mut watch::Receiver<bool>) -> Result<(), Stop> {
+    let jm = out
+        .shared
+        .job_master(out.execution.job)
+        .ok_or_else(|| TaskError::msg(&out.name, "the job master is gone: this attempt cannot end"))?;
+    let answer = tokio::select! {
+        r = tokio::time::timeout(CONFIRM_END_TIMEOUT, jm.confirm_end(ConfirmEnd { execution: out.execution })) => r,
+        _ = cancel.changed() => return Err(Stop::Cancelled),
+    };
+    match answer {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(why))) => {
+            Err(TaskError::msg(&out.name, format!("the job master refused this attempt's end: {why}")).into())
+        }
+        Ok(Err(why)) => Err(TaskError::msg(&out.name, format!("cannot reach the job master to end: {why}")).into()),
+        Err(_) => Err(TaskError::msg(
+            &out.name,
+            format!("the job master did not confirm the end within {CONFIRM_END_TIMEOUT:?}"),
+        )
+        .into()),
+    }
+}
+
 async fn peer_lost(name: &str, what: &str, cancel: &mut watch::Receiver<bool>) -> Stop {
     if *cancel.borrow() {
         return Stop::Cancelled;
@@ -820,6 +851,7 @@ async fn run_source(
                 }
             }
             ReadStatus::EndOfInput => {
+                confirm_end(out, cancel).await?;
                 head.finish()?;
                 out.flush_batches(now);
                 return drain_source(out, &mut head, cancel).await;
@@ -891,6 +923,7 @@ async fn run_operators(
         }
     }
     if gate.remaining() == 0 {
+        confirm_end(out, cancel).await?;
         head.end_input()?;
         out.flush_batches(riffle_api::time::now_ms());
         return drain_operators(out, &mut head, &mut gate, cancel).await;
@@ -989,6 +1022,7 @@ async fn run_operators(
             drain_operators(out, &mut head, &mut gate, cancel).await?;
         }
         if gate.remaining() == 0 {
+            confirm_end(out, cancel).await?;
             head.end_input()?;
             out.flush_batches(now);
             return drain_operators(out, &mut head, &mut gate, cancel).await;

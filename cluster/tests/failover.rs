@@ -156,3 +156,60 @@ fn an_unknown_restart_strategy_fails_the_job_with_a_clear_message() {
     assert_eq!(r.status, JobStatus::Failed);
     assert!(r.error.unwrap_or_default().contains("restart-strategy"));
 }
+
+#[test]
+fn only_the_current_attempt_of_a_running_job_may_end() {
+    // The first attempt fails at record 500; the second holds its records until released, so
+    // the job is RUNNING in attempt 1 while the JobMaster is asked.
+    static FAILURES: AtomicU32 = AtomicU32::new(0);
+    static AGAIN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    static RELEASE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let mc = cluster_with(&[("restart-strategy", "fixed-delay"), ("restart-strategy.fixed-delay.delay", "10 ms")]);
+    let mut env = StreamEnvironment::new();
+    env.set_parallelism(2);
+    let out = env
+        .from_sequence(0, 999)
+        .map(|i| {
+            if FAILURES.load(Ordering::SeqCst) == 0 {
+                if i == 500 {
+                    FAILURES.fetch_add(1, Ordering::SeqCst);
+                    panic!("the first attempt fails");
+                }
+            } else {
+                AGAIN.store(true, Ordering::SeqCst);
+                while !RELEASE.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            i
+        })
+        .collect();
+    let h = mc.submit(env.build_job_graph("confirm-end").expect("graph")).expect("submitted");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !AGAIN.load(Ordering::SeqCst) {
+        assert!(Instant::now() < deadline, "the second attempt never ran");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let jm = mc.shared().job_masters.get(&h.job_id()).map(|a| a.clone()).expect("the job's JobMaster");
+    let ask = |attempt| {
+        let e = riffle_actors::ExecutionId { job: h.job_id(), vertex: 0, subtask: 0, attempt };
+        futures::executor::block_on(jm.send(riffle_actors::gateway::ConfirmEnd { execution: e }))
+            .unwrap_or_else(|gone| Err(format!("the JobMaster is gone: {gone}")))
+    };
+    // A task of the failed attempt (say, on a TaskManager frozen past its heartbeat timeout)
+    // may not end, and so never commits next to the new attempt.
+    let refused = ask(0).expect_err("the superseded attempt is refused");
+    assert!(refused.contains("superseded by attempt 1"), "{refused}");
+    assert_eq!(ask(1), Ok(()));
+    RELEASE.store(true, Ordering::SeqCst);
+    let got: Vec<u64> = out.collect();
+    assert_eq!(h.wait(WAIT).expect("ends").status, JobStatus::Finished);
+    // The second attempt delivered everything (the first one's partial output came before).
+    let mut distinct = got.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct, (0..1000).collect::<Vec<_>>());
+    // The job is over: nobody may end any more.
+    let done = ask(1).expect_err("a finished job confirms nothing");
+    assert!(done.contains("FINISHED") || done.contains("gone"), "{done}");
+}

@@ -223,6 +223,7 @@ fn kind(m: &LinkMessage) -> &'static str {
         LinkMessage::ForTaskExecutor { .. } => "ForTaskExecutor",
         LinkMessage::ForJobManager(_) => "ForJobManager",
         LinkMessage::SplitAnswer { .. } => "SplitAnswer",
+        LinkMessage::EndAnswer { .. } => "EndAnswer",
         LinkMessage::FetchArtifact { .. } => "FetchArtifact",
         LinkMessage::Artifact { .. } => "Artifact",
     }
@@ -265,6 +266,17 @@ fn on_message(
                     None => Err("the job master is gone".to_string()),
                 };
                 let _ = out.send(LinkMessage::SplitAnswer { request, answer });
+            });
+        }
+        LinkMessage::ForJobManager(RemoteJobManagerMessage::ConfirmEnd { request, msg }) => {
+            let jm = shared.job_masters.get(&msg.execution.job).map(|a| a.clone());
+            let out = out.clone();
+            actix::spawn(async move {
+                let answer = match jm {
+                    Some(jm) => jm.send(msg).await.unwrap_or_else(|e| Err(format!("the job master is gone: {e}"))),
+                    None => Err("the job master is gone".to_string()),
+                };
+                let _ = out.send(LinkMessage::EndAnswer { request, answer });
             });
         }
         LinkMessage::FetchArtifact { job } => {

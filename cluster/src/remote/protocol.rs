@@ -89,4 +89,11 @@ pub enum LinkMessage {
         /// Splits, or the enumerator's error.
         answer: Result<SplitResponse, String>,
     },
+    /// JobManager → TaskManager: the answer to a subtask's `ConfirmEnd`.
+    EndAnswer {
+        /// The request answered.
+        request: u64,
+        /// Confirmed, or why not.
+        answer: Result<(), String>,
+    },
 }

@@ -467,7 +467,12 @@ async fn session(
                     None => jobs.command(msg, &local, &remote, &settings.resource_id, slots, shared),
                 }
             }
-            LinkMessage::SplitAnswer { request, answer } => remote.answer_splits(request, answer),
+            LinkMessage::SplitAnswer { request, answer } => {
+                remote.answer(request, riffle_actors::peers::JobManagerAnswer::Splits(answer))
+            }
+            LinkMessage::EndAnswer { request, answer } => {
+                remote.answer(request, riffle_actors::peers::JobManagerAnswer::End(answer))
+            }
             LinkMessage::ProvideJob { session: s, .. } | LinkMessage::ForTaskExecutor { session: s, .. } => {
                 tracing::warn!(session = s, current = session, "dropping a command of another JobManager session");
             }
