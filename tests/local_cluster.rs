@@ -297,6 +297,14 @@ fn riffle_run_uploads_a_plugin_to_a_running_cluster_and_waits_for_its_job() {
     let te = dump["actors"].as_array().unwrap().iter().find(|a| a["kind"] == "TaskExecutor").cloned().unwrap();
     assert!(te["mailbox"].is_u64(), "{te}");
     assert!(te["activity"].as_str().unwrap().contains("last message: "), "{te}");
+    // Its network buffer pool (defaults: 10 % of 1728 MiB in 32 KiB segments), all free again.
+    let (status, tm) = http(&c.rest, "GET", "/taskmanagers/taskmanager-0", "");
+    assert_eq!(status, 200, "{tm}");
+    let m = &tm["metrics"];
+    assert_eq!(m["nettyShuffleMemorySegmentsTotal"], 5529, "{tm}");
+    assert_eq!(m["nettyShuffleMemoryTotal"], 5529 * 32768, "{tm}");
+    assert_eq!(m["nettyShuffleMemorySegmentsAvailable"], 5529, "{tm}");
+    assert_eq!(tm["memoryConfiguration"]["networkMemory"], 5529 * 32768, "{tm}");
     drop(c.proc);
 }
 

@@ -116,6 +116,20 @@ pub struct RemoteReport {
     pub address: String,
     /// Its actor's mailbox, as counted in its process.
     pub mailbox: Option<crate::mailbox::MailboxState>,
+    /// Its network buffer pool.
+    pub network: Option<NetworkSample>,
+}
+
+/// A TaskManager process's network buffer pool (`taskmanager.memory.network.*`) as its
+/// heartbeat reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkSample {
+    /// Bytes per segment.
+    pub segment_size: u64,
+    /// Segments in the pool.
+    pub total: u64,
+    /// Segments not in use now.
+    pub available: u64,
 }
 
 impl RemoteTaskExecutor {
@@ -141,9 +155,13 @@ impl RemoteTaskExecutor {
         report: TaskExecutorReport,
         threads: Option<Vec<ThreadSample>>,
         mailbox: Option<crate::mailbox::MailboxState>,
+        network: Option<NetworkSample>,
     ) {
         let mut r = self.report.lock().unwrap_or_else(|e| e.into_inner());
         r.report = report;
+        if network.is_some() {
+            r.network = network;
+        }
         if mailbox.is_some() {
             r.mailbox = mailbox;
         }

@@ -73,6 +73,9 @@ impl TaskManagerSettings {
                     .zookeeper()
                     .cloned(),
                 advertised: host.clone(),
+                network: crate::shuffle::buffer_pool::NetworkBufferPool::new(
+                    crate::shuffle::buffer_pool::PoolSize::from_config(c)?,
+                ),
             },
             task_executor: crate::minicluster::task_executor_settings(c, slots)?,
             data_bind: format!("{}:{}", c.get_str("taskmanager.bind-host").unwrap_or(&host), data_bind_port),
@@ -117,6 +120,7 @@ impl TaskManager {
                         timeouts: settings.link.timeouts,
                         patience: Duration::from_secs(30),
                         max_frame_size: settings.max_frame_size,
+                        pool: settings.link.network.clone(),
                     };
                     let listener = Listener::bind(settings.data_bind.as_str(), data.node.clone(), data.timeouts)
                         .await

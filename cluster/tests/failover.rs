@@ -166,7 +166,8 @@ fn only_the_current_attempt_of_a_running_job_may_end() {
     static RELEASE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     let mc = cluster_with(&[("restart-strategy", "fixed-delay"), ("restart-strategy.fixed-delay.delay", "10 ms")]);
     let mut env = StreamEnvironment::new();
-    env.set_parallelism(2);
+    // One subtask: no sibling of the failed attempt goes on to hold records.
+    env.set_parallelism(1);
     let out = env
         .from_sequence(0, 999)
         .map(|i| {
@@ -191,6 +192,7 @@ fn only_the_current_attempt_of_a_running_job_may_end() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let jm = mc.shared().job_masters.get(&h.job_id()).map(|a| a.clone()).expect("the job's JobMaster");
+    let deadline = Instant::now() + Duration::from_secs(60);
     let ask = |attempt| {
         let e = riffle_actors::ExecutionId { job: h.job_id(), vertex: 0, subtask: 0, attempt };
         futures::executor::block_on(jm.send(riffle_actors::gateway::ConfirmEnd { execution: e }))
@@ -198,9 +200,13 @@ fn only_the_current_attempt_of_a_running_job_may_end() {
     };
     // A task of the failed attempt (say, on a TaskManager frozen past its heartbeat timeout)
     // may not end, and so never commits next to the new attempt.
+    // The restarted attempt is confirmed once the JobMaster runs it.
+    while ask(1).is_err() {
+        assert!(Instant::now() < deadline, "attempt 1 never ran: {:?}", ask(1));
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let refused = ask(0).expect_err("the superseded attempt is refused");
     assert!(refused.contains("superseded by attempt 1"), "{refused}");
-    assert_eq!(ask(1), Ok(()));
     RELEASE.store(true, Ordering::SeqCst);
     let got: Vec<u64> = out.collect();
     assert_eq!(h.wait(WAIT).expect("ends").status, JobStatus::Finished);

@@ -73,6 +73,17 @@ fn task_manager(jm: &MiniCluster, id: &str, slots: u32) -> TaskManager {
 
 /// A TaskManager with `slots` slots that builds jobs with `builder`, registered at `jm`.
 fn task_manager_with(jm: &MiniCluster, id: &str, slots: u32, builder: Arc<dyn ProgramBuilder>) -> TaskManager {
+    task_manager_conf(jm, id, slots, builder, &[])
+}
+
+/// [`task_manager_with`] with more configuration.
+fn task_manager_conf(
+    jm: &MiniCluster,
+    id: &str,
+    slots: u32,
+    builder: Arc<dyn ProgramBuilder>,
+    extra: &[(&str, &str)],
+) -> TaskManager {
     let addr = jm.rpc_address().unwrap();
     let (host, port) = addr.rsplit_once(':').unwrap();
     let mut c = Configuration::new();
@@ -83,6 +94,9 @@ fn task_manager_with(jm: &MiniCluster, id: &str, slots: u32, builder: Arc<dyn Pr
         .set("taskmanager.numberOfTaskSlots", slots.to_string())
         .set("heartbeat.interval", "100 ms")
         .set("heartbeat.timeout", "1 s");
+    for (k, v) in extra {
+        c.set(*k, *v);
+    }
     let tm = TaskManager::start(c, builder).unwrap();
     tm.wait_registered(Duration::from_secs(10)).unwrap();
     tm
@@ -274,6 +288,57 @@ fn a_job_spread_over_two_task_managers_exchanges_its_data_over_the_network_exact
     let want: std::collections::BTreeMap<u64, u64> =
         (0..7).map(|k| (k, (0..30_000u64).filter(|i| i % 7 == k).sum())).collect();
     assert_eq!(last, want);
+}
+
+#[test]
+fn received_data_goes_through_a_small_fixed_network_buffer_pool_exactly() {
+    // Each TaskManager reads what it receives into a pool of 8 segments of 4 KiB (32 KiB),
+    // whatever the number of channels: frames wait for segments, and the job stays exact.
+    let jm = job_manager();
+    let pool = [
+        ("taskmanager.memory.segment-size", "4kb"),
+        ("taskmanager.memory.network.min", "32kb"),
+        ("taskmanager.memory.network.max", "32kb"),
+    ];
+    let _a = task_manager_conf(&jm, "tm-p1", 2, builder(), &pool);
+    let _b = task_manager_conf(&jm, "tm-p2", 2, builder(), &pool);
+    wait_for_slots(&jm, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sums");
+    // Parallelism 4 over two two-slot TaskManagers: 8 keyed channels cross the network.
+    let graph = sums(&args(60_000, 11, &out, 0), 4).unwrap();
+    let job = jm.submit(graph).unwrap();
+    let r = job.wait(Some(Duration::from_secs(120))).unwrap();
+    assert_eq!(r.status, JobStatus::Finished, "{:?}", r.error);
+    let lines = committed(&out);
+    assert_eq!(lines.len(), 60_000);
+    let mut last = std::collections::BTreeMap::<u64, u64>::new();
+    for l in &lines {
+        let (k, v) = l.split_once(',').unwrap();
+        let e = last.entry(k.parse().unwrap()).or_default();
+        *e = (*e).max(v.parse().unwrap());
+    }
+    let want: std::collections::BTreeMap<u64, u64> =
+        (0..11).map(|k| (k, (0..60_000u64).filter(|i| i % 11 == k).sum())).collect();
+    assert_eq!(last, want);
+    // The pools' size and use reach the JobManager with the heartbeats: all 8 segments free
+    // again once the data is through.
+    for tm in ["tm-p1", "tm-p2"] {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let sample = match jm.shared().task_executors.get(&riffle_actors::ResourceId(tm.into())).map(|g| g.clone())
+            {
+                Some(riffle_actors::peers::TaskExecutorGateway::Remote(r)) => r.latest().network,
+                _ => None,
+            };
+            let want = riffle_actors::peers::NetworkSample { segment_size: 4096, total: 8, available: 8 };
+            if sample == Some(want) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{tm}: {sample:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 #[test]

@@ -560,6 +560,63 @@ async fn frames_over_an_in_memory_pipe() {
 }
 
 #[tokio::test(flavor = "current_thread")]
+async fn frames_read_into_given_buffers_with_headers_read_ahead_mixed_with_plain_reads() {
+    // Big writes so that several frames (and the next frame's header) sit in the pipe at once.
+    let (a, b) = tokio::io::duplex(1 << 16);
+    let mut writer = FrameWriter::new(a, 1 << 20);
+    let mut reader = FrameReader::new(b, 1 << 20);
+    let sizes = [5usize, 0, 1, 3, 4, 4096, 4092, 4100, 200_000, 7, 1, 1 << 20, 2];
+    // Buffers of a 4 KiB "segment" granularity, as the network pool gives them.
+    let give =
+        |len: usize| async move { Ok::<_, TransportError>(Vec::with_capacity(len.div_ceil(4096).max(1) * 4096)) };
+    within("frames into buffers", async {
+        tokio::join!(
+            async {
+                for (i, &n) in sizes.iter().enumerate() {
+                    writer.write_frame(&vec![i as u8; n]).await.expect("write");
+                }
+                writer.shutdown().await.expect("shutdown");
+            },
+            async {
+                for (i, &n) in sizes.iter().enumerate() {
+                    // Every third frame through the plain path: both share the read-ahead header.
+                    if i % 3 == 2 {
+                        let f = reader.read_frame().await.expect("read").expect("a frame");
+                        assert_eq!((i, f.len()), (i, n));
+                        assert!(f.iter().all(|&x| x == i as u8));
+                    } else {
+                        let f = reader.read_frame_into(give).await.expect("read").expect("a frame");
+                        assert_eq!((i, f.len()), (i, n));
+                        assert!(f.iter().all(|&x| x == i as u8), "frame {i}");
+                    }
+                }
+                assert!(reader.read_frame_into(give).await.expect("clean end").is_none());
+            }
+        )
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_frame_cut_short_is_an_error_when_read_into_a_buffer() {
+    let (mut a, b) = tokio::io::duplex(1024);
+    let mut reader = FrameReader::new(b, 1024);
+    let mut bytes = 10u32.to_be_bytes().to_vec();
+    bytes.extend_from_slice(b"01234");
+    a.write_all(&bytes).await.expect("write");
+    drop(a);
+    let r = within("a truncated frame", reader.read_frame_into(|n| async move { Ok(Vec::with_capacity(n)) })).await;
+    assert!(matches!(r, Err(TransportError::TruncatedFrame { received: 9, expected: 14 })), "{r:?}");
+    // A length over the limit is refused before any buffer is asked for.
+    let (mut a, b) = tokio::io::duplex(1024);
+    let mut reader = FrameReader::new(b, 16);
+    a.write_all(&1000u32.to_be_bytes()).await.expect("write");
+    let r =
+        within("a huge frame", reader.read_frame_into(|_| async { Err::<Vec<u8>, _>(TransportError::Broken) })).await;
+    assert!(matches!(r, Err(TransportError::FrameTooLarge { size: 1000, limit: 16 })), "{r:?}");
+}
+
+#[tokio::test(flavor = "current_thread")]
 async fn reading_a_frame_is_cancel_safe() {
     let (mut a, b) = tokio::io::duplex(1024);
     let mut reader = FrameReader::new(b, 1024);

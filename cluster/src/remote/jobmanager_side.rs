@@ -238,8 +238,8 @@ fn on_message(
     from: &ResourceId,
 ) {
     match m {
-        LinkMessage::TaskManagerHeartbeat { report, io, threads, mailbox } => {
-            remote.heard(report, threads, mailbox);
+        LinkMessage::TaskManagerHeartbeat { report, io, threads, mailbox, network } => {
+            remote.heard(report, threads, mailbox, network);
             for (job, samples) in io {
                 if let Some(view) = shared.view(job) {
                     view.apply_samples(&samples, &from.to_string());

@@ -46,6 +46,9 @@ pub enum LinkMessage {
         /// Its TaskExecutor's mailbox (thread dumps).
         #[serde(default)]
         mailbox: Option<riffle_actors::mailbox::MailboxState>,
+        /// Its network buffer pool.
+        #[serde(default)]
+        network: Option<riffle_actors::peers::NetworkSample>,
     },
     /// JobManager → TaskManager, every `heartbeat.interval`: alive.
     JobManagerHeartbeat,

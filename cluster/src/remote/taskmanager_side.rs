@@ -43,6 +43,8 @@ pub struct LinkSettings {
     pub zookeeper: Option<crate::ha::ZooKeeperHaConfig>,
     /// This TaskManager's plugin libraries by digest (`blob.storage.directory`).
     pub artifacts: crate::artifacts::ArtifactCache,
+    /// Its network buffer pool (reported with the heartbeats).
+    pub network: crate::shuffle::buffer_pool::NetworkBufferPool,
 }
 
 /// Longest pause between connection attempts.
@@ -124,6 +126,7 @@ fn heartbeat(
     latest_report: &Arc<std::sync::Mutex<riffle_actors::task_executor::TaskExecutorReport>>,
     te: &TaskExecutorGateway,
     refreshing: &mut Arc<()>,
+    network: &crate::shuffle::buffer_pool::NetworkBufferPool,
 ) -> LinkMessage {
     // Jobs that left this TaskManager report their final counters once more, then go.
     let io: Vec<_> = shared
@@ -160,7 +163,12 @@ fn heartbeat(
         TaskExecutorGateway::Local(p) => Some(p.mailbox()),
         TaskExecutorGateway::Remote(_) => None,
     };
-    LinkMessage::TaskManagerHeartbeat { report, io, threads, mailbox }
+    let network = Some(riffle_actors::peers::NetworkSample {
+        segment_size: network.size().segment_size as u64,
+        total: network.size().segments as u64,
+        available: network.available() as u64,
+    });
+    LinkMessage::TaskManagerHeartbeat { report, io, threads, mailbox, network }
 }
 
 /// What the link knows of the jobs it was given.
@@ -390,7 +398,7 @@ async fn session(
                 }
                 // The report asks every slot, whose thread may be busy for a while: the loop
                 // must not wait for it, or it would stop reading the JobManager's heartbeats.
-                let _ = out.send(heartbeat(shared, &mut jobs.retired_views, &latest_report, &local, &mut refreshing));
+                let _ = out.send(heartbeat(shared, &mut jobs.retired_views, &latest_report, &local, &mut refreshing, &settings.network));
                 continue;
             }
         };
@@ -398,7 +406,14 @@ async fn session(
             // Answered at once with ours: the JobManager's cadence (its
             // heartbeat.interval) decides how fresh its view of us is.
             LinkMessage::JobManagerHeartbeat => {
-                let _ = out.send(heartbeat(shared, &mut jobs.retired_views, &latest_report, &local, &mut refreshing));
+                let _ = out.send(heartbeat(
+                    shared,
+                    &mut jobs.retired_views,
+                    &latest_report,
+                    &local,
+                    &mut refreshing,
+                    &settings.network,
+                ));
             }
             LinkMessage::ProvideJob { session: s, job, mut origin, config } if s == session => {
                 let digest = match &origin.program {

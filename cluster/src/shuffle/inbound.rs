@@ -77,13 +77,27 @@ async fn channel(
     if writer.send_raw(|buf| protocol::write_message(buf, &initial)).await.is_err() {
         return;
     }
-    let one = credit(1);
+    // Credit goes back in batches of half the capacity: one small write per two frames or
+    // more instead of one per frame. (With a capacity of at least 2 the producer can never
+    // wait for credit that is held back: it always has frames on their way.)
+    let batch = (settings.capacity as u32 / 2).max(1);
+    let grant = credit(batch);
+    let mut processed = 0u32;
+    let pool = settings.pool.clone();
     let io =
         graph.edge_vertices(key.edge).and_then(|(_, consumer)| shared.view(job)?.io(consumer as u32, key.consumer));
     loop {
-        // Records are decoded straight from the received frame.
-        let element = match reader.recv_raw().await {
-            Ok(Some(payload)) => match protocol::read_frame(payload) {
+        // Each frame is read straight into buffers of the TaskManager's network pool (waiting
+        // for them is backpressure) and its records decoded straight from there; the buffers
+        // go back before the records wait for room in the consumer's channel.
+        let frame = reader
+            .recv_into(|len| {
+                let pool = pool.clone();
+                async move { pool.acquire(len).await.map_err(|_| crate::transport::TransportError::Broken) }
+            })
+            .await;
+        let element = match &frame {
+            Ok(Some(payload)) => match protocol::read_frame(payload.bytes()) {
                 Ok(protocol::Frame::Records { count, bytes }) => {
                     if let Some(io) = &io {
                         io.bytes_in.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
@@ -104,14 +118,19 @@ async fn channel(
             // local end goes, and the consumer sees what it got.
             Ok(None) | Err(_) => return,
         };
+        drop(frame);
         match element {
             Ok(e) => {
                 // Credit guarantees room; this waits only while the consumer catches up.
                 if tx.send(e).await.is_err() {
                     return;
                 }
-                if writer.send_raw(|buf| protocol::write_message(buf, &one)).await.is_err() {
-                    return;
+                processed += 1;
+                if processed == batch {
+                    processed = 0;
+                    if writer.send_raw(|buf| protocol::write_message(buf, &grant)).await.is_err() {
+                        return;
+                    }
                 }
             }
             Err(err) => {

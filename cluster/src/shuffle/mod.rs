@@ -15,6 +15,7 @@
 //! peer gone and wait for the JobMaster to cancel them (the lost TaskManager is the root
 //! cause the JobMaster records).
 
+pub mod buffer_pool;
 pub mod inbound;
 pub mod outbound;
 pub mod protocol;
@@ -44,6 +45,8 @@ pub struct DataPlaneSettings {
     pub patience: Duration,
     /// `rpc.max-frame-size`.
     pub max_frame_size: u32,
+    /// The TaskManager's network buffers: every received frame is read into them.
+    pub pool: buffer_pool::NetworkBufferPool,
 }
 
 /// The data plane of a TaskManager process: ships outbound channels from the subtask's own

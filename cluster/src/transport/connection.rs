@@ -144,6 +144,22 @@ impl<T: DeserializeOwned> ConnectionReader<T> {
 
     /// The next frame's payload as it came (for protocols that lay out part of their frames
     /// themselves); `None` when the peer closed. Borrowed until the next call.
+    /// Reads the next frame into a buffer `buffer(len)` provides (see
+    /// `FrameReader::read_frame_into`).
+    pub async fn recv_into<B, F, Fut>(&mut self, buffer: F) -> Result<Option<B>, TransportError>
+    where
+        B: AsMut<Vec<u8>>,
+        F: FnOnce(usize) -> Fut,
+        Fut: std::future::Future<Output = Result<B, TransportError>>,
+    {
+        if self.broken {
+            return Err(TransportError::Broken);
+        }
+        let r = self.reader.read_frame_into(buffer).await;
+        self.broken = r.is_err();
+        r
+    }
+
     pub async fn recv_raw(&mut self) -> Result<Option<&[u8]>, TransportError> {
         if self.broken {
             return Err(TransportError::Broken);

@@ -84,17 +84,20 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             if let Some(len) = self.payload_len {
                 break len;
             }
-            let n = self.inner.read(&mut self.header[self.header_filled..]).await?;
-            if n == 0 {
-                if self.header_filled == 0 {
-                    return Ok(None);
+            // (The header may be there already, read ahead with the previous frame.)
+            if self.header_filled < HEADER {
+                let n = self.inner.read(&mut self.header[self.header_filled..]).await?;
+                if n == 0 {
+                    if self.header_filled == 0 {
+                        return Ok(None);
+                    }
+                    return Err(TransportError::TruncatedFrame {
+                        received: self.header_filled as u64,
+                        expected: HEADER as u64,
+                    });
                 }
-                return Err(TransportError::TruncatedFrame {
-                    received: self.header_filled as u64,
-                    expected: HEADER as u64,
-                });
+                self.header_filled += n;
             }
-            self.header_filled += n;
             if self.header_filled == HEADER {
                 let len = u32::from_be_bytes(self.header);
                 if len > self.max_frame_size {
@@ -127,6 +130,75 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     /// The underlying stream.
+    /// Reads the next frame's payload into a buffer that `buffer(len)` provides once the
+    /// frame's length is known (a pooled buffer: its wait is the backpressure), straight from
+    /// the socket with no intermediate copy. `Ok(None)`: the peer closed between frames. Not
+    /// cancellation safe once the payload is being read: use it outside `select!`.
+    pub async fn read_frame_into<B, F, Fut>(&mut self, buffer: F) -> Result<Option<B>, TransportError>
+    where
+        B: AsMut<Vec<u8>>,
+        F: FnOnce(usize) -> Fut,
+        Fut: std::future::Future<Output = Result<B, TransportError>>,
+    {
+        if self.broken {
+            return Err(TransportError::Broken);
+        }
+        let r = self.fill_frame_into(buffer).await;
+        if r.is_err() {
+            self.broken = true;
+        }
+        r
+    }
+
+    async fn fill_frame_into<B, F, Fut>(&mut self, buffer: F) -> Result<Option<B>, TransportError>
+    where
+        B: AsMut<Vec<u8>>,
+        F: FnOnce(usize) -> Fut,
+        Fut: std::future::Future<Output = Result<B, TransportError>>,
+    {
+        while self.header_filled < HEADER {
+            let n = self.inner.read(&mut self.header[self.header_filled..]).await?;
+            if n == 0 {
+                if self.header_filled == 0 {
+                    return Ok(None);
+                }
+                return Err(TransportError::TruncatedFrame {
+                    received: self.header_filled as u64,
+                    expected: HEADER as u64,
+                });
+            }
+            self.header_filled += n;
+        }
+        let len = u32::from_be_bytes(self.header);
+        if len > self.max_frame_size {
+            return Err(TransportError::FrameTooLarge { size: u64::from(len), limit: self.max_frame_size });
+        }
+        let len = len as usize;
+        let mut out = buffer(len).await?;
+        let buf = out.as_mut();
+        buf.clear();
+        buf.reserve(len);
+        // Each read may also take the next frame's header, when it is there already and the
+        // buffer has room for it: one read call per frame instead of two, never a byte of the
+        // next payload.
+        let ahead = (buf.capacity() - len).min(HEADER);
+        while buf.len() < len {
+            let remaining = len + ahead - buf.len();
+            let n = (&mut self.inner).take(remaining as u64).read_buf(buf).await?;
+            if n == 0 {
+                return Err(TransportError::TruncatedFrame {
+                    received: (HEADER + buf.len()) as u64,
+                    expected: (HEADER + len) as u64,
+                });
+            }
+        }
+        let ahead = buf.len() - len;
+        self.header[..ahead].copy_from_slice(&buf[len..]);
+        self.header_filled = ahead;
+        buf.truncate(len);
+        Ok(Some(out))
+    }
+
     pub fn get_ref(&self) -> &R {
         &self.inner
     }
