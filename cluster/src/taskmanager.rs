@@ -73,7 +73,7 @@ impl TaskManagerSettings {
                     .zookeeper()
                     .cloned(),
                 advertised: host.clone(),
-                network: crate::shuffle::buffer_pool::NetworkBufferPool::new(
+                network: crate::shuffle::buffer_pool::NetworkBuffers::new(
                     crate::shuffle::buffer_pool::PoolSize::from_config(c)?,
                 ),
             },
@@ -120,7 +120,7 @@ impl TaskManager {
                         timeouts: settings.link.timeouts,
                         patience: Duration::from_secs(30),
                         max_frame_size: settings.max_frame_size,
-                        pool: settings.link.network.clone(),
+                        buffers: settings.link.network.clone(),
                     };
                     let listener = Listener::bind(settings.data_bind.as_str(), data.node.clone(), data.timeouts)
                         .await

@@ -292,8 +292,10 @@ fn a_job_spread_over_two_task_managers_exchanges_its_data_over_the_network_exact
 
 #[test]
 fn received_data_goes_through_a_small_fixed_network_buffer_pool_exactly() {
-    // Each TaskManager reads what it receives into a pool of 8 segments of 4 KiB (32 KiB),
-    // whatever the number of channels: frames wait for segments, and the job stays exact.
+    // Each TaskManager has 8 segments of 4 KiB (32 KiB), half to read what it receives into,
+    // half to encode what it sends, whatever the number of channels: frames wait for
+    // segments (these frames are larger than a half: each waits for all of it), and the job
+    // stays exact.
     let jm = job_manager();
     let pool = [
         ("taskmanager.memory.segment-size", "4kb"),

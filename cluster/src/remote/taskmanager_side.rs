@@ -44,7 +44,7 @@ pub struct LinkSettings {
     /// This TaskManager's plugin libraries by digest (`blob.storage.directory`).
     pub artifacts: crate::artifacts::ArtifactCache,
     /// Its network buffer pool (reported with the heartbeats).
-    pub network: crate::shuffle::buffer_pool::NetworkBufferPool,
+    pub network: crate::shuffle::buffer_pool::NetworkBuffers,
 }
 
 /// Longest pause between connection attempts.
@@ -126,7 +126,7 @@ fn heartbeat(
     latest_report: &Arc<std::sync::Mutex<riffle_actors::task_executor::TaskExecutorReport>>,
     te: &TaskExecutorGateway,
     refreshing: &mut Arc<()>,
-    network: &crate::shuffle::buffer_pool::NetworkBufferPool,
+    network: &crate::shuffle::buffer_pool::NetworkBuffers,
 ) -> LinkMessage {
     // Jobs that left this TaskManager report their final counters once more, then go.
     let io: Vec<_> = shared
@@ -163,11 +163,7 @@ fn heartbeat(
         TaskExecutorGateway::Local(p) => Some(p.mailbox()),
         TaskExecutorGateway::Remote(_) => None,
     };
-    let network = Some(riffle_actors::peers::NetworkSample {
-        segment_size: network.size().segment_size as u64,
-        total: network.size().segments as u64,
-        available: network.available() as u64,
-    });
+    let network = Some(network.sample());
     LinkMessage::TaskManagerHeartbeat { report, io, threads, mailbox, network }
 }
 

@@ -1,9 +1,15 @@
 //! The network buffer pool of a TaskManager process (`taskmanager.memory.network.*`): a fixed
-//! budget of memory segments that every received data frame is read into. A frame takes as
-//! many segments as its length needs before a byte of it is read; when the pool is empty the
-//! data connections stop reading, TCP's window closes and the producers in other processes
-//! stop (on top of each channel's credit). So however many channels a TaskManager serves, the
-//! bytes it has received and not yet decoded never exceed the pool.
+//! budget of memory segments that every data frame it sends or receives lives in. A received
+//! frame takes as many segments as its length needs before a byte of it is read; when the pool
+//! is empty the data connections stop reading, TCP's window closes and the producers in other
+//! processes stop (on top of each channel's credit). A sent frame is encoded into segments and
+//! holds them until it is written. So however many channels a TaskManager serves, the bytes
+//! it has on their way in or out never exceed the pool.
+//!
+//! The segments are split in two pools, one per direction ([`NetworkBuffers`]): a frame being
+//! sent waits for the peer to read, a frame being received for nothing but this process, so
+//! with one shared pool two TaskManagers whose senders held all the segments could each wait
+//! for the other to read. Apart, receiving always drains, and so sending always completes.
 //!
 //! A frame is one contiguous buffer of as many segments as it needs (the records are decoded
 //! straight from it). Buffers are kept for the next frame of the same size (a channel's
@@ -71,7 +77,38 @@ impl PoolSize {
     }
 }
 
-/// A TaskManager's network buffer pool. Clones share it.
+/// A TaskManager's network buffers: the pool's segments, half for each direction.
+#[derive(Debug, Clone)]
+pub struct NetworkBuffers {
+    /// What received frames are read into.
+    pub receive: NetworkBufferPool,
+    /// What frames to send are encoded into.
+    pub send: NetworkBufferPool,
+}
+
+impl NetworkBuffers {
+    /// `size.segments` segments, half (at least one) for each direction.
+    pub fn new(size: PoolSize) -> Self {
+        let receive = (size.segments / 2).max(1);
+        let send = size.segments.saturating_sub(receive).max(1);
+        Self {
+            receive: NetworkBufferPool::new(PoolSize { segments: receive, ..size }),
+            send: NetworkBufferPool::new(PoolSize { segments: send, ..size }),
+        }
+    }
+
+    /// Both directions' segments, and how many are free now (Flink's `nettyShuffleMemory*`).
+    pub fn sample(&self) -> riffle_actors::peers::NetworkSample {
+        let (r, s) = (self.receive.size(), self.send.size());
+        riffle_actors::peers::NetworkSample {
+            segment_size: r.segment_size as u64,
+            total: (r.segments + s.segments) as u64,
+            available: (self.receive.available() + self.send.available()) as u64,
+        }
+    }
+}
+
+/// A pool of network segments. Clones share it.
 #[derive(Debug, Clone)]
 pub struct NetworkBufferPool {
     inner: Arc<Inner>,
@@ -155,7 +192,7 @@ impl NetworkBufferPool {
                 }
             }
         };
-        Ok(PooledBuffer { buf, _permit: permit, pool: self.inner.clone() })
+        Ok(PooledBuffer { buf, permit, pool: self.inner.clone() })
     }
 }
 
@@ -169,11 +206,29 @@ impl AsMut<Vec<u8>> for PooledBuffer {
 #[derive(Debug)]
 pub struct PooledBuffer {
     buf: Vec<u8>,
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
     pool: Arc<Inner>,
 }
 
 impl PooledBuffer {
+    /// Takes the segments the buffer needs now that it grew (a frame encoded into it came out
+    /// larger than asked for). It gives back what it holds and waits for the whole count at
+    /// once (the semaphore is fair), so two growing buffers never each hold a part and wait
+    /// for the rest.
+    pub async fn fit(&mut self) -> Result<(), PoolClosed> {
+        let size = self.pool.size;
+        let needed = self.buf.capacity().div_ceil(size.segment_size).clamp(1, size.segments);
+        let held = self.permit.num_permits();
+        if needed <= held {
+            return Ok(());
+        }
+        drop(self.permit.split(held));
+        let more = u32::try_from(needed).map_err(|_| PoolClosed)?;
+        let permit = self.pool.permits.clone().acquire_many_owned(more).await.map_err(|_| PoolClosed)?;
+        self.permit.merge(permit);
+        Ok(())
+    }
+
     /// The buffer (empty, with room for the frame) to read into.
     pub fn buf_mut(&mut self) -> &mut Vec<u8> {
         &mut self.buf
@@ -195,7 +250,7 @@ impl Drop for PooledBuffer {
             return;
         }
         let mut free = self.pool.free.lock().unwrap_or_else(|e| e.into_inner());
-        let budget = (self.pool.permits.available_permits() + self._permit.num_permits()) * segment;
+        let budget = (self.pool.permits.available_permits() + self.permit.num_permits()) * segment;
         if free.bytes + self.buf.capacity() <= budget {
             let mut buf = std::mem::take(&mut self.buf);
             buf.clear();
@@ -244,6 +299,24 @@ mod tests {
         let (a, b) = (p.acquire(1).await.expect("one"), p.acquire(1).await.expect("one"));
         let kept = p.inner.free.lock().map(|f| f.bytes).unwrap_or(0);
         assert!(kept + a.buf.capacity() + b.buf.capacity() <= 4 * 4096, "kept {kept}");
+    }
+
+    #[tokio::test]
+    async fn a_grown_buffer_takes_the_segments_it_now_needs() {
+        let p = pool(4);
+        let mut b = p.acquire(1).await.expect("one segment");
+        b.as_mut().extend_from_slice(&[7; 4096 * 2 + 10]);
+        b.fit().await.expect("fits");
+        assert_eq!((b.permit.num_permits(), p.available()), (3, 1));
+        b.fit().await.expect("already fits");
+        assert_eq!(p.available(), 1);
+        drop(b);
+        assert_eq!(p.available(), 4);
+        // The directions' pools split the segments.
+        let both = NetworkBuffers::new(PoolSize { segment_size: 4096, segments: 5 });
+        assert_eq!((both.receive.size().segments, both.send.size().segments), (2, 3));
+        let s = both.sample();
+        assert_eq!((s.segment_size, s.total, s.available), (4096, 5, 5));
     }
 
     #[tokio::test]

@@ -83,7 +83,7 @@ async fn channel(
     let batch = (settings.capacity as u32 / 2).max(1);
     let grant = credit(batch);
     let mut processed = 0u32;
-    let pool = settings.pool.clone();
+    let pool = settings.buffers.receive.clone();
     let io =
         graph.edge_vertices(key.edge).and_then(|(_, consumer)| shared.view(job)?.io(consumer as u32, key.consumer));
     loop {

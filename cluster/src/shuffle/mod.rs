@@ -45,8 +45,8 @@ pub struct DataPlaneSettings {
     pub patience: Duration,
     /// `rpc.max-frame-size`.
     pub max_frame_size: u32,
-    /// The TaskManager's network buffers: every received frame is read into them.
-    pub pool: buffer_pool::NetworkBufferPool,
+    /// The TaskManager's network buffers: every data frame is read into or encoded into them.
+    pub buffers: buffer_pool::NetworkBuffers,
 }
 
 /// The data plane of a TaskManager process: ships outbound channels from the subtask's own

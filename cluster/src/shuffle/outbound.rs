@@ -68,6 +68,10 @@ pub async fn run(
     let io = producer_io(&shared, &graph, id);
     let mut credit: u64 = 0;
     let mut priority_open = true;
+    // Record frames are encoded into the TaskManager's send buffers, as large as this
+    // channel's last one (batches of a channel are much alike).
+    let pool = settings.buffers.send.clone();
+    let mut last_frame = 0usize;
     loop {
         tokio::select! {
             biased;
@@ -94,14 +98,23 @@ pub async fn run(
                 Some(e) => {
                     let end = matches!(e, riffle_api::Element::EndOfPartition);
                     let mut sent = 0usize;
-                    let written = writer
-                        .send_raw(|buf| {
-                            let before = buf.len();
-                            let r = protocol::write_element(buf, &graph, edge, &e);
-                            sent = buf.len() - before;
-                            r
-                        })
-                        .await;
+                    let written = if matches!(e, riffle_api::Element::Records { .. }) {
+                        let Ok(mut frame) = pool.acquire(last_frame).await else { return };
+                        let buf = frame.as_mut();
+                        buf.extend_from_slice(&[0; crate::transport::FRAME_HEADER]);
+                        if let Err(err) = protocol::write_element(buf, &graph, edge, &e) {
+                            tracing::warn!(channel = ?id.key, "cannot encode a batch for the network: {err}");
+                            return;
+                        }
+                        last_frame = buf.len();
+                        sent = last_frame - crate::transport::FRAME_HEADER;
+                        if frame.fit().await.is_err() {
+                            return;
+                        }
+                        writer.send_prepared(frame.as_mut()).await
+                    } else {
+                        writer.send_raw(|buf| protocol::write_element(buf, &graph, edge, &e)).await
+                    };
                     match written {
                         Ok(()) => {
                             if let (Some(io), riffle_api::Element::Records { .. }) = (&io, &e) {

@@ -201,6 +201,19 @@ impl<T: Serialize> ConnectionWriter<T> {
         self.writer.shutdown().await
     }
 
+    /// Sends one frame the caller prepared in its own buffer (see
+    /// `FrameWriter::write_prepared`).
+    pub async fn send_prepared(&mut self, frame: &mut [u8]) -> Result<(), TransportError> {
+        if self.broken {
+            return Err(TransportError::Broken);
+        }
+        let r = self.writer.write_prepared(frame).await;
+        if matches!(r, Err(TransportError::Io(_))) {
+            self.broken = true;
+        }
+        r
+    }
+
     /// Sends one frame whose payload `encode` writes in place into the frame's buffer.
     pub async fn send_raw<F>(&mut self, encode: F) -> Result<(), TransportError>
     where

@@ -11,6 +11,8 @@ pub const DEFAULT_MAX_FRAME_SIZE: u32 = 64 * 1024 * 1024;
 
 /// The length prefix's size.
 const HEADER: usize = 4;
+/// The bytes before a frame's payload (its length).
+pub const FRAME_HEADER: usize = HEADER;
 /// How much of a frame's payload is reserved ahead of its bytes arriving: a peer that announces
 /// a large frame and sends little costs little.
 const READ_CHUNK: usize = 64 * 1024;
@@ -286,6 +288,29 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
         if size <= KEEP_CAPACITY {
             self.release_large_buffer();
         }
+        Ok(())
+    }
+
+    /// Writes one frame prepared by the caller in its own buffer: `frame` starts with
+    /// [`FRAME_HEADER`] bytes of room for the length, which are filled here, then the payload
+    /// (a frame encoded into a pooled network buffer is sent from there).
+    pub async fn write_prepared(&mut self, frame: &mut [u8]) -> Result<(), TransportError> {
+        if self.writing {
+            return Err(TransportError::Broken);
+        }
+        let size = frame
+            .len()
+            .checked_sub(HEADER)
+            .ok_or(TransportError::Encode("a frame without room for its header".into()))?;
+        let len = match u32::try_from(size) {
+            Ok(len) if len <= self.max_frame_size => len,
+            _ => return Err(TransportError::FrameTooLarge { size: size as u64, limit: self.max_frame_size }),
+        };
+        frame[..HEADER].copy_from_slice(&len.to_be_bytes());
+        self.writing = true;
+        self.inner.write_all(frame).await?;
+        self.inner.flush().await?;
+        self.writing = false;
         Ok(())
     }
 

@@ -23,6 +23,6 @@ pub(crate) mod message;
 
 pub use connection::{connect, Connection, ConnectionReader, ConnectionWriter, Timeouts};
 pub use error::{Stage, TransportError};
-pub use frame::{FrameReader, FrameWriter, DEFAULT_MAX_FRAME_SIZE};
+pub use frame::{FrameReader, FrameWriter, DEFAULT_MAX_FRAME_SIZE, FRAME_HEADER};
 pub use handshake::{Hello, HelloReply, HANDSHAKE_MAX_FRAME_SIZE, MAGIC, PROTOCOL_VERSION};
 pub use listener::{Listener, MAX_PENDING_HANDSHAKES};
