@@ -68,6 +68,8 @@ pub const KNOWN_KEYS: &[KeyInfo] = &[
     k("taskmanager.host", "localhost", "the host a TaskManager advertises"),
     k("taskmanager.resource-id", "", "a TaskManager's id (default: taskmanager-<host>-<pid>)"),
     k("taskmanager.bind-host", "", "host a TaskManager's data endpoint binds (default: taskmanager.host)"),
+    k("taskmanager.rpc.port", "", "accepted from Flink configurations, unused: a riffle TaskManager connects out to its JobManager and listens only for data (taskmanager.data.*)"),
+    k("taskmanager.rpc.bind-port", "", "accepted from Flink configurations, unused (see taskmanager.rpc.port)"),
     k("taskmanager.data.port", "0", "a TaskManager's advertised data port (0: the bound one)"),
     k("taskmanager.data.bind-port", "", "the data port a TaskManager binds (default: taskmanager.data.port)"),
     k("blob.storage.directory", "", "a TaskManager's cache of plugin libraries (default: a temp directory)"),
