@@ -305,7 +305,7 @@ impl CheckpointCoordinator {
         ctx: &mut Context<Self>,
     ) {
         if self.stopped {
-            return fail_waiter(waiter, "checkpointing has stopped (the job attempt ended or a task finished)");
+            return fail_waiter(waiter, STOPPED);
         }
         // A highly available job's ids come from the store's counter, shared by every leader
         // the job ever has: an id is never handed out twice, whichever leader asks.
@@ -345,7 +345,7 @@ impl CheckpointCoordinator {
         ctx: &mut Context<Self>,
     ) {
         if self.stopped {
-            return fail_waiter(waiter, "checkpointing has stopped (the job attempt ended or a task finished)");
+            return fail_waiter(waiter, STOPPED);
         }
         let dir = match kind {
             CheckpointKind::Checkpoint => self.settings.job_dir(self.job).map(|d| d.join(format!("chk-{id}"))),
@@ -487,6 +487,9 @@ impl CheckpointCoordinator {
         }
     }
 }
+
+/// Why a checkpoint is not triggered after the coordinator stopped.
+const STOPPED: &str = "checkpointing has stopped (the job attempt ended or a task finished)";
 
 fn fail_waiter(w: Waiter, why: &str) {
     match w {

@@ -110,6 +110,23 @@ fn wait_for_slots(jm: &MiniCluster, total: u32) {
     }
 }
 
+/// Exactly once: one committed line per record, and each key's largest running sum is the
+/// sum of all its records (records 0..n, key = record % keys). Sources interleave per key, so
+/// the running sums in between differ from run to run.
+fn assert_exact_sums(out: &Path, n: u64, keys: u64) {
+    let lines = committed(out);
+    assert_eq!(lines.len() as u64, n);
+    let mut last = std::collections::BTreeMap::<u64, u64>::new();
+    for l in &lines {
+        let (k, v) = l.split_once(',').unwrap();
+        let e = last.entry(k.parse().unwrap()).or_default();
+        *e = (*e).max(v.parse().unwrap());
+    }
+    let want: std::collections::BTreeMap<u64, u64> =
+        (0..keys).map(|k| (k, (0..n).filter(|i| i % keys == k).sum())).collect();
+    assert_eq!(last, want);
+}
+
 /// The committed output: every line of the committed part files, sorted.
 fn committed(dir: &Path) -> Vec<String> {
     let mut lines = Vec::new();
@@ -160,19 +177,7 @@ fn a_job_runs_on_a_task_manager_process_with_exact_results() {
         assert!(Instant::now() < deadline, "the keyed vertex read {} records in the JobManager's view", read(1));
         std::thread::sleep(Duration::from_millis(20));
     }
-    // Two sources interleave per key, so the running sums differ from run to run; exactly
-    // once means one line per record and the full sum as each key's largest.
-    let lines = committed(&out);
-    assert_eq!(lines.len(), 20_000);
-    let mut last = std::collections::BTreeMap::<u64, u64>::new();
-    for l in &lines {
-        let (k, v) = l.split_once(',').unwrap();
-        let e = last.entry(k.parse().unwrap()).or_default();
-        *e = (*e).max(v.parse().unwrap());
-    }
-    let want: std::collections::BTreeMap<u64, u64> =
-        (0..7).map(|k| (k, (0..20_000u64).filter(|i| i % 7 == k).sum())).collect();
-    assert_eq!(last, want);
+    assert_exact_sums(&out, 20_000, 7);
     // The slots are free again on the JobManager's side, and the TaskManager forgot the job.
     assert_eq!(jm.slot_report().unwrap().free, 2);
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -277,17 +282,7 @@ fn a_job_spread_over_two_task_managers_exchanges_its_data_over_the_network_exact
         assert!(Instant::now() < deadline, "bytes out {out}, bytes in {inn}");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let lines = committed(&out);
-    assert_eq!(lines.len(), 30_000);
-    let mut last = std::collections::BTreeMap::<u64, u64>::new();
-    for l in &lines {
-        let (k, v) = l.split_once(',').unwrap();
-        let e = last.entry(k.parse().unwrap()).or_default();
-        *e = (*e).max(v.parse().unwrap());
-    }
-    let want: std::collections::BTreeMap<u64, u64> =
-        (0..7).map(|k| (k, (0..30_000u64).filter(|i| i % 7 == k).sum())).collect();
-    assert_eq!(last, want);
+    assert_exact_sums(&out, 30_000, 7);
 }
 
 #[test]
@@ -312,17 +307,7 @@ fn received_data_goes_through_a_small_fixed_network_buffer_pool_exactly() {
     let job = jm.submit(graph).unwrap();
     let r = job.wait(Some(Duration::from_secs(120))).unwrap();
     assert_eq!(r.status, JobStatus::Finished, "{:?}", r.error);
-    let lines = committed(&out);
-    assert_eq!(lines.len(), 60_000);
-    let mut last = std::collections::BTreeMap::<u64, u64>::new();
-    for l in &lines {
-        let (k, v) = l.split_once(',').unwrap();
-        let e = last.entry(k.parse().unwrap()).or_default();
-        *e = (*e).max(v.parse().unwrap());
-    }
-    let want: std::collections::BTreeMap<u64, u64> =
-        (0..11).map(|k| (k, (0..60_000u64).filter(|i| i % 11 == k).sum())).collect();
-    assert_eq!(last, want);
+    assert_exact_sums(&out, 60_000, 11);
     // The pools' size and use reach the JobManager with the heartbeats: all 8 segments free
     // again once the data is through.
     for tm in ["tm-p1", "tm-p2"] {

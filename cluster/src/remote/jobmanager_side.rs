@@ -6,6 +6,8 @@ use std::time::Instant;
 
 use riffle_actors::gateway::{RegisterTaskExecutor, TaskState, TaskStateUpdate, UnregisterTaskExecutor};
 use riffle_actors::ids::ResourceId;
+use riffle_actors::job_master::JobMaster;
+use riffle_actors::mailbox::Counted;
 use riffle_actors::peers::{
     RemoteJobManagerMessage, RemoteTaskExecutor, TaskExecutorGateway, ToJobMaster, ToTaskExecutor,
 };
@@ -229,6 +231,31 @@ fn kind(m: &LinkMessage) -> &'static str {
     }
 }
 
+/// Asks `job`'s JobMaster a subtask's question and sends the answer (`reply` wraps it) back
+/// over the link, without holding up the link's other messages.
+fn ask_job_master<M, T>(
+    shared: &RuntimeShared,
+    job: riffle_actors::JobId,
+    msg: M,
+    out: &mpsc::UnboundedSender<LinkMessage>,
+    reply: impl FnOnce(Result<T, String>) -> LinkMessage + 'static,
+) where
+    M: actix::Message<Result = Result<T, String>> + Send + 'static,
+    T: Send + 'static,
+    JobMaster: actix::Handler<Counted<M>>,
+    <JobMaster as actix::Actor>::Context: actix::dev::ToEnvelope<JobMaster, Counted<M>>,
+{
+    let jm = shared.job_masters.get(&job).map(|a| a.clone());
+    let out = out.clone();
+    actix::spawn(async move {
+        let answer = match jm {
+            Some(jm) => jm.send(msg).await.unwrap_or_else(|e| Err(format!("the job master is gone: {e}"))),
+            None => Err("the job master is gone".to_string()),
+        };
+        let _ = out.send(reply(answer));
+    });
+}
+
 /// A message from the TaskManager.
 fn on_message(
     m: LinkMessage,
@@ -258,26 +285,12 @@ fn on_message(
             }
         }
         LinkMessage::ForJobManager(RemoteJobManagerMessage::SplitRequest { request, msg }) => {
-            let jm = shared.job_masters.get(&msg.execution.job).map(|a| a.clone());
-            let out = out.clone();
-            actix::spawn(async move {
-                let answer = match jm {
-                    Some(jm) => jm.send(msg).await.unwrap_or_else(|e| Err(format!("the job master is gone: {e}"))),
-                    None => Err("the job master is gone".to_string()),
-                };
-                let _ = out.send(LinkMessage::SplitAnswer { request, answer });
-            });
+            let job = msg.execution.job;
+            ask_job_master(shared, job, msg, out, move |answer| LinkMessage::SplitAnswer { request, answer });
         }
         LinkMessage::ForJobManager(RemoteJobManagerMessage::ConfirmEnd { request, msg }) => {
-            let jm = shared.job_masters.get(&msg.execution.job).map(|a| a.clone());
-            let out = out.clone();
-            actix::spawn(async move {
-                let answer = match jm {
-                    Some(jm) => jm.send(msg).await.unwrap_or_else(|e| Err(format!("the job master is gone: {e}"))),
-                    None => Err("the job master is gone".to_string()),
-                };
-                let _ = out.send(LinkMessage::EndAnswer { request, answer });
-            });
+            let job = msg.execution.job;
+            ask_job_master(shared, job, msg, out, move |answer| LinkMessage::EndAnswer { request, answer });
         }
         LinkMessage::FetchArtifact { job } => {
             // Only the library of a job this JobManager runs, from its own origin: the

@@ -80,6 +80,33 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// Reads what comes of the length header (one read call). False: the peer closed cleanly
+    /// between frames; closing inside a header is an error.
+    async fn read_header_bytes(&mut self) -> Result<bool, TransportError> {
+        let n = self.inner.read(&mut self.header[self.header_filled..]).await?;
+        if n == 0 {
+            if self.header_filled == 0 {
+                return Ok(false);
+            }
+            return Err(TransportError::TruncatedFrame {
+                received: self.header_filled as u64,
+                expected: HEADER as u64,
+            });
+        }
+        self.header_filled += n;
+        Ok(true)
+    }
+
+    /// The complete header's payload length, checked against the limit before anything is
+    /// allocated for it.
+    fn header_len(&self) -> Result<usize, TransportError> {
+        let len = u32::from_be_bytes(self.header);
+        if len > self.max_frame_size {
+            return Err(TransportError::FrameTooLarge { size: u64::from(len), limit: self.max_frame_size });
+        }
+        Ok(len as usize)
+    }
+
     /// Reads until a whole frame is in `buf`; its length, or `None` at a clean end.
     async fn fill_frame(&mut self) -> Result<Option<usize>, TransportError> {
         let len = loop {
@@ -87,25 +114,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 break len;
             }
             // (The header may be there already, read ahead with the previous frame.)
-            if self.header_filled < HEADER {
-                let n = self.inner.read(&mut self.header[self.header_filled..]).await?;
-                if n == 0 {
-                    if self.header_filled == 0 {
-                        return Ok(None);
-                    }
-                    return Err(TransportError::TruncatedFrame {
-                        received: self.header_filled as u64,
-                        expected: HEADER as u64,
-                    });
-                }
-                self.header_filled += n;
+            if self.header_filled < HEADER && !self.read_header_bytes().await? {
+                return Ok(None);
             }
             if self.header_filled == HEADER {
-                let len = u32::from_be_bytes(self.header);
-                if len > self.max_frame_size {
-                    return Err(TransportError::FrameTooLarge { size: u64::from(len), limit: self.max_frame_size });
-                }
-                let len = len as usize;
+                let len = self.header_len()?;
                 self.buf.clear();
                 if self.buf.capacity() > KEEP_CAPACITY && len <= KEEP_CAPACITY {
                     self.buf.shrink_to(KEEP_CAPACITY);
@@ -159,23 +172,11 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         Fut: std::future::Future<Output = Result<B, TransportError>>,
     {
         while self.header_filled < HEADER {
-            let n = self.inner.read(&mut self.header[self.header_filled..]).await?;
-            if n == 0 {
-                if self.header_filled == 0 {
-                    return Ok(None);
-                }
-                return Err(TransportError::TruncatedFrame {
-                    received: self.header_filled as u64,
-                    expected: HEADER as u64,
-                });
+            if !self.read_header_bytes().await? {
+                return Ok(None);
             }
-            self.header_filled += n;
         }
-        let len = u32::from_be_bytes(self.header);
-        if len > self.max_frame_size {
-            return Err(TransportError::FrameTooLarge { size: u64::from(len), limit: self.max_frame_size });
-        }
-        let len = len as usize;
+        let len = self.header_len()?;
         let mut out = buffer(len).await?;
         let buf = out.as_mut();
         buf.clear();
