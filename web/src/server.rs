@@ -201,12 +201,18 @@ impl RestServer {
 
     /// Stops serving and joins the server's thread.
     pub fn stop(mut self) {
-        self.shutdown();
+        self.shutdown(true);
     }
 
-    fn shutdown(&mut self) {
+    /// Stops at once, dropping requests in flight (a standby's redirects, when it takes over:
+    /// its own REST API needs the port now).
+    pub fn stop_now(mut self) {
+        self.shutdown(false);
+    }
+
+    fn shutdown(&mut self, graceful: bool) {
         if let Some(h) = self.handle.take() {
-            futures::executor::block_on(h.stop(true));
+            futures::executor::block_on(h.stop(graceful));
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -216,6 +222,6 @@ impl RestServer {
 
 impl Drop for RestServer {
     fn drop(&mut self) {
-        self.shutdown();
+        self.shutdown(true);
     }
 }

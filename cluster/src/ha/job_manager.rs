@@ -175,7 +175,7 @@ pub fn lead(
     };
     // The leader's own REST API takes the port over.
     if let Some(s) = standby_server {
-        s.stop();
+        s.stop_now();
     }
     let cluster_config = cfg.config.clone();
     let cluster = MiniCluster::start(cfg)?;
