@@ -6,7 +6,7 @@
 //! forwarder) works.
 
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
@@ -119,26 +119,49 @@ fn busy_task_manager(c: &Cluster, job: &str) -> (String, u32) {
     (id, pid)
 }
 
-fn check_exact(job_rest: &str, job: &str, out: &Path, events: u64, keys: u64, lost: &str) {
-    wait_until("the job to finish", Duration::from_secs(120), || {
-        let s = job_state(job_rest, job);
-        assert!(s != "FAILED" && s != "CANCELED", "the job ended {s}");
-        s == "FINISHED"
-    });
-    assert!(committed_lines(out).unwrap() == expected_lines(events, keys), "the committed output is not exact");
-    let (_, ex) = http(job_rest, "GET", &format!("/jobs/{job}/exceptions"), "");
-    let text = ex.to_string();
-    assert!(text.contains(lost) && text.contains("lost"), "{text}");
+/// The exactly-once drill the failure tests run: events over keys at a bounded rate, on a
+/// local-cluster of two TaskManagers with `slots` slots each.
+struct Drill {
+    c: Cluster,
+    job: String,
+    out: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+const DRILL_EVENTS: u64 = 150_000;
+const DRILL_KEYS: u64 = 40;
+
+impl Drill {
+    fn start(slots: u32) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let c = local_cluster(dir.path(), slots);
+        let out = dir.path().join("out");
+        let job = submit_drill(&c.rest, &out, DRILL_EVENTS, DRILL_KEYS, 10);
+        Drill { c, job, out, _dir: dir }
+    }
+
+    /// The job finishes with exactly the output of a run without failures, and its exception
+    /// history names the lost TaskManager.
+    fn check_exact(&self, lost: &str) {
+        let (rest, job) = (&self.c.rest, &self.job);
+        wait_until("the job to finish", Duration::from_secs(120), || {
+            let s = job_state(rest, job);
+            assert!(s != "FAILED" && s != "CANCELED", "the job ended {s}");
+            s == "FINISHED"
+        });
+        let exact = committed_lines(&self.out).unwrap() == expected_lines(DRILL_EVENTS, DRILL_KEYS);
+        assert!(exact, "the committed output is not exact");
+        let (_, ex) = http(rest, "GET", &format!("/jobs/{job}/exceptions"), "");
+        let text = ex.to_string();
+        assert!(text.contains(lost) && text.contains("lost"), "{text}");
+    }
 }
 
 #[test]
 fn a_task_manager_killed_with_sigkill_mid_job_loses_and_duplicates_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let c = local_cluster(dir.path(), 2);
-    let out = dir.path().join("out");
-    let (events, keys) = (150_000, 40);
-    let job = submit_drill(&c.rest, &out, events, keys, 10);
-    let (id, pid) = busy_task_manager(&c, &job);
+    let d = Drill::start(2);
+    let (c, job) = (&d.c, &d.job);
+    let (id, pid) = busy_task_manager(c, job);
     let killed_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     signal(pid, "-KILL");
     // The job runs again on the other TaskManager (its link closed: no timeout to wait for).
@@ -152,18 +175,14 @@ fn a_task_manager_killed_with_sigkill_mid_job_loses_and_duplicates_nothing() {
         again.is_some() || j["state"] == "FINISHED"
     });
     eprintln!("SIGKILL of {id} to the job running again: {again:?} ms");
-    check_exact(&c.rest, &job, &out, events, keys, &id);
-    drop(c.proc);
+    d.check_exact(&id);
 }
 
 #[test]
 fn a_frozen_task_manager_is_declared_dead_after_the_heartbeat_timeout() {
-    let dir = tempfile::tempdir().unwrap();
-    let c = local_cluster(dir.path(), 2);
-    let out = dir.path().join("out");
-    let (events, keys) = (150_000, 40);
-    let job = submit_drill(&c.rest, &out, events, keys, 10);
-    let (id, pid) = busy_task_manager(&c, &job);
+    let d = Drill::start(2);
+    let (c, job) = (&d.c, &d.job);
+    let (id, pid) = busy_task_manager(c, job);
     let frozen = Instant::now();
     signal(pid, "-STOP");
     wait_until("the frozen TaskManager to be dropped", Duration::from_secs(10), || {
@@ -173,14 +192,13 @@ fn a_frozen_task_manager_is_declared_dead_after_the_heartbeat_timeout() {
     let noticed = frozen.elapsed();
     // heartbeat.timeout is 1 s; it takes at least that and not much more.
     assert!(noticed >= Duration::from_millis(900), "dropped after {noticed:?}, before the timeout");
-    check_exact(&c.rest, &job, &out, events, keys, &id);
+    d.check_exact(&id);
     // Thawed, it finds its link gone, cancels what it ran and registers again.
     signal(pid, "-CONT");
     wait_until("the thawed TaskManager to register again", Duration::from_secs(20), || {
         let tms = http(&c.rest, "GET", "/taskmanagers", "").1;
         tms["taskmanagers"].as_array().is_some_and(|a| a.iter().any(|t| t["id"] == id.as_str()))
     });
-    drop(c.proc);
 }
 
 /// Copies bytes both ways between each accepted connection and `to`.
@@ -255,18 +273,13 @@ fn a_job_manager_bound_on_one_address_is_reached_on_the_address_it_advertises() 
 
 #[test]
 fn the_exactly_once_drill_over_the_network_survives_a_killed_task_manager() {
-    let dir = tempfile::tempdir().unwrap();
     // Two TaskManagers of one slot each: every keyed exchange crosses processes.
-    let c = local_cluster(dir.path(), 1);
-    let out = dir.path().join("out");
-    let (events, keys) = (150_000, 40);
-    let job = submit_drill(&c.rest, &out, events, keys, 10);
-    wait_for_a_checkpoint(&c.rest, &job);
-    let (id, pid) = c.pids[0].clone();
+    let d = Drill::start(1);
+    wait_for_a_checkpoint(&d.c.rest, &d.job);
+    let (id, pid) = d.c.pids[0].clone();
     signal(pid, "-KILL");
     // local-cluster starts a new TaskManager in its place; the job waits for its slot.
-    check_exact(&c.rest, &job, &out, events, keys, &id);
-    drop(c.proc);
+    d.check_exact(&id);
 }
 
 #[test]

@@ -193,6 +193,22 @@ pub struct TriggerCheckpointNow {
     pub reply: oneshot::Sender<Result<u64, String>>,
 }
 
+/// What is asked of one trigger.
+struct Trigger {
+    kind: CheckpointKind,
+    /// A savepoint's directory, when the caller chose one.
+    savepoint_dir: Option<PathBuf>,
+    /// Stop-with-savepoint: the sources end after the barrier.
+    stop_sources: bool,
+    waiter: Waiter,
+}
+
+impl Trigger {
+    fn checkpoint(waiter: Waiter) -> Self {
+        Trigger { kind: CheckpointKind::Checkpoint, savepoint_dir: None, stop_sources: false, waiter }
+    }
+}
+
 enum Waiter {
     None,
     Savepoint(oneshot::Sender<Result<PathBuf, String>>),
@@ -293,25 +309,18 @@ impl CheckpointCoordinator {
         if self.last_completion.is_some_and(|t| t.elapsed() < self.settings.min_pause) {
             return;
         }
-        self.trigger(CheckpointKind::Checkpoint, None, false, Waiter::None, ctx);
+        self.trigger(Trigger::checkpoint(Waiter::None), ctx);
     }
 
-    fn trigger(
-        &mut self,
-        kind: CheckpointKind,
-        savepoint_dir: Option<PathBuf>,
-        stop_sources: bool,
-        waiter: Waiter,
-        ctx: &mut Context<Self>,
-    ) {
+    fn trigger(&mut self, t: Trigger, ctx: &mut Context<Self>) {
         if self.stopped {
-            return fail_waiter(waiter, STOPPED);
+            return fail_waiter(t.waiter, STOPPED);
         }
         // A highly available job's ids come from the store's counter, shared by every leader
         // the job ever has: an id is never handed out twice, whichever leader asks.
         let Some(store) = self.shared.job_store() else {
             let id = self.ids.fetch_add(1, Ordering::Relaxed);
-            return self.trigger_as(id, kind, savepoint_dir, stop_sources, waiter, ctx);
+            return self.trigger_as(id, t, ctx);
         };
         self.reserving += 1;
         let at_least = self.ids.load(Ordering::Relaxed);
@@ -323,11 +332,11 @@ impl CheckpointCoordinator {
                 match r {
                     Ok(id) => {
                         act.ids.fetch_max(id + 1, Ordering::Relaxed);
-                        act.trigger_as(id, kind, savepoint_dir, stop_sources, waiter, ctx)
+                        act.trigger_as(id, t, ctx)
                     }
                     Err(e) => {
                         tracing::warn!(job = %act.job, "no checkpoint id: {e}");
-                        fail_waiter(waiter, &format!("no checkpoint id from the job store: {e}"));
+                        fail_waiter(t.waiter, &format!("no checkpoint id from the job store: {e}"));
                     }
                 }
             })
@@ -335,15 +344,8 @@ impl CheckpointCoordinator {
     }
 
     /// Triggers checkpoint `id`.
-    fn trigger_as(
-        &mut self,
-        id: u64,
-        kind: CheckpointKind,
-        savepoint_dir: Option<PathBuf>,
-        stop_sources: bool,
-        waiter: Waiter,
-        ctx: &mut Context<Self>,
-    ) {
+    fn trigger_as(&mut self, id: u64, t: Trigger, ctx: &mut Context<Self>) {
+        let Trigger { kind, savepoint_dir, stop_sources, waiter } = t;
         if self.stopped {
             return fail_waiter(waiter, STOPPED);
         }
@@ -565,14 +567,20 @@ impl Handler<DeclineCheckpoint> for CheckpointCoordinator {
 impl Handler<TriggerSavepoint> for CheckpointCoordinator {
     type Result = ();
     fn handle(&mut self, msg: TriggerSavepoint, ctx: &mut Self::Context) {
-        self.trigger(CheckpointKind::Savepoint, msg.target, msg.stop_sources, Waiter::Savepoint(msg.reply), ctx);
+        let t = Trigger {
+            kind: CheckpointKind::Savepoint,
+            savepoint_dir: msg.target,
+            stop_sources: msg.stop_sources,
+            waiter: Waiter::Savepoint(msg.reply),
+        };
+        self.trigger(t, ctx);
     }
 }
 
 impl Handler<TriggerCheckpointNow> for CheckpointCoordinator {
     type Result = ();
     fn handle(&mut self, msg: TriggerCheckpointNow, ctx: &mut Self::Context) {
-        self.trigger(CheckpointKind::Checkpoint, None, false, Waiter::Checkpoint(msg.reply), ctx);
+        self.trigger(Trigger::checkpoint(Waiter::Checkpoint(msg.reply)), ctx);
     }
 }
 

@@ -191,6 +191,8 @@ pub enum TaskExecutorGateway {
     Remote(RemoteTaskExecutor),
 }
 
+/// A gateway with a probe of its own: prefer the one the TaskExecutor registered in
+/// `RuntimeShared::task_executors`, whose probe every sender shares.
 impl From<Addr<TaskExecutor>> for TaskExecutorGateway {
     fn from(a: Addr<TaskExecutor>) -> Self {
         TaskExecutorGateway::Local(Probed::new(a))

@@ -4,26 +4,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::http::{get, post_json, request, Response};
+use common::template_plugin::template_plugin;
 use riffle_cluster::{MiniCluster, MiniClusterConfig};
 use serde_json::json;
-
-fn template_plugin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    for dir in [deps, deps.parent().unwrap()] {
-        for e in std::fs::read_dir(dir).unwrap().flatten() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if n.starts_with("libriffle_plugin_template") && n.ends_with(std::env::consts::DLL_SUFFIX) {
-                return e.path();
-            }
-        }
-    }
-    panic!("the template plugin's library was not built next to {}", exe.display());
-}
 
 fn upload(url: &str, filename: &str, bytes: &[u8]) -> Response {
     let boundary = "riffle-test-boundary-7d1c";

@@ -4,27 +4,17 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The template plugin's shared library, built as a dev-dependency of this package.
-pub fn template_plugin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    for dir in [deps, deps.parent().unwrap()] {
-        for e in std::fs::read_dir(dir).unwrap().flatten() {
-            let n = e.file_name().to_string_lossy().into_owned();
-            if n.starts_with("libriffle_plugin_template") && n.ends_with(std::env::consts::DLL_SUFFIX) {
-                return e.path();
-            }
-        }
-    }
-    panic!("the template plugin's library was not built next to {}", exe.display());
-}
+#[path = "../../scenarios/tests/common/template_plugin.rs"]
+mod template_plugin_path;
+#[allow(unused_imports)] // not every test binary loads the plugin
+pub use template_plugin_path::template_plugin;
 
 /// The template's `sums` output: the final (largest) running sum per key.
 pub fn sums_totals(path: &Path) -> Vec<(u64, u64)> {

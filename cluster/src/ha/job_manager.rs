@@ -147,10 +147,11 @@ pub fn lead(
     let address = format!("{}:{}", rpc.advertised_host, rpc.advertised_port);
     // The REST API this JobManager will serve when it leads, published with its address; until
     // then its REST port redirects to the leader's.
-    let (rest_url, standby_server, leader_url) = match cfg.rest {
+    let (rest_url, redirect) = match cfg.rest {
         true => standby_rest(&cfg.config, &rpc.advertised_host)?,
-        false => (None, None, riffle_web::standby::LeaderUrl::default()),
+        false => (None, None),
     };
+    let (standby_server, leader_url) = redirect.unzip();
     let (tx, rx) = std::sync::mpsc::channel::<Event>();
     std::thread::Builder::new()
         .name("riffle-ha".into())
@@ -195,30 +196,30 @@ pub fn lead(
     Ok(LeadingJobManager { cluster, recovered })
 }
 
+/// The standby's redirect server, and where it keeps the leader's REST URL.
+type StandbyRest = (riffle_web::server::RestServer, riffle_web::standby::LeaderUrl);
+
 /// This JobManager's REST URL as clients reach it (`rest.address`, else the advertised RPC
 /// host; `rest.port`), and the standby server that redirects to the leader's meanwhile. No URL
 /// with `rest.port: 0` (nobody could be sent to a port chosen at random later).
-fn standby_rest(
-    config: &Configuration,
-    rpc_host: &str,
-) -> Result<(Option<String>, Option<riffle_web::server::RestServer>, riffle_web::standby::LeaderUrl), ClusterError> {
+fn standby_rest(config: &Configuration, rpc_host: &str) -> Result<(Option<String>, Option<StandbyRest>), ClusterError> {
     let rest = riffle_web::config::RestConfig::from_config(config)
         .map_err(|e| ClusterError::Unavailable(format!("REST settings: {e}")))?;
     let advertised_port: u16 = config.get("rest.port", 8081).map_err(ClusterError::Config)?;
-    let leader_url = riffle_web::standby::LeaderUrl::default();
     if advertised_port == 0 || rest.port == 0 {
-        return Ok((None, None, leader_url));
+        return Ok((None, None));
     }
+    let leader_url = riffle_web::standby::LeaderUrl::default();
     let host = config.get_str("rest.address").unwrap_or(rpc_host);
     let url = format!("{}://{host}:{advertised_port}/", if rest.tls.is_some() { "https" } else { "http" });
     let server = match riffle_web::server::RestServer::start_standby(rest, leader_url.clone()) {
-        Ok(s) => Some(s),
+        Ok(s) => Some((s, leader_url)),
         Err(e) => {
             tracing::warn!("the standby REST server cannot start ({e}); clients must find the leader themselves");
             None
         }
     };
-    Ok((Some(url), server, leader_url))
+    Ok((Some(url), server))
 }
 
 fn ha_error(e: super::HaError) -> ClusterError {
@@ -264,7 +265,7 @@ async fn contend(
     config: super::ZooKeeperHaConfig,
     address: String,
     rest_url: Option<String>,
-    leader_url: riffle_web::standby::LeaderUrl,
+    leader_url: Option<riffle_web::standby::LeaderUrl>,
     tx: std::sync::mpsc::Sender<Event>,
 ) {
     let mut pause = Duration::from_millis(200);
@@ -284,13 +285,17 @@ async fn contend(
         }
     };
     let _ = tx.send(Event::Standby(election.node_path().to_string()));
+    // A standby with a redirect server keeps it pointed at the current leader (read every
+    // 500 ms); without one it only waits.
+    let wait = if leader_url.is_some() { Duration::from_millis(500) } else { Duration::from_secs(3600) };
     let fence = loop {
-        // A standby keeps its redirect pointed at the current leader.
-        match super::leader_address(&zk).await {
-            Ok(leader) => leader_url.set(leader.and_then(|l| l.rest_url)),
-            Err(e) => tracing::debug!("cannot read the leader's address: {e}"),
+        if let Some(url) = &leader_url {
+            match super::leader_address(&zk).await {
+                Ok(leader) => url.set(leader.and_then(|l| l.rest_url)),
+                Err(e) => tracing::debug!("cannot read the leader's address: {e}"),
+            }
         }
-        match election.wait_for_leadership(Duration::from_millis(500)).await {
+        match election.wait_for_leadership(wait).await {
             Ok(f) => break f,
             Err(super::HaError::Timeout { .. }) => continue,
             Err(e) => {
