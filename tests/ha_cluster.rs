@@ -1,5 +1,5 @@
 //! High availability with real processes and a real ZooKeeper (Debian's 3.8, started by
-//! `../shared/scripts/zookeeper.sh`): two JobManagers and two TaskManagers; the leader is
+//! `scripts/zookeeper.sh`; `scripts/setup-tests` installs it): two JobManagers and two TaskManagers; the leader is
 //! killed with SIGKILL while an exactly-once job runs, the standby takes over, recovers the job
 //! from its newest checkpoint and it finishes with exactly the failure-free output. With a
 //! 3-member ensemble, a ZooKeeper member is killed too.
@@ -22,7 +22,13 @@ fn http(addr: &str, method: &str, path: &str, body: &str) -> Option<Value> {
 }
 
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/scripts/zookeeper.sh")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/zookeeper.sh")
+}
+
+/// Fails the test in one line when ZooKeeper is not installed.
+fn require_zookeeper() {
+    let ok = Command::new(script()).arg("check").output().is_ok_and(|o| o.status.success());
+    assert!(ok, "ZooKeeper is not installed: run scripts/setup-tests once");
 }
 
 fn zk(args: &[&str]) -> Result<String, String> {
@@ -56,15 +62,17 @@ struct ZooKeeper {
 
 impl ZooKeeper {
     fn standalone() -> Self {
+        require_zookeeper();
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().to_str().unwrap().to_string();
         let port = free_port();
         let quorum = zk(&["start", "--port", &port.to_string(), "--dir", &d, "--fresh"])
-            .unwrap_or_else(|e| panic!("ZooKeeper did not start (run `{} install` once): {e}", script().display()));
+            .unwrap_or_else(|e| panic!("ZooKeeper did not start: {e}"));
         ZooKeeper { dir, port: Some(port), quorum }
     }
 
     fn ensemble() -> Self {
+        require_zookeeper();
         for _ in 0..5 {
             // 26000..30000: clear of the ephemeral ports and of cluster/tests/ha_zookeeper.rs's
             // ensembles (15000..25000), which another test binary may run at the same time.

@@ -1,5 +1,5 @@
 //! The benchmark event generators, exactly as the Flink baseline harness defines them
-//! (`shared/bench/flink/README.md`): event `i` is a pure function of `i`, so every engine and
+//! (the README of the Flink harness, `scripts/compare-flink`): event `i` is a pure function of `i`, so every engine and
 //! every parallelism sees the same events.
 
 use serde::{Deserialize, Serialize};

@@ -1,5 +1,5 @@
-//! High availability against a real ZooKeeper (Debian's 3.8, started by
-//! `shared/scripts/zookeeper.sh`; `zookeeper.sh install` once, as root, installs it).
+//! High availability against a real ZooKeeper (Debian's 3.8, started by the repository's
+//! `scripts/zookeeper.sh`; `scripts/setup-tests` installs it).
 //!
 //! Every test starts its own server(s) on its own loopback ports and data directory, and a
 //! guard stops them on drop (also when the test fails). Sessions are 2 s, so a lost leader is
@@ -31,7 +31,13 @@ const WAIT: Duration = Duration::from_secs(10);
 // --- ZooKeeper servers ------------------------------------------------------------------------
 
 fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/scripts/zookeeper.sh")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/zookeeper.sh")
+}
+
+/// Fails the test in one line when ZooKeeper is not installed.
+fn require_zookeeper() {
+    let ok = Command::new(script()).arg("check").output().is_ok_and(|o| o.status.success());
+    assert!(ok, "ZooKeeper is not installed: run scripts/setup-tests once");
 }
 
 /// Runs `zookeeper.sh args...` under `timeout`, returning its stdout or a readable failure.
@@ -75,6 +81,7 @@ struct ZkServer {
 
 impl ZkServer {
     fn start() -> Self {
+        require_zookeeper();
         let mut last = String::new();
         for _ in 0..5 {
             let port = match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
@@ -92,7 +99,7 @@ impl ZkServer {
                 }
             }
         }
-        panic!("ZooKeeper did not start (run `{} install` as root once): {last}", script().display());
+        panic!("ZooKeeper did not start: {last}");
     }
 }
 
@@ -115,6 +122,7 @@ struct Ensemble {
 
 impl Ensemble {
     fn start() -> Self {
+        require_zookeeper();
         let mut last = String::new();
         for _ in 0..5 {
             let base = 15_000 + (random_u64() % 10_000) as u16;

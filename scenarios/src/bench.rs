@@ -1,4 +1,4 @@
-//! The benchmark workloads W1–W3, exactly as `shared/bench/flink/README.md` defines them, and
+//! The benchmark workloads W1–W3, exactly as the Flink harness defines them (see `scripts/compare-flink`), and
 //! their self-checks.
 //!
 //! W1 counts words with a running `reduce` (every update emitted); W2 converts bid prices

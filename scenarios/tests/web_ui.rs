@@ -5,7 +5,8 @@
 //! job of its own is savepointed and cancelled with the job page's buttons. A second test
 //! checks the UI with a bearer token required.
 //!
-//! Needs `node`, `/usr/bin/chromium` and `npm ci` in web/ui-tests (`.ci/run` installs them).
+//! Needs `node`, `/usr/bin/chromium` and playwright-core in web/ui-tests (`scripts/setup-tests`
+//! installs them; without them the tests fail with one line saying so).
 
 mod common;
 
@@ -43,6 +44,14 @@ fn node(script: &std::path::Path, env: &[(&str, &str)]) -> (bool, String) {
     (status.is_some_and(|s| s.success()), text)
 }
 
+/// Fails the test in one line when Chromium or playwright-core is missing.
+fn require_browser(ui_tests: &std::path::Path) {
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").is_file() && ui_tests.join("node_modules/playwright-core").is_dir(),
+        "Chromium or playwright-core is not installed: run scripts/setup-tests once"
+    );
+}
+
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace root").to_path_buf()
 }
@@ -51,10 +60,7 @@ fn repo_root() -> PathBuf {
 fn every_page_of_the_web_ui_works_in_a_real_browser() {
     let root = repo_root();
     let tests = root.join("web/ui-tests");
-    assert!(
-        tests.join("node_modules/playwright-core").is_dir(),
-        "playwright-core is not installed: run `npm ci --prefix web/ui-tests` (and `apt-get install chromium`)"
-    );
+    require_browser(&tests);
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("log");
     std::fs::create_dir(&logs).unwrap();
@@ -106,7 +112,7 @@ fn every_page_of_the_web_ui_works_in_a_real_browser() {
 #[test]
 fn the_web_ui_asks_for_the_bearer_token_when_the_api_needs_one() {
     let tests = repo_root().join("web/ui-tests");
-    assert!(tests.join("node_modules/playwright-core").is_dir(), "run `npm ci --prefix web/ui-tests`");
+    require_browser(&tests);
     let mut cfg = MiniClusterConfig::new(2, 1).with_rest();
     cfg.config.set("rest.port", "0").set("rest.auth.token", "ui-test-token");
     let mc = MiniCluster::start(cfg).expect("cluster with REST starts");

@@ -13,7 +13,7 @@
 //!   new leader reads to recover every job from its latest completed checkpoint.
 //!
 //! ZooKeeper layout: see [`paths`]. ZooKeeper itself is not part of riffle; tests start one
-//! with `shared/scripts/zookeeper.sh`.
+//! with `scripts/zookeeper.sh`.
 
 mod checksum;
 mod client;
