@@ -2,11 +2,21 @@
 //! ResourceManager, deploys subtasks (slot sharing: subtask i of every vertex goes to slot i),
 //! follows their states, and ends the job FINISHED, FAILED (with the root cause naming the
 //! operator and subtask) or CANCELED. Its children are the SourceCoordinators.
+//!
+//! The actor is a shell: every decision about the job's lifecycle is [`core::JobCore`]'s (a
+//! pure state machine); the actor turns messages, timers and the outcomes of its own I/O into
+//! [`core::JobInput`]s and carries out the [`core::JobCommand`]s that come back. What is not
+//! lifecycle stays here: where to restore from, which checkpoint is the newest, the split
+//! enumerators, the checkpoint coordinator's address.
+
+pub mod core;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use self::core::{Clock, JobCommand, JobCore, JobInput, VertexSummary};
 
 use actix::prelude::*;
 use riffle_api::JobGraph;
@@ -19,10 +29,10 @@ use crate::checkpoint_coordinator::{
 use crate::exception_history::ExceptionEntry;
 use crate::gateway::{
     AcknowledgeCheckpoint, CancelTask, ConfirmEnd, DeclineCheckpoint, DeployTask, ReleaseSlots, RequestSlots,
-    SlotAssignment, SplitRequest, SplitResponse, TaskState, TaskStateUpdate,
+    SlotAssignment, SplitRequest, SplitResponse, TaskStateUpdate,
 };
 use crate::ids::{ExecutionId, JobId};
-use crate::job_status::{transition, JobEvent, JobStatus};
+use crate::job_status::JobStatus;
 use crate::registry::RuntimeShared;
 use crate::restart_strategy::{RestartStrategy, RestartTracker};
 use crate::restore_plan::{plan, RestorePlan, RestorePoint, VertexShape};
@@ -113,20 +123,6 @@ pub struct ExceptionRecorded {
     pub entry: ExceptionEntry,
 }
 
-/// A failure as the JobMaster sees it.
-struct Failure {
-    message: String,
-    task_name: Option<String>,
-    subtask: Option<u32>,
-    location: Option<String>,
-}
-
-impl Failure {
-    fn job(message: String) -> Self {
-        Self { message, task_name: None, subtask: None, location: None }
-    }
-}
-
 /// Where a JobMaster reports (its parent, the Dispatcher, in every role).
 pub struct JobMasterParent {
     /// The job's end.
@@ -145,14 +141,9 @@ pub struct JobMaster {
     graph: Arc<JobGraph>,
     shared: Arc<RuntimeShared>,
     settings: JobMasterSettings,
-    status: JobStatus,
-    attempt: u32,
-    assignments: Vec<SlotAssignment>,
-    executions: HashMap<(u32, u32), Option<TaskState>>,
+    /// The lifecycle: every decision about the job.
+    core: JobCore,
     coordinators: HashMap<u32, Addr<SourceCoordinator>>,
-    root_cause: Option<String>,
-    tracker: RestartTracker,
-    restart_delay: Duration,
     checkpointing: Option<CheckpointSettings>,
     coordinator: Option<Addr<CheckpointCoordinator>>,
     checkpoint_ids: Arc<AtomicU64>,
@@ -161,15 +152,12 @@ pub struct JobMaster {
     restore_point: Option<RestorePoint>,
     restore_plan: Option<RestorePlan>,
     allow_non_restored: bool,
-    /// A stop-with-savepoint or cancel-with-savepoint in progress.
-    after_savepoint: Option<AfterSavepoint>,
     started: Instant,
     dispatcher: Recipient<JobTerminated>,
     status_listener: Recipient<JobStatusChanged>,
     history: Recipient<ExceptionRecorded>,
     on_exit: Recipient<ChildExited>,
     exit: ExitReason,
-    done: bool,
 }
 
 impl JobMaster {
@@ -182,109 +170,119 @@ impl JobMaster {
         parent: JobMasterParent,
     ) -> Self {
         let JobMasterParent { terminated: dispatcher, status: status_listener, history, exit: on_exit } = parent;
+        let vertices = graph
+            .vertices()
+            .iter()
+            .map(|v| VertexSummary { id: v.id as u32, parallelism: v.parallelism, name: v.name.clone() })
+            .collect();
+        let core = JobCore::new(job, vertices, RestartTracker::new(RestartStrategy::None), settings.cancel_timeout);
         Self {
             job,
             graph,
             shared,
             settings,
-            status: JobStatus::Created,
-            attempt: 0,
-            assignments: Vec::new(),
-            executions: HashMap::new(),
+            core,
             coordinators: HashMap::new(),
-            root_cause: None,
-            tracker: RestartTracker::new(RestartStrategy::None),
-            restart_delay: Duration::ZERO,
             checkpointing: None,
             coordinator: None,
             checkpoint_ids: Arc::new(AtomicU64::new(1)),
             restore_point: None,
             restore_plan: None,
             allow_non_restored: false,
-            after_savepoint: None,
             started: Instant::now(),
             dispatcher,
             status_listener,
             history,
             on_exit,
             exit: ExitReason::Normal,
-            done: false,
         }
     }
 
-    fn apply(&mut self, event: JobEvent) {
-        match transition(self.status, event) {
-            Ok(s) => {
-                if s != self.status {
-                    self.status = s;
-                    self.status_listener.do_send(JobStatusChanged { job_id: self.job, status: s });
+    /// Feeds `input` to the core and carries out what it decides; the outcomes of that I/O
+    /// come back as further inputs.
+    fn feed(&mut self, input: JobInput, ctx: &mut Context<Self>) {
+        let mut queue = std::collections::VecDeque::from([input]);
+        while let Some(input) = queue.pop_front() {
+            for command in self.core.on(input, Clock::system()) {
+                if let Some(next) = self.run(command, ctx) {
+                    queue.push_back(next);
                 }
             }
-            Err(e) => tracing::warn!(job = %self.job, "{e}"),
         }
     }
 
-    fn fail(&mut self, cause: String, ctx: &mut Context<Self>) {
-        self.on_failure(Failure::job(cause), ctx)
-    }
-
-    /// A failure: recorded in the exception history, then, if it is the first of this
-    /// attempt, the restart strategy decides between a restart and failing the job.
-    fn on_failure(&mut self, f: Failure, ctx: &mut Context<Self>) {
-        let first = self.status == JobStatus::Running;
-        // Failures before the job was deployed (slots, sources) are not restarted.
-        let restart = if first && !self.executions.is_empty() { self.tracker.on_failure(Instant::now()) } else { None };
-        self.history.do_send(ExceptionRecorded {
-            job_id: self.job,
-            entry: ExceptionEntry {
-                timestamp_ms: riffle_api::time::now_ms(),
-                exception: f.message.clone(),
-                task_name: f.task_name,
-                subtask_index: f.subtask,
-                location: f.location,
-                is_root_cause: first,
-                attempt: self.attempt,
-            },
-        });
-        if first {
-            match restart {
-                Some(delay) => {
-                    tracing::warn!(job = %self.job, ?delay, attempt = self.attempt, "restarting the job: {}", f.message);
-                    self.restart_delay = delay;
-                    self.apply(JobEvent::Restart);
-                }
-                None => {
-                    tracing::warn!(job = %self.job, "job failing: {}", f.message);
-                    self.root_cause = Some(f.message);
-                    self.apply(JobEvent::Fail);
+    /// Carries out one command; an outcome the core must know comes back.
+    fn run(&mut self, command: JobCommand, ctx: &mut Context<Self>) -> Option<JobInput> {
+        match command {
+            JobCommand::PublishStatus(status) => {
+                self.status_listener.do_send(JobStatusChanged { job_id: self.job, status });
+            }
+            JobCommand::RecordException(entry) => {
+                self.history.do_send(ExceptionRecorded { job_id: self.job, entry });
+            }
+            JobCommand::ShowTaskState { vertex, subtask, state } => {
+                if let Some(view) = self.shared.view(self.job) {
+                    view.set_task(vertex, subtask, state);
                 }
             }
-        } else if self.status == JobStatus::Created {
-            self.root_cause = Some(f.message);
-            self.apply(JobEvent::Fail);
+            JobCommand::PrepareAttempt { previous, .. } => {
+                if let Some(old) = previous {
+                    self.shared.exchange.remove_attempt(self.job, old);
+                }
+                let result = self.start_coordinators();
+                let executors_present =
+                    self.core.assignments().iter().all(|a| self.shared.task_executors.contains_key(&a.resource_id));
+                return Some(JobInput::AttemptPrepared { result, executors_present });
+            }
+            JobCommand::RequestSlots => return self.request_slots(ctx),
+            JobCommand::ReleaseSlots => {
+                if let Some(rm) = self.shared.resource_manager() {
+                    rm.do_send(ReleaseSlots { job_id: self.job });
+                }
+            }
+            JobCommand::Deploy { attempt, assignments } => return self.deploy(attempt, &assignments),
+            JobCommand::CancelTasks(tasks) => {
+                for (execution, resource_id) in tasks {
+                    if let Some(te) = self.shared.task_executors.get(&resource_id) {
+                        te.do_send(CancelTask { execution });
+                    }
+                }
+            }
+            JobCommand::StartTimer { after, timer } => {
+                ctx.run_later(after, move |act, ctx| act.feed(JobInput::Timer(timer), ctx));
+            }
+            JobCommand::StartCheckpointing(tasks) => self.start_checkpointing(tasks, ctx),
+            JobCommand::StopCheckpointing(reason) => {
+                if let Some(c) = self.coordinator.take() {
+                    c.do_send(StopCheckpointing { reason: reason.to_string() });
+                }
+            }
+            JobCommand::DropChannels { attempt } => self.shared.exchange.remove_attempt(self.job, attempt),
+            JobCommand::Terminate { status, error } => {
+                self.graph.job_terminated();
+                let result = JobResult {
+                    job_id: self.job,
+                    name: self.graph.name.clone(),
+                    status,
+                    error,
+                    duration: self.started.elapsed(),
+                };
+                self.clean_up_checkpoints(status);
+                self.dispatcher.do_send(JobTerminated(result));
+                ctx.stop();
+            }
         }
-        self.cancel_all(ctx);
+        None
     }
 
-    /// Starts checkpointing for the current attempt once every subtask runs.
-    fn maybe_start_checkpointing(&mut self, ctx: &mut Context<Self>) {
+    /// Starts the attempt's checkpoint coordinator.
+    fn start_checkpointing(&mut self, tasks: Vec<(ExecutionId, crate::ids::ResourceId)>, ctx: &mut Context<Self>) {
         let Some(settings) = self.checkpointing.clone() else { return };
-        if self.coordinator.is_some()
-            || self.status != JobStatus::Running
-            || !self.executions.values().all(|s| *s == Some(TaskState::Running))
-        {
-            return;
-        }
-        let mut sources = Vec::new();
-        let mut tasks = Vec::new();
-        for &(v, s) in self.executions.keys() {
-            let Some(a) = self.assignments.get(s as usize) else { continue };
-            let e = ExecutionId { job: self.job, vertex: v, subtask: s, attempt: self.attempt };
-            if self.graph.vertices().get(v as usize).is_some_and(|x| x.is_source) {
-                sources.push((e, a.resource_id.clone()));
-            }
-            tasks.push((e, a.resource_id.clone()));
-        }
+        let sources = tasks
+            .iter()
+            .filter(|(e, _)| self.graph.vertices().get(e.vertex as usize).is_some_and(|x| x.is_source))
+            .cloned()
+            .collect();
         let tasks = CoordinatorTasks {
             sources,
             tasks,
@@ -300,71 +298,6 @@ impl JobMaster {
             ctx.address().recipient(),
         );
         self.coordinator = Some(c.start());
-    }
-
-    fn stop_checkpointing(&mut self, reason: &str) {
-        if let Some(c) = self.coordinator.take() {
-            c.do_send(StopCheckpointing { reason: reason.to_string() });
-        }
-    }
-
-    fn cancel_all(&mut self, ctx: &mut Context<Self>) {
-        self.stop_checkpointing("the job attempt is ending");
-        let mut any = false;
-        for (&(v, s), st) in &self.executions {
-            if st.as_ref().is_some_and(TaskState::is_terminal) {
-                continue;
-            }
-            any = true;
-            let execution = ExecutionId { job: self.job, vertex: v, subtask: s, attempt: self.attempt };
-            let te = self.assignments.get(s as usize).and_then(|a| self.shared.task_executors.get(&a.resource_id));
-            if let Some(te) = te {
-                te.do_send(CancelTask { execution });
-            }
-        }
-        if !any {
-            self.finish_if_done(ctx);
-            return;
-        }
-        let attempt = self.attempt;
-        ctx.run_later(self.settings.cancel_timeout, move |act, ctx| {
-            if act.done || act.attempt != attempt {
-                return;
-            }
-            tracing::warn!(job = %act.job, "subtasks did not stop in time; going on without them");
-            if act.status == JobStatus::Restarting {
-                act.restart(ctx);
-            } else {
-                act.finalize(JobEvent::AllStopped, ctx);
-            }
-        });
-    }
-
-    /// Starts the job again on the slots it holds: a new attempt with fresh channels and
-    /// fresh split enumerators (no checkpoint to resume from yet: sources start over).
-    fn restart(&mut self, ctx: &mut Context<Self>) {
-        let old = self.attempt;
-        self.attempt += 1;
-        self.shared.exchange.remove_attempt(self.job, old);
-        self.executions.clear();
-        if let Err(why) = self.start_coordinators() {
-            self.apply(JobEvent::Fail);
-            self.root_cause = Some(why);
-            return self.finish_if_done(ctx);
-        }
-        self.apply(JobEvent::Schedule);
-        let lost = self.assignments.iter().any(|a| !self.shared.task_executors.contains_key(&a.resource_id));
-        if lost {
-            // A TaskExecutor of the last attempt is gone: give the remaining slots back and
-            // ask for a whole new set (they may come from a TaskExecutor that replaced it).
-            if let Some(rm) = self.shared.resource_manager() {
-                rm.do_send(ReleaseSlots { job_id: self.job });
-            }
-            self.assignments.clear();
-            return self.request_slots(ctx);
-        }
-        let assignments = self.assignments.clone();
-        self.deploy(assignments, ctx);
     }
 
     /// The job's vertices as checkpoint metadata records them.
@@ -434,67 +367,37 @@ impl JobMaster {
         Ok(())
     }
 
-    fn all_terminal(&self) -> bool {
-        self.executions.values().all(|s| s.as_ref().is_some_and(TaskState::is_terminal))
-    }
-
-    fn finish_if_done(&mut self, ctx: &mut Context<Self>) {
-        if self.done || !self.all_terminal() {
-            return;
-        }
-        match self.status {
-            JobStatus::Running if self.executions.values().all(|s| *s == Some(TaskState::Finished)) => {
-                self.finalize(JobEvent::AllFinished, ctx)
-            }
-            JobStatus::Failing | JobStatus::Cancelling => self.finalize(JobEvent::AllStopped, ctx),
-            JobStatus::Restarting => {
-                let attempt = self.attempt;
-                ctx.run_later(self.restart_delay, move |act, ctx| {
-                    if !act.done && act.attempt == attempt && act.status == JobStatus::Restarting {
-                        act.restart(ctx);
-                    }
-                });
-            }
-            _ => {}
-        }
-    }
-
-    fn finalize(&mut self, event: JobEvent, ctx: &mut Context<Self>) {
-        if self.done {
-            return;
-        }
-        self.done = true;
-        self.stop_checkpointing("the job ended");
-        self.apply(event);
-        if let Some(rm) = self.shared.resource_manager() {
-            rm.do_send(ReleaseSlots { job_id: self.job });
-        }
-        self.shared.exchange.remove_attempt(self.job, self.attempt);
-        self.graph.job_terminated();
-        let result = JobResult {
+    /// Asks the ResourceManager for the job's slots; the answer comes back as an input.
+    fn request_slots(&mut self, ctx: &mut Context<Self>) -> Option<JobInput> {
+        let Some(rm) = self.shared.resource_manager() else {
+            return Some(JobInput::SchedulingFailed("no resource manager".into()));
+        };
+        let req = RequestSlots {
             job_id: self.job,
-            name: self.graph.name.clone(),
-            status: self.status,
-            error: if self.status == JobStatus::Failed { self.root_cause.clone() } else { None },
-            duration: self.started.elapsed(),
+            count: self.graph.required_slots(),
+            timeout_ms: self.settings.slot_request_timeout.as_millis() as u64,
         };
-        tracing::info!(job = %self.job, status = %self.status, "job ended");
-        self.clean_up_checkpoints();
-        self.dispatcher.do_send(JobTerminated(result));
-        ctx.stop();
+        rm.send(req)
+            .into_actor(self)
+            .then(|res, act, ctx| {
+                let input = match res {
+                    Ok(Ok(a)) => JobInput::SlotsGranted(a),
+                    Ok(Err(e)) => JobInput::SchedulingFailed(e.to_string()),
+                    Err(e) => JobInput::SchedulingFailed(format!("resource manager unreachable: {e}")),
+                };
+                act.feed(input, ctx);
+                fut::ready(())
+            })
+            .spawn(ctx);
+        None
     }
 
-    fn deploy(&mut self, assignments: Vec<SlotAssignment>, ctx: &mut Context<Self>) {
-        if self.status != JobStatus::Running {
-            // Cancelled while waiting for slots.
-            self.finalize(JobEvent::AllStopped, ctx);
-            return;
-        }
-        let peers = match placement(&self.shared, &assignments) {
+    /// Sends every subtask of `attempt` to its slot's TaskExecutor (consumers first).
+    fn deploy(&mut self, attempt: u32, assignments: &[SlotAssignment]) -> Option<JobInput> {
+        let peers = match placement(&self.shared, assignments) {
             Ok(p) => p,
-            Err(why) => return self.fail(why, ctx),
+            Err(why) => return Some(JobInput::PlacementFailed(why)),
         };
-        self.assignments = assignments;
         if let Some(point) = &self.restore_point {
             let record = crate::checkpoint_history::RestoredRecord {
                 id: point.meta.checkpoint_id,
@@ -507,12 +410,9 @@ impl JobMaster {
         let vertices: Vec<(u32, u32)> = self.graph.vertices().iter().map(|v| (v.id as u32, v.parallelism)).collect();
         let view = self.shared.view(self.job);
         if let Some(view) = &view {
-            view.new_attempt(self.attempt);
-        }
-        for &(v, p) in &vertices {
-            for s in 0..p {
-                self.executions.insert((v, s), None);
-                if let Some(view) = &view {
+            view.new_attempt(attempt);
+            for &(v, p) in &vertices {
+                for s in 0..p {
                     view.set_task(v, s, crate::job_view::ExecutionState::Deploying);
                 }
             }
@@ -521,9 +421,9 @@ impl JobMaster {
         // works; this one just avoids producers waiting).
         for &(v, p) in vertices.iter().rev() {
             for s in 0..p {
-                let execution = ExecutionId { job: self.job, vertex: v, subtask: s, attempt: self.attempt };
-                let Some(a) = self.assignments.get(s as usize) else {
-                    return self.fail(format!("no slot for subtask {s} of vertex {v}"), ctx);
+                let execution = ExecutionId { job: self.job, vertex: v, subtask: s, attempt };
+                let Some(a) = assignments.get(s as usize) else {
+                    return Some(JobInput::DeployFailed(format!("no slot for subtask {s} of vertex {v}")));
                 };
                 let te = self.shared.task_executors.get(&a.resource_id).map(|t| t.clone());
                 if let Some(view) = &view {
@@ -536,116 +436,18 @@ impl JobMaster {
                         restore: self.restore_for(v, s),
                         peers: peers.clone(),
                     }),
-                    None => {
-                        let why = format!("task executor {} is gone", a.resource_id);
-                        return self.fail(why, ctx);
-                    }
+                    None => return Some(JobInput::DeployFailed(format!("task executor {} is gone", a.resource_id))),
                 }
             }
         }
-    }
-
-    fn on_task_update(&mut self, msg: TaskStateUpdate, ctx: &mut Context<Self>) {
-        let e = msg.execution;
-        if e.attempt != self.attempt || self.done {
-            return;
-        }
-        let Some(slot) = self.executions.get_mut(&(e.vertex, e.subtask)) else { return };
-        if slot.as_ref().is_some_and(TaskState::is_terminal) {
-            return;
-        }
-        *slot = Some(msg.state.clone());
-        if let Some(view) = self.shared.view(self.job) {
-            use crate::job_view::ExecutionState as X;
-            let state = match &msg.state {
-                TaskState::Running => X::Running,
-                TaskState::Finished => X::Finished,
-                TaskState::Canceled => X::Canceled,
-                TaskState::Failed(_) => X::Failed,
-            };
-            view.set_task(e.vertex, e.subtask, state);
-        }
-        match msg.state {
-            TaskState::Running => self.maybe_start_checkpointing(ctx),
-            // As in Flink 1.11, no checkpoints once a task finished.
-            TaskState::Finished => self.stop_checkpointing("a task finished"),
-            TaskState::Canceled => {
-                if self.status == JobStatus::Running {
-                    self.fail(
-                        format!(
-                            "subtask {}/{} of vertex {} was cancelled unexpectedly",
-                            e.subtask + 1,
-                            self.parallelism(e.vertex),
-                            e.vertex
-                        ),
-                        ctx,
-                    );
-                }
-            }
-            TaskState::Failed(err) => {
-                let v = self.graph.vertices().get(e.vertex as usize);
-                let task = v.map(|v| v.name.clone()).unwrap_or_else(|| "?".into());
-                let cause = format!(
-                    "{} (subtask {}/{} of '{}', task executor {})",
-                    err,
-                    e.subtask + 1,
-                    v.map(|v| v.parallelism).unwrap_or(0),
-                    task,
-                    msg.location
-                );
-                let failure = Failure {
-                    message: cause,
-                    task_name: Some(task),
-                    subtask: Some(e.subtask),
-                    location: Some(msg.location.to_string()),
-                };
-                self.on_failure(failure, ctx);
-            }
-        }
-        self.finish_if_done(ctx);
-    }
-
-    /// Starts the split enumerators and asks for slots; deploying follows.
-    fn schedule(&mut self, ctx: &mut Context<Self>) {
-        if self.status != JobStatus::Running {
-            // Cancelled while the savepoint was loading.
-            return self.finalize(JobEvent::AllStopped, ctx);
-        }
-        if let Err(why) = self.start_coordinators() {
-            return self.fail(why, ctx);
-        }
-        self.request_slots(ctx);
-    }
-
-    /// Asks the ResourceManager for the job's slots; deploying follows.
-    fn request_slots(&mut self, ctx: &mut Context<Self>) {
-        let Some(rm) = self.shared.resource_manager() else {
-            return self.fail("no resource manager".into(), ctx);
-        };
-        let req = RequestSlots {
-            job_id: self.job,
-            count: self.graph.required_slots(),
-            timeout_ms: self.settings.slot_request_timeout.as_millis() as u64,
-        };
-        rm.send(req)
-            .into_actor(self)
-            .then(|res, act, ctx| {
-                match res {
-                    Ok(Ok(a)) => act.deploy(a, ctx),
-                    Ok(Err(e)) => act.fail(e.to_string(), ctx),
-                    Err(e) => act.fail(format!("resource manager unreachable: {e}"), ctx),
-                }
-                fut::ready(())
-            })
-            .spawn(ctx);
+        None
     }
 
     /// Deletes the job's checkpoints when it ends, unless they are retained
     /// (`execution.checkpointing.externalized-checkpoint-retention`).
-    fn clean_up_checkpoints(&self) {
+    fn clean_up_checkpoints(&self, status: JobStatus) {
         let Some(settings) = &self.checkpointing else { return };
-        let failed = self.status == JobStatus::Failed;
-        if !settings.retention.deletes_on_end(failed) {
+        if !settings.retention.deletes_on_end(status == JobStatus::Failed) {
             return;
         }
         if let Some(dir) = settings.job_dir(self.job) {
@@ -657,8 +459,19 @@ impl JobMaster {
         }
     }
 
-    fn parallelism(&self, vertex: u32) -> u32 {
-        self.graph.vertices().get(vertex as usize).map(|v| v.parallelism).unwrap_or(0)
+    /// Reads the job's settings into the core; the first bad one is why scheduling fails.
+    fn read_settings(&mut self) -> Result<Option<std::path::PathBuf>, String> {
+        let mut conf = self.shared.config.clone();
+        conf.merge(&self.graph.config);
+        let strategy = RestartStrategy::from_config(&conf).map_err(|e| e.to_string())?;
+        self.core.set_restart_tracker(RestartTracker::new(strategy));
+        let c = CheckpointSettings::from_config(&conf).map_err(|e| e.to_string())?;
+        *self.shared.checkpoint_stats(self.job).settings.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
+        self.checkpointing = Some(c);
+        self.core.enable_checkpointing();
+        self.allow_non_restored =
+            conf.get("execution.savepoint.ignore-unclaimed-state", false).map_err(|e| e.to_string())?;
+        Ok(conf.get_str("execution.savepoint.path").map(std::path::PathBuf::from))
     }
 }
 
@@ -669,27 +482,13 @@ impl Actor for JobMaster {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        self.apply(JobEvent::Schedule);
-        let mut conf = self.shared.config.clone();
-        conf.merge(&self.graph.config);
-        match RestartStrategy::from_config(&conf) {
-            Ok(strategy) => self.tracker = RestartTracker::new(strategy),
-            Err(e) => return self.fail(e.to_string(), ctx),
-        }
-        match CheckpointSettings::from_config(&conf) {
-            Ok(c) => {
-                *self.shared.checkpoint_stats(self.job).settings.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some(c.clone());
-                self.checkpointing = Some(c)
-            }
-            Err(e) => return self.fail(e.to_string(), ctx),
-        }
-        match conf.get("execution.savepoint.ignore-unclaimed-state", false) {
-            Ok(b) => self.allow_non_restored = b,
-            Err(e) => return self.fail(e.to_string(), ctx),
-        }
-        let Some(path) = conf.get_str("execution.savepoint.path").map(std::path::PathBuf::from) else {
-            return self.schedule(ctx);
+        self.feed(JobInput::Start, ctx);
+        let path = match self.read_settings() {
+            Ok(path) => path,
+            Err(why) => return self.feed(JobInput::SchedulingFailed(why), ctx),
+        };
+        let Some(path) = path else {
+            return self.feed(JobInput::Ready, ctx);
         };
         async move { crate::restore_plan::load(&path).await }
             .into_actor(self)
@@ -699,20 +498,21 @@ impl Actor for JobMaster {
                     act.set_restore_point(point)?;
                     Ok(id)
                 });
-                match r {
+                let input = match r {
                     Ok(id) => {
                         tracing::info!(job = %act.job, checkpoint = id, "restoring from a savepoint/checkpoint");
-                        act.schedule(ctx)
+                        JobInput::Ready
                     }
-                    Err(e) => act.fail(e, ctx),
-                }
+                    Err(e) => JobInput::SchedulingFailed(e),
+                };
+                act.feed(input, ctx)
             })
             .spawn(ctx);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.shared.job_masters.remove(&self.job);
-        if !self.done {
+        if !self.core.is_done() {
             self.graph.job_terminated();
             if let Some(rm) = self.shared.resource_manager() {
                 rm.do_send(ReleaseSlots { job_id: self.job });
@@ -725,7 +525,7 @@ impl Actor for JobMaster {
 impl Handler<TaskStateUpdate> for JobMaster {
     type Result = ();
     fn handle(&mut self, msg: TaskStateUpdate, ctx: &mut Self::Context) {
-        if let Err(p) = catch_panic(|| self.on_task_update(msg, ctx)) {
+        if let Err(p) = catch_panic(|| self.feed(JobInput::TaskUpdate(msg), ctx)) {
             self.exit = ExitReason::Panicked(p);
             ctx.stop();
         }
@@ -750,7 +550,7 @@ impl Handler<CheckpointCompleted> for JobMaster {
 impl Handler<DeclineCheckpoint> for JobMaster {
     type Result = ();
     fn handle(&mut self, msg: DeclineCheckpoint, _: &mut Self::Context) {
-        if msg.execution.attempt == self.attempt {
+        if msg.execution.attempt == self.core.attempt() {
             if let Some(c) = &self.coordinator {
                 c.do_send(msg);
             }
@@ -761,7 +561,7 @@ impl Handler<DeclineCheckpoint> for JobMaster {
 impl Handler<AcknowledgeCheckpoint> for JobMaster {
     type Result = ();
     fn handle(&mut self, msg: AcknowledgeCheckpoint, _: &mut Self::Context) {
-        if msg.execution.attempt == self.attempt {
+        if msg.execution.attempt == self.core.attempt() {
             if let Some(c) = &self.coordinator {
                 c.do_send(msg);
             }
@@ -772,15 +572,7 @@ impl Handler<AcknowledgeCheckpoint> for JobMaster {
 impl Handler<CancelJobExecution> for JobMaster {
     type Result = ();
     fn handle(&mut self, _: CancelJobExecution, ctx: &mut Self::Context) {
-        if self.done || self.status.is_terminal() {
-            return;
-        }
-        self.apply(JobEvent::Cancel);
-        if self.executions.is_empty() {
-            // Still waiting for slots: the slot response will see the status and end it.
-            return;
-        }
-        self.cancel_all(ctx);
+        self.feed(JobInput::Cancel, ctx);
     }
 }
 
@@ -800,31 +592,19 @@ impl Handler<SplitRequest> for JobMaster {
 impl Handler<ConfirmEnd> for JobMaster {
     type Result = Result<(), String>;
     fn handle(&mut self, msg: ConfirmEnd, _: &mut Self::Context) -> Self::Result {
-        if msg.execution.attempt != self.attempt {
-            return Err(format!(
-                "attempt {} of the job was superseded by attempt {}",
-                msg.execution.attempt, self.attempt
-            ));
-        }
-        if self.done || self.status != JobStatus::Running {
-            return Err(format!("the job is {} now", self.status.as_str()));
-        }
-        Ok(())
+        self.core.confirm_end(msg.execution.attempt)
     }
 }
 
 impl Handler<SavepointRequest> for JobMaster {
     type Result = ResponseActFuture<Self, Result<std::path::PathBuf, String>>;
     fn handle(&mut self, msg: SavepointRequest, _: &mut Self::Context) -> Self::Result {
-        let refuse = |why: &str| -> Self::Result { Box::pin(fut::ready(Err(why.to_string()))) };
+        let refuse = |why: String| -> Self::Result { Box::pin(fut::ready(Err(why))) };
         let Some(c) = self.coordinator.clone() else {
-            return refuse("the job is not running: a savepoint needs every task running");
+            return refuse("the job is not running: a savepoint needs every task running".into());
         };
-        if self.after_savepoint.is_some() {
-            return refuse("a stop or cancel with savepoint is already in progress");
-        }
-        if msg.then != AfterSavepoint::Continue {
-            self.after_savepoint = Some(msg.then);
+        if let Err(why) = self.core.begin_savepoint(msg.then) {
+            return refuse(why);
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         c.do_send(TriggerSavepoint { target: msg.target, stop_sources: msg.then == AfterSavepoint::Stop, reply: tx });
@@ -832,11 +612,7 @@ impl Handler<SavepointRequest> for JobMaster {
             async move { rx.await.unwrap_or_else(|_| Err("the checkpoint coordinator stopped".to_string())) }
                 .into_actor(self)
                 .map(|r, act, ctx| {
-                    let then = act.after_savepoint.take();
-                    if r.is_ok() && then == Some(AfterSavepoint::Cancel) && !act.done {
-                        act.apply(JobEvent::Cancel);
-                        act.cancel_all(ctx);
-                    }
+                    act.feed(JobInput::SavepointFinished { succeeded: r.is_ok() }, ctx);
                     r
                 }),
         )
@@ -871,23 +647,7 @@ pub struct TaskExecutorLost {
 impl Handler<TaskExecutorLost> for JobMaster {
     type Result = ();
     fn handle(&mut self, msg: TaskExecutorLost, ctx: &mut Self::Context) {
-        let lost: Vec<(u32, u32)> = self
-            .executions
-            .iter()
-            .filter(|(_, st)| !st.as_ref().is_some_and(TaskState::is_terminal))
-            .filter(|((_, s), _)| self.assignments.get(*s as usize).is_some_and(|a| a.resource_id == msg.resource_id))
-            .map(|(k, _)| *k)
-            .collect();
-        for (vertex, subtask) in lost {
-            let execution = ExecutionId { job: self.job, vertex, subtask, attempt: self.attempt };
-            let error = riffle_api::TaskError::msg(
-                format!("task executor {}", msg.resource_id),
-                format!("the task executor is lost: {}", msg.reason),
-            );
-            let update =
-                TaskStateUpdate { execution, state: TaskState::Failed(error), location: msg.resource_id.clone() };
-            self.on_task_update(update, ctx);
-        }
+        self.feed(JobInput::TaskExecutorLost { resource_id: msg.resource_id, reason: msg.reason }, ctx);
     }
 }
 

@@ -1,0 +1,582 @@
+//! Every transition of the job lifecycle as a table: a job is brought into a state by a
+//! sequence of inputs, one more input is fed, and the commands that come out are compared
+//! with the expected ones, written as short words (`status:RESTARTING`, `cancel:3`, ...).
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::gateway::SlotAssignment;
+use crate::ids::AllocationId;
+use crate::restart_strategy::RestartStrategy;
+
+const JOB: JobId = JobId(7);
+
+/// Two vertices (source at parallelism 2, sink at parallelism 2): four subtasks in two slots.
+fn new_core(strategy: RestartStrategy) -> JobCore {
+    let vertices = vec![
+        VertexSummary { id: 0, parallelism: 2, name: "Source: numbers".into() },
+        VertexSummary { id: 1, parallelism: 2, name: "Sink: print".into() },
+    ];
+    let mut core = JobCore::new(JOB, vertices, RestartTracker::new(strategy), Duration::from_secs(5));
+    core.enable_checkpointing();
+    core
+}
+
+fn clock() -> Clock {
+    Clock { now: Instant::now(), epoch_ms: 1_700_000_000_000 }
+}
+
+fn slots(executors: &[&str]) -> Vec<SlotAssignment> {
+    executors
+        .iter()
+        .enumerate()
+        .map(|(i, r)| SlotAssignment {
+            resource_id: ResourceId(r.to_string()),
+            slot_index: i as u32,
+            allocation_id: AllocationId(i as u64),
+        })
+        .collect()
+}
+
+fn exec(vertex: u32, subtask: u32, attempt: u32) -> ExecutionId {
+    ExecutionId { job: JOB, vertex, subtask, attempt }
+}
+
+fn report(vertex: u32, subtask: u32, attempt: u32, state: TaskState) -> JobInput {
+    let location = ResourceId(if subtask == 0 { "te-a" } else { "te-b" }.to_string());
+    JobInput::TaskUpdate(TaskStateUpdate { execution: exec(vertex, subtask, attempt), state, location })
+}
+
+fn failed(vertex: u32, subtask: u32, attempt: u32) -> JobInput {
+    report(vertex, subtask, attempt, TaskState::Failed(riffle_api::TaskError::msg("map", "boom")))
+}
+
+const ALL: [(u32, u32); 4] = [(0, 0), (0, 1), (1, 0), (1, 1)];
+
+/// The inputs that take a new job to every subtask of attempt 0 running.
+fn to_running() -> Vec<JobInput> {
+    let mut v = vec![
+        JobInput::Start,
+        JobInput::Ready,
+        JobInput::AttemptPrepared { result: Ok(()), executors_present: true },
+        JobInput::SlotsGranted(slots(&["te-a", "te-b"])),
+    ];
+    v.extend(ALL.iter().map(|&(vx, s)| report(vx, s, 0, TaskState::Running)));
+    v
+}
+
+/// After the first failure (source subtask 0) with one restart allowed and the other three
+/// subtasks cancelled: RESTARTING, waiting for the restart delay.
+fn to_restart_delay() -> Vec<JobInput> {
+    let mut v = to_running();
+    v.push(failed(0, 0, 0));
+    v.extend([(0, 1), (1, 0), (1, 1)].iter().map(|&(vx, s)| report(vx, s, 0, TaskState::Canceled)));
+    v
+}
+
+fn one_restart() -> RestartStrategy {
+    RestartStrategy::FixedDelay { attempts: 1, delay: Duration::from_millis(10) }
+}
+
+/// A command as a short word, so that tables stay readable.
+fn word(c: &JobCommand) -> String {
+    match c {
+        JobCommand::PublishStatus(s) => format!("status:{s}"),
+        JobCommand::RecordException(e) => {
+            format!("exception:{}@{}", if e.is_root_cause { "root" } else { "concurrent" }, e.attempt)
+        }
+        JobCommand::ShowTaskState { .. } => "show".into(),
+        JobCommand::PrepareAttempt { attempt, previous } => match previous {
+            Some(p) => format!("prepare:{attempt}<-{p}"),
+            None => format!("prepare:{attempt}"),
+        },
+        JobCommand::RequestSlots => "request-slots".into(),
+        JobCommand::ReleaseSlots => "release-slots".into(),
+        JobCommand::Deploy { attempt, assignments } => format!("deploy:{attempt}x{}", assignments.len()),
+        JobCommand::CancelTasks(t) => format!("cancel:{}", t.len()),
+        JobCommand::StartTimer { timer: JobTimer::CancelTimedOut { attempt }, .. } => format!("timer:cancel@{attempt}"),
+        JobCommand::StartTimer { timer: JobTimer::RestartDue { attempt }, .. } => format!("timer:restart@{attempt}"),
+        JobCommand::StartCheckpointing(t) => format!("checkpointing:{}", t.len()),
+        JobCommand::StopCheckpointing(_) => "stop-checkpointing".into(),
+        JobCommand::DropChannels { attempt } => format!("drop:{attempt}"),
+        JobCommand::Terminate { status, error } => match error {
+            Some(e) => format!("end:{status}:{e}"),
+            None => format!("end:{status}"),
+        },
+    }
+}
+
+fn words(cs: &[JobCommand]) -> Vec<String> {
+    cs.iter().map(word).filter(|w| w != "show").collect()
+}
+
+struct Case {
+    name: &'static str,
+    strategy: RestartStrategy,
+    before: Vec<JobInput>,
+    input: JobInput,
+    expect: &'static [&'static str],
+    status: JobStatus,
+}
+
+fn run(case: Case) {
+    let mut core = new_core(case.strategy);
+    for i in case.before {
+        core.on(i, clock());
+    }
+    let got = words(&core.on(case.input, clock()));
+    assert_eq!(got, case.expect, "{}", case.name);
+    assert_eq!(core.status(), case.status, "{}", case.name);
+}
+
+#[test]
+fn scheduling() {
+    use JobStatus::*;
+    let cases = vec![
+        Case {
+            name: "start: RUNNING (scheduling)",
+            strategy: RestartStrategy::None,
+            before: vec![],
+            input: JobInput::Start,
+            expect: &["status:RUNNING"],
+            status: Running,
+        },
+        Case {
+            name: "ready: the enumerators of attempt 0",
+            strategy: RestartStrategy::None,
+            before: vec![JobInput::Start],
+            input: JobInput::Ready,
+            expect: &["prepare:0"],
+            status: Running,
+        },
+        Case {
+            name: "enumerators started: slots",
+            strategy: RestartStrategy::None,
+            before: vec![JobInput::Start, JobInput::Ready],
+            input: JobInput::AttemptPrepared { result: Ok(()), executors_present: true },
+            expect: &["request-slots"],
+            status: Running,
+        },
+        Case {
+            name: "slots granted: deploy every subtask",
+            strategy: RestartStrategy::None,
+            before: to_running()[..3].to_vec(),
+            input: JobInput::SlotsGranted(slots(&["te-a", "te-b"])),
+            expect: &["deploy:0x2"],
+            status: Running,
+        },
+        Case {
+            name: "the last subtask runs: checkpointing starts",
+            strategy: RestartStrategy::None,
+            before: to_running()[..7].to_vec(),
+            input: report(1, 1, 0, TaskState::Running),
+            expect: &["checkpointing:4"],
+            status: Running,
+        },
+        Case {
+            name: "bad settings fail the job at once, even with restarts allowed",
+            strategy: one_restart(),
+            before: vec![JobInput::Start],
+            input: JobInput::SchedulingFailed("bad key".into()),
+            expect: &[
+                "exception:root@0",
+                "status:FAILING",
+                "status:FAILED",
+                "release-slots",
+                "drop:0",
+                "end:FAILED:bad key",
+            ],
+            status: Failed,
+        },
+        Case {
+            name: "no slots: the job fails, no restart",
+            strategy: one_restart(),
+            before: to_running()[..3].to_vec(),
+            input: JobInput::SchedulingFailed("not enough slots".into()),
+            expect: &[
+                "exception:root@0",
+                "status:FAILING",
+                "status:FAILED",
+                "release-slots",
+                "drop:0",
+                "end:FAILED:not enough slots",
+            ],
+            status: Failed,
+        },
+        Case {
+            name: "the enumerators do not start: the job fails",
+            strategy: one_restart(),
+            before: vec![JobInput::Start, JobInput::Ready],
+            input: JobInput::AttemptPrepared { result: Err("no such file".into()), executors_present: true },
+            expect: &[
+                "exception:root@0",
+                "status:FAILING",
+                "status:FAILED",
+                "release-slots",
+                "drop:0",
+                "end:FAILED:no such file",
+            ],
+            status: Failed,
+        },
+        Case {
+            name: "slots on both kinds of TaskExecutor: nothing deployed, no restart",
+            strategy: one_restart(),
+            before: to_running()[..4].to_vec(),
+            input: JobInput::PlacementFailed("spread".into()),
+            expect: &[
+                "exception:root@0",
+                "status:FAILING",
+                "status:FAILED",
+                "release-slots",
+                "drop:0",
+                "end:FAILED:spread",
+            ],
+            status: Failed,
+        },
+        Case {
+            name: "a TaskExecutor gone while deploying: a failover like any failure",
+            strategy: one_restart(),
+            before: to_running()[..4].to_vec(),
+            input: JobInput::DeployFailed("task executor te-b is gone".into()),
+            expect: &["exception:root@0", "status:RESTARTING", "cancel:4", "timer:cancel@0"],
+            status: Restarting,
+        },
+        Case {
+            name: "cancelled while the savepoint loads: CANCELED when ready",
+            strategy: RestartStrategy::None,
+            before: vec![JobInput::Start, JobInput::Cancel],
+            input: JobInput::Ready,
+            expect: &["status:CANCELED", "release-slots", "drop:0", "end:CANCELED"],
+            status: Canceled,
+        },
+        Case {
+            name: "cancelled while waiting for slots: CANCELED when they come",
+            strategy: RestartStrategy::None,
+            before: vec![
+                JobInput::Start,
+                JobInput::Ready,
+                JobInput::AttemptPrepared { result: Ok(()), executors_present: true },
+                JobInput::Cancel,
+            ],
+            input: JobInput::SlotsGranted(slots(&["te-a", "te-b"])),
+            expect: &["status:CANCELED", "release-slots", "drop:0", "end:CANCELED"],
+            status: Canceled,
+        },
+    ];
+    for c in cases {
+        run(c);
+    }
+}
+
+#[test]
+fn running_and_ending() {
+    use JobStatus::*;
+    let mut finishing = to_running();
+    finishing.extend(ALL[..3].iter().map(|&(v, s)| report(v, s, 0, TaskState::Finished)));
+    let cases = vec![
+        Case {
+            name: "the first subtask finishes: no more checkpoints (Flink 1.11)",
+            strategy: RestartStrategy::None,
+            before: to_running(),
+            input: report(0, 0, 0, TaskState::Finished),
+            expect: &["stop-checkpointing"],
+            status: Running,
+        },
+        Case {
+            name: "the last subtask finishes: FINISHED",
+            strategy: RestartStrategy::None,
+            before: finishing,
+            input: report(1, 1, 0, TaskState::Finished),
+            expect: &["status:FINISHED", "release-slots", "drop:0", "end:FINISHED"],
+            status: Finished,
+        },
+        Case {
+            name: "a report of a superseded attempt is ignored",
+            strategy: one_restart(),
+            before: {
+                let mut v = to_restart_delay();
+                v.push(JobInput::Timer(JobTimer::RestartDue { attempt: 0 }));
+                v.push(JobInput::AttemptPrepared { result: Ok(()), executors_present: true });
+                v
+            },
+            input: failed(1, 0, 0),
+            expect: &[],
+            status: Running,
+        },
+        Case {
+            name: "a second report of an ended subtask is ignored",
+            strategy: RestartStrategy::None,
+            before: {
+                let mut v = to_running();
+                v.push(report(0, 0, 0, TaskState::Finished));
+                v
+            },
+            input: failed(0, 0, 0),
+            expect: &[],
+            status: Running,
+        },
+        Case {
+            name: "a subtask cancelled by nobody fails the job",
+            strategy: RestartStrategy::None,
+            before: to_running(),
+            input: report(1, 0, 0, TaskState::Canceled),
+            expect: &["exception:root@0", "status:FAILING", "stop-checkpointing", "cancel:3", "timer:cancel@0"],
+            status: Failing,
+        },
+        Case {
+            name: "cancel: every running subtask is cancelled",
+            strategy: RestartStrategy::None,
+            before: to_running(),
+            input: JobInput::Cancel,
+            expect: &["status:CANCELLING", "stop-checkpointing", "cancel:4", "timer:cancel@0"],
+            status: Cancelling,
+        },
+        Case {
+            name: "cancel of an ended job does nothing",
+            strategy: RestartStrategy::None,
+            before: vec![JobInput::Start, JobInput::SchedulingFailed("x".into())],
+            input: JobInput::Cancel,
+            expect: &[],
+            status: Failed,
+        },
+        Case {
+            name: "the cancel timeout ends a cancelling job without the stragglers",
+            strategy: RestartStrategy::None,
+            before: {
+                let mut v = to_running();
+                v.push(JobInput::Cancel);
+                v
+            },
+            input: JobInput::Timer(JobTimer::CancelTimedOut { attempt: 0 }),
+            expect: &["status:CANCELED", "release-slots", "drop:0", "end:CANCELED"],
+            status: Canceled,
+        },
+    ];
+    for c in cases {
+        run(c);
+    }
+}
+
+#[test]
+fn failover() {
+    use JobStatus::*;
+    let mut during_restart = to_running();
+    during_restart.push(failed(0, 0, 0));
+    let cases = vec![
+        Case {
+            name: "first failure with a restart left: RESTARTING, the rest cancelled",
+            strategy: one_restart(),
+            before: to_running(),
+            input: failed(0, 0, 0),
+            expect: &["exception:root@0", "status:RESTARTING", "stop-checkpointing", "cancel:3", "timer:cancel@0"],
+            status: Restarting,
+        },
+        Case {
+            name: "first failure without restarts: FAILING",
+            strategy: RestartStrategy::None,
+            before: to_running(),
+            input: failed(0, 0, 0),
+            expect: &["exception:root@0", "status:FAILING", "stop-checkpointing", "cancel:3", "timer:cancel@0"],
+            status: Failing,
+        },
+        Case {
+            name: "failure during the restart: recorded, not a root cause, nothing else changes",
+            strategy: one_restart(),
+            before: during_restart.clone(),
+            input: failed(1, 1, 0),
+            expect: &["exception:concurrent@0", "cancel:2", "timer:cancel@0"],
+            status: Restarting,
+        },
+        Case {
+            name: "every subtask stopped: the restart delay",
+            strategy: one_restart(),
+            before: to_restart_delay()[..to_restart_delay().len() - 1].to_vec(),
+            input: report(1, 1, 0, TaskState::Canceled),
+            expect: &["timer:restart@0"],
+            status: Restarting,
+        },
+        Case {
+            name: "the restart delay passed: attempt 1 on the same slots",
+            strategy: one_restart(),
+            before: to_restart_delay(),
+            input: JobInput::Timer(JobTimer::RestartDue { attempt: 0 }),
+            expect: &["prepare:1<-0"],
+            status: Restarting,
+        },
+        Case {
+            name: "attempt 1 prepared: RUNNING again, deployed on the slots held",
+            strategy: one_restart(),
+            before: {
+                let mut v = to_restart_delay();
+                v.push(JobInput::Timer(JobTimer::RestartDue { attempt: 0 }));
+                v
+            },
+            input: JobInput::AttemptPrepared { result: Ok(()), executors_present: true },
+            expect: &["status:RUNNING", "deploy:1x2"],
+            status: Running,
+        },
+        Case {
+            name: "a TaskExecutor of the slots is gone: new slots",
+            strategy: one_restart(),
+            before: {
+                let mut v = to_restart_delay();
+                v.push(JobInput::Timer(JobTimer::RestartDue { attempt: 0 }));
+                v
+            },
+            input: JobInput::AttemptPrepared { result: Ok(()), executors_present: false },
+            expect: &["status:RUNNING", "release-slots", "request-slots"],
+            status: Running,
+        },
+        Case {
+            name: "the enumerators of the new attempt do not start: FAILED",
+            strategy: one_restart(),
+            before: {
+                let mut v = to_restart_delay();
+                v.push(JobInput::Timer(JobTimer::RestartDue { attempt: 0 }));
+                v
+            },
+            input: JobInput::AttemptPrepared { result: Err("gone".into()), executors_present: true },
+            expect: &[
+                "exception:root@1",
+                "status:FAILING",
+                "status:FAILED",
+                "release-slots",
+                "drop:1",
+                "end:FAILED:gone",
+            ],
+            status: Failed,
+        },
+        Case {
+            name: "a stale restart timer (the job was cancelled meanwhile) does nothing",
+            strategy: one_restart(),
+            before: {
+                let mut v = to_restart_delay();
+                v.push(JobInput::Cancel);
+                v
+            },
+            input: JobInput::Timer(JobTimer::RestartDue { attempt: 0 }),
+            expect: &[],
+            status: Canceled,
+        },
+        Case {
+            name: "cancel during the restart delay: CANCELED at once",
+            strategy: one_restart(),
+            before: to_restart_delay(),
+            input: JobInput::Cancel,
+            expect: &["status:CANCELLING", "status:CANCELED", "release-slots", "drop:0", "end:CANCELED"],
+            status: Canceled,
+        },
+        Case {
+            name: "cancel while cancelling the failed attempt: CANCELLING, the rest still cancelled",
+            strategy: one_restart(),
+            before: during_restart.clone(),
+            input: JobInput::Cancel,
+            expect: &["status:CANCELLING", "cancel:3", "timer:cancel@0"],
+            status: Cancelling,
+        },
+        Case {
+            name: "stragglers past the cancel timeout: restart without them",
+            strategy: one_restart(),
+            before: during_restart,
+            input: JobInput::Timer(JobTimer::CancelTimedOut { attempt: 0 }),
+            expect: &["prepare:1<-0"],
+            status: Restarting,
+        },
+        Case {
+            name: "restarts used up: the next failure fails the job with it as root cause",
+            strategy: one_restart(),
+            before: {
+                let mut v = to_restart_delay();
+                v.push(JobInput::Timer(JobTimer::RestartDue { attempt: 0 }));
+                v.push(JobInput::AttemptPrepared { result: Ok(()), executors_present: true });
+                v.extend(ALL.iter().map(|&(vx, s)| report(vx, s, 1, TaskState::Running)));
+                v
+            },
+            input: failed(1, 1, 1),
+            expect: &["exception:root@1", "status:FAILING", "stop-checkpointing", "cancel:3", "timer:cancel@1"],
+            status: Failing,
+        },
+        Case {
+            name: "a lost TaskExecutor fails the subtasks in its slot",
+            strategy: RestartStrategy::None,
+            before: to_running(),
+            input: JobInput::TaskExecutorLost { resource_id: ResourceId("te-b".into()), reason: "heartbeat".into() },
+            expect: &[
+                "exception:root@0",
+                "status:FAILING",
+                "stop-checkpointing",
+                "cancel:3",
+                "timer:cancel@0",
+                "exception:concurrent@0",
+                "cancel:2",
+                "timer:cancel@0",
+            ],
+            status: Failing,
+        },
+    ];
+    for c in cases {
+        run(c);
+    }
+}
+
+#[test]
+fn the_root_cause_is_the_first_failure() {
+    let mut core = new_core(RestartStrategy::None);
+    for i in to_running() {
+        core.on(i, clock());
+    }
+    core.on(failed(0, 1, 0), clock());
+    core.on(report(1, 0, 0, TaskState::Failed(riffle_api::TaskError::msg("sink", "later"))), clock());
+    core.on(report(0, 0, 0, TaskState::Canceled), clock());
+    let end = words(&core.on(report(1, 1, 0, TaskState::Canceled), clock()));
+    let last = end.last().cloned().unwrap_or_default();
+    assert!(last.starts_with("end:FAILED:operator 'map' failed: boom (subtask 2/2 of 'Source: numbers'"), "{last}");
+}
+
+#[test]
+fn savepoints() {
+    let mut core = new_core(RestartStrategy::None);
+    assert!(core.begin_savepoint(AfterSavepoint::Continue).is_err(), "not running yet");
+    for i in to_running() {
+        core.on(i, clock());
+    }
+    assert_eq!(core.begin_savepoint(AfterSavepoint::Continue), Ok(()));
+    assert_eq!(core.begin_savepoint(AfterSavepoint::Cancel), Ok(()));
+    assert!(core.begin_savepoint(AfterSavepoint::Stop).is_err(), "one stop/cancel with savepoint at a time");
+    let got = words(&core.on(JobInput::SavepointFinished { succeeded: true }, clock()));
+    assert_eq!(got, ["status:CANCELLING", "stop-checkpointing", "cancel:4", "timer:cancel@0"]);
+
+    // A failed savepoint leaves the job running, and another may be asked for.
+    let mut core = new_core(RestartStrategy::None);
+    for i in to_running() {
+        core.on(i, clock());
+    }
+    assert_eq!(core.begin_savepoint(AfterSavepoint::Cancel), Ok(()));
+    assert!(words(&core.on(JobInput::SavepointFinished { succeeded: false }, clock())).is_empty());
+    assert_eq!(core.status(), JobStatus::Running);
+    assert_eq!(core.begin_savepoint(AfterSavepoint::Stop), Ok(()));
+
+    // During a failover there is no coordinator: refused.
+    let mut core = new_core(one_restart());
+    for i in to_running() {
+        core.on(i, clock());
+    }
+    core.on(failed(0, 0, 0), clock());
+    let why = core.begin_savepoint(AfterSavepoint::Continue).unwrap_err();
+    assert!(why.contains("not running"), "{why}");
+}
+
+#[test]
+fn ending_input_is_confirmed_only_for_the_current_attempt_of_a_running_job() {
+    let mut core = new_core(one_restart());
+    for i in to_restart_delay() {
+        core.on(i, clock());
+    }
+    assert_eq!(core.confirm_end(0), Err("the job is RESTARTING now".to_string()));
+    core.on(JobInput::Timer(JobTimer::RestartDue { attempt: 0 }), clock());
+    core.on(JobInput::AttemptPrepared { result: Ok(()), executors_present: true }, clock());
+    assert_eq!(core.confirm_end(0), Err("attempt 0 of the job was superseded by attempt 1".to_string()));
+    assert_eq!(core.confirm_end(1), Ok(()));
+    core.on(JobInput::Cancel, clock());
+    assert!(core.confirm_end(1).is_err());
+}
