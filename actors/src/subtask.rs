@@ -701,10 +701,6 @@ async fn restore_head(
 /// as its own failure.
 const PEER_LOST_GRACE: Duration = Duration::from_secs(30);
 
-/// A peer subtask vanished without ending its stream: it failed, and its own report (the
-/// root cause) is on its way to the JobMaster, which will cancel this subtask. Reporting the
-/// loss now could overtake that report and become the job's root cause, so wait to be
-/// cancelled; only if that does not happen, fail with the loss.
 /// How long a subtask waits for its JobMaster to confirm its end.
 const CONFIRM_END_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -736,6 +732,10 @@ async fn confirm_end(out: &mut Outputs, cancel: &mut watch::Receiver<bool>) -> R
     }
 }
 
+/// A peer subtask vanished without ending its stream: it failed, and its own report (the
+/// root cause) is on its way to the JobMaster, which will cancel this subtask. Reporting the
+/// loss now could overtake that report and become the job's root cause, so wait to be
+/// cancelled; only if that does not happen, fail with the loss.
 async fn peer_lost(name: &str, what: &str, cancel: &mut watch::Receiver<bool>) -> Stop {
     if *cancel.borrow() {
         return Stop::Cancelled;

@@ -21,7 +21,7 @@ use riffle_actors::job_manager::{GetAddrs, JobManager, StopJobManager};
 use riffle_actors::job_master::{AfterSavepoint, CheckpointRequest, JobMasterSettings, SavepointRequest};
 use riffle_actors::mailbox::Probed;
 use riffle_actors::task_executor::{
-    default_slot_strategy, CrashSlot, GetTaskExecutorReport, StopTaskExecutor, TaskExecutor, TaskExecutorReport,
+    default_slot_strategy, GetTaskExecutorReport, StopTaskExecutor, TaskExecutor, TaskExecutorReport,
     TaskExecutorSettings,
 };
 use riffle_actors::{JobId, JobResult, ResourceId, RuntimeShared};
@@ -404,15 +404,17 @@ impl MiniCluster {
     }
 
     /// Crashes slot `slot` of TaskExecutor `executor` (supervision drills and tests).
+    #[cfg(feature = "testing")]
     pub fn crash_slot(&self, executor: usize, slot: u32) -> Result<(), ClusterError> {
         let a = self.actors()?;
         let te = a.task_executors.get(executor).ok_or_else(|| unavailable(format!("no task executor {executor}")))?;
-        te.do_send(CrashSlot(slot));
+        te.do_send(riffle_actors::task_executor::CrashSlot(slot));
         Ok(())
     }
 
     /// Crashes the ResourceManager (supervision drills and tests): the JobManager restarts it
     /// and the TaskExecutors register their slots again.
+    #[cfg(feature = "testing")]
     pub fn crash_resource_manager(&self) -> Result<(), ClusterError> {
         let a = self.actors()?;
         let rm = a.shared.resource_manager().ok_or_else(|| unavailable("no resource manager"))?;

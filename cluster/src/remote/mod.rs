@@ -23,8 +23,9 @@ pub mod taskmanager_side;
 
 use riffle_api::{JobGraph, JobOrigin};
 
-/// Builds a job graph from its origin in a TaskManager process (the built-in programs and
-/// plugin loading live above this crate, in the `riffle` binary).
+/// Builds a job graph from its origin in a TaskManager process. The built-in programs live
+/// above this crate (riffle-scenarios), so the `riffle` binary hands in the builder; plugin
+/// jobs are built from the libraries `crate::plugin` loads and `slot_instances` keeps.
 pub trait ProgramBuilder: Send + Sync {
     /// The graph `origin` describes, or why it cannot be built here.
     fn build(&self, origin: &JobOrigin) -> Result<JobGraph, String>;
