@@ -226,6 +226,9 @@ impl PooledBuffer {
         let more = u32::try_from(needed).map_err(|_| PoolClosed)?;
         let permit = self.pool.permits.clone().acquire_many_owned(more).await.map_err(|_| PoolClosed)?;
         self.permit.merge(permit);
+        // Fewer segments are free now: the kept buffers must still fit in them.
+        let mut free = self.pool.free.lock().unwrap_or_else(|e| e.into_inner());
+        free.shrink_to(self.pool.permits.available_permits() * size.segment_size);
         Ok(())
     }
 
@@ -349,6 +352,84 @@ mod tests {
             .expect("read alone");
         assert!(capacity >= 3 * 4096);
         assert_eq!(p.available(), 2);
+    }
+
+    mod model {
+        use futures::FutureExt;
+        use proptest::prelude::*;
+
+        use super::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            /// A frame of this many bytes (taken only if the pool has room now).
+            Acquire(usize),
+            /// Buffer `i % held` grows by this many bytes and takes its segments (only if they
+            /// are free now: a real frame would wait).
+            Grow(usize, usize),
+            /// Buffer `i % held` is done.
+            Release(usize),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                (1usize..6 * 4096).prop_map(Op::Acquire),
+                (any::<usize>(), 1usize..3 * 4096).prop_map(|(i, n)| Op::Grow(i, n)),
+                any::<usize>().prop_map(Op::Release),
+            ]
+        }
+
+        fn kept(p: &NetworkBufferPool) -> usize {
+            p.inner.free.lock().map(|f| f.bytes).unwrap_or(usize::MAX)
+        }
+
+        proptest! {
+            /// Over any sequence of frames taken, grown and given back: segments are never
+            /// lost or made up (free + held = the pool), kept buffers never hold more than the
+            /// free segments (so kept plus in use stay within the pool), and once every frame
+            /// is back the whole pool is free.
+            #[test]
+            fn segments_are_conserved_and_memory_stays_within_the_pool(
+                segments in 1usize..8,
+                ops in proptest::collection::vec(op(), 0..120),
+            ) {
+                let p = NetworkBufferPool::new(PoolSize { segment_size: 4096, segments });
+                let mut held: Vec<PooledBuffer> = Vec::new();
+                for op in ops {
+                    match op {
+                        Op::Acquire(len) => {
+                            if let Some(Ok(b)) = p.acquire(len).now_or_never() {
+                                held.push(b);
+                            }
+                        }
+                        Op::Grow(i, n) if !held.is_empty() => {
+                            let i = i % held.len();
+                            let b = &mut held[i];
+                            let len = b.buf.capacity() + n;
+                            b.as_mut().resize(len, 1);
+                            let needed = b.buf.capacity().div_ceil(4096).clamp(1, segments);
+                            if needed <= b.permit.num_permits() + p.available() {
+                                prop_assert!(matches!(b.fit().now_or_never(), Some(Ok(()))));
+                            } else {
+                                // A real frame would wait for its segments; this one is dropped.
+                                drop(held.swap_remove(i));
+                            }
+                        }
+                        Op::Release(i) if !held.is_empty() => {
+                            let i = i % held.len();
+                            drop(held.swap_remove(i));
+                        }
+                        Op::Grow(..) | Op::Release(_) => {}
+                    }
+                    let in_use: usize = held.iter().map(|b| b.permit.num_permits()).sum();
+                    prop_assert_eq!(p.available() + in_use, segments);
+                    prop_assert!(kept(&p) <= p.available() * 4096, "kept {} with {} free", kept(&p), p.available());
+                }
+                held.clear();
+                prop_assert_eq!(p.available(), segments);
+                prop_assert!(kept(&p) <= segments * 4096);
+            }
+        }
     }
 
     #[test]

@@ -72,17 +72,10 @@ async fn channel(
         let _ = writer.send_raw(|buf| protocol::write_message(buf, &m)).await;
         return;
     };
-    let credit = |n: u32| DataMessage::Credit(n);
-    let initial = credit(settings.capacity as u32);
-    if writer.send_raw(|buf| protocol::write_message(buf, &initial)).await.is_err() {
+    let (mut credit, initial) = super::credit::ConsumerCredit::new(settings.capacity);
+    if writer.send_raw(|buf| protocol::write_message(buf, &DataMessage::Credit(initial))).await.is_err() {
         return;
     }
-    // Credit goes back in batches of half the capacity: one small write per two frames or
-    // more instead of one per frame. (With a capacity of at least 2 the producer can never
-    // wait for credit that is held back: it always has frames on their way.)
-    let batch = (settings.capacity as u32 / 2).max(1);
-    let grant = credit(batch);
-    let mut processed = 0u32;
     let pool = settings.buffers.receive.clone();
     let io =
         graph.edge_vertices(key.edge).and_then(|(_, consumer)| shared.view(job)?.io(consumer as u32, key.consumer));
@@ -121,14 +114,13 @@ async fn channel(
         drop(frame);
         match element {
             Ok(e) => {
-                // Credit guarantees room; this waits only while the consumer catches up.
+                // Waits while the local channel is full: no credit goes back meanwhile, so the
+                // producer stops once what is on the wire (at most the capacity) has arrived.
                 if tx.send(e).await.is_err() {
                     return;
                 }
-                processed += 1;
-                if processed == batch {
-                    processed = 0;
-                    if writer.send_raw(|buf| protocol::write_message(buf, &grant)).await.is_err() {
+                if let Some(n) = credit.accepted() {
+                    if writer.send_raw(|buf| protocol::write_message(buf, &DataMessage::Credit(n))).await.is_err() {
                         return;
                     }
                 }

@@ -4,10 +4,11 @@
 //! connection of its own (handshaken like every riffle connection, see `transport`). The
 //! producer's subtask writes into the channel's local end as it always does; on its side the
 //! [`outbound`] task takes the other end and sends each element, but only while it holds
-//! credit. The consumer's [`inbound`] task grants the channel's capacity as credit up front
-//! and one credit more for every element the consumer's local channel accepted, so at most
-//! `capacity` elements are ever in flight or queued per channel: memory stays bounded, and a
-//! slow consumer stops producers in other processes exactly as it stops local ones.
+//! credit ([`credit`]). The consumer's [`inbound`] task grants the channel's capacity as
+//! credit up front and one credit more for every element the consumer's local channel
+//! accepted, so at most `capacity` elements are ever on the wire per channel, besides the
+//! local channel's own `capacity`: memory stays bounded, and a slow consumer stops producers
+//! in other processes exactly as it stops local ones.
 //! Checkpoint barriers of unaligned checkpoints go on the priority lane without credit, so
 //! they overtake the data across the network too.
 //!
@@ -16,6 +17,7 @@
 //! cause the JobMaster records).
 
 pub mod buffer_pool;
+pub mod credit;
 pub mod inbound;
 pub mod outbound;
 pub mod protocol;

@@ -66,7 +66,7 @@ pub async fn run(
     // The producer's counters in this process's view of the job (its JobManager's view gets
     // them with the heartbeats).
     let io = producer_io(&shared, &graph, id);
-    let mut credit: u64 = 0;
+    let mut credit = super::credit::ProducerCredit::default();
     let mut priority_open = true;
     // Record frames are encoded into the TaskManager's send buffers, as large as this
     // channel's last one (batches of a channel are much alike).
@@ -76,7 +76,7 @@ pub async fn run(
         tokio::select! {
             biased;
             m = reader.recv_raw() => match m.map(|f| f.map(protocol::read_frame)) {
-                Ok(Some(Ok(protocol::Frame::Message(DataMessage::Credit(n))))) => credit += u64::from(n),
+                Ok(Some(Ok(protocol::Frame::Message(DataMessage::Credit(n))))) => credit.grant(n),
                 Ok(Some(Ok(protocol::Frame::Message(DataMessage::Refused(why))))) => {
                     tracing::warn!(channel = ?id.key, %address, "the consumer's TaskManager refused the channel: {why}");
                     return;
@@ -94,7 +94,7 @@ pub async fn run(
                 // The producer is gone; the data queue tells the rest.
                 None => priority_open = false,
             },
-            e = rx.recv(), if credit > 0 => match e {
+            e = rx.recv(), if credit.available() => match e {
                 Some(e) => {
                     let end = matches!(e, riffle_api::Element::EndOfPartition);
                     let mut sent = 0usize;
@@ -130,7 +130,7 @@ pub async fn run(
                         }
                         Err(_) => return,
                     }
-                    credit -= 1;
+                    credit.spend();
                     if end {
                         let _ = writer.close().await;
                         // Wait for the consumer to close, so nothing is cut short.
