@@ -16,8 +16,7 @@ use riffle_state::checkpoint_metadata::{CheckpointKind, CheckpointMetadata, Vert
 use tokio::sync::oneshot;
 
 use super::core::{
-    Ack, Completion, CoordinatorCommand, CoordinatorCore, CoordinatorEvent, Now, StatsUpdate, TriggerRequest,
-    WaiterId,
+    Ack, Completion, CoordinatorCommand, CoordinatorCore, CoordinatorEvent, Now, StatsUpdate, TriggerRequest, WaiterId,
 };
 use super::settings::CheckpointSettings;
 use crate::checkpoint_storage;
@@ -346,8 +345,11 @@ impl Handler<AcknowledgeCheckpoint> for CheckpointCoordinator {
 impl Handler<DeclineCheckpoint> for CheckpointCoordinator {
     type Result = ();
     fn handle(&mut self, msg: DeclineCheckpoint, ctx: &mut Self::Context) {
-        let event =
-            CoordinatorEvent::Declined { execution: msg.execution, checkpoint_id: msg.checkpoint_id, reason: msg.reason };
+        let event = CoordinatorEvent::Declined {
+            execution: msg.execution,
+            checkpoint_id: msg.checkpoint_id,
+            reason: msg.reason,
+        };
         self.on(event, ctx);
     }
 }
@@ -358,7 +360,8 @@ impl Handler<TriggerSavepoint> for CheckpointCoordinator {
         let base = msg.target.or_else(|| self.savepoint_dir.clone());
         let savepoint_dir = base.map(|b| checkpoint_storage::absolute(&b).unwrap_or(b));
         let waiter = Some(self.wait(Waiter::Savepoint(msg.reply)));
-        let t = TriggerRequest { kind: CheckpointKind::Savepoint, savepoint_dir, stop_sources: msg.stop_sources, waiter };
+        let t =
+            TriggerRequest { kind: CheckpointKind::Savepoint, savepoint_dir, stop_sources: msg.stop_sources, waiter };
         self.on(CoordinatorEvent::Trigger(t), ctx);
     }
 }

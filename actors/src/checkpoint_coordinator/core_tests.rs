@@ -120,7 +120,9 @@ fn show(c: &C) -> String {
             format!("stats ack {checkpoint_id} v{vertex} {bytes}B")
         }
         C::RecordStats(StatsUpdate::Completed { checkpoint_id, .. }) => format!("stats completed {checkpoint_id}"),
-        C::RecordStats(StatsUpdate::Failed { checkpoint_id, why, .. }) => format!("stats failed {checkpoint_id}: {why}"),
+        C::RecordStats(StatsUpdate::Failed { checkpoint_id, why, .. }) => {
+            format!("stats failed {checkpoint_id}: {why}")
+        }
         C::Notify { checkpoint_id, completed: true } => format!("notify {checkpoint_id} completed"),
         C::Notify { checkpoint_id, completed: false } => format!("notify {checkpoint_id} aborted"),
         C::WriteMetadata { meta, dir, retain: Some((job_dir, n)) } => {
@@ -152,10 +154,8 @@ fn run(name: &str, mut core: CoordinatorCore, steps: Vec<Step>) {
     }
 }
 
-const TRIGGER_1: &[&str] =
-    &["stats triggered 1 checkpoint of 2", "trigger 1 /ckpt/job/chk-1 aligned", "timeout 1 60s"];
-const TRIGGER_2: &[&str] =
-    &["stats triggered 2 checkpoint of 2", "trigger 2 /ckpt/job/chk-2 aligned", "timeout 2 60s"];
+const TRIGGER_1: &[&str] = &["stats triggered 1 checkpoint of 2", "trigger 1 /ckpt/job/chk-1 aligned", "timeout 1 60s"];
+const TRIGGER_2: &[&str] = &["stats triggered 2 checkpoint of 2", "trigger 2 /ckpt/job/chk-2 aligned", "timeout 2 60s"];
 
 #[test]
 fn trigger_gating() {
@@ -163,7 +163,11 @@ fn trigger_gating() {
     let two = CheckpointSettings { max_concurrent: 2, ..settings() };
     let no_dir = CheckpointSettings { dir: None, ..min_pause.clone() };
     let cases: Vec<(&str, CheckpointSettings, Vec<Step>)> = vec![
-        ("a tick reserves an id, then triggers", settings(), vec![(tick(), 0, &["reserve 0"]), (reserved(0, 1), 1, TRIGGER_1)]),
+        (
+            "a tick reserves an id, then triggers",
+            settings(),
+            vec![(tick(), 0, &["reserve 0"]), (reserved(0, 1), 1, TRIGGER_1)],
+        ),
         (
             "an id being reserved counts for max-concurrent",
             settings(),
@@ -191,17 +195,9 @@ fn trigger_gating() {
             no_dir,
             vec![
                 (tick(), 0, &["reserve 0"]),
-                (
-                    reserved(0, 1),
-                    0,
-                    &["stats triggered 1 checkpoint of 2", "trigger 1 - aligned", "timeout 1 60s"],
-                ),
+                (reserved(0, 1), 0, &["stats triggered 1 checkpoint of 2", "trigger 1 - aligned", "timeout 1 60s"]),
                 (ack(0, 1), 50, &["stats ack 1 v0 4B"]),
-                (
-                    ack(1, 1),
-                    100,
-                    &["stats ack 1 v1 4B", "completed 1 -", "stats completed 1", "notify 1 completed"],
-                ),
+                (ack(1, 1), 100, &["stats ack 1 v1 4B", "completed 1 -", "stats completed 1", "notify 1 completed"]),
                 (tick(), 599, &[]),
                 (tick(), 600, &["reserve 1"]),
             ],
@@ -223,8 +219,16 @@ fn trigger_gating() {
             vec![
                 (stop(), 0, &["stop"]),
                 (tick(), 1, &[]),
-                (checkpoint_now(1), 2, &["answer w1 err checkpointing has stopped (the job attempt ended or a task finished)"]),
-                (savepoint(Some("/sp"), true, 2), 3, &["answer w2 err checkpointing has stopped (the job attempt ended or a task finished)"]),
+                (
+                    checkpoint_now(1),
+                    2,
+                    &["answer w1 err checkpointing has stopped (the job attempt ended or a task finished)"],
+                ),
+                (
+                    savepoint(Some("/sp"), true, 2),
+                    3,
+                    &["answer w2 err checkpointing has stopped (the job attempt ended or a task finished)"],
+                ),
             ],
         ),
         (
@@ -233,7 +237,11 @@ fn trigger_gating() {
             vec![
                 (checkpoint_now(4), 0, &["reserve 0"]),
                 (stop(), 1, &["stop"]),
-                (reserved(0, 1), 2, &["answer w4 err checkpointing has stopped (the job attempt ended or a task finished)"]),
+                (
+                    reserved(0, 1),
+                    2,
+                    &["answer w4 err checkpointing has stopped (the job attempt ended or a task finished)"],
+                ),
             ],
         ),
         (
@@ -309,11 +317,7 @@ fn acknowledgements_decline_timeout_and_subsumption() {
             vec![
                 (tick(), 0, &["reserve 0"]),
                 (reserved(0, 1), 0, TRIGGER_1),
-                (
-                    timed_out(1),
-                    60_000,
-                    &["stats failed 1: it timed out", "notify 1 aborted", "delete /ckpt/job/chk-1"],
-                ),
+                (timed_out(1), 60_000, &["stats failed 1: it timed out", "notify 1 aborted", "delete /ckpt/job/chk-1"]),
                 (timed_out(1), 60_001, &[]),
             ],
         ),
@@ -344,7 +348,12 @@ fn acknowledgements_decline_timeout_and_subsumption() {
                 (
                     written(2, Ok(())),
                     8,
-                    &["completed 2 /ckpt/job/chk-2", "stats completed 2", "notify 2 completed", "answer w6 ok 2 /ckpt/job/chk-2"],
+                    &[
+                        "completed 2 /ckpt/job/chk-2",
+                        "stats completed 2",
+                        "notify 2 completed",
+                        "answer w6 ok 2 /ckpt/job/chk-2",
+                    ],
                 ),
             ],
         ),
@@ -382,14 +391,14 @@ fn acknowledgements_decline_timeout_and_subsumption() {
                 (
                     stop(),
                     4,
-                    &[
-                        "stats failed 2: the job attempt is ending",
-                        "notify 2 aborted",
-                        "delete /ckpt/job/chk-2",
-                    ],
+                    &["stats failed 2: the job attempt is ending", "notify 2 aborted", "delete /ckpt/job/chk-2"],
                 ),
                 (tick(), 5, &[]),
-                (written(1, Ok(())), 6, &["completed 1 /ckpt/job/chk-1", "stats completed 1", "notify 1 completed", "stop"]),
+                (
+                    written(1, Ok(())),
+                    6,
+                    &["completed 1 /ckpt/job/chk-1", "stats completed 1", "notify 1 completed", "stop"],
+                ),
             ],
         ),
         (
@@ -436,7 +445,11 @@ fn savepoints() {
                 (
                     reserved(0, 4),
                     0,
-                    &["stats triggered 4 savepoint of 2", "trigger 4 /sp/savepoint-abcdef-4 aligned stop", "timeout 4 60s"],
+                    &[
+                        "stats triggered 4 savepoint of 2",
+                        "trigger 4 /sp/savepoint-abcdef-4 aligned stop",
+                        "timeout 4 60s",
+                    ],
                 ),
                 (ack(0, 4), 1, &["stats ack 4 v0 4B"]),
                 (ack(1, 4), 2, &["stats ack 4 v1 4B", "write 4 /sp/savepoint-abcdef-4"]),
@@ -485,7 +498,11 @@ fn savepoints() {
                 (
                     written(4, Err("read-only")),
                     3,
-                    &["stats failed 4: read-only", "notify 4 aborted", "answer w1 err checkpoint 4 was aborted: read-only"],
+                    &[
+                        "stats failed 4: read-only",
+                        "notify 4 aborted",
+                        "answer w1 err checkpoint 4 was aborted: read-only",
+                    ],
                 ),
             ],
         ),
