@@ -1,0 +1,382 @@
+//! The CheckpointCoordinator actor: the shell around [`CoordinatorCore`]. It turns messages,
+//! timers and finished futures into [`CoordinatorEvent`]s and runs the core's
+//! [`CoordinatorCommand`]s: gateway messages to the subtasks, metadata writes and directory
+//! deletes through `checkpoint_storage`, id reservations in the HA job store, the history in
+//! `CheckpointStats`, and the answers to callers (their reply channels kept here, under the
+//! core's waiter tokens). It decides nothing itself.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use riffle_state::checkpoint_metadata::{CheckpointKind, CheckpointMetadata, VertexInfo};
+use tokio::sync::oneshot;
+
+use super::core::{
+    Ack, Completion, CoordinatorCommand, CoordinatorCore, CoordinatorEvent, Now, StatsUpdate, TriggerRequest, WaiterId,
+};
+use super::settings::CheckpointSettings;
+use crate::checkpoint_storage;
+use crate::gateway::{AcknowledgeCheckpoint, DeclineCheckpoint, NotifyCheckpoint, TriggerCheckpoint};
+use crate::ids::{ExecutionId, JobId, ResourceId};
+use crate::registry::RuntimeShared;
+
+/// A job's checkpoint statistics (counts, the newest checkpoints, the settings), outliving
+/// its attempts; read by the MiniCluster API, the REST API and the metrics.
+#[derive(Debug, Default)]
+pub struct CheckpointStats {
+    /// Counts over the job's life and the newest checkpoints one by one.
+    pub history: std::sync::Mutex<crate::checkpoint_history::CheckpointHistory>,
+    /// The settings the job's checkpoints run with (none until the job is scheduled).
+    pub settings: std::sync::Mutex<Option<CheckpointSettings>>,
+}
+
+impl CheckpointStats {
+    /// Runs `f` on the history (a panic elsewhere while it was held does not make it unreadable:
+    /// every update leaves it consistent).
+    pub fn with_history<R>(&self, f: impl FnOnce(&mut crate::checkpoint_history::CheckpointHistory) -> R) -> R {
+        let mut g = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut g)
+    }
+
+    /// The settings the job's checkpoints run with.
+    pub fn settings(&self) -> Option<CheckpointSettings> {
+        self.settings.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Stops triggering and aborts what is pending (the attempt ends, or a task finished).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct StopCheckpointing {
+    /// Why, for the log.
+    pub reason: String,
+}
+
+/// Triggers a savepoint; answers with its directory when it completed.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct TriggerSavepoint {
+    /// Where the `savepoint-…` directory goes (else `state.savepoints.dir`).
+    pub target: Option<PathBuf>,
+    /// Stop-with-savepoint: sources stop after the barrier and end once it completed.
+    pub stop_sources: bool,
+    /// Gets the savepoint's directory, or why there is none.
+    pub reply: oneshot::Sender<Result<PathBuf, String>>,
+}
+
+/// Triggers a checkpoint now (besides the periodic ones); answers with its id when it
+/// completed.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct TriggerCheckpointNow {
+    /// Gets the checkpoint's id, or why it failed.
+    pub reply: oneshot::Sender<Result<u64, String>>,
+}
+
+/// CheckpointCoordinator → JobMaster: a checkpoint completed; restarts resume from it.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct CheckpointCompleted {
+    /// What it consists of.
+    pub meta: Arc<CheckpointMetadata>,
+    /// Its directory (none: kept in memory only).
+    pub dir: Option<PathBuf>,
+}
+
+/// What a coordinator needs to know of the job attempt it serves.
+pub struct CoordinatorTasks {
+    /// Source subtasks: they get the triggers.
+    pub sources: Vec<(ExecutionId, ResourceId)>,
+    /// Every subtask: all must acknowledge.
+    pub tasks: Vec<(ExecutionId, ResourceId)>,
+    /// The job's vertices, recorded in the metadata.
+    pub vertices: Vec<VertexInfo>,
+    /// The job's number of key groups.
+    pub max_parallelism: u32,
+}
+
+/// A caller waiting for a trigger's outcome.
+enum Waiter {
+    Savepoint(oneshot::Sender<Result<PathBuf, String>>),
+    Checkpoint(oneshot::Sender<Result<u64, String>>),
+}
+
+/// The CheckpointCoordinator actor.
+pub struct CheckpointCoordinator {
+    job: JobId,
+    interval: Option<Duration>,
+    /// `state.savepoints.dir`, the default target of savepoints.
+    savepoint_dir: Option<PathBuf>,
+    shared: Arc<RuntimeShared>,
+    sources: Vec<(ExecutionId, ResourceId)>,
+    tasks: Vec<(ExecutionId, ResourceId)>,
+    /// The job's id counter, shared with the JobMaster (which raises it past a restored id).
+    ids: Arc<AtomicU64>,
+    stats: Arc<CheckpointStats>,
+    core: CoordinatorCore,
+    waiters: HashMap<WaiterId, Waiter>,
+    next_waiter: u64,
+    on_complete: Recipient<CheckpointCompleted>,
+}
+
+impl CheckpointCoordinator {
+    /// A coordinator for one attempt.
+    pub fn new(
+        job: JobId,
+        settings: CheckpointSettings,
+        shared: Arc<RuntimeShared>,
+        tasks: CoordinatorTasks,
+        ids: Arc<AtomicU64>,
+        on_complete: Recipient<CheckpointCompleted>,
+    ) -> Self {
+        let stats = shared.checkpoint_stats(job);
+        let core = CoordinatorCore::new(
+            job,
+            settings.clone(),
+            settings.job_dir(job),
+            tasks.tasks.iter().map(|(e, _)| *e),
+            tasks.vertices,
+            tasks.max_parallelism,
+        );
+        Self {
+            job,
+            interval: settings.interval,
+            savepoint_dir: settings.savepoint_dir,
+            shared,
+            sources: tasks.sources,
+            tasks: tasks.tasks,
+            ids,
+            stats,
+            core,
+            waiters: HashMap::new(),
+            next_waiter: 0,
+            on_complete,
+        }
+    }
+
+    /// Keeps `w`'s reply channel; the core sees only the token.
+    fn wait(&mut self, w: Waiter) -> WaiterId {
+        let id = WaiterId(self.next_waiter);
+        self.next_waiter += 1;
+        self.waiters.insert(id, w);
+        id
+    }
+
+    /// Hands `event` to the core at the current time and runs what it decides.
+    fn on(&mut self, event: CoordinatorEvent, ctx: &mut Context<Self>) {
+        let now = Now { at: Instant::now(), epoch_ms: riffle_api::time::now_ms() };
+        for c in self.core.on(event, now) {
+            self.run(c, ctx);
+        }
+    }
+
+    fn run(&mut self, command: CoordinatorCommand, ctx: &mut Context<Self>) {
+        match command {
+            CoordinatorCommand::ReserveId { request } => self.reserve_id(request, ctx),
+            CoordinatorCommand::SendTrigger {
+                checkpoint_id,
+                target,
+                aligned,
+                unaligned,
+                inline_threshold,
+                stop_sources,
+            } => {
+                for (e, rid) in &self.sources {
+                    if let Some(te) = self.shared.task_executors.get(rid) {
+                        te.do_send(TriggerCheckpoint {
+                            execution: *e,
+                            checkpoint_id,
+                            aligned,
+                            unaligned,
+                            target: target.clone(),
+                            inline_threshold,
+                            stop_source: stop_sources,
+                        });
+                    }
+                }
+            }
+            CoordinatorCommand::ScheduleTimeout { checkpoint_id, after } => {
+                ctx.run_later(after, move |act, ctx| act.on(CoordinatorEvent::TimedOut { checkpoint_id }, ctx));
+            }
+            CoordinatorCommand::RecordStats(u) => self.record(u),
+            CoordinatorCommand::Notify { checkpoint_id, completed } => {
+                for (e, rid) in &self.tasks {
+                    if let Some(te) = self.shared.task_executors.get(rid) {
+                        te.do_send(NotifyCheckpoint { execution: *e, checkpoint_id, completed });
+                    }
+                }
+            }
+            CoordinatorCommand::WriteMetadata { meta, dir, retain } => self.write_metadata(meta, dir, retain, ctx),
+            CoordinatorCommand::DeleteDir(dir) => delete_aborted_dir(dir),
+            CoordinatorCommand::Completed { meta, dir } => {
+                let duration = (meta.completion_timestamp_ms - meta.trigger_timestamp_ms).max(0) as u64;
+                let (id, bytes) = (meta.checkpoint_id, meta.state_size());
+                self.on_complete.do_send(CheckpointCompleted { meta, dir });
+                tracing::debug!(job = %self.job, checkpoint = id, duration_ms = duration, bytes, "checkpoint completed");
+            }
+            CoordinatorCommand::Answer { waiter, result } => answer(self.waiters.remove(&waiter), result),
+            CoordinatorCommand::StopActor => ctx.stop(),
+        }
+    }
+
+    /// A highly available job's ids come from the store's counter, shared by every leader
+    /// the job ever has: an id is never handed out twice, whichever leader asks. Otherwise
+    /// from the job's own counter, at once.
+    fn reserve_id(&mut self, request: super::core::IdRequest, ctx: &mut Context<Self>) {
+        let Some(store) = self.shared.job_store() else {
+            let id = self.ids.fetch_add(1, Ordering::Relaxed);
+            return self.on(CoordinatorEvent::IdReserved { request, id }, ctx);
+        };
+        let at_least = self.ids.load(Ordering::Relaxed);
+        store
+            .next_checkpoint_id(self.job, at_least)
+            .into_actor(self)
+            .map(move |r, act, ctx| match r {
+                Ok(id) => {
+                    act.ids.fetch_max(id + 1, Ordering::Relaxed);
+                    act.on(CoordinatorEvent::IdReserved { request, id }, ctx);
+                }
+                Err(error) => {
+                    tracing::warn!(job = %act.job, "no checkpoint id: {error}");
+                    act.on(CoordinatorEvent::IdRefused { request, error }, ctx);
+                }
+            })
+            .spawn(ctx);
+    }
+
+    fn write_metadata(
+        &mut self,
+        meta: Arc<CheckpointMetadata>,
+        dir: PathBuf,
+        retain: Option<(PathBuf, usize)>,
+        ctx: &mut Context<Self>,
+    ) {
+        let id = meta.checkpoint_id;
+        async move {
+            checkpoint_storage::write_metadata(&dir, &meta).await?;
+            if let Some((job_dir, n)) = retain {
+                checkpoint_storage::retain(&job_dir, id, n).await?;
+            }
+            Ok::<_, riffle_state::checkpoint_metadata::MetadataError>(())
+        }
+        .into_actor(self)
+        .map(move |r, act, ctx| {
+            let result = r.map_err(|e| {
+                tracing::warn!(job = %act.job, checkpoint = id, "cannot store checkpoint: {e}");
+                e.to_string()
+            });
+            act.on(CoordinatorEvent::MetadataWritten { checkpoint_id: id, result }, ctx);
+        })
+        .spawn(ctx);
+    }
+
+    fn record(&self, u: StatsUpdate) {
+        match u {
+            StatsUpdate::Triggered { checkpoint_id, savepoint, trigger_ms, num_subtasks, path } => {
+                self.stats.with_history(|h| h.triggered(checkpoint_id, savepoint, trigger_ms, num_subtasks, path))
+            }
+            StatsUpdate::Acknowledged { checkpoint_id, vertex, bytes, persisted, timings, now_ms } => {
+                self.stats.with_history(|h| h.acknowledged(checkpoint_id, vertex, bytes, persisted, timings, now_ms))
+            }
+            StatsUpdate::Completed { checkpoint_id, completion_ms, path } => {
+                self.stats.with_history(|h| h.completed(checkpoint_id, completion_ms, path))
+            }
+            StatsUpdate::Failed { checkpoint_id, now_ms, why } => {
+                tracing::warn!(job = %self.job, checkpoint = checkpoint_id, "checkpoint aborted: {why}");
+                self.stats.with_history(|h| h.failed(checkpoint_id, now_ms, &why))
+            }
+        }
+    }
+}
+
+/// Sends a trigger's outcome to its caller, in the shape its message asked for.
+fn answer(w: Option<Waiter>, result: Result<Completion, String>) {
+    match w {
+        None => {}
+        Some(Waiter::Savepoint(tx)) => {
+            let r = result.and_then(|c| c.dir.ok_or_else(|| "the savepoint has no directory".to_string()));
+            let _ = tx.send(r);
+        }
+        Some(Waiter::Checkpoint(tx)) => {
+            let _ = tx.send(result.map(|c| c.checkpoint_id));
+        }
+    }
+}
+
+impl Actor for CheckpointCoordinator {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(interval) = self.interval {
+            ctx.run_interval(interval, |act, ctx| act.on(CoordinatorEvent::Tick, ctx));
+        }
+    }
+}
+
+/// Deletes an aborted checkpoint's directory in the background.
+fn delete_aborted_dir(dir: PathBuf) {
+    actix::spawn(async move {
+        if let Err(e) = checkpoint_storage::delete_dir(&dir).await {
+            tracing::warn!("cannot delete aborted checkpoint {}: {e}", dir.display());
+        }
+    });
+}
+
+impl Handler<AcknowledgeCheckpoint> for CheckpointCoordinator {
+    type Result = ();
+    fn handle(&mut self, msg: AcknowledgeCheckpoint, ctx: &mut Self::Context) {
+        let ack = Ack {
+            execution: msg.execution,
+            checkpoint_id: msg.checkpoint_id,
+            state: msg.state,
+            source: msg.source,
+            sync_ms: msg.sync_ms,
+            async_ms: msg.async_ms,
+            persisted_bytes: msg.persisted_bytes,
+        };
+        self.on(CoordinatorEvent::Acknowledged(ack), ctx);
+    }
+}
+
+impl Handler<DeclineCheckpoint> for CheckpointCoordinator {
+    type Result = ();
+    fn handle(&mut self, msg: DeclineCheckpoint, ctx: &mut Self::Context) {
+        let event = CoordinatorEvent::Declined {
+            execution: msg.execution,
+            checkpoint_id: msg.checkpoint_id,
+            reason: msg.reason,
+        };
+        self.on(event, ctx);
+    }
+}
+
+impl Handler<TriggerSavepoint> for CheckpointCoordinator {
+    type Result = ();
+    fn handle(&mut self, msg: TriggerSavepoint, ctx: &mut Self::Context) {
+        let base = msg.target.or_else(|| self.savepoint_dir.clone());
+        let savepoint_dir = base.map(|b| checkpoint_storage::absolute(&b).unwrap_or(b));
+        let waiter = Some(self.wait(Waiter::Savepoint(msg.reply)));
+        let t =
+            TriggerRequest { kind: CheckpointKind::Savepoint, savepoint_dir, stop_sources: msg.stop_sources, waiter };
+        self.on(CoordinatorEvent::Trigger(t), ctx);
+    }
+}
+
+impl Handler<TriggerCheckpointNow> for CheckpointCoordinator {
+    type Result = ();
+    fn handle(&mut self, msg: TriggerCheckpointNow, ctx: &mut Self::Context) {
+        let waiter = Some(self.wait(Waiter::Checkpoint(msg.reply)));
+        self.on(CoordinatorEvent::Trigger(TriggerRequest::checkpoint(waiter)), ctx);
+    }
+}
+
+impl Handler<StopCheckpointing> for CheckpointCoordinator {
+    type Result = ();
+    fn handle(&mut self, msg: StopCheckpointing, ctx: &mut Self::Context) {
+        self.on(CoordinatorEvent::Stop { reason: msg.reason }, ctx);
+    }
+}

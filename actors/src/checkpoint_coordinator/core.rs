@@ -1,0 +1,583 @@
+//! The checkpoint protocol as a pure state machine: every decision the coordinator makes
+//! (whether to trigger, which id, when a checkpoint is complete, what an abort deletes, when
+//! the coordinator may stop) is taken here, as a function of the events seen so far.
+//!
+//! `CoordinatorCore::on(event, now)` returns the commands the shell ([`super::actor`]) runs:
+//! sending gateway messages, writing metadata, deleting directories, answering callers. The
+//! core holds no channel, no actor address and no future; callers waiting for an answer are
+//! opaque [`WaiterId`]s, ids being reserved are [`IdRequest`]s, and time comes in with each
+//! event. So every path (decline, timeout, subsumption, late acks, failed writes, stop) is
+//! tested as a plain table of events and expected commands.
+//!
+//! Invariant: no I/O and no clock reads in this file (no actix, tokio, filesystem or
+//! `Instant::now`).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use riffle_state::checkpoint_metadata::{CheckpointKind, CheckpointMetadata, StateHandle, SubtaskState, VertexInfo};
+use serde_bytes::ByteBuf;
+
+use super::settings::CheckpointSettings;
+use crate::ids::{ExecutionId, JobId};
+
+/// When an event happens, read by the shell: the core never reads a clock, so tests choose
+/// time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// Monotonic time, for `min-pause` between checkpoints.
+    pub at: Instant,
+    /// Wall-clock epoch milliseconds, for the timestamps in metadata and statistics.
+    pub epoch_ms: i64,
+}
+
+/// Stands for a caller waiting for a trigger's outcome (the shell keeps the reply channel
+/// under this token), so the core holds no channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WaiterId(pub u64);
+
+/// Names one checkpoint id being reserved (from the local counter or the HA job store), so
+/// the answer finds the trigger that asked for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IdRequest(pub u64);
+
+/// What is asked of one trigger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TriggerRequest {
+    /// Checkpoint or savepoint.
+    pub kind: CheckpointKind,
+    /// A savepoint's base directory, already absolute (the caller's or `state.savepoints.dir`);
+    /// none refuses a savepoint.
+    pub savepoint_dir: Option<PathBuf>,
+    /// Stop-with-savepoint: the sources end after the barrier.
+    pub stop_sources: bool,
+    /// Who gets the outcome (none for periodic checkpoints).
+    pub waiter: Option<WaiterId>,
+}
+
+impl TriggerRequest {
+    /// A checkpoint, periodic (no waiter) or on demand.
+    pub fn checkpoint(waiter: Option<WaiterId>) -> Self {
+        TriggerRequest { kind: CheckpointKind::Checkpoint, savepoint_dir: None, stop_sources: false, waiter }
+    }
+}
+
+/// A subtask's acknowledgement, as the core needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    /// Which execution acknowledged.
+    pub execution: ExecutionId,
+    /// The checkpoint.
+    pub checkpoint_id: u64,
+    /// Where its state is.
+    pub state: StateHandle,
+    /// Its source reader's position.
+    pub source: Option<ByteBuf>,
+    /// Milliseconds of the synchronous part of its snapshot.
+    pub sync_ms: u64,
+    /// Milliseconds of the asynchronous part.
+    pub async_ms: u64,
+    /// In-flight data persisted as channel state, bytes.
+    pub persisted_bytes: u64,
+}
+
+/// What happened, as the shell tells the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CoordinatorEvent {
+    /// The periodic timer fired (`execution.checkpointing.interval`): trigger a checkpoint
+    /// unless `max-concurrent-checkpoints` or `min-pause` hold it back.
+    Tick,
+    /// A savepoint or a checkpoint on demand: not held back by `min-pause` or
+    /// `max-concurrent-checkpoints`.
+    Trigger(TriggerRequest),
+    /// The id asked for with [`CoordinatorCommand::ReserveId`].
+    IdReserved {
+        /// The request.
+        request: IdRequest,
+        /// The id.
+        id: u64,
+    },
+    /// No id could be reserved (the job store failed).
+    IdRefused {
+        /// The request.
+        request: IdRequest,
+        /// Why.
+        error: String,
+    },
+    /// A subtask acknowledged its part.
+    Acknowledged(Ack),
+    /// A subtask cannot take the checkpoint.
+    Declined {
+        /// Which execution.
+        execution: ExecutionId,
+        /// The checkpoint.
+        checkpoint_id: u64,
+        /// Why.
+        reason: String,
+    },
+    /// The timeout set with [`CoordinatorCommand::ScheduleTimeout`] passed.
+    TimedOut {
+        /// The checkpoint.
+        checkpoint_id: u64,
+    },
+    /// The write asked for with [`CoordinatorCommand::WriteMetadata`] ended.
+    MetadataWritten {
+        /// The checkpoint.
+        checkpoint_id: u64,
+        /// Ok, or why the metadata (or the retention) failed.
+        result: Result<(), String>,
+    },
+    /// Stop triggering and abort what is pending (the attempt ends, or a task finished).
+    Stop {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A completed trigger's outcome for its waiter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    /// The checkpoint's id.
+    pub checkpoint_id: u64,
+    /// Its directory (none: kept in memory only).
+    pub dir: Option<PathBuf>,
+}
+
+/// An update of the job's checkpoint history (`CheckpointHistory`), one per method there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatsUpdate {
+    /// A checkpoint was triggered.
+    Triggered {
+        /// Its id.
+        checkpoint_id: u64,
+        /// Whether it is a savepoint.
+        savepoint: bool,
+        /// Trigger time, epoch ms.
+        trigger_ms: i64,
+        /// Subtasks that must acknowledge.
+        num_subtasks: u32,
+        /// Its directory.
+        path: Option<String>,
+    },
+    /// A subtask acknowledged.
+    Acknowledged {
+        /// The checkpoint.
+        checkpoint_id: u64,
+        /// The subtask's vertex.
+        vertex: u32,
+        /// State and source position, bytes.
+        bytes: u64,
+        /// In-flight data persisted, bytes.
+        persisted: u64,
+        /// Synchronous and asynchronous snapshot time, ms.
+        timings: (u64, u64),
+        /// When, epoch ms.
+        now_ms: i64,
+    },
+    /// A checkpoint completed.
+    Completed {
+        /// Its id.
+        checkpoint_id: u64,
+        /// When, epoch ms.
+        completion_ms: i64,
+        /// Its directory.
+        path: Option<String>,
+    },
+    /// A checkpoint was aborted.
+    Failed {
+        /// Its id.
+        checkpoint_id: u64,
+        /// When, epoch ms.
+        now_ms: i64,
+        /// Why.
+        why: String,
+    },
+}
+
+/// What the shell must do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CoordinatorCommand {
+    /// Reserve a checkpoint id (local counter, or the HA job store's) and answer with
+    /// [`CoordinatorEvent::IdReserved`] or [`CoordinatorEvent::IdRefused`].
+    ReserveId {
+        /// The request to answer.
+        request: IdRequest,
+    },
+    /// Send `TriggerCheckpoint` to every source subtask.
+    SendTrigger {
+        /// The checkpoint.
+        checkpoint_id: u64,
+        /// Its directory for state files (none: state stays inline).
+        target: Option<String>,
+        /// Aligned barriers.
+        aligned: bool,
+        /// Unaligned barriers (FLIP-76).
+        unaligned: bool,
+        /// State below this many bytes is inlined.
+        inline_threshold: usize,
+        /// Stop-with-savepoint.
+        stop_sources: bool,
+    },
+    /// Answer with [`CoordinatorEvent::TimedOut`] after `after`.
+    ScheduleTimeout {
+        /// The checkpoint.
+        checkpoint_id: u64,
+        /// `execution.checkpointing.timeout`.
+        after: Duration,
+    },
+    /// Update the checkpoint history.
+    RecordStats(StatsUpdate),
+    /// Send `NotifyCheckpoint` to every subtask.
+    Notify {
+        /// The checkpoint.
+        checkpoint_id: u64,
+        /// Completed (`true`) or aborted.
+        completed: bool,
+    },
+    /// Write the metadata into `dir`, then (checkpoints) keep the `retain.1` newest in the job
+    /// directory `retain.0`; answer with [`CoordinatorEvent::MetadataWritten`].
+    WriteMetadata {
+        /// What to write.
+        meta: Arc<CheckpointMetadata>,
+        /// The checkpoint's directory.
+        dir: PathBuf,
+        /// The job directory and `state.checkpoints.num-retained` (none for savepoints).
+        retain: Option<(PathBuf, usize)>,
+    },
+    /// Delete an aborted checkpoint's directory (in the background; a missing one is fine).
+    DeleteDir(PathBuf),
+    /// Tell the JobMaster: restarts resume from this one.
+    Completed {
+        /// What it consists of.
+        meta: Arc<CheckpointMetadata>,
+        /// Its directory (none: kept in memory only).
+        dir: Option<PathBuf>,
+    },
+    /// Answer a waiting caller.
+    Answer {
+        /// Who.
+        waiter: WaiterId,
+        /// The outcome.
+        result: Result<Completion, String>,
+    },
+    /// Stop the coordinator: stopped, and no metadata write in flight.
+    StopActor,
+}
+
+/// Why a checkpoint is not triggered after the coordinator stopped.
+pub const STOPPED: &str = "checkpointing has stopped (the job attempt ended or a task finished)";
+
+/// How many aborted checkpoints' directories the core remembers for late acks.
+pub const REMEMBERED_ABORTED_DIRS: usize = 64;
+
+struct Pending {
+    kind: CheckpointKind,
+    triggered_ms: i64,
+    dir: Option<PathBuf>,
+    acked: HashMap<ExecutionId, SubtaskState>,
+    waiter: Option<WaiterId>,
+}
+
+/// A metadata write under way.
+struct Writing {
+    meta: Arc<CheckpointMetadata>,
+    dir: PathBuf,
+    waiter: Option<WaiterId>,
+}
+
+/// The coordinator's state and decisions for one job attempt (see the module docs).
+pub struct CoordinatorCore {
+    job: JobId,
+    settings: CheckpointSettings,
+    /// The job's checkpoint directory (absolute), if checkpoints go to storage.
+    job_dir: Option<PathBuf>,
+    /// Every subtask of the attempt: all must acknowledge, and only they count.
+    tasks: HashSet<ExecutionId>,
+    vertices: Vec<VertexInfo>,
+    max_parallelism: u32,
+    next_request: u64,
+    /// Triggers whose id is being reserved: they count as pending for
+    /// `max-concurrent-checkpoints`.
+    reserving: BTreeMap<IdRequest, TriggerRequest>,
+    pending: BTreeMap<u64, Pending>,
+    /// Metadata writes under way: a stop waits for them, so a checkpoint every subtask
+    /// acknowledged is not lost.
+    writing: BTreeMap<u64, Writing>,
+    /// Directories of recently aborted checkpoints: a subtask may still write its state file
+    /// there after the abort (its acknowledgement comes late), and then it must go too.
+    aborted_dirs: BTreeMap<u64, PathBuf>,
+    last_completion: Option<Instant>,
+    stopped: bool,
+}
+
+impl CoordinatorCore {
+    /// A core for one attempt whose subtasks are `tasks`; `job_dir` is
+    /// [`CheckpointSettings::job_dir`], resolved by the shell (it reads the current directory).
+    pub fn new(
+        job: JobId,
+        settings: CheckpointSettings,
+        job_dir: Option<PathBuf>,
+        tasks: impl IntoIterator<Item = ExecutionId>,
+        vertices: Vec<VertexInfo>,
+        max_parallelism: u32,
+    ) -> Self {
+        Self {
+            job,
+            settings,
+            job_dir,
+            tasks: tasks.into_iter().collect(),
+            vertices,
+            max_parallelism,
+            next_request: 0,
+            reserving: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            writing: BTreeMap::new(),
+            aborted_dirs: BTreeMap::new(),
+            last_completion: None,
+            stopped: false,
+        }
+    }
+
+    /// Takes `event` at `now`; returns what the shell must do, in order.
+    pub fn on(&mut self, event: CoordinatorEvent, now: Now) -> Vec<CoordinatorCommand> {
+        let mut out = Vec::new();
+        match event {
+            CoordinatorEvent::Tick => self.tick(now, &mut out),
+            CoordinatorEvent::Trigger(t) => self.trigger(t, &mut out),
+            CoordinatorEvent::IdReserved { request, id } => {
+                if let Some(t) = self.reserving.remove(&request) {
+                    self.trigger_as(id, t, now, &mut out);
+                }
+            }
+            CoordinatorEvent::IdRefused { request, error } => {
+                if let Some(t) = self.reserving.remove(&request) {
+                    answer_err(t.waiter, format!("no checkpoint id from the job store: {error}"), &mut out);
+                }
+            }
+            CoordinatorEvent::Acknowledged(ack) => self.acknowledged(ack, now, &mut out),
+            CoordinatorEvent::Declined { execution, checkpoint_id, reason } => {
+                let why = format!("subtask {} of vertex {} declined: {}", execution.subtask, execution.vertex, reason);
+                self.abort(checkpoint_id, &why, now, &mut out);
+            }
+            CoordinatorEvent::TimedOut { checkpoint_id } => self.abort(checkpoint_id, "it timed out", now, &mut out),
+            CoordinatorEvent::MetadataWritten { checkpoint_id, result } => {
+                self.written(checkpoint_id, result, now, &mut out)
+            }
+            CoordinatorEvent::Stop { reason } => {
+                self.stopped = true;
+                let ids: Vec<u64> = self.pending.keys().copied().collect();
+                for id in ids {
+                    self.abort(id, &reason, now, &mut out);
+                }
+                if self.writing.is_empty() {
+                    out.push(CoordinatorCommand::StopActor);
+                }
+            }
+        }
+        out
+    }
+
+    /// The periodic trigger, held back by `max-concurrent-checkpoints` (ids being reserved
+    /// included) and `min-pause` since the last completion.
+    fn tick(&mut self, now: Now, out: &mut Vec<CoordinatorCommand>) {
+        if self.pending.len() + self.reserving.len() >= self.settings.max_concurrent {
+            return;
+        }
+        if self.last_completion.is_some_and(|t| now.at.saturating_duration_since(t) < self.settings.min_pause) {
+            return;
+        }
+        self.trigger(TriggerRequest::checkpoint(None), out);
+    }
+
+    fn trigger(&mut self, t: TriggerRequest, out: &mut Vec<CoordinatorCommand>) {
+        if self.stopped {
+            return answer_err(t.waiter, STOPPED.to_string(), out);
+        }
+        let request = IdRequest(self.next_request);
+        self.next_request += 1;
+        self.reserving.insert(request, t);
+        out.push(CoordinatorCommand::ReserveId { request });
+    }
+
+    /// Triggers checkpoint `id`.
+    fn trigger_as(&mut self, id: u64, t: TriggerRequest, now: Now, out: &mut Vec<CoordinatorCommand>) {
+        let TriggerRequest { kind, savepoint_dir, stop_sources, waiter } = t;
+        if self.stopped {
+            return answer_err(waiter, STOPPED.to_string(), out);
+        }
+        let dir = match kind {
+            CheckpointKind::Checkpoint => self.job_dir.as_ref().map(|d| d.join(format!("chk-{id}"))),
+            CheckpointKind::Savepoint => {
+                let Some(base) = savepoint_dir else {
+                    let why = "no savepoint directory: give one or set state.savepoints.dir";
+                    return answer_err(waiter, why.to_string(), out);
+                };
+                let job: String = self.job.to_string().chars().take(6).collect();
+                Some(base.join(format!("savepoint-{job}-{id}")))
+            }
+        };
+        let target = dir.as_ref().map(|d| d.display().to_string());
+        let savepoint = kind == CheckpointKind::Savepoint;
+        out.push(CoordinatorCommand::RecordStats(StatsUpdate::Triggered {
+            checkpoint_id: id,
+            savepoint,
+            trigger_ms: now.epoch_ms,
+            num_subtasks: self.tasks.len() as u32,
+            path: target.clone(),
+        }));
+        self.pending.insert(id, Pending { kind, triggered_ms: now.epoch_ms, dir, acked: HashMap::new(), waiter });
+        out.push(CoordinatorCommand::SendTrigger {
+            checkpoint_id: id,
+            target,
+            aligned: self.settings.aligned || savepoint,
+            unaligned: self.settings.unaligned && !savepoint,
+            inline_threshold: self.settings.inline_threshold,
+            stop_sources,
+        });
+        out.push(CoordinatorCommand::ScheduleTimeout { checkpoint_id: id, after: self.settings.timeout });
+    }
+
+    fn acknowledged(&mut self, ack: Ack, now: Now, out: &mut Vec<CoordinatorCommand>) {
+        let id = ack.checkpoint_id;
+        let Some(p) = self.pending.get_mut(&id) else {
+            // Late for an aborted checkpoint: what it wrote may have come after the directory
+            // was deleted.
+            if matches!(ack.state, StateHandle::File { .. }) {
+                if let Some(dir) = self.aborted_dirs.get(&id) {
+                    out.push(CoordinatorCommand::DeleteDir(dir.clone()));
+                }
+            }
+            return;
+        };
+        let e = ack.execution;
+        if !self.tasks.contains(&e) {
+            // Not a subtask of this attempt: it must not count towards completion.
+            return;
+        }
+        let bytes = ack.state.size() + ack.source.as_ref().map_or(0, |b| b.len() as u64);
+        out.push(CoordinatorCommand::RecordStats(StatsUpdate::Acknowledged {
+            checkpoint_id: id,
+            vertex: e.vertex,
+            bytes,
+            persisted: ack.persisted_bytes,
+            timings: (ack.sync_ms, ack.async_ms),
+            now_ms: now.epoch_ms,
+        }));
+        // A repeated acknowledgement replaces the first: it counts once.
+        p.acked.insert(e, SubtaskState { vertex: e.vertex, subtask: e.subtask, state: ack.state, source: ack.source });
+        if p.acked.len() >= self.tasks.len() {
+            if let Some(p) = self.pending.remove(&id) {
+                self.complete(id, p, now, out);
+            }
+        }
+    }
+
+    /// Every subtask acknowledged `id`.
+    fn complete(&mut self, id: u64, p: Pending, now: Now, out: &mut Vec<CoordinatorCommand>) {
+        // Older pending checkpoints are subsumed by this one.
+        let older: Vec<u64> = self.pending.range(..id).map(|(k, _)| *k).collect();
+        for o in older {
+            self.abort(o, "a newer checkpoint completed", now, out);
+        }
+        let mut subtasks: Vec<SubtaskState> = p.acked.into_values().collect();
+        subtasks.sort_by_key(|s| (s.vertex, s.subtask));
+        let meta = Arc::new(CheckpointMetadata {
+            job_id: self.job.to_string(),
+            checkpoint_id: id,
+            kind: p.kind,
+            trigger_timestamp_ms: p.triggered_ms,
+            completion_timestamp_ms: now.epoch_ms,
+            max_parallelism: self.max_parallelism,
+            vertices: self.vertices.clone(),
+            subtasks,
+        });
+        let Some(dir) = p.dir else {
+            return self.completed(meta, None, p.waiter, now, out);
+        };
+        let retain = match p.kind {
+            CheckpointKind::Checkpoint => self.job_dir.clone().map(|d| (d, self.settings.retained)),
+            CheckpointKind::Savepoint => None,
+        };
+        out.push(CoordinatorCommand::WriteMetadata { meta: meta.clone(), dir: dir.clone(), retain });
+        self.writing.insert(id, Writing { meta, dir, waiter: p.waiter });
+    }
+
+    fn written(&mut self, id: u64, result: Result<(), String>, now: Now, out: &mut Vec<CoordinatorCommand>) {
+        let Some(w) = self.writing.remove(&id) else { return };
+        match result {
+            Ok(()) => self.completed(w.meta, Some(w.dir), w.waiter, now, out),
+            Err(e) => {
+                // What the subtasks wrote goes; a savepoint's directory is the user's.
+                let dir = match w.meta.kind {
+                    CheckpointKind::Checkpoint => Some(w.dir),
+                    CheckpointKind::Savepoint => None,
+                };
+                self.aborted(id, dir, w.waiter, &e, now, out);
+            }
+        }
+        if self.stopped && self.writing.is_empty() {
+            out.push(CoordinatorCommand::StopActor);
+        }
+    }
+
+    fn completed(
+        &mut self,
+        meta: Arc<CheckpointMetadata>,
+        dir: Option<PathBuf>,
+        waiter: Option<WaiterId>,
+        now: Now,
+        out: &mut Vec<CoordinatorCommand>,
+    ) {
+        let id = meta.checkpoint_id;
+        let completion_ms = meta.completion_timestamp_ms;
+        out.push(CoordinatorCommand::Completed { meta, dir: dir.clone() });
+        self.last_completion = Some(now.at);
+        let path = dir.as_ref().map(|d| d.display().to_string());
+        out.push(CoordinatorCommand::RecordStats(StatsUpdate::Completed { checkpoint_id: id, completion_ms, path }));
+        out.push(CoordinatorCommand::Notify { checkpoint_id: id, completed: true });
+        if let Some(waiter) = waiter {
+            out.push(CoordinatorCommand::Answer { waiter, result: Ok(Completion { checkpoint_id: id, dir }) });
+        }
+    }
+
+    /// Aborts `id` if it is still pending.
+    fn abort(&mut self, id: u64, why: &str, now: Now, out: &mut Vec<CoordinatorCommand>) {
+        if let Some(p) = self.pending.remove(&id) {
+            self.aborted(id, p.dir, p.waiter, why, now, out);
+        }
+    }
+
+    /// Tells every subtask, deletes what was written, answers a waiting caller.
+    fn aborted(
+        &mut self,
+        id: u64,
+        dir: Option<PathBuf>,
+        waiter: Option<WaiterId>,
+        why: &str,
+        now: Now,
+        out: &mut Vec<CoordinatorCommand>,
+    ) {
+        out.push(CoordinatorCommand::RecordStats(StatsUpdate::Failed {
+            checkpoint_id: id,
+            now_ms: now.epoch_ms,
+            why: why.to_string(),
+        }));
+        out.push(CoordinatorCommand::Notify { checkpoint_id: id, completed: false });
+        if let Some(dir) = dir {
+            self.aborted_dirs.insert(id, dir.clone());
+            while self.aborted_dirs.len() > REMEMBERED_ABORTED_DIRS {
+                self.aborted_dirs.pop_first();
+            }
+            out.push(CoordinatorCommand::DeleteDir(dir));
+        }
+        answer_err(waiter, format!("checkpoint {id} was aborted: {why}"), out);
+    }
+}
+
+fn answer_err(waiter: Option<WaiterId>, why: String, out: &mut Vec<CoordinatorCommand>) {
+    if let Some(waiter) = waiter {
+        out.push(CoordinatorCommand::Answer { waiter, result: Err(why) });
+    }
+}
