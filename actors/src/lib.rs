@@ -16,6 +16,7 @@
 pub mod checkpoint_coordinator;
 pub mod checkpoint_history;
 pub mod checkpoint_storage;
+pub mod clock;
 pub mod dispatcher;
 pub mod exception_history;
 pub mod exchange;

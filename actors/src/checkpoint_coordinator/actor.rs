@@ -9,14 +9,15 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
 use riffle_state::checkpoint_metadata::{CheckpointKind, CheckpointMetadata, VertexInfo};
 use tokio::sync::oneshot;
 
 use super::core::{
-    Ack, Completion, CoordinatorCommand, CoordinatorCore, CoordinatorEvent, Now, StatsUpdate, TriggerRequest, WaiterId,
+    Ack, Clock, Completion, CoordinatorCommand, CoordinatorCore, CoordinatorEvent, StatsUpdate, TriggerRequest,
+    WaiterId,
 };
 use super::settings::CheckpointSettings;
 use crate::checkpoint_storage;
@@ -168,7 +169,7 @@ impl CheckpointCoordinator {
 
     /// Hands `event` to the core at the current time and runs what it decides.
     fn on(&mut self, event: CoordinatorEvent, ctx: &mut Context<Self>) {
-        let now = Now { at: Instant::now(), epoch_ms: riffle_api::time::now_ms() };
+        let now = Clock::system();
         for c in self.core.on(event, now) {
             self.run(c, ctx);
         }

@@ -23,15 +23,7 @@ use serde_bytes::ByteBuf;
 use super::settings::CheckpointSettings;
 use crate::ids::{ExecutionId, JobId};
 
-/// When an event happens, read by the shell: the core never reads a clock, so tests choose
-/// time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Now {
-    /// Monotonic time, for `min-pause` between checkpoints.
-    pub at: Instant,
-    /// Wall-clock epoch milliseconds, for the timestamps in metadata and statistics.
-    pub epoch_ms: i64,
-}
+pub use crate::clock::Clock;
 
 /// Stands for a caller waiting for a trigger's outcome (the shell keeps the reply channel
 /// under this token), so the core holds no channel.
@@ -341,7 +333,7 @@ impl CoordinatorCore {
     }
 
     /// Takes `event` at `now`; returns what the shell must do, in order.
-    pub fn on(&mut self, event: CoordinatorEvent, now: Now) -> Vec<CoordinatorCommand> {
+    pub fn on(&mut self, event: CoordinatorEvent, now: Clock) -> Vec<CoordinatorCommand> {
         let mut out = Vec::new();
         match event {
             CoordinatorEvent::Tick => self.tick(now, &mut out),
@@ -381,11 +373,11 @@ impl CoordinatorCore {
 
     /// The periodic trigger, held back by `max-concurrent-checkpoints` (ids being reserved
     /// included) and `min-pause` since the last completion.
-    fn tick(&mut self, now: Now, out: &mut Vec<CoordinatorCommand>) {
+    fn tick(&mut self, now: Clock, out: &mut Vec<CoordinatorCommand>) {
         if self.pending.len() + self.reserving.len() >= self.settings.max_concurrent {
             return;
         }
-        if self.last_completion.is_some_and(|t| now.at.saturating_duration_since(t) < self.settings.min_pause) {
+        if self.last_completion.is_some_and(|t| now.now.saturating_duration_since(t) < self.settings.min_pause) {
             return;
         }
         self.trigger(TriggerRequest::checkpoint(None), out);
@@ -402,7 +394,7 @@ impl CoordinatorCore {
     }
 
     /// Triggers checkpoint `id`.
-    fn trigger_as(&mut self, id: u64, t: TriggerRequest, now: Now, out: &mut Vec<CoordinatorCommand>) {
+    fn trigger_as(&mut self, id: u64, t: TriggerRequest, now: Clock, out: &mut Vec<CoordinatorCommand>) {
         let TriggerRequest { kind, savepoint_dir, stop_sources, waiter } = t;
         if self.stopped {
             return answer_err(waiter, STOPPED.to_string(), out);
@@ -439,7 +431,7 @@ impl CoordinatorCore {
         out.push(CoordinatorCommand::ScheduleTimeout { checkpoint_id: id, after: self.settings.timeout });
     }
 
-    fn acknowledged(&mut self, ack: Ack, now: Now, out: &mut Vec<CoordinatorCommand>) {
+    fn acknowledged(&mut self, ack: Ack, now: Clock, out: &mut Vec<CoordinatorCommand>) {
         let id = ack.checkpoint_id;
         let Some(p) = self.pending.get_mut(&id) else {
             // Late for an aborted checkpoint: what it wrote may have come after the directory
@@ -475,7 +467,7 @@ impl CoordinatorCore {
     }
 
     /// Every subtask acknowledged `id`.
-    fn complete(&mut self, id: u64, p: Pending, now: Now, out: &mut Vec<CoordinatorCommand>) {
+    fn complete(&mut self, id: u64, p: Pending, now: Clock, out: &mut Vec<CoordinatorCommand>) {
         // Older pending checkpoints are subsumed by this one.
         let older: Vec<u64> = self.pending.range(..id).map(|(k, _)| *k).collect();
         for o in older {
@@ -504,7 +496,7 @@ impl CoordinatorCore {
         self.writing.insert(id, Writing { meta, dir, waiter: p.waiter });
     }
 
-    fn written(&mut self, id: u64, result: Result<(), String>, now: Now, out: &mut Vec<CoordinatorCommand>) {
+    fn written(&mut self, id: u64, result: Result<(), String>, now: Clock, out: &mut Vec<CoordinatorCommand>) {
         let Some(w) = self.writing.remove(&id) else { return };
         match result {
             Ok(()) => self.completed(w.meta, Some(w.dir), w.waiter, now, out),
@@ -527,13 +519,13 @@ impl CoordinatorCore {
         meta: Arc<CheckpointMetadata>,
         dir: Option<PathBuf>,
         waiter: Option<WaiterId>,
-        now: Now,
+        now: Clock,
         out: &mut Vec<CoordinatorCommand>,
     ) {
         let id = meta.checkpoint_id;
         let completion_ms = meta.completion_timestamp_ms;
         out.push(CoordinatorCommand::Completed { meta, dir: dir.clone() });
-        self.last_completion = Some(now.at);
+        self.last_completion = Some(now.now);
         let path = dir.as_ref().map(|d| d.display().to_string());
         out.push(CoordinatorCommand::RecordStats(StatsUpdate::Completed { checkpoint_id: id, completion_ms, path }));
         out.push(CoordinatorCommand::Notify { checkpoint_id: id, completed: true });
@@ -543,7 +535,7 @@ impl CoordinatorCore {
     }
 
     /// Aborts `id` if it is still pending.
-    fn abort(&mut self, id: u64, why: &str, now: Now, out: &mut Vec<CoordinatorCommand>) {
+    fn abort(&mut self, id: u64, why: &str, now: Clock, out: &mut Vec<CoordinatorCommand>) {
         if let Some(p) = self.pending.remove(&id) {
             self.aborted(id, p.dir, p.waiter, why, now, out);
         }
@@ -556,7 +548,7 @@ impl CoordinatorCore {
         dir: Option<PathBuf>,
         waiter: Option<WaiterId>,
         why: &str,
-        now: Now,
+        now: Clock,
         out: &mut Vec<CoordinatorCommand>,
     ) {
         out.push(CoordinatorCommand::RecordStats(StatsUpdate::Failed {

@@ -8,8 +8,8 @@ use riffle_state::checkpoint_metadata::{CheckpointKind, StateHandle};
 use serde_bytes::ByteBuf;
 
 use super::core::{
-    Ack, CoordinatorCommand as C, CoordinatorCore, CoordinatorEvent as E, IdRequest, Now, StatsUpdate, TriggerRequest,
-    WaiterId, REMEMBERED_ABORTED_DIRS, STOPPED,
+    Ack, Clock, CoordinatorCommand as C, CoordinatorCore, CoordinatorEvent as E, IdRequest, StatsUpdate,
+    TriggerRequest, WaiterId, REMEMBERED_ABORTED_DIRS, STOPPED,
 };
 use super::settings::{CheckpointSettings, Retention};
 use crate::ids::{ExecutionId, JobId};
@@ -140,8 +140,8 @@ fn show(c: &C) -> String {
 /// One step: an event, when (ms after the start), the commands expected.
 type Step = (E, u64, &'static [&'static str]);
 
-fn at(t0: Instant, ms: u64) -> Now {
-    Now { at: t0 + Duration::from_millis(ms), epoch_ms: 1_000_000 + ms as i64 }
+fn at(t0: Instant, ms: u64) -> Clock {
+    Clock { now: t0 + Duration::from_millis(ms), epoch_ms: 1_000_000 + ms as i64 }
 }
 
 /// Runs `steps` on `core`, failing with the case's name and the step's index.

@@ -21,7 +21,7 @@
 //! - Reports from a superseded attempt and anything after the end are ignored.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::exception_history::ExceptionEntry;
 use crate::gateway::{SlotAssignment, TaskState, TaskStateUpdate};
@@ -32,22 +32,7 @@ use crate::restart_strategy::RestartTracker;
 
 use super::AfterSavepoint;
 
-/// When an event happens: the monotonic instant (restart strategies count failures over
-/// time) and the wall clock (the exception history's timestamps).
-#[derive(Debug, Clone, Copy)]
-pub struct Clock {
-    /// For intervals.
-    pub now: Instant,
-    /// Epoch milliseconds.
-    pub epoch_ms: i64,
-}
-
-impl Clock {
-    /// The time now (the actor's edge; the core never asks).
-    pub fn system() -> Self {
-        Self { now: Instant::now(), epoch_ms: riffle_api::time::now_ms() }
-    }
-}
+pub use crate::clock::Clock;
 
 /// What the core knows of a vertex: enough to name a failing subtask.
 #[derive(Debug, Clone, PartialEq, Eq)]
