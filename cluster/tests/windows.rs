@@ -92,6 +92,24 @@ fn tumbling_event_time_with_lateness_and_late_side_output() {
     assert_eq!(late_got, vec![ev("a", 7000, false)]);
 }
 
+/// A window whose first record comes after the watermark passed its end, within the allowed
+/// lateness, fires once at that record, and not again at the next watermark (as Flink's
+/// `EventTimeTrigger` registers no end timer for it).
+#[test]
+fn a_late_window_within_the_lateness_fires_once() {
+    let mc = cluster(1, 1);
+    let env = StreamEnvironment::new();
+    let evs = vec![ev("b", 5500, true), ev("a", 4000, false), ev("b", 5600, true)];
+    let out = timed(&env, evs)
+        .key_by(|e: &Ev| e.0.clone())
+        .window(WindowAssigner::tumbling_event_time(Duration::from_secs(5)))
+        .allowed_lateness(Duration::from_secs(1))
+        .aggregate_with(Count, |k: &String, w: &TimeWindow, n: u64| (k.clone(), w.end, n))
+        .collect();
+    let got = sorted(run(&mc, &env, out));
+    assert_eq!(got, sorted(vec![("a".to_string(), 5000, 1), ("b".to_string(), 10000, 2)]));
+}
+
 #[test]
 fn without_lateness_late_records_are_dropped() {
     let mc = cluster(1, 1);

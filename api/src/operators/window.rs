@@ -241,9 +241,14 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> WindowOp
         self.event_time() && self.cleanup_time(w) <= self.watermark
     }
 
+    /// A new window's timers: its end (unless the watermark passed it already: such a late
+    /// window fires at once and must not fire again at the next watermark, as Flink's
+    /// `EventTimeTrigger.onElement`/`onMerge`) and, with allowed lateness, its cleanup.
     fn register_timers(&mut self, key: &K, w: TimeWindow) {
         let d = self.domain();
-        self.timers.register(d, w.max_timestamp(), key.clone(), w);
+        if d == TimeDomain::ProcessingTime || w.max_timestamp() > self.watermark {
+            self.timers.register(d, w.max_timestamp(), key.clone(), w);
+        }
         let c = self.cleanup_time(&w);
         if c != w.max_timestamp() {
             self.timers.register(d, c, key.clone(), w);
