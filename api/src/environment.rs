@@ -186,7 +186,8 @@ impl StreamEnvironment {
             nodes,
             edges,
             default_parallelism: parallelism,
-            watermark_interval_ms: (wm.as_millis() as i64).max(1),
+            // 0 turns periodic watermarks off, as in Flink.
+            watermark_interval_ms: wm.as_millis() as i64,
             on_terminate,
         })
     }

@@ -69,7 +69,7 @@ impl<T> Input<T> for TimestampsAndWatermarksOp<T> {
     }
 
     fn processing_time(&mut self, now: i64) -> TaskResult {
-        if now >= self.next_emit && self.last_watermark != MAX_WATERMARK {
+        if self.interval_ms > 0 && now >= self.next_emit && self.last_watermark != MAX_WATERMARK {
             let mut out = WatermarkOutput::default();
             self.generator.on_periodic_emit(&mut out);
             self.apply(out)?;
@@ -91,7 +91,8 @@ impl<T> Input<T> for TimestampsAndWatermarksOp<T> {
     }
 
     fn next_processing_time(&self) -> Option<i64> {
-        let own = (self.last_watermark != MAX_WATERMARK).then_some(self.next_emit);
+        // An interval of 0 turns periodic watermarks off (Flink's `pipeline.auto-watermark-interval: 0`).
+        let own = (self.interval_ms > 0 && self.last_watermark != MAX_WATERMARK).then_some(self.next_emit);
         match (own, self.next.next_processing_time()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
