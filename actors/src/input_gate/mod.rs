@@ -99,8 +99,11 @@ pub struct InputGate {
     remaining_per_input: Vec<usize>,
     remaining: usize,
     next_start: usize,
+    /// Decides the subtask's watermark and idleness.
     valve: WatermarkValve,
+    /// Decides which channels an aligned checkpoint holds back, and when it is aligned.
     aligner: BarrierAligner,
+    /// Decides what an unaligned checkpoint's channel state is.
     capture: ChannelStateCapture,
     /// A priority barrier taken off its lane by [`InputGate::priority_pending`], served first.
     prio_stash: Option<(usize, CheckpointBarrier)>,
