@@ -30,7 +30,7 @@ use crate::checkpoint_storage;
 use crate::exchange::ChannelId;
 use crate::gateway::{ConfirmEnd, DeclineCheckpoint, RestoreState, SplitRequest, TaskRestore, TaskState};
 use crate::ids::ExecutionId;
-use crate::input_gate::{BatchEncoder, GateEvent, InputGate, Interrupt};
+use crate::input_gate::{BatchEncoder, Delivery, GateEvent, InputGate, Interrupt};
 use crate::local_recovery::{LocalSnapshots, LOCAL_RECOVERY_KEY};
 use crate::registry::RuntimeShared;
 use crate::snapshot_writer::{InFlightSnapshots, SnapshotWriter};
@@ -945,7 +945,7 @@ async fn run_operators(
         }
         finish_capture(out, &mut gate);
         let delivery = match gate.try_next(&head) {
-            Some(d) => d,
+            Some(d) => Some(d),
             None => {
                 let now = riffle_api::time::now_ms();
                 out.flush_batches(now);
@@ -971,17 +971,16 @@ async fn run_operators(
                     _ = cancel.changed() => return Err(Stop::Cancelled),
                 };
                 io.set_idle(false, gate.queued());
-                woke.unwrap_or((usize::MAX, None))
+                woke
             }
         };
-        let (ch, element) = delivery;
-        if ch != usize::MAX {
+        if let Some(Delivery::ChannelLost { .. }) = delivery {
+            let why = "an upstream subtask stopped before the end of its partition";
+            return Err(peer_lost(&out.name, why, cancel).await);
+        }
+        if let Some(Delivery::Element { channel: ch, element }) = delivery {
             match element {
-                None => {
-                    let why = "an upstream subtask stopped before the end of its partition";
-                    return Err(peer_lost(&out.name, why, cancel).await);
-                }
-                Some(Element::Records { batch, count }) => {
+                Element::Records { batch, count } => {
                     out.io.read(count as u64);
                     // Between records, an unaligned barrier or the others on this thread (a
                     // source's trigger, snapshot writers) may ask for the rest to wait.
@@ -992,9 +991,9 @@ async fn run_operators(
                         gate.push_front(ch, Element::Records { count, batch: rest });
                     }
                 }
-                Some(Element::Watermark(w)) => gate.on_watermark(ch, w, &mut events),
-                Some(Element::Idle(b)) => gate.on_idle(ch, b, &mut events),
-                Some(Element::EndOfPartition) => {
+                Element::Watermark(w) => gate.on_watermark(ch, w, &mut events),
+                Element::Idle(b) => gate.on_idle(ch, b, &mut events),
+                Element::EndOfPartition => {
                     if let Some(input) = gate.on_end(ch, &mut events) {
                         for ev in events.drain(..) {
                             apply(&mut head, ev)?;
@@ -1002,8 +1001,8 @@ async fn run_operators(
                         head.end_of_input(input)?;
                     }
                 }
-                Some(Element::Barrier(b)) if b.unaligned => start_unaligned(out, &mut head, &mut gate, b)?,
-                Some(Element::Barrier(b)) => gate.on_barrier(ch, b),
+                Element::Barrier(b) if b.unaligned => start_unaligned(out, &mut head, &mut gate, b)?,
+                Element::Barrier(b) => gate.on_barrier(ch, b),
             }
             if let Some(barrier) = gate.take_completed_barrier() {
                 for ev in events.drain(..) {

@@ -1,7 +1,14 @@
-//! A subtask's input side: one receiver per input channel, polled round-robin, with the
-//! per-channel watermark and idleness bookkeeping that yields the subtask's watermark
-//! (the minimum over its active channels), aligned barriers' alignment, and the capture of
-//! in-flight records for unaligned checkpoints.
+//! A subtask's input side: one receiver per input channel, polled round-robin.
+//!
+//! The gate does the polling (priority lanes first, then channels round-robin, read-ahead
+//! buffers before queues) and leaves every decision to three pure parts, each with its own
+//! table of tests:
+//! - [`WatermarkValve`] (`watermark.rs`): per-channel watermarks and idleness → the subtask's
+//!   watermark (the minimum over its active channels);
+//! - [`BarrierAligner`] (`alignment.rs`): aligned barriers' alignment, i.e. which channels are
+//!   held back;
+//! - [`ChannelStateCapture`] (`capture.rs`): which in-flight records are an unaligned
+//!   checkpoint's channel state.
 //!
 //! # Unaligned checkpoints (FLIP-76)
 //!
@@ -15,6 +22,10 @@
 //! processing, into a per-channel buffer served before the channel's queue, so the markers
 //! arrive without waiting for the backlog to be processed.
 
+mod alignment;
+mod capture;
+mod watermark;
+
 use std::any::Any;
 use std::collections::VecDeque;
 use std::task::{Context, Poll};
@@ -22,16 +33,44 @@ use std::task::{Context, Poll};
 use riffle_api::head::VertexHead;
 use riffle_api::snapshot::ChannelState;
 use riffle_api::{CheckpointBarrier, Element, TaskError};
-use serde_bytes::ByteBuf;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::mpsc::{Receiver, UnboundedReceiver};
 
+pub use self::alignment::{BarrierAligner, BarrierStep};
+pub use self::capture::{Admit, ChannelStateCapture};
+pub use self::watermark::{GateEvent, WatermarkValve};
 use crate::exchange::ChannelReceiver;
 
-/// What a channel delivered: an element, or `None` if it closed before end of partition
-/// (its producer died). Channel `usize::MAX` delivers nothing: something changed that the
-/// caller should look at (an unaligned checkpoint's capture completed).
-pub type Delivery = (usize, Option<Element>);
+/// What the gate hands its subtask.
+#[derive(Debug)]
+pub enum Delivery {
+    /// `element` was read from channel `channel`.
+    Element {
+        /// The channel (index among the subtask's input channels).
+        channel: usize,
+        /// What it delivered.
+        element: Element,
+    },
+    /// Channel `channel` closed before its end of partition: its producer died.
+    ChannelLost {
+        /// The channel.
+        channel: usize,
+    },
+    /// Nothing to process, but the capture of an unaligned checkpoint's channel state
+    /// completed while the subtask waited: it should hand the channel state over.
+    CaptureComplete,
+}
+
+impl Delivery {
+    /// What channel `channel` delivered as read from it (`None`: it closed).
+    #[inline]
+    fn read(channel: usize, element: Option<Element>) -> Self {
+        match element {
+            Some(element) => Delivery::Element { channel, element },
+            None => Delivery::ChannelLost { channel },
+        }
+    }
+}
 
 /// Encodes an input batch as channel state: only the vertex head knows the record types.
 pub trait BatchEncoder {
@@ -50,61 +89,24 @@ pub struct InputGate {
     rxs: Vec<Receiver<Element>>,
     /// Each channel's priority lane (unaligned checkpoint barriers).
     prio: Vec<UnboundedReceiver<CheckpointBarrier>>,
-    /// Elements read ahead of processing by a capture; served before the channel's queue.
+    /// Elements read ahead of processing by a capture (`None`: the channel closed); served
+    /// before the channel's queue.
     ahead: Vec<VecDeque<Option<Element>>>,
     /// Logical input of each channel.
     pub input_of: Vec<usize>,
-    watermarks: Vec<i64>,
-    idle: Vec<bool>,
+    /// Channels that delivered end of partition: no longer read.
     ended: Vec<bool>,
     remaining_per_input: Vec<usize>,
     remaining: usize,
     next_start: usize,
-    emitted: i64,
-    all_idle: bool,
-    /// Channels held back by an aligned checkpoint barrier: not read until the alignment ends.
-    blocked: Vec<bool>,
-    alignment: Option<Alignment>,
-    /// The unaligned checkpoint whose channel state is being recorded.
-    capture: Option<Capture>,
-    /// The newest unaligned checkpoint started here: barriers of older ones are stale.
-    last_unaligned: u64,
-    /// A position marker that arrived before any barrier of its checkpoint and was delivered
-    /// as the start of it: its channel has nothing in flight for that checkpoint.
-    started_inband: Option<(u64, usize)>,
+    /// Decides the subtask's watermark and idleness.
+    valve: WatermarkValve,
+    /// Decides which channels an aligned checkpoint holds back, and when it is aligned.
+    aligner: BarrierAligner,
+    /// Decides what an unaligned checkpoint's channel state is.
+    capture: ChannelStateCapture,
     /// A priority barrier taken off its lane by [`InputGate::priority_pending`], served first.
     prio_stash: Option<(usize, CheckpointBarrier)>,
-}
-
-/// A checkpoint barrier being aligned across the gate's channels.
-#[derive(Debug)]
-struct Alignment {
-    barrier: CheckpointBarrier,
-    seen: Vec<bool>,
-}
-
-/// The channel state of one unaligned checkpoint, being recorded.
-#[derive(Debug)]
-struct Capture {
-    id: u64,
-    /// Channels whose position marker arrived (or that ended).
-    reached: Vec<bool>,
-    /// Encoded batches per channel.
-    batches: Vec<Vec<ByteBuf>>,
-    /// The first encoding failure: the checkpoint is declined, the job goes on.
-    error: Option<String>,
-}
-
-impl Capture {
-    fn record(&mut self, ch: usize, input: usize, batch: &(dyn Any + Send), enc: &dyn BatchEncoder) {
-        if self.error.is_some() {
-            return;
-        }
-        match enc.encode(input, batch) {
-            Ok(bytes) => self.batches[ch].push(ByteBuf::from(bytes)),
-            Err(e) => self.error = Some(e.to_string()),
-        }
-    }
 }
 
 /// Why a subtask blocked on its outputs must act now.
@@ -114,15 +116,6 @@ pub enum Interrupt {
     Barrier(usize, CheckpointBarrier),
     /// Every channel delivered the position marker of the checkpoint being captured.
     CaptureComplete,
-}
-
-/// A change of the subtask's combined input status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GateEvent {
-    /// The combined watermark advanced.
-    Watermark(i64),
-    /// Every active channel is idle now (`true`), or one became active again (`false`).
-    Idle(bool),
 }
 
 impl InputGate {
@@ -141,19 +134,13 @@ impl InputGate {
             prio,
             ahead: (0..n).map(|_| VecDeque::new()).collect(),
             input_of,
-            watermarks: vec![i64::MIN; n],
-            idle: vec![false; n],
             ended: vec![false; n],
             remaining_per_input,
             remaining: n,
             next_start: 0,
-            emitted: i64::MIN,
-            all_idle: false,
-            blocked: vec![false; n],
-            alignment: None,
-            capture: None,
-            last_unaligned: 0,
-            started_inband: None,
+            valve: WatermarkValve::new(n),
+            aligner: BarrierAligner::new(n),
+            capture: ChannelStateCapture::new(n),
             prio_stash: None,
         }
     }
@@ -169,46 +156,18 @@ impl InputGate {
         self.rxs.iter().map(|r| r.len()).sum::<usize>() + self.ahead.iter().map(VecDeque::len).sum::<usize>()
     }
 
-    /// Whether channel `ch` is being recorded (capture on, marker not arrived yet).
-    fn capturing(&self, ch: usize) -> bool {
-        self.capture.as_ref().is_some_and(|c| !c.reached[ch] && !self.ended[ch])
-    }
-
     /// Decides what an element read from channel `ch`'s queue is: delivered (`Some`), or a
     /// position marker consumed here (`None`). Records it when the channel is captured.
+    #[inline]
     fn admit(&mut self, ch: usize, e: Option<Element>, enc: &dyn BatchEncoder) -> Option<Option<Element>> {
-        let capturing = self.capturing(ch);
-        match &e {
-            Some(Element::Barrier(b)) if b.unaligned => {
-                let capture_id = self.capture.as_ref().map(|c| c.id);
-                if capturing && capture_id == Some(b.id) {
-                    if let Some(c) = &mut self.capture {
-                        c.reached[ch] = true;
-                    }
-                    return None;
-                }
-                if b.id > self.last_unaligned {
-                    // The marker came first (its barrier was not seen yet): it starts the
-                    // checkpoint, and this channel has nothing in flight for it.
-                    self.started_inband = Some((b.id, ch));
-                    return Some(e);
-                }
-                return None;
+        match self.capture.admit(ch, e.as_ref()) {
+            Admit::Deliver => Some(e),
+            Admit::Record => {
+                record(&mut self.capture, ch, self.input_of[ch], e.as_ref(), enc);
+                Some(e)
             }
-            Some(Element::Records { batch, .. }) if capturing => {
-                let input = self.input_of[ch];
-                if let Some(c) = &mut self.capture {
-                    c.record(ch, input, batch.as_ref(), enc);
-                }
-            }
-            Some(Element::EndOfPartition) | None if capturing => {
-                if let Some(c) = &mut self.capture {
-                    c.reached[ch] = true;
-                }
-            }
-            _ => {}
+            Admit::Consume => None,
         }
-        Some(e)
     }
 
     /// Whether a barrier of a newer unaligned checkpoint waits on a priority lane (a busy
@@ -217,8 +176,8 @@ impl InputGate {
         if self.prio_stash.is_some() {
             return true;
         }
-        if let Some((ch, Some(Element::Barrier(b)))) = self.try_priority() {
-            self.prio_stash = Some((ch, b));
+        if let Some(b) = self.try_priority() {
+            self.prio_stash = Some(b);
         }
         self.prio_stash.is_some()
     }
@@ -231,17 +190,18 @@ impl InputGate {
         }
     }
 
-    /// The next priority-lane barrier of a checkpoint newer than the last one started.
-    fn try_priority(&mut self) -> Option<Delivery> {
+    /// The next priority-lane barrier of a checkpoint newer than the last one started, and
+    /// its channel.
+    fn try_priority(&mut self) -> Option<(usize, CheckpointBarrier)> {
         if let Some((ch, b)) = self.prio_stash.take() {
-            if b.id > self.last_unaligned {
-                return Some((ch, Some(Element::Barrier(b))));
+            if self.capture.is_new(b.id) {
+                return Some((ch, b));
             }
         }
         for ch in 0..self.prio.len() {
             while let Ok(b) = self.prio[ch].try_recv() {
-                if b.id > self.last_unaligned {
-                    return Some((ch, Some(Element::Barrier(b))));
+                if self.capture.is_new(b.id) {
+                    return Some((ch, b));
                 }
             }
         }
@@ -250,20 +210,20 @@ impl InputGate {
 
     /// The next element of any channel, without waiting: priority barriers first, then
     /// channels round-robin (read-ahead buffers before queues), skipping channels held back
-    /// by an alignment.
+    /// by an alignment. Never [`Delivery::CaptureComplete`].
     pub fn try_next(&mut self, enc: &dyn BatchEncoder) -> Option<Delivery> {
-        if let Some(d) = self.try_priority() {
-            return Some(d);
+        if let Some((ch, b)) = self.try_priority() {
+            return Some(Delivery::Element { channel: ch, element: Element::Barrier(b) });
         }
         let n = self.rxs.len();
         for k in 0..n {
             let i = (self.next_start + k) % n;
-            if self.ended[i] || self.blocked[i] {
+            if self.ended[i] || self.aligner.is_blocked(i) {
                 continue;
             }
             if let Some(e) = self.ahead[i].pop_front() {
                 self.next_start = (i + 1) % n;
-                return Some((i, e));
+                return Some(Delivery::read(i, e));
             }
             loop {
                 let e = match self.rxs[i].try_recv() {
@@ -274,7 +234,7 @@ impl InputGate {
                 let closed = e.is_none();
                 if let Some(e) = self.admit(i, e, enc) {
                     self.next_start = (i + 1) % n;
-                    return Some((i, e));
+                    return Some(Delivery::read(i, e));
                 }
                 if closed {
                     break;
@@ -284,28 +244,28 @@ impl InputGate {
         None
     }
 
-    /// Waits for the next element of any channel (see [`InputGate::try_next`]). Delivers
-    /// `(usize::MAX, None)` when a capture completed while waiting.
+    /// Waits for the next element of any channel (see [`InputGate::try_next`]), or for the
+    /// capture in progress to complete ([`Delivery::CaptureComplete`]) while waiting.
     pub fn poll_next(&mut self, cx: &mut Context<'_>, enc: &dyn BatchEncoder) -> Poll<Delivery> {
-        if let Some(d) = self.try_priority() {
-            return Poll::Ready(d);
+        if let Some((ch, b)) = self.try_priority() {
+            return Poll::Ready(Delivery::Element { channel: ch, element: Element::Barrier(b) });
         }
         for ch in 0..self.prio.len() {
             while let Poll::Ready(Some(b)) = self.prio[ch].poll_recv(cx) {
-                if b.id > self.last_unaligned {
-                    return Poll::Ready((ch, Some(Element::Barrier(b))));
+                if self.capture.is_new(b.id) {
+                    return Poll::Ready(Delivery::Element { channel: ch, element: Element::Barrier(b) });
                 }
             }
         }
         let n = self.rxs.len();
         for k in 0..n {
             let i = (self.next_start + k) % n;
-            if self.ended[i] || self.blocked[i] {
+            if self.ended[i] || self.aligner.is_blocked(i) {
                 continue;
             }
             if let Some(e) = self.ahead[i].pop_front() {
                 self.next_start = (i + 1) % n;
-                return Poll::Ready((i, e));
+                return Poll::Ready(Delivery::read(i, e));
             }
             loop {
                 let e = match self.rxs[i].poll_recv(cx) {
@@ -316,9 +276,9 @@ impl InputGate {
                 match self.admit(i, e, enc) {
                     Some(e) => {
                         self.next_start = (i + 1) % n;
-                        return Poll::Ready((i, e));
+                        return Poll::Ready(Delivery::read(i, e));
                     }
-                    None if self.capture_complete() => return Poll::Ready((usize::MAX, None)),
+                    None if self.capture.is_complete() => return Poll::Ready(Delivery::CaptureComplete),
                     None => {}
                 }
                 if closed {
@@ -334,49 +294,20 @@ impl InputGate {
     /// until its marker. A capture of an older checkpoint is abandoned (the subtask declines
     /// that checkpoint).
     pub fn start_capture(&mut self, id: u64, enc: &dyn BatchEncoder) {
-        self.last_unaligned = self.last_unaligned.max(id);
-        let n = self.rxs.len();
-        let mut c = Capture { id, reached: self.ended.clone(), batches: vec![Vec::new(); n], error: None };
-        if let Some((mid, ch)) = self.started_inband.take() {
-            if mid == id {
-                c.reached[ch] = true;
-            }
-        }
+        self.capture.start(id);
         for (ch, ahead) in self.ahead.iter().enumerate() {
             for e in ahead {
-                match e {
-                    Some(Element::Records { batch, .. }) => c.record(ch, self.input_of[ch], batch.as_ref(), enc),
-                    Some(Element::EndOfPartition) | None => c.reached[ch] = true,
-                    _ => {}
+                if self.capture.unprocessed(ch, e.as_ref()) == Admit::Record {
+                    record(&mut self.capture, ch, self.input_of[ch], e.as_ref(), enc);
                 }
             }
         }
-        self.capture = Some(c);
-    }
-
-    /// Whether the capture in progress has every channel's marker.
-    fn capture_complete(&self) -> bool {
-        self.capture.as_ref().is_some_and(|c| (0..c.reached.len()).all(|i| c.reached[i] || self.ended[i]))
     }
 
     /// The channel state of the capture in progress, if it is complete (the capture ends):
     /// the checkpoint id and its channel state, or why it cannot be had.
     pub fn take_completed_capture(&mut self) -> Option<(u64, Result<Vec<ChannelState>, String>)> {
-        if !self.capture_complete() {
-            return None;
-        }
-        let c = self.capture.take()?;
-        if let Some(e) = c.error {
-            return Some((c.id, Err(e)));
-        }
-        let states = c
-            .batches
-            .into_iter()
-            .enumerate()
-            .filter(|(_, b)| !b.is_empty())
-            .map(|(ch, batches)| ChannelState { channel: ch as u32, input: self.input_of[ch] as u32, batches })
-            .collect();
-        Some((c.id, Ok(states)))
+        self.capture.take_completed(&self.input_of)
     }
 
     /// Reads ahead every captured channel up to its marker, without waiting, so that the
@@ -384,12 +315,12 @@ impl InputGate {
     /// Returns whether it read anything while the capture is still incomplete (then the
     /// producers, freed from backpressure, may have more to send before their markers).
     pub fn read_ahead(&mut self, enc: &dyn BatchEncoder) -> bool {
-        if self.capture.is_none() {
+        if !self.capture.is_active() {
             return false;
         }
         let mut read = false;
         for ch in 0..self.rxs.len() {
-            while self.capturing(ch) {
+            while self.capture.capturing(ch) {
                 let e = match self.rxs[ch].try_recv() {
                     Ok(e) => Some(e),
                     Err(TryRecvError::Empty) => break,
@@ -401,25 +332,25 @@ impl InputGate {
                 }
             }
         }
-        read && self.capture.is_some() && !self.capture_complete()
+        read && self.capture.is_active() && !self.capture.is_complete()
     }
 
     /// For a subtask blocked on its outputs: completes when a newer unaligned checkpoint's
     /// barrier arrives or the capture in progress completes, reading captured channels ahead
     /// meanwhile.
     pub fn poll_interrupt(&mut self, cx: &mut Context<'_>, enc: &dyn BatchEncoder) -> Poll<Interrupt> {
-        if let Some((ch, Some(Element::Barrier(b)))) = self.try_priority() {
+        if let Some((ch, b)) = self.try_priority() {
             return Poll::Ready(Interrupt::Barrier(ch, b));
         }
         for ch in 0..self.prio.len() {
             while let Poll::Ready(Some(b)) = self.prio[ch].poll_recv(cx) {
-                if b.id > self.last_unaligned {
+                if self.capture.is_new(b.id) {
                     return Poll::Ready(Interrupt::Barrier(ch, b));
                 }
             }
         }
         for ch in 0..self.rxs.len() {
-            while self.capturing(ch) {
+            while self.capture.capturing(ch) {
                 let e = match self.rxs[ch].poll_recv(cx) {
                     Poll::Ready(e) => e,
                     Poll::Pending => break,
@@ -429,7 +360,7 @@ impl InputGate {
                 }
             }
         }
-        if self.capture_complete() {
+        if self.capture.is_complete() {
             return Poll::Ready(Interrupt::CaptureComplete);
         }
         Poll::Pending
@@ -438,53 +369,34 @@ impl InputGate {
     /// Records checkpoint barrier `id` from channel `ch`. With `aligned`, the channel is held
     /// back until every channel delivered the barrier (exactly-once); without, nothing is
     /// held back (at-least-once). A newer barrier abandons an unfinished older alignment.
+    #[inline]
     pub fn on_barrier(&mut self, ch: usize, barrier: CheckpointBarrier) {
-        match &self.alignment {
-            Some(a) if a.barrier.id > barrier.id => return,
-            Some(a) if a.barrier.id == barrier.id => {}
-            _ => {
-                self.blocked.iter_mut().for_each(|b| *b = false);
-                self.alignment = Some(Alignment { barrier, seen: vec![false; self.rxs.len()] });
-            }
-        }
-        if let Some(a) = &mut self.alignment {
-            a.seen[ch] = true;
-            if a.barrier.aligned {
-                self.blocked[ch] = true;
-            }
-        }
+        self.aligner.on_barrier(ch, barrier);
     }
 
     /// The checkpoint whose barrier every live channel has delivered, if any: the subtask
     /// then snapshots and forwards the barrier. Ends the alignment (releases the channels).
+    #[inline]
     pub fn take_completed_barrier(&mut self) -> Option<CheckpointBarrier> {
-        let a = self.alignment.as_ref()?;
-        if !(0..a.seen.len()).all(|i| a.seen[i] || self.ended[i]) {
-            return None;
-        }
-        let done = self.alignment.take().map(|a| a.barrier);
-        self.blocked.iter_mut().for_each(|b| *b = false);
-        done
+        self.aligner.take_completed()
     }
 
     /// Whether channel `ch` is held back by an alignment.
+    #[inline]
     pub fn is_blocked(&self, ch: usize) -> bool {
-        self.blocked.get(ch).copied().unwrap_or(false)
+        self.aligner.is_blocked(ch)
     }
 
-    /// Records a watermark from channel `ch`; returns what changed for the subtask.
+    /// Records a watermark from channel `ch`; pushes onto `out` what changed for the subtask.
+    #[inline]
     pub fn on_watermark(&mut self, ch: usize, wm: i64, out: &mut Vec<GateEvent>) {
-        if wm > self.watermarks[ch] {
-            self.watermarks[ch] = wm;
-        }
-        self.idle[ch] = false;
-        self.recompute(out);
+        self.valve.on_watermark(ch, wm, out);
     }
 
-    /// Records channel `ch` becoming idle or active.
+    /// Records channel `ch` becoming idle or active; pushes onto `out` what changed.
+    #[inline]
     pub fn on_idle(&mut self, ch: usize, idle: bool, out: &mut Vec<GateEvent>) {
-        self.idle[ch] = idle;
-        self.recompute(out);
+        self.valve.on_idle(ch, idle, out);
     }
 
     /// Records end of partition on `ch`; returns `Some(input)` if that logical input ended.
@@ -493,50 +405,23 @@ impl InputGate {
             return None;
         }
         self.ended[ch] = true;
-        self.watermarks[ch] = i64::MAX;
+        self.aligner.on_end(ch);
+        self.capture.on_end(ch);
         self.remaining -= 1;
         let input = self.input_of[ch];
-        let r = self.remaining_per_input.get_mut(input)?;
-        *r -= 1;
-        let ended_input = (*r == 0).then_some(input);
-        self.recompute(out);
+        let ended_input = self.remaining_per_input.get_mut(input).and_then(|r| {
+            *r -= 1;
+            (*r == 0).then_some(input)
+        });
+        self.valve.on_end(ch, out);
         ended_input
     }
+}
 
-    fn recompute(&mut self, out: &mut Vec<GateEvent>) {
-        // Ended channels count with their final watermark (MAX); idle ones do not count.
-        let mut min: Option<i64> = None;
-        for i in 0..self.watermarks.len() {
-            if self.idle[i] && !self.ended[i] {
-                continue;
-            }
-            min = Some(min.map_or(self.watermarks[i], |m: i64| m.min(self.watermarks[i])));
-        }
-        match min {
-            None => {
-                // Every channel is idle: like Flink's valve, release the highest watermark any
-                // channel reached, then report idleness downstream.
-                let max = self.watermarks.iter().copied().max().unwrap_or(i64::MIN);
-                if max > self.emitted {
-                    self.emitted = max;
-                    out.push(GateEvent::Watermark(max));
-                }
-                if !self.all_idle {
-                    self.all_idle = true;
-                    out.push(GateEvent::Idle(true));
-                }
-            }
-            Some(m) => {
-                if self.all_idle {
-                    self.all_idle = false;
-                    out.push(GateEvent::Idle(false));
-                }
-                if m > self.emitted {
-                    self.emitted = m;
-                    out.push(GateEvent::Watermark(m));
-                }
-            }
-        }
+/// Records `e`, a batch of channel `ch` feeding logical input `input`, as channel state.
+fn record(capture: &mut ChannelStateCapture, ch: usize, input: usize, e: Option<&Element>, enc: &dyn BatchEncoder) {
+    if let Some(Element::Records { batch, .. }) = e {
+        capture.record(ch, || enc.encode(input, batch.as_ref()));
     }
 }
 
@@ -593,6 +478,14 @@ mod tests {
         channels(n, 1).1
     }
 
+    /// The next element of any channel, without waiting (a lost channel fails the test).
+    fn next(g: &mut InputGate) -> Option<(usize, Element)> {
+        match g.try_next(&U32s)? {
+            Delivery::Element { channel, element } => Some((channel, element)),
+            other => panic!("not an element: {other:?}"),
+        }
+    }
+
     #[test]
     fn watermark_is_min_of_active_channels_and_idle_channels_do_not_hold_it_back() {
         let mut g = gate(2);
@@ -622,7 +515,7 @@ mod tests {
         txs[0].send(Element::Barrier(barrier(7, true))).await.unwrap();
         txs[0].send(Element::Watermark(99)).await.unwrap(); // after the barrier: must wait
         let mut got = Vec::new();
-        while let Some((ch, Some(e))) = g.try_next(&U32s) {
+        while let Some((ch, e)) = next(&mut g) {
             if let Element::Barrier(b) = e {
                 g.on_barrier(ch, b);
             }
@@ -634,7 +527,7 @@ mod tests {
         txs[1].send(Element::Barrier(barrier(7, true))).await.unwrap();
         drop(txs[2].clone());
         let mut ev = Vec::new();
-        while let Some((ch, Some(e))) = g.try_next(&U32s) {
+        while let Some((ch, e)) = next(&mut g) {
             match e {
                 Element::Barrier(b) => g.on_barrier(ch, b),
                 Element::EndOfPartition => {
@@ -645,14 +538,14 @@ mod tests {
         }
         assert_eq!(g.take_completed_barrier(), None, "channel 2 has neither delivered nor ended");
         txs[2].send(Element::EndOfPartition).await.unwrap();
-        while let Some((ch, Some(e))) = g.try_next(&U32s) {
+        while let Some((ch, e)) = next(&mut g) {
             if let Element::EndOfPartition = e {
                 g.on_end(ch, &mut ev);
             }
         }
         assert_eq!(g.take_completed_barrier(), Some(barrier(7, true)), "an ended channel counts as aligned");
         assert!(!g.is_blocked(0));
-        assert!(matches!(g.try_next(&U32s), Some((0, Some(Element::Watermark(99))))));
+        assert!(matches!(next(&mut g), Some((0, Element::Watermark(99)))));
     }
 
     #[test]
@@ -704,7 +597,7 @@ mod tests {
         txs[1].0.send(records(&[10])).await.unwrap();
 
         // The barrier comes first, ahead of the queued batches.
-        let Some((0, Some(Element::Barrier(b)))) = g.try_next(&U32s) else { panic!("the barrier overtakes") };
+        let Some((0, Element::Barrier(b))) = next(&mut g) else { panic!("the barrier overtakes") };
         assert_eq!(b, unaligned(5));
         g.start_capture(5, &U32s);
         // Reading ahead consumes channel 0 up to its marker without processing anything.
@@ -712,7 +605,7 @@ mod tests {
         assert!(g.take_completed_capture().is_none(), "channel 1's marker has not arrived");
         // Processing goes on in order: read-ahead batches first, then the rest of the queue.
         let mut seen = Vec::new();
-        while let Some((ch, Some(e))) = g.try_next(&U32s) {
+        while let Some((ch, e)) = next(&mut g) {
             seen.push((ch, values(&e)));
         }
         assert_eq!(seen, vec![(0, vec![1, 2]), (1, vec![10]), (0, vec![3]), (0, vec![4])]);
@@ -721,8 +614,8 @@ mod tests {
         txs[1].1.send(unaligned(5)).unwrap();
         txs[1].0.send(Element::Barrier(unaligned(5))).await.unwrap();
         txs[1].0.send(records(&[12])).await.unwrap();
-        assert!(g.try_next(&U32s).is_some_and(|(ch, e)| ch == 1 && values(&e.unwrap()) == vec![11]));
-        assert!(g.try_next(&U32s).is_some_and(|(ch, e)| ch == 1 && values(&e.unwrap()) == vec![12]));
+        assert!(next(&mut g).is_some_and(|(ch, e)| ch == 1 && values(&e) == vec![11]));
+        assert!(next(&mut g).is_some_and(|(ch, e)| ch == 1 && values(&e) == vec![12]));
         let (id, state) = g.take_completed_capture().expect("both markers arrived");
         assert_eq!(id, 5);
         let state = state.unwrap();
@@ -734,20 +627,40 @@ mod tests {
         assert_eq!(decoded, vec![(0, vec![le(&[1, 2]), le(&[3])]), (1, vec![le(&[10]), le(&[11])])]);
         // A stale priority barrier of the same checkpoint is ignored.
         txs[1].1.send(unaligned(5)).unwrap();
-        assert!(g.try_next(&U32s).is_none());
+        assert!(next(&mut g).is_none());
     }
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_marker_before_its_barrier_starts_the_checkpoint_with_nothing_in_flight_on_its_channel() {
         let (txs, mut g) = channels(2, 8);
         txs[1].0.send(Element::Barrier(unaligned(3))).await.unwrap();
-        let Some((1, Some(Element::Barrier(b)))) = g.try_next(&U32s) else { panic!("the marker starts it") };
+        let Some((1, Element::Barrier(b))) = next(&mut g) else { panic!("the marker starts it") };
         assert_eq!(b.id, 3);
         g.start_capture(3, &U32s);
         txs[0].0.send(Element::EndOfPartition).await.unwrap();
-        assert!(matches!(g.try_next(&U32s), Some((0, Some(Element::EndOfPartition)))));
+        assert!(matches!(next(&mut g), Some((0, Element::EndOfPartition))));
         let (id, state) = g.take_completed_capture().expect("an ended channel has nothing in flight");
         assert_eq!((id, state.unwrap()), (3, vec![]));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_waiting_subtask_is_told_of_a_completed_capture_and_of_a_lost_channel() {
+        let (mut txs, mut g) = channels(2, 8);
+        txs[0].1.send(unaligned(3)).unwrap();
+        let Some((0, Element::Barrier(b))) = next(&mut g) else { panic!("the barrier comes first") };
+        g.start_capture(b.id, &U32s);
+        txs[1].0.send(Element::EndOfPartition).await.unwrap();
+        assert!(matches!(next(&mut g), Some((1, Element::EndOfPartition))));
+        g.on_end(1, &mut Vec::new());
+        txs[0].0.send(Element::Barrier(unaligned(3))).await.unwrap();
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(matches!(g.poll_next(&mut cx, &U32s), Poll::Ready(Delivery::CaptureComplete)));
+        assert_eq!(g.take_completed_capture().map(|(id, s)| (id, s.unwrap())), Some((3, vec![])));
+        assert!(g.poll_next(&mut cx, &U32s).is_pending(), "the marker was consumed");
+        txs.remove(0);
+        assert!(matches!(g.poll_next(&mut cx, &U32s), Poll::Ready(Delivery::ChannelLost { channel: 0 })));
+        assert!(matches!(g.try_next(&U32s), Some(Delivery::ChannelLost { channel: 0 })), "until it is handled");
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -764,7 +677,7 @@ mod tests {
         assert!(matches!(g.poll_interrupt(&mut cx, &U32s), Poll::Ready(Interrupt::CaptureComplete)));
         let (_, state) = g.take_completed_capture().unwrap();
         assert_eq!(state.unwrap()[0].batches.len(), 1, "the batch read ahead while blocked");
-        assert!(g.try_next(&U32s).is_some_and(|(_, e)| values(&e.unwrap()) == vec![7]), "and processed after");
+        assert!(next(&mut g).is_some_and(|(_, e)| values(&e) == vec![7]), "and processed after");
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -772,18 +685,18 @@ mod tests {
         let (txs, mut g) = channels(1, 8);
         txs[0].0.send(records(&[1, 2, 3])).await.unwrap();
         txs[0].0.send(records(&[4])).await.unwrap();
-        assert!(g.try_next(&U32s).is_some_and(|(_, e)| values(&e.unwrap()) == vec![1, 2, 3]));
+        assert!(next(&mut g).is_some_and(|(_, e)| values(&e) == vec![1, 2, 3]));
         assert!(!g.priority_pending());
         txs[0].1.send(unaligned(4)).unwrap();
         assert!(g.priority_pending(), "seen while the batch is being processed");
         // The head processed record 1 and hands back the rest.
         g.push_front(0, records(&[2, 3]));
-        let Some((0, Some(Element::Barrier(b)))) = g.try_next(&U32s) else { panic!("the barrier comes first") };
+        let Some((0, Element::Barrier(b))) = next(&mut g) else { panic!("the barrier comes first") };
         g.start_capture(b.id, &U32s);
         txs[0].0.send(Element::Barrier(unaligned(4))).await.unwrap();
-        assert!(g.try_next(&U32s).is_some_and(|(_, e)| values(&e.unwrap()) == vec![2, 3]));
-        assert!(g.try_next(&U32s).is_some_and(|(_, e)| values(&e.unwrap()) == vec![4]));
-        assert!(g.try_next(&U32s).is_none(), "the marker is consumed by the gate");
+        assert!(next(&mut g).is_some_and(|(_, e)| values(&e) == vec![2, 3]));
+        assert!(next(&mut g).is_some_and(|(_, e)| values(&e) == vec![4]));
+        assert!(next(&mut g).is_none(), "the marker is consumed by the gate");
         let (_, state) = g.take_completed_capture().expect("the marker arrived");
         let le = |v: &[u32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
         let batches: Vec<Vec<u8>> = state.unwrap()[0].batches.iter().map(|b| b.to_vec()).collect();
