@@ -144,7 +144,7 @@ impl Actor for Dispatcher {
     type Context = Context<Self>;
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        self.parent.do_send(ChildExited { child: "dispatcher".into(), reason: ExitReason::Normal });
+        self.parent.do_send(ChildExited { child: crate::supervision::ChildId::Dispatcher, reason: ExitReason::Normal });
     }
 }
 
@@ -294,7 +294,7 @@ impl Handler<ChildExited> for Dispatcher {
     type Result = ();
     fn handle(&mut self, msg: ChildExited, _: &mut Self::Context) {
         // A JobMaster that stopped without reporting a result crashed: the job failed.
-        let Some(id) = JobId::parse(&msg.child) else { return };
+        let crate::supervision::ChildId::JobMaster(id) = msg.child else { return };
         let pending = self.jobs.get(&id).is_some_and(|e| e.result.is_none());
         if pending {
             let name = self.jobs.get(&id).map(|e| e.name.clone()).unwrap_or_default();

@@ -13,7 +13,7 @@ use crate::job_master::JobMasterSettings;
 use crate::mailbox::Probed;
 use crate::registry::RuntimeShared;
 use crate::resource_manager::ResourceManager;
-use crate::supervision::{ChildExited, Decision, ExitReason, Strategy, SupervisorState};
+use crate::supervision::{ChildExited, ChildId, Decision, ExitReason, Strategy, SupervisorState};
 
 /// The addresses of the JobManager's children.
 #[derive(Clone)]
@@ -113,12 +113,12 @@ impl Handler<ChildExited> for JobManager {
         } else {
             msg.reason.clone()
         };
-        let decision = match msg.child.as_str() {
-            "resource-manager" => self.rm_supervisor.decide(&msg.child, &reason, now),
+        let decision = match msg.child {
+            ChildId::ResourceManager => self.rm_supervisor.decide(&msg.child, &reason, now),
             _ => self.dispatcher_supervisor.decide(&msg.child, &reason, now),
         };
         match decision {
-            Decision::Restart(delay) if msg.child == "resource-manager" => {
+            Decision::Restart(delay) if msg.child == ChildId::ResourceManager => {
                 tracing::warn!(?delay, "restarting the resource manager: {reason}");
                 ctx.run_later(delay, |act, ctx| {
                     let rm = act.start_rm(ctx);

@@ -105,7 +105,8 @@ impl Actor for ResourceManager {
         for p in self.pending.drain(..) {
             let _ = p.reply.send(Err(SlotError::ShuttingDown));
         }
-        self.parent.do_send(ChildExited { child: "resource-manager".into(), reason: self.exit.clone() });
+        self.parent
+            .do_send(ChildExited { child: crate::supervision::ChildId::ResourceManager, reason: self.exit.clone() });
     }
 }
 

@@ -66,7 +66,8 @@ impl Actor for Slot {
         for (_, s) in self.subtasks.drain() {
             s.do_send(CancelSubtask);
         }
-        self.on_exit.do_send(ChildExited { child: format!("slot-{}", self.index), reason: self.reason.clone() });
+        self.on_exit
+            .do_send(ChildExited { child: crate::supervision::ChildId::Slot(self.index), reason: self.reason.clone() });
     }
 }
 

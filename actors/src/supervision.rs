@@ -44,12 +44,37 @@ impl std::fmt::Display for ExitReason {
     }
 }
 
+/// Which child of a supervising actor: typed, so a parent matches on it instead of parsing a
+/// name back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ChildId {
+    /// The JobManager's Dispatcher.
+    Dispatcher,
+    /// The JobManager's ResourceManager.
+    ResourceManager,
+    /// A Dispatcher's JobMaster of this job.
+    JobMaster(crate::ids::JobId),
+    /// A TaskExecutor's slot of this index.
+    Slot(u32),
+}
+
+impl std::fmt::Display for ChildId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ChildId::Dispatcher => f.write_str("dispatcher"),
+            ChildId::ResourceManager => f.write_str("resource-manager"),
+            ChildId::JobMaster(job) => write!(f, "{job}"),
+            ChildId::Slot(i) => write!(f, "slot-{i}"),
+        }
+    }
+}
+
 /// Sent by a child to its parent when it stops, whatever the reason.
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "()")]
 pub struct ChildExited {
-    /// The child's name among its siblings.
-    pub child: String,
+    /// The child among its siblings.
+    pub child: ChildId,
     /// Why it stopped.
     pub reason: ExitReason,
 }
@@ -102,7 +127,7 @@ impl SupervisorState {
     }
 
     /// Decides what to do about an exit at `now`. Pure but for the restart history.
-    pub fn decide(&mut self, child: &str, reason: &ExitReason, now: Instant) -> Decision {
+    pub fn decide(&mut self, child: &ChildId, reason: &ExitReason, now: Instant) -> Decision {
         if !reason.is_failure() {
             return Decision::Ignore;
         }
@@ -160,12 +185,12 @@ mod tests {
         });
         let t = Instant::now();
         let r = ExitReason::Panicked("boom".into());
-        assert_eq!(s.decide("c", &r, t), Decision::Restart(Duration::from_millis(10)));
-        assert_eq!(s.decide("c", &r, t), Decision::Restart(Duration::from_millis(15)));
-        assert!(matches!(s.decide("c", &r, t), Decision::Escalate(m) if m.contains("boom")));
+        assert_eq!(s.decide(&ChildId::Slot(0), &r, t), Decision::Restart(Duration::from_millis(10)));
+        assert_eq!(s.decide(&ChildId::Slot(0), &r, t), Decision::Restart(Duration::from_millis(15)));
+        assert!(matches!(s.decide(&ChildId::Slot(0), &r, t), Decision::Escalate(m) if m.contains("boom")));
         // Outside the window the history is forgotten.
-        assert!(matches!(s.decide("c", &r, t + Duration::from_secs(61)), Decision::Restart(_)));
-        assert_eq!(s.decide("c", &ExitReason::Normal, t), Decision::Ignore);
+        assert!(matches!(s.decide(&ChildId::Slot(0), &r, t + Duration::from_secs(61)), Decision::Restart(_)));
+        assert_eq!(s.decide(&ChildId::Slot(0), &ExitReason::Normal, t), Decision::Ignore);
     }
 
     #[test]

@@ -255,7 +255,7 @@ impl Handler<SubtaskExited> for TaskExecutor {
 impl Handler<ChildExited> for TaskExecutor {
     type Result = ();
     fn handle(&mut self, msg: ChildExited, ctx: &mut Self::Context) {
-        let Some(index) = msg.child.strip_prefix("slot-").and_then(|s| s.parse::<u32>().ok()) else { return };
+        let crate::supervision::ChildId::Slot(index) = msg.child else { return };
         let Some(handle) = self.slots.get_mut(index as usize) else { return };
         handle.addr = None;
         let decision = handle.supervisor.decide(&msg.child, &msg.reason, Instant::now());

@@ -518,7 +518,10 @@ impl Actor for JobMaster {
                 rm.do_send(ReleaseSlots { job_id: self.job });
             }
         }
-        self.on_exit.do_send(ChildExited { child: self.job.to_string(), reason: self.exit.clone() });
+        self.on_exit.do_send(ChildExited {
+            child: crate::supervision::ChildId::JobMaster(self.job),
+            reason: self.exit.clone(),
+        });
     }
 }
 
