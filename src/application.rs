@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use riffle::{Configuration, JobStatus};
+use riffle_cluster::remote::jobmanager_side::{RPC_ADDRESS, RPC_PORT};
 
 use crate::local_cluster::{defines, spawn};
 
@@ -50,13 +51,13 @@ pub fn run(
     };
     let mut cfg = riffle::MiniClusterConfig::new(0, 1).with_rpc();
     cfg.config = conf.clone();
-    if cfg.config.get_str("jobmanager.rpc.address").is_none() {
-        cfg.config.set("jobmanager.rpc.address", "127.0.0.1");
+    if !cfg.config.contains(&RPC_ADDRESS) {
+        cfg.config.set(RPC_ADDRESS.key(), "127.0.0.1");
     }
-    if cfg.config.get_str("jobmanager.rpc.port").is_none() {
-        cfg.config.set("jobmanager.rpc.port", "0");
+    if !cfg.config.contains(&RPC_PORT) {
+        cfg.config.set(RPC_PORT.key(), "0");
     }
-    if cfg.config.get::<bool>("rest.enabled", false)? {
+    if cfg.config.get(&riffle_web::config::REST_ENABLED)? {
         cfg = cfg.with_rest();
     }
     let cluster = riffle::MiniCluster::start(cfg)?;
@@ -75,7 +76,7 @@ pub fn run(
         a.extend(base.iter().cloned());
         a.extend(["-D".into(), format!("taskmanager.numberOfTaskSlots={slots}")]);
         a.extend(["-D".into(), format!("taskmanager.resource-id=application-taskmanager-{i}")]);
-        if conf.get_str("taskmanager.host").is_none() {
+        if !conf.contains(&riffle_cluster::taskmanager::HOST) {
             a.extend(["-D".into(), "taskmanager.host=127.0.0.1".to_string()]);
         }
         members.push(spawn(&format!("application-taskmanager-{i}"), &a)?);

@@ -26,3 +26,17 @@ pub use riffle_cluster::{
     ClusterError, JobHandle, JobId, JobResult, JobStatus, MiniCluster, MiniClusterConfig, SlotReport,
 };
 pub use riffle_scenarios as scenarios;
+
+/// Every configuration option riffle reads, collected from the crates that declare them: what
+/// unknown keys in a configuration are checked against, and what docs/configuration.md is
+/// generated from.
+pub fn config_options() -> riffle_api::config_keys::Registry {
+    riffle_api::config_keys::Registry::new(
+        [riffle_api::options(), riffle_actors::options(), riffle_web::options(), riffle_cluster::options()].concat(),
+    )
+}
+
+/// docs/configuration.md as the registry generates it (`riffle config-docs` prints it).
+pub fn config_docs() -> String {
+    config_options().markdown()
+}

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use riffle::Configuration;
+use riffle_cluster::remote::jobmanager_side::{RPC_ADDRESS, RPC_PORT};
 
 use crate::supervisor::CHILD_ENV;
 
@@ -54,11 +55,11 @@ pub fn run(taskmanagers: u32, slots: u32, conf: &Configuration) -> Result<()> {
         bail!("local-cluster needs at least one TaskManager with at least one slot");
     }
     let mut conf = conf.clone();
-    if conf.get_str("jobmanager.rpc.address").is_none() {
-        conf.set("jobmanager.rpc.address", "127.0.0.1");
+    if !conf.contains(&RPC_ADDRESS) {
+        conf.set(RPC_ADDRESS.key(), "127.0.0.1");
     }
-    if conf.get_str("jobmanager.rpc.port").is_none() {
-        conf.set("jobmanager.rpc.port", free_port()?.to_string());
+    if !conf.contains(&RPC_PORT) {
+        conf.set(RPC_PORT.key(), free_port()?.to_string());
     }
     let base = defines(&conf);
     let mut jm_args = vec!["jobmanager".to_string()];
@@ -70,7 +71,7 @@ pub fn run(taskmanagers: u32, slots: u32, conf: &Configuration) -> Result<()> {
         a.extend(base.iter().cloned());
         a.extend(["-D".into(), format!("taskmanager.numberOfTaskSlots={slots}")]);
         a.extend(["-D".into(), format!("taskmanager.resource-id={id}")]);
-        if conf.get_str("taskmanager.host").is_none() {
+        if !conf.contains(&riffle_cluster::taskmanager::HOST) {
             a.extend(["-D".into(), "taskmanager.host=127.0.0.1".to_string()]);
         }
         (id, a)

@@ -171,6 +171,10 @@ enum Command {
         /// Parallelism (= TaskManager processes).
         parallelism: u32,
     },
+    /// Prints docs/configuration.md as the declared options generate it (every key riffle
+    /// reads, its type, default and description).
+    #[command(name = "config-docs", hide = true)]
+    ConfigDocs,
 }
 
 #[derive(Subcommand)]
@@ -315,7 +319,7 @@ mod tempfile_guard {
 fn run(cli: Cli) -> Result<()> {
     let mut conf = config(cli.config.as_deref(), &cli.define)?;
     let cli_defines = cli.define.clone();
-    for warning in riffle_cluster::config_file::unknown_keys(&conf) {
+    for warning in riffle_cluster::config_file::unknown_keys(&conf, &riffle::config_options()) {
         eprintln!("warning: {warning}");
     }
     if let Some(p) = &cli.from_savepoint {
@@ -331,6 +335,7 @@ fn run(cli: Cli) -> Result<()> {
         conf.set("rest.enabled", "true");
     }
     match cli.command {
+        Command::ConfigDocs => print!("{}", riffle::config_docs()),
         Command::Run {
             plugin: Some(path),
             entry: Some(entry),
@@ -583,7 +588,7 @@ fn main() -> ExitCode {
         if supervisor::is_child() {
             supervisor::exit_with_supervisor();
         } else if let Ok(Some(dir)) =
-            config(cli.config.as_deref(), &cli.define).map(|c| c.get_str("log.dir").map(PathBuf::from))
+            config(cli.config.as_deref(), &cli.define).and_then(|c| Ok(c.get(&riffle_web::config::LOG_DIR)?))
         {
             return match supervisor::run(&dir) {
                 Ok(code) => code,

@@ -39,6 +39,7 @@ pub mod slot;
 pub mod slot_manager;
 pub mod snapshot_writer;
 pub mod source_coordinator;
+pub mod state_backend;
 pub mod subtask;
 pub mod supervision;
 pub mod task_executor;
@@ -47,3 +48,9 @@ pub use ids::{ExecutionId, JobId, ResourceId};
 pub use job_master::JobResult;
 pub use job_status::JobStatus;
 pub use registry::RuntimeShared;
+
+/// The configuration options this crate reads, for the registry
+/// ([`riffle_api::config_keys::Registry`]).
+pub fn options() -> Vec<&'static dyn riffle_api::OptionInfo> {
+    [restart_strategy::OPTIONS, checkpoint_coordinator::OPTIONS, job_master::OPTIONS, state_backend::OPTIONS].concat()
+}

@@ -16,8 +16,12 @@ use crate::ids::ExecutionId;
 /// one before it (the latest completed, then) must survive until a newer one completes.
 const KEPT_PER_SUBTASK: usize = 2;
 
-/// The configuration key.
-pub const LOCAL_RECOVERY_KEY: &str = "state.backend.local-recovery";
+/// `state.backend.local-recovery`; when unset, on for the `sled` backend only.
+pub const LOCAL_RECOVERY: riffle_api::ConfigOption<Option<bool>> = riffle_api::ConfigOption::optional(
+    riffle_api::Group::StateBackend,
+    "state.backend.local-recovery",
+    "keep a local copy of snapshots (default: on for sled, off otherwise)",
+);
 
 /// Identifies a subtask across attempts: job, vertex, subtask index.
 type SubtaskKey = (String, u32, u32);

@@ -5,7 +5,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use riffle_api::{ConfigError, Configuration};
+use riffle_api::{ConfigError, ConfigOption, Configuration, Group, OptionInfo};
 
 /// How a job reacts to a task failure (`restart-strategy`).
 #[derive(Debug, Clone, PartialEq)]
@@ -43,23 +43,82 @@ pub enum RestartStrategy {
     },
 }
 
-fn f64_key(c: &Configuration, key: &str, default: f64) -> Result<f64, ConfigError> {
-    c.get(key, default)
+const fn option<T: riffle_api::ConfigValue>(
+    key: &'static str,
+    default: T::Default,
+    what: &'static str,
+) -> ConfigOption<T> {
+    ConfigOption::new(Group::RestartStrategy, key, default, what)
 }
+
+/// `restart-strategy`: which strategy.
+pub const RESTART_STRATEGY: ConfigOption<String> =
+    option("restart-strategy", "none", "none, fixed-delay, exponential-delay or failure-rate");
+/// `restart-strategy.fixed-delay.attempts`.
+pub const FIXED_DELAY_ATTEMPTS: ConfigOption<u32> =
+    option("restart-strategy.fixed-delay.attempts", 1, "restarts before the job fails");
+/// `restart-strategy.fixed-delay.delay`.
+pub const FIXED_DELAY_DELAY: ConfigOption<Duration> =
+    option("restart-strategy.fixed-delay.delay", Duration::from_secs(1), "wait before a restart");
+/// `restart-strategy.exponential-delay.initial-backoff`.
+pub const EXPONENTIAL_INITIAL_BACKOFF: ConfigOption<Duration> =
+    option("restart-strategy.exponential-delay.initial-backoff", Duration::from_secs(1), "first wait before a restart");
+/// `restart-strategy.exponential-delay.max-backoff`.
+pub const EXPONENTIAL_MAX_BACKOFF: ConfigOption<Duration> =
+    option("restart-strategy.exponential-delay.max-backoff", Duration::from_secs(300), "longest wait before a restart");
+/// `restart-strategy.exponential-delay.backoff-multiplier`.
+pub const EXPONENTIAL_BACKOFF_MULTIPLIER: ConfigOption<f64> =
+    option("restart-strategy.exponential-delay.backoff-multiplier", 2.0, "growth of the wait (at least 1)");
+/// `restart-strategy.exponential-delay.reset-backoff-threshold`.
+pub const EXPONENTIAL_RESET_BACKOFF_THRESHOLD: ConfigOption<Duration> = option(
+    "restart-strategy.exponential-delay.reset-backoff-threshold",
+    Duration::from_secs(3600),
+    "calm time that resets the wait",
+);
+/// `restart-strategy.exponential-delay.jitter-factor`.
+pub const EXPONENTIAL_JITTER_FACTOR: ConfigOption<f64> = option(
+    "restart-strategy.exponential-delay.jitter-factor",
+    0.1,
+    "share of the wait added or taken at random (0 to 1)",
+);
+/// `restart-strategy.failure-rate.max-failures-per-interval`.
+pub const FAILURE_RATE_MAX_FAILURES: ConfigOption<u32> =
+    option("restart-strategy.failure-rate.max-failures-per-interval", 1, "failures allowed per interval");
+/// `restart-strategy.failure-rate.failure-rate-interval`.
+pub const FAILURE_RATE_INTERVAL: ConfigOption<Duration> =
+    option("restart-strategy.failure-rate.failure-rate-interval", Duration::from_secs(60), "the interval");
+/// `restart-strategy.failure-rate.delay`.
+pub const FAILURE_RATE_DELAY: ConfigOption<Duration> =
+    option("restart-strategy.failure-rate.delay", Duration::from_secs(1), "wait before a restart");
+
+/// The options [`RestartStrategy::from_config`] reads.
+pub(crate) const OPTIONS: &[&dyn OptionInfo] = &[
+    &RESTART_STRATEGY,
+    &FIXED_DELAY_ATTEMPTS,
+    &FIXED_DELAY_DELAY,
+    &EXPONENTIAL_INITIAL_BACKOFF,
+    &EXPONENTIAL_MAX_BACKOFF,
+    &EXPONENTIAL_BACKOFF_MULTIPLIER,
+    &EXPONENTIAL_RESET_BACKOFF_THRESHOLD,
+    &EXPONENTIAL_JITTER_FACTOR,
+    &FAILURE_RATE_MAX_FAILURES,
+    &FAILURE_RATE_INTERVAL,
+    &FAILURE_RATE_DELAY,
+];
 
 impl RestartStrategy {
     /// Reads `restart-strategy` and its options (Flink's key names and defaults).
     pub fn from_config(c: &Configuration) -> Result<Self, ConfigError> {
-        let name = c.get_str("restart-strategy").unwrap_or("none").trim().to_ascii_lowercase();
+        let name = c.get(&RESTART_STRATEGY)?.trim().to_ascii_lowercase();
         Ok(match name.as_str() {
             "none" | "off" | "disable" => RestartStrategy::None,
             "fixed-delay" | "fixeddelay" => RestartStrategy::FixedDelay {
-                attempts: c.get("restart-strategy.fixed-delay.attempts", 1u32)?,
-                delay: c.get_duration("restart-strategy.fixed-delay.delay", Duration::from_secs(1))?,
+                attempts: c.get(&FIXED_DELAY_ATTEMPTS)?,
+                delay: c.get(&FIXED_DELAY_DELAY)?,
             },
             "exponential-delay" | "exponentialdelay" => {
-                let multiplier = f64_key(c, "restart-strategy.exponential-delay.backoff-multiplier", 2.0)?;
-                let jitter = f64_key(c, "restart-strategy.exponential-delay.jitter-factor", 0.1)?;
+                let multiplier = c.get(&EXPONENTIAL_BACKOFF_MULTIPLIER)?;
+                let jitter = c.get(&EXPONENTIAL_JITTER_FACTOR)?;
                 if multiplier < 1.0 || !(0.0..=1.0).contains(&jitter) {
                     return Err(ConfigError {
                         key: "restart-strategy.exponential-delay".into(),
@@ -68,26 +127,21 @@ impl RestartStrategy {
                     });
                 }
                 RestartStrategy::ExponentialDelay {
-                    initial: c
-                        .get_duration("restart-strategy.exponential-delay.initial-backoff", Duration::from_secs(1))?,
-                    max: c.get_duration("restart-strategy.exponential-delay.max-backoff", Duration::from_secs(300))?,
+                    initial: c.get(&EXPONENTIAL_INITIAL_BACKOFF)?,
+                    max: c.get(&EXPONENTIAL_MAX_BACKOFF)?,
                     multiplier,
-                    reset_after: c.get_duration(
-                        "restart-strategy.exponential-delay.reset-backoff-threshold",
-                        Duration::from_secs(3600),
-                    )?,
+                    reset_after: c.get(&EXPONENTIAL_RESET_BACKOFF_THRESHOLD)?,
                     jitter,
                 }
             }
             "failure-rate" | "failurerate" => RestartStrategy::FailureRate {
-                max_failures: c.get("restart-strategy.failure-rate.max-failures-per-interval", 1u32)?,
-                interval: c
-                    .get_duration("restart-strategy.failure-rate.failure-rate-interval", Duration::from_secs(60))?,
-                delay: c.get_duration("restart-strategy.failure-rate.delay", Duration::from_secs(1))?,
+                max_failures: c.get(&FAILURE_RATE_MAX_FAILURES)?,
+                interval: c.get(&FAILURE_RATE_INTERVAL)?,
+                delay: c.get(&FAILURE_RATE_DELAY)?,
             },
             other => {
                 return Err(ConfigError {
-                    key: "restart-strategy".into(),
+                    key: RESTART_STRATEGY.key().into(),
                     value: other.into(),
                     reason: "use none, fixed-delay, exponential-delay or failure-rate".into(),
                 })

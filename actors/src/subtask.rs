@@ -21,7 +21,6 @@ use riffle_api::snapshot::{
 };
 use riffle_api::source::{ReadStatus, SourceHead};
 use riffle_api::{CheckpointBarrier, Element, HeadKind, JobGraph, TaskEnv, TaskError};
-use riffle_state::BackendConfig;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::{Sender, UnboundedSender};
 use tokio::sync::{mpsc, watch};
@@ -31,7 +30,7 @@ use crate::exchange::ChannelId;
 use crate::gateway::{ConfirmEnd, DeclineCheckpoint, RestoreState, SplitRequest, TaskRestore, TaskState};
 use crate::ids::ExecutionId;
 use crate::input_gate::{BatchEncoder, Delivery, GateEvent, InputGate, Interrupt};
-use crate::local_recovery::{LocalSnapshots, LOCAL_RECOVERY_KEY};
+use crate::local_recovery::{LocalSnapshots, LOCAL_RECOVERY};
 use crate::registry::RuntimeShared;
 use crate::snapshot_writer::{InFlightSnapshots, SnapshotWriter};
 use crate::supervision::panic_message;
@@ -213,10 +212,11 @@ async fn run(
     // The job's own options over the cluster's.
     let mut conf = spec.shared.config.clone();
     conf.merge(&graph.config);
-    let state_backend = BackendConfig::from_options(|k| conf.get_str(k)).map_err(|e| TaskError::new(&task_name, &e))?;
+    let state_backend = crate::state_backend::backend_config(&conf).map_err(|e| TaskError::new(&task_name, &e))?;
     let local_recovery = conf
-        .get(LOCAL_RECOVERY_KEY, state_backend.kind == riffle_state::BackendKind::Sled)
-        .map_err(|err| TaskError::msg(&task_name, err.to_string()))?;
+        .get(&LOCAL_RECOVERY)
+        .map_err(|err| TaskError::msg(&task_name, err.to_string()))?
+        .unwrap_or(state_backend.kind == riffle_state::BackendKind::Sled);
     let local = spec.local.clone().filter(|_| local_recovery);
     let env = TaskEnv {
         outbox: SharedOutbox::default(),

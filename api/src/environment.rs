@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::Configuration;
+use crate::config::{ConfigOption, Configuration, Group, OptionInfo};
 use crate::error::GraphError;
 use crate::error::TaskError;
 use crate::graph::{
@@ -21,6 +21,28 @@ use crate::stream::DataStream;
 
 /// Default records per batch on a data channel.
 pub const DEFAULT_BATCH_SIZE: usize = 1024;
+
+/// `parallelism.default`: what [`StreamEnvironment::set_parallelism`] sets.
+pub const PARALLELISM: ConfigOption<u32> =
+    ConfigOption::new(Group::Pipeline, "parallelism.default", 1, "parallelism of operators that set none");
+/// `pipeline.max-parallelism`: what [`StreamEnvironment::set_max_parallelism`] sets.
+pub const MAX_PARALLELISM: ConfigOption<u32> = ConfigOption::new(
+    Group::Pipeline,
+    "pipeline.max-parallelism",
+    riffle_state::DEFAULT_MAX_PARALLELISM,
+    "number of key groups",
+);
+/// `pipeline.auto-watermark-interval`: what [`StreamEnvironment::set_auto_watermark_interval`]
+/// sets.
+pub const AUTO_WATERMARK_INTERVAL: ConfigOption<Duration> = ConfigOption::new(
+    Group::Pipeline,
+    "pipeline.auto-watermark-interval",
+    Duration::from_millis(200),
+    "how often periodic watermarks are emitted (0: never)",
+);
+
+/// The options [`StreamEnvironment::build_job_graph`] reads.
+pub(crate) const OPTIONS: &[&dyn OptionInfo] = &[&PARALLELISM, &MAX_PARALLELISM, &AUTO_WATERMARK_INTERVAL];
 
 pub(crate) struct GraphBuilder {
     pub(crate) nodes: Vec<StreamNode>,
@@ -85,20 +107,20 @@ impl StreamEnvironment {
 
     /// Default parallelism of operators that do not set their own.
     pub fn set_parallelism(&mut self, parallelism: u32) -> &mut Self {
-        self.config.set("parallelism.default", parallelism.to_string());
+        self.config.set(PARALLELISM.key(), parallelism.to_string());
         self
     }
 
     /// Number of key groups: the upper bound of any operator's parallelism, fixed for the
     /// life of the job's state.
     pub fn set_max_parallelism(&mut self, max_parallelism: u32) -> &mut Self {
-        self.config.set("pipeline.max-parallelism", max_parallelism.to_string());
+        self.config.set(MAX_PARALLELISM.key(), max_parallelism.to_string());
         self
     }
 
     /// How often periodic watermark generators run (200 ms by default).
     pub fn set_auto_watermark_interval(&mut self, interval: Duration) -> &mut Self {
-        self.config.set("pipeline.auto-watermark-interval", format!("{}ms", interval.as_millis()));
+        self.config.set(AUTO_WATERMARK_INTERVAL.key(), format!("{}ms", interval.as_millis()));
         self
     }
 
@@ -149,21 +171,14 @@ impl StreamEnvironment {
     /// Builds the job graph of everything defined so far. The environment can keep being
     /// used; each call builds a new graph.
     pub fn build_job_graph(&self, name: &str) -> Result<JobGraph, GraphError> {
-        let parallelism: u32 =
-            self.config.get("parallelism.default", 1u32).map_err(|e| GraphError::Invalid(e.to_string()))?;
-        let max_parallelism: u32 = self
-            .config
-            .get("pipeline.max-parallelism", riffle_state::DEFAULT_MAX_PARALLELISM)
-            .map_err(|e| GraphError::Invalid(e.to_string()))?;
+        let parallelism = self.config.get(&PARALLELISM).map_err(|e| GraphError::Invalid(e.to_string()))?;
+        let max_parallelism = self.config.get(&MAX_PARALLELISM).map_err(|e| GraphError::Invalid(e.to_string()))?;
         if max_parallelism == 0 || max_parallelism > 32768 {
             return Err(GraphError::Invalid(format!(
                 "pipeline.max-parallelism must be within 1..=32768, got {max_parallelism}"
             )));
         }
-        let wm = self
-            .config
-            .get_duration("pipeline.auto-watermark-interval", Duration::from_millis(200))
-            .map_err(|e| GraphError::Invalid(e.to_string()))?;
+        let wm = self.config.get(&AUTO_WATERMARK_INTERVAL).map_err(|e| GraphError::Invalid(e.to_string()))?;
         let mut b = self.builder.borrow_mut();
         let nodes = b
             .nodes

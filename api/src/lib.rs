@@ -33,7 +33,7 @@ pub mod time;
 pub mod watermark;
 pub mod window;
 
-pub use config::{ConfigError, Configuration};
+pub use config::{ConfigError, ConfigOption, ConfigValue, Configuration, Group, MemorySize, OptionInfo};
 pub use environment::StreamEnvironment;
 pub use error::{ErrorDomain, GraphError, TaskError, TaskResult, UserError};
 pub use functions::{CoProcessFunction, KeyedProcessFunction, MultiInputFunction, OutputTag, ProcessContext};
@@ -49,3 +49,8 @@ pub use stream::{
 };
 pub use watermark::{WatermarkGenerator, WatermarkOutput, WatermarkStrategy};
 pub use window::{AggregateFunction, ProcessWindowFunction, TimeWindow, WindowAssigner, WindowContext};
+
+/// The configuration options this crate reads, for the registry (see [`config_keys`]).
+pub fn options() -> Vec<&'static dyn OptionInfo> {
+    environment::OPTIONS.to_vec()
+}

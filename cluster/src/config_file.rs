@@ -1,11 +1,12 @@
 //! Configuration files: Flink's `flink-conf.yaml` layout (flat `key: value` lines) and the
 //! nested YAML of Flink's newer `config.yaml` (`taskmanager: {numberOfTaskSlots: 4}` is
-//! `taskmanager.numberOfTaskSlots`), then `-D key=value` on top. Unknown keys are reported with
-//! the closest known key, so a typo does not pass silently.
+//! `taskmanager.numberOfTaskSlots`), then `-D key=value` on top. Unknown keys (not in the
+//! registry of declared options) are reported with the closest known key, so a typo does not
+//! pass silently.
 
 use std::path::Path;
 
-use riffle_api::config_keys::{is_known, suggestion};
+use riffle_api::config_keys::Registry;
 use riffle_api::Configuration;
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -79,11 +80,11 @@ pub fn load(path: &Path) -> Result<Configuration, ClusterError> {
     parse(&text, path)
 }
 
-/// One line per key riffle does not know, with the closest known key.
-pub fn unknown_keys(conf: &Configuration) -> Vec<String> {
+/// One line per key of `conf` that `registry` does not know, with the closest known key.
+pub fn unknown_keys(conf: &Configuration, registry: &Registry) -> Vec<String> {
     conf.entries()
-        .filter(|(k, _)| !is_known(k))
-        .map(|(k, _)| match suggestion(k) {
+        .filter(|(k, _)| !registry.is_known(k))
+        .map(|(k, _)| match registry.suggestion(k) {
             Some(s) => format!("unknown configuration key '{k}' (ignored; did you mean '{s}'?)"),
             None => format!("unknown configuration key '{k}' (ignored)"),
         })
@@ -99,18 +100,20 @@ mod tests {
         let p = Path::new("c.yaml");
         let flat =
             parse("taskmanager.numberOfTaskSlots: 4\nrest.port: 0\n# a comment\nstate.backend: sled\n", p).unwrap();
-        assert_eq!(flat.get_str("taskmanager.numberOfTaskSlots"), Some("4"));
-        assert_eq!(flat.get_str("state.backend"), Some("sled"));
+        let registry = Registry::new([riffle_api::options(), riffle_actors::options(), crate::options()].concat());
+        let get = |c: &Configuration, key: &str| c.entries().find(|(k, _)| *k == key).map(|(_, v)| v.to_string());
+        assert_eq!(get(&flat, "taskmanager.numberOfTaskSlots").as_deref(), Some("4"));
+        assert_eq!(get(&flat, "state.backend").as_deref(), Some("sled"));
         let nested = parse(
             "taskmanager:\n  numberOfTaskSlots: 2\nexecution:\n  checkpointing:\n    interval: 1 s\n    unaligned: true\n",
             p,
         )
         .unwrap();
-        assert_eq!(nested.get_str("execution.checkpointing.interval"), Some("1 s"));
-        assert_eq!(nested.get_str("execution.checkpointing.unaligned"), Some("true"));
-        assert!(unknown_keys(&nested).is_empty());
+        assert_eq!(get(&nested, "execution.checkpointing.interval").as_deref(), Some("1 s"));
+        assert_eq!(get(&nested, "execution.checkpointing.unaligned").as_deref(), Some("true"));
+        assert!(unknown_keys(&nested, &registry).is_empty());
         let typo = parse("taskmanager.numberOfTaskSlot: 4\n", p).unwrap();
-        let lines = unknown_keys(&typo);
+        let lines = unknown_keys(&typo, &registry);
         assert_eq!(lines.len(), 1);
         assert!(lines[0].contains("did you mean 'taskmanager.numberOfTaskSlots'"), "{lines:?}");
         assert!(parse("- a\n- b\n", p).is_err());

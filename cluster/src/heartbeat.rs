@@ -6,7 +6,17 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
-use riffle_api::{ConfigError, Configuration};
+use riffle_api::{ConfigError, ConfigOption, Configuration, Group, OptionInfo};
+
+/// `heartbeat.interval`.
+pub const INTERVAL: ConfigOption<Duration> =
+    ConfigOption::new(Group::Rpc, "heartbeat.interval", Duration::from_secs(10), "how often processes send heartbeats");
+/// `heartbeat.timeout`.
+pub const TIMEOUT: ConfigOption<Duration> =
+    ConfigOption::new(Group::Rpc, "heartbeat.timeout", Duration::from_secs(50), "silence after which a peer is dead");
+
+/// The options [`HeartbeatSettings::from_config`] reads.
+pub(crate) const OPTIONS: &[&dyn OptionInfo] = &[&INTERVAL, &TIMEOUT];
 
 /// `heartbeat.interval` and `heartbeat.timeout` (Flink's keys and defaults).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,11 +30,11 @@ pub struct HeartbeatSettings {
 impl HeartbeatSettings {
     /// Reads the keys; the timeout must exceed the interval.
     pub fn from_config(c: &Configuration) -> Result<Self, ConfigError> {
-        let interval = c.get_duration("heartbeat.interval", Duration::from_secs(10))?;
-        let timeout = c.get_duration("heartbeat.timeout", Duration::from_secs(50))?;
+        let interval = c.get(&INTERVAL)?;
+        let timeout = c.get(&TIMEOUT)?;
         if interval.is_zero() || timeout <= interval {
             return Err(ConfigError {
-                key: "heartbeat.timeout".into(),
+                key: TIMEOUT.key().into(),
                 value: format!("{timeout:?}"),
                 reason: format!("must be longer than heartbeat.interval ({interval:?}), which must not be 0"),
             });

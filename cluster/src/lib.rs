@@ -22,3 +22,18 @@ pub use riffle_actors::exception_history::{ExceptionEntry, ExceptionPage};
 pub use riffle_actors::gateway::SlotReport;
 pub use riffle_actors::{JobId, JobResult, JobStatus};
 pub use riffle_api::Configuration;
+
+/// The configuration options this crate reads, for the registry
+/// ([`riffle_api::config_keys::Registry`]).
+pub fn options() -> Vec<&'static dyn riffle_api::OptionInfo> {
+    [
+        minicluster::OPTIONS,
+        remote::jobmanager_side::OPTIONS,
+        taskmanager::OPTIONS,
+        shuffle::buffer_pool::OPTIONS,
+        heartbeat::OPTIONS,
+        ha::config::OPTIONS,
+        logging::OPTIONS,
+    ]
+    .concat()
+}

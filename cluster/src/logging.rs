@@ -8,7 +8,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use riffle_api::Configuration;
+use riffle_api::{ConfigOption, Configuration, Group, OptionInfo};
+use riffle_web::config::LOG_DIR;
 use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -98,17 +99,23 @@ fn safe_name(id: &str) -> String {
     id.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect()
 }
 
+/// `log.file.max-files` (`log.dir` is declared by riffle-web, which serves the files).
+pub const MAX_FILES: ConfigOption<usize> =
+    ConfigOption::new(Group::Logging, "log.file.max-files", 7, "daily log files kept per process");
+
+/// The options of the log files.
+pub(crate) const OPTIONS: &[&dyn OptionInfo] = &[&MAX_FILES];
+
 fn init_with(conf: &Configuration, main_file: &str, per_executor: bool) -> Result<Option<LogGuard>, ClusterError> {
     let stderr_filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
     let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(stderr_filter);
-    let Some(dir) = conf.get_str("log.dir") else {
+    let Some(dir) = conf.get(&LOG_DIR)? else {
         let _ = tracing_subscriber::registry().with(stderr).try_init();
         return Ok(None);
     };
-    let dir = PathBuf::from(dir);
     std::fs::create_dir_all(&dir)
         .map_err(|e| ClusterError::Unavailable(format!("cannot create log.dir '{}': {e}", dir.display())))?;
-    let max_files = conf.get("log.file.max-files", 7usize)?;
+    let max_files = conf.get(&MAX_FILES)?;
     let (jm, jm_guard) = appender(&dir, main_file, max_files)?;
     let guards = Arc::new(Mutex::new(vec![jm_guard]));
     let file_filter = || tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());

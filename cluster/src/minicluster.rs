@@ -26,7 +26,7 @@ use riffle_actors::task_executor::{
 };
 use riffle_actors::{JobId, JobResult, ResourceId, RuntimeShared};
 use riffle_api::metrics::JobCounters;
-use riffle_api::{Configuration, JobGraph};
+use riffle_api::{ConfigOption, Configuration, Group, JobGraph, OptionInfo};
 
 use crate::error::ClusterError;
 
@@ -81,11 +81,77 @@ impl MiniClusterConfig {
 
     /// Reads `taskmanager.numberOfTaskSlots` and `local.number-taskmanager` from `config`.
     pub fn from_config(config: Configuration) -> Result<Self, ClusterError> {
-        let slots = config.get("taskmanager.numberOfTaskSlots", 1u32)?;
-        let tms = config.get("local.number-taskmanager", 1u32)?;
+        let slots = config.get(&NUMBER_OF_TASK_SLOTS)?;
+        let tms = config.get(&LOCAL_NUMBER_TASKMANAGER)?;
         Ok(Self { task_executors: tms, slots_per_executor: slots, config, rest: false, programs: None, rpc: false })
     }
 }
+
+/// `taskmanager.numberOfTaskSlots`: slots of each TaskExecutor (embedded or a TaskManager
+/// process).
+pub const NUMBER_OF_TASK_SLOTS: ConfigOption<u32> =
+    ConfigOption::new(Group::Processes, "taskmanager.numberOfTaskSlots", 1, "slots per TaskManager");
+/// `local.number-taskmanager`.
+pub const LOCAL_NUMBER_TASKMANAGER: ConfigOption<u32> =
+    ConfigOption::new(Group::Processes, "local.number-taskmanager", 1, "TaskManagers of an embedded cluster");
+/// `slotmanager.number-of-slots.max`.
+pub const MAX_SLOTS: ConfigOption<Option<u32>> =
+    ConfigOption::optional(Group::Scheduling, "slotmanager.number-of-slots.max", "slots the cluster hands out at most");
+/// `slot.request.timeout`.
+pub const SLOT_REQUEST_TIMEOUT: ConfigOption<Duration> = ConfigOption::new(
+    Group::Scheduling,
+    "slot.request.timeout",
+    Duration::from_secs(300),
+    "how long a job waits for slots",
+);
+/// `task.cancellation.timeout`.
+pub const TASK_CANCELLATION_TIMEOUT: ConfigOption<Duration> = ConfigOption::new(
+    Group::Scheduling,
+    "task.cancellation.timeout",
+    Duration::from_secs(30),
+    "how long a cancelled subtask may take to stop",
+);
+/// `jobmanager.exception-history-size`.
+pub const EXCEPTION_HISTORY_SIZE: ConfigOption<usize> = ConfigOption::new(
+    Group::Scheduling,
+    "jobmanager.exception-history-size",
+    riffle_actors::exception_history::DEFAULT_EXCEPTION_HISTORY_SIZE,
+    "failures kept in a job's exception history",
+);
+/// `execution.batch-size`.
+pub const BATCH_SIZE: ConfigOption<usize> = ConfigOption::new(
+    Group::Pipeline,
+    "execution.batch-size",
+    riffle_api::environment::DEFAULT_BATCH_SIZE,
+    "records per batch on data channels",
+);
+/// `execution.buffer-timeout`.
+pub const BUFFER_TIMEOUT: ConfigOption<Duration> = ConfigOption::new(
+    Group::Pipeline,
+    "execution.buffer-timeout",
+    Duration::from_millis(100),
+    "longest a partial batch waits before it is sent",
+);
+/// `taskmanager.network.buffers-per-channel`.
+pub const BUFFERS_PER_CHANNEL: ConfigOption<usize> = ConfigOption::new(
+    Group::Network,
+    "taskmanager.network.buffers-per-channel",
+    riffle_actors::exchange::DEFAULT_CHANNEL_CAPACITY,
+    "batches a data channel holds (a network channel's credit)",
+);
+
+/// The options of an embedded cluster and of its JobManager and TaskExecutors.
+pub(crate) const OPTIONS: &[&dyn OptionInfo] = &[
+    &BATCH_SIZE,
+    &BUFFER_TIMEOUT,
+    &EXCEPTION_HISTORY_SIZE,
+    &SLOT_REQUEST_TIMEOUT,
+    &MAX_SLOTS,
+    &TASK_CANCELLATION_TIMEOUT,
+    &NUMBER_OF_TASK_SLOTS,
+    &LOCAL_NUMBER_TASKMANAGER,
+    &BUFFERS_PER_CHANNEL,
+];
 
 struct Actors {
     /// The cluster's own actix system, when it has one.
@@ -119,17 +185,11 @@ struct Settings {
 impl Settings {
     fn from(cfg: &MiniClusterConfig) -> Result<Self, ClusterError> {
         let c = &cfg.config;
-        let max_slots = match c.get_str("slotmanager.number-of-slots.max") {
-            None => None,
-            Some(_) => Some(c.get::<u32>("slotmanager.number-of-slots.max", u32::MAX)?),
-        };
+        let max_slots = c.get(&MAX_SLOTS)?;
         let jm = JobMasterSettings {
-            slot_request_timeout: c.get_duration("slot.request.timeout", Duration::from_secs(300))?,
-            cancel_timeout: c.get_duration("task.cancellation.timeout", Duration::from_secs(30))?,
-            exception_history_size: c.get(
-                "jobmanager.exception-history-size",
-                riffle_actors::exception_history::DEFAULT_EXCEPTION_HISTORY_SIZE,
-            )?,
+            slot_request_timeout: c.get(&SLOT_REQUEST_TIMEOUT)?,
+            cancel_timeout: c.get(&TASK_CANCELLATION_TIMEOUT)?,
+            exception_history_size: c.get(&EXCEPTION_HISTORY_SIZE)?,
         };
         let te = task_executor_settings(c, cfg.slots_per_executor)?;
         // A JobManager process may start without TaskExecutors of its own: TaskManager
@@ -147,11 +207,9 @@ impl Settings {
 pub(crate) fn task_executor_settings(c: &Configuration, slots: u32) -> Result<TaskExecutorSettings, ClusterError> {
     Ok(TaskExecutorSettings {
         slots: slots.max(1),
-        batch_size: c.get("execution.batch-size", riffle_api::environment::DEFAULT_BATCH_SIZE)?.max(1),
-        channel_capacity: c
-            .get("taskmanager.network.buffers-per-channel", riffle_actors::exchange::DEFAULT_CHANNEL_CAPACITY)?
-            .max(1),
-        buffer_timeout_ms: c.get_duration("execution.buffer-timeout", Duration::from_millis(100))?.as_millis() as i64,
+        batch_size: c.get(&BATCH_SIZE)?.max(1),
+        channel_capacity: c.get(&BUFFERS_PER_CHANNEL)?.max(1),
+        buffer_timeout_ms: c.get(&BUFFER_TIMEOUT)?.as_millis() as i64,
         slot_strategy: default_slot_strategy(),
     })
 }

@@ -9,11 +9,13 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use riffle_actors::task_executor::{GetTaskExecutorReport, TaskExecutor};
 use riffle_actors::{ResourceId, RuntimeShared};
-use riffle_api::Configuration;
+use riffle_api::{ConfigOption, Configuration, Group, OptionInfo};
 use tokio::sync::watch;
 
 use crate::error::ClusterError;
 use crate::heartbeat::HeartbeatSettings;
+use crate::minicluster::NUMBER_OF_TASK_SLOTS;
+use crate::remote::jobmanager_side::{MAX_FRAME_SIZE, RPC_ADDRESS, RPC_PORT};
 use crate::remote::taskmanager_side::{self, LinkSettings};
 use crate::remote::ProgramBuilder;
 use crate::shuffle::{inbound, DataPlaneSettings, NetworkDataPlane};
@@ -36,23 +38,83 @@ pub struct TaskManagerSettings {
     pub max_frame_size: u32,
 }
 
+/// `taskmanager.host`: the host a TaskManager advertises for its data endpoint.
+pub const HOST: ConfigOption<String> =
+    ConfigOption::new(Group::Processes, "taskmanager.host", "localhost", "the host a TaskManager advertises");
+/// `taskmanager.resource-id`.
+pub const RESOURCE_ID: ConfigOption<Option<String>> = ConfigOption::optional(
+    Group::Processes,
+    "taskmanager.resource-id",
+    "a TaskManager's id (default: taskmanager-<host>-<pid>)",
+);
+/// `taskmanager.bind-host`, else `taskmanager.host`.
+pub const BIND_HOST: ConfigOption<String> = ConfigOption::new(
+    Group::Processes,
+    "taskmanager.bind-host",
+    "localhost",
+    "host a TaskManager's data endpoint binds",
+)
+.with_fallback_keys(&[HOST.key()]);
+/// `taskmanager.rpc.port`: declared so that Flink configurations pass without a warning.
+pub const RPC_PORT_UNUSED: ConfigOption<Option<String>> = ConfigOption::optional(
+    Group::Processes,
+    "taskmanager.rpc.port",
+    "accepted from Flink configurations, unused: a riffle TaskManager connects out to its JobManager and listens \
+     only for data (taskmanager.data.*)",
+);
+/// `taskmanager.rpc.bind-port`: declared so that Flink configurations pass without a warning.
+pub const RPC_BIND_PORT_UNUSED: ConfigOption<Option<String>> = ConfigOption::optional(
+    Group::Processes,
+    "taskmanager.rpc.bind-port",
+    "accepted from Flink configurations, unused (see taskmanager.rpc.port)",
+);
+/// `taskmanager.data.port`.
+pub const DATA_PORT: ConfigOption<u16> = ConfigOption::new(
+    Group::Processes,
+    "taskmanager.data.port",
+    0,
+    "a TaskManager's advertised data port (0: the bound one)",
+);
+/// `taskmanager.data.bind-port`, else `taskmanager.data.port`.
+pub const DATA_BIND_PORT: ConfigOption<u16> =
+    ConfigOption::new(Group::Processes, "taskmanager.data.bind-port", 0, "the data port a TaskManager binds")
+        .with_fallback_keys(&[DATA_PORT.key()]);
+/// `blob.storage.directory`.
+pub const BLOB_STORAGE_DIRECTORY: ConfigOption<Option<std::path::PathBuf>> = ConfigOption::optional(
+    Group::Processes,
+    "blob.storage.directory",
+    "a TaskManager's cache of plugin libraries (default: a temp directory)",
+);
+
+/// The options of a TaskManager process.
+pub(crate) const OPTIONS: &[&dyn OptionInfo] = &[
+    &HOST,
+    &RESOURCE_ID,
+    &BIND_HOST,
+    &RPC_PORT_UNUSED,
+    &RPC_BIND_PORT_UNUSED,
+    &DATA_PORT,
+    &DATA_BIND_PORT,
+    &BLOB_STORAGE_DIRECTORY,
+];
+
 impl TaskManagerSettings {
     /// Reads the keys; a bad value is refused with its key named.
     pub fn from_config(c: &Configuration) -> Result<Self, ClusterError> {
-        let jm_host = c.get_str("jobmanager.rpc.address").unwrap_or("localhost");
-        let jm_port: u16 = c.get("jobmanager.rpc.port", 6123)?;
-        let slots: u32 = c.get("taskmanager.numberOfTaskSlots", 1)?;
+        let jm_host = c.get(&RPC_ADDRESS)?;
+        let jm_port = c.get(&RPC_PORT)?;
+        let slots = c.get(&NUMBER_OF_TASK_SLOTS)?;
         if slots == 0 {
             return Err(ClusterError::Config(riffle_api::ConfigError {
-                key: "taskmanager.numberOfTaskSlots".into(),
+                key: NUMBER_OF_TASK_SLOTS.key().into(),
                 value: "0".into(),
                 reason: "a TaskManager needs at least one slot".into(),
             }));
         }
-        let host = c.get_str("taskmanager.host").unwrap_or("localhost").to_string();
-        let data_port: u16 = c.get("taskmanager.data.port", 0)?;
-        let data_bind_port: u16 = c.get("taskmanager.data.bind-port", data_port)?;
-        let resource_id = match c.get_str("taskmanager.resource-id") {
+        let host = c.get(&HOST)?;
+        let data_port = c.get(&DATA_PORT)?;
+        let data_bind_port = c.get(&DATA_BIND_PORT)?;
+        let resource_id = match c.get(&RESOURCE_ID)? {
             Some(id) if !id.trim().is_empty() => id.trim().to_string(),
             _ => format!("taskmanager-{host}-{}", std::process::id()),
         };
@@ -64,8 +126,8 @@ impl TaskManagerSettings {
                 heartbeat: HeartbeatSettings::from_config(c)?,
                 timeouts: Timeouts { connect: Duration::from_secs(5), handshake: Duration::from_secs(10) },
                 data_address: String::new(),
-                artifacts: crate::artifacts::ArtifactCache::new(match c.get_str("blob.storage.directory") {
-                    Some(d) => std::path::PathBuf::from(d),
+                artifacts: crate::artifacts::ArtifactCache::new(match c.get(&BLOB_STORAGE_DIRECTORY)? {
+                    Some(d) => d,
                     None => std::env::temp_dir().join(format!("riffle-artifacts-{}", std::process::id())),
                 }),
                 zookeeper: crate::ha::HaConfig::from_config(c)
@@ -78,12 +140,9 @@ impl TaskManagerSettings {
                 ),
             },
             task_executor: crate::minicluster::task_executor_settings(c, slots)?,
-            data_bind: format!("{}:{}", c.get_str("taskmanager.bind-host").unwrap_or(&host), data_bind_port),
+            data_bind: format!("{}:{}", c.get(&BIND_HOST)?, data_bind_port),
             data_port,
-            max_frame_size: u32::try_from(
-                c.get_bytes("rpc.max-frame-size", crate::transport::DEFAULT_MAX_FRAME_SIZE as usize)?,
-            )
-            .unwrap_or(u32::MAX),
+            max_frame_size: u32::try_from(c.get(&MAX_FRAME_SIZE)?.as_bytes()).unwrap_or(u32::MAX),
         })
     }
 }

@@ -187,7 +187,7 @@ pub fn graph(o: &DrillOptions, user: &Configuration) -> Result<riffle_api::JobGr
 /// continues that run's output directory, and the check covers both runs together.
 pub fn run(o: &DrillOptions, user: &Configuration) -> Result<DrillReport, ScenarioError> {
     // A resumed run continues the output of the run it resumes.
-    let resuming = user.get_str("execution.savepoint.path").is_some();
+    let resuming = user.contains(&riffle_actors::job_master::SAVEPOINT_PATH);
     if !resuming && o.output.exists() && std::fs::read_dir(&o.output).map(|mut d| d.next().is_some()).unwrap_or(true) {
         return Err(ScenarioError::Invalid(format!(
             "output directory '{}' is not empty: the drill compares everything in it",

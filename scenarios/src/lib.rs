@@ -60,7 +60,7 @@ fn run_graph(config: &Configuration, graph: JobGraph, slots: u32, progress: bool
     let mut cfg = MiniClusterConfig::from_config(config.clone())?;
     cfg.slots_per_executor = cfg.slots_per_executor.max(slots);
     // `rest.enabled` (the CLI's --web): serve the REST API and UI while the job runs.
-    let web = config.get("rest.enabled", false).map_err(riffle_cluster::ClusterError::from)?;
+    let web = config.get(&riffle_web::config::REST_ENABLED).map_err(riffle_cluster::ClusterError::from)?;
     if web {
         cfg = cfg.with_rest().with_programs(std::sync::Arc::new(catalog::BuiltinPrograms));
     }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use riffle_api::Configuration;
+use riffle_api::{ConfigOption, ConfigValue, Configuration, Group, OptionInfo};
 
 use crate::error::WebError;
 
@@ -31,20 +31,88 @@ pub struct RestConfig {
     pub upload_dir: PathBuf,
 }
 
+const fn option<T: ConfigValue>(key: &'static str, default: T::Default, what: &'static str) -> ConfigOption<T> {
+    ConfigOption::new(Group::Rest, key, default, what)
+}
+
+/// `rest.enabled`: whether `riffle run` (the CLI's `--web`) serves the REST API while its job
+/// runs; read by the CLI and the scenarios.
+pub const REST_ENABLED: ConfigOption<bool> =
+    option("rest.enabled", false, "serve the REST API and web UI while `riffle run` runs");
+/// `rest.bind-address`.
+pub const BIND_ADDRESS: ConfigOption<String> =
+    option("rest.bind-address", "127.0.0.1", "address the REST server binds");
+/// `rest.port`: the port clients reach; also read by a standby JobManager for its URL.
+pub const PORT: ConfigOption<u16> = option("rest.port", 8081, "REST port (0: any free port)");
+/// `rest.address`: read by a highly available JobManager, which publishes its URL.
+pub const ADDRESS: ConfigOption<Option<String>> = ConfigOption::optional(
+    Group::Rest,
+    "rest.address",
+    "host clients reach the REST API at (published by a highly available JobManager; default: \
+     jobmanager.rpc.address)",
+);
+/// `rest.bind-port`, else `rest.port`.
+pub const BIND_PORT: ConfigOption<u16> =
+    option("rest.bind-port", 8081, "REST port to bind").with_fallback_keys(&[PORT.key()]);
+/// `rest.server.max-content-length`.
+pub const MAX_CONTENT_LENGTH: ConfigOption<usize> =
+    option("rest.server.max-content-length", 100 << 20, "largest request body, bytes");
+/// `rest.auth.token`.
+pub const AUTH_TOKEN: ConfigOption<Option<String>> =
+    ConfigOption::optional(Group::Rest, "rest.auth.token", "bearer token every API request must carry");
+/// `security.ssl.rest.enabled`.
+pub const SSL_ENABLED: ConfigOption<bool> = option("security.ssl.rest.enabled", false, "serve HTTPS");
+/// `security.ssl.rest.cert`.
+pub const SSL_CERT: ConfigOption<Option<PathBuf>> =
+    ConfigOption::optional(Group::Rest, "security.ssl.rest.cert", "PEM certificate for HTTPS");
+/// `security.ssl.rest.key`.
+pub const SSL_KEY: ConfigOption<Option<PathBuf>> =
+    ConfigOption::optional(Group::Rest, "security.ssl.rest.key", "PEM private key for HTTPS");
+/// `web.refresh-interval`.
+pub const REFRESH_INTERVAL: ConfigOption<u64> =
+    option("web.refresh-interval", 3000, "how often the web UI refreshes, ms");
+/// `web.submit.enable`.
+pub const SUBMIT_ENABLE: ConfigOption<bool> = option("web.submit.enable", true, "allow submitting programs over REST");
+/// `web.upload.dir`.
+pub const UPLOAD_DIR: ConfigOption<Option<PathBuf>> = ConfigOption::optional(
+    Group::Rest,
+    "web.upload.dir",
+    "where uploaded plugins are kept (default: a directory of the process under the temp directory)",
+);
+/// `log.dir`: the REST API serves the files the processes write there (see riffle-cluster's
+/// logging, which reads it too).
+pub const LOG_DIR: ConfigOption<Option<PathBuf>> =
+    ConfigOption::optional(Group::Logging, "log.dir", "where the process writes its log files");
+
+/// The options of the REST server.
+pub(crate) const OPTIONS: &[&dyn OptionInfo] = &[
+    &REST_ENABLED,
+    &BIND_ADDRESS,
+    &PORT,
+    &ADDRESS,
+    &BIND_PORT,
+    &MAX_CONTENT_LENGTH,
+    &AUTH_TOKEN,
+    &SSL_ENABLED,
+    &SSL_CERT,
+    &SSL_KEY,
+    &REFRESH_INTERVAL,
+    &SUBMIT_ENABLE,
+    &UPLOAD_DIR,
+    &LOG_DIR,
+];
+
 impl RestConfig {
     /// Reads the settings; a malformed value is refused naming its key.
     pub fn from_config(c: &Configuration) -> Result<Self, WebError> {
         let bad = |e: riffle_api::config::ConfigError| WebError::Config(e.to_string());
-        let port = match c.get_str("rest.bind-port") {
-            Some(_) => c.get::<u16>("rest.bind-port", 8081).map_err(bad)?,
-            None => c.get::<u16>("rest.port", 8081).map_err(bad)?,
-        };
+        let port = c.get(&BIND_PORT).map_err(bad)?;
         let tls =
-            if c.get("security.ssl.rest.enabled", false).map_err(bad)? {
-                let cert = c.get_str("security.ssl.rest.cert");
-                let key = c.get_str("security.ssl.rest.key");
+            if c.get(&SSL_ENABLED).map_err(bad)? {
+                let cert = c.get(&SSL_CERT).map_err(bad)?;
+                let key = c.get(&SSL_KEY).map_err(bad)?;
                 match (cert, key) {
-                    (Some(cert), Some(key)) => Some((PathBuf::from(cert), PathBuf::from(key))),
+                    (Some(cert), Some(key)) => Some((cert, key)),
                     _ => return Err(WebError::Config(
                         "security.ssl.rest.enabled needs security.ssl.rest.cert and security.ssl.rest.key (PEM files)"
                             .into(),
@@ -53,24 +121,24 @@ impl RestConfig {
             } else {
                 None
             };
-        let max = match c.get_str("rest.server.max-content-length") {
+        let max = match c.raw(&MAX_CONTENT_LENGTH) {
             Some(v) => v.trim().parse::<usize>().map_err(|_| {
                 WebError::Config(format!("rest.server.max-content-length: '{v}' is not a number of bytes"))
             })?,
-            None => 100 << 20,
+            None => MAX_CONTENT_LENGTH.default_value(),
         };
         Ok(Self {
-            bind_address: c.get_str("rest.bind-address").unwrap_or("127.0.0.1").to_string(),
+            bind_address: c.get(&BIND_ADDRESS).map_err(bad)?,
             port,
-            auth_token: c.get_str("rest.auth.token").filter(|t| !t.is_empty()).map(str::to_string),
+            auth_token: c.get(&AUTH_TOKEN).map_err(bad)?.filter(|t| !t.is_empty()),
             max_content_length: max,
-            log_dir: c.get_str("log.dir").map(PathBuf::from),
+            log_dir: c.get(&LOG_DIR).map_err(bad)?,
             tls,
-            refresh_interval_ms: c.get("web.refresh-interval", 3000u64).map_err(bad)?,
-            web_submit: c.get("web.submit.enable", true).map_err(bad)?,
+            refresh_interval_ms: c.get(&REFRESH_INTERVAL).map_err(bad)?,
+            web_submit: c.get(&SUBMIT_ENABLE).map_err(bad)?,
             upload_dir: c
-                .get_str("web.upload.dir")
-                .map(PathBuf::from)
+                .get(&UPLOAD_DIR)
+                .map_err(bad)?
                 .unwrap_or_else(|| std::env::temp_dir().join(format!("riffle-web-upload-{}", std::process::id()))),
         })
     }

@@ -22,3 +22,9 @@ pub use config::RestConfig;
 pub use context::{ProgramArg, ProgramCatalog, ProgramInfo, RestContext};
 pub use error::{ErrorDomain, WebError};
 pub use server::RestServer;
+
+/// The configuration options this crate reads, for the registry
+/// ([`riffle_api::config_keys::Registry`]).
+pub fn options() -> Vec<&'static dyn riffle_api::OptionInfo> {
+    config::OPTIONS.to_vec()
+}

@@ -21,4 +21,8 @@ pub use actor::{
     CheckpointCompleted, CheckpointCoordinator, CheckpointStats, CoordinatorTasks, StopCheckpointing,
     TriggerCheckpointNow, TriggerSavepoint,
 };
-pub use settings::{CheckpointSettings, Retention};
+pub(crate) use settings::OPTIONS;
+pub use settings::{
+    CheckpointSettings, Retention, CHECKPOINTS_DIR, INTERVAL, MAX_CONCURRENT, MEMORY_THRESHOLD, MIN_PAUSE, MODE,
+    NUM_RETAINED, RETENTION, SAVEPOINTS_DIR, TIMEOUT, UNALIGNED,
+};

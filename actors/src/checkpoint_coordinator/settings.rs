@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use riffle_api::{ConfigError, Configuration};
+use riffle_api::{ConfigError, ConfigOption, ConfigValue, Configuration, Group, MemorySize, OptionInfo};
 
 use crate::checkpoint_storage;
 use crate::ids::JobId;
@@ -60,63 +60,121 @@ impl Retention {
     }
 }
 
+const fn option<T: ConfigValue>(key: &'static str, default: T::Default, what: &'static str) -> ConfigOption<T> {
+    ConfigOption::new(Group::Checkpointing, key, default, what)
+}
+
+/// `execution.checkpointing.interval`: periodic checkpoints are off when it is unset.
+pub const INTERVAL: ConfigOption<Option<Duration>> = ConfigOption::optional(
+    Group::Checkpointing,
+    "execution.checkpointing.interval",
+    "checkpoint every interval (off when unset)",
+);
+/// `execution.checkpointing.mode`.
+pub const MODE: ConfigOption<String> =
+    option("execution.checkpointing.mode", "EXACTLY_ONCE", "EXACTLY_ONCE (aligned) or AT_LEAST_ONCE");
+/// `execution.checkpointing.unaligned`.
+pub const UNALIGNED: ConfigOption<bool> =
+    option("execution.checkpointing.unaligned", false, "barriers overtake in-flight data (FLIP-76)");
+/// `execution.checkpointing.timeout`.
+pub const TIMEOUT: ConfigOption<Duration> =
+    option("execution.checkpointing.timeout", Duration::from_secs(600), "abort a checkpoint not complete by then");
+/// `execution.checkpointing.min-pause`.
+pub const MIN_PAUSE: ConfigOption<Duration> =
+    option("execution.checkpointing.min-pause", Duration::ZERO, "least time between two checkpoints");
+/// `execution.checkpointing.max-concurrent-checkpoints`.
+pub const MAX_CONCURRENT: ConfigOption<usize> =
+    option("execution.checkpointing.max-concurrent-checkpoints", 1, "checkpoints in progress at once");
+/// `execution.checkpointing.externalized-checkpoint-retention`, see [`Retention`].
+pub const RETENTION: ConfigOption<String> = option(
+    "execution.checkpointing.externalized-checkpoint-retention",
+    "NO_EXTERNALIZED_CHECKPOINTS",
+    "keep checkpoints when the job ends: NO_EXTERNALIZED_CHECKPOINTS, DELETE_ON_CANCELLATION or \
+     RETAIN_ON_CANCELLATION",
+);
+/// `state.checkpoints.dir` (a `file://` prefix is accepted).
+pub const CHECKPOINTS_DIR: ConfigOption<Option<String>> = ConfigOption::optional(
+    Group::Checkpointing,
+    "state.checkpoints.dir",
+    "where checkpoints are written (in memory when unset)",
+);
+/// `state.checkpoints.num-retained`.
+pub const NUM_RETAINED: ConfigOption<usize> = option("state.checkpoints.num-retained", 1, "completed checkpoints kept");
+/// `state.savepoints.dir` (a `file://` prefix is accepted).
+pub const SAVEPOINTS_DIR: ConfigOption<Option<String>> =
+    ConfigOption::optional(Group::Checkpointing, "state.savepoints.dir", "default target of savepoints");
+/// `state.storage.fs.memory-threshold`.
+pub const MEMORY_THRESHOLD: ConfigOption<MemorySize> = option(
+    "state.storage.fs.memory-threshold",
+    MemorySize::kib(20),
+    "state smaller than this is inlined in the metadata",
+);
+
+/// The options [`CheckpointSettings::from_config`] reads.
+pub(crate) const OPTIONS: &[&dyn OptionInfo] = &[
+    &INTERVAL,
+    &MODE,
+    &UNALIGNED,
+    &TIMEOUT,
+    &MIN_PAUSE,
+    &MAX_CONCURRENT,
+    &RETENTION,
+    &CHECKPOINTS_DIR,
+    &NUM_RETAINED,
+    &SAVEPOINTS_DIR,
+    &MEMORY_THRESHOLD,
+];
+
 impl CheckpointSettings {
     /// The settings, or `None` when checkpointing is off (no interval set).
     pub fn from_config(c: &Configuration) -> Result<Self, ConfigError> {
-        let interval = match c.get_str("execution.checkpointing.interval") {
-            Some(_) => Some(
-                c.get_duration("execution.checkpointing.interval", Duration::from_secs(1))?
-                    .max(Duration::from_millis(1)),
-            ),
-            None => None,
-        };
-        let mode = c.get_str("execution.checkpointing.mode").unwrap_or("EXACTLY_ONCE").trim().to_ascii_uppercase();
+        let interval = c.get(&INTERVAL)?.map(|i| i.max(Duration::from_millis(1)));
+        let mode = c.get(&MODE)?.trim().to_ascii_uppercase();
         let aligned = match mode.as_str() {
             "EXACTLY_ONCE" => true,
             "AT_LEAST_ONCE" => false,
             _ => {
                 return Err(ConfigError {
-                    key: "execution.checkpointing.mode".into(),
+                    key: MODE.key().into(),
                     value: mode,
                     reason: "use EXACTLY_ONCE or AT_LEAST_ONCE".into(),
                 })
             }
         };
-        let unaligned = c.get("execution.checkpointing.unaligned", false)?;
+        let unaligned = c.get(&UNALIGNED)?;
         if unaligned && !aligned {
             return Err(ConfigError {
-                key: "execution.checkpointing.unaligned".into(),
+                key: UNALIGNED.key().into(),
                 value: "true".into(),
                 reason: "unaligned checkpoints need execution.checkpointing.mode EXACTLY_ONCE".into(),
             });
         }
-        let key = "execution.checkpointing.externalized-checkpoint-retention";
-        let retention = match c.get_str(key).map(|v| v.trim().to_ascii_uppercase()) {
-            None => Retention::None,
-            Some(v) if v == "NO_EXTERNALIZED_CHECKPOINTS" => Retention::None,
-            Some(v) if v == "DELETE_ON_CANCELLATION" => Retention::DeleteOnCancellation,
-            Some(v) if v == "RETAIN_ON_CANCELLATION" => Retention::RetainOnCancellation,
-            Some(v) => {
+        let retention = match c.get(&RETENTION)?.trim().to_ascii_uppercase() {
+            v if v == "NO_EXTERNALIZED_CHECKPOINTS" => Retention::None,
+            v if v == "DELETE_ON_CANCELLATION" => Retention::DeleteOnCancellation,
+            v if v == "RETAIN_ON_CANCELLATION" => Retention::RetainOnCancellation,
+            v => {
                 return Err(ConfigError {
-                    key: key.into(),
+                    key: RETENTION.key().into(),
                     value: v,
                     reason: "use RETAIN_ON_CANCELLATION, DELETE_ON_CANCELLATION or NO_EXTERNALIZED_CHECKPOINTS".into(),
                 })
             }
         };
-        let threshold_key = "state.storage.fs.memory-threshold";
-        let inline_threshold = c.get_bytes(threshold_key, 20 << 10)?;
-        let dir = |k: &str| c.get_str(k).map(|d| PathBuf::from(d.strip_prefix("file://").unwrap_or(d)));
+        let inline_threshold = c.get(&MEMORY_THRESHOLD)?.as_bytes();
+        let dir = |o: &ConfigOption<Option<String>>| {
+            c.get(o).map(|d| d.map(|d| PathBuf::from(d.strip_prefix("file://").unwrap_or(&d))))
+        };
         Ok(Self {
             interval,
-            timeout: c.get_duration("execution.checkpointing.timeout", Duration::from_secs(600))?,
-            min_pause: c.get_duration("execution.checkpointing.min-pause", Duration::ZERO)?,
-            max_concurrent: c.get("execution.checkpointing.max-concurrent-checkpoints", 1usize)?.max(1),
+            timeout: c.get(&TIMEOUT)?,
+            min_pause: c.get(&MIN_PAUSE)?,
+            max_concurrent: c.get(&MAX_CONCURRENT)?.max(1),
             aligned,
             unaligned,
-            dir: dir("state.checkpoints.dir"),
-            retained: c.get("state.checkpoints.num-retained", 1usize)?.max(1),
-            savepoint_dir: dir("state.savepoints.dir"),
+            dir: dir(&CHECKPOINTS_DIR)?,
+            retained: c.get(&NUM_RETAINED)?.max(1),
+            savepoint_dir: dir(&SAVEPOINTS_DIR)?,
             inline_threshold,
             retention,
         })

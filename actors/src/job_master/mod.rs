@@ -102,6 +102,24 @@ pub struct CheckpointRequest;
 #[rtype(result = "()")]
 pub struct CancelJobExecution;
 
+/// `execution.savepoint.path`: the savepoint or checkpoint a job starts from.
+pub const SAVEPOINT_PATH: riffle_api::ConfigOption<Option<std::path::PathBuf>> = riffle_api::ConfigOption::optional(
+    riffle_api::Group::Checkpointing,
+    "execution.savepoint.path",
+    "start the job from this savepoint or checkpoint",
+);
+/// `execution.savepoint.ignore-unclaimed-state`.
+pub const IGNORE_UNCLAIMED_STATE: riffle_api::ConfigOption<bool> = riffle_api::ConfigOption::new(
+    riffle_api::Group::Checkpointing,
+    "execution.savepoint.ignore-unclaimed-state",
+    false,
+    "skip state of operators the job no longer has",
+);
+
+/// The options a JobMaster reads from its job's configuration (besides the checkpoint and
+/// restart settings).
+pub(crate) const OPTIONS: &[&dyn riffle_api::OptionInfo] = &[&SAVEPOINT_PATH, &IGNORE_UNCLAIMED_STATE];
+
 /// Settings of a JobMaster.
 #[derive(Debug, Clone)]
 pub struct JobMasterSettings {
@@ -469,9 +487,8 @@ impl JobMaster {
         *self.shared.checkpoint_stats(self.job).settings.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
         self.checkpointing = Some(c);
         self.core.enable_checkpointing();
-        self.allow_non_restored =
-            conf.get("execution.savepoint.ignore-unclaimed-state", false).map_err(|e| e.to_string())?;
-        Ok(conf.get_str("execution.savepoint.path").map(std::path::PathBuf::from))
+        self.allow_non_restored = conf.get(&IGNORE_UNCLAIMED_STATE).map_err(|e| e.to_string())?;
+        conf.get(&SAVEPOINT_PATH).map_err(|e| e.to_string())
     }
 }
 

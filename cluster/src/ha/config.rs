@@ -5,35 +5,87 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use riffle_api::{ConfigError, Configuration};
+use riffle_api::{ConfigError, ConfigOption, Configuration, Group, OptionInfo};
 
 use super::error::HaError;
-
-/// `high-availability` (Flink 1.x name; also read as `high-availability.type`, Flink 2.x).
-pub const HA_MODE: &str = "high-availability";
-/// Flink 2.x name of [`HA_MODE`]; wins when both are set.
-pub const HA_TYPE: &str = "high-availability.type";
-/// Comma-separated `host:port` list of the ZooKeeper members.
-pub const QUORUM: &str = "high-availability.zookeeper.quorum";
-/// The ZooKeeper node under which every cluster keeps its data.
-pub const PATH_ROOT: &str = "high-availability.zookeeper.path.root";
-/// This cluster's name below the root, so several clusters can share one ZooKeeper.
-pub const CLUSTER_ID: &str = "high-availability.cluster-id";
-/// Where job graphs and checkpoint metadata are written (ZooKeeper holds only pointers).
-pub const STORAGE_DIR: &str = "high-availability.storageDir";
-/// The ZooKeeper session timeout: how long a crashed leader keeps its leadership.
-pub const SESSION_TIMEOUT: &str = "high-availability.zookeeper.client.session-timeout";
-/// How long to wait for a connection, and for any one ZooKeeper call.
-pub const CONNECTION_TIMEOUT: &str = "high-availability.zookeeper.client.connection-timeout";
-/// The first wait between retries (doubled on each further retry).
-pub const RETRY_WAIT: &str = "high-availability.zookeeper.client.retry-wait";
-/// How many times a failed connection or call is retried.
-pub const MAX_RETRY_ATTEMPTS: &str = "high-availability.zookeeper.client.max-retry-attempts";
 
 /// The default ZooKeeper root node.
 pub const DEFAULT_ROOT: &str = "/riffle";
 /// The default cluster id.
 pub const DEFAULT_CLUSTER_ID: &str = "default";
+
+/// `high-availability.type` (Flink 2.x), also read from its Flink 1.x name
+/// `high-availability`; the new name wins when both are set.
+pub const HA_TYPE: ConfigOption<String> =
+    ConfigOption::new(Group::HighAvailability, "high-availability.type", "NONE", "NONE or ZOOKEEPER")
+        .with_deprecated_keys(&["high-availability"]);
+/// Comma-separated `host:port` list of the ZooKeeper members.
+pub const QUORUM: ConfigOption<Option<String>> = ConfigOption::optional(
+    Group::HighAvailability,
+    "high-availability.zookeeper.quorum",
+    "ZooKeeper servers, host:port,host:port",
+);
+/// The ZooKeeper node under which every cluster keeps its data.
+pub const PATH_ROOT: ConfigOption<String> = ConfigOption::new(
+    Group::HighAvailability,
+    "high-availability.zookeeper.path.root",
+    DEFAULT_ROOT,
+    "root of riffle's nodes in ZooKeeper",
+);
+/// This cluster's name below the root, so several clusters can share one ZooKeeper.
+pub const CLUSTER_ID: ConfigOption<String> = ConfigOption::new(
+    Group::HighAvailability,
+    "high-availability.cluster-id",
+    DEFAULT_CLUSTER_ID,
+    "this cluster's nodes under the root",
+);
+/// Where job graphs and checkpoint metadata are written (ZooKeeper holds only pointers).
+pub const STORAGE_DIR: ConfigOption<Option<String>> = ConfigOption::optional(
+    Group::HighAvailability,
+    "high-availability.storageDir",
+    "where job graphs and checkpoint pointers' data live",
+);
+/// The ZooKeeper session timeout: how long a crashed leader keeps its leadership.
+pub const SESSION_TIMEOUT: ConfigOption<Duration> = ConfigOption::new(
+    Group::HighAvailability,
+    "high-availability.zookeeper.client.session-timeout",
+    Duration::from_secs(60),
+    "ZooKeeper session timeout",
+);
+/// How long to wait for a connection, and for any one ZooKeeper call.
+pub const CONNECTION_TIMEOUT: ConfigOption<Duration> = ConfigOption::new(
+    Group::HighAvailability,
+    "high-availability.zookeeper.client.connection-timeout",
+    Duration::from_secs(15),
+    "ZooKeeper connection timeout",
+);
+/// The first wait between retries (doubled on each further retry).
+pub const RETRY_WAIT: ConfigOption<Duration> = ConfigOption::new(
+    Group::HighAvailability,
+    "high-availability.zookeeper.client.retry-wait",
+    Duration::from_secs(5),
+    "wait between connection attempts",
+);
+/// How many times a failed connection or call is retried.
+pub const MAX_RETRY_ATTEMPTS: ConfigOption<u32> = ConfigOption::new(
+    Group::HighAvailability,
+    "high-availability.zookeeper.client.max-retry-attempts",
+    3,
+    "connection attempts",
+);
+
+/// The `high-availability.*` options.
+pub(crate) const OPTIONS: &[&dyn OptionInfo] = &[
+    &HA_TYPE,
+    &QUORUM,
+    &PATH_ROOT,
+    &CLUSTER_ID,
+    &STORAGE_DIR,
+    &SESSION_TIMEOUT,
+    &CONNECTION_TIMEOUT,
+    &RETRY_WAIT,
+    &MAX_RETRY_ATTEMPTS,
+];
 
 /// Whether and how the cluster is highly available.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,10 +122,8 @@ impl HaConfig {
     /// ignored (as in Flink); with `zookeeper` the quorum and the storage directory are
     /// required and every value is checked.
     pub fn from_config(config: &Configuration) -> Result<Self, HaError> {
-        let (key, mode) = match (config.get_str(HA_TYPE), config.get_str(HA_MODE)) {
-            (Some(v), _) => (HA_TYPE, v),
-            (None, Some(v)) => (HA_MODE, v),
-            (None, None) => return Ok(HaConfig::None),
+        let Some((key, mode)) = config.lookup(&HA_TYPE) else {
+            return Ok(HaConfig::None);
         };
         match mode.trim().to_ascii_lowercase().as_str() {
             "none" | "" => Ok(HaConfig::None),
@@ -102,17 +152,17 @@ impl HaConfig {
 impl ZooKeeperHaConfig {
     /// Reads the ZooKeeper keys regardless of `high-availability` (see [`HaConfig`]).
     pub fn from_config(config: &Configuration) -> Result<Self, HaError> {
-        let quorum = parse_quorum(config.get_str(QUORUM))?;
-        let root = parse_root(config.get_str(PATH_ROOT).unwrap_or(DEFAULT_ROOT))?;
-        let cluster_id = parse_cluster_id(config.get_str(CLUSTER_ID).unwrap_or(DEFAULT_CLUSTER_ID))?;
-        let storage_dir = parse_storage_dir(config.get_str(STORAGE_DIR))?;
-        let session_timeout = positive(config, SESSION_TIMEOUT, Duration::from_secs(60))?;
+        let quorum = parse_quorum(config.get(&QUORUM)?.as_deref())?;
+        let root = parse_root(&config.get(&PATH_ROOT)?)?;
+        let cluster_id = parse_cluster_id(&config.get(&CLUSTER_ID)?)?;
+        let storage_dir = parse_storage_dir(config.get(&STORAGE_DIR)?.as_deref())?;
+        let session_timeout = positive(config, &SESSION_TIMEOUT)?;
         if session_timeout.as_millis() > i32::MAX as u128 {
-            return Err(invalid_value(config, SESSION_TIMEOUT, "must fit ZooKeeper's 32-bit milliseconds").into());
+            return Err(invalid_value(config, &SESSION_TIMEOUT, "must fit ZooKeeper's 32-bit milliseconds").into());
         }
-        let connection_timeout = positive(config, CONNECTION_TIMEOUT, Duration::from_secs(15))?;
-        let retry_wait = config.get_duration(RETRY_WAIT, Duration::from_secs(5))?;
-        let max_retry_attempts = config.get::<u32>(MAX_RETRY_ATTEMPTS, 3)?;
+        let connection_timeout = positive(config, &CONNECTION_TIMEOUT)?;
+        let retry_wait = config.get(&RETRY_WAIT)?;
+        let max_retry_attempts = config.get(&MAX_RETRY_ATTEMPTS)?;
         Ok(Self {
             quorum,
             root,
@@ -144,14 +194,14 @@ fn invalid(key: &str, value: &str, reason: &str) -> ConfigError {
     ConfigError { key: key.to_string(), value: value.to_string(), reason: reason.to_string() }
 }
 
-fn invalid_value(config: &Configuration, key: &str, reason: &str) -> ConfigError {
-    invalid(key, config.get_str(key).unwrap_or(""), reason)
+fn invalid_value(config: &Configuration, option: &dyn OptionInfo, reason: &str) -> ConfigError {
+    invalid(option.key(), config.raw(option).unwrap_or(""), reason)
 }
 
-fn positive(config: &Configuration, key: &str, default: Duration) -> Result<Duration, ConfigError> {
-    let d = config.get_duration(key, default)?;
+fn positive(config: &Configuration, option: &ConfigOption<Duration>) -> Result<Duration, ConfigError> {
+    let d = config.get(option)?;
     if d.is_zero() {
-        return Err(invalid_value(config, key, "must be greater than zero"));
+        return Err(invalid_value(config, option, "must be greater than zero"));
     }
     Ok(d)
 }
@@ -159,25 +209,25 @@ fn positive(config: &Configuration, key: &str, default: Duration) -> Result<Dura
 /// `host:port[,host:port...]`, IPv6 hosts in brackets. A chroot suffix is refused: the
 /// root belongs in `high-availability.zookeeper.path.root`, where every path is built from.
 fn parse_quorum(value: Option<&str>) -> Result<String, ConfigError> {
-    let raw = value.ok_or_else(|| invalid(QUORUM, "", "required with high-availability: zookeeper"))?;
+    let raw = value.ok_or_else(|| invalid(QUORUM.key(), "", "required with high-availability: zookeeper"))?;
     let mut members = Vec::new();
     for member in raw.split(',').map(str::trim) {
         if member.is_empty() {
-            return Err(invalid(QUORUM, raw, "expected host:port[,host:port...], found an empty member"));
+            return Err(invalid(QUORUM.key(), raw, "expected host:port[,host:port...], found an empty member"));
         }
         if member.contains('/') {
-            return Err(invalid(QUORUM, raw, "no path in the quorum: set high-availability.zookeeper.path.root"));
+            return Err(invalid(QUORUM.key(), raw, "no path in the quorum: set high-availability.zookeeper.path.root"));
         }
         let (host, port) = member
             .rsplit_once(':')
-            .ok_or_else(|| invalid(QUORUM, raw, &format!("member '{member}' has no port (host:port)")))?;
+            .ok_or_else(|| invalid(QUORUM.key(), raw, &format!("member '{member}' has no port (host:port)")))?;
         let host_ok = !host.is_empty() && (!host.contains(':') || (host.starts_with('[') && host.ends_with(']')));
         if !host_ok {
-            return Err(invalid(QUORUM, raw, &format!("member '{member}' has no valid host")));
+            return Err(invalid(QUORUM.key(), raw, &format!("member '{member}' has no valid host")));
         }
         match port.parse::<u16>() {
             Ok(p) if p > 0 => {}
-            _ => return Err(invalid(QUORUM, raw, &format!("member '{member}' has no valid port (1-65535)"))),
+            _ => return Err(invalid(QUORUM.key(), raw, &format!("member '{member}' has no valid port (1-65535)"))),
         }
         members.push(member);
     }
@@ -189,7 +239,7 @@ fn parse_quorum(value: Option<&str>) -> Result<String, ConfigError> {
 fn parse_root(value: &str) -> Result<String, ConfigError> {
     let v = value.trim();
     if !v.starts_with('/') {
-        return Err(invalid(PATH_ROOT, value, "must be an absolute ZooKeeper path like /riffle"));
+        return Err(invalid(PATH_ROOT.key(), value, "must be an absolute ZooKeeper path like /riffle"));
     }
     let trimmed = v.trim_end_matches('/');
     if trimmed.is_empty() {
@@ -197,11 +247,11 @@ fn parse_root(value: &str) -> Result<String, ConfigError> {
     }
     for part in trimmed[1..].split('/') {
         if !valid_node_name(part) {
-            return Err(invalid(PATH_ROOT, value, &format!("'{part}' is not a valid node name")));
+            return Err(invalid(PATH_ROOT.key(), value, &format!("'{part}' is not a valid node name")));
         }
     }
     if trimmed == "/zookeeper" || trimmed.starts_with("/zookeeper/") {
-        return Err(invalid(PATH_ROOT, value, "/zookeeper is reserved by ZooKeeper"));
+        return Err(invalid(PATH_ROOT.key(), value, "/zookeeper is reserved by ZooKeeper"));
     }
     Ok(trimmed.to_string())
 }
@@ -211,7 +261,7 @@ fn parse_cluster_id(value: &str) -> Result<String, ConfigError> {
     let v = value.trim();
     let v = v.strip_prefix('/').unwrap_or(v);
     if !valid_node_name(v) {
-        return Err(invalid(CLUSTER_ID, value, "must be one non-empty node name without '/'"));
+        return Err(invalid(CLUSTER_ID.key(), value, "must be one non-empty node name without '/'"));
     }
     Ok(v.to_string())
 }
@@ -222,13 +272,13 @@ fn valid_node_name(part: &str) -> bool {
 
 /// An absolute local path, given plainly or as a `file://` URI; other schemes are refused.
 fn parse_storage_dir(value: Option<&str>) -> Result<PathBuf, ConfigError> {
-    let raw = value.ok_or_else(|| invalid(STORAGE_DIR, "", "required with high-availability: zookeeper"))?;
+    let raw = value.ok_or_else(|| invalid(STORAGE_DIR.key(), "", "required with high-availability: zookeeper"))?;
     let v = raw.trim();
     let path = if let Some(rest) = v.strip_prefix("file://") {
         rest
     } else if let Some((scheme, _)) = v.split_once("://") {
         return Err(invalid(
-            STORAGE_DIR,
+            STORAGE_DIR.key(),
             raw,
             &format!("scheme '{scheme}' is not supported: use a local path or a file:// URI"),
         ));
@@ -238,7 +288,7 @@ fn parse_storage_dir(value: Option<&str>) -> Result<PathBuf, ConfigError> {
     let path = PathBuf::from(path);
     if !path.is_absolute() {
         return Err(invalid(
-            STORAGE_DIR,
+            STORAGE_DIR.key(),
             raw,
             "must be an absolute path (every JobManager must see the same directory)",
         ));
@@ -252,7 +302,9 @@ mod tests {
 
     fn zk_config(extra: &[(&str, &str)]) -> Configuration {
         let mut c = Configuration::new();
-        c.set(HA_MODE, "zookeeper").set(QUORUM, "127.0.0.1:2181").set(STORAGE_DIR, "/tmp/riffle-ha");
+        c.set("high-availability", "zookeeper")
+            .set(QUORUM.key(), "127.0.0.1:2181")
+            .set(STORAGE_DIR.key(), "/tmp/riffle-ha");
         for (k, v) in extra {
             c.set(*k, *v);
         }
@@ -282,7 +334,11 @@ mod tests {
 
     #[test]
     fn flink_spellings() {
-        let c = zk_config(&[(CLUSTER_ID, "/prod"), (PATH_ROOT, "/flink/"), (STORAGE_DIR, "file:///var/ha")]);
+        let c = zk_config(&[
+            (CLUSTER_ID.key(), "/prod"),
+            (PATH_ROOT.key(), "/flink/"),
+            (STORAGE_DIR.key(), "file:///var/ha"),
+        ]);
         let z = HaConfig::from_config(&c).and_then(HaConfig::require_zookeeper);
         let z = z.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(z.cluster_path(), "/flink/prod");
@@ -292,32 +348,32 @@ mod tests {
     #[test]
     fn bad_values_name_their_key() {
         let cases: &[(&str, &str)] = &[
-            (HA_MODE, "kubernetes"),
-            (QUORUM, "localhost"),
-            (QUORUM, "a:1,,b:2"),
-            (QUORUM, "a:99999"),
-            (QUORUM, "a:1/chroot"),
-            (PATH_ROOT, "riffle"),
-            (PATH_ROOT, "/a//b"),
-            (PATH_ROOT, "/zookeeper"),
-            (CLUSTER_ID, "a/b"),
-            (CLUSTER_ID, ".."),
-            (STORAGE_DIR, "relative/dir"),
-            (STORAGE_DIR, "s3://bucket/ha"),
-            (SESSION_TIMEOUT, "0 s"),
-            (SESSION_TIMEOUT, "soon"),
-            (CONNECTION_TIMEOUT, "0"),
-            (RETRY_WAIT, "5 parsecs"),
-            (MAX_RETRY_ATTEMPTS, "-1"),
+            ("high-availability", "kubernetes"),
+            (QUORUM.key(), "localhost"),
+            (QUORUM.key(), "a:1,,b:2"),
+            (QUORUM.key(), "a:99999"),
+            (QUORUM.key(), "a:1/chroot"),
+            (PATH_ROOT.key(), "riffle"),
+            (PATH_ROOT.key(), "/a//b"),
+            (PATH_ROOT.key(), "/zookeeper"),
+            (CLUSTER_ID.key(), "a/b"),
+            (CLUSTER_ID.key(), ".."),
+            (STORAGE_DIR.key(), "relative/dir"),
+            (STORAGE_DIR.key(), "s3://bucket/ha"),
+            (SESSION_TIMEOUT.key(), "0 s"),
+            (SESSION_TIMEOUT.key(), "soon"),
+            (CONNECTION_TIMEOUT.key(), "0"),
+            (RETRY_WAIT.key(), "5 parsecs"),
+            (MAX_RETRY_ATTEMPTS.key(), "-1"),
         ];
         for (key, value) in cases {
             let err = HaConfig::from_config(&zk_config(&[(key, value)])).err();
             let err = err.unwrap_or_else(|| panic!("{key}={value} accepted"));
             assert_eq!(key_of(err), *key, "{key}={value}");
         }
-        for key in [QUORUM, STORAGE_DIR] {
+        for key in [QUORUM.key(), STORAGE_DIR.key()] {
             let mut c = Configuration::new();
-            c.set(HA_MODE, "zookeeper").set(QUORUM, "h:1").set(STORAGE_DIR, "/x");
+            c.set("high-availability", "zookeeper").set(QUORUM.key(), "h:1").set(STORAGE_DIR.key(), "/x");
             let mut without = Configuration::new();
             for (k, v) in c.entries().filter(|(k, _)| *k != key) {
                 without.set(k, v);
@@ -331,7 +387,7 @@ mod tests {
     #[test]
     fn none_ignores_zookeeper_keys() {
         let mut c = Configuration::new();
-        c.set(HA_MODE, "NONE").set(QUORUM, "garbage");
+        c.set("high-availability", "NONE").set(QUORUM.key(), "garbage");
         assert_eq!(HaConfig::from_config(&c).ok(), Some(HaConfig::None));
         assert!(matches!(HaConfig::None.require_zookeeper(), Err(HaError::Disabled)));
     }

@@ -205,12 +205,13 @@ type StandbyRest = (riffle_web::server::RestServer, riffle_web::standby::LeaderU
 fn standby_rest(config: &Configuration, rpc_host: &str) -> Result<(Option<String>, Option<StandbyRest>), ClusterError> {
     let rest = riffle_web::config::RestConfig::from_config(config)
         .map_err(|e| ClusterError::Unavailable(format!("REST settings: {e}")))?;
-    let advertised_port: u16 = config.get("rest.port", 8081).map_err(ClusterError::Config)?;
+    let advertised_port = config.get(&riffle_web::config::PORT).map_err(ClusterError::Config)?;
     if advertised_port == 0 || rest.port == 0 {
         return Ok((None, None));
     }
     let leader_url = riffle_web::standby::LeaderUrl::default();
-    let host = config.get_str("rest.address").unwrap_or(rpc_host);
+    let address = config.get(&riffle_web::config::ADDRESS).map_err(ClusterError::Config)?;
+    let host = address.as_deref().unwrap_or(rpc_host);
     let url = format!("{}://{host}:{advertised_port}/", if rest.tls.is_some() { "https" } else { "http" });
     let server = match riffle_web::server::RestServer::start_standby(rest, leader_url.clone()) {
         Ok(s) => Some((s, leader_url)),
@@ -242,7 +243,10 @@ fn recover(
     // The checkpoint the previous leader published; if it is gone (retention removed it after
     // a newer one completed whose pointer did not make it), the newest usable one on disk.
     let published = checkpoint.filter(|c| c.join("_metadata").is_file());
-    let job_dir = merged.get_str("state.checkpoints.dir").map(|d| PathBuf::from(d).join(job.to_string()));
+    let job_dir = merged
+        .get(&riffle_actors::checkpoint_coordinator::CHECKPOINTS_DIR)
+        .map_err(ClusterError::Config)?
+        .map(|d| PathBuf::from(d).join(job.to_string()));
     match (published, job_dir.filter(|d| d.is_dir())) {
         (Some(c), _) => {
             tracing::info!(%job, checkpoint = %c.display(), "recovering the job from its published checkpoint");

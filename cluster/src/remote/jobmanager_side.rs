@@ -19,7 +19,7 @@ use super::REGISTRATION_TIMEOUT;
 use crate::error::ClusterError;
 use crate::heartbeat::{HeartbeatMonitor, HeartbeatSettings};
 use crate::transport::{ConnectionReader, ConnectionWriter, Listener, Timeouts, DEFAULT_MAX_FRAME_SIZE};
-use riffle_api::Configuration;
+use riffle_api::{ConfigOption, Configuration, Group, MemorySize, OptionInfo};
 use std::net::SocketAddr;
 
 /// Where the JobManager listens for TaskManagers and what it tells them to use.
@@ -37,14 +37,47 @@ pub struct RpcSettings {
     pub max_frame_size: u32,
 }
 
+/// `jobmanager.rpc.address`: where TaskManagers reach the JobManager (read by both sides).
+pub const RPC_ADDRESS: ConfigOption<String> = ConfigOption::new(
+    Group::Processes,
+    "jobmanager.rpc.address",
+    "localhost",
+    "the JobManager's advertised RPC host (TaskManagers connect to it)",
+);
+/// `jobmanager.rpc.port` (read by both sides).
+pub const RPC_PORT: ConfigOption<u16> =
+    ConfigOption::new(Group::Processes, "jobmanager.rpc.port", 6123, "the JobManager's advertised RPC port");
+/// `jobmanager.bind-host`, else `jobmanager.rpc.address`.
+pub const BIND_HOST: ConfigOption<String> = ConfigOption::new(
+    Group::Processes,
+    "jobmanager.bind-host",
+    "localhost",
+    "host the JobManager's RPC endpoint binds",
+)
+.with_fallback_keys(&[RPC_ADDRESS.key()]);
+/// `jobmanager.rpc.bind-port`, else `jobmanager.rpc.port`.
+pub const RPC_BIND_PORT: ConfigOption<u16> =
+    ConfigOption::new(Group::Processes, "jobmanager.rpc.bind-port", 6123, "port the JobManager's RPC endpoint binds")
+        .with_fallback_keys(&[RPC_PORT.key()]);
+/// `rpc.max-frame-size` (read by both sides).
+pub const MAX_FRAME_SIZE: ConfigOption<MemorySize> = ConfigOption::new(
+    Group::Rpc,
+    "rpc.max-frame-size",
+    MemorySize::bytes(DEFAULT_MAX_FRAME_SIZE as usize),
+    "largest message between processes",
+);
+
+/// The options of the JobManager's RPC endpoint.
+pub(crate) const OPTIONS: &[&dyn OptionInfo] = &[&RPC_ADDRESS, &RPC_PORT, &BIND_HOST, &RPC_BIND_PORT, &MAX_FRAME_SIZE];
+
 impl RpcSettings {
     /// Reads Flink's keys (FLINK-15911): bind host and port default to the advertised ones.
     pub fn from_config(c: &Configuration) -> Result<Self, ClusterError> {
-        let advertised_host = c.get_str("jobmanager.rpc.address").unwrap_or("localhost").to_string();
-        let advertised_port: u16 = c.get("jobmanager.rpc.port", 6123)?;
-        let bind_host = c.get_str("jobmanager.bind-host").unwrap_or(&advertised_host).to_string();
-        let bind_port: u16 = c.get("jobmanager.rpc.bind-port", advertised_port)?;
-        let max_frame_size = c.get_bytes("rpc.max-frame-size", DEFAULT_MAX_FRAME_SIZE as usize)?;
+        let advertised_host = c.get(&RPC_ADDRESS)?;
+        let advertised_port = c.get(&RPC_PORT)?;
+        let bind_host = c.get(&BIND_HOST)?;
+        let bind_port = c.get(&RPC_BIND_PORT)?;
+        let max_frame_size = c.get(&MAX_FRAME_SIZE)?.as_bytes();
         Ok(Self {
             bind: format!("{bind_host}:{bind_port}"),
             advertised_host,

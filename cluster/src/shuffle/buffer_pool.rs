@@ -30,6 +30,48 @@ const DEFAULT_FRACTION: f64 = 0.1;
 /// `taskmanager.memory.process.size` when not given (Flink's default configuration file).
 const DEFAULT_PROCESS_SIZE: u64 = 1728 << 20;
 
+use riffle_api::{ConfigOption, Group, MemorySize, OptionInfo};
+
+/// `taskmanager.memory.segment-size`.
+pub const SEGMENT_SIZE: ConfigOption<MemorySize> = ConfigOption::new(
+    Group::Network,
+    "taskmanager.memory.segment-size",
+    MemorySize::bytes(DEFAULT_SEGMENT_SIZE),
+    "size of a network buffer (4kb to 16mb)",
+);
+/// `taskmanager.memory.network.fraction`.
+pub const NETWORK_FRACTION: ConfigOption<f64> = ConfigOption::new(
+    Group::Network,
+    "taskmanager.memory.network.fraction",
+    DEFAULT_FRACTION,
+    "share of taskmanager.memory.process.size for network buffers",
+);
+/// `taskmanager.memory.network.min`.
+pub const NETWORK_MIN: ConfigOption<MemorySize> = ConfigOption::new(
+    Group::Network,
+    "taskmanager.memory.network.min",
+    MemorySize::bytes(DEFAULT_MIN as usize),
+    "least network buffer memory of a TaskManager",
+);
+/// `taskmanager.memory.network.max`.
+pub const NETWORK_MAX: ConfigOption<MemorySize> = ConfigOption::new(
+    Group::Network,
+    "taskmanager.memory.network.max",
+    MemorySize::bytes(DEFAULT_MAX as usize),
+    "most network buffer memory of a TaskManager",
+);
+/// `taskmanager.memory.process.size`.
+pub const PROCESS_SIZE: ConfigOption<MemorySize> = ConfigOption::new(
+    Group::Network,
+    "taskmanager.memory.process.size",
+    MemorySize::bytes(DEFAULT_PROCESS_SIZE as usize),
+    "a TaskManager's memory, the base of the network fraction",
+);
+
+/// The options [`PoolSize::from_config`] reads.
+pub(crate) const OPTIONS: &[&dyn OptionInfo] =
+    &[&SEGMENT_SIZE, &NETWORK_FRACTION, &NETWORK_MIN, &NETWORK_MAX, &PROCESS_SIZE];
+
 /// The pool's shape, from the configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolSize {
@@ -44,33 +86,33 @@ impl PoolSize {
     /// `taskmanager.memory.network.min` and `.max`, in segments of
     /// `taskmanager.memory.segment-size`. Malformed values are refused with their key.
     pub fn from_config(c: &riffle_api::Configuration) -> Result<Self, riffle_api::ConfigError> {
-        let bytes = |key: &str, default: u64| c.get_bytes(key, default as usize).map(|b| b as u64);
-        let segment_size = bytes("taskmanager.memory.segment-size", DEFAULT_SEGMENT_SIZE as u64)?;
+        let bytes = |o: &ConfigOption<MemorySize>| c.get(o).map(|b| b.as_bytes() as u64);
+        let segment_size = bytes(&SEGMENT_SIZE)?;
         if !(4096..=(16 << 20)).contains(&segment_size) {
             return Err(riffle_api::ConfigError {
-                key: "taskmanager.memory.segment-size".into(),
+                key: SEGMENT_SIZE.key().into(),
                 value: segment_size.to_string(),
                 reason: "must be between 4kb and 16mb".into(),
             });
         }
-        let min = bytes("taskmanager.memory.network.min", DEFAULT_MIN)?;
-        let max = bytes("taskmanager.memory.network.max", DEFAULT_MAX)?;
+        let min = bytes(&NETWORK_MIN)?;
+        let max = bytes(&NETWORK_MAX)?;
         if min > max {
             return Err(riffle_api::ConfigError {
-                key: "taskmanager.memory.network.min".into(),
+                key: NETWORK_MIN.key().into(),
                 value: min.to_string(),
                 reason: format!("is above taskmanager.memory.network.max ({max})"),
             });
         }
-        let fraction: f64 = c.get("taskmanager.memory.network.fraction", DEFAULT_FRACTION)?;
+        let fraction = c.get(&NETWORK_FRACTION)?;
         if !(0.0..1.0).contains(&fraction) {
             return Err(riffle_api::ConfigError {
-                key: "taskmanager.memory.network.fraction".into(),
+                key: NETWORK_FRACTION.key().into(),
                 value: fraction.to_string(),
                 reason: "must be at least 0 and below 1".into(),
             });
         }
-        let process = bytes("taskmanager.memory.process.size", DEFAULT_PROCESS_SIZE)?;
+        let process = bytes(&PROCESS_SIZE)?;
         let network = ((process as f64 * fraction) as u64).clamp(min, max);
         let segments = (network / segment_size).max(1);
         Ok(PoolSize { segment_size: segment_size as usize, segments: segments as usize })

@@ -142,7 +142,7 @@ pub async fn config(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, W
         return Err(WebError::NotFound(format!("job {job}: periodic checkpoints are not enabled")));
     };
     use riffle_actors::checkpoint_coordinator::Retention;
-    let backend = ctx.shared.config.get_str("state.backend").unwrap_or("heap").to_string();
+    let backend = ctx.shared.config.get(&riffle_actors::state_backend::STATE_BACKEND).unwrap_or_default();
     Ok(HttpResponse::Ok().json(json!({
         "mode": if c.aligned { "exactly_once" } else { "at_least_once" },
         "interval": interval.as_millis() as u64,

@@ -20,7 +20,8 @@ fn meminfo(field: &str) -> u64 {
 }
 
 fn state_budget(ctx: &RestContext) -> u64 {
-    ctx.shared.config.get_bytes("state.backend.memory-budget", 0).unwrap_or(0) as u64
+    let budget = ctx.shared.config.get(&riffle_actors::state_backend::MEMORY_BUDGET);
+    budget.ok().flatten().map_or(0, |b| b.as_bytes() as u64)
 }
 
 async fn info(

@@ -1,0 +1,66 @@
+//! The `state.backend*` options: declared here, parsed by riffle-state (which knows no
+//! configuration type and names its keys itself), read for every subtask.
+
+use riffle_api::{ConfigOption, Configuration, Group, MemorySize, OptionInfo};
+use riffle_state::backend::{BACKEND_KEY, DIR_KEY, KEY_GROUPS_KEY, MEMORY_BUDGET_KEY};
+use riffle_state::{BackendConfig, StateError};
+
+/// `state.backend`.
+pub const STATE_BACKEND: ConfigOption<String> =
+    ConfigOption::new(Group::StateBackend, BACKEND_KEY, "heap", "heap (or hashmap), spillable-heap or sled");
+/// `state.backend.memory-budget` (riffle-state's default when unset).
+pub const MEMORY_BUDGET: ConfigOption<Option<MemorySize>> = ConfigOption::optional(
+    Group::StateBackend,
+    MEMORY_BUDGET_KEY,
+    "memory for keyed state before cold key groups move to disk (128 mb when unset)",
+);
+/// `state.backend.dir` (a `file://` prefix is accepted).
+pub const DIR: ConfigOption<Option<String>> = ConfigOption::optional(
+    Group::StateBackend,
+    DIR_KEY,
+    "where spilled key groups and sled trees live (default: the temp directory)",
+);
+/// `state.backend.key-groups` (riffle-state's default when unset).
+pub const KEY_GROUPS: ConfigOption<Option<u32>> = ConfigOption::optional(
+    Group::StateBackend,
+    KEY_GROUPS_KEY,
+    "internal key groups, the unit moved between memory and disk (1024 when unset)",
+);
+
+/// The options [`backend_config`] reads.
+pub(crate) const OPTIONS: &[&dyn OptionInfo] =
+    &[&STATE_BACKEND, &MEMORY_BUDGET, &DIR, &KEY_GROUPS, &crate::local_recovery::LOCAL_RECOVERY];
+
+/// The backend a job's subtasks keep their keyed state in. riffle-state parses the values
+/// (its error messages name the key); a key it asks for that is not declared here reads as
+/// unset (the test below keeps the two lists equal).
+pub fn backend_config(conf: &Configuration) -> Result<BackendConfig, StateError> {
+    let backend_options: [&dyn OptionInfo; 4] = [&STATE_BACKEND, &MEMORY_BUDGET, &DIR, &KEY_GROUPS];
+    BackendConfig::from_options(|k| backend_options.iter().find(|o| o.key() == k).and_then(|o| conf.raw(*o)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_riffle_state_reads_is_declared() {
+        let asked = std::cell::RefCell::new(Vec::new());
+        let _ = BackendConfig::from_options(|k| {
+            asked.borrow_mut().push(k.to_string());
+            None
+        });
+        let declared: Vec<_> = OPTIONS.iter().map(|o| o.key()).collect();
+        for k in asked.into_inner() {
+            assert!(declared.contains(&k.as_str()), "riffle-state reads '{k}', which is not declared");
+        }
+    }
+
+    #[test]
+    fn values_reach_riffle_state() {
+        let mut c = Configuration::new();
+        c.set(STATE_BACKEND.key(), "sled").set(KEY_GROUPS.key(), "16");
+        let b = backend_config(&c).unwrap();
+        assert_eq!((b.kind, b.key_groups), (riffle_state::BackendKind::Sled, 16));
+    }
+}
