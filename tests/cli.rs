@@ -179,6 +179,27 @@ fn a_killed_run_resumes_from_its_latest_checkpoint() {
 }
 
 #[test]
+fn keys_riffle_reads_are_not_reported_and_config_docs_prints_the_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let upload = dir.path().join("upload");
+    let out = riffle()
+        .args(["-D", "restart-strategy.exponential-delay.jitter-factor=0.2", "-D", "high-availability.type=NONE"])
+        .args(["-D", "high-availability=NONE", "-D"])
+        .arg(format!("web.upload.dir={}", upload.display()))
+        .args(["run", "wordcount", "--events", "10", "--output"])
+        .arg(dir.path().join("out.txt"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stderr: {stderr}");
+    assert!(!stderr.contains("unknown configuration key"), "{stderr}");
+    let out = riffle().arg("config-docs").output().unwrap();
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), page);
+}
+
+#[test]
 fn a_yaml_config_file_is_read_overridden_by_d_and_typos_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("config.yaml");

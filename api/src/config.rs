@@ -443,7 +443,7 @@ pub fn parse_bytes(v: &str) -> Option<usize> {
 fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
     let units = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "min"), (1000, "s")];
-    match units.iter().find(|(n, _)| ms > 0 && ms % n == 0) {
+    match units.iter().find(|(n, _)| ms > 0 && ms.is_multiple_of(*n)) {
         Some((n, unit)) => format!("{} {unit}", ms / n),
         None => format!("{ms} ms"),
     }
@@ -453,7 +453,7 @@ fn format_duration(d: Duration) -> String {
 /// reads it.
 fn format_bytes(b: usize) -> String {
     let units = [(30, "gb"), (20, "mb"), (10, "kb")];
-    match units.iter().find(|(shift, _)| b > 0 && b % (1usize << shift) == 0) {
+    match units.iter().find(|(shift, _)| b > 0 && b.is_multiple_of(1usize << shift)) {
         Some((shift, unit)) => format!("{} {unit}", b >> shift),
         None => b.to_string(),
     }

@@ -20,6 +20,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use riffle_api::{ConfigOption, Group, MemorySize, OptionInfo};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Flink's defaults: 32 KiB segments, network memory 10 % of the process, 64 MiB to 1 GiB.
@@ -29,8 +30,6 @@ const DEFAULT_MAX: u64 = 1 << 30;
 const DEFAULT_FRACTION: f64 = 0.1;
 /// `taskmanager.memory.process.size` when not given (Flink's default configuration file).
 const DEFAULT_PROCESS_SIZE: u64 = 1728 << 20;
-
-use riffle_api::{ConfigOption, Group, MemorySize, OptionInfo};
 
 /// `taskmanager.memory.segment-size`.
 pub const SEGMENT_SIZE: ConfigOption<MemorySize> = ConfigOption::new(
