@@ -1,0 +1,192 @@
+//! `riffle run`: the built-in scenarios and plugin jobs, on the embedded cluster or on a
+//! running one.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use riffle::scenarios::{self, nexmark, wordcount};
+use riffle::Configuration;
+
+use crate::cli::Scenario;
+use crate::rest_client;
+
+/// Uploads a plugin to a running cluster and runs its job there (waits for its end unless `detached`).
+pub fn plugin_on_cluster(address: &str, path: &Path, entry: &str, args: &[String], detached: bool) -> Result<()> {
+    let jar = rest_client::upload(address, path)?;
+    let body = serde_json::json!({ "entryClass": entry, "programArgsList": args });
+    let a = rest_client::call(address, "POST", &format!("/jars/{jar}/run"), Some(&body))?;
+    let job = a.body["jobid"].as_str().context("the cluster sent no job id")?.to_string();
+    println!("job {job} submitted to {address}");
+    if !detached {
+        let status = rest_client::await_job(address, &job)?;
+        println!("job {job} ended {status}");
+        if status != "FINISHED" {
+            bail!("job {job} ended {status}");
+        }
+    }
+    Ok(())
+}
+
+/// Runs a plugin's job on an embedded cluster.
+pub fn plugin_embedded(path: &Path, entry: &str, args: &[String], slots: u32, conf: &Configuration) -> Result<()> {
+    // Kept until the job ended: the job runs the library's code.
+    let plugin = riffle_cluster::plugin::load(path)?;
+    let graph = plugin.build(entry, args)?;
+    let r = scenarios::run_job_graph(conf, graph, slots)?;
+    eprintln!("[riffle] plugin job '{entry}' finished in {:.3}s", r.duration.as_secs_f64());
+    drop(plugin);
+    Ok(())
+}
+
+/// Runs built-in scenario `s` on the embedded cluster.
+pub fn run(s: Scenario, conf: &Configuration) -> Result<()> {
+    match s {
+        Scenario::Wordcount { input, output, events, parallelism } => {
+            wordcount(input, output, events, parallelism, conf)
+        }
+        Scenario::ExactlyOnceDrill { events, keys, failures, seed, parallelism, output, rate } => {
+            let o = DrillArgs { events, keys, failures, seed, parallelism, output, rate };
+            exactly_once_drill(o, conf)
+        }
+        Scenario::BackpressureCheckpoints { parallelism, slow_micros, checkpoints } => {
+            backpressure_checkpoints(parallelism, slow_micros, checkpoints, conf)
+        }
+        Scenario::Nexmark { query, events, parallelism, output } => nexmark(&query, events, parallelism, output, conf),
+    }
+}
+
+/// Word count over a file, a directory or generated words.
+fn wordcount(
+    input: Option<PathBuf>,
+    output: Option<PathBuf>,
+    events: u64,
+    parallelism: u32,
+    conf: &Configuration,
+) -> Result<()> {
+    if let Some(i) = &input {
+        std::fs::metadata(i).with_context(|| format!("cannot read input '{}'", i.display()))?;
+    }
+    let env = scenarios::environment(parallelism, conf);
+    let (out, guard) = stdout_or(output.clone())?;
+    let source = match input {
+        Some(p) => wordcount::Input::File(p),
+        None => wordcount::Input::Generated(events),
+    };
+    wordcount::define(&env, source, out.clone());
+    let r = scenarios::run_job(&env, "wordcount", parallelism, true)?;
+    if let Some(g) = guard {
+        g.print()?;
+    } else {
+        eprintln!("[riffle] wordcount finished in {:.3}s; counts in {}", r.duration.as_secs_f64(), out.display());
+    }
+    Ok(())
+}
+
+/// The drill's command-line arguments.
+struct DrillArgs {
+    events: u64,
+    keys: u64,
+    failures: usize,
+    seed: u64,
+    parallelism: u32,
+    output: Option<PathBuf>,
+    rate: u64,
+}
+
+/// The exactly-once drill: injected failures, committed output checked exactly.
+fn exactly_once_drill(a: DrillArgs, conf: &Configuration) -> Result<()> {
+    let DrillArgs { events, keys, failures, seed, parallelism, output, rate } = a;
+    let temp;
+    let output = match output {
+        Some(p) => p,
+        None => {
+            temp = tempfile::tempdir().context("cannot create a temporary output directory")?;
+            temp.path().join("out")
+        }
+    };
+    let o = scenarios::drill::DrillOptions {
+        events,
+        keys,
+        failures,
+        seed,
+        parallelism,
+        output: output.clone(),
+        rate_per_ms: rate,
+    };
+    let r = scenarios::drill::run(&o, conf)?;
+    println!(
+        "exactly-once drill OK: {} lines committed in {} equal the failure-free result after {} injected failures ({} records processed with replays)",
+        r.lines,
+        output.display(),
+        r.failures,
+        r.processed
+    );
+    Ok(())
+}
+
+/// Aligned against unaligned checkpoints under backpressure.
+fn backpressure_checkpoints(parallelism: u32, slow_micros: u64, checkpoints: u32, conf: &Configuration) -> Result<()> {
+    use scenarios::backpressure::{measure, BackpressureOptions};
+    let o = BackpressureOptions { parallelism, slow_micros, checkpoints, ..BackpressureOptions::default() };
+    let r = measure(&o, conf)?;
+    for (mode, f) in [("aligned", &r.aligned), ("unaligned", &r.unaligned)] {
+        println!(
+            "{mode:>9} checkpoints under backpressure: median {} ms (each: {:?} ms), sizes {:?} bytes, in-flight batches kept {:?}",
+            f.median_ms(),
+            f.durations_ms,
+            f.sizes,
+            f.channel_batches
+        );
+    }
+    Ok(())
+}
+
+/// A Nexmark query over generated bids.
+fn nexmark(query: &str, events: u64, parallelism: u32, output: Option<PathBuf>, conf: &Configuration) -> Result<()> {
+    let q: nexmark::Query = query.parse()?;
+    let env = scenarios::environment(parallelism, conf);
+    nexmark::define(&env, q, events, output.clone());
+    let r = scenarios::run_job(&env, &format!("nexmark {query}"), parallelism, true)?;
+    eprintln!("[riffle] nexmark {query} over {events} bids finished in {:.3}s", r.duration.as_secs_f64());
+    Ok(())
+}
+
+fn stdout_or(output: Option<PathBuf>) -> Result<(PathBuf, Option<tempfile_guard::Guard>)> {
+    match output {
+        Some(p) => Ok((p, None)),
+        None => {
+            let g = tempfile_guard::Guard::new()?;
+            Ok((g.path(), Some(g)))
+        }
+    }
+}
+
+/// A temporary output file whose content goes to stdout at the end.
+mod tempfile_guard {
+    use std::path::PathBuf;
+
+    pub struct Guard(PathBuf);
+
+    impl Guard {
+        pub fn new() -> anyhow::Result<Self> {
+            let p = std::env::temp_dir().join(format!("riffle-out-{}-{}", std::process::id(), riffle::time::now_ms()));
+            Ok(Self(p))
+        }
+        pub fn path(&self) -> PathBuf {
+            self.0.clone()
+        }
+        pub fn print(&self) -> anyhow::Result<()> {
+            use std::io::Write;
+            let content = std::fs::read(&self.0).unwrap_or_default();
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(&content);
+            Ok(())
+        }
+    }
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
