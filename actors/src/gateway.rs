@@ -290,7 +290,7 @@ pub struct NotifyCheckpoint {
 }
 
 /// Subtask → JobMaster (→ CheckpointCoordinator): my part of checkpoint `id` is done.
-#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Message, Serialize, Deserialize)]
 #[rtype(result = "()")]
 pub struct AcknowledgeCheckpoint {
     /// Which execution.

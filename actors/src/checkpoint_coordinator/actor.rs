@@ -16,8 +16,7 @@ use riffle_state::checkpoint_metadata::{CheckpointKind, CheckpointMetadata, Vert
 use tokio::sync::oneshot;
 
 use super::core::{
-    Ack, Clock, Completion, CoordinatorCommand, CoordinatorCore, CoordinatorEvent, StatsUpdate, TriggerRequest,
-    WaiterId,
+    Clock, Completion, CoordinatorCommand, CoordinatorCore, CoordinatorEvent, StatsUpdate, TriggerRequest, WaiterId,
 };
 use super::settings::CheckpointSettings;
 use crate::checkpoint_storage;
@@ -330,16 +329,7 @@ fn delete_aborted_dir(dir: PathBuf) {
 impl Handler<AcknowledgeCheckpoint> for CheckpointCoordinator {
     type Result = ();
     fn handle(&mut self, msg: AcknowledgeCheckpoint, ctx: &mut Self::Context) {
-        let ack = Ack {
-            execution: msg.execution,
-            checkpoint_id: msg.checkpoint_id,
-            state: msg.state,
-            source: msg.source,
-            sync_ms: msg.sync_ms,
-            async_ms: msg.async_ms,
-            persisted_bytes: msg.persisted_bytes,
-        };
-        self.on(CoordinatorEvent::Acknowledged(ack), ctx);
+        self.on(CoordinatorEvent::Acknowledged(msg), ctx);
     }
 }
 

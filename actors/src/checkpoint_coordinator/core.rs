@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use riffle_state::checkpoint_metadata::{CheckpointKind, CheckpointMetadata, StateHandle, SubtaskState, VertexInfo};
-use serde_bytes::ByteBuf;
 
 use super::settings::CheckpointSettings;
 use crate::ids::{ExecutionId, JobId};
@@ -56,24 +55,8 @@ impl TriggerRequest {
     }
 }
 
-/// A subtask's acknowledgement, as the core needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ack {
-    /// Which execution acknowledged.
-    pub execution: ExecutionId,
-    /// The checkpoint.
-    pub checkpoint_id: u64,
-    /// Where its state is.
-    pub state: StateHandle,
-    /// Its source reader's position.
-    pub source: Option<ByteBuf>,
-    /// Milliseconds of the synchronous part of its snapshot.
-    pub sync_ms: u64,
-    /// Milliseconds of the asynchronous part.
-    pub async_ms: u64,
-    /// In-flight data persisted as channel state, bytes.
-    pub persisted_bytes: u64,
-}
+/// A subtask's acknowledgement, as it arrives through the gateway.
+pub use crate::gateway::AcknowledgeCheckpoint as Ack;
 
 /// What happened, as the shell tells the core.
 #[derive(Debug, Clone, PartialEq, Eq)]
