@@ -1055,7 +1055,7 @@ impl TaskInput {
                 }
             }
             TaskInput::Gate(g) => {
-                if g.pacer.due(std::time::Instant::now()) {
+                if g.pacer.due(std::time::Instant::now) {
                     // A subtask that always has input would otherwise never let the others on
                     // its thread run.
                     tokio::task::yield_now().await;
@@ -1316,11 +1316,12 @@ impl Pacer {
         Self { steps: 0, last_yield: now }
     }
 
-    /// Counts a step; whether the subtask should yield now.
+    /// Counts a step; whether the subtask should yield now (`now` is read only if the step
+    /// count does not say so already).
     #[inline]
-    fn due(&mut self, now: std::time::Instant) -> bool {
+    fn due(&mut self, now: impl FnOnce() -> std::time::Instant) -> bool {
         self.steps = self.steps.wrapping_add(1);
-        self.steps.is_multiple_of(YIELD_EVERY_STEPS) || now.duration_since(self.last_yield) >= YIELD_EVERY
+        self.steps.is_multiple_of(YIELD_EVERY_STEPS) || now().duration_since(self.last_yield) >= YIELD_EVERY
     }
 
     /// The subtask yielded at `now`.
@@ -1442,12 +1443,12 @@ mod tests {
     fn a_busy_operator_subtask_yields_every_16_steps_and_every_2_ms() {
         let t0 = Instant::now();
         let mut p = Pacer::new(t0);
-        let due: Vec<bool> = (0..32).map(|_| p.due(t0)).collect();
+        let due: Vec<bool> = (0..32).map(|_| p.due(|| t0)).collect();
         let at: Vec<usize> = due.iter().enumerate().filter(|(_, d)| **d).map(|(i, _)| i + 1).collect();
         assert_eq!(at, vec![16, 32], "by steps, however fast");
-        assert!(p.due(t0 + YIELD_EVERY), "by time, however few steps");
+        assert!(p.due(|| t0 + YIELD_EVERY), "by time, however few steps");
         p.yielded(t0 + YIELD_EVERY);
-        assert!(!p.due(t0 + YIELD_EVERY + Duration::from_millis(1)));
+        assert!(!p.due(|| t0 + YIELD_EVERY + Duration::from_millis(1)));
         assert!(!Pacer::new(Instant::now()).overdue());
     }
 
