@@ -6,6 +6,11 @@
 //! plain calls, and drains the outbox into bounded channels, awaiting free capacity: that
 //! await is where backpressure stops a fast producer. A panic in user code is caught at the
 //! future's boundary and reported with the operator that was running.
+//!
+//! Sources and operators share that loop ([`run_task`]): their input ([`TaskInput`]) takes one
+//! step at a time, after which one policy ([`AfterStep`]) drains, fires due timers, ends the
+//! input ([`end_of_input`], the one end sequence) or flushes on the buffer timeout, and lets
+//! the slot's other subtasks run.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +36,7 @@ use crate::gateway::{ConfirmEnd, DeclineCheckpoint, RestoreState, SplitRequest, 
 use crate::ids::ExecutionId;
 use crate::input_gate::{BatchEncoder, Delivery, GateEvent, InputGate, Interrupt};
 use crate::local_recovery::{LocalSnapshots, LOCAL_RECOVERY};
+use crate::peers::JobMasterGateway;
 use crate::registry::RuntimeShared;
 use crate::snapshot_writer::{InFlightSnapshots, SnapshotWriter};
 use crate::supervision::panic_message;
@@ -253,26 +259,28 @@ async fn run(
         priority.push(tx.1);
     }
     let mut out = Outputs {
-        stalled: vec![false; senders.len()],
-        env,
-        senders,
-        priority,
-        last_flush: riffle_api::time::now_ms(),
-        timeout: spec.buffer_timeout_ms,
         name: task_name.clone(),
+        channels: OutputChannels {
+            outbox: env.outbox.clone(),
+            stalled: vec![false; senders.len()],
+            senders,
+            priority,
+            io: spec.shared.view(e.job).and_then(|v| v.io(e.vertex, e.subtask)).unwrap_or_default(),
+        },
+        flush: FlushTimer::new(env.flush.clone(), spec.buffer_timeout_ms, riffle_api::time::now_ms()),
+        snapshots: Snapshots {
+            execution: e,
+            shared: spec.shared.clone(),
+            max_parallelism: graph.max_parallelism,
+            in_flight: InFlightSnapshots::default(),
+            unaligned: None,
+            local,
+        },
         control,
-        execution: e,
-        shared: spec.shared.clone(),
-        max_parallelism: graph.max_parallelism,
-        snapshots: InFlightSnapshots::default(),
-        unaligned: None,
-        local,
-        stop_after: None,
-        stop_now: false,
-        io: spec.shared.view(e.job).and_then(|v| v.io(e.vertex, e.subtask)).unwrap_or_default(),
+        stop: SavepointStop::default(),
     };
-    let result = match instance.head {
-        HeadKind::Source(head) => run_source(&spec, head, &mut out, &mut cancel, counters).await,
+    let mut input = match instance.head {
+        HeadKind::Source(head) => TaskInput::Source(SourceInput::new(head, counters)),
         HeadKind::Operators(head) => {
             let channels = graph.input_channels(e.vertex as usize, e.subtask);
             let mut rxs = Vec::with_capacity(channels.len());
@@ -286,41 +294,95 @@ async fn run(
                 input_of.push(c.input);
             }
             let num_inputs = graph.vertices().get(e.vertex as usize).map(|v| v.num_inputs).unwrap_or(1);
-            let gate = InputGate::new(rxs, input_of, num_inputs);
-            run_operators(head, gate, replay, &mut out, &mut cancel).await
+            TaskInput::Gate(GateInput::new(head, InputGate::new(rxs, input_of, num_inputs)))
         }
     };
+    let result = run_task(&mut input, replay, &mut out, &mut cancel).await;
     out.settle_checkpoints();
     result
 }
 
+/// Where a subtask's output goes and what it keeps track of while it runs.
 struct Outputs {
-    env: TaskEnv,
+    /// The subtask's name, for errors.
+    name: String,
+    /// The outbox and the output channels it is drained into.
+    channels: OutputChannels,
+    /// When partially filled batches go (`execution.buffer-timeout`).
+    flush: FlushTimer,
+    /// Checkpoint bookkeeping: snapshots being written, the unaligned one waiting.
+    snapshots: Snapshots,
+    /// Control messages from the subtask's actor.
+    control: mpsc::UnboundedReceiver<SubtaskControl>,
+    /// Stop-with-savepoint (sources).
+    stop: SavepointStop,
+}
+
+/// The outbox the chain fills and the output channels it is drained into.
+struct OutputChannels {
+    /// Where the chain's writers leave batches (and the subtask its barriers).
+    outbox: SharedOutbox,
     senders: Vec<Sender<Element>>,
     /// Each output channel's priority lane (unaligned checkpoint barriers).
     priority: Vec<UnboundedSender<CheckpointBarrier>>,
+    /// Channels found full in the current pass of a drain.
     stalled: Vec<bool>,
-    last_flush: i64,
-    timeout: i64,
-    name: String,
-    control: mpsc::UnboundedReceiver<SubtaskControl>,
-    execution: ExecutionId,
-    shared: Arc<RuntimeShared>,
-    max_parallelism: u32,
-    snapshots: InFlightSnapshots,
-    /// An unaligned snapshot waiting for its channel state (every input's position marker).
-    unaligned: Option<UnalignedSnapshot>,
-    /// Local recovery: where snapshot copies are kept.
-    local: Option<Arc<LocalSnapshots>>,
-    /// Stop-with-savepoint: the source emits nothing until this checkpoint is done.
-    stop_after: Option<u64>,
-    /// Stop-with-savepoint completed: the source ends its input.
-    stop_now: bool,
     /// Records in and out and time blocked on full outputs, for the REST API and the UI.
     io: Arc<crate::job_view::SubtaskIo>,
 }
 
+/// When partially filled batches go: after `execution.buffer-timeout` (besides before every
+/// wait for input and every in-band event, which the loop and the writers see to).
+struct FlushTimer {
+    registry: FlushRegistry,
+    /// When partial batches last went, epoch ms.
+    last: i64,
+    timeout: i64,
+}
+
+impl FlushTimer {
+    fn new(registry: FlushRegistry, timeout: i64, now: i64) -> Self {
+        Self { registry, last: now, timeout }
+    }
+
+    /// Whether the buffer timeout says partial batches should go now.
+    #[inline]
+    fn due(&self, now: i64) -> bool {
+        now - self.last >= self.timeout
+    }
+
+    /// Moves partially filled batches to the outbox (they are sent by the next drain).
+    #[inline]
+    fn flush(&mut self, now: i64) {
+        self.registry.flush_all();
+        self.last = now;
+    }
+}
+
+/// Stop-with-savepoint, as far as a source got with it.
+#[derive(Default)]
+struct SavepointStop {
+    /// The source emits nothing until this checkpoint is done.
+    after: Option<u64>,
+    /// The savepoint completed: the source ends its input.
+    now: bool,
+}
+
+/// A subtask's checkpoint bookkeeping.
+struct Snapshots {
+    execution: ExecutionId,
+    shared: Arc<RuntimeShared>,
+    max_parallelism: u32,
+    /// Snapshots handed to their writers and not settled yet.
+    in_flight: InFlightSnapshots,
+    /// An unaligned snapshot waiting for its channel state (every input's position marker).
+    unaligned: Option<UnalignedSnapshot>,
+    /// Local recovery: where snapshot copies are kept.
+    local: Option<Arc<LocalSnapshots>>,
+}
+
 /// Records in an element (0 for anything but a batch).
+#[inline]
 fn records_in(el: &Element) -> u64 {
     match el {
         Element::Records { count, .. } => *count as u64,
@@ -335,7 +397,7 @@ struct UnalignedSnapshot {
     sync_ms: u64,
 }
 
-/// Why [`Outputs::drain_until`] stopped before everything was sent.
+/// Why [`OutputChannels::drain_until`] stopped before everything was sent.
 enum DrainInterrupt {
     /// A control message arrived (sources: a checkpoint trigger must not wait for room).
     Control(SubtaskControl),
@@ -343,7 +405,7 @@ enum DrainInterrupt {
     Gate(Interrupt),
 }
 
-impl Outputs {
+impl OutputChannels {
     /// Sends everything the chain produced. A full channel holds back only its own elements
     /// (order within a channel is kept): what goes to other channels — a checkpoint barrier
     /// among them — leaves at once. The subtask then waits (backpressure) for the full one;
@@ -352,13 +414,15 @@ impl Outputs {
     /// interrupt is returned for the caller to act on before draining again.
     async fn drain_until(
         &mut self,
+        name: &str,
+        control_rx: &mut mpsc::UnboundedReceiver<SubtaskControl>,
         cancel: &mut watch::Receiver<bool>,
         control: bool,
         mut gate: Option<(&mut InputGate, &dyn BatchEncoder)>,
     ) -> Result<Option<DrainInterrupt>, Stop> {
         loop {
             let mut queue = {
-                let mut ob = self.env.outbox.borrow_mut();
+                let mut ob = self.outbox.borrow_mut();
                 if ob.queue.is_empty() {
                     return Ok(None);
                 }
@@ -371,10 +435,7 @@ impl Outputs {
                     deferred.push_back((ch, el));
                     continue;
                 }
-                let tx = self
-                    .senders
-                    .get(ch)
-                    .ok_or_else(|| TaskError::msg(&self.name, format!("no output channel {ch}")))?;
+                let tx = self.senders.get(ch).ok_or_else(|| TaskError::msg(name, format!("no output channel {ch}")))?;
                 let n = records_in(&el);
                 match tx.try_send(el) {
                     Ok(()) => self.io.wrote(n),
@@ -384,13 +445,13 @@ impl Outputs {
                         deferred.push_back((ch, el));
                     }
                     Err(TrySendError::Closed(_)) => {
-                        return Err(peer_lost(&self.name, "a downstream subtask stopped", cancel).await)
+                        return Err(peer_lost(name, "a downstream subtask stopped", cancel).await)
                     }
                 }
             }
             if deferred.is_empty() {
                 // Give the (now empty) buffer back so the next batch does not reallocate it.
-                let mut ob = self.env.outbox.borrow_mut();
+                let mut ob = self.outbox.borrow_mut();
                 if ob.queue.is_empty() {
                     ob.queue = queue;
                 }
@@ -399,7 +460,6 @@ impl Outputs {
             self.stalled.iter_mut().for_each(|s| *s = false);
             let Some((ch, el)) = deferred.pop_front() else { continue };
             let tx = self.senders[ch].clone();
-            let control_rx = &mut self.control;
             let gate_event = async {
                 match gate.as_mut() {
                     Some((g, enc)) => std::future::poll_fn(|cx| g.poll_interrupt(cx, *enc)).await,
@@ -416,7 +476,7 @@ impl Outputs {
                         permit.send(el);
                         None
                     }
-                    Err(_) => return Err(peer_lost(&self.name, "a downstream subtask stopped", cancel).await),
+                    Err(_) => return Err(peer_lost(name, "a downstream subtask stopped", cancel).await),
                 },
                 c = control_rx.recv(), if control => match c {
                     Some(c) => Some((DrainInterrupt::Control(c), el)),
@@ -426,7 +486,7 @@ impl Outputs {
                 _ = cancel.changed() => return Err(Stop::Cancelled),
             };
             self.io.set_backpressured(false, waiting.elapsed().as_nanos() as u64);
-            let mut ob = self.env.outbox.borrow_mut();
+            let mut ob = self.outbox.borrow_mut();
             let result = match interrupt {
                 Some((why, el)) => {
                     deferred.push_front((ch, el));
@@ -442,68 +502,33 @@ impl Outputs {
         }
     }
 
-    /// Moves partially filled batches to the outbox (they are sent by the next drain).
-    fn flush_batches(&mut self, now: i64) {
-        self.env.flush.flush_all();
-        self.last_flush = now;
-    }
-
-    /// Whether the buffer timeout says partial batches should go now.
-    fn flush_due(&self, now: i64) -> bool {
-        now - self.last_flush >= self.timeout
-    }
-
-    /// A checkpoint reached this subtask's consistent point: everything before it is
-    /// processed. Takes the synchronous part of the snapshot (a copy) and queues the barrier
-    /// after every record produced so far on every output channel (the caller's next drain
-    /// sends it); an unaligned barrier also goes out at once on every priority lane.
-    /// Encoding, writing and acknowledging are left to a child task while processing goes
-    /// on — for an unaligned snapshot of a subtask with inputs (`await_channels`), once the
-    /// channel state is complete ([`Outputs::channel_state_complete`]).
-    fn checkpoint(
-        &mut self,
-        barrier: CheckpointBarrier,
-        head: &mut dyn Checkpointable,
-        await_channels: bool,
-    ) -> Result<(), Stop> {
-        let started = std::time::Instant::now();
-        let (pending, source) = head.take_snapshot(self.max_parallelism, barrier.id)?;
-        let sync_ms = started.elapsed().as_millis() as u64;
+    /// Queues checkpoint barrier `barrier` after every element produced so far on every
+    /// output channel (the next drain sends it); an unaligned barrier also goes out at once on
+    /// every priority lane.
+    fn queue_barrier(&self, barrier: &CheckpointBarrier) {
         if barrier.unaligned {
             for lane in &self.priority {
                 // A closed lane is a consumer that stopped: the data path reports that.
                 let _ = lane.send(barrier.clone());
             }
         }
-        self.env.flush.flush_all();
-        {
-            let mut ob = self.env.outbox.borrow_mut();
-            for ch in 0..self.senders.len() {
-                ob.queue.push_back((ch, Element::Barrier(barrier.clone())));
-            }
+        let mut ob = self.outbox.borrow_mut();
+        for ch in 0..self.senders.len() {
+            ob.queue.push_back((ch, Element::Barrier(barrier.clone())));
         }
-        if barrier.unaligned && await_channels {
-            if let Some(old) = self.unaligned.replace(UnalignedSnapshot { barrier, pending, sync_ms }) {
-                self.decline(
-                    old.barrier.id,
-                    "a newer unaligned checkpoint started before its channel state was complete",
-                );
-            }
-            return Ok(());
-        }
-        self.write_snapshot(barrier, pending, source, sync_ms);
-        Ok(())
     }
+}
 
+impl Snapshots {
     /// Hands a snapshot to a child that encodes, writes and acknowledges it.
-    fn write_snapshot(
+    fn write(
         &mut self,
         barrier: CheckpointBarrier,
         pending: PendingSnapshot,
         source: Option<SourceSnapshot>,
         sync_ms: u64,
     ) {
-        let task = self.snapshots.start(barrier.id);
+        let task = self.in_flight.start(barrier.id);
         let writer = SnapshotWriter {
             execution: self.execution,
             shared: self.shared.clone(),
@@ -515,6 +540,14 @@ impl Outputs {
         actix::spawn(writer.run(pending, source));
     }
 
+    /// Keeps an unaligned snapshot until its channel state is complete; an older one still
+    /// waiting is declined.
+    fn hold(&mut self, snapshot: UnalignedSnapshot) {
+        if let Some(old) = self.unaligned.replace(snapshot) {
+            self.decline(old.barrier.id, "a newer unaligned checkpoint started before its channel state was complete");
+        }
+    }
+
     /// The channel state of unaligned checkpoint `id` is complete (or failed): the snapshot
     /// goes to its writer (or the checkpoint is declined).
     fn channel_state_complete(&mut self, id: u64, channels: Result<Vec<ChannelState>, String>) {
@@ -523,7 +556,7 @@ impl Outputs {
             Ok(channels) => {
                 let mut pending = u.pending;
                 pending.set_channels(channels);
-                self.write_snapshot(u.barrier, pending, None, u.sync_ms);
+                self.write(u.barrier, pending, None, u.sync_ms);
             }
             Err(reason) => self.decline(id, &format!("cannot record its channel state: {reason}")),
         }
@@ -536,26 +569,65 @@ impl Outputs {
         }
     }
 
+    /// Checkpoint `id` completed or was aborted: its in-flight snapshot work is settled (an
+    /// aborted one's files deleted, its waiting unaligned snapshot dropped).
+    fn settle(&mut self, id: u64, completed: bool) {
+        if completed {
+            self.in_flight.completed(id);
+        } else {
+            self.in_flight.abort(id);
+            if self.unaligned.as_ref().is_some_and(|u| u.barrier.id == id) {
+                self.unaligned = None;
+            }
+        }
+    }
+}
+
+impl Outputs {
+    /// See [`OutputChannels::drain_until`]; `control`: whether a control message ends a wait.
+    async fn drain_until(
+        &mut self,
+        cancel: &mut watch::Receiver<bool>,
+        control: bool,
+        gate: Option<(&mut InputGate, &dyn BatchEncoder)>,
+    ) -> Result<Option<DrainInterrupt>, Stop> {
+        self.channels.drain_until(&self.name, &mut self.control, cancel, control, gate).await
+    }
+
+    /// A checkpoint reached this subtask's consistent point: everything before it is
+    /// processed. Takes the synchronous part of the snapshot (a copy) and queues the barrier
+    /// after every record produced so far on every output channel (the caller's next drain
+    /// sends it); an unaligned barrier also goes out at once on every priority lane.
+    /// Encoding, writing and acknowledging are left to a child task while processing goes
+    /// on — for an unaligned snapshot of a subtask with inputs (`await_channels`), once the
+    /// channel state is complete ([`Snapshots::channel_state_complete`]).
+    fn checkpoint(
+        &mut self,
+        barrier: CheckpointBarrier,
+        head: &mut dyn Checkpointable,
+        await_channels: bool,
+    ) -> Result<(), Stop> {
+        let started = std::time::Instant::now();
+        let (pending, source) = head.take_snapshot(self.snapshots.max_parallelism, barrier.id)?;
+        let sync_ms = started.elapsed().as_millis() as u64;
+        // Partial batches go before the barrier (the buffer timeout's clock is not reset).
+        self.flush.registry.flush_all();
+        self.channels.queue_barrier(&barrier);
+        if barrier.unaligned && await_channels {
+            self.snapshots.hold(UnalignedSnapshot { barrier, pending, sync_ms });
+            return Ok(());
+        }
+        self.snapshots.write(barrier, pending, source, sync_ms);
+        Ok(())
+    }
+
     /// The subtask is ending: checkpoint outcomes that arrived but were not handled still
     /// decide which snapshot files go (an aborted checkpoint's files are deleted even if
     /// acknowledged; the rest is decided when the in-flight snapshots are dropped).
     fn settle_checkpoints(&mut self) {
         while let Ok(c) = self.control.try_recv() {
             if let SubtaskControl::CheckpointDone { id, completed } = c {
-                self.settle(id, completed);
-            }
-        }
-    }
-
-    /// Checkpoint `id` completed or was aborted: its in-flight snapshot work is settled (an
-    /// aborted one's files deleted, its waiting unaligned snapshot dropped).
-    fn settle(&mut self, id: u64, completed: bool) {
-        if completed {
-            self.snapshots.completed(id);
-        } else {
-            self.snapshots.abort(id);
-            if self.unaligned.as_ref().is_some_and(|u| u.barrier.id == id) {
-                self.unaligned = None;
+                self.snapshots.settle(id, completed);
             }
         }
     }
@@ -573,20 +645,25 @@ impl Outputs {
         match c {
             SubtaskControl::TriggerCheckpoint { barrier, stop_source } => {
                 if stop_source {
-                    self.stop_after = Some(barrier.id);
+                    self.stop.after = Some(barrier.id);
                 }
                 self.checkpoint(barrier, head, false)
             }
             SubtaskControl::CheckpointDone { id, completed } => {
-                if self.stop_after == Some(id) {
-                    self.stop_after = None;
-                    self.stop_now = completed;
+                if self.stop.after == Some(id) {
+                    self.stop.after = None;
+                    self.stop.now = completed;
                 }
-                self.settle(id, completed);
+                self.snapshots.settle(id, completed);
                 head.notify(id, completed)?;
                 Ok(())
             }
         }
+    }
+
+    /// The JobMaster of this subtask's job, if it is still there.
+    fn job_master(&self) -> Option<JobMasterGateway> {
+        self.snapshots.shared.job_master(self.snapshots.execution.job)
     }
 }
 
@@ -710,12 +787,11 @@ const CONFIRM_END_TIMEOUT: Duration = Duration::from_secs(60);
 /// frozen past its heartbeat timeout and thawed after its work restarted elsewhere is refused
 /// (or finds its link gone), and its task fails without committing.
 async fn confirm_end(out: &mut Outputs, cancel: &mut watch::Receiver<bool>) -> Result<(), Stop> {
-    let jm = out
-        .shared
-        .job_master(out.execution.job)
-        .ok_or_else(|| TaskError::msg(&out.name, "the job master is gone: this attempt cannot end"))?;
+    let jm =
+        out.job_master().ok_or_else(|| TaskError::msg(&out.name, "the job master is gone: this attempt cannot end"))?;
+    let execution = out.snapshots.execution;
     let answer = tokio::select! {
-        r = tokio::time::timeout(CONFIRM_END_TIMEOUT, jm.confirm_end(ConfirmEnd { execution: out.execution })) => r,
+        r = tokio::time::timeout(CONFIRM_END_TIMEOUT, jm.confirm_end(ConfirmEnd { execution })) => r,
         _ = cancel.changed() => return Err(Stop::Cancelled),
     };
     match answer {
@@ -753,6 +829,514 @@ async fn sleep_or_cancel(d: Duration, cancel: &mut watch::Receiver<bool>) -> Res
     }
 }
 
+/// What one step of a subtask's input came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// Input was processed (a reader's poll, an input element): the after-step policy runs.
+    Processed,
+    /// Nothing to process now: partial batches go, outputs are drained, then the input waits.
+    Idle,
+    /// Stop-with-savepoint completed: the input ends here, without asking the JobMaster (the
+    /// operators downstream ask when their input ends).
+    Stop,
+}
+
+/// What the loop does once an idle input's wait is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Woken {
+    /// Something was handled (input, a due timer, a control message): the after-step policy runs.
+    Handled,
+    /// Look at the input again first (a source: a trigger may have stopped it meanwhile).
+    Retry,
+}
+
+/// What the after-step policy does, in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct AfterStep {
+    /// Fire the chain's due processing-time timers (then drain).
+    timers: bool,
+    /// The input ended: the end-of-input sequence runs (it flushes and drains itself).
+    end: bool,
+    /// The buffer timeout passed: flush partial batches (then drain).
+    flush: bool,
+}
+
+impl AfterStep {
+    /// The policy after every step (its output was drained): at `now`, with the chain's next
+    /// timer at `next_timer`, whether the input `ended`, and partial batches last flushed as
+    /// `flush` says.
+    #[inline]
+    fn at(now: i64, next_timer: Option<i64>, ended: bool, flush: &FlushTimer) -> Self {
+        Self { timers: next_timer.is_some_and(|t| now >= t), end: ended, flush: !ended && flush.due(now) }
+    }
+}
+
+/// A subtask's input: a source reader or an input gate, with the head it feeds. An enum, not a
+/// trait object: its methods are called a few times per batch on the hot path.
+// One per subtask, in its future: the gate's size costs nothing, a box would cost a pointer
+// chase per call.
+#[allow(clippy::large_enum_variant)]
+enum TaskInput {
+    Source(SourceInput),
+    Gate(GateInput),
+}
+
+/// The data loop of every subtask: one step of input at a time, then one drain, timer and
+/// flush policy ([`AfterStep`]), and one end-of-input sequence ([`end_of_input`]).
+async fn run_task(
+    input: &mut TaskInput,
+    replay: Vec<ChannelState>,
+    out: &mut Outputs,
+    cancel: &mut watch::Receiver<bool>,
+) -> Result<(), Stop> {
+    input.replay(replay, out, cancel).await?;
+    if input.ended() {
+        return end_of_input(&mut Ending { input, out, cancel }, true).await;
+    }
+    loop {
+        match input.next_step(out, cancel).await? {
+            Step::Processed => {}
+            Step::Idle => {
+                // About to wait for input: partial batches go now.
+                out.flush.flush(riffle_api::time::now_ms());
+                input.drain(out, cancel).await?;
+                if input.wait(out, cancel).await? == Woken::Retry {
+                    continue;
+                }
+            }
+            Step::Stop => return end_of_input(&mut Ending { input, out, cancel }, false).await,
+        }
+        input.drain(out, cancel).await?;
+        let now = riffle_api::time::now_ms();
+        let after = AfterStep::at(now, input.next_processing_time(), input.ended(), &out.flush);
+        if after.timers {
+            input.processing_time(now)?;
+            input.drain(out, cancel).await?;
+        }
+        if after.end {
+            return end_of_input(&mut Ending { input, out, cancel }, true).await;
+        }
+        if after.flush {
+            out.flush.flush(now);
+            input.drain(out, cancel).await?;
+        }
+        input.pace(out).await;
+    }
+}
+
+/// The end of a subtask's input, step by step: a trait so that the order can be tested
+/// without actors.
+trait EndOfInput {
+    /// The JobMaster confirms that this attempt still counts ([`confirm_end`]).
+    async fn confirm_end(&mut self) -> Result<(), Stop>;
+    /// The head ends its input: a source's final watermark and end of input, the operators'
+    /// end of input (end of partition downstream).
+    fn end_input(&mut self) -> Result<(), Stop>;
+    /// Partial batches go.
+    fn flush(&mut self);
+    /// Everything goes out.
+    async fn drain(&mut self) -> Result<(), Stop>;
+}
+
+/// The one end-of-input sequence: confirm the end with the JobMaster (unless `confirm` is
+/// false: stop-with-savepoint), end the input, flush, final drain.
+async fn end_of_input(task: &mut impl EndOfInput, confirm: bool) -> Result<(), Stop> {
+    if confirm {
+        task.confirm_end().await?;
+    }
+    task.end_input()?;
+    task.flush();
+    task.drain().await
+}
+
+/// A running subtask at its end.
+struct Ending<'a> {
+    input: &'a mut TaskInput,
+    out: &'a mut Outputs,
+    cancel: &'a mut watch::Receiver<bool>,
+}
+
+impl EndOfInput for Ending<'_> {
+    async fn confirm_end(&mut self) -> Result<(), Stop> {
+        confirm_end(self.out, self.cancel).await
+    }
+    fn end_input(&mut self) -> Result<(), Stop> {
+        match self.input {
+            TaskInput::Source(s) => s.head.finish()?,
+            TaskInput::Gate(g) => g.head.end_input()?,
+        }
+        Ok(())
+    }
+    fn flush(&mut self) {
+        self.out.flush.flush(riffle_api::time::now_ms());
+    }
+    async fn drain(&mut self) -> Result<(), Stop> {
+        self.input.drain(self.out, self.cancel).await
+    }
+}
+
+impl TaskInput {
+    /// An unaligned checkpoint's in-flight records, processed before anything new.
+    async fn replay(
+        &mut self,
+        replay: Vec<ChannelState>,
+        out: &mut Outputs,
+        cancel: &mut watch::Receiver<bool>,
+    ) -> Result<(), Stop> {
+        match self {
+            // A source has no input channels, hence no channel state.
+            TaskInput::Source(_) => Ok(()),
+            TaskInput::Gate(g) => g.replay(replay, out, cancel).await,
+        }
+    }
+
+    /// Takes the next step of input.
+    async fn next_step(&mut self, out: &mut Outputs, cancel: &mut watch::Receiver<bool>) -> Result<Step, Stop> {
+        match self {
+            TaskInput::Source(s) => s.next_step(out, cancel).await,
+            TaskInput::Gate(g) => g.next_step(out, cancel).await,
+        }
+    }
+
+    /// Waits for input (or a timer, or a control message) after [`Step::Idle`].
+    async fn wait(&mut self, out: &mut Outputs, cancel: &mut watch::Receiver<bool>) -> Result<Woken, Stop> {
+        match self {
+            TaskInput::Source(s) => s.wait(out, cancel).await,
+            TaskInput::Gate(g) => g.wait(out, cancel).await,
+        }
+    }
+
+    /// Sends everything the chain produced, awaiting room (backpressure); what must not wait
+    /// for room meanwhile is handled at once: a source's control messages (checkpoint
+    /// triggers), an operator subtask's unaligned barriers and completed channel state.
+    async fn drain(&mut self, out: &mut Outputs, cancel: &mut watch::Receiver<bool>) -> Result<(), Stop> {
+        match self {
+            TaskInput::Source(s) => drain_source(out, &mut s.head, cancel).await,
+            TaskInput::Gate(g) => drain_operators(out, &mut g.head, &mut g.gate, cancel).await,
+        }
+    }
+
+    /// The chain's earliest processing-time timer.
+    #[inline]
+    fn next_processing_time(&self) -> Option<i64> {
+        match self {
+            TaskInput::Source(s) => s.head.next_processing_time(),
+            TaskInput::Gate(g) => g.head.next_processing_time(),
+        }
+    }
+
+    /// Fires the chain's processing-time timers due at `now`.
+    fn processing_time(&mut self, now: i64) -> Result<(), TaskError> {
+        match self {
+            TaskInput::Source(s) => s.head.processing_time(now),
+            TaskInput::Gate(g) => g.head.processing_time(now),
+        }
+    }
+
+    /// Whether the input ended: the reader said so, or every input channel delivered its
+    /// end of partition.
+    #[inline]
+    fn ended(&self) -> bool {
+        match self {
+            TaskInput::Source(s) => s.status == ReadStatus::EndOfInput,
+            TaskInput::Gate(g) => g.gate.remaining() == 0,
+        }
+    }
+
+    /// Lets the slot's other subtasks and this subtask's own actor (cancellation, control
+    /// messages, snapshot writers) run on the shared slot thread.
+    async fn pace(&mut self, out: &Outputs) {
+        match self {
+            TaskInput::Source(s) => {
+                if s.status == ReadStatus::MoreAvailable {
+                    // A poll is a few thousand records, so this costs well under a
+                    // nanosecond per record.
+                    tokio::task::yield_now().await;
+                }
+            }
+            TaskInput::Gate(g) => {
+                if g.pacer.due(std::time::Instant::now) {
+                    // A subtask that always has input would otherwise never let the others on
+                    // its thread run.
+                    tokio::task::yield_now().await;
+                    g.pacer.yielded(std::time::Instant::now());
+                    out.channels.io.queued_in.store(g.gate.queued() as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+/// A source subtask's input: its reader, polled through the head.
+struct SourceInput {
+    head: Box<dyn SourceHead>,
+    /// What the last poll said (before the first: more available).
+    status: ReadStatus,
+    /// Records emitted as last added to the job's counters.
+    published: u64,
+    counters: Arc<JobCounters>,
+}
+
+impl SourceInput {
+    fn new(head: Box<dyn SourceHead>, counters: Arc<JobCounters>) -> Self {
+        Self { head, status: ReadStatus::MoreAvailable, published: 0, counters }
+    }
+
+    /// Handles control messages that arrived, then polls the reader once — unless
+    /// stop-with-savepoint holds it back or ends it, or the last poll found nothing (or no
+    /// split) to read: then the source is idle.
+    async fn next_step(&mut self, out: &mut Outputs, cancel: &mut watch::Receiver<bool>) -> Result<Step, Stop> {
+        if *cancel.borrow() {
+            return Err(Stop::Cancelled);
+        }
+        out.poll_control(&mut self.head)?;
+        drain_source(out, &mut self.head, cancel).await?;
+        if out.stop.now {
+            // Stop-with-savepoint completed: end here, nothing after the savepoint's barrier.
+            return Ok(Step::Stop);
+        }
+        if out.stop.after.is_some() || matches!(self.status, ReadStatus::NothingAvailable | ReadStatus::NeedSplits) {
+            return Ok(Step::Idle);
+        }
+        self.status = self.head.poll()?;
+        let emitted = self.head.records_emitted();
+        self.counters.source_records.fetch_add(emitted - self.published, std::sync::atomic::Ordering::Relaxed);
+        self.published = emitted;
+        Ok(Step::Processed)
+    }
+
+    /// Waits for what the source lacks: the savepoint it stops with to complete (emitting
+    /// nothing meanwhile), splits from the enumerator, or data (10 ms at most, less if a
+    /// timer is due sooner; a control message ends the wait).
+    async fn wait(&mut self, out: &mut Outputs, cancel: &mut watch::Receiver<bool>) -> Result<Woken, Stop> {
+        if out.stop.after.is_some() {
+            tokio::select! {
+                c = out.control.recv() => if let Some(c) = c {
+                    out.on_control(c, &mut self.head)?;
+                },
+                _ = cancel.changed() => return Err(Stop::Cancelled),
+            }
+            return Ok(Woken::Retry);
+        }
+        if out.stop.now {
+            // The savepoint completed while the outputs drained.
+            return Ok(Woken::Retry);
+        }
+        match std::mem::replace(&mut self.status, ReadStatus::MoreAvailable) {
+            ReadStatus::NeedSplits => {
+                let execution = out.snapshots.execution;
+                let jm = out.job_master().ok_or_else(|| TaskError::msg(&out.name, "the job master is gone"))?;
+                let resp = tokio::select! {
+                    r = jm.request_splits(SplitRequest { execution }) => r,
+                    _ = cancel.changed() => return Err(Stop::Cancelled),
+                };
+                let resp = resp
+                    .map_err(|err| TaskError::msg(&out.name, format!("cannot reach the source coordinator: {err}")))?
+                    .map_err(|err| TaskError::msg(&out.name, format!("split enumerator failed: {err}")))?;
+                self.head.add_splits(resp.splits)?;
+                if resp.no_more_splits {
+                    self.head.no_more_splits();
+                }
+            }
+            ReadStatus::NothingAvailable => {
+                let now = riffle_api::time::now_ms();
+                let wait = self.head.next_processing_time().map(|t| (t - now).clamp(0, 10)).unwrap_or(10);
+                tokio::select! {
+                    r = sleep_or_cancel(Duration::from_millis(wait as u64), cancel) => r?,
+                    c = out.control.recv() => if let Some(c) = c {
+                        out.on_control(c, &mut self.head)?;
+                    },
+                }
+            }
+            ReadStatus::MoreAvailable | ReadStatus::EndOfInput => {}
+        }
+        Ok(Woken::Retry)
+    }
+}
+
+/// An operator subtask's input: its input gate, feeding the vertex head.
+struct GateInput {
+    head: Box<dyn VertexHead>,
+    gate: InputGate,
+    /// What the gate's watermark valve decided, to apply to the head (reused buffer).
+    events: Vec<GateEvent>,
+    pacer: Pacer,
+}
+
+impl GateInput {
+    fn new(head: Box<dyn VertexHead>, gate: InputGate) -> Self {
+        Self { head, gate, events: Vec::new(), pacer: Pacer::new(std::time::Instant::now()) }
+    }
+
+    /// Processes an unaligned checkpoint's in-flight records (restored channel state).
+    async fn replay(
+        &mut self,
+        replay: Vec<ChannelState>,
+        out: &mut Outputs,
+        cancel: &mut watch::Receiver<bool>,
+    ) -> Result<(), Stop> {
+        for channel in replay {
+            for batch in &channel.batches {
+                self.head.push_encoded(channel.input as usize, batch)?;
+                drain_operators(out, &mut self.head, &mut self.gate, cancel).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Processes the next element of any input channel, if one is there.
+    async fn next_step(&mut self, out: &mut Outputs, cancel: &mut watch::Receiver<bool>) -> Result<Step, Stop> {
+        // While a capture is incomplete, reading ahead frees room that producers on this
+        // thread fill once it yields: pull their data up to the markers before the next
+        // (possibly slow) batch, so the checkpoint does not wait for it.
+        while self.gate.read_ahead(&self.head) {
+            tokio::task::yield_now().await;
+        }
+        finish_capture(out, &mut self.gate);
+        match self.gate.try_next(&self.head) {
+            Some(d) => {
+                self.deliver(d, out, cancel).await?;
+                Ok(Step::Processed)
+            }
+            None => Ok(Step::Idle),
+        }
+    }
+
+    /// Waits for input, the chain's next timer or a control message, and processes what
+    /// arrived.
+    async fn wait(&mut self, out: &mut Outputs, cancel: &mut watch::Receiver<bool>) -> Result<Woken, Stop> {
+        let now = riffle_api::time::now_ms();
+        let wait = self.head.next_processing_time().map(|t| (t - now).max(0) as u64);
+        let timer = async {
+            match wait {
+                Some(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+                None => futures::future::pending::<()>().await,
+            }
+        };
+        out.channels.io.set_idle(true, 0);
+        let io = out.channels.io.clone();
+        let woke = tokio::select! {
+            d = std::future::poll_fn(|cx| self.gate.poll_next(cx, &self.head)) => Some(d),
+            _ = timer => None,
+            c = out.control.recv() => {
+                if let Some(c) = c {
+                    out.on_control(c, &mut self.head)?;
+                }
+                None
+            }
+            _ = cancel.changed() => return Err(Stop::Cancelled),
+        };
+        io.set_idle(false, self.gate.queued());
+        if let Some(d) = woke {
+            self.deliver(d, out, cancel).await?;
+        }
+        Ok(Woken::Handled)
+    }
+
+    /// Acts on what the gate delivered. A lost channel fails the subtask (after the grace
+    /// for its cancellation); a completed capture is handed over by the next step.
+    async fn deliver(
+        &mut self,
+        d: Delivery,
+        out: &mut Outputs,
+        cancel: &mut watch::Receiver<bool>,
+    ) -> Result<(), Stop> {
+        match d {
+            Delivery::Element { channel, element } => self.on_element(channel, element, out),
+            Delivery::ChannelLost { .. } => {
+                let why = "an upstream subtask stopped before the end of its partition";
+                Err(peer_lost(&out.name, why, cancel).await)
+            }
+            Delivery::CaptureComplete => Ok(()),
+        }
+    }
+
+    /// Processes element `element` of channel `ch`.
+    #[inline]
+    fn on_element(&mut self, ch: usize, element: Element, out: &mut Outputs) -> Result<(), Stop> {
+        let head = &mut self.head;
+        let gate = &mut self.gate;
+        let events = &mut self.events;
+        match element {
+            Element::Records { batch, count } => {
+                out.channels.io.read(count as u64);
+                // Between records, an unaligned barrier or the others on this thread (a
+                // source's trigger, snapshot writers) may ask for the rest to wait.
+                let input = gate.input_of[ch];
+                let pacer = &self.pacer;
+                let mut pause = || gate.priority_pending() || pacer.overdue();
+                if let Some((count, rest)) = head.push_batch_until(input, batch, &mut pause)? {
+                    out.channels.io.read_back(count as u64);
+                    gate.push_front(ch, Element::Records { count, batch: rest });
+                }
+            }
+            Element::Watermark(w) => gate.on_watermark(ch, w, events),
+            Element::Idle(b) => gate.on_idle(ch, b, events),
+            Element::EndOfPartition => {
+                if let Some(input) = gate.on_end(ch, events) {
+                    for ev in events.drain(..) {
+                        apply(head, ev)?;
+                    }
+                    head.end_of_input(input)?;
+                }
+            }
+            Element::Barrier(b) if b.unaligned => start_unaligned(out, head, gate, b)?,
+            Element::Barrier(b) => gate.on_barrier(ch, b),
+        }
+        if let Some(barrier) = gate.take_completed_barrier() {
+            for ev in events.drain(..) {
+                apply(head, ev)?;
+            }
+            out.checkpoint(barrier, head, false)?;
+        }
+        for ev in events.drain(..) {
+            apply(head, ev)?;
+        }
+        Ok(())
+    }
+}
+
+/// A busy operator subtask yields its thread at least this often (slow records make 16
+/// batches take seconds).
+const YIELD_EVERY: Duration = Duration::from_millis(2);
+
+/// A busy operator subtask yields its thread at least every this many input steps.
+const YIELD_EVERY_STEPS: u32 = 16;
+
+/// When a busy operator subtask lets the others on its slot's thread run: every
+/// [`YIELD_EVERY_STEPS`] steps or [`YIELD_EVERY`], whichever comes first; a head asks
+/// [`Pacer::overdue`] every 64 records of a batch.
+struct Pacer {
+    steps: u32,
+    last_yield: std::time::Instant,
+}
+
+impl Pacer {
+    fn new(now: std::time::Instant) -> Self {
+        Self { steps: 0, last_yield: now }
+    }
+
+    /// Counts a step; whether the subtask should yield now (`now` is read only if the step
+    /// count does not say so already).
+    #[inline]
+    fn due(&mut self, now: impl FnOnce() -> std::time::Instant) -> bool {
+        self.steps = self.steps.wrapping_add(1);
+        self.steps.is_multiple_of(YIELD_EVERY_STEPS) || now().duration_since(self.last_yield) >= YIELD_EVERY
+    }
+
+    /// The subtask yielded at `now`.
+    #[inline]
+    fn yielded(&mut self, now: std::time::Instant) {
+        self.last_yield = now;
+    }
+
+    /// Whether the subtask ran longer than [`YIELD_EVERY`] without yielding.
+    #[inline]
+    fn overdue(&self) -> bool {
+        self.last_yield.elapsed() >= YIELD_EVERY
+    }
+}
+
 /// Drains a source's outputs; a control message that arrives while it waits for room (a
 /// checkpoint trigger, above all) is handled at once instead of after the backlog.
 async fn drain_source(
@@ -766,98 +1350,6 @@ async fn drain_source(
         }
     }
     Ok(())
-}
-
-async fn run_source(
-    spec: &SubtaskSpec,
-    mut head: Box<dyn SourceHead>,
-    out: &mut Outputs,
-    cancel: &mut watch::Receiver<bool>,
-    counters: Arc<JobCounters>,
-) -> Result<(), Stop> {
-    let e = spec.execution;
-    let mut published = 0u64;
-    loop {
-        if *cancel.borrow() {
-            return Err(Stop::Cancelled);
-        }
-        out.poll_control(&mut head)?;
-        drain_source(out, &mut head, cancel).await?;
-        if out.stop_now {
-            // Stop-with-savepoint completed: end here, nothing after the savepoint's barrier.
-            head.finish()?;
-            out.flush_batches(riffle_api::time::now_ms());
-            return drain_source(out, &mut head, cancel).await;
-        }
-        if out.stop_after.is_some() {
-            // Waiting for the stop-with-savepoint's savepoint: emit nothing meanwhile.
-            out.flush_batches(riffle_api::time::now_ms());
-            drain_source(out, &mut head, cancel).await?;
-            tokio::select! {
-                c = out.control.recv() => if let Some(c) = c {
-                    out.on_control(c, &mut head)?;
-                },
-                _ = cancel.changed() => return Err(Stop::Cancelled),
-            }
-            continue;
-        }
-        let status = head.poll()?;
-        let emitted = head.records_emitted();
-        counters.source_records.fetch_add(emitted - published, std::sync::atomic::Ordering::Relaxed);
-        published = emitted;
-        drain_source(out, &mut head, cancel).await?;
-        let now = riffle_api::time::now_ms();
-        if head.next_processing_time().is_some_and(|t| now >= t) {
-            head.processing_time(now)?;
-            drain_source(out, &mut head, cancel).await?;
-        }
-        if out.flush_due(now) {
-            out.flush_batches(now);
-            drain_source(out, &mut head, cancel).await?;
-        }
-        match status {
-            ReadStatus::MoreAvailable => {
-                // Let the slot's other subtasks and this subtask's own actor (checkpoint
-                // triggers, cancellation) run: a poll is a few thousand records, so this costs
-                // well under a nanosecond per record.
-                tokio::task::yield_now().await;
-            }
-            ReadStatus::NeedSplits => {
-                out.flush_batches(now);
-                drain_source(out, &mut head, cancel).await?;
-                let jm =
-                    spec.shared.job_master(e.job).ok_or_else(|| TaskError::msg(&out.name, "the job master is gone"))?;
-                let resp = tokio::select! {
-                    r = jm.request_splits(SplitRequest { execution: e }) => r,
-                    _ = cancel.changed() => return Err(Stop::Cancelled),
-                };
-                let resp = resp
-                    .map_err(|err| TaskError::msg(&out.name, format!("cannot reach the source coordinator: {err}")))?
-                    .map_err(|err| TaskError::msg(&out.name, format!("split enumerator failed: {err}")))?;
-                head.add_splits(resp.splits)?;
-                if resp.no_more_splits {
-                    head.no_more_splits();
-                }
-            }
-            ReadStatus::NothingAvailable => {
-                out.flush_batches(now);
-                drain_source(out, &mut head, cancel).await?;
-                let wait = head.next_processing_time().map(|t| (t - now).clamp(0, 10)).unwrap_or(10);
-                tokio::select! {
-                    r = sleep_or_cancel(Duration::from_millis(wait as u64), cancel) => r?,
-                    c = out.control.recv() => if let Some(c) = c {
-                        out.on_control(c, &mut head)?;
-                    },
-                }
-            }
-            ReadStatus::EndOfInput => {
-                confirm_end(out, cancel).await?;
-                head.finish()?;
-                out.flush_batches(now);
-                return drain_source(out, &mut head, cancel).await;
-            }
-        }
-    }
 }
 
 /// Drains an operator subtask's outputs. While it waits for room, an unaligned checkpoint's
@@ -895,141 +1387,10 @@ fn start_unaligned(
 }
 
 /// Hands complete channel state to the waiting unaligned snapshot.
+#[inline]
 fn finish_capture(out: &mut Outputs, gate: &mut InputGate) {
     if let Some((id, channels)) = gate.take_completed_capture() {
-        out.channel_state_complete(id, channels);
-    }
-}
-
-/// A busy operator subtask yields its thread at least this often (slow records make 16
-/// batches take seconds).
-const YIELD_EVERY: Duration = Duration::from_millis(2);
-
-async fn run_operators(
-    mut head: Box<dyn VertexHead>,
-    mut gate: InputGate,
-    replay: Vec<ChannelState>,
-    out: &mut Outputs,
-    cancel: &mut watch::Receiver<bool>,
-) -> Result<(), Stop> {
-    let mut events = Vec::new();
-    let mut batches = 0u32;
-    let mut last_yield = std::time::Instant::now();
-    // An unaligned checkpoint's in-flight records come before anything new.
-    for channel in replay {
-        for batch in &channel.batches {
-            head.push_encoded(channel.input as usize, batch)?;
-            drain_operators(out, &mut head, &mut gate, cancel).await?;
-        }
-    }
-    if gate.remaining() == 0 {
-        confirm_end(out, cancel).await?;
-        head.end_input()?;
-        out.flush_batches(riffle_api::time::now_ms());
-        return drain_operators(out, &mut head, &mut gate, cancel).await;
-    }
-    loop {
-        batches = batches.wrapping_add(1);
-        if batches.is_multiple_of(16) || last_yield.elapsed() >= YIELD_EVERY {
-            // A subtask that always has input would otherwise never let the others on its
-            // thread run: its actor (cancellation), control messages, snapshot writers.
-            tokio::task::yield_now().await;
-            last_yield = std::time::Instant::now();
-            out.io.queued_in.store(gate.queued() as u64, std::sync::atomic::Ordering::Relaxed);
-        }
-        // While a capture is incomplete, reading ahead frees room that producers on this
-        // thread fill once it yields: pull their data up to the markers before the next
-        // (possibly slow) batch, so the checkpoint does not wait for it.
-        while gate.read_ahead(&head) {
-            tokio::task::yield_now().await;
-        }
-        finish_capture(out, &mut gate);
-        let delivery = match gate.try_next(&head) {
-            Some(d) => Some(d),
-            None => {
-                let now = riffle_api::time::now_ms();
-                out.flush_batches(now);
-                drain_operators(out, &mut head, &mut gate, cancel).await?;
-                let wait = head.next_processing_time().map(|t| (t - now).max(0) as u64);
-                let timer = async {
-                    match wait {
-                        Some(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
-                        None => futures::future::pending::<()>().await,
-                    }
-                };
-                out.io.set_idle(true, 0);
-                let io = out.io.clone();
-                let woke = tokio::select! {
-                    d = std::future::poll_fn(|cx| gate.poll_next(cx, &head)) => Some(d),
-                    _ = timer => None,
-                    c = out.control.recv() => {
-                        if let Some(c) = c {
-                            out.on_control(c, &mut head)?;
-                        }
-                        None
-                    }
-                    _ = cancel.changed() => return Err(Stop::Cancelled),
-                };
-                io.set_idle(false, gate.queued());
-                woke
-            }
-        };
-        if let Some(Delivery::ChannelLost { .. }) = delivery {
-            let why = "an upstream subtask stopped before the end of its partition";
-            return Err(peer_lost(&out.name, why, cancel).await);
-        }
-        if let Some(Delivery::Element { channel: ch, element }) = delivery {
-            match element {
-                Element::Records { batch, count } => {
-                    out.io.read(count as u64);
-                    // Between records, an unaligned barrier or the others on this thread (a
-                    // source's trigger, snapshot writers) may ask for the rest to wait.
-                    let input = gate.input_of[ch];
-                    let mut pause = || gate.priority_pending() || last_yield.elapsed() >= YIELD_EVERY;
-                    if let Some((count, rest)) = head.push_batch_until(input, batch, &mut pause)? {
-                        out.io.read_back(count as u64);
-                        gate.push_front(ch, Element::Records { count, batch: rest });
-                    }
-                }
-                Element::Watermark(w) => gate.on_watermark(ch, w, &mut events),
-                Element::Idle(b) => gate.on_idle(ch, b, &mut events),
-                Element::EndOfPartition => {
-                    if let Some(input) = gate.on_end(ch, &mut events) {
-                        for ev in events.drain(..) {
-                            apply(&mut head, ev)?;
-                        }
-                        head.end_of_input(input)?;
-                    }
-                }
-                Element::Barrier(b) if b.unaligned => start_unaligned(out, &mut head, &mut gate, b)?,
-                Element::Barrier(b) => gate.on_barrier(ch, b),
-            }
-            if let Some(barrier) = gate.take_completed_barrier() {
-                for ev in events.drain(..) {
-                    apply(&mut head, ev)?;
-                }
-                out.checkpoint(barrier, &mut head, false)?;
-            }
-            for ev in events.drain(..) {
-                apply(&mut head, ev)?;
-            }
-        }
-        drain_operators(out, &mut head, &mut gate, cancel).await?;
-        let now = riffle_api::time::now_ms();
-        if head.next_processing_time().is_some_and(|t| now >= t) {
-            head.processing_time(now)?;
-            drain_operators(out, &mut head, &mut gate, cancel).await?;
-        }
-        if gate.remaining() == 0 {
-            confirm_end(out, cancel).await?;
-            head.end_input()?;
-            out.flush_batches(now);
-            return drain_operators(out, &mut head, &mut gate, cancel).await;
-        }
-        if out.flush_due(now) {
-            out.flush_batches(now);
-            drain_operators(out, &mut head, &mut gate, cancel).await?;
-        }
+        out.snapshots.channel_state_complete(id, channels);
     }
 }
 
@@ -1037,5 +1398,185 @@ fn apply(head: &mut Box<dyn VertexHead>, ev: GateEvent) -> Result<(), TaskError>
     match ev {
         GateEvent::Watermark(w) => head.watermark(w),
         GateEvent::Idle(b) => head.idle(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::Instant;
+
+    use riffle_api::partition::Outbox;
+
+    use super::*;
+
+    fn flush_timer(last: i64, timeout: i64) -> FlushTimer {
+        FlushTimer::new(FlushRegistry::default(), timeout, last)
+    }
+
+    #[test]
+    fn partial_batches_go_when_the_buffer_timeout_passed_and_the_timeout_restarts_with_each_flush() {
+        let mut f = flush_timer(1_000, 100);
+        assert!(!f.due(1_099));
+        assert!(f.due(1_100), "at the timeout");
+        f.flush(1_150);
+        assert!(!f.due(1_200), "measured from the last flush");
+        assert!(f.due(1_250));
+        assert!(flush_timer(1_000, 0).due(1_000), "a timeout of 0 flushes after every step");
+    }
+
+    #[test]
+    fn after_a_step_due_timers_fire_the_end_wins_over_a_due_flush_and_otherwise_nothing_happens() {
+        let f = flush_timer(1_000, 100);
+        assert_eq!(AfterStep::at(1_050, None, false, &f), AfterStep::default());
+        assert_eq!(AfterStep::at(1_050, Some(1_051), false, &f), AfterStep::default(), "a timer not yet due");
+        let timers = AfterStep { timers: true, ..AfterStep::default() };
+        assert_eq!(AfterStep::at(1_050, Some(1_050), false, &f), timers, "a timer due now");
+        let flush = AfterStep { flush: true, ..AfterStep::default() };
+        assert_eq!(AfterStep::at(1_100, None, false, &f), flush);
+        // The end-of-input sequence flushes and drains itself; timers still fire before it.
+        let end = AfterStep { timers: true, end: true, flush: false };
+        assert_eq!(AfterStep::at(1_100, Some(900), true, &f), end);
+    }
+
+    #[test]
+    fn a_busy_operator_subtask_yields_every_16_steps_and_every_2_ms() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(t0);
+        let due: Vec<bool> = (0..32).map(|_| p.due(|| t0)).collect();
+        let at: Vec<usize> = due.iter().enumerate().filter(|(_, d)| **d).map(|(i, _)| i + 1).collect();
+        assert_eq!(at, vec![16, 32], "by steps, however fast");
+        assert!(p.due(|| t0 + YIELD_EVERY), "by time, however few steps");
+        p.yielded(t0 + YIELD_EVERY);
+        assert!(!p.due(|| t0 + YIELD_EVERY + Duration::from_millis(1)));
+        assert!(!Pacer::new(Instant::now()).overdue());
+    }
+
+    /// An end of input that writes down what it did.
+    #[derive(Default)]
+    struct Script {
+        calls: Vec<&'static str>,
+        refuse: bool,
+    }
+
+    impl EndOfInput for Script {
+        async fn confirm_end(&mut self) -> Result<(), Stop> {
+            self.calls.push("confirm");
+            if self.refuse {
+                return Err(TaskError::msg("sink", "the job master refused this attempt's end").into());
+            }
+            Ok(())
+        }
+        fn end_input(&mut self) -> Result<(), Stop> {
+            self.calls.push("end input");
+            Ok(())
+        }
+        fn flush(&mut self) {
+            self.calls.push("flush");
+        }
+        async fn drain(&mut self) -> Result<(), Stop> {
+            self.calls.push("drain");
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_end_is_confirmed_before_the_input_ends_then_partial_batches_go_and_everything_is_drained() {
+        let mut s = Script::default();
+        assert!(end_of_input(&mut s, true).await.is_ok());
+        assert_eq!(s.calls, vec!["confirm", "end input", "flush", "drain"]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_refused_end_ends_nothing() {
+        // A two-phase-commit sink commits at its end of input: a superseded attempt must not.
+        let mut s = Script { refuse: true, ..Script::default() };
+        let r = end_of_input(&mut s, true).await;
+        assert!(matches!(r, Err(Stop::Failed(e)) if e.message.contains("refused")));
+        assert_eq!(s.calls, vec!["confirm"]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_source_stopped_with_a_savepoint_ends_without_asking() {
+        let mut s = Script::default();
+        assert!(end_of_input(&mut s, false).await.is_ok());
+        assert_eq!(s.calls, vec!["end input", "flush", "drain"]);
+    }
+
+    fn outputs(n: usize, capacity: usize) -> (OutputChannels, Vec<mpsc::Receiver<Element>>) {
+        let (senders, rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel::<Element>(capacity)).unzip();
+        let channels = OutputChannels {
+            outbox: SharedOutbox::new(std::cell::RefCell::new(Outbox::default())),
+            senders,
+            priority: (0..n).map(|_| mpsc::unbounded_channel().0).collect(),
+            stalled: vec![false; n],
+            io: Arc::default(),
+        };
+        (channels, rxs)
+    }
+
+    fn records(count: u32) -> Element {
+        Element::Records { count, batch: Box::new(vec![0u32; count as usize]) }
+    }
+
+    fn watermark(e: Option<Element>) -> Option<i64> {
+        match e {
+            Some(Element::Watermark(w)) => Some(w),
+            _ => None,
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_full_channel_holds_back_only_its_own_elements_and_a_control_message_ends_the_wait() {
+        let (mut out, mut rxs) = outputs(2, 1);
+        out.outbox.borrow_mut().queue.extend([
+            (0, Element::Watermark(1)),
+            (0, Element::Watermark(2)), // channel 0 is full: waits
+            (1, records(5)),            // another channel: goes at once
+            (0, Element::Watermark(4)), // after 2 on its channel: waits too
+        ]);
+        let (control_tx, mut control) = mpsc::unbounded_channel();
+        let (_cancel_tx, mut cancel) = watch::channel(false);
+        control_tx.send(SubtaskControl::CheckpointDone { id: 7, completed: true }).unwrap();
+        let r = out.drain_until("op", &mut control, &mut cancel, true, None).await;
+        assert!(matches!(r, Ok(Some(DrainInterrupt::Control(SubtaskControl::CheckpointDone { id: 7, .. })))));
+        assert_eq!(watermark(rxs[0].try_recv().ok()), Some(1));
+        assert!(matches!(rxs[1].try_recv(), Ok(Element::Records { count: 5, .. })));
+        let left: Vec<_> = out.outbox.borrow_mut().queue.drain(..).map(|(ch, e)| (ch, watermark(Some(e)))).collect();
+        assert_eq!(left, vec![(0, Some(2)), (0, Some(4))], "the unsent back in the outbox, in order");
+        assert_eq!(out.io.records_out.load(Ordering::Relaxed), 5);
+        assert!(!out.io.backpressured.load(Ordering::Relaxed), "no longer waiting");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_drain_waits_for_room_and_keeps_each_channels_order() {
+        let (mut out, mut rxs) = outputs(1, 1);
+        out.outbox.borrow_mut().queue.extend((1..=4).map(|w| (0, Element::Watermark(w))));
+        let mut rx = rxs.remove(0);
+        let consumer = tokio::spawn(async move {
+            let mut got = Vec::new();
+            while got.len() < 4 {
+                got.push(watermark(rx.recv().await).unwrap());
+            }
+            got
+        });
+        let (_control_tx, mut control) = mpsc::unbounded_channel();
+        let (_cancel_tx, mut cancel) = watch::channel(false);
+        let r = out.drain_until("op", &mut control, &mut cancel, false, None).await;
+        assert!(matches!(r, Ok(None)));
+        assert!(out.outbox.borrow().queue.is_empty());
+        assert_eq!(consumer.await.unwrap(), vec![1, 2, 3, 4]);
+        assert!(out.io.backpressured_ns.load(Ordering::Relaxed) > 0, "the wait for room is counted");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn cancellation_ends_a_wait_for_room() {
+        let (mut out, _rxs) = outputs(1, 1);
+        out.outbox.borrow_mut().queue.extend((1..=2).map(|w| (0, Element::Watermark(w))));
+        let (_control_tx, mut control) = mpsc::unbounded_channel();
+        let (cancel_tx, mut cancel) = watch::channel(false);
+        cancel_tx.send(true).unwrap();
+        let r = out.drain_until("op", &mut control, &mut cancel, true, None).await;
+        assert!(matches!(r, Err(Stop::Cancelled)));
     }
 }
