@@ -12,8 +12,12 @@ use serde::{Deserialize, Serialize};
 pub struct ExceptionEntry {
     /// When it was recorded, epoch ms.
     pub timestamp_ms: i64,
-    /// The error with its cause chain.
+    /// The error with its cause chain, joined by ": ".
     pub exception: String,
+    /// The same chain one error per entry, outermost first (empty in entries recorded before
+    /// it was kept: then `exception` is the whole chain).
+    #[serde(default)]
+    pub causes: Vec<String>,
     /// The failing task (vertex name), if a task failed.
     pub task_name: Option<String>,
     /// The failing subtask's index (0-based).
@@ -97,6 +101,7 @@ mod tests {
         ExceptionEntry {
             timestamp_ms: i,
             exception: format!("e{i}"),
+            causes: vec![],
             task_name: None,
             subtask_index: None,
             location: None,
