@@ -48,13 +48,13 @@ pub enum RuntimeError {
     Caused {
         /// The error's own message.
         message: String,
-        /// Its sources' messages, outermost first.
-        #[serde(default)]
-        causes: Vec<String>,
         /// Its domain.
         domain: ErrorDomain,
         /// Whether it was retryable.
         retryable: bool,
+        /// Its sources' messages, outermost first.
+        #[serde(default)]
+        causes: Vec<String>,
     },
 }
 
@@ -204,7 +204,13 @@ mod tests {
     fn domains() {
         let above = RuntimeError::from(SlotError::AboveMax { needed: 4, max: 2 });
         assert_eq!((above.domain(), above.is_retryable()), (ErrorDomain::User, false));
-        let timeout = RuntimeError::from(SlotError::Timeout { needed: 4, free: 0, total: 2, max: "unlimited".into(), timeout_ms: 10 });
+        let timeout = RuntimeError::from(SlotError::Timeout {
+            needed: 4,
+            free: 0,
+            total: 2,
+            max: "unlimited".into(),
+            timeout_ms: 10,
+        });
         assert_eq!((timeout.domain(), timeout.is_retryable()), (ErrorDomain::External, true));
         let gone = RuntimeError::from(DispatcherError::ShuttingDown);
         assert_eq!((gone.domain(), gone.is_retryable()), (ErrorDomain::Internal, false));
@@ -237,7 +243,10 @@ mod tests {
             let bytes = rmp_serde::to_vec(&e).expect("encode");
             let back: RuntimeError = rmp_serde::from_slice(&bytes).expect("decode");
             assert_eq!(back, e);
-            assert_eq!((back.domain(), back.is_retryable(), back.to_string()), (e.domain(), e.is_retryable(), e.to_string()));
+            assert_eq!(
+                (back.domain(), back.is_retryable(), back.to_string()),
+                (e.domain(), e.is_retryable(), e.to_string())
+            );
         }
     }
 }

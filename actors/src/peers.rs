@@ -324,8 +324,7 @@ impl RemoteJobManager {
             self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&request);
             return Err(RuntimeError::Unavailable("the link to the job manager is closed".into()));
         }
-        wait.await
-            .map_err(|_| RuntimeError::Unavailable("the link to the job manager closed before the answer".into()))
+        wait.await.map_err(|_| RuntimeError::Unavailable("the link to the job manager closed before the answer".into()))
     }
 }
 
@@ -357,10 +356,7 @@ impl JobMasterGateway {
 
     /// Asks the job's split enumerator for work. The outer error: the JobMaster cannot be
     /// reached; the inner one: the enumerator failed.
-    pub async fn request_splits(
-        &self,
-        msg: SplitRequest,
-    ) -> Result<Result<SplitResponse, RuntimeError>, RuntimeError> {
+    pub async fn request_splits(&self, msg: SplitRequest) -> Result<Result<SplitResponse, RuntimeError>, RuntimeError> {
         match self {
             JobMasterGateway::Local(a) => a.send(msg).await.map_err(unreachable_job_master),
             JobMasterGateway::Remote(r) => {

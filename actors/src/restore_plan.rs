@@ -228,9 +228,12 @@ async fn verified(dir: &Path) -> Result<RestorePoint, RuntimeError> {
             let p = PathBuf::from(p);
             let bytes = checkpoint_storage::get(&p).await?;
             if bytes.len() as u64 != *len {
-                return Err(
-                    RestoreError::StateFileLength { name: name.clone(), found: bytes.len() as u64, expected: *len }.into()
-                );
+                return Err(RestoreError::StateFileLength {
+                    name: name.clone(),
+                    found: bytes.len() as u64,
+                    expected: *len,
+                }
+                .into());
             }
             decode_state_file(&bytes, &p)?;
         }

@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::tiered::{self, Tiered};
-use crate::error::ErrorDomain;
 use crate::backend::{BackendConfig, BackendKind};
+use crate::error::ErrorDomain;
 use crate::key_group::{assign_to_key_group, key_hash, KeyGroupRange};
 
 /// What a key must be to index state: hashable, comparable, clonable, movable across threads,
@@ -91,9 +91,8 @@ impl PartialEq for StateError {
     fn eq(&self, other: &Self) -> bool {
         use StateError::*;
         match (self, other) {
-            (TypeMismatch { name: a }, TypeMismatch { name: b }) | (NoCurrentKey { name: a }, NoCurrentKey { name: b }) => {
-                a == b
-            }
+            (TypeMismatch { name: a }, TypeMismatch { name: b })
+            | (NoCurrentKey { name: a }, NoCurrentKey { name: b }) => a == b,
             (ForeignHandle { index: a }, ForeignHandle { index: b }) => a == b,
             (Serde { name: a, action: x, reason: r }, Serde { name: b, action: y, reason: s }) => {
                 (a, x, r) == (b, y, s)

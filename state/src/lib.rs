@@ -23,6 +23,7 @@ pub use key_group::{
     DEFAULT_MAX_PARALLELISM,
 };
 pub use keyed::{
-    KeyedStateStore, ListState, MapState, Result, SnapshotEntry, StateError, StateKey, StateSnapshot, StateValue, ValueState,
+    KeyedStateStore, ListState, MapState, Result, SnapshotEntry, StateError, StateKey, StateSnapshot, StateValue,
+    ValueState,
 };
 pub use timers::{TimeDomain, Timer, TimerService};

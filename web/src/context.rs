@@ -83,7 +83,7 @@ pub enum Operation {
     /// Still running.
     InProgress,
     /// Done: the savepoint's location, or why it failed.
-    Done(Result<String, String>),
+    Done(Result<String, riffle_actors::RuntimeError>),
 }
 
 /// The asynchronous operations, by job and trigger id.

@@ -361,9 +361,7 @@ impl JobMaster {
                         }
                         self.coordinators.insert(v.id as u32, SourceCoordinator::new(e).start());
                     }
-                    Ok(Err(e)) => {
-                        return Err(RuntimeError::from(e).context(format!("source '{name}' failed to start")))
-                    }
+                    Ok(Err(e)) => return Err(RuntimeError::from(e).context(format!("source '{name}' failed to start"))),
                     Err(p) => return Err(p.context(format!("source '{name}' panicked while starting"))),
                 }
             }
@@ -475,8 +473,7 @@ impl JobMaster {
         *self.shared.checkpoint_stats(self.job).settings.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
         self.checkpointing = Some(c);
         self.core.enable_checkpointing();
-        self.allow_non_restored =
-            conf.get("execution.savepoint.ignore-unclaimed-state", false)?;
+        self.allow_non_restored = conf.get("execution.savepoint.ignore-unclaimed-state", false)?;
         Ok(conf.get_str("execution.savepoint.path").map(std::path::PathBuf::from))
     }
 }
@@ -592,10 +589,9 @@ impl Handler<SplitRequest> for JobMaster {
                     .send(msg)
                     .await
                     .map_err(|e| RuntimeError::Unavailable(format!("source coordinator unreachable: {e}")))?,
-                None => Err(RuntimeError::Unavailable(format!(
-                    "vertex {} has no source coordinator",
-                    msg.execution.vertex
-                ))),
+                None => {
+                    Err(RuntimeError::Unavailable(format!("vertex {} has no source coordinator", msg.execution.vertex)))
+                }
             }
         })
     }
@@ -613,21 +609,21 @@ impl Handler<SavepointRequest> for JobMaster {
     fn handle(&mut self, msg: SavepointRequest, _: &mut Self::Context) -> Self::Result {
         let refuse = |why: RuntimeError| -> Self::Result { Box::pin(fut::ready(Err(why))) };
         let Some(c) = self.coordinator.clone() else {
-            return refuse(RuntimeError::Refused("the job is not running: a savepoint needs every task running".into()));
+            return refuse(RuntimeError::Refused(
+                "the job is not running: a savepoint needs every task running".into(),
+            ));
         };
         if let Err(why) = self.core.begin_savepoint(msg.then) {
             return refuse(why);
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         c.do_send(TriggerSavepoint { target: msg.target, stop_sources: msg.then == AfterSavepoint::Stop, reply: tx });
-        Box::pin(
-            async move { rx.await.unwrap_or_else(|_| Err(coordinator_stopped())) }
-                .into_actor(self)
-                .map(|r, act, ctx| {
-                    act.feed(JobInput::SavepointFinished { succeeded: r.is_ok() }, ctx);
-                    r
-                }),
-        )
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(coordinator_stopped())) }.into_actor(self).map(
+            |r, act, ctx| {
+                act.feed(JobInput::SavepointFinished { succeeded: r.is_ok() }, ctx);
+                r
+            },
+        ))
     }
 }
 

@@ -12,7 +12,7 @@ use riffle_actors::peers::{
     JobMasterGateway, RemoteJobManager, RemoteJobManagerMessage, TaskExecutorGateway, ToTaskExecutor,
 };
 use riffle_actors::task_executor::{ReleaseAllSlots, TaskExecutor};
-use riffle_actors::RuntimeShared;
+use riffle_actors::{RuntimeError, RuntimeShared};
 use tokio::sync::{mpsc, watch};
 
 use super::protocol::LinkMessage;
@@ -436,8 +436,10 @@ async fn session(
                                 Some(url) => {
                                     let local_tx = local_tx.clone();
                                     actix::spawn(async move {
-                                        let bytes =
-                                            crate::artifacts::fetch_url(&url).await.map(serde_bytes::ByteBuf::from);
+                                        let bytes = crate::artifacts::fetch_url(&url)
+                                            .await
+                                            .map(serde_bytes::ByteBuf::from)
+                                            .map_err(Into::into);
                                         let _ = local_tx.send(LinkMessage::Artifact { job, bytes });
                                     });
                                 }
@@ -452,7 +454,7 @@ async fn session(
             }
             LinkMessage::Artifact { job, bytes } => {
                 let Some((mut origin, config, digest, queued)) = jobs.fetching.remove(&job) else { continue };
-                let stored = bytes.and_then(|b| settings.artifacts.put(&digest, &b));
+                let stored = bytes.and_then(|b| settings.artifacts.put(&digest, &b).map_err(RuntimeError::from));
                 match stored {
                     Ok(path) => {
                         tracing::info!(%job, path = %path.display(), "plugin library fetched into the artifact cache");

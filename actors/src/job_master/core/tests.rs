@@ -207,7 +207,10 @@ fn scheduling() {
             name: "the enumerators do not start: the job fails",
             strategy: one_restart(),
             before: vec![JobInput::Start, JobInput::Ready],
-            input: JobInput::AttemptPrepared { result: Err(RuntimeError::Unavailable("no such file".into())), executors_present: true },
+            input: JobInput::AttemptPrepared {
+                result: Err(RuntimeError::Unavailable("no such file".into())),
+                executors_present: true,
+            },
             expect: &[
                 "exception:root@0",
                 "status:FAILING",
@@ -435,7 +438,10 @@ fn failover() {
                 v.push(JobInput::Timer(JobTimer::RestartDue { attempt: 0 }));
                 v
             },
-            input: JobInput::AttemptPrepared { result: Err(RuntimeError::Unavailable("gone".into())), executors_present: true },
+            input: JobInput::AttemptPrepared {
+                result: Err(RuntimeError::Unavailable("gone".into())),
+                executors_present: true,
+            },
             expect: &[
                 "exception:root@1",
                 "status:FAILING",
@@ -563,6 +569,10 @@ fn the_cause_chain_reaches_the_exception_history() {
             "disk full".to_string(),
         ]
     );
+    assert_eq!(
+        entry.stacktrace(),
+        "operator 'sink' failed: cannot write the batch (subtask 1/2 of 'Sink: print', task executor te-a)\ndisk full"
+    );
 }
 
 #[test]
@@ -607,7 +617,10 @@ fn ending_input_is_confirmed_only_for_the_current_attempt_of_a_running_job() {
     assert_eq!(core.confirm_end(0), Err(RuntimeError::Refused("the job is RESTARTING now".to_string())));
     core.on(JobInput::Timer(JobTimer::RestartDue { attempt: 0 }), clock());
     core.on(JobInput::AttemptPrepared { result: Ok(()), executors_present: true }, clock());
-    assert_eq!(core.confirm_end(0), Err(RuntimeError::Refused("attempt 0 of the job was superseded by attempt 1".to_string())));
+    assert_eq!(
+        core.confirm_end(0),
+        Err(RuntimeError::Refused("attempt 0 of the job was superseded by attempt 1".to_string()))
+    );
     assert_eq!(core.confirm_end(1), Ok(()));
     core.on(JobInput::Cancel, clock());
     assert!(core.confirm_end(1).is_err());
