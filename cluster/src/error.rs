@@ -28,6 +28,9 @@ pub enum ClusterError {
     /// A plugin library was refused (not riffle's, another build, corrupt, unreadable).
     #[error("{0}")]
     Plugin(String),
+    /// A job cannot be built from its origin here (an unknown program, bad arguments).
+    #[error("{0}")]
+    Build(String),
     /// The REST server could not start (bad `rest.*` settings, port taken).
     #[error("the REST server did not start: {0}")]
     Rest(#[from] riffle_web::WebError),
@@ -48,9 +51,11 @@ impl ClusterError {
     /// Where the error comes from.
     pub fn domain(&self) -> ErrorDomain {
         match self {
-            ClusterError::Config(_) | ClusterError::Graph(_) | ClusterError::Rejected(_) | ClusterError::Plugin(_) => {
-                ErrorDomain::User
-            }
+            ClusterError::Config(_)
+            | ClusterError::Graph(_)
+            | ClusterError::Rejected(_)
+            | ClusterError::Plugin(_)
+            | ClusterError::Build(_) => ErrorDomain::User,
             ClusterError::Unavailable(_) | ClusterError::Timeout(..) | ClusterError::Checkpoint(_) => {
                 ErrorDomain::External
             }

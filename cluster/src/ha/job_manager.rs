@@ -248,7 +248,7 @@ fn recover(
     stored: &StoredJob,
     checkpoint: Option<PathBuf>,
 ) -> Result<(), ClusterError> {
-    let mut graph = builder.build(&stored.origin).map_err(ClusterError::Plugin)?;
+    let mut graph = builder.build(&stored.origin)?;
     graph.config = stored.config.clone();
     let mut merged = cluster_config.clone();
     merged.merge(&graph.config);
