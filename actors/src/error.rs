@@ -99,17 +99,15 @@ impl RuntimeError {
         RuntimeError::Caused { message, causes: chain, domain, retryable }
     }
 
-    /// The messages of this error and its causes, outermost first.
+    /// The messages of this error and its causes, outermost first: a context, then what it
+    /// wraps; a captured error's message, then its sources'.
     pub fn chain(&self) -> Vec<String> {
         match self {
             RuntimeError::Caused { message, causes, .. } => {
                 std::iter::once(message.clone()).chain(causes.iter().cloned()).collect()
             }
             RuntimeError::Context { context, source } => {
-                let mut out = vec![self.to_string()];
-                let _ = context;
-                out.extend(source.chain());
-                out
+                std::iter::once(context.clone()).chain(source.chain()).collect()
             }
             _ => vec![self.to_string()],
         }
@@ -225,7 +223,18 @@ mod tests {
         assert_eq!((io.domain(), io.is_retryable()), (ErrorDomain::External, true));
         let ctx = io.clone().context("cannot restore from '/chk'");
         assert_eq!((ctx.domain(), ctx.is_retryable()), (ErrorDomain::External, true));
-        assert_eq!(ctx.chain().len(), 3, "{:?}", ctx.chain());
+        assert_eq!(ctx.to_string(), "cannot restore from '/chk': checkpoint storage I/O error at '/chk': disk full");
+        assert_eq!(
+            ctx.chain(),
+            vec![
+                "cannot restore from '/chk'".to_string(),
+                "checkpoint storage I/O error at '/chk': disk full".to_string(),
+                "disk full".to_string(),
+            ]
+        );
+        // The context's source is the wrapped error, so TaskError::new keeps the chain too.
+        let t = riffle_api::TaskError::new("op", &ctx);
+        assert_eq!(t.causes, vec![ctx.to_string(), ctx.chain()[1].clone()]);
     }
 
     #[test]

@@ -38,7 +38,7 @@ impl std::fmt::Display for ExitReason {
         match self {
             ExitReason::Normal => f.write_str("finished"),
             ExitReason::Cancelled => f.write_str("cancelled"),
-            ExitReason::Failed(e) => write!(f, "failed: {}", e.chain().join(": ")),
+            ExitReason::Failed(e) => write!(f, "failed: {e}"),
             ExitReason::Panicked(e) => write!(f, "panicked: {e}"),
         }
     }

@@ -112,7 +112,9 @@ impl crate::config::ConfigError {
     }
 }
 
-/// The API crate's error: everything this crate's fallible functions return.
+/// The API crate's error: its narrower errors (graph, configuration, task, state) as sources,
+/// and what the type-erased source layer fails with. Operator chains still return
+/// [`TaskError`] and graph building [`GraphError`]; both convert into it.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// The job graph is invalid.
