@@ -35,7 +35,7 @@ fn a_task_manager_fetches_a_plugin_library_once_into_its_cache_and_builds_from_i
         ProgramSource::Plugin { path, entry, .. } if Path::new(path).starts_with(&cache) => {
             tm_plugins.build_origin(path, entry, &o.args)
         }
-        other => Err(format!("not from the artifact cache: {other:?}")),
+        other => Err(riffle::ClusterError::Build(format!("not from the artifact cache: {other:?}"))),
     });
     let mut c = Configuration::new();
     c.set("jobmanager.rpc.address", &host)
@@ -81,7 +81,7 @@ fn start_cluster(dir: &Path, slots: u32) -> (MiniCluster, TaskManager, PathBuf) 
     let plugins = Arc::new(LoadedPlugins::default());
     let builder: Arc<dyn ProgramBuilder> = Arc::new(move |o: &JobOrigin| match &o.program {
         ProgramSource::Plugin { path, entry, .. } => plugins.build_origin(path, entry, &o.args),
-        other => Err(format!("no program {other:?}")),
+        other => Err(riffle::ClusterError::Build(format!("no program {other:?}"))),
     });
     let mut c = Configuration::new();
     c.set("jobmanager.rpc.address", &host)

@@ -167,7 +167,7 @@ impl Handler<SubmitJob> for Dispatcher {
             act.persisting.remove(&id);
             match stored {
                 Ok(()) => act.start_job(id, ctx),
-                Err(why) => Err(DispatcherError::NotStored(why)),
+                Err(why) => Err(DispatcherError::NotStored(why.to_string())),
             }
         }))
     }

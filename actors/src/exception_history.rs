@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 pub struct ExceptionEntry {
     /// When it was recorded, epoch ms.
     pub timestamp_ms: i64,
-    /// The error with its cause chain.
+    /// The error with its cause chain, joined by ": ".
     pub exception: String,
     /// The failing task (vertex name), if a task failed.
     pub task_name: Option<String>,
@@ -25,6 +25,22 @@ pub struct ExceptionEntry {
     pub is_root_cause: bool,
     /// The job attempt it happened in.
     pub attempt: u32,
+    /// The chain of `exception` one error per entry, outermost first (empty in entries
+    /// recorded before it was kept: then `exception` is the whole chain). Last, so that a
+    /// compact (array) encoding without it still decodes.
+    #[serde(default)]
+    pub causes: Vec<String>,
+}
+
+impl ExceptionEntry {
+    /// The cause chain one error per line: `causes`, or `exception` where there are none.
+    pub fn stacktrace(&self) -> String {
+        if self.causes.is_empty() {
+            self.exception.clone()
+        } else {
+            self.causes.join("\n")
+        }
+    }
 }
 
 /// One page of the history, newest first.
@@ -97,12 +113,25 @@ mod tests {
         ExceptionEntry {
             timestamp_ms: i,
             exception: format!("e{i}"),
+            causes: vec![],
             task_name: None,
             subtask_index: None,
             location: None,
             is_root_cause: root,
             attempt: 0,
         }
+    }
+
+    #[test]
+    fn the_stacktrace_is_the_chain_one_cause_a_line() {
+        let mut entry = e(1, true);
+        assert_eq!(entry.stacktrace(), "e1", "an entry without causes shows its exception");
+        entry.causes = vec!["operator 'sink' failed: write".into(), "disk full".into()];
+        assert_eq!(entry.stacktrace(), "operator 'sink' failed: write\ndisk full");
+        // An entry encoded before `causes` existed (compact: an array without it) still decodes.
+        let old = (1i64, "e1", None::<String>, None::<u32>, None::<String>, true, 0u32);
+        let back: ExceptionEntry = rmp_serde::from_slice(&rmp_serde::to_vec(&old).expect("encode")).expect("decode");
+        assert_eq!(back, e(1, true));
     }
 
     #[test]

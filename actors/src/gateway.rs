@@ -227,7 +227,7 @@ pub struct TaskStateUpdate {
 
 /// Source subtask → JobMaster (→ its SourceCoordinator): give me work.
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
-#[rtype(result = "Result<SplitResponse, String>")]
+#[rtype(result = "Result<SplitResponse, crate::error::RuntimeError>")]
 pub struct SplitRequest {
     /// Which execution asks.
     pub execution: ExecutionId,
@@ -239,7 +239,7 @@ pub struct SplitRequest {
 /// TaskManager that was frozen past its heartbeat timeout, and thawed after its work was
 /// restarted elsewhere, does not commit next to the new attempt.
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "Result<(), crate::error::RuntimeError>")]
 pub struct ConfirmEnd {
     /// Which execution asks.
     pub execution: ExecutionId,

@@ -109,7 +109,7 @@ impl Handler<ChildExited> for JobManager {
         let now = Instant::now();
         let reason = if msg.reason == ExitReason::Normal {
             // Neither child stops on its own while the JobManager runs.
-            ExitReason::Failed("stopped unexpectedly".into())
+            ExitReason::Failed(crate::error::RuntimeError::Unavailable("stopped unexpectedly".into()))
         } else {
             msg.reason.clone()
         };

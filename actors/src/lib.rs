@@ -18,6 +18,7 @@ pub mod checkpoint_history;
 pub mod checkpoint_storage;
 pub mod clock;
 pub mod dispatcher;
+pub mod error;
 pub mod exception_history;
 pub mod exchange;
 pub mod gateway;
@@ -44,6 +45,7 @@ pub mod subtask;
 pub mod supervision;
 pub mod task_executor;
 
+pub use error::RuntimeError;
 pub use ids::{ExecutionId, JobId, ResourceId};
 pub use job_master::JobResult;
 pub use job_status::JobStatus;

@@ -14,6 +14,7 @@ use actix::Addr;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::error::RuntimeError;
 use crate::gateway::{
     AcknowledgeCheckpoint, AllocateSlot, CancelTask, ConfirmEnd, DeclineCheckpoint, DeployTask, FreeSlot,
     NotifyCheckpoint, SplitRequest, SplitResponse, TaskStateUpdate, TriggerCheckpoint,
@@ -250,9 +251,9 @@ impl TaskExecutorGateway {
 #[derive(Debug)]
 pub enum JobManagerAnswer {
     /// To a [`SplitRequest`].
-    Splits(Result<SplitResponse, String>),
+    Splits(Result<SplitResponse, RuntimeError>),
     /// To a [`ConfirmEnd`].
-    End(Result<(), String>),
+    End(Result<(), RuntimeError>),
 }
 
 type PendingAnswers = Mutex<HashMap<u64, oneshot::Sender<JobManagerAnswer>>>;
@@ -311,16 +312,19 @@ impl RemoteJobManager {
     }
 
     /// Sends a question built around a fresh request id; its answer, or why there is none.
-    async fn ask(&self, question: impl FnOnce(u64) -> RemoteJobManagerMessage) -> Result<JobManagerAnswer, String> {
-        let Some(tx) = &self.tx else { return Err("no link to the job manager".into()) };
+    async fn ask(
+        &self,
+        question: impl FnOnce(u64) -> RemoteJobManagerMessage,
+    ) -> Result<JobManagerAnswer, RuntimeError> {
+        let Some(tx) = &self.tx else { return Err(RuntimeError::Unavailable("no link to the job manager".into())) };
         let request = self.next.fetch_add(1, Ordering::Relaxed);
         let (answer, wait) = oneshot::channel();
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(request, answer);
         if tx.send(question(request)).is_err() {
             self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&request);
-            return Err("the link to the job manager is closed".into());
+            return Err(RuntimeError::Unavailable("the link to the job manager is closed".into()));
         }
-        wait.await.map_err(|_| "the link to the job manager closed before the answer".to_string())
+        wait.await.map_err(|_| RuntimeError::Unavailable("the link to the job manager closed before the answer".into()))
     }
 }
 
@@ -352,13 +356,13 @@ impl JobMasterGateway {
 
     /// Asks the job's split enumerator for work. The outer error: the JobMaster cannot be
     /// reached; the inner one: the enumerator failed.
-    pub async fn request_splits(&self, msg: SplitRequest) -> Result<Result<SplitResponse, String>, String> {
+    pub async fn request_splits(&self, msg: SplitRequest) -> Result<Result<SplitResponse, RuntimeError>, RuntimeError> {
         match self {
-            JobMasterGateway::Local(a) => a.send(msg).await.map_err(|e| e.to_string()),
+            JobMasterGateway::Local(a) => a.send(msg).await.map_err(unreachable_job_master),
             JobMasterGateway::Remote(r) => {
                 match r.ask(|request| RemoteJobManagerMessage::SplitRequest { request, msg }).await? {
                     JobManagerAnswer::Splits(a) => Ok(a),
-                    JobManagerAnswer::End(_) => Err("the job manager answered another question".into()),
+                    JobManagerAnswer::End(_) => Err(another_question()),
                 }
             }
         }
@@ -366,16 +370,29 @@ impl JobMasterGateway {
 
     /// Asks whether this attempt may end (see [`ConfirmEnd`]). The outer error: the JobMaster
     /// cannot be reached; the inner one: it refused.
-    pub async fn confirm_end(&self, msg: ConfirmEnd) -> Result<Result<(), String>, String> {
+    pub async fn confirm_end(&self, msg: ConfirmEnd) -> Result<Result<(), RuntimeError>, RuntimeError> {
         match self {
-            JobMasterGateway::Local(a) => a.send(msg).await.map_err(|e| e.to_string()),
+            JobMasterGateway::Local(a) => a.send(msg).await.map_err(unreachable_job_master),
             JobMasterGateway::Remote(r) => {
                 match r.ask(|request| RemoteJobManagerMessage::ConfirmEnd { request, msg }).await? {
                     JobManagerAnswer::End(a) => Ok(a),
-                    JobManagerAnswer::Splits(_) => Err("the job manager answered another question".into()),
+                    JobManagerAnswer::Splits(_) => Err(another_question()),
                 }
             }
         }
+    }
+}
+
+fn unreachable_job_master(e: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Unavailable(e.to_string())
+}
+
+fn another_question() -> RuntimeError {
+    RuntimeError::Caused {
+        message: "the job manager answered another question".into(),
+        causes: vec![],
+        domain: crate::error::ErrorDomain::Internal,
+        retryable: false,
     }
 }
 
@@ -397,14 +414,14 @@ pub trait JobStore: Send + Sync {
         &self,
         job: crate::ids::JobId,
         graph: Arc<riffle_api::JobGraph>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>>>>;
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), RuntimeError>>>>;
     /// Hands out `job`'s next checkpoint id, at least `at_least` (after a restore, the restored
     /// id + 1), from a counter every leader of the job shares: never one handed out before.
     fn next_checkpoint_id(
         &self,
         job: crate::ids::JobId,
         at_least: u64,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, String>>>>;
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, RuntimeError>>>>;
     /// The job reached a terminal state: it is no longer recovered.
     fn job_terminated(&self, job: crate::ids::JobId);
     /// Checkpoint `id` of `job` completed in `dir`: the next leader resumes from it.

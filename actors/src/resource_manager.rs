@@ -208,7 +208,7 @@ impl Handler<InjectResourceManagerFault> for ResourceManager {
     type Result = ();
     fn handle(&mut self, _: InjectResourceManagerFault, ctx: &mut Self::Context) {
         if let Err(msg) = crate::supervision::catch_panic(|| panic!("injected fault in the resource manager")) {
-            self.exit = ExitReason::Panicked(msg);
+            self.exit = ExitReason::Panicked(msg.to_string());
             ctx.stop();
         }
     }

@@ -18,6 +18,7 @@ use riffle_state::checkpoint_metadata::{
 };
 
 use crate::checkpoint_storage;
+use crate::error::RuntimeError;
 use crate::gateway::{RestoreState, TaskRestore};
 
 /// A completed checkpoint or savepoint to resume from.
@@ -65,7 +66,7 @@ pub struct RestorePlan {
 }
 
 /// Why a job cannot be restored from a checkpoint.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum RestoreError {
     /// The job's number of key groups changed: keyed state cannot be mapped.
     #[error("the checkpoint has max parallelism {found}, the job {expected}: keyed state cannot be redistributed")]
@@ -89,6 +90,19 @@ pub enum RestoreError {
     /// The metadata is inconsistent (a state file named outside its directory).
     #[error("the checkpoint is malformed: {0}")]
     Malformed(String),
+    /// A state file is not as long as the metadata says.
+    #[error("state file '{name}' has {found} bytes, the metadata says {expected}")]
+    StateFileLength {
+        /// The file.
+        name: String,
+        /// Its length.
+        found: u64,
+        /// The length in the metadata.
+        expected: u64,
+    },
+    /// Nothing to restore from at the path.
+    #[error("no checkpoint or savepoint at '{0}' (no _metadata, no chk-<n> directories)")]
+    NotFound(String),
 }
 
 fn resolve(handle: &StateHandle, dir: Option<&Path>) -> Result<RestoreState, RestoreError> {
@@ -164,8 +178,8 @@ pub fn plan(
 /// `_metadata`), or a job's checkpoint directory (its newest valid `chk-<n>`). A corrupt or
 /// truncated checkpoint — metadata or state file — is reported in one log line and the
 /// previous one of the same job is used instead.
-pub async fn load(path: &Path) -> Result<RestorePoint, String> {
-    let path = checkpoint_storage::absolute(path).map_err(|e| e.to_string())?;
+pub async fn load(path: &Path) -> Result<RestorePoint, RuntimeError> {
+    let path = checkpoint_storage::absolute(path)?;
     let meta_file = path.join(METADATA_FILE);
     let chk = path.file_name().and_then(|n| n.to_str()).and_then(parse_checkpoint_dir_name);
     let (job_dir, newest) = match (meta_file.exists(), chk, path.parent()) {
@@ -173,21 +187,18 @@ pub async fn load(path: &Path) -> Result<RestorePoint, String> {
         (true, Some(id), Some(parent)) => (parent.to_path_buf(), Some(id)),
         // A savepoint: nothing to fall back to.
         (true, _, _) => {
-            return verified(&path).await.map_err(|e| format!("cannot restore from '{}': {e}", path.display()))
+            return verified(&path).await.map_err(|e| e.context(format!("cannot restore from '{}'", path.display())))
         }
         // A job's checkpoint directory: its newest usable checkpoint.
         (false, _, _) => (path.clone(), None),
     };
-    let mut ids = checkpoint_storage::list_checkpoints(&job_dir).await.map_err(|e| e.to_string())?;
+    let mut ids = checkpoint_storage::list_checkpoints(&job_dir).await?;
     ids.retain(|id| newest.is_none_or(|n| *id <= n));
     ids.sort_unstable_by(|a, b| b.cmp(a));
     if ids.is_empty() {
-        return Err(format!(
-            "no checkpoint or savepoint at '{}' (no _metadata, no chk-<n> directories)",
-            path.display()
-        ));
+        return Err(RestoreError::NotFound(path.display().to_string()).into());
     }
-    let mut last_err = String::new();
+    let mut last_err = None;
     for id in ids {
         let dir = job_dir.join(format!("chk-{id}"));
         if !dir.join(METADATA_FILE).exists() {
@@ -197,25 +208,34 @@ pub async fn load(path: &Path) -> Result<RestorePoint, String> {
             Ok(p) => return Ok(p),
             Err(e) => {
                 tracing::warn!("checkpoint {} is unusable, trying the previous one: {e}", dir.display());
-                last_err = e;
+                last_err = Some(e);
             }
         }
     }
-    Err(format!("no usable checkpoint under '{}': {last_err}", job_dir.display()))
+    let context = format!("no usable checkpoint under '{}'", job_dir.display());
+    Err(match last_err {
+        Some(e) => e.context(context),
+        None => RuntimeError::Checkpoint(format!("{context}: no chk-<n> directory has its _metadata")),
+    })
 }
 
 /// Reads the metadata in `dir` and verifies every state file it names (length, checksum).
-async fn verified(dir: &Path) -> Result<RestorePoint, String> {
-    let meta = checkpoint_storage::read_metadata(dir).await.map_err(|e| e.to_string())?;
+async fn verified(dir: &Path) -> Result<RestorePoint, RuntimeError> {
+    let meta = checkpoint_storage::read_metadata(dir).await?;
     for s in &meta.subtasks {
         if let StateHandle::File { name, len } = &s.state {
-            let RestoreState::File(p) = resolve(&s.state, Some(dir)).map_err(|e| e.to_string())? else { continue };
+            let RestoreState::File(p) = resolve(&s.state, Some(dir))? else { continue };
             let p = PathBuf::from(p);
-            let bytes = checkpoint_storage::get(&p).await.map_err(|e| e.to_string())?;
+            let bytes = checkpoint_storage::get(&p).await?;
             if bytes.len() as u64 != *len {
-                return Err(format!("state file '{name}' has {} bytes, the metadata says {len}", bytes.len()));
+                return Err(RestoreError::StateFileLength {
+                    name: name.clone(),
+                    found: bytes.len() as u64,
+                    expected: *len,
+                }
+                .into());
             }
-            decode_state_file(&bytes, &p).map_err(|e| e.to_string())?;
+            decode_state_file(&bytes, &p)?;
         }
     }
     Ok(RestorePoint { meta: Arc::new(meta), dir: Some(dir.to_path_buf()) })
@@ -357,6 +377,6 @@ mod tests {
         assert_eq!(load(&job.join("chk-3")).await.unwrap().meta.checkpoint_id, 3);
         std::fs::remove_file(job.join("chk-3/0-0.state")).unwrap();
         let err = load(&job).await.unwrap_err();
-        assert!(err.contains("no usable checkpoint"), "{err}");
+        assert!(err.to_string().contains("no usable checkpoint"), "{err}");
     }
 }

@@ -132,7 +132,7 @@ impl Handler<InjectSlotFault> for Slot {
     type Result = ();
     fn handle(&mut self, _: InjectSlotFault, ctx: &mut Self::Context) {
         if let Err(msg) = catch_panic(|| panic!("injected fault in slot {}", self.index)) {
-            self.reason = ExitReason::Panicked(msg);
+            self.reason = ExitReason::Panicked(msg.to_string());
             ctx.stop();
         }
     }

@@ -4,6 +4,7 @@
 use actix::prelude::*;
 use riffle_api::source::ErasedEnumerator;
 
+use crate::error::RuntimeError;
 use crate::gateway::{SplitRequest, SplitResponse};
 use crate::supervision::catch_panic;
 
@@ -25,15 +26,15 @@ impl Actor for SourceCoordinator {
 }
 
 impl Handler<SplitRequest> for SourceCoordinator {
-    type Result = Result<SplitResponse, String>;
+    type Result = Result<SplitResponse, RuntimeError>;
     fn handle(&mut self, msg: SplitRequest, _: &mut Self::Context) -> Self::Result {
         let subtask = msg.execution.subtask;
         let e = &mut self.enumerator;
         if self.readers.insert(subtask) {
-            catch_panic(|| e.add_reader(subtask)).map_err(|p| format!("enumerator panicked: {p}"))?;
+            catch_panic(|| e.add_reader(subtask)).map_err(|p| p.context("enumerator panicked"))?;
         }
         let (splits, no_more_splits) =
-            catch_panic(|| e.handle_split_request(subtask)).map_err(|p| format!("enumerator panicked: {p}"))??;
+            catch_panic(|| e.handle_split_request(subtask)).map_err(|p| p.context("enumerator panicked"))??;
         Ok(SplitResponse { splits, no_more_splits })
     }
 }

@@ -20,8 +20,8 @@ pub enum ExitReason {
     Normal,
     /// It was asked to stop.
     Cancelled,
-    /// It failed with an error.
-    Failed(String),
+    /// It failed with an error (its cause chain kept).
+    Failed(crate::error::RuntimeError),
     /// Code it ran panicked; the payload's message.
     Panicked(String),
 }
@@ -154,10 +154,11 @@ impl SupervisorState {
     }
 }
 
-/// Runs `f`, turning a panic into an error message: the boundary around user code and the
-/// handlers whose failure must reach a parent instead of killing the thread.
-pub fn catch_panic<R>(f: impl FnOnce() -> R) -> Result<R, String> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|p| panic_message(p.as_ref()))
+/// Runs `f`, turning a panic into [`RuntimeError::Panicked`](crate::error::RuntimeError) with
+/// its message: the boundary around user code and the handlers whose failure must reach a
+/// parent instead of killing the thread.
+pub fn catch_panic<R>(f: impl FnOnce() -> R) -> crate::error::Result<R> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|p| crate::error::RuntimeError::Panicked(panic_message(p.as_ref())))
 }
 
 /// The message of a panic payload.
@@ -197,6 +198,7 @@ mod tests {
     fn catch_panic_returns_message() {
         assert_eq!(catch_panic(|| 3), Ok(3));
         let e = catch_panic(|| -> u32 { panic!("bad {}", 7) });
-        assert_eq!(e, Err("bad 7".to_string()));
+        assert_eq!(e, Err(crate::error::RuntimeError::Panicked("bad 7".to_string())));
+        assert_eq!(catch_panic(|| -> u32 { panic!("x") }).map_err(|e| e.to_string()), Err("x".to_string()));
     }
 }

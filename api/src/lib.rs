@@ -35,7 +35,7 @@ pub mod window;
 
 pub use config::{ConfigError, ConfigOption, ConfigValue, Configuration, Group, MemorySize, OptionInfo};
 pub use environment::StreamEnvironment;
-pub use error::{ErrorDomain, GraphError, TaskError, TaskResult, UserError};
+pub use error::{ApiError, ErrorDomain, GraphError, TaskError, TaskResult, UserError};
 pub use functions::{CoProcessFunction, KeyedProcessFunction, MultiInputFunction, OutputTag, ProcessContext};
 pub use graph::{ChannelKey, HeadKind, InputChannel, JobGraph, JobVertex, TaskEnv, VertexInstance};
 pub use link::{Collector, Input};

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use crate::error::ClusterError;
+
 /// The SHA-256 of `bytes`, as lowercase hex.
 pub fn digest(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
@@ -26,19 +28,23 @@ pub fn is_url(location: &str) -> bool {
 /// Reads the artifact at `url` through `object_store`. This build has its local file system
 /// store (`file:///absolute/path`); other schemes need object_store's features for them and
 /// are refused with a message saying so.
-pub async fn fetch_url(url: &str) -> Result<Vec<u8>, String> {
+pub async fn fetch_url(url: &str) -> Result<Vec<u8>, ClusterError> {
     let Some(path) = url.strip_prefix("file://") else {
         let scheme = url.split("://").next().unwrap_or_default();
-        return Err(format!("artifact '{url}': scheme '{scheme}' is not supported by this build (file:// is)"));
+        return Err(ClusterError::Plugin(format!(
+            "artifact '{url}': scheme '{scheme}' is not supported by this build (file:// is)"
+        )));
     };
     if !path.starts_with('/') {
-        return Err(format!("artifact '{url}': a file:// URL needs an absolute path"));
+        return Err(ClusterError::Plugin(format!("artifact '{url}': a file:// URL needs an absolute path")));
     }
-    riffle_actors::checkpoint_storage::get(Path::new(path)).await.map_err(|e| format!("artifact '{url}': {e}"))
+    riffle_actors::checkpoint_storage::get(Path::new(path))
+        .await
+        .map_err(|e| riffle_actors::RuntimeError::from(e).context(format!("artifact '{url}'")).into())
 }
 
 /// [`fetch_url`] for callers outside any async runtime (the command line).
-pub fn fetch_url_blocking(url: &str) -> Result<Vec<u8>, String> {
+pub fn fetch_url_blocking(url: &str) -> Result<Vec<u8>, ClusterError> {
     futures::executor::block_on(fetch_url(url))
 }
 
@@ -79,18 +85,22 @@ impl ArtifactCache {
 
     /// Stores `bytes` if their digest is `expected`; the cached path. A mismatch (a corrupt or
     /// wrong transfer) is refused and nothing is stored.
-    pub fn put(&self, expected: &str, bytes: &[u8]) -> Result<PathBuf, String> {
+    pub fn put(&self, expected: &str, bytes: &[u8]) -> Result<PathBuf, ClusterError> {
         let got = digest(bytes);
         if !valid(expected) || got != expected {
-            return Err(format!("the artifact's digest is {got}, expected {expected}"));
+            return Err(ClusterError::Plugin(format!("the artifact's digest is {got}, expected {expected}")));
         }
-        std::fs::create_dir_all(&self.dir).map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| ClusterError::Io { what: format!("cannot create {}", self.dir.display()), source: e })?;
         let path = self.dir.join(format!("{got}.so"));
         let tmp = self.dir.join(format!(".{got}.{}.part", std::process::id()));
         let written = std::fs::File::create(&tmp).and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()));
         if let Err(e) = written.and_then(|_| std::fs::rename(&tmp, &path)) {
             let _ = std::fs::remove_file(&tmp);
-            return Err(format!("cannot store the artifact in {}: {e}", self.dir.display()));
+            return Err(ClusterError::Io {
+                what: format!("cannot store the artifact in {}", self.dir.display()),
+                source: e,
+            });
         }
         Ok(path)
     }
@@ -108,7 +118,7 @@ mod tests {
         assert!(cache.get(&d).is_none());
         let p = cache.put(&d, b"library bytes").unwrap();
         assert_eq!(cache.get(&d), Some(p.clone()));
-        assert!(cache.put(&d, b"other bytes").unwrap_err().contains("expected"));
+        assert!(cache.put(&d, b"other bytes").unwrap_err().to_string().contains("expected"));
         assert!(cache.get("../../etc/passwd").is_none());
         // A cached copy that changed on disk is not used.
         std::fs::write(&p, b"tampered").unwrap();

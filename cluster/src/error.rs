@@ -28,27 +28,83 @@ pub enum ClusterError {
     /// A plugin library was refused (not riffle's, another build, corrupt, unreadable).
     #[error("{0}")]
     Plugin(String),
+    /// A job cannot be built from its origin here (an unknown program, bad arguments).
+    #[error("{0}")]
+    Build(String),
     /// The REST server could not start (bad `rest.*` settings, port taken).
     #[error("the REST server did not start: {0}")]
     Rest(#[from] riffle_web::WebError),
+    /// The runtime (a JobMaster, a coordinator, the other end of a link) answered with an error.
+    #[error(transparent)]
+    Runtime(#[from] riffle_actors::RuntimeError),
+    /// Reading or writing a file (an artifact, a plugin library) failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
 }
 
 impl ClusterError {
     /// Where the error comes from.
     pub fn domain(&self) -> ErrorDomain {
         match self {
-            ClusterError::Config(_) | ClusterError::Graph(_) | ClusterError::Rejected(_) | ClusterError::Plugin(_) => {
-                ErrorDomain::User
-            }
+            ClusterError::Config(_)
+            | ClusterError::Graph(_)
+            | ClusterError::Rejected(_)
+            | ClusterError::Plugin(_)
+            | ClusterError::Build(_) => ErrorDomain::User,
             ClusterError::Unavailable(_) | ClusterError::Timeout(..) | ClusterError::Checkpoint(_) => {
                 ErrorDomain::External
             }
+            ClusterError::Io { .. } => ErrorDomain::External,
             ClusterError::Rest(e) => e.domain(),
+            ClusterError::Runtime(e) => e.domain(),
         }
     }
 
     /// Whether the same call may succeed later.
     pub fn is_retryable(&self) -> bool {
-        self.domain() == ErrorDomain::External
+        match self {
+            ClusterError::Runtime(e) => e.is_retryable(),
+            _ => self.domain() == ErrorDomain::External,
+        }
+    }
+}
+
+/// The cluster crate's result.
+pub type Result<T, E = ClusterError> = std::result::Result<T, E>;
+
+/// A cluster error as the runtime carries it (over a link, in a reply): its message, cause
+/// chain, domain and retryability.
+impl From<ClusterError> for riffle_actors::RuntimeError {
+    fn from(e: ClusterError) -> Self {
+        match e {
+            ClusterError::Runtime(e) => e,
+            e => riffle_actors::RuntimeError::capture(&e, e.domain(), e.is_retryable()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains() {
+        let p = ClusterError::Plugin("not riffle's".into());
+        assert_eq!((p.domain(), p.is_retryable()), (ErrorDomain::User, false));
+        let io = ClusterError::Io { what: "cannot read".into(), source: std::io::Error::other("gone") };
+        assert_eq!((io.domain(), io.is_retryable()), (ErrorDomain::External, true));
+        let refused = ClusterError::from(riffle_actors::RuntimeError::Refused("the job is not running".into()));
+        assert_eq!((refused.domain(), refused.is_retryable()), (ErrorDomain::User, true));
+        let wire = riffle_actors::RuntimeError::from(io);
+        assert_eq!(
+            (wire.domain(), wire.is_retryable(), wire.to_string()),
+            (ErrorDomain::External, true, "cannot read: gone".into())
+        );
+        assert_eq!(wire.chain(), vec!["cannot read: gone".to_string(), "gone".to_string()]);
     }
 }

@@ -602,7 +602,7 @@ impl JobHandle {
         let jm = self.shared.job_masters.get(&self.job_id).map(|a| a.clone()).ok_or_else(|| {
             ClusterError::Checkpoint(format!("job {} is not running: no savepoint can be taken", self.job_id))
         })?;
-        jm.send(SavepointRequest { target, then }).await.map_err(unavailable)?.map_err(ClusterError::Checkpoint)
+        jm.send(SavepointRequest { target, then }).await.map_err(unavailable)?.map_err(ClusterError::Runtime)
     }
 
     /// Takes a savepoint of the running job into `target` (else `state.savepoints.dir`);
@@ -634,7 +634,7 @@ impl JobHandle {
             let jm = self.shared.job_masters.get(&self.job_id).map(|a| a.clone()).ok_or_else(|| {
                 ClusterError::Checkpoint(format!("job {} is not running: no checkpoint can be taken", self.job_id))
             })?;
-            jm.send(CheckpointRequest).await.map_err(unavailable)?.map_err(ClusterError::Checkpoint)
+            jm.send(CheckpointRequest).await.map_err(unavailable)?.map_err(ClusterError::Runtime)
         })
     }
 }

@@ -132,31 +132,11 @@ impl LoadedPlugins {
     /// Builds job `entry` of the plugin at `path` and records its origin (library path and
     /// digest): what a TaskManager process does with the cached copy of a job's library, and
     /// what the JobManager side does with an upload.
-    pub fn build_origin(&self, path: &str, entry: &str, args: &[String]) -> Result<JobGraph, String> {
-        use riffle_web::context::PluginRunner;
-        self.build(Path::new(path), entry, args)
-    }
-
-    fn get(&self, path: &Path) -> Result<Arc<Plugin>, String> {
-        let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = loaded.get(path) {
-            return Ok(p.clone());
-        }
-        let p = Arc::new(load(path).map_err(|e| e.to_string())?);
-        loaded.insert(path.to_path_buf(), p.clone());
-        Ok(p)
-    }
-}
-
-impl riffle_web::context::PluginRunner for LoadedPlugins {
-    fn inspect(&self, path: &Path) -> Result<Vec<(String, String)>, String> {
-        Ok(self.get(path)?.jobs().iter().map(|j| (j.name.clone(), j.description.clone())).collect())
-    }
-
-    fn build(&self, path: &Path, entry: &str, args: &[String]) -> Result<JobGraph, String> {
-        let mut graph = self.get(path)?.build(entry, args).map_err(|e| e.to_string())?;
-        let digest =
-            crate::artifacts::digest_of_file(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    pub fn build_origin(&self, path: &str, entry: &str, args: &[String]) -> Result<JobGraph, ClusterError> {
+        let path = Path::new(path);
+        let mut graph = self.get(path)?.build(entry, args)?;
+        let digest = crate::artifacts::digest_of_file(path)
+            .map_err(|e| ClusterError::Io { what: format!("cannot read {}", path.display()), source: e })?;
         graph.set_origin(riffle_api::JobOrigin {
             program: riffle_api::ProgramSource::Plugin {
                 path: path.display().to_string(),
@@ -167,5 +147,34 @@ impl riffle_web::context::PluginRunner for LoadedPlugins {
             parallelism: None,
         });
         Ok(graph)
+    }
+
+    fn get(&self, path: &Path) -> Result<Arc<Plugin>, ClusterError> {
+        let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = loaded.get(path) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(load(path)?);
+        loaded.insert(path.to_path_buf(), p.clone());
+        Ok(p)
+    }
+}
+
+/// A cluster error as REST answers it: the user's a 400 (as before), the environment's a 503.
+fn web_error(e: ClusterError) -> riffle_web::WebError {
+    match e.domain() {
+        riffle_api::ErrorDomain::User => riffle_web::WebError::BadRequest(e.to_string()),
+        riffle_api::ErrorDomain::External => riffle_web::WebError::Unavailable(e.to_string()),
+        riffle_api::ErrorDomain::Internal => riffle_web::WebError::Internal(e.to_string()),
+    }
+}
+
+impl riffle_web::context::PluginRunner for LoadedPlugins {
+    fn inspect(&self, path: &Path) -> Result<Vec<(String, String)>, riffle_web::WebError> {
+        Ok(self.get(path).map_err(web_error)?.jobs().iter().map(|j| (j.name.clone(), j.description.clone())).collect())
+    }
+
+    fn build(&self, path: &Path, entry: &str, args: &[String]) -> Result<JobGraph, riffle_web::WebError> {
+        self.build_origin(&path.display().to_string(), entry, args).map_err(web_error)
     }
 }

@@ -196,7 +196,10 @@ fn only_the_current_attempt_of_a_running_job_may_end() {
     let ask = |attempt| {
         let e = riffle_actors::ExecutionId { job: h.job_id(), vertex: 0, subtask: 0, attempt };
         futures::executor::block_on(jm.send(riffle_actors::gateway::ConfirmEnd { execution: e }))
-            .unwrap_or_else(|gone| Err(format!("the JobMaster is gone: {gone}")))
+            .unwrap_or_else(|gone| {
+                Err(riffle_actors::RuntimeError::Unavailable(format!("the JobMaster is gone: {gone}")))
+            })
+            .map_err(|e| e.to_string())
     };
     // A task of the failed attempt (say, on a TaskManager frozen past its heartbeat timeout)
     // may not end, and so never commits next to the new attempt.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use riffle_api::{Configuration, JobGraph};
-use riffle_web::{ProgramArg, ProgramCatalog, ProgramInfo};
+use riffle_web::{ProgramArg, ProgramCatalog, ProgramInfo, WebError};
 
 /// The scenarios as a catalog.
 #[derive(Debug, Default, Clone)]
@@ -115,7 +115,7 @@ impl BuiltinPrograms {
 impl BuiltinPrograms {
     /// Builds program `name` (what a TaskManager process does with a job's origin).
     pub fn build_program(name: &str, args: &[String], parallelism: Option<u32>) -> Result<JobGraph, String> {
-        BuiltinPrograms.build(name, args, parallelism)
+        build(name, args, parallelism)
     }
 }
 
@@ -124,73 +124,80 @@ impl ProgramCatalog for BuiltinPrograms {
         Self::infos()
     }
 
-    fn build(&self, name: &str, args: &[String], parallelism: Option<u32>) -> Result<JobGraph, String> {
-        let info =
-            Self::infos().into_iter().find(|p| p.name == name).ok_or_else(|| format!("no program named '{name}'"))?;
-        let mut a = parse_args(args, &info.args)?;
-        let p = parallelism.unwrap_or(1).max(1);
-        // The generated default output path is fixed now, so a TaskManager process that builds
-        // this job again from its origin writes to the same file.
-        let mut resolved: Vec<String> = args.to_vec();
-        if info.args.iter().any(|x| x.name == "output") && a.get("output").is_none_or(|s| s.is_empty()) {
-            let path = output(&a, name)?.display().to_string();
-            a.insert("output".into(), path.clone());
-            resolved.extend(["--output".to_string(), path]);
-        }
-        let graph = match name {
-            "wordcount" => {
-                let env = crate::environment(p, &Configuration::new());
-                let input = match a.get("input").filter(|s| !s.is_empty()) {
-                    Some(f) => {
-                        let path = PathBuf::from(f);
-                        std::fs::metadata(&path).map_err(|e| format!("cannot read --input '{f}': {e}"))?;
-                        crate::wordcount::Input::File(path)
-                    }
-                    None => crate::wordcount::Input::Generated(number(&a, "events")?),
-                };
-                crate::wordcount::define(&env, input, output(&a, "wordcount")?);
-                env.build_job_graph("wordcount")
-            }
-            "nexmark" => {
-                let q: crate::nexmark::Query =
-                    a.get("query").map(String::as_str).unwrap_or("q5").parse().map_err(|e| format!("{e}"))?;
-                let env = crate::environment(p, &Configuration::new());
-                crate::nexmark::define(&env, q, number(&a, "events")?, Some(output(&a, "nexmark")?));
-                env.build_job_graph(&format!("nexmark {}", a.get("query").map(String::as_str).unwrap_or("q5")))
-            }
-            "failover-demo" => failover_demo(
-                p,
-                number(&a, "failures")?,
-                number(&a, "interval-ms")?,
-                number(&a, "seconds")?,
-                number(&a, "rate")?,
-            ),
-            "bench" => {
-                let w: crate::bench::Workload =
-                    a.get("workload").map(String::as_str).unwrap_or("W1").parse().map_err(|e| format!("{e}"))?;
-                return finish(
-                    crate::bench::graph(w, number(&a, "events")?, p).map_err(|e| e.to_string())?,
-                    name,
-                    resolved,
-                    p,
-                );
-            }
-            "exactly-once-drill" => {
-                let o = crate::drill::DrillOptions {
-                    events: number(&a, "events")?.max(1),
-                    keys: number(&a, "keys")?.max(1),
-                    failures: 0,
-                    seed: 0,
-                    parallelism: p,
-                    output: output(&a, name)?,
-                    rate_per_ms: number(&a, "rate")?,
-                };
-                crate::drill::graph(&o, &Configuration::new())
-            }
-            other => return Err(format!("no program named '{other}'")),
-        };
-        finish(graph.map_err(|e| e.to_string())?, name, resolved, p)
+    fn build(&self, name: &str, args: &[String], parallelism: Option<u32>) -> Result<JobGraph, WebError> {
+        build(name, args, parallelism).map_err(WebError::BadRequest)
     }
+}
+
+/// Builds program `name`; a user error (unknown program, bad argument) as its message.
+fn build(name: &str, args: &[String], parallelism: Option<u32>) -> Result<JobGraph, String> {
+    let info = BuiltinPrograms::infos()
+        .into_iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| format!("no program named '{name}'"))?;
+    let mut a = parse_args(args, &info.args)?;
+    let p = parallelism.unwrap_or(1).max(1);
+    // The generated default output path is fixed now, so a TaskManager process that builds
+    // this job again from its origin writes to the same file.
+    let mut resolved: Vec<String> = args.to_vec();
+    if info.args.iter().any(|x| x.name == "output") && a.get("output").is_none_or(|s| s.is_empty()) {
+        let path = output(&a, name)?.display().to_string();
+        a.insert("output".into(), path.clone());
+        resolved.extend(["--output".to_string(), path]);
+    }
+    let graph = match name {
+        "wordcount" => {
+            let env = crate::environment(p, &Configuration::new());
+            let input = match a.get("input").filter(|s| !s.is_empty()) {
+                Some(f) => {
+                    let path = PathBuf::from(f);
+                    std::fs::metadata(&path).map_err(|e| format!("cannot read --input '{f}': {e}"))?;
+                    crate::wordcount::Input::File(path)
+                }
+                None => crate::wordcount::Input::Generated(number(&a, "events")?),
+            };
+            crate::wordcount::define(&env, input, output(&a, "wordcount")?);
+            env.build_job_graph("wordcount")
+        }
+        "nexmark" => {
+            let q: crate::nexmark::Query =
+                a.get("query").map(String::as_str).unwrap_or("q5").parse().map_err(|e| format!("{e}"))?;
+            let env = crate::environment(p, &Configuration::new());
+            crate::nexmark::define(&env, q, number(&a, "events")?, Some(output(&a, "nexmark")?));
+            env.build_job_graph(&format!("nexmark {}", a.get("query").map(String::as_str).unwrap_or("q5")))
+        }
+        "failover-demo" => failover_demo(
+            p,
+            number(&a, "failures")?,
+            number(&a, "interval-ms")?,
+            number(&a, "seconds")?,
+            number(&a, "rate")?,
+        ),
+        "bench" => {
+            let w: crate::bench::Workload =
+                a.get("workload").map(String::as_str).unwrap_or("W1").parse().map_err(|e| format!("{e}"))?;
+            return finish(
+                crate::bench::graph(w, number(&a, "events")?, p).map_err(|e| e.to_string())?,
+                name,
+                resolved,
+                p,
+            );
+        }
+        "exactly-once-drill" => {
+            let o = crate::drill::DrillOptions {
+                events: number(&a, "events")?.max(1),
+                keys: number(&a, "keys")?.max(1),
+                failures: 0,
+                seed: 0,
+                parallelism: p,
+                output: output(&a, name)?,
+                rate_per_ms: number(&a, "rate")?,
+            };
+            crate::drill::graph(&o, &Configuration::new())
+        }
+        other => return Err(format!("no program named '{other}'")),
+    };
+    finish(graph.map_err(|e| e.to_string())?, name, resolved, p)
 }
 
 /// Records how a built-in program's graph was built, so TaskManager processes can build it.
@@ -263,9 +270,9 @@ mod tests {
         let c = BuiltinPrograms;
         assert!(c.build("wordcount", &["--events".into(), "10".into()], Some(1)).is_ok());
         let e = c.build("wordcount", &["--nope".into(), "1".into()], None).unwrap_err();
-        assert!(e.contains("unknown argument --nope"), "{e}");
+        assert!(matches!(&e, WebError::BadRequest(m) if m.contains("unknown argument --nope")), "{e}");
         let e = c.build("wordcount", &["--events".into(), "many".into()], None).unwrap_err();
-        assert!(e.contains("--events"), "{e}");
+        assert!(e.to_string().contains("--events"), "{e}");
         assert!(c.build("nexmark", &["--query=q9".into()], None).is_err());
         assert!(c.build("rm -rf", &[], None).is_err());
         assert!(c.build("wordcount", &["--output".into(), "relative/path".into()], None).is_err());

@@ -62,7 +62,7 @@ pub fn build_from_origin(origin: &riffle::JobOrigin) -> Result<riffle::JobGraph,
             scenarios::catalog::BuiltinPrograms::build_program(name, &origin.args, origin.parallelism)
         }
         riffle::ProgramSource::Plugin { path, entry, .. } => {
-            PLUGINS.get_or_init(Default::default).build_origin(path, entry, &origin.args)
+            PLUGINS.get_or_init(Default::default).build_origin(path, entry, &origin.args).map_err(|e| e.to_string())
         }
     }
 }

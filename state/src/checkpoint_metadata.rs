@@ -184,6 +184,22 @@ fn unframe<'a>(magic: &[u8; 4], bytes: &'a [u8], path: &Path) -> Result<&'a [u8]
     Ok(payload)
 }
 
+impl MetadataError {
+    /// File system trouble is external; a file that is not (this version's) metadata is the
+    /// user's (they named it).
+    pub fn domain(&self) -> crate::ErrorDomain {
+        match self {
+            MetadataError::Io { .. } => crate::ErrorDomain::External,
+            _ => crate::ErrorDomain::User,
+        }
+    }
+
+    /// Whether reading or writing again may succeed: only after I/O trouble.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, MetadataError::Io { .. })
+    }
+}
+
 /// Encodes metadata with magic, version and checksum.
 pub fn encode(meta: &CheckpointMetadata) -> Result<Vec<u8>, MetadataError> {
     let payload = rmp_serde::to_vec(meta)

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::tiered::{self, Tiered};
 use crate::backend::{BackendConfig, BackendKind};
+use crate::error::ErrorDomain;
 use crate::key_group::{assign_to_key_group, key_hash, KeyGroupRange};
 
 /// What a key must be to index state: hashable, comparable, clonable, movable across threads,
@@ -29,9 +30,9 @@ impl<T: Hash + Eq + Clone + Send + Serialize + DeserializeOwned + 'static> State
 pub trait StateValue: Clone + Send + Serialize + DeserializeOwned + 'static {}
 impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> StateValue for T {}
 
-/// Errors of the state layer. All but [`StateError::Io`] are programming or configuration
-/// errors of the caller (user domain): retrying does not help.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+/// The state crate's error. All but [`StateError::Io`] and [`StateError::Metadata`] are
+/// programming or configuration errors of the caller (user domain): retrying does not help.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StateError {
     /// A state name was registered twice with different kinds or types.
     #[error("state '{name}' is already registered with another type")]
@@ -80,7 +81,60 @@ pub enum StateError {
         /// The underlying error.
         reason: String,
     },
+    /// Checkpoint metadata could not be read or written (shared: the error is cloned with
+    /// a failed store).
+    #[error(transparent)]
+    Metadata(#[from] std::sync::Arc<crate::checkpoint_metadata::MetadataError>),
 }
+
+impl PartialEq for StateError {
+    fn eq(&self, other: &Self) -> bool {
+        use StateError::*;
+        match (self, other) {
+            (TypeMismatch { name: a }, TypeMismatch { name: b })
+            | (NoCurrentKey { name: a }, NoCurrentKey { name: b }) => a == b,
+            (ForeignHandle { index: a }, ForeignHandle { index: b }) => a == b,
+            (Serde { name: a, action: x, reason: r }, Serde { name: b, action: y, reason: s }) => {
+                (a, x, r) == (b, y, s)
+            }
+            (Config { key: a, value: x, reason: r }, Config { key: b, value: y, reason: s }) => (a, x, r) == (b, y, s),
+            (Io { path: a, reason: r }, Io { path: b, reason: s }) => (a, r) == (b, s),
+            // Metadata errors hold an I/O error, which has no equality: the same one, or the same message.
+            (Metadata(a), Metadata(b)) => std::sync::Arc::ptr_eq(a, b) || a.to_string() == b.to_string(),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for StateError {}
+
+impl From<crate::checkpoint_metadata::MetadataError> for StateError {
+    fn from(e: crate::checkpoint_metadata::MetadataError) -> Self {
+        StateError::Metadata(std::sync::Arc::new(e))
+    }
+}
+
+impl StateError {
+    /// Who is to blame: the disk (external) for I/O, the caller (user) for the rest.
+    pub fn domain(&self) -> ErrorDomain {
+        match self {
+            StateError::Io { .. } => ErrorDomain::External,
+            StateError::Metadata(e) => e.domain(),
+            _ => ErrorDomain::User,
+        }
+    }
+
+    /// Whether the same call may succeed later: only I/O trouble.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StateError::Metadata(e) => e.is_retryable(),
+            _ => self.domain() == ErrorDomain::External,
+        }
+    }
+}
+
+/// The state crate's result.
+pub type Result<T, E = StateError> = std::result::Result<T, E>;
 
 /// One snapshotted entry: its key group and the encoded `(key, value)` pair.
 pub type SnapshotEntry = (u32, Vec<u8>);

@@ -10,16 +10,20 @@
 
 pub mod backend;
 pub mod checkpoint_metadata;
+pub mod error;
 pub mod key_group;
 pub mod keyed;
 pub mod timers;
 
 pub use backend::{BackendConfig, BackendKind};
+pub use checkpoint_metadata::MetadataError;
+pub use error::ErrorDomain;
 pub use key_group::{
     assign_to_key_group, key_group_range_for_subtask, key_hash, subtask_for_key_group, KeyGroupRange,
     DEFAULT_MAX_PARALLELISM,
 };
 pub use keyed::{
-    KeyedStateStore, ListState, MapState, SnapshotEntry, StateError, StateKey, StateSnapshot, StateValue, ValueState,
+    KeyedStateStore, ListState, MapState, Result, SnapshotEntry, StateError, StateKey, StateSnapshot, StateValue,
+    ValueState,
 };
 pub use timers::{TimeDomain, Timer, TimerService};

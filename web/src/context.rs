@@ -14,6 +14,7 @@ use riffle_api::JobGraph;
 use serde::Serialize;
 
 use crate::config::RestConfig;
+use crate::error::WebError;
 
 /// One argument a program takes.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -43,8 +44,8 @@ pub trait ProgramCatalog: Send + Sync {
     /// Every program.
     fn programs(&self) -> Vec<ProgramInfo>;
     /// Builds `name`'s job graph from its arguments (`--key value` pairs) and parallelism;
-    /// a user error (unknown program, bad argument) comes back as a message for a 400.
-    fn build(&self, name: &str, args: &[String], parallelism: Option<u32>) -> Result<JobGraph, String>;
+    /// a user error (unknown program, bad argument) is a [`WebError::BadRequest`].
+    fn build(&self, name: &str, args: &[String], parallelism: Option<u32>) -> Result<JobGraph, WebError>;
 }
 
 impl std::fmt::Debug for dyn ProgramCatalog {
@@ -56,12 +57,12 @@ impl std::fmt::Debug for dyn ProgramCatalog {
 /// Loads plugin libraries uploaded through `/jars` and builds their jobs: handed to the
 /// server by the cluster, which owns plugin loading (this crate does not load libraries).
 pub trait PluginRunner: Send + Sync {
-    /// The jobs (name, description) the plugin at `path` offers; `Err` with a user-facing
-    /// message when it is not a usable riffle plugin.
-    fn inspect(&self, path: &std::path::Path) -> Result<Vec<(String, String)>, String>;
+    /// The jobs (name, description) the plugin at `path` offers; a [`WebError::BadRequest`]
+    /// when it is not a usable riffle plugin.
+    fn inspect(&self, path: &std::path::Path) -> Result<Vec<(String, String)>, WebError>;
     /// Builds job `entry` of the plugin at `path`. The library stays loaded for as long as
     /// the process runs, so jobs built from it can run.
-    fn build(&self, path: &std::path::Path, entry: &str, args: &[String]) -> Result<JobGraph, String>;
+    fn build(&self, path: &std::path::Path, entry: &str, args: &[String]) -> Result<JobGraph, WebError>;
 }
 
 /// An uploaded plugin.
@@ -83,7 +84,7 @@ pub enum Operation {
     /// Still running.
     InProgress,
     /// Done: the savepoint's location, or why it failed.
-    Done(Result<String, String>),
+    Done(Result<String, riffle_actors::RuntimeError>),
 }
 
 /// The asynchronous operations, by job and trigger id.

@@ -84,3 +84,19 @@ impl ResponseError for WebError {
         HttpResponse::build(self.status_code()).json(serde_json::json!({ "errors": [self.to_string()] }))
     }
 }
+
+/// The web crate's result.
+pub type Result<T, E = WebError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains() {
+        assert_eq!(WebError::NotFound("job".into()).domain(), ErrorDomain::User);
+        assert!(!WebError::BadRequest("x".into()).is_retryable());
+        assert!(WebError::Unavailable("shutting down".into()).is_retryable());
+        assert_eq!(WebError::Internal("bug".into()).domain(), ErrorDomain::Internal);
+    }
+}

@@ -20,6 +20,7 @@ use super::core::{
 };
 use super::settings::CheckpointSettings;
 use crate::checkpoint_storage;
+use crate::error::RuntimeError;
 use crate::gateway::{AcknowledgeCheckpoint, DeclineCheckpoint, NotifyCheckpoint, TriggerCheckpoint};
 use crate::ids::{ExecutionId, JobId, ResourceId};
 use crate::registry::RuntimeShared;
@@ -65,7 +66,7 @@ pub struct TriggerSavepoint {
     /// Stop-with-savepoint: sources stop after the barrier and end once it completed.
     pub stop_sources: bool,
     /// Gets the savepoint's directory, or why there is none.
-    pub reply: oneshot::Sender<Result<PathBuf, String>>,
+    pub reply: oneshot::Sender<Result<PathBuf, RuntimeError>>,
 }
 
 /// Triggers a checkpoint now (besides the periodic ones); answers with its id when it
@@ -74,7 +75,7 @@ pub struct TriggerSavepoint {
 #[rtype(result = "()")]
 pub struct TriggerCheckpointNow {
     /// Gets the checkpoint's id, or why it failed.
-    pub reply: oneshot::Sender<Result<u64, String>>,
+    pub reply: oneshot::Sender<Result<u64, RuntimeError>>,
 }
 
 /// CheckpointCoordinator → JobMaster: a checkpoint completed; restarts resume from it.
@@ -101,8 +102,8 @@ pub struct CoordinatorTasks {
 
 /// A caller waiting for a trigger's outcome.
 enum Waiter {
-    Savepoint(oneshot::Sender<Result<PathBuf, String>>),
-    Checkpoint(oneshot::Sender<Result<u64, String>>),
+    Savepoint(oneshot::Sender<Result<PathBuf, RuntimeError>>),
+    Checkpoint(oneshot::Sender<Result<u64, RuntimeError>>),
 }
 
 /// The CheckpointCoordinator actor.
@@ -242,7 +243,7 @@ impl CheckpointCoordinator {
                 }
                 Err(error) => {
                     tracing::warn!(job = %act.job, "no checkpoint id: {error}");
-                    act.on(CoordinatorEvent::IdRefused { request, error }, ctx);
+                    act.on(CoordinatorEvent::IdRefused { request, error: error.to_string() }, ctx);
                 }
             })
             .spawn(ctx);
@@ -267,7 +268,7 @@ impl CheckpointCoordinator {
         .map(move |r, act, ctx| {
             let result = r.map_err(|e| {
                 tracing::warn!(job = %act.job, checkpoint = id, "cannot store checkpoint: {e}");
-                e.to_string()
+                RuntimeError::from(e)
             });
             act.on(CoordinatorEvent::MetadataWritten { checkpoint_id: id, result }, ctx);
         })
@@ -294,11 +295,13 @@ impl CheckpointCoordinator {
 }
 
 /// Sends a trigger's outcome to its caller, in the shape its message asked for.
-fn answer(w: Option<Waiter>, result: Result<Completion, String>) {
+fn answer(w: Option<Waiter>, result: Result<Completion, RuntimeError>) {
     match w {
         None => {}
         Some(Waiter::Savepoint(tx)) => {
-            let r = result.and_then(|c| c.dir.ok_or_else(|| "the savepoint has no directory".to_string()));
+            let r = result.and_then(|c| {
+                c.dir.ok_or_else(|| RuntimeError::Checkpoint("the savepoint has no directory".to_string()))
+            });
             let _ = tx.send(r);
         }
         Some(Waiter::Checkpoint(tx)) => {

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use riffle_state::checkpoint_metadata::{CheckpointKind, CheckpointMetadata, StateHandle, SubtaskState, VertexInfo};
 
 use super::settings::CheckpointSettings;
+use crate::error::RuntimeError;
 use crate::ids::{ExecutionId, JobId};
 
 pub use crate::clock::Clock;
@@ -102,7 +103,7 @@ pub enum CoordinatorEvent {
         /// The checkpoint.
         checkpoint_id: u64,
         /// Ok, or why the metadata (or the retention) failed.
-        result: Result<(), String>,
+        result: Result<(), RuntimeError>,
     },
     /// Stop triggering and abort what is pending (the attempt ends, or a task finished).
     Stop {
@@ -235,7 +236,7 @@ pub enum CoordinatorCommand {
         /// Who.
         waiter: WaiterId,
         /// The outcome.
-        result: Result<Completion, String>,
+        result: Result<Completion, RuntimeError>,
     },
     /// Stop the coordinator: stopped, and no metadata write in flight.
     StopActor,
@@ -479,7 +480,7 @@ impl CoordinatorCore {
         self.writing.insert(id, Writing { meta, dir, waiter: p.waiter });
     }
 
-    fn written(&mut self, id: u64, result: Result<(), String>, now: Clock, out: &mut Vec<CoordinatorCommand>) {
+    fn written(&mut self, id: u64, result: Result<(), RuntimeError>, now: Clock, out: &mut Vec<CoordinatorCommand>) {
         let Some(w) = self.writing.remove(&id) else { return };
         match result {
             Ok(()) => self.completed(w.meta, Some(w.dir), w.waiter, now, out),
@@ -489,7 +490,7 @@ impl CoordinatorCore {
                     CheckpointKind::Checkpoint => Some(w.dir),
                     CheckpointKind::Savepoint => None,
                 };
-                self.aborted(id, dir, w.waiter, &e, now, out);
+                self.aborted(id, dir, w.waiter, &e.to_string(), now, out);
             }
         }
         if self.stopped && self.writing.is_empty() {
@@ -553,6 +554,6 @@ impl CoordinatorCore {
 
 fn answer_err(waiter: Option<WaiterId>, why: String, out: &mut Vec<CoordinatorCommand>) {
     if let Some(waiter) = waiter {
-        out.push(CoordinatorCommand::Answer { waiter, result: Err(why) });
+        out.push(CoordinatorCommand::Answer { waiter, result: Err(RuntimeError::Checkpoint(why)) });
     }
 }

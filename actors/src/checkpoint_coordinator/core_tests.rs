@@ -12,6 +12,7 @@ use super::core::{
     TriggerRequest, WaiterId, REMEMBERED_ABORTED_DIRS, STOPPED,
 };
 use super::settings::{CheckpointSettings, Retention};
+use crate::error::RuntimeError;
 use crate::ids::{ExecutionId, JobId};
 
 const JOB: JobId = JobId(0xabcdef << 104);
@@ -88,7 +89,7 @@ fn timed_out(id: u64) -> E {
     E::TimedOut { checkpoint_id: id }
 }
 fn written(id: u64, r: Result<(), &str>) -> E {
-    E::MetadataWritten { checkpoint_id: id, result: r.map_err(str::to_string) }
+    E::MetadataWritten { checkpoint_id: id, result: r.map_err(|e| RuntimeError::Checkpoint(e.to_string())) }
 }
 fn stop() -> E {
     E::Stop { reason: "the job attempt is ending".into() }

@@ -23,6 +23,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::error::RuntimeError;
 use crate::exception_history::ExceptionEntry;
 use crate::gateway::{SlotAssignment, TaskState, TaskStateUpdate};
 use crate::ids::{ExecutionId, JobId, ResourceId};
@@ -69,12 +70,12 @@ pub enum JobInput {
     Ready,
     /// Scheduling cannot go on (bad settings, unreadable savepoint, no slots, no resource
     /// manager, slots spread over both kinds of TaskExecutor). No restart helps.
-    SchedulingFailed(String),
+    SchedulingFailed(RuntimeError),
     /// The outcome of [`JobCommand::PrepareAttempt`]: the split enumerators started or not,
     /// and whether every TaskExecutor of the slots held is still there.
     AttemptPrepared {
         /// Why the enumerators did not start.
-        result: Result<(), String>,
+        result: Result<(), RuntimeError>,
         /// Every held slot's TaskExecutor is registered.
         executors_present: bool,
     },
@@ -172,6 +173,8 @@ pub enum JobCommand {
 #[derive(Debug, Clone)]
 struct Failure {
     message: String,
+    /// The cause chain, outermost first.
+    causes: Vec<String>,
     task_name: Option<String>,
     subtask: Option<u32>,
     location: Option<String>,
@@ -179,7 +182,11 @@ struct Failure {
 
 impl Failure {
     fn job(message: String) -> Self {
-        Self { message, task_name: None, subtask: None, location: None }
+        Self { causes: vec![message.clone()], message, task_name: None, subtask: None, location: None }
+    }
+
+    fn of(e: &RuntimeError) -> Self {
+        Self { message: e.to_string(), causes: e.chain(), task_name: None, subtask: None, location: None }
     }
 }
 
@@ -269,7 +276,7 @@ impl JobCore {
         match input {
             JobInput::Start => self.apply(JobEvent::Schedule),
             JobInput::Ready => self.ready(),
-            JobInput::SchedulingFailed(why) => self.fail(Failure::job(why), clock),
+            JobInput::SchedulingFailed(why) => self.fail(Failure::of(&why), clock),
             JobInput::AttemptPrepared { result, executors_present } => {
                 self.attempt_prepared(result, executors_present, clock)
             }
@@ -296,12 +303,12 @@ impl JobCore {
 
     /// May a savepoint be taken now, followed by `then`? Refused while not every subtask
     /// runs, and while a stop or cancel with savepoint is under way.
-    pub fn begin_savepoint(&mut self, then: AfterSavepoint) -> Result<(), String> {
+    pub fn begin_savepoint(&mut self, then: AfterSavepoint) -> Result<(), RuntimeError> {
         if !self.checkpointing {
-            return Err("the job is not running: a savepoint needs every task running".into());
+            return Err(RuntimeError::Refused("the job is not running: a savepoint needs every task running".into()));
         }
         if self.after_savepoint.is_some() {
-            return Err("a stop or cancel with savepoint is already in progress".into());
+            return Err(RuntimeError::Refused("a stop or cancel with savepoint is already in progress".into()));
         }
         if then != AfterSavepoint::Continue {
             self.after_savepoint = Some(then);
@@ -311,12 +318,15 @@ impl JobCore {
 
     /// May a subtask of `attempt` end its input now (where a two-phase-commit sink commits
     /// on its own)? Only the current attempt of a running job may.
-    pub fn confirm_end(&self, attempt: u32) -> Result<(), String> {
+    pub fn confirm_end(&self, attempt: u32) -> Result<(), RuntimeError> {
         if attempt != self.attempt {
-            return Err(format!("attempt {attempt} of the job was superseded by attempt {}", self.attempt));
+            return Err(RuntimeError::Refused(format!(
+                "attempt {attempt} of the job was superseded by attempt {}",
+                self.attempt
+            )));
         }
         if self.done || self.status != JobStatus::Running {
-            return Err(format!("the job is {} now", self.status.as_str()));
+            return Err(RuntimeError::Refused(format!("the job is {} now", self.status.as_str())));
         }
         Ok(())
     }
@@ -344,13 +354,13 @@ impl JobCore {
         self.out.push(JobCommand::PrepareAttempt { attempt: self.attempt, previous: None });
     }
 
-    fn attempt_prepared(&mut self, result: Result<(), String>, executors_present: bool, clock: Clock) {
+    fn attempt_prepared(&mut self, result: Result<(), RuntimeError>, executors_present: bool, clock: Clock) {
         if self.done {
             return;
         }
         if let Err(why) = result {
             // The enumerators of a new attempt did not start: no restart can help.
-            return self.fail_for_good(Failure::job(why), clock);
+            return self.fail_for_good(Failure::of(&why), clock);
         }
         if self.status == JobStatus::Restarting {
             self.apply(JobEvent::Schedule);
@@ -430,16 +440,22 @@ impl JobCore {
             TaskState::Failed(err) => {
                 let v = self.vertices.iter().find(|v| v.id == e.vertex);
                 let task = v.map(|v| v.name.clone()).unwrap_or_else(|| "?".into());
-                let message = format!(
-                    "{} (subtask {}/{} of '{}', task executor {})",
-                    err,
+                let located = format!(
+                    " (subtask {}/{} of '{}', task executor {})",
                     e.subtask + 1,
                     v.map(|v| v.parallelism).unwrap_or(0),
                     task,
                     update.location
                 );
+                let message = format!("{err}{located}");
+                // The chain one error a line: the located operator failure, then its causes.
+                let mut causes = err.chain();
+                if let Some(first) = causes.first_mut() {
+                    *first = format!("operator '{}' failed: {first}{located}", err.operator);
+                }
                 let failure = Failure {
                     message,
+                    causes,
                     task_name: Some(task),
                     subtask: Some(e.subtask),
                     location: Some(update.location.to_string()),
@@ -529,6 +545,7 @@ impl JobCore {
         self.out.push(JobCommand::RecordException(ExceptionEntry {
             timestamp_ms: clock.epoch_ms,
             exception: f.message.clone(),
+            causes: f.causes.clone(),
             task_name: f.task_name.clone(),
             subtask_index: f.subtask,
             location: f.location.clone(),

@@ -26,6 +26,7 @@ use crate::checkpoint_coordinator::{
     CheckpointCompleted, CheckpointCoordinator, CheckpointSettings, CoordinatorTasks, StopCheckpointing,
     TriggerCheckpointNow, TriggerSavepoint,
 };
+use crate::error::RuntimeError;
 use crate::exception_history::ExceptionEntry;
 use crate::gateway::{
     AcknowledgeCheckpoint, CancelTask, ConfirmEnd, DeclineCheckpoint, DeployTask, ReleaseSlots, RequestSlots,
@@ -84,7 +85,7 @@ pub enum AfterSavepoint {
 
 /// Takes a savepoint of a running job; answers with its directory.
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
-#[rtype(result = "Result<std::path::PathBuf, String>")]
+#[rtype(result = "Result<std::path::PathBuf, RuntimeError>")]
 pub struct SavepointRequest {
     /// Where the `savepoint-…` directory goes (else `state.savepoints.dir`).
     pub target: Option<std::path::PathBuf>,
@@ -94,7 +95,7 @@ pub struct SavepointRequest {
 
 /// Triggers a checkpoint now; answers with its id once it completed.
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
-#[rtype(result = "Result<u64, String>")]
+#[rtype(result = "Result<u64, RuntimeError>")]
 pub struct CheckpointRequest;
 
 /// Cancels the job.
@@ -344,9 +345,8 @@ impl JobMaster {
     }
 
     /// Makes `point` what the next (re)start resumes from.
-    fn set_restore_point(&mut self, point: RestorePoint) -> Result<(), String> {
-        let p = plan(&point, &self.vertex_shapes(), self.graph.max_parallelism, self.allow_non_restored)
-            .map_err(|e| e.to_string())?;
+    fn set_restore_point(&mut self, point: RestorePoint) -> Result<(), RuntimeError> {
+        let p = plan(&point, &self.vertex_shapes(), self.graph.max_parallelism, self.allow_non_restored)?;
         // Checkpoint ids continue after the restored one, as in Flink.
         self.checkpoint_ids.fetch_max(point.meta.checkpoint_id + 1, std::sync::atomic::Ordering::Relaxed);
         self.restore_point = Some(point);
@@ -359,7 +359,7 @@ impl JobMaster {
         self.restore_plan.as_ref()?.tasks.get(&(v, s)).cloned()
     }
 
-    fn start_coordinators(&mut self) -> Result<(), String> {
+    fn start_coordinators(&mut self) -> Result<(), RuntimeError> {
         self.coordinators.clear();
         for v in self.graph.vertices() {
             if let Some(src) = self.graph.source_of(v.id) {
@@ -371,14 +371,16 @@ impl JobMaster {
                         if let Some(r) = restore {
                             e.restore(&r.consumed);
                             if !r.splits_back.is_empty() {
-                                e.add_splits_back(r.splits_back.clone(), 0)
-                                    .map_err(|why| format!("source '{name}' cannot take its splits back: {why}"))?;
+                                e.add_splits_back(r.splits_back.clone(), 0).map_err(|why| {
+                                    RuntimeError::from(why)
+                                        .context(format!("source '{name}' cannot take its splits back"))
+                                })?;
                             }
                         }
                         self.coordinators.insert(v.id as u32, SourceCoordinator::new(e).start());
                     }
-                    Ok(Err(e)) => return Err(format!("source '{name}' failed to start: {e}")),
-                    Err(p) => return Err(format!("source '{name}' panicked while starting: {p}")),
+                    Ok(Err(e)) => return Err(RuntimeError::from(e).context(format!("source '{name}' failed to start"))),
+                    Err(p) => return Err(p.context(format!("source '{name}' panicked while starting"))),
                 }
             }
         }
@@ -388,7 +390,7 @@ impl JobMaster {
     /// Asks the ResourceManager for the job's slots; the answer comes back as an input.
     fn request_slots(&mut self, ctx: &mut Context<Self>) -> Option<JobInput> {
         let Some(rm) = self.shared.resource_manager() else {
-            return Some(JobInput::SchedulingFailed("no resource manager".into()));
+            return Some(JobInput::SchedulingFailed(RuntimeError::Unavailable("no resource manager".into())));
         };
         let req = RequestSlots {
             job_id: self.job,
@@ -400,8 +402,10 @@ impl JobMaster {
             .then(|res, act, ctx| {
                 let input = match res {
                     Ok(Ok(a)) => JobInput::SlotsGranted(a),
-                    Ok(Err(e)) => JobInput::SchedulingFailed(e.to_string()),
-                    Err(e) => JobInput::SchedulingFailed(format!("resource manager unreachable: {e}")),
+                    Ok(Err(e)) => JobInput::SchedulingFailed(e.into()),
+                    Err(e) => JobInput::SchedulingFailed(RuntimeError::Unavailable(format!(
+                        "resource manager unreachable: {e}"
+                    ))),
                 };
                 act.feed(input, ctx);
                 fut::ready(())
@@ -478,17 +482,17 @@ impl JobMaster {
     }
 
     /// Reads the job's settings into the core; the first bad one is why scheduling fails.
-    fn read_settings(&mut self) -> Result<Option<std::path::PathBuf>, String> {
+    fn read_settings(&mut self) -> Result<Option<std::path::PathBuf>, RuntimeError> {
         let mut conf = self.shared.config.clone();
         conf.merge(&self.graph.config);
-        let strategy = RestartStrategy::from_config(&conf).map_err(|e| e.to_string())?;
+        let strategy = RestartStrategy::from_config(&conf)?;
         self.core.set_restart_tracker(RestartTracker::new(strategy));
-        let c = CheckpointSettings::from_config(&conf).map_err(|e| e.to_string())?;
+        let c = CheckpointSettings::from_config(&conf)?;
         *self.shared.checkpoint_stats(self.job).settings.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
         self.checkpointing = Some(c);
         self.core.enable_checkpointing();
-        self.allow_non_restored = conf.get(&IGNORE_UNCLAIMED_STATE).map_err(|e| e.to_string())?;
-        conf.get(&SAVEPOINT_PATH).map_err(|e| e.to_string())
+        self.allow_non_restored = conf.get(&IGNORE_UNCLAIMED_STATE)?;
+        Ok(conf.get(&SAVEPOINT_PATH)?)
     }
 }
 
@@ -546,7 +550,7 @@ impl Handler<TaskStateUpdate> for JobMaster {
     type Result = ();
     fn handle(&mut self, msg: TaskStateUpdate, ctx: &mut Self::Context) {
         if let Err(p) = catch_panic(|| self.feed(JobInput::TaskUpdate(msg), ctx)) {
-            self.exit = ExitReason::Panicked(p);
+            self.exit = ExitReason::Panicked(p.to_string());
             ctx.stop();
         }
     }
@@ -597,60 +601,69 @@ impl Handler<CancelJobExecution> for JobMaster {
 }
 
 impl Handler<SplitRequest> for JobMaster {
-    type Result = ResponseFuture<Result<SplitResponse, String>>;
+    type Result = ResponseFuture<Result<SplitResponse, RuntimeError>>;
     fn handle(&mut self, msg: SplitRequest, _: &mut Self::Context) -> Self::Result {
         let coord = self.coordinators.get(&msg.execution.vertex).cloned();
         Box::pin(async move {
             match coord {
-                Some(c) => c.send(msg).await.map_err(|e| format!("source coordinator unreachable: {e}"))?,
-                None => Err(format!("vertex {} has no source coordinator", msg.execution.vertex)),
+                Some(c) => c
+                    .send(msg)
+                    .await
+                    .map_err(|e| RuntimeError::Unavailable(format!("source coordinator unreachable: {e}")))?,
+                None => {
+                    Err(RuntimeError::Unavailable(format!("vertex {} has no source coordinator", msg.execution.vertex)))
+                }
             }
         })
     }
 }
 
 impl Handler<ConfirmEnd> for JobMaster {
-    type Result = Result<(), String>;
+    type Result = Result<(), RuntimeError>;
     fn handle(&mut self, msg: ConfirmEnd, _: &mut Self::Context) -> Self::Result {
         self.core.confirm_end(msg.execution.attempt)
     }
 }
 
 impl Handler<SavepointRequest> for JobMaster {
-    type Result = ResponseActFuture<Self, Result<std::path::PathBuf, String>>;
+    type Result = ResponseActFuture<Self, Result<std::path::PathBuf, RuntimeError>>;
     fn handle(&mut self, msg: SavepointRequest, _: &mut Self::Context) -> Self::Result {
-        let refuse = |why: String| -> Self::Result { Box::pin(fut::ready(Err(why))) };
+        let refuse = |why: RuntimeError| -> Self::Result { Box::pin(fut::ready(Err(why))) };
         let Some(c) = self.coordinator.clone() else {
-            return refuse("the job is not running: a savepoint needs every task running".into());
+            return refuse(RuntimeError::Refused(
+                "the job is not running: a savepoint needs every task running".into(),
+            ));
         };
         if let Err(why) = self.core.begin_savepoint(msg.then) {
             return refuse(why);
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         c.do_send(TriggerSavepoint { target: msg.target, stop_sources: msg.then == AfterSavepoint::Stop, reply: tx });
-        Box::pin(
-            async move { rx.await.unwrap_or_else(|_| Err("the checkpoint coordinator stopped".to_string())) }
-                .into_actor(self)
-                .map(|r, act, ctx| {
-                    act.feed(JobInput::SavepointFinished { succeeded: r.is_ok() }, ctx);
-                    r
-                }),
-        )
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(coordinator_stopped())) }.into_actor(self).map(
+            |r, act, ctx| {
+                act.feed(JobInput::SavepointFinished { succeeded: r.is_ok() }, ctx);
+                r
+            },
+        ))
     }
 }
 
 impl Handler<CheckpointRequest> for JobMaster {
-    type Result = ResponseFuture<Result<u64, String>>;
+    type Result = ResponseFuture<Result<u64, RuntimeError>>;
     fn handle(&mut self, _: CheckpointRequest, _: &mut Self::Context) -> Self::Result {
         let Some(c) = self.coordinator.clone() else {
             return Box::pin(async {
-                Err("the job is not running: a checkpoint needs every task running".to_string())
+                Err(RuntimeError::Refused("the job is not running: a checkpoint needs every task running".into()))
             });
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
         c.do_send(TriggerCheckpointNow { reply: tx });
-        Box::pin(async move { rx.await.unwrap_or_else(|_| Err("the checkpoint coordinator stopped".to_string())) })
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(coordinator_stopped())) })
     }
+}
+
+fn coordinator_stopped() -> RuntimeError {
+    RuntimeError::Unavailable("the checkpoint coordinator stopped".into())
 }
 
 /// A JobMaster learns that a TaskExecutor holding some of its slots is gone (heartbeat

@@ -136,9 +136,9 @@ pub trait ErasedEnumerator: Send {
     /// See [`SplitEnumerator::add_reader`].
     fn add_reader(&mut self, subtask: u32);
     /// See [`SplitEnumerator::handle_split_request`]; splits serialized.
-    fn handle_split_request(&mut self, subtask: u32) -> Result<(Vec<SplitBytes>, bool), String>;
+    fn handle_split_request(&mut self, subtask: u32) -> crate::error::Result<(Vec<SplitBytes>, bool)>;
     /// See [`SplitEnumerator::add_splits_back`].
-    fn add_splits_back(&mut self, splits: Vec<SplitBytes>, subtask: u32) -> Result<(), String>;
+    fn add_splits_back(&mut self, splits: Vec<SplitBytes>, subtask: u32) -> crate::error::Result<()>;
     /// See [`SplitEnumerator::restore`].
     fn restore(&mut self, consumed: &[String]);
 }
@@ -151,18 +151,18 @@ impl<S: Split> ErasedEnumerator for EnumeratorAdapter<S> {
     fn add_reader(&mut self, subtask: u32) {
         self.inner.add_reader(subtask)
     }
-    fn handle_split_request(&mut self, subtask: u32) -> Result<(Vec<SplitBytes>, bool), String> {
-        let a = self.inner.handle_split_request(subtask).map_err(|e| e.to_string())?;
+    fn handle_split_request(&mut self, subtask: u32) -> crate::error::Result<(Vec<SplitBytes>, bool)> {
+        let a = self.inner.handle_split_request(subtask).map_err(crate::error::ApiError::User)?;
         let mut out = Vec::with_capacity(a.splits.len());
         for s in &a.splits {
-            out.push(rmp_serde::to_vec(s).map_err(|e| format!("cannot serialize a split: {e}"))?);
+            out.push(rmp_serde::to_vec(s).map_err(|e| crate::error::ApiError::SplitEncode(e.to_string()))?);
         }
         Ok((out, a.no_more_splits))
     }
-    fn add_splits_back(&mut self, splits: Vec<SplitBytes>, subtask: u32) -> Result<(), String> {
+    fn add_splits_back(&mut self, splits: Vec<SplitBytes>, subtask: u32) -> crate::error::Result<()> {
         let mut back = Vec::with_capacity(splits.len());
         for b in splits {
-            back.push(rmp_serde::from_slice::<S>(&b).map_err(|e| format!("corrupt split: {e}"))?);
+            back.push(rmp_serde::from_slice::<S>(&b).map_err(|e| crate::error::ApiError::SplitDecode(e.to_string()))?);
         }
         self.inner.add_splits_back(back, subtask);
         Ok(())
@@ -177,7 +177,7 @@ pub trait ErasedSource: Send + Sync {
     /// See [`Source::boundedness`].
     fn boundedness(&self) -> Boundedness;
     /// A byte-level enumerator.
-    fn create_enumerator(&self, parallelism: u32) -> Result<Box<dyn ErasedEnumerator>, String>;
+    fn create_enumerator(&self, parallelism: u32) -> crate::error::Result<Box<dyn ErasedEnumerator>>;
 }
 
 pub(crate) struct SourceHolder<T, S: Source<T>> {
@@ -189,8 +189,8 @@ impl<T: 'static, S: Source<T>> ErasedSource for SourceHolder<T, S> {
     fn boundedness(&self) -> Boundedness {
         self.source.boundedness()
     }
-    fn create_enumerator(&self, parallelism: u32) -> Result<Box<dyn ErasedEnumerator>, String> {
-        let inner = self.source.create_enumerator(parallelism).map_err(|e| e.to_string())?;
+    fn create_enumerator(&self, parallelism: u32) -> crate::error::Result<Box<dyn ErasedEnumerator>> {
+        let inner = self.source.create_enumerator(parallelism).map_err(crate::error::ApiError::User)?;
         Ok(Box::new(EnumeratorAdapter { inner }))
     }
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use riffle_actors::peers::JobStore;
-use riffle_actors::JobId;
+use riffle_actors::{JobId, RuntimeError};
 use riffle_api::{Configuration, JobGraph, JobOrigin};
 use serde::{Deserialize, Serialize};
 
@@ -46,24 +46,37 @@ pub struct ZooKeeperJobStore {
     fence: Fence,
 }
 
+/// An HA error as the runtime carries it, with its domain.
+fn ha_runtime_error(e: super::HaError) -> RuntimeError {
+    RuntimeError::capture(&e, e.domain(), e.is_retryable())
+}
+
 impl JobStore for ZooKeeperJobStore {
     fn job_submitted(
         &self,
         job: JobId,
         graph: Arc<JobGraph>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>>>> {
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), RuntimeError>>>> {
         let (jobs, fence) = (self.jobs.clone(), self.fence.clone());
         Box::pin(async move {
-            let origin = graph.origin().cloned().ok_or_else(|| {
-                format!(
+            let origin = graph.origin().cloned().ok_or_else(|| RuntimeError::Caused {
+                message: format!(
                     "job '{}' was built by code only this process has; a highly available cluster runs jobs of \
-                     programs and plugins, which the next leader can build again",
+                         programs and plugins, which the next leader can build again",
                     graph.name
-                )
+                ),
+                causes: vec![],
+                domain: riffle_api::ErrorDomain::User,
+                retryable: false,
             })?;
             let stored = StoredJob { name: graph.name.clone(), origin, config: graph.config.clone() };
-            let bytes = rmp_serde::to_vec(&stored).map_err(|e| format!("cannot encode the job: {e}"))?;
-            jobs.put(&fence, job, &bytes).await.map_err(|e| e.to_string())
+            let bytes = rmp_serde::to_vec(&stored).map_err(|e| RuntimeError::Caused {
+                message: format!("cannot encode the job: {e}"),
+                causes: vec![],
+                domain: riffle_api::ErrorDomain::Internal,
+                retryable: false,
+            })?;
+            jobs.put(&fence, job, &bytes).await.map_err(ha_runtime_error)
         })
     }
 
@@ -71,9 +84,9 @@ impl JobStore for ZooKeeperJobStore {
         &self,
         job: JobId,
         at_least: u64,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, String>>>> {
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, RuntimeError>>>> {
         let (counter, fence) = (CheckpointIdCounter::new(&self.zk, job), self.fence.clone());
-        Box::pin(async move { counter.get_and_increment_at_least(&fence, at_least).await.map_err(|e| e.to_string()) })
+        Box::pin(async move { counter.get_and_increment_at_least(&fence, at_least).await.map_err(ha_runtime_error) })
     }
 
     fn job_terminated(&self, job: JobId) {
@@ -236,7 +249,7 @@ fn recover(
     stored: &StoredJob,
     checkpoint: Option<PathBuf>,
 ) -> Result<(), ClusterError> {
-    let mut graph = builder.build(&stored.origin).map_err(ClusterError::Plugin)?;
+    let mut graph = builder.build(&stored.origin)?;
     graph.config = stored.config.clone();
     let mut merged = cluster_config.clone();
     merged.merge(&graph.config);

@@ -11,7 +11,7 @@ use riffle_actors::mailbox::Counted;
 use riffle_actors::peers::{
     RemoteJobManagerMessage, RemoteTaskExecutor, TaskExecutorGateway, ToJobMaster, ToTaskExecutor,
 };
-use riffle_actors::RuntimeShared;
+use riffle_actors::{RuntimeError, RuntimeShared};
 use tokio::sync::{mpsc, watch};
 
 use super::protocol::LinkMessage;
@@ -271,9 +271,9 @@ fn ask_job_master<M, T>(
     job: riffle_actors::JobId,
     msg: M,
     out: &mpsc::UnboundedSender<LinkMessage>,
-    reply: impl FnOnce(Result<T, String>) -> LinkMessage + 'static,
+    reply: impl FnOnce(Result<T, RuntimeError>) -> LinkMessage + 'static,
 ) where
-    M: actix::Message<Result = Result<T, String>> + Send + 'static,
+    M: actix::Message<Result = Result<T, RuntimeError>> + Send + 'static,
     T: Send + 'static,
     JobMaster: actix::Handler<Counted<M>>,
     <JobMaster as actix::Actor>::Context: actix::dev::ToEnvelope<JobMaster, Counted<M>>,
@@ -282,8 +282,11 @@ fn ask_job_master<M, T>(
     let out = out.clone();
     actix::spawn(async move {
         let answer = match jm {
-            Some(jm) => jm.send(msg).await.unwrap_or_else(|e| Err(format!("the job master is gone: {e}"))),
-            None => Err("the job master is gone".to_string()),
+            Some(jm) => jm
+                .send(msg)
+                .await
+                .unwrap_or_else(|e| Err(RuntimeError::Unavailable(format!("the job master is gone: {e}")))),
+            None => Err(RuntimeError::Unavailable("the job master is gone".to_string())),
         };
         let _ = out.send(reply(answer));
     });
@@ -335,11 +338,20 @@ fn on_message(
             let out = out.clone();
             actix::spawn(async move {
                 let bytes = match source {
-                    None => Err(format!("job {job} was not built from a plugin here")),
+                    None => Err(RuntimeError::from(ClusterError::Plugin(format!(
+                        "job {job} was not built from a plugin here"
+                    )))),
                     Some(path) => actix_rt::task::spawn_blocking(move || std::fs::read(&path))
                         .await
-                        .map_err(|e| e.to_string())
-                        .and_then(|r| r.map_err(|e| format!("cannot read the plugin library: {e}")))
+                        .map_err(|e| RuntimeError::Panicked(e.to_string()))
+                        .and_then(|r| {
+                            r.map_err(|e| {
+                                RuntimeError::from(ClusterError::Io {
+                                    what: "cannot read the plugin library".into(),
+                                    source: e,
+                                })
+                            })
+                        })
                         .map(serde_bytes::ByteBuf::from),
                 };
                 let _ = out.send(LinkMessage::Artifact { job, bytes });

@@ -23,20 +23,25 @@ pub mod taskmanager_side;
 
 use riffle_api::{JobGraph, JobOrigin};
 
+use crate::error::ClusterError;
+
 /// Builds a job graph from its origin in a TaskManager process. The built-in programs live
 /// above this crate (riffle-scenarios), so the `riffle` binary hands in the builder; plugin
 /// jobs are built from the libraries `crate::plugin` loads and `slot_instances` keeps.
 pub trait ProgramBuilder: Send + Sync {
     /// The graph `origin` describes, or why it cannot be built here.
-    fn build(&self, origin: &JobOrigin) -> Result<JobGraph, String>;
+    fn build(&self, origin: &JobOrigin) -> Result<JobGraph, ClusterError>;
 }
 
-impl<F> ProgramBuilder for F
+/// Any function from an origin to a graph; its error (a message, a `ClusterError`, ...) is why
+/// the job cannot be built here ([`ClusterError::Build`]).
+impl<F, E> ProgramBuilder for F
 where
-    F: Fn(&JobOrigin) -> Result<JobGraph, String> + Send + Sync,
+    F: Fn(&JobOrigin) -> Result<JobGraph, E> + Send + Sync,
+    E: std::fmt::Display,
 {
-    fn build(&self, origin: &JobOrigin) -> Result<JobGraph, String> {
-        self(origin)
+    fn build(&self, origin: &JobOrigin) -> Result<JobGraph, ClusterError> {
+        self(origin).map_err(|e| ClusterError::Build(e.to_string()))
     }
 }
 

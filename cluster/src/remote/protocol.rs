@@ -5,6 +5,7 @@ use riffle_actors::gateway::SplitResponse;
 use riffle_actors::ids::{JobId, ResourceId};
 use riffle_actors::peers::{RemoteJobManagerMessage, ToTaskExecutor};
 use riffle_actors::task_executor::TaskExecutorReport;
+use riffle_actors::RuntimeError;
 use riffle_api::{Configuration, JobOrigin};
 use serde::{Deserialize, Serialize};
 
@@ -83,20 +84,56 @@ pub enum LinkMessage {
         /// The job.
         job: JobId,
         /// The library's bytes.
-        bytes: Result<serde_bytes::ByteBuf, String>,
+        bytes: Result<serde_bytes::ByteBuf, RuntimeError>,
     },
     /// JobManager → TaskManager: the answer to a split request.
     SplitAnswer {
         /// The request answered.
         request: u64,
         /// Splits, or the enumerator's error.
-        answer: Result<SplitResponse, String>,
+        answer: Result<SplitResponse, RuntimeError>,
     },
     /// JobManager → TaskManager: the answer to a subtask's `ConfirmEnd`.
     EndAnswer {
         /// The request answered.
         request: u64,
         /// Confirmed, or why not.
-        answer: Result<(), String>,
+        answer: Result<(), RuntimeError>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::message::{decode, encode_into};
+    use crate::transport::Stage;
+    use riffle_actors::error::ErrorDomain;
+
+    #[test]
+    fn gateway_errors_round_trip_over_the_link() {
+        let refused = RuntimeError::Refused("attempt 0 of the job was superseded by attempt 1".into());
+        let caused = RuntimeError::from(riffle_api::ApiError::SplitDecode("bad bytes".into())).context("enumerator");
+        let messages = [
+            LinkMessage::EndAnswer { request: 7, answer: Err(refused.clone()) },
+            LinkMessage::SplitAnswer { request: 8, answer: Err(caused.clone()) },
+            LinkMessage::EndAnswer { request: 9, answer: Ok(()) },
+        ];
+        for m in messages {
+            let mut buf = Vec::new();
+            encode_into(&mut buf, &m).expect("encodes");
+            let back: LinkMessage = decode(&buf, Stage::Session).expect("decodes");
+            match (m, back) {
+                (LinkMessage::EndAnswer { answer: a, .. }, LinkMessage::EndAnswer { answer: b, .. }) => {
+                    assert_eq!(a, b)
+                }
+                (LinkMessage::SplitAnswer { answer: Err(a), .. }, LinkMessage::SplitAnswer { answer: Err(b), .. }) => {
+                    assert_eq!(a, b)
+                }
+                (a, b) => panic!("{a:?} came back as {b:?}"),
+            }
+        }
+        assert_eq!((refused.domain(), refused.is_retryable()), (ErrorDomain::User, true));
+        assert_eq!((caused.domain(), caused.is_retryable()), (ErrorDomain::Internal, false));
+        assert_eq!(caused.to_string(), "enumerator: corrupt split: bad bytes");
+    }
 }

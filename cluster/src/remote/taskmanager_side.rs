@@ -12,12 +12,13 @@ use riffle_actors::peers::{
     JobMasterGateway, RemoteJobManager, RemoteJobManagerMessage, TaskExecutorGateway, ToTaskExecutor,
 };
 use riffle_actors::task_executor::{ReleaseAllSlots, TaskExecutor};
-use riffle_actors::RuntimeShared;
+use riffle_actors::{RuntimeError, RuntimeShared};
 use tokio::sync::{mpsc, watch};
 
 use super::protocol::LinkMessage;
 use super::slot_instances::SlotInstances;
 use super::{ProgramBuilder, REGISTRATION_TIMEOUT};
+use crate::error::ClusterError;
 use crate::heartbeat::{HeartbeatMonitor, HeartbeatSettings};
 use crate::transport::{connect, ConnectionReader, ConnectionWriter, Hello, Timeouts};
 
@@ -69,6 +70,7 @@ pub async fn run(
         let address = match leader(&settings, &mut zk).await {
             Ok(a) => a,
             Err(error) => {
+                let error = error.to_string();
                 if error != last_error {
                     tracing::warn!("cannot find the leading JobManager: {error}; retrying");
                     last_error = error;
@@ -218,7 +220,7 @@ impl Jobs {
             }
             Err(why) => {
                 tracing::warn!(%job, "cannot build the job's graph: {why}");
-                self.unbuildable.insert(job, why);
+                self.unbuildable.insert(job, why.to_string());
             }
         }
     }
@@ -289,18 +291,19 @@ fn set_plugin_path(origin: &mut riffle_api::JobOrigin, local: &std::path::Path) 
 }
 
 /// The JobManager to connect to: the configured one, or with HA the leader ZooKeeper names.
-async fn leader(settings: &LinkSettings, zk: &mut Option<crate::ha::ZkClient>) -> Result<String, String> {
+async fn leader(settings: &LinkSettings, zk: &mut Option<crate::ha::ZkClient>) -> Result<String, ClusterError> {
     let Some(config) = &settings.zookeeper else { return Ok(settings.job_manager.clone()) };
+    let unavailable = |e: crate::ha::HaError| ClusterError::Unavailable(e.to_string());
     if zk.as_ref().is_none_or(|z| z.state().is_terminated()) {
-        *zk = Some(crate::ha::ZkClient::connect(config).await.map_err(|e| e.to_string())?);
+        *zk = Some(crate::ha::ZkClient::connect(config).await.map_err(unavailable)?);
     }
-    let Some(client) = zk.as_ref() else { return Err("no ZooKeeper client".into()) };
+    let Some(client) = zk.as_ref() else { return Err(ClusterError::Unavailable("no ZooKeeper client".into())) };
     match crate::ha::leader_address(client).await {
         Ok(Some(info)) => Ok(info.address),
-        Ok(None) => Err(format!("no JobManager leads cluster '{}' yet", config.cluster_id)),
+        Ok(None) => Err(ClusterError::Unavailable(format!("no JobManager leads cluster '{}' yet", config.cluster_id))),
         Err(e) => {
             *zk = None;
-            Err(e.to_string())
+            Err(unavailable(e))
         }
     }
 }
@@ -436,8 +439,10 @@ async fn session(
                                 Some(url) => {
                                     let local_tx = local_tx.clone();
                                     actix::spawn(async move {
-                                        let bytes =
-                                            crate::artifacts::fetch_url(&url).await.map(serde_bytes::ByteBuf::from);
+                                        let bytes = crate::artifacts::fetch_url(&url)
+                                            .await
+                                            .map(serde_bytes::ByteBuf::from)
+                                            .map_err(Into::into);
                                         let _ = local_tx.send(LinkMessage::Artifact { job, bytes });
                                     });
                                 }
@@ -452,7 +457,7 @@ async fn session(
             }
             LinkMessage::Artifact { job, bytes } => {
                 let Some((mut origin, config, digest, queued)) = jobs.fetching.remove(&job) else { continue };
-                let stored = bytes.and_then(|b| settings.artifacts.put(&digest, &b));
+                let stored = bytes.and_then(|b| settings.artifacts.put(&digest, &b).map_err(RuntimeError::from));
                 match stored {
                     Ok(path) => {
                         tracing::info!(%job, path = %path.display(), "plugin library fetched into the artifact cache");

@@ -98,7 +98,7 @@ pub async fn upload(ctx: Ctx, mut payload: Multipart) -> Result<HttpResponse, We
             Ok(entries) => Ok(entries),
             Err(why) => {
                 let _ = std::fs::remove_file(&stored);
-                Err(WebError::BadRequest(why))
+                Err(why)
             }
         }
     })
@@ -183,8 +183,7 @@ pub async fn run(
     let e = entry.clone();
     let graph = web::block(move || runner.build(&lib, &e, &args))
         .await
-        .map_err(|e| WebError::Internal(format!("building the job failed: {e}")))?
-        .map_err(WebError::BadRequest)?;
+        .map_err(|e| WebError::Internal(format!("building the job failed: {e}")))??;
     submit(&ctx, job, graph, &b, &format!("{} of {}", entry, j.name)).await
 }
 

@@ -301,7 +301,7 @@ fn task_label(e: &ExceptionEntry, v: &JobView) -> Option<String> {
 fn history_entry(e: &ExceptionEntry, v: &JobView, concurrent: Vec<Value>) -> Value {
     let mut m = Map::new();
     m.insert("exceptionName".into(), json!(exception_name(e)));
-    m.insert("stacktrace".into(), json!(e.exception));
+    m.insert("stacktrace".into(), json!(e.stacktrace()));
     m.insert("timestamp".into(), json!(e.timestamp_ms));
     if let Some(t) = task_label(e, v) {
         m.insert("taskName".into(), json!(t));

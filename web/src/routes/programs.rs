@@ -154,7 +154,6 @@ pub async fn run(ctx: Ctx, path: web::Path<String>, body: web::Bytes) -> Result<
     let n = name.clone();
     let graph = web::block(move || catalog.build(&n, &args, parallelism))
         .await
-        .map_err(|e| WebError::Internal(format!("building the job failed: {e}")))?
-        .map_err(WebError::BadRequest)?;
+        .map_err(|e| WebError::Internal(format!("building the job failed: {e}")))??;
     submit(&ctx, job, graph, &b, &name).await
 }

@@ -101,7 +101,9 @@ fn start(
     actix_web::rt::spawn(async move {
         let r = match jm.send(SavepointRequest { target: dir, then }).await {
             Ok(r) => r.map(|p| p.display().to_string()),
-            Err(e) => Err(format!("the job ended before the savepoint completed: {e}")),
+            Err(e) => Err(riffle_actors::RuntimeError::Unavailable(format!(
+                "the job ended before the savepoint completed: {e}"
+            ))),
         };
         match &r {
             Ok(p) => tracing::info!(job = %job, "savepoint completed at {p}"),
@@ -147,7 +149,7 @@ pub async fn status(ctx: Ctx, path: web::Path<(String, String)>) -> Result<HttpR
         }
         Operation::Done(Err(why)) => json!({
             "status": {"id": "COMPLETED"},
-            "operation": {"failure-cause": {"class": "riffle.SavepointException", "stack-trace": why, "serialized-throwable": ""}},
+            "operation": {"failure-cause": {"class": "riffle.SavepointException", "stack-trace": why.chain().join("\n"), "serialized-throwable": ""}},
         }),
     }))
 }

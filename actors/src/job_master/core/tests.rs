@@ -177,7 +177,7 @@ fn scheduling() {
             name: "bad settings fail the job at once, even with restarts allowed",
             strategy: one_restart(),
             before: vec![JobInput::Start],
-            input: JobInput::SchedulingFailed("bad key".into()),
+            input: JobInput::SchedulingFailed(RuntimeError::Unavailable("bad key".into())),
             expect: &[
                 "exception:root@0",
                 "status:FAILING",
@@ -192,7 +192,7 @@ fn scheduling() {
             name: "no slots: the job fails, no restart",
             strategy: one_restart(),
             before: to_running()[..3].to_vec(),
-            input: JobInput::SchedulingFailed("not enough slots".into()),
+            input: JobInput::SchedulingFailed(RuntimeError::Unavailable("not enough slots".into())),
             expect: &[
                 "exception:root@0",
                 "status:FAILING",
@@ -207,7 +207,10 @@ fn scheduling() {
             name: "the enumerators do not start: the job fails",
             strategy: one_restart(),
             before: vec![JobInput::Start, JobInput::Ready],
-            input: JobInput::AttemptPrepared { result: Err("no such file".into()), executors_present: true },
+            input: JobInput::AttemptPrepared {
+                result: Err(RuntimeError::Unavailable("no such file".into())),
+                executors_present: true,
+            },
             expect: &[
                 "exception:root@0",
                 "status:FAILING",
@@ -334,7 +337,7 @@ fn running_and_ending() {
         Case {
             name: "cancel of an ended job does nothing",
             strategy: RestartStrategy::None,
-            before: vec![JobInput::Start, JobInput::SchedulingFailed("x".into())],
+            before: vec![JobInput::Start, JobInput::SchedulingFailed(RuntimeError::Unavailable("x".into()))],
             input: JobInput::Cancel,
             expect: &[],
             status: Failed,
@@ -435,7 +438,10 @@ fn failover() {
                 v.push(JobInput::Timer(JobTimer::RestartDue { attempt: 0 }));
                 v
             },
-            input: JobInput::AttemptPrepared { result: Err("gone".into()), executors_present: true },
+            input: JobInput::AttemptPrepared {
+                result: Err(RuntimeError::Unavailable("gone".into())),
+                executors_present: true,
+            },
             expect: &[
                 "exception:root@1",
                 "status:FAILING",
@@ -534,6 +540,42 @@ fn the_root_cause_is_the_first_failure() {
 }
 
 #[test]
+fn the_cause_chain_reaches_the_exception_history() {
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot write the batch")]
+    struct Outer(#[source] std::io::Error);
+    let mut core = new_core(RestartStrategy::None);
+    for i in to_running() {
+        core.on(i, clock());
+    }
+    let err = riffle_api::TaskError::new("sink", &Outer(std::io::Error::other("disk full")));
+    let out = core.on(report(1, 0, 0, TaskState::Failed(err)), clock());
+    let entry = out
+        .iter()
+        .find_map(|c| match c {
+            JobCommand::RecordException(e) => Some(e.clone()),
+            _ => None,
+        })
+        .expect("the failure is recorded");
+    assert_eq!(
+        entry.exception,
+        "operator 'sink' failed: cannot write the batch: disk full (subtask 1/2 of 'Sink: print', task executor te-a)"
+    );
+    assert_eq!(
+        entry.causes,
+        vec![
+            "operator 'sink' failed: cannot write the batch (subtask 1/2 of 'Sink: print', task executor te-a)"
+                .to_string(),
+            "disk full".to_string(),
+        ]
+    );
+    assert_eq!(
+        entry.stacktrace(),
+        "operator 'sink' failed: cannot write the batch (subtask 1/2 of 'Sink: print', task executor te-a)\ndisk full"
+    );
+}
+
+#[test]
 fn savepoints() {
     let mut core = new_core(RestartStrategy::None);
     assert!(core.begin_savepoint(AfterSavepoint::Continue).is_err(), "not running yet");
@@ -563,7 +605,7 @@ fn savepoints() {
     }
     core.on(failed(0, 0, 0), clock());
     let why = core.begin_savepoint(AfterSavepoint::Continue).unwrap_err();
-    assert!(why.contains("not running"), "{why}");
+    assert!(why.to_string().contains("not running"), "{why}");
 }
 
 #[test]
@@ -572,10 +614,13 @@ fn ending_input_is_confirmed_only_for_the_current_attempt_of_a_running_job() {
     for i in to_restart_delay() {
         core.on(i, clock());
     }
-    assert_eq!(core.confirm_end(0), Err("the job is RESTARTING now".to_string()));
+    assert_eq!(core.confirm_end(0), Err(RuntimeError::Refused("the job is RESTARTING now".to_string())));
     core.on(JobInput::Timer(JobTimer::RestartDue { attempt: 0 }), clock());
     core.on(JobInput::AttemptPrepared { result: Ok(()), executors_present: true }, clock());
-    assert_eq!(core.confirm_end(0), Err("attempt 0 of the job was superseded by attempt 1".to_string()));
+    assert_eq!(
+        core.confirm_end(0),
+        Err(RuntimeError::Refused("attempt 0 of the job was superseded by attempt 1".to_string()))
+    );
     assert_eq!(core.confirm_end(1), Ok(()));
     core.on(JobInput::Cancel, clock());
     assert!(core.confirm_end(1).is_err());
