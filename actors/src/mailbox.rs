@@ -297,6 +297,94 @@ mod tests {
         assert_eq!(slow.mailbox().queued, 0);
     }
 
+    #[derive(Debug, Clone, Copy)]
+    enum Op {
+        /// `do_send` of work taking this many ms.
+        Send(u64),
+        /// A request whose sender gives up before the answer.
+        Cancel,
+        /// A request awaited: everything queued before it is handled by then.
+        Await,
+        /// The actor stops (through its plain address); what is queued is dropped with it.
+        Halt,
+        /// Let the actor run for a moment.
+        Yield,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (0u64..3).prop_map(Op::Send),
+            2 => Just(Op::Cancel),
+            1 => Just(Op::Await),
+            1 => Just(Op::Yield),
+            1 => Just(Op::Halt),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// Over any schedule of sends, cancelled and awaited requests and a stop: the count
+        /// rises by exactly one per message sent to a running actor, never exceeds what was
+        /// sent, is zero whenever an awaited answer came back, and returns to zero once the
+        /// actor has stopped, whatever was left in its mailbox.
+        #[test]
+        fn the_count_never_drifts(ops in proptest::collection::vec(op(), 1..40)) {
+            let result: Result<(), String> = actix::System::new().block_on(async move {
+                let slow = Probed::new(Slow.start());
+                let mut sent = 0usize;
+                for op in ops {
+                    let before = slow.mailbox().queued;
+                    match op {
+                        Op::Send(ms) => {
+                            slow.do_send(Work(ms));
+                            let want = if slow.connected() { before + 1 } else { before };
+                            if slow.connected() {
+                                sent += 1;
+                            }
+                            if slow.mailbox().queued != want {
+                                return Err(format!("after a send: {} queued, {want} expected", slow.mailbox().queued));
+                            }
+                        }
+                        Op::Cancel => {
+                            drop(slow.send(Work(0)));
+                            sent += 1;
+                        }
+                        Op::Await => {
+                            let answered = slow.send(Work(0)).await.is_ok();
+                            sent += 1;
+                            if answered && slow.mailbox().queued != 0 {
+                                return Err(format!("{} queued after an answer", slow.mailbox().queued));
+                            }
+                        }
+                        Op::Halt => {
+                            slow.addr().do_send(Halt);
+                            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                            while slow.connected() && std::time::Instant::now() < deadline {
+                                tokio::time::sleep(Duration::from_millis(1)).await;
+                            }
+                        }
+                        Op::Yield => tokio::time::sleep(Duration::from_millis(2)).await,
+                    }
+                    if slow.mailbox().queued > sent {
+                        return Err(format!("{} queued but only {sent} sent", slow.mailbox().queued));
+                    }
+                }
+                // Settle: an awaited request (or the actor's end) leaves nothing counted.
+                if slow.connected() {
+                    let _ = slow.send(Work(0)).await;
+                } else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                match slow.mailbox().queued {
+                    0 => Ok(()),
+                    n => Err(format!("{n} still counted at the end")),
+                }
+            });
+            proptest::prop_assert_eq!(result, Ok(()));
+        }
+    }
+
     #[test]
     fn names_messages_by_their_short_type_name() {
         assert_eq!(short_type_name::<Work>(), "Work");
