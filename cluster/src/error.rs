@@ -51,17 +51,16 @@ impl ClusterError {
     /// Where the error comes from.
     pub fn domain(&self) -> ErrorDomain {
         match self {
-            ClusterError::Config(_)
-            | ClusterError::Graph(_)
-            | ClusterError::Rejected(_)
-            | ClusterError::Plugin(_)
-            | ClusterError::Build(_) => ErrorDomain::User,
+            ClusterError::Config(_) | ClusterError::Graph(_) | ClusterError::Plugin(_) | ClusterError::Build(_) => {
+                ErrorDomain::User
+            }
             ClusterError::Unavailable(_) | ClusterError::Timeout(..) | ClusterError::Checkpoint(_) => {
                 ErrorDomain::External
             }
             ClusterError::Io { .. } => ErrorDomain::External,
             ClusterError::Rest(e) => e.domain(),
             ClusterError::Runtime(e) => e.domain(),
+            ClusterError::Rejected(e) => e.domain(),
         }
     }
 
@@ -69,6 +68,7 @@ impl ClusterError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ClusterError::Runtime(e) => e.is_retryable(),
+            ClusterError::Rejected(e) => e.is_retryable(),
             _ => self.domain() == ErrorDomain::External,
         }
     }
