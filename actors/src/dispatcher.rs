@@ -19,7 +19,7 @@ use crate::mailbox::Probed;
 use crate::registry::RuntimeShared;
 use crate::supervision::{ChildExited, ExitReason};
 
-/// Errors a Dispatcher answers with: all are the caller's (user domain).
+/// Errors a Dispatcher answers with (their domains: `crate::error`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum DispatcherError {
     /// No such job.
