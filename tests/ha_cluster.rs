@@ -1,8 +1,9 @@
 //! High availability with real processes and a real ZooKeeper (Debian's 3.8, started by
 //! `scripts/zookeeper.sh`; `scripts/setup-tests` installs it): two JobManagers and two TaskManagers; the leader is
 //! killed with SIGKILL while an exactly-once job runs, the standby takes over, recovers the job
-//! from its newest checkpoint and it finishes with exactly the failure-free output. With a
-//! 3-member ensemble, a ZooKeeper member is killed too.
+//! from its newest checkpoint and it finishes with exactly the failure-free output; a failure
+//! the old leader recorded (a TaskManager killed before) is in the new leader's exception
+//! history. With a 3-member ensemble, a ZooKeeper member is killed too.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -128,8 +129,26 @@ fn now_ms() -> i64 {
 /// Two JobManagers (the first leads) and two TaskManagers of two slots against `quorum`.
 struct HaCluster {
     jms: Vec<(Proc, String)>,
-    _tms: Vec<Proc>,
+    tms: Vec<Proc>,
     _standby_out: Receiver<String>,
+    /// The `-D` arguments every process gets.
+    common: Vec<String>,
+    /// Where the HA files go.
+    dir: PathBuf,
+}
+
+/// Starts TaskManager `tm-<i>` with two slots.
+fn start_task_manager(common: &[String], i: usize) -> Proc {
+    let mut a = vec!["taskmanager".to_string()];
+    a.extend(common.iter().cloned());
+    for kv in [
+        format!("taskmanager.resource-id=tm-{i}"),
+        "taskmanager.numberOfTaskSlots=2".into(),
+        "taskmanager.host=127.0.0.1".into(),
+    ] {
+        a.extend(["-D".to_string(), kv]);
+    }
+    start(&a).0
 }
 
 fn ha_cluster(quorum: &str, dir: &Path) -> HaCluster {
@@ -163,25 +182,19 @@ fn ha_cluster(quorum: &str, dir: &Path) -> HaCluster {
     line_with(&out1, "REST API and web UI at", Duration::from_secs(60)).expect("the first JobManager leads");
     let (p2, out2) = jm(free_port(), rest2);
     line_with(&out2, "standby", Duration::from_secs(60)).expect("the second JobManager stands by");
-    let mut tms = Vec::new();
-    for i in 0..2 {
-        let mut a = vec!["taskmanager".to_string()];
-        a.extend(common.iter().cloned());
-        for kv in [
-            format!("taskmanager.resource-id=tm-{i}"),
-            "taskmanager.numberOfTaskSlots=2".into(),
-            "taskmanager.host=127.0.0.1".into(),
-        ] {
-            a.extend(["-D".to_string(), kv]);
-        }
-        tms.push(start(&a).0);
-    }
+    let tms = (0..2).map(|i| start_task_manager(&common, i)).collect();
     let first = format!("127.0.0.1:{rest1}");
     wait_until("two TaskManagers at the leader", Duration::from_secs(30), || {
         http(&first, "GET", "/taskmanagers", "")
             .is_some_and(|v| v["taskmanagers"].as_array().is_some_and(|a| a.len() == 2))
     });
-    HaCluster { jms: vec![(p1, first), (p2, format!("127.0.0.1:{rest2}"))], _tms: tms, _standby_out: out2 }
+    HaCluster {
+        jms: vec![(p1, first), (p2, format!("127.0.0.1:{rest2}"))],
+        tms,
+        _standby_out: out2,
+        common,
+        dir: dir.to_path_buf(),
+    }
 }
 
 fn submit_drill(rest: &str, out: &Path, events: u64, keys: u64) -> String {
@@ -205,6 +218,52 @@ fn completed_checkpoints(rest: &str, job: &str) -> u64 {
     http(rest, "GET", &format!("/jobs/{job}/checkpoints"), "")
         .and_then(|v| v["counts"]["completed"].as_u64())
         .unwrap_or(0)
+}
+
+/// A job's exception history as a JobManager shows it: (timestamp, exception) of each entry,
+/// newest first.
+fn exceptions(rest: &str, job: &str) -> Vec<(i64, String)> {
+    http(rest, "GET", &format!("/jobs/{job}/exceptions"), "")
+        .and_then(|v| {
+            v["all-exceptions"].as_array().map(|a| {
+                a.iter()
+                    .map(|e| (e["timestamp"].as_i64().unwrap_or(0), e["exception"].as_str().unwrap_or("").into()))
+                    .collect()
+            })
+        })
+        .unwrap_or_default()
+}
+
+fn job_state(rest: &str, job: &str) -> String {
+    http(rest, "GET", &format!("/jobs/{job}"), "")
+        .map(|j| j["state"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+/// Kills a TaskManager (SIGKILL) once the job checkpointed and starts another in its place;
+/// returns the leader's exception history once the job runs again and the history is in
+/// `storageDir`.
+fn lose_a_task_manager(c: &mut HaCluster, job: &str) -> Vec<(i64, String)> {
+    let leader = c.jms[0].1.clone();
+    wait_until("a completed checkpoint", Duration::from_secs(60), || completed_checkpoints(&leader, job) > 0);
+    let mut tm = c.tms.remove(0);
+    let _ = tm.0.kill();
+    let _ = tm.0.wait();
+    c.tms.push(start_task_manager(&c.common, 2));
+    wait_until("the lost TaskManager in the exception history", Duration::from_secs(30), || {
+        !exceptions(&leader, job).is_empty()
+    });
+    // A checkpoint of the restarted job: every failure of that failover was recorded by then.
+    let before = completed_checkpoints(&leader, job);
+    wait_until("the job to run again and checkpoint", Duration::from_secs(60), || {
+        job_state(&leader, job) == "RUNNING" && completed_checkpoints(&leader, job) > before
+    });
+    let stored = c.dir.join("ha/default/exception-history");
+    wait_until("the history in storageDir", Duration::from_secs(10), || {
+        std::fs::read_dir(&stored)
+            .is_ok_and(|mut d| d.any(|f| f.is_ok_and(|f| !f.file_name().to_string_lossy().starts_with('.'))))
+    });
+    exceptions(&leader, job)
 }
 
 /// Kills the leading JobManager once the job checkpointed; returns ms until the standby ran it.
@@ -248,7 +307,7 @@ fn the_standby_job_manager_takes_over_a_killed_leader_and_the_job_ends_exactly_o
     let zk = ZooKeeper::standalone();
     let mut c = ha_cluster(&zk.quorum, dir.path());
     let out = dir.path().join("out");
-    let (events, keys) = (120_000, 30);
+    let (events, keys) = (200_000, 30);
     // A client pointed at the standby is sent to the leader: a redirect for any REST client,
     // which riffle's CLI follows.
     let (leader, standby) = (c.jms[0].1.clone(), c.jms[1].1.clone());
@@ -259,6 +318,8 @@ fn the_standby_job_manager_takes_over_a_killed_leader_and_the_job_ends_exactly_o
     });
     assert_eq!(answer.1["location"], format!("http://{leader}/overview?x=1"), "{}", answer.1);
     let job = submit_drill(&c.jms[0].1, &out, events, keys);
+    // A failure before the failover: the new leader shows the history the old one recorded.
+    let recorded = lose_a_task_manager(&mut c, &job);
     let listed = Command::new(env!("CARGO_BIN_EXE_riffle")).args(["list", "-m", &standby]).output().unwrap();
     let listed_out = String::from_utf8_lossy(&listed.stdout);
     assert!(
@@ -268,6 +329,12 @@ fn the_standby_job_manager_takes_over_a_killed_leader_and_the_job_ends_exactly_o
     );
     let took = kill_leader_and_wait_for_the_standby(&mut c, &job);
     eprintln!("SIGKILL of the leader to the standby running the job: {took} ms (session timeout 2 s)");
+    let shown = exceptions(&c.jms[0].1, &job);
+    eprintln!("the old leader's exception history, shown by the new leader: {recorded:?}");
+    assert!(
+        !recorded.is_empty() && recorded.iter().all(|e| shown.contains(e)),
+        "old leader's {recorded:?}, new leader's {shown:?}"
+    );
     wait_finished_exact(&c.jms[0].1, &job, &out, events, keys);
 }
 

@@ -195,7 +195,12 @@ impl Dispatcher {
         // Registered before the JobMaster runs: everyone reaches it through this one probe.
         let master = Probed::new(master);
         self.shared.job_masters.insert(id, master.clone());
-        let history = ExceptionHistory::new(self.settings.exception_history_size);
+        // A recovered job continues the history its previous leader stored.
+        let capacity = self.settings.exception_history_size;
+        let history = match self.shared.job_store().and_then(|s| s.recovered_exceptions(id)) {
+            Some(stored) => ExceptionHistory::restore(capacity, stored),
+            None => ExceptionHistory::new(capacity),
+        };
         self.jobs.insert(
             id,
             Entry {
@@ -257,6 +262,11 @@ impl Handler<ExceptionRecorded> for Dispatcher {
     fn handle(&mut self, msg: ExceptionRecorded, _: &mut Self::Context) {
         if let Some(e) = self.jobs.get_mut(&msg.job_id) {
             e.history.push(msg.entry);
+            // Highly available: the next leader shows the same history. Never after the end
+            // (the store removed it with the job).
+            if let (Some(store), None) = (self.shared.job_store(), &e.result) {
+                store.exceptions_changed(msg.job_id, e.history.snapshot());
+            }
         }
     }
 }

@@ -54,6 +54,17 @@ pub struct ExceptionPage {
     pub truncated: bool,
 }
 
+/// What a highly available JobManager stores of a job's history for its successor (see
+/// `peers::JobStore::exceptions_changed`): the entries oldest first, and whether some were
+/// evicted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExceptionHistorySnapshot {
+    /// The entries kept, oldest first.
+    pub entries: Vec<ExceptionEntry>,
+    /// Whether older entries were evicted.
+    pub truncated: bool,
+}
+
 /// The bounded history.
 #[derive(Debug, Clone)]
 pub struct ExceptionHistory {
@@ -69,6 +80,22 @@ impl ExceptionHistory {
     /// A history keeping at most `capacity` entries (at least 1).
     pub fn new(capacity: usize) -> Self {
         Self { entries: VecDeque::new(), capacity: capacity.max(1), truncated: false }
+    }
+
+    /// The history a previous leader stored, bounded by this JobManager's `capacity` (evicting
+    /// as [`push`](Self::push) does, so the first root cause stays).
+    pub fn restore(capacity: usize, snapshot: ExceptionHistorySnapshot) -> Self {
+        let mut h = Self::new(capacity);
+        for e in snapshot.entries {
+            h.push(e);
+        }
+        h.truncated |= snapshot.truncated;
+        h
+    }
+
+    /// What to store for a successor.
+    pub fn snapshot(&self) -> ExceptionHistorySnapshot {
+        ExceptionHistorySnapshot { entries: self.entries.iter().cloned().collect(), truncated: self.truncated }
     }
 
     /// Records an entry, evicting as described in the module docs.
@@ -161,5 +188,28 @@ mod tests {
         assert!(h.page(0, 1).truncated);
         // Non-root entries are evicted before root causes.
         assert!(all.iter().filter(|x| x.is_root_cause).count() >= 2);
+    }
+
+    #[test]
+    fn a_restored_history_is_the_stored_one_bounded_anew() {
+        let mut h = ExceptionHistory::new(4);
+        h.push(e(0, true));
+        for i in 1..10 {
+            h.push(e(i, i % 3 == 0));
+        }
+        let snap = h.snapshot();
+        let bytes = rmp_serde::to_vec_named(&snap).expect("encode");
+        let back: ExceptionHistorySnapshot = rmp_serde::from_slice(&bytes).expect("decode");
+        assert_eq!(back, snap);
+        let same = ExceptionHistory::restore(4, back.clone());
+        assert_eq!(same.page(0, 10), h.page(0, 10));
+        // A successor with a smaller bound keeps the first root cause, and says it truncated.
+        let small = ExceptionHistory::restore(2, back);
+        let p = small.page(0, 10);
+        assert_eq!(p.entries.len(), 2);
+        assert_eq!(p.entries.last().map(|x| x.timestamp_ms), Some(0));
+        assert!(p.truncated);
+        let fresh = ExceptionHistory::restore(3, ExceptionHistorySnapshot::default());
+        assert!(fresh.is_empty() && !fresh.page(0, 1).truncated);
     }
 }

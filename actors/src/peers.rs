@@ -426,4 +426,13 @@ pub trait JobStore: Send + Sync {
     fn job_terminated(&self, job: crate::ids::JobId);
     /// Checkpoint `id` of `job` completed in `dir`: the next leader resumes from it.
     fn checkpoint_completed(&self, job: crate::ids::JobId, id: u64, dir: &std::path::Path);
+    /// `job`'s exception history changed: keep it for the next leader. Returns at once (the
+    /// caller is the Dispatcher): the store writes off its path, the latest history wins.
+    fn exceptions_changed(&self, job: crate::ids::JobId, history: crate::exception_history::ExceptionHistorySnapshot);
+    /// The exception history the previous leader stored for `job` (a recovered job), handed
+    /// out once; `None` for a new job or one without a history.
+    fn recovered_exceptions(
+        &self,
+        job: crate::ids::JobId,
+    ) -> Option<crate::exception_history::ExceptionHistorySnapshot>;
 }

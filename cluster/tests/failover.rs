@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::WAIT;
+use riffle_actors::exception_history::{ExceptionHistory, ExceptionHistorySnapshot};
+use riffle_actors::peers::JobStore;
 use riffle_api::StreamEnvironment;
 use riffle_cluster::{JobStatus, MiniCluster, MiniClusterConfig};
 
@@ -221,4 +223,84 @@ fn only_the_current_attempt_of_a_running_job_may_end() {
     // The job is over: nobody may end any more.
     let done = ask(1).expect_err("a finished job confirms nothing");
     assert!(done.contains("FINISHED") || done.contains("gone"), "{done}");
+}
+
+/// What a highly available JobManager's store would keep, in memory: the histories handed to
+/// it, and a history "stored by the previous leader" for a recovered job.
+#[derive(Default)]
+struct MemoryJobStore {
+    recovered: std::sync::Mutex<std::collections::HashMap<riffle_cluster::JobId, ExceptionHistorySnapshot>>,
+    stored: std::sync::Mutex<Vec<(riffle_cluster::JobId, ExceptionHistorySnapshot)>>,
+    terminated: std::sync::Mutex<Vec<riffle_cluster::JobId>>,
+}
+
+type Boxed<T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, riffle_actors::RuntimeError>>>>;
+
+impl JobStore for MemoryJobStore {
+    fn job_submitted(&self, _: riffle_cluster::JobId, _: std::sync::Arc<riffle_api::JobGraph>) -> Boxed<()> {
+        Box::pin(async { Ok(()) })
+    }
+    fn next_checkpoint_id(&self, _: riffle_cluster::JobId, at_least: u64) -> Boxed<u64> {
+        Box::pin(async move { Ok(at_least) })
+    }
+    fn job_terminated(&self, job: riffle_cluster::JobId) {
+        self.terminated.lock().unwrap().push(job);
+    }
+    fn checkpoint_completed(&self, _: riffle_cluster::JobId, _: u64, _: &std::path::Path) {}
+    fn exceptions_changed(&self, job: riffle_cluster::JobId, history: ExceptionHistorySnapshot) {
+        self.stored.lock().unwrap().push((job, history));
+    }
+    fn recovered_exceptions(&self, job: riffle_cluster::JobId) -> Option<ExceptionHistorySnapshot> {
+        self.recovered.lock().unwrap().remove(&job)
+    }
+}
+
+#[test]
+fn a_highly_available_dispatcher_stores_every_history_change_and_continues_a_recovered_history() {
+    static FAILURES: AtomicU32 = AtomicU32::new(0);
+    let mc = cluster_with(&[
+        ("restart-strategy", "fixed-delay"),
+        ("restart-strategy.fixed-delay.attempts", "3"),
+        ("restart-strategy.fixed-delay.delay", "10 ms"),
+        ("jobmanager.exception-history-size", "3"),
+    ]);
+    // What the previous leader stored of the job: its first root cause and later noise.
+    let old = |ts: i64, root: bool| riffle_cluster::ExceptionEntry {
+        timestamp_ms: ts,
+        exception: format!("under the old leader {ts}"),
+        causes: vec![],
+        task_name: None,
+        subtask_index: None,
+        location: Some("tm-gone".into()),
+        is_root_cause: root,
+        attempt: 0,
+    };
+    let mut previous = ExceptionHistory::new(3);
+    for (ts, root) in [(1, true), (2, false), (3, false)] {
+        previous.push(old(ts, root));
+    }
+    let job = riffle_cluster::JobId::generate();
+    let store = std::sync::Arc::new(MemoryJobStore::default());
+    store.recovered.lock().unwrap().insert(job, previous.snapshot());
+    mc.shared().set_job_store(store.clone());
+
+    let (env, out) = flaky_job(&FAILURES, 1);
+    let h = mc.submit_with_id(job, env.build_job_graph("recovered").unwrap()).unwrap();
+    let _ = out.count();
+    assert_eq!(h.wait(WAIT).unwrap().status, JobStatus::Finished);
+    let page = mc.exception_history(job, 0, 10).unwrap();
+    assert!(page.truncated && page.total == 3, "{page:?}");
+    assert!(
+        page.entries.iter().any(|e| e.is_root_cause && e.exception.contains("flaky record 500")),
+        "the new failure is recorded: {page:?}"
+    );
+    assert_eq!(page.entries.last(), Some(&old(1, true)), "the old leader's first root cause is kept");
+    // Every change went to the store; the last is the history shown, oldest first. Then the
+    // job ended (and the store removes it).
+    let stored = store.stored.lock().unwrap().clone();
+    assert!(!stored.is_empty() && stored.iter().all(|(j, _)| *j == job));
+    let last = stored.last().map(|(_, h)| h.clone()).unwrap();
+    assert_eq!(last.entries.iter().rev().cloned().collect::<Vec<_>>(), page.entries);
+    assert_eq!(*store.terminated.lock().unwrap(), vec![job]);
+    assert_eq!(store.recovered.lock().unwrap().len(), 0, "handed out once");
 }

@@ -13,9 +13,10 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use riffle_actors::exception_history::{ExceptionEntry, ExceptionHistory};
 use riffle_cluster::ha::{
-    fenced_write, leader_address, CheckpointIdCounter, CompletedCheckpointStore, Fence, FencedOp, HaConfig, HaError,
-    JobGraphStore, LeaderElection, Leadership, ZkClient, ZooKeeperHaConfig,
+    fenced_write, leader_address, CheckpointIdCounter, CompletedCheckpointStore, ExceptionHistoryStore, Fence,
+    FencedOp, HaConfig, HaError, JobGraphStore, LeaderElection, Leadership, ZkClient, ZooKeeperHaConfig,
 };
 use riffle_cluster::{Configuration, JobId};
 use tempfile::TempDir;
@@ -653,6 +654,81 @@ async fn stores_round_trip_and_a_new_leader_recovers_job_graphs_and_latest_check
     assert_eq!(checkpoints.list(job2).await.expect("list"), Vec::<u64>::new());
     assert!(!storage.path().join(format!("test-cluster/checkpoints/{job2}")).exists());
     graphs.remove(&fence, job2).await.expect("removing twice is fine");
+}
+
+#[tokio::test]
+async fn exception_histories_are_stored_bounded_fenced_and_removed_with_the_job() {
+    init_logging();
+    let server = ZkServer::start();
+    let storage = tempfile::tempdir().expect("temp dir");
+    let config = ha_config(&server.address, storage.path(), &[]);
+    let (zk_a, zk_b, admin) = (connect(&config).await, connect(&config).await, connect(&config).await);
+    let a = LeaderElection::start(&zk_a, "jm-a").await.expect("a contends");
+    let fence_a = bounded("a leads", a.wait_for_leadership(WAIT)).await.expect("a leads");
+    let b = LeaderElection::start(&zk_b, "jm-b").await.expect("b contends");
+    let (store_a, store_b) = (ExceptionHistoryStore::new(&zk_a), ExceptionHistoryStore::new(&zk_b));
+    let job = JobId::generate();
+    let entry = |i: i64, root: bool| ExceptionEntry {
+        timestamp_ms: i,
+        exception: format!("failure {i}: {}", "x".repeat(100)),
+        causes: vec![format!("failure {i}"), "x".repeat(100)],
+        task_name: Some("Map".into()),
+        subtask_index: Some(1),
+        location: Some("tm-1".into()),
+        is_root_cause: root,
+        attempt: i as u32,
+    };
+    let files = storage.path().join("test-cluster/exception-history");
+    let count = || std::fs::read_dir(&files).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(store_a.get(job).await.expect("get"), None, "no history yet");
+
+    // A history bounded at 4 after 30 failures, its first root cause kept; each put replaces
+    // the previous one (file included).
+    let mut history = ExceptionHistory::new(4);
+    history.push(entry(0, true));
+    for i in 1..30 {
+        history.push(entry(i, i % 7 == 0));
+    }
+    store_a.put(&fence_a, job, &history.snapshot()).await.expect("put");
+    history.push(entry(30, false));
+    store_a.put(&fence_a, job, &history.snapshot()).await.expect("replace");
+    assert_eq!(count(), 1, "the replaced history's file is gone");
+    let stored = store_a.get(job).await.expect("get").expect("a history");
+    assert_eq!(stored, history.snapshot());
+    assert_eq!(stored.entries.len(), 4);
+    assert!(stored.truncated);
+    assert_eq!(stored.entries.first().map(|e| e.timestamp_ms), Some(0), "the first root cause is kept");
+
+    // a is deposed: neither it (local view) nor a fence without local view (ZooKeeper's
+    // check) can write or remove the history any more, and no file of theirs is left.
+    let stale = Fence::new(fence_a.node_path(), fence_a.token());
+    admin.raw().delete(fence_a.node_path(), None).await.expect("node deleted");
+    let fence_b = bounded("b leads", b.wait_for_leadership(WAIT)).await.expect("b leads");
+    let mut forged = ExceptionHistory::new(4);
+    forged.push(entry(99, true));
+    assert_not_leader(store_a.put(&fence_a, job, &forged.snapshot()).await, "deposed leader, local check");
+    assert_not_leader(store_a.put(&stale, job, &forged.snapshot()).await, "deposed leader, ZooKeeper's check");
+    assert_not_leader(store_a.remove(&stale, job).await, "deposed leader removes");
+    assert_eq!(count(), 1, "no file of a refused write is left");
+
+    // The new leader reads the same history and continues it, bounded by its own size.
+    let read = store_b.get(job).await.expect("get").expect("the history survived");
+    assert_eq!(read, history.snapshot());
+    let mut continued = ExceptionHistory::restore(3, read);
+    assert_eq!(continued.page(0, 10).entries.last().map(|e| e.timestamp_ms), Some(0));
+    continued.push(entry(31, true));
+    store_b.put(&fence_b, job, &continued.snapshot()).await.expect("the new leader writes");
+    let read = store_b.get(job).await.expect("get").expect("a history");
+    assert_eq!(read.entries.len(), 3);
+    assert_eq!(read.entries.first().map(|e| e.timestamp_ms), Some(0));
+    assert_eq!(read.entries.last().map(|e| e.timestamp_ms), Some(31));
+    assert_eq!(count(), 1);
+
+    // The job ends: its history goes, file included; nothing to remove is fine.
+    store_b.remove(&fence_b, job).await.expect("removed");
+    assert_eq!(store_b.get(job).await.expect("get"), None);
+    assert_eq!(count(), 0);
+    store_b.remove(&fence_b, job).await.expect("removing twice is fine");
 }
 
 #[tokio::test]

@@ -8,19 +8,24 @@
 //! published too (fenced, older pointers removed). The next leader builds the job again and
 //! resumes it from the published checkpoint — or, if that one is gone, from the newest usable
 //! one in the job's checkpoint directory (`state.checkpoints.dir/<job-id>`) — under the same
-//! job id.
+//! job id. Each job's exception history is stored as it changes (off the Dispatcher's path, the
+//! latest history of a job written by one task at a time) and the next leader's Dispatcher
+//! continues from it.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use riffle_actors::exception_history::ExceptionHistorySnapshot;
 use riffle_actors::peers::JobStore;
 use riffle_actors::{JobId, RuntimeError};
 use riffle_api::{Configuration, JobGraph, JobOrigin};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CheckpointIdCounter, CompletedCheckpointStore, Fence, HaConfig, JobGraphStore, LeaderElection, Leadership, ZkClient,
+    CheckpointIdCounter, CompletedCheckpointStore, ExceptionHistoryStore, Fence, HaConfig, JobGraphStore,
+    LeaderElection, Leadership, ZkClient,
 };
 use crate::error::ClusterError;
 use crate::minicluster::{MiniCluster, MiniClusterConfig};
@@ -43,7 +48,56 @@ pub struct ZooKeeperJobStore {
     zk: ZkClient,
     jobs: JobGraphStore,
     checkpoints: CompletedCheckpointStore,
+    histories: ExceptionHistoryStore,
     fence: Fence,
+    /// One writer per job whose history changed under this leader.
+    history_writers: Mutex<HashMap<JobId, HistoryWriter>>,
+    /// The histories of the recovered jobs, until their Dispatcher takes them.
+    recovered_histories: Mutex<HashMap<JobId, ExceptionHistorySnapshot>>,
+}
+
+impl ZooKeeperJobStore {
+    fn new(zk: &ZkClient, fence: Fence, recovered_histories: HashMap<JobId, ExceptionHistorySnapshot>) -> Self {
+        Self {
+            zk: zk.clone(),
+            jobs: JobGraphStore::new(zk),
+            checkpoints: CompletedCheckpointStore::new(zk),
+            histories: ExceptionHistoryStore::new(zk),
+            fence,
+            history_writers: Mutex::default(),
+            recovered_histories: Mutex::new(recovered_histories),
+        }
+    }
+}
+
+/// A job's history writer: the task, and the latest history waiting for it. A burst of
+/// failures costs one write in flight and one after it, whatever its length.
+struct HistoryWriter {
+    latest: tokio::sync::watch::Sender<ExceptionHistorySnapshot>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Writes the latest history of `job` until its sender goes (the job ended), fenced: a
+/// deposed leader's writes fail, and it stops anyway.
+async fn write_histories(
+    store: ExceptionHistoryStore,
+    fence: Fence,
+    job: JobId,
+    mut latest: tokio::sync::watch::Receiver<ExceptionHistorySnapshot>,
+) {
+    loop {
+        let history = latest.borrow_and_update().clone();
+        if let Err(e) = store.put(&fence, job, &history).await {
+            tracing::warn!(%job, "cannot store the exception history for the next leader: {e}");
+        }
+        if latest.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// An HA error as the runtime carries it, with its domain.
@@ -91,8 +145,20 @@ impl JobStore for ZooKeeperJobStore {
 
     fn job_terminated(&self, job: JobId) {
         let (jobs, checkpoints, fence) = (self.jobs.clone(), self.checkpoints.clone(), self.fence.clone());
+        let histories = self.histories.clone();
+        let writer = lock(&self.history_writers).remove(&job);
+        lock(&self.recovered_histories).remove(&job);
         let counter = CheckpointIdCounter::new(&self.zk, job);
         actix::spawn(async move {
+            // The history goes first (a crash after it leaves a job without history, never a
+            // history without job), once the writer finished: no write lands after the removal.
+            if let Some(HistoryWriter { latest, task }) = writer {
+                drop(latest);
+                let _ = task.await;
+            }
+            if let Err(e) = histories.remove(&fence, job).await {
+                tracing::warn!(%job, "cannot remove the ended job's exception history from ZooKeeper: {e}");
+            }
             if let Err(e) = counter.remove(&fence).await {
                 tracing::warn!(%job, "cannot remove the ended job's checkpoint id counter from ZooKeeper: {e}");
             }
@@ -121,10 +187,25 @@ impl JobStore for ZooKeeperJobStore {
             }
         });
     }
+
+    fn exceptions_changed(&self, job: JobId, history: ExceptionHistorySnapshot) {
+        let mut writers = lock(&self.history_writers);
+        if let Some(w) = writers.get(&job).filter(|w| !w.task.is_finished()) {
+            w.latest.send_replace(history);
+            return;
+        }
+        let (latest, rx) = tokio::sync::watch::channel(history);
+        let task = actix::spawn(write_histories(self.histories.clone(), self.fence.clone(), job, rx));
+        writers.insert(job, HistoryWriter { latest, task });
+    }
+
+    fn recovered_exceptions(&self, job: JobId) -> Option<ExceptionHistorySnapshot> {
+        lock(&self.recovered_histories).remove(&job)
+    }
 }
 
-/// A stored job, and the directory of its latest published checkpoint.
-type Recovered = (JobId, StoredJob, Option<PathBuf>);
+/// A stored job, the directory of its latest published checkpoint, and its exception history.
+type Recovered = (JobId, StoredJob, Option<PathBuf>, Option<ExceptionHistorySnapshot>);
 
 enum Event {
     Standby(String),
@@ -193,14 +274,10 @@ pub fn lead(
     }
     let cluster_config = cfg.config.clone();
     let cluster = MiniCluster::start(cfg)?;
-    cluster.shared().set_job_store(Arc::new(ZooKeeperJobStore {
-        zk: zk.clone(),
-        jobs: JobGraphStore::new(&zk),
-        checkpoints: CompletedCheckpointStore::new(&zk),
-        fence,
-    }));
+    let histories = jobs.iter().filter_map(|(job, _, _, h)| Some((*job, h.clone()?))).collect();
+    cluster.shared().set_job_store(Arc::new(ZooKeeperJobStore::new(&zk, fence, histories)));
     let mut recovered = Vec::new();
-    for (job, stored, checkpoint) in jobs {
+    for (job, stored, checkpoint, _) in jobs {
         match recover(&cluster, &cluster_config, builder.as_ref(), job, &stored, checkpoint) {
             Ok(()) => recovered.push(job),
             Err(e) => tracing::error!(%job, name = %stored.name, "cannot recover the job: {e}"),
@@ -324,6 +401,7 @@ async fn contend(
     tracing::info!(node = %election.node_path(), "this JobManager leads the cluster");
     let store = JobGraphStore::new(&zk);
     let checkpoints = CompletedCheckpointStore::new(&zk);
+    let histories = ExceptionHistoryStore::new(&zk);
     let mut jobs = Vec::new();
     match store.list().await {
         Ok(ids) => {
@@ -336,9 +414,14 @@ async fn contend(
                         None
                     }
                 };
+                // A history that cannot be read is lost, not a reason to leave the job behind.
+                let history = histories.get(id).await.unwrap_or_else(|e| {
+                    tracing::warn!(job = %id, "cannot read the job's exception history: {e}");
+                    None
+                });
                 match store.get(id).await {
                     Ok(Some(bytes)) => match rmp_serde::from_slice::<StoredJob>(&bytes) {
-                        Ok(s) => jobs.push((id, s, latest)),
+                        Ok(s) => jobs.push((id, s, latest, history)),
                         Err(e) => tracing::error!(job = %id, "a stored job is unreadable: {e}"),
                     },
                     Ok(None) => {}

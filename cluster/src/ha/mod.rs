@@ -10,7 +10,8 @@
 //!   ([`fenced_write`]), so a deposed leader never commits.
 //! - [`CheckpointIdCounter`] (versioned compare-and-set), [`JobGraphStore`] and
 //!   [`CompletedCheckpointStore`] (files in `storageDir`, pointers in ZooKeeper) are what a
-//!   new leader reads to recover every job from its latest completed checkpoint.
+//!   new leader reads to recover every job from its latest completed checkpoint;
+//!   [`ExceptionHistoryStore`] (the same way) keeps each job's exception history for it.
 //!
 //! ZooKeeper layout: see [`paths`]. ZooKeeper itself is not part of riffle; tests start one
 //! with `scripts/zookeeper.sh`.
@@ -36,7 +37,7 @@ pub use election::{leader_address, LeaderElection, LeaderInfo, Leadership};
 pub use error::HaError;
 pub use fenced::{fenced_write, Fence, FencedOp};
 pub use paths::HaPaths;
-pub use stores::{CompletedCheckpointStore, JobGraphStore};
+pub use stores::{CompletedCheckpointStore, ExceptionHistoryStore, JobGraphStore};
 
 /// Options of the persistent nodes the HA services create (open ACLs: the quorum is expected
 /// to be reachable by the cluster only, as in Flink's default).

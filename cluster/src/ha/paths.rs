@@ -6,6 +6,7 @@
 //! <root>/<cluster-id>/checkpoint-counter/<job-id>       next checkpoint id (8 bytes, big endian)
 //! <root>/<cluster-id>/jobgraphs/<job-id>                pointer to the job graph's file
 //! <root>/<cluster-id>/checkpoints/<job-id>/<id:019>     pointer to a completed checkpoint's file
+//! <root>/<cluster-id>/exception-history/<job-id>        pointer to the job's exception history file
 //! ```
 //!
 //! Checkpoint ids are zero-padded to 19 digits so that ZooKeeper's (string) order is their
@@ -60,6 +61,16 @@ impl HaPaths {
     /// The parent of a job's completed-checkpoint pointers.
     pub fn checkpoints(&self, job: JobId) -> String {
         format!("{}/checkpoints/{job}", self.base)
+    }
+
+    /// The parent of the exception history pointers.
+    pub fn exception_histories(&self) -> String {
+        format!("{}/exception-history", self.base)
+    }
+
+    /// A job's exception history pointer.
+    pub fn exception_history(&self, job: JobId) -> String {
+        format!("{}/exception-history/{job}", self.base)
     }
 
     /// One completed checkpoint's pointer.

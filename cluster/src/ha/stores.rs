@@ -1,5 +1,6 @@
 //! What a new leader needs to recover every running job: the job graphs
-//! ([`JobGraphStore`]) and each job's completed checkpoints ([`CompletedCheckpointStore`]).
+//! ([`JobGraphStore`]), each job's completed checkpoints ([`CompletedCheckpointStore`]) and
+//! its exception history ([`ExceptionHistoryStore`]).
 //! The bytes live in files under `high-availability.storageDir` (see [`files`](super::files));
 //! ZooKeeper holds the pointers, written only by the current leader (fenced), so a deposed
 //! leader can neither add a job nor publish a checkpoint the new leader would not know of.
@@ -9,6 +10,7 @@
 
 use std::path::PathBuf;
 
+use riffle_actors::exception_history::ExceptionHistorySnapshot;
 use riffle_actors::JobId;
 use zookeeper_client::Error as ZkError;
 
@@ -166,6 +168,55 @@ impl CompletedCheckpointStore {
             }
         }
         Ok(())
+    }
+}
+
+/// Exception histories by job id (bounded by `jobmanager.exception-history-size`, the first
+/// root cause kept: see `riffle_actors::exception_history`):
+/// `<root>/<cluster-id>/exception-history/<job-id>` → `<storageDir>/<cluster-id>/exception-history/`.
+///
+/// A file behind a pointer, as job graphs are, not the history in the node: an entry's text is
+/// the user's error with its cause chain, of no bounded length, and the number of entries is
+/// configurable, while a node holds 1 MB at most and lives in every member's memory.
+#[derive(Debug, Clone)]
+pub struct ExceptionHistoryStore {
+    zk: ZkClient,
+    files: PathBuf,
+}
+
+impl ExceptionHistoryStore {
+    /// The exception history store of `zk`'s cluster.
+    pub fn new(zk: &ZkClient) -> Self {
+        Self { zk: zk.clone(), files: zk.config().cluster_storage_dir().join("exception-history") }
+    }
+
+    /// Replaces the stored history of `job`; only while `fence` holds.
+    pub async fn put(&self, fence: &Fence, job: JobId, history: &ExceptionHistorySnapshot) -> Result<(), HaError> {
+        let bytes = rmp_serde::to_vec_named(history)
+            .map_err(|e| HaError::Internal(format!("encoding the exception history of job {job}: {e}")))?;
+        let node = self.zk.paths().exception_history(job);
+        let name = files::unique_name(&job.to_string(), fence.token());
+        let parent = self.zk.paths().exception_histories();
+        put_pointer(&self.zk, fence, &parent, &node, self.files.clone(), name, &bytes)
+            .await
+            .map_err(session_loss_is_not_leader)
+    }
+
+    /// The stored history of `job`, `None` if there is none.
+    pub async fn get(&self, job: JobId) -> Result<Option<ExceptionHistorySnapshot>, HaError> {
+        let node = self.zk.paths().exception_history(job);
+        let Some(bytes) = get_pointed(&self.zk, &node).await? else { return Ok(None) };
+        rmp_serde::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| HaError::corrupt(format!("exception history {node}"), format!("cannot be decoded: {e}")))
+    }
+
+    /// Removes the history of `job` (the job is over); only while `fence` holds. Nothing to
+    /// remove is fine.
+    pub async fn remove(&self, fence: &Fence, job: JobId) -> Result<(), HaError> {
+        remove_pointer(&self.zk, fence, &self.zk.paths().exception_history(job))
+            .await
+            .map_err(session_loss_is_not_leader)
     }
 }
 
