@@ -193,23 +193,79 @@ pub struct CancelTask {
     pub execution: ExecutionId,
 }
 
-/// Where an execution is in its life.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum TaskState {
-    /// Deployed and running.
-    Running,
-    /// Ended normally.
+/// How a subtask ended: the one model of it, from the subtask's loop (which ends early with
+/// `Err(outcome)`) through the Slot and the TaskExecutor's report to the JobMaster, whose view
+/// shows it as an [`ExecutionState`](crate::job_view::ExecutionState).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskOutcome {
+    /// Its input ended and everything it produced went out.
     Finished,
     /// Stopped on request.
     Canceled,
-    /// Failed: the error names the operator.
+    /// Failed: the error names the operator (a panic's too: the operator that was running).
     Failed(TaskError),
+}
+
+impl From<TaskError> for TaskOutcome {
+    fn from(e: TaskError) -> Self {
+        TaskOutcome::Failed(e)
+    }
+}
+
+/// Where an execution is in its life, as its TaskExecutor reports it.
+///
+/// On the wire it is one flat enum (`Running`, `Finished`, `Canceled`, `Failed(TaskError)`),
+/// the shape it had before the outcome was a type of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "WireTaskState", into = "WireTaskState")]
+pub enum TaskState {
+    /// Deployed and running.
+    Running,
+    /// Ended, and how.
+    Ended(TaskOutcome),
 }
 
 impl TaskState {
     /// Whether the execution ended.
     pub fn is_terminal(&self) -> bool {
-        !matches!(self, TaskState::Running)
+        matches!(self, TaskState::Ended(_))
+    }
+}
+
+impl From<TaskOutcome> for TaskState {
+    fn from(o: TaskOutcome) -> Self {
+        TaskState::Ended(o)
+    }
+}
+
+/// [`TaskState`] as it travels.
+#[derive(Serialize, Deserialize)]
+enum WireTaskState {
+    Running,
+    Finished,
+    Canceled,
+    Failed(TaskError),
+}
+
+impl From<TaskState> for WireTaskState {
+    fn from(s: TaskState) -> Self {
+        match s {
+            TaskState::Running => WireTaskState::Running,
+            TaskState::Ended(TaskOutcome::Finished) => WireTaskState::Finished,
+            TaskState::Ended(TaskOutcome::Canceled) => WireTaskState::Canceled,
+            TaskState::Ended(TaskOutcome::Failed(e)) => WireTaskState::Failed(e),
+        }
+    }
+}
+
+impl From<WireTaskState> for TaskState {
+    fn from(s: WireTaskState) -> Self {
+        match s {
+            WireTaskState::Running => TaskState::Running,
+            WireTaskState::Finished => TaskState::Ended(TaskOutcome::Finished),
+            WireTaskState::Canceled => TaskState::Ended(TaskOutcome::Canceled),
+            WireTaskState::Failed(e) => TaskState::Ended(TaskOutcome::Failed(e)),
+        }
     }
 }
 
@@ -352,7 +408,7 @@ mod tests {
             Some(restore)
         );
         assert_eq!(round_trip(&CancelTask { execution: e }).execution, e);
-        let failed = TaskState::Failed(riffle_api::TaskError::msg("map", "boom"));
+        let failed = TaskState::Ended(TaskOutcome::Failed(riffle_api::TaskError::msg("map", "boom")));
         let u = round_trip(&TaskStateUpdate { execution: e, state: failed.clone(), location: r });
         assert_eq!(u.state, failed);
         let err = SlotError::AboveMax { needed: 3, max: 2 };
@@ -361,5 +417,31 @@ mod tests {
             round_trip(&SplitResponse { splits: vec![vec![1, 2]], no_more_splits: true }).splits,
             vec![vec![1, 2]]
         );
+    }
+
+    #[test]
+    fn a_task_state_travels_in_its_flat_shape() {
+        // The shape TaskState had before TaskOutcome: a peer of either build decodes it.
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        enum Flat {
+            Running,
+            Finished,
+            Canceled,
+            Failed(TaskError),
+        }
+        let err = TaskError::msg("map", "boom");
+        let pairs = [
+            (TaskState::Running, Flat::Running),
+            (TaskState::Ended(TaskOutcome::Finished), Flat::Finished),
+            (TaskState::Ended(TaskOutcome::Canceled), Flat::Canceled),
+            (TaskState::Ended(TaskOutcome::Failed(err.clone())), Flat::Failed(err)),
+        ];
+        for (state, flat) in pairs {
+            let bytes = rmp_serde::to_vec(&state).expect("serializes");
+            assert_eq!(bytes, rmp_serde::to_vec(&flat).expect("serializes"), "{state:?}");
+            assert_eq!(rmp_serde::from_slice::<Flat>(&bytes).expect("decodes"), flat);
+            assert_eq!(rmp_serde::from_slice::<TaskState>(&bytes).expect("decodes"), state);
+            assert_eq!(state.is_terminal(), state != TaskState::Running);
+        }
     }
 }

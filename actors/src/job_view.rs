@@ -14,10 +14,13 @@ use std::sync::{Arc, Mutex};
 use riffle_api::JobGraph;
 use serde::{Deserialize, Serialize};
 
+use crate::gateway::{TaskOutcome, TaskState};
 use crate::ids::JobId;
 use crate::job_status::JobStatus;
 
-/// Where one subtask is in its life, with Flink's names (1.11's set).
+/// Where one subtask is in its life, with Flink's names (1.11's set). The states before it
+/// runs are the JobMaster's to set; from RUNNING on it is what its TaskExecutor reported,
+/// through [`ExecutionState::of`] and [`ExecutionState::ended`] alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ExecutionState {
     /// Not scheduled yet (or reset for a restart).
@@ -62,6 +65,23 @@ impl ExecutionState {
             ExecutionState::Canceling => "CANCELING",
             ExecutionState::Canceled => "CANCELED",
             ExecutionState::Failed => "FAILED",
+        }
+    }
+
+    /// How a reported state shows.
+    pub fn of(state: &TaskState) -> Self {
+        match state {
+            TaskState::Running => ExecutionState::Running,
+            TaskState::Ended(outcome) => ExecutionState::ended(outcome),
+        }
+    }
+
+    /// How an outcome shows.
+    pub fn ended(outcome: &TaskOutcome) -> Self {
+        match outcome {
+            TaskOutcome::Finished => ExecutionState::Finished,
+            TaskOutcome::Canceled => ExecutionState::Canceled,
+            TaskOutcome::Failed(_) => ExecutionState::Failed,
         }
     }
 
@@ -321,15 +341,12 @@ impl JobView {
             }
             if status.is_terminal() {
                 s.end_ms = now;
-                // Subtasks never reported past this point did not run to the end.
-                let end = match status {
-                    JobStatus::Finished => ExecutionState::Finished,
-                    JobStatus::Failed => ExecutionState::Failed,
-                    _ => ExecutionState::Canceled,
-                };
+                // Subtasks never reported past this point did not run to the end: they were
+                // cancelled, unless the job finished.
+                let end = if status == JobStatus::Finished { TaskOutcome::Finished } else { TaskOutcome::Canceled };
                 for t in s.tasks.iter_mut().flatten() {
                     if !t.is_terminal() {
-                        *t = if end == ExecutionState::Failed { ExecutionState::Canceled } else { end };
+                        *t = ExecutionState::ended(&end);
                     }
                 }
                 for (i, times) in s.vertex_times.iter_mut().enumerate() {
@@ -464,5 +481,20 @@ mod tests {
         assert_eq!(vertex_state(&[Created, Deploying]), Deploying);
         assert_eq!(vertex_state(&[Created]), Created);
         assert_eq!(vertex_state(&[]), Created);
+    }
+
+    #[test]
+    fn a_reported_state_shows_with_flinks_name() {
+        let failed = TaskOutcome::Failed(riffle_api::TaskError::msg("map", "boom"));
+        let shown = [
+            (TaskState::Running, "RUNNING"),
+            (TaskState::Ended(TaskOutcome::Finished), "FINISHED"),
+            (TaskState::Ended(TaskOutcome::Canceled), "CANCELED"),
+            (TaskState::Ended(failed), "FAILED"),
+        ];
+        for (state, name) in shown {
+            let s = ExecutionState::of(&state);
+            assert_eq!((s.as_str(), s.is_terminal()), (name, state.is_terminal()));
+        }
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 
+use crate::gateway::TaskOutcome;
 use crate::ids::ExecutionId;
 use crate::registry::RuntimeShared;
 use crate::subtask::{CancelSubtask, Subtask, SubtaskControl, SubtaskExited, SubtaskSpec};
@@ -90,12 +91,12 @@ impl Handler<SubtaskExited> for Slot {
     fn handle(&mut self, msg: SubtaskExited, _: &mut Self::Context) {
         self.subtasks.remove(&msg.execution);
         let e = msg.execution;
-        match &msg.state {
-            crate::gateway::TaskState::Failed(err) => tracing::warn!(
+        match &msg.outcome {
+            TaskOutcome::Failed(err) => tracing::warn!(
                 job = %e.job, vertex = e.vertex, subtask = e.subtask, attempt = e.attempt, "subtask failed: {err}"
             ),
-            state => tracing::info!(
-                job = %e.job, vertex = e.vertex, subtask = e.subtask, attempt = e.attempt, "subtask ended: {state:?}"
+            outcome => tracing::info!(
+                job = %e.job, vertex = e.vertex, subtask = e.subtask, attempt = e.attempt, "subtask ended: {outcome:?}"
             ),
         }
         // Strategy for subtasks: escalate, always. The JobMaster owns failover.

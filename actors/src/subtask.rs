@@ -4,8 +4,10 @@
 //! cancelled through it and reports its end to the Slot. The data side is a local future
 //! that pulls input (a source reader or an input gate), pushes it through the fused chain by
 //! plain calls, and drains the outbox into bounded channels, awaiting free capacity: that
-//! await is where backpressure stops a fast producer. A panic in user code is caught at the
-//! future's boundary and reported with the operator that was running.
+//! await is where backpressure stops a fast producer. How the run ended is a [`TaskOutcome`]:
+//! the loop's functions end it early with `Err(outcome)` (cancelled, failed), and a panic in
+//! user code is caught at the future's boundary and fails it in the operator that was running.
+//! The Subtask sends the outcome to its Slot.
 //!
 //! Sources and operators share that loop ([`run_task`]): their input ([`TaskInput`]) takes one
 //! step at a time, after which one policy ([`AfterStep`]) drains, fires due timers, ends the
@@ -32,7 +34,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::checkpoint_storage;
 use crate::exchange::ChannelId;
-use crate::gateway::{ConfirmEnd, DeclineCheckpoint, RestoreState, SplitRequest, TaskRestore, TaskState};
+use crate::gateway::{ConfirmEnd, DeclineCheckpoint, RestoreState, SplitRequest, TaskOutcome, TaskRestore};
 use crate::ids::ExecutionId;
 use crate::input_gate::{BatchEncoder, Delivery, GateEvent, InputGate, Interrupt};
 use crate::local_recovery::{LocalSnapshots, LOCAL_RECOVERY};
@@ -64,26 +66,14 @@ pub struct SubtaskSpec {
     pub remote_slots: Arc<Vec<Option<String>>>,
 }
 
-/// How a run ended, when not normally.
-enum Stop {
-    Cancelled,
-    Failed(TaskError),
-}
-
-impl From<TaskError> for Stop {
-    fn from(e: TaskError) -> Self {
-        Stop::Failed(e)
-    }
-}
-
 /// Sent by a Subtask to its Slot when it stopped: the child-exit message of this level.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct SubtaskExited {
     /// Which execution.
     pub execution: ExecutionId,
-    /// Its final state.
-    pub state: TaskState,
+    /// How it ended.
+    pub outcome: TaskOutcome,
 }
 
 /// Control messages a running subtask reacts to between records.
@@ -119,7 +109,8 @@ pub struct Subtask {
     cancel: watch::Sender<bool>,
     control: mpsc::UnboundedSender<SubtaskControl>,
     control_rx: Option<mpsc::UnboundedReceiver<SubtaskControl>>,
-    state: TaskState,
+    /// How it ended (cancelled, if it stops before its run does: its slot went away).
+    outcome: TaskOutcome,
 }
 
 impl Subtask {
@@ -134,7 +125,7 @@ impl Subtask {
             cancel,
             control,
             control_rx: Some(control_rx),
-            state: TaskState::Canceled,
+            outcome: TaskOutcome::Canceled,
         }
     }
 }
@@ -151,28 +142,13 @@ impl Actor for Subtask {
         let m2 = marker.clone();
         let fut = std::panic::AssertUnwindSafe(run(spec, cancel, control, m2)).catch_unwind();
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
-            act.state = match res {
-                Ok(Ok(())) => TaskState::Finished,
-                Ok(Err(Stop::Cancelled)) => TaskState::Canceled,
-                Ok(Err(Stop::Failed(mut e))) => {
-                    // A panic caught by the chain's own guard names no operator: the one
-                    // that was running did it.
-                    if e.operator == riffle_api::panic_guard::PANICKED_IN_CHAIN {
-                        e.operator = running_operator(&graph, &marker, vertex);
-                    }
-                    TaskState::Failed(e)
-                }
-                Err(panic) => {
-                    let op = running_operator(&graph, &marker, vertex);
-                    TaskState::Failed(TaskError::msg(op, format!("panicked: {}", panic_message(panic.as_ref()))))
-                }
-            };
+            act.outcome = outcome_of(res, || running_operator(&graph, &marker, vertex));
             ctx.stop();
         }));
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        self.parent.do_send(SubtaskExited { execution: self.execution, state: self.state.clone() });
+        self.parent.do_send(SubtaskExited { execution: self.execution, outcome: self.outcome.clone() });
     }
 }
 
@@ -187,6 +163,25 @@ impl Handler<CancelSubtask> for Subtask {
     type Result = ();
     fn handle(&mut self, _: CancelSubtask, _: &mut Self::Context) {
         let _ = self.cancel.send(true);
+    }
+}
+
+/// How a run ended, from what its future gave: the loop's own end (`Err` when it ended early),
+/// or a panic that escaped the loop. Panics fail the subtask in the operator that was running
+/// (`running`): an escaped one, and one the chain's own guard caught, which names no operator.
+fn outcome_of(res: std::thread::Result<Result<(), TaskOutcome>>, running: impl FnOnce() -> String) -> TaskOutcome {
+    match res {
+        Ok(Ok(())) => TaskOutcome::Finished,
+        Ok(Err(TaskOutcome::Failed(mut e))) => {
+            if e.operator == riffle_api::panic_guard::PANICKED_IN_CHAIN {
+                e.operator = running();
+            }
+            TaskOutcome::Failed(e)
+        }
+        Ok(Err(ended)) => ended,
+        Err(panic) => {
+            TaskOutcome::Failed(TaskError::msg(running(), format!("panicked: {}", panic_message(panic.as_ref()))))
+        }
     }
 }
 
@@ -210,7 +205,7 @@ async fn run(
     mut cancel: watch::Receiver<bool>,
     control: mpsc::UnboundedReceiver<SubtaskControl>,
     marker: OperatorMarker,
-) -> Result<(), Stop> {
+) -> Result<(), TaskOutcome> {
     let e = spec.execution;
     let graph = spec.graph.clone();
     let task_name = name_of(&graph, &e);
@@ -419,7 +414,7 @@ impl OutputChannels {
         cancel: &mut watch::Receiver<bool>,
         control: bool,
         mut gate: Option<(&mut InputGate, &dyn BatchEncoder)>,
-    ) -> Result<Option<DrainInterrupt>, Stop> {
+    ) -> Result<Option<DrainInterrupt>, TaskOutcome> {
         loop {
             let mut queue = {
                 let mut ob = self.outbox.borrow_mut();
@@ -480,10 +475,10 @@ impl OutputChannels {
                 },
                 c = control_rx.recv(), if control => match c {
                     Some(c) => Some((DrainInterrupt::Control(c), el)),
-                    None => return Err(Stop::Cancelled),
+                    None => return Err(TaskOutcome::Canceled),
                 },
                 ev = gate_event => Some((DrainInterrupt::Gate(ev), el)),
-                _ = cancel.changed() => return Err(Stop::Cancelled),
+                _ = cancel.changed() => return Err(TaskOutcome::Canceled),
             };
             self.io.set_backpressured(false, waiting.elapsed().as_nanos() as u64);
             let mut ob = self.outbox.borrow_mut();
@@ -590,7 +585,7 @@ impl Outputs {
         cancel: &mut watch::Receiver<bool>,
         control: bool,
         gate: Option<(&mut InputGate, &dyn BatchEncoder)>,
-    ) -> Result<Option<DrainInterrupt>, Stop> {
+    ) -> Result<Option<DrainInterrupt>, TaskOutcome> {
         self.channels.drain_until(&self.name, &mut self.control, cancel, control, gate).await
     }
 
@@ -606,7 +601,7 @@ impl Outputs {
         barrier: CheckpointBarrier,
         head: &mut dyn Checkpointable,
         await_channels: bool,
-    ) -> Result<(), Stop> {
+    ) -> Result<(), TaskOutcome> {
         let started = std::time::Instant::now();
         let (pending, source) = head.take_snapshot(self.snapshots.max_parallelism, barrier.id)?;
         let sync_ms = started.elapsed().as_millis() as u64;
@@ -633,7 +628,7 @@ impl Outputs {
     }
 
     /// Handles control messages that arrived, without waiting.
-    fn poll_control(&mut self, head: &mut dyn Checkpointable) -> Result<(), Stop> {
+    fn poll_control(&mut self, head: &mut dyn Checkpointable) -> Result<(), TaskOutcome> {
         while let Ok(c) = self.control.try_recv() {
             self.on_control(c, head)?;
         }
@@ -641,7 +636,7 @@ impl Outputs {
     }
 
     /// Acts on a control message; what it queues is sent by the caller's next drain.
-    fn on_control(&mut self, c: SubtaskControl, head: &mut dyn Checkpointable) -> Result<(), Stop> {
+    fn on_control(&mut self, c: SubtaskControl, head: &mut dyn Checkpointable) -> Result<(), TaskOutcome> {
         match c {
             SubtaskControl::TriggerCheckpoint { barrier, stop_source } => {
                 if stop_source {
@@ -786,13 +781,13 @@ const CONFIRM_END_TIMEOUT: Duration = Duration::from_secs(60);
 /// confirms that this attempt still counts ([`crate::gateway::ConfirmEnd`]). A TaskManager
 /// frozen past its heartbeat timeout and thawed after its work restarted elsewhere is refused
 /// (or finds its link gone), and its task fails without committing.
-async fn confirm_end(out: &mut Outputs, cancel: &mut watch::Receiver<bool>) -> Result<(), Stop> {
+async fn confirm_end(out: &mut Outputs, cancel: &mut watch::Receiver<bool>) -> Result<(), TaskOutcome> {
     let jm =
         out.job_master().ok_or_else(|| TaskError::msg(&out.name, "the job master is gone: this attempt cannot end"))?;
     let execution = out.snapshots.execution;
     let answer = tokio::select! {
         r = tokio::time::timeout(CONFIRM_END_TIMEOUT, jm.confirm_end(ConfirmEnd { execution })) => r,
-        _ = cancel.changed() => return Err(Stop::Cancelled),
+        _ = cancel.changed() => return Err(TaskOutcome::Canceled),
     };
     match answer {
         Ok(Ok(Ok(()))) => Ok(()),
@@ -812,20 +807,20 @@ async fn confirm_end(out: &mut Outputs, cancel: &mut watch::Receiver<bool>) -> R
 /// root cause) is on its way to the JobMaster, which will cancel this subtask. Reporting the
 /// loss now could overtake that report and become the job's root cause, so wait to be
 /// cancelled; only if that does not happen, fail with the loss.
-async fn peer_lost(name: &str, what: &str, cancel: &mut watch::Receiver<bool>) -> Stop {
+async fn peer_lost(name: &str, what: &str, cancel: &mut watch::Receiver<bool>) -> TaskOutcome {
     if *cancel.borrow() {
-        return Stop::Cancelled;
+        return TaskOutcome::Canceled;
     }
     tokio::select! {
-        _ = tokio::time::sleep(PEER_LOST_GRACE) => Stop::Failed(TaskError::msg(name, what)),
-        _ = cancel.changed() => Stop::Cancelled,
+        _ = tokio::time::sleep(PEER_LOST_GRACE) => TaskOutcome::Failed(TaskError::msg(name, what)),
+        _ = cancel.changed() => TaskOutcome::Canceled,
     }
 }
 
-async fn sleep_or_cancel(d: Duration, cancel: &mut watch::Receiver<bool>) -> Result<(), Stop> {
+async fn sleep_or_cancel(d: Duration, cancel: &mut watch::Receiver<bool>) -> Result<(), TaskOutcome> {
     tokio::select! {
         _ = tokio::time::sleep(d) => Ok(()),
-        _ = cancel.changed() => Err(Stop::Cancelled),
+        _ = cancel.changed() => Err(TaskOutcome::Canceled),
     }
 }
 
@@ -888,7 +883,7 @@ async fn run_task(
     replay: Vec<ChannelState>,
     out: &mut Outputs,
     cancel: &mut watch::Receiver<bool>,
-) -> Result<(), Stop> {
+) -> Result<(), TaskOutcome> {
     input.replay(replay, out, cancel).await?;
     if input.ended() {
         return end_of_input(&mut Ending { input, out, cancel }, true).await;
@@ -928,19 +923,19 @@ async fn run_task(
 /// without actors.
 trait EndOfInput {
     /// The JobMaster confirms that this attempt still counts ([`confirm_end`]).
-    async fn confirm_end(&mut self) -> Result<(), Stop>;
+    async fn confirm_end(&mut self) -> Result<(), TaskOutcome>;
     /// The head ends its input: a source's final watermark and end of input, the operators'
     /// end of input (end of partition downstream).
-    fn end_input(&mut self) -> Result<(), Stop>;
+    fn end_input(&mut self) -> Result<(), TaskOutcome>;
     /// Partial batches go.
     fn flush(&mut self);
     /// Everything goes out.
-    async fn drain(&mut self) -> Result<(), Stop>;
+    async fn drain(&mut self) -> Result<(), TaskOutcome>;
 }
 
 /// The one end-of-input sequence: confirm the end with the JobMaster (unless `confirm` is
 /// false: stop-with-savepoint), end the input, flush, final drain.
-async fn end_of_input(task: &mut impl EndOfInput, confirm: bool) -> Result<(), Stop> {
+async fn end_of_input(task: &mut impl EndOfInput, confirm: bool) -> Result<(), TaskOutcome> {
     if confirm {
         task.confirm_end().await?;
     }
@@ -957,10 +952,10 @@ struct Ending<'a> {
 }
 
 impl EndOfInput for Ending<'_> {
-    async fn confirm_end(&mut self) -> Result<(), Stop> {
+    async fn confirm_end(&mut self) -> Result<(), TaskOutcome> {
         confirm_end(self.out, self.cancel).await
     }
-    fn end_input(&mut self) -> Result<(), Stop> {
+    fn end_input(&mut self) -> Result<(), TaskOutcome> {
         match self.input {
             TaskInput::Source(s) => s.head.finish()?,
             TaskInput::Gate(g) => g.head.end_input()?,
@@ -970,7 +965,7 @@ impl EndOfInput for Ending<'_> {
     fn flush(&mut self) {
         self.out.flush.flush(riffle_api::time::now_ms());
     }
-    async fn drain(&mut self) -> Result<(), Stop> {
+    async fn drain(&mut self) -> Result<(), TaskOutcome> {
         self.input.drain(self.out, self.cancel).await
     }
 }
@@ -982,7 +977,7 @@ impl TaskInput {
         replay: Vec<ChannelState>,
         out: &mut Outputs,
         cancel: &mut watch::Receiver<bool>,
-    ) -> Result<(), Stop> {
+    ) -> Result<(), TaskOutcome> {
         match self {
             // A source has no input channels, hence no channel state.
             TaskInput::Source(_) => Ok(()),
@@ -991,7 +986,7 @@ impl TaskInput {
     }
 
     /// Takes the next step of input.
-    async fn next_step(&mut self, out: &mut Outputs, cancel: &mut watch::Receiver<bool>) -> Result<Step, Stop> {
+    async fn next_step(&mut self, out: &mut Outputs, cancel: &mut watch::Receiver<bool>) -> Result<Step, TaskOutcome> {
         match self {
             TaskInput::Source(s) => s.next_step(out, cancel).await,
             TaskInput::Gate(g) => g.next_step(out, cancel).await,
@@ -999,7 +994,7 @@ impl TaskInput {
     }
 
     /// Waits for input (or a timer, or a control message) after [`Step::Idle`].
-    async fn wait(&mut self, out: &mut Outputs, cancel: &mut watch::Receiver<bool>) -> Result<Woken, Stop> {
+    async fn wait(&mut self, out: &mut Outputs, cancel: &mut watch::Receiver<bool>) -> Result<Woken, TaskOutcome> {
         match self {
             TaskInput::Source(s) => s.wait(out, cancel).await,
             TaskInput::Gate(g) => g.wait(out, cancel).await,
@@ -1009,7 +1004,7 @@ impl TaskInput {
     /// Sends everything the chain produced, awaiting room (backpressure); what must not wait
     /// for room meanwhile is handled at once: a source's control messages (checkpoint
     /// triggers), an operator subtask's unaligned barriers and completed channel state.
-    async fn drain(&mut self, out: &mut Outputs, cancel: &mut watch::Receiver<bool>) -> Result<(), Stop> {
+    async fn drain(&mut self, out: &mut Outputs, cancel: &mut watch::Receiver<bool>) -> Result<(), TaskOutcome> {
         match self {
             TaskInput::Source(s) => drain_source(out, &mut s.head, cancel).await,
             TaskInput::Gate(g) => drain_operators(out, &mut g.head, &mut g.gate, cancel).await,
@@ -1085,9 +1080,9 @@ impl SourceInput {
     /// Handles control messages that arrived, then polls the reader once — unless
     /// stop-with-savepoint holds it back or ends it, or the last poll found nothing (or no
     /// split) to read: then the source is idle.
-    async fn next_step(&mut self, out: &mut Outputs, cancel: &mut watch::Receiver<bool>) -> Result<Step, Stop> {
+    async fn next_step(&mut self, out: &mut Outputs, cancel: &mut watch::Receiver<bool>) -> Result<Step, TaskOutcome> {
         if *cancel.borrow() {
-            return Err(Stop::Cancelled);
+            return Err(TaskOutcome::Canceled);
         }
         out.poll_control(&mut self.head)?;
         drain_source(out, &mut self.head, cancel).await?;
@@ -1108,13 +1103,13 @@ impl SourceInput {
     /// Waits for what the source lacks: the savepoint it stops with to complete (emitting
     /// nothing meanwhile), splits from the enumerator, or data (10 ms at most, less if a
     /// timer is due sooner; a control message ends the wait).
-    async fn wait(&mut self, out: &mut Outputs, cancel: &mut watch::Receiver<bool>) -> Result<Woken, Stop> {
+    async fn wait(&mut self, out: &mut Outputs, cancel: &mut watch::Receiver<bool>) -> Result<Woken, TaskOutcome> {
         if out.stop.after.is_some() {
             tokio::select! {
                 c = out.control.recv() => if let Some(c) = c {
                     out.on_control(c, &mut self.head)?;
                 },
-                _ = cancel.changed() => return Err(Stop::Cancelled),
+                _ = cancel.changed() => return Err(TaskOutcome::Canceled),
             }
             return Ok(Woken::Retry);
         }
@@ -1128,7 +1123,7 @@ impl SourceInput {
                 let jm = out.job_master().ok_or_else(|| TaskError::msg(&out.name, "the job master is gone"))?;
                 let resp = tokio::select! {
                     r = jm.request_splits(SplitRequest { execution }) => r,
-                    _ = cancel.changed() => return Err(Stop::Cancelled),
+                    _ = cancel.changed() => return Err(TaskOutcome::Canceled),
                 };
                 let resp = resp
                     .map_err(|err| TaskError::msg(&out.name, format!("cannot reach the source coordinator: {err}")))?
@@ -1174,7 +1169,7 @@ impl GateInput {
         replay: Vec<ChannelState>,
         out: &mut Outputs,
         cancel: &mut watch::Receiver<bool>,
-    ) -> Result<(), Stop> {
+    ) -> Result<(), TaskOutcome> {
         for channel in replay {
             for batch in &channel.batches {
                 self.head.push_encoded(channel.input as usize, batch)?;
@@ -1185,7 +1180,7 @@ impl GateInput {
     }
 
     /// Processes the next element of any input channel, if one is there.
-    async fn next_step(&mut self, out: &mut Outputs, cancel: &mut watch::Receiver<bool>) -> Result<Step, Stop> {
+    async fn next_step(&mut self, out: &mut Outputs, cancel: &mut watch::Receiver<bool>) -> Result<Step, TaskOutcome> {
         // While a capture is incomplete, reading ahead frees room that producers on this
         // thread fill once it yields: pull their data up to the markers before the next
         // (possibly slow) batch, so the checkpoint does not wait for it.
@@ -1204,7 +1199,7 @@ impl GateInput {
 
     /// Waits for input, the chain's next timer or a control message, and processes what
     /// arrived.
-    async fn wait(&mut self, out: &mut Outputs, cancel: &mut watch::Receiver<bool>) -> Result<Woken, Stop> {
+    async fn wait(&mut self, out: &mut Outputs, cancel: &mut watch::Receiver<bool>) -> Result<Woken, TaskOutcome> {
         let now = riffle_api::time::now_ms();
         let wait = self.head.next_processing_time().map(|t| (t - now).max(0) as u64);
         let timer = async {
@@ -1224,7 +1219,7 @@ impl GateInput {
                 }
                 None
             }
-            _ = cancel.changed() => return Err(Stop::Cancelled),
+            _ = cancel.changed() => return Err(TaskOutcome::Canceled),
         };
         io.set_idle(false, self.gate.queued());
         if let Some(d) = woke {
@@ -1240,7 +1235,7 @@ impl GateInput {
         d: Delivery,
         out: &mut Outputs,
         cancel: &mut watch::Receiver<bool>,
-    ) -> Result<(), Stop> {
+    ) -> Result<(), TaskOutcome> {
         match d {
             Delivery::Element { channel, element } => self.on_element(channel, element, out),
             Delivery::ChannelLost { .. } => {
@@ -1253,7 +1248,7 @@ impl GateInput {
 
     /// Processes element `element` of channel `ch`.
     #[inline]
-    fn on_element(&mut self, ch: usize, element: Element, out: &mut Outputs) -> Result<(), Stop> {
+    fn on_element(&mut self, ch: usize, element: Element, out: &mut Outputs) -> Result<(), TaskOutcome> {
         let head = &mut self.head;
         let gate = &mut self.gate;
         let events = &mut self.events;
@@ -1343,7 +1338,7 @@ async fn drain_source(
     out: &mut Outputs,
     head: &mut Box<dyn SourceHead>,
     cancel: &mut watch::Receiver<bool>,
-) -> Result<(), Stop> {
+) -> Result<(), TaskOutcome> {
     while let Some(interrupt) = out.drain_until(cancel, true, None).await? {
         if let DrainInterrupt::Control(c) = interrupt {
             out.on_control(c, head)?;
@@ -1360,7 +1355,7 @@ async fn drain_operators(
     head: &mut Box<dyn VertexHead>,
     gate: &mut InputGate,
     cancel: &mut watch::Receiver<bool>,
-) -> Result<(), Stop> {
+) -> Result<(), TaskOutcome> {
     loop {
         match out.drain_until(cancel, false, Some((&mut *gate, &*head))).await? {
             None => return Ok(()),
@@ -1378,7 +1373,7 @@ fn start_unaligned(
     head: &mut Box<dyn VertexHead>,
     gate: &mut InputGate,
     barrier: CheckpointBarrier,
-) -> Result<(), Stop> {
+) -> Result<(), TaskOutcome> {
     let id = barrier.id;
     out.checkpoint(barrier, head, true)?;
     gate.start_capture(id, &*head);
@@ -1412,6 +1407,23 @@ mod tests {
 
     fn flush_timer(last: i64, timeout: i64) -> FlushTimer {
         FlushTimer::new(FlushRegistry::default(), timeout, last)
+    }
+
+    #[test]
+    fn a_run_ends_finished_canceled_or_failed_and_a_panic_fails_the_running_operator() {
+        let running = || "map".to_string();
+        assert_eq!(outcome_of(Ok(Ok(())), running), TaskOutcome::Finished);
+        assert_eq!(outcome_of(Ok(Err(TaskOutcome::Canceled)), running), TaskOutcome::Canceled);
+        let sink = TaskError::msg("sink", "refused");
+        assert_eq!(outcome_of(Ok(Err(sink.clone().into())), running), TaskOutcome::Failed(sink), "named: kept");
+        let guarded = TaskError::msg(riffle_api::panic_guard::PANICKED_IN_CHAIN, "panicked: boom");
+        assert_eq!(
+            outcome_of(Ok(Err(guarded.into())), running),
+            TaskOutcome::Failed(TaskError::msg("map", "panicked: boom")),
+            "caught by the chain's guard"
+        );
+        let escaped = std::panic::catch_unwind(|| -> Result<(), TaskOutcome> { panic!("bad {}", 7) });
+        assert_eq!(outcome_of(escaped, running), TaskOutcome::Failed(TaskError::msg("map", "panicked: bad 7")));
     }
 
     #[test]
@@ -1460,21 +1472,21 @@ mod tests {
     }
 
     impl EndOfInput for Script {
-        async fn confirm_end(&mut self) -> Result<(), Stop> {
+        async fn confirm_end(&mut self) -> Result<(), TaskOutcome> {
             self.calls.push("confirm");
             if self.refuse {
                 return Err(TaskError::msg("sink", "the job master refused this attempt's end").into());
             }
             Ok(())
         }
-        fn end_input(&mut self) -> Result<(), Stop> {
+        fn end_input(&mut self) -> Result<(), TaskOutcome> {
             self.calls.push("end input");
             Ok(())
         }
         fn flush(&mut self) {
             self.calls.push("flush");
         }
-        async fn drain(&mut self) -> Result<(), Stop> {
+        async fn drain(&mut self) -> Result<(), TaskOutcome> {
             self.calls.push("drain");
             Ok(())
         }
@@ -1492,7 +1504,7 @@ mod tests {
         // A two-phase-commit sink commits at its end of input: a superseded attempt must not.
         let mut s = Script { refuse: true, ..Script::default() };
         let r = end_of_input(&mut s, true).await;
-        assert!(matches!(r, Err(Stop::Failed(e)) if e.message.contains("refused")));
+        assert!(matches!(r, Err(TaskOutcome::Failed(e)) if e.message.contains("refused")));
         assert_eq!(s.calls, vec!["confirm"]);
     }
 
@@ -1577,6 +1589,6 @@ mod tests {
         let (cancel_tx, mut cancel) = watch::channel(false);
         cancel_tx.send(true).unwrap();
         let r = out.drain_until("op", &mut control, &mut cancel, true, None).await;
-        assert!(matches!(r, Err(Stop::Cancelled)));
+        assert!(matches!(r, Err(TaskOutcome::Canceled)));
     }
 }

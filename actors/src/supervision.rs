@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use actix::Message;
 use serde::{Deserialize, Serialize};
 
-/// Why an actor stopped.
+/// Why a supervised actor (the Dispatcher, the ResourceManager, a JobMaster, a Slot) stopped.
+/// A subtask's end is no exit reason: it is a [`TaskOutcome`](crate::gateway::TaskOutcome),
+/// which its Slot passes on to the TaskExecutor and that to the JobMaster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ExitReason {
     /// It finished its work.

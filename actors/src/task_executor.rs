@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 
 use crate::gateway::{
-    AllocateSlot, CancelTask, DeployTask, FreeSlot, NotifyCheckpoint, RegisterTaskExecutor, TaskState, TaskStateUpdate,
-    TriggerCheckpoint, UnregisterTaskExecutor,
+    AllocateSlot, CancelTask, DeployTask, FreeSlot, NotifyCheckpoint, RegisterTaskExecutor, TaskOutcome, TaskState,
+    TaskStateUpdate, TriggerCheckpoint, UnregisterTaskExecutor,
 };
 use crate::ids::{AllocationId, ExecutionId, JobId, ResourceId};
 use crate::local_recovery::LocalSnapshots;
@@ -173,7 +173,8 @@ impl Handler<DeployTask> for TaskExecutor {
     fn handle(&mut self, msg: DeployTask, _: &mut Self::Context) {
         let e = msg.execution;
         let fail = |this: &Self, why: String| {
-            this.report(e, TaskState::Failed(riffle_api::TaskError::msg(format!("task executor {}", this.id), why)));
+            let error = riffle_api::TaskError::msg(format!("task executor {}", this.id), why);
+            this.report(e, TaskOutcome::Failed(error).into());
         };
         let slot_graph = self.shared.slot_graphs.get(&(e.job, msg.slot_index)).map(|g| g.clone());
         let Some(graph) = slot_graph.or_else(|| self.shared.graph(e.job)) else {
@@ -210,7 +211,7 @@ impl Handler<CancelTask> for TaskExecutor {
     fn handle(&mut self, msg: CancelTask, _: &mut Self::Context) {
         match self.tasks.get(&msg.execution).and_then(|i| self.slots.get(*i as usize)).and_then(|s| s.addr.clone()) {
             Some(slot) => slot.do_send(CancelInSlot(msg.execution)),
-            None => self.report(msg.execution, TaskState::Canceled),
+            None => self.report(msg.execution, TaskOutcome::Canceled.into()),
         }
     }
 }
@@ -248,7 +249,7 @@ impl Handler<SubtaskExited> for TaskExecutor {
     type Result = ();
     fn handle(&mut self, msg: SubtaskExited, _: &mut Self::Context) {
         self.tasks.remove(&msg.execution);
-        self.report(msg.execution, msg.state);
+        self.report(msg.execution, msg.outcome.into());
     }
 }
 
@@ -263,13 +264,9 @@ impl Handler<ChildExited> for TaskExecutor {
         let lost: Vec<ExecutionId> = self.tasks.iter().filter(|(_, s)| **s == index).map(|(e, _)| *e).collect();
         for e in lost {
             self.tasks.remove(&e);
-            self.report(
-                e,
-                TaskState::Failed(riffle_api::TaskError::msg(
-                    format!("slot {index} of {}", self.id),
-                    format!("the slot {}", msg.reason),
-                )),
-            );
+            let error =
+                riffle_api::TaskError::msg(format!("slot {index} of {}", self.id), format!("the slot {}", msg.reason));
+            self.report(e, TaskOutcome::Failed(error).into());
         }
         match decision {
             Decision::Ignore | Decision::Stop => {}

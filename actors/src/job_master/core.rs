@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use crate::error::RuntimeError;
 use crate::exception_history::ExceptionEntry;
-use crate::gateway::{SlotAssignment, TaskState, TaskStateUpdate};
+use crate::gateway::{SlotAssignment, TaskOutcome, TaskState, TaskStateUpdate};
 use crate::ids::{ExecutionId, JobId, ResourceId};
 use crate::job_status::{transition, JobEvent, JobStatus};
 use crate::job_view::ExecutionState;
@@ -415,18 +415,13 @@ impl JobCore {
             return;
         }
         *slot = Some(update.state.clone());
-        let shown = match &update.state {
-            TaskState::Running => ExecutionState::Running,
-            TaskState::Finished => ExecutionState::Finished,
-            TaskState::Canceled => ExecutionState::Canceled,
-            TaskState::Failed(_) => ExecutionState::Failed,
-        };
+        let shown = ExecutionState::of(&update.state);
         self.out.push(JobCommand::ShowTaskState { vertex: e.vertex, subtask: e.subtask, state: shown });
         match update.state {
             TaskState::Running => self.maybe_start_checkpointing(),
             // As in Flink 1.11, no checkpoints once a task finished.
-            TaskState::Finished => self.stop_checkpointing("a task finished"),
-            TaskState::Canceled => {
+            TaskState::Ended(TaskOutcome::Finished) => self.stop_checkpointing("a task finished"),
+            TaskState::Ended(TaskOutcome::Canceled) => {
                 if self.status == JobStatus::Running {
                     let why = format!(
                         "subtask {}/{} of vertex {} was cancelled unexpectedly",
@@ -437,7 +432,7 @@ impl JobCore {
                     self.fail(Failure::job(why), clock);
                 }
             }
-            TaskState::Failed(err) => {
+            TaskState::Ended(TaskOutcome::Failed(err)) => {
                 let v = self.vertices.iter().find(|v| v.id == e.vertex);
                 let task = v.map(|v| v.name.clone()).unwrap_or_else(|| "?".into());
                 let located = format!(
@@ -480,7 +475,8 @@ impl JobCore {
                 format!("task executor {resource_id}"),
                 format!("the task executor is lost: {reason}"),
             );
-            let update = TaskStateUpdate { execution, state: TaskState::Failed(error), location: resource_id.clone() };
+            let state = TaskOutcome::Failed(error).into();
+            let update = TaskStateUpdate { execution, state, location: resource_id.clone() };
             self.task_update(update, clock);
         }
     }
@@ -621,7 +617,9 @@ impl JobCore {
             return;
         }
         match self.status {
-            JobStatus::Running if self.executions.values().all(|s| *s == Some(TaskState::Finished)) => {
+            JobStatus::Running
+                if self.executions.values().all(|s| *s == Some(TaskState::Ended(TaskOutcome::Finished))) =>
+            {
                 self.terminate(JobEvent::AllFinished)
             }
             JobStatus::Failing | JobStatus::Cancelling => self.terminate(JobEvent::AllStopped),

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use riffle_actors::gateway::{RegisterTaskExecutor, TaskState, TaskStateUpdate, UnregisterTaskExecutor};
+use riffle_actors::gateway::{RegisterTaskExecutor, TaskOutcome, TaskStateUpdate, UnregisterTaskExecutor};
 use riffle_actors::ids::ResourceId;
 use riffle_actors::job_master::JobMaster;
 use riffle_actors::mailbox::Counted;
@@ -391,7 +391,8 @@ fn forward(
                     if let Some(jm) = shared.job_masters.get(&job) {
                         jm.do_send(TaskStateUpdate {
                             execution: d.execution,
-                            state: TaskState::Failed(riffle_api::TaskError::msg(format!("task executor {to}"), why)),
+                            state: TaskOutcome::Failed(riffle_api::TaskError::msg(format!("task executor {to}"), why))
+                                .into(),
                             location: to.clone(),
                         });
                     }

@@ -136,4 +136,25 @@ mod tests {
         assert_eq!((caused.domain(), caused.is_retryable()), (ErrorDomain::Internal, false));
         assert_eq!(caused.to_string(), "enumerator: corrupt split: bad bytes");
     }
+
+    #[test]
+    fn subtask_reports_round_trip_over_the_link() {
+        use riffle_actors::gateway::{TaskOutcome, TaskState, TaskStateUpdate};
+        use riffle_actors::ids::ExecutionId;
+        use riffle_actors::peers::ToJobMaster;
+        let execution = ExecutionId { job: JobId(7), vertex: 1, subtask: 0, attempt: 2 };
+        let failed = TaskOutcome::Failed(riffle_api::TaskError::msg("map", "panicked: boom"));
+        for state in [TaskState::Running, TaskOutcome::Finished.into(), TaskOutcome::Canceled.into(), failed.into()] {
+            let update = TaskStateUpdate { execution, state: state.clone(), location: ResourceId("te-1".into()) };
+            let m = LinkMessage::ForJobManager(RemoteJobManagerMessage::JobMaster(ToJobMaster::TaskState(update)));
+            let mut buf = Vec::new();
+            encode_into(&mut buf, &m).expect("encodes");
+            match decode(&buf, Stage::Session).expect("decodes") {
+                LinkMessage::ForJobManager(RemoteJobManagerMessage::JobMaster(ToJobMaster::TaskState(u))) => {
+                    assert_eq!((u.execution, u.state), (execution, state))
+                }
+                other => panic!("{state:?} came back as {other:?}"),
+            }
+        }
+    }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::Addr;
-use riffle_actors::gateway::{TaskState, TaskStateUpdate};
+use riffle_actors::gateway::{TaskOutcome, TaskStateUpdate};
 use riffle_actors::ids::{JobId, ResourceId};
 use riffle_actors::peers::{
     JobMasterGateway, RemoteJobManager, RemoteJobManagerMessage, TaskExecutorGateway, ToTaskExecutor,
@@ -250,7 +250,7 @@ impl Jobs {
         let fail = |d: &riffle_actors::gateway::DeployTask, why: String| {
             JobMasterGateway::Remote(remote.clone()).do_send(TaskStateUpdate {
                 execution: d.execution,
-                state: TaskState::Failed(riffle_api::TaskError::msg(format!("task executor {me}"), why)),
+                state: TaskOutcome::Failed(riffle_api::TaskError::msg(format!("task executor {me}"), why)).into(),
                 location: me.clone(),
             });
         };

@@ -42,13 +42,13 @@ fn exec(vertex: u32, subtask: u32, attempt: u32) -> ExecutionId {
     ExecutionId { job: JOB, vertex, subtask, attempt }
 }
 
-fn report(vertex: u32, subtask: u32, attempt: u32, state: TaskState) -> JobInput {
+fn report(vertex: u32, subtask: u32, attempt: u32, state: impl Into<TaskState>) -> JobInput {
     let location = ResourceId(if subtask == 0 { "te-a" } else { "te-b" }.to_string());
-    JobInput::TaskUpdate(TaskStateUpdate { execution: exec(vertex, subtask, attempt), state, location })
+    JobInput::TaskUpdate(TaskStateUpdate { execution: exec(vertex, subtask, attempt), state: state.into(), location })
 }
 
 fn failed(vertex: u32, subtask: u32, attempt: u32) -> JobInput {
-    report(vertex, subtask, attempt, TaskState::Failed(riffle_api::TaskError::msg("map", "boom")))
+    report(vertex, subtask, attempt, TaskOutcome::Failed(riffle_api::TaskError::msg("map", "boom")))
 }
 
 const ALL: [(u32, u32); 4] = [(0, 0), (0, 1), (1, 0), (1, 1)];
@@ -70,7 +70,7 @@ fn to_running() -> Vec<JobInput> {
 fn to_restart_delay() -> Vec<JobInput> {
     let mut v = to_running();
     v.push(failed(0, 0, 0));
-    v.extend([(0, 1), (1, 0), (1, 1)].iter().map(|&(vx, s)| report(vx, s, 0, TaskState::Canceled)));
+    v.extend([(0, 1), (1, 0), (1, 1)].iter().map(|&(vx, s)| report(vx, s, 0, TaskOutcome::Canceled)));
     v
 }
 
@@ -275,13 +275,13 @@ fn scheduling() {
 fn running_and_ending() {
     use JobStatus::*;
     let mut finishing = to_running();
-    finishing.extend(ALL[..3].iter().map(|&(v, s)| report(v, s, 0, TaskState::Finished)));
+    finishing.extend(ALL[..3].iter().map(|&(v, s)| report(v, s, 0, TaskOutcome::Finished)));
     let cases = vec![
         Case {
             name: "the first subtask finishes: no more checkpoints (Flink 1.11)",
             strategy: RestartStrategy::None,
             before: to_running(),
-            input: report(0, 0, 0, TaskState::Finished),
+            input: report(0, 0, 0, TaskOutcome::Finished),
             expect: &["stop-checkpointing"],
             status: Running,
         },
@@ -289,7 +289,7 @@ fn running_and_ending() {
             name: "the last subtask finishes: FINISHED",
             strategy: RestartStrategy::None,
             before: finishing,
-            input: report(1, 1, 0, TaskState::Finished),
+            input: report(1, 1, 0, TaskOutcome::Finished),
             expect: &["status:FINISHED", "release-slots", "drop:0", "end:FINISHED"],
             status: Finished,
         },
@@ -311,7 +311,7 @@ fn running_and_ending() {
             strategy: RestartStrategy::None,
             before: {
                 let mut v = to_running();
-                v.push(report(0, 0, 0, TaskState::Finished));
+                v.push(report(0, 0, 0, TaskOutcome::Finished));
                 v
             },
             input: failed(0, 0, 0),
@@ -322,7 +322,7 @@ fn running_and_ending() {
             name: "a subtask cancelled by nobody fails the job",
             strategy: RestartStrategy::None,
             before: to_running(),
-            input: report(1, 0, 0, TaskState::Canceled),
+            input: report(1, 0, 0, TaskOutcome::Canceled),
             expect: &["exception:root@0", "status:FAILING", "stop-checkpointing", "cancel:3", "timer:cancel@0"],
             status: Failing,
         },
@@ -394,7 +394,7 @@ fn failover() {
             name: "every subtask stopped: the restart delay",
             strategy: one_restart(),
             before: to_restart_delay()[..to_restart_delay().len() - 1].to_vec(),
-            input: report(1, 1, 0, TaskState::Canceled),
+            input: report(1, 1, 0, TaskOutcome::Canceled),
             expect: &["timer:restart@0"],
             status: Restarting,
         },
@@ -532,9 +532,9 @@ fn the_root_cause_is_the_first_failure() {
         core.on(i, clock());
     }
     core.on(failed(0, 1, 0), clock());
-    core.on(report(1, 0, 0, TaskState::Failed(riffle_api::TaskError::msg("sink", "later"))), clock());
-    core.on(report(0, 0, 0, TaskState::Canceled), clock());
-    let end = words(&core.on(report(1, 1, 0, TaskState::Canceled), clock()));
+    core.on(report(1, 0, 0, TaskOutcome::Failed(riffle_api::TaskError::msg("sink", "later"))), clock());
+    core.on(report(0, 0, 0, TaskOutcome::Canceled), clock());
+    let end = words(&core.on(report(1, 1, 0, TaskOutcome::Canceled), clock()));
     let last = end.last().cloned().unwrap_or_default();
     assert!(last.starts_with("end:FAILED:operator 'map' failed: boom (subtask 2/2 of 'Source: numbers'"), "{last}");
 }
@@ -549,7 +549,7 @@ fn the_cause_chain_reaches_the_exception_history() {
         core.on(i, clock());
     }
     let err = riffle_api::TaskError::new("sink", &Outer(std::io::Error::other("disk full")));
-    let out = core.on(report(1, 0, 0, TaskState::Failed(err)), clock());
+    let out = core.on(report(1, 0, 0, TaskOutcome::Failed(err)), clock());
     let entry = out
         .iter()
         .find_map(|c| match c {
