@@ -89,11 +89,22 @@ fn run_checkpointed(mode: &str, threshold: &str) {
     assert!(stats.triggered >= stats.completed && stats.completed >= 4, "{stats:?}");
     // Retained: the 2 newest completed checkpoints, each with every subtask's part.
     let job_dir = dir.path().join(h.job_id().to_string());
-    let mut ids: Vec<u64> = std::fs::read_dir(&job_dir)
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
-        .collect();
-    ids.sort();
+    let retained = || {
+        let mut ids: Vec<u64> = std::fs::read_dir(&job_dir)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
+            .collect();
+        ids.sort();
+        ids
+    };
+    // A checkpoint in progress when the job was cancelled is aborted and its directory deleted
+    // in the background: it may still be there for a moment, never for good.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut ids = retained();
+    while ids.len() != 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        ids = retained();
+    }
     assert_eq!(ids.len(), 2, "{ids:?}");
     let newest = checkpoint_metadata::checkpoint_dir(dir.path(), &h.job_id().to_string(), ids[1]);
     let meta_file = newest.join(checkpoint_metadata::METADATA_FILE);
