@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use riffle_actors::peers::JobStore;
 use riffle_actors::{JobId, RuntimeError};
-use riffle_api::{Configuration, JobGraph, JobOrigin};
+use riffle_api::{Configuration, JobGraph, JobOrigin, Programs};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -24,7 +24,6 @@ use super::{
 };
 use crate::error::ClusterError;
 use crate::minicluster::{MiniCluster, MiniClusterConfig};
-use crate::remote::ProgramBuilder;
 
 /// What the leader stores of a job for its successor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -145,7 +144,7 @@ pub struct LeadingJobManager {
 /// The leadership is watched from then on; losing it ends the process (exit code 70).
 pub fn lead(
     cfg: MiniClusterConfig,
-    builder: Arc<dyn ProgramBuilder>,
+    programs: Arc<dyn Programs>,
     mut standby: impl FnMut(&str),
 ) -> Result<LeadingJobManager, ClusterError> {
     let zk_config = HaConfig::from_config(&cfg.config).map_err(ha_error)?.require_zookeeper().map_err(ha_error)?;
@@ -201,7 +200,7 @@ pub fn lead(
     }));
     let mut recovered = Vec::new();
     for (job, stored, checkpoint) in jobs {
-        match recover(&cluster, &cluster_config, builder.as_ref(), job, &stored, checkpoint) {
+        match recover(&cluster, &cluster_config, programs.as_ref(), job, &stored, checkpoint) {
             Ok(()) => recovered.push(job),
             Err(e) => tracing::error!(%job, name = %stored.name, "cannot recover the job: {e}"),
         }
@@ -244,12 +243,12 @@ fn ha_error(e: super::HaError) -> ClusterError {
 fn recover(
     cluster: &MiniCluster,
     cluster_config: &Configuration,
-    builder: &dyn ProgramBuilder,
+    programs: &dyn Programs,
     job: JobId,
     stored: &StoredJob,
     checkpoint: Option<PathBuf>,
 ) -> Result<(), ClusterError> {
-    let mut graph = builder.build(&stored.origin)?;
+    let mut graph = programs.build(&stored.origin)?;
     graph.config = stored.config.clone();
     let mut merged = cluster_config.clone();
     merged.merge(&graph.config);
