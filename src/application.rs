@@ -26,7 +26,7 @@ pub fn run(
     if taskmanagers == 0 || slots == 0 {
         bail!("an application cluster needs at least one TaskManager with at least one slot");
     }
-    let plugins = riffle_cluster::plugin::LoadedPlugins::default();
+    let programs = riffle::programs();
     let location = library.to_string_lossy().into_owned();
     let own_cache = std::env::temp_dir().join(format!("riffle-application-{}", std::process::id()));
     let graph = if riffle_cluster::artifacts::is_url(&location) {
@@ -36,8 +36,8 @@ pub fn run(
         let digest = riffle_cluster::artifacts::digest(&bytes);
         let cache = riffle_cluster::artifacts::ArtifactCache::new(own_cache.clone());
         let local = cache.put(&digest, &bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let mut g =
-            plugins.build_origin(&local.display().to_string(), entry, args).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut g = programs.build(&riffle::JobOrigin::plugin(&local.display().to_string(), entry, args))?;
+        // TaskManagers fetch the library from its URL, not from this JobManager's cache.
         g.set_origin(riffle::JobOrigin {
             program: riffle::ProgramSource::Plugin { path: location.clone(), entry: entry.to_string(), digest },
             args: args.to_vec(),
@@ -47,7 +47,7 @@ pub fn run(
     } else {
         let library =
             library.canonicalize().with_context(|| format!("cannot read the plugin '{}'", library.display()))?;
-        plugins.build_origin(&library.display().to_string(), entry, args).map_err(|e| anyhow::anyhow!("{e}"))?
+        programs.build(&riffle::JobOrigin::plugin(&library.display().to_string(), entry, args))?
     };
     let mut cfg = riffle::MiniClusterConfig::new(0, 1).with_rpc();
     cfg.config = conf.clone();
@@ -94,7 +94,6 @@ pub fn run(
     let result = job.wait(None)?;
     cluster.shutdown();
     drop(members);
-    drop(plugins);
     let _ = std::fs::remove_dir_all(&own_cache);
     match result.status {
         JobStatus::Finished => {

@@ -27,6 +27,15 @@ pub use riffle_cluster::{
 };
 pub use riffle_scenarios as scenarios;
 
+/// This process's programs: the built-in ones and plugin jobs as one [`Programs`]
+/// ([`scenarios::catalog::programs`]), made once, so that the REST API, a TaskManager, HA
+/// recovery, application mode and `riffle run --plugin` all build jobs through the same object
+/// (and load each plugin library once).
+pub fn programs() -> std::sync::Arc<dyn Programs> {
+    static PROGRAMS: std::sync::OnceLock<std::sync::Arc<dyn Programs>> = std::sync::OnceLock::new();
+    PROGRAMS.get_or_init(scenarios::catalog::programs).clone()
+}
+
 /// Every configuration option riffle reads, collected from the crates that declare them: what
 /// unknown keys in a configuration are checked against, and what docs/configuration.md is
 /// generated from.

@@ -10,9 +10,8 @@ use common::{sums_totals, template_plugin};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use riffle::{Configuration, JobOrigin, JobStatus, MiniCluster, MiniClusterConfig, ProgramSource};
+use riffle::{Configuration, JobOrigin, JobStatus, MiniCluster, MiniClusterConfig, ProgramSource, Programs};
 use riffle_cluster::plugin::LoadedPlugins;
-use riffle_cluster::remote::ProgramBuilder;
 use riffle_cluster::taskmanager::TaskManager;
 
 #[test]
@@ -31,11 +30,9 @@ fn a_task_manager_fetches_a_plugin_library_once_into_its_cache_and_builds_from_i
     let plugins = Arc::new(LoadedPlugins::default());
     let cache = blob.clone();
     let tm_plugins = plugins.clone();
-    let builder: Arc<dyn ProgramBuilder> = Arc::new(move |o: &JobOrigin| match &o.program {
-        ProgramSource::Plugin { path, entry, .. } if Path::new(path).starts_with(&cache) => {
-            tm_plugins.build_origin(path, entry, &o.args)
-        }
-        other => Err(riffle::ClusterError::Build(format!("not from the artifact cache: {other:?}"))),
+    let programs: Arc<dyn Programs> = Arc::new(move |o: &JobOrigin| match &o.program {
+        ProgramSource::Plugin { path, .. } if Path::new(path).starts_with(&cache) => tm_plugins.build(o),
+        other => Err(riffle::ProgramError::Invalid(format!("not from the artifact cache: {other:?}")).into()),
     });
     let mut c = Configuration::new();
     c.set("jobmanager.rpc.address", &host)
@@ -43,7 +40,7 @@ fn a_task_manager_fetches_a_plugin_library_once_into_its_cache_and_builds_from_i
         .set("taskmanager.resource-id", "tm-blob")
         .set("taskmanager.numberOfTaskSlots", "2")
         .set("blob.storage.directory", blob.display().to_string());
-    let tm = TaskManager::start(c, builder).unwrap();
+    let tm = TaskManager::start(c, programs).unwrap();
     tm.wait_registered(Duration::from_secs(10)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while jm.slot_report().unwrap().total < 2 {
@@ -55,7 +52,7 @@ fn a_task_manager_fetches_a_plugin_library_once_into_its_cache_and_builds_from_i
     for round in 0..2 {
         let out = dir.path().join(format!("sums-{round}.txt"));
         let args = ["100".to_string(), "3".to_string(), out.display().to_string()];
-        let graph = jm_plugins.build_origin(lib.to_str().unwrap(), "sums", &args).unwrap();
+        let graph = jm_plugins.build(&JobOrigin::plugin(lib.to_str().unwrap(), "sums", &args)).unwrap();
         let r = jm.submit(graph).unwrap().wait(Some(Duration::from_secs(60))).unwrap();
         assert_eq!(r.status, JobStatus::Finished, "{:?}", r.error);
         assert_eq!(sums_totals(&out), [(0, 1683), (1, 1617), (2, 1650)]);
@@ -78,18 +75,14 @@ fn start_cluster(dir: &Path, slots: u32) -> (MiniCluster, TaskManager, PathBuf) 
     let jm = MiniCluster::start(cfg).unwrap();
     let (host, port) = jm.rpc_address().unwrap().rsplit_once(':').map(|(h, p)| (h.to_string(), p.to_string())).unwrap();
     let blob = dir.join("blob");
-    let plugins = Arc::new(LoadedPlugins::default());
-    let builder: Arc<dyn ProgramBuilder> = Arc::new(move |o: &JobOrigin| match &o.program {
-        ProgramSource::Plugin { path, entry, .. } => plugins.build_origin(path, entry, &o.args),
-        other => Err(riffle::ClusterError::Build(format!("no program {other:?}"))),
-    });
+    let programs: Arc<dyn Programs> = Arc::new(LoadedPlugins::default());
     let mut c = Configuration::new();
     c.set("jobmanager.rpc.address", &host)
         .set("jobmanager.rpc.port", &port)
         .set("taskmanager.resource-id", "tm-slots")
         .set("taskmanager.numberOfTaskSlots", slots.to_string())
         .set("blob.storage.directory", blob.display().to_string());
-    let tm = TaskManager::start(c, builder).unwrap();
+    let tm = TaskManager::start(c, programs).unwrap();
     tm.wait_registered(Duration::from_secs(10)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while jm.slot_report().unwrap().total < slots {
@@ -108,7 +101,8 @@ fn a_slot_keeps_its_plugin_instance_across_restarts_and_the_next_job_gets_a_fres
     let jm_plugins = LoadedPlugins::default();
     for round in 0..2 {
         let out = dir.path().join(format!("starts-{round}.txt"));
-        let graph = jm_plugins.build_origin(lib.to_str().unwrap(), "restarts", &[out.display().to_string()]).unwrap();
+        let origin = JobOrigin::plugin(lib.to_str().unwrap(), "restarts", &[out.display().to_string()]);
+        let graph = jm_plugins.build(&origin).unwrap();
         let r = jm.submit(graph).unwrap().wait(Some(Duration::from_secs(60))).unwrap();
         // The first attempt fails on purpose; the restart in the same slot sees the instance's
         // count of 1 and writes 2. A second job must not see the first one's statics (3).

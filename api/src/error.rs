@@ -132,6 +132,9 @@ pub enum ApiError {
     /// A user function (an enumerator, a source, a job builder) returned an error.
     #[error(transparent)]
     User(UserError),
+    /// A program could not be built from its origin ([`crate::programs::Programs`]).
+    #[error(transparent)]
+    Program(#[from] crate::programs::ProgramError),
     /// A split of a source could not be serialized.
     #[error("cannot serialize a split: {0}")]
     SplitEncode(String),
@@ -148,6 +151,7 @@ impl ApiError {
             ApiError::Config(e) => e.domain(),
             ApiError::Task(e) => e.domain(),
             ApiError::State(e) => e.domain(),
+            ApiError::Program(e) => e.domain(),
             ApiError::User(_) | ApiError::SplitEncode(_) => ErrorDomain::User,
             ApiError::SplitDecode(_) => ErrorDomain::Internal,
         }
@@ -160,6 +164,7 @@ impl ApiError {
             ApiError::Config(e) => e.is_retryable(),
             ApiError::Task(e) => e.is_retryable(),
             ApiError::State(e) => e.is_retryable(),
+            ApiError::Program(e) => e.is_retryable(),
             ApiError::User(_) | ApiError::SplitEncode(_) | ApiError::SplitDecode(_) => false,
         }
     }

@@ -24,6 +24,7 @@ pub mod origin;
 pub mod panic_guard;
 pub mod partition;
 pub mod plugin;
+pub mod programs;
 pub mod record;
 pub mod sink;
 pub mod snapshot;
@@ -40,6 +41,7 @@ pub use functions::{CoProcessFunction, KeyedProcessFunction, MultiInputFunction,
 pub use graph::{ChannelKey, HeadKind, InputChannel, JobGraph, JobVertex, TaskEnv, VertexInstance};
 pub use link::{Collector, Input};
 pub use origin::{JobOrigin, ProgramSource};
+pub use programs::{ProgramArg, ProgramError, ProgramInfo, ProgramSet, Programs};
 pub use record::{CheckpointBarrier, Data, Element, Key, StreamRecord, MAX_WATERMARK, NO_TIMESTAMP};
 pub use riffle_state::{KeyedStateStore, ListState, MapState, TimeDomain, ValueState};
 pub use sink::{ExactlyOnceTextFileSink, SinkContext, TwoPhaseCommitOperator, TwoPhaseCommitSink};

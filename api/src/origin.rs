@@ -36,3 +36,20 @@ pub struct JobOrigin {
     /// The parallelism it was built with, when the builder takes one.
     pub parallelism: Option<u32>,
 }
+
+impl JobOrigin {
+    /// Built-in program `name` with `args`, at `parallelism` (its default when `None`).
+    pub fn builtin(name: &str, args: &[String], parallelism: Option<u32>) -> Self {
+        Self { program: ProgramSource::Builtin(name.to_string()), args: args.to_vec(), parallelism }
+    }
+
+    /// Job `entry` of the plugin library at `path` with `args`. The digest is left empty: the
+    /// graph built from it records the library's ([`crate::programs::Programs::build`]).
+    pub fn plugin(path: &str, entry: &str, args: &[String]) -> Self {
+        Self {
+            program: ProgramSource::Plugin { path: path.to_string(), entry: entry.to_string(), digest: String::new() },
+            args: args.to_vec(),
+            parallelism: None,
+        }
+    }
+}

@@ -28,9 +28,10 @@ pub enum ClusterError {
     /// A plugin library was refused (not riffle's, another build, corrupt, unreadable).
     #[error("{0}")]
     Plugin(String),
-    /// A job cannot be built from its origin here (an unknown program, bad arguments).
-    #[error("{0}")]
-    Build(String),
+    /// A job cannot be built from its origin here (an unknown program, bad arguments, a
+    /// refused plugin): what [`riffle_api::Programs::build`] answered.
+    #[error(transparent)]
+    Build(#[from] riffle_api::ApiError),
     /// The REST server could not start (bad `rest.*` settings, port taken).
     #[error("the REST server did not start: {0}")]
     Rest(#[from] riffle_web::WebError),
@@ -51,9 +52,8 @@ impl ClusterError {
     /// Where the error comes from.
     pub fn domain(&self) -> ErrorDomain {
         match self {
-            ClusterError::Config(_) | ClusterError::Graph(_) | ClusterError::Plugin(_) | ClusterError::Build(_) => {
-                ErrorDomain::User
-            }
+            ClusterError::Config(_) | ClusterError::Graph(_) | ClusterError::Plugin(_) => ErrorDomain::User,
+            ClusterError::Build(e) => e.domain(),
             ClusterError::Unavailable(_) | ClusterError::Timeout(..) | ClusterError::Checkpoint(_) => {
                 ErrorDomain::External
             }
@@ -69,6 +69,7 @@ impl ClusterError {
         match self {
             ClusterError::Runtime(e) => e.is_retryable(),
             ClusterError::Rejected(e) => e.is_retryable(),
+            ClusterError::Build(e) => e.is_retryable(),
             _ => self.domain() == ErrorDomain::External,
         }
     }

@@ -41,8 +41,9 @@ pub struct MiniClusterConfig {
     pub config: Configuration,
     /// Whether to serve the REST API and web UI (`rest.bind-address`, `rest.port`).
     pub rest: bool,
-    /// The programs the REST API can submit by name.
-    pub programs: Option<Arc<dyn riffle_web::ProgramCatalog>>,
+    /// What the REST API builds jobs with: programs by name and uploaded plugins (none: plugin
+    /// uploads only, through a loader of this cluster's own).
+    pub programs: Option<Arc<dyn riffle_api::Programs>>,
     /// Whether to accept TaskManager processes on the RPC address (`jobmanager.rpc.*`,
     /// `jobmanager.bind-host`); with it, `task_executors` may be 0.
     pub rpc: bool,
@@ -73,8 +74,9 @@ impl MiniClusterConfig {
         self
     }
 
-    /// Programs users may submit over REST.
-    pub fn with_programs(mut self, programs: Arc<dyn riffle_web::ProgramCatalog>) -> Self {
+    /// What the REST API builds jobs with: the programs users may submit by name, and
+    /// uploaded plugins' jobs.
+    pub fn with_programs(mut self, programs: Arc<dyn riffle_api::Programs>) -> Self {
         self.programs = Some(programs);
         self
     }
@@ -334,8 +336,8 @@ impl MiniCluster {
         }
         let a = self.actors()?;
         let rest = riffle_web::RestConfig::from_config(&cfg.config)?;
-        let ctx = riffle_web::RestContext::new(self.shared.clone(), a.dispatcher.clone(), cfg.programs.clone(), rest)
-            .with_plugins(Arc::new(crate::plugin::LoadedPlugins::default()));
+        let programs = cfg.programs.clone().unwrap_or_else(|| Arc::new(crate::plugin::LoadedPlugins::default()));
+        let ctx = riffle_web::RestContext::new(self.shared.clone(), a.dispatcher.clone(), Some(programs), rest);
         self.rest = Some(riffle_web::RestServer::start(ctx)?);
         Ok(())
     }

@@ -10,7 +10,7 @@ use riffle_api::plugin::{
     JobBuilder, PluginDeclaration, PluginRegistrar, API_FINGERPRINT, DECLARATION_SYMBOL, PLUGIN_ABI_VERSION,
     RIFFLE_VERSION, RUSTC_VERSION,
 };
-use riffle_api::JobGraph;
+use riffle_api::{ApiError, JobGraph, JobOrigin, ProgramError, ProgramInfo, ProgramSource, Programs};
 
 use crate::error::ClusterError;
 
@@ -121,8 +121,10 @@ impl Plugin {
     }
 }
 
-/// Plugins uploaded over REST, loaded once per file and kept loaded for the life of the
-/// process (jobs built from them run their code).
+/// The plugin loader as [`Programs`]: builds plugin origins, loading each library once and
+/// keeping it loaded for the life of the process (jobs built from it run its code), and lists
+/// a library's jobs. It lists no programs and builds no built-in one: the `riffle` binary pairs
+/// it with the built-in programs in a [`riffle_api::ProgramSet`].
 #[derive(Default)]
 pub struct LoadedPlugins {
     loaded: std::sync::Mutex<std::collections::HashMap<PathBuf, Arc<Plugin>>>,
@@ -132,7 +134,7 @@ impl LoadedPlugins {
     /// Builds job `entry` of the plugin at `path` and records its origin (library path and
     /// digest): what a TaskManager process does with the cached copy of a job's library, and
     /// what the JobManager side does with an upload.
-    pub fn build_origin(&self, path: &str, entry: &str, args: &[String]) -> Result<JobGraph, ClusterError> {
+    fn build_origin(&self, path: &str, entry: &str, args: &[String]) -> Result<JobGraph, ClusterError> {
         let path = Path::new(path);
         let mut graph = self.get(path)?.build(entry, args)?;
         let digest = crate::artifacts::digest_of_file(path)
@@ -160,21 +162,34 @@ impl LoadedPlugins {
     }
 }
 
-/// A cluster error as REST answers it: the user's a 400 (as before), the environment's a 503.
-fn web_error(e: ClusterError) -> riffle_web::WebError {
-    match e.domain() {
-        riffle_api::ErrorDomain::User => riffle_web::WebError::BadRequest(e.to_string()),
-        riffle_api::ErrorDomain::External => riffle_web::WebError::Unavailable(e.to_string()),
-        riffle_api::ErrorDomain::Internal => riffle_web::WebError::Internal(e.to_string()),
+/// A plugin's error as a program error: unreadable files are the environment's, everything
+/// else (refused, no such job, the job's own error) the user's.
+fn program_error(e: ClusterError) -> ApiError {
+    match e {
+        ClusterError::Io { what, source } => ProgramError::Io { what, source }.into(),
+        ClusterError::Build(e) => e,
+        e => ProgramError::Plugin(e.to_string()).into(),
     }
 }
 
-impl riffle_web::context::PluginRunner for LoadedPlugins {
-    fn inspect(&self, path: &Path) -> Result<Vec<(String, String)>, riffle_web::WebError> {
-        Ok(self.get(path).map_err(web_error)?.jobs().iter().map(|j| (j.name.clone(), j.description.clone())).collect())
+impl Programs for LoadedPlugins {
+    fn list(&self) -> Vec<ProgramInfo> {
+        Vec::new()
     }
 
-    fn build(&self, path: &Path, entry: &str, args: &[String]) -> Result<JobGraph, riffle_web::WebError> {
-        self.build_origin(&path.display().to_string(), entry, args).map_err(web_error)
+    fn build(&self, origin: &JobOrigin) -> Result<JobGraph, ApiError> {
+        match &origin.program {
+            ProgramSource::Plugin { path, entry, .. } => {
+                self.build_origin(path, entry, &origin.args).map_err(program_error)
+            }
+            ProgramSource::Builtin(name) => Err(ProgramError::Invalid(format!("no program named '{name}'")).into()),
+        }
+    }
+
+    fn inspect(&self, library: &Path) -> Result<Vec<ProgramInfo>, ApiError> {
+        let plugin = self.get(library).map_err(program_error)?;
+        let info =
+            |j: &PluginJob| ProgramInfo { name: j.name.clone(), description: j.description.clone(), args: Vec::new() };
+        Ok(plugin.jobs().iter().map(info).collect())
     }
 }

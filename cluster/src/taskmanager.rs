@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use riffle_actors::task_executor::{GetTaskExecutorReport, TaskExecutor};
 use riffle_actors::{ResourceId, RuntimeShared};
-use riffle_api::{ConfigOption, Configuration, Group, OptionInfo};
+use riffle_api::{ConfigOption, Configuration, Group, OptionInfo, Programs};
 use tokio::sync::watch;
 
 use crate::error::ClusterError;
@@ -17,7 +17,6 @@ use crate::heartbeat::HeartbeatSettings;
 use crate::minicluster::NUMBER_OF_TASK_SLOTS;
 use crate::remote::jobmanager_side::{MAX_FRAME_SIZE, RPC_ADDRESS, RPC_PORT};
 use crate::remote::taskmanager_side::{self, LinkSettings};
-use crate::remote::ProgramBuilder;
 use crate::shuffle::{inbound, DataPlaneSettings, NetworkDataPlane};
 use crate::transport::{Listener, Timeouts};
 
@@ -160,7 +159,7 @@ pub struct TaskManager {
 impl TaskManager {
     /// Starts the TaskExecutor and its link; returns at once (the link connects, and keeps
     /// reconnecting, in the background: see [`TaskManager::wait_registered`]).
-    pub fn start(config: Configuration, builder: Arc<dyn ProgramBuilder>) -> Result<TaskManager, ClusterError> {
+    pub fn start(config: Configuration, programs: Arc<dyn Programs>) -> Result<TaskManager, ClusterError> {
         let settings = TaskManagerSettings::from_config(&config)?;
         let shared = RuntimeShared::new(config);
         let (stop, stopped) = watch::channel(false);
@@ -195,7 +194,7 @@ impl TaskManager {
                     actix::spawn(inbound::serve(listener, s2.clone(), data, stopped.clone()));
                     let te = TaskExecutor::new(settings.link.resource_id.clone(), s2.clone(), settings.task_executor)
                         .start();
-                    actix::spawn(taskmanager_side::run(settings.link, s2, te.clone(), builder, stopped));
+                    actix::spawn(taskmanager_side::run(settings.link, s2, te.clone(), programs, stopped));
                     Ok::<_, String>(te)
                 });
                 let ok = started.is_ok();

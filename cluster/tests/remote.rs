@@ -9,8 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use riffle_api::{Configuration, JobGraph, JobOrigin, ProgramSource, StreamEnvironment};
-use riffle_cluster::remote::ProgramBuilder;
+use riffle_api::{Configuration, JobGraph, JobOrigin, ProgramSource, Programs, StreamEnvironment};
 use riffle_cluster::taskmanager::TaskManager;
 use riffle_cluster::{JobStatus, MiniCluster, MiniClusterConfig};
 
@@ -46,7 +45,7 @@ fn sums(args: &[String], parallelism: u32) -> Result<JobGraph, String> {
     Ok(g)
 }
 
-fn builder() -> Arc<dyn ProgramBuilder> {
+fn builder() -> Arc<dyn Programs> {
     Arc::new(|o: &JobOrigin| match &o.program {
         ProgramSource::Builtin(name) if name == "sums" => sums(&o.args, o.parallelism.unwrap_or(1)),
         other => Err(format!("no program {other:?} here")),
@@ -72,7 +71,7 @@ fn task_manager(jm: &MiniCluster, id: &str, slots: u32) -> TaskManager {
 }
 
 /// A TaskManager with `slots` slots that builds jobs with `builder`, registered at `jm`.
-fn task_manager_with(jm: &MiniCluster, id: &str, slots: u32, builder: Arc<dyn ProgramBuilder>) -> TaskManager {
+fn task_manager_with(jm: &MiniCluster, id: &str, slots: u32, builder: Arc<dyn Programs>) -> TaskManager {
     task_manager_conf(jm, id, slots, builder, &[])
 }
 
@@ -81,7 +80,7 @@ fn task_manager_conf(
     jm: &MiniCluster,
     id: &str,
     slots: u32,
-    builder: Arc<dyn ProgramBuilder>,
+    builder: Arc<dyn Programs>,
     extra: &[(&str, &str)],
 ) -> TaskManager {
     let addr = jm.rpc_address().unwrap();
@@ -412,7 +411,7 @@ fn slow(args: &[String], parallelism: u32) -> Result<JobGraph, String> {
 fn a_slow_consumer_in_another_process_holds_back_the_producers_with_bounded_memory() {
     use std::sync::atomic::Ordering::Relaxed;
     let jm = job_manager();
-    let b: Arc<dyn ProgramBuilder> = Arc::new(|o: &JobOrigin| slow(&o.args, o.parallelism.unwrap_or(1)));
+    let b: Arc<dyn Programs> = Arc::new(|o: &JobOrigin| slow(&o.args, o.parallelism.unwrap_or(1)));
     let (_a, _b) = (task_manager_with(&jm, "tm-slow-1", 1, b.clone()), task_manager_with(&jm, "tm-slow-2", 1, b));
     wait_for_slots(&jm, 2);
     let job = jm.submit(slow(&["10000000".to_string()], 2).unwrap()).unwrap();
@@ -489,7 +488,7 @@ fn crawl(args: &[String], parallelism: u32) -> Result<JobGraph, String> {
 #[test]
 fn unaligned_checkpoints_overtake_a_full_backlog_across_the_network() {
     let jm = job_manager();
-    let b: Arc<dyn ProgramBuilder> = Arc::new(|o: &JobOrigin| crawl(&o.args, o.parallelism.unwrap_or(1)));
+    let b: Arc<dyn Programs> = Arc::new(|o: &JobOrigin| crawl(&o.args, o.parallelism.unwrap_or(1)));
     let (_a, _b) = (task_manager_with(&jm, "tm-crawl-1", 1, b.clone()), task_manager_with(&jm, "tm-crawl-2", 1, b));
     wait_for_slots(&jm, 2);
     let job = jm.submit(crawl(&["10000000".to_string(), "true".to_string()], 2).unwrap()).unwrap();

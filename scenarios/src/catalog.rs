@@ -1,5 +1,6 @@
 //! The built-in programs users can submit by name over REST (`/programs`): word count,
-//! Nexmark queries and a failover demo, each with `--name value` arguments.
+//! Nexmark queries and a failover demo, each with `--name value` arguments; and [`programs`],
+//! those with plugin jobs as the one [`Programs`] every part of riffle builds jobs through.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -7,12 +8,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use riffle_api::{Configuration, JobGraph};
-use riffle_web::{ProgramArg, ProgramCatalog, ProgramInfo, WebError};
+use riffle_api::{
+    ApiError, Configuration, JobGraph, JobOrigin, ProgramArg, ProgramError, ProgramInfo, ProgramSet, ProgramSource,
+    Programs,
+};
 
-/// The scenarios as a catalog.
+/// The scenarios as programs: built-in origins only (see [`programs`] for plugins too).
 #[derive(Debug, Default, Clone)]
 pub struct BuiltinPrograms;
+
+/// The built-in programs and plugin jobs (riffle-cluster's loader: each library loaded once,
+/// kept for the life of the process) as one [`Programs`]: what the `riffle` binary hands the
+/// REST API, its TaskManagers, HA recovery, application mode and `riffle run --plugin`.
+pub fn programs() -> Arc<dyn Programs> {
+    Arc::new(ProgramSet::new(Arc::new(BuiltinPrograms), Arc::new(riffle_cluster::plugin::LoadedPlugins::default())))
+}
 
 fn arg(name: &str, default: &str, help: &str) -> ProgramArg {
     ProgramArg { name: name.into(), default: default.into(), help: help.into() }
@@ -112,20 +122,21 @@ impl BuiltinPrograms {
     }
 }
 
-impl BuiltinPrograms {
-    /// Builds program `name` (what a TaskManager process does with a job's origin).
-    pub fn build_program(name: &str, args: &[String], parallelism: Option<u32>) -> Result<JobGraph, String> {
-        build(name, args, parallelism)
-    }
-}
-
-impl ProgramCatalog for BuiltinPrograms {
-    fn programs(&self) -> Vec<ProgramInfo> {
+impl Programs for BuiltinPrograms {
+    fn list(&self) -> Vec<ProgramInfo> {
         Self::infos()
     }
 
-    fn build(&self, name: &str, args: &[String], parallelism: Option<u32>) -> Result<JobGraph, WebError> {
-        build(name, args, parallelism).map_err(WebError::BadRequest)
+    /// A user error (unknown program, bad argument) is [`ProgramError::Invalid`] with its message.
+    fn build(&self, origin: &JobOrigin) -> Result<JobGraph, ApiError> {
+        match &origin.program {
+            ProgramSource::Builtin(name) => {
+                build(name, &origin.args, origin.parallelism).map_err(|e| ProgramError::Invalid(e).into())
+            }
+            ProgramSource::Plugin { path, entry, .. } => {
+                Err(ProgramError::Invalid(format!("job '{entry}' of plugin '{path}' is not a built-in program")).into())
+            }
+        }
     }
 }
 
@@ -265,16 +276,31 @@ pub fn failover_demo(
 mod tests {
     use super::*;
 
+    fn build(name: &str, args: &[&str], parallelism: Option<u32>) -> Result<JobGraph, ApiError> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        programs().build(&JobOrigin::builtin(name, &args, parallelism))
+    }
+
     #[test]
     fn arguments_are_checked() {
-        let c = BuiltinPrograms;
-        assert!(c.build("wordcount", &["--events".into(), "10".into()], Some(1)).is_ok());
-        let e = c.build("wordcount", &["--nope".into(), "1".into()], None).unwrap_err();
-        assert!(matches!(&e, WebError::BadRequest(m) if m.contains("unknown argument --nope")), "{e}");
-        let e = c.build("wordcount", &["--events".into(), "many".into()], None).unwrap_err();
+        let g = build("wordcount", &["--events", "10"], Some(1)).unwrap();
+        let origin = g.origin().expect("the origin is recorded");
+        assert_eq!(origin.program, ProgramSource::Builtin("wordcount".into()));
+        assert!(origin.args.iter().any(|a| a == "--output"), "the generated output is resolved: {origin:?}");
+        let e = build("wordcount", &["--nope", "1"], None).unwrap_err();
+        assert!(
+            matches!(&e, ApiError::Program(ProgramError::Invalid(m)) if m.contains("unknown argument --nope")),
+            "{e}"
+        );
+        assert_eq!(e.domain(), riffle_api::ErrorDomain::User);
+        let e = build("wordcount", &["--events", "many"], None).unwrap_err();
         assert!(e.to_string().contains("--events"), "{e}");
-        assert!(c.build("nexmark", &["--query=q9".into()], None).is_err());
-        assert!(c.build("rm -rf", &[], None).is_err());
-        assert!(c.build("wordcount", &["--output".into(), "relative/path".into()], None).is_err());
+        assert!(build("nexmark", &["--query=q9"], None).is_err());
+        assert!(build("rm -rf", &[], None).is_err());
+        assert!(build("wordcount", &["--output", "relative/path"], None).is_err());
+        // Plugin origins go to the plugin loader.
+        let e = programs().build(&JobOrigin::plugin("/nonexistent/lib.so", "sums", &[])).unwrap_err();
+        assert!(e.to_string().contains("is refused as a plugin: cannot read it"), "{e}");
+        assert_eq!(programs().list(), BuiltinPrograms::infos());
     }
 }

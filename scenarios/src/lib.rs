@@ -62,7 +62,7 @@ fn run_graph(config: &Configuration, graph: JobGraph, slots: u32, progress: bool
     // `rest.enabled` (the CLI's --web): serve the REST API and UI while the job runs.
     let web = config.get(&riffle_web::config::REST_ENABLED).map_err(riffle_cluster::ClusterError::from)?;
     if web {
-        cfg = cfg.with_rest().with_programs(std::sync::Arc::new(catalog::BuiltinPrograms));
+        cfg = cfg.with_rest().with_programs(catalog::programs());
     }
     let cluster = MiniCluster::start(cfg)?;
     if let Some(url) = cluster.rest_url() {

@@ -9,12 +9,11 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::http::{get, post_json};
 use riffle_cluster::{MiniCluster, MiniClusterConfig};
-use riffle_scenarios::catalog::BuiltinPrograms;
+use riffle_scenarios::catalog::programs;
 use serde_json::json;
 
 fn flink_cli() -> Option<PathBuf> {
@@ -75,7 +74,7 @@ fn the_flink_cli_lists_savepoints_stops_and_cancels_riffle_jobs() {
         panic!("Apache Flink's CLI is not installed: run scripts/setup-tests once (or set RIFFLE_FLINK_CLI)");
     };
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = MiniClusterConfig::new(2, 2).with_rest().with_programs(Arc::new(BuiltinPrograms));
+    let mut cfg = MiniClusterConfig::new(2, 2).with_rest().with_programs(programs());
     cfg.config.set("rest.port", "0");
     let mc = MiniCluster::start(cfg).unwrap();
     let url = mc.rest_url().unwrap();

@@ -3,12 +3,11 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::http::{get, patch, post_json, request, Response};
 use riffle_cluster::{MiniCluster, MiniClusterConfig};
-use riffle_scenarios::catalog::BuiltinPrograms;
+use riffle_scenarios::catalog::programs;
 use serde_json::{json, Value};
 
 struct Rest {
@@ -25,7 +24,7 @@ fn start(extra: &[(&str, &str)]) -> Rest {
     std::fs::write(logs.join("jobmanager.out"), "").unwrap();
     std::fs::write(logs.join("gc.log.0.current"), "gc").unwrap();
     std::fs::write(dir.path().join("secret.txt"), "TOP SECRET").unwrap();
-    let mut cfg = MiniClusterConfig::new(2, 2).with_rest().with_programs(Arc::new(BuiltinPrograms));
+    let mut cfg = MiniClusterConfig::new(2, 2).with_rest().with_programs(programs());
     cfg.config
         .set("rest.port", "0")
         .set("log.dir", logs.display().to_string())

@@ -12,12 +12,11 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::http::{get, post_json};
 use riffle_cluster::{MiniCluster, MiniClusterConfig};
-use riffle_scenarios::catalog::BuiltinPrograms;
+use riffle_scenarios::catalog::programs;
 use serde_json::json;
 
 /// Runs a node script with a time limit; whether it passed, and what it printed.
@@ -68,7 +67,7 @@ fn every_page_of_the_web_ui_works_in_a_real_browser() {
     std::fs::write(logs.join("jobmanager.log"), log).unwrap();
     std::fs::write(logs.join("jobmanager.out"), "stdout of the job manager\n").unwrap();
     std::fs::write(logs.join("taskmanager-0.log.2026-12-01"), "yesterday\n").unwrap();
-    let mut cfg = MiniClusterConfig::new(2, 2).with_rest().with_programs(Arc::new(BuiltinPrograms));
+    let mut cfg = MiniClusterConfig::new(2, 2).with_rest().with_programs(programs());
     cfg.config
         .set("rest.port", "0")
         .set("log.dir", logs.display().to_string())

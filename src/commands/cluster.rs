@@ -7,14 +7,11 @@ use riffle::Configuration;
 
 /// A JobManager process (with ZooKeeper HA when configured), serving until interrupted.
 pub fn jobmanager(conf: Configuration) -> Result<()> {
-    let mut cfg = riffle::MiniClusterConfig::new(0, 1)
-        .with_rest()
-        .with_rpc()
-        .with_programs(std::sync::Arc::new(scenarios::catalog::BuiltinPrograms));
+    let mut cfg = riffle::MiniClusterConfig::new(0, 1).with_rest().with_rpc().with_programs(riffle::programs());
     let ha = riffle_cluster::ha::HaConfig::from_config(&conf).map_err(|e| anyhow::anyhow!("{e}"))?;
     cfg.config = conf;
     let (cluster, recovered) = if ha.zookeeper().is_some() {
-        let leading = riffle_cluster::ha::job_manager::lead(cfg, std::sync::Arc::new(build_from_origin), |n| {
+        let leading = riffle_cluster::ha::job_manager::lead(cfg, riffle::programs(), |n| {
             println!("riffle jobmanager: standby ({n}), waiting for leadership")
         })?;
         (leading.cluster, leading.recovered.len())
@@ -34,7 +31,7 @@ pub fn jobmanager(conf: Configuration) -> Result<()> {
 
 /// A TaskManager process, registered at its JobManager until it ends.
 pub fn taskmanager(conf: Configuration) -> Result<()> {
-    let tm = riffle_cluster::taskmanager::TaskManager::start(conf, std::sync::Arc::new(build_from_origin))?;
+    let tm = riffle_cluster::taskmanager::TaskManager::start(conf, riffle::programs())?;
     println!("riffle taskmanager {}: registering at its JobManager", tm.resource_id());
     tm.join();
     Ok(())
@@ -42,27 +39,11 @@ pub fn taskmanager(conf: Configuration) -> Result<()> {
 
 /// An embedded cluster with the REST API and web UI, serving until interrupted.
 pub fn serve(taskmanagers: u32, slots: u32, conf: Configuration) -> Result<()> {
-    let mut cfg = riffle::MiniClusterConfig::new(taskmanagers, slots)
-        .with_rest()
-        .with_programs(std::sync::Arc::new(scenarios::catalog::BuiltinPrograms));
+    let mut cfg = riffle::MiniClusterConfig::new(taskmanagers, slots).with_rest().with_programs(riffle::programs());
     cfg.config = conf;
     let cluster = riffle::MiniCluster::start(cfg)?;
     let url = cluster.rest_url().unwrap_or_default();
     println!("riffle is serving the REST API and web UI at {url} (Ctrl-C stops it)");
     scenarios::serve_until_interrupted();
     Ok(())
-}
-
-/// How a TaskManager process builds a job the JobManager sends it: the built-in programs by
-/// name, plugins from their library.
-pub fn build_from_origin(origin: &riffle::JobOrigin) -> Result<riffle::JobGraph, String> {
-    static PLUGINS: std::sync::OnceLock<riffle_cluster::plugin::LoadedPlugins> = std::sync::OnceLock::new();
-    match &origin.program {
-        riffle::ProgramSource::Builtin(name) => {
-            scenarios::catalog::BuiltinPrograms::build_program(name, &origin.args, origin.parallelism)
-        }
-        riffle::ProgramSource::Plugin { path, entry, .. } => {
-            PLUGINS.get_or_init(Default::default).build_origin(path, entry, &origin.args).map_err(|e| e.to_string())
-        }
-    }
 }

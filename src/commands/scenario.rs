@@ -29,12 +29,10 @@ pub fn plugin_on_cluster(address: &str, path: &Path, entry: &str, args: &[String
 
 /// Runs a plugin's job on an embedded cluster.
 pub fn plugin_embedded(path: &Path, entry: &str, args: &[String], slots: u32, conf: &Configuration) -> Result<()> {
-    // Kept until the job ended: the job runs the library's code.
-    let plugin = riffle_cluster::plugin::load(path)?;
-    let graph = plugin.build(entry, args)?;
+    // The library stays loaded (the job runs its code).
+    let graph = riffle::programs().build(&riffle::JobOrigin::plugin(&path.display().to_string(), entry, args))?;
     let r = scenarios::run_job_graph(conf, graph, slots)?;
     eprintln!("[riffle] plugin job '{entry}' finished in {:.3}s", r.duration.as_secs_f64());
-    drop(plugin);
     Ok(())
 }
 

@@ -1,8 +1,9 @@
 //! What every handler reaches the runtime through.
 //!
 //! Architecture invariant: the web crate knows the runtime only through `riffle_actors`
-//! (the Dispatcher's gateway messages and the read-only views in `RuntimeShared`) and the
-//! [`ProgramCatalog`] it is handed; it knows nothing of the cluster crate or the scenarios.
+//! (the Dispatcher's gateway messages and the read-only views in `RuntimeShared`) and builds
+//! jobs only through the [`Programs`] it is handed; it knows nothing of the cluster crate or
+//! the scenarios.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,60 +11,9 @@ use std::sync::{Arc, Mutex};
 use riffle_actors::dispatcher::Dispatcher;
 use riffle_actors::mailbox::Probed;
 use riffle_actors::RuntimeShared;
-use riffle_api::JobGraph;
-use serde::Serialize;
+pub use riffle_api::{ProgramArg, ProgramInfo, Programs};
 
 use crate::config::RestConfig;
-use crate::error::WebError;
-
-/// One argument a program takes.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct ProgramArg {
-    /// `--name`.
-    pub name: String,
-    /// Its default, shown in forms.
-    pub default: String,
-    /// What it does.
-    pub help: String,
-}
-
-/// A job a user can submit by name (the built-in scenarios; plugins come with the cluster).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct ProgramInfo {
-    /// Its name in `/programs/{name}/run`.
-    pub name: String,
-    /// What it does.
-    pub description: String,
-    /// Its arguments.
-    pub args: Vec<ProgramArg>,
-}
-
-/// Builds jobs by name: handed to the server by whoever knows the programs (the `riffle`
-/// binary), so this crate needs no dependency on them.
-pub trait ProgramCatalog: Send + Sync {
-    /// Every program.
-    fn programs(&self) -> Vec<ProgramInfo>;
-    /// Builds `name`'s job graph from its arguments (`--key value` pairs) and parallelism;
-    /// a user error (unknown program, bad argument) is a [`WebError::BadRequest`].
-    fn build(&self, name: &str, args: &[String], parallelism: Option<u32>) -> Result<JobGraph, WebError>;
-}
-
-impl std::fmt::Debug for dyn ProgramCatalog {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ProgramCatalog")
-    }
-}
-
-/// Loads plugin libraries uploaded through `/jars` and builds their jobs: handed to the
-/// server by the cluster, which owns plugin loading (this crate does not load libraries).
-pub trait PluginRunner: Send + Sync {
-    /// The jobs (name, description) the plugin at `path` offers; a [`WebError::BadRequest`]
-    /// when it is not a usable riffle plugin.
-    fn inspect(&self, path: &std::path::Path) -> Result<Vec<(String, String)>, WebError>;
-    /// Builds job `entry` of the plugin at `path`. The library stays loaded for as long as
-    /// the process runs, so jobs built from it can run.
-    fn build(&self, path: &std::path::Path, entry: &str, args: &[String]) -> Result<JobGraph, WebError>;
-}
 
 /// An uploaded plugin.
 #[derive(Debug, Clone)]
@@ -96,10 +46,9 @@ pub struct RestContext {
     pub shared: Arc<RuntimeShared>,
     /// Submissions, cancellations, job results and exception histories.
     pub dispatcher: Probed<Dispatcher>,
-    /// Programs users may submit.
-    pub programs: Option<Arc<dyn ProgramCatalog>>,
-    /// Loads uploaded plugins (none: `/jars` refuses uploads).
-    pub plugins: Option<Arc<dyn PluginRunner>>,
+    /// Builds every job submitted here: the programs users may submit by name (`/programs`)
+    /// and the jobs of uploaded plugins (`/jars`; none: both refuse).
+    pub programs: Option<Arc<dyn Programs>>,
     /// Uploaded plugins by id.
     pub jars: Mutex<std::collections::BTreeMap<String, Jar>>,
     /// The server's settings.
@@ -117,7 +66,7 @@ impl RestContext {
     pub fn new(
         shared: Arc<RuntimeShared>,
         dispatcher: Probed<Dispatcher>,
-        programs: Option<Arc<dyn ProgramCatalog>>,
+        programs: Option<Arc<dyn Programs>>,
         config: RestConfig,
     ) -> Self {
         let metrics = crate::metrics::Metrics::new(shared.clone());
@@ -125,19 +74,12 @@ impl RestContext {
             shared,
             dispatcher,
             programs,
-            plugins: None,
             jars: Mutex::new(std::collections::BTreeMap::new()),
             config,
             triggers: Mutex::new(HashMap::new()),
             metrics,
             started_ms: riffle_api::time::now_ms(),
         }
-    }
-
-    /// With plugin uploads through `runner`.
-    pub fn with_plugins(mut self, runner: Arc<dyn PluginRunner>) -> Self {
-        self.plugins = Some(runner);
-        self
     }
 
     /// Records an operation's state.

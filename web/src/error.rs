@@ -85,6 +85,18 @@ impl ResponseError for WebError {
     }
 }
 
+/// A job that could not be built, as REST answers it: the user's a 400, the environment's a
+/// 503, riffle's own a 500; the message is the builder's.
+impl From<riffle_api::ApiError> for WebError {
+    fn from(e: riffle_api::ApiError) -> Self {
+        match e.domain() {
+            ErrorDomain::User => WebError::BadRequest(e.to_string()),
+            ErrorDomain::External => WebError::Unavailable(e.to_string()),
+            ErrorDomain::Internal => WebError::Internal(e.to_string()),
+        }
+    }
+}
+
 /// The web crate's result.
 pub type Result<T, E = WebError> = std::result::Result<T, E>;
 
@@ -98,5 +110,11 @@ mod tests {
         assert!(!WebError::BadRequest("x".into()).is_retryable());
         assert!(WebError::Unavailable("shutting down".into()).is_retryable());
         assert_eq!(WebError::Internal("bug".into()).domain(), ErrorDomain::Internal);
+        let bad = WebError::from(riffle_api::ApiError::from(riffle_api::ProgramError::Invalid("no program".into())));
+        assert!(matches!(&bad, WebError::BadRequest(m) if m == "no program"), "{bad:?}");
+        let io = std::io::Error::other("gone");
+        let gone =
+            WebError::from(riffle_api::ApiError::from(riffle_api::ProgramError::Io { what: "x".into(), source: io }));
+        assert!(matches!(&gone, WebError::Unavailable(m) if m == "x: gone"), "{gone:?}");
     }
 }

@@ -4,8 +4,8 @@
 //!
 //! Architecture invariant: this crate reads the runtime through `riffle_actors` only —
 //! gateway messages to the Dispatcher and JobMasters, read-only views in `RuntimeShared` —
-//! and builds jobs only through the [`ProgramCatalog`] it is given. It must not know the
-//! cluster crate (which embeds it) or the scenarios.
+//! and builds jobs only through the [`Programs`] it is given. It must not know the cluster
+//! crate (which embeds it) or the scenarios.
 
 pub mod body;
 pub mod config;
@@ -19,7 +19,7 @@ pub mod standby;
 pub mod ui;
 
 pub use config::RestConfig;
-pub use context::{ProgramArg, ProgramCatalog, ProgramInfo, RestContext};
+pub use context::{ProgramArg, ProgramInfo, Programs, RestContext};
 pub use error::{ErrorDomain, WebError};
 pub use server::RestServer;
 

@@ -20,7 +20,7 @@ use std::time::Duration;
 use riffle_actors::exception_history::ExceptionHistorySnapshot;
 use riffle_actors::peers::JobStore;
 use riffle_actors::{JobId, RuntimeError};
-use riffle_api::{Configuration, JobGraph, JobOrigin};
+use riffle_api::{Configuration, JobGraph, JobOrigin, Programs};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -29,7 +29,6 @@ use super::{
 };
 use crate::error::ClusterError;
 use crate::minicluster::{MiniCluster, MiniClusterConfig};
-use crate::remote::ProgramBuilder;
 
 /// What the leader stores of a job for its successor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -226,7 +225,7 @@ pub struct LeadingJobManager {
 /// The leadership is watched from then on; losing it ends the process (exit code 70).
 pub fn lead(
     cfg: MiniClusterConfig,
-    builder: Arc<dyn ProgramBuilder>,
+    programs: Arc<dyn Programs>,
     mut standby: impl FnMut(&str),
 ) -> Result<LeadingJobManager, ClusterError> {
     let zk_config = HaConfig::from_config(&cfg.config).map_err(ha_error)?.require_zookeeper().map_err(ha_error)?;
@@ -278,7 +277,7 @@ pub fn lead(
     cluster.shared().set_job_store(Arc::new(ZooKeeperJobStore::new(&zk, fence, histories)));
     let mut recovered = Vec::new();
     for (job, stored, checkpoint, _) in jobs {
-        match recover(&cluster, &cluster_config, builder.as_ref(), job, &stored, checkpoint) {
+        match recover(&cluster, &cluster_config, programs.as_ref(), job, &stored, checkpoint) {
             Ok(()) => recovered.push(job),
             Err(e) => tracing::error!(%job, name = %stored.name, "cannot recover the job: {e}"),
         }
@@ -321,12 +320,12 @@ fn ha_error(e: super::HaError) -> ClusterError {
 fn recover(
     cluster: &MiniCluster,
     cluster_config: &Configuration,
-    builder: &dyn ProgramBuilder,
+    programs: &dyn Programs,
     job: JobId,
     stored: &StoredJob,
     checkpoint: Option<PathBuf>,
 ) -> Result<(), ClusterError> {
-    let mut graph = builder.build(&stored.origin)?;
+    let mut graph = programs.build(&stored.origin)?;
     graph.config = stored.config.clone();
     let mut merged = cluster_config.clone();
     merged.merge(&graph.config);

@@ -9,9 +9,9 @@
 //!
 //! Over the link travel the gateway messages of `riffle_actors::peers` ([`protocol`]). A job
 //! graph cannot travel (it holds user code): before a job's first task the JobManager sends
-//! the graph's origin, and the TaskManager builds the same graph with its
-//! [`ProgramBuilder`]. Commands carry the JobManager's session, so a TaskManager never obeys
-//! a JobManager it has left.
+//! the graph's origin, and the TaskManager builds the same graph with the
+//! [`riffle_api::Programs`] it was started with. Commands carry the JobManager's session, so a
+//! TaskManager never obeys a JobManager it has left.
 //!
 //! - [`jobmanager_side`]: the listener and one task per TaskManager link.
 //! - [`taskmanager_side`]: the TaskManager's link, reconnecting with backoff.
@@ -20,30 +20,6 @@ pub mod jobmanager_side;
 pub mod protocol;
 pub mod slot_instances;
 pub mod taskmanager_side;
-
-use riffle_api::{JobGraph, JobOrigin};
-
-use crate::error::ClusterError;
-
-/// Builds a job graph from its origin in a TaskManager process. The built-in programs live
-/// above this crate (riffle-scenarios), so the `riffle` binary hands in the builder; plugin
-/// jobs are built from the libraries `crate::plugin` loads and `slot_instances` keeps.
-pub trait ProgramBuilder: Send + Sync {
-    /// The graph `origin` describes, or why it cannot be built here.
-    fn build(&self, origin: &JobOrigin) -> Result<JobGraph, ClusterError>;
-}
-
-/// Any function from an origin to a graph; its error (a message, a `ClusterError`, ...) is why
-/// the job cannot be built here ([`ClusterError::Build`]).
-impl<F, E> ProgramBuilder for F
-where
-    F: Fn(&JobOrigin) -> Result<JobGraph, E> + Send + Sync,
-    E: std::fmt::Display,
-{
-    fn build(&self, origin: &JobOrigin) -> Result<JobGraph, ClusterError> {
-        self(origin).map_err(|e| ClusterError::Build(e.to_string()))
-    }
-}
 
 /// Which job holds which slot of a linked TaskExecutor, as the commands on the link say. Both
 /// ends of a link keep one, fed the same commands in the same order, so they agree on when a

@@ -13,11 +13,12 @@ use riffle_actors::peers::{
 };
 use riffle_actors::task_executor::{ReleaseAllSlots, TaskExecutor};
 use riffle_actors::{RuntimeError, RuntimeShared};
+use riffle_api::Programs;
 use tokio::sync::{mpsc, watch};
 
 use super::protocol::LinkMessage;
 use super::slot_instances::SlotInstances;
-use super::{ProgramBuilder, REGISTRATION_TIMEOUT};
+use super::REGISTRATION_TIMEOUT;
 use crate::error::ClusterError;
 use crate::heartbeat::{HeartbeatMonitor, HeartbeatSettings};
 use crate::transport::{connect, ConnectionReader, ConnectionWriter, Hello, Timeouts};
@@ -56,7 +57,7 @@ pub async fn run(
     settings: LinkSettings,
     shared: Arc<RuntimeShared>,
     te: Addr<TaskExecutor>,
-    builder: Arc<dyn ProgramBuilder>,
+    programs: Arc<dyn Programs>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut backoff = Duration::from_millis(50);
@@ -90,7 +91,7 @@ pub async fn run(
                 last_error.clear();
                 let (reader, writer) = conn.into_split();
                 let reason = tokio::select! {
-                    r = session(reader, writer, &settings, &shared, &te, &builder, &mut slots) => r,
+                    r = session(reader, writer, &settings, &shared, &te, &programs, &mut slots) => r,
                     _ = stop.changed() => "the TaskManager is stopping".to_string(),
                 };
                 tracing::warn!(job_manager = %address, "left the JobManager: {reason}");
@@ -197,7 +198,7 @@ impl Jobs {
         job: JobId,
         origin: &riffle_api::JobOrigin,
         config: riffle_api::Configuration,
-        builder: &dyn ProgramBuilder,
+        programs: &dyn Programs,
         shared: &RuntimeShared,
     ) {
         if let riffle_api::ProgramSource::Plugin { path, entry, .. } = &origin.program {
@@ -209,7 +210,7 @@ impl Jobs {
             };
             self.plugins.insert(job, plugin);
         }
-        match builder.build(origin) {
+        match programs.build(origin) {
             Ok(mut graph) => {
                 graph.config = config;
                 // The subtasks here count into this view; heartbeats carry it to the
@@ -325,7 +326,7 @@ async fn session(
     settings: &LinkSettings,
     shared: &Arc<RuntimeShared>,
     te: &Addr<TaskExecutor>,
-    builder: &Arc<dyn ProgramBuilder>,
+    programs: &Arc<dyn Programs>,
     slots: &mut SlotInstances,
 ) -> String {
     let job_manager = reader.peer_addr().to_string();
@@ -423,7 +424,7 @@ async fn session(
                     Some(d) => match settings.artifacts.get(&d) {
                         Some(cached) => {
                             set_plugin_path(&mut origin, &cached);
-                            jobs.build(job, &origin, config, builder.as_ref(), shared);
+                            jobs.build(job, &origin, config, programs.as_ref(), shared);
                         }
                         None => {
                             // Fetched once; the job's commands wait for it. A remote artifact (a URL) comes from
@@ -452,7 +453,7 @@ async fn session(
                             }
                         }
                     },
-                    None => jobs.build(job, &origin, config, builder.as_ref(), shared),
+                    None => jobs.build(job, &origin, config, programs.as_ref(), shared),
                 }
             }
             LinkMessage::Artifact { job, bytes } => {
@@ -462,7 +463,7 @@ async fn session(
                     Ok(path) => {
                         tracing::info!(%job, path = %path.display(), "plugin library fetched into the artifact cache");
                         set_plugin_path(&mut origin, &path);
-                        jobs.build(job, &origin, config, builder.as_ref(), shared);
+                        jobs.build(job, &origin, config, programs.as_ref(), shared);
                     }
                     Err(why) => {
                         tracing::warn!(%job, "cannot fetch the job's plugin library: {why}");

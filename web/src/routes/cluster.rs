@@ -19,6 +19,8 @@ pub const RIFFLE_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// `GET /config`: what the web UI needs to know.
 pub async fn config(ctx: Ctx) -> HttpResponse {
+    // Submission by name: only with programs to submit.
+    let web_submit = ctx.config.web_submit && ctx.programs.as_ref().is_some_and(|p| !p.list().is_empty());
     HttpResponse::Ok().json(json!({
         "refresh-interval": ctx.config.refresh_interval_ms,
         "timezone-name": "Coordinated Universal Time",
@@ -26,7 +28,7 @@ pub async fn config(ctx: Ctx) -> HttpResponse {
         "flink-version": FLINK_API_VERSION,
         "flink-revision": format!("riffle {RIFFLE_VERSION}"),
         "riffle-version": RIFFLE_VERSION,
-        "features": { "web-submit": ctx.config.web_submit && ctx.programs.is_some(), "web-cancel": true },
+        "features": { "web-submit": web_submit, "web-cancel": true },
     }))
 }
 

@@ -44,8 +44,7 @@ fn label(filename: &str) -> Result<String, WebError> {
 /// `POST /jars/upload`: one multipart file part (any field name), at most
 /// `rest.server.max-content-length` bytes.
 pub async fn upload(ctx: Ctx, mut payload: Multipart) -> Result<HttpResponse, WebError> {
-    let runner =
-        ctx.plugins.clone().ok_or_else(|| WebError::NotFound("this cluster takes no plugin uploads".into()))?;
+    let programs = plugin_programs(&ctx)?;
     let limit = ctx.config.max_content_length;
     let mut file: Option<(String, Vec<u8>)> = None;
     while let Some(field) = payload.next().await {
@@ -94,11 +93,11 @@ pub async fn upload(ctx: Ctx, mut payload: Multipart) -> Result<HttpResponse, We
             std::fs::rename(&tmp, &stored)
                 .map_err(|e| WebError::Unavailable(format!("cannot store the upload: {e}")))?;
         }
-        match runner.inspect(&stored) {
-            Ok(entries) => Ok(entries),
+        match programs.inspect(&stored) {
+            Ok(entries) => Ok(entries.into_iter().map(|p| (p.name, p.description)).collect()),
             Err(why) => {
                 let _ = std::fs::remove_file(&stored);
-                Err(why)
+                Err(why.into())
             }
         }
     })
@@ -109,6 +108,11 @@ pub async fn upload(ctx: Ctx, mut payload: Multipart) -> Result<HttpResponse, We
     tracing::info!("plugin uploaded as {id}");
     Ok(HttpResponse::Ok()
         .json(json!({ "filename": ctx.config.upload_dir.join(&id).display().to_string(), "status": "success" })))
+}
+
+/// What loads and builds uploaded plugins.
+fn plugin_programs(ctx: &RestContext) -> Result<std::sync::Arc<dyn crate::context::Programs>, WebError> {
+    ctx.programs.clone().ok_or_else(|| WebError::NotFound("this cluster takes no plugin uploads".into()))
 }
 
 fn jar(ctx: &RestContext, id: &str) -> Result<Jar, WebError> {
@@ -152,8 +156,7 @@ pub async fn run(
     q: web::Query<RunQuery>,
     body: web::Bytes,
 ) -> Result<HttpResponse, WebError> {
-    let runner =
-        ctx.plugins.clone().ok_or_else(|| WebError::NotFound("this cluster takes no plugin uploads".into()))?;
+    let programs = plugin_programs(&ctx)?;
     let j = jar(&ctx, &path)?;
     let b: RunBody = crate::body::parse(&body)?;
     if b.parallelism.is_some() {
@@ -179,9 +182,8 @@ pub async fn run(
             )));
         }
     };
-    let lib = j.path.clone();
-    let e = entry.clone();
-    let graph = web::block(move || runner.build(&lib, &e, &args))
+    let origin = riffle_api::JobOrigin::plugin(&j.path.display().to_string(), &entry, &args);
+    let graph = web::block(move || programs.build(&origin))
         .await
         .map_err(|e| WebError::Internal(format!("building the job failed: {e}")))??;
     submit(&ctx, job, graph, &b, &format!("{} of {}", entry, j.name)).await

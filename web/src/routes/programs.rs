@@ -19,7 +19,7 @@ type Ctx = web::Data<RestContext>;
 
 /// `GET /programs`.
 pub async fn list(ctx: Ctx) -> HttpResponse {
-    let programs = ctx.programs.as_ref().map(|p| p.programs()).unwrap_or_default();
+    let programs = ctx.programs.as_ref().map(|p| p.list()).unwrap_or_default();
     HttpResponse::Ok().json(json!({ "programs": programs }))
 }
 
@@ -144,15 +144,14 @@ pub async fn run(ctx: Ctx, path: web::Path<String>, body: web::Bytes) -> Result<
         let id = b.job_id_text().to_ascii_lowercase();
         return Ok(HttpResponse::Ok().json(json!({ "jobid": id })));
     };
-    let catalog =
-        ctx.programs.clone().ok_or_else(|| WebError::NotFound("this cluster has no programs to submit".into()))?;
     let name = path.into_inner();
-    if !catalog.programs().iter().any(|p| p.name == name) {
+    let programs = ctx.programs.clone().filter(|p| !p.list().is_empty());
+    let programs = programs.ok_or_else(|| WebError::NotFound("this cluster has no programs to submit".into()))?;
+    if !programs.list().iter().any(|p| p.name == name) {
         return Err(WebError::NotFound(format!("no program named '{}'", params::printable(&name))));
     }
-    let parallelism = b.parallelism;
-    let n = name.clone();
-    let graph = web::block(move || catalog.build(&n, &args, parallelism))
+    let origin = riffle_api::JobOrigin::builtin(&name, &args, b.parallelism);
+    let graph = web::block(move || programs.build(&origin))
         .await
         .map_err(|e| WebError::Internal(format!("building the job failed: {e}")))??;
     submit(&ctx, job, graph, &b, &name).await
