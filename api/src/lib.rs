@@ -48,7 +48,10 @@ pub use stream::{
     WindowedStream,
 };
 pub use watermark::{WatermarkGenerator, WatermarkOutput, WatermarkStrategy};
-pub use window::{AggregateFunction, ProcessWindowFunction, TimeWindow, WindowAssigner, WindowContext};
+pub use window::{
+    AggregateFunction, ProcessWindowContext, ProcessWindowFunction, RichProcessWindowFunction, TimeWindow,
+    WindowAssigner, WindowContext, WindowKey,
+};
 
 /// The configuration options this crate reads, for the registry (see [`config_keys`]).
 pub fn options() -> Vec<&'static dyn OptionInfo> {
