@@ -36,7 +36,10 @@ pub mod window;
 pub use config::{ConfigError, ConfigOption, ConfigValue, Configuration, Group, MemorySize, OptionInfo};
 pub use environment::StreamEnvironment;
 pub use error::{ApiError, ErrorDomain, GraphError, TaskError, TaskResult, UserError};
-pub use functions::{CoProcessFunction, KeyedProcessFunction, MultiInputFunction, OutputTag, ProcessContext};
+pub use functions::{
+    CoProcessFunction, KeyedProcessFunction, MultiInputFunction, OutputTag, ProcessContext, RichMapFunction,
+    RuntimeContext,
+};
 pub use graph::{ChannelKey, HeadKind, InputChannel, JobGraph, JobVertex, TaskEnv, VertexInstance};
 pub use link::{Collector, Input};
 pub use origin::{JobOrigin, ProgramSource};

@@ -15,13 +15,17 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::environment::{edge, SharedBuilder};
-use crate::functions::{CoProcessFunction, KeyedProcessFunction, MultiInputFunction, OutputTag, SideOutputs};
+use crate::functions::{
+    CoProcessFunction, KeyedProcessFunction, MultiInputFunction, OutputTag, RichMapFunction, RuntimeContext,
+    SideOutputs,
+};
 use crate::graph::{BuiltTyped, Node, NodeId, NodeKind};
 use crate::link::Collector;
 use crate::metrics::LocalCounter;
 use crate::operators::basic::{FilterOp, FlatMapFn, FlatMapOp, IdentityOp, MapOp};
 use crate::operators::keyed::{ProcessOp, ReduceOp};
 use crate::operators::multi::{CoProcessOp, MultiInputOp};
+use crate::operators::rich::MapWithStateOp;
 use crate::operators::sinks::{
     write_debug, write_display, CollectBatch, CollectSink, DiscardSink, PrintSink, TextFileSink,
 };
@@ -189,6 +193,26 @@ impl<T: Data> DataStream<T> {
             "Map",
             NodeKind::OneInput,
             Node::new(move |ctx, next| Ok(BuiltTyped::Link(Box::new(MapOp { f: f.clone(), next, id: ctx.id })))),
+            None,
+            None,
+        )
+    }
+
+    /// One record in, one out, with operator state that is checkpointed and restored (see
+    /// [`RichMapFunction`]: per-subtask list state, dealt round-robin on rescale).
+    pub fn map_with_state<O: Data, F: RichMapFunction<T, O>>(&self, f: F) -> DataStream<O> {
+        self.add(
+            "Map",
+            NodeKind::OneInput,
+            Node::new(move |ctx, next| {
+                let mut f = f.clone();
+                let rc =
+                    RuntimeContext { subtask: ctx.subtask, parallelism: ctx.parallelism, name: ctx.id.name.clone() };
+                ctx.id.enter();
+                f.open(&rc).map_err(|e| ctx.id.err(e))?;
+                let (subtask, parallelism) = (ctx.subtask, ctx.parallelism);
+                Ok(BuiltTyped::Link(Box::new(MapWithStateOp { f, next, id: ctx.id, subtask, parallelism })))
+            }),
             None,
             None,
         )
