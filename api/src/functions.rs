@@ -5,6 +5,8 @@ use std::any::Any;
 use std::marker::PhantomData;
 
 use riffle_state::{KeyedStateStore, StateKey, TimeDomain, TimerService};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::error::{TaskError, TaskResult, UserError};
 use crate::link::Input;
@@ -336,6 +338,51 @@ pub trait MultiInputFunction<K, T, O>: Clone + Send + Sync + 'static {
     }
     /// Checkpoint `id` was aborted (FLINK-8871): drop what was prepared for it.
     fn notify_checkpoint_aborted(&mut self, _id: u64) -> Result<(), UserError> {
+        Ok(())
+    }
+}
+
+/// What a function learns about the subtask it runs in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeContext {
+    /// The subtask's index, from 0.
+    pub subtask: u32,
+    /// The operator's parallelism.
+    pub parallelism: u32,
+    /// The operator's name.
+    pub name: String,
+}
+
+/// A map function with operator state, for any stream, keyed or not (Flink's
+/// `RichMapFunction` implementing `CheckpointedFunction` with operator list state). Cloned
+/// once per subtask.
+///
+/// Its state is a list of items per subtask: [`RichMapFunction::snapshot_state`] gives the
+/// subtask's items at each checkpoint or savepoint, [`RichMapFunction::restore_state`] gives
+/// them back when the job resumes from one. At the parallelism the snapshot was taken with,
+/// each subtask gets its own items back; at another one, the items of all former subtasks
+/// (in subtask order) are dealt round-robin: item *j* goes to subtask *j mod parallelism*.
+pub trait RichMapFunction<I, O>: Clone + Send + Sync + 'static {
+    /// One item of the operator's list state.
+    type State: Serialize + DeserializeOwned + Send + 'static;
+    /// Called once per subtask when it is built, before `restore_state` and any record.
+    fn open(&mut self, _ctx: &RuntimeContext) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// One record in, one out.
+    fn map(&mut self, value: I) -> Result<O, UserError>;
+    /// The subtask's state at checkpoint `checkpoint_id` (called at its barrier, between
+    /// records).
+    fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<Vec<Self::State>, UserError> {
+        Ok(Vec::new())
+    }
+    /// The job resumes from a checkpoint or savepoint: this subtask's share of the state
+    /// (called after `open`, before any record; not called on a fresh start).
+    fn restore_state(&mut self, _state: Vec<Self::State>) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// Checkpoint `id` completed everywhere (Flink's `CheckpointListener`).
+    fn notify_checkpoint_complete(&mut self, _id: u64) -> Result<(), UserError> {
         Ok(())
     }
 }

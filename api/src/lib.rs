@@ -37,7 +37,10 @@ pub mod window;
 pub use config::{ConfigError, ConfigOption, ConfigValue, Configuration, Group, MemorySize, OptionInfo};
 pub use environment::StreamEnvironment;
 pub use error::{ApiError, ErrorDomain, GraphError, TaskError, TaskResult, UserError};
-pub use functions::{CoProcessFunction, KeyedProcessFunction, MultiInputFunction, OutputTag, ProcessContext};
+pub use functions::{
+    CoProcessFunction, KeyedProcessFunction, MultiInputFunction, OutputTag, ProcessContext, RichMapFunction,
+    RuntimeContext,
+};
 pub use graph::{ChannelKey, HeadKind, InputChannel, JobGraph, JobVertex, TaskEnv, VertexInstance};
 pub use link::{Collector, Input};
 pub use origin::{JobOrigin, ProgramSource};
@@ -50,7 +53,10 @@ pub use stream::{
     WindowedStream,
 };
 pub use watermark::{WatermarkGenerator, WatermarkOutput, WatermarkStrategy};
-pub use window::{AggregateFunction, ProcessWindowFunction, TimeWindow, WindowAssigner, WindowContext};
+pub use window::{
+    AggregateFunction, ProcessWindowContext, ProcessWindowFunction, RichProcessWindowFunction, TimeWindow,
+    WindowAssigner, WindowContext, WindowKey,
+};
 
 /// The configuration options this crate reads, for the registry (see [`config_keys`]).
 pub fn options() -> Vec<&'static dyn OptionInfo> {

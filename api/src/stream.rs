@@ -15,23 +15,29 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::environment::{edge, SharedBuilder};
-use crate::functions::{CoProcessFunction, KeyedProcessFunction, MultiInputFunction, OutputTag, SideOutputs};
+use crate::functions::{
+    CoProcessFunction, KeyedProcessFunction, MultiInputFunction, OutputTag, RichMapFunction, RuntimeContext,
+    SideOutputs,
+};
 use crate::graph::{BuiltTyped, Node, NodeId, NodeKind};
 use crate::link::Collector;
 use crate::metrics::LocalCounter;
 use crate::operators::basic::{FilterOp, FlatMapFn, FlatMapOp, IdentityOp, MapOp};
 use crate::operators::keyed::{ProcessOp, ReduceOp};
 use crate::operators::multi::{CoProcessOp, MultiInputOp};
+use crate::operators::rich::MapWithStateOp;
 use crate::operators::sinks::{
     write_debug, write_display, CollectBatch, CollectSink, DiscardSink, PrintSink, TextFileSink,
 };
 use crate::operators::watermarks::TimestampsAndWatermarksOp;
-use crate::operators::window::{AggregateWindow, ProcessWindow, ReduceWindow, WindowFn, WindowOp, WithWindow};
+use crate::operators::window::{
+    AggregateWindow, AllElements, ProcessWindow, ReduceWindow, RichWindow, WindowFn, WindowOp, WithWindow,
+};
 use crate::partition::PartitionKind;
 use crate::record::{Data, Key};
 use crate::sink::{ExactlyOnceTextFileSink, SinkContext, TwoPhaseCommitOperator, TwoPhaseCommitSink};
 use crate::watermark::WatermarkStrategy;
-use crate::window::{AggregateFunction, ProcessWindowFunction, TimeWindow, WindowAssigner};
+use crate::window::{AggregateFunction, ProcessWindowFunction, RichProcessWindowFunction, TimeWindow, WindowAssigner};
 
 type KeyFn<T, K> = Arc<dyn Fn(&T) -> K + Send + Sync>;
 
@@ -187,6 +193,26 @@ impl<T: Data> DataStream<T> {
             "Map",
             NodeKind::OneInput,
             Node::new(move |ctx, next| Ok(BuiltTyped::Link(Box::new(MapOp { f: f.clone(), next, id: ctx.id })))),
+            None,
+            None,
+        )
+    }
+
+    /// One record in, one out, with operator state that is checkpointed and restored (see
+    /// [`RichMapFunction`]: per-subtask list state, dealt round-robin on rescale).
+    pub fn map_with_state<O: Data, F: RichMapFunction<T, O>>(&self, f: F) -> DataStream<O> {
+        self.add(
+            "Map",
+            NodeKind::OneInput,
+            Node::new(move |ctx, next| {
+                let mut f = f.clone();
+                let rc =
+                    RuntimeContext { subtask: ctx.subtask, parallelism: ctx.parallelism, name: ctx.id.name.clone() };
+                ctx.id.enter();
+                f.open(&rc).map_err(|e| ctx.id.err(e))?;
+                let (subtask, parallelism) = (ctx.subtask, ctx.parallelism);
+                Ok(BuiltTyped::Link(Box::new(MapWithStateOp { f, next, id: ctx.id, subtask, parallelism })))
+            }),
             None,
             None,
         )
@@ -586,10 +612,12 @@ impl<K: Key + StateKey, T: Data> WindowedStream<K, T> {
         self.keyed.add_keyed(
             name,
             Node::new(move |ctx, next| {
+                let local = wf.local(&ctx.state_backend, &ctx.id, assigner.is_merging())?;
                 let side = SideOutputs::new(ctx.side_outputs);
                 let dropped = LocalCounter::new(ctx.counters.clone(), |c| &c.late_records_dropped);
                 Ok(BuiltTyped::Link(Box::new(WindowOp::new(
                     wf.clone(),
+                    local,
                     assigner,
                     lateness,
                     late_tag.clone(),
@@ -654,6 +682,40 @@ impl<K: Key + StateKey, T: Data> WindowedStream<K, T> {
     /// Processes each window's records at once.
     pub fn process<O: Data, F: ProcessWindowFunction<K, T, O>>(&self, f: F) -> DataStream<O> {
         self.build("Window Process", ProcessWindow(Arc::new(f)))
+    }
+
+    /// Processes each window's records at once with the whole context (Flink's
+    /// `ProcessWindowFunction` with state): state per key and window
+    /// (`ctx.window_state()`, cleared when the window is purged) and per key
+    /// (`ctx.global_state()`), side outputs, any number of results, and a `clear` hook when
+    /// the window is purged. The state is checkpointed with the window's contents.
+    pub fn process_with_state<O: Data, F: RichProcessWindowFunction<K, T, O>>(&self, f: F) -> DataStream<O> {
+        self.build("Window Process", RichWindow { contents: AllElements, f, _r: PhantomData })
+    }
+
+    /// Aggregates each window incrementally and hands the result to a process window
+    /// function with the whole context (Flink's `aggregate(AggregateFunction,
+    /// ProcessWindowFunction)`): it sees one element, the aggregate's result.
+    pub fn aggregate_process<A, R, O, F, P>(&self, agg: F, f: P) -> DataStream<O>
+    where
+        A: Clone + Send + Serialize + DeserializeOwned + 'static,
+        R: 'static,
+        O: Data,
+        F: AggregateFunction<T, A, R>,
+        P: RichProcessWindowFunction<K, R, O>,
+    {
+        let contents = AggregateWindow { f: Arc::new(agg), _a: PhantomData };
+        self.build("Window Aggregate", RichWindow { contents, f, _r: PhantomData })
+    }
+
+    /// Reduces each window incrementally and hands the result to a process window function
+    /// with the whole context (Flink's `reduce(ReduceFunction, ProcessWindowFunction)`).
+    pub fn reduce_process<O: Data, F, P>(&self, reduce: F, f: P) -> DataStream<O>
+    where
+        F: Fn(T, T) -> T + Send + Sync + 'static,
+        P: RichProcessWindowFunction<K, T, O>,
+    {
+        self.build("Window Reduce", RichWindow { contents: ReduceWindow(Arc::new(reduce)), f, _r: PhantomData })
     }
 }
 

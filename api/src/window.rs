@@ -1,11 +1,14 @@
 //! Windows: which time windows a record belongs to, and the functions that turn a window's
 //! contents into results.
 
+use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
+use riffle_state::{KeyedStateStore, StateKey};
 use serde::{Deserialize, Serialize};
 
-use crate::error::UserError;
+use crate::error::{TaskError, UserError};
+use crate::functions::{OutputTag, SideOutputs};
 
 /// A time window `[start, end)` in epoch ms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -193,6 +196,118 @@ where
 {
     fn process(&self, ctx: &WindowContext<'_, K>, elements: &[T], out: &mut dyn FnMut(O)) -> Result<(), UserError> {
         self(ctx, elements, out)
+    }
+}
+
+/// The key of per-window state: a key and one of its windows. Hashed by the key alone, so
+/// that its key group is the key's and a rescaled restore sends it where the key's windows go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowKey<K> {
+    /// The record key.
+    pub key: K,
+    /// The window.
+    pub window: TimeWindow,
+}
+
+impl<K: Hash> Hash for WindowKey<K> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.key.hash(state)
+    }
+}
+
+/// A process window function with the whole context (Flink's `ProcessWindowFunction` with
+/// `Context.windowState()`, `globalState()`, side outputs and `clear`). Cloned once per
+/// subtask; its state is checkpointed with the window operator's.
+///
+/// Used by [`crate::WindowedStream::process_with_state`] (all the window's records) and
+/// [`crate::WindowedStream::aggregate_process`] / [`crate::WindowedStream::reduce_process`]
+/// (the one incremental result).
+pub trait RichProcessWindowFunction<K, T, O>: Clone + Send + Sync + 'static {
+    /// Called once per subtask before any window fires.
+    fn open(&mut self) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// A window fires: emit its results with `ctx.collect` (any number).
+    fn process(&mut self, elements: &[T], ctx: &mut ProcessWindowContext<'_, K, O>) -> Result<(), UserError>;
+    /// The window is purged (its end plus the allowed lateness passed): clean up what
+    /// [`ProcessWindowContext::global_state`] keeps for it. Its per-window state is cleared
+    /// after this call anyway.
+    fn clear(&mut self, _ctx: &mut ProcessWindowContext<'_, K, O>) -> Result<(), UserError> {
+        Ok(())
+    }
+}
+
+/// What a [`RichProcessWindowFunction`] sees of the window it runs for.
+pub struct ProcessWindowContext<'a, K, O> {
+    pub(crate) key: &'a K,
+    pub(crate) window: TimeWindow,
+    pub(crate) watermark: i64,
+    pub(crate) merging: bool,
+    pub(crate) window_state: &'a mut KeyedStateStore<WindowKey<K>>,
+    pub(crate) window_key_set: bool,
+    pub(crate) global_state: &'a mut KeyedStateStore<K>,
+    pub(crate) global_key_set: bool,
+    pub(crate) out: &'a mut dyn FnMut(O),
+    pub(crate) side: &'a mut SideOutputs,
+    pub(crate) error: Option<TaskError>,
+}
+
+impl<K: StateKey, O> ProcessWindowContext<'_, K, O> {
+    /// The key.
+    pub fn key(&self) -> &K {
+        self.key
+    }
+
+    /// The window.
+    pub fn window(&self) -> TimeWindow {
+        self.window
+    }
+
+    /// The operator's current event time.
+    pub fn current_watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    /// The wall clock, epoch ms.
+    pub fn current_processing_time(&self) -> i64 {
+        crate::time::now_ms()
+    }
+
+    /// Keyed state scoped to this key and window, cleared when the window is purged. Not
+    /// available with merging (session) windows, as in Flink.
+    pub fn window_state(&mut self) -> Result<&mut KeyedStateStore<WindowKey<K>>, UserError> {
+        if self.merging {
+            return Err("per-window state is not available with merging (session) windows".into());
+        }
+        if !self.window_key_set {
+            self.window_state.set_current_key(WindowKey { key: self.key.clone(), window: self.window });
+            self.window_key_set = true;
+        }
+        Ok(&mut *self.window_state)
+    }
+
+    /// Keyed state scoped to this key, shared by all its windows (never cleared by the
+    /// operator).
+    pub fn global_state(&mut self) -> &mut KeyedStateStore<K> {
+        if !self.global_key_set {
+            self.global_state.set_current_key(self.key.clone());
+            self.global_key_set = true;
+        }
+        &mut *self.global_state
+    }
+
+    /// Emits a result (its timestamp is the window's max timestamp).
+    pub fn collect(&mut self, value: O) {
+        (self.out)(value)
+    }
+
+    /// Emits to a side output (with the window's max timestamp).
+    pub fn output<X: 'static>(&mut self, tag: &OutputTag<X>, value: X) {
+        if self.error.is_none() {
+            if let Err(e) = self.side.emit(tag.name(), value, self.window.max_timestamp()) {
+                self.error = Some(e);
+            }
+        }
     }
 }
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use common::{cluster, run, sorted};
 use riffle_api::{
-    AggregateFunction, OutputTag, StreamEnvironment, TimeWindow, WatermarkGenerator, WatermarkOutput,
-    WatermarkStrategy, WindowAssigner, WindowContext,
+    AggregateFunction, OutputTag, ProcessWindowContext, RichProcessWindowFunction, StreamEnvironment, TimeWindow,
+    UserError, WatermarkGenerator, WatermarkOutput, WatermarkStrategy, WindowAssigner, WindowContext,
 };
 
 /// (key, timestamp, emits a watermark at its timestamp)
@@ -313,4 +313,181 @@ fn watermarks_seen(interval: Duration) -> i64 {
 fn an_auto_watermark_interval_of_zero_turns_periodic_watermarks_off() {
     assert_eq!(watermarks_seen(Duration::ZERO), i64::MIN);
     assert!(watermarks_seen(Duration::from_millis(5)) > 0);
+}
+
+/// (key, window end, records, this window's firing number, the key's firings so far)
+type Fired = (String, i64, usize, u64, u64);
+
+/// Counts firings per window (window state) and per key (global state); when a window is
+/// purged, reports its firings on the side output `purged`.
+#[derive(Clone)]
+struct CountFirings(OutputTag<(String, i64, u64)>);
+
+impl RichProcessWindowFunction<String, Ev, Fired> for CountFirings {
+    fn process(&mut self, els: &[Ev], ctx: &mut ProcessWindowContext<'_, String, Fired>) -> Result<(), UserError> {
+        let ws = ctx.window_state()?;
+        let fires = ws.value_state::<u64>("fires")?;
+        let n = fires.get(ws)?.copied().unwrap_or(0) + 1;
+        fires.set(ws, n)?;
+        let gs = ctx.global_state();
+        let total = gs.value_state::<u64>("fires")?;
+        let t = total.get(gs)?.copied().unwrap_or(0) + 1;
+        total.set(gs, t)?;
+        let (k, end) = (ctx.key().clone(), ctx.window().end);
+        ctx.collect((k, end, els.len(), n, t));
+        Ok(())
+    }
+    fn clear(&mut self, ctx: &mut ProcessWindowContext<'_, String, Fired>) -> Result<(), UserError> {
+        let ws = ctx.window_state()?;
+        let n = ws.value_state::<u64>("fires")?.get(ws)?.copied().unwrap_or(0);
+        let (k, end) = (ctx.key().clone(), ctx.window().end);
+        ctx.output(&self.0, (k, end, n));
+        Ok(())
+    }
+}
+
+#[test]
+fn a_process_window_function_keeps_state_per_window_and_per_key_and_clears_at_purge() {
+    let mc = cluster(1, 2);
+    let env = StreamEnvironment::new();
+    let purged = OutputTag::<(String, i64, u64)>::new("purged");
+    let fired = timed(&env, events())
+        .key_by(|e: &Ev| e.0.clone())
+        .window(WindowAssigner::tumbling_event_time(Duration::from_secs(10)))
+        .allowed_lateness(Duration::from_secs(5))
+        .process_with_state(CountFirings(purged.clone()));
+    let purged_out = fired.get_side_output(&purged).collect();
+    let out = fired.collect();
+    let h = mc.submit(env.build_job_graph("window state").unwrap()).unwrap();
+    let got = sorted(out.collect::<Vec<_>>());
+    let purged_got = sorted(purged_out.collect::<Vec<_>>());
+    let r = h.wait(common::WAIT).unwrap();
+    assert_eq!(r.status, riffle_cluster::JobStatus::Finished, "{:?}", r.error);
+    let a = |end, n, fire, total| ("a".to_string(), end, n, fire, total);
+    let b = |end, n, fire, total| ("b".to_string(), end, n, fire, total);
+    // [0, 10000) fires at watermark 12000 and again for the late a@5000; [10000, 20000) at the
+    // end of the input. The key's count goes on across windows; the window's restarts.
+    let want =
+        sorted(vec![a(10000, 3, 1, 1), b(10000, 1, 1, 1), a(10000, 4, 2, 2), a(20000, 1, 1, 3), b(20000, 1, 1, 2)]);
+    assert_eq!(got, want);
+    let p = |k: &str, end, n| (k.to_string(), end, n);
+    assert_eq!(purged_got, sorted(vec![p("a", 10000, 2), p("b", 10000, 1), p("a", 20000, 1), p("b", 20000, 1)]));
+}
+
+/// Each window's count, and the key's largest count so far (global state); windows of 3 or
+/// more records also go to the side output `busy`.
+#[derive(Clone)]
+struct CountAndMax(OutputTag<(String, i64)>);
+
+impl RichProcessWindowFunction<String, u64, (char, String, i64, u64)> for CountAndMax {
+    fn process(
+        &mut self,
+        counts: &[u64],
+        ctx: &mut ProcessWindowContext<'_, String, (char, String, i64, u64)>,
+    ) -> Result<(), UserError> {
+        assert_eq!(counts.len(), 1, "one aggregate result");
+        let n = counts[0];
+        let gs = ctx.global_state();
+        let max = gs.value_state::<u64>("max")?;
+        let m = max.get(gs)?.copied().unwrap_or(0).max(n);
+        max.set(gs, m)?;
+        let (k, end) = (ctx.key().clone(), ctx.window().end);
+        ctx.collect(('c', k.clone(), end, n));
+        ctx.collect(('m', k.clone(), end, m));
+        if n >= 3 {
+            ctx.output(&self.0, (k, end));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn aggregate_with_a_process_window_function_sees_the_result_with_the_whole_context() {
+    let mc = cluster(1, 2);
+    let env = StreamEnvironment::new();
+    let busy = OutputTag::<(String, i64)>::new("busy");
+    let counted = timed(&env, events())
+        .key_by(|e: &Ev| e.0.clone())
+        .window(WindowAssigner::tumbling_event_time(Duration::from_secs(10)))
+        .aggregate_process(Count, CountAndMax(busy.clone()));
+    let busy_out = counted.get_side_output(&busy).collect();
+    let out = counted.collect();
+    let h = mc.submit(env.build_job_graph("aggregate and process").unwrap()).unwrap();
+    let got = sorted(out.collect::<Vec<_>>());
+    let busy_got: Vec<(String, i64)> = busy_out.collect();
+    let r = h.wait(common::WAIT).unwrap();
+    assert_eq!(r.status, riffle_cluster::JobStatus::Finished, "{:?}", r.error);
+    let o = |what, k: &str, end, n| (what, k.to_string(), end, n);
+    // No lateness: a@5000 and a@7000 are dropped.
+    let want = sorted(vec![
+        o('c', "a", 10000, 3),
+        o('m', "a", 10000, 3),
+        o('c', "b", 10000, 1),
+        o('m', "b", 10000, 1),
+        o('c', "a", 20000, 1),
+        o('m', "a", 20000, 3),
+        o('c', "b", 20000, 1),
+        o('m', "b", 20000, 1),
+    ]);
+    assert_eq!(got, want);
+    assert_eq!(busy_got, vec![("a".to_string(), 10000)]);
+}
+
+/// `reduce` with a process window function: the reduced record with its window.
+#[derive(Clone)]
+struct Latest;
+
+impl RichProcessWindowFunction<String, Ev, (String, i64, i64)> for Latest {
+    fn process(
+        &mut self,
+        latest: &[Ev],
+        ctx: &mut ProcessWindowContext<'_, String, (String, i64, i64)>,
+    ) -> Result<(), UserError> {
+        let end = ctx.window().end;
+        for e in latest {
+            ctx.collect((e.0.clone(), end, e.1));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn reduce_with_a_process_window_function() {
+    let mc = cluster(1, 1);
+    let env = StreamEnvironment::new();
+    let out = timed(&env, events())
+        .key_by(|e: &Ev| e.0.clone())
+        .window(WindowAssigner::tumbling_event_time(Duration::from_secs(10)))
+        .reduce_process(|a: Ev, b: Ev| if b.1 > a.1 { b } else { a }, Latest)
+        .collect();
+    let got = sorted(run(&mc, &env, out));
+    let l = |k: &str, end, ts| (k.to_string(), end, ts);
+    assert_eq!(got, sorted(vec![l("a", 10000, 3000), l("b", 10000, 1500), l("a", 20000, 12000), l("b", 20000, 16000)]));
+}
+
+/// Session windows merge, so there is no per-window state (as in Flink); the error says so.
+#[derive(Clone)]
+struct WantsWindowState;
+
+impl RichProcessWindowFunction<String, Ev, u64> for WantsWindowState {
+    fn process(&mut self, _: &[Ev], ctx: &mut ProcessWindowContext<'_, String, u64>) -> Result<(), UserError> {
+        let ws = ctx.window_state()?;
+        ws.value_state::<u64>("x")?.set(ws, 1)?;
+        Ok(())
+    }
+}
+
+#[test]
+fn session_windows_have_no_per_window_state() {
+    let mc = cluster(1, 1);
+    let env = StreamEnvironment::new();
+    let out = timed(&env, events())
+        .key_by(|e: &Ev| e.0.clone())
+        .window(WindowAssigner::event_time_session(Duration::from_secs(1)))
+        .process_with_state(WantsWindowState)
+        .collect();
+    let (_, r) = common::run_result(&mc, &env, out);
+    assert_eq!(r.status, riffle_cluster::JobStatus::Failed);
+    let e = r.error.unwrap_or_default();
+    assert!(e.contains("Window Process") && e.contains("merging"), "{e}");
 }

@@ -151,11 +151,14 @@ pub struct StateSnapshot {
 
 type SnapshotFn = fn(&dyn Any, &str, u32) -> Result<Vec<SnapshotEntry>, StateError>;
 type RestoreFn = fn(&mut dyn Any, &str, &[SnapshotEntry], KeyGroupRange) -> Result<(), StateError>;
+/// Removes one key (given as `&K`) from a table.
+type RemoveFn = fn(&mut dyn Any, &dyn Any);
 
 /// The type-erased operations on one table (`FxHashMap<K, X>`), instantiated at registration.
 pub(crate) struct TableOps {
     snapshot: SnapshotFn,
     pub(crate) restore: RestoreFn,
+    remove: RemoveFn,
     pub(crate) len: tiered::LenFn,
     pub(crate) spill: tiered::SpillFn,
     pub(crate) retain: tiered::RetainFn,
@@ -171,6 +174,7 @@ impl TableOps {
         Self {
             snapshot: snapshot_map::<K, X>,
             restore: restore_map::<K, X>,
+            remove: remove_from_map::<K, X>,
             len: tiered::len_map::<K, X>,
             spill: tiered::spill_map::<K, X>,
             retain: tiered::retain_map::<K, X>,
@@ -218,6 +222,13 @@ fn restore_map<K: StateKey, X: DeserializeOwned + 'static>(
         map.insert(k, x);
     }
     Ok(())
+}
+
+/// Removes key `key` (a `&K`) from a `FxHashMap<K, X>`.
+fn remove_from_map<K: StateKey, X: 'static>(data: &mut dyn Any, key: &dyn Any) {
+    if let (Some(map), Some(key)) = (data.downcast_mut::<FxHashMap<K, X>>(), key.downcast_ref::<K>()) {
+        map.remove(key);
+    }
 }
 
 /// The keyed state of one operator instance.
@@ -418,6 +429,28 @@ impl<K: StateKey> KeyedStateStore<K> {
             .and_then(|t| t.data.downcast_mut::<T>())
             .ok_or(StateError::ForeignHandle { index })?;
         Ok((t, key))
+    }
+
+    /// Removes the current key's entries from every registered state (a window operator
+    /// purging a window's state). Its state is in memory while it is current, whatever the
+    /// backend.
+    pub fn clear_current_key(&mut self) -> Result<(), StateError> {
+        let Some(key) = self.current.as_ref() else { return Err(self.no_key_error(0)) };
+        for t in &mut self.tables {
+            (t.ops.remove)(t.data.as_mut(), key);
+        }
+        Ok(())
+    }
+
+    /// Drops restored entries of states not registered again whose key `keep` rejects (their
+    /// owner is gone: a window purged before its function registered the state). Decodes
+    /// the keys of those entries; free while every restored state is registered.
+    pub fn retain_unregistered(&mut self, mut keep: impl FnMut(&K) -> bool) {
+        for (snap, _) in &mut self.pending {
+            snap.entries.retain(|(_, bytes)| {
+                rmp_serde::from_slice::<(K, serde::de::IgnoredAny)>(bytes).map_or(true, |(k, _)| keep(&k))
+            });
+        }
     }
 
     /// Registers (or looks up) a single-value state.
@@ -626,6 +659,34 @@ impl<MK: StateKey, MV: StateValue> MapState<MK, MV> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clear_current_key_removes_every_state_of_the_key_only() {
+        let mut s = KeyedStateStore::<String>::new();
+        let v = s.value_state::<u64>("count").unwrap();
+        let l = s.list_state::<i32>("seen").unwrap();
+        for k in ["a", "b"] {
+            s.set_current_key(k.into());
+            v.set(&mut s, 1).unwrap();
+            l.add(&mut s, 10).unwrap();
+        }
+        s.set_current_key("a".into());
+        s.clear_current_key().unwrap();
+        assert_eq!(v.get(&s).unwrap(), None);
+        assert!(l.get(&s).unwrap().is_empty());
+        s.set_current_key("b".into());
+        assert_eq!(v.get(&s).unwrap(), Some(&1));
+        assert_eq!(l.get(&s).unwrap(), &[10]);
+
+        // Restored entries of a state not registered yet: filtered by key.
+        let snap = s.snapshot(128).unwrap();
+        let mut r = KeyedStateStore::<String>::new();
+        r.restore(snap, KeyGroupRange { start: 0, end: 127 }).unwrap();
+        r.retain_unregistered(|k| k != "b");
+        let v = r.value_state::<u64>("count").unwrap();
+        r.set_current_key("b".into());
+        assert_eq!(v.get(&r).unwrap(), None, "dropped before registration");
+    }
 
     #[test]
     fn value_list_map_are_scoped_by_key() {

@@ -4,6 +4,7 @@
 pub mod basic;
 pub mod keyed;
 pub mod multi;
+pub mod rich;
 pub mod sinks;
 pub mod watermarks;
 pub mod window;

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 
 use rustc_hash::FxHashMap;
 
-use riffle_state::{StateKey, TimeDomain, TimerService};
+use riffle_state::{
+    BackendConfig, KeyGroupRange, KeyedStateStore, StateError, StateKey, StateSnapshot, TimeDomain, TimerService,
+};
 
 use super::OpId;
 use crate::error::{TaskError, TaskResult, UserError};
@@ -19,15 +21,41 @@ use crate::link::Input;
 use crate::metrics::LocalCounter;
 use crate::record::NO_TIMESTAMP;
 use crate::snapshot::{encode_state_sized, KeyGroupedState, OperatorRestore, OperatorSnapshots};
-use crate::window::{AggregateFunction, ProcessWindowFunction, TimeWindow, WindowAssigner, WindowContext, WindowTime};
+use crate::window::{
+    AggregateFunction, ProcessWindowContext, ProcessWindowFunction, RichProcessWindowFunction, TimeWindow,
+    WindowAssigner, WindowContext, WindowKey, WindowTime,
+};
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+/// Where a window function's `emit` writes: the results (timestamped by the operator), the
+/// side outputs, and the operator's identity and watermark.
+pub struct Emit<'a, O> {
+    pub(crate) out: &'a mut dyn FnMut(O),
+    pub(crate) side: &'a mut SideOutputs,
+    pub(crate) id: &'a OpId,
+    pub(crate) watermark: i64,
+}
+
+impl<O> Emit<'_, O> {
+    #[inline]
+    fn collect(&mut self, value: O) {
+        (self.out)(value)
+    }
+}
 
 /// How a window's records become results: incremental (reduce, aggregate) or all at once
-/// (process).
+/// (process), plain or rich (with state and a purge hook).
 pub trait WindowFn<K, T, O>: Send + Sync + 'static {
     /// What is kept per (key, window); serializable because it is checkpointed.
     type Acc: Clone + Send + Serialize + DeserializeOwned + 'static;
+    /// What a subtask keeps besides the accumulators: `()` for plain functions; a rich
+    /// function's own copy and its state stores.
+    type Local: WindowLocal<K>;
+    /// Whether [`WindowFn::purge`] does anything (a constant: plain functions pay nothing).
+    const PURGES: bool = false;
+    /// The subtask's [`WindowFn::Local`] (opens a rich function).
+    fn local(&self, backend: &BackendConfig, id: &OpId, merging: bool) -> Result<Self::Local, TaskError>;
     /// Adds a record to a window's accumulator (`None` for a new window).
     fn add(&self, acc: Option<Self::Acc>, value: T) -> Result<Self::Acc, UserError>;
     /// Combines the accumulators of merging windows.
@@ -35,12 +63,48 @@ pub trait WindowFn<K, T, O>: Send + Sync + 'static {
     /// Emits the results of a firing window.
     fn emit(
         &self,
+        local: &mut Self::Local,
         key: &K,
         window: TimeWindow,
-        watermark: i64,
         acc: &Self::Acc,
-        out: &mut dyn FnMut(O),
-    ) -> Result<(), UserError>;
+        out: &mut Emit<'_, O>,
+    ) -> TaskResult;
+    /// Window `window` of `key` is purged (end plus allowed lateness): clean up its state.
+    fn purge(&self, _local: &mut Self::Local, _key: &K, _window: TimeWindow, _out: &mut Emit<'_, O>) -> TaskResult {
+        Ok(())
+    }
+}
+
+/// The part of a window function's subtask state that is not accumulators.
+pub trait WindowLocal<K> {
+    /// Its snapshot (`None` when it has none); `live` tells which (key, window) still exist.
+    fn snapshot(
+        &mut self,
+        max_parallelism: u32,
+        live: &mut dyn FnMut(&K, &TimeWindow) -> bool,
+    ) -> Result<Option<RichWindowState>, StateError>;
+    /// Restores the key groups in `range` of what [`WindowLocal::snapshot`] took.
+    fn restore(&mut self, state: RichWindowState, range: KeyGroupRange) -> Result<(), StateError>;
+}
+
+impl<K> WindowLocal<K> for () {
+    fn snapshot(
+        &mut self,
+        _: u32,
+        _: &mut dyn FnMut(&K, &TimeWindow) -> bool,
+    ) -> Result<Option<RichWindowState>, StateError> {
+        Ok(None)
+    }
+    fn restore(&mut self, _: RichWindowState, _: KeyGroupRange) -> Result<(), StateError> {
+        Ok(())
+    }
+}
+
+/// A rich window function's keyed state in a snapshot: per (key, window) and per key.
+#[derive(Serialize, Deserialize)]
+pub struct RichWindowState {
+    window: Vec<StateSnapshot>,
+    global: Vec<StateSnapshot>,
 }
 
 /// `reduce` over a window.
@@ -48,6 +112,10 @@ pub struct ReduceWindow<T>(pub(crate) Arc<dyn Fn(T, T) -> T + Send + Sync>);
 
 impl<K, T: Clone + Send + Serialize + DeserializeOwned + 'static> WindowFn<K, T, T> for ReduceWindow<T> {
     type Acc = T;
+    type Local = ();
+    fn local(&self, _: &BackendConfig, _: &OpId, _: bool) -> Result<(), TaskError> {
+        Ok(())
+    }
     fn add(&self, acc: Option<T>, value: T) -> Result<T, UserError> {
         Ok(match acc {
             Some(a) => (self.0)(a, value),
@@ -57,8 +125,8 @@ impl<K, T: Clone + Send + Serialize + DeserializeOwned + 'static> WindowFn<K, T,
     fn merge(&self, a: T, b: T) -> Result<T, UserError> {
         Ok((self.0)(a, b))
     }
-    fn emit(&self, _: &K, _: TimeWindow, _: i64, acc: &T, out: &mut dyn FnMut(T)) -> Result<(), UserError> {
-        out(acc.clone());
+    fn emit(&self, _: &mut (), _: &K, _: TimeWindow, acc: &T, out: &mut Emit<'_, T>) -> TaskResult {
+        out.collect(acc.clone());
         Ok(())
     }
 }
@@ -73,6 +141,10 @@ impl<K, T, A: Clone + Send + Serialize + DeserializeOwned + 'static, O, F: Aggre
     for AggregateWindow<F, A>
 {
     type Acc = A;
+    type Local = ();
+    fn local(&self, _: &BackendConfig, _: &OpId, _: bool) -> Result<(), TaskError> {
+        Ok(())
+    }
     #[inline]
     fn add(&self, acc: Option<A>, value: T) -> Result<A, UserError> {
         let acc = match acc {
@@ -84,8 +156,8 @@ impl<K, T, A: Clone + Send + Serialize + DeserializeOwned + 'static, O, F: Aggre
     fn merge(&self, a: A, b: A) -> Result<A, UserError> {
         Ok(self.f.merge(a, b))
     }
-    fn emit(&self, _: &K, _: TimeWindow, _: i64, acc: &A, out: &mut dyn FnMut(O)) -> Result<(), UserError> {
-        out(self.f.get_result(acc));
+    fn emit(&self, _: &mut (), _: &K, _: TimeWindow, acc: &A, out: &mut Emit<'_, O>) -> TaskResult {
+        out.collect(self.f.get_result(acc));
         Ok(())
     }
 }
@@ -108,6 +180,10 @@ where
     T: 'static,
 {
     type Acc = Inner::Acc;
+    type Local = Inner::Local;
+    fn local(&self, backend: &BackendConfig, id: &OpId, merging: bool) -> Result<Self::Local, TaskError> {
+        self.inner.local(backend, id, merging)
+    }
     #[inline]
     fn add(&self, acc: Option<Self::Acc>, value: T) -> Result<Self::Acc, UserError> {
         self.inner.add(acc, value)
@@ -117,14 +193,17 @@ where
     }
     fn emit(
         &self,
+        local: &mut Self::Local,
         key: &K,
         window: TimeWindow,
-        watermark: i64,
         acc: &Self::Acc,
-        out: &mut dyn FnMut(O),
-    ) -> Result<(), UserError> {
+        out: &mut Emit<'_, O>,
+    ) -> TaskResult {
         let shape = &self.shape;
-        self.inner.emit(key, window, watermark, acc, &mut |r| out(shape(key, &window, r)))
+        let Emit { out: sink, side, id, watermark } = out;
+        let mut shaped = |r: R| (**sink)(shape(key, &window, r));
+        let mut inner = Emit { out: &mut shaped, side, id, watermark: *watermark };
+        self.inner.emit(local, key, window, acc, &mut inner)
     }
 }
 
@@ -135,6 +214,10 @@ impl<K, T: Clone + Send + Serialize + DeserializeOwned + 'static, O, P: ProcessW
     WindowFn<K, T, O> for ProcessWindow<P>
 {
     type Acc = Vec<T>;
+    type Local = ();
+    fn local(&self, _: &BackendConfig, _: &OpId, _: bool) -> Result<(), TaskError> {
+        Ok(())
+    }
     fn add(&self, acc: Option<Vec<T>>, value: T) -> Result<Vec<T>, UserError> {
         let mut v = acc.unwrap_or_default();
         v.push(value);
@@ -144,22 +227,203 @@ impl<K, T: Clone + Send + Serialize + DeserializeOwned + 'static, O, P: ProcessW
         a.append(&mut b);
         Ok(a)
     }
-    fn emit(
-        &self,
+    fn emit(&self, _: &mut (), key: &K, window: TimeWindow, acc: &Vec<T>, out: &mut Emit<'_, O>) -> TaskResult {
+        let ctx = WindowContext { key, window, current_watermark: out.watermark };
+        self.0.process(&ctx, acc, &mut *out.out).map_err(|e| out.id.err(e))
+    }
+}
+
+/// What a [`RichProcessWindowFunction`] gets of a window: all its records, or the one
+/// result of an incremental function.
+pub trait WindowContents<T, R>: Send + Sync + 'static {
+    /// What is kept per (key, window).
+    type Acc: Clone + Send + Serialize + DeserializeOwned + 'static;
+    /// Adds a record (`None` for a new window).
+    fn add(&self, acc: Option<Self::Acc>, value: T) -> Result<Self::Acc, UserError>;
+    /// Combines the accumulators of merging windows.
+    fn merge(&self, a: Self::Acc, b: Self::Acc) -> Result<Self::Acc, UserError>;
+    /// Calls `f` with the window's elements.
+    fn with_elements<X>(&self, acc: &Self::Acc, f: impl FnOnce(&[R]) -> X) -> X;
+}
+
+/// All of a window's records.
+pub struct AllElements;
+
+impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> WindowContents<T, T> for AllElements {
+    type Acc = Vec<T>;
+    fn add(&self, acc: Option<Vec<T>>, value: T) -> Result<Vec<T>, UserError> {
+        let mut v = acc.unwrap_or_default();
+        v.push(value);
+        Ok(v)
+    }
+    fn merge(&self, mut a: Vec<T>, mut b: Vec<T>) -> Result<Vec<T>, UserError> {
+        a.append(&mut b);
+        Ok(a)
+    }
+    fn with_elements<X>(&self, acc: &Vec<T>, f: impl FnOnce(&[T]) -> X) -> X {
+        f(acc)
+    }
+}
+
+impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> WindowContents<T, T> for ReduceWindow<T> {
+    type Acc = T;
+    #[inline]
+    fn add(&self, acc: Option<T>, value: T) -> Result<T, UserError> {
+        Ok(match acc {
+            Some(a) => (self.0)(a, value),
+            None => value,
+        })
+    }
+    fn merge(&self, a: T, b: T) -> Result<T, UserError> {
+        Ok((self.0)(a, b))
+    }
+    fn with_elements<X>(&self, acc: &T, f: impl FnOnce(&[T]) -> X) -> X {
+        f(std::slice::from_ref(acc))
+    }
+}
+
+impl<
+        T: 'static,
+        A: Clone + Send + Serialize + DeserializeOwned + 'static,
+        O: 'static,
+        F: AggregateFunction<T, A, O>,
+    > WindowContents<T, O> for AggregateWindow<F, A>
+{
+    type Acc = A;
+    #[inline]
+    fn add(&self, acc: Option<A>, value: T) -> Result<A, UserError> {
+        let acc = match acc {
+            Some(a) => a,
+            None => self.f.create_accumulator(),
+        };
+        Ok(self.f.add(value, acc))
+    }
+    fn merge(&self, a: A, b: A) -> Result<A, UserError> {
+        Ok(self.f.merge(a, b))
+    }
+    fn with_elements<X>(&self, acc: &A, f: impl FnOnce(&[O]) -> X) -> X {
+        let r = self.f.get_result(acc);
+        f(std::slice::from_ref(&r))
+    }
+}
+
+/// A [`RichProcessWindowFunction`] over a window's contents `C` (all records, or an
+/// incremental result).
+pub struct RichWindow<C, F, R> {
+    pub(crate) contents: C,
+    pub(crate) f: F,
+    pub(crate) _r: std::marker::PhantomData<fn() -> R>,
+}
+
+/// A rich window function's subtask part: its own copy, and its state per (key, window) and
+/// per key.
+pub struct RichLocal<K, F> {
+    f: F,
+    window_state: KeyedStateStore<WindowKey<K>>,
+    global_state: KeyedStateStore<K>,
+    merging: bool,
+}
+
+impl<K: StateKey, F> RichLocal<K, F> {
+    /// Runs `run` with a context for window `window` of `key`.
+    fn call<O>(
+        &mut self,
         key: &K,
         window: TimeWindow,
-        watermark: i64,
-        acc: &Vec<T>,
-        out: &mut dyn FnMut(O),
-    ) -> Result<(), UserError> {
-        let ctx = WindowContext { key, window, current_watermark: watermark };
-        self.0.process(&ctx, acc, out)
+        out: &mut Emit<'_, O>,
+        run: impl FnOnce(&mut F, &mut ProcessWindowContext<'_, K, O>) -> Result<(), UserError>,
+    ) -> TaskResult {
+        let mut ctx = ProcessWindowContext {
+            key,
+            window,
+            watermark: out.watermark,
+            merging: self.merging,
+            window_state: &mut self.window_state,
+            window_key_set: false,
+            global_state: &mut self.global_state,
+            global_key_set: false,
+            out: &mut *out.out,
+            side: &mut *out.side,
+            error: None,
+        };
+        let r = run(&mut self.f, &mut ctx);
+        if let Some(e) = ctx.error.take() {
+            return Err(e);
+        }
+        r.map_err(|e| out.id.err(e))
+    }
+}
+
+impl<K: StateKey, F> WindowLocal<K> for RichLocal<K, F> {
+    fn snapshot(
+        &mut self,
+        max_parallelism: u32,
+        live: &mut dyn FnMut(&K, &TimeWindow) -> bool,
+    ) -> Result<Option<RichWindowState>, StateError> {
+        self.window_state.retain_unregistered(|wk| live(&wk.key, &wk.window));
+        Ok(Some(RichWindowState {
+            window: self.window_state.snapshot(max_parallelism)?,
+            global: self.global_state.snapshot(max_parallelism)?,
+        }))
+    }
+    fn restore(&mut self, state: RichWindowState, range: KeyGroupRange) -> Result<(), StateError> {
+        self.window_state.restore(state.window, range)?;
+        self.global_state.restore(state.global, range)
+    }
+}
+
+impl<K, T, R, O, C, F> WindowFn<K, T, O> for RichWindow<C, F, R>
+where
+    K: StateKey,
+    T: 'static,
+    R: 'static,
+    O: 'static,
+    C: WindowContents<T, R>,
+    F: RichProcessWindowFunction<K, R, O>,
+{
+    type Acc = C::Acc;
+    type Local = RichLocal<K, F>;
+    const PURGES: bool = true;
+    fn local(&self, backend: &BackendConfig, id: &OpId, merging: bool) -> Result<Self::Local, TaskError> {
+        let mut f = self.f.clone();
+        id.enter();
+        f.open().map_err(|e| id.err(e))?;
+        let window_state = KeyedStateStore::with_backend(backend.clone()).map_err(|e| TaskError::new(&id.name, &e))?;
+        let global_state = KeyedStateStore::with_backend(backend.clone()).map_err(|e| TaskError::new(&id.name, &e))?;
+        Ok(RichLocal { f, window_state, global_state, merging })
+    }
+    #[inline]
+    fn add(&self, acc: Option<Self::Acc>, value: T) -> Result<Self::Acc, UserError> {
+        self.contents.add(acc, value)
+    }
+    fn merge(&self, a: Self::Acc, b: Self::Acc) -> Result<Self::Acc, UserError> {
+        self.contents.merge(a, b)
+    }
+    fn emit(
+        &self,
+        local: &mut Self::Local,
+        key: &K,
+        window: TimeWindow,
+        acc: &Self::Acc,
+        out: &mut Emit<'_, O>,
+    ) -> TaskResult {
+        self.contents.with_elements(acc, |els| local.call(key, window, out, |f, ctx| f.process(els, ctx)))
+    }
+    fn purge(&self, local: &mut Self::Local, key: &K, window: TimeWindow, out: &mut Emit<'_, O>) -> TaskResult {
+        local.call(key, window, out, |f, ctx| f.clear(ctx))?;
+        if !local.merging {
+            local.window_state.set_current_key(WindowKey { key: key.clone(), window });
+            local.window_state.clear_current_key().map_err(|e| TaskError::new(&out.id.name, &e))?;
+        }
+        Ok(())
     }
 }
 
 /// The window operator.
 pub struct WindowOp<K, T, O, W: WindowFn<K, T, O>> {
     pub(crate) wf: Arc<W>,
+    /// The function's subtask part (`()` unless it is rich).
+    pub(crate) local: W::Local,
     pub(crate) assigner: WindowAssigner,
     pub(crate) lateness: i64,
     pub(crate) late_tag: Option<String>,
@@ -186,6 +450,7 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> WindowOp
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         wf: Arc<W>,
+        local: W::Local,
         assigner: WindowAssigner,
         lateness: i64,
         late_tag: Option<String>,
@@ -197,6 +462,7 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> WindowOp
     ) -> Self {
         Self {
             wf,
+            local,
             assigner,
             lateness: lateness.max(0),
             late_tag,
@@ -297,36 +563,54 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> WindowOp
 
     fn fire(&mut self, key: &K, w: TimeWindow) -> TaskResult {
         let Some(Some(acc)) = self.state.get(&w).and_then(|s| s.entries.get(key)) else { return Ok(()) };
-        Self::emit_to(&self.wf, &mut self.next, &self.id, self.watermark, key, w, acc)
+        let (wf, local) = (&self.wf, &mut self.local);
+        Self::emitting(&mut self.next, &mut self.side, &self.id, self.watermark, w, |out| {
+            wf.emit(local, key, w, acc, out)
+        })
     }
 
     fn emit(&mut self, key: &K, w: TimeWindow, acc: &W::Acc) -> TaskResult {
-        Self::emit_to(&self.wf, &mut self.next, &self.id, self.watermark, key, w, acc)
+        let (wf, local) = (&self.wf, &mut self.local);
+        Self::emitting(&mut self.next, &mut self.side, &self.id, self.watermark, w, |out| {
+            wf.emit(local, key, w, acc, out)
+        })
     }
 
-    fn emit_to(
-        wf: &Arc<W>,
+    /// Window `w` of `key` is purged: a rich function's `clear` hook runs and its state of
+    /// the window goes (nothing for plain functions).
+    fn purge(&mut self, key: &K, w: TimeWindow) -> TaskResult {
+        if !W::PURGES {
+            return Ok(());
+        }
+        let (wf, local) = (&self.wf, &mut self.local);
+        Self::emitting(&mut self.next, &mut self.side, &self.id, self.watermark, w, |out| wf.purge(local, key, w, out))
+    }
+
+    /// Runs `f` with an [`Emit`] whose results go downstream stamped with `w`'s max timestamp.
+    #[inline]
+    fn emitting(
         next: &mut Box<dyn Input<O>>,
+        side: &mut SideOutputs,
         id: &OpId,
         watermark: i64,
-        key: &K,
         w: TimeWindow,
-        acc: &W::Acc,
+        f: impl FnOnce(&mut Emit<'_, O>) -> TaskResult,
     ) -> TaskResult {
         let mut err = None;
         let ts = w.max_timestamp();
         id.enter();
-        let r = wf.emit(key, w, watermark, acc, &mut |o| {
+        let mut push = |o| {
             if err.is_none() {
                 if let Err(e) = next.push(o, ts) {
                     err = Some(e);
                 }
             }
-        });
+        };
+        let r = f(&mut Emit { out: &mut push, side, id, watermark });
         if let Some(e) = err {
             return Err(e);
         }
-        r.map_err(|e| id.err(e))
+        r
     }
 
     /// Adds `value` to window `w` of `key`; fires at once if the window is already past its
@@ -409,7 +693,8 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> WindowOp
         if ts == w.max_timestamp() && ts == self.cleanup_time(&w) && !self.assigner.is_merging() {
             // Fire and purge in one map operation (no allowed lateness).
             if let Some(acc) = self.remove_acc(&key, w) {
-                return self.emit(&key, w, &acc);
+                self.emit(&key, w, &acc)?;
+                return self.purge(&key, w);
             }
             return Ok(());
         }
@@ -417,7 +702,9 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> WindowOp
             self.fire(&key, w)?;
         }
         if ts == self.cleanup_time(&w) {
-            self.remove_acc(&key, w);
+            if self.remove_acc(&key, w).is_some() {
+                self.purge(&key, w)?;
+            }
             if self.assigner.is_merging() {
                 if let Some(v) = self.sessions.get_mut(&key) {
                     v.retain(|a| *a != w);
@@ -571,6 +858,11 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> Input<T>
         let sessions = self.sessions.clone();
         let watermark = self.watermark;
         let cache = self.encoded.clone();
+        let live_state = &self.state;
+        let rich = self
+            .local
+            .snapshot(mp, &mut |k, w| live_state.get(w).is_some_and(|s| s.entries.get(k).is_some_and(Option::is_some)))
+            .map_err(|e| TaskError::new(&name, &e))?;
         out.put_deferred(
             self.id.index,
             Box::new(move || {
@@ -601,6 +893,7 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> Input<T>
                     timers: KeyGroupedState::encode(timers.iter().map(|(d, ts, k, w)| (k, (*d, *ts, *w))), mp, &name)?,
                     sessions: KeyGroupedState::encode(sessions.iter(), mp, &name)?,
                     watermark,
+                    rich,
                 };
                 let size = blobs.iter().map(|(_, b)| b.byte_len() + 32).sum::<usize>()
                     + ws.timers.byte_len()
@@ -615,7 +908,10 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> Input<T>
     fn restore(&mut self, from: &OperatorRestore) -> TaskResult {
         let name = self.id.name.clone();
         let states = from.get::<WindowStateIn>(self.id.index, &name)?;
-        for WindowStateIn { windows, timers, sessions, watermark } in states {
+        for WindowStateIn { windows, timers, sessions, watermark, rich } in states {
+            if let Some(rich) = rich {
+                self.local.restore(rich, from.range).map_err(|e| TaskError::new(&name, &e))?;
+            }
             let derive = !self.assigner.is_merging() && timers.is_empty();
             let mut restored = Vec::new();
             for (w, blob) in &windows {
@@ -690,6 +986,8 @@ struct WindowStateOut<'a> {
     sessions: KeyGroupedState,
     /// The operator's watermark when the snapshot was taken: which derived timers had fired.
     watermark: i64,
+    /// A rich function's keyed state (per window and per key).
+    rich: Option<RichWindowState>,
 }
 
 /// [`WindowStateOut`] as read back.
@@ -699,4 +997,159 @@ struct WindowStateIn {
     timers: KeyGroupedState,
     sessions: KeyGroupedState,
     watermark: i64,
+    #[serde(default)]
+    rich: Option<RichWindowState>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use std::sync::Arc;
+
+    use riffle_state::{assign_to_key_group, key_hash, KeyGroupRange};
+
+    use super::*;
+    use crate::link::OperatorMarker;
+    use crate::metrics::JobCounters;
+    use crate::snapshot::SubtaskSnapshot;
+
+    /// Collects what reaches it.
+    struct Sink(Rc<RefCell<Vec<String>>>);
+
+    impl Input<String> for Sink {
+        fn push(&mut self, value: String, _: i64) -> TaskResult {
+            self.0.borrow_mut().push(value);
+            Ok(())
+        }
+        fn watermark(&mut self, _: i64) -> TaskResult {
+            Ok(())
+        }
+        fn idle(&mut self, _: bool) -> TaskResult {
+            Ok(())
+        }
+        fn end_input(&mut self) -> TaskResult {
+            Ok(())
+        }
+        fn processing_time(&mut self, _: i64) -> TaskResult {
+            Ok(())
+        }
+        fn next_processing_time(&self) -> Option<i64> {
+            None
+        }
+        fn snapshot(&mut self, _: &mut OperatorSnapshots) -> TaskResult {
+            Ok(())
+        }
+        fn restore(&mut self, _: &OperatorRestore) -> TaskResult {
+            Ok(())
+        }
+        fn notify_checkpoint(&mut self, _: u64, _: bool) -> TaskResult {
+            Ok(())
+        }
+    }
+
+    /// Counts a window's firings in window state and the key's in global state; `clear`
+    /// reports the window's count.
+    #[derive(Clone)]
+    struct Fires;
+
+    impl RichProcessWindowFunction<String, u64, String> for Fires {
+        fn process(
+            &mut self,
+            els: &[u64],
+            ctx: &mut ProcessWindowContext<'_, String, String>,
+        ) -> Result<(), UserError> {
+            let ws = ctx.window_state()?;
+            let fires = ws.value_state::<u64>("fires")?;
+            let n = fires.get(ws)?.copied().unwrap_or(0) + 1;
+            fires.set(ws, n)?;
+            let gs = ctx.global_state();
+            let total = gs.value_state::<u64>("total")?;
+            let t = total.get(gs)?.copied().unwrap_or(0) + 1;
+            total.set(gs, t)?;
+            let line = format!("{} {} n={} fire={n} total={t}", ctx.key(), ctx.window().start, els.len());
+            ctx.collect(line);
+            Ok(())
+        }
+        fn clear(&mut self, ctx: &mut ProcessWindowContext<'_, String, String>) -> Result<(), UserError> {
+            let ws = ctx.window_state()?;
+            let fires = ws.value_state::<u64>("fires")?;
+            let n = fires.get(ws)?.copied();
+            let line = format!("clear {} {} fires={n:?}", ctx.key(), ctx.window().start);
+            ctx.collect(line);
+            Ok(())
+        }
+    }
+
+    type Op = WindowOp<String, u64, String, RichWindow<AllElements, Fires, u64>>;
+
+    fn op(out: &Rc<RefCell<Vec<String>>>) -> Op {
+        let wf = Arc::new(RichWindow { contents: AllElements, f: Fires, _r: std::marker::PhantomData });
+        let id = OpId { name: "w".into(), index: 1, marker: OperatorMarker::default() };
+        let local = wf.local(&BackendConfig::heap(), &id, false).unwrap();
+        let key_of: Arc<dyn Fn(&u64) -> String + Send + Sync> =
+            Arc::new(|v: &u64| if v.is_multiple_of(2) { "even" } else { "odd" }.to_string());
+        WindowOp::new(
+            wf,
+            local,
+            WindowAssigner::Tumbling { size: 10, offset: 0, time: WindowTime::Event },
+            5,
+            None,
+            key_of,
+            Box::new(Sink(out.clone())),
+            SideOutputs::default(),
+            id,
+            LocalCounter::new(Arc::new(JobCounters::default()), |c| &c.late_records_dropped),
+        )
+    }
+
+    fn take(out: &Rc<RefCell<Vec<String>>>) -> Vec<String> {
+        let mut v = std::mem::take(&mut *out.borrow_mut());
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn window_and_global_state_survive_a_restore_and_window_state_is_purged() {
+        let out = Rc::new(RefCell::new(Vec::new()));
+        let mut a = op(&out);
+        a.push(2, 1).unwrap();
+        a.push(4, 3).unwrap();
+        a.push(3, 5).unwrap();
+        a.watermark(9).unwrap();
+        assert_eq!(take(&out), vec!["even 0 n=2 fire=1 total=1", "odd 0 n=1 fire=1 total=1"]);
+        a.push(6, 7).unwrap(); // late, within the lateness: fires again
+        assert_eq!(take(&out), vec!["even 0 n=3 fire=2 total=2"]);
+
+        let mut ops = OperatorSnapshots::new(128, 1);
+        a.snapshot(&mut ops).unwrap();
+        let snap = SubtaskSnapshot::decode(&ops.finish(None).complete().unwrap().encode().unwrap()).unwrap();
+        drop(a);
+        let mut b = op(&out);
+        b.restore(&OperatorRestore::new(KeyGroupRange { start: 0, end: 127 }, 128, vec![snap])).unwrap();
+
+        b.push(8, 12).unwrap();
+        b.watermark(14).unwrap(); // [0, 10) purged
+        assert_eq!(take(&out), vec!["clear even 0 fires=Some(2)", "clear odd 0 fires=Some(1)"]);
+        b.watermark(19).unwrap();
+        assert_eq!(take(&out), vec!["even 10 n=1 fire=1 total=3"]);
+        b.watermark(24).unwrap();
+        assert_eq!(take(&out), vec!["clear even 10 fires=Some(1)"]);
+
+        let ws = &mut b.local.window_state;
+        let fires = ws.value_state::<u64>("fires").unwrap();
+        assert_eq!(fires.len(ws).unwrap(), 0, "purged windows leave no window state");
+        let gs = &mut b.local.global_state;
+        let total = gs.value_state::<u64>("total").unwrap();
+        assert_eq!(total.len(gs).unwrap(), 2, "global state stays");
+    }
+
+    #[test]
+    fn window_state_lives_in_the_key_group_of_its_key() {
+        for k in 0..100u64 {
+            let w = TimeWindow { start: k as i64 * 7, end: k as i64 * 7 + 10 };
+            let wk = WindowKey { key: k, window: w };
+            assert_eq!(assign_to_key_group(key_hash(&wk), 128), assign_to_key_group(key_hash(&k), 128));
+        }
+    }
 }
