@@ -219,13 +219,10 @@ impl<K, T: Clone + Send + Serialize + DeserializeOwned + 'static, O, P: ProcessW
         Ok(())
     }
     fn add(&self, acc: Option<Vec<T>>, value: T) -> Result<Vec<T>, UserError> {
-        let mut v = acc.unwrap_or_default();
-        v.push(value);
-        Ok(v)
+        Ok(append(acc, value))
     }
-    fn merge(&self, mut a: Vec<T>, mut b: Vec<T>) -> Result<Vec<T>, UserError> {
-        a.append(&mut b);
-        Ok(a)
+    fn merge(&self, a: Vec<T>, b: Vec<T>) -> Result<Vec<T>, UserError> {
+        Ok(concat(a, b))
     }
     fn emit(&self, _: &mut (), key: &K, window: TimeWindow, acc: &Vec<T>, out: &mut Emit<'_, O>) -> TaskResult {
         let ctx = WindowContext { key, window, current_watermark: out.watermark };
@@ -246,19 +243,29 @@ pub trait WindowContents<T, R>: Send + Sync + 'static {
     fn with_elements<X>(&self, acc: &Self::Acc, f: impl FnOnce(&[R]) -> X) -> X;
 }
 
+/// A window that keeps all its records gets one more.
+fn append<T>(acc: Option<Vec<T>>, value: T) -> Vec<T> {
+    let mut v = acc.unwrap_or_default();
+    v.push(value);
+    v
+}
+
+/// The records of two merging windows.
+fn concat<T>(mut a: Vec<T>, mut b: Vec<T>) -> Vec<T> {
+    a.append(&mut b);
+    a
+}
+
 /// All of a window's records.
 pub struct AllElements;
 
 impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> WindowContents<T, T> for AllElements {
     type Acc = Vec<T>;
     fn add(&self, acc: Option<Vec<T>>, value: T) -> Result<Vec<T>, UserError> {
-        let mut v = acc.unwrap_or_default();
-        v.push(value);
-        Ok(v)
+        Ok(append(acc, value))
     }
-    fn merge(&self, mut a: Vec<T>, mut b: Vec<T>) -> Result<Vec<T>, UserError> {
-        a.append(&mut b);
-        Ok(a)
+    fn merge(&self, a: Vec<T>, b: Vec<T>) -> Result<Vec<T>, UserError> {
+        Ok(concat(a, b))
     }
     fn with_elements<X>(&self, acc: &Vec<T>, f: impl FnOnce(&[T]) -> X) -> X {
         f(acc)
@@ -269,13 +276,10 @@ impl<T: Clone + Send + Serialize + DeserializeOwned + 'static> WindowContents<T,
     type Acc = T;
     #[inline]
     fn add(&self, acc: Option<T>, value: T) -> Result<T, UserError> {
-        Ok(match acc {
-            Some(a) => (self.0)(a, value),
-            None => value,
-        })
+        <Self as WindowFn<(), T, T>>::add(self, acc, value)
     }
     fn merge(&self, a: T, b: T) -> Result<T, UserError> {
-        Ok((self.0)(a, b))
+        <Self as WindowFn<(), T, T>>::merge(self, a, b)
     }
     fn with_elements<X>(&self, acc: &T, f: impl FnOnce(&[T]) -> X) -> X {
         f(std::slice::from_ref(acc))
@@ -292,14 +296,10 @@ impl<
     type Acc = A;
     #[inline]
     fn add(&self, acc: Option<A>, value: T) -> Result<A, UserError> {
-        let acc = match acc {
-            Some(a) => a,
-            None => self.f.create_accumulator(),
-        };
-        Ok(self.f.add(value, acc))
+        <Self as WindowFn<(), T, O>>::add(self, acc, value)
     }
     fn merge(&self, a: A, b: A) -> Result<A, UserError> {
-        Ok(self.f.merge(a, b))
+        <Self as WindowFn<(), T, O>>::merge(self, a, b)
     }
     fn with_elements<X>(&self, acc: &A, f: impl FnOnce(&[O]) -> X) -> X {
         let r = self.f.get_result(acc);
