@@ -215,33 +215,12 @@ impl InputGate {
         if let Some((ch, b)) = self.try_priority() {
             return Some(Delivery::Element { channel: ch, element: Element::Barrier(b) });
         }
-        let n = self.rxs.len();
-        for k in 0..n {
-            let i = (self.next_start + k) % n;
-            if self.ended[i] || self.aligner.is_blocked(i) {
-                continue;
-            }
-            if let Some(e) = self.ahead[i].pop_front() {
-                self.next_start = (i + 1) % n;
-                return Some(Delivery::read(i, e));
-            }
-            loop {
-                let e = match self.rxs[i].try_recv() {
-                    Ok(e) => Some(e),
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => None,
-                };
-                let closed = e.is_none();
-                if let Some(e) = self.admit(i, e, enc) {
-                    self.next_start = (i + 1) % n;
-                    return Some(Delivery::read(i, e));
-                }
-                if closed {
-                    break;
-                }
-            }
-        }
-        None
+        let recv = |rx: &mut Receiver<Element>| match rx.try_recv() {
+            Ok(e) => Poll::Ready(Some(e)),
+            Err(TryRecvError::Empty) => Poll::Pending,
+            Err(TryRecvError::Disconnected) => Poll::Ready(None),
+        };
+        self.scan(enc, recv, false)
     }
 
     /// Waits for the next element of any channel (see [`InputGate::try_next`]), or for the
@@ -257,6 +236,23 @@ impl InputGate {
                 }
             }
         }
+        match self.scan(enc, |rx| rx.poll_recv(cx), true) {
+            Some(d) => Poll::Ready(d),
+            None => Poll::Pending,
+        }
+    }
+
+    /// One round over the channels from where the last one left off (read-ahead buffers
+    /// before queues, channels held back by an alignment skipped), taking elements with
+    /// `recv` until one is for processing. With `report_complete`, a capture that completed
+    /// on the way is reported ([`Delivery::CaptureComplete`]).
+    #[inline]
+    fn scan(
+        &mut self,
+        enc: &dyn BatchEncoder,
+        mut recv: impl FnMut(&mut Receiver<Element>) -> Poll<Option<Element>>,
+        report_complete: bool,
+    ) -> Option<Delivery> {
         let n = self.rxs.len();
         for k in 0..n {
             let i = (self.next_start + k) % n;
@@ -265,20 +261,16 @@ impl InputGate {
             }
             if let Some(e) = self.ahead[i].pop_front() {
                 self.next_start = (i + 1) % n;
-                return Poll::Ready(Delivery::read(i, e));
+                return Some(Delivery::read(i, e));
             }
-            loop {
-                let e = match self.rxs[i].poll_recv(cx) {
-                    Poll::Ready(e) => e,
-                    Poll::Pending => break,
-                };
+            while let Poll::Ready(e) = recv(&mut self.rxs[i]) {
                 let closed = e.is_none();
                 match self.admit(i, e, enc) {
                     Some(e) => {
                         self.next_start = (i + 1) % n;
-                        return Poll::Ready(Delivery::read(i, e));
+                        return Some(Delivery::read(i, e));
                     }
-                    None if self.capture.is_complete() => return Poll::Ready(Delivery::CaptureComplete),
+                    None if report_complete && self.capture.is_complete() => return Some(Delivery::CaptureComplete),
                     None => {}
                 }
                 if closed {
@@ -286,7 +278,7 @@ impl InputGate {
                 }
             }
         }
-        Poll::Pending
+        None
     }
 
     /// Starts recording channel state for unaligned checkpoint `id`, whose snapshot was just
