@@ -183,6 +183,10 @@ pub struct TaskRestore {
     /// unaligned checkpoint cannot be restored then).
     #[serde(default)]
     pub rescaled: bool,
+    /// Every subtask of the vertex had finished when the checkpoint was taken (FLIP-147):
+    /// the subtask ends its output channels at once, without building its operators.
+    #[serde(default)]
+    pub finished: bool,
 }
 
 /// JobMaster → TaskExecutor: stop a subtask.
@@ -221,6 +225,10 @@ impl From<TaskError> for TaskOutcome {
 pub enum TaskState {
     /// Deployed and running.
     Running,
+    /// Still running, but its input ended and everything it produced went out: it waits for
+    /// a checkpoint taken after that (FLIP-147's final checkpoint, where two-phase-commit
+    /// sinks commit their last transaction) before it finishes. Shown as RUNNING.
+    InputEnded,
     /// Ended, and how.
     Ended(TaskOutcome),
 }
@@ -242,6 +250,7 @@ impl From<TaskOutcome> for TaskState {
 #[derive(Serialize, Deserialize)]
 enum WireTaskState {
     Running,
+    InputEnded,
     Finished,
     Canceled,
     Failed(TaskError),
@@ -251,6 +260,7 @@ impl From<TaskState> for WireTaskState {
     fn from(s: TaskState) -> Self {
         match s {
             TaskState::Running => WireTaskState::Running,
+            TaskState::InputEnded => WireTaskState::InputEnded,
             TaskState::Ended(TaskOutcome::Finished) => WireTaskState::Finished,
             TaskState::Ended(TaskOutcome::Canceled) => WireTaskState::Canceled,
             TaskState::Ended(TaskOutcome::Failed(e)) => WireTaskState::Failed(e),
@@ -262,6 +272,7 @@ impl From<WireTaskState> for TaskState {
     fn from(s: WireTaskState) -> Self {
         match s {
             WireTaskState::Running => TaskState::Running,
+            WireTaskState::InputEnded => TaskState::InputEnded,
             WireTaskState::Finished => TaskState::Ended(TaskOutcome::Finished),
             WireTaskState::Canceled => TaskState::Ended(TaskOutcome::Canceled),
             WireTaskState::Failed(e) => TaskState::Ended(TaskOutcome::Failed(e)),
@@ -279,6 +290,11 @@ pub struct TaskStateUpdate {
     pub state: TaskState,
     /// Where it ran.
     pub location: ResourceId,
+    /// A finished source subtask's last reader state (encoded `SourceSnapshot`: every split
+    /// it read to the end), which later checkpoints keep for it so that a restore never
+    /// hands those splits out again (FLIP-147).
+    #[serde(default)]
+    pub final_source: Option<ByteBuf>,
 }
 
 /// Source subtask → JobMaster (→ its SourceCoordinator): give me work.
@@ -401,6 +417,7 @@ mod tests {
             states: vec![RestoreState::Inline(ByteBuf::from(vec![9])), RestoreState::File("/c/0-1.state".into())],
             source: None,
             rescaled: false,
+            finished: true,
         };
         assert_eq!(
             round_trip(&DeployTask { execution: e, slot_index: 1, restore: Some(restore.clone()), peers: None })
@@ -409,8 +426,17 @@ mod tests {
         );
         assert_eq!(round_trip(&CancelTask { execution: e }).execution, e);
         let failed = TaskState::Ended(TaskOutcome::Failed(riffle_api::TaskError::msg("map", "boom")));
-        let u = round_trip(&TaskStateUpdate { execution: e, state: failed.clone(), location: r });
+        let u = round_trip(&TaskStateUpdate {
+            execution: e,
+            state: failed.clone(),
+            location: r.clone(),
+            final_source: None,
+        });
         assert_eq!(u.state, failed);
+        let source = Some(ByteBuf::from(vec![7, 8]));
+        let ended = TaskStateUpdate { execution: e, state: TaskState::InputEnded, location: r, final_source: source };
+        let u = round_trip(&ended);
+        assert_eq!((u.state, u.final_source), (TaskState::InputEnded, ended.final_source));
         let err = SlotError::AboveMax { needed: 3, max: 2 };
         assert_eq!(round_trip(&err), err);
         assert_eq!(

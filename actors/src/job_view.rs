@@ -71,7 +71,8 @@ impl ExecutionState {
     /// How a reported state shows.
     pub fn of(state: &TaskState) -> Self {
         match state {
-            TaskState::Running => ExecutionState::Running,
+            // Waiting for its final checkpoint, it still runs (as in Flink).
+            TaskState::Running | TaskState::InputEnded => ExecutionState::Running,
             TaskState::Ended(outcome) => ExecutionState::ended(outcome),
         }
     }
@@ -488,6 +489,7 @@ mod tests {
         let failed = TaskOutcome::Failed(riffle_api::TaskError::msg("map", "boom"));
         let shown = [
             (TaskState::Running, "RUNNING"),
+            (TaskState::InputEnded, "RUNNING"),
             (TaskState::Ended(TaskOutcome::Finished), "FINISHED"),
             (TaskState::Ended(TaskOutcome::Canceled), "CANCELED"),
             (TaskState::Ended(failed), "FAILED"),

@@ -157,18 +157,27 @@ pub fn plan(
         if new.is_source {
             out.enumerators.insert(new.id, enumerator);
         }
+        // Every subtask of the vertex had finished (FLIP-147): it is not run again.
+        let finished = former.len() as u32 == old.parallelism && former.iter().all(|s| s.finished);
+        // A finished subtask left no operator state (what it produced went downstream).
+        let with_state = |s: &&&riffle_state::checkpoint_metadata::SubtaskState| !s.finished;
         for i in 0..new.parallelism {
             let (states, source) = if rescaled {
-                let states =
-                    former.iter().map(|s| resolve(&s.state, point.dir.as_deref())).collect::<Result<_, _>>()?;
+                let states = former
+                    .iter()
+                    .filter(with_state)
+                    .map(|s| resolve(&s.state, point.dir.as_deref()))
+                    .collect::<Result<_, _>>()?;
                 (states, None)
             } else {
                 match former.iter().find(|s| s.subtask == i) {
+                    Some(s) if s.finished => (Vec::new(), s.source.clone()),
                     Some(s) => (vec![resolve(&s.state, point.dir.as_deref())?], s.source.clone()),
                     None => (Vec::new(), None),
                 }
             };
-            out.tasks.insert((new.id, i), TaskRestore { checkpoint_id: meta.checkpoint_id, states, source, rescaled });
+            let restore = TaskRestore { checkpoint_id: meta.checkpoint_id, states, source, rescaled, finished };
+            out.tasks.insert((new.id, i), restore);
         }
     }
     Ok(out)
@@ -272,6 +281,7 @@ mod tests {
                 subtask: s,
                 state: StateHandle::File { name: format!("0-{s}.state"), len: 10 },
                 source: Some(ByteBuf::from(rmp_serde::to_vec(&src).unwrap())),
+                finished: false,
             });
         }
         CheckpointMetadata {

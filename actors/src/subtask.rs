@@ -13,6 +13,15 @@
 //! step at a time, after which one policy ([`AfterStep`]) drains, fires due timers, ends the
 //! input ([`end_of_input`], the one end sequence) or flushes on the buffer timeout, and lets
 //! the slot's other subtasks run.
+//!
+//! Checkpoints after tasks finish (FLIP-147): a subtask whose chain commits through
+//! checkpoints (a two-phase-commit sink) does not finish at its end of input while
+//! checkpointing is on: it reports that its input ended, takes the checkpoints it is
+//! triggered for directly from then on (no barrier reaches it any more), and finishes once
+//! one of them completed. A subtask with input triggered directly keeps the trigger until its
+//! input ended. A finished source leaves its reader's last position for later checkpoints,
+//! and a subtask of a vertex that had finished in the checkpoint restored from only ends its
+//! output channels ([`run_finished`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,14 +37,18 @@ use riffle_api::snapshot::{
 };
 use riffle_api::source::{ReadStatus, SourceHead};
 use riffle_api::{CheckpointBarrier, Element, HeadKind, JobGraph, TaskEnv, TaskError};
+use serde_bytes::ByteBuf;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::{Sender, UnboundedSender};
 use tokio::sync::{mpsc, watch};
 
+use crate::checkpoint_coordinator::{AFTER_TASKS_FINISH, INTERVAL};
 use crate::checkpoint_storage;
 use crate::exchange::ChannelId;
-use crate::gateway::{ConfirmEnd, DeclineCheckpoint, RestoreState, SplitRequest, TaskOutcome, TaskRestore};
-use crate::ids::ExecutionId;
+use crate::gateway::{
+    ConfirmEnd, DeclineCheckpoint, RestoreState, SplitRequest, TaskOutcome, TaskRestore, TaskState, TaskStateUpdate,
+};
+use crate::ids::{ExecutionId, ResourceId};
 use crate::input_gate::{BatchEncoder, Delivery, GateEvent, InputGate, Interrupt};
 use crate::local_recovery::{LocalSnapshots, LOCAL_RECOVERY};
 use crate::peers::JobMasterGateway;
@@ -47,6 +60,8 @@ use crate::supervision::panic_message;
 pub struct SubtaskSpec {
     /// Which execution.
     pub execution: ExecutionId,
+    /// The TaskExecutor it runs in (named in its reports).
+    pub location: ResourceId,
     /// The job's graph.
     pub graph: Arc<JobGraph>,
     /// Process-wide registries.
@@ -74,6 +89,8 @@ pub struct SubtaskExited {
     pub execution: ExecutionId,
     /// How it ended.
     pub outcome: TaskOutcome,
+    /// A finished source's last reader position (encoded `SourceSnapshot`).
+    pub final_source: Option<ByteBuf>,
 }
 
 /// Control messages a running subtask reacts to between records.
@@ -111,6 +128,8 @@ pub struct Subtask {
     control_rx: Option<mpsc::UnboundedReceiver<SubtaskControl>>,
     /// How it ended (cancelled, if it stops before its run does: its slot went away).
     outcome: TaskOutcome,
+    /// A finished source's last reader position.
+    final_source: Option<ByteBuf>,
 }
 
 impl Subtask {
@@ -126,6 +145,7 @@ impl Subtask {
             control,
             control_rx: Some(control_rx),
             outcome: TaskOutcome::Canceled,
+            final_source: None,
         }
     }
 }
@@ -142,13 +162,19 @@ impl Actor for Subtask {
         let m2 = marker.clone();
         let fut = std::panic::AssertUnwindSafe(run(spec, cancel, control, m2)).catch_unwind();
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            let res = res.map(|r| {
+                r.map(|final_source| {
+                    act.final_source = final_source;
+                })
+            });
             act.outcome = outcome_of(res, || running_operator(&graph, &marker, vertex));
             ctx.stop();
         }));
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        self.parent.do_send(SubtaskExited { execution: self.execution, outcome: self.outcome.clone() });
+        let final_source = self.final_source.take().filter(|_| self.outcome == TaskOutcome::Finished);
+        self.parent.do_send(SubtaskExited { execution: self.execution, outcome: self.outcome.clone(), final_source });
     }
 }
 
@@ -200,15 +226,19 @@ fn name_of(graph: &JobGraph, e: &ExecutionId) -> String {
     format!("{name} ({}/{p})", e.subtask + 1)
 }
 
+/// Runs the subtask; a finished source gives its reader's last position.
 async fn run(
     spec: SubtaskSpec,
     mut cancel: watch::Receiver<bool>,
     control: mpsc::UnboundedReceiver<SubtaskControl>,
     marker: OperatorMarker,
-) -> Result<(), TaskOutcome> {
+) -> Result<Option<ByteBuf>, TaskOutcome> {
     let e = spec.execution;
     let graph = spec.graph.clone();
     let task_name = name_of(&graph, &e);
+    if spec.restore.as_ref().is_some_and(|r| r.finished) {
+        return run_finished(&spec, &task_name, &mut cancel).await;
+    }
     let counters = spec.shared.counters(e.job);
     // The job's own options over the cluster's.
     let mut conf = spec.shared.config.clone();
@@ -226,8 +256,16 @@ async fn run(
         counters: counters.clone(),
         batch_size: spec.batch_size,
         state_backend,
+        final_checkpoint: Default::default(),
     };
     let mut instance = graph.instantiate(e.vertex as usize, e.subtask, &env)?;
+    // A chain that commits through checkpoints waits for one after its end of input, if
+    // checkpoints come and go on after tasks finish (FLIP-147).
+    let config_err = |err: riffle_api::ConfigError| TaskError::msg(&task_name, err.to_string());
+    let waits_final = env.final_checkpoint.wanted()
+        && conf.get(&INTERVAL).map_err(config_err)?.is_some()
+        && conf.get(&AFTER_TASKS_FINISH).map_err(config_err)?;
+    env.final_checkpoint.set_coming(waits_final);
     let mut replay = Vec::new();
     if let Some(r) = &spec.restore {
         let parallelism = graph.vertices().get(e.vertex as usize).map(|v| v.parallelism).unwrap_or(1);
@@ -270,9 +308,20 @@ async fn run(
             in_flight: InFlightSnapshots::default(),
             unaligned: None,
             local,
+            last_id: 0,
         },
         control,
         stop: SavepointStop::default(),
+        end: EndState {
+            has_inputs: false,
+            waits_final,
+            ended: false,
+            deferred: None,
+            final_id: None,
+            final_done: false,
+            final_source: None,
+            location: spec.location.clone(),
+        },
     };
     let mut input = match instance.head {
         HeadKind::Source(head) => TaskInput::Source(SourceInput::new(head, counters)),
@@ -289,12 +338,70 @@ async fn run(
                 input_of.push(c.input);
             }
             let num_inputs = graph.vertices().get(e.vertex as usize).map(|v| v.num_inputs).unwrap_or(1);
+            out.end.has_inputs = true;
             TaskInput::Gate(GateInput::new(head, InputGate::new(rxs, input_of, num_inputs)))
         }
     };
     let result = run_task(&mut input, replay, &mut out, &mut cancel).await;
     out.settle_checkpoints();
-    result
+    result.map(|()| out.end.final_source.take())
+}
+
+/// A subtask of a vertex that had finished in the checkpoint restored from (FLIP-147): its
+/// operators are not built or run again. It ends its output channels and reads its input
+/// channels to their end (whatever comes is discarded: it was processed before the
+/// checkpoint); a source gives back the reader position it was restored with.
+async fn run_finished(
+    spec: &SubtaskSpec,
+    task_name: &str,
+    cancel: &mut watch::Receiver<bool>,
+) -> Result<Option<ByteBuf>, TaskOutcome> {
+    let e = spec.execution;
+    let graph = &spec.graph;
+    tracing::info!(job = %e.job, vertex = e.vertex, subtask = e.subtask, "finished in the checkpoint: not run again");
+    let mut senders = Vec::new();
+    for key in graph.output_channels(e.vertex as usize, e.subtask) {
+        let id = ChannelId { job: e.job, attempt: e.attempt, key };
+        let (tx, _) = spec
+            .shared
+            .exchange
+            .take_sender(id, spec.channel_capacity)
+            .ok_or_else(|| TaskError::msg(task_name, format!("output channel {key:?} was already taken")))?;
+        if let Some(Some(address)) = spec.remote_slots.get(key.consumer as usize) {
+            let plane = spec.shared.data_plane().ok_or_else(|| {
+                TaskError::msg(task_name, "a consumer runs in another process, but this one has no data plane")
+            })?;
+            plane.open_outbound(id, address, graph.clone());
+        }
+        senders.push(tx);
+    }
+    for tx in senders {
+        tokio::select! {
+            r = tx.send(Element::EndOfPartition) => if r.is_err() {
+                return Err(peer_lost(task_name, "a downstream subtask stopped", cancel).await);
+            },
+            _ = cancel.changed() => return Err(TaskOutcome::Canceled),
+        }
+    }
+    for c in graph.input_channels(e.vertex as usize, e.subtask) {
+        let id = ChannelId { job: e.job, attempt: e.attempt, key: c.key };
+        let (mut rx, _) = spec
+            .shared
+            .exchange
+            .take_receiver(id, spec.channel_capacity)
+            .ok_or_else(|| TaskError::msg(task_name, format!("input channel {:?} was already taken", c.key)))?;
+        loop {
+            tokio::select! {
+                el = rx.recv() => match el {
+                    Some(Element::EndOfPartition) => break,
+                    Some(_) => {}
+                    None => return Err(peer_lost(task_name, "an upstream subtask stopped before the end of its partition", cancel).await),
+                },
+                _ = cancel.changed() => return Err(TaskOutcome::Canceled),
+            }
+        }
+    }
+    Ok(spec.restore.as_ref().and_then(|r| r.source.clone()))
 }
 
 /// Where a subtask's output goes and what it keeps track of while it runs.
@@ -311,6 +418,28 @@ struct Outputs {
     control: mpsc::UnboundedReceiver<SubtaskControl>,
     /// Stop-with-savepoint (sources).
     stop: SavepointStop,
+    /// The end of input and the final checkpoint (FLIP-147).
+    end: EndState,
+}
+
+/// Where a subtask is towards its end, for checkpoints after tasks finish (FLIP-147).
+struct EndState {
+    /// It reads input channels (a trigger sent to it directly waits for their end).
+    has_inputs: bool,
+    /// Its chain waits for a checkpoint after its end of input.
+    waits_final: bool,
+    /// Its input ended and its output went out: barriers go nowhere any more.
+    ended: bool,
+    /// A trigger sent directly while input was left, taken at the end of input.
+    deferred: Option<CheckpointBarrier>,
+    /// The first checkpoint taken after the end of input.
+    final_id: Option<u64>,
+    /// A checkpoint at or after `final_id` completed: the subtask may finish.
+    final_done: bool,
+    /// A source's reader position at its end.
+    final_source: Option<ByteBuf>,
+    /// The TaskExecutor, named in the report that the input ended.
+    location: ResourceId,
 }
 
 /// The outbox the chain fills and the output channels it is drained into.
@@ -374,6 +503,9 @@ struct Snapshots {
     unaligned: Option<UnalignedSnapshot>,
     /// Local recovery: where snapshot copies are kept.
     local: Option<Arc<LocalSnapshots>>,
+    /// The newest checkpoint this subtask took its snapshot for (a trigger sent directly
+    /// for one it took through its barrier is ignored).
+    last_id: u64,
 }
 
 /// Records in an element (0 for anything but a batch).
@@ -605,6 +737,13 @@ impl Outputs {
         let started = std::time::Instant::now();
         let (pending, source) = head.take_snapshot(self.snapshots.max_parallelism, barrier.id)?;
         let sync_ms = started.elapsed().as_millis() as u64;
+        self.snapshots.last_id = self.snapshots.last_id.max(barrier.id);
+        if self.end.ended {
+            // After the end of input: the output channels ended, the barrier goes nowhere.
+            self.end.final_id.get_or_insert(barrier.id);
+            self.snapshots.write(barrier, pending, source, sync_ms);
+            return Ok(());
+        }
         // Partial batches go before the barrier (the buffer timeout's clock is not reset).
         self.flush.registry.flush_all();
         self.channels.queue_barrier(&barrier);
@@ -639,7 +778,17 @@ impl Outputs {
     fn on_control(&mut self, c: SubtaskControl, head: &mut dyn Checkpointable) -> Result<(), TaskOutcome> {
         match c {
             SubtaskControl::TriggerCheckpoint { barrier, stop_source } => {
-                if stop_source {
+                if barrier.id <= self.snapshots.last_id {
+                    // Taken already, through its barrier.
+                    return Ok(());
+                }
+                if self.end.has_inputs && !self.end.ended {
+                    // Sent directly because every upstream subtask ended: what they sent
+                    // before their end is processed first (FLIP-147).
+                    self.end.deferred = Some(barrier);
+                    return Ok(());
+                }
+                if stop_source && !self.end.ended {
                     self.stop.after = Some(barrier.id);
                 }
                 self.checkpoint(barrier, head, false)
@@ -648,6 +797,9 @@ impl Outputs {
                 if self.stop.after == Some(id) {
                     self.stop.after = None;
                     self.stop.now = completed;
+                }
+                if completed && self.end.final_id.is_some_and(|f| id >= f) {
+                    self.end.final_done = true;
                 }
                 self.snapshots.settle(id, completed);
                 head.notify(id, completed)?;
@@ -659,6 +811,19 @@ impl Outputs {
     /// The JobMaster of this subtask's job, if it is still there.
     fn job_master(&self) -> Option<JobMasterGateway> {
         self.snapshots.shared.job_master(self.snapshots.execution.job)
+    }
+
+    /// Tells the JobMaster that this subtask's input ended and it waits for a final
+    /// checkpoint: the coordinator triggers it directly from now on.
+    fn report_input_ended(&self) {
+        if let Some(jm) = self.job_master() {
+            jm.do_send(TaskStateUpdate {
+                execution: self.snapshots.execution,
+                state: TaskState::InputEnded,
+                location: self.end.location.clone(),
+                final_source: None,
+            });
+        }
     }
 }
 
@@ -886,7 +1051,7 @@ async fn run_task(
 ) -> Result<(), TaskOutcome> {
     input.replay(replay, out, cancel).await?;
     if input.ended() {
-        return end_of_input(&mut Ending { input, out, cancel }, true).await;
+        return finish(input, out, cancel, true).await;
     }
     loop {
         match input.next_step(out, cancel).await? {
@@ -899,7 +1064,7 @@ async fn run_task(
                     continue;
                 }
             }
-            Step::Stop => return end_of_input(&mut Ending { input, out, cancel }, false).await,
+            Step::Stop => return finish(input, out, cancel, false).await,
         }
         input.drain(out, cancel).await?;
         let now = riffle_api::time::now_ms();
@@ -909,7 +1074,7 @@ async fn run_task(
             input.drain(out, cancel).await?;
         }
         if after.end {
-            return end_of_input(&mut Ending { input, out, cancel }, true).await;
+            return finish(input, out, cancel, true).await;
         }
         if after.flush {
             out.flush.flush(now);
@@ -917,6 +1082,39 @@ async fn run_task(
         }
         input.pace(out).await;
     }
+}
+
+/// The end of a subtask: the end-of-input sequence, then, if its chain waits for one, the
+/// final checkpoint (FLIP-147): the subtask reports that its input ended, takes the
+/// checkpoints it is triggered for (a trigger it kept first) and ends once one of them
+/// completed.
+async fn finish(
+    input: &mut TaskInput,
+    out: &mut Outputs,
+    cancel: &mut watch::Receiver<bool>,
+    confirm: bool,
+) -> Result<(), TaskOutcome> {
+    end_of_input(&mut Ending { input, out, cancel }, confirm).await?;
+    out.end.ended = true;
+    let deferred = out.end.deferred.take();
+    if !out.end.waits_final {
+        return Ok(());
+    }
+    out.report_input_ended();
+    if let Some(barrier) = deferred {
+        input.control(SubtaskControl::TriggerCheckpoint { barrier, stop_source: false }, out)?;
+    }
+    while !out.end.final_done {
+        let c = tokio::select! {
+            c = out.control.recv() => c,
+            _ = cancel.changed() => return Err(TaskOutcome::Canceled),
+        };
+        match c {
+            Some(c) => input.control(c, out)?,
+            None => return Err(TaskOutcome::Canceled),
+        }
+    }
+    Ok(())
 }
 
 /// The end of a subtask's input, step by step: a trait so that the order can be tested
@@ -957,7 +1155,14 @@ impl EndOfInput for Ending<'_> {
     }
     fn end_input(&mut self) -> Result<(), TaskOutcome> {
         match self.input {
-            TaskInput::Source(s) => s.head.finish()?,
+            TaskInput::Source(s) => {
+                // What later checkpoints keep for it once it finished (FLIP-147).
+                let reader = s.head.reader_state()?;
+                let bytes = rmp_serde::to_vec(&reader)
+                    .map_err(|e| TaskError::msg(&self.out.name, format!("cannot encode the reader's position: {e}")))?;
+                self.out.end.final_source = Some(ByteBuf::from(bytes));
+                s.head.finish()?
+            }
             TaskInput::Gate(g) => g.head.end_input()?,
         }
         Ok(())
@@ -971,6 +1176,14 @@ impl EndOfInput for Ending<'_> {
 }
 
 impl TaskInput {
+    /// Acts on a control message with this input's head.
+    fn control(&mut self, c: SubtaskControl, out: &mut Outputs) -> Result<(), TaskOutcome> {
+        match self {
+            TaskInput::Source(s) => out.on_control(c, &mut s.head),
+            TaskInput::Gate(g) => out.on_control(c, &mut g.head),
+        }
+    }
+
     /// An unaligned checkpoint's in-flight records, processed before anything new.
     async fn replay(
         &mut self,

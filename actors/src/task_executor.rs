@@ -110,8 +110,13 @@ impl TaskExecutor {
     }
 
     fn report(&self, execution: ExecutionId, state: TaskState) {
+        self.report_with(execution, state, None);
+    }
+
+    /// Reports a state with a finished source's last reader position.
+    fn report_with(&self, execution: ExecutionId, state: TaskState, final_source: Option<serde_bytes::ByteBuf>) {
         if let Some(jm) = self.shared.job_master(execution.job) {
-            jm.do_send(TaskStateUpdate { execution, state, location: self.id.clone() });
+            jm.do_send(TaskStateUpdate { execution, state, location: self.id.clone(), final_source });
         }
     }
 }
@@ -185,6 +190,7 @@ impl Handler<DeployTask> for TaskExecutor {
         };
         let spec = SubtaskSpec {
             execution: e,
+            location: self.id.clone(),
             graph,
             shared: self.shared.clone(),
             batch_size: self.settings.batch_size,
@@ -249,7 +255,7 @@ impl Handler<SubtaskExited> for TaskExecutor {
     type Result = ();
     fn handle(&mut self, msg: SubtaskExited, _: &mut Self::Context) {
         self.tasks.remove(&msg.execution);
-        self.report(msg.execution, msg.outcome.into());
+        self.report_with(msg.execution, msg.outcome.into(), msg.final_source);
     }
 }
 

@@ -61,6 +61,8 @@ pub struct LinkContext {
     pub watermark_interval_ms: i64,
     /// Where keyed state of process functions lives.
     pub state_backend: riffle_state::BackendConfig,
+    /// The subtask's final-checkpoint flags (two-phase-commit sinks want one).
+    pub final_checkpoint: crate::final_checkpoint::FinalCheckpoint,
 }
 
 /// Parameters of a writer for one outgoing edge of one subtask.
@@ -280,6 +282,8 @@ pub struct TaskEnv {
     pub batch_size: usize,
     /// Where keyed state of process functions lives (`state.backend` and its options).
     pub state_backend: riffle_state::BackendConfig,
+    /// Whether the subtask waits for a checkpoint after its end of input (FLIP-147).
+    pub final_checkpoint: crate::final_checkpoint::FinalCheckpoint,
 }
 
 /// Callbacks run when the job reaches a terminal state.
@@ -571,6 +575,45 @@ impl JobGraph {
         out
     }
 
+    /// The subtasks (vertex, subtask) whose output subtask `subtask` of `vertex` reads: a
+    /// checkpoint is triggered directly at a subtask once all of them ended (FLIP-147).
+    pub fn upstream_subtasks(&self, vertex: usize, subtask: u32) -> Vec<(u32, u32)> {
+        let mut out: Vec<(u32, u32)> = self
+            .input_channels(vertex, subtask)
+            .iter()
+            .filter_map(|c| {
+                let e = self.edges.get(c.key.edge as usize)?;
+                Some((*self.node_vertex.get(e.from)? as u32, c.key.producer))
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The output channels of subtask `subtask` of `vertex`, as [`Self::instantiate`] would
+    /// open them (in no particular order): a subtask restored as finished ends them without
+    /// building its operators.
+    pub fn output_channels(&self, vertex: usize, subtask: u32) -> Vec<ChannelKey> {
+        let Some(v) = self.vertices.get(vertex) else { return vec![] };
+        let p = v.parallelism;
+        let mut out = Vec::new();
+        for (k, e) in self.edges.iter().enumerate() {
+            let inside = |n: NodeId| self.node_vertex.get(n) == Some(&vertex);
+            if !inside(e.from) || e.side_tag.is_some() || (inside(e.to) && e.to != v.head) {
+                continue;
+            }
+            let kind = e.kind.unwrap_or(PartitionKind::Forward);
+            let q = self.nodes[e.to].parallelism.unwrap_or(1);
+            out.extend(consumers_of(kind, subtask, p, q).into_iter().map(|c| ChannelKey {
+                edge: k as u32,
+                producer: subtask,
+                consumer: c,
+            }));
+        }
+        out
+    }
+
     /// Builds subtask `subtask` of `vertex`: its operator chain with writers at the ends.
     pub fn instantiate(&self, vertex: usize, subtask: u32, env: &TaskEnv) -> Result<VertexInstance, TaskError> {
         let v = self.vertices.get(vertex).ok_or_else(|| TaskError::msg("job graph", format!("no vertex {vertex}")))?;
@@ -636,6 +679,7 @@ impl JobGraph {
             side_outputs: sides,
             watermark_interval_ms: self.watermark_interval_ms,
             state_backend: env.state_backend.clone(),
+            final_checkpoint: env.final_checkpoint.clone(),
         };
         node.ops.build(ctx, out)
     }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod config_keys;
 pub mod environment;
 pub mod error;
+pub mod final_checkpoint;
 pub mod functions;
 pub mod generators;
 pub mod graph;

@@ -119,6 +119,9 @@ impl SourceHead for GuardedSource {
     fn snapshot(&mut self, out: &mut OperatorSnapshots) -> Result<SourceSnapshot, TaskError> {
         guard(|| self.inner.snapshot(out))
     }
+    fn reader_state(&mut self) -> Result<SourceSnapshot, TaskError> {
+        guard(|| self.inner.reader_state())
+    }
     fn restore(&mut self, sources: &[SourceSnapshot], from: &OperatorRestore) -> Result<(), TaskError> {
         guard(|| self.inner.restore(sources, from))
     }

@@ -434,7 +434,9 @@ impl<T: Data> DataStream<T> {
                     SinkContext { subtask: ctx.subtask, parallelism: ctx.parallelism, name: ctx.id.name.clone() };
                 let sink = factory(&sink_ctx).map_err(|e| ctx.id.err(e))?;
                 let counter = LocalCounter::new(ctx.counters.clone(), |c| &c.sink_records);
-                Ok(BuiltTyped::Link(Box::new(TwoPhaseCommitOperator::new(sink, sink_ctx, ctx.id, Some(counter)))))
+                let op = TwoPhaseCommitOperator::new(sink, sink_ctx, ctx.id, Some(counter))
+                    .with_final_checkpoint(ctx.final_checkpoint);
+                Ok(BuiltTyped::Link(Box::new(op)))
             }),
         )
     }

@@ -57,6 +57,11 @@ pub struct SubtaskState {
     /// Its source reader's position (encoded), kept in the metadata so the JobMaster can
     /// restore split enumerators without reading state files.
     pub source: Option<ByteBuf>,
+    /// The subtask had finished when the checkpoint was taken (FLIP-147): its operator state
+    /// is empty (everything it produced went downstream) and `source` holds the splits it
+    /// read to the end. A vertex whose subtasks all finished is not run again on restore.
+    #[serde(default)]
+    pub finished: bool,
 }
 
 /// What the metadata remembers of a vertex, to map state onto a (possibly changed) job.
@@ -272,6 +277,7 @@ mod tests {
                 subtask: 1,
                 state: StateHandle::Inline(ByteBuf::from(vec![1, 2, 3])),
                 source: None,
+                finished: false,
             }],
         }
     }

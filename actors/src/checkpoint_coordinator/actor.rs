@@ -16,7 +16,8 @@ use riffle_state::checkpoint_metadata::{CheckpointKind, CheckpointMetadata, Vert
 use tokio::sync::oneshot;
 
 use super::core::{
-    Clock, Completion, CoordinatorCommand, CoordinatorCore, CoordinatorEvent, StatsUpdate, TriggerRequest, WaiterId,
+    Clock, Completion, CoordinatorCommand, CoordinatorCore, CoordinatorEvent, StatsUpdate, TaskEnd, TriggerRequest,
+    WaiterId,
 };
 use super::settings::CheckpointSettings;
 use crate::checkpoint_storage;
@@ -47,6 +48,16 @@ impl CheckpointStats {
     pub fn settings(&self) -> Option<CheckpointSettings> {
         self.settings.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+}
+
+/// JobMaster → CheckpointCoordinator: a subtask's input ended or it finished (FLIP-147).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct TaskEndedForCheckpoints {
+    /// Which execution.
+    pub execution: ExecutionId,
+    /// How far it got.
+    pub end: TaskEnd,
 }
 
 /// Stops triggering and aborts what is pending (the attempt ends, or a task finished).
@@ -90,10 +101,13 @@ pub struct CheckpointCompleted {
 
 /// What a coordinator needs to know of the job attempt it serves.
 pub struct CoordinatorTasks {
-    /// Source subtasks: they get the triggers.
-    pub sources: Vec<(ExecutionId, ResourceId)>,
-    /// Every subtask: all must acknowledge.
+    /// Every subtask: all must acknowledge (or finish).
     pub tasks: Vec<(ExecutionId, ResourceId)>,
+    /// Each subtask's upstream subtasks (sources have none): triggers go to the subtasks
+    /// with no upstream subtask still running.
+    pub upstream: HashMap<ExecutionId, Vec<ExecutionId>>,
+    /// Subtasks whose input ended or that finished before checkpointing started.
+    pub ended: Vec<(ExecutionId, TaskEnd)>,
     /// The job's vertices, recorded in the metadata.
     pub vertices: Vec<VertexInfo>,
     /// The job's number of key groups.
@@ -113,8 +127,9 @@ pub struct CheckpointCoordinator {
     /// `state.savepoints.dir`, the default target of savepoints.
     savepoint_dir: Option<PathBuf>,
     shared: Arc<RuntimeShared>,
-    sources: Vec<(ExecutionId, ResourceId)>,
     tasks: Vec<(ExecutionId, ResourceId)>,
+    /// Where each subtask runs.
+    located: HashMap<ExecutionId, ResourceId>,
     /// The job's id counter, shared with the JobMaster (which raises it past a restored id).
     ids: Arc<AtomicU64>,
     stats: Arc<CheckpointStats>,
@@ -142,13 +157,15 @@ impl CheckpointCoordinator {
             tasks.tasks.iter().map(|(e, _)| *e),
             tasks.vertices,
             tasks.max_parallelism,
-        );
+        )
+        .with_upstream(tasks.upstream)
+        .with_ended(tasks.ended);
         Self {
             job,
             interval: settings.interval,
             savepoint_dir: settings.savepoint_dir,
             shared,
-            sources: tasks.sources,
+            located: tasks.tasks.iter().cloned().collect(),
             tasks: tasks.tasks,
             ids,
             stats,
@@ -180,13 +197,15 @@ impl CheckpointCoordinator {
             CoordinatorCommand::ReserveId { request } => self.reserve_id(request, ctx),
             CoordinatorCommand::SendTrigger {
                 checkpoint_id,
+                to,
                 target,
                 aligned,
                 unaligned,
                 inline_threshold,
                 stop_sources,
             } => {
-                for (e, rid) in &self.sources {
+                for e in &to {
+                    let Some(rid) = self.located.get(e) else { continue };
                     if let Some(te) = self.shared.task_executors.get(rid) {
                         te.do_send(TriggerCheckpoint {
                             execution: *e,
@@ -317,6 +336,7 @@ impl Actor for CheckpointCoordinator {
         if let Some(interval) = self.interval {
             ctx.run_interval(interval, |act, ctx| act.on(CoordinatorEvent::Tick, ctx));
         }
+        self.on(CoordinatorEvent::Started, ctx);
     }
 }
 
@@ -365,6 +385,13 @@ impl Handler<TriggerCheckpointNow> for CheckpointCoordinator {
     fn handle(&mut self, msg: TriggerCheckpointNow, ctx: &mut Self::Context) {
         let waiter = Some(self.wait(Waiter::Checkpoint(msg.reply)));
         self.on(CoordinatorEvent::Trigger(TriggerRequest::checkpoint(waiter)), ctx);
+    }
+}
+
+impl Handler<TaskEndedForCheckpoints> for CheckpointCoordinator {
+    type Result = ();
+    fn handle(&mut self, msg: TaskEndedForCheckpoints, ctx: &mut Self::Context) {
+        self.on(CoordinatorEvent::TaskEnded { execution: msg.execution, end: msg.end }, ctx);
     }
 }
 

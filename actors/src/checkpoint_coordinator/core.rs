@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use riffle_state::checkpoint_metadata::{CheckpointKind, CheckpointMetadata, StateHandle, SubtaskState, VertexInfo};
+use serde_bytes::ByteBuf;
 
 use super::settings::CheckpointSettings;
 use crate::error::RuntimeError;
@@ -56,12 +57,28 @@ impl TriggerRequest {
     }
 }
 
+/// How far a subtask got towards its end, for checkpoints after tasks finish (FLIP-147).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskEnd {
+    /// Its input ended and its output went out; it waits for a checkpoint taken after that
+    /// (it is triggered directly from now on) before it finishes.
+    InputEnded,
+    /// It finished: it counts as acknowledged, with no operator state and, for a source,
+    /// its reader's last position (every split it read to the end).
+    Finished {
+        /// The encoded `SourceSnapshot` of a source subtask.
+        source: Option<ByteBuf>,
+    },
+}
+
 /// A subtask's acknowledgement, as it arrives through the gateway.
 pub use crate::gateway::AcknowledgeCheckpoint as Ack;
 
 /// What happened, as the shell tells the core.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CoordinatorEvent {
+    /// The coordinator started: subtasks that already wait for a final checkpoint get it.
+    Started,
     /// The periodic timer fired (`execution.checkpointing.interval`): trigger a checkpoint
     /// unless `max-concurrent-checkpoints` or `min-pause` hold it back.
     Tick,
@@ -105,7 +122,15 @@ pub enum CoordinatorEvent {
         /// Ok, or why the metadata (or the retention) failed.
         result: Result<(), RuntimeError>,
     },
-    /// Stop triggering and abort what is pending (the attempt ends, or a task finished).
+    /// A subtask's input ended, or it finished: checkpoints go on without it (FLIP-147).
+    TaskEnded {
+        /// Which execution.
+        execution: ExecutionId,
+        /// How far it got.
+        end: TaskEnd,
+    },
+    /// Stop triggering and abort what is pending (the attempt ends, or, with
+    /// `checkpoints-after-tasks-finish` off, a task finished).
     Stop {
         /// Why.
         reason: String,
@@ -181,10 +206,13 @@ pub enum CoordinatorCommand {
         /// The request to answer.
         request: IdRequest,
     },
-    /// Send `TriggerCheckpoint` to every source subtask.
+    /// Send `TriggerCheckpoint` to the subtasks `to`: the running sources, and the subtasks
+    /// whose every upstream subtask ended (FLIP-147), which no barrier reaches any more.
     SendTrigger {
         /// The checkpoint.
         checkpoint_id: u64,
+        /// Who gets it.
+        to: Vec<ExecutionId>,
         /// Its directory for state files (none: state stays inline).
         target: Option<String>,
         /// Aligned barriers.
@@ -254,6 +282,9 @@ struct Pending {
     dir: Option<PathBuf>,
     acked: HashMap<ExecutionId, SubtaskState>,
     waiter: Option<WaiterId>,
+    /// Who was sent its trigger (more join when their upstream ends).
+    triggered: HashSet<ExecutionId>,
+    stop_sources: bool,
 }
 
 /// A metadata write under way.
@@ -269,8 +300,18 @@ pub struct CoordinatorCore {
     settings: CheckpointSettings,
     /// The job's checkpoint directory (absolute), if checkpoints go to storage.
     job_dir: Option<PathBuf>,
-    /// Every subtask of the attempt: all must acknowledge, and only they count.
+    /// Every subtask of the attempt: all must acknowledge (or have finished), and only they
+    /// count.
     tasks: HashSet<ExecutionId>,
+    /// Each subtask's upstream subtasks (none: a source).
+    upstream: HashMap<ExecutionId, Vec<ExecutionId>>,
+    /// Subtasks whose input ended (they wait for a final checkpoint).
+    input_ended: HashSet<ExecutionId>,
+    /// Subtasks that finished, with a source's last reader position.
+    finished: HashMap<ExecutionId, Option<ByteBuf>>,
+    /// A subtask's input ended with no pending checkpoint to take after it: a final
+    /// checkpoint is due once no subtask has input left and none is pending.
+    final_due: bool,
     vertices: Vec<VertexInfo>,
     max_parallelism: u32,
     next_request: u64,
@@ -291,6 +332,7 @@ pub struct CoordinatorCore {
 impl CoordinatorCore {
     /// A core for one attempt whose subtasks are `tasks`; `job_dir` is
     /// [`CheckpointSettings::job_dir`], resolved by the shell (it reads the current directory).
+    /// Every subtask counts as a source until [`Self::with_upstream`] says otherwise.
     pub fn new(
         job: JobId,
         settings: CheckpointSettings,
@@ -304,6 +346,10 @@ impl CoordinatorCore {
             settings,
             job_dir,
             tasks: tasks.into_iter().collect(),
+            upstream: HashMap::new(),
+            input_ended: HashSet::new(),
+            finished: HashMap::new(),
+            final_due: false,
             vertices,
             max_parallelism,
             next_request: 0,
@@ -316,10 +362,56 @@ impl CoordinatorCore {
         }
     }
 
+    /// The subtasks each subtask reads from: triggers go to the subtasks with none still
+    /// running (the sources, at first).
+    pub fn with_upstream(mut self, upstream: HashMap<ExecutionId, Vec<ExecutionId>>) -> Self {
+        self.upstream = upstream;
+        self
+    }
+
+    /// Subtasks that ended before the coordinator started.
+    pub fn with_ended(mut self, ended: impl IntoIterator<Item = (ExecutionId, TaskEnd)>) -> Self {
+        for (e, end) in ended {
+            self.final_due |= end == TaskEnd::InputEnded;
+            self.note_end(e, end);
+        }
+        self
+    }
+
+    /// The subtasks a trigger goes to now: those not finished whose every upstream subtask
+    /// ended (its input ended, or it finished), in (vertex, subtask) order.
+    pub fn trigger_frontier(&self) -> Vec<ExecutionId> {
+        let ended = |u: &ExecutionId| self.input_ended.contains(u) || self.finished.contains_key(u);
+        let mut out: Vec<ExecutionId> = self
+            .tasks
+            .iter()
+            .filter(|t| !self.finished.contains_key(t))
+            .filter(|t| self.upstream.get(t).is_none_or(|us| us.iter().all(ended)))
+            .copied()
+            .collect();
+        out.sort_by_key(|e| (e.vertex, e.subtask));
+        out
+    }
+
+    fn note_end(&mut self, e: ExecutionId, end: TaskEnd) {
+        if !self.tasks.contains(&e) {
+            return;
+        }
+        match end {
+            TaskEnd::InputEnded => {
+                self.input_ended.insert(e);
+            }
+            TaskEnd::Finished { source } => {
+                self.finished.insert(e, source);
+            }
+        }
+    }
+
     /// Takes `event` at `now`; returns what the shell must do, in order.
     pub fn on(&mut self, event: CoordinatorEvent, now: Clock) -> Vec<CoordinatorCommand> {
         let mut out = Vec::new();
         match event {
+            CoordinatorEvent::Started => self.maybe_final(&mut out),
             CoordinatorEvent::Tick => self.tick(now, &mut out),
             CoordinatorEvent::Trigger(t) => self.trigger(t, &mut out),
             CoordinatorEvent::IdReserved { request, id } => {
@@ -341,6 +433,7 @@ impl CoordinatorCore {
             CoordinatorEvent::MetadataWritten { checkpoint_id, result } => {
                 self.written(checkpoint_id, result, now, &mut out)
             }
+            CoordinatorEvent::TaskEnded { execution, end } => self.task_ended(execution, end, now, &mut out),
             CoordinatorEvent::Stop { reason } => {
                 self.stopped = true;
                 let ids: Vec<u64> = self.pending.keys().copied().collect();
@@ -394,6 +487,10 @@ impl CoordinatorCore {
                 Some(base.join(format!("savepoint-{job}-{id}")))
             }
         };
+        let to = self.trigger_frontier();
+        if to.is_empty() {
+            return answer_err(waiter, "every task of the job finished".to_string(), out);
+        }
         let target = dir.as_ref().map(|d| d.display().to_string());
         let savepoint = kind == CheckpointKind::Savepoint;
         out.push(CoordinatorCommand::RecordStats(StatsUpdate::Triggered {
@@ -403,9 +500,13 @@ impl CoordinatorCore {
             num_subtasks: self.tasks.len() as u32,
             path: target.clone(),
         }));
-        self.pending.insert(id, Pending { kind, triggered_ms: now.epoch_ms, dir, acked: HashMap::new(), waiter });
+        let triggered = to.iter().copied().collect();
+        let p =
+            Pending { kind, triggered_ms: now.epoch_ms, dir, acked: HashMap::new(), waiter, triggered, stop_sources };
+        self.pending.insert(id, p);
         out.push(CoordinatorCommand::SendTrigger {
             checkpoint_id: id,
+            to,
             target,
             aligned: self.settings.aligned || savepoint,
             unaligned: self.settings.unaligned && !savepoint,
@@ -442,11 +543,81 @@ impl CoordinatorCore {
             now_ms: now.epoch_ms,
         }));
         // A repeated acknowledgement replaces the first: it counts once.
-        p.acked.insert(e, SubtaskState { vertex: e.vertex, subtask: e.subtask, state: ack.state, source: ack.source });
-        if p.acked.len() >= self.tasks.len() {
+        let state = SubtaskState {
+            vertex: e.vertex,
+            subtask: e.subtask,
+            state: ack.state,
+            source: ack.source,
+            finished: false,
+        };
+        p.acked.insert(e, state);
+        self.complete_ready(now, out);
+    }
+
+    /// Completes, oldest first, the pending checkpoints every subtask acknowledged or
+    /// finished for.
+    fn complete_ready(&mut self, now: Clock, out: &mut Vec<CoordinatorCommand>) {
+        let ready: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| self.tasks.iter().all(|t| p.acked.contains_key(t) || self.finished.contains_key(t)))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ready {
             if let Some(p) = self.pending.remove(&id) {
                 self.complete(id, p, now, out);
             }
+        }
+    }
+
+    /// A subtask's input ended or it finished: the pending checkpoints' triggers go to the
+    /// subtasks no barrier reaches any more, what waited only for it completes, and once no
+    /// subtask runs with input left, the final checkpoint is triggered at once (the subtasks
+    /// waiting for it need not wait for the next interval).
+    fn task_ended(&mut self, e: ExecutionId, end: TaskEnd, now: Clock, out: &mut Vec<CoordinatorCommand>) {
+        if self.stopped || !self.tasks.contains(&e) {
+            return;
+        }
+        let input_ended = end == TaskEnd::InputEnded;
+        self.note_end(e, end);
+        let frontier = self.trigger_frontier();
+        let mut retriggered = false;
+        for (id, p) in self.pending.iter_mut() {
+            let to: Vec<ExecutionId> =
+                frontier.iter().filter(|t| !p.triggered.contains(*t) && !p.acked.contains_key(*t)).copied().collect();
+            if to.is_empty() {
+                continue;
+            }
+            p.triggered.extend(to.iter().copied());
+            retriggered |= to.contains(&e);
+            let savepoint = p.kind == CheckpointKind::Savepoint;
+            out.push(CoordinatorCommand::SendTrigger {
+                checkpoint_id: *id,
+                to,
+                target: p.dir.as_ref().map(|d| d.display().to_string()),
+                aligned: self.settings.aligned || savepoint,
+                unaligned: self.settings.unaligned && !savepoint,
+                inline_threshold: self.settings.inline_threshold,
+                stop_sources: p.stop_sources,
+            });
+        }
+        // A checkpoint it takes after its end is already on its way to it otherwise.
+        self.final_due |= input_ended && !retriggered;
+        self.complete_ready(now, out);
+        self.maybe_final(out);
+    }
+
+    /// Triggers the final checkpoint if one is due, no subtask has input left, some wait
+    /// for it, and nothing else is under way.
+    fn maybe_final(&mut self, out: &mut Vec<CoordinatorCommand>) {
+        if !self.final_due || self.stopped {
+            return;
+        }
+        let all_ended = self.tasks.iter().all(|t| self.input_ended.contains(t) || self.finished.contains_key(t));
+        let waiting = self.input_ended.iter().any(|t| !self.finished.contains_key(t));
+        if all_ended && waiting && self.pending.is_empty() && self.reserving.is_empty() && self.writing.is_empty() {
+            self.final_due = false;
+            self.trigger(TriggerRequest::checkpoint(None), out);
         }
     }
 
@@ -457,7 +628,19 @@ impl CoordinatorCore {
         for o in older {
             self.abort(o, "a newer checkpoint completed", now, out);
         }
-        let mut subtasks: Vec<SubtaskState> = p.acked.into_values().collect();
+        let mut acked = p.acked;
+        // Finished subtasks that did not acknowledge: no operator state, and a source's
+        // last reader position (FLIP-147).
+        for (e, source) in &self.finished {
+            acked.entry(*e).or_insert_with(|| SubtaskState {
+                vertex: e.vertex,
+                subtask: e.subtask,
+                state: StateHandle::Inline(ByteBuf::new()),
+                source: source.clone(),
+                finished: true,
+            });
+        }
+        let mut subtasks: Vec<SubtaskState> = acked.into_values().collect();
         subtasks.sort_by_key(|s| (s.vertex, s.subtask));
         let meta = Arc::new(CheckpointMetadata {
             job_id: self.job.to_string(),
@@ -516,6 +699,7 @@ impl CoordinatorCore {
         if let Some(waiter) = waiter {
             out.push(CoordinatorCommand::Answer { waiter, result: Ok(Completion { checkpoint_id: id, dir }) });
         }
+        self.maybe_final(out);
     }
 
     /// Aborts `id` if it is still pending.

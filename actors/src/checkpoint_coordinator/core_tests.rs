@@ -30,6 +30,7 @@ fn settings() -> CheckpointSettings {
         savepoint_dir: None,
         inline_threshold: 1024,
         retention: Retention::None,
+        after_tasks_finish: true,
     }
 }
 
@@ -41,6 +42,7 @@ fn exec(vertex: u32, subtask: u32) -> ExecutionId {
 fn core(s: CheckpointSettings) -> CoordinatorCore {
     let job_dir = s.dir.as_ref().map(|_| PathBuf::from("/ckpt/job"));
     CoordinatorCore::new(JOB, s, job_dir, [exec(0, 0), exec(1, 0)], Vec::new(), 128)
+        .with_upstream([(exec(1, 0), vec![exec(0, 0)])].into_iter().collect())
 }
 
 fn tick() -> E {
@@ -103,14 +105,21 @@ fn path(p: &Option<PathBuf>) -> String {
 fn show(c: &C) -> String {
     match c {
         C::ReserveId { request } => format!("reserve {}", request.0),
-        C::SendTrigger { checkpoint_id, target, aligned, unaligned, stop_sources, .. } => {
+        C::SendTrigger { checkpoint_id, to, target, aligned, unaligned, stop_sources, .. } => {
             let mode = match (aligned, unaligned) {
                 (_, true) => "unaligned",
                 (true, false) => "aligned",
                 (false, false) => "at-least-once",
             };
             let stop = if *stop_sources { " stop" } else { "" };
-            format!("trigger {checkpoint_id} {} {mode}{stop}", target.as_deref().unwrap_or("-"))
+            // To the source alone unless the case says otherwise.
+            let to = if to.as_slice() == [exec(0, 0)] {
+                String::new()
+            } else {
+                let names: Vec<String> = to.iter().map(|e| format!("{}/{}", e.vertex, e.subtask)).collect();
+                format!(" to {}", names.join(","))
+            };
+            format!("trigger {checkpoint_id} {} {mode}{stop}{to}", target.as_deref().unwrap_or("-"))
         }
         C::ScheduleTimeout { checkpoint_id, after } => format!("timeout {checkpoint_id} {after:?}"),
         C::RecordStats(StatsUpdate::Triggered { checkpoint_id, savepoint, num_subtasks, .. }) => {
@@ -522,6 +531,7 @@ fn at_least_once_checkpoints_and_inline_threshold() {
     let out = c.on(reserved(0, 3), now);
     assert!(out.contains(&C::SendTrigger {
         checkpoint_id: 3,
+        to: vec![exec(0, 0)],
         target: Some("/ckpt/job/chk-3".into()),
         aligned: false,
         unaligned: false,

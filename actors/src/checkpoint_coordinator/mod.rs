@@ -19,10 +19,10 @@ mod core_tests;
 
 pub use actor::{
     CheckpointCompleted, CheckpointCoordinator, CheckpointStats, CoordinatorTasks, StopCheckpointing,
-    TriggerCheckpointNow, TriggerSavepoint,
+    TaskEndedForCheckpoints, TriggerCheckpointNow, TriggerSavepoint,
 };
 pub(crate) use settings::OPTIONS;
 pub use settings::{
-    CheckpointSettings, Retention, CHECKPOINTS_DIR, INTERVAL, MAX_CONCURRENT, MEMORY_THRESHOLD, MIN_PAUSE, MODE,
-    NUM_RETAINED, RETENTION, SAVEPOINTS_DIR, TIMEOUT, UNALIGNED,
+    CheckpointSettings, Retention, AFTER_TASKS_FINISH, CHECKPOINTS_DIR, INTERVAL, MAX_CONCURRENT, MEMORY_THRESHOLD,
+    MIN_PAUSE, MODE, NUM_RETAINED, RETENTION, SAVEPOINTS_DIR, TIMEOUT, UNALIGNED,
 };

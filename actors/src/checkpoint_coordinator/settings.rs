@@ -35,6 +35,11 @@ pub struct CheckpointSettings {
     pub inline_threshold: usize,
     /// `execution.checkpointing.externalized-checkpoint-retention`.
     pub retention: Retention,
+    /// `execution.checkpointing.checkpoints-after-tasks-finish` (true): checkpoints go on
+    /// after some tasks finished, and tasks whose operators commit through checkpoints wait
+    /// for one after their end of input (FLIP-147). False: checkpointing stops when the
+    /// first task finishes, as in Flink 1.11.
+    pub after_tasks_finish: bool,
 }
 
 /// What happens to a job's checkpoints when it ends
@@ -103,6 +108,14 @@ pub const NUM_RETAINED: ConfigOption<usize> = option("state.checkpoints.num-reta
 /// `state.savepoints.dir` (a `file://` prefix is accepted).
 pub const SAVEPOINTS_DIR: ConfigOption<Option<String>> =
     ConfigOption::optional(Group::Checkpointing, "state.savepoints.dir", "default target of savepoints");
+/// `execution.checkpointing.checkpoints-after-tasks-finish` (Flink 1.14's
+/// `...checkpoints-after-tasks-finish.enabled` is read too).
+pub const AFTER_TASKS_FINISH: ConfigOption<bool> = option(
+    "execution.checkpointing.checkpoints-after-tasks-finish",
+    true,
+    "checkpoints go on after some tasks finished, and a final checkpoint commits two-phase-commit sinks (FLIP-147)",
+)
+.with_deprecated_keys(&["execution.checkpointing.checkpoints-after-tasks-finish.enabled"]);
 /// `state.storage.fs.memory-threshold`.
 pub const MEMORY_THRESHOLD: ConfigOption<MemorySize> = option(
     "state.storage.fs.memory-threshold",
@@ -123,6 +136,7 @@ pub(crate) const OPTIONS: &[&dyn OptionInfo] = &[
     &NUM_RETAINED,
     &SAVEPOINTS_DIR,
     &MEMORY_THRESHOLD,
+    &AFTER_TASKS_FINISH,
 ];
 
 impl CheckpointSettings {
@@ -177,6 +191,7 @@ impl CheckpointSettings {
             savepoint_dir: dir(&SAVEPOINTS_DIR)?,
             inline_threshold,
             retention,
+            after_tasks_finish: c.get(&AFTER_TASKS_FINISH)?,
         })
     }
 
@@ -198,6 +213,9 @@ mod tests {
         assert_eq!(s.interval, None);
         assert_eq!(s.inline_threshold, 20 * 1024);
         assert_eq!(s.retention, Retention::None);
+        assert!(s.after_tasks_finish);
+        c.set("execution.checkpointing.checkpoints-after-tasks-finish.enabled", "false");
+        assert!(!CheckpointSettings::from_config(&c).unwrap().after_tasks_finish);
         c.set("execution.checkpointing.interval", "2s")
             .set("state.storage.fs.memory-threshold", "1kb")
             .set("execution.checkpointing.externalized-checkpoint-retention", "retain_on_cancellation");

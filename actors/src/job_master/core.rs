@@ -9,8 +9,11 @@
 //! - **Scheduling** (RUNNING, no executions yet): `Start` → the actor reads settings and any
 //!   savepoint → `Ready` → [`JobCommand::PrepareAttempt`] (split enumerators) →
 //!   `AttemptPrepared` → [`JobCommand::RequestSlots`] → `SlotsGranted` → [`JobCommand::Deploy`].
-//! - **Running**: subtask reports come in; once all run, checkpointing starts; when every
-//!   subtask finished the job is FINISHED.
+//! - **Running**: subtask reports come in; once all run (or already ended), checkpointing
+//!   starts; subtasks whose input ended or that finished are handed to the checkpoint
+//!   coordinator, which goes on without them (FLIP-147; with
+//!   `checkpoints-after-tasks-finish` off, the first finished subtask stops checkpointing);
+//!   when every subtask finished the job is FINISHED.
 //! - **Failing over**: the first failure of an attempt asks the restart strategy. A restart
 //!   (RESTARTING) cancels what still runs, waits for every subtask to stop (or the cancel
 //!   timeout), waits the restart delay and prepares a new attempt on the same slots (new ones
@@ -23,6 +26,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::checkpoint_coordinator::core::TaskEnd;
 use crate::error::RuntimeError;
 use crate::exception_history::ExceptionEntry;
 use crate::gateway::{SlotAssignment, TaskOutcome, TaskState, TaskStateUpdate};
@@ -151,8 +155,21 @@ pub enum JobCommand {
         /// What comes back.
         timer: JobTimer,
     },
-    /// Every subtask runs: start the attempt's checkpoint coordinator for these executions.
-    StartCheckpointing(Vec<(ExecutionId, ResourceId)>),
+    /// Every subtask runs (or ended): start the attempt's checkpoint coordinator for these
+    /// executions.
+    StartCheckpointing {
+        /// Every execution of the attempt and where it runs.
+        tasks: Vec<(ExecutionId, ResourceId)>,
+        /// Those whose input ended or that finished already.
+        ended: Vec<(ExecutionId, TaskEnd)>,
+    },
+    /// Tell the checkpoint coordinator that a subtask's input ended or it finished.
+    TaskEnded {
+        /// Which execution.
+        execution: ExecutionId,
+        /// How far it got.
+        end: TaskEnd,
+    },
     /// Stop the checkpoint coordinator (pending checkpoints are aborted).
     StopCheckpointing(&'static str),
     /// Drop the in-process channels of an ended attempt.
@@ -206,7 +223,12 @@ pub struct JobCore {
     restart_delay: Duration,
     cancel_timeout: Duration,
     checkpointing_enabled: bool,
+    /// `execution.checkpointing.checkpoints-after-tasks-finish`.
+    after_tasks_finish: bool,
     checkpointing: bool,
+    /// Subtasks of the current attempt whose input ended or that finished, for the
+    /// coordinator (started later, or told at once).
+    ended: BTreeMap<(u32, u32), TaskEnd>,
     after_savepoint: Option<AfterSavepoint>,
     done: bool,
     out: Vec<JobCommand>,
@@ -228,7 +250,9 @@ impl JobCore {
             restart_delay: Duration::ZERO,
             cancel_timeout,
             checkpointing_enabled: false,
+            after_tasks_finish: false,
             checkpointing: false,
+            ended: BTreeMap::new(),
             after_savepoint: None,
             done: false,
             out: Vec::new(),
@@ -240,9 +264,11 @@ impl JobCore {
         self.tracker = tracker;
     }
 
-    /// Whether the job checkpoints (`execution.checkpointing.interval` or savepoints).
-    pub fn enable_checkpointing(&mut self) {
+    /// Whether the job checkpoints (`execution.checkpointing.interval` or savepoints), and
+    /// whether checkpoints go on after some subtasks finished (FLIP-147).
+    pub fn enable_checkpointing(&mut self, after_tasks_finish: bool) {
         self.checkpointing_enabled = true;
+        self.after_tasks_finish = after_tasks_finish;
     }
 
     /// The job's status.
@@ -395,6 +421,7 @@ impl JobCore {
 
     fn deploy(&mut self, assignments: Vec<SlotAssignment>) {
         self.assignments = assignments.clone();
+        self.ended.clear();
         for v in &self.vertices {
             for s in 0..v.parallelism {
                 self.executions.insert((v.id, s), None);
@@ -419,6 +446,10 @@ impl JobCore {
         self.out.push(JobCommand::ShowTaskState { vertex: e.vertex, subtask: e.subtask, state: shown });
         match update.state {
             TaskState::Running => self.maybe_start_checkpointing(),
+            TaskState::InputEnded => self.task_ended(e, TaskEnd::InputEnded),
+            TaskState::Ended(TaskOutcome::Finished) if self.after_tasks_finish => {
+                self.task_ended(e, TaskEnd::Finished { source: update.final_source })
+            }
             // As in Flink 1.11, no checkpoints once a task finished.
             TaskState::Ended(TaskOutcome::Finished) => self.stop_checkpointing("a task finished"),
             TaskState::Ended(TaskOutcome::Canceled) => {
@@ -476,21 +507,49 @@ impl JobCore {
                 format!("the task executor is lost: {reason}"),
             );
             let state = TaskOutcome::Failed(error).into();
-            let update = TaskStateUpdate { execution, state, location: resource_id.clone() };
+            let update = TaskStateUpdate { execution, state, location: resource_id.clone(), final_source: None };
             self.task_update(update, clock);
         }
     }
 
+    /// Starts checkpointing once every subtask runs — or, with checkpoints after tasks
+    /// finish, runs or ended — and some are left.
     fn maybe_start_checkpointing(&mut self) {
+        let after = self.after_tasks_finish;
+        let ready = |s: &Option<TaskState>| match s {
+            Some(TaskState::Running) => true,
+            Some(TaskState::InputEnded) | Some(TaskState::Ended(TaskOutcome::Finished)) => after,
+            _ => false,
+        };
+        let all_finished = self.executions.values().all(|s| *s == Some(TaskState::Ended(TaskOutcome::Finished)));
         if !self.checkpointing_enabled
             || self.checkpointing
             || self.status != JobStatus::Running
-            || !self.executions.values().all(|s| *s == Some(TaskState::Running))
+            || all_finished
+            || !self.executions.values().all(ready)
         {
             return;
         }
         self.checkpointing = true;
-        self.out.push(JobCommand::StartCheckpointing(self.located(|_| true)));
+        let ended = self
+            .ended
+            .iter()
+            .map(|(&(vertex, subtask), end)| {
+                (ExecutionId { job: self.job, vertex, subtask, attempt: self.attempt }, end.clone())
+            })
+            .collect();
+        self.out.push(JobCommand::StartCheckpointing { tasks: self.located(|_| true), ended });
+    }
+
+    /// A subtask's input ended or it finished: the coordinator goes on without it, or starts
+    /// now if it waited for this one.
+    fn task_ended(&mut self, e: ExecutionId, end: TaskEnd) {
+        self.ended.insert((e.vertex, e.subtask), end.clone());
+        if self.checkpointing {
+            self.out.push(JobCommand::TaskEnded { execution: e, end });
+        } else {
+            self.maybe_start_checkpointing();
+        }
     }
 
     fn stop_checkpointing(&mut self, reason: &'static str) {

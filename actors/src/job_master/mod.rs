@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint_coordinator::{
     CheckpointCompleted, CheckpointCoordinator, CheckpointSettings, CoordinatorTasks, StopCheckpointing,
-    TriggerCheckpointNow, TriggerSavepoint,
+    TaskEndedForCheckpoints, TriggerCheckpointNow, TriggerSavepoint,
 };
 use crate::error::RuntimeError;
 use crate::exception_history::ExceptionEntry;
@@ -270,7 +270,12 @@ impl JobMaster {
             JobCommand::StartTimer { after, timer } => {
                 ctx.run_later(after, move |act, ctx| act.feed(JobInput::Timer(timer), ctx));
             }
-            JobCommand::StartCheckpointing(tasks) => self.start_checkpointing(tasks, ctx),
+            JobCommand::StartCheckpointing { tasks, ended } => self.start_checkpointing(tasks, ended, ctx),
+            JobCommand::TaskEnded { execution, end } => {
+                if let Some(c) = &self.coordinator {
+                    c.do_send(TaskEndedForCheckpoints { execution, end });
+                }
+            }
             JobCommand::StopCheckpointing(reason) => {
                 if let Some(c) = self.coordinator.take() {
                     c.do_send(StopCheckpointing { reason: reason.to_string() });
@@ -295,16 +300,29 @@ impl JobMaster {
     }
 
     /// Starts the attempt's checkpoint coordinator.
-    fn start_checkpointing(&mut self, tasks: Vec<(ExecutionId, crate::ids::ResourceId)>, ctx: &mut Context<Self>) {
+    fn start_checkpointing(
+        &mut self,
+        tasks: Vec<(ExecutionId, crate::ids::ResourceId)>,
+        ended: Vec<(ExecutionId, crate::checkpoint_coordinator::core::TaskEnd)>,
+        ctx: &mut Context<Self>,
+    ) {
         let Some(settings) = self.checkpointing.clone() else { return };
-        let sources = tasks
+        let upstream = tasks
             .iter()
-            .filter(|(e, _)| self.graph.vertices().get(e.vertex as usize).is_some_and(|x| x.is_source))
-            .cloned()
+            .map(|(e, _)| {
+                let up = self
+                    .graph
+                    .upstream_subtasks(e.vertex as usize, e.subtask)
+                    .into_iter()
+                    .map(|(vertex, subtask)| ExecutionId { vertex, subtask, ..*e })
+                    .collect();
+                (*e, up)
+            })
             .collect();
         let tasks = CoordinatorTasks {
-            sources,
             tasks,
+            upstream,
+            ended,
             vertices: self.vertex_infos(),
             max_parallelism: self.graph.max_parallelism,
         };
@@ -489,8 +507,8 @@ impl JobMaster {
         self.core.set_restart_tracker(RestartTracker::new(strategy));
         let c = CheckpointSettings::from_config(&conf)?;
         *self.shared.checkpoint_stats(self.job).settings.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
+        self.core.enable_checkpointing(c.after_tasks_finish);
         self.checkpointing = Some(c);
-        self.core.enable_checkpointing();
         self.allow_non_restored = conf.get(&IGNORE_UNCLAIMED_STATE)?;
         Ok(conf.get(&SAVEPOINT_PATH)?)
     }

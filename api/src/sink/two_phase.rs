@@ -49,8 +49,11 @@ pub struct TwoPhaseCommitOperator<T, S: TwoPhaseCommitSink<T>> {
     pending: Vec<(u64, S::Txn)>,
     /// `initialize` was called (by a restore, or before the first transaction).
     initialized: bool,
-    /// The input ended and everything was committed.
+    /// The input ended (and everything was committed, unless a final checkpoint commits it).
     finished: bool,
+    /// Whether a checkpoint follows the end of input (FLIP-147): then the last transaction
+    /// is committed by it, not at the end of input.
+    final_checkpoint: Option<crate::final_checkpoint::FinalCheckpoint>,
     counter: Option<LocalCounter>,
     _t: PhantomData<fn(T)>,
 }
@@ -67,9 +70,18 @@ impl<T, S: TwoPhaseCommitSink<T>> TwoPhaseCommitOperator<T, S> {
             pending: Vec::new(),
             initialized: false,
             finished: false,
+            final_checkpoint: None,
             counter,
             _t: PhantomData,
         }
+    }
+
+    /// Asks for a final checkpoint after the end of input (FLIP-147) and, if the runtime
+    /// says one comes, leaves the last transaction for it to commit.
+    pub fn with_final_checkpoint(mut self, f: crate::final_checkpoint::FinalCheckpoint) -> Self {
+        f.want();
+        self.final_checkpoint = Some(f);
+        self
     }
 
     /// The sink, e.g. to inspect it in tests.
@@ -156,8 +168,9 @@ impl<T, S: TwoPhaseCommitSink<T>> Input<T> for TwoPhaseCommitOperator<T, S> {
         Ok(())
     }
 
-    /// Bounded input ended: no checkpoint comes after this, so pre-commit and commit
-    /// everything now.
+    /// Bounded input ended: pre-commit the open transaction. If a final checkpoint follows
+    /// (FLIP-147), it is filed under that checkpoint and committed when it completes, like
+    /// every other; otherwise no checkpoint comes after this, so commit everything now.
     fn end_input(&mut self) -> TaskResult {
         if let Some(c) = self.counter.as_mut() {
             c.publish();
@@ -171,8 +184,11 @@ impl<T, S: TwoPhaseCommitSink<T>> Input<T> for TwoPhaseCommitOperator<T, S> {
             self.sink.pre_commit(&mut txn).map_err(|e| self.err("cannot pre-commit a transaction", e))?;
             self.pending.push((u64::MAX, txn));
         }
-        self.commit_pending(u64::MAX)?;
         self.finished = true;
+        if self.final_checkpoint.as_ref().is_some_and(|f| f.coming()) {
+            return Ok(());
+        }
+        self.commit_pending(u64::MAX)?;
         Ok(())
     }
 
@@ -196,6 +212,11 @@ impl<T, S: TwoPhaseCommitSink<T>> Input<T> for TwoPhaseCommitOperator<T, S> {
                 self.pending.push((out.checkpoint_id, txn));
             }
             self.ensure_current()?;
+        } else {
+            // After the end of input: the last transaction waits for this checkpoint.
+            for (cp, _) in self.pending.iter_mut().filter(|(cp, _)| *cp == u64::MAX) {
+                *cp = out.checkpoint_id;
+            }
         }
         let state = TxnStateRef { subtask: self.ctx.subtask, pending: &self.pending, current: self.current.as_ref() };
         out.put(self.id.index, &self.id.name, &state)

@@ -213,6 +213,9 @@ pub trait SourceHead {
     fn records_emitted(&self) -> u64;
     /// The reader's position and the chain's operator state, for a checkpoint.
     fn snapshot(&mut self, out: &mut OperatorSnapshots) -> Result<SourceSnapshot, TaskError>;
+    /// The reader's position alone (no side effect on the chain): what a finished source
+    /// subtask leaves for later checkpoints.
+    fn reader_state(&mut self) -> Result<SourceSnapshot, TaskError>;
     /// Restores positions (from one or several former readers) and operator state.
     fn restore(&mut self, sources: &[SourceSnapshot], from: &OperatorRestore) -> Result<(), TaskError>;
     /// A checkpoint completed or was aborted.
@@ -286,6 +289,11 @@ impl<T, S: Split> SourceHead for ReaderHead<T, S> {
         self.emitted
     }
     fn snapshot(&mut self, out: &mut OperatorSnapshots) -> Result<SourceSnapshot, TaskError> {
+        let reader = self.reader_state()?;
+        self.chain.snapshot(out)?;
+        Ok(reader)
+    }
+    fn reader_state(&mut self) -> Result<SourceSnapshot, TaskError> {
         let st = self.reader.snapshot_state();
         let mut unfinished = Vec::with_capacity(st.unfinished.len());
         for s in &st.unfinished {
@@ -294,7 +302,6 @@ impl<T, S: Split> SourceHead for ReaderHead<T, S> {
                     .map_err(|e| TaskError::msg(&self.name, format!("cannot snapshot a split: {e}")))?,
             );
         }
-        self.chain.snapshot(out)?;
         let unfinished_ids = st.unfinished.iter().map(Split::split_id).collect();
         Ok(SourceSnapshot { unfinished, unfinished_ids, finished: st.finished })
     }

@@ -394,6 +394,7 @@ fn forward(
                             state: TaskOutcome::Failed(riffle_api::TaskError::msg(format!("task executor {to}"), why))
                                 .into(),
                             location: to.clone(),
+                            final_source: None,
                         });
                     }
                     return;

@@ -145,7 +145,12 @@ mod tests {
         let execution = ExecutionId { job: JobId(7), vertex: 1, subtask: 0, attempt: 2 };
         let failed = TaskOutcome::Failed(riffle_api::TaskError::msg("map", "panicked: boom"));
         for state in [TaskState::Running, TaskOutcome::Finished.into(), TaskOutcome::Canceled.into(), failed.into()] {
-            let update = TaskStateUpdate { execution, state: state.clone(), location: ResourceId("te-1".into()) };
+            let update = TaskStateUpdate {
+                execution,
+                state: state.clone(),
+                location: ResourceId("te-1".into()),
+                final_source: None,
+            };
             let m = LinkMessage::ForJobManager(RemoteJobManagerMessage::JobMaster(ToJobMaster::TaskState(update)));
             let mut buf = Vec::new();
             encode_into(&mut buf, &m).expect("encodes");

@@ -253,6 +253,7 @@ impl Jobs {
                 execution: d.execution,
                 state: TaskOutcome::Failed(riffle_api::TaskError::msg(format!("task executor {me}"), why)).into(),
                 location: me.clone(),
+                final_source: None,
             });
         };
         if let ToTaskExecutor::FreeSlot(f) = &msg {

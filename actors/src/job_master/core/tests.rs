@@ -12,13 +12,14 @@ use crate::restart_strategy::RestartStrategy;
 const JOB: JobId = JobId(7);
 
 /// Two vertices (source at parallelism 2, sink at parallelism 2): four subtasks in two slots.
+/// Checkpointing stops when a task finishes (Flink 1.11; FLIP-147's cases are below).
 fn new_core(strategy: RestartStrategy) -> JobCore {
     let vertices = vec![
         VertexSummary { id: 0, parallelism: 2, name: "Source: numbers".into() },
         VertexSummary { id: 1, parallelism: 2, name: "Sink: print".into() },
     ];
     let mut core = JobCore::new(JOB, vertices, RestartTracker::new(strategy), Duration::from_secs(5));
-    core.enable_checkpointing();
+    core.enable_checkpointing(false);
     core
 }
 
@@ -44,7 +45,12 @@ fn exec(vertex: u32, subtask: u32, attempt: u32) -> ExecutionId {
 
 fn report(vertex: u32, subtask: u32, attempt: u32, state: impl Into<TaskState>) -> JobInput {
     let location = ResourceId(if subtask == 0 { "te-a" } else { "te-b" }.to_string());
-    JobInput::TaskUpdate(TaskStateUpdate { execution: exec(vertex, subtask, attempt), state: state.into(), location })
+    JobInput::TaskUpdate(TaskStateUpdate {
+        execution: exec(vertex, subtask, attempt),
+        state: state.into(),
+        location,
+        final_source: None,
+    })
 }
 
 fn failed(vertex: u32, subtask: u32, attempt: u32) -> JobInput {
@@ -96,13 +102,26 @@ fn word(c: &JobCommand) -> String {
         JobCommand::CancelTasks(t) => format!("cancel:{}", t.len()),
         JobCommand::StartTimer { timer: JobTimer::CancelTimedOut { attempt }, .. } => format!("timer:cancel@{attempt}"),
         JobCommand::StartTimer { timer: JobTimer::RestartDue { attempt }, .. } => format!("timer:restart@{attempt}"),
-        JobCommand::StartCheckpointing(t) => format!("checkpointing:{}", t.len()),
+        JobCommand::StartCheckpointing { tasks, ended } if ended.is_empty() => format!("checkpointing:{}", tasks.len()),
+        JobCommand::StartCheckpointing { tasks, ended } => {
+            let ended: Vec<String> = ended.iter().map(|(e, end)| end_word(e, end)).collect();
+            format!("checkpointing:{}:{}", tasks.len(), ended.join(","))
+        }
+        JobCommand::TaskEnded { execution, end } => format!("ended:{}", end_word(execution, end)),
         JobCommand::StopCheckpointing(_) => "stop-checkpointing".into(),
         JobCommand::DropChannels { attempt } => format!("drop:{attempt}"),
         JobCommand::Terminate { status, error } => match error {
             Some(e) => format!("end:{status}:{e}"),
             None => format!("end:{status}"),
         },
+    }
+}
+
+fn end_word(e: &ExecutionId, end: &TaskEnd) -> String {
+    match end {
+        TaskEnd::InputEnded => format!("{}/{}-input", e.vertex, e.subtask),
+        TaskEnd::Finished { source: Some(_) } => format!("{}/{}-finished+source", e.vertex, e.subtask),
+        TaskEnd::Finished { source: None } => format!("{}/{}-finished", e.vertex, e.subtask),
     }
 }
 
