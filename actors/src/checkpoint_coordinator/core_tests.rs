@@ -609,3 +609,129 @@ fn only_the_newest_aborted_directories_are_remembered() {
     assert_eq!(c.on(ack_file(0, n), now), vec![C::DeleteDir(format!("/ckpt/job/chk-{n}").into())]);
     assert_eq!(STOPPED, "checkpointing has stopped (the job attempt ended or a task finished)");
 }
+
+// ---- checkpoints after tasks finish (FLIP-147) ------------------------------------------
+
+/// Two source subtasks (0/0, 0/1) feeding one sink subtask (1/0), checkpoints in memory.
+fn fan_in() -> CoordinatorCore {
+    let s = CheckpointSettings { dir: None, ..settings() };
+    CoordinatorCore::new(JOB, s, None, [exec(0, 0), exec(0, 1), exec(1, 0)], Vec::new(), 128)
+        .with_upstream([(exec(1, 0), vec![exec(0, 0), exec(0, 1)])].into_iter().collect())
+}
+
+fn finished(vertex: u32, subtask: u32, source: Option<u8>) -> E {
+    E::TaskEnded {
+        execution: exec(vertex, subtask),
+        end: super::core::TaskEnd::Finished { source: source.map(|b| ByteBuf::from(vec![b])) },
+    }
+}
+
+fn input_ended(vertex: u32, subtask: u32) -> E {
+    E::TaskEnded { execution: exec(vertex, subtask), end: super::core::TaskEnd::InputEnded }
+}
+
+fn ack_of(vertex: u32, subtask: u32, id: u64) -> E {
+    ack_with(exec(vertex, subtask), id, StateHandle::Inline(ByteBuf::from(vec![0; 4])))
+}
+
+#[test]
+fn checkpoints_go_on_after_tasks_finish_and_triggers_follow_the_running_tasks() {
+    let t0 = Instant::now();
+    let steps: Vec<Step> = vec![
+        // Source 0/1 had no split and finished at once: triggers go to 0/0 alone.
+        (finished(0, 1, Some(7)), 0, &[]),
+        (tick(), 10, &["reserve 0"]),
+        (reserved(0, 1), 10, &["stats triggered 1 checkpoint of 3", "trigger 1 - aligned", "timeout 1 60s"]),
+        (ack_of(0, 0, 1), 20, &["stats ack 1 v0 4B"]),
+        // The finished source counts as acknowledged.
+        (ack_of(1, 0, 1), 30, &["stats ack 1 v1 4B", "completed 1 -", "stats completed 1", "notify 1 completed"]),
+        (tick(), 40, &["reserve 1"]),
+        (reserved(1, 2), 40, &["stats triggered 2 checkpoint of 3", "trigger 2 - aligned", "timeout 2 60s"]),
+        // The last source finishes before its barrier: no barrier reaches the sink, so the
+        // pending checkpoint's trigger goes to the sink itself.
+        (finished(0, 0, Some(8)), 50, &["trigger 2 - aligned to 1/0"]),
+        (ack_of(1, 0, 2), 60, &["stats ack 2 v1 4B", "completed 2 -", "stats completed 2", "notify 2 completed"]),
+        // From now on every trigger goes to the sink.
+        (tick(), 70, &["reserve 2"]),
+        (reserved(2, 3), 70, &["stats triggered 3 checkpoint of 3", "trigger 3 - aligned to 1/0", "timeout 3 60s"]),
+    ];
+    let mut c = fan_in();
+    for (i, (event, ms, expected)) in steps.into_iter().enumerate() {
+        let what = format!("{event:?}");
+        let got: Vec<String> = c.on(event, at(t0, ms)).iter().map(show).collect();
+        assert_eq!(got, expected.to_vec(), "step {i} ({what})");
+    }
+}
+
+#[test]
+fn a_finished_task_is_recorded_finished_with_its_readers_last_position() {
+    let now = at(Instant::now(), 0);
+    let mut c =
+        fan_in().with_ended([(exec(0, 1), super::core::TaskEnd::Finished { source: Some(ByteBuf::from(vec![5])) })]);
+    c.on(tick(), now);
+    c.on(reserved(0, 4), now);
+    c.on(ack_of(0, 0, 4), now);
+    let out = c.on(ack_of(1, 0, 4), now);
+    let Some(C::Completed { meta, .. }) = out.iter().find(|c| matches!(c, C::Completed { .. })) else {
+        panic!("not completed: {out:?}")
+    };
+    let parts: Vec<(u32, u32, bool, Option<Vec<u8>>)> = meta
+        .subtasks
+        .iter()
+        .map(|s| (s.vertex, s.subtask, s.finished, s.source.as_ref().map(|b| b.to_vec())))
+        .collect();
+    assert_eq!(parts, vec![(0, 0, false, None), (0, 1, true, Some(vec![5])), (1, 0, false, None)]);
+    assert_eq!(meta.subtasks[1].state, StateHandle::Inline(ByteBuf::new()), "a finished task has no state");
+}
+
+#[test]
+fn a_pending_checkpoint_completes_when_the_last_missing_task_finishes() {
+    let now = at(Instant::now(), 0);
+    let mut c = fan_in();
+    c.on(tick(), now);
+    c.on(reserved(0, 1), now);
+    c.on(ack_of(0, 0, 1), now);
+    c.on(ack_of(1, 0, 1), now);
+    let got: Vec<String> = c.on(finished(0, 1, None), now).iter().map(show).collect();
+    assert_eq!(got, ["completed 1 -", "stats completed 1", "notify 1 completed"]);
+}
+
+#[test]
+fn the_final_checkpoint_is_triggered_once_no_task_has_input_left() {
+    let now = at(Instant::now(), 0);
+    let mut c = fan_in();
+    assert!(c.on(finished(0, 0, None), now).is_empty());
+    assert!(c.on(finished(0, 1, None), now).is_empty());
+    // The sink's input ended and it waits: the final checkpoint goes now, not at the next tick.
+    let got: Vec<String> = c.on(input_ended(1, 0), now).iter().map(show).collect();
+    assert_eq!(got, ["reserve 0"]);
+    let got: Vec<String> = c.on(reserved(0, 9), now).iter().map(show).collect();
+    assert_eq!(got, ["stats triggered 9 checkpoint of 3", "trigger 9 - aligned to 1/0", "timeout 9 60s"]);
+    let got: Vec<String> = c.on(ack_of(1, 0, 9), now).iter().map(show).collect();
+    assert_eq!(got, ["stats ack 9 v1 4B", "completed 9 -", "stats completed 9", "notify 9 completed"]);
+    // It finishes; nothing else is triggered.
+    assert!(c.on(finished(1, 0, None), now).is_empty());
+    let got: Vec<String> = c.on(checkpoint_now(3), now).iter().map(show).collect();
+    assert_eq!(got, ["reserve 1"]);
+    let got: Vec<String> = c.on(reserved(1, 10), now).iter().map(show).collect();
+    assert_eq!(got, ["answer w3 err every task of the job finished"]);
+}
+
+#[test]
+fn a_task_whose_input_ended_during_a_checkpoint_it_took_before_gets_another_one() {
+    let now = at(Instant::now(), 0);
+    let mut c = fan_in();
+    c.on(finished(0, 1, None), now);
+    c.on(tick(), now);
+    c.on(reserved(0, 1), now);
+    c.on(ack_of(0, 0, 1), now);
+    c.on(ack_of(1, 0, 1), now);
+    // (completed 1) — now the sources finish and the sink's input ends while 2 is pending,
+    // which the sink acknowledged before its end.
+    c.on(tick(), now);
+    c.on(reserved(1, 2), now);
+    c.on(ack_of(1, 0, 2), now);
+    assert!(c.on(input_ended(1, 0), now).is_empty(), "2 is still pending");
+    let got: Vec<String> = c.on(finished(0, 0, None), now).iter().map(show).collect();
+    assert_eq!(got, ["completed 2 -", "stats completed 2", "notify 2 completed", "reserve 2"]);
+}

@@ -508,3 +508,35 @@ fn operator_drives_the_protocol_in_checkpoint_order() {
     again.end_input().unwrap();
     assert_eq!(take(&log), ["begin 3", "pre 3 [3]", "commit 3 [3]"]);
 }
+
+#[test]
+fn with_a_final_checkpoint_coming_the_last_transaction_waits_for_it() {
+    let tmp = TempDir::new("final");
+    let dir = tmp.out();
+    let f = crate::final_checkpoint::FinalCheckpoint::default();
+    let mut op = op(&dir, 0, 1).with_final_checkpoint(f.clone());
+    assert!(f.wanted(), "a two-phase-commit sink asks for a final checkpoint");
+    f.set_coming(true);
+    push_all(&mut op, &["a"]).unwrap();
+    snapshot(&mut op, 1);
+    op.notify_checkpoint(1, true).unwrap();
+    push_all(&mut op, &["b", "c"]).unwrap();
+    op.end_input().unwrap();
+    // Pre-committed, not visible: the final checkpoint commits it.
+    let waiting = map(&[("part-0-0", "a\n"), (".part-0-1.inprogress", "b\nc\n")]);
+    assert_eq!(files(&dir), waiting);
+    assert_eq!(op.pending_transactions(), 1);
+    let after_end = snapshot(&mut op, 2);
+    op.notify_checkpoint(2, false).unwrap();
+    assert_eq!(files(&dir), waiting, "an aborted checkpoint commits nothing");
+    snapshot(&mut op, 3);
+    op.notify_checkpoint(3, true).unwrap();
+    assert_eq!(files(&dir), map(&[("part-0-0", "a\n"), ("part-0-1", "b\nc\n")]));
+    assert_eq!(op.pending_transactions(), 0);
+    // A restore from the snapshot taken after the end commits that transaction (again: the
+    // commit is idempotent), and nothing is duplicated.
+    let mut again = self::op(&dir, 0, 1);
+    restore(&mut again, &[after_end]).unwrap();
+    again.end_input().unwrap();
+    assert_eq!(files(&dir), map(&[("part-0-0", "a\n"), ("part-0-1", "b\nc\n")]));
+}

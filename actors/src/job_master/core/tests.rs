@@ -644,3 +644,64 @@ fn ending_input_is_confirmed_only_for_the_current_attempt_of_a_running_job() {
     core.on(JobInput::Cancel, clock());
     assert!(core.confirm_end(1).is_err());
 }
+
+/// FLIP-147: a job whose checkpoints go on after tasks finish.
+fn run_after_finish(before: Vec<JobInput>, input: JobInput) -> (Vec<String>, JobCore) {
+    let mut core = new_core(RestartStrategy::None);
+    core.enable_checkpointing(true);
+    for i in before {
+        core.on(i, clock());
+    }
+    (words(&core.on(input, clock())), core)
+}
+
+fn finished_with_source(vertex: u32, subtask: u32) -> JobInput {
+    let location = ResourceId("te-a".into());
+    JobInput::TaskUpdate(TaskStateUpdate {
+        execution: exec(vertex, subtask, 0),
+        state: TaskOutcome::Finished.into(),
+        location,
+        final_source: Some(serde_bytes::ByteBuf::from(vec![1])),
+    })
+}
+
+#[test]
+fn checkpoints_after_tasks_finish() {
+    let mut first_three = to_running()[..7].to_vec();
+    // A source subtask finishes before the last subtask runs: checkpointing still starts, and
+    // the coordinator learns of it (with the reader's last position).
+    first_three.push(finished_with_source(0, 1));
+    let (got, _) = run_after_finish(first_three.clone(), report(1, 1, 0, TaskState::Running));
+    assert_eq!(got, ["checkpointing:4:0/1-finished+source"]);
+
+    // Once checkpointing runs, a finished subtask and one whose input ended are handed over;
+    // checkpointing goes on.
+    let (got, core) = run_after_finish(to_running(), finished_with_source(0, 0));
+    assert_eq!(got, ["ended:0/0-finished+source"]);
+    assert!(core.is_checkpointing());
+    let mut before = to_running();
+    before.push(finished_with_source(0, 0));
+    let (got, _) = run_after_finish(before.clone(), report(1, 0, 0, TaskState::InputEnded));
+    assert_eq!(got, ["ended:1/0-input"]);
+
+    // When every subtask finished, the job ends (and checkpointing with it).
+    before.push(report(0, 1, 0, TaskOutcome::Finished));
+    before.push(report(1, 0, 0, TaskOutcome::Finished));
+    let (got, core) = run_after_finish(before, report(1, 1, 0, TaskOutcome::Finished));
+    assert_eq!(
+        got,
+        ["ended:1/1-finished", "stop-checkpointing", "status:FINISHED", "release-slots", "drop:0", "end:FINISHED"]
+    );
+    assert!(!core.is_checkpointing());
+
+    // A failure after a task finished still fails over as before (nothing is restarted
+    // without a restart strategy), and the next attempt forgets what ended in this one.
+    let mut before = to_running();
+    before.push(finished_with_source(0, 1));
+    let (got, _) = run_after_finish(before, failed(0, 0, 0));
+    assert_eq!(got, ["exception:root@0", "status:FAILING", "stop-checkpointing", "cancel:2", "timer:cancel@0"]);
+
+    // A report from a superseded attempt is ignored.
+    let (got, _) = run_after_finish(to_running(), report(0, 0, 7, TaskState::InputEnded));
+    assert!(got.is_empty(), "{got:?}");
+}
