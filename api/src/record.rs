@@ -56,7 +56,7 @@ pub enum Element {
 /// What a checkpoint barrier says: which checkpoint, how consumers align on it, and where its
 /// state goes (Flink's `CheckpointOptions`, carried in-band so every subtask learns the
 /// target without asking).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CheckpointBarrier {
     /// The checkpoint.
     pub id: u64,

@@ -42,6 +42,10 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::{Sender, UnboundedSender};
 use tokio::sync::{mpsc, watch};
 
+mod checkpoints;
+
+use checkpoints::{CheckpointBook, OnTrigger};
+
 use crate::checkpoint_coordinator::{AFTER_TASKS_FINISH, INTERVAL};
 use crate::checkpoint_storage;
 use crate::exchange::ChannelId;
@@ -308,20 +312,11 @@ async fn run(
             in_flight: InFlightSnapshots::default(),
             unaligned: None,
             local,
-            last_id: 0,
         },
         control,
-        stop: SavepointStop::default(),
-        end: EndState {
-            has_inputs: false,
-            waits_final,
-            ended: false,
-            deferred: None,
-            final_id: None,
-            final_done: false,
-            final_source: None,
-            location: spec.location.clone(),
-        },
+        book: CheckpointBook::new(false, waits_final),
+        final_source: None,
+        location: spec.location.clone(),
     };
     let mut input = match instance.head {
         HeadKind::Source(head) => TaskInput::Source(SourceInput::new(head, counters)),
@@ -338,13 +333,13 @@ async fn run(
                 input_of.push(c.input);
             }
             let num_inputs = graph.vertices().get(e.vertex as usize).map(|v| v.num_inputs).unwrap_or(1);
-            out.end.has_inputs = true;
+            out.book = CheckpointBook::new(true, waits_final);
             TaskInput::Gate(GateInput::new(head, InputGate::new(rxs, input_of, num_inputs)))
         }
     };
     let result = run_task(&mut input, replay, &mut out, &mut cancel).await;
     out.settle_checkpoints();
-    result.map(|()| out.end.final_source.take())
+    result.map(|()| out.final_source.take())
 }
 
 /// A subtask of a vertex that had finished in the checkpoint restored from (FLIP-147): its
@@ -416,26 +411,8 @@ struct Outputs {
     snapshots: Snapshots,
     /// Control messages from the subtask's actor.
     control: mpsc::UnboundedReceiver<SubtaskControl>,
-    /// Stop-with-savepoint (sources).
-    stop: SavepointStop,
-    /// The end of input and the final checkpoint (FLIP-147).
-    end: EndState,
-}
-
-/// Where a subtask is towards its end, for checkpoints after tasks finish (FLIP-147).
-struct EndState {
-    /// It reads input channels (a trigger sent to it directly waits for their end).
-    has_inputs: bool,
-    /// Its chain waits for a checkpoint after its end of input.
-    waits_final: bool,
-    /// Its input ended and its output went out: barriers go nowhere any more.
-    ended: bool,
-    /// A trigger sent directly while input was left, taken at the end of input.
-    deferred: Option<CheckpointBarrier>,
-    /// The first checkpoint taken after the end of input.
-    final_id: Option<u64>,
-    /// A checkpoint at or after `final_id` completed: the subtask may finish.
-    final_done: bool,
+    /// Which triggers to take, stop-with-savepoint, the final checkpoint (FLIP-147).
+    book: CheckpointBook,
     /// A source's reader position at its end.
     final_source: Option<ByteBuf>,
     /// The TaskExecutor, named in the report that the input ended.
@@ -483,15 +460,6 @@ impl FlushTimer {
     }
 }
 
-/// Stop-with-savepoint, as far as a source got with it.
-#[derive(Default)]
-struct SavepointStop {
-    /// The source emits nothing until this checkpoint is done.
-    after: Option<u64>,
-    /// The savepoint completed: the source ends its input.
-    now: bool,
-}
-
 /// A subtask's checkpoint bookkeeping.
 struct Snapshots {
     execution: ExecutionId,
@@ -503,9 +471,6 @@ struct Snapshots {
     unaligned: Option<UnalignedSnapshot>,
     /// Local recovery: where snapshot copies are kept.
     local: Option<Arc<LocalSnapshots>>,
-    /// The newest checkpoint this subtask took its snapshot for (a trigger sent directly
-    /// for one it took through its barrier is ignored).
-    last_id: u64,
 }
 
 /// Records in an element (0 for anything but a batch).
@@ -737,10 +702,8 @@ impl Outputs {
         let started = std::time::Instant::now();
         let (pending, source) = head.take_snapshot(self.snapshots.max_parallelism, barrier.id)?;
         let sync_ms = started.elapsed().as_millis() as u64;
-        self.snapshots.last_id = self.snapshots.last_id.max(barrier.id);
-        if self.end.ended {
+        if !self.book.taken(barrier.id) {
             // After the end of input: the output channels ended, the barrier goes nowhere.
-            self.end.final_id.get_or_insert(barrier.id);
             self.snapshots.write(barrier, pending, source, sync_ms);
             return Ok(());
         }
@@ -778,29 +741,13 @@ impl Outputs {
     fn on_control(&mut self, c: SubtaskControl, head: &mut dyn Checkpointable) -> Result<(), TaskOutcome> {
         match c {
             SubtaskControl::TriggerCheckpoint { barrier, stop_source } => {
-                if barrier.id <= self.snapshots.last_id {
-                    // Taken already, through its barrier.
-                    return Ok(());
+                match self.book.on_trigger(barrier, stop_source) {
+                    OnTrigger::Take(barrier) => self.checkpoint(barrier, head, false),
+                    OnTrigger::Nothing => Ok(()),
                 }
-                if self.end.has_inputs && !self.end.ended {
-                    // Sent directly because every upstream subtask ended: what they sent
-                    // before their end is processed first (FLIP-147).
-                    self.end.deferred = Some(barrier);
-                    return Ok(());
-                }
-                if stop_source && !self.end.ended {
-                    self.stop.after = Some(barrier.id);
-                }
-                self.checkpoint(barrier, head, false)
             }
             SubtaskControl::CheckpointDone { id, completed } => {
-                if self.stop.after == Some(id) {
-                    self.stop.after = None;
-                    self.stop.now = completed;
-                }
-                if completed && self.end.final_id.is_some_and(|f| id >= f) {
-                    self.end.final_done = true;
-                }
+                self.book.done(id, completed);
                 self.snapshots.settle(id, completed);
                 head.notify(id, completed)?;
                 Ok(())
@@ -820,7 +767,7 @@ impl Outputs {
             jm.do_send(TaskStateUpdate {
                 execution: self.snapshots.execution,
                 state: TaskState::InputEnded,
-                location: self.end.location.clone(),
+                location: self.location.clone(),
                 final_source: None,
             });
         }
@@ -1095,16 +1042,15 @@ async fn finish(
     confirm: bool,
 ) -> Result<(), TaskOutcome> {
     end_of_input(&mut Ending { input, out, cancel }, confirm).await?;
-    out.end.ended = true;
-    let deferred = out.end.deferred.take();
-    if !out.end.waits_final {
+    let kept = out.book.input_ended();
+    if !out.book.waits_final() {
         return Ok(());
     }
     out.report_input_ended();
-    if let Some(barrier) = deferred {
+    if let Some(barrier) = kept {
         input.control(SubtaskControl::TriggerCheckpoint { barrier, stop_source: false }, out)?;
     }
-    while !out.end.final_done {
+    while !out.book.may_finish() {
         let c = tokio::select! {
             c = out.control.recv() => c,
             _ = cancel.changed() => return Err(TaskOutcome::Canceled),
@@ -1160,7 +1106,7 @@ impl EndOfInput for Ending<'_> {
                 let reader = s.head.reader_state()?;
                 let bytes = rmp_serde::to_vec(&reader)
                     .map_err(|e| TaskError::msg(&self.out.name, format!("cannot encode the reader's position: {e}")))?;
-                self.out.end.final_source = Some(ByteBuf::from(bytes));
+                self.out.final_source = Some(ByteBuf::from(bytes));
                 s.head.finish()?
             }
             TaskInput::Gate(g) => g.head.end_input()?,
@@ -1299,11 +1245,11 @@ impl SourceInput {
         }
         out.poll_control(&mut self.head)?;
         drain_source(out, &mut self.head, cancel).await?;
-        if out.stop.now {
+        if out.book.stop_now() {
             // Stop-with-savepoint completed: end here, nothing after the savepoint's barrier.
             return Ok(Step::Stop);
         }
-        if out.stop.after.is_some() || matches!(self.status, ReadStatus::NothingAvailable | ReadStatus::NeedSplits) {
+        if out.book.holding() || matches!(self.status, ReadStatus::NothingAvailable | ReadStatus::NeedSplits) {
             return Ok(Step::Idle);
         }
         self.status = self.head.poll()?;
@@ -1317,7 +1263,7 @@ impl SourceInput {
     /// nothing meanwhile), splits from the enumerator, or data (10 ms at most, less if a
     /// timer is due sooner; a control message ends the wait).
     async fn wait(&mut self, out: &mut Outputs, cancel: &mut watch::Receiver<bool>) -> Result<Woken, TaskOutcome> {
-        if out.stop.after.is_some() {
+        if out.book.holding() {
             tokio::select! {
                 c = out.control.recv() => if let Some(c) = c {
                     out.on_control(c, &mut self.head)?;
@@ -1326,7 +1272,7 @@ impl SourceInput {
             }
             return Ok(Woken::Retry);
         }
-        if out.stop.now {
+        if out.book.stop_now() {
             // The savepoint completed while the outputs drained.
             return Ok(Woken::Retry);
         }
