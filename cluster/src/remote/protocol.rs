@@ -50,6 +50,9 @@ pub enum LinkMessage {
         /// Its network buffer pool.
         #[serde(default)]
         network: Option<riffle_actors::peers::NetworkSample>,
+        /// Its process's resident memory, machine and state backend budget.
+        #[serde(default)]
+        memory: Option<riffle_actors::peers::MemorySample>,
     },
     /// JobManager → TaskManager, every `heartbeat.interval`: alive.
     JobManagerHeartbeat,
@@ -85,6 +88,21 @@ pub enum LinkMessage {
         job: JobId,
         /// The library's bytes.
         bytes: Result<serde_bytes::ByteBuf, RuntimeError>,
+    },
+    /// JobManager → TaskManager: a question about the TaskManager's `log.dir` (its REST pages);
+    /// answered with `LogAnswer` and the same `request`, whatever the session.
+    LogQuery {
+        /// Matches the answer to the question.
+        request: u64,
+        /// The question.
+        query: riffle_actors::peers::LogQuery,
+    },
+    /// TaskManager → JobManager: the answer to a `LogQuery`.
+    LogAnswer {
+        /// The request answered.
+        request: u64,
+        /// The files or bytes, or why not (`NotFound` for a name that is not one of its files).
+        answer: Result<riffle_actors::peers::LogReply, RuntimeError>,
     },
     /// JobManager → TaskManager: the answer to a split request.
     SplitAnswer {

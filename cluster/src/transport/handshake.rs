@@ -24,8 +24,8 @@ pub const MAGIC: [u8; 8] = *b"RIFFLE01";
 
 /// The version of the message protocol; peers must have the same one. Raise it with any change
 /// to the shape of the messages that travel after the handshake (2: typed errors in the link's
-/// answers).
-pub const PROTOCOL_VERSION: u32 = 2;
+/// answers; 3: log queries, memory in heartbeats, `RuntimeError::NotFound`).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The limit on a handshake frame: a `Hello` is small, so a stray peer's length prefix never
 /// makes us allocate up to the session's `rpc.max-frame-size`.
