@@ -541,3 +541,34 @@ async fn session(
     remote.fail_pending(&reason);
     reason
 }
+
+#[cfg(test)]
+mod tests {
+    use riffle_actors::peers::{LogQuery, LogReply};
+    use riffle_actors::RuntimeError;
+
+    use super::answer_log_query;
+
+    #[test]
+    fn log_queries_are_answered_from_the_own_log_dir_only() {
+        let d = tempfile::tempdir().unwrap();
+        let logs = d.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        std::fs::write(logs.join("tm.log"), b"hello").unwrap();
+        std::fs::write(d.path().join("secret"), b"no").unwrap();
+        match answer_log_query(Some(&logs), LogQuery::List) {
+            Ok(LogReply::Files(f)) => assert_eq!(f.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["tm.log"]),
+            other => panic!("{other:?}"),
+        }
+        let read = |name: &str| LogQuery::Read { name: name.into(), offset: 1, len: 3 };
+        assert_eq!(
+            answer_log_query(Some(&logs), read("tm.log")),
+            Ok(LogReply::Chunk { size: 5, bytes: b"ell".to_vec() })
+        );
+        for bad in ["../secret", "..", "/etc/passwd", "tm.log/", "missing"] {
+            assert!(matches!(answer_log_query(Some(&logs), read(bad)), Err(RuntimeError::NotFound(_))), "{bad}");
+        }
+        assert_eq!(answer_log_query(None, LogQuery::List), Ok(LogReply::Files(vec![])));
+        assert!(matches!(answer_log_query(None, read("tm.log")), Err(RuntimeError::NotFound(_))));
+    }
+}

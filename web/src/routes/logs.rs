@@ -292,6 +292,21 @@ mod tests {
         assert!(resolve(&logs, "jobmanager.log").is_ok());
         for bad in ["../secret", "..", ".", "", "sub", "link.log", "..%2fsecret", "jobmanager.log\0", "/etc/passwd"] {
             assert!(matches!(resolve(&logs, bad), Err(WebError::NotFound(_))), "{bad:?}");
+            assert!(matches!(read_chunk(&logs, bad, 0, 10), Err(WebError::NotFound(_))), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_file_is_read_in_pieces_of_at_most_one_chunk() {
+        let d = tempfile::tempdir().unwrap();
+        let big: Vec<u8> = (0..LOG_CHUNK + 10).map(|i| (i % 251) as u8).collect();
+        std::fs::write(d.path().join("big.log"), &big).unwrap();
+        let size = big.len() as u64;
+        assert_eq!(read_chunk(d.path(), "big.log", 0, 0).unwrap(), (size, vec![]));
+        let (s, first) = read_chunk(d.path(), "big.log", 0, u64::MAX).unwrap();
+        assert_eq!((s, first.len() as u64), (size, LOG_CHUNK));
+        assert_eq!(read_chunk(d.path(), "big.log", LOG_CHUNK, 100).unwrap().1, big[LOG_CHUNK as usize..]);
+        assert_eq!(read_chunk(d.path(), "big.log", 5, 3).unwrap().1, big[5..8]);
+        assert!(read_chunk(d.path(), "big.log", size + 7, 10).unwrap().1.is_empty(), "past the end: nothing");
     }
 }
