@@ -9,7 +9,8 @@ use riffle_actors::ids::ResourceId;
 use riffle_actors::job_master::JobMaster;
 use riffle_actors::mailbox::Counted;
 use riffle_actors::peers::{
-    LogReply, LogRequest, RemoteJobManagerMessage, RemoteTaskExecutor, TaskExecutorGateway, ToJobMaster, ToTaskExecutor,
+    LogQuery, LogReply, LogRequest, RemoteJobManagerMessage, RemoteTaskExecutor, TaskExecutorGateway, ToJobMaster,
+    ToTaskExecutor,
 };
 use riffle_actors::{RuntimeError, RuntimeShared};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -240,7 +241,12 @@ async fn link(
                 }
                 forward(c, &shared, &out, session, &mut provided, &resource_id)
             }
-            Some(LogRequest { query, reply }) = log_queries.recv() => {
+            Some(LogRequest { mut query, reply }) = log_queries.recv() => {
+                // A piece must fit in one frame of this link, whatever rpc.max-frame-size says
+                // (the REST side reads on from where a short piece ended).
+                if let LogQuery::Read { len, .. } = &mut query {
+                    *len = (*len).min(u64::from(reader.max_frame_size() / 2).max(1));
+                }
                 // Waiters that gave up (timed out) leave with the next question.
                 log_waiters.retain(|_, w| !w.is_closed());
                 next_log_request += 1;
