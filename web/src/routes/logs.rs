@@ -100,8 +100,22 @@ fn listing(ctx: &RestContext) -> Result<HttpResponse, WebError> {
         Some(d) => list(d)?,
         None => vec![],
     };
+    Ok(listing_of(&files))
+}
+
+/// `{"logs": [{"name", "size", "mtime"}]}`.
+fn listing_of(files: &[LogFile]) -> HttpResponse {
     let logs: Vec<_> = files.iter().map(|f| json!({"name": f.name, "size": f.size, "mtime": f.mtime_ms})).collect();
-    Ok(HttpResponse::Ok().json(json!({ "logs": logs })))
+    HttpResponse::Ok().json(json!({ "logs": logs }))
+}
+
+/// Inline, or an attachment with `?download=true`.
+fn disposition(name: &str, q: &FileQuery) -> ContentDisposition {
+    let download = matches!(q.download.as_deref(), Some("true") | Some("1"));
+    ContentDisposition {
+        disposition: if download { DispositionType::Attachment } else { DispositionType::Inline },
+        parameters: vec![DispositionParam::Filename(name.to_string())],
+    }
 }
 
 /// Query of a log file request.
@@ -116,14 +130,9 @@ async fn serve(ctx: &RestContext, name: &str, q: &FileQuery, req: &HttpRequest) 
     let file = NamedFile::open_async(&path)
         .await
         .map_err(|e| WebError::NotFound(format!("cannot open log file '{}': {e}", params::printable(name))))?;
-    let download = matches!(q.download.as_deref(), Some("true") | Some("1"));
-    let disposition = ContentDisposition {
-        disposition: if download { DispositionType::Attachment } else { DispositionType::Inline },
-        parameters: vec![DispositionParam::Filename(name.to_string())],
-    };
     let file = file
         .set_content_type("text/plain; charset=utf-8".parse().map_err(|_| WebError::Internal("mime".into()))?)
-        .set_content_disposition(disposition)
+        .set_content_disposition(disposition(name, q))
         .use_etag(false);
     Ok(file.into_response(req))
 }
@@ -189,8 +198,7 @@ pub async fn taskmanager_list(ctx: Ctx, path: web::Path<String>) -> Result<HttpR
         LogReply::Files(files) => files,
         LogReply::Chunk { .. } => return Err(WebError::Internal("a TaskManager answered a listing with bytes".into())),
     };
-    let logs: Vec<_> = files.iter().map(|f| json!({"name": f.name, "size": f.size, "mtime": f.mtime_ms})).collect();
-    Ok(HttpResponse::Ok().json(json!({ "logs": logs })))
+    Ok(listing_of(&files))
 }
 
 /// `GET /taskmanagers/{tm}/logs/{name}`.
@@ -239,11 +247,7 @@ async fn serve_remote(
             }
         },
     };
-    let download = matches!(q.download.as_deref(), Some("true") | Some("1"));
-    let disposition = ContentDisposition {
-        disposition: if download { DispositionType::Attachment } else { DispositionType::Inline },
-        parameters: vec![DispositionParam::Filename(name.clone())],
-    };
+    let disposition = disposition(&name, q);
     let end = start + length;
     let pieces = futures::stream::unfold(Some(start), move |at| {
         let (remote, tm, name) = (remote.clone(), tm.clone(), name.clone());
@@ -266,7 +270,7 @@ async fn serve_remote(
     });
     Ok(response
         .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
-        .insert_header(header::ContentDisposition::from(disposition))
+        .insert_header(disposition)
         .insert_header((header::ACCEPT_RANGES, "bytes"))
         .no_chunking(length)
         .streaming(pieces))
