@@ -32,6 +32,9 @@ pub enum RuntimeError {
     /// An actor or peer that was to answer is gone (stopped, disconnected, timed out).
     #[error("{0}")]
     Unavailable(String),
+    /// What was asked for does not exist (a TaskManager process's log file).
+    #[error("{0}")]
+    NotFound(String),
     /// Code panicked; the payload's message.
     #[error("{0}")]
     Panicked(String),
@@ -65,7 +68,7 @@ impl RuntimeError {
             RuntimeError::Restore(e) => e.domain(),
             RuntimeError::Dispatcher(e) => e.domain(),
             RuntimeError::Slot(e) => e.domain(),
-            RuntimeError::Refused(_) => ErrorDomain::User,
+            RuntimeError::Refused(_) | RuntimeError::NotFound(_) => ErrorDomain::User,
             RuntimeError::Checkpoint(_) | RuntimeError::Unavailable(_) => ErrorDomain::External,
             RuntimeError::Panicked(_) => ErrorDomain::Internal,
             RuntimeError::Context { source, .. } => source.domain(),
@@ -81,7 +84,7 @@ impl RuntimeError {
             RuntimeError::Slot(e) => e.is_retryable(),
             // Refused for the job's state now: it may allow it later (like a 409).
             RuntimeError::Refused(_) | RuntimeError::Checkpoint(_) | RuntimeError::Unavailable(_) => true,
-            RuntimeError::Panicked(_) => false,
+            RuntimeError::Panicked(_) | RuntimeError::NotFound(_) => false,
             RuntimeError::Context { source, .. } => source.is_retryable(),
             RuntimeError::Caused { retryable, .. } => *retryable,
         }

@@ -84,6 +84,7 @@ impl From<DeclineCheckpoint> for ToJobMaster {
 #[derive(Debug, Clone)]
 pub struct RemoteTaskExecutor {
     tx: mpsc::UnboundedSender<ToTaskExecutor>,
+    logs: mpsc::UnboundedSender<LogRequest>,
     slots: u32,
     data_address: String,
     report: Arc<Mutex<RemoteReport>>,
@@ -119,6 +120,8 @@ pub struct RemoteReport {
     pub mailbox: Option<crate::mailbox::MailboxState>,
     /// Its network buffer pool.
     pub network: Option<NetworkSample>,
+    /// Its process's memory and machine.
+    pub memory: Option<MemorySample>,
 }
 
 /// A TaskManager process's network buffer pool (`taskmanager.memory.network.*`) as its
@@ -133,11 +136,103 @@ pub struct NetworkSample {
     pub available: u64,
 }
 
+/// A TaskManager process's memory and machine, as its heartbeat reports them (measured in that
+/// process, so they are its own, not the JobManager's).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemorySample {
+    /// Its resident set size (`VmRSS` of `/proc/self/status`), bytes; 0 where unknown.
+    pub rss: u64,
+    /// Its machine's memory (`MemTotal` of `/proc/meminfo`), bytes.
+    pub physical_memory: u64,
+    /// Its machine's available memory (`MemAvailable`), bytes.
+    pub free_memory: u64,
+    /// Cores its process may use.
+    pub cpu_cores: u32,
+    /// The memory budget of each keyed state backend instance there
+    /// (`state.backend.memory-budget`), bytes; None for `heap`, which keeps no budget.
+    pub state_budget_per_backend: Option<u64>,
+}
+
+/// One regular file of a TaskManager process's `log.dir`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogFileInfo {
+    /// Its name (no directory).
+    pub name: String,
+    /// Its size, bytes.
+    pub size: u64,
+    /// Its modification time, epoch ms.
+    pub mtime_ms: i64,
+}
+
+/// What the JobManager asks a TaskManager process about its `log.dir`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogQuery {
+    /// Its regular files.
+    List,
+    /// Up to `len` bytes of file `name` from `offset` (the TaskManager serves only names that are
+    /// exactly one of its listed files).
+    Read {
+        /// The file's name.
+        name: String,
+        /// The first byte.
+        offset: u64,
+        /// At most this many bytes (the TaskManager caps it at [`LOG_CHUNK`]).
+        len: u64,
+    },
+}
+
+/// The largest piece of a log file one answer carries (a file is read in pieces, so none is
+/// too large for the link).
+pub const LOG_CHUNK: u64 = 1 << 20;
+
+/// A TaskManager process's answer to a [`LogQuery`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LogReply {
+    /// The files, by name (empty without `log.dir`).
+    Files(Vec<LogFileInfo>),
+    /// A piece of a file.
+    Chunk {
+        /// The file's size when it was read.
+        size: u64,
+        /// The bytes from the offset asked for (fewer than asked at the file's end).
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+}
+
+/// A log query on its way to a TaskManager's link, and where its answer goes.
+#[derive(Debug)]
+pub struct LogRequest {
+    /// The question.
+    pub query: LogQuery,
+    /// The answer, or why there is none.
+    pub reply: oneshot::Sender<Result<LogReply, RuntimeError>>,
+}
+
 impl RemoteTaskExecutor {
-    /// A remote TaskExecutor with `slots` slots whose messages go to `tx` (drained by its link).
-    pub fn new(tx: mpsc::UnboundedSender<ToTaskExecutor>, address: String, slots: u32, data_address: String) -> Self {
+    /// A remote TaskExecutor with `slots` slots whose messages go to `tx` and log queries to
+    /// `logs` (both drained by its link).
+    pub fn new(
+        tx: mpsc::UnboundedSender<ToTaskExecutor>,
+        logs: mpsc::UnboundedSender<LogRequest>,
+        address: String,
+        slots: u32,
+        data_address: String,
+    ) -> Self {
         let report = RemoteReport { address, at_ms: riffle_api::time::now_ms(), ..Default::default() };
-        Self { tx, slots, data_address, report: Arc::new(Mutex::new(report)) }
+        Self { tx, logs, slots, data_address, report: Arc::new(Mutex::new(report)) }
+    }
+
+    /// Asks its process about its `log.dir`; the answer, or why there is none (the link closed
+    /// before it came). The caller bounds the wait.
+    pub async fn ask_logs(&self, query: LogQuery) -> Result<LogReply, RuntimeError> {
+        let (reply, answer) = oneshot::channel();
+        self.logs
+            .send(LogRequest { query, reply })
+            .map_err(|_| RuntimeError::Unavailable("the link to the TaskManager is closed".into()))?;
+        answer
+            .await
+            .map_err(|_| RuntimeError::Unavailable("the link to the TaskManager closed before it answered".into()))?
     }
 
     /// Where its TaskManager receives data channels (`host:port`).
@@ -157,11 +252,15 @@ impl RemoteTaskExecutor {
         threads: Option<Vec<ThreadSample>>,
         mailbox: Option<crate::mailbox::MailboxState>,
         network: Option<NetworkSample>,
+        memory: Option<MemorySample>,
     ) {
         let mut r = self.report.lock().unwrap_or_else(|e| e.into_inner());
         r.report = report;
         if network.is_some() {
             r.network = network;
+        }
+        if memory.is_some() {
+            r.memory = memory;
         }
         if mailbox.is_some() {
             r.mailbox = mailbox;

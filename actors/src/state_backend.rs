@@ -31,6 +31,14 @@ pub const KEY_GROUPS: ConfigOption<Option<u32>> = ConfigOption::optional(
 pub(crate) const OPTIONS: &[&dyn OptionInfo] =
     &[&STATE_BACKEND, &MEMORY_BUDGET, &DIR, &KEY_GROUPS, &crate::local_recovery::LOCAL_RECOVERY];
 
+/// The memory budget each keyed state backend instance (one per keyed subtask) gets under
+/// `conf`, bytes: None for `heap`, which keeps no budget, or a configuration riffle-state
+/// refuses (a job with it fails to start, with the reason).
+pub fn memory_budget(conf: &Configuration) -> Option<u64> {
+    let c = backend_config(conf).ok()?;
+    (c.kind != riffle_state::BackendKind::Heap).then_some(c.memory_budget_bytes as u64)
+}
+
 /// The backend a job's subtasks keep their keyed state in. riffle-state parses the values
 /// (its error messages name the key); a key it asks for that is not declared here reads as
 /// unset (the test below keeps the two lists equal).

@@ -137,6 +137,8 @@ impl TaskManagerSettings {
                 network: crate::shuffle::buffer_pool::NetworkBuffers::new(
                     crate::shuffle::buffer_pool::PoolSize::from_config(c)?,
                 ),
+                log_dir: c.get(&riffle_web::config::LOG_DIR)?,
+                state_budget: riffle_actors::state_backend::memory_budget(c),
             },
             task_executor: crate::minicluster::task_executor_settings(c, slots)?,
             data_bind: format!("{}:{}", c.get(&BIND_HOST)?, data_bind_port),

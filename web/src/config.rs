@@ -24,6 +24,8 @@ pub struct RestConfig {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// `web.refresh-interval`, ms (default 3000).
     pub refresh_interval_ms: u64,
+    /// `web.timeout`, ms: how long a request waits for a TaskManager process's answer.
+    pub timeout_ms: u64,
     /// `web.submit.enable` (default true).
     pub web_submit: bool,
     /// `web.upload.dir`: where uploaded plugins are kept (default: a directory of this
@@ -71,6 +73,10 @@ pub const SSL_KEY: ConfigOption<Option<PathBuf>> =
 /// `web.refresh-interval`.
 pub const REFRESH_INTERVAL: ConfigOption<u64> =
     option("web.refresh-interval", 3000, "how often the web UI refreshes, ms");
+/// `web.timeout` (Flink's key; riffle's default is 10 s, not Flink's 10 min: it bounds how
+/// long a page waits for a TaskManager process, e.g. for its log files).
+pub const TIMEOUT: ConfigOption<u64> =
+    option("web.timeout", 10_000, "how long the REST API waits for a TaskManager process's answer, ms");
 /// `web.submit.enable`.
 pub const SUBMIT_ENABLE: ConfigOption<bool> = option("web.submit.enable", true, "allow submitting programs over REST");
 /// `web.upload.dir`.
@@ -97,6 +103,7 @@ pub(crate) const OPTIONS: &[&dyn OptionInfo] = &[
     &SSL_CERT,
     &SSL_KEY,
     &REFRESH_INTERVAL,
+    &TIMEOUT,
     &SUBMIT_ENABLE,
     &UPLOAD_DIR,
     &LOG_DIR,
@@ -135,6 +142,7 @@ impl RestConfig {
             log_dir: c.get(&LOG_DIR).map_err(bad)?,
             tls,
             refresh_interval_ms: c.get(&REFRESH_INTERVAL).map_err(bad)?,
+            timeout_ms: c.get(&TIMEOUT).map_err(bad)?,
             web_submit: c.get(&SUBMIT_ENABLE).map_err(bad)?,
             upload_dir: c
                 .get(&UPLOAD_DIR)

@@ -27,6 +27,9 @@ pub enum WebError {
     /// The runtime cannot answer now (503): it is shutting down or an actor is gone.
     #[error("{0}")]
     Unavailable(String),
+    /// A peer process (a TaskManager) did not answer in time (504).
+    #[error("{0}")]
+    Timeout(String),
     /// A bug (500).
     #[error("internal error: {0}")]
     Internal(String),
@@ -53,14 +56,14 @@ impl WebError {
             | WebError::Unauthorized
             | WebError::TooLarge(_)
             | WebError::Config(_) => ErrorDomain::User,
-            WebError::Unavailable(_) | WebError::Bind { .. } => ErrorDomain::External,
+            WebError::Unavailable(_) | WebError::Timeout(_) | WebError::Bind { .. } => ErrorDomain::External,
             WebError::Internal(_) => ErrorDomain::Internal,
         }
     }
 
     /// Whether the same request may succeed later.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, WebError::Unavailable(_) | WebError::Bind { .. } | WebError::Conflict(_))
+        matches!(self, WebError::Unavailable(_) | WebError::Timeout(_) | WebError::Bind { .. } | WebError::Conflict(_))
     }
 }
 
@@ -73,6 +76,7 @@ impl ResponseError for WebError {
             WebError::Unauthorized => StatusCode::UNAUTHORIZED,
             WebError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             WebError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            WebError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             WebError::Internal(_) | WebError::Bind { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -579,6 +579,7 @@ async function api(req, res, path, query) {
           memorySegmentsAvailable: 3000, memorySegmentsTotal: 4096, nettyShuffleMemorySegmentsAvailable: 3000,
           nettyShuffleMemorySegmentsUsed: 1096, nettyShuffleMemorySegmentsTotal: 4096,
           nettyShuffleMemoryAvailable: 3000 * 32768, nettyShuffleMemoryUsed: 1096 * 32768, nettyShuffleMemoryTotal: 4096 * 32768,
+          residentMemory: 300e6,
         },
         garbageCollectors: [],
       });

@@ -446,6 +446,12 @@ async function checkTaskManagers() {
   await waitFor(`the page of TaskManager ${tm}`, async () => (await text('[data-testid="tm-id"]')) === tm);
   const slots = await text('[data-testid="tm-slots"]');
   check(slots === String(tms[0].slotsNumber), `TaskManager ${tm} shows ${slots} slots, API says ${tms[0].slotsNumber}`);
+  const details = await api(`taskmanagers/${encodeURIComponent(tm)}`);
+  if (typeof details.metrics?.residentMemory === 'number') {
+    // riffle's own figure: the TaskManager process's resident memory
+    await waitFor(`the resident memory of TaskManager ${tm}`,
+      async () => (await page.locator('[data-testid="tm-rss"]').count()) === 1);
+  }
   await assertClean('taskmanager');
   await shot('taskmanager');
 

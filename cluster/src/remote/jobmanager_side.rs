@@ -1,6 +1,6 @@
 //! The JobManager's side of TaskManager links: accept, register, heartbeat, forward.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,10 +9,11 @@ use riffle_actors::ids::ResourceId;
 use riffle_actors::job_master::JobMaster;
 use riffle_actors::mailbox::Counted;
 use riffle_actors::peers::{
-    RemoteJobManagerMessage, RemoteTaskExecutor, TaskExecutorGateway, ToJobMaster, ToTaskExecutor,
+    LogQuery, LogReply, LogRequest, RemoteJobManagerMessage, RemoteTaskExecutor, TaskExecutorGateway, ToJobMaster,
+    ToTaskExecutor,
 };
 use riffle_actors::{RuntimeError, RuntimeShared};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::protocol::LinkMessage;
 use super::REGISTRATION_TIMEOUT;
@@ -195,7 +196,8 @@ async fn link(
         return;
     }
     let (tx, mut commands) = mpsc::unbounded_channel::<ToTaskExecutor>();
-    let remote = RemoteTaskExecutor::new(tx, address.clone(), slots, data_address.clone());
+    let (logs_tx, mut log_queries) = mpsc::unbounded_channel::<LogRequest>();
+    let remote = RemoteTaskExecutor::new(tx, logs_tx, address.clone(), slots, data_address.clone());
     shared.task_executors.insert(resource_id.clone(), TaskExecutorGateway::Remote(remote.clone()));
     let (out, queue) = mpsc::unbounded_channel::<LinkMessage>();
     let _ = out.send(LinkMessage::Registered { session });
@@ -210,11 +212,21 @@ async fn link(
     let mut tick = tokio::time::interval(heartbeat.interval);
     let mut provided = HashSet::new();
     let mut holders = super::SlotHolders::default();
+    // Log queries waiting for the TaskManager's answer; dropped with the link, which tells
+    // each waiter that no answer comes.
+    let mut log_waiters: HashMap<u64, oneshot::Sender<Result<LogReply, RuntimeError>>> = HashMap::new();
+    let mut next_log_request = 0u64;
     let reason = loop {
         tokio::select! {
             // What arrived is read before a heartbeat deadline is judged.
             biased;
             m = reader.recv() => match m {
+                Ok(Some(LinkMessage::LogAnswer { request, answer })) => {
+                    monitor.heard(&(), Instant::now());
+                    if let Some(waiter) = log_waiters.remove(&request) {
+                        let _ = waiter.send(answer);
+                    }
+                }
                 Ok(Some(m)) => {
                     monitor.heard(&(), Instant::now());
                     on_message(m, &shared, &remote, &out, &resource_id);
@@ -228,6 +240,18 @@ async fn link(
                     provided.remove(&left);
                 }
                 forward(c, &shared, &out, session, &mut provided, &resource_id)
+            }
+            Some(LogRequest { mut query, reply }) = log_queries.recv() => {
+                // A piece must fit in one frame of this link, whatever rpc.max-frame-size says
+                // (the REST side reads on from where a short piece ended).
+                if let LogQuery::Read { len, .. } = &mut query {
+                    *len = (*len).min(u64::from(reader.max_frame_size() / 2).max(1));
+                }
+                // Waiters that gave up (timed out) leave with the next question.
+                log_waiters.retain(|_, w| !w.is_closed());
+                next_log_request += 1;
+                log_waiters.insert(next_log_request, reply);
+                let _ = out.send(LinkMessage::LogQuery { request: next_log_request, query });
             }
             _ = tick.tick() => {
                 if !monitor.expire(Instant::now()).is_empty() {
@@ -261,6 +285,8 @@ fn kind(m: &LinkMessage) -> &'static str {
         LinkMessage::EndAnswer { .. } => "EndAnswer",
         LinkMessage::FetchArtifact { .. } => "FetchArtifact",
         LinkMessage::Artifact { .. } => "Artifact",
+        LinkMessage::LogQuery { .. } => "LogQuery",
+        LinkMessage::LogAnswer { .. } => "LogAnswer",
     }
 }
 
@@ -301,8 +327,8 @@ fn on_message(
     from: &ResourceId,
 ) {
     match m {
-        LinkMessage::TaskManagerHeartbeat { report, io, threads, mailbox, network } => {
-            remote.heard(report, threads, mailbox, network);
+        LinkMessage::TaskManagerHeartbeat { report, io, threads, mailbox, network, memory } => {
+            remote.heard(report, threads, mailbox, network, memory);
             for (job, samples) in io {
                 if let Some(view) = shared.view(job) {
                     view.apply_samples(&samples, &from.to_string());

@@ -50,6 +50,9 @@ pub enum LinkMessage {
         /// Its network buffer pool.
         #[serde(default)]
         network: Option<riffle_actors::peers::NetworkSample>,
+        /// Its process's resident memory, machine and state backend budget.
+        #[serde(default)]
+        memory: Option<riffle_actors::peers::MemorySample>,
     },
     /// JobManager → TaskManager, every `heartbeat.interval`: alive.
     JobManagerHeartbeat,
@@ -85,6 +88,21 @@ pub enum LinkMessage {
         job: JobId,
         /// The library's bytes.
         bytes: Result<serde_bytes::ByteBuf, RuntimeError>,
+    },
+    /// JobManager → TaskManager: a question about the TaskManager's `log.dir` (its REST pages);
+    /// answered with `LogAnswer` and the same `request`, whatever the session.
+    LogQuery {
+        /// Matches the answer to the question.
+        request: u64,
+        /// The question.
+        query: riffle_actors::peers::LogQuery,
+    },
+    /// TaskManager → JobManager: the answer to a `LogQuery`.
+    LogAnswer {
+        /// The request answered.
+        request: u64,
+        /// The files or bytes, or why not (`NotFound` for a name that is not one of its files).
+        answer: Result<riffle_actors::peers::LogReply, RuntimeError>,
     },
     /// JobManager → TaskManager: the answer to a split request.
     SplitAnswer {
@@ -135,6 +153,40 @@ mod tests {
         assert_eq!((refused.domain(), refused.is_retryable()), (ErrorDomain::User, true));
         assert_eq!((caused.domain(), caused.is_retryable()), (ErrorDomain::Internal, false));
         assert_eq!(caused.to_string(), "enumerator: corrupt split: bad bytes");
+    }
+
+    #[test]
+    fn log_queries_and_answers_round_trip_over_the_link() {
+        use riffle_actors::peers::{LogFileInfo, LogQuery, LogReply};
+        let file = LogFileInfo { name: "taskmanager-a.log".into(), size: 5, mtime_ms: 7 };
+        let messages = [
+            LinkMessage::LogQuery { request: 1, query: LogQuery::List },
+            LinkMessage::LogQuery { request: 2, query: LogQuery::Read { name: "a".into(), offset: 3, len: 4 } },
+            LinkMessage::LogAnswer { request: 1, answer: Ok(LogReply::Files(vec![file])) },
+            LinkMessage::LogAnswer { request: 2, answer: Ok(LogReply::Chunk { size: 9, bytes: vec![0, 255, 10] }) },
+            LinkMessage::LogAnswer { request: 3, answer: Err(RuntimeError::NotFound("no log file named 'x'".into())) },
+        ];
+        for m in messages {
+            let mut buf = Vec::new();
+            encode_into(&mut buf, &m).expect("encodes");
+            let back: LinkMessage = decode(&buf, Stage::Session).expect("decodes");
+            match (&m, &back) {
+                (LinkMessage::LogQuery { request: a, query: q }, LinkMessage::LogQuery { request: b, query: r }) => {
+                    assert_eq!((a, q), (b, r))
+                }
+                (
+                    LinkMessage::LogAnswer { request: a, answer: x },
+                    LinkMessage::LogAnswer { request: b, answer: y },
+                ) => assert_eq!((a, x), (b, y)),
+                (a, b) => panic!("{a:?} came back as {b:?}"),
+            }
+        }
+        // Bytes travel as bytes, not as an array of numbers.
+        let chunk =
+            LinkMessage::LogAnswer { request: 1, answer: Ok(LogReply::Chunk { size: 0, bytes: vec![200; 1000] }) };
+        let mut buf = Vec::new();
+        encode_into(&mut buf, &chunk).expect("encodes");
+        assert!(buf.len() < 1100, "{} bytes", buf.len());
     }
 
     #[test]

@@ -47,6 +47,11 @@ pub struct LinkSettings {
     pub artifacts: crate::artifacts::ArtifactCache,
     /// Its network buffer pool (reported with the heartbeats).
     pub network: crate::shuffle::buffer_pool::NetworkBuffers,
+    /// Its `log.dir`, which the JobManager's REST pages list and read through the link.
+    pub log_dir: Option<std::path::PathBuf>,
+    /// The memory budget its configuration gives each keyed state backend (reported with the
+    /// heartbeats).
+    pub state_budget: Option<u64>,
 }
 
 /// Longest pause between connection attempts.
@@ -130,6 +135,7 @@ fn heartbeat(
     te: &TaskExecutorGateway,
     refreshing: &mut Arc<()>,
     network: &crate::shuffle::buffer_pool::NetworkBuffers,
+    state_budget: Option<u64>,
 ) -> LinkMessage {
     // Jobs that left this TaskManager report their final counters once more, then go.
     let io: Vec<_> = shared
@@ -167,7 +173,32 @@ fn heartbeat(
         TaskExecutorGateway::Remote(_) => None,
     };
     let network = Some(network.sample());
-    LinkMessage::TaskManagerHeartbeat { report, io, threads, mailbox, network }
+    let memory = Some(riffle_web::routes::taskmanagers::memory_sample(state_budget));
+    LinkMessage::TaskManagerHeartbeat { report, io, threads, mailbox, network, memory }
+}
+
+/// This TaskManager's answer to a question about its `log.dir`, checked and read by the same
+/// code as the JobManager's own log pages.
+fn answer_log_query(
+    dir: Option<&std::path::Path>,
+    query: riffle_actors::peers::LogQuery,
+) -> Result<riffle_actors::peers::LogReply, RuntimeError> {
+    use riffle_actors::peers::{LogQuery, LogReply};
+    use riffle_web::routes::logs;
+    let web_error = |e: riffle_web::WebError| match e {
+        riffle_web::WebError::NotFound(why) => RuntimeError::NotFound(why),
+        other => RuntimeError::Unavailable(other.to_string()),
+    };
+    match (query, dir) {
+        (LogQuery::List, None) => Ok(LogReply::Files(Vec::new())),
+        (LogQuery::List, Some(dir)) => logs::list(dir).map(LogReply::Files).map_err(web_error),
+        (LogQuery::Read { .. }, None) => {
+            Err(RuntimeError::NotFound("the TaskManager has no log directory (log.dir)".into()))
+        }
+        (LogQuery::Read { name, offset, len }, Some(dir)) => logs::read_chunk(dir, &name, offset, len)
+            .map(|(size, bytes)| LogReply::Chunk { size, bytes })
+            .map_err(web_error),
+    }
 }
 
 /// What the link knows of the jobs it was given.
@@ -399,7 +430,7 @@ async fn session(
                 }
                 // The report asks every slot, whose thread may be busy for a while: the loop
                 // must not wait for it, or it would stop reading the JobManager's heartbeats.
-                let _ = out.send(heartbeat(shared, &mut jobs.retired_views, &latest_report, &local, &mut refreshing, &settings.network));
+                let _ = out.send(heartbeat(shared, &mut jobs.retired_views, &latest_report, &local, &mut refreshing, &settings.network, settings.state_budget));
                 continue;
             }
         };
@@ -414,6 +445,7 @@ async fn session(
                     &local,
                     &mut refreshing,
                     &settings.network,
+                    settings.state_budget,
                 ));
             }
             LinkMessage::ProvideJob { session: s, job, mut origin, config } if s == session => {
@@ -485,6 +517,16 @@ async fn session(
                     None => jobs.command(msg, &local, &remote, &settings.resource_id, slots, shared),
                 }
             }
+            LinkMessage::LogQuery { request, query } => {
+                // Read off the link's task: a large file must not hold up heartbeats.
+                let (dir, out) = (settings.log_dir.clone(), out.clone());
+                actix::spawn(async move {
+                    let answer = actix_rt::task::spawn_blocking(move || answer_log_query(dir.as_deref(), query))
+                        .await
+                        .unwrap_or_else(|e| Err(RuntimeError::Panicked(e.to_string())));
+                    let _ = out.send(LinkMessage::LogAnswer { request, answer });
+                });
+            }
             LinkMessage::SplitAnswer { request, answer } => {
                 remote.answer(request, riffle_actors::peers::JobManagerAnswer::Splits(answer))
             }
@@ -499,4 +541,35 @@ async fn session(
     };
     remote.fail_pending(&reason);
     reason
+}
+
+#[cfg(test)]
+mod tests {
+    use riffle_actors::peers::{LogQuery, LogReply};
+    use riffle_actors::RuntimeError;
+
+    use super::answer_log_query;
+
+    #[test]
+    fn log_queries_are_answered_from_the_own_log_dir_only() {
+        let d = tempfile::tempdir().unwrap();
+        let logs = d.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        std::fs::write(logs.join("tm.log"), b"hello").unwrap();
+        std::fs::write(d.path().join("secret"), b"no").unwrap();
+        match answer_log_query(Some(&logs), LogQuery::List) {
+            Ok(LogReply::Files(f)) => assert_eq!(f.iter().map(|f| f.name.as_str()).collect::<Vec<_>>(), ["tm.log"]),
+            other => panic!("{other:?}"),
+        }
+        let read = |name: &str| LogQuery::Read { name: name.into(), offset: 1, len: 3 };
+        assert_eq!(
+            answer_log_query(Some(&logs), read("tm.log")),
+            Ok(LogReply::Chunk { size: 5, bytes: b"ell".to_vec() })
+        );
+        for bad in ["../secret", "..", "/etc/passwd", "tm.log/", "missing"] {
+            assert!(matches!(answer_log_query(Some(&logs), read(bad)), Err(RuntimeError::NotFound(_))), "{bad}");
+        }
+        assert_eq!(answer_log_query(None, LogQuery::List), Ok(LogReply::Files(vec![])));
+        assert!(matches!(answer_log_query(None, read("tm.log")), Err(RuntimeError::NotFound(_))));
+    }
 }

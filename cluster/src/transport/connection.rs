@@ -137,6 +137,11 @@ impl<T: DeserializeOwned> ConnectionReader<T> {
         self.peer_addr
     }
 
+    /// The largest payload this half accepts.
+    pub fn max_frame_size(&self) -> u32 {
+        self.reader.max_frame_size()
+    }
+
     /// The peer's node name from the handshake.
     pub fn peer_node(&self) -> &str {
         &self.peer_node

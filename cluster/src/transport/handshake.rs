@@ -24,7 +24,8 @@ pub const MAGIC: [u8; 8] = *b"RIFFLE01";
 
 /// The version of the message protocol; peers must have the same one. Raise it with any change
 /// to the shape of the messages that travel after the handshake (2: typed errors in the link's
-/// answers; 3: tasks report the end of their input and a finished source's reader state).
+/// answers; 3: log queries, memory in heartbeats, `RuntimeError::NotFound`, tasks report the
+/// end of their input and a finished source's reader state).
 pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The limit on a handshake frame: a `Hello` is small, so a stray peer's length prefix never

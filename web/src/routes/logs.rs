@@ -5,13 +5,24 @@
 //! directory's current listing: no path is ever built from what a client sent, so no
 //! encoding of `..` or `/` can reach another file (CVE-2020-17519's class), and symbolic
 //! links are not followed.
+//!
+//! A TaskManager *process* has a `log.dir` of its own on its own machine: its pages ask that
+//! process over its link ([`riffle_actors::peers::LogQuery`]), which answers with the same
+//! [`list`] and reads through the same [`resolve`] ([`read_chunk`]); a file comes in pieces of
+//! at most [`LOG_CHUNK`], streamed to the client, with ranges, as the JobManager's own files
+//! are. A TaskManager that does not answer within `web.timeout` is a 504, one whose link is
+//! gone a 503. TaskExecutors embedded in this process share its `log.dir`.
 
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
-use actix_files::NamedFile;
-use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionType};
+use actix_files::{HttpRange, NamedFile};
+use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
+use riffle_actors::peers::{LogQuery, LogReply, RemoteTaskExecutor, TaskExecutorGateway, LOG_CHUNK};
+use riffle_actors::RuntimeError;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -21,16 +32,8 @@ use crate::params;
 
 type Ctx = web::Data<RestContext>;
 
-/// One file of the log directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogFile {
-    /// Its name (no directory).
-    pub name: String,
-    /// Its size, bytes.
-    pub size: u64,
-    /// Its modification time, epoch ms.
-    pub mtime_ms: i64,
-}
+/// One file of the log directory (the same shape crosses a TaskManager's link).
+pub use riffle_actors::peers::LogFileInfo as LogFile;
 
 /// The regular files of `dir` (symbolic links and directories left out), by name.
 pub fn list(dir: &Path) -> Result<Vec<LogFile>, WebError> {
@@ -70,6 +73,24 @@ pub fn resolve(dir: &Path, name: &str) -> Result<PathBuf, WebError> {
     Ok(canonical)
 }
 
+/// Up to `len` bytes (at most [`LOG_CHUNK`]) of log file `name` of `dir` from `offset`, with
+/// the file's size: what a TaskManager process answers a [`LogQuery::Read`] with. The name is
+/// checked by [`resolve`].
+pub fn read_chunk(dir: &Path, name: &str, offset: u64, len: u64) -> Result<(u64, Vec<u8>), WebError> {
+    let path = resolve(dir, name)?;
+    let cannot =
+        |e: std::io::Error| WebError::Unavailable(format!("cannot read log file '{}': {e}", params::printable(name)));
+    let mut file = std::fs::File::open(&path).map_err(cannot)?;
+    let size = file.metadata().map_err(cannot)?.len();
+    let len = len.min(LOG_CHUNK).min(size.saturating_sub(offset));
+    let mut bytes = Vec::with_capacity(len as usize);
+    if len > 0 {
+        file.seek(SeekFrom::Start(offset)).map_err(cannot)?;
+        file.take(len).read_to_end(&mut bytes).map_err(cannot)?;
+    }
+    Ok((size, bytes))
+}
+
 fn log_dir(ctx: &RestContext) -> Option<&Path> {
     ctx.config.log_dir.as_deref()
 }
@@ -79,8 +100,22 @@ fn listing(ctx: &RestContext) -> Result<HttpResponse, WebError> {
         Some(d) => list(d)?,
         None => vec![],
     };
+    Ok(listing_of(&files))
+}
+
+/// `{"logs": [{"name", "size", "mtime"}]}`.
+fn listing_of(files: &[LogFile]) -> HttpResponse {
     let logs: Vec<_> = files.iter().map(|f| json!({"name": f.name, "size": f.size, "mtime": f.mtime_ms})).collect();
-    Ok(HttpResponse::Ok().json(json!({ "logs": logs })))
+    HttpResponse::Ok().json(json!({ "logs": logs }))
+}
+
+/// Inline, or an attachment with `?download=true`.
+fn disposition(name: &str, q: &FileQuery) -> ContentDisposition {
+    let download = matches!(q.download.as_deref(), Some("true") | Some("1"));
+    ContentDisposition {
+        disposition: if download { DispositionType::Attachment } else { DispositionType::Inline },
+        parameters: vec![DispositionParam::Filename(name.to_string())],
+    }
 }
 
 /// Query of a log file request.
@@ -95,14 +130,9 @@ async fn serve(ctx: &RestContext, name: &str, q: &FileQuery, req: &HttpRequest) 
     let file = NamedFile::open_async(&path)
         .await
         .map_err(|e| WebError::NotFound(format!("cannot open log file '{}': {e}", params::printable(name))))?;
-    let download = matches!(q.download.as_deref(), Some("true") | Some("1"));
-    let disposition = ContentDisposition {
-        disposition: if download { DispositionType::Attachment } else { DispositionType::Inline },
-        parameters: vec![DispositionParam::Filename(name.to_string())],
-    };
     let file = file
         .set_content_type("text/plain; charset=utf-8".parse().map_err(|_| WebError::Internal("mime".into()))?)
-        .set_content_disposition(disposition)
+        .set_content_disposition(disposition(name, q))
         .use_etag(false);
     Ok(file.into_response(req))
 }
@@ -122,8 +152,7 @@ pub async fn jobmanager_file(
     serve(&ctx, &path, &q, &req).await
 }
 
-/// The TaskManager named `id`, or 404. In one process every TaskManager writes to the
-/// process's log directory, so each lists the same files.
+/// The TaskManager named `id`, or 404.
 pub fn task_manager(ctx: &RestContext, id: &str) -> Result<riffle_actors::ResourceId, WebError> {
     ctx.shared
         .task_executors
@@ -133,10 +162,43 @@ pub fn task_manager(ctx: &RestContext, id: &str) -> Result<riffle_actors::Resour
         .ok_or_else(|| WebError::NotFound(format!("no TaskManager '{}'", params::printable(id))))
 }
 
+/// A TaskManager process's link, or None for a TaskExecutor of this process (which shares
+/// this process's `log.dir`).
+fn remote(ctx: &RestContext, id: &str) -> Result<Option<RemoteTaskExecutor>, WebError> {
+    let id = task_manager(ctx, id)?;
+    match ctx.shared.task_executors.get(&id).map(|g| g.clone()) {
+        Some(TaskExecutorGateway::Remote(r)) => Ok(Some(r)),
+        Some(TaskExecutorGateway::Local(_)) => Ok(None),
+        None => Err(WebError::NotFound(format!("no TaskManager '{id}'"))),
+    }
+}
+
+/// Asks TaskManager `tm`'s process, waiting at most `timeout`.
+async fn ask(remote: &RemoteTaskExecutor, tm: &str, query: LogQuery, timeout: Duration) -> Result<LogReply, WebError> {
+    match actix_rt::time::timeout(timeout, remote.ask_logs(query)).await {
+        Err(_) => Err(WebError::Timeout(format!(
+            "TaskManager '{}' did not answer within {} ms (web.timeout)",
+            params::printable(tm),
+            timeout.as_millis()
+        ))),
+        Ok(Err(RuntimeError::NotFound(why))) => Err(WebError::NotFound(why)),
+        Ok(Err(e)) => Err(WebError::Unavailable(format!("TaskManager '{}': {e}", params::printable(tm)))),
+        Ok(Ok(reply)) => Ok(reply),
+    }
+}
+
+fn timeout(ctx: &RestContext) -> Duration {
+    Duration::from_millis(ctx.config.timeout_ms.max(1))
+}
+
 /// `GET /taskmanagers/{tm}/logs`.
 pub async fn taskmanager_list(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, WebError> {
-    task_manager(&ctx, &path)?;
-    listing(&ctx)
+    let Some(remote) = remote(&ctx, &path)? else { return listing(&ctx) };
+    let files = match ask(&remote, &path, LogQuery::List, timeout(&ctx)).await? {
+        LogReply::Files(files) => files,
+        LogReply::Chunk { .. } => return Err(WebError::Internal("a TaskManager answered a listing with bytes".into())),
+    };
+    Ok(listing_of(&files))
 }
 
 /// `GET /taskmanagers/{tm}/logs/{name}`.
@@ -147,8 +209,71 @@ pub async fn taskmanager_file(
     req: HttpRequest,
 ) -> Result<HttpResponse, WebError> {
     let (tm, name) = path.into_inner();
-    task_manager(&ctx, &tm)?;
-    serve(&ctx, &name, &q, &req).await
+    match remote(&ctx, &tm)? {
+        Some(remote) => serve_remote(remote, tm, name, &q, &req, timeout(&ctx)).await,
+        None => serve(&ctx, &name, &q, &req).await,
+    }
+}
+
+/// A file of a TaskManager process: its size first (which also checks the name there), then
+/// the bytes asked for (a single `Range`, else all), streamed in pieces of [`LOG_CHUNK`].
+async fn serve_remote(
+    remote: RemoteTaskExecutor,
+    tm: String,
+    name: String,
+    q: &FileQuery,
+    req: &HttpRequest,
+    timeout: Duration,
+) -> Result<HttpResponse, WebError> {
+    let read = |offset: u64, len: u64| LogQuery::Read { name: name.clone(), offset, len };
+    let size = match ask(&remote, &tm, read(0, 0), timeout).await? {
+        LogReply::Chunk { size, .. } => size,
+        LogReply::Files(_) => return Err(WebError::Internal("a TaskManager answered a read with a listing".into())),
+    };
+    let mut response = HttpResponse::Ok();
+    let (start, length) = match req.headers().get(header::RANGE).and_then(|h| h.to_str().ok()) {
+        None => (0, size),
+        Some(range) => match HttpRange::parse(range, size).ok().and_then(|r| r.first().map(|r| (r.start, r.length))) {
+            Some((start, length)) => {
+                response.status(StatusCode::PARTIAL_CONTENT);
+                let last = (start + length).saturating_sub(1);
+                response.insert_header((header::CONTENT_RANGE, format!("bytes {start}-{last}/{size}")));
+                (start, length)
+            }
+            None => {
+                return Ok(HttpResponse::RangeNotSatisfiable()
+                    .insert_header((header::CONTENT_RANGE, format!("bytes */{size}")))
+                    .finish())
+            }
+        },
+    };
+    let disposition = disposition(&name, q);
+    let end = start + length;
+    let pieces = futures::stream::unfold(Some(start), move |at| {
+        let (remote, tm, name) = (remote.clone(), tm.clone(), name.clone());
+        async move {
+            let at = at.filter(|at| *at < end)?;
+            let query = LogQuery::Read { name, offset: at, len: (end - at).min(LOG_CHUNK) };
+            match ask(&remote, &tm, query, timeout).await {
+                // The file shrank (rotated away): the response ends short, as the connection says.
+                Ok(LogReply::Chunk { bytes, .. }) if bytes.is_empty() => None,
+                Ok(LogReply::Chunk { bytes, .. }) => {
+                    let next = at + bytes.len() as u64;
+                    Some((Ok(web::Bytes::from(bytes)), Some(next)))
+                }
+                Ok(LogReply::Files(_)) => {
+                    Some((Err(WebError::Internal("a TaskManager answered a read with a listing".into())), None))
+                }
+                Err(e) => Some((Err(e), None)),
+            }
+        }
+    });
+    Ok(response
+        .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
+        .insert_header(disposition)
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .no_chunking(length)
+        .streaming(pieces))
 }
 
 #[cfg(test)]
@@ -171,6 +296,21 @@ mod tests {
         assert!(resolve(&logs, "jobmanager.log").is_ok());
         for bad in ["../secret", "..", ".", "", "sub", "link.log", "..%2fsecret", "jobmanager.log\0", "/etc/passwd"] {
             assert!(matches!(resolve(&logs, bad), Err(WebError::NotFound(_))), "{bad:?}");
+            assert!(matches!(read_chunk(&logs, bad, 0, 10), Err(WebError::NotFound(_))), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_file_is_read_in_pieces_of_at_most_one_chunk() {
+        let d = tempfile::tempdir().unwrap();
+        let big: Vec<u8> = (0..LOG_CHUNK + 10).map(|i| (i % 251) as u8).collect();
+        std::fs::write(d.path().join("big.log"), &big).unwrap();
+        let size = big.len() as u64;
+        assert_eq!(read_chunk(d.path(), "big.log", 0, 0).unwrap(), (size, vec![]));
+        let (s, first) = read_chunk(d.path(), "big.log", 0, u64::MAX).unwrap();
+        assert_eq!((s, first.len() as u64), (size, LOG_CHUNK));
+        assert_eq!(read_chunk(d.path(), "big.log", LOG_CHUNK, 100).unwrap().1, big[LOG_CHUNK as usize..]);
+        assert_eq!(read_chunk(d.path(), "big.log", 5, 3).unwrap().1, big[5..8]);
+        assert!(read_chunk(d.path(), "big.log", size + 7, 10).unwrap().1.is_empty(), "past the end: nothing");
     }
 }

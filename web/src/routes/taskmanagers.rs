@@ -1,8 +1,14 @@
 //! `/taskmanagers...`: the TaskExecutors, their slots and resources.
+//!
+//! Memory figures are measured where the TaskExecutor runs: a TaskManager process samples its
+//! own resident memory, machine and network buffer pool and sends them with each heartbeat
+//! ([`memory_sample`]); a TaskExecutor of this process is this process. Flink's field names
+//! are used where riffle has the thing they name; JVM pools (heap, metaspace, direct, mapped)
+//! and budgets riffle does not enforce are left out rather than reported as 0.
 
 use actix_web::{web, HttpResponse};
-use riffle_actors::peers::TaskExecutorGateway;
-use serde_json::{json, Value};
+use riffle_actors::peers::{MemorySample, NetworkSample, TaskExecutorGateway};
+use serde_json::{json, Map, Value};
 
 use crate::context::RestContext;
 use crate::error::WebError;
@@ -10,24 +16,35 @@ use crate::routes::logs::task_manager;
 
 type Ctx = web::Data<RestContext>;
 
-fn meminfo(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+/// A `<field>: <n> kB` line of a `/proc` file, in bytes.
+fn proc_kb(file: &str, field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(file).ok()?;
+    let line = s.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
 }
 
-fn state_budget(ctx: &RestContext) -> u64 {
-    let budget = ctx.shared.config.get(&riffle_actors::state_backend::MEMORY_BUDGET);
-    budget.ok().flatten().map_or(0, |b| b.as_bytes() as u64)
+/// This process's resident memory and machine, with `state_budget` (what its configuration
+/// gives each keyed subtask's state backend, [`riffle_actors::state_backend::memory_budget`]):
+/// what a TaskManager process reports with its heartbeats (0 where `/proc` cannot be read).
+pub fn memory_sample(state_budget: Option<u64>) -> MemorySample {
+    MemorySample {
+        rss: proc_kb("/proc/self/status", "VmRSS:").unwrap_or(0),
+        physical_memory: proc_kb("/proc/meminfo", "MemTotal:").unwrap_or(0),
+        free_memory: proc_kb("/proc/meminfo", "MemAvailable:").unwrap_or(0),
+        cpu_cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        state_budget_per_backend: state_budget,
+    }
 }
 
-async fn info(
-    ctx: &RestContext,
-    id: &riffle_actors::ResourceId,
-) -> Result<(Value, riffle_actors::peers::NetworkSample), WebError> {
+/// What is known of one TaskExecutor's process: its memory (None until a remote one's first
+/// heartbeat says) and its network pool (None for a TaskExecutor of this process, whose
+/// channels are in memory).
+struct Figures {
+    memory: Option<MemorySample>,
+    network: Option<NetworkSample>,
+}
+
+async fn info(ctx: &RestContext, id: &riffle_actors::ResourceId) -> Result<(Value, Figures), WebError> {
     let te = ctx
         .shared
         .task_executors
@@ -36,28 +53,49 @@ async fn info(
         .ok_or_else(|| WebError::NotFound(format!("no TaskManager '{id}'")))?;
     let (r, heard_ms) =
         te.report().await.ok_or_else(|| WebError::Unavailable(format!("TaskManager {id} does not answer")))?;
-    let (path, data_port) = match &te {
-        TaskExecutorGateway::Local(_) => (format!("riffle://{}/taskexecutor/{id}", std::process::id()), -1),
-        TaskExecutorGateway::Remote(remote) => (format!("riffle://{}/taskexecutor/{id}", remote.latest().address), -1),
+    let (path, figures) = match &te {
+        TaskExecutorGateway::Local(_) => (
+            format!("riffle://{}/taskexecutor/{id}", std::process::id()),
+            Figures {
+                memory: Some(memory_sample(riffle_actors::state_backend::memory_budget(&ctx.shared.config))),
+                network: None,
+            },
+        ),
+        TaskExecutorGateway::Remote(remote) => {
+            let latest = remote.latest();
+            (
+                format!("riffle://{}/taskexecutor/{id}", latest.address),
+                Figures { memory: latest.memory, network: latest.network },
+            )
+        }
     };
-    // A TaskManager process's network buffer pool (in-process channels use none).
-    let network = match &te {
-        TaskExecutorGateway::Local(_) => riffle_actors::peers::NetworkSample::default(),
-        TaskExecutorGateway::Remote(remote) => remote.latest().network.unwrap_or_default(),
-    };
-    let network_bytes = network.total * network.segment_size;
     let slots = r.live_slots;
     let free = slots.saturating_sub(r.allocated_slots);
-    let budget = state_budget(ctx);
+    let network_bytes = figures.network.map(|n| n.total * n.segment_size);
     let resource = |n: u32| {
-        json!({"cpuCores": n, "taskHeapMemory": 0, "taskOffHeapMemory": 0, "managedMemory": budget * n as u64 / 1_048_576,
-               "networkMemory": network_bytes / 1_048_576, "extendedResources": {}})
+        let mut v = json!({"cpuCores": n, "extendedResources": {}});
+        if let Some(b) = network_bytes {
+            v["networkMemory"] = json!(b / 1_048_576);
+        }
+        v
     };
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut hardware = Map::new();
+    let mut memory = Map::new();
+    if let Some(m) = figures.memory {
+        hardware.insert("cpuCores".into(), json!(m.cpu_cores));
+        hardware.insert("physicalMemory".into(), json!(m.physical_memory));
+        hardware.insert("freeMemory".into(), json!(m.free_memory));
+        if let Some(b) = m.state_budget_per_backend {
+            memory.insert("stateBackendMemoryBudget".into(), json!(b));
+        }
+    }
+    if let Some(b) = network_bytes {
+        memory.insert("networkMemory".into(), json!(b));
+    }
     let v = json!({
         "id": id.to_string(),
         "path": path,
-        "dataPort": data_port,
+        "dataPort": -1,
         "jmxPort": -1,
         // Flink's field name; its value is the time of the last heartbeat (ms since the epoch).
         "timeSinceLastHeartbeat": heard_ms,
@@ -67,15 +105,11 @@ async fn info(
         "slotRestarts": r.slot_restarts,
         "totalResource": resource(slots),
         "freeResource": resource(free),
-        "hardware": {"cpuCores": cpus, "physicalMemory": meminfo("MemTotal:"), "freeMemory": meminfo("MemAvailable:"), "managedMemory": budget * slots as u64},
-        "memoryConfiguration": {
-            "frameworkHeap": 0, "taskHeap": 0, "frameworkOffHeap": 0, "taskOffHeap": 0, "networkMemory": network_bytes,
-            "managedMemory": budget * slots as u64, "jvmMetaspace": 0, "jvmOverhead": 0,
-            "totalFlinkMemory": budget * slots as u64, "totalProcessMemory": meminfo("MemTotal:"),
-        },
+        "hardware": hardware,
+        "memoryConfiguration": memory,
         "blocked": false,
     });
-    Ok((v, network))
+    Ok((v, figures))
 }
 
 fn sorted_ids(ctx: &RestContext) -> Vec<riffle_actors::ResourceId> {
@@ -98,26 +132,31 @@ pub async fn list(ctx: Ctx) -> Result<HttpResponse, WebError> {
 /// `GET /taskmanagers/{tm}`.
 pub async fn details(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, WebError> {
     let id = task_manager(&ctx, &path)?;
-    let (mut v, network) = info(&ctx, &id).await?;
-    let rss = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024);
-    let used = network.total.saturating_sub(network.available);
-    v["metrics"] = json!({
-        "heapUsed": rss, "heapCommitted": rss, "heapMax": meminfo("MemTotal:"),
-        "nonHeapUsed": 0, "nonHeapCommitted": 0, "nonHeapMax": 0,
-        "directCount": 0, "directUsed": 0, "directMax": 0, "mappedCount": 0, "mappedUsed": 0, "mappedMax": 0,
-        "memorySegmentsAvailable": network.available, "memorySegmentsTotal": network.total,
-        "nettyShuffleMemorySegmentsAvailable": network.available, "nettyShuffleMemorySegmentsUsed": used,
-        "nettyShuffleMemorySegmentsTotal": network.total,
-        "nettyShuffleMemoryAvailable": network.available * network.segment_size,
-        "nettyShuffleMemoryUsed": used * network.segment_size,
-        "nettyShuffleMemoryTotal": network.total * network.segment_size,
-        "garbageCollectors": [],
-    });
+    let (mut v, figures) = info(&ctx, &id).await?;
+    let mut metrics = Map::new();
+    if let Some(m) = figures.memory {
+        // Not a Flink field (a JVM's process size is not among its metrics): the process's RSS.
+        metrics.insert("residentMemory".into(), json!(m.rss));
+    }
+    if let Some(n) = figures.network {
+        let used = n.total.saturating_sub(n.available);
+        for (key, value) in [
+            ("memorySegmentsAvailable", n.available),
+            ("memorySegmentsTotal", n.total),
+            ("nettyShuffleMemorySegmentsAvailable", n.available),
+            ("nettyShuffleMemorySegmentsUsed", used),
+            ("nettyShuffleMemorySegmentsTotal", n.total),
+            ("nettyShuffleMemoryAvailable", n.available * n.segment_size),
+            ("nettyShuffleMemoryUsed", used * n.segment_size),
+            ("nettyShuffleMemoryTotal", n.total * n.segment_size),
+            ("networkSegmentSize", n.segment_size),
+        ] {
+            metrics.insert(key.into(), json!(value));
+        }
+    }
+    // riffle has no garbage collector: truly none.
+    metrics.insert("garbageCollectors".into(), json!([]));
+    v["metrics"] = Value::Object(metrics);
     v["garbageCollectors"] = json!([]);
     Ok(HttpResponse::Ok().json(v))
 }

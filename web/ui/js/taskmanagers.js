@@ -62,6 +62,9 @@ function overviewTab(container, tmId, ctx) {
       const mem = tm.memoryConfiguration || {};
       const metrics = tm.metrics || {};
       const gcs = Array.isArray(tm.garbageCollectors) ? tm.garbageCollectors : [];
+      // riffle leaves out what it does not have (JVM pools, Flink's memory budgets): show what came
+      const memKeys = [...MEMORY_KEYS, 'stateBackendMemoryBudget'].filter((key) => typeof mem[key] === 'number');
+      const pools = MEMORY_POOLS.filter((pool) => typeof metrics[`${pool}Used`] === 'number');
       replace(container, [
         section('Slots', h('div', { class: 'stats' }, [
           h('div', { class: 'stat' }, [h('div', { class: 'stat-value', 'data-testid': 'tm-slots' },
@@ -77,15 +80,17 @@ function overviewTab(container, tmId, ctx) {
           ['CPU cores', formatValue(hw.cpuCores)],
           ['Physical memory', formatBytes(hw.physicalMemory)],
           ['Free memory', formatBytes(hw.freeMemory)],
-          ['Managed memory', formatBytes(hw.managedMemory)],
+          ...(typeof hw.managedMemory === 'number' ? [['Managed memory', formatBytes(hw.managedMemory)]] : []),
+          ...(typeof metrics.residentMemory === 'number'
+            ? [['Resident memory', h('span', { 'data-testid': 'tm-rss' }, formatBytes(metrics.residentMemory))]] : []),
         ])),
         section('Resources', resources(tm)),
-        section('Memory configuration', kvTable(MEMORY_KEYS.map((key) => [key, formatBytes(mem[key])]),
+        section('Memory configuration', kvTable(memKeys.map((key) => [key, formatBytes(mem[key])]),
           { 'data-testid': 'tm-memory' })),
-        section('Memory metrics', table(['Pool', 'Used', 'Committed', 'Max', 'Buffers'],
-          MEMORY_POOLS.map((pool) => [pool, formatBytes(metrics[`${pool}Used`]),
+        ...(pools.length ? [section('Memory metrics', table(['Pool', 'Used', 'Committed', 'Max', 'Buffers'],
+          pools.map((pool) => [pool, formatBytes(metrics[`${pool}Used`]),
             formatBytes(metrics[`${pool}Committed`]), formatBytes(metrics[`${pool}Max`]),
-            formatCount(metrics[`${pool}Count`])]))),
+            formatCount(metrics[`${pool}Count`])])))] : []),
         section('Network memory segments', kvTable([
           ['Available', formatCount(metrics.memorySegmentsAvailable)],
           ['Total', formatCount(metrics.memorySegmentsTotal)],
