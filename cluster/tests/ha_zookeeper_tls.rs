@@ -130,7 +130,7 @@ fn ha_config(quorum: &str, storage: &Path, tls: Option<&Path>, extra: &[(&str, &
     let mut c = Configuration::new();
     c.set("high-availability", "zookeeper")
         .set("high-availability.zookeeper.quorum", quorum)
-        .set("high-availability.storageDir", &path_str(storage))
+        .set("high-availability.storageDir", path_str(storage))
         .set("high-availability.cluster-id", "tls-cluster")
         .set("high-availability.zookeeper.client.session-timeout", "2 s")
         .set("high-availability.zookeeper.client.connection-timeout", "3 s")
@@ -138,9 +138,9 @@ fn ha_config(quorum: &str, storage: &Path, tls: Option<&Path>, extra: &[(&str, &
         .set("high-availability.zookeeper.client.max-retry-attempts", "2");
     if let Some(dir) = tls {
         c.set("high-availability.zookeeper.client.secure", "true")
-            .set("high-availability.zookeeper.client.ssl.truststore", &path_str(&dir.join("ca.pem")))
-            .set("high-availability.zookeeper.client.ssl.certificate", &path_str(&dir.join("client.crt")))
-            .set("high-availability.zookeeper.client.ssl.key", &path_str(&dir.join("client.key")));
+            .set("high-availability.zookeeper.client.ssl.truststore", path_str(&dir.join("ca.pem")))
+            .set("high-availability.zookeeper.client.ssl.certificate", path_str(&dir.join("client.crt")))
+            .set("high-availability.zookeeper.client.ssl.key", path_str(&dir.join("client.key")));
     }
     for (k, v) in extra {
         c.set(*k, *v);

@@ -156,8 +156,9 @@ pub struct ZooKeeperHaConfig {
     pub retry_wait: Duration,
     /// Retries after the first attempt.
     pub max_retry_attempts: u32,
-    /// TLS to ZooKeeper (`client.secure`), `None` for plain TCP.
-    pub tls: Option<ZooKeeperTlsConfig>,
+    /// TLS to ZooKeeper (`client.secure`), `None` for plain TCP (boxed: rarely set, and it
+    /// would double the size of every [`HaConfig`]).
+    pub tls: Option<Box<ZooKeeperTlsConfig>>,
 }
 
 /// The PEM files of a TLS connection to ZooKeeper. They are read when connecting (each
@@ -337,7 +338,7 @@ fn valid_node_name(part: &str) -> bool {
 /// `client.secure` and its PEM files: the trust store is required; with client auth (the
 /// default) so are the certificate and key, without it they must not be set (they would be
 /// silently unused). Without `secure` the `ssl.*` keys are ignored, as ZooKeeper's client does.
-fn parse_tls(config: &Configuration) -> Result<Option<ZooKeeperTlsConfig>, ConfigError> {
+fn parse_tls(config: &Configuration) -> Result<Option<Box<ZooKeeperTlsConfig>>, ConfigError> {
     if !config.get(&CLIENT_SECURE)? {
         return Ok(None);
     }
@@ -376,7 +377,7 @@ fn parse_tls(config: &Configuration) -> Result<Option<ZooKeeperTlsConfig>, Confi
         }
         None
     };
-    Ok(Some(ZooKeeperTlsConfig { truststore, identity }))
+    Ok(Some(Box::new(ZooKeeperTlsConfig { truststore, identity })))
 }
 
 /// An absolute local path, given plainly or as a `file://` URI; other schemes are refused.
@@ -508,7 +509,7 @@ mod tests {
             (SSL_CERTIFICATE.key(), "/tls/client.crt"),
             (SSL_KEY.key(), " /tls/client.key "),
         ];
-        let tls = ZooKeeperHaConfig::from_config(&zk_config(&secure)).map(|z| z.tls);
+        let tls = ZooKeeperHaConfig::from_config(&zk_config(&secure)).map(|z| z.tls.map(|t| *t));
         let expected = ZooKeeperTlsConfig {
             truststore: PathBuf::from("/tls/ca.pem"),
             identity: Some(ClientIdentity {
@@ -519,7 +520,7 @@ mod tests {
         assert_eq!(tls.ok().flatten(), Some(expected.clone()));
         let no_auth =
             [(CLIENT_SECURE.key(), "true"), (SSL_TRUSTSTORE.key(), "/tls/ca.pem"), (SSL_CLIENT_AUTH.key(), "false")];
-        let tls = ZooKeeperHaConfig::from_config(&zk_config(&no_auth)).map(|z| z.tls);
+        let tls = ZooKeeperHaConfig::from_config(&zk_config(&no_auth)).map(|z| z.tls.map(|t| *t));
         assert_eq!(tls.ok().flatten(), Some(ZooKeeperTlsConfig { identity: None, ..expected }));
 
         // Each bad combination names the key to fix.
