@@ -299,6 +299,7 @@ ensemble_start() {
     [[ $MEMBERS =~ ^[1-9][0-9]?$ ]] || fail "usage: ensemble start N [--base-port P] [--dir DIR] [--fresh]"
     PORT=2181 DIR=""
     options "$@"
+    [ -z "$SECURE_PORT" ] || fail "--secure-port/--tls-dir are for a standalone server (start) only"
     DIR=${DIR:-$TMP/riffle-zk-ensemble}
     BASE=$PORT
     if [ -f "$DIR/ensemble" ]; then

@@ -272,3 +272,87 @@ fn classify(e: std::io::Error) -> Probe {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use rustls::{AlertDescription, CertificateError, InvalidMessage};
+
+    use super::*;
+    use crate::ha::config::ClientIdentity;
+
+    fn io(e: rustls::Error) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+    }
+
+    #[test]
+    fn handshake_errors_are_told_apart() {
+        let cases = [
+            (io(rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer)), "not trusted (UnknownIssuer)"),
+            (io(rustls::Error::AlertReceived(AlertDescription::CertificateUnknown)), "refused the handshake"),
+            (io(rustls::Error::AlertReceived(AlertDescription::BadCertificate)), "client certificate"),
+        ];
+        for (e, needle) in cases {
+            match classify(e) {
+                Probe::Refused(reason) => assert!(reason.contains(needle), "{reason}"),
+                other => panic!("expected Refused with '{needle}', got {other:?}"),
+            }
+        }
+        let not_tls = [
+            io(rustls::Error::InvalidMessage(InvalidMessage::InvalidContentType)),
+            std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "eof"),
+            std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset"),
+            std::io::Error::new(std::io::ErrorKind::WouldBlock, "no answer"),
+        ];
+        for e in not_tls {
+            let what = e.to_string();
+            assert!(matches!(classify(e), Probe::NotTls(_)), "{what}");
+        }
+    }
+
+    #[test]
+    fn unusable_files_name_their_key() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").expect("written");
+        let missing = dir.path().join("missing.pem");
+        let config = |truststore: PathBuf| ZooKeeperTlsConfig {
+            truststore,
+            identity: Some(ClientIdentity { certificate: missing.clone(), key: missing.clone() }),
+        };
+        for (path, needle) in [(&missing, "No such file"), (&empty, "no PEM certificate")] {
+            match TlsMaterial::load(&config(path.clone())) {
+                Err(HaError::TlsFile { key, path: p, reason }) => {
+                    assert_eq!((key, &p), (SSL_TRUSTSTORE.key(), path));
+                    assert!(reason.contains(needle), "{reason}");
+                }
+                Err(other) => panic!("expected TlsFile, got {other}"),
+                Ok(_) => panic!("{} accepted", path.display()),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_plain_probe_tells_unreachable_from_plain_servers() {
+        // Nothing listens: nothing reached, probe again later.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port");
+        let quorum = closed.to_string();
+        let timeout = Duration::from_secs(2);
+        assert!(matches!(diagnose(&quorum, None, "secure", timeout).await, Diagnosis::NoneReached));
+
+        // A server that closes what it does not understand (as a plain ZooKeeper does): reached,
+        // and TLS is not the problem.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let quorum = listener.local_addr().expect("address").to_string();
+        let server = tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                drop(sock);
+            }
+        });
+        let start = Instant::now();
+        assert!(matches!(diagnose(&quorum, None, "secure", timeout).await, Diagnosis::NotTls));
+        assert!(start.elapsed() < timeout, "{:?}", start.elapsed());
+        server.abort();
+    }
+}
