@@ -177,6 +177,9 @@ async fn ha_works_over_tls_and_a_wrong_ca_or_a_plain_client_fails_clearly() {
     require_tools();
     let tls = tempfile::tempdir().expect("temp dir");
     let certs = certificates(&tls.path().join("good"));
+    // Another CA and its client certificate, made now: openssl blocks the test's runtime for
+    // seconds, which would starve the sessions' pings (2 s sessions) if they were open.
+    let other = certificates(&tls.path().join("other"));
     let server = TlsZkServer::start(&certs);
     let storage = tempfile::tempdir().expect("temp dir");
 
@@ -197,7 +200,6 @@ async fn ha_works_over_tls_and_a_wrong_ca_or_a_plain_client_fails_clearly() {
     assert_eq!(info.address, "jm-tls:6123");
 
     // A trust store of another CA: riffle refuses the server's certificate, at once.
-    let other = certificates(&tls.path().join("other"));
     let wrong_ca = ha_config(
         &server.secure_address,
         storage.path(),

@@ -227,6 +227,9 @@ impl ZooKeeperHaConfig {
         let retry_wait = config.get(&RETRY_WAIT)?;
         let max_retry_attempts = config.get(&MAX_RETRY_ATTEMPTS)?;
         let tls = parse_tls(config)?;
+        if tls.is_some() {
+            check_tls_names(&quorum)?;
+        }
         Ok(Self {
             quorum,
             root,
@@ -378,6 +381,23 @@ fn parse_tls(config: &Configuration) -> Result<Option<Box<ZooKeeperTlsConfig>>, 
         None
     };
     Ok(Some(Box::new(ZooKeeperTlsConfig { truststore, identity })))
+}
+
+/// Over TLS each member's host is checked against its certificate, so it must be a DNS name
+/// or an IP address (zookeeper-client would panic on another).
+fn check_tls_names(quorum: &str) -> Result<(), ConfigError> {
+    for member in quorum.split(',') {
+        let host = member.rsplit_once(':').map_or(member, |(h, _)| h);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if rustls::pki_types::ServerName::try_from(host).is_err() {
+            return Err(invalid(
+                QUORUM.key(),
+                quorum,
+                &format!("'{host}' is neither a DNS name nor an IP address, which TLS needs to check its certificate"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// An absolute local path, given plainly or as a `file://` URI; other schemes are refused.
@@ -541,6 +561,15 @@ mod tests {
                     (SSL_KEY.key(), "/k.pem"),
                 ],
                 SSL_KEY.key(),
+            ),
+            (
+                &[
+                    (QUORUM.key(), "zk!1:2281"),
+                    (CLIENT_SECURE.key(), "true"),
+                    (SSL_TRUSTSTORE.key(), "/ca.pem"),
+                    (SSL_CLIENT_AUTH.key(), "false"),
+                ],
+                QUORUM.key(),
             ),
         ];
         for (extra, key) in cases {
