@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use zookeeper_client::{Client, Error as ZkError, SessionState};
 
-use super::config::ZooKeeperHaConfig;
+use super::config::{ZooKeeperHaConfig, CLIENT_SECURE};
 use super::error::HaError;
 use super::paths::HaPaths;
+use super::tls::{diagnose, Diagnosis, TlsMaterial};
 
 /// The longest wait between two retries, however many attempts came before.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -28,14 +29,31 @@ pub struct ZkClient {
 }
 
 impl ZkClient {
-    /// Connects to `config.quorum`, each attempt bounded by `connection-timeout`, retrying
-    /// with backoff; fails with [`HaError::Unreachable`] after `1 + max-retry-attempts`.
+    /// Connects to `config.quorum` (over TLS with `client.secure`), each attempt bounded by
+    /// `connection-timeout`, retrying with backoff; fails with [`HaError::Unreachable`] after
+    /// `1 + max-retry-attempts`, at once with [`HaError::TlsFile`] for an unusable PEM file,
+    /// and with [`HaError::Tls`] after a failed attempt that a TLS handshake explains (see
+    /// `tls.rs`: a certificate refused either way, or TLS on one side only).
     pub async fn connect(config: &ZooKeeperHaConfig) -> Result<Self, HaError> {
         let attempts = config.max_retry_attempts.saturating_add(1);
         let mut last = String::new();
+        // Probe after failed attempts until a probe reaches a member (see `tls.rs`).
+        let mut probe = true;
         for attempt in 1..=attempts {
-            let connector = Client::connector().with_session_timeout(config.session_timeout).with_fail_eagerly();
-            match tokio::time::timeout(config.connection_timeout, connector.connect(&config.quorum)).await {
+            // Read each attempt: a renewed certificate is picked up without a restart.
+            let tls = config.tls.as_ref().map(|t| TlsMaterial::load(t).map(|m| (t, m))).transpose()?;
+            let mut connector = Client::connector().with_session_timeout(config.session_timeout).with_fail_eagerly();
+            let session = match &tls {
+                Some((files, material)) => {
+                    connector = connector.with_tls(material.options(files)?);
+                    tokio::time::timeout(config.connection_timeout, connector.secure_connect(&config.quorum)).await
+                }
+                None => tokio::time::timeout(config.connection_timeout, connector.connect(&config.quorum)).await,
+            };
+            // With fail-eagerly, an error (rather than our timeout) means the client tried every
+            // member and each one failed, which is what a TLS mismatch looks like.
+            let refused = matches!(session, Ok(Err(_)));
+            match session {
                 Ok(Ok(client)) => {
                     let granted = client.session_timeout();
                     if granted != config.session_timeout {
@@ -57,6 +75,17 @@ impl ZkClient {
                 }
                 Ok(Err(e)) => last = e.to_string(),
                 Err(_) => last = format!("no session within {:?}", config.connection_timeout),
+            }
+            if refused && probe {
+                let material = tls.as_ref().map(|(_, m)| m);
+                match diagnose(&config.quorum, material, CLIENT_SECURE.key(), config.connection_timeout).await {
+                    Diagnosis::Explained(e) => {
+                        tracing::warn!(quorum = %config.quorum, "could not connect to ZooKeeper {}: {e}", config.quorum);
+                        return Err(e);
+                    }
+                    Diagnosis::NotTls => probe = false,
+                    Diagnosis::NoneReached => {}
+                }
             }
             if attempt < attempts {
                 let wait = backoff(config.retry_wait, attempt);

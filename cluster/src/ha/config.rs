@@ -74,6 +74,42 @@ pub const MAX_RETRY_ATTEMPTS: ConfigOption<u32> = ConfigOption::new(
     "connection attempts",
 );
 
+/// Whether the connection to ZooKeeper is TLS (the quorum must then name its
+/// `secureClientPort`s). ZooKeeper's own client calls this `zookeeper.client.secure`.
+pub const CLIENT_SECURE: ConfigOption<bool> = ConfigOption::new(
+    Group::HighAvailability,
+    "high-availability.zookeeper.client.secure",
+    false,
+    "connect to ZooKeeper over TLS (the quorum names secureClientPorts)",
+);
+/// PEM file of the CA certificate(s) that ZooKeeper's server certificates must chain to (the
+/// only roots trusted; the server's name or IP must be in its certificate).
+pub const SSL_TRUSTSTORE: ConfigOption<Option<String>> = ConfigOption::optional(
+    Group::HighAvailability,
+    "high-availability.zookeeper.client.ssl.truststore",
+    "PEM file of the CA certificates trusted for ZooKeeper's servers (required when secure)",
+);
+/// Whether riffle presents a client certificate (ZooKeeper's `ssl.clientAuth`, `need` by
+/// default on the server).
+pub const SSL_CLIENT_AUTH: ConfigOption<bool> = ConfigOption::new(
+    Group::HighAvailability,
+    "high-availability.zookeeper.client.ssl.client-auth",
+    true,
+    "present a client certificate to ZooKeeper (needs ssl.certificate and ssl.key)",
+);
+/// PEM file of riffle's client certificate (chain), presented when client auth is on.
+pub const SSL_CERTIFICATE: ConfigOption<Option<String>> = ConfigOption::optional(
+    Group::HighAvailability,
+    "high-availability.zookeeper.client.ssl.certificate",
+    "PEM file of the client certificate (chain) presented to ZooKeeper",
+);
+/// PEM file of the private key (PKCS#8, PKCS#1 or SEC1, unencrypted) of the client certificate.
+pub const SSL_KEY: ConfigOption<Option<String>> = ConfigOption::optional(
+    Group::HighAvailability,
+    "high-availability.zookeeper.client.ssl.key",
+    "PEM file of the client certificate's private key (unencrypted)",
+);
+
 /// The `high-availability.*` options.
 pub(crate) const OPTIONS: &[&dyn OptionInfo] = &[
     &HA_TYPE,
@@ -85,6 +121,11 @@ pub(crate) const OPTIONS: &[&dyn OptionInfo] = &[
     &CONNECTION_TIMEOUT,
     &RETRY_WAIT,
     &MAX_RETRY_ATTEMPTS,
+    &CLIENT_SECURE,
+    &SSL_TRUSTSTORE,
+    &SSL_CLIENT_AUTH,
+    &SSL_CERTIFICATE,
+    &SSL_KEY,
 ];
 
 /// Whether and how the cluster is highly available.
@@ -115,6 +156,28 @@ pub struct ZooKeeperHaConfig {
     pub retry_wait: Duration,
     /// Retries after the first attempt.
     pub max_retry_attempts: u32,
+    /// TLS to ZooKeeper (`client.secure`), `None` for plain TCP (boxed: rarely set, and it
+    /// would double the size of every [`HaConfig`]).
+    pub tls: Option<Box<ZooKeeperTlsConfig>>,
+}
+
+/// The PEM files of a TLS connection to ZooKeeper. They are read when connecting (each
+/// attempt reads them afresh), so a renewed certificate is picked up by the next session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZooKeeperTlsConfig {
+    /// CA certificates the servers' certificates must chain to.
+    pub truststore: PathBuf,
+    /// The client certificate and its key, presented to the server; `None` without client auth.
+    pub identity: Option<ClientIdentity>,
+}
+
+/// A client certificate (chain) and its private key, both PEM files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// The certificate, then any intermediates.
+    pub certificate: PathBuf,
+    /// The certificate's private key.
+    pub key: PathBuf,
 }
 
 impl HaConfig {
@@ -163,6 +226,10 @@ impl ZooKeeperHaConfig {
         let connection_timeout = positive(config, &CONNECTION_TIMEOUT)?;
         let retry_wait = config.get(&RETRY_WAIT)?;
         let max_retry_attempts = config.get(&MAX_RETRY_ATTEMPTS)?;
+        let tls = parse_tls(config)?;
+        if tls.is_some() {
+            check_tls_names(&quorum)?;
+        }
         Ok(Self {
             quorum,
             root,
@@ -172,6 +239,7 @@ impl ZooKeeperHaConfig {
             connection_timeout,
             retry_wait,
             max_retry_attempts,
+            tls,
         })
     }
 
@@ -268,6 +336,68 @@ fn parse_cluster_id(value: &str) -> Result<String, ConfigError> {
 
 fn valid_node_name(part: &str) -> bool {
     !part.is_empty() && part != "." && part != ".." && !part.contains('/') && !part.chars().any(char::is_control)
+}
+
+/// `client.secure` and its PEM files: the trust store is required; with client auth (the
+/// default) so are the certificate and key, without it they must not be set (they would be
+/// silently unused). Without `secure` the `ssl.*` keys are ignored, as ZooKeeper's client does.
+fn parse_tls(config: &Configuration) -> Result<Option<Box<ZooKeeperTlsConfig>>, ConfigError> {
+    if !config.get(&CLIENT_SECURE)? {
+        return Ok(None);
+    }
+    let file = |option: &ConfigOption<Option<String>>| -> Result<Option<PathBuf>, ConfigError> {
+        match config.get(option)? {
+            None => Ok(None),
+            Some(v) if v.trim().is_empty() => Err(invalid(option.key(), &v, "must name a PEM file")),
+            Some(v) => Ok(Some(PathBuf::from(v.trim()))),
+        }
+    };
+    let truststore = file(&SSL_TRUSTSTORE)?.ok_or_else(|| {
+        invalid(SSL_TRUSTSTORE.key(), "", "required with high-availability.zookeeper.client.secure: true")
+    })?;
+    let certificate = file(&SSL_CERTIFICATE)?;
+    let key = file(&SSL_KEY)?;
+    let identity = if config.get(&SSL_CLIENT_AUTH)? {
+        let required = |option: &ConfigOption<Option<String>>, v: Option<PathBuf>| {
+            v.ok_or_else(|| {
+                invalid(
+                    option.key(),
+                    "",
+                    "required with client auth (or set high-availability.zookeeper.client.ssl.client-auth: false)",
+                )
+            })
+        };
+        Some(ClientIdentity { certificate: required(&SSL_CERTIFICATE, certificate)?, key: required(&SSL_KEY, key)? })
+    } else {
+        for (option, value) in [(&SSL_CERTIFICATE, &certificate), (&SSL_KEY, &key)] {
+            if let Some(v) = value {
+                return Err(invalid(
+                    option.key(),
+                    &v.to_string_lossy(),
+                    "set, but high-availability.zookeeper.client.ssl.client-auth is false: remove it or turn client auth on",
+                ));
+            }
+        }
+        None
+    };
+    Ok(Some(Box::new(ZooKeeperTlsConfig { truststore, identity })))
+}
+
+/// Over TLS each member's host is checked against its certificate, so it must be a DNS name
+/// or an IP address (zookeeper-client would panic on another).
+fn check_tls_names(quorum: &str) -> Result<(), ConfigError> {
+    for member in quorum.split(',') {
+        let host = member.rsplit_once(':').map_or(member, |(h, _)| h);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if rustls::pki_types::ServerName::try_from(host).is_err() {
+            return Err(invalid(
+                QUORUM.key(),
+                quorum,
+                &format!("'{host}' is neither a DNS name nor an IP address, which TLS needs to check its certificate"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// An absolute local path, given plainly or as a `file://` URI; other schemes are refused.
@@ -381,6 +511,71 @@ mod tests {
             let err = HaConfig::from_config(&without).err().unwrap_or_else(|| panic!("missing {key} accepted"));
             assert!(err.to_string().contains("required"), "{err}");
             assert_eq!(key_of(err), key);
+        }
+    }
+
+    #[test]
+    fn tls_settings() {
+        assert_eq!(ZooKeeperHaConfig::from_config(&zk_config(&[])).ok().and_then(|z| z.tls), None);
+        let plain = zk_config(&[(SSL_TRUSTSTORE.key(), "/ca.pem"), (SSL_KEY.key(), "")]);
+        assert_eq!(
+            ZooKeeperHaConfig::from_config(&plain).ok().and_then(|z| z.tls),
+            None,
+            "ssl.* ignored when not secure"
+        );
+        let secure = [
+            (CLIENT_SECURE.key(), "true"),
+            (SSL_TRUSTSTORE.key(), "/tls/ca.pem"),
+            (SSL_CERTIFICATE.key(), "/tls/client.crt"),
+            (SSL_KEY.key(), " /tls/client.key "),
+        ];
+        let tls = ZooKeeperHaConfig::from_config(&zk_config(&secure)).map(|z| z.tls.map(|t| *t));
+        let expected = ZooKeeperTlsConfig {
+            truststore: PathBuf::from("/tls/ca.pem"),
+            identity: Some(ClientIdentity {
+                certificate: PathBuf::from("/tls/client.crt"),
+                key: PathBuf::from("/tls/client.key"),
+            }),
+        };
+        assert_eq!(tls.ok().flatten(), Some(expected.clone()));
+        let no_auth =
+            [(CLIENT_SECURE.key(), "true"), (SSL_TRUSTSTORE.key(), "/tls/ca.pem"), (SSL_CLIENT_AUTH.key(), "false")];
+        let tls = ZooKeeperHaConfig::from_config(&zk_config(&no_auth)).map(|z| z.tls.map(|t| *t));
+        assert_eq!(tls.ok().flatten(), Some(ZooKeeperTlsConfig { identity: None, ..expected }));
+
+        // Each bad combination names the key to fix.
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[(CLIENT_SECURE.key(), "yes")], CLIENT_SECURE.key()),
+            (&[(CLIENT_SECURE.key(), "true")], SSL_TRUSTSTORE.key()),
+            (&[(CLIENT_SECURE.key(), "true"), (SSL_TRUSTSTORE.key(), "  ")], SSL_TRUSTSTORE.key()),
+            (&[(CLIENT_SECURE.key(), "true"), (SSL_TRUSTSTORE.key(), "/ca.pem")], SSL_CERTIFICATE.key()),
+            (
+                &[(CLIENT_SECURE.key(), "true"), (SSL_TRUSTSTORE.key(), "/ca.pem"), (SSL_CERTIFICATE.key(), "/c.pem")],
+                SSL_KEY.key(),
+            ),
+            (
+                &[
+                    (CLIENT_SECURE.key(), "true"),
+                    (SSL_TRUSTSTORE.key(), "/ca.pem"),
+                    (SSL_CLIENT_AUTH.key(), "false"),
+                    (SSL_KEY.key(), "/k.pem"),
+                ],
+                SSL_KEY.key(),
+            ),
+            (
+                &[
+                    (QUORUM.key(), "zk!1:2281"),
+                    (CLIENT_SECURE.key(), "true"),
+                    (SSL_TRUSTSTORE.key(), "/ca.pem"),
+                    (SSL_CLIENT_AUTH.key(), "false"),
+                ],
+                QUORUM.key(),
+            ),
+        ];
+        for (extra, key) in cases {
+            let err = HaConfig::from_config(&zk_config(extra)).err();
+            let err = err.unwrap_or_else(|| panic!("{extra:?} accepted"));
+            assert_eq!(key_of(err), *key, "{extra:?}");
         }
     }
 

@@ -28,6 +28,27 @@ pub enum HaError {
         /// The last attempt's failure.
         last: String,
     },
+    /// TLS explains why no session could be established with a member: riffle does not trust
+    /// its certificate, it refused riffle's, it does not speak TLS although
+    /// `high-availability.zookeeper.client.secure` is on, or it does although that is off.
+    /// Retrying with the same files would not help.
+    #[error("ZooKeeper {server}: TLS: {reason}")]
+    Tls {
+        /// The member (`host:port`) whose handshake showed it.
+        server: String,
+        /// What went wrong, and what to check.
+        reason: String,
+    },
+    /// A PEM file named by a `high-availability.zookeeper.client.ssl.*` key cannot be used.
+    #[error("{key} '{}': {reason}", path.display())]
+    TlsFile {
+        /// The configuration key that names the file.
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why it cannot be used (unreadable, no certificate or key in it, ...).
+        reason: String,
+    },
     /// A ZooKeeper call did not answer in time (the link may be down; the call may or may not
     /// have been applied).
     #[error("ZooKeeper {quorum} did not answer '{op}' within {after:?}")]
@@ -101,7 +122,7 @@ impl HaError {
     /// Where the error comes from.
     pub fn domain(&self) -> ErrorDomain {
         match self {
-            HaError::Config(_) | HaError::Disabled => ErrorDomain::User,
+            HaError::Config(_) | HaError::Disabled | HaError::Tls { .. } | HaError::TlsFile { .. } => ErrorDomain::User,
             HaError::ZooKeeper { source, .. } => zk_domain(source),
             HaError::Internal(_) => ErrorDomain::Internal,
             HaError::Unreachable { .. }

@@ -3,7 +3,9 @@
 //!
 //! - [`HaConfig`] reads Flink's `high-availability.*` keys.
 //! - [`ZkClient`] is the session: every call bounded, failures retried with backoff and logged
-//!   with the quorum's address.
+//!   with the quorum's address; over TLS with `high-availability.zookeeper.client.secure`
+//!   (PEM files, rustls on ring), a refused certificate or TLS on one side only is a
+//!   [`HaError::Tls`] naming the member, not an endless retry.
 //! - [`LeaderElection`] elects one leader among the JobManagers (ephemeral sequential nodes),
 //!   publishes its address ([`leader_address`], for TaskManagers and REST clients) and hands
 //!   out a [`Fence`]: leader writes are applied only while its election node exists
@@ -27,11 +29,12 @@ pub mod files;
 pub mod job_manager;
 pub mod paths;
 mod stores;
+mod tls;
 
 use zookeeper_client::{Acls, CreateMode, CreateOptions};
 
 pub use client::ZkClient;
-pub use config::{HaConfig, ZooKeeperHaConfig};
+pub use config::{ClientIdentity, HaConfig, ZooKeeperHaConfig, ZooKeeperTlsConfig};
 pub use counter::{CheckpointIdCounter, INITIAL_CHECKPOINT_ID};
 pub use election::{leader_address, LeaderElection, LeaderInfo, Leadership};
 pub use error::HaError;
