@@ -54,6 +54,8 @@ pub struct EnumeratorRestore {
     pub consumed: Vec<String>,
     /// Unfinished splits (with their progress) to hand out again (after rescaling).
     pub splits_back: Vec<Vec<u8>>,
+    /// The enumerator's own state, if it keeps one (restored before `consumed` is applied).
+    pub state: Option<Vec<u8>>,
 }
 
 /// The whole plan.
@@ -144,7 +146,8 @@ pub fn plan(
         };
         let former: Vec<_> = meta.subtasks.iter().filter(|s| s.vertex == old.id).collect();
         let rescaled = new.parallelism != old.parallelism;
-        let mut enumerator = EnumeratorRestore { parallelism: old.parallelism, ..Default::default() };
+        let state = meta.enumerators.iter().find(|s| s.vertex == old.id).map(|s| s.state.to_vec());
+        let mut enumerator = EnumeratorRestore { parallelism: old.parallelism, state, ..Default::default() };
         for s in &former {
             if let Some(src) = s.source.as_ref().and_then(|b| rmp_serde::from_slice::<SourceSnapshot>(b).ok()) {
                 enumerator.consumed.extend(src.finished);
@@ -293,6 +296,10 @@ mod tests {
             max_parallelism: 128,
             vertices: vec![VertexInfo { id: 0, parallelism, operators: ops }],
             subtasks,
+            enumerators: vec![riffle_state::checkpoint_metadata::EnumeratorState {
+                vertex: 0,
+                state: ByteBuf::from(vec![4, 2]),
+            }],
         }
     }
 
@@ -318,6 +325,7 @@ mod tests {
         let e = &plan.enumerators[&0];
         assert!(e.splits_back.is_empty());
         assert_eq!(e.consumed.len(), 4);
+        assert_eq!(e.state, Some(vec![4, 2]), "the enumerator's own state goes back to it");
     }
 
     #[test]

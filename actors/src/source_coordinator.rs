@@ -25,6 +25,24 @@ impl Actor for SourceCoordinator {
     type Context = Context<Self>;
 }
 
+/// CheckpointCoordinator → SourceCoordinator: the enumerator's state for a checkpoint, taken
+/// before any reader is triggered (so a split handed out after it is either in the
+/// enumerator's state or in a reader's, never in neither).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<Option<Vec<u8>>, RuntimeError>")]
+pub struct SnapshotEnumerator {
+    /// The checkpoint.
+    pub checkpoint_id: u64,
+}
+
+impl Handler<SnapshotEnumerator> for SourceCoordinator {
+    type Result = Result<Option<Vec<u8>>, RuntimeError>;
+    fn handle(&mut self, _: SnapshotEnumerator, _: &mut Self::Context) -> Self::Result {
+        let e = &mut self.enumerator;
+        Ok(catch_panic(|| e.snapshot_state()).map_err(|p| p.context("enumerator panicked"))??)
+    }
+}
+
 impl Handler<SplitRequest> for SourceCoordinator {
     type Result = Result<SplitResponse, RuntimeError>;
     fn handle(&mut self, msg: SplitRequest, _: &mut Self::Context) -> Self::Result {

@@ -103,6 +103,19 @@ pub struct CheckpointMetadata {
     pub vertices: Vec<VertexInfo>,
     /// Every subtask's acknowledged part.
     pub subtasks: Vec<SubtaskState>,
+    /// The split enumerators' own state (FLIP-27), by source vertex, taken before any reader
+    /// took its part.
+    #[serde(default)]
+    pub enumerators: Vec<EnumeratorState>,
+}
+
+/// A split enumerator's state in a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnumeratorState {
+    /// The source vertex.
+    pub vertex: u32,
+    /// What the enumerator encoded.
+    pub state: ByteBuf,
 }
 
 impl CheckpointMetadata {
@@ -279,6 +292,7 @@ mod tests {
                 source: None,
                 finished: false,
             }],
+            enumerators: Vec::new(),
         }
     }
 

@@ -108,6 +108,8 @@ pub struct CoordinatorTasks {
     pub upstream: HashMap<ExecutionId, Vec<ExecutionId>>,
     /// Subtasks whose input ended or that finished before checkpointing started.
     pub ended: Vec<(ExecutionId, TaskEnd)>,
+    /// The split enumerators, by source vertex: their state goes into every checkpoint.
+    pub enumerators: Vec<(u32, Addr<crate::source_coordinator::SourceCoordinator>)>,
     /// The job's vertices, recorded in the metadata.
     pub vertices: Vec<VertexInfo>,
     /// The job's number of key groups.
@@ -130,6 +132,8 @@ pub struct CheckpointCoordinator {
     tasks: Vec<(ExecutionId, ResourceId)>,
     /// Where each subtask runs.
     located: HashMap<ExecutionId, ResourceId>,
+    /// The split enumerators, by source vertex.
+    enumerators: Vec<(u32, Addr<crate::source_coordinator::SourceCoordinator>)>,
     /// The job's id counter, shared with the JobMaster (which raises it past a restored id).
     ids: Arc<AtomicU64>,
     stats: Arc<CheckpointStats>,
@@ -159,13 +163,15 @@ impl CheckpointCoordinator {
             tasks.max_parallelism,
         )
         .with_upstream(tasks.upstream)
-        .with_ended(tasks.ended);
+        .with_ended(tasks.ended)
+        .with_enumerators(!tasks.enumerators.is_empty());
         Self {
             job,
             interval: settings.interval,
             savepoint_dir: settings.savepoint_dir,
             shared,
             located: tasks.tasks.iter().cloned().collect(),
+            enumerators: tasks.enumerators,
             tasks: tasks.tasks,
             ids,
             stats,
@@ -195,6 +201,7 @@ impl CheckpointCoordinator {
     fn run(&mut self, command: CoordinatorCommand, ctx: &mut Context<Self>) {
         match command {
             CoordinatorCommand::ReserveId { request } => self.reserve_id(request, ctx),
+            CoordinatorCommand::SnapshotEnumerators { checkpoint_id } => self.snapshot_enumerators(checkpoint_id, ctx),
             CoordinatorCommand::SendTrigger {
                 checkpoint_id,
                 to,
@@ -264,6 +271,32 @@ impl CheckpointCoordinator {
                     tracing::warn!(job = %act.job, "no checkpoint id: {error}");
                     act.on(CoordinatorEvent::IdRefused { request, error: error.to_string() }, ctx);
                 }
+            })
+            .spawn(ctx);
+    }
+
+    /// Asks every split enumerator for its state; the answers come back as one event.
+    fn snapshot_enumerators(&mut self, checkpoint_id: u64, ctx: &mut Context<Self>) {
+        let asks: Vec<_> = self
+            .enumerators
+            .iter()
+            .map(|(vertex, addr)| {
+                let vertex = *vertex;
+                let ask = addr.send(crate::source_coordinator::SnapshotEnumerator { checkpoint_id });
+                async move {
+                    match ask.await {
+                        Ok(Ok(state)) => Ok(state.map(|s| (vertex, s))),
+                        Ok(Err(e)) => Err(format!("source vertex {vertex}: {e}")),
+                        Err(e) => Err(format!("source vertex {vertex}: its coordinator is gone ({e})")),
+                    }
+                }
+            })
+            .collect();
+        futures::future::join_all(asks)
+            .into_actor(self)
+            .map(move |answers, act, ctx| {
+                let result = answers.into_iter().filter_map(Result::transpose).collect();
+                act.on(CoordinatorEvent::EnumeratorsSnapshotted { checkpoint_id, result }, ctx);
             })
             .spawn(ctx);
     }

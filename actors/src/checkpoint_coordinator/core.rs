@@ -17,7 +17,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use riffle_state::checkpoint_metadata::{CheckpointKind, CheckpointMetadata, StateHandle, SubtaskState, VertexInfo};
+use riffle_state::checkpoint_metadata::{
+    CheckpointKind, CheckpointMetadata, EnumeratorState, StateHandle, SubtaskState, VertexInfo,
+};
 use serde_bytes::ByteBuf;
 
 use super::settings::CheckpointSettings;
@@ -122,6 +124,14 @@ pub enum CoordinatorEvent {
         /// Ok, or why the metadata (or the retention) failed.
         result: Result<(), RuntimeError>,
     },
+    /// The split enumerators' states asked for with
+    /// [`CoordinatorCommand::SnapshotEnumerators`] (by source vertex), or why there are none.
+    EnumeratorsSnapshotted {
+        /// The checkpoint.
+        checkpoint_id: u64,
+        /// The states, or why one could not be taken.
+        result: Result<Vec<(u32, Vec<u8>)>, String>,
+    },
     /// A subtask's input ended, or it finished: checkpoints go on without it (FLIP-147).
     TaskEnded {
         /// Which execution.
@@ -206,6 +216,12 @@ pub enum CoordinatorCommand {
         /// The request to answer.
         request: IdRequest,
     },
+    /// Take the split enumerators' states for checkpoint `checkpoint_id` and answer with
+    /// [`CoordinatorEvent::EnumeratorsSnapshotted`]; its triggers wait for the answer.
+    SnapshotEnumerators {
+        /// The checkpoint.
+        checkpoint_id: u64,
+    },
     /// Send `TriggerCheckpoint` to the subtasks `to`: the running sources, and the subtasks
     /// whose every upstream subtask ended (FLIP-147), which no barrier reaches any more.
     SendTrigger {
@@ -285,6 +301,10 @@ struct Pending {
     /// Who was sent its trigger (more join when their upstream ends).
     triggered: HashSet<ExecutionId>,
     stop_sources: bool,
+    /// The split enumerators' states (taken before the first trigger went out).
+    enumerators: Vec<EnumeratorState>,
+    /// Its triggers went out (after the enumerators' states were taken).
+    sent: bool,
 }
 
 /// A metadata write under way.
@@ -309,6 +329,8 @@ pub struct CoordinatorCore {
     input_ended: HashSet<ExecutionId>,
     /// Subtasks that finished, with a source's last reader position.
     finished: HashMap<ExecutionId, Option<ByteBuf>>,
+    /// Whether the job has split enumerators whose state goes into checkpoints.
+    enumerators: bool,
     /// A subtask's input ended with no pending checkpoint to take after it: a final
     /// checkpoint is due once no subtask has input left and none is pending.
     final_due: bool,
@@ -349,6 +371,7 @@ impl CoordinatorCore {
             upstream: HashMap::new(),
             input_ended: HashSet::new(),
             finished: HashMap::new(),
+            enumerators: false,
             final_due: false,
             vertices,
             max_parallelism,
@@ -366,6 +389,12 @@ impl CoordinatorCore {
     /// running (the sources, at first).
     pub fn with_upstream(mut self, upstream: HashMap<ExecutionId, Vec<ExecutionId>>) -> Self {
         self.upstream = upstream;
+        self
+    }
+
+    /// The job has split enumerators: each checkpoint takes their state before its triggers.
+    pub fn with_enumerators(mut self, enumerators: bool) -> Self {
+        self.enumerators = enumerators;
         self
     }
 
@@ -434,6 +463,9 @@ impl CoordinatorCore {
                 self.written(checkpoint_id, result, now, &mut out)
             }
             CoordinatorEvent::TaskEnded { execution, end } => self.task_ended(execution, end, now, &mut out),
+            CoordinatorEvent::EnumeratorsSnapshotted { checkpoint_id, result } => {
+                self.enumerators_snapshotted(checkpoint_id, result, now, &mut out)
+            }
             CoordinatorEvent::Stop { reason } => {
                 self.stopped = true;
                 let ids: Vec<u64> = self.pending.keys().copied().collect();
@@ -487,8 +519,7 @@ impl CoordinatorCore {
                 Some(base.join(format!("savepoint-{job}-{id}")))
             }
         };
-        let to = self.trigger_frontier();
-        if to.is_empty() {
+        if self.trigger_frontier().is_empty() {
             return answer_err(waiter, "every task of the job finished".to_string(), out);
         }
         let target = dir.as_ref().map(|d| d.display().to_string());
@@ -500,20 +531,63 @@ impl CoordinatorCore {
             num_subtasks: self.tasks.len() as u32,
             path: target.clone(),
         }));
-        let triggered = to.iter().copied().collect();
-        let p =
-            Pending { kind, triggered_ms: now.epoch_ms, dir, acked: HashMap::new(), waiter, triggered, stop_sources };
+        let p = Pending {
+            kind,
+            triggered_ms: now.epoch_ms,
+            dir,
+            acked: HashMap::new(),
+            waiter,
+            triggered: HashSet::new(),
+            stop_sources,
+            enumerators: Vec::new(),
+            sent: false,
+        };
         self.pending.insert(id, p);
+        if self.enumerators {
+            out.push(CoordinatorCommand::SnapshotEnumerators { checkpoint_id: id });
+        } else {
+            self.send_triggers(id, out);
+        }
+        out.push(CoordinatorCommand::ScheduleTimeout { checkpoint_id: id, after: self.settings.timeout });
+    }
+
+    /// The split enumerators' states for `id` are in: its triggers go out (or it aborts).
+    fn enumerators_snapshotted(
+        &mut self,
+        id: u64,
+        result: Result<Vec<(u32, Vec<u8>)>, String>,
+        now: Clock,
+        out: &mut Vec<CoordinatorCommand>,
+    ) {
+        match result {
+            Ok(states) => {
+                let Some(p) = self.pending.get_mut(&id) else { return };
+                p.enumerators = states
+                    .into_iter()
+                    .map(|(vertex, state)| EnumeratorState { vertex, state: ByteBuf::from(state) })
+                    .collect();
+                self.send_triggers(id, out);
+            }
+            Err(why) => self.abort(id, &format!("a split enumerator's state could not be taken: {why}"), now, out),
+        }
+    }
+
+    /// Sends pending checkpoint `id`'s triggers to the subtasks no barrier reaches.
+    fn send_triggers(&mut self, id: u64, out: &mut Vec<CoordinatorCommand>) {
+        let to = self.trigger_frontier();
+        let Some(p) = self.pending.get_mut(&id) else { return };
+        p.sent = true;
+        p.triggered = to.iter().copied().collect();
+        let savepoint = p.kind == CheckpointKind::Savepoint;
         out.push(CoordinatorCommand::SendTrigger {
             checkpoint_id: id,
             to,
-            target,
+            target: p.dir.as_ref().map(|d| d.display().to_string()),
             aligned: self.settings.aligned || savepoint,
             unaligned: self.settings.unaligned && !savepoint,
             inline_threshold: self.settings.inline_threshold,
-            stop_sources,
+            stop_sources: p.stop_sources,
         });
-        out.push(CoordinatorCommand::ScheduleTimeout { checkpoint_id: id, after: self.settings.timeout });
     }
 
     fn acknowledged(&mut self, ack: Ack, now: Clock, out: &mut Vec<CoordinatorCommand>) {
@@ -651,6 +725,7 @@ impl CoordinatorCore {
             max_parallelism: self.max_parallelism,
             vertices: self.vertices.clone(),
             subtasks,
+            enumerators: p.enumerators,
         });
         let Some(dir) = p.dir else {
             return self.completed(meta, None, p.waiter, now, out);

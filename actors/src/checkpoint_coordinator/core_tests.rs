@@ -105,6 +105,7 @@ fn path(p: &Option<PathBuf>) -> String {
 fn show(c: &C) -> String {
     match c {
         C::ReserveId { request } => format!("reserve {}", request.0),
+        C::SnapshotEnumerators { checkpoint_id } => format!("snapshot enumerators {checkpoint_id}"),
         C::SendTrigger { checkpoint_id, to, target, aligned, unaligned, stop_sources, .. } => {
             let mode = match (aligned, unaligned) {
                 (_, true) => "unaligned",
@@ -734,4 +735,32 @@ fn a_task_whose_input_ended_during_a_checkpoint_it_took_before_gets_another_one(
     assert!(c.on(input_ended(1, 0), now).is_empty(), "2 is still pending");
     let got: Vec<String> = c.on(finished(0, 0, None), now).iter().map(show).collect();
     assert_eq!(got, ["completed 2 -", "stats completed 2", "notify 2 completed", "reserve 2"]);
+}
+
+// ---- split enumerators' state (FLIP-27) ---------------------------------------------------
+
+#[test]
+fn the_enumerators_state_is_taken_before_the_triggers_and_kept_in_the_metadata() {
+    let now = at(Instant::now(), 0);
+    let mut c = core(CheckpointSettings { dir: None, ..settings() }).with_enumerators(true);
+    c.on(tick(), now);
+    let got: Vec<String> = c.on(reserved(0, 1), now).iter().map(show).collect();
+    assert_eq!(got, ["stats triggered 1 checkpoint of 2", "snapshot enumerators 1", "timeout 1 60s"]);
+    // A source finishing meanwhile does not get a trigger before the enumerators' state.
+    let ok = E::EnumeratorsSnapshotted { checkpoint_id: 1, result: Ok(vec![(0, vec![9, 9])]) };
+    let got: Vec<String> = c.on(ok, now).iter().map(show).collect();
+    assert_eq!(got, ["trigger 1 - aligned"]);
+    c.on(ack(0, 1), now);
+    let out = c.on(ack(1, 1), now);
+    let Some(C::Completed { meta, .. }) = out.iter().find(|c| matches!(c, C::Completed { .. })) else {
+        panic!("not completed: {out:?}")
+    };
+    assert_eq!(meta.enumerators.len(), 1);
+    assert_eq!((meta.enumerators[0].vertex, meta.enumerators[0].state.to_vec()), (0, vec![9, 9]));
+    // An enumerator that cannot give its state aborts the checkpoint.
+    c.on(tick(), now);
+    c.on(reserved(1, 2), now);
+    let failed = E::EnumeratorsSnapshotted { checkpoint_id: 2, result: Err("disk full".into()) };
+    let got: Vec<String> = c.on(failed, now).iter().map(show).collect();
+    assert_eq!(got, ["stats failed 2: a split enumerator's state could not be taken: disk full", "notify 2 aborted"]);
 }

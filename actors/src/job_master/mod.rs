@@ -319,10 +319,12 @@ impl JobMaster {
                 (*e, up)
             })
             .collect();
+        let enumerators = self.coordinators.iter().map(|(v, a)| (*v, a.clone())).collect();
         let tasks = CoordinatorTasks {
             tasks,
             upstream,
             ended,
+            enumerators,
             vertices: self.vertex_infos(),
             max_parallelism: self.graph.max_parallelism,
         };
@@ -387,6 +389,12 @@ impl JobMaster {
                 match catch_panic(|| src.create_enumerator(parallelism)) {
                     Ok(Ok(mut e)) => {
                         if let Some(r) = restore {
+                            if let Some(state) = &r.state {
+                                e.restore_state(state).map_err(|why| {
+                                    RuntimeError::from(why)
+                                        .context(format!("source '{name}' cannot restore its enumerator's state"))
+                                })?;
+                            }
                             e.restore(&r.consumed);
                             if !r.splits_back.is_empty() {
                                 e.add_splits_back(r.splits_back.clone(), 0).map_err(|why| {

@@ -46,6 +46,17 @@ impl<S: Split> SplitEnumerator<S> for StaticEnumerator<S> {
     fn add_splits_back(&mut self, splits: Vec<S>, _subtask: u32) {
         self.returned.extend(splits);
     }
+    /// The splits not handed out yet (by preferred subtask) and those given back.
+    fn snapshot_state(&mut self) -> Result<Option<Vec<u8>>, UserError> {
+        let returned: Vec<&S> = self.returned.iter().collect();
+        super::encode_enumerator_state(&(&self.pending, returned)).map(Some)
+    }
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), UserError> {
+        let (pending, returned): (Vec<Option<S>>, Vec<S>) = super::decode_enumerator_state(state)?;
+        self.pending = pending;
+        self.returned = returned.into();
+        Ok(())
+    }
     fn restore(&mut self, consumed: &[String]) {
         for p in self.pending.iter_mut() {
             if p.as_ref().is_some_and(|s| consumed.contains(&s.split_id())) {

@@ -68,8 +68,30 @@ pub trait SplitEnumerator<S>: Send {
     /// Splits given to a reader that failed before finishing them come back.
     fn add_splits_back(&mut self, splits: Vec<S>, subtask: u32);
     /// Restoring from a checkpoint: readers already hold (or finished) the splits with these
-    /// ids; never hand them out again.
+    /// ids; never hand them out again. Called after [`Self::restore_state`].
     fn restore(&mut self, consumed: &[String]);
+    /// The enumerator's own state for a checkpoint (splits not assigned yet, what it
+    /// discovered so far), encoded with [`encode_enumerator_state`]; taken before any reader
+    /// takes its part of the same checkpoint. `None` (the default): the enumerator is rebuilt
+    /// from the splits readers hold or finished ([`Self::restore`]) alone.
+    fn snapshot_state(&mut self) -> Result<Option<Vec<u8>>, UserError> {
+        Ok(None)
+    }
+    /// Restores what [`Self::snapshot_state`] gave (decode it with
+    /// [`decode_enumerator_state`]); [`Self::restore`] follows with what readers hold.
+    fn restore_state(&mut self, _state: &[u8]) -> Result<(), UserError> {
+        Ok(())
+    }
+}
+
+/// Encodes an enumerator's state (MessagePack) for [`SplitEnumerator::snapshot_state`].
+pub fn encode_enumerator_state<T: Serialize>(state: &T) -> Result<Vec<u8>, UserError> {
+    rmp_serde::to_vec(state).map_err(|e| format!("cannot encode the enumerator's state: {e}").into())
+}
+
+/// Decodes what [`encode_enumerator_state`] encoded, for [`SplitEnumerator::restore_state`].
+pub fn decode_enumerator_state<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, UserError> {
+    rmp_serde::from_slice(bytes).map_err(|e| format!("corrupt enumerator state in the checkpoint: {e}").into())
 }
 
 /// What a reader's poll says about what comes next.
@@ -141,6 +163,10 @@ pub trait ErasedEnumerator: Send {
     fn add_splits_back(&mut self, splits: Vec<SplitBytes>, subtask: u32) -> crate::error::Result<()>;
     /// See [`SplitEnumerator::restore`].
     fn restore(&mut self, consumed: &[String]);
+    /// See [`SplitEnumerator::snapshot_state`].
+    fn snapshot_state(&mut self) -> crate::error::Result<Option<Vec<u8>>>;
+    /// See [`SplitEnumerator::restore_state`].
+    fn restore_state(&mut self, state: &[u8]) -> crate::error::Result<()>;
 }
 
 struct EnumeratorAdapter<S> {
@@ -169,6 +195,12 @@ impl<S: Split> ErasedEnumerator for EnumeratorAdapter<S> {
     }
     fn restore(&mut self, consumed: &[String]) {
         self.inner.restore(consumed)
+    }
+    fn snapshot_state(&mut self) -> crate::error::Result<Option<Vec<u8>>> {
+        self.inner.snapshot_state().map_err(crate::error::ApiError::User)
+    }
+    fn restore_state(&mut self, state: &[u8]) -> crate::error::Result<()> {
+        self.inner.restore_state(state).map_err(crate::error::ApiError::User)
     }
 }
 

@@ -1,0 +1,199 @@
+//! FLIP-27 enumerator state (S1): a source whose enumerator discovers its splits over time
+//! (it cannot rebuild them from what readers hold) restores exactly from a savepoint, because
+//! the enumerator's own state is in it.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::WAIT;
+use riffle_api::source::{
+    decode_enumerator_state, encode_enumerator_state, Assignment, Boundedness, ReadStatus, ReaderState, Source,
+    SourceOutput, SourceReader, Split, SplitEnumerator,
+};
+use riffle_api::{CollectStream, KeyedProcessFunction, ProcessContext, StreamEnvironment, TimeDomain, UserError};
+use riffle_cluster::JobStatus;
+use serde::{Deserialize, Serialize};
+
+/// Splits discovered one at a time.
+const SPLITS: u32 = 40;
+/// Records per split.
+const PER_SPLIT: u64 = 250;
+
+/// Split `id`: records `id * PER_SPLIT ..`, of which `done` were read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Piece {
+    id: u32,
+    done: u64,
+}
+
+impl Split for Piece {
+    fn split_id(&self) -> String {
+        format!("piece-{}", self.id)
+    }
+}
+
+/// Discovers split `next` at each request; what it discovered lives only in its state.
+struct Discovering {
+    next: u32,
+    back: Vec<Piece>,
+}
+
+impl SplitEnumerator<Piece> for Discovering {
+    fn handle_split_request(&mut self, _: u32) -> Result<Assignment<Piece>, UserError> {
+        if let Some(p) = self.back.pop() {
+            return Ok(Assignment { splits: vec![p], no_more_splits: false });
+        }
+        if self.next < SPLITS {
+            self.next += 1;
+            return Ok(Assignment { splits: vec![Piece { id: self.next - 1, done: 0 }], no_more_splits: false });
+        }
+        Ok(Assignment { splits: vec![], no_more_splits: true })
+    }
+    fn add_splits_back(&mut self, splits: Vec<Piece>, _: u32) {
+        self.back.extend(splits);
+    }
+    /// Deliberately nothing: what it discovered cannot be told from the readers' splits.
+    fn restore(&mut self, _: &[String]) {}
+    fn snapshot_state(&mut self) -> Result<Option<Vec<u8>>, UserError> {
+        encode_enumerator_state(&(self.next, &self.back)).map(Some)
+    }
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), UserError> {
+        let (next, back) = decode_enumerator_state(state)?;
+        self.next = next;
+        self.back = back;
+        Ok(())
+    }
+}
+
+struct PieceReader {
+    queue: Vec<Piece>,
+    finished: Vec<String>,
+    no_more: bool,
+    asked: bool,
+}
+
+impl SourceReader<u64, Piece> for PieceReader {
+    fn add_splits(&mut self, splits: Vec<Piece>) {
+        self.asked = false;
+        self.queue.extend(splits);
+    }
+    fn notify_no_more_splits(&mut self) {
+        self.asked = false;
+        self.no_more = true;
+    }
+    fn poll_next(&mut self, out: &mut dyn SourceOutput<u64>) -> Result<ReadStatus, UserError> {
+        let Some(p) = self.queue.first_mut() else {
+            if self.no_more {
+                return Ok(ReadStatus::EndOfInput);
+            }
+            self.asked = true;
+            return Ok(ReadStatus::NeedSplits);
+        };
+        // Slowly: a savepoint lands in the middle.
+        std::thread::sleep(Duration::from_micros(300));
+        for _ in 0..5 {
+            if p.done == PER_SPLIT {
+                break;
+            }
+            out.collect(p.id as u64 * PER_SPLIT + p.done);
+            p.done += 1;
+        }
+        if p.done == PER_SPLIT {
+            let done = self.queue.remove(0);
+            self.finished.push(done.split_id());
+        }
+        Ok(ReadStatus::MoreAvailable)
+    }
+    fn snapshot_state(&mut self) -> ReaderState<Piece> {
+        ReaderState { unfinished: self.queue.clone(), finished: self.finished.clone() }
+    }
+}
+
+struct DiscoveringSource;
+
+impl Source<u64> for DiscoveringSource {
+    type Split = Piece;
+    fn boundedness(&self) -> Boundedness {
+        Boundedness::Bounded
+    }
+    fn create_enumerator(&self, _: u32) -> Result<Box<dyn SplitEnumerator<Piece>>, UserError> {
+        Ok(Box::new(Discovering { next: 0, back: Vec::new() }))
+    }
+    fn create_reader(&self, _: u32) -> Result<Box<dyn SourceReader<u64, Piece>>, UserError> {
+        Ok(Box::new(PieceReader { queue: Vec::new(), finished: Vec::new(), no_more: false, asked: false }))
+    }
+}
+
+/// Sums values per key; emits each key's sum once, at the final watermark.
+#[derive(Clone)]
+struct FinalSum;
+
+impl KeyedProcessFunction<u64, u64, (u64, u64)> for FinalSum {
+    fn process_element(&mut self, v: u64, ctx: &mut ProcessContext<'_, u64, (u64, u64)>) -> Result<(), UserError> {
+        let sum = ctx.state().value_state::<u64>("sum")?;
+        let cur = sum.get(ctx.state())?.copied();
+        if cur.is_none() {
+            ctx.register_event_time_timer(riffle_api::MAX_WATERMARK - 1);
+        }
+        sum.set(ctx.state(), cur.unwrap_or(0) + v)?;
+        Ok(())
+    }
+    fn on_timer(
+        &mut self,
+        _: i64,
+        _: TimeDomain,
+        ctx: &mut ProcessContext<'_, u64, (u64, u64)>,
+    ) -> Result<(), UserError> {
+        let s = ctx.state().value_state::<u64>("sum")?.get(ctx.state())?.copied().unwrap_or(0);
+        let k = *ctx.key();
+        ctx.collect((k, s));
+        Ok(())
+    }
+}
+
+fn job(savepoint: Option<&std::path::Path>) -> (StreamEnvironment, CollectStream<(u64, u64)>) {
+    let mut env = StreamEnvironment::new();
+    env.set_parallelism(2);
+    if let Some(p) = savepoint {
+        env.set_config("execution.savepoint.path", &p.display().to_string());
+    }
+    let out = env.from_source(DiscoveringSource, "discovering").key_by(|v: &u64| v % 10).process(FinalSum).collect();
+    (env, out)
+}
+
+#[test]
+fn a_source_that_discovers_its_splits_restores_exactly_from_its_enumerators_state() {
+    let mc = common::cluster(1, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let (env, out) = job(None);
+    let h = mc.submit(env.build_job_graph("first run").unwrap()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let sp = loop {
+        match h.cancel_with_savepoint(Some(dir.path().to_path_buf())) {
+            Ok(p) => break p,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "no savepoint: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    };
+    assert_eq!(h.wait(WAIT).unwrap().status, JobStatus::Canceled);
+    assert!(out.collect::<Vec<_>>().is_empty(), "cancelled before the end");
+    let meta_path = sp.join(riffle_state::checkpoint_metadata::METADATA_FILE);
+    let meta = riffle_state::checkpoint_metadata::decode(&std::fs::read(&meta_path).unwrap(), &meta_path).unwrap();
+    assert_eq!(meta.enumerators.len(), 1, "the enumerator's state is in the savepoint");
+
+    let (env, out) = job(Some(&sp));
+    let h = mc.submit(env.build_job_graph("restored").unwrap()).unwrap();
+    let mut got: Vec<(u64, u64)> = out.collect();
+    let r = h.wait(WAIT).unwrap();
+    assert_eq!(r.status, JobStatus::Finished, "{:?}", r.error);
+    got.sort_unstable();
+    let total = SPLITS as u64 * PER_SPLIT;
+    let expected: Vec<(u64, u64)> = (0..10).map(|k| (k, (0..total).filter(|v| v % 10 == k).sum())).collect();
+    assert_eq!(got, expected, "the savepoint's state and the rest of the input: every record once");
+    let read = h.counters().records_in();
+    assert!(read > 0 && read < total, "resumed: read {read} of {total}");
+}
