@@ -118,3 +118,23 @@ fn a_slot_keeps_its_plugin_instance_across_restarts_and_the_next_job_gets_a_fres
     }
     drop(tm);
 }
+
+/// The embedded cluster (`riffle serve`, the MiniCluster) keeps per-slot plugin instances as a
+/// TaskManager process does: the restart runs in the slot's instance (2), and the next job gets
+/// a fresh one instead of the first job's statics (which would write 3).
+#[test]
+fn embedded_slots_keep_their_plugin_instance_across_restarts_and_the_next_job_gets_a_fresh_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("restarts-embedded.so");
+    std::fs::copy(template_plugin(), &lib).unwrap();
+    let mc = MiniCluster::start(MiniClusterConfig::new(1, 1)).unwrap();
+    let jm_plugins = LoadedPlugins::default();
+    for round in 0..2 {
+        let out = dir.path().join(format!("embedded-starts-{round}.txt"));
+        let origin = JobOrigin::plugin(lib.to_str().unwrap(), "restarts", &[out.display().to_string()]);
+        let graph = jm_plugins.build(&origin).unwrap();
+        let r = mc.submit(graph).unwrap().wait(Some(Duration::from_secs(60))).unwrap();
+        assert_eq!(r.status, JobStatus::Finished, "round {round}: {:?}", r.error);
+        assert_eq!(std::fs::read_to_string(&out).unwrap().trim(), "2", "round {round}");
+    }
+}

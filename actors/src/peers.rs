@@ -504,6 +504,23 @@ pub trait DataPlane: Send + Sync {
     fn open_outbound(&self, id: crate::exchange::ChannelId, address: &str, graph: Arc<riffle_api::JobGraph>);
 }
 
+/// Per-slot instances of a job's plugin code in an embedded cluster (FLINK-16408's per-slot
+/// class loader, as TaskManager processes have it): a plugin job's subtasks in slot *i* run a
+/// graph built by that slot's own instance of the library, kept while the job holds the slot
+/// (across restarts) and unloaded once it gives the slot back.
+pub trait SlotCode: Send + Sync {
+    /// The graph slot `slot` runs for `job`: its own instance's, built now or kept; `None`
+    /// when `graph` is not a plugin's (it runs as it is).
+    fn graph_for(
+        &self,
+        job: crate::ids::JobId,
+        slot: u32,
+        graph: &riffle_api::JobGraph,
+    ) -> Result<Option<Arc<riffle_api::JobGraph>>, String>;
+    /// `job` gave `slot` back: its instance goes once no subtask runs its code.
+    fn release(&self, job: crate::ids::JobId, slot: u32);
+}
+
 /// Where a highly available JobManager keeps its jobs, so that the next leader can recover
 /// them (ZooKeeper and `high-availability.storageDir`; see `riffle-cluster`'s `ha`).
 pub trait JobStore: Send + Sync {

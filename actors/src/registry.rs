@@ -48,6 +48,8 @@ pub struct RuntimeShared {
     data_plane: RwLock<Option<Arc<dyn crate::peers::DataPlane>>>,
     /// The ResourceManager (replaced when the JobManager restarts it).
     resource_manager: RwLock<Option<Probed<ResourceManager>>>,
+    /// In an embedded cluster: per-slot instances of plugin jobs' code.
+    slot_code: RwLock<Option<Arc<dyn crate::peers::SlotCode>>>,
 }
 
 impl RuntimeShared {
@@ -64,6 +66,7 @@ impl RuntimeShared {
             resource_manager: RwLock::new(None),
             remote_job_manager: RwLock::new(None),
             data_plane: RwLock::new(None),
+            slot_code: RwLock::new(None),
             job_store: RwLock::new(None),
             resource_manager_restarts: Default::default(),
             checkpoint_stats: DashMap::new(),
@@ -122,6 +125,22 @@ impl RuntimeShared {
         match self.data_plane.read() {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Per-slot plugin instances, if this process's TaskExecutors keep them.
+    pub fn slot_code(&self) -> Option<Arc<dyn crate::peers::SlotCode>> {
+        match self.slot_code.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Installs per-slot plugin instances (an embedded cluster does, at start).
+    pub fn set_slot_code(&self, code: Arc<dyn crate::peers::SlotCode>) {
+        match self.slot_code.write() {
+            Ok(mut g) => *g = Some(code),
+            Err(p) => *p.into_inner() = Some(code),
         }
     }
 

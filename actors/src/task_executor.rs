@@ -168,7 +168,11 @@ impl Handler<FreeSlot> for TaskExecutor {
     type Result = ();
     fn handle(&mut self, msg: FreeSlot, _: &mut Self::Context) {
         if let Some(s) = self.slots.get_mut(msg.slot_index as usize) {
-            s.allocation = None;
+            if let (Some((job, _)), Some(code)) = (s.allocation.take(), self.shared.slot_code()) {
+                // The job left the slot: its instance of the job's code goes with it.
+                self.shared.slot_graphs.remove(&(job, msg.slot_index));
+                code.release(job, msg.slot_index);
+            }
         }
     }
 }
@@ -182,9 +186,20 @@ impl Handler<DeployTask> for TaskExecutor {
             this.report(e, TaskOutcome::Failed(error).into());
         };
         let slot_graph = self.shared.slot_graphs.get(&(e.job, msg.slot_index)).map(|g| g.clone());
-        let Some(graph) = slot_graph.or_else(|| self.shared.graph(e.job)) else {
+        let Some(mut graph) = slot_graph.clone().or_else(|| self.shared.graph(e.job)) else {
             return fail(self, format!("job {} is unknown to this task executor", e.job));
         };
+        if let (None, Some(code)) = (slot_graph, self.shared.slot_code()) {
+            // An embedded cluster: a plugin job runs its slot's own instance of its code.
+            match code.graph_for(e.job, msg.slot_index, &graph) {
+                Ok(Some(g)) => {
+                    self.shared.slot_graphs.insert((e.job, msg.slot_index), g.clone());
+                    graph = g;
+                }
+                Ok(None) => {}
+                Err(why) => return fail(self, format!("slot {} cannot load the job's plugin: {why}", msg.slot_index)),
+            }
+        }
         let Some(slot) = self.slots.get(msg.slot_index as usize).and_then(|s| s.addr.clone()) else {
             return fail(self, format!("slot {} is not available", msg.slot_index));
         };

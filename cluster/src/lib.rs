@@ -12,6 +12,7 @@ pub mod minicluster;
 pub mod plugin;
 pub mod remote;
 pub mod shuffle;
+pub mod slot_code;
 pub mod taskmanager;
 pub mod transport;
 

@@ -228,6 +228,15 @@ async fn start_actors(shared: Arc<RuntimeShared>, s: Settings, system: Option<Sy
 
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The embedded TaskExecutors keep per-slot instances of plugin jobs' code, as TaskManager
+/// processes do; the copies live in a directory of this cluster's own.
+fn install_slot_code(shared: &RuntimeShared) {
+    static CLUSTERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = CLUSTERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("riffle-slot-code-{}-{n}", std::process::id()));
+    shared.set_slot_code(std::sync::Arc::new(crate::slot_code::EmbeddedSlotCode::new(dir)));
+}
+
 impl MiniCluster {
     /// Starts the cluster on an actix system of its own (a new thread) and waits until every
     /// TaskExecutor registered its slots. Use from anywhere but inside an actix system that
@@ -236,6 +245,7 @@ impl MiniCluster {
         let settings = Settings::from(&cfg)?;
         let want = settings.slots();
         let shared = RuntimeShared::new(cfg.config.clone());
+        install_slot_code(&shared);
         let (tx, rx) = sync_channel(1);
         let s2 = shared.clone();
         let thread = std::thread::Builder::new()
@@ -279,6 +289,7 @@ impl MiniCluster {
         let settings = Settings::from(&cfg)?;
         let want = settings.slots();
         let shared = RuntimeShared::new(cfg.config.clone());
+        install_slot_code(&shared);
         let actors = start_actors(shared.clone(), settings, None)
             .await
             .ok_or_else(|| unavailable("the job manager did not start"))?;
