@@ -34,6 +34,7 @@ pub fn options() -> Vec<&'static dyn riffle_api::OptionInfo> {
         heartbeat::OPTIONS,
         ha::config::OPTIONS,
         logging::OPTIONS,
+        artifacts::OPTIONS,
     ]
     .concat()
 }

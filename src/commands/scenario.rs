@@ -10,11 +10,19 @@ use riffle::Configuration;
 use crate::cli::Scenario;
 use crate::rest_client;
 
-/// Uploads a plugin to a running cluster and runs its job there (waits for its end unless `detached`).
+/// Runs a plugin's job on a running cluster (waits for its end unless `detached`): a library
+/// file is uploaded and run (`/jars/upload`, `/jars/{id}/run`); a URL (`http://`, `https://`,
+/// `file://`) is not uploaded: the cluster fetches it (`/jars/run` with `jarUrl`).
 pub fn plugin_on_cluster(address: &str, path: &Path, entry: &str, args: &[String], detached: bool) -> Result<()> {
-    let jar = rest_client::upload(address, path)?;
-    let body = serde_json::json!({ "entryClass": entry, "programArgsList": args });
-    let a = rest_client::call(address, "POST", &format!("/jars/{jar}/run"), Some(&body))?;
+    let location = path.to_string_lossy();
+    let a = if riffle_cluster::artifacts::is_url(&location) {
+        let body = serde_json::json!({ "jarUrl": location, "entryClass": entry, "programArgsList": args });
+        rest_client::call(address, "POST", "/jars/run", Some(&body))?
+    } else {
+        let jar = rest_client::upload(address, path)?;
+        let body = serde_json::json!({ "entryClass": entry, "programArgsList": args });
+        rest_client::call(address, "POST", &format!("/jars/{jar}/run"), Some(&body))?
+    };
     let job = a.body["jobid"].as_str().context("the cluster sent no job id")?.to_string();
     println!("job {job} submitted to {address}");
     if !detached {
@@ -27,7 +35,8 @@ pub fn plugin_on_cluster(address: &str, path: &Path, entry: &str, args: &[String
     Ok(())
 }
 
-/// Runs a plugin's job on an embedded cluster.
+/// Runs a plugin's job on an embedded cluster. `path` is a library, a directory of libraries, or
+/// a URL (`file://`, `http://`, `https://`; a remote one is fetched into the artifact cache once).
 pub fn plugin_embedded(path: &Path, entry: &str, args: &[String], slots: u32, conf: &Configuration) -> Result<()> {
     // The library stays loaded (the job runs its code).
     let graph = riffle::programs().build(&riffle::JobOrigin::plugin(&path.display().to_string(), entry, args))?;
