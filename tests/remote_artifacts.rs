@@ -340,3 +340,36 @@ fn rest_runs_a_job_from_a_url_without_an_upload_and_task_managers_fetch_it_thems
     drop(tm);
     drop(jm);
 }
+
+#[test]
+fn run_application_runs_a_job_from_an_http_url_on_task_manager_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = library_server();
+    let out = dir.path().join("sums.txt");
+    // The JobManager and both TaskManager processes get this directory (-D is passed on); each
+    // TaskManager fetches the URL itself unless the library is there already.
+    let blob = dir.path().join("blob");
+    let a = args(&[
+        "-D",
+        &format!("blob.storage.directory={}", blob.display()),
+        "run-application",
+        "--plugin",
+        &server.url(LIB),
+        "--entry",
+        "sums",
+        "--taskmanagers",
+        "2",
+        "--slots",
+        "1",
+        "100",
+        "3",
+        &out.display().to_string(),
+    ]);
+    let (o, _) = riffle(&a, Duration::from_secs(120));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(sums_totals(&out), SUMS);
+    let hits = server.hits(LIB);
+    assert!((1..=3).contains(&hits), "{hits} fetches");
+    let digest = riffle_cluster::artifacts::digest(&std::fs::read(template_plugin()).unwrap());
+    assert!(blob.join(format!("{digest}.so")).is_file());
+}

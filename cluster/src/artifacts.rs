@@ -402,7 +402,10 @@ fn valid(d: &str) -> bool {
 fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("artifact");
-    let tmp = dir.join(format!(".{name}.{}.part", std::process::id()));
+    // Unique per process and call: two threads storing the same artifact never share one.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}-{n}.part", std::process::id()));
     let written = std::fs::File::create(&tmp).and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()));
     let renamed = written.and_then(|_| std::fs::rename(&tmp, path));
     if renamed.is_err() {
