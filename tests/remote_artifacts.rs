@@ -322,6 +322,20 @@ fn rest_runs_a_job_from_a_url_without_an_upload_and_task_managers_fetch_it_thems
     assert_eq!(server.hits(LIB), 2);
     assert_eq!(http(&rest, "GET", "/jars", "").1["files"].as_array().map(Vec::len), Some(0), "nothing was uploaded");
 
+    // `riffle run -m` with a directory: its libraries are uploaded (shipped to the TaskManager
+    // by the JobManager), the job runs from the one offering it.
+    let libs = dir.path().join("libs");
+    std::fs::create_dir_all(&libs).unwrap();
+    std::fs::copy(template_plugin(), libs.join("libjobs.so")).unwrap();
+    std::fs::write(libs.join("README.txt"), "not a library").unwrap();
+    let out = dir.path().join("sums-dir.txt");
+    let libs = libs.display().to_string();
+    let a = args(&["run", "-m", &rest, "--plugin", &libs, "--entry", "sums", "100", "3", &out.display().to_string()]);
+    let (o, _) = riffle(&a, Duration::from_secs(120));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(sums_totals(&out), SUMS);
+    assert_eq!(http(&rest, "GET", "/jars", "").1["files"].as_array().map(Vec::len), Some(1));
+
     // Errors: a missing library (400 naming the URL and status), an unreachable host (503,
     // retryable), a URL that is not one, and jarUrl sent to an upload's run.
     let missing = server.url("/missing.so");
