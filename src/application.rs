@@ -12,8 +12,8 @@ use riffle_cluster::remote::jobmanager_side::{RPC_ADDRESS, RPC_PORT};
 
 use crate::local_cluster::{defines, spawn};
 
-/// Runs job `entry` of the plugin at `library` (a file, or a remote artifact's URL such as
-/// `file:///shared/lib.so`) with `args` on a cluster of `taskmanagers` TaskManager processes
+/// Runs job `entry` of the plugin at `library` (a file, a directory of libraries, or a remote
+/// artifact's URL such as `file:///shared/lib.so` or `https://host/lib.so`) with `args` on a cluster of `taskmanagers` TaskManager processes
 /// of `slots` slots each.
 pub fn run(
     library: &Path,
@@ -28,22 +28,11 @@ pub fn run(
     }
     let programs = riffle::programs();
     let location = library.to_string_lossy().into_owned();
-    let own_cache = std::env::temp_dir().join(format!("riffle-application-{}", std::process::id()));
     let graph = if riffle_cluster::artifacts::is_url(&location) {
-        // A remote artifact (FLINK-17632): this JobManager reads it once into a cache of its
-        // own, and every TaskManager fetches it from the URL, not from here.
-        let bytes = riffle_cluster::artifacts::fetch_url_blocking(&location).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let digest = riffle_cluster::artifacts::digest(&bytes);
-        let cache = riffle_cluster::artifacts::ArtifactCache::new(own_cache.clone());
-        let local = cache.put(&digest, &bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let mut g = programs.build(&riffle::JobOrigin::plugin(&local.display().to_string(), entry, args))?;
-        // TaskManagers fetch the library from its URL, not from this JobManager's cache.
-        g.set_origin(riffle::JobOrigin {
-            program: riffle::ProgramSource::Plugin { path: location.clone(), entry: entry.to_string(), digest },
-            args: args.to_vec(),
-            parallelism: None,
-        });
-        g
+        // A remote artifact (FLINK-17632): the loader reads it (an http(s) URL once into the
+        // artifact cache), and the job's origin keeps the URL, so every TaskManager fetches
+        // it from where it lives, not from here.
+        programs.build(&riffle::JobOrigin::plugin(&location, entry, args))?
     } else {
         let library =
             library.canonicalize().with_context(|| format!("cannot read the plugin '{}'", library.display()))?;
@@ -94,7 +83,6 @@ pub fn run(
     let result = job.wait(None)?;
     cluster.shutdown();
     drop(members);
-    let _ = std::fs::remove_dir_all(&own_cache);
     match result.status {
         JobStatus::Finished => {
             eprintln!("[riffle] application job finished in {:.3}s; cluster shut down", result.duration.as_secs_f64());

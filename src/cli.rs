@@ -35,7 +35,10 @@ pub enum Command {
     /// on the embedded cluster.
     #[command(args_conflicts_with_subcommands = true)]
     Run {
-        /// A plugin library (a cdylib built with riffle_api::export_plugin!).
+        /// A plugin library (a cdylib built with riffle_api::export_plugin!): a file, a directory
+        /// of libraries (every *.so in it), or a URL (file://, http://, https://; a remote one is
+        /// fetched once into blob.storage.directory, within blob.fetch.max-size and
+        /// blob.fetch.timeout).
         #[arg(long, requires = "entry")]
         plugin: Option<PathBuf>,
         /// The plugin's job to run.
@@ -45,7 +48,8 @@ pub enum Command {
         #[arg(long, default_value_t = 2)]
         slots: u32,
         /// Run the plugin's job on a running cluster (its REST address, host:port) instead of
-        /// an embedded one: the library is uploaded and the job submitted.
+        /// an embedded one: a library file is uploaded and the job submitted; a URL is not
+        /// uploaded, the cluster fetches it.
         #[arg(short = 'm', long = "jobmanager", value_name = "HOST:PORT", requires = "plugin")]
         jobmanager: Option<String>,
         /// With -m: return once the job is submitted instead of waiting for its end.
@@ -87,7 +91,8 @@ pub enum Command {
     /// Application mode: starts a cluster for one plugin job (this process is its JobManager,
     /// plus TaskManager processes), runs the job and shuts the cluster down when it ends.
     RunApplication {
-        /// The plugin library.
+        /// The plugin library: a file, a directory of libraries, or a URL (file://, http://,
+        /// https://).
         #[arg(long)]
         plugin: PathBuf,
         /// The plugin's job to run.

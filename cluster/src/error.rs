@@ -38,6 +38,10 @@ pub enum ClusterError {
     /// The runtime (a JobMaster, a coordinator, the other end of a link) answered with an error.
     #[error(transparent)]
     Runtime(#[from] riffle_actors::RuntimeError),
+    /// A remote artifact could not be fetched (a bad URL, an HTTP error, an unreachable host,
+    /// too large, too slow).
+    #[error(transparent)]
+    Fetch(#[from] crate::artifacts::FetchError),
     /// Reading or writing a file (an artifact, a plugin library) failed.
     #[error("{what}: {source}")]
     Io {
@@ -54,6 +58,7 @@ impl ClusterError {
         match self {
             ClusterError::Config(_) | ClusterError::Graph(_) | ClusterError::Plugin(_) => ErrorDomain::User,
             ClusterError::Build(e) => e.domain(),
+            ClusterError::Fetch(e) => e.domain(),
             ClusterError::Unavailable(_) | ClusterError::Timeout(..) | ClusterError::Checkpoint(_) => {
                 ErrorDomain::External
             }
@@ -70,6 +75,7 @@ impl ClusterError {
             ClusterError::Runtime(e) => e.is_retryable(),
             ClusterError::Rejected(e) => e.is_retryable(),
             ClusterError::Build(e) => e.is_retryable(),
+            ClusterError::Fetch(e) => e.is_retryable(),
             _ => self.domain() == ErrorDomain::External,
         }
     }

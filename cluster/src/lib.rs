@@ -35,6 +35,7 @@ pub fn options() -> Vec<&'static dyn riffle_api::OptionInfo> {
         heartbeat::OPTIONS,
         ha::config::OPTIONS,
         logging::OPTIONS,
+        artifacts::OPTIONS,
     ]
     .concat()
 }

@@ -12,6 +12,7 @@ use riffle_api::plugin::{
 };
 use riffle_api::{ApiError, JobGraph, JobOrigin, ProgramError, ProgramInfo, ProgramSource, Programs};
 
+use crate::artifacts::{FetchSettings, Location};
 use crate::error::ClusterError;
 
 /// A job a plugin offers.
@@ -125,23 +126,102 @@ impl Plugin {
 /// keeping it loaded for the life of the process (jobs built from it run its code), and lists
 /// a library's jobs. It lists no programs and builds no built-in one: the `riffle` binary pairs
 /// it with the built-in programs in a [`riffle_api::ProgramSet`].
+///
+/// A plugin origin's path is an artifact location ([`crate::artifacts`]):
+/// - a library file, or a `file://` URL of one: loaded where it is; the origin keeps the
+///   location as given (a TaskManager process reads a `file://` URL from its own files, and
+///   asks the JobManager for a path);
+/// - an `http://` or `https://` URL: fetched into the artifact cache (once: a URL fetched
+///   before is served from the cache) and loaded from there; the origin keeps the URL and the
+///   library's digest, and a TaskManager fetches the URL itself unless its own cache has that
+///   digest;
+/// - a directory (a path or a `file://` URL): every library in it ([`crate::artifacts::libraries_in`]:
+///   `*.so` files directly in it, in name order, other files ignored, none is an error) is
+///   loaded, each must be a riffle plugin, and the directory offers all their jobs. The job
+///   named by the entry must be offered by exactly one of them (two offering it is an error
+///   naming both); the origin names that library's path, and only that library, whose code the
+///   job runs, is shipped to TaskManagers.
 #[derive(Default)]
 pub struct LoadedPlugins {
     loaded: std::sync::Mutex<std::collections::HashMap<PathBuf, Arc<Plugin>>>,
+    fetch: Option<FetchSettings>,
+}
+
+/// A library an artifact location stands for, made local.
+struct Resolved {
+    /// Where it is loaded from.
+    local: PathBuf,
+    /// What a job's origin records: the location to get it from again.
+    origin: String,
+    /// Its digest, when fetching computed it already.
+    digest: Option<String>,
 }
 
 impl LoadedPlugins {
-    /// Builds job `entry` of the plugin at `path` and records its origin (library path and
-    /// digest): what a TaskManager process does with the cached copy of a job's library, and
-    /// what the JobManager side does with an upload.
-    fn build_origin(&self, path: &str, entry: &str, args: &[String]) -> Result<JobGraph, ClusterError> {
-        let path = Path::new(path);
-        let mut graph = self.get(path)?.build(entry, args)?;
-        let digest = crate::artifacts::digest_of_file(path)
-            .map_err(|e| ClusterError::Io { what: format!("cannot read {}", path.display()), source: e })?;
+    /// A loader that fetches remote artifacts into `settings`' cache within its limits (without:
+    /// [`crate::artifacts::process_settings`] at each fetch).
+    pub fn with_fetch(settings: FetchSettings) -> Self {
+        Self { loaded: Default::default(), fetch: Some(settings) }
+    }
+
+    /// The libraries at `location`, made local.
+    fn resolve(&self, location: &str) -> Result<Vec<Resolved>, ClusterError> {
+        match crate::artifacts::parse_location(location)? {
+            Location::Http(url) => {
+                let settings = self.fetch.clone().unwrap_or_else(crate::artifacts::process_settings);
+                let f = crate::artifacts::fetch_into_cache(&url, &settings)?;
+                Ok(vec![Resolved { local: f.path, origin: url, digest: Some(f.digest) }])
+            }
+            Location::Local(path) if path.is_dir() => Ok(crate::artifacts::libraries_in(&path)?
+                .into_iter()
+                .map(|lib| Resolved { origin: lib.display().to_string(), local: lib, digest: None })
+                .collect()),
+            Location::Local(path) => Ok(vec![Resolved { local: path, origin: location.to_string(), digest: None }]),
+        }
+    }
+
+    /// Builds job `entry` of the plugin at `location` and records its origin (the library's
+    /// location and digest): what a TaskManager process does with the cached copy of a job's
+    /// library, and what the JobManager side does with an upload or a URL.
+    fn build_origin(&self, location: &str, entry: &str, args: &[String]) -> Result<JobGraph, ClusterError> {
+        let libraries = self.resolve(location)?;
+        let mut offering = Vec::new();
+        let mut offered = Vec::new();
+        for r in &libraries {
+            let plugin = self.get(&r.local)?;
+            if plugin.jobs().iter().any(|j| j.name == entry) {
+                offering.push((r, plugin.clone()));
+            }
+            offered.extend(plugin.jobs().iter().map(|j| j.name.clone()));
+        }
+        let (library, plugin) = match offering.len() {
+            1 => offering.remove(0),
+            0 if libraries.len() == 1 => (&libraries[0], self.get(&libraries[0].local)?),
+            0 => {
+                return Err(ClusterError::Plugin(format!(
+                    "no library in {location} has a job '{entry}' (they offer: {})",
+                    offered.join(", ")
+                )))
+            }
+            _ => {
+                let names: Vec<String> = offering.iter().map(|(r, _)| r.local.display().to_string()).collect();
+                return Err(ClusterError::Plugin(format!(
+                    "job '{entry}' is offered by more than one library in {location}: {}",
+                    names.join(", ")
+                )));
+            }
+        };
+        let mut graph = plugin.build(entry, args)?;
+        let digest = match &library.digest {
+            Some(d) => d.clone(),
+            None => crate::artifacts::digest_of_file(&library.local).map_err(|e| ClusterError::Io {
+                what: format!("cannot read {}", library.local.display()),
+                source: e,
+            })?,
+        };
         graph.set_origin(riffle_api::JobOrigin {
             program: riffle_api::ProgramSource::Plugin {
-                path: path.display().to_string(),
+                path: library.origin.clone(),
                 entry: entry.to_string(),
                 digest,
             },
@@ -168,6 +248,10 @@ fn program_error(e: ClusterError) -> ApiError {
     match e {
         ClusterError::Io { what, source } => ProgramError::Io { what, source }.into(),
         ClusterError::Build(e) => e,
+        // A network failure may pass: the environment's, retryable.
+        ClusterError::Fetch(e) if e.is_retryable() => {
+            ProgramError::Io { what: "cannot fetch the plugin library".into(), source: std::io::Error::other(e) }.into()
+        }
         e => ProgramError::Plugin(e.to_string()).into(),
     }
 }
@@ -186,10 +270,14 @@ impl Programs for LoadedPlugins {
         }
     }
 
+    /// The jobs of the library, directory or URL `library` (see [`LoadedPlugins`]).
     fn inspect(&self, library: &Path) -> Result<Vec<ProgramInfo>, ApiError> {
-        let plugin = self.get(library).map_err(program_error)?;
         let info =
             |j: &PluginJob| ProgramInfo { name: j.name.clone(), description: j.description.clone(), args: Vec::new() };
-        Ok(plugin.jobs().iter().map(info).collect())
+        let mut jobs = Vec::new();
+        for r in self.resolve(&library.to_string_lossy()).map_err(program_error)? {
+            jobs.extend(self.get(&r.local).map_err(program_error)?.jobs().iter().map(info));
+        }
+        Ok(jobs)
     }
 }

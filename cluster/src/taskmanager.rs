@@ -82,7 +82,7 @@ pub const DATA_BIND_PORT: ConfigOption<u16> =
 pub const BLOB_STORAGE_DIRECTORY: ConfigOption<Option<std::path::PathBuf>> = ConfigOption::optional(
     Group::Processes,
     "blob.storage.directory",
-    "a TaskManager's cache of plugin libraries (default: a temp directory)",
+    "the cache of plugin libraries by SHA-256: a TaskManager's (default: a temp directory of its own) and, for libraries fetched from http(s) URLs, a JobManager's or riffle run's (default: riffle-artifacts in the temp directory)",
 );
 
 /// The options of a TaskManager process.
@@ -129,6 +129,7 @@ impl TaskManagerSettings {
                     Some(d) => d,
                     None => std::env::temp_dir().join(format!("riffle-artifacts-{}", std::process::id())),
                 }),
+                fetch_limits: crate::artifacts::FetchLimits::from_config(c)?,
                 zookeeper: crate::ha::HaConfig::from_config(c)
                     .map_err(|e| ClusterError::Unavailable(e.to_string()))?
                     .zookeeper()

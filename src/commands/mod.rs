@@ -45,6 +45,8 @@ pub fn run(cli: Cli) -> Result<()> {
     if cli.web {
         conf.set("rest.enabled", "true");
     }
+    // Where plugin libraries fetched from URLs are cached, and the limits of fetching them.
+    riffle_cluster::artifacts::configure_process(riffle_cluster::artifacts::FetchSettings::from_config(&conf)?);
     match cli.command {
         Command::ConfigDocs => print!("{}", riffle::config_docs()),
         Command::Run {

@@ -10,11 +10,21 @@ use riffle::Configuration;
 use crate::cli::Scenario;
 use crate::rest_client;
 
-/// Uploads a plugin to a running cluster and runs its job there (waits for its end unless `detached`).
+/// Runs a plugin's job on a running cluster (waits for its end unless `detached`): a library
+/// file is uploaded and run (`/jars/upload`, `/jars/{id}/run`); a directory's libraries are all
+/// uploaded and the job run from the one offering it; a URL (`http://`, `https://`, `file://`)
+/// is not uploaded: the cluster fetches it (`/jars/run` with `jarUrl`).
 pub fn plugin_on_cluster(address: &str, path: &Path, entry: &str, args: &[String], detached: bool) -> Result<()> {
-    let jar = rest_client::upload(address, path)?;
-    let body = serde_json::json!({ "entryClass": entry, "programArgsList": args });
-    let a = rest_client::call(address, "POST", &format!("/jars/{jar}/run"), Some(&body))?;
+    let location = path.to_string_lossy();
+    let a = if riffle_cluster::artifacts::is_url(&location) {
+        let body = serde_json::json!({ "jarUrl": location, "entryClass": entry, "programArgsList": args });
+        rest_client::call(address, "POST", "/jars/run", Some(&body))?
+    } else {
+        let jar =
+            if path.is_dir() { upload_directory(address, path, entry)? } else { rest_client::upload(address, path)? };
+        let body = serde_json::json!({ "entryClass": entry, "programArgsList": args });
+        rest_client::call(address, "POST", &format!("/jars/{jar}/run"), Some(&body))?
+    };
     let job = a.body["jobid"].as_str().context("the cluster sent no job id")?.to_string();
     println!("job {job} submitted to {address}");
     if !detached {
@@ -27,7 +37,32 @@ pub fn plugin_on_cluster(address: &str, path: &Path, entry: &str, args: &[String
     Ok(())
 }
 
-/// Runs a plugin's job on an embedded cluster.
+/// Uploads every library of directory `dir` (see `riffle_cluster::artifacts::libraries_in`);
+/// the id of the one that offers job `entry`.
+fn upload_directory(address: &str, dir: &Path, entry: &str) -> Result<String> {
+    let mut ids = Vec::new();
+    for library in riffle_cluster::artifacts::libraries_in(dir)? {
+        ids.push(rest_client::upload(address, &library)?);
+    }
+    let listed = rest_client::call(address, "GET", "/jars", None)?;
+    let offering: Vec<String> = listed.body["files"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|f| f["entry"].as_array().is_some_and(|e| e.iter().any(|j| j["name"] == entry)))
+        .filter_map(|f| f["id"].as_str())
+        .filter(|id| ids.iter().any(|i| i == id))
+        .map(str::to_string)
+        .collect();
+    match offering.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!("no library in {} has a job '{entry}'", dir.display()),
+        _ => bail!("job '{entry}' is offered by more than one library in {}: {}", dir.display(), offering.join(", ")),
+    }
+}
+
+/// Runs a plugin's job on an embedded cluster. `path` is a library, a directory of libraries, or
+/// a URL (`file://`, `http://`, `https://`; a remote one is fetched into the artifact cache once).
 pub fn plugin_embedded(path: &Path, entry: &str, args: &[String], slots: u32, conf: &Configuration) -> Result<()> {
     // The library stays loaded (the job runs its code).
     let graph = riffle::programs().build(&riffle::JobOrigin::plugin(&path.display().to_string(), entry, args))?;

@@ -45,6 +45,8 @@ pub struct LinkSettings {
     pub zookeeper: Option<crate::ha::ZooKeeperHaConfig>,
     /// This TaskManager's plugin libraries by digest (`blob.storage.directory`).
     pub artifacts: crate::artifacts::ArtifactCache,
+    /// Limits of fetching a remote artifact (`blob.fetch.*`).
+    pub fetch_limits: crate::artifacts::FetchLimits,
     /// Its network buffer pool (reported with the heartbeats).
     pub network: crate::shuffle::buffer_pool::NetworkBuffers,
     /// Its `log.dir`, which the JobManager's REST pages list and read through the link.
@@ -472,8 +474,9 @@ async fn session(
                             match url {
                                 Some(url) => {
                                     let local_tx = local_tx.clone();
+                                    let limits = settings.fetch_limits;
                                     actix::spawn(async move {
-                                        let bytes = crate::artifacts::fetch_url(&url)
+                                        let bytes = crate::artifacts::fetch_url(&url, &limits)
                                             .await
                                             .map(serde_bytes::ByteBuf::from)
                                             .map_err(Into::into);

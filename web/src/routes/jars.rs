@@ -159,10 +159,68 @@ pub async fn run(
     let programs = plugin_programs(&ctx)?;
     let j = jar(&ctx, &path)?;
     let b: RunBody = crate::body::parse(&body)?;
+    if b.jar_url.is_some() {
+        return Err(WebError::BadRequest(
+            "jarUrl names a library to run instead of an upload: send it to POST /jars/run".into(),
+        ));
+    }
+    let library = j.path.display().to_string();
+    let entries = j.entries.clone();
+    run_library(&ctx, programs, library, move || Ok(entries), &b, &q, &j.name).await
+}
+
+/// Longest `jarUrl` accepted.
+const MAX_URL: usize = 2048;
+
+/// A `jarUrl`: an `http://`, `https://` or `file://` URL of printable characters.
+fn jar_url(url: Option<&str>) -> Result<String, WebError> {
+    let url = url.ok_or_else(|| WebError::BadRequest("name the library to run with jarUrl".into()))?;
+    let scheme = url.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    let ok = url.len() <= MAX_URL
+        && !url.chars().any(|c| c.is_control() || c.is_whitespace())
+        && matches!(scheme.as_deref(), Some("http" | "https" | "file"));
+    if ok {
+        Ok(url.to_string())
+    } else {
+        Err(WebError::BadRequest(format!(
+            "jarUrl '{}' is not accepted: send an http://, https:// or file:// URL of a plugin library (at most {MAX_URL} characters)",
+            params::printable(url)
+        )))
+    }
+}
+
+/// `POST /jars/run`: runs a job of the plugin library at the body's `jarUrl` without an upload
+/// (the rest of the body and the query as for `/jars/{id}/run`); 200 `{"jobid"}`. The library
+/// is fetched (once: the cluster caches it by URL and content) and the cluster's TaskManagers
+/// fetch it from the same URL.
+pub async fn run_url(ctx: Ctx, q: web::Query<RunQuery>, body: web::Bytes) -> Result<HttpResponse, WebError> {
+    let programs = plugin_programs(&ctx)?;
+    let b: RunBody = crate::body::parse(&body)?;
+    let url = jar_url(b.jar_url.as_deref())?;
+    let inspecting = programs.clone();
+    let library = url.clone();
+    let entries = move || -> Result<Vec<(String, String)>, WebError> {
+        let jobs = inspecting.inspect(std::path::Path::new(&library))?;
+        Ok(jobs.into_iter().map(|p| (p.name, p.description)).collect())
+    };
+    run_library(&ctx, programs, url.clone(), entries, &b, &q, &url).await
+}
+
+/// Runs job `entryClass` (or the only job) of `library`; `entries` lists its jobs when the body
+/// names none.
+async fn run_library(
+    ctx: &RestContext,
+    programs: std::sync::Arc<dyn crate::context::Programs>,
+    library: String,
+    entries: impl FnOnce() -> Result<Vec<(String, String)>, WebError> + Send + 'static,
+    b: &RunBody,
+    q: &RunQuery,
+    name: &str,
+) -> Result<HttpResponse, WebError> {
     if b.parallelism.is_some() {
         return Err(WebError::BadRequest("a plugin's job sets its own parallelism: leave parallelism out".into()));
     }
-    let Some(Checked { mut args, job }) = check(&ctx, &b)? else {
+    let Some(Checked { mut args, job }) = check(ctx, b)? else {
         let id = b.job_id_text().to_ascii_lowercase();
         return Ok(HttpResponse::Ok().json(json!({ "jobid": id })));
     };
@@ -171,22 +229,31 @@ pub async fn run(
             args = a.split(',').map(str::to_string).collect();
         }
     }
-    let entry = match b.entry_class.clone().or_else(|| q.entry_class.clone()) {
-        Some(e) => e,
-        None if j.entries.len() == 1 => j.entries[0].0.clone(),
-        None => {
-            let names: Vec<&str> = j.entries.iter().map(|(n, _)| n.as_str()).collect();
-            return Err(WebError::BadRequest(format!(
-                "name the job to run with entryClass: one of {}",
-                names.join(", ")
-            )));
-        }
-    };
-    let origin = riffle_api::JobOrigin::plugin(&j.path.display().to_string(), &entry, &args);
-    let graph = web::block(move || programs.build(&origin))
-        .await
-        .map_err(|e| WebError::Internal(format!("building the job failed: {e}")))??;
-    submit(&ctx, job, graph, &b, &format!("{} of {}", entry, j.name)).await
+    let named = b.entry_class.clone().or_else(|| q.entry_class.clone());
+    let graph = web::block(move || -> Result<(String, riffle_api::JobGraph), WebError> {
+        let entry = match named {
+            Some(e) => e,
+            None => {
+                let entries = entries()?;
+                match entries.as_slice() {
+                    [(only, _)] => only.clone(),
+                    _ => {
+                        let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
+                        return Err(WebError::BadRequest(format!(
+                            "name the job to run with entryClass: one of {}",
+                            names.join(", ")
+                        )));
+                    }
+                }
+            }
+        };
+        let origin = riffle_api::JobOrigin::plugin(&library, &entry, &args);
+        Ok((entry, programs.build(&origin)?))
+    })
+    .await
+    .map_err(|e| WebError::Internal(format!("building the job failed: {e}")))?;
+    let (entry, graph) = graph?;
+    submit(ctx, job, graph, b, &format!("{} of {}", entry, params::printable(name))).await
 }
 
 /// `DELETE /jars/{id}`: forgets the upload and deletes its file (jobs running from it go on:
@@ -211,5 +278,16 @@ mod tests {
         for bad in ["", "..", "jobs.txt", "a/b/", "evil\n.so"] {
             assert!(super::label(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn jar_urls_are_http_https_or_file_urls() {
+        for ok in ["http://h:1/x.so", "HTTPS://h/x.so", "file:///srv/jobs/"] {
+            assert_eq!(super::jar_url(Some(ok)).unwrap(), ok);
+        }
+        for bad in [None, Some("x.so"), Some("s3://b/x.so"), Some("http://h/a b.so"), Some("http://h/\n")] {
+            assert!(super::jar_url(bad).is_err(), "{bad:?}");
+        }
+        assert!(super::jar_url(Some(&format!("http://h/{}", "x".repeat(3000)))).is_err());
     }
 }

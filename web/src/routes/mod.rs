@@ -42,6 +42,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/programs").route(web::get().to(programs::list)))
         .service(web::resource("/jars").route(web::get().to(jars::list)))
         .service(web::resource("/jars/upload").route(web::post().to(jars::upload)))
+        .service(web::resource("/jars/run").route(web::post().to(jars::run_url)))
         .service(web::resource("/jars/{id}").route(web::delete().to(jars::delete)))
         .service(web::resource("/jars/{id}/run").route(web::post().to(jars::run)))
         .service(web::resource("/programs/{name}/run").route(web::post().to(programs::run)));

@@ -42,6 +42,10 @@ pub struct RunBody {
     /// `/jars/{id}/run`: which of the plugin's jobs.
     #[serde(rename = "entryClass")]
     pub(crate) entry_class: Option<String>,
+    /// `/jars/run`: the remote library (`http://`, `https://` or `file://` URL) to run a job of,
+    /// instead of an upload.
+    #[serde(rename = "jarUrl")]
+    pub(crate) jar_url: Option<String>,
 }
 
 /// Largest number of arguments accepted.
