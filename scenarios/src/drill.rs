@@ -215,7 +215,7 @@ pub fn run(o: &DrillOptions, user: &Configuration) -> Result<DrillReport, Scenar
 }
 
 /// Names the first lines lost and duplicated.
-fn describe_difference(got: &[String], want: &[String]) -> String {
+pub fn describe_difference(got: &[String], want: &[String]) -> String {
     use std::collections::HashMap;
     let mut count: HashMap<&str, i64> = HashMap::new();
     for l in want {

@@ -1,0 +1,215 @@
+//! The chaos drill's pure parts: the seeded random choices (when the next fault comes, which
+//! kind), and the figures kept from what was observed (committed output growing or not, the
+//! time from each fault to progress resuming).
+
+use std::time::Duration;
+
+/// SplitMix64: deterministic choices from the printed seed.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+
+    /// Uniform in `[lo, hi)`.
+    pub fn between(&mut self, lo: Duration, hi: Duration) -> Duration {
+        let f = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+        lo + (hi.saturating_sub(lo)).mul_f64(f)
+    }
+}
+
+/// What the drill does to the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FaultKind {
+    /// SIGKILL of a TaskManager process; a replacement starts under a new id.
+    TaskManagerKill,
+    /// SIGKILL of the leading JobManager; it starts again as a standby.
+    LeaderKill,
+    /// SIGKILL of a ZooKeeper member; it starts again a few seconds later.
+    ZooKeeperKill,
+    /// SIGSTOP of a TaskManager, SIGCONT a few seconds later.
+    TaskManagerFreeze,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 4] =
+        [FaultKind::TaskManagerKill, FaultKind::LeaderKill, FaultKind::ZooKeeperKill, FaultKind::TaskManagerFreeze];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::TaskManagerKill => "TaskManager SIGKILL",
+            FaultKind::LeaderKill => "leader JobManager SIGKILL",
+            FaultKind::ZooKeeperKill => "ZooKeeper member SIGKILL",
+            FaultKind::TaskManagerFreeze => "TaskManager SIGSTOP/SIGCONT",
+        }
+    }
+
+    /// The short name on the summary's machine-readable line.
+    pub fn tag(self) -> &'static str {
+        match self {
+            FaultKind::TaskManagerKill => "tm-kill",
+            FaultKind::LeaderKill => "jm-kill",
+            FaultKind::ZooKeeperKill => "zk-kill",
+            FaultKind::TaskManagerFreeze => "tm-freeze",
+        }
+    }
+
+    pub fn is_kill(self) -> bool {
+        self != FaultKind::TaskManagerFreeze
+    }
+}
+
+/// Which fault comes next and when: kinds in random order within rounds of all four (so a
+/// run of four faults or more has every kind), spaced by a uniform 0.5..1.5 of `mean`.
+pub struct Schedule {
+    rng: Rng,
+    round: Vec<FaultKind>,
+    mean: Duration,
+}
+
+impl Schedule {
+    pub fn new(seed: u64, mean: Duration) -> Self {
+        Schedule { rng: Rng::new(seed), round: Vec::new(), mean }
+    }
+
+    /// The next fault's kind.
+    pub fn next_kind(&mut self) -> FaultKind {
+        if self.round.is_empty() {
+            let mut r = FaultKind::ALL.to_vec();
+            for i in (1..r.len()).rev() {
+                let j = self.rng.below(i + 1);
+                r.swap(i, j);
+            }
+            self.round = r;
+        }
+        self.round.pop().unwrap_or(FaultKind::TaskManagerKill)
+    }
+
+    /// Time until the next fault.
+    pub fn next_gap(&mut self) -> Duration {
+        self.rng.between(self.mean / 2, self.mean * 3 / 2)
+    }
+
+    /// The random source for the fault's details (which process, how long).
+    pub fn rng(&mut self) -> &mut Rng {
+        &mut self.rng
+    }
+}
+
+/// Progress of the committed output over time, and each fault's recovery: the time from the
+/// fault to the committed output growing again. Times are offsets from the drill's start.
+#[derive(Default)]
+pub struct Progress {
+    size: u64,
+    last_growth: Option<Duration>,
+    /// Longest time without growth (after the first growth) and when it began.
+    pub longest_stall: (Duration, Duration),
+    waiting: Vec<(FaultKind, Duration)>,
+    /// Per fault: its kind and the time to progress after it.
+    pub recoveries: Vec<(FaultKind, Duration)>,
+}
+
+impl Progress {
+    /// The committed output has `size` bytes at `now`.
+    pub fn observe(&mut self, size: u64, now: Duration) {
+        if size <= self.size {
+            return;
+        }
+        self.size = size;
+        if let Some(last) = self.last_growth {
+            let gap = now.saturating_sub(last);
+            if gap > self.longest_stall.0 {
+                self.longest_stall = (gap, last);
+            }
+        }
+        self.last_growth = Some(now);
+        for (kind, at) in self.waiting.drain(..) {
+            self.recoveries.push((kind, now.saturating_sub(at)));
+        }
+    }
+
+    /// A fault happened at `at`.
+    pub fn fault(&mut self, kind: FaultKind, at: Duration) {
+        self.waiting.push((kind, at));
+    }
+
+    /// How long the output has not grown at `now` (zero before it first grew).
+    pub fn stalled_for(&self, now: Duration) -> Duration {
+        self.last_growth.map_or(Duration::ZERO, |l| now.saturating_sub(l))
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+/// min, median, p90 and max (nearest rank), or `None` without samples.
+pub fn distribution(samples: &[Duration]) -> Option<[Duration; 4]> {
+    let mut s = samples.to_vec();
+    s.sort_unstable();
+    let rank = |p: f64| s[((p * s.len() as f64).ceil() as usize).clamp(1, s.len()) - 1];
+    (!s.is_empty()).then(|| [s[0], rank(0.5), rank(0.9), s[s.len() - 1]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn every_round_of_four_has_every_kind_and_a_seed_replays() {
+        let kinds = |seed| {
+            let mut s = Schedule::new(seed, ms(1000));
+            (0..8).map(|_| (s.next_kind(), s.next_gap())).collect::<Vec<_>>()
+        };
+        let a = kinds(42);
+        assert_eq!(a, kinds(42));
+        assert_ne!(a, kinds(43));
+        for round in a.chunks(4) {
+            let mut k: Vec<_> = round.iter().map(|(k, _)| *k).collect();
+            k.sort();
+            assert_eq!(k, FaultKind::ALL.to_vec());
+        }
+        assert!(a.iter().all(|(_, g)| *g >= ms(500) && *g < ms(1500)));
+    }
+
+    #[test]
+    fn recovery_is_the_time_to_the_next_growth_and_stalls_are_measured_between_growths() {
+        let mut p = Progress::default();
+        p.observe(0, ms(0));
+        p.observe(10, ms(100));
+        p.fault(FaultKind::LeaderKill, ms(200));
+        p.observe(10, ms(300));
+        p.fault(FaultKind::TaskManagerKill, ms(400));
+        p.observe(20, ms(2100));
+        p.observe(30, ms(2200));
+        assert_eq!(p.recoveries, vec![(FaultKind::LeaderKill, ms(1900)), (FaultKind::TaskManagerKill, ms(1700))]);
+        assert_eq!(p.longest_stall, (ms(2000), ms(100)));
+        assert_eq!(p.stalled_for(ms(2500)), ms(300));
+    }
+
+    #[test]
+    fn distribution_by_nearest_rank() {
+        let s: Vec<_> = (1..=10).map(ms).collect();
+        assert_eq!(distribution(&s), Some([ms(1), ms(5), ms(9), ms(10)]));
+        assert_eq!(distribution(&[ms(7)]), Some([ms(7); 4]));
+        assert_eq!(distribution(&[]), None);
+    }
+}
