@@ -108,6 +108,31 @@ impl Schedule {
     pub fn rng(&mut self) -> &mut Rng {
         &mut self.rng
     }
+
+    /// When the fault after one at `after` may come (see [`NextFault`]); one in four may
+    /// strike while the job still recovers.
+    pub fn next(&mut self, after: Duration) -> NextFault {
+        let gap = self.next_gap();
+        NextFault { after, gap, during_recovery: self.rng.below(4) == 0 }
+    }
+}
+
+/// The next fault comes `gap` after the previous one (at `after`); unless it may strike
+/// during recovery, also not before the committed output grew after the previous fault, and
+/// then half a gap later. Faults back to back faster than the job recovers would otherwise
+/// keep it from ever progressing, and say nothing about recovery.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NextFault {
+    pub after: Duration,
+    pub gap: Duration,
+    pub during_recovery: bool,
+}
+
+impl NextFault {
+    pub fn due(&self, now: Duration, last_growth: Option<Duration>) -> bool {
+        now >= self.after + self.gap
+            && (self.during_recovery || last_growth.is_some_and(|g| g > self.after && now >= g + self.gap / 2))
+    }
 }
 
 /// Progress of the committed output over time, and each fault's recovery: the time from the
@@ -154,6 +179,11 @@ impl Progress {
 
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// When the output last grew.
+    pub fn last_growth(&self) -> Option<Duration> {
+        self.last_growth
     }
 }
 
@@ -203,6 +233,19 @@ mod tests {
         assert_eq!(p.recoveries, vec![(FaultKind::LeaderKill, ms(1900)), (FaultKind::TaskManagerKill, ms(1700))]);
         assert_eq!(p.longest_stall, (ms(2000), ms(100)));
         assert_eq!(p.stalled_for(ms(2500)), ms(300));
+    }
+
+    #[test]
+    fn a_fault_waits_for_progress_after_the_previous_one_unless_it_may_strike_during_recovery() {
+        let n = NextFault { after: ms(1000), gap: ms(2000), during_recovery: false };
+        assert!(!n.due(ms(2999), Some(ms(1500))));
+        assert!(n.due(ms(3000), Some(ms(1500))));
+        assert!(!n.due(ms(9000), Some(ms(900))), "no growth since the fault");
+        assert!(!n.due(ms(9000), None));
+        assert!(!n.due(ms(9500), Some(ms(8600))), "half a gap after the growth");
+        assert!(n.due(ms(9600), Some(ms(8600))));
+        let r = NextFault { during_recovery: true, ..n };
+        assert!(r.due(ms(3000), Some(ms(900))) && r.due(ms(3000), None) && !r.due(ms(2999), None));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use anyhow::{bail, Context, Result};
 use riffle::scenarios::drill::{committed_lines, describe_difference, expected_lines};
 use riffle::Configuration;
 
-use figures::{distribution, FaultKind, Progress, Schedule};
+use figures::{distribution, FaultKind, NextFault, Progress, Schedule};
 use processes::{free_port, http, wait_until, Ensemble, Proc};
 
 /// How to run the drill (`riffle run chaos-drill --help`).
@@ -252,10 +252,11 @@ fn drill(
     let mut progress = Progress::default();
     let mut injected: BTreeMap<FaultKind, usize> = BTreeMap::new();
     let mut unplanned: Vec<String> = Vec::new();
+    let mut during_recovery = 0;
     let mut due: Vec<(Duration, Due)> = Vec::new();
     // Faults start once the job committed output (it runs), and go on until all were
     // injected; --duration only spaces them.
-    let mut next_fault: Option<Duration> = None;
+    let mut next_fault: Option<NextFault> = None;
     let mut kind = schedule.next_kind();
     let mut last_state = (Duration::ZERO, String::new());
     let final_state = loop {
@@ -309,10 +310,10 @@ fn drill(
         }
         let total: usize = injected.values().sum();
         if next_fault.is_none() && progress.size() > 0 {
-            next_fault = Some(now + schedule.next_gap());
+            next_fault = Some(schedule.next(now));
             say(start, "the job committed its first output: faults begin");
         }
-        if total < o.faults && next_fault.is_some_and(|t| now >= t) {
+        if total < o.faults && next_fault.is_some_and(|n| n.due(now, progress.last_growth())) {
             let r = schedule.rng();
             let done = match kind {
                 FaultKind::TaskManagerKill => {
@@ -356,12 +357,16 @@ fn drill(
                 Some(line) => {
                     *injected.entry(kind).or_default() += 1;
                     progress.fault(kind, now);
-                    say(start, &format!("fault {}/{}: {line}", total + 1, o.faults));
-                    next_fault = Some(now + schedule.next_gap());
+                    let during = next_fault.is_some_and(|n| n.during_recovery && progress.last_growth() <= Some(n.after));
+                    during_recovery += usize::from(during);
+                    let when = if during { " (during recovery)" } else { "" };
+                    say(start, &format!("fault {}/{}{when}: {line}", total + 1, o.faults));
+                    next_fault = Some(schedule.next(now));
                     kind = schedule.next_kind();
                 }
-                // Not possible now (no leader elected yet, a member already down): soon.
-                None => next_fault = Some(now + Duration::from_millis(200)),
+                // Not possible now (no leader elected yet, a member already down): tried
+                // again on the next round.
+                None => {}
             }
         }
         if now >= last_state.0 + Duration::from_millis(500) {
@@ -385,7 +390,11 @@ fn drill(
         FaultKind::ALL.iter().map(|k| format!("{} {}", injected.get(k).copied().unwrap_or(0), k.name())).collect();
     say(start, &format!("job {job} ended {final_state}"));
     println!("== chaos drill figures (seed {seed})");
-    println!("faults injected: {} ({kills} kills): {}", injected.values().sum::<usize>(), by_kind.join(", "));
+    println!(
+        "faults injected and survived: {} ({kills} kills; {during_recovery} struck before the job had recovered from the previous one): {}",
+        injected.values().sum::<usize>(),
+        by_kind.join(", ")
+    );
     if !unplanned.is_empty() {
         println!("processes that ended on their own and were restarted: {}", unplanned.join(", "));
     }
