@@ -25,7 +25,14 @@ impl Drop for WorkDir {
     fn drop(&mut self) {
         let zk = self.0.path().join("zk");
         if zk.join("ensemble").is_file() {
-            let _ = Command::new("timeout").arg("60").arg(script()).arg("ensemble").arg("stop").arg("--dir").arg(&zk).status();
+            let _ = Command::new("timeout")
+                .arg("60")
+                .arg(script())
+                .arg("ensemble")
+                .arg("stop")
+                .arg("--dir")
+                .arg(&zk)
+                .status();
         }
     }
 }
@@ -69,7 +76,8 @@ fn the_chaos_drill_survives_every_kind_of_fault_with_exactly_the_failure_free_ou
     std::thread::sleep(Duration::from_millis(200));
     lines.extend(rx.try_iter().inspect(|l| eprintln!("{l}")));
     assert!(status.success(), "the drill failed ({status}); its output is above");
-    let result = lines.iter().find_map(|l| l.strip_prefix("chaos-drill-result: ")).expect("the drill prints its result");
+    let result =
+        lines.iter().find_map(|l| l.strip_prefix("chaos-drill-result: ")).expect("the drill prints its result");
     let field = |name: &str| -> usize {
         result
             .split_whitespace()

@@ -79,8 +79,11 @@ impl Cluster {
         let (rpc, rest) = (free_port()?, free_port()?);
         let mut a = vec!["jobmanager".to_string()];
         a.extend(self.common.iter().cloned());
-        for kv in ["jobmanager.rpc.address=127.0.0.1".to_string(), format!("jobmanager.rpc.port={rpc}"), format!("rest.port={rest}")]
-        {
+        for kv in [
+            "jobmanager.rpc.address=127.0.0.1".to_string(),
+            format!("jobmanager.rpc.port={rpc}"),
+            format!("rest.port={rest}"),
+        ] {
             a.extend(["-D".to_string(), kv]);
         }
         let p = Proc::spawn(&name, &a, &self.logs, Some(format!("127.0.0.1:{rest}")))?;
@@ -138,14 +141,18 @@ fn work_dir(given: Option<&Path>) -> Result<(PathBuf, Option<tempfile::TempDir>)
     match given {
         Some(d) => {
             std::fs::create_dir_all(d).with_context(|| format!("cannot create '{}'", d.display()))?;
-            let empty = std::fs::read_dir(d).with_context(|| format!("cannot read '{}'", d.display()))?.next().is_none();
+            let empty =
+                std::fs::read_dir(d).with_context(|| format!("cannot read '{}'", d.display()))?.next().is_none();
             if !empty {
                 bail!("--work-dir '{}' is not empty", d.display());
             }
             Ok((d.to_path_buf(), None))
         }
         None => {
-            let t = tempfile::Builder::new().prefix("riffle-chaos-").tempdir().context("cannot create a temporary directory")?;
+            let t = tempfile::Builder::new()
+                .prefix("riffle-chaos-")
+                .tempdir()
+                .context("cannot create a temporary directory")?;
             Ok((t.path().to_path_buf(), Some(t)))
         }
     }
@@ -157,7 +164,10 @@ pub fn run(o: &ChaosOptions, user: &Configuration) -> Result<()> {
         bail!("--parallelism, --keys and --rate must be at least 1");
     }
     if o.parallelism > TASK_MANAGERS as u32 * SLOTS - SLOTS {
-        bail!("--parallelism at most {} (the job must fit while a TaskManager is lost)", TASK_MANAGERS as u32 * SLOTS - SLOTS);
+        bail!(
+            "--parallelism at most {} (the job must fit while a TaskManager is lost)",
+            TASK_MANAGERS as u32 * SLOTS - SLOTS
+        );
     }
     let seed = o.seed.unwrap_or_else(|| riffle::time::now_ms() as u64);
     let nominal = o.rate * 1000 * u64::from(o.parallelism);
@@ -244,7 +254,10 @@ fn drill(
         },
     });
     let (status, answer) = http(&leader, "POST", "/programs/exactly-once-drill/run", &body.to_string());
-    let job = answer["jobid"].as_str().map(str::to_string).with_context(|| format!("submission refused ({status}): {answer}"))?;
+    let job = answer["jobid"]
+        .as_str()
+        .map(str::to_string)
+        .with_context(|| format!("submission refused ({status}): {answer}"))?;
     let submitted = start.elapsed();
     say(start, &format!("job {job} submitted to {leader}: the exactly-once drill, output in {}", out.display()));
 
@@ -331,7 +344,12 @@ fn drill(
                     Some(i) => {
                         let mut jm = c.jms.remove(i);
                         jm.kill();
-                        Some(format!("SIGKILL leader {} (pid {}); {} as a standby", jm.name, jm.pid(), c.start_jobmanager()?))
+                        Some(format!(
+                            "SIGKILL leader {} (pid {}); {} as a standby",
+                            jm.name,
+                            jm.pid(),
+                            c.start_jobmanager()?
+                        ))
                     }
                     None => None,
                 },
@@ -353,20 +371,17 @@ fn drill(
                 }
                 FaultKind::TaskManagerFreeze => None,
             };
-            match done {
-                Some(line) => {
-                    *injected.entry(kind).or_default() += 1;
-                    progress.fault(kind, now);
-                    let during = next_fault.is_some_and(|n| n.during_recovery && progress.last_growth() <= Some(n.after));
-                    during_recovery += usize::from(during);
-                    let when = if during { " (during recovery)" } else { "" };
-                    say(start, &format!("fault {}/{}{when}: {line}", total + 1, o.faults));
-                    next_fault = Some(schedule.next(now));
-                    kind = schedule.next_kind();
-                }
-                // Not possible now (no leader elected yet, a member already down): tried
-                // again on the next round.
-                None => {}
+            // `None`: not possible now (no leader elected yet, a member already down); tried
+            // again on the next round.
+            if let Some(line) = done {
+                *injected.entry(kind).or_default() += 1;
+                progress.fault(kind, now);
+                let during = next_fault.is_some_and(|n| n.during_recovery && progress.last_growth() <= Some(n.after));
+                during_recovery += usize::from(during);
+                let when = if during { " (during recovery)" } else { "" };
+                say(start, &format!("fault {}/{}{when}: {line}", total + 1, o.faults));
+                next_fault = Some(schedule.next(now));
+                kind = schedule.next_kind();
             }
         }
         if now >= last_state.0 + Duration::from_millis(500) {
@@ -399,7 +414,11 @@ fn drill(
         println!("processes that ended on their own and were restarted: {}", unplanned.join(", "));
     }
     let (stall, from) = progress.longest_stall;
-    println!("longest time without progress (committed output not growing): {} (from {} into the run)", secs(stall), secs(from));
+    println!(
+        "longest time without progress (committed output not growing): {} (from {} into the run)",
+        secs(stall),
+        secs(from)
+    );
     let all: Vec<Duration> = progress.recoveries.iter().map(|(_, d)| *d).collect();
     let line = |label: &str, s: &[Duration]| match distribution(s) {
         Some([min, med, p90, max]) => println!(
@@ -420,7 +439,10 @@ fn drill(
     println!("total run time: {} (job submitted at {})", secs(total_time), secs(submitted));
     let total: usize = injected.values().sum();
     if total < o.faults {
-        println!("only {total} of {} faults were injected: the job ended first (more --events make it last longer)", o.faults);
+        println!(
+            "only {total} of {} faults were injected: the job ended first (more --events make it last longer)",
+            o.faults
+        );
     }
     let got = committed_lines(&out)?;
     let want = expected_lines(events, o.keys);
@@ -439,6 +461,9 @@ fn drill(
     if got != want {
         bail!("{} (seed {seed})", describe_difference(&got, &want));
     }
-    println!("committed output: exactly the failure-free result ({} lines, nothing lost, nothing duplicated)", got.len());
+    println!(
+        "committed output: exactly the failure-free result ({} lines, nothing lost, nothing duplicated)",
+        got.len()
+    );
     Ok(())
 }

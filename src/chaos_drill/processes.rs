@@ -76,7 +76,10 @@ pub const MEMBERS: u32 = 3;
 impl Ensemble {
     pub fn start(script: &Path, dir: &Path) -> Result<Self> {
         if zk(script, &["check"]).is_err() {
-            bail!("ZooKeeper is not installed: run scripts/setup-tests (the chaos drill starts an ensemble with {})", script.display());
+            bail!(
+                "ZooKeeper is not installed: run scripts/setup-tests (the chaos drill starts an ensemble with {})",
+                script.display()
+            );
         }
         let d = dir.to_str().context("the work directory's path is not UTF-8")?.to_string();
         let mut last = anyhow!("no free ports");
@@ -118,7 +121,8 @@ impl Ensemble {
     pub fn restart_member(&mut self) {
         if let Some((k, restart @ None)) = &mut self.down {
             let (script, dir, k) = (self.script.clone(), self.dir.clone(), *k);
-            *restart = Some(std::thread::spawn(move || zk(&script, &["restart-member", &k.to_string(), "--dir", &dir])));
+            *restart =
+                Some(std::thread::spawn(move || zk(&script, &["restart-member", &k.to_string(), "--dir", &dir])));
         }
     }
 

@@ -50,7 +50,17 @@ pub fn run(s: Scenario, conf: &Configuration) -> Result<()> {
             backpressure_checkpoints(parallelism, slow_micros, checkpoints, conf)
         }
         Scenario::Nexmark { query, events, parallelism, output } => nexmark(&query, events, parallelism, output, conf),
-        Scenario::ChaosDrill { duration, faults, seed, events, keys, rate, parallelism, zookeeper_script, work_dir } => {
+        Scenario::ChaosDrill {
+            duration,
+            faults,
+            seed,
+            events,
+            keys,
+            rate,
+            parallelism,
+            zookeeper_script,
+            work_dir,
+        } => {
             let duration = riffle::config::parse_duration(&duration).map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
             let o = crate::chaos_drill::ChaosOptions {
                 duration,
