@@ -210,14 +210,14 @@ pub enum Scenario {
         /// Seed of the random choices (default: from the clock; printed either way).
         #[arg(long)]
         seed: Option<u64>,
-        /// Events of the job (default: what the throttled source emits in --duration).
+        /// Events of the job (default: what the paced source emits in --duration).
         #[arg(long)]
         events: Option<u64>,
         /// Distinct keys.
         #[arg(long, default_value_t = 50)]
         keys: u64,
-        /// Records per millisecond per source subtask.
-        #[arg(long, default_value_t = 2)]
+        /// Records per second per source subtask (paced in the source).
+        #[arg(long, default_value_t = 2000)]
         rate: u64,
         /// Parallelism of the job (at most 4: three TaskManagers of two slots, one lost).
         #[arg(long, short = 'p', default_value_t = 3)]

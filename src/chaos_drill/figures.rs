@@ -129,9 +129,17 @@ pub struct NextFault {
 }
 
 impl NextFault {
-    pub fn due(&self, now: Duration, last_growth: Option<Duration>) -> bool {
+    /// `recovered`: when the output first grew after the latest fault (see
+    /// [`Progress::recovered_at`]).
+    pub fn due(&self, now: Duration, recovered: Option<Duration>) -> bool {
         now >= self.after + self.gap
-            && (self.during_recovery || last_growth.is_some_and(|g| g > self.after && now >= g + self.gap / 2))
+            && (self.during_recovery
+                || self.recovered(recovered) && now >= recovered.unwrap_or_default() + self.gap / 2)
+    }
+
+    /// Whether the job recovered from the fault at `after`.
+    pub fn recovered(&self, recovered: Option<Duration>) -> bool {
+        recovered.is_some_and(|r| r > self.after)
     }
 }
 
@@ -144,6 +152,7 @@ pub struct Progress {
     /// Longest time without growth (after the first growth) and when it began.
     pub longest_stall: (Duration, Duration),
     waiting: Vec<(FaultKind, Duration)>,
+    recovered_at: Option<Duration>,
     /// Per fault: its kind and the time to progress after it.
     pub recoveries: Vec<(FaultKind, Duration)>,
 }
@@ -160,6 +169,9 @@ impl Progress {
             if gap > self.longest_stall.0 {
                 self.longest_stall = (gap, last);
             }
+        }
+        if self.last_growth.is_none() || !self.waiting.is_empty() {
+            self.recovered_at = Some(now);
         }
         self.last_growth = Some(now);
         for (kind, at) in self.waiting.drain(..) {
@@ -181,9 +193,10 @@ impl Progress {
         self.size
     }
 
-    /// When the output last grew.
-    pub fn last_growth(&self) -> Option<Duration> {
-        self.last_growth
+    /// When the output first grew after the latest fault (before any fault: when it first
+    /// grew at all).
+    pub fn recovered_at(&self) -> Option<Duration> {
+        self.recovered_at
     }
 }
 
@@ -242,8 +255,17 @@ mod tests {
         assert!(n.due(ms(3000), Some(ms(1500))));
         assert!(!n.due(ms(9000), Some(ms(900))), "no growth since the fault");
         assert!(!n.due(ms(9000), None));
-        assert!(!n.due(ms(9500), Some(ms(8600))), "half a gap after the growth");
+        assert!(!n.due(ms(9500), Some(ms(8600))), "half a gap after the recovery");
         assert!(n.due(ms(9600), Some(ms(8600))));
+        // Steady progress after the recovery does not hold the fault back.
+        let mut p = Progress::default();
+        p.observe(1, ms(500));
+        p.fault(FaultKind::TaskManagerKill, ms(1000));
+        for t in (1100..4000).step_by(100) {
+            p.observe(t, ms(t));
+        }
+        assert_eq!(p.recovered_at(), Some(ms(1100)));
+        assert!(n.due(ms(3000), p.recovered_at()));
         let r = NextFault { during_recovery: true, ..n };
         assert!(r.due(ms(3000), Some(ms(900))) && r.due(ms(3000), None) && !r.due(ms(2999), None));
     }

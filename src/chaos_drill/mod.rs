@@ -8,7 +8,7 @@
 //! (faults by kind, longest time without progress, time from each fault to progress) are
 //! printed either way.
 //!
-//! The job is the built-in `exactly-once-drill` program (a throttled bounded sequence, a
+//! The job is the built-in `exactly-once-drill` program (a paced bounded sequence, a
 //! running count per key in keyed state, a two-phase-commit file sink), submitted over REST
 //! with checkpoints every 300 ms and a fixed-delay restart strategy that never gives up.
 
@@ -35,10 +35,10 @@ pub struct ChaosOptions {
     pub faults: usize,
     /// Seed of the random choices (printed; from the clock if none).
     pub seed: Option<u64>,
-    /// Events of the job (default: what the throttled source emits in `duration`).
+    /// Events of the job (default: what the paced source emits in `duration`).
     pub events: Option<u64>,
     pub keys: u64,
-    /// Records per millisecond per source subtask.
+    /// Records per second per source subtask (paced in the source).
     pub rate: u64,
     pub parallelism: u32,
     pub zookeeper_script: Option<PathBuf>,
@@ -170,7 +170,7 @@ pub fn run(o: &ChaosOptions, user: &Configuration) -> Result<()> {
         );
     }
     let seed = o.seed.unwrap_or_else(|| riffle::time::now_ms() as u64);
-    let nominal = o.rate * 1000 * u64::from(o.parallelism);
+    let nominal = o.rate * u64::from(o.parallelism);
     let events = o.events.unwrap_or(nominal * o.duration.as_secs().max(1)).max(1);
     let script = processes::find_zookeeper_script(o.zookeeper_script.as_deref())?;
     let (dir, temp) = work_dir(o.work_dir.as_deref())?;
@@ -243,7 +243,7 @@ fn drill(
         http(&leader, "GET", "/taskmanagers", "").1["taskmanagers"].as_array().is_some_and(|a| a.len() == TASK_MANAGERS)
     })?;
     let body = serde_json::json!({
-        "programArgsList": ["--events", events.to_string(), "--keys", o.keys.to_string(), "--rate", o.rate.to_string(),
+        "programArgsList": ["--events", events.to_string(), "--keys", o.keys.to_string(), "--source-rate", o.rate.to_string(),
                             "--output", out.display().to_string()],
         "parallelism": o.parallelism,
         "flinkConfiguration": {
@@ -323,10 +323,11 @@ fn drill(
         }
         let total: usize = injected.values().sum();
         if next_fault.is_none() && progress.size() > 0 {
-            next_fault = Some(schedule.next(now));
+            // Just before the first growth, which counts as the recovery from the start.
+            next_fault = Some(schedule.next(now.saturating_sub(Duration::from_millis(1))));
             say(start, "the job committed its first output: faults begin");
         }
-        if total < o.faults && next_fault.is_some_and(|n| n.due(now, progress.last_growth())) {
+        if total < o.faults && next_fault.is_some_and(|n| n.due(now, progress.recovered_at())) {
             let r = schedule.rng();
             let done = match kind {
                 FaultKind::TaskManagerKill => {
@@ -376,7 +377,7 @@ fn drill(
             if let Some(line) = done {
                 *injected.entry(kind).or_default() += 1;
                 progress.fault(kind, now);
-                let during = next_fault.is_some_and(|n| n.during_recovery && progress.last_growth() <= Some(n.after));
+                let during = next_fault.is_some_and(|n| n.during_recovery && !n.recovered(progress.recovered_at()));
                 during_recovery += usize::from(during);
                 let when = if during { " (during recovery)" } else { "" };
                 say(start, &format!("fault {}/{}{when}: {line}", total + 1, o.faults));

@@ -135,6 +135,7 @@ fn exactly_once_drill(a: DrillArgs, conf: &Configuration) -> Result<()> {
         parallelism,
         output: output.clone(),
         rate_per_ms: rate,
+        source_rate_per_s: 0,
     };
     let r = scenarios::drill::run(&o, conf)?;
     println!(
