@@ -144,44 +144,63 @@ impl NextFault {
 }
 
 /// Progress of the committed output over time, and each fault's recovery: the time from the
-/// fault to the committed output growing again. Times are offsets from the drill's start.
+/// fault until every sink subtask committed output again (the first growth alone can be a
+/// surviving subtask committing a checkpoint completed before the fault). Times are offsets
+/// from the drill's start; sizes are per sink subtask.
 #[derive(Default)]
 pub struct Progress {
-    size: u64,
+    sizes: Vec<u64>,
     last_growth: Option<Duration>,
     /// Longest time without growth (after the first growth) and when it began.
     pub longest_stall: (Duration, Duration),
-    waiting: Vec<(FaultKind, Duration)>,
+    /// Faults not recovered from yet: kind, when, which subtasks committed since.
+    waiting: Vec<(FaultKind, Duration, Vec<bool>)>,
     recovered_at: Option<Duration>,
     /// Per fault: its kind and the time to progress after it.
     pub recoveries: Vec<(FaultKind, Duration)>,
 }
 
 impl Progress {
-    /// The committed output has `size` bytes at `now`.
-    pub fn observe(&mut self, size: u64, now: Duration) {
-        if size <= self.size {
+    /// Sink subtask `i` committed `sizes[i]` bytes by `now`.
+    pub fn observe(&mut self, sizes: &[u64], now: Duration) {
+        if self.sizes.len() < sizes.len() {
+            self.sizes.resize(sizes.len(), 0);
+        }
+        let grew: Vec<bool> = sizes.iter().zip(&self.sizes).map(|(new, old)| new > old).collect();
+        if !grew.contains(&true) {
             return;
         }
-        self.size = size;
-        if let Some(last) = self.last_growth {
-            let gap = now.saturating_sub(last);
-            if gap > self.longest_stall.0 {
-                self.longest_stall = (gap, last);
-            }
+        for (old, new) in self.sizes.iter_mut().zip(sizes) {
+            *old = (*old).max(*new);
         }
-        if self.last_growth.is_none() || !self.waiting.is_empty() {
-            self.recovered_at = Some(now);
+        match self.last_growth {
+            Some(last) => {
+                let gap = now.saturating_sub(last);
+                if gap > self.longest_stall.0 {
+                    self.longest_stall = (gap, last);
+                }
+            }
+            None => self.recovered_at = Some(now),
         }
         self.last_growth = Some(now);
-        for (kind, at) in self.waiting.drain(..) {
-            self.recoveries.push((kind, now.saturating_sub(at)));
+        let before = self.waiting.len();
+        for (_, _, seen) in &mut self.waiting {
+            for (s, g) in seen.iter_mut().zip(&grew) {
+                *s |= *g;
+            }
+        }
+        let (done, waiting): (Vec<_>, Vec<_>) =
+            self.waiting.drain(..).partition(|(_, _, seen)| seen.iter().all(|s| *s));
+        self.waiting = waiting;
+        self.recoveries.extend(done.into_iter().map(|(kind, at, _)| (kind, now.saturating_sub(at))));
+        if before > 0 && self.waiting.is_empty() {
+            self.recovered_at = Some(now);
         }
     }
 
     /// A fault happened at `at`.
     pub fn fault(&mut self, kind: FaultKind, at: Duration) {
-        self.waiting.push((kind, at));
+        self.waiting.push((kind, at, vec![false; self.sizes.len()]));
     }
 
     /// How long the output has not grown at `now` (zero before it first grew).
@@ -189,8 +208,9 @@ impl Progress {
         self.last_growth.map_or(Duration::ZERO, |l| now.saturating_sub(l))
     }
 
+    /// Bytes committed by all subtasks.
     pub fn size(&self) -> u64 {
-        self.size
+        self.sizes.iter().sum()
     }
 
     /// When the output first grew after the latest fault (before any fault: when it first
@@ -234,18 +254,24 @@ mod tests {
     }
 
     #[test]
-    fn recovery_is_the_time_to_the_next_growth_and_stalls_are_measured_between_growths() {
+    fn recovery_ends_when_every_subtask_committed_again_and_stalls_are_measured_between_growths() {
         let mut p = Progress::default();
-        p.observe(0, ms(0));
-        p.observe(10, ms(100));
+        p.observe(&[0, 0], ms(0));
+        p.observe(&[10, 10], ms(100));
         p.fault(FaultKind::LeaderKill, ms(200));
-        p.observe(10, ms(300));
+        p.observe(&[10, 10], ms(300));
         p.fault(FaultKind::TaskManagerKill, ms(400));
-        p.observe(20, ms(2100));
-        p.observe(30, ms(2200));
+        // A surviving subtask commits what completed before the fault: not yet a recovery.
+        p.observe(&[20, 10], ms(450));
+        assert!(p.recoveries.is_empty());
+        assert_eq!(p.recovered_at(), Some(ms(100)));
+        p.observe(&[20, 20], ms(2100));
+        p.observe(&[30, 30], ms(2200));
         assert_eq!(p.recoveries, vec![(FaultKind::LeaderKill, ms(1900)), (FaultKind::TaskManagerKill, ms(1700))]);
-        assert_eq!(p.longest_stall, (ms(2000), ms(100)));
+        assert_eq!(p.recovered_at(), Some(ms(2100)));
+        assert_eq!(p.longest_stall, (ms(1650), ms(450)));
         assert_eq!(p.stalled_for(ms(2500)), ms(300));
+        assert_eq!(p.size(), 60);
     }
 
     #[test]
@@ -259,10 +285,10 @@ mod tests {
         assert!(n.due(ms(9600), Some(ms(8600))));
         // Steady progress after the recovery does not hold the fault back.
         let mut p = Progress::default();
-        p.observe(1, ms(500));
+        p.observe(&[1], ms(500));
         p.fault(FaultKind::TaskManagerKill, ms(1000));
         for t in (1100..4000).step_by(100) {
-            p.observe(t, ms(t));
+            p.observe(&[t], ms(t));
         }
         assert_eq!(p.recovered_at(), Some(ms(1100)));
         assert!(n.due(ms(3000), p.recovered_at()));

@@ -126,14 +126,21 @@ enum Due {
     RestartZooKeeper,
 }
 
-/// Sum of the sizes of the committed part files (names not starting with a dot).
-fn committed_size(out: &Path) -> u64 {
-    let Ok(dir) = std::fs::read_dir(out) else { return 0 };
-    dir.flatten()
-        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-        .filter_map(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .sum()
+/// Bytes of the committed part files (`part-<subtask>-<n>`; in-progress and pending ones
+/// start with a dot) of each of the `parallelism` sink subtasks.
+fn committed_sizes(out: &Path, parallelism: u32) -> Vec<u64> {
+    let mut sizes = vec![0; parallelism as usize];
+    let Ok(dir) = std::fs::read_dir(out) else { return sizes };
+    for e in dir.flatten() {
+        let name = e.file_name();
+        let subtask = name.to_str().and_then(|n| n.strip_prefix("part-")?.split('-').next()?.parse::<usize>().ok());
+        if let (Some(s), Ok(m)) = (subtask, e.metadata()) {
+            if let Some(size) = sizes.get_mut(s) {
+                *size += m.len();
+            }
+        }
+    }
+    sizes
 }
 
 /// The work directory: the one given (created, must be empty) or a temporary one.
@@ -274,7 +281,7 @@ fn drill(
     let mut last_state = (Duration::ZERO, String::new());
     let final_state = loop {
         let now = start.elapsed();
-        progress.observe(committed_size(&out), now);
+        progress.observe(&committed_sizes(&out, o.parallelism), now);
         if progress.size() == 0 && now > submitted + STALL_LIMIT {
             bail!("no output committed within {} of the submission", secs(STALL_LIMIT));
         }
@@ -397,7 +404,7 @@ fn drill(
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    progress.observe(committed_size(&out), start.elapsed());
+    progress.observe(&committed_sizes(&out, o.parallelism), start.elapsed());
     let total_time = start.elapsed();
 
     // Figures.
@@ -423,7 +430,7 @@ fn drill(
     let all: Vec<Duration> = progress.recoveries.iter().map(|(_, d)| *d).collect();
     let line = |label: &str, s: &[Duration]| match distribution(s) {
         Some([min, med, p90, max]) => println!(
-            "recovery, fault to progress resuming, {label} ({}): min {} median {} p90 {} max {}",
+            "recovery, fault to every sink subtask committing again, {label} ({}): min {} median {} p90 {} max {}",
             s.len(),
             secs(min),
             secs(med),
