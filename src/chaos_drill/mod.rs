@@ -118,6 +118,29 @@ impl Cluster {
     fn leader_rest(&self) -> Option<String> {
         self.leader().and_then(|i| self.jms[i].rest.clone())
     }
+
+    /// Indices of the TaskManagers (not frozen) that a fault should hit: those the leader
+    /// says hold slots of the job, or all of them when it cannot say (no leader now).
+    fn targets(&self, leader: Option<&str>) -> Vec<usize> {
+        let live: Vec<usize> = (0..self.tms.len()).filter(|i| !self.tms[*i].frozen).collect();
+        let busy: Vec<String> = leader
+            .map(|l| http(l, "GET", "/taskmanagers", "").1)
+            .and_then(|v| {
+                v["taskmanagers"].as_array().map(|a| {
+                    a.iter()
+                        .filter(|t| t["freeSlots"].as_u64() < t["slotsNumber"].as_u64())
+                        .filter_map(|t| t["id"].as_str().map(str::to_string))
+                        .collect()
+                })
+            })
+            .unwrap_or_default();
+        let hit: Vec<usize> = live.iter().copied().filter(|i| busy.contains(&self.tms[*i].name)).collect();
+        if hit.is_empty() {
+            live
+        } else {
+            hit
+        }
+    }
 }
 
 /// Something due later: a frozen TaskManager to thaw, the ZooKeeper member to restart.
@@ -338,7 +361,7 @@ fn drill(
             let r = schedule.rng();
             let done = match kind {
                 FaultKind::TaskManagerKill => {
-                    let live: Vec<usize> = (0..c.tms.len()).filter(|i| !c.tms[*i].frozen).collect();
+                    let live = c.targets(c.leader_rest().as_deref());
                     match live.get(r.below(live.len())) {
                         Some(&i) => {
                             let mut tm = c.tms.remove(i);
@@ -370,12 +393,17 @@ fn drill(
                 }
                 FaultKind::ZooKeeperKill => None,
                 FaultKind::TaskManagerFreeze if c.tms.iter().all(|t| !t.frozen) => {
-                    let i = r.below(c.tms.len());
-                    let thaw = r.between(Duration::from_secs(2), Duration::from_secs(5));
-                    let tm = &mut c.tms[i];
-                    tm.signal(true)?;
-                    due.push((now + thaw, Due::Thaw(tm.name.clone())));
-                    Some(format!("SIGSTOP {} (pid {}) for {}", tm.name, tm.pid(), secs(thaw)))
+                    let live = c.targets(c.leader_rest().as_deref());
+                    match live.get(r.below(live.len())) {
+                        Some(&i) => {
+                            let thaw = r.between(Duration::from_secs(2), Duration::from_secs(5));
+                            let tm = &mut c.tms[i];
+                            tm.signal(true)?;
+                            due.push((now + thaw, Due::Thaw(tm.name.clone())));
+                            Some(format!("SIGSTOP {} (pid {}) for {}", tm.name, tm.pid(), secs(thaw)))
+                        }
+                        None => None,
+                    }
                 }
                 FaultKind::TaskManagerFreeze => None,
             };
