@@ -92,7 +92,10 @@ impl Ensemble {
                 continue;
             }
             match zk(script, &["ensemble", "start", "3", "--base-port", &base.to_string(), "--dir", &d, "--fresh"]) {
-                Ok(quorum) => return Ok(Ensemble { script: script.to_path_buf(), dir: d, quorum, down: None }),
+                Ok(quorum) => {
+                    watch_over(script, &d);
+                    return Ok(Ensemble { script: script.to_path_buf(), dir: d, quorum, down: None });
+                }
                 Err(e) => {
                     let _ = zk(script, &["ensemble", "stop", "--dir", &d]);
                     last = e;
@@ -149,6 +152,25 @@ impl Drop for Ensemble {
         }
         let _ = zk(&self.script, &["ensemble", "stop", "--dir", &self.dir]);
     }
+}
+
+/// Stops the ensemble in `dir` once this process is gone, however it goes (Ctrl-C, SIGKILL):
+/// its servers run detached, so a drop guard alone would not stop them then. The watcher runs
+/// in a session of its own (a Ctrl-C to the terminal's process group does not reach it) and
+/// ends by itself.
+fn watch_over(script: &Path, dir: &str) {
+    let watch = format!(
+        "while kill -0 {} 2>/dev/null; do sleep 1; done; exec timeout 60 \"$0\" ensemble stop --dir \"$1\"",
+        std::process::id()
+    );
+    let _ = Command::new("setsid")
+        .args(["bash", "-c", &watch])
+        .arg(script)
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
 }
 
 /// A free TCP port on loopback.
