@@ -210,7 +210,8 @@ pub enum Scenario {
         /// Seed of the random choices (default: from the clock; printed either way).
         #[arg(long)]
         seed: Option<u64>,
-        /// Events of the job (default: what the paced source emits in --duration).
+        /// Events of the job (default: what the paced source emits in 1.5 × --duration, so that
+        /// the job outlasts the faults).
         #[arg(long)]
         events: Option<u64>,
         /// Distinct keys.

@@ -35,7 +35,8 @@ pub struct ChaosOptions {
     pub faults: usize,
     /// Seed of the random choices (printed; from the clock if none).
     pub seed: Option<u64>,
-    /// Events of the job (default: what the paced source emits in `duration`).
+    /// Events of the job (default: what the paced source emits in 1.5 × `duration`, so that
+    /// the job outlasts the faults, which also wait for recoveries).
     pub events: Option<u64>,
     pub keys: u64,
     /// Records per second per source subtask (paced in the source).
@@ -201,7 +202,7 @@ pub fn run(o: &ChaosOptions, user: &Configuration) -> Result<()> {
     }
     let seed = o.seed.unwrap_or_else(|| riffle::time::now_ms() as u64);
     let nominal = o.rate * u64::from(o.parallelism);
-    let events = o.events.unwrap_or(nominal * o.duration.as_secs().max(1)).max(1);
+    let events = o.events.unwrap_or(nominal * o.duration.as_secs().max(1) * 3 / 2).max(1);
     let script = processes::find_zookeeper_script(o.zookeeper_script.as_deref())?;
     let (dir, temp) = work_dir(o.work_dir.as_deref())?;
     let start = Instant::now();
