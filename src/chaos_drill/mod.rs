@@ -204,6 +204,7 @@ pub fn run(o: &ChaosOptions, user: &Configuration) -> Result<()> {
     let nominal = o.rate * u64::from(o.parallelism);
     let events = o.events.unwrap_or(nominal * o.duration.as_secs().max(1) * 3 / 2).max(1);
     let script = processes::find_zookeeper_script(o.zookeeper_script.as_deref())?;
+    processes::require_zookeeper(&script)?;
     let (dir, temp) = work_dir(o.work_dir.as_deref())?;
     let start = Instant::now();
     say(

@@ -61,6 +61,17 @@ fn zk(script: &Path, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or_default().to_string())
 }
 
+/// One line naming the set-up when ZooKeeper is not installed.
+pub fn require_zookeeper(script: &Path) -> Result<()> {
+    if zk(script, &["check"]).is_err() {
+        bail!(
+            "ZooKeeper is not installed: run scripts/setup-tests (the chaos drill starts an ensemble with {})",
+            script.display()
+        );
+    }
+    Ok(())
+}
+
 /// A 3-member ZooKeeper ensemble on loopback, stopped on drop.
 pub struct Ensemble {
     script: PathBuf,
@@ -75,12 +86,7 @@ pub const MEMBERS: u32 = 3;
 
 impl Ensemble {
     pub fn start(script: &Path, dir: &Path) -> Result<Self> {
-        if zk(script, &["check"]).is_err() {
-            bail!(
-                "ZooKeeper is not installed: run scripts/setup-tests (the chaos drill starts an ensemble with {})",
-                script.display()
-            );
-        }
+        require_zookeeper(script)?;
         let d = dir.to_str().context("the work directory's path is not UTF-8")?.to_string();
         let mut last = anyhow!("no free ports");
         for attempt in 0..5u16 {
