@@ -199,6 +199,44 @@ pub enum Scenario {
         #[arg(long, default_value_t = 200)]
         rate: u64,
     },
+    /// The exactly-once drill on a highly available cluster of real processes (a 3-member
+    /// ZooKeeper ensemble, two JobManagers, three TaskManagers) while TaskManagers, the leading
+    /// JobManager and ZooKeeper members are killed and TaskManagers frozen at random moments;
+    /// prints the figures, exits non-zero unless the committed output is exact.
+    #[command(name = "chaos-drill")]
+    ChaosDrill {
+        /// Over how long the faults are spread (from the job's first committed output; then
+        /// the job runs to its end), e.g. `3min`, `90s`.
+        #[arg(long, default_value = "3min")]
+        duration: String,
+        /// Faults to inject, spread over --duration.
+        #[arg(long, default_value_t = 60)]
+        faults: usize,
+        /// Seed of the random choices (default: from the clock; printed either way).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Events of the job (default: what the paced source emits in 1.5 × --duration, so that
+        /// the job outlasts the faults).
+        #[arg(long)]
+        events: Option<u64>,
+        /// Distinct keys.
+        #[arg(long, default_value_t = 50)]
+        keys: u64,
+        /// Records per second per source subtask (paced in the source).
+        #[arg(long, default_value_t = 2000)]
+        rate: u64,
+        /// Parallelism of the job (at most 4: three TaskManagers of two slots, one lost).
+        #[arg(long, short = 'p', default_value_t = 3)]
+        parallelism: u32,
+        /// scripts/zookeeper.sh (default: found above the riffle executable or the current
+        /// directory).
+        #[arg(long, value_name = "PATH")]
+        zookeeper_script: Option<PathBuf>,
+        /// Where the ensemble, logs, checkpoints and output go (default: a temporary directory,
+        /// kept if the drill fails).
+        #[arg(long, value_name = "DIR")]
+        work_dir: Option<PathBuf>,
+    },
     /// Takes aligned and unaligned checkpoints of a job whose slow operator keeps every
     /// channel full, and prints how long each took and what it held.
     #[command(name = "backpressure-checkpoints")]

@@ -8,6 +8,7 @@ use clap::Parser;
 
 mod application;
 mod bench_cluster;
+mod chaos_drill;
 mod cli;
 mod commands;
 mod local_cluster;

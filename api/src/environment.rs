@@ -139,6 +139,12 @@ impl StreamEnvironment {
         self.from_source(SequenceSource::new(from, to), "Sequence Source")
     }
 
+    /// [`from_sequence`](Self::from_sequence) at most `per_second` numbers per second per
+    /// source subtask (0: no limit), paced in the reader without blocking its slot's thread.
+    pub fn from_sequence_paced(&self, from: u64, to: u64, per_second: u64) -> DataStream<u64> {
+        self.from_source(SequenceSource::new(from, to).with_rate(per_second), "Sequence Source")
+    }
+
     /// The benchmark's Nexmark-like bids `0..count` (bid `i` exactly as the Flink harness
     /// defines it), read in parallel in contiguous ranges.
     pub fn bids(&self, count: u64) -> DataStream<crate::generators::Bid> {

@@ -115,6 +115,11 @@ impl BuiltinPrograms {
                     arg("events", "1000000", "events generated"),
                     arg("keys", "100", "distinct keys"),
                     arg("rate", "0", "records per millisecond per source subtask (0: unthrottled)"),
+                    arg(
+                        "source-rate",
+                        "0",
+                        "records per second per source subtask, paced in the source without blocking its slot (0: unpaced)",
+                    ),
                     arg("output", "", "directory of the part files (default: a new one under the temp directory)"),
                 ],
             },
@@ -203,6 +208,7 @@ fn build(name: &str, args: &[String], parallelism: Option<u32>) -> Result<JobGra
                 parallelism: p,
                 output: output(&a, name)?,
                 rate_per_ms: number(&a, "rate")?,
+                source_rate_per_s: number(&a, "source-rate")?,
             };
             crate::drill::graph(&o, &Configuration::new())
         }

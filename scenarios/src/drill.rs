@@ -37,6 +37,9 @@ pub struct DrillOptions {
     /// Records per millisecond each source subtask emits at most (spreads the run over time
     /// so that checkpoints complete between failures); 0: unthrottled.
     pub rate_per_ms: u64,
+    /// Records per second each source subtask emits at most, paced in the source itself
+    /// (it waits without holding its slot's thread, unlike `rate_per_ms`'s sleeps); 0: unpaced.
+    pub source_rate_per_s: u64,
 }
 
 /// What the drill saw.
@@ -120,7 +123,7 @@ pub fn drill_config(user: &Configuration, o: &DrillOptions) -> Configuration {
 /// Defines the drill's job on `env`.
 fn define(env: &StreamEnvironment, o: &DrillOptions, injector: Arc<Injector>) {
     let rate = o.rate_per_ms;
-    env.from_sequence(0, o.events.saturating_sub(1))
+    env.from_sequence_paced(0, o.events.saturating_sub(1), o.source_rate_per_s)
         .map(move |i| {
             if rate > 0 && i % rate == 0 {
                 std::thread::sleep(Duration::from_millis(1));
@@ -215,7 +218,7 @@ pub fn run(o: &DrillOptions, user: &Configuration) -> Result<DrillReport, Scenar
 }
 
 /// Names the first lines lost and duplicated.
-fn describe_difference(got: &[String], want: &[String]) -> String {
+pub fn describe_difference(got: &[String], want: &[String]) -> String {
     use std::collections::HashMap;
     let mut count: HashMap<&str, i64> = HashMap::new();
     for l in want {
@@ -255,6 +258,7 @@ mod tests {
             parallelism: 1,
             output: PathBuf::new(),
             rate_per_ms: 0,
+            source_rate_per_s: 0,
         };
         let a = Injector::new(&o);
         assert_eq!(a.thresholds, Injector::new(&o).thresholds);

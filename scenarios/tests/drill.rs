@@ -5,7 +5,16 @@ use riffle_api::Configuration;
 use riffle_scenarios::drill::{committed_lines, expected_lines, run, DrillOptions};
 
 fn options(dir: &std::path::Path, parallelism: u32, seed: u64) -> DrillOptions {
-    DrillOptions { events: 40_000, keys: 37, failures: 3, seed, parallelism, output: dir.join("out"), rate_per_ms: 20 }
+    DrillOptions {
+        events: 40_000,
+        keys: 37,
+        failures: 3,
+        seed,
+        parallelism,
+        output: dir.join("out"),
+        rate_per_ms: 20,
+        source_rate_per_s: 0,
+    }
 }
 
 fn drill(parallelism: u32, seed: u64, conf: &Configuration) {

@@ -85,6 +85,31 @@ pub fn run(s: Scenario, conf: &Configuration) -> Result<()> {
             backpressure_checkpoints(parallelism, slow_micros, checkpoints, conf)
         }
         Scenario::Nexmark { query, events, parallelism, output } => nexmark(&query, events, parallelism, output, conf),
+        Scenario::ChaosDrill {
+            duration,
+            faults,
+            seed,
+            events,
+            keys,
+            rate,
+            parallelism,
+            zookeeper_script,
+            work_dir,
+        } => {
+            let duration = riffle::config::parse_duration(&duration).map_err(|e| anyhow::anyhow!("--duration: {e}"))?;
+            let o = crate::chaos_drill::ChaosOptions {
+                duration,
+                faults,
+                seed,
+                events,
+                keys,
+                rate,
+                parallelism,
+                zookeeper_script,
+                work_dir,
+            };
+            crate::chaos_drill::run(&o, conf)
+        }
     }
 }
 
@@ -145,6 +170,7 @@ fn exactly_once_drill(a: DrillArgs, conf: &Configuration) -> Result<()> {
         parallelism,
         output: output.clone(),
         rate_per_ms: rate,
+        source_rate_per_s: 0,
     };
     let r = scenarios::drill::run(&o, conf)?;
     println!(

@@ -226,12 +226,21 @@ impl Split for SequenceSplit {
 pub struct SequenceSource {
     from: u64,
     to: u64,
+    per_second: Option<u64>,
 }
 
 impl SequenceSource {
     /// The numbers `from..=to`.
     pub fn new(from: u64, to: u64) -> Self {
-        Self { from, to }
+        Self { from, to, per_second: None }
+    }
+
+    /// At most `per_second` numbers per second from each reader (0: no limit). A reader ahead
+    /// of its pace answers `NothingAvailable`, so the subtask waits without holding its
+    /// slot's thread (a sleeping operator in the chain would hold it for the whole poll).
+    pub fn with_rate(mut self, per_second: u64) -> Self {
+        self.per_second = (per_second > 0).then_some(per_second);
+        self
     }
 
     /// The contiguous splits for `parallelism` readers.
@@ -260,6 +269,30 @@ struct SequenceReader {
     finished: Vec<String>,
     no_more: bool,
     requested: bool,
+    pace: Option<Pace>,
+}
+
+/// A reader's pace: how many numbers it may have emitted by now.
+struct Pace {
+    per_second: u64,
+    since: std::time::Instant,
+    emitted: u64,
+}
+
+impl Pace {
+    /// Numbers it may emit now (at most `max`). A reader held back (backpressure, a wait for
+    /// splits) does not catch up in a burst later: its pace restarts from now.
+    fn allowed(&mut self, max: u64) -> u64 {
+        let elapsed = self.since.elapsed().as_micros();
+        let due = (elapsed * u128::from(self.per_second) / 1_000_000) as u64;
+        let ahead = due.saturating_sub(self.emitted);
+        if ahead > max.max(self.per_second / 10) {
+            self.since = std::time::Instant::now();
+            self.emitted = 0;
+            return max.min(self.per_second / 100).max(1);
+        }
+        ahead.min(max)
+    }
 }
 
 impl SourceReader<u64, SequenceSplit> for SequenceReader {
@@ -289,7 +322,15 @@ impl SourceReader<u64, SequenceSplit> for SequenceReader {
             self.current = None;
             return Ok(ReadStatus::MoreAvailable);
         }
-        let last = split.to.min(split.next.saturating_add(POLL_BATCH as u64 - 1));
+        let mut batch = POLL_BATCH as u64;
+        if let Some(p) = &mut self.pace {
+            batch = p.allowed(batch);
+            if batch == 0 {
+                return Ok(ReadStatus::NothingAvailable);
+            }
+            p.emitted += batch;
+        }
+        let last = split.to.min(split.next.saturating_add(batch - 1));
         for i in split.next..=last {
             output.collect(i);
         }
@@ -323,6 +364,7 @@ impl Source<u64> for SequenceSource {
             finished: Vec::new(),
             no_more: false,
             requested: false,
+            pace: self.per_second.map(|per_second| Pace { per_second, since: std::time::Instant::now(), emitted: 0 }),
         }))
     }
 }
@@ -431,6 +473,38 @@ mod tests {
             ]
         );
         assert_eq!(SequenceSource::new(5, 6).splits(4).len(), 2);
+    }
+
+    #[test]
+    fn a_paced_sequence_keeps_to_its_rate_without_blocking() {
+        struct Out(Vec<u64>);
+        impl SourceOutput<u64> for Out {
+            fn collect(&mut self, v: u64) {
+                self.0.push(v);
+            }
+            fn collect_with_timestamp(&mut self, v: u64, _: i64) {
+                self.0.push(v);
+            }
+        }
+        let s = SequenceSource::new(0, 999_999).with_rate(10_000);
+        let mut r = s.create_reader(0).unwrap();
+        r.add_splits(s.splits(1));
+        r.notify_no_more_splits();
+        let mut out = Out(Vec::new());
+        let started = std::time::Instant::now();
+        let mut nothing = 0;
+        while started.elapsed() < std::time::Duration::from_millis(200) {
+            let t = std::time::Instant::now();
+            if r.poll_next(&mut out).unwrap() == ReadStatus::NothingAvailable {
+                nothing += 1;
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            assert!(t.elapsed() < std::time::Duration::from_millis(50), "a poll must not wait");
+        }
+        assert!(nothing > 0);
+        // 10 per ms over 200 ms, give or take scheduling.
+        assert!((1000..=2200).contains(&out.0.len()), "{}", out.0.len());
+        assert!(out.0.iter().enumerate().all(|(i, v)| *v == i as u64), "in order, none skipped");
     }
 
     #[test]
