@@ -4,14 +4,14 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::WAIT;
 use riffle_api::source::{
     decode_enumerator_state, encode_enumerator_state, Assignment, Boundedness, ReadStatus, ReaderState, Source,
     SourceOutput, SourceReader, Split, SplitEnumerator,
 };
-use riffle_api::{CollectStream, KeyedProcessFunction, ProcessContext, StreamEnvironment, TimeDomain, UserError};
+use riffle_api::{CollectStream, StreamEnvironment, UserError};
 use riffle_cluster::JobStatus;
 use serde::{Deserialize, Serialize};
 
@@ -125,40 +125,14 @@ impl Source<u64> for DiscoveringSource {
     }
 }
 
-/// Sums values per key; emits each key's sum once, at the final watermark.
-#[derive(Clone)]
-struct FinalSum;
-
-impl KeyedProcessFunction<u64, u64, (u64, u64)> for FinalSum {
-    fn process_element(&mut self, v: u64, ctx: &mut ProcessContext<'_, u64, (u64, u64)>) -> Result<(), UserError> {
-        let sum = ctx.state().value_state::<u64>("sum")?;
-        let cur = sum.get(ctx.state())?.copied();
-        if cur.is_none() {
-            ctx.register_event_time_timer(riffle_api::MAX_WATERMARK - 1);
-        }
-        sum.set(ctx.state(), cur.unwrap_or(0) + v)?;
-        Ok(())
-    }
-    fn on_timer(
-        &mut self,
-        _: i64,
-        _: TimeDomain,
-        ctx: &mut ProcessContext<'_, u64, (u64, u64)>,
-    ) -> Result<(), UserError> {
-        let s = ctx.state().value_state::<u64>("sum")?.get(ctx.state())?.copied().unwrap_or(0);
-        let k = *ctx.key();
-        ctx.collect((k, s));
-        Ok(())
-    }
-}
-
 fn job(savepoint: Option<&std::path::Path>) -> (StreamEnvironment, CollectStream<(u64, u64)>) {
     let mut env = StreamEnvironment::new();
     env.set_parallelism(2);
     if let Some(p) = savepoint {
         env.set_config("execution.savepoint.path", &p.display().to_string());
     }
-    let out = env.from_source(DiscoveringSource, "discovering").key_by(|v: &u64| v % 10).process(FinalSum).collect();
+    let out =
+        env.from_source(DiscoveringSource, "discovering").key_by(|v: &u64| v % 10).process(common::FinalSum).collect();
     (env, out)
 }
 
@@ -169,16 +143,7 @@ fn a_source_that_discovers_its_splits_restores_exactly_from_its_enumerators_stat
     let (env, out) = job(None);
     let h = mc.submit(env.build_job_graph("first run").unwrap()).unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let sp = loop {
-        match h.cancel_with_savepoint(Some(dir.path().to_path_buf())) {
-            Ok(p) => break p,
-            Err(e) => {
-                assert!(Instant::now() < deadline, "no savepoint: {e}");
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-    };
+    let sp = common::savepoint_with_retry(|| h.cancel_with_savepoint(Some(dir.path().to_path_buf())));
     assert_eq!(h.wait(WAIT).unwrap().status, JobStatus::Canceled);
     assert!(out.collect::<Vec<_>>().is_empty(), "cancelled before the end");
     let meta_path = sp.join(riffle_state::checkpoint_metadata::METADATA_FILE);

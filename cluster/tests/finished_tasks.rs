@@ -10,10 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::WAIT;
-use riffle_api::{
-    CollectStream, KeyedProcessFunction, ProcessContext, RichMapFunction, RuntimeContext, StreamEnvironment,
-    TimeDomain, UserError,
-};
+use riffle_api::{CollectStream, RichMapFunction, RuntimeContext, StreamEnvironment, UserError};
 use riffle_cluster::{JobStatus, MiniCluster};
 
 /// Records of the slow, long branch.
@@ -45,33 +42,6 @@ impl RichMapFunction<u64, u64> for CountOpens {
     }
 }
 
-/// Sums values per key in keyed state; emits each key's sum once, at the final watermark.
-#[derive(Clone)]
-struct FinalSum;
-
-impl KeyedProcessFunction<u64, u64, (u64, u64)> for FinalSum {
-    fn process_element(&mut self, v: u64, ctx: &mut ProcessContext<'_, u64, (u64, u64)>) -> Result<(), UserError> {
-        let sum = ctx.state().value_state::<u64>("sum")?;
-        let cur = sum.get(ctx.state())?.copied();
-        if cur.is_none() {
-            ctx.register_event_time_timer(riffle_api::MAX_WATERMARK - 1);
-        }
-        sum.set(ctx.state(), cur.unwrap_or(0) + v)?;
-        Ok(())
-    }
-    fn on_timer(
-        &mut self,
-        _: i64,
-        _: TimeDomain,
-        ctx: &mut ProcessContext<'_, u64, (u64, u64)>,
-    ) -> Result<(), UserError> {
-        let s = ctx.state().value_state::<u64>("sum")?.get(ctx.state())?.copied().unwrap_or(0);
-        let k = *ctx.key();
-        ctx.collect((k, s));
-        Ok(())
-    }
-}
-
 /// A short bounded branch (its own vertex, finished at once) and a slow long one, unioned and
 /// summed per key.
 /// `count_opens`: the short branch counts its operator's opens in [`SHORT_OPENS`] (one test
@@ -94,7 +64,7 @@ fn union_job(savepoint: Option<&Path>, count_opens: bool) -> (StreamEnvironment,
             i
         })
         .name("slow");
-    let out = long.union(&[short]).key_by(|i: &u64| i % 10).process(FinalSum).name("sum").collect();
+    let out = long.union(&[short]).key_by(|i: &u64| i % 10).process(common::FinalSum).name("sum").collect();
     (env, out)
 }
 
@@ -136,16 +106,7 @@ fn checkpoints_go_on_after_a_branch_finished_and_a_restore_does_not_run_it_again
     wait_until("checkpoints after the branch finished", || {
         mc.checkpoint_stats(h.job_id()).last_completed >= after_finish + 2
     });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let sp = loop {
-        match h.cancel_with_savepoint(Some(dir.path().to_path_buf())) {
-            Ok(p) => break p,
-            Err(e) => {
-                assert!(Instant::now() < deadline, "no savepoint: {e}");
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-    };
+    let sp = common::savepoint_with_retry(|| h.cancel_with_savepoint(Some(dir.path().to_path_buf())));
     assert_eq!(h.wait(WAIT).unwrap().status, JobStatus::Canceled);
     assert!(out.collect::<Vec<_>>().is_empty(), "cancelled before the end");
     assert_eq!(SHORT_OPENS.load(Ordering::SeqCst), opens_before + 1);

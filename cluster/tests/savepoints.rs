@@ -8,37 +8,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::WAIT;
-use riffle_api::{CollectStream, KeyedProcessFunction, ProcessContext, StreamEnvironment, TimeDomain, UserError};
+use riffle_api::{CollectStream, StreamEnvironment, UserError};
 use riffle_cluster::{JobHandle, JobStatus, MiniCluster, MiniClusterConfig};
 
 const N: u64 = 300_000;
-
-/// Sums values per key in keyed state; emits each key's sum once, at the final watermark.
-#[derive(Clone)]
-struct FinalSum;
-
-impl KeyedProcessFunction<u64, u64, (u64, u64)> for FinalSum {
-    fn process_element(&mut self, v: u64, ctx: &mut ProcessContext<'_, u64, (u64, u64)>) -> Result<(), UserError> {
-        let sum = ctx.state().value_state::<u64>("sum")?;
-        let cur = sum.get(ctx.state())?.copied();
-        if cur.is_none() {
-            ctx.register_event_time_timer(riffle_api::MAX_WATERMARK - 1);
-        }
-        sum.set(ctx.state(), cur.unwrap_or(0) + v)?;
-        Ok(())
-    }
-    fn on_timer(
-        &mut self,
-        _: i64,
-        _: TimeDomain,
-        ctx: &mut ProcessContext<'_, u64, (u64, u64)>,
-    ) -> Result<(), UserError> {
-        let s = ctx.state().value_state::<u64>("sum")?.get(ctx.state())?.copied().unwrap_or(0);
-        let k = *ctx.key();
-        ctx.collect((k, s));
-        Ok(())
-    }
-}
 
 /// The job under test: a slow sequence (so a savepoint lands in the middle), summed per key.
 fn job(parallelism: u32, savepoint: Option<&Path>, sum_name: &str) -> (StreamEnvironment, CollectStream<(u64, u64)>) {
@@ -58,7 +31,7 @@ fn job(parallelism: u32, savepoint: Option<&Path>, sum_name: &str) -> (StreamEnv
         })
         .name("slow")
         .key_by(|i: &u64| i % 10)
-        .process(FinalSum)
+        .process(common::FinalSum)
         .name(sum_name)
         .collect();
     (env, out)
@@ -74,19 +47,6 @@ fn wait_running(mc: &MiniCluster, h: &JobHandle) {
     while mc.list_jobs().unwrap().iter().all(|j| j.job_id != h.job_id() || j.status != JobStatus::Running) {
         assert!(Instant::now() < deadline, "the job does not run");
         std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn savepoint_with_retry(f: impl Fn() -> Result<PathBuf, riffle_cluster::ClusterError>) -> PathBuf {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match f() {
-            Ok(p) => return p,
-            Err(e) => {
-                assert!(Instant::now() < deadline, "no savepoint: {e}");
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
     }
 }
 
@@ -111,7 +71,7 @@ fn cancel_with_savepoint(mc: &MiniCluster, parallelism: u32, dir: &Path) -> Path
     let h = mc.submit(env.build_job_graph("first run").unwrap()).unwrap();
     wait_running(mc, &h);
     std::thread::sleep(Duration::from_millis(100));
-    let sp = savepoint_with_retry(|| h.cancel_with_savepoint(Some(dir.to_path_buf())));
+    let sp = common::savepoint_with_retry(|| h.cancel_with_savepoint(Some(dir.to_path_buf())));
     assert_eq!(h.wait(WAIT).unwrap().status, JobStatus::Canceled);
     assert!(out.collect::<Vec<_>>().is_empty(), "cancelled before the end: no sums emitted");
     assert!(sp.starts_with(dir) && sp.join("_metadata").is_file(), "{}", sp.display());
@@ -161,7 +121,7 @@ fn stop_with_savepoint_finishes_the_job_and_the_savepoint_resumes_it() {
     let h = mc.submit(env.build_job_graph("stopped").unwrap()).unwrap();
     wait_running(&mc, &h);
     std::thread::sleep(Duration::from_millis(100));
-    let sp = savepoint_with_retry(|| h.stop_with_savepoint(Some(dir.path().to_path_buf())));
+    let sp = common::savepoint_with_retry(|| h.stop_with_savepoint(Some(dir.path().to_path_buf())));
     assert_eq!(h.wait(WAIT).unwrap().status, JobStatus::Finished);
     // The job drained: its sums cover exactly what was read up to the savepoint.
     let partial: Vec<(u64, u64)> = out.collect();
@@ -262,7 +222,7 @@ fn cancel_mid_run<T: Send + 'static>(
     let drain = std::thread::spawn(move || out.count());
     wait_running(mc, &h);
     std::thread::sleep(Duration::from_millis(100));
-    let sp = savepoint_with_retry(|| h.cancel_with_savepoint(Some(dir.to_path_buf())));
+    let sp = common::savepoint_with_retry(|| h.cancel_with_savepoint(Some(dir.to_path_buf())));
     assert_eq!(h.wait(WAIT).unwrap().status, JobStatus::Canceled);
     drain.join().unwrap();
     sp

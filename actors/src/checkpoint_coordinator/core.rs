@@ -578,16 +578,7 @@ impl CoordinatorCore {
         let Some(p) = self.pending.get_mut(&id) else { return };
         p.sent = true;
         p.triggered = to.iter().copied().collect();
-        let savepoint = p.kind == CheckpointKind::Savepoint;
-        out.push(CoordinatorCommand::SendTrigger {
-            checkpoint_id: id,
-            to,
-            target: p.dir.as_ref().map(|d| d.display().to_string()),
-            aligned: self.settings.aligned || savepoint,
-            unaligned: self.settings.unaligned && !savepoint,
-            inline_threshold: self.settings.inline_threshold,
-            stop_sources: p.stop_sources,
-        });
+        out.push(trigger_command(&self.settings, id, p, to));
     }
 
     fn acknowledged(&mut self, ack: Ack, now: Clock, out: &mut Vec<CoordinatorCommand>) {
@@ -656,7 +647,9 @@ impl CoordinatorCore {
         self.note_end(e, end);
         let frontier = self.trigger_frontier();
         let mut retriggered = false;
-        for (id, p) in self.pending.iter_mut() {
+        // (Not before a checkpoint's first triggers went out: its enumerators' state comes
+        // first.)
+        for (id, p) in self.pending.iter_mut().filter(|(_, p)| p.sent) {
             let to: Vec<ExecutionId> =
                 frontier.iter().filter(|t| !p.triggered.contains(*t) && !p.acked.contains_key(*t)).copied().collect();
             if to.is_empty() {
@@ -664,16 +657,7 @@ impl CoordinatorCore {
             }
             p.triggered.extend(to.iter().copied());
             retriggered |= to.contains(&e);
-            let savepoint = p.kind == CheckpointKind::Savepoint;
-            out.push(CoordinatorCommand::SendTrigger {
-                checkpoint_id: *id,
-                to,
-                target: p.dir.as_ref().map(|d| d.display().to_string()),
-                aligned: self.settings.aligned || savepoint,
-                unaligned: self.settings.unaligned && !savepoint,
-                inline_threshold: self.settings.inline_threshold,
-                stop_sources: p.stop_sources,
-            });
+            out.push(trigger_command(&self.settings, *id, p, to));
         }
         // A checkpoint it takes after its end is already on its way to it otherwise.
         self.final_due |= input_ended && !retriggered;
@@ -808,6 +792,20 @@ impl CoordinatorCore {
             out.push(CoordinatorCommand::DeleteDir(dir));
         }
         answer_err(waiter, format!("checkpoint {id} was aborted: {why}"), out);
+    }
+}
+
+/// The trigger of pending checkpoint `id` for the subtasks `to`.
+fn trigger_command(settings: &CheckpointSettings, id: u64, p: &Pending, to: Vec<ExecutionId>) -> CoordinatorCommand {
+    let savepoint = p.kind == CheckpointKind::Savepoint;
+    CoordinatorCommand::SendTrigger {
+        checkpoint_id: id,
+        to,
+        target: p.dir.as_ref().map(|d| d.display().to_string()),
+        aligned: settings.aligned || savepoint,
+        unaligned: settings.unaligned && !savepoint,
+        inline_threshold: settings.inline_threshold,
+        stop_sources: p.stop_sources,
     }
 }
 

@@ -764,3 +764,16 @@ fn the_enumerators_state_is_taken_before_the_triggers_and_kept_in_the_metadata()
     let got: Vec<String> = c.on(failed, now).iter().map(show).collect();
     assert_eq!(got, ["stats failed 2: a split enumerator's state could not be taken: disk full", "notify 2 aborted"]);
 }
+
+#[test]
+fn a_task_ending_while_the_enumerators_state_is_taken_gets_no_trigger_before_it() {
+    let now = at(Instant::now(), 0);
+    let mut c = core(CheckpointSettings { dir: None, ..settings() }).with_enumerators(true);
+    c.on(tick(), now);
+    c.on(reserved(0, 1), now);
+    let done = E::TaskEnded { execution: exec(0, 0), end: super::core::TaskEnd::Finished { source: None } };
+    assert!(c.on(done, now).is_empty(), "no trigger before the enumerators' state");
+    let ok = E::EnumeratorsSnapshotted { checkpoint_id: 1, result: Ok(vec![]) };
+    let got: Vec<String> = c.on(ok, now).iter().map(show).collect();
+    assert_eq!(got, ["trigger 1 - aligned to 1/0"], "then to the subtasks no barrier reaches");
+}
