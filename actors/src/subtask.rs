@@ -32,7 +32,6 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::{Sender, UnboundedSender};
 use tokio::sync::{mpsc, watch};
 
-use crate::checkpoint_storage;
 use crate::exchange::ChannelId;
 use crate::gateway::{ConfirmEnd, DeclineCheckpoint, RestoreState, SplitRequest, TaskOutcome, TaskRestore};
 use crate::ids::ExecutionId;
@@ -726,15 +725,8 @@ async fn restore_head(
     for s in remote {
         let snap = match s {
             RestoreState::Inline(bytes) => SubtaskSnapshot::decode(bytes)?,
-            RestoreState::File(path) => {
-                let path = std::path::Path::new(path);
-                let bytes = checkpoint_storage::get(path)
-                    .await
-                    .map_err(|e| TaskError::msg("restore", format!("cannot read checkpoint state: {e}")))?;
-                let payload = riffle_state::checkpoint_metadata::decode_state_file(&bytes, path)
-                    .map_err(|e| TaskError::msg("restore", e.to_string()))?;
-                SubtaskSnapshot::decode(payload)?
-            }
+            // Full or incremental (with its shared files), checksums verified.
+            RestoreState::File(path) => crate::incremental::read_state_file(std::path::Path::new(path)).await?,
         };
         snaps.push(snap);
     }

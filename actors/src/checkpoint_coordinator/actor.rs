@@ -24,6 +24,12 @@ use crate::error::RuntimeError;
 use crate::gateway::{AcknowledgeCheckpoint, DeclineCheckpoint, NotifyCheckpoint, TriggerCheckpoint};
 use crate::ids::{ExecutionId, JobId, ResourceId};
 use crate::registry::RuntimeShared;
+use crate::shared_state_registry::SharedStateRegistry;
+
+fn lock(r: &std::sync::Mutex<SharedStateRegistry>) -> std::sync::MutexGuard<'_, SharedStateRegistry> {
+    // Every update leaves the registry consistent: a panic elsewhere does not spoil it.
+    r.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A job's checkpoint statistics (counts, the newest checkpoints, the settings), outliving
 /// its attempts; read by the MiniCluster API, the REST API and the metrics.
@@ -122,6 +128,14 @@ pub struct CheckpointCoordinator {
     waiters: HashMap<WaiterId, Waiter>,
     next_waiter: u64,
     on_complete: Recipient<CheckpointCompleted>,
+    /// Incremental checkpoints (`state.backend.incremental`).
+    incremental: bool,
+    /// The job's checkpoint directory (none: checkpoints in memory).
+    job_dir: Option<PathBuf>,
+    /// The latest checkpoint completed in this attempt: the base of the next increment.
+    latest_completed: Option<u64>,
+    /// Which shared files the retained checkpoints refer to.
+    registry: Arc<std::sync::Mutex<SharedStateRegistry>>,
 }
 
 impl CheckpointCoordinator {
@@ -135,6 +149,7 @@ impl CheckpointCoordinator {
         on_complete: Recipient<CheckpointCompleted>,
     ) -> Self {
         let stats = shared.checkpoint_stats(job);
+        let (incremental, job_dir) = (settings.incremental, settings.job_dir(job));
         let core = CoordinatorCore::new(
             job,
             settings.clone(),
@@ -156,6 +171,10 @@ impl CheckpointCoordinator {
             waiters: HashMap::new(),
             next_waiter: 0,
             on_complete,
+            incremental,
+            job_dir,
+            latest_completed: None,
+            registry: Arc::default(),
         }
     }
 
@@ -186,6 +205,9 @@ impl CheckpointCoordinator {
                 inline_threshold,
                 stop_sources,
             } => {
+                // Savepoints (whose directory is not one of the job's `chk-<n>`) are full.
+                let incremental = self.incremental && self.is_checkpoint_dir(target.as_deref());
+                let base = self.latest_completed.filter(|_| incremental);
                 for (e, rid) in &self.sources {
                     if let Some(te) = self.shared.task_executors.get(rid) {
                         te.do_send(TriggerCheckpoint {
@@ -195,6 +217,8 @@ impl CheckpointCoordinator {
                             unaligned,
                             target: target.clone(),
                             inline_threshold,
+                            incremental,
+                            base,
                             stop_source: stop_sources,
                         });
                     }
@@ -216,6 +240,9 @@ impl CheckpointCoordinator {
             CoordinatorCommand::Completed { meta, dir } => {
                 let duration = (meta.completion_timestamp_ms - meta.trigger_timestamp_ms).max(0) as u64;
                 let (id, bytes) = (meta.checkpoint_id, meta.state_size());
+                if meta.kind == CheckpointKind::Checkpoint {
+                    self.latest_completed = self.latest_completed.max(Some(id));
+                }
                 self.on_complete.do_send(CheckpointCompleted { meta, dir });
                 tracing::debug!(job = %self.job, checkpoint = id, duration_ms = duration, bytes, "checkpoint completed");
             }
@@ -257,10 +284,16 @@ impl CheckpointCoordinator {
         ctx: &mut Context<Self>,
     ) {
         let id = meta.checkpoint_id;
+        let registry = self.registry.clone();
+        if retain.is_some() {
+            // Its shared files are kept from now on, whatever retention deletes.
+            lock(&registry).register_metadata(&meta);
+        }
+        let job_dir = retain.as_ref().map(|(d, _)| d.clone());
         async move {
             checkpoint_storage::write_metadata(&dir, &meta).await?;
             if let Some((job_dir, n)) = retain {
-                checkpoint_storage::retain(&job_dir, id, n).await?;
+                checkpoint_storage::retain(&job_dir, id, n, &registry).await?;
             }
             Ok::<_, riffle_state::checkpoint_metadata::MetadataError>(())
         }
@@ -268,11 +301,27 @@ impl CheckpointCoordinator {
         .map(move |r, act, ctx| {
             let result = r.map_err(|e| {
                 tracing::warn!(job = %act.job, checkpoint = id, "cannot store checkpoint: {e}");
+                // Not a checkpoint: what only it referred to goes.
+                if let Some(job_dir) = job_dir {
+                    let unused = lock(&act.registry).unregister(id);
+                    actix::spawn(async move { checkpoint_storage::delete_shared(&job_dir, &unused).await });
+                }
                 RuntimeError::from(e)
             });
             act.on(CoordinatorEvent::MetadataWritten { checkpoint_id: id, result }, ctx);
         })
         .spawn(ctx);
+    }
+
+    /// Whether `target` is one of the job's `chk-<n>` directories (not a savepoint's).
+    fn is_checkpoint_dir(&self, target: Option<&str>) -> bool {
+        let Some(target) = target.map(std::path::Path::new) else { return false };
+        let is_chk = target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(riffle_state::checkpoint_metadata::parse_checkpoint_dir_name)
+            .is_some();
+        is_chk && self.job_dir.as_deref().is_some_and(|j| target.parent() == Some(j))
     }
 
     fn record(&self, u: StatsUpdate) {

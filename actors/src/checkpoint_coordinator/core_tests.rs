@@ -30,6 +30,7 @@ fn settings() -> CheckpointSettings {
         savepoint_dir: None,
         inline_threshold: 1024,
         retention: Retention::None,
+        incremental: true,
     }
 }
 

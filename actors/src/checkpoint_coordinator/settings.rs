@@ -35,6 +35,9 @@ pub struct CheckpointSettings {
     pub inline_threshold: usize,
     /// `execution.checkpointing.externalized-checkpoint-retention`.
     pub retention: Retention,
+    /// `state.backend.incremental` (true): checkpoints (never savepoints) write only what
+    /// changed since the latest completed one.
+    pub incremental: bool,
 }
 
 /// What happens to a job's checkpoints when it ends
@@ -177,6 +180,7 @@ impl CheckpointSettings {
             savepoint_dir: dir(&SAVEPOINTS_DIR)?,
             inline_threshold,
             retention,
+            incremental: c.get(&crate::state_backend::INCREMENTAL)?,
         })
     }
 
@@ -198,6 +202,7 @@ mod tests {
         assert_eq!(s.interval, None);
         assert_eq!(s.inline_threshold, 20 * 1024);
         assert_eq!(s.retention, Retention::None);
+        assert!(s.incremental, "incremental by default");
         c.set("execution.checkpointing.interval", "2s")
             .set("state.storage.fs.memory-threshold", "1kb")
             .set("execution.checkpointing.externalized-checkpoint-retention", "retain_on_cancellation");
