@@ -222,7 +222,10 @@ impl SnapshotWriter {
         let encoded = tokio::task::spawn_blocking(move || {
             let segmented = pending.complete_segmented()?;
             let size: usize = segmented.operators.iter().flat_map(|(_, s)| s).map(|s| s.bytes.len()).sum();
-            let incremental = incremental.is_some() && size >= threshold;
+            // Only operators that hand in pieces with an id gain from an increment; the rest
+            // (and small state) is written whole, as a plain state file or inline.
+            let pieces = segmented.operators.iter().flat_map(|(_, s)| s).any(|s| s.id.is_some());
+            let incremental = incremental.is_some() && pieces && size >= threshold;
             if let Some(local) = local {
                 // The local copy is always whole: it is restored without the storage.
                 if !incremental {
