@@ -1157,7 +1157,7 @@ mod tests {
         a.push(2, 1).unwrap();
         a.push(3, 11).unwrap();
         let index = a.id.index;
-        let mut pieces = |a: &mut WindowOp<_, _, _, _>| {
+        let pieces = |a: &mut WindowOp<_, _, _, _>| {
             let mut ops = OperatorSnapshots::new(128, 1);
             a.snapshot(&mut ops).unwrap();
             let seg = ops.finish(None).complete_segmented().unwrap();
