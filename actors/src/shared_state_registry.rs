@@ -17,6 +17,10 @@ pub struct SharedStateRegistry {
     refs: HashMap<String, usize>,
     /// Checkpoint → the files it refers to.
     by_checkpoint: BTreeMap<u64, Vec<String>>,
+    /// Pending checkpoint → the files of its base, which its increment may refer to: kept
+    /// until it completes (and refers to them itself) or is aborted, even if retention
+    /// discards the base meanwhile (concurrent checkpoints).
+    pins: HashMap<u64, Vec<String>>,
 }
 
 impl SharedStateRegistry {
@@ -40,15 +44,29 @@ impl SharedStateRegistry {
         self.register(meta.checkpoint_id, meta.shared_files().into_iter().map(|f| f.name.clone()));
     }
 
-    /// Whether checkpoint `id` is registered.
-    pub fn contains(&self, id: u64) -> bool {
-        self.by_checkpoint.contains_key(&id)
+    /// Keeps the files of completed checkpoint `base` for pending checkpoint `id`, which may
+    /// refer to them; false if `base` is not registered (then `id` must not build on it).
+    pub fn pin(&mut self, id: u64, base: u64) -> bool {
+        let Some(files) = self.by_checkpoint.get(&base).cloned() else { return false };
+        if let Some(old) = self.pins.insert(id, files.clone()) {
+            self.release(old);
+        }
+        for f in &files {
+            *self.refs.entry(f.clone()).or_insert(0) += 1;
+        }
+        true
     }
 
-    /// Unregisters checkpoint `id` (subsumed, discarded by retention, or never completed);
-    /// returns the files no registered checkpoint refers to any more: those to delete.
-    pub fn unregister(&mut self, id: u64) -> Vec<String> {
-        let Some(files) = self.by_checkpoint.remove(&id) else { return Vec::new() };
+    /// Pending checkpoint `id` completed (and was registered) or was aborted: its base's
+    /// files are no longer kept for it; returns the files nothing refers to any more.
+    pub fn unpin(&mut self, id: u64) -> Vec<String> {
+        match self.pins.remove(&id) {
+            Some(files) => self.release(files),
+            None => Vec::new(),
+        }
+    }
+
+    fn release(&mut self, files: Vec<String>) -> Vec<String> {
         let mut unused = Vec::new();
         for f in files {
             if let Some(n) = self.refs.get_mut(&f) {
@@ -60,6 +78,18 @@ impl SharedStateRegistry {
             }
         }
         unused
+    }
+
+    /// Whether checkpoint `id` is registered.
+    pub fn contains(&self, id: u64) -> bool {
+        self.by_checkpoint.contains_key(&id)
+    }
+
+    /// Unregisters checkpoint `id` (subsumed, discarded by retention, or never completed);
+    /// returns the files no registered checkpoint refers to any more: those to delete.
+    pub fn unregister(&mut self, id: u64) -> Vec<String> {
+        let Some(files) = self.by_checkpoint.remove(&id) else { return Vec::new() };
+        self.release(files)
     }
 
     /// Whether a registered checkpoint refers to `file`.
@@ -98,6 +128,28 @@ mod tests {
         assert_eq!(gone, files(&["shared/a"]));
         assert_eq!(r.unregister(3), files(&["shared/c", "shared/d"]));
         assert_eq!(r.checkpoints().count(), 0);
+    }
+
+    #[test]
+    fn a_pending_checkpoint_keeps_its_base_files_until_it_is_settled() {
+        let mut r = SharedStateRegistry::default();
+        r.register(1, files(&["shared/a", "shared/b"]));
+        assert!(r.pin(3, 1), "3 builds on 1");
+        assert!(!r.pin(4, 2), "2 is not a completed checkpoint");
+        // 2 completes first (concurrent checkpoints) and retention discards 1: 3 may still
+        // refer to 1's files.
+        r.register(2, files(&["shared/b", "shared/c"]));
+        assert_eq!(r.unregister(1), Vec::<String>::new());
+        assert!(r.is_referenced("shared/a"));
+        // 3 completes referring to a: registered, then unpinned.
+        r.register(3, files(&["shared/a", "shared/d"]));
+        assert_eq!(r.unpin(3), Vec::<String>::new());
+        assert!(r.pin(5, 3));
+        assert_eq!(r.unregister(3), Vec::<String>::new(), "5 is pending on 3");
+        let mut gone = r.unpin(5);
+        gone.sort();
+        assert_eq!(gone, files(&["shared/a", "shared/d"]), "5 aborted: 3's own files go");
+        assert_eq!(r.unpin(5), Vec::<String>::new());
     }
 
     #[test]

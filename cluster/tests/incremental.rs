@@ -41,7 +41,7 @@ fn job(
 ) -> CollectStream<(u64, i64, u64)> {
     env.from_sequence(0, N - 1)
         .map(move |i| {
-            if i % 100 == 0 {
+            if i % 50 == 0 {
                 std::thread::sleep(Duration::from_millis(1));
             }
             if armed.load(Ordering::SeqCst) && !failed.swap(true, Ordering::SeqCst) {
@@ -110,8 +110,31 @@ fn wait_for_checkpoints(mc: &MiniCluster, job: riffle_actors::JobId, n: u64) {
     }
 }
 
+/// Waits until exactly one checkpoint is left in `job_dir` and the shared files on disk are
+/// exactly those it refers to; returns its metadata.
+fn only_the_retained_files(job_dir: &Path) -> CheckpointMetadata {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ids = checkpoints(job_dir);
+        let (meta, referenced) = match ids.as_slice() {
+            [id] => {
+                let meta = metadata(job_dir, *id);
+                let referenced: BTreeSet<String> = meta.shared_files().into_iter().map(|f| f.name.clone()).collect();
+                (Some(meta), referenced)
+            }
+            _ => (None, BTreeSet::new()),
+        };
+        let on_disk = shared_on_disk(job_dir);
+        if let Some(meta) = meta.filter(|_| on_disk == referenced) {
+            return meta;
+        }
+        assert!(Instant::now() < deadline, "checkpoints {ids:?}, shared files {on_disk:?}, referenced {referenced:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
-fn a_chain_of_increments_restores_exactly_and_retention_keeps_only_referenced_files() {
+fn a_chain_of_increments_restores_exactly_after_a_failure() {
     static ARMED: AtomicBool = AtomicBool::new(false);
     static FAILED: AtomicBool = AtomicBool::new(false);
     let dir = tempfile::tempdir().unwrap();
@@ -133,31 +156,38 @@ fn a_chain_of_increments_restores_exactly_and_retention_keeps_only_referenced_fi
     got.sort();
     assert_eq!(got, expected(), "restored exactly from a chain of increments");
 
-    // Retention (num-retained 1): one checkpoint left, and exactly the shared files it refers
-    // to — some written by older checkpoints (still referred to, so not deleted).
-    let job_dir = dir.path().join(h.job_id().to_string());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let ids = checkpoints(&job_dir);
-        let referenced: BTreeSet<String> = match ids.as_slice() {
-            [id] => metadata(&job_dir, *id).shared_files().into_iter().map(|f| f.name.clone()).collect(),
-            _ => BTreeSet::new(),
-        };
-        let on_disk = shared_on_disk(&job_dir);
-        if ids.len() == 1 && on_disk == referenced {
-            let id = ids[0];
-            assert!(referenced.iter().any(|f| written_by(f) < id), "an older checkpoint's file is still referred to");
-            let meta = metadata(&job_dir, id);
-            assert!(meta.subtasks.iter().any(|s| matches!(s.state, StateHandle::Incremental { .. })));
-            assert!(
-                meta.state_size() < meta.subtasks.iter().map(|s| s.state.full_size()).sum::<u64>(),
-                "the latest checkpoint wrote less than its whole state"
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "checkpoints {ids:?}, shared files {on_disk:?}, referenced {referenced:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Retention (num-retained 1) across attempts: one checkpoint left, and exactly the
+    // shared files it refers to.
+    only_the_retained_files(&dir.path().join(h.job_id().to_string()));
+}
+
+#[test]
+fn retention_deletes_only_shared_files_no_retained_checkpoint_refers_to() {
+    static NEVER: AtomicBool = AtomicBool::new(false);
+    static FAILED: AtomicBool = AtomicBool::new(false);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = MiniClusterConfig::new(1, 2);
+    cfg.config = config(dir.path(), 1);
+    let mc = MiniCluster::start(cfg).unwrap();
+    let mut env = StreamEnvironment::new();
+    env.set_parallelism(2);
+    let out = job(&env, &NEVER, &FAILED);
+    let h = mc.submit(env.build_job_graph("incremental").unwrap()).unwrap();
+    wait_for_checkpoints(&mc, h.job_id(), 5);
+    h.cancel().unwrap();
+    drop(out);
+    assert_eq!(h.wait(WAIT).unwrap().status, JobStatus::Canceled);
+    // The earliest windows never changed: the one checkpoint left still refers to the shared
+    // files that older checkpoints (since deleted) wrote for them, and nothing else is left.
+    let meta = only_the_retained_files(&dir.path().join(h.job_id().to_string()));
+    let id = meta.checkpoint_id;
+    assert!(id >= 5, "{id}");
+    assert!(meta.shared_files().iter().any(|f| written_by(&f.name) < id), "an older checkpoint's file is kept");
+    assert!(meta.subtasks.iter().any(|s| matches!(s.state, StateHandle::Incremental { .. })));
+    assert!(
+        meta.state_size() < meta.subtasks.iter().map(|s| s.state.full_size()).sum::<u64>(),
+        "the latest checkpoint wrote less than its whole state"
+    );
 }
 
 #[test]

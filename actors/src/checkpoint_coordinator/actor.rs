@@ -207,7 +207,10 @@ impl CheckpointCoordinator {
             } => {
                 // Savepoints (whose directory is not one of the job's `chk-<n>`) are full.
                 let incremental = self.incremental && self.is_checkpoint_dir(target.as_deref());
-                let base = self.latest_completed.filter(|_| incremental);
+                // The base's files stay until this checkpoint is settled, whatever retention
+                // discards meanwhile.
+                let base =
+                    self.latest_completed.filter(|base| incremental && lock(&self.registry).pin(checkpoint_id, *base));
                 for (e, rid) in &self.sources {
                     if let Some(te) = self.shared.task_executors.get(rid) {
                         te.do_send(TriggerCheckpoint {
@@ -229,6 +232,8 @@ impl CheckpointCoordinator {
             }
             CoordinatorCommand::RecordStats(u) => self.record(u),
             CoordinatorCommand::Notify { checkpoint_id, completed } => {
+                let unused = lock(&self.registry).unpin(checkpoint_id);
+                self.delete_shared(unused);
                 for (e, rid) in &self.tasks {
                     if let Some(te) = self.shared.task_executors.get(rid) {
                         te.do_send(NotifyCheckpoint { execution: *e, checkpoint_id, completed });
@@ -287,7 +292,11 @@ impl CheckpointCoordinator {
         let registry = self.registry.clone();
         if retain.is_some() {
             // Its shared files are kept from now on, whatever retention deletes.
-            lock(&registry).register_metadata(&meta);
+            let mut r = lock(&registry);
+            r.register_metadata(&meta);
+            let unused = r.unpin(id);
+            drop(r);
+            self.delete_shared(unused);
         }
         let job_dir = retain.as_ref().map(|(d, _)| d.clone());
         async move {
@@ -302,15 +311,21 @@ impl CheckpointCoordinator {
             let result = r.map_err(|e| {
                 tracing::warn!(job = %act.job, checkpoint = id, "cannot store checkpoint: {e}");
                 // Not a checkpoint: what only it referred to goes.
-                if let Some(job_dir) = job_dir {
+                if job_dir.is_some() {
                     let unused = lock(&act.registry).unregister(id);
-                    actix::spawn(async move { checkpoint_storage::delete_shared(&job_dir, &unused).await });
+                    act.delete_shared(unused);
                 }
                 RuntimeError::from(e)
             });
             act.on(CoordinatorEvent::MetadataWritten { checkpoint_id: id, result }, ctx);
         })
         .spawn(ctx);
+    }
+
+    /// Deletes shared files nothing refers to any more, in the background.
+    fn delete_shared(&self, names: Vec<String>) {
+        let Some(job_dir) = self.job_dir.clone().filter(|_| !names.is_empty()) else { return };
+        actix::spawn(async move { checkpoint_storage::delete_shared(&job_dir, &names).await });
     }
 
     /// Whether `target` is one of the job's `chk-<n>` directories (not a savepoint's).
