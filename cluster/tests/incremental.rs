@@ -33,15 +33,17 @@ fn expected() -> Vec<(u64, i64, u64)> {
 
 /// The job: a slow sequence with event time = the number and watermarks an hour behind (so no
 /// window fires before the end of input and the earlier windows stay unchanged), counted per
-/// key in 1 s tumbling windows. While `armed`, the next record panics (once: `failed`).
+/// key in 1 s tumbling windows. While `armed`, the next record panics (once: `failed`). A
+/// millisecond's sleep every `sleep_every` records keeps it running for a while.
 fn job(
     env: &StreamEnvironment,
     armed: &'static AtomicBool,
     failed: &'static AtomicBool,
+    sleep_every: u64,
 ) -> CollectStream<(u64, i64, u64)> {
     env.from_sequence(0, N - 1)
         .map(move |i| {
-            if i % 50 == 0 {
+            if i % sleep_every == 0 {
                 std::thread::sleep(Duration::from_millis(1));
             }
             if armed.load(Ordering::SeqCst) && !failed.swap(true, Ordering::SeqCst) {
@@ -143,7 +145,7 @@ fn a_chain_of_increments_restores_exactly_after_a_failure() {
     let mc = MiniCluster::start(cfg).unwrap();
     let mut env = StreamEnvironment::new();
     env.set_parallelism(2);
-    let out = job(&env, &ARMED, &FAILED);
+    let out = job(&env, &ARMED, &FAILED, 50);
     let h = mc.submit(env.build_job_graph("incremental").unwrap()).unwrap();
     // Several increments, then a failure: the restart restores the latest, which refers to
     // shared files of older checkpoints.
@@ -171,9 +173,20 @@ fn retention_deletes_only_shared_files_no_retained_checkpoint_refers_to() {
     let mc = MiniCluster::start(cfg).unwrap();
     let mut env = StreamEnvironment::new();
     env.set_parallelism(2);
-    let out = job(&env, &NEVER, &FAILED);
+    let out = job(&env, &NEVER, &FAILED, 10);
     let h = mc.submit(env.build_job_graph("incremental").unwrap()).unwrap();
     wait_for_checkpoints(&mc, h.job_id(), 5);
+    // A savepoint in the middle of increments is self-contained: plain state files beside
+    // its metadata, nothing shared.
+    let sp = h.trigger_savepoint(Some(dir.path().join("savepoints"))).unwrap();
+    let sp_meta = {
+        let f = sp.join(checkpoint_metadata::METADATA_FILE);
+        checkpoint_metadata::decode(&std::fs::read(&f).unwrap(), &f).unwrap()
+    };
+    assert!(sp_meta.shared_files().is_empty());
+    assert!(sp_meta.subtasks.iter().all(|s| !matches!(s.state, StateHandle::Incremental { .. })));
+    assert!(sp_meta.subtasks.iter().any(|s| matches!(s.state, StateHandle::File { .. })));
+    wait_for_checkpoints(&mc, h.job_id(), mc.checkpoint_stats(h.job_id()).completed + 1);
     h.cancel().unwrap();
     drop(out);
     assert_eq!(h.wait(WAIT).unwrap().status, JobStatus::Canceled);
@@ -200,7 +213,7 @@ fn a_corrupt_increment_falls_back_to_the_previous_checkpoint() {
     let mc = MiniCluster::start(cfg).unwrap();
     let mut env = StreamEnvironment::new();
     env.set_parallelism(2);
-    let out = job(&env, &NEVER, &FAILED);
+    let out = job(&env, &NEVER, &FAILED, 10);
     let h = mc.submit(env.build_job_graph("incremental").unwrap()).unwrap();
     wait_for_checkpoints(&mc, h.job_id(), 4);
     h.cancel().unwrap();
@@ -238,7 +251,7 @@ fn a_corrupt_increment_falls_back_to_the_previous_checkpoint() {
     let mut env = StreamEnvironment::new();
     env.set_parallelism(2);
     env.set_config("execution.savepoint.path", &job_dir.display().to_string());
-    let out = job(&env, &NEVER, &FAILED);
+    let out = job(&env, &NEVER, &FAILED, 1000);
     let h = mc.submit(env.build_job_graph("incremental again").unwrap()).unwrap();
     let mut got: Vec<(u64, i64, u64)> = out.collect();
     let r = h.wait(WAIT).unwrap();
