@@ -6,13 +6,15 @@
 //! directory, so a savepoint can be moved and restored from its new place.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use riffle_state::checkpoint_metadata::{self, CheckpointMetadata, MetadataError, METADATA_FILE};
+
+use crate::shared_state_registry::SharedStateRegistry;
 
 /// The process-wide local file system store (rooted at `/`; paths are absolute).
 fn store() -> &'static Arc<LocalFileSystem> {
@@ -131,14 +133,57 @@ pub async fn list_checkpoints(job_dir: &Path) -> Result<Vec<u64>, MetadataError>
 }
 
 /// Keeps the `retain` newest checkpoints of the job in `job_dir` (those up to `newest`) and
-/// deletes older ones; returns the ids deleted.
-pub async fn retain(job_dir: &Path, newest: u64, retain: usize) -> Result<Vec<u64>, MetadataError> {
+/// deletes older ones, with the shared files (incremental checkpoints) no kept checkpoint
+/// refers to; returns the ids deleted.
+///
+/// `registry` counts the references: checkpoints on disk it does not know yet (an earlier
+/// attempt's or JobManager's) are registered from their metadata first, so a file a kept
+/// checkpoint refers to is never deleted.
+pub async fn retain(
+    job_dir: &Path,
+    newest: u64,
+    retain: usize,
+    registry: &Mutex<SharedStateRegistry>,
+) -> Result<Vec<u64>, MetadataError> {
     let ids: Vec<u64> = list_checkpoints(job_dir).await?.into_iter().filter(|id| *id <= newest).collect();
+    let unknown: Vec<u64> = {
+        let r = lock(registry);
+        ids.iter().copied().filter(|id| !r.contains(*id)).collect()
+    };
+    for id in unknown {
+        let dir = job_dir.join(format!("chk-{id}"));
+        match read_metadata(&dir).await {
+            Ok(meta) => lock(registry).register_metadata(&meta),
+            // No metadata (in progress or aborted when a process died) or unreadable: it
+            // refers to nothing that is kept for it.
+            Err(_) => lock(registry).register(id, Vec::new()),
+        }
+    }
     let discard = checkpoint_metadata::to_discard(ids, retain);
     for id in &discard {
+        let unused = lock(registry).unregister(*id);
         delete_dir(&job_dir.join(format!("chk-{id}"))).await?;
+        delete_shared(job_dir, &unused).await;
     }
     Ok(discard)
+}
+
+/// Deletes shared files (names relative to `job_dir`) no checkpoint refers to any more; a
+/// failure is logged (the file is garbage either way).
+pub async fn delete_shared(job_dir: &Path, names: &[String]) {
+    for name in names {
+        if !checkpoint_metadata::is_shared_file_name(name) {
+            continue;
+        }
+        if let Err(e) = delete(&job_dir.join(name)).await {
+            tracing::warn!("cannot delete shared checkpoint file {name}: {e}");
+        }
+    }
+}
+
+fn lock(r: &Mutex<SharedStateRegistry>) -> std::sync::MutexGuard<'_, SharedStateRegistry> {
+    // Every update leaves the registry consistent: a panic elsewhere does not spoil it.
+    r.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
@@ -156,7 +201,8 @@ mod tests {
         let mut ids = list_checkpoints(&job).await.unwrap();
         ids.sort();
         assert_eq!(ids, vec![1, 2, 3, 4]);
-        assert_eq!(retain(&job, 3, 2).await.unwrap(), vec![1]);
+        let registry = Mutex::new(SharedStateRegistry::default());
+        assert_eq!(retain(&job, 3, 2, &registry).await.unwrap(), vec![1]);
         assert!(!job.join("chk-1").exists(), "directory removed too");
         assert!(job.join("chk-4").exists(), "newer than `newest`: untouched");
         delete(&job.join("chk-2/0-0.state")).await.unwrap();
@@ -164,5 +210,59 @@ mod tests {
         delete_dir(&job.join("chk-3")).await.unwrap();
         delete_dir(&job.join("chk-404")).await.unwrap();
         assert!(!job.join("chk-3").exists());
+    }
+
+    fn incremental(id: u64, shared: &[&str]) -> CheckpointMetadata {
+        use riffle_state::checkpoint_metadata::{CheckpointKind, SharedFile, StateHandle, SubtaskState};
+        CheckpointMetadata {
+            job_id: "j".into(),
+            checkpoint_id: id,
+            kind: CheckpointKind::Checkpoint,
+            trigger_timestamp_ms: 0,
+            completion_timestamp_ms: 0,
+            max_parallelism: 128,
+            vertices: Vec::new(),
+            subtasks: vec![SubtaskState {
+                vertex: 0,
+                subtask: 0,
+                state: StateHandle::Incremental {
+                    name: "0-0.state".into(),
+                    len: 1,
+                    shared: shared.iter().map(|n| SharedFile { name: n.to_string(), len: 1 }).collect(),
+                    written: 1,
+                },
+                source: None,
+                finished: false,
+            }],
+            enumerators: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn retention_keeps_shared_files_a_kept_checkpoint_refers_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = dir.path().join("job");
+        // Checkpoints 1..=3 each add a shared file; 3 still refers to 1's.
+        let refs: [&[&str]; 3] = [
+            &["shared/0-0-1.seg"],
+            &["shared/0-0-1.seg", "shared/0-0-2.seg"],
+            &["shared/0-0-1.seg", "shared/0-0-3.seg"],
+        ];
+        for (i, r) in refs.iter().enumerate() {
+            let id = i as u64 + 1;
+            put(&job.join(format!("shared/0-0-{id}.seg")), vec![1]).await.unwrap();
+            write_metadata(&job.join(format!("chk-{id}")), &incremental(id, r)).await.unwrap();
+        }
+        // A fresh registry (a restarted JobManager): the counts come from the metadata.
+        let registry = Mutex::new(SharedStateRegistry::default());
+        lock(&registry).register_metadata(&incremental(3, refs[2]));
+        assert_eq!(retain(&job, 3, 1, &registry).await.unwrap(), vec![1, 2]);
+        let mut left: Vec<_> = std::fs::read_dir(job.join("shared"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec!["0-0-1.seg", "0-0-3.seg"], "only the files of the kept checkpoint");
+        assert!(!job.join("chk-2").exists() && job.join("chk-3").exists());
     }
 }

@@ -344,6 +344,12 @@ pub struct TriggerCheckpoint {
     pub target: Option<String>,
     /// State below this many bytes is inlined in the metadata.
     pub inline_threshold: usize,
+    /// Incremental: see [`riffle_api::CheckpointBarrier::incremental`].
+    #[serde(default)]
+    pub incremental: bool,
+    /// The base of an incremental checkpoint: see [`riffle_api::CheckpointBarrier::base`].
+    #[serde(default)]
+    pub base: Option<u64>,
     /// Stop-with-savepoint: emit nothing after the barrier; end the input once the
     /// checkpoint completed (resume if it is aborted).
     pub stop_source: bool,

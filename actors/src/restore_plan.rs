@@ -14,7 +14,8 @@ use std::sync::Arc;
 
 use riffle_api::snapshot::SourceSnapshot;
 use riffle_state::checkpoint_metadata::{
-    decode_state_file, parse_checkpoint_dir_name, CheckpointMetadata, StateHandle, METADATA_FILE,
+    decode_incremental_state_file, decode_state_file, is_shared_file_name, parse_checkpoint_dir_name,
+    CheckpointMetadata, StateHandle, METADATA_FILE,
 };
 
 use crate::checkpoint_storage;
@@ -110,15 +111,24 @@ pub enum RestoreError {
 fn resolve(handle: &StateHandle, dir: Option<&Path>) -> Result<RestoreState, RestoreError> {
     match handle {
         StateHandle::Inline(b) => Ok(RestoreState::Inline(b.clone())),
-        StateHandle::File { name, .. } => {
-            // A file name, never a path: the metadata cannot point outside its directory.
-            if name.is_empty() || name.contains('/') || name.contains('\\') || name == ".." || name == "." {
-                return Err(RestoreError::Malformed(format!("state file name '{name}'")));
+        StateHandle::File { name, .. } => file_in(name, dir),
+        StateHandle::Incremental { name, shared, .. } => {
+            // Shared files only under the job's `shared/`: nowhere else.
+            if let Some(bad) = shared.iter().find(|f| !is_shared_file_name(&f.name)) {
+                return Err(RestoreError::Malformed(format!("shared file name '{}'", bad.name)));
             }
-            let dir = dir.ok_or_else(|| RestoreError::Malformed(format!("state file '{name}' without a directory")))?;
-            Ok(RestoreState::File(dir.join(name).display().to_string()))
+            file_in(name, dir)
         }
     }
+}
+
+fn file_in(name: &str, dir: Option<&Path>) -> Result<RestoreState, RestoreError> {
+    // A file name, never a path: the metadata cannot point outside its directory.
+    if name.is_empty() || name.contains('/') || name.contains('\\') || name == ".." || name == "." {
+        return Err(RestoreError::Malformed(format!("state file name '{name}'")));
+    }
+    let dir = dir.ok_or_else(|| RestoreError::Malformed(format!("state file '{name}' without a directory")))?;
+    Ok(RestoreState::File(dir.join(name).display().to_string()))
 }
 
 /// Plans the restore of a job shaped `vertices` with `max_parallelism` key groups.
@@ -234,23 +244,42 @@ pub async fn load(path: &Path) -> Result<RestorePoint, RuntimeError> {
 /// Reads the metadata in `dir` and verifies every state file it names (length, checksum).
 async fn verified(dir: &Path) -> Result<RestorePoint, RuntimeError> {
     let meta = checkpoint_storage::read_metadata(dir).await?;
+    let mut shared_checked = std::collections::HashSet::new();
     for s in &meta.subtasks {
-        if let StateHandle::File { name, len } = &s.state {
-            let RestoreState::File(p) = resolve(&s.state, Some(dir))? else { continue };
-            let p = PathBuf::from(p);
-            let bytes = checkpoint_storage::get(&p).await?;
-            if bytes.len() as u64 != *len {
-                return Err(RestoreError::StateFileLength {
-                    name: name.clone(),
-                    found: bytes.len() as u64,
-                    expected: *len,
-                }
-                .into());
-            }
+        let (name, len) = match &s.state {
+            StateHandle::Inline(_) => continue,
+            StateHandle::File { name, len } | StateHandle::Incremental { name, len, .. } => (name, *len),
+        };
+        let RestoreState::File(p) = resolve(&s.state, Some(dir))? else { continue };
+        let p = PathBuf::from(p);
+        let bytes = checked_len(&p, name, len).await?;
+        if matches!(s.state, StateHandle::Incremental { .. }) {
+            decode_incremental_state_file(&bytes, &p)?;
+        } else {
             decode_state_file(&bytes, &p)?;
+        }
+        // An increment's shared files, possibly written by older checkpoints.
+        let job_dir =
+            dir.parent().ok_or_else(|| RestoreError::Malformed("a checkpoint without a job directory".into()))?;
+        for f in s.state.shared_files() {
+            if shared_checked.insert(f.name.clone()) {
+                let p = job_dir.join(&f.name);
+                decode_state_file(&checked_len(&p, &f.name, f.len).await?, &p)?;
+            }
         }
     }
     Ok(RestorePoint { meta: Arc::new(meta), dir: Some(dir.to_path_buf()) })
+}
+
+/// Reads the file at `p` and checks its length against the metadata's.
+async fn checked_len(p: &Path, name: &str, len: u64) -> Result<Vec<u8>, RuntimeError> {
+    let bytes = checkpoint_storage::get(p).await?;
+    if bytes.len() as u64 != len {
+        return Err(
+            RestoreError::StateFileLength { name: name.to_string(), found: bytes.len() as u64, expected: len }.into()
+        );
+    }
+    Ok(bytes)
 }
 
 /// Whether a subtask's part holds anything to restore. An inline snapshot of a stateless
@@ -259,7 +288,7 @@ fn carries_state(s: &riffle_state::checkpoint_metadata::SubtaskState) -> bool {
     s.source.is_some()
         || match &s.state {
             StateHandle::Inline(b) => b.len() > 8,
-            StateHandle::File { .. } => true,
+            StateHandle::File { .. } | StateHandle::Incremental { .. } => true,
         }
 }
 

@@ -8,7 +8,7 @@
 //! file belongs to the checkpoint (the coordinator deletes it with its directory).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -20,6 +20,7 @@ use serde_bytes::ByteBuf;
 use crate::checkpoint_storage;
 use crate::gateway::{AcknowledgeCheckpoint, DeclineCheckpoint};
 use crate::ids::ExecutionId;
+use crate::incremental::{self, SegmentIndex};
 use crate::local_recovery::LocalSnapshots;
 use crate::registry::RuntimeShared;
 
@@ -27,13 +28,15 @@ use crate::registry::RuntimeShared;
 struct TaskState {
     aborted: bool,
     acknowledged: bool,
-    written: Option<PathBuf>,
+    written: Vec<PathBuf>,
 }
 
 /// One snapshot in flight, shared by the subtask and its writer.
 #[derive(Default)]
 pub struct SnapshotTask {
     state: Mutex<TaskState>,
+    /// The subtask's pieces of earlier snapshots (incremental checkpoints).
+    index: Arc<Mutex<SegmentIndex>>,
 }
 
 impl SnapshotTask {
@@ -45,16 +48,29 @@ impl SnapshotTask {
         self.lock().aborted
     }
 
-    /// Marks the work aborted; returns the file to delete if the writer already wrote one.
+    /// Marks the work aborted; returns the files to delete if the writer already wrote some.
     /// With `even_acknowledged` false, a snapshot already handed to the coordinator is left
     /// alone (it may be part of a completed checkpoint).
-    fn abort(&self, even_acknowledged: bool) -> Option<PathBuf> {
+    fn abort(&self, even_acknowledged: bool) -> Vec<PathBuf> {
         let mut s = self.lock();
         if s.acknowledged && !even_acknowledged {
-            return None;
+            return Vec::new();
         }
         s.aborted = true;
-        s.written.take()
+        std::mem::take(&mut s.written)
+    }
+
+    /// Records a file written (deleted if the snapshot is aborted); false if it already was.
+    fn wrote(&self, path: &std::path::Path) -> bool {
+        let mut s = self.lock();
+        if !s.aborted {
+            s.written.push(path.to_path_buf());
+        }
+        !s.aborted
+    }
+
+    fn index(&self) -> std::sync::MutexGuard<'_, SegmentIndex> {
+        self.index.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -69,12 +85,14 @@ pub struct InFlightSnapshots {
     tasks: BTreeMap<u64, Arc<SnapshotTask>>,
     /// Checkpoints aborted before this subtask took their snapshot.
     aborted_early: BTreeSet<u64>,
+    /// Where the pieces of this subtask's snapshots are (incremental checkpoints).
+    index: Arc<Mutex<SegmentIndex>>,
 }
 
 impl InFlightSnapshots {
     /// Registers the snapshot of checkpoint `id` (born aborted if its abort came first).
     pub fn start(&mut self, id: u64) -> Arc<SnapshotTask> {
-        let t = Arc::new(SnapshotTask::default());
+        let t = Arc::new(SnapshotTask { index: self.index.clone(), ..Default::default() });
         if self.aborted_early.remove(&id) {
             t.lock().aborted = true;
             return t;
@@ -83,16 +101,19 @@ impl InFlightSnapshots {
         t
     }
 
-    /// Checkpoint `id` completed: it and older ones need no tracking any more.
+    /// Checkpoint `id` completed: it and older ones need no tracking any more; its pieces are
+    /// the base of the next increment.
     pub fn completed(&mut self, id: u64) {
         self.tasks.retain(|k, _| *k > id);
+        self.index.lock().unwrap_or_else(PoisonError::into_inner).completed(id);
     }
 
     /// Checkpoint `id` was aborted: cancel its work and delete what it wrote.
     pub fn abort(&mut self, id: u64) {
+        self.index.lock().unwrap_or_else(PoisonError::into_inner).aborted(id);
         match self.tasks.remove(&id) {
             Some(t) => {
-                if let Some(path) = t.abort(true) {
+                for path in t.abort(true) {
                     delete_later(path);
                 }
             }
@@ -120,7 +141,7 @@ impl Drop for InFlightSnapshots {
     /// The subtask ends: writers still working stop and clean up; acknowledged snapshots stay.
     fn drop(&mut self) {
         for t in self.tasks.values() {
-            if let Some(path) = t.abort(false) {
+            for path in t.abort(false) {
                 delete_later(path);
             }
         }
@@ -137,6 +158,12 @@ fn delete_later(path: PathBuf) {
             tracing::warn!("cannot delete the state file of an aborted checkpoint: {e}");
         }
     });
+}
+
+/// A snapshot after encoding: whole, or as an increment to write.
+enum Encoded {
+    Full(Vec<u8>),
+    Incremental(incremental::IncrementalWrite),
 }
 
 /// The child that finishes one subtask snapshot.
@@ -187,12 +214,32 @@ impl SnapshotWriter {
             return Ok(None);
         }
         let (local, execution, id) = (self.local.clone(), self.execution, self.barrier.id);
+        let incremental = match &self.barrier.target {
+            Some(dir) if self.barrier.incremental => Path::new(dir.as_ref()).parent().map(Path::to_path_buf),
+            _ => None,
+        };
+        let (threshold, base, task) = (self.barrier.inline_threshold, self.barrier.base, self.task.clone());
         let encoded = tokio::task::spawn_blocking(move || {
-            let encoded = pending.complete().and_then(|s| s.encode())?;
+            let segmented = pending.complete_segmented()?;
+            let size: usize = segmented.operators.iter().flat_map(|(_, s)| s).map(|s| s.bytes.len()).sum();
+            // Only operators that hand in pieces with an id gain from an increment; the rest
+            // (and small state) is written whole, as a plain state file or inline.
+            let pieces = segmented.operators.iter().flat_map(|(_, s)| s).any(|s| s.id.is_some());
+            let incremental = incremental.is_some() && pieces && size >= threshold;
             if let Some(local) = local {
-                local.keep(&execution, id, &encoded);
+                // The local copy is always whole: it is restored without the storage.
+                if !incremental {
+                    let full = segmented.into_full().encode()?;
+                    local.keep(&execution, id, &full);
+                    return Ok::<_, riffle_api::TaskError>(Encoded::Full(full));
+                }
+                local.keep(&execution, id, &segmented.clone().into_full().encode()?);
+            } else if !incremental {
+                return Ok(Encoded::Full(segmented.into_full().encode()?));
             }
-            Ok::<_, riffle_api::TaskError>(encoded)
+            let base = task.index().base(base);
+            let plan = incremental::plan(segmented, base.as_deref(), execution.vertex, execution.subtask, id)?;
+            Ok(Encoded::Incremental(plan))
         })
         .await
         .map_err(|e| format!("the snapshot encoder failed: {e}"))?
@@ -206,6 +253,13 @@ impl SnapshotWriter {
         if self.task.is_aborted() {
             return Ok(None);
         }
+        let encoded = match encoded {
+            Encoded::Full(encoded) => encoded,
+            Encoded::Incremental(plan) => match self.write_incremental(plan).await? {
+                Some(handle) => return self.acknowledged(handle, source),
+                None => return Ok(None),
+            },
+        };
         let handle = match &self.barrier.target {
             Some(dir) if encoded.len() >= self.barrier.inline_threshold => {
                 let name = state_file_name(self.execution.vertex, self.execution.subtask);
@@ -214,14 +268,7 @@ impl SnapshotWriter {
                 let len = (header.len() + encoded.len()) as u64;
                 let parts = vec![bytes::Bytes::copy_from_slice(&header), bytes::Bytes::from(encoded)];
                 checkpoint_storage::put_parts(&path, parts).await.map_err(|e| e.to_string())?;
-                let aborted = {
-                    let mut s = self.task.lock();
-                    if !s.aborted {
-                        s.written = Some(path.clone());
-                    }
-                    s.aborted
-                };
-                if aborted {
+                if !self.task.wrote(&path) {
                     let _ = checkpoint_storage::delete(&path).await;
                     return Ok(None);
                 }
@@ -229,6 +276,40 @@ impl SnapshotWriter {
             }
             _ => StateHandle::Inline(ByteBuf::from(encoded)),
         };
+        self.acknowledged(handle, source)
+    }
+
+    /// Writes an incremental snapshot: its new shared file, then its state file; records its
+    /// pieces for the increments after it (if its checkpoint completes).
+    async fn write_incremental(&self, plan: incremental::IncrementalWrite) -> Result<Option<StateHandle>, String> {
+        let Some(dir) = self.barrier.target.as_deref().map(PathBuf::from) else { return Ok(None) };
+        let Some(job_dir) = dir.parent().map(Path::to_path_buf) else { return Ok(None) };
+        if let Some((name, parts)) = plan.shared_file {
+            let path = job_dir.join(&name);
+            checkpoint_storage::put_parts(&path, parts).await.map_err(|e| e.to_string())?;
+            if !self.task.wrote(&path) {
+                let _ = checkpoint_storage::delete(&path).await;
+                return Ok(None);
+            }
+        }
+        let name = state_file_name(self.execution.vertex, self.execution.subtask);
+        let path = dir.join(&name);
+        let len = plan.state_file.len() as u64;
+        checkpoint_storage::put(&path, plan.state_file).await.map_err(|e| e.to_string())?;
+        if !self.task.wrote(&path) {
+            let _ = checkpoint_storage::delete(&path).await;
+            return Ok(None);
+        }
+        self.task.index().written(self.barrier.id, plan.pieces);
+        Ok(Some(StateHandle::Incremental { name, len, shared: plan.shared, written: plan.written }))
+    }
+
+    /// The snapshot is written: it belongs to the checkpoint from now on (unless aborted).
+    fn acknowledged(
+        &self,
+        handle: StateHandle,
+        source: Option<ByteBuf>,
+    ) -> Result<Option<(StateHandle, Option<ByteBuf>)>, String> {
         let mut s = self.task.lock();
         if s.aborted {
             return Ok(None);

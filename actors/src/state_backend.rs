@@ -27,9 +27,20 @@ pub const KEY_GROUPS: ConfigOption<Option<u32>> = ConfigOption::optional(
     "internal key groups, the unit moved between memory and disk (1024 when unset)",
 );
 
-/// The options [`backend_config`] reads.
+/// `state.backend.incremental`: checkpoints write only the state that changed since the
+/// latest completed checkpoint (read by the checkpoint coordinator, which tells each
+/// checkpoint's subtasks whether and on what to build; see `crate::incremental`).
+pub const INCREMENTAL: ConfigOption<bool> = ConfigOption::new(
+    Group::StateBackend,
+    "state.backend.incremental",
+    true,
+    "checkpoints write only state changed since the latest completed checkpoint and refer to the rest \
+     (every backend; savepoints are always full)",
+);
+
+/// The options [`backend_config`] reads, and the backend's other options.
 pub(crate) const OPTIONS: &[&dyn OptionInfo] =
-    &[&STATE_BACKEND, &MEMORY_BUDGET, &DIR, &KEY_GROUPS, &crate::local_recovery::LOCAL_RECOVERY];
+    &[&STATE_BACKEND, &MEMORY_BUDGET, &DIR, &KEY_GROUPS, &crate::local_recovery::LOCAL_RECOVERY, &INCREMENTAL];
 
 /// The memory budget each keyed state backend instance (one per keyed subtask) gets under
 /// `conf`, bytes: None for `heap`, which keeps no budget, or a configuration riffle-state

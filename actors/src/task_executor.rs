@@ -254,6 +254,8 @@ impl Handler<TriggerCheckpoint> for TaskExecutor {
             unaligned: msg.unaligned,
             target: msg.target.map(Into::into),
             inline_threshold: msg.inline_threshold,
+            incremental: msg.incremental,
+            base: msg.base,
         };
         self.control(msg.execution, SubtaskControl::TriggerCheckpoint { barrier, stop_source: msg.stop_source });
     }

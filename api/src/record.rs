@@ -74,4 +74,10 @@ pub struct CheckpointBarrier {
     /// State below this many bytes is inlined in the metadata instead of written to a file
     /// (`state.storage.fs.memory-threshold`).
     pub inline_threshold: usize,
+    /// Incremental (`state.backend.incremental`; never for savepoints): state pieces go to
+    /// the job's shared files, and pieces already written for `base` are referred to.
+    pub incremental: bool,
+    /// The latest completed checkpoint when this one was triggered: the only one whose
+    /// pieces an incremental snapshot may refer to (never an aborted one).
+    pub base: Option<u64>,
 }

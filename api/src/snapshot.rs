@@ -5,6 +5,7 @@
 //! take just the key groups the new subtask owns, from one former subtask or several.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -87,10 +88,49 @@ pub fn encode_state_sized<T: Serialize>(state: &T, name: &str, size_hint: usize)
 /// Encodes one operator's frozen state: runs off the subtask's thread.
 pub type DeferredEncode = Box<dyn FnOnce() -> Result<Vec<u8>, TaskError> + Send>;
 
+/// A piece of an operator's encoded state; an operator's state is the concatenation of its
+/// pieces. A piece with an `id` may be handed in again, unchanged, by later snapshots of the
+/// same operator instance (the same id always stands for the same bytes there): an
+/// incremental checkpoint writes it once and refers to it afterwards.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    /// Stable identity within the operator instance (`None`: a fresh piece every time).
+    pub id: Option<u64>,
+    /// The encoded bytes.
+    pub bytes: Arc<Vec<u8>>,
+}
+
+impl Segment {
+    /// A piece with no identity (written anew by every checkpoint).
+    pub fn fresh(bytes: Vec<u8>) -> Self {
+        Self { id: None, bytes: Arc::new(bytes) }
+    }
+}
+
+/// Encodes one operator's frozen state as pieces: runs off the subtask's thread.
+pub type DeferredSegments = Box<dyn FnOnce() -> Result<Vec<Segment>, TaskError> + Send>;
+
+/// The MessagePack header of an array of `n` elements (for operators that encode their
+/// state as pieces: the header, then each element's own encoding).
+pub fn msgpack_array_header(n: usize) -> Vec<u8> {
+    if n < 16 {
+        vec![0x90 | n as u8]
+    } else if let Ok(n) = u16::try_from(n) {
+        let mut v = vec![0xdc];
+        v.extend_from_slice(&n.to_be_bytes());
+        v
+    } else {
+        let mut v = vec![0xdd];
+        v.extend_from_slice(&(n as u32).to_be_bytes());
+        v
+    }
+}
+
 /// One operator's part of a snapshot: encoded already, or a frozen copy still to encode.
 enum Part {
     Ready(Vec<u8>),
     Deferred(DeferredEncode),
+    Segments(DeferredSegments),
 }
 
 /// Collects operator snapshots while a snapshot traverses the chain.
@@ -126,6 +166,12 @@ impl OperatorSnapshots {
     /// off the subtask's thread.
     pub fn put_deferred(&mut self, op: usize, encode: DeferredEncode) {
         self.parts.push((op, Part::Deferred(encode)));
+    }
+
+    /// Adds operator `op`'s state as a frozen copy and the function that encodes it later as
+    /// pieces (see [`Segment`]), off the subtask's thread.
+    pub fn put_deferred_segments(&mut self, op: usize, encode: DeferredSegments) {
+        self.parts.push((op, Part::Segments(encode)));
     }
 
     /// Number of operator states collected.
@@ -166,15 +212,57 @@ impl PendingSnapshot {
 
     /// Runs the deferred encoders and assembles the subtask's snapshot.
     pub fn complete(self) -> Result<SubtaskSnapshot, TaskError> {
+        Ok(self.complete_segmented()?.into_full())
+    }
+
+    /// Runs the deferred encoders; operator states stay in pieces (for incremental
+    /// checkpoints, which write only pieces not written before).
+    pub fn complete_segmented(self) -> Result<SegmentedSnapshot, TaskError> {
         let mut operators = Vec::with_capacity(self.parts.len());
         for (op, part) in self.parts {
-            let bytes = match part {
-                Part::Ready(b) => b,
-                Part::Deferred(f) => f()?,
+            let segments = match part {
+                Part::Ready(b) => vec![Segment::fresh(b)],
+                Part::Deferred(f) => vec![Segment::fresh(f()?)],
+                Part::Segments(f) => f()?,
             };
-            operators.push((op, ByteBuf::from(bytes)));
+            operators.push((op, segments));
         }
-        Ok(SubtaskSnapshot { source: self.source, operators, channels: self.channels })
+        Ok(SegmentedSnapshot { source: self.source, operators, channels: self.channels })
+    }
+}
+
+/// A subtask's snapshot with each operator's state as pieces (see [`Segment`]).
+#[derive(Debug, Clone, Default)]
+pub struct SegmentedSnapshot {
+    /// The source reader's state (source subtasks only).
+    pub source: Option<SourceSnapshot>,
+    /// Operator state by node index, in pieces.
+    pub operators: Vec<(usize, Vec<Segment>)>,
+    /// In-flight records of an unaligned checkpoint.
+    pub channels: Vec<ChannelState>,
+}
+
+impl SegmentedSnapshot {
+    /// The snapshot with each operator's pieces concatenated.
+    pub fn into_full(self) -> SubtaskSnapshot {
+        let operators = self
+            .operators
+            .into_iter()
+            .map(|(op, segments)| {
+                let bytes = if segments.len() == 1 {
+                    let s = segments.into_iter().next().map(|s| s.bytes).unwrap_or_default();
+                    Arc::try_unwrap(s).unwrap_or_else(|shared| shared.as_ref().clone())
+                } else {
+                    let mut out = Vec::with_capacity(segments.iter().map(|s| s.bytes.len()).sum());
+                    for s in &segments {
+                        out.extend_from_slice(&s.bytes);
+                    }
+                    out
+                };
+                (op, ByteBuf::from(bytes))
+            })
+            .collect();
+        SubtaskSnapshot { source: self.source, operators, channels: self.channels }
     }
 }
 
@@ -299,6 +387,35 @@ mod tests {
         some.sort();
         assert_eq!(some, expected);
         assert!(!some.is_empty() && some.len() < 1000);
+    }
+
+    #[test]
+    fn msgpack_array_headers_match_rmp() {
+        for n in [0usize, 1, 15, 16, 65_535, 65_536] {
+            let v = vec![0u8; n];
+            let enc = rmp_serde::to_vec(&v).unwrap();
+            assert_eq!(msgpack_array_header(n), enc[..enc.len() - n], "n = {n}");
+        }
+    }
+
+    #[test]
+    fn segments_concatenate_into_the_operator_state() {
+        let mut ops = OperatorSnapshots::new(128, 1);
+        ops.put_deferred_segments(
+            3,
+            Box::new(|| {
+                let mut head = msgpack_array_header(2);
+                head.extend(rmp_serde::to_vec(&7u32).unwrap());
+                Ok(vec![
+                    Segment::fresh(head),
+                    Segment { id: Some(1), bytes: Arc::new(rmp_serde::to_vec(&9u32).unwrap()) },
+                ])
+            }),
+        );
+        let seg = ops.finish(None).complete_segmented().unwrap();
+        assert_eq!(seg.operators[0].1.len(), 2);
+        let r = OperatorRestore::new(KeyGroupRange { start: 0, end: 127 }, 128, vec![seg.into_full()]);
+        assert_eq!(r.get::<(u32, u32)>(3, "s").unwrap(), vec![(7, 9)]);
     }
 
     #[test]

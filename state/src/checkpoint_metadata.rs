@@ -8,6 +8,14 @@
 //! Layout on disk: `<dir>/<job-id>/chk-<n>/_metadata` plus `<vertex>-<subtask>.state` files for
 //! state above the inline threshold. The metadata names its state files relative to its own
 //! directory, so a savepoint directory can be moved as a whole (FLINK-5763).
+//!
+//! Incremental checkpoints (`state.backend.incremental`) also write *shared* files,
+//! `<dir>/<job-id>/shared/<vertex>-<subtask>-<n>.seg`: the pieces of state that changed since
+//! the base checkpoint, framed like state files (`RFST`). A checkpoint's state file is then an
+//! *incremental* state file (`RFSI`, same framing) that lists the pieces by shared file,
+//! offset and length, and its [`StateHandle::Incremental`] names every shared file it refers
+//! to, relative to the job directory (possibly written by an older checkpoint). Savepoints
+//! never refer to shared files.
 
 use std::path::{Path, PathBuf};
 
@@ -16,10 +24,13 @@ use serde_bytes::ByteBuf;
 
 const MAGIC: &[u8; 4] = b"RFCK";
 const STATE_MAGIC: &[u8; 4] = b"RFST";
+const INCREMENTAL_MAGIC: &[u8; 4] = b"RFSI";
 /// The metadata and state file format this build writes and reads.
 pub const FORMAT_VERSION: u32 = 2;
 /// The metadata file's name inside a checkpoint directory.
 pub const METADATA_FILE: &str = "_metadata";
+/// The directory of shared files (incremental checkpoints) inside a job's checkpoint directory.
+pub const SHARED_DIR: &str = "shared";
 
 /// Where a subtask's state is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,14 +44,58 @@ pub enum StateHandle {
         /// Its length in bytes, header included.
         len: u64,
     },
+    /// An incremental state file beside the metadata (`RFSI`), whose pieces are in shared
+    /// files, some possibly written by older checkpoints.
+    Incremental {
+        /// The file's name, relative to the checkpoint directory.
+        name: String,
+        /// Its length in bytes, header included.
+        len: u64,
+        /// Every shared file it refers to.
+        shared: Vec<SharedFile>,
+        /// Bytes this checkpoint wrote (its state file and the shared file it added).
+        written: u64,
+    },
+}
+
+/// A shared file an incremental checkpoint refers to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SharedFile {
+    /// Its name relative to the job's checkpoint directory: `shared/<file>`.
+    pub name: String,
+    /// Its length in bytes, header included.
+    pub len: u64,
 }
 
 impl StateHandle {
-    /// Bytes of state this handle stands for (for checkpoint size reporting).
+    /// Bytes of state this handle stands for (for checkpoint size reporting): for an
+    /// incremental handle, what its checkpoint wrote.
     pub fn size(&self) -> u64 {
         match self {
             StateHandle::Inline(b) => b.len() as u64,
             StateHandle::File { len, .. } => *len,
+            StateHandle::Incremental { written, .. } => *written,
+        }
+    }
+
+    /// Bytes of state needed to restore it (shared files included).
+    pub fn full_size(&self) -> u64 {
+        match self {
+            StateHandle::Incremental { len, shared, .. } => *len + shared.iter().map(|f| f.len).sum::<u64>(),
+            other => other.size(),
+        }
+    }
+
+    /// Whether it is in a file of the checkpoint's directory (not inline).
+    pub fn is_file(&self) -> bool {
+        !matches!(self, StateHandle::Inline(_))
+    }
+
+    /// The shared files it refers to (none unless incremental).
+    pub fn shared_files(&self) -> &[SharedFile] {
+        match self {
+            StateHandle::Incremental { shared, .. } => shared,
+            _ => &[],
         }
     }
 }
@@ -119,9 +174,16 @@ pub struct EnumeratorState {
 }
 
 impl CheckpointMetadata {
-    /// Total bytes of state (inline and files).
+    /// Total bytes of state (inline and files); for incremental checkpoints, what this one
+    /// wrote.
     pub fn state_size(&self) -> u64 {
         self.subtasks.iter().map(|s| s.state.size() + s.source.as_ref().map_or(0, |b| b.len() as u64)).sum()
+    }
+
+    /// The shared files this checkpoint refers to (relative to the job directory), each once.
+    pub fn shared_files(&self) -> Vec<&SharedFile> {
+        let mut seen = std::collections::HashSet::new();
+        self.subtasks.iter().flat_map(|s| s.state.shared_files()).filter(|f| seen.insert(&f.name)).collect()
     }
 }
 
@@ -243,9 +305,52 @@ pub fn state_file_header(state: &[u8]) -> [u8; 12] {
     header(STATE_MAGIC, state)
 }
 
+/// The header of a state file whose payload is `parts`, one after the other.
+pub fn state_file_header_of_parts<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> [u8; 12] {
+    let mut crc = crc32fast::Hasher::new();
+    for p in parts {
+        crc.update(p);
+    }
+    let mut h = [0u8; 12];
+    h[..4].copy_from_slice(STATE_MAGIC);
+    h[4..8].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[8..].copy_from_slice(&crc.finalize().to_le_bytes());
+    h
+}
+
 /// Verifies a state file read from `path` and returns its payload.
 pub fn decode_state_file<'a>(bytes: &'a [u8], path: &Path) -> Result<&'a [u8], MetadataError> {
     unframe(STATE_MAGIC, bytes, path)
+}
+
+/// Frames an incremental state file (its payload lists pieces of shared files).
+pub fn incremental_state_file_header(payload: &[u8]) -> [u8; 12] {
+    header(INCREMENTAL_MAGIC, payload)
+}
+
+/// Whether `bytes` start like an incremental state file (checked no further).
+pub fn is_incremental_state_file(bytes: &[u8]) -> bool {
+    bytes.len() >= 4 && &bytes[..4] == INCREMENTAL_MAGIC
+}
+
+/// Verifies an incremental state file read from `path` and returns its payload.
+pub fn decode_incremental_state_file<'a>(bytes: &'a [u8], path: &Path) -> Result<&'a [u8], MetadataError> {
+    unframe(INCREMENTAL_MAGIC, bytes, path)
+}
+
+/// The shared file subtask `subtask` of `vertex` adds with checkpoint `checkpoint`, relative
+/// to the job's checkpoint directory.
+pub fn shared_file_name(vertex: u32, subtask: u32, checkpoint: u64) -> String {
+    format!("{SHARED_DIR}/{vertex}-{subtask}-{checkpoint}.seg")
+}
+
+/// Whether `name` is a valid shared file name (`shared/<plain file name>`): metadata cannot
+/// point anywhere else.
+pub fn is_shared_file_name(name: &str) -> bool {
+    match name.strip_prefix(SHARED_DIR).and_then(|r| r.strip_prefix('/')) {
+        Some(f) => !f.is_empty() && f != "." && f != ".." && !f.contains('/') && !f.contains('\\'),
+        None => false,
+    }
 }
 
 /// The directory of checkpoint `id` of `job` under `base`.
@@ -311,6 +416,36 @@ mod tests {
         assert_eq!(decode_state_file(&f, p).unwrap(), b"hello");
         assert!(matches!(decode(&f, p), Err(MetadataError::BadMagic { .. })), "a state file is not metadata");
         assert!(matches!(decode_state_file(&f[..f.len() - 1], p), Err(MetadataError::Checksum { .. })));
+    }
+
+    #[test]
+    fn incremental_handles_and_files() {
+        let shared = vec![
+            SharedFile { name: shared_file_name(1, 0, 3), len: 100 },
+            SharedFile { name: shared_file_name(1, 0, 4), len: 10 },
+        ];
+        let h = StateHandle::Incremental { name: "1-0.state".into(), len: 20, shared: shared.clone(), written: 30 };
+        assert_eq!((h.size(), h.full_size(), h.is_file()), (30, 130, true));
+        assert_eq!(h.shared_files(), &shared[..]);
+        let mut m = meta(4);
+        m.subtasks[0].state = h.clone();
+        m.subtasks.push(SubtaskState { subtask: 0, ..m.subtasks[0].clone() });
+        assert_eq!(m.shared_files().len(), 2, "each file once");
+        assert_eq!(decode(&encode(&m).unwrap(), Path::new("/m")).unwrap(), m);
+        assert!(is_shared_file_name("shared/1-0-3.seg"));
+        for bad in ["shared/", "shared/..", "shared/a/b", "../shared/x", "x.seg", "sharedx/y"] {
+            assert!(!is_shared_file_name(bad), "{bad}");
+        }
+        assert_eq!(state_file_header_of_parts([&b"ab"[..], b"c"]), state_file_header(b"abc"));
+        let payload = b"pieces";
+        let mut f = incremental_state_file_header(payload).to_vec();
+        f.extend_from_slice(payload);
+        assert!(is_incremental_state_file(&f));
+        assert_eq!(decode_incremental_state_file(&f, Path::new("/f")).unwrap(), payload);
+        assert!(decode_state_file(&f, Path::new("/f")).is_err(), "not a plain state file");
+        let last = f.len() - 1;
+        f[last] ^= 1;
+        assert!(matches!(decode_incremental_state_file(&f, Path::new("/f")), Err(MetadataError::Checksum { .. })));
     }
 
     #[test]

@@ -25,6 +25,12 @@ use crate::error::RuntimeError;
 use crate::gateway::{AcknowledgeCheckpoint, DeclineCheckpoint, NotifyCheckpoint, TriggerCheckpoint};
 use crate::ids::{ExecutionId, JobId, ResourceId};
 use crate::registry::RuntimeShared;
+use crate::shared_state_registry::SharedStateRegistry;
+
+fn lock(r: &std::sync::Mutex<SharedStateRegistry>) -> std::sync::MutexGuard<'_, SharedStateRegistry> {
+    // Every update leaves the registry consistent: a panic elsewhere does not spoil it.
+    r.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A job's checkpoint statistics (counts, the newest checkpoints, the settings), outliving
 /// its attempts; read by the MiniCluster API, the REST API and the metrics.
@@ -141,6 +147,16 @@ pub struct CheckpointCoordinator {
     waiters: HashMap<WaiterId, Waiter>,
     next_waiter: u64,
     on_complete: Recipient<CheckpointCompleted>,
+    /// Incremental checkpoints (`state.backend.incremental`).
+    incremental: bool,
+    /// The job's checkpoint directory (none: checkpoints in memory).
+    job_dir: Option<PathBuf>,
+    /// The latest checkpoint completed in this attempt: the base of the next increment.
+    latest_completed: Option<u64>,
+    /// The base of each pending incremental checkpoint, chosen at its first trigger.
+    bases: HashMap<u64, Option<u64>>,
+    /// Which shared files the retained checkpoints refer to.
+    registry: Arc<std::sync::Mutex<SharedStateRegistry>>,
 }
 
 impl CheckpointCoordinator {
@@ -154,6 +170,7 @@ impl CheckpointCoordinator {
         on_complete: Recipient<CheckpointCompleted>,
     ) -> Self {
         let stats = shared.checkpoint_stats(job);
+        let (incremental, job_dir) = (settings.incremental, settings.job_dir(job));
         let core = CoordinatorCore::new(
             job,
             settings.clone(),
@@ -179,6 +196,11 @@ impl CheckpointCoordinator {
             waiters: HashMap::new(),
             next_waiter: 0,
             on_complete,
+            incremental,
+            job_dir,
+            latest_completed: None,
+            bases: HashMap::new(),
+            registry: Arc::default(),
         }
     }
 
@@ -211,6 +233,16 @@ impl CheckpointCoordinator {
                 inline_threshold,
                 stop_sources,
             } => {
+                // Savepoints (whose directory is not one of the job's `chk-<n>`) are full.
+                let incremental = self.incremental && self.is_checkpoint_dir(target.as_deref());
+                // The base is chosen once per checkpoint (its later triggers, to subtasks whose
+                // upstream ended, build on the same one), and its files stay until this
+                // checkpoint is settled, whatever retention discards meanwhile.
+                let latest = self.latest_completed;
+                let registry = &self.registry;
+                let base = *self.bases.entry(checkpoint_id).or_insert_with(|| {
+                    latest.filter(|base| incremental && lock(registry).pin(checkpoint_id, *base))
+                });
                 for e in &to {
                     let Some(rid) = self.located.get(e) else { continue };
                     if let Some(te) = self.shared.task_executors.get(rid) {
@@ -221,6 +253,8 @@ impl CheckpointCoordinator {
                             unaligned,
                             target: target.clone(),
                             inline_threshold,
+                            incremental,
+                            base,
                             stop_source: stop_sources,
                         });
                     }
@@ -231,6 +265,9 @@ impl CheckpointCoordinator {
             }
             CoordinatorCommand::RecordStats(u) => self.record(u),
             CoordinatorCommand::Notify { checkpoint_id, completed } => {
+                self.bases.remove(&checkpoint_id);
+                let unused = lock(&self.registry).unpin(checkpoint_id);
+                self.delete_shared(unused);
                 for (e, rid) in &self.tasks {
                     if let Some(te) = self.shared.task_executors.get(rid) {
                         te.do_send(NotifyCheckpoint { execution: *e, checkpoint_id, completed });
@@ -242,6 +279,9 @@ impl CheckpointCoordinator {
             CoordinatorCommand::Completed { meta, dir } => {
                 let duration = (meta.completion_timestamp_ms - meta.trigger_timestamp_ms).max(0) as u64;
                 let (id, bytes) = (meta.checkpoint_id, meta.state_size());
+                if meta.kind == CheckpointKind::Checkpoint {
+                    self.latest_completed = self.latest_completed.max(Some(id));
+                }
                 self.on_complete.do_send(CheckpointCompleted { meta, dir });
                 tracing::debug!(job = %self.job, checkpoint = id, duration_ms = duration, bytes, "checkpoint completed");
             }
@@ -309,10 +349,20 @@ impl CheckpointCoordinator {
         ctx: &mut Context<Self>,
     ) {
         let id = meta.checkpoint_id;
+        let registry = self.registry.clone();
+        if retain.is_some() {
+            // Its shared files are kept from now on, whatever retention deletes.
+            let mut r = lock(&registry);
+            r.register_metadata(&meta);
+            let unused = r.unpin(id);
+            drop(r);
+            self.delete_shared(unused);
+        }
+        let job_dir = retain.as_ref().map(|(d, _)| d.clone());
         async move {
             checkpoint_storage::write_metadata(&dir, &meta).await?;
             if let Some((job_dir, n)) = retain {
-                checkpoint_storage::retain(&job_dir, id, n).await?;
+                checkpoint_storage::retain(&job_dir, id, n, &registry).await?;
             }
             Ok::<_, riffle_state::checkpoint_metadata::MetadataError>(())
         }
@@ -320,11 +370,33 @@ impl CheckpointCoordinator {
         .map(move |r, act, ctx| {
             let result = r.map_err(|e| {
                 tracing::warn!(job = %act.job, checkpoint = id, "cannot store checkpoint: {e}");
+                // Not a checkpoint: what only it referred to goes.
+                if job_dir.is_some() {
+                    let unused = lock(&act.registry).unregister(id);
+                    act.delete_shared(unused);
+                }
                 RuntimeError::from(e)
             });
             act.on(CoordinatorEvent::MetadataWritten { checkpoint_id: id, result }, ctx);
         })
         .spawn(ctx);
+    }
+
+    /// Deletes shared files nothing refers to any more, in the background.
+    fn delete_shared(&self, names: Vec<String>) {
+        let Some(job_dir) = self.job_dir.clone().filter(|_| !names.is_empty()) else { return };
+        actix::spawn(async move { checkpoint_storage::delete_shared(&job_dir, &names).await });
+    }
+
+    /// Whether `target` is one of the job's `chk-<n>` directories (not a savepoint's).
+    fn is_checkpoint_dir(&self, target: Option<&str>) -> bool {
+        let Some(target) = target.map(std::path::Path::new) else { return false };
+        let is_chk = target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(riffle_state::checkpoint_metadata::parse_checkpoint_dir_name)
+            .is_some();
+        is_chk && self.job_dir.as_deref().is_some_and(|j| target.parent() == Some(j))
     }
 
     fn record(&self, u: StatsUpdate) {

@@ -586,7 +586,7 @@ impl CoordinatorCore {
         let Some(p) = self.pending.get_mut(&id) else {
             // Late for an aborted checkpoint: what it wrote may have come after the directory
             // was deleted.
-            if matches!(ack.state, StateHandle::File { .. }) {
+            if matches!(ack.state, StateHandle::File { .. } | StateHandle::Incremental { .. }) {
                 if let Some(dir) = self.aborted_dirs.get(&id) {
                     out.push(CoordinatorCommand::DeleteDir(dir.clone()));
                 }

@@ -31,6 +31,7 @@ fn settings() -> CheckpointSettings {
         inline_threshold: 1024,
         retention: Retention::None,
         after_tasks_finish: true,
+        incremental: true,
     }
 }
 

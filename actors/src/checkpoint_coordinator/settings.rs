@@ -40,6 +40,9 @@ pub struct CheckpointSettings {
     /// for one after their end of input (FLIP-147). False: checkpointing stops when the
     /// first task finishes, as in Flink 1.11.
     pub after_tasks_finish: bool,
+    /// `state.backend.incremental` (true): checkpoints (never savepoints) write only what
+    /// changed since the latest completed one.
+    pub incremental: bool,
 }
 
 /// What happens to a job's checkpoints when it ends
@@ -192,6 +195,7 @@ impl CheckpointSettings {
             inline_threshold,
             retention,
             after_tasks_finish: c.get(&AFTER_TASKS_FINISH)?,
+            incremental: c.get(&crate::state_backend::INCREMENTAL)?,
         })
     }
 
@@ -216,6 +220,7 @@ mod tests {
         assert!(s.after_tasks_finish);
         c.set("execution.checkpointing.checkpoints-after-tasks-finish.enabled", "false");
         assert!(!CheckpointSettings::from_config(&c).unwrap().after_tasks_finish);
+        assert!(s.incremental, "incremental by default");
         c.set("execution.checkpointing.interval", "2s")
             .set("state.storage.fs.memory-threshold", "1kb")
             .set("execution.checkpointing.externalized-checkpoint-retention", "retain_on_cancellation");

@@ -106,7 +106,15 @@ mod tests {
     use super::*;
 
     fn barrier(id: u64, aligned: bool) -> CheckpointBarrier {
-        CheckpointBarrier { id, aligned, unaligned: false, target: None, inline_threshold: 0 }
+        CheckpointBarrier {
+            id,
+            aligned,
+            unaligned: false,
+            target: None,
+            inline_threshold: 0,
+            incremental: false,
+            base: None,
+        }
     }
 
     /// What a channel delivers to the aligner.

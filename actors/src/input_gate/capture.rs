@@ -200,7 +200,15 @@ mod tests {
     use riffle_api::CheckpointBarrier;
 
     fn unaligned(id: u64) -> CheckpointBarrier {
-        CheckpointBarrier { id, aligned: true, unaligned: true, target: None, inline_threshold: 0 }
+        CheckpointBarrier {
+            id,
+            aligned: true,
+            unaligned: true,
+            target: None,
+            inline_threshold: 0,
+            incremental: false,
+            base: None,
+        }
     }
 
     /// A batch whose encoding is the byte it carries; any other batch does not encode.

@@ -424,7 +424,15 @@ mod tests {
     use tokio::sync::mpsc::{channel, unbounded_channel};
 
     fn barrier(id: u64, aligned: bool) -> CheckpointBarrier {
-        CheckpointBarrier { id, aligned, unaligned: false, target: None, inline_threshold: 0 }
+        CheckpointBarrier {
+            id,
+            aligned,
+            unaligned: false,
+            target: None,
+            inline_threshold: 0,
+            incremental: false,
+            base: None,
+        }
     }
 
     fn unaligned(id: u64) -> CheckpointBarrier {

@@ -67,15 +67,8 @@ pub(super) async fn restore_head(
     for s in remote {
         let snap = match s {
             RestoreState::Inline(bytes) => SubtaskSnapshot::decode(bytes)?,
-            RestoreState::File(path) => {
-                let path = std::path::Path::new(path);
-                let bytes = checkpoint_storage::get(path)
-                    .await
-                    .map_err(|e| TaskError::msg("restore", format!("cannot read checkpoint state: {e}")))?;
-                let payload = riffle_state::checkpoint_metadata::decode_state_file(&bytes, path)
-                    .map_err(|e| TaskError::msg("restore", e.to_string()))?;
-                SubtaskSnapshot::decode(payload)?
-            }
+            // Full or incremental (with its shared files), checksums verified.
+            RestoreState::File(path) => crate::incremental::read_state_file(std::path::Path::new(path)).await?,
         };
         snaps.push(snap);
     }

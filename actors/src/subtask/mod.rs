@@ -53,7 +53,6 @@ use outputs::*;
 use task_loop::*;
 
 use crate::checkpoint_coordinator::{AFTER_TASKS_FINISH, INTERVAL};
-use crate::checkpoint_storage;
 use crate::exchange::ChannelId;
 use crate::gateway::{
     ConfirmEnd, DeclineCheckpoint, RestoreState, SplitRequest, TaskOutcome, TaskRestore, TaskState, TaskStateUpdate,

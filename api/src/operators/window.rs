@@ -6,6 +6,7 @@
 //! until `max_timestamp + lateness`, and every late record re-fires it; records later than
 //! that are dropped or sent to the late-data side output. Session windows merge.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rustc_hash::FxHashMap;
@@ -20,7 +21,10 @@ use crate::functions::{min_time, SideOutputs};
 use crate::link::Input;
 use crate::metrics::LocalCounter;
 use crate::record::NO_TIMESTAMP;
-use crate::snapshot::{encode_state_sized, KeyGroupedState, OperatorRestore, OperatorSnapshots};
+use crate::snapshot::{
+    encode_state, encode_state_sized, msgpack_array_header, KeyGroupedState, OperatorRestore, OperatorSnapshots,
+    Segment,
+};
 use crate::window::{
     AggregateFunction, ProcessWindowContext, ProcessWindowFunction, RichProcessWindowFunction, TimeWindow,
     WindowAssigner, WindowContext, WindowKey, WindowTime,
@@ -838,8 +842,8 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> Input<T>
             encoded.retain(|w, _| self.state.contains_key(w));
             for (w, slot) in &self.state {
                 match encoded.get(w) {
-                    Some((at, blob)) if !merging && slot.modified < *at => {
-                        windows.push((*w, WindowPart::Encoded(blob.clone())));
+                    Some((at, segment)) if !merging && slot.modified < *at => {
+                        windows.push((*w, WindowPart::Encoded(segment.clone())));
                     }
                     _ => {
                         let live: Vec<(K, W::Acc)> = slot
@@ -863,42 +867,48 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> Input<T>
             .local
             .snapshot(mp, &mut |k, w| live_state.get(w).is_some_and(|s| s.entries.get(k).is_some_and(Option::is_some)))
             .map_err(|e| TaskError::new(&name, &e))?;
-        out.put_deferred(
+        out.put_deferred_segments(
             self.id.index,
             Box::new(move || {
-                let mut blobs: Vec<(TimeWindow, Arc<KeyGroupedState>)> = Vec::with_capacity(windows.len());
+                // The state is `WindowStateOut` in MessagePack: an array of its five fields,
+                // the first an array of `(window, entries)` elements. Each element is a piece
+                // of its own, kept for the windows that do not change, so an incremental
+                // checkpoint writes only the windows that changed.
+                let mut head = msgpack_array_header(5);
+                head.extend(msgpack_array_header(windows.len()));
+                let mut segments = Vec::with_capacity(windows.len() + 2);
+                segments.push(Segment::fresh(head));
                 let mut fresh = Vec::new();
                 for (w, part) in windows {
-                    let blob = match part {
-                        WindowPart::Encoded(b) => b,
+                    let segment = match part {
+                        WindowPart::Encoded(s) => s,
                         WindowPart::Copied(live) => {
-                            let b = Arc::new(KeyGroupedState::encode(live.iter().map(|(k, a)| (k, a)), mp, &name)?);
-                            fresh.push((w, b.clone()));
-                            b
+                            let b = KeyGroupedState::encode(live.iter().map(|(k, a)| (k, a)), mp, &name)?;
+                            let bytes = encode_state_sized(&(w, &b), &name, b.byte_len() + 32)?;
+                            let s = Segment { id: Some(cache.next_id()), bytes: Arc::new(bytes) };
+                            fresh.push((w, s.clone()));
+                            s
                         }
                     };
-                    blobs.push((w, blob));
+                    segments.push(segment);
                 }
                 if !merging {
                     let mut encoded = cache.lock();
-                    for (w, b) in fresh {
+                    for (w, s) in fresh {
                         let newer = encoded.get(&w).is_some_and(|(at, _)| *at > snapshot);
                         if !newer {
-                            encoded.insert(w, (snapshot, b));
+                            encoded.insert(w, (snapshot, s));
                         }
                     }
                 }
-                let ws = WindowStateOut {
-                    windows: blobs.iter().map(|(w, b)| (*w, b.as_ref())).collect(),
-                    timers: KeyGroupedState::encode(timers.iter().map(|(d, ts, k, w)| (k, (*d, *ts, *w))), mp, &name)?,
-                    sessions: KeyGroupedState::encode(sessions.iter(), mp, &name)?,
-                    watermark,
-                    rich,
-                };
-                let size = blobs.iter().map(|(_, b)| b.byte_len() + 32).sum::<usize>()
-                    + ws.timers.byte_len()
-                    + ws.sessions.byte_len();
-                encode_state_sized(&ws, &name, size)
+                let timers = KeyGroupedState::encode(timers.iter().map(|(d, ts, k, w)| (k, (*d, *ts, *w))), mp, &name)?;
+                let sessions = KeyGroupedState::encode(sessions.iter(), mp, &name)?;
+                let mut tail = encode_state_sized(&timers, &name, timers.byte_len())?;
+                tail.extend(encode_state_sized(&sessions, &name, sessions.byte_len())?);
+                tail.extend(encode_state(&watermark, &name)?);
+                tail.extend(encode_state(&rich, &name)?);
+                segments.push(Segment::fresh(tail));
+                Ok(segments)
             }),
         );
         self.side.snapshot(out)?;
@@ -956,41 +966,37 @@ impl<K, A> Default for WindowSlot<K, A> {
 }
 
 /// Windows' latest encodings, shared by the operator (which reuses them for windows that did
-/// not change) and its snapshots' asynchronous encoders (which add them).
+/// not change) and its snapshots' asynchronous encoders (which add them), and the next
+/// piece id.
 #[derive(Clone, Default)]
-pub(crate) struct EncodedWindows(Arc<Mutex<EncodedMap>>);
+pub(crate) struct EncodedWindows(Arc<Mutex<EncodedMap>>, Arc<AtomicU64>);
 
-/// Window → (the snapshot it was encoded for, its entries by key group).
-type EncodedMap = FxHashMap<TimeWindow, (u64, Arc<KeyGroupedState>)>;
+/// Window → (the snapshot it was encoded for, its `(window, entries by key group)` element).
+type EncodedMap = FxHashMap<TimeWindow, (u64, Segment)>;
 
 impl EncodedWindows {
     fn lock(&self) -> std::sync::MutexGuard<'_, EncodedMap> {
         // Every update leaves the map consistent: a panic elsewhere does not spoil it.
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// A piece id not used before by this operator instance.
+    fn next_id(&self) -> u64 {
+        self.1.fetch_add(1, Ordering::Relaxed)
+    }
 }
 
 /// A window in a snapshot: encoded at an earlier one and unchanged since, or copied now.
 enum WindowPart<K, A> {
-    Encoded(Arc<KeyGroupedState>),
+    Encoded(Segment),
     Copied(Vec<(K, A)>),
 }
 
-/// What a window operator snapshots: each window's `(key, accumulator)` entries by key group,
-/// timers (merging windows only: the others' follow from their contents and the watermark)
-/// and session sets.
-#[derive(serde::Serialize)]
-struct WindowStateOut<'a> {
-    windows: Vec<(TimeWindow, &'a KeyGroupedState)>,
-    timers: KeyGroupedState,
-    sessions: KeyGroupedState,
-    /// The operator's watermark when the snapshot was taken: which derived timers had fired.
-    watermark: i64,
-    /// A rich function's keyed state (per window and per key).
-    rich: Option<RichWindowState>,
-}
-
-/// [`WindowStateOut`] as read back.
+/// What a window operator snapshots, as read back: each window's `(key, accumulator)` entries
+/// by key group, timers (merging windows only: the others' follow from their contents and the
+/// watermark), session sets, the operator's watermark when the snapshot was taken (which
+/// derived timers had fired) and a rich function's keyed state. Written in pieces by
+/// `snapshot`, field by field in this order.
 #[derive(serde::Deserialize)]
 struct WindowStateIn {
     windows: Vec<(TimeWindow, KeyGroupedState)>,
@@ -1142,6 +1148,33 @@ mod tests {
         let gs = &mut b.local.global_state;
         let total = gs.value_state::<u64>("total").unwrap();
         assert_eq!(total.len(gs).unwrap(), 2, "global state stays");
+    }
+
+    #[test]
+    fn unchanged_windows_keep_their_piece_between_snapshots() {
+        let out = Rc::new(RefCell::new(Vec::new()));
+        let mut a = op(&out);
+        a.push(2, 1).unwrap();
+        a.push(3, 11).unwrap();
+        let index = a.id.index;
+        let pieces = |a: &mut WindowOp<_, _, _, _>| {
+            let mut ops = OperatorSnapshots::new(128, 1);
+            a.snapshot(&mut ops).unwrap();
+            let seg = ops.finish(None).complete_segmented().unwrap();
+            let (_, segments) = seg.operators.iter().find(|(op, _)| *op == index).cloned().unwrap();
+            let ids: Vec<u64> = segments.iter().filter_map(|s| s.id).collect();
+            (ids, seg.into_full())
+        };
+        let (first, _) = pieces(&mut a);
+        assert_eq!(first.len(), 2, "one piece per window");
+        a.push(5, 13).unwrap(); // changes [10, 20) only
+        let (second, full) = pieces(&mut a);
+        assert_eq!(second.len(), 2);
+        assert_eq!(second.iter().filter(|id| first.contains(id)).count(), 1, "[0, 10) is the same piece");
+        let mut b = op(&out);
+        b.restore(&OperatorRestore::new(KeyGroupRange { start: 0, end: 127 }, 128, vec![full])).unwrap();
+        b.watermark(30).unwrap();
+        assert_eq!(take(&out).iter().filter(|l| l.contains(" n=")).count(), 2, "both windows restored and fired");
     }
 
     #[test]

@@ -46,6 +46,10 @@ pub struct WireBarrier {
     unaligned: bool,
     target: Option<String>,
     inline_threshold: u64,
+    #[serde(default)]
+    incremental: bool,
+    #[serde(default)]
+    base: Option<u64>,
 }
 
 impl From<&CheckpointBarrier> for WireBarrier {
@@ -56,6 +60,8 @@ impl From<&CheckpointBarrier> for WireBarrier {
             unaligned: b.unaligned,
             target: b.target.as_deref().map(str::to_string),
             inline_threshold: b.inline_threshold as u64,
+            incremental: b.incremental,
+            base: b.base,
         }
     }
 }
@@ -68,6 +74,8 @@ impl From<WireBarrier> for CheckpointBarrier {
             unaligned: b.unaligned,
             target: b.target.map(std::sync::Arc::from),
             inline_threshold: usize::try_from(b.inline_threshold).unwrap_or(usize::MAX),
+            incremental: b.incremental,
+            base: b.base,
         }
     }
 }
