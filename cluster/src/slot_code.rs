@@ -4,7 +4,7 @@
 //! instance of its library per slot and job, kept across restarts, unloaded when the job
 //! gives the slot back.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use riffle_actors::peers::SlotCode;
@@ -34,12 +34,26 @@ impl SlotCode for EmbeddedSlotCode {
     fn graph_for(&self, job: JobId, slot: u32, graph: &JobGraph) -> Result<Option<Arc<JobGraph>>, String> {
         let Some(origin) = graph.origin() else { return Ok(None) };
         let ProgramSource::Plugin { path, entry, .. } = &origin.program else { return Ok(None) };
-        let built = self.instances().graph_for(job, slot, Path::new(path), entry, &origin.args, &graph.config)?;
+        let library = local_library(path)?;
+        let built = self.instances().graph_for(job, slot, &library, entry, &origin.args, &graph.config)?;
         Ok(Some(built))
     }
 
     fn release(&self, job: JobId, slot: u32) {
         self.instances().release(job, slot);
+    }
+}
+
+/// Where the library of a plugin origin is in this process: a path (or `file://` URL) as it
+/// is, an `http(s)://` URL in the artifact cache (where the JobManager fetched it; a miss
+/// fetches it again).
+fn local_library(location: &str) -> Result<PathBuf, String> {
+    match crate::artifacts::parse_location(location).map_err(|e| e.to_string())? {
+        crate::artifacts::Location::Local(path) => Ok(path),
+        crate::artifacts::Location::Http(url) => {
+            let settings = crate::artifacts::process_settings();
+            crate::artifacts::fetch_into_cache(&url, &settings).map(|f| f.path).map_err(|e| e.to_string())
+        }
     }
 }
 

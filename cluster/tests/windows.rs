@@ -491,3 +491,123 @@ fn session_windows_have_no_per_window_state() {
     let e = r.error.unwrap_or_default();
     assert!(e.contains("Window Process") && e.contains("merging"), "{e}");
 }
+
+/// Lets the gated source emit its events past [`GATE`].
+static RELEASED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The gated source stops before this event until [`RELEASED`].
+const GATE: usize = 2;
+
+fn late_window_events() -> Vec<Ev> {
+    vec![ev("b", 5500, true), ev("a", 4000, false), ev("b", 5600, true)]
+}
+
+/// The reader's position in [`late_window_events`].
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Pos(usize);
+
+impl riffle_api::source::Split for Pos {
+    fn split_id(&self) -> String {
+        "events".into()
+    }
+}
+
+/// Emits the events one by one, holding at [`GATE`] until [`RELEASED`]; resumable.
+struct Gated;
+struct GatedEnum(bool);
+struct GatedReader(Option<Pos>, bool);
+
+impl riffle_api::source::SplitEnumerator<Pos> for GatedEnum {
+    fn handle_split_request(&mut self, _: u32) -> Result<riffle_api::source::Assignment<Pos>, UserError> {
+        let splits = if std::mem::replace(&mut self.0, true) { vec![] } else { vec![Pos(0)] };
+        Ok(riffle_api::source::Assignment { no_more_splits: splits.is_empty(), splits })
+    }
+    fn add_splits_back(&mut self, _: Vec<Pos>, _: u32) {}
+    fn restore(&mut self, consumed: &[String]) {
+        self.0 |= !consumed.is_empty();
+    }
+}
+
+impl riffle_api::source::SourceReader<Ev, Pos> for GatedReader {
+    fn add_splits(&mut self, mut splits: Vec<Pos>) {
+        self.0 = self.0.take().or(splits.pop());
+    }
+    fn notify_no_more_splits(&mut self) {
+        self.1 = true;
+    }
+    fn poll_next(
+        &mut self,
+        out: &mut dyn riffle_api::source::SourceOutput<Ev>,
+    ) -> Result<riffle_api::source::ReadStatus, UserError> {
+        use riffle_api::source::ReadStatus;
+        let Some(pos) = self.0.as_mut() else {
+            return Ok(if self.1 { ReadStatus::EndOfInput } else { ReadStatus::NeedSplits });
+        };
+        let evs = late_window_events();
+        if pos.0 >= evs.len() {
+            return Ok(ReadStatus::EndOfInput);
+        }
+        if pos.0 == GATE && !RELEASED.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(ReadStatus::NothingAvailable);
+        }
+        out.collect(evs[pos.0].clone());
+        pos.0 += 1;
+        Ok(ReadStatus::MoreAvailable)
+    }
+    fn snapshot_state(&mut self) -> riffle_api::source::ReaderState<Pos> {
+        riffle_api::source::ReaderState { unfinished: self.0.iter().cloned().collect(), finished: vec![] }
+    }
+}
+
+impl riffle_api::source::Source<Ev> for Gated {
+    type Split = Pos;
+    fn boundedness(&self) -> riffle_api::source::Boundedness {
+        riffle_api::source::Boundedness::Bounded
+    }
+    fn create_enumerator(&self, _: u32) -> Result<Box<dyn riffle_api::source::SplitEnumerator<Pos>>, UserError> {
+        Ok(Box::new(GatedEnum(false)))
+    }
+    fn create_reader(&self, _: u32) -> Result<Box<dyn riffle_api::source::SourceReader<Ev, Pos>>, UserError> {
+        Ok(Box::new(GatedReader(None, false)))
+    }
+}
+
+fn gated_late_window_job(
+    savepoint: Option<&std::path::Path>,
+) -> (StreamEnvironment, riffle_api::CollectStream<(String, i64, u64)>) {
+    let mut env = StreamEnvironment::new();
+    env.set_parallelism(1);
+    if let Some(p) = savepoint {
+        env.set_config("execution.savepoint.path", &p.display().to_string());
+    }
+    let out = env
+        .from_source(Gated, "gated")
+        .assign_timestamps_and_watermarks(
+            WatermarkStrategy::for_generator(|| Box::new(Punctuated)).with_timestamp_assigner(|e: &Ev, _| e.1),
+        )
+        .key_by(|e: &Ev| e.0.clone())
+        .window(WindowAssigner::tumbling_event_time(Duration::from_secs(5)))
+        .allowed_lateness(Duration::from_secs(1))
+        .aggregate_with(Count, |k: &String, w: &TimeWindow, n: u64| (k.clone(), w.end, n))
+        .collect();
+    (env, out)
+}
+
+/// The same late window, with a savepoint and a restore between its firing and the next
+/// watermark: the restore does not bring back an end-of-window timer for it, so it fires
+/// once over both runs.
+#[test]
+fn a_late_window_within_the_lateness_fires_once_across_a_restore() {
+    let mc = cluster(1, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let (env, out) = gated_late_window_job(None);
+    let h = mc.submit(env.build_job_graph("before").unwrap()).unwrap();
+    let mut out = out.into_iter();
+    assert_eq!(out.next(), Some(("a".to_string(), 5000, 1)), "the late window fires at its record");
+    let sp = common::savepoint_with_retry(|| h.cancel_with_savepoint(Some(dir.path().to_path_buf())));
+    assert_eq!(h.wait(common::WAIT).unwrap().status, riffle_cluster::JobStatus::Canceled);
+    assert_eq!(out.next(), None, "nothing else before the savepoint");
+    RELEASED.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (env, out) = gated_late_window_job(Some(&sp));
+    let got = sorted(run(&mc, &env, out));
+    assert_eq!(got, vec![("b".to_string(), 10000, 2)], "window a does not fire again after the restore");
+}

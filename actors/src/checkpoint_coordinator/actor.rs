@@ -240,9 +240,10 @@ impl CheckpointCoordinator {
                 // checkpoint is settled, whatever retention discards meanwhile.
                 let latest = self.latest_completed;
                 let registry = &self.registry;
-                let base = *self.bases.entry(checkpoint_id).or_insert_with(|| {
-                    latest.filter(|base| incremental && lock(registry).pin(checkpoint_id, *base))
-                });
+                let base = *self
+                    .bases
+                    .entry(checkpoint_id)
+                    .or_insert_with(|| latest.filter(|base| incremental && lock(registry).pin(checkpoint_id, *base)));
                 for e in &to {
                     let Some(rid) = self.located.get(e) else { continue };
                     if let Some(te) = self.shared.task_executors.get(rid) {
