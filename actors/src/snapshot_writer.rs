@@ -151,13 +151,35 @@ impl Drop for InFlightSnapshots {
 fn delete_later(path: PathBuf) {
     if tokio::runtime::Handle::try_current().is_err() {
         let _ = std::fs::remove_file(&path);
+        remove_empty_checkpoint_dir(&path);
         return;
     }
-    actix::spawn(async move {
-        if let Err(e) = checkpoint_storage::delete(&path).await {
-            tracing::warn!("cannot delete the state file of an aborted checkpoint: {e}");
-        }
-    });
+    actix::spawn(delete_written(path));
+}
+
+/// Deletes a state file of an aborted checkpoint, and its `chk-<n>` directory if that is
+/// empty now: a writer that came after the coordinator deleted the directory re-created it,
+/// and an empty one must not stay behind either.
+async fn delete_written(path: PathBuf) {
+    if let Err(e) = checkpoint_storage::delete(&path).await {
+        tracing::warn!("cannot delete the state file of an aborted checkpoint: {e}");
+    }
+    remove_empty_checkpoint_dir(&path);
+}
+
+/// Removes the `chk-<n>` directory holding `file` if it is empty (never a savepoint's, which
+/// is the user's, nor the shared directory of incremental checkpoints).
+fn remove_empty_checkpoint_dir(file: &Path) {
+    let Some(dir) = file.parent() else { return };
+    let is_checkpoint = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(riffle_state::checkpoint_metadata::parse_checkpoint_dir_name)
+        .is_some();
+    if is_checkpoint {
+        // Fails (and is left alone) when something else is in it.
+        let _ = std::fs::remove_dir(dir);
+    }
 }
 
 /// A snapshot after encoding: whole, or as an increment to write.
@@ -269,7 +291,7 @@ impl SnapshotWriter {
                 let parts = vec![bytes::Bytes::copy_from_slice(&header), bytes::Bytes::from(encoded)];
                 checkpoint_storage::put_parts(&path, parts).await.map_err(|e| e.to_string())?;
                 if !self.task.wrote(&path) {
-                    let _ = checkpoint_storage::delete(&path).await;
+                    delete_written(path).await;
                     return Ok(None);
                 }
                 StateHandle::File { name, len }
@@ -297,7 +319,7 @@ impl SnapshotWriter {
         let len = plan.state_file.len() as u64;
         checkpoint_storage::put(&path, plan.state_file).await.map_err(|e| e.to_string())?;
         if !self.task.wrote(&path) {
-            let _ = checkpoint_storage::delete(&path).await;
+            delete_written(path).await;
             return Ok(None);
         }
         self.task.index().written(self.barrier.id, plan.pieces);
