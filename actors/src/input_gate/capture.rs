@@ -47,7 +47,7 @@ struct Capture {
     /// Encoded batches per channel.
     batches: Vec<Vec<ByteBuf>>,
     /// The first encoding failure: the checkpoint is declined, the job goes on.
-    error: Option<String>,
+    error: Option<TaskError>,
 }
 
 impl ChannelStateCapture {
@@ -114,7 +114,7 @@ impl ChannelStateCapture {
         }
         match encode() {
             Ok(bytes) => c.batches[ch].push(ByteBuf::from(bytes)),
-            Err(e) => c.error = Some(e.to_string()),
+            Err(e) => c.error = Some(e),
         }
     }
 
@@ -171,7 +171,7 @@ impl ChannelStateCapture {
     /// The channel state of the capture in progress, if it is complete (the capture ends):
     /// the checkpoint id and, per channel that had any, its batches and the logical input
     /// `input_of[channel]` it feeds; or why it cannot be had.
-    pub fn take_completed(&mut self, input_of: &[usize]) -> Option<(u64, Result<Vec<ChannelState>, String>)> {
+    pub fn take_completed(&mut self, input_of: &[usize]) -> Option<(u64, Result<Vec<ChannelState>, TaskError>)> {
         if !self.is_complete() {
             return None;
         }

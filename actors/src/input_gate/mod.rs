@@ -298,7 +298,7 @@ impl InputGate {
 
     /// The channel state of the capture in progress, if it is complete (the capture ends):
     /// the checkpoint id and its channel state, or why it cannot be had.
-    pub fn take_completed_capture(&mut self) -> Option<(u64, Result<Vec<ChannelState>, String>)> {
+    pub fn take_completed_capture(&mut self) -> Option<(u64, Result<Vec<ChannelState>, TaskError>)> {
         self.capture.take_completed(&self.input_of)
     }
 

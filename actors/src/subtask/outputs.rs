@@ -247,7 +247,7 @@ impl Snapshots {
 
     /// The channel state of unaligned checkpoint `id` is complete (or failed): the snapshot
     /// goes to its writer (or the checkpoint is declined).
-    pub(super) fn channel_state_complete(&mut self, id: u64, channels: Result<Vec<ChannelState>, String>) {
+    pub(super) fn channel_state_complete(&mut self, id: u64, channels: Result<Vec<ChannelState>, TaskError>) {
         let Some(u) = self.unaligned.take_if(|u| u.barrier.id == id) else { return };
         match channels {
             Ok(channels) => {
