@@ -170,40 +170,6 @@ fn no_checkpoints_after_a_task_finished_and_bad_modes_are_rejected() {
     assert!(r.error.unwrap_or_default().contains("execution.checkpointing.mode"));
 }
 
-/// Sums values per key in keyed state and emits each key's sum once, when the final
-/// watermark fires its timer: the output is exactly right only if state and source positions
-/// were restored consistently after a failure.
-#[derive(Clone)]
-struct FinalSum;
-
-impl riffle_api::KeyedProcessFunction<u64, u64, (u64, u64)> for FinalSum {
-    fn process_element(
-        &mut self,
-        v: u64,
-        ctx: &mut riffle_api::ProcessContext<'_, u64, (u64, u64)>,
-    ) -> Result<(), UserError> {
-        let sum = ctx.state().value_state::<u64>("sum")?;
-        let cur = sum.get(ctx.state())?.copied();
-        if cur.is_none() {
-            ctx.register_event_time_timer(riffle_api::MAX_WATERMARK - 1);
-        }
-        sum.set(ctx.state(), cur.unwrap_or(0) + v)?;
-        Ok(())
-    }
-    fn on_timer(
-        &mut self,
-        _: i64,
-        _: riffle_api::TimeDomain,
-        ctx: &mut riffle_api::ProcessContext<'_, u64, (u64, u64)>,
-    ) -> Result<(), UserError> {
-        let sum = ctx.state().value_state::<u64>("sum")?;
-        let s = sum.get(ctx.state())?.copied().unwrap_or(0);
-        let k = *ctx.key();
-        ctx.collect((k, s));
-        Ok(())
-    }
-}
-
 #[test]
 fn after_a_failure_the_job_resumes_from_the_latest_checkpoint_with_exact_results() {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -232,7 +198,7 @@ fn after_a_failure_the_job_resumes_from_the_latest_checkpoint_with_exact_results
         })
         .name("slow")
         .key_by(|i: &u64| i % 10)
-        .process(FinalSum)
+        .process(common::FinalSum)
         .collect();
     let h = mc.submit(env.build_job_graph("exactly once").unwrap()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
