@@ -1,6 +1,7 @@
 //! FLIP-27 enumerator state (S1): a source whose enumerator discovers its splits over time
-//! (it cannot rebuild them from what readers hold) restores exactly from a savepoint, because
-//! the enumerator's own state is in it.
+//! keeps where discovery got to in the savepoint, and restores exactly: the enumerator's state
+//! plus the splits readers hold or finished (a split handed out between the enumerator's
+//! snapshot and a reader's is in both, and `restore` drops it).
 
 mod common;
 
@@ -33,10 +34,13 @@ impl Split for Piece {
     }
 }
 
-/// Discovers split `next` at each request; what it discovered lives only in its state.
+/// Discovers split `next` at each request; where discovery got to lives in its state.
 struct Discovering {
     next: u32,
     back: Vec<Piece>,
+    /// Splits readers hold or finished (restored): a split handed out after the enumerator's
+    /// snapshot and before a reader's is in both, and must not be handed out again.
+    consumed: std::collections::HashSet<String>,
 }
 
 impl SplitEnumerator<Piece> for Discovering {
@@ -44,17 +48,22 @@ impl SplitEnumerator<Piece> for Discovering {
         if let Some(p) = self.back.pop() {
             return Ok(Assignment { splits: vec![p], no_more_splits: false });
         }
-        if self.next < SPLITS {
+        while self.next < SPLITS {
+            let piece = Piece { id: self.next, done: 0 };
             self.next += 1;
-            return Ok(Assignment { splits: vec![Piece { id: self.next - 1, done: 0 }], no_more_splits: false });
+            if !self.consumed.contains(&piece.split_id()) {
+                return Ok(Assignment { splits: vec![piece], no_more_splits: false });
+            }
         }
         Ok(Assignment { splits: vec![], no_more_splits: true })
     }
     fn add_splits_back(&mut self, splits: Vec<Piece>, _: u32) {
         self.back.extend(splits);
     }
-    /// Deliberately nothing: what it discovered cannot be told from the readers' splits.
-    fn restore(&mut self, _: &[String]) {}
+    fn restore(&mut self, consumed: &[String]) {
+        self.consumed.extend(consumed.iter().cloned());
+        self.back.retain(|p| !consumed.contains(&p.split_id()));
+    }
     fn snapshot_state(&mut self) -> Result<Option<Vec<u8>>, UserError> {
         encode_enumerator_state(&(self.next, &self.back)).map(Some)
     }
@@ -118,7 +127,7 @@ impl Source<u64> for DiscoveringSource {
         Boundedness::Bounded
     }
     fn create_enumerator(&self, _: u32) -> Result<Box<dyn SplitEnumerator<Piece>>, UserError> {
-        Ok(Box::new(Discovering { next: 0, back: Vec::new() }))
+        Ok(Box::new(Discovering { next: 0, back: Vec::new(), consumed: Default::default() }))
     }
     fn create_reader(&self, _: u32) -> Result<Box<dyn SourceReader<u64, Piece>>, UserError> {
         Ok(Box::new(PieceReader { queue: Vec::new(), finished: Vec::new(), no_more: false, asked: false }))
@@ -149,6 +158,8 @@ fn a_source_that_discovers_its_splits_restores_exactly_from_its_enumerators_stat
     let meta_path = sp.join(riffle_state::checkpoint_metadata::METADATA_FILE);
     let meta = riffle_state::checkpoint_metadata::decode(&std::fs::read(&meta_path).unwrap(), &meta_path).unwrap();
     assert_eq!(meta.enumerators.len(), 1, "the enumerator's state is in the savepoint");
+    let (next, _): (u32, Vec<Piece>) = decode_enumerator_state(&meta.enumerators[0].state).unwrap();
+    assert!(next > 0 && next <= SPLITS, "it records how far discovery got: {next}");
 
     let (env, out) = job(Some(&sp));
     let h = mc.submit(env.build_job_graph("restored").unwrap()).unwrap();

@@ -68,7 +68,11 @@ pub trait SplitEnumerator<S>: Send {
     /// Splits given to a reader that failed before finishing them come back.
     fn add_splits_back(&mut self, splits: Vec<S>, subtask: u32);
     /// Restoring from a checkpoint: readers already hold (or finished) the splits with these
-    /// ids; never hand them out again. Called after [`Self::restore_state`].
+    /// ids; never hand them out again. Called after [`Self::restore_state`]: a split handed
+    /// out between the enumerator's snapshot and a reader's is in both, so an enumerator with
+    /// state must drop these from what it still has to hand out. (Readers must report the
+    /// splits they finished, as the built-in ones do: there is no event valve between the
+    /// enumerator and its readers yet.)
     fn restore(&mut self, consumed: &[String]);
     /// The enumerator's own state for a checkpoint (splits not assigned yet, what it
     /// discovered so far), encoded with [`encode_enumerator_state`]; taken before any reader
