@@ -212,32 +212,6 @@ mod tests {
         assert!(!job.join("chk-3").exists());
     }
 
-    fn incremental(id: u64, shared: &[&str]) -> CheckpointMetadata {
-        use riffle_state::checkpoint_metadata::{CheckpointKind, SharedFile, StateHandle, SubtaskState};
-        CheckpointMetadata {
-            job_id: "j".into(),
-            checkpoint_id: id,
-            kind: CheckpointKind::Checkpoint,
-            trigger_timestamp_ms: 0,
-            completion_timestamp_ms: 0,
-            max_parallelism: 128,
-            vertices: Vec::new(),
-            subtasks: vec![SubtaskState {
-                vertex: 0,
-                subtask: 0,
-                state: StateHandle::Incremental {
-                    name: "0-0.state".into(),
-                    len: 1,
-                    shared: shared.iter().map(|n| SharedFile { name: n.to_string(), len: 1 }).collect(),
-                    written: 1,
-                },
-                source: None,
-                finished: false,
-            }],
-            enumerators: Vec::new(),
-        }
-    }
-
     #[tokio::test]
     async fn retention_keeps_shared_files_a_kept_checkpoint_refers_to() {
         let dir = tempfile::tempdir().unwrap();
@@ -251,11 +225,13 @@ mod tests {
         for (i, r) in refs.iter().enumerate() {
             let id = i as u64 + 1;
             put(&job.join(format!("shared/0-0-{id}.seg")), vec![1]).await.unwrap();
-            write_metadata(&job.join(format!("chk-{id}")), &incremental(id, r)).await.unwrap();
+            write_metadata(&job.join(format!("chk-{id}")), &crate::shared_state_registry::incremental_metadata(id, r))
+                .await
+                .unwrap();
         }
         // A fresh registry (a restarted JobManager): the counts come from the metadata.
         let registry = Mutex::new(SharedStateRegistry::default());
-        lock(&registry).register_metadata(&incremental(3, refs[2]));
+        lock(&registry).register_metadata(&crate::shared_state_registry::incremental_metadata(3, refs[2]));
         assert_eq!(retain(&job, 3, 1, &registry).await.unwrap(), vec![1, 2]);
         let mut left: Vec<_> = std::fs::read_dir(job.join("shared"))
             .unwrap()

@@ -103,10 +103,37 @@ impl SharedStateRegistry {
     }
 }
 
+/// Metadata of checkpoint `id` whose one subtask refers to the shared files `shared` (tests).
+#[cfg(test)]
+pub(crate) fn incremental_metadata(id: u64, shared: &[&str]) -> CheckpointMetadata {
+    use riffle_state::checkpoint_metadata::{CheckpointKind, SharedFile, StateHandle, SubtaskState};
+    CheckpointMetadata {
+        job_id: "j".into(),
+        checkpoint_id: id,
+        kind: CheckpointKind::Checkpoint,
+        trigger_timestamp_ms: 0,
+        completion_timestamp_ms: 0,
+        max_parallelism: 128,
+        vertices: Vec::new(),
+        subtasks: vec![SubtaskState {
+            vertex: 0,
+            subtask: 0,
+            state: StateHandle::Incremental {
+                name: "0-0.state".into(),
+                len: 1,
+                shared: shared.iter().map(|n| SharedFile { name: n.to_string(), len: 1 }).collect(),
+                written: 1,
+            },
+            source: None,
+            finished: false,
+        }],
+        enumerators: Vec::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use riffle_state::checkpoint_metadata::{CheckpointKind, SharedFile, StateHandle, SubtaskState};
 
     fn files(names: &[&str]) -> Vec<String> {
         names.iter().map(|s| s.to_string()).collect()
@@ -154,30 +181,11 @@ mod tests {
 
     #[test]
     fn counts_rebuilt_from_metadata() {
-        let meta = |id: u64, shared: &[&str]| CheckpointMetadata {
-            job_id: "j".into(),
-            checkpoint_id: id,
-            kind: CheckpointKind::Checkpoint,
-            trigger_timestamp_ms: 0,
-            completion_timestamp_ms: 0,
-            max_parallelism: 128,
-            vertices: Vec::new(),
-            subtasks: vec![SubtaskState {
-                vertex: 0,
-                subtask: 0,
-                state: StateHandle::Incremental {
-                    name: "0-0.state".into(),
-                    len: 1,
-                    shared: shared.iter().map(|n| SharedFile { name: n.to_string(), len: 1 }).collect(),
-                    written: 1,
-                },
-                source: None,
-                finished: false,
-            }],
-            enumerators: Vec::new(),
-        };
         let mut r = SharedStateRegistry::default();
-        for m in [meta(4, &["shared/0-0-3.seg", "shared/0-0-4.seg"]), meta(5, &["shared/0-0-3.seg"])] {
+        for m in [
+            incremental_metadata(4, &["shared/0-0-3.seg", "shared/0-0-4.seg"]),
+            incremental_metadata(5, &["shared/0-0-3.seg"]),
+        ] {
             r.register_metadata(&m);
         }
         assert!(r.contains(4) && r.contains(5));
