@@ -11,13 +11,14 @@ use tokio::sync::oneshot;
 use crate::exception_history::{ExceptionHistory, ExceptionPage};
 use crate::ids::JobId;
 use crate::job_master::{
-    CancelJobExecution, ExceptionRecorded, JobMaster, JobMasterParent, JobMasterSettings, JobResult, JobStatusChanged,
-    JobTerminated,
+    CancelJobExecution, ExceptionRecorded, JobMaster, JobMasterParent, JobMasterServices, JobMasterSettings, JobResult,
+    JobStatusChanged, JobTerminated,
 };
 use crate::job_status::JobStatus;
 use crate::mailbox::Probed;
-use crate::registry::RuntimeShared;
+use crate::services::{JobCode, RuntimeShared};
 use crate::supervision::{ChildExited, ExitReason};
+use riffle_api::JobGraph;
 
 /// Errors a Dispatcher answers with (their domains: `crate::error`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -28,9 +29,6 @@ pub enum DispatcherError {
     /// The job was submitted already.
     #[error("job {0} was already submitted")]
     Duplicate(String),
-    /// The job's graph was not registered before the submission.
-    #[error("job {0} has no job graph")]
-    NoGraph(String),
     /// The dispatcher stopped.
     #[error("the dispatcher is shutting down")]
     ShuttingDown,
@@ -39,12 +37,21 @@ pub enum DispatcherError {
     NotStored(String),
 }
 
-/// Submits a job whose graph is in the registry.
-#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+/// Submits a job. The Dispatcher owns its graph from then on: it registers the graph for this
+/// process's TaskExecutors (`JobCode`) while the job runs, and removes it when the job ends.
+#[derive(Clone, Message)]
 #[rtype(result = "Result<(), DispatcherError>")]
 pub struct SubmitJob {
     /// The job.
     pub job_id: JobId,
+    /// What it runs.
+    pub graph: Arc<JobGraph>,
+}
+
+impl std::fmt::Debug for SubmitJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubmitJob").field("job_id", &self.job_id).field("name", &self.graph.name).finish()
+    }
 }
 
 /// Cancels a job.
@@ -102,7 +109,10 @@ struct Entry {
 
 /// The Dispatcher actor.
 pub struct Dispatcher {
-    shared: Arc<RuntimeShared>,
+    /// What each JobMaster gets.
+    services: JobMasterServices,
+    /// Where submitted graphs are registered for this process's TaskExecutors.
+    code: Arc<JobCode>,
     parent: Recipient<ChildExited>,
     settings: JobMasterSettings,
     jobs: HashMap<JobId, Entry>,
@@ -112,8 +122,9 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// A dispatcher whose JobMasters use `settings`.
-    pub fn new(shared: Arc<RuntimeShared>, settings: JobMasterSettings, parent: Recipient<ChildExited>) -> Self {
-        Self { shared, parent, settings, jobs: HashMap::new(), persisting: Default::default() }
+    pub fn new(shared: &RuntimeShared, settings: JobMasterSettings, parent: Recipient<ChildExited>) -> Self {
+        let (services, code) = (JobMasterServices::of(shared), shared.code.clone());
+        Self { services, code, parent, settings, jobs: HashMap::new(), persisting: Default::default() }
     }
 
     fn complete(&mut self, result: JobResult) {
@@ -121,12 +132,14 @@ impl Dispatcher {
             if e.result.is_some() {
                 return;
             }
-            if let Some(store) = self.shared.job_store() {
+            if let Some(store) = self.services.jobs.job_store() {
                 store.job_terminated(result.job_id);
             }
+            // Its subtasks are gone: nothing builds from its graph any more.
+            self.code.graphs.remove(&result.job_id);
             e.status = result.status;
             e.master = None;
-            if let Some(v) = self.shared.view(result.job_id) {
+            if let Some(v) = self.services.jobs.view(result.job_id) {
                 v.set_status(result.status);
             }
             for w in e.waiters.drain(..) {
@@ -155,18 +168,16 @@ impl Handler<SubmitJob> for Dispatcher {
         if self.jobs.contains_key(&id) || self.persisting.contains(&id) {
             return Box::pin(fut::ready(Err(DispatcherError::Duplicate(id.to_string()))));
         }
-        let Some(graph) = self.shared.graph(id) else {
-            return Box::pin(fut::ready(Err(DispatcherError::NoGraph(id.to_string()))));
-        };
-        let Some(store) = self.shared.job_store() else {
-            return Box::pin(fut::ready(()).map(move |(), act: &mut Self, ctx| act.start_job(id, ctx)));
+        let graph = msg.graph;
+        let Some(store) = self.services.jobs.job_store() else {
+            return Box::pin(fut::ready(()).map(move |(), act: &mut Self, ctx| act.start_job(id, graph, ctx)));
         };
         // Highly available: the job is stored for the next leader before it starts.
         self.persisting.insert(id);
-        Box::pin(fut::wrap_future::<_, Self>(store.job_submitted(id, graph)).map(move |stored, act, ctx| {
+        Box::pin(fut::wrap_future::<_, Self>(store.job_submitted(id, graph.clone())).map(move |stored, act, ctx| {
             act.persisting.remove(&id);
             match stored {
-                Ok(()) => act.start_job(id, ctx),
+                Ok(()) => act.start_job(id, graph, ctx),
                 Err(why) => Err(DispatcherError::NotStored(why.to_string())),
             }
         }))
@@ -174,15 +185,15 @@ impl Handler<SubmitJob> for Dispatcher {
 }
 
 impl Dispatcher {
-    fn start_job(&mut self, id: JobId, ctx: &mut Context<Self>) -> Result<(), DispatcherError> {
-        let graph = self.shared.graph(id).ok_or_else(|| DispatcherError::NoGraph(id.to_string()))?;
+    fn start_job(&mut self, id: JobId, graph: Arc<JobGraph>, ctx: &mut Context<Self>) -> Result<(), DispatcherError> {
+        self.code.graphs.insert(id, graph.clone());
         let name = graph.name.clone();
-        self.shared.views.insert(id, Arc::new(crate::job_view::JobView::new(id, &graph)));
+        self.services.jobs.views.insert(id, Arc::new(crate::job_view::JobView::new(id, &graph)));
         let me = ctx.address();
         let master = JobMaster::new(
             id,
             graph,
-            self.shared.clone(),
+            self.services.clone(),
             self.settings.clone(),
             JobMasterParent {
                 terminated: me.clone().recipient(),
@@ -194,10 +205,10 @@ impl Dispatcher {
         .start();
         // Registered before the JobMaster runs: everyone reaches it through this one probe.
         let master = Probed::new(master);
-        self.shared.job_masters.insert(id, master.clone());
+        self.services.directory.job_masters.insert(id, master.clone());
         // A recovered job continues the history its previous leader stored.
         let capacity = self.settings.exception_history_size;
-        let history = match self.shared.job_store().and_then(|s| s.recovered_exceptions(id)) {
+        let history = match self.services.jobs.job_store().and_then(|s| s.recovered_exceptions(id)) {
             Some(stored) => ExceptionHistory::restore(capacity, stored),
             None => ExceptionHistory::new(capacity),
         };
@@ -264,7 +275,7 @@ impl Handler<ExceptionRecorded> for Dispatcher {
             e.history.push(msg.entry);
             // Highly available: the next leader shows the same history. Never after the end
             // (the store removed it with the job).
-            if let (Some(store), None) = (self.shared.job_store(), &e.result) {
+            if let (Some(store), None) = (self.services.jobs.job_store(), &e.result) {
                 store.exceptions_changed(msg.job_id, e.history.snapshot());
             }
         }
@@ -292,7 +303,7 @@ impl Handler<JobStatusChanged> for Dispatcher {
         if let Some(e) = self.jobs.get_mut(&msg.job_id) {
             if e.result.is_none() {
                 e.status = msg.status;
-                if let Some(v) = self.shared.view(msg.job_id) {
+                if let Some(v) = self.services.jobs.view(msg.job_id) {
                     v.set_status(msg.status);
                 }
             }

@@ -167,9 +167,7 @@ impl DispatcherError {
     /// refused (external).
     pub fn domain(&self) -> ErrorDomain {
         match self {
-            DispatcherError::UnknownJob(_) | DispatcherError::Duplicate(_) | DispatcherError::NoGraph(_) => {
-                ErrorDomain::User
-            }
+            DispatcherError::UnknownJob(_) | DispatcherError::Duplicate(_) => ErrorDomain::User,
             DispatcherError::ShuttingDown => ErrorDomain::Internal,
             DispatcherError::NotStored(_) => ErrorDomain::External,
         }

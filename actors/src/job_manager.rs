@@ -11,8 +11,8 @@ use actix::prelude::*;
 use crate::dispatcher::Dispatcher;
 use crate::job_master::JobMasterSettings;
 use crate::mailbox::Probed;
-use crate::registry::RuntimeShared;
 use crate::resource_manager::ResourceManager;
+use crate::services::RuntimeShared;
 use crate::supervision::{ChildExited, ChildId, Decision, ExitReason, Strategy, SupervisorState};
 
 /// The addresses of the JobManager's children.
@@ -64,9 +64,10 @@ impl JobManager {
     }
 
     fn start_rm(&self, ctx: &mut Context<Self>) -> Probed<ResourceManager> {
-        let rm =
-            Probed::new(ResourceManager::new(self.shared.clone(), self.max_slots, ctx.address().recipient()).start());
-        self.shared.set_resource_manager(rm.clone());
+        let rm = Probed::new(
+            ResourceManager::new(self.shared.directory.clone(), self.max_slots, ctx.address().recipient()).start(),
+        );
+        self.shared.directory.set_resource_manager(rm.clone());
         rm
     }
 }
@@ -77,7 +78,7 @@ impl Actor for JobManager {
     fn started(&mut self, ctx: &mut Self::Context) {
         let resource_manager = self.start_rm(ctx);
         let dispatcher =
-            Probed::new(Dispatcher::new(self.shared.clone(), self.settings.clone(), ctx.address().recipient()).start());
+            Probed::new(Dispatcher::new(&self.shared, self.settings.clone(), ctx.address().recipient()).start());
         self.addrs = Some(JobManagerAddrs { dispatcher, resource_manager });
     }
 }
@@ -122,17 +123,17 @@ impl Handler<ChildExited> for JobManager {
                 tracing::warn!(?delay, "restarting the resource manager: {reason}");
                 ctx.run_later(delay, |act, ctx| {
                     let rm = act.start_rm(ctx);
-                    act.shared.resource_manager_restarts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    act.shared.directory.resource_manager_restarts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if let Some(a) = act.addrs.as_mut() {
                         a.resource_manager = rm;
                     }
-                    for te in act.shared.task_executors.iter() {
+                    for te in act.shared.directory.task_executors.iter() {
                         match te.value() {
                             crate::peers::TaskExecutorGateway::Local(a) => a.do_send(crate::task_executor::Reregister),
                             // A remote TaskExecutor's registration is its link's: the link
                             // registers again on its behalf.
                             crate::peers::TaskExecutorGateway::Remote(r) => {
-                                if let Some(rm) = act.shared.resource_manager() {
+                                if let Some(rm) = act.shared.directory.resource_manager() {
                                     rm.do_send(crate::gateway::RegisterTaskExecutor {
                                         resource_id: te.key().clone(),
                                         slots: r.slots(),

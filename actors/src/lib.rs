@@ -33,10 +33,10 @@ pub mod local_recovery;
 pub mod log_context;
 pub mod mailbox;
 pub mod peers;
-pub mod registry;
 pub mod resource_manager;
 pub mod restart_strategy;
 pub mod restore_plan;
+pub mod services;
 pub mod shared_state_registry;
 pub mod slot;
 pub mod slot_manager;
@@ -51,7 +51,7 @@ pub use error::RuntimeError;
 pub use ids::{ExecutionId, JobId, ResourceId};
 pub use job_master::JobResult;
 pub use job_status::JobStatus;
-pub use registry::RuntimeShared;
+pub use services::RuntimeShared;
 
 /// The configuration options this crate reads, for the registry
 /// ([`riffle_api::config_keys::Registry`]).

@@ -13,7 +13,7 @@ use crate::gateway::{
     UnregisterTaskExecutor,
 };
 use crate::ids::JobId;
-use crate::registry::RuntimeShared;
+use crate::services::Directory;
 use crate::slot_manager::SlotManager;
 use crate::supervision::{ChildExited, ExitReason};
 
@@ -27,7 +27,8 @@ struct Pending {
 
 /// The ResourceManager actor.
 pub struct ResourceManager {
-    shared: Arc<RuntimeShared>,
+    /// Where the TaskExecutors and JobMasters are; slot counts are published there.
+    directory: Arc<Directory>,
     parent: Recipient<ChildExited>,
     exit: ExitReason,
     slots: SlotManager,
@@ -37,9 +38,9 @@ pub struct ResourceManager {
 
 impl ResourceManager {
     /// A ResourceManager capping slots at `max_slots`.
-    pub fn new(shared: Arc<RuntimeShared>, max_slots: Option<u32>, parent: Recipient<ChildExited>) -> Self {
+    pub fn new(directory: Arc<Directory>, max_slots: Option<u32>, parent: Recipient<ChildExited>) -> Self {
         Self {
-            shared,
+            directory,
             parent,
             exit: ExitReason::Normal,
             slots: SlotManager::new(max_slots),
@@ -49,12 +50,12 @@ impl ResourceManager {
     }
 
     fn executors(&self) -> u32 {
-        self.shared.task_executors.len() as u32
+        self.directory.task_executors.len() as u32
     }
 
     fn grant(&self, assignments: &[SlotAssignment], job: JobId) {
         for a in assignments {
-            if let Some(te) = self.shared.task_executors.get(&a.resource_id) {
+            if let Some(te) = self.directory.task_executors.get(&a.resource_id) {
                 te.do_send(AllocateSlot { job_id: job, slot_index: a.slot_index, allocation_id: a.allocation_id });
             }
         }
@@ -63,8 +64,8 @@ impl ResourceManager {
     /// Publishes slot occupancy for readers that must not wait on this actor.
     fn publish(&self) {
         let r = self.slots.report(self.executors());
-        self.shared.slots.total.store(r.total as u64, std::sync::atomic::Ordering::Relaxed);
-        self.shared.slots.free.store(r.free as u64, std::sync::atomic::Ordering::Relaxed);
+        self.directory.slots.total.store(r.total as u64, std::sync::atomic::Ordering::Relaxed);
+        self.directory.slots.free.store(r.free as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Serves waiting requests in arrival order while slots allow.
@@ -125,7 +126,7 @@ impl Handler<UnregisterTaskExecutor> for ResourceManager {
         let jobs = self.slots.unregister(&msg.resource_id);
         tracing::info!(executor = %msg.resource_id, affected_jobs = jobs.len(), "task executor unregistered");
         for job in jobs {
-            if let Some(jm) = self.shared.job_masters.get(&job) {
+            if let Some(jm) = self.directory.job_masters.get(&job) {
                 jm.do_send(crate::job_master::TaskExecutorLost {
                     resource_id: msg.resource_id.clone(),
                     reason: msg.reason.clone(),
@@ -184,7 +185,7 @@ impl Handler<ReleaseSlots> for ResourceManager {
     fn handle(&mut self, msg: ReleaseSlots, _: &mut Self::Context) {
         self.pending.retain(|p| p.job != msg.job_id);
         for (rid, slot) in self.slots.release(msg.job_id) {
-            if let Some(te) = self.shared.task_executors.get(&rid) {
+            if let Some(te) = self.directory.task_executors.get(&rid) {
                 te.do_send(FreeSlot { slot_index: slot });
             }
         }

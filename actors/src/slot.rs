@@ -3,13 +3,11 @@
 //! it to the JobMaster (the JobMaster decides about the job, not the slot).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use actix::prelude::*;
 
 use crate::gateway::TaskOutcome;
 use crate::ids::ExecutionId;
-use crate::registry::RuntimeShared;
 use crate::subtask::{CancelSubtask, Subtask, SubtaskControl, SubtaskExited, SubtaskSpec};
 use crate::supervision::{catch_panic, ChildExited, ExitReason};
 
@@ -45,18 +43,12 @@ pub struct Slot {
     on_exit: Recipient<ChildExited>,
     subtasks: HashMap<ExecutionId, Addr<Subtask>>,
     reason: ExitReason,
-    _shared: Arc<RuntimeShared>,
 }
 
 impl Slot {
     /// Slot `index`, reporting subtask exits to `parent` and its own exit to `on_exit`.
-    pub fn new(
-        index: u32,
-        parent: Recipient<SubtaskExited>,
-        on_exit: Recipient<ChildExited>,
-        shared: Arc<RuntimeShared>,
-    ) -> Self {
-        Self { index, parent, on_exit, subtasks: HashMap::new(), reason: ExitReason::Normal, _shared: shared }
+    pub fn new(index: u32, parent: Recipient<SubtaskExited>, on_exit: Recipient<ChildExited>) -> Self {
+        Self { index, parent, on_exit, subtasks: HashMap::new(), reason: ExitReason::Normal }
     }
 }
 

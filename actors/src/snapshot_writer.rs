@@ -22,7 +22,7 @@ use crate::gateway::{AcknowledgeCheckpoint, DeclineCheckpoint};
 use crate::ids::ExecutionId;
 use crate::incremental::{self, SegmentIndex};
 use crate::local_recovery::LocalSnapshots;
-use crate::registry::RuntimeShared;
+use crate::peers::JobMasterGateway;
 
 #[derive(Default)]
 struct TaskState {
@@ -192,8 +192,8 @@ enum Encoded {
 pub struct SnapshotWriter {
     /// The subtask.
     pub execution: ExecutionId,
-    /// To find the JobMaster.
-    pub shared: Arc<RuntimeShared>,
+    /// The JobMaster that deployed the subtask: the acknowledgement goes there.
+    pub job_master: JobMasterGateway,
     /// The checkpoint and its target.
     pub barrier: CheckpointBarrier,
     /// Shared with the subtask, for aborts.
@@ -211,7 +211,7 @@ impl SnapshotWriter {
         let id = self.barrier.id;
         let persisted_bytes = pending.channel_bytes();
         let result = self.write(pending, source).await;
-        let Some(jm) = self.shared.job_master(self.execution.job) else { return };
+        let jm = &self.job_master;
         match result {
             Ok(Some((state, source))) => jm.do_send(AcknowledgeCheckpoint {
                 execution: self.execution,

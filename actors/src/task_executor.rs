@@ -17,7 +17,7 @@ use crate::ids::{AllocationId, ExecutionId, JobId, ResourceId};
 use crate::local_recovery::LocalSnapshots;
 use crate::mailbox::Probed;
 use crate::peers::TaskExecutorGateway;
-use crate::registry::RuntimeShared;
+use crate::services::{DataServices, Directory, JobCode, JobRecords, RuntimeShared, TaskServices};
 use crate::slot::{CancelInSlot, ControlInSlot, CountSubtasks, DeploySubtask, InjectSlotFault, Slot};
 use crate::subtask::{SubtaskControl, SubtaskExited, SubtaskSpec};
 use crate::supervision::{ChildExited, Decision, Strategy, SupervisorState};
@@ -47,7 +47,16 @@ pub struct TaskExecutorSettings {
 /// The TaskExecutor actor.
 pub struct TaskExecutor {
     id: ResourceId,
-    shared: Arc<RuntimeShared>,
+    /// The cluster configuration (a subtask merges its job's options over it).
+    config: riffle_api::Configuration,
+    /// Where the ResourceManager and each job's JobMaster are.
+    directory: Arc<Directory>,
+    /// Job counters and the views subtasks count into.
+    jobs: Arc<JobRecords>,
+    /// The graphs subtasks are built from.
+    code: Arc<JobCode>,
+    /// Data channels, handed on to subtasks.
+    data: Arc<DataServices>,
     settings: TaskExecutorSettings,
     slots: Vec<SlotHandle>,
     tasks: HashMap<ExecutionId, u32>,
@@ -85,8 +94,8 @@ pub struct TaskExecutorReport {
 }
 
 impl TaskExecutor {
-    /// A TaskExecutor named `id`.
-    pub fn new(id: ResourceId, shared: Arc<RuntimeShared>, settings: TaskExecutorSettings) -> Self {
+    /// A TaskExecutor named `id`, using the parts of `shared` it needs.
+    pub fn new(id: ResourceId, shared: &RuntimeShared, settings: TaskExecutorSettings) -> Self {
         let name: String = id.to_string().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
         // Unique per instance: several embedded clusters in one process may name their
         // TaskExecutors alike, and each instance removes its directory when dropped.
@@ -94,18 +103,29 @@ impl TaskExecutor {
         let n = INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("riffle-local-recovery-{}-{n}-{name}", std::process::id()));
         let local = Arc::new(LocalSnapshots::new(dir));
-        Self { id, shared, settings, slots: Vec::new(), tasks: HashMap::new(), slot_restarts: 0, local }
+        Self {
+            id,
+            config: shared.config.clone(),
+            directory: shared.directory.clone(),
+            jobs: shared.jobs.clone(),
+            code: shared.code.clone(),
+            data: shared.data.clone(),
+            settings,
+            slots: Vec::new(),
+            tasks: HashMap::new(),
+            slot_restarts: 0,
+            local,
+        }
     }
 
     fn start_slot(&self, index: u32, arbiter: &Arbiter, ctx: &mut Context<Self>) -> Addr<Slot> {
         let parent = ctx.address().recipient::<SubtaskExited>();
         let on_exit = ctx.address().recipient::<ChildExited>();
-        let shared = self.shared.clone();
         let id = self.id.to_string();
         Slot::start_in_arbiter(&arbiter.handle(), move |_| {
             // Runs on the slot's own thread: its log lines belong to this TaskExecutor.
             crate::log_context::set_task_executor(&id);
-            Slot::new(index, parent, on_exit, shared)
+            Slot::new(index, parent, on_exit)
         })
     }
 
@@ -115,7 +135,7 @@ impl TaskExecutor {
 
     /// Reports a state with a finished source's last reader position.
     fn report_with(&self, execution: ExecutionId, state: TaskState, final_source: Option<serde_bytes::ByteBuf>) {
-        if let Some(jm) = self.shared.job_master(execution.job) {
+        if let Some(jm) = self.directory.job_master(execution.job) {
             jm.do_send(TaskStateUpdate { execution, state, location: self.id.clone(), final_source });
         }
     }
@@ -138,15 +158,15 @@ impl Actor for TaskExecutor {
                 allocation: None,
             });
         }
-        self.shared.task_executors.insert(self.id.clone(), TaskExecutorGateway::Local(Probed::new(ctx.address())));
-        if let Some(rm) = self.shared.resource_manager() {
+        self.directory.task_executors.insert(self.id.clone(), TaskExecutorGateway::Local(Probed::new(ctx.address())));
+        if let Some(rm) = self.directory.resource_manager() {
             rm.do_send(RegisterTaskExecutor { resource_id: self.id.clone(), slots: self.settings.slots });
         }
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        self.shared.task_executors.remove(&self.id);
-        if let Some(rm) = self.shared.resource_manager() {
+        self.directory.task_executors.remove(&self.id);
+        if let Some(rm) = self.directory.resource_manager() {
             rm.do_send(UnregisterTaskExecutor { resource_id: self.id.clone(), reason: "it shut down".into() });
         }
         for s in &self.slots {
@@ -168,9 +188,9 @@ impl Handler<FreeSlot> for TaskExecutor {
     type Result = ();
     fn handle(&mut self, msg: FreeSlot, _: &mut Self::Context) {
         if let Some(s) = self.slots.get_mut(msg.slot_index as usize) {
-            if let (Some((job, _)), Some(code)) = (s.allocation.take(), self.shared.slot_code()) {
+            if let (Some((job, _)), Some(code)) = (s.allocation.take(), self.code.slot_code()) {
                 // The job left the slot: its instance of the job's code goes with it.
-                self.shared.slot_graphs.remove(&(job, msg.slot_index));
+                self.code.slot_graphs.remove(&(job, msg.slot_index));
                 code.release(job, msg.slot_index);
             }
         }
@@ -185,15 +205,15 @@ impl Handler<DeployTask> for TaskExecutor {
             let error = riffle_api::TaskError::msg(format!("task executor {}", this.id), why);
             this.report(e, TaskOutcome::Failed(error).into());
         };
-        let slot_graph = self.shared.slot_graphs.get(&(e.job, msg.slot_index)).map(|g| g.clone());
-        let Some(mut graph) = slot_graph.clone().or_else(|| self.shared.graph(e.job)) else {
+        let slot_graph = self.code.slot_graphs.get(&(e.job, msg.slot_index)).map(|g| g.clone());
+        let Some(mut graph) = slot_graph.clone().or_else(|| self.code.graph(e.job)) else {
             return fail(self, format!("job {} is unknown to this task executor", e.job));
         };
-        if let (None, Some(code)) = (slot_graph, self.shared.slot_code()) {
+        if let (None, Some(code)) = (slot_graph, self.code.slot_code()) {
             // An embedded cluster: a plugin job runs its slot's own instance of its code.
             match code.graph_for(e.job, msg.slot_index, &graph) {
                 Ok(Some(g)) => {
-                    self.shared.slot_graphs.insert((e.job, msg.slot_index), g.clone());
+                    self.code.slot_graphs.insert((e.job, msg.slot_index), g.clone());
                     graph = g;
                 }
                 Ok(None) => {}
@@ -203,11 +223,23 @@ impl Handler<DeployTask> for TaskExecutor {
         let Some(slot) = self.slots.get(msg.slot_index as usize).and_then(|s| s.addr.clone()) else {
             return fail(self, format!("slot {} is not available", msg.slot_index));
         };
+        // The subtask talks to the JobMaster that deploys it, and to no other.
+        let Some(job_master) = self.directory.job_master(e.job) else {
+            return fail(self, format!("job {} has no job master here", e.job));
+        };
+        let io = self.jobs.view(e.job).and_then(|v| v.io(e.vertex, e.subtask)).unwrap_or_default();
+        let services = TaskServices {
+            config: self.config.clone(),
+            job_master,
+            counters: self.jobs.counters(e.job),
+            io,
+            data: self.data.clone(),
+        };
         let spec = SubtaskSpec {
             execution: e,
             location: self.id.clone(),
             graph,
-            shared: self.shared.clone(),
+            services,
             batch_size: self.settings.batch_size,
             channel_capacity: self.settings.channel_capacity,
             buffer_timeout_ms: self.settings.buffer_timeout_ms,
@@ -317,7 +349,7 @@ impl Handler<ChildExited> for TaskExecutor {
 impl Handler<Reregister> for TaskExecutor {
     type Result = ();
     fn handle(&mut self, _: Reregister, _: &mut Self::Context) {
-        if let Some(rm) = self.shared.resource_manager() {
+        if let Some(rm) = self.directory.resource_manager() {
             rm.do_send(RegisterTaskExecutor { resource_id: self.id.clone(), slots: self.settings.slots });
         }
     }

@@ -8,7 +8,7 @@
 use crate::JobGraph;
 
 /// The layout version of [`PluginDeclaration`]; always its first field.
-pub const PLUGIN_ABI_VERSION: u32 = 1;
+pub const PLUGIN_ABI_VERSION: u32 = 2;
 
 /// The symbol a plugin exports (NUL-terminated for the loader).
 pub const DECLARATION_SYMBOL: &[u8] = b"riffle_plugin_declaration_v1\0";
@@ -19,8 +19,9 @@ pub const RIFFLE_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The compiler that built this copy of riffle.
 pub const RUSTC_VERSION: &str = env!("RIFFLE_RUSTC_VERSION");
 
-/// Builds a job from its arguments; a user error comes back as a message.
-pub type JobBuilder = fn(args: &[String]) -> Result<JobGraph, String>;
+/// Builds a job from its arguments. A user error comes back whole, with its causes: a plugin
+/// writes `Err("...".into())` or `?` on any error (ABI 2; ABI 1 returned a `String`).
+pub type JobBuilder = fn(args: &[String]) -> Result<JobGraph, crate::UserError>;
 
 /// Where a plugin registers its jobs.
 pub trait PluginRegistrar {
@@ -65,6 +66,7 @@ pub const API_FINGERPRINT: u64 = {
         std::mem::size_of::<crate::Element>() as u64,
         std::mem::size_of::<crate::Configuration>() as u64,
         std::mem::size_of::<crate::TaskError>() as u64,
+        std::mem::size_of::<Result<JobGraph, crate::UserError>>() as u64,
     ];
     let mut i = 0;
     while i < sizes.len() {

@@ -28,6 +28,15 @@ pub enum ClusterError {
     /// A plugin library was refused (not riffle's, another build, corrupt, unreadable).
     #[error("{0}")]
     Plugin(String),
+    /// A plugin's job builder refused its arguments (or failed): the plugin's own error.
+    #[error("job '{entry}' of the plugin: {source}")]
+    PluginJob {
+        /// The job's entry name.
+        entry: String,
+        /// What the builder returned.
+        #[source]
+        source: riffle_api::UserError,
+    },
     /// A job cannot be built from its origin here (an unknown program, bad arguments, a
     /// refused plugin): what [`riffle_api::Programs::build`] answered.
     #[error(transparent)]
@@ -56,7 +65,10 @@ impl ClusterError {
     /// Where the error comes from.
     pub fn domain(&self) -> ErrorDomain {
         match self {
-            ClusterError::Config(_) | ClusterError::Graph(_) | ClusterError::Plugin(_) => ErrorDomain::User,
+            ClusterError::Config(_)
+            | ClusterError::Graph(_)
+            | ClusterError::Plugin(_)
+            | ClusterError::PluginJob { .. } => ErrorDomain::User,
             ClusterError::Build(e) => e.domain(),
             ClusterError::Fetch(e) => e.domain(),
             ClusterError::Unavailable(_) | ClusterError::Timeout(..) | ClusterError::Checkpoint(_) => {

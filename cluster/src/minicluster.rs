@@ -221,7 +221,7 @@ async fn start_actors(shared: Arc<RuntimeShared>, s: Settings, system: Option<Sy
     let jm = JobManager::new(shared.clone(), s.jm, s.max_slots).start();
     let addrs = jm.send(GetAddrs).await.ok().flatten()?;
     let task_executors = (0..s.task_executors)
-        .map(|i| TaskExecutor::new(ResourceId(format!("taskexecutor-{i}")), shared.clone(), s.te.clone()).start())
+        .map(|i| TaskExecutor::new(ResourceId(format!("taskexecutor-{i}")), &shared, s.te.clone()).start())
         .collect();
     Some(Actors { system, job_manager: jm, dispatcher: addrs.dispatcher, shared, task_executors })
 }
@@ -234,7 +234,7 @@ fn install_slot_code(shared: &RuntimeShared) {
     static CLUSTERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = CLUSTERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("riffle-slot-code-{}-{n}", std::process::id()));
-    shared.set_slot_code(std::sync::Arc::new(crate::slot_code::EmbeddedSlotCode::new(dir)));
+    shared.code.set_slot_code(std::sync::Arc::new(crate::slot_code::EmbeddedSlotCode::new(dir)));
 }
 
 impl MiniCluster {
@@ -348,7 +348,7 @@ impl MiniCluster {
         let a = self.actors()?;
         let rest = riffle_web::RestConfig::from_config(&cfg.config)?;
         let programs = cfg.programs.clone().unwrap_or_else(|| Arc::new(crate::plugin::LoadedPlugins::default()));
-        let ctx = riffle_web::RestContext::new(self.shared.clone(), a.dispatcher.clone(), Some(programs), rest);
+        let ctx = riffle_web::RestContext::new(&self.shared, a.dispatcher.clone(), Some(programs), rest);
         self.rest = Some(riffle_web::RestServer::start(ctx)?);
         Ok(())
     }
@@ -376,7 +376,7 @@ impl MiniCluster {
 
     /// The job's checkpoint counters: triggered, completed, aborted, latest completed id.
     pub fn checkpoint_stats(&self, job: JobId) -> CheckpointCounts {
-        let s = self.shared.checkpoint_stats(job);
+        let s = self.shared.jobs.checkpoint_stats(job);
         s.with_history(|h| {
             let counts = h.counts();
             let last = h.latest_completed();
@@ -396,7 +396,7 @@ impl MiniCluster {
     /// Slot occupancy, without blocking.
     pub async fn slot_report_async(&self) -> Result<SlotReport, ClusterError> {
         let a = self.actors()?;
-        let rm = a.shared.resource_manager().ok_or_else(|| unavailable("no resource manager"))?;
+        let rm = a.shared.directory.resource_manager().ok_or_else(|| unavailable("no resource manager"))?;
         rm.send(GetSlotReport).await.map_err(unavailable)
     }
 
@@ -413,22 +413,11 @@ impl MiniCluster {
     /// directory).
     pub async fn submit_with_id_async(&self, job_id: JobId, graph: JobGraph) -> Result<JobHandle, ClusterError> {
         let a = self.actors()?;
-        let counters = self.shared.counters(job_id);
-        self.shared.graphs.insert(job_id, Arc::new(graph));
-        let r = a.dispatcher.send(SubmitJob { job_id }).await.map_err(unavailable);
-        match r {
-            Ok(Ok(())) => {
-                Ok(JobHandle { job_id, dispatcher: a.dispatcher.clone(), counters, shared: self.shared.clone() })
-            }
-            Ok(Err(e)) => {
-                self.shared.graphs.remove(&job_id);
-                Err(e.into())
-            }
-            Err(e) => {
-                self.shared.graphs.remove(&job_id);
-                Err(e)
-            }
-        }
+        let counters = self.shared.jobs.counters(job_id);
+        let r = a.dispatcher.send(SubmitJob { job_id, graph: Arc::new(graph) }).await.map_err(unavailable)?;
+        r?;
+        let directory = self.shared.directory.clone();
+        Ok(JobHandle { job_id, dispatcher: a.dispatcher.clone(), counters, directory })
     }
 
     /// Submits a job, blocking until accepted.
@@ -460,7 +449,7 @@ impl MiniCluster {
     /// Slot occupancy.
     pub fn slot_report(&self) -> Result<SlotReport, ClusterError> {
         let a = self.actors()?;
-        let rm = a.shared.resource_manager().ok_or_else(|| unavailable("no resource manager"))?;
+        let rm = a.shared.directory.resource_manager().ok_or_else(|| unavailable("no resource manager"))?;
         futures::executor::block_on(rm.send(GetSlotReport)).map_err(unavailable)
     }
 
@@ -488,19 +477,19 @@ impl MiniCluster {
     #[cfg(feature = "testing")]
     pub fn crash_resource_manager(&self) -> Result<(), ClusterError> {
         let a = self.actors()?;
-        let rm = a.shared.resource_manager().ok_or_else(|| unavailable("no resource manager"))?;
+        let rm = a.shared.directory.resource_manager().ok_or_else(|| unavailable("no resource manager"))?;
         rm.do_send(riffle_actors::resource_manager::InjectResourceManagerFault);
         Ok(())
     }
 
     /// How often the ResourceManager was restarted by its supervisor.
     pub fn resource_manager_restarts(&self) -> u32 {
-        self.shared.resource_manager_restarts.load(std::sync::atomic::Ordering::Relaxed)
+        self.shared.directory.resource_manager_restarts.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Data channels created but not picked up by both sides (leak checks).
     pub fn pending_channels(&self) -> usize {
-        self.shared.exchange.pending()
+        self.shared.data.exchange.pending()
     }
 
     /// Stops every actor and joins the cluster's threads.
@@ -565,7 +554,8 @@ pub struct JobHandle {
     job_id: JobId,
     dispatcher: Probed<Dispatcher>,
     counters: Arc<JobCounters>,
-    shared: Arc<RuntimeShared>,
+    /// Where its JobMaster is (savepoints and checkpoints on request).
+    directory: Arc<riffle_actors::services::Directory>,
 }
 
 impl JobHandle {
@@ -582,7 +572,6 @@ impl JobHandle {
     /// Waits for the job to end.
     pub async fn wait_async(&self) -> Result<JobResult, ClusterError> {
         let r = self.dispatcher.send(RequestJobResult { job_id: self.job_id }).await.map_err(unavailable)?;
-        self.shared.graphs.remove(&self.job_id);
         Ok(r?)
     }
 
@@ -612,7 +601,7 @@ impl JobHandle {
     }
 
     async fn savepoint(&self, target: Option<PathBuf>, then: AfterSavepoint) -> Result<PathBuf, ClusterError> {
-        let jm = self.shared.job_masters.get(&self.job_id).map(|a| a.clone()).ok_or_else(|| {
+        let jm = self.directory.job_masters.get(&self.job_id).map(|a| a.clone()).ok_or_else(|| {
             ClusterError::Checkpoint(format!("job {} is not running: no savepoint can be taken", self.job_id))
         })?;
         jm.send(SavepointRequest { target, then }).await.map_err(unavailable)?.map_err(ClusterError::Runtime)
@@ -644,7 +633,7 @@ impl JobHandle {
     /// Triggers a checkpoint now; returns its id once it completed.
     pub fn trigger_checkpoint(&self) -> Result<u64, ClusterError> {
         futures::executor::block_on(async {
-            let jm = self.shared.job_masters.get(&self.job_id).map(|a| a.clone()).ok_or_else(|| {
+            let jm = self.directory.job_masters.get(&self.job_id).map(|a| a.clone()).ok_or_else(|| {
                 ClusterError::Checkpoint(format!("job {} is not running: no checkpoint can be taken", self.job_id))
             })?;
             jm.send(CheckpointRequest).await.map_err(unavailable)?.map_err(ClusterError::Runtime)

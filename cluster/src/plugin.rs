@@ -118,7 +118,7 @@ impl Plugin {
         let build = job.build;
         std::panic::catch_unwind(|| build(args))
             .map_err(|_| ClusterError::Plugin(format!("building job '{entry}' panicked")))?
-            .map_err(|e| ClusterError::Plugin(format!("job '{entry}': {e}")))
+            .map_err(|source| ClusterError::PluginJob { entry: entry.to_string(), source })
     }
 }
 

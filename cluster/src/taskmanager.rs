@@ -193,10 +193,9 @@ impl TaskManager {
                         })?;
                     let port = if settings.data_port == 0 { listener.local_addr().port() } else { settings.data_port };
                     settings.link.data_address = format!("{}:{port}", settings.link.advertised);
-                    s2.set_data_plane(Arc::new(NetworkDataPlane::new(s2.clone(), data.clone())));
+                    s2.data.set_data_plane(Arc::new(NetworkDataPlane::new(s2.clone(), data.clone())));
                     actix::spawn(inbound::serve(listener, s2.clone(), data, stopped.clone()));
-                    let te = TaskExecutor::new(settings.link.resource_id.clone(), s2.clone(), settings.task_executor)
-                        .start();
+                    let te = TaskExecutor::new(settings.link.resource_id.clone(), &s2, settings.task_executor).start();
                     actix::spawn(taskmanager_side::run(settings.link, s2, te.clone(), programs, stopped));
                     Ok::<_, String>(te)
                 });
@@ -221,7 +220,7 @@ impl TaskManager {
 
     /// Whether it is registered at a JobManager now.
     pub fn is_registered(&self) -> bool {
-        self.shared.has_remote_job_manager()
+        self.shared.directory.has_remote_job_manager()
     }
 
     /// Waits until it is registered at a JobManager.
@@ -239,7 +238,7 @@ impl TaskManager {
     /// Jobs whose graph this TaskManager holds now (a job is forgotten when it gives back its
     /// last slot here).
     pub fn jobs_known(&self) -> usize {
-        self.shared.graphs.len()
+        self.shared.code.graphs.len()
     }
 
     /// Subtasks running here now.

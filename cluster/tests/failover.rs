@@ -193,7 +193,7 @@ fn only_the_current_attempt_of_a_running_job_may_end() {
         assert!(Instant::now() < deadline, "the second attempt never ran");
         std::thread::sleep(Duration::from_millis(5));
     }
-    let jm = mc.shared().job_masters.get(&h.job_id()).map(|a| a.clone()).expect("the job's JobMaster");
+    let jm = mc.shared().directory.job_masters.get(&h.job_id()).map(|a| a.clone()).expect("the job's JobMaster");
     let deadline = Instant::now() + Duration::from_secs(60);
     let ask = |attempt| {
         let e = riffle_actors::ExecutionId { job: h.job_id(), vertex: 0, subtask: 0, attempt };
@@ -282,7 +282,7 @@ fn a_highly_available_dispatcher_stores_every_history_change_and_continues_a_rec
     let job = riffle_cluster::JobId::generate();
     let store = std::sync::Arc::new(MemoryJobStore::default());
     store.recovered.lock().unwrap().insert(job, previous.snapshot());
-    mc.shared().set_job_store(store.clone());
+    mc.shared().jobs.set_job_store(store.clone());
 
     let (env, out) = flaky_job(&FAILURES, 1);
     let h = mc.submit_with_id(job, env.build_job_graph("recovered").unwrap()).unwrap();

@@ -82,7 +82,7 @@ fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 
 /// Whether every subtask of the short branch's vertex finished.
 fn short_finished(mc: &MiniCluster, job: riffle_cluster::JobId) -> bool {
-    let Some(view) = mc.shared().view(job) else { return false };
+    let Some(view) = mc.shared().jobs.view(job) else { return false };
     let Some(v) = view.vertices.iter().position(|v| v.name.contains("short")) else { return false };
     view.state().tasks.get(v).is_some_and(|t| t.iter().all(|s| s.as_str() == "FINISHED"))
 }

@@ -167,7 +167,7 @@ fn a_job_runs_on_a_task_manager_process_with_exact_results() {
     let r = job.wait(Some(Duration::from_secs(60))).unwrap();
     assert_eq!(r.status, JobStatus::Finished, "{:?}", r.error);
     // The TaskManager's counters reach the JobManager's view (REST, web UI) with its heartbeats.
-    let view = jm.shared().view(job.job_id()).unwrap();
+    let view = jm.shared().jobs.view(job.job_id()).unwrap();
     let read = |v: usize| -> u64 {
         view.vertices[v].subtasks.iter().map(|io| io.records_in.load(std::sync::atomic::Ordering::Relaxed)).sum()
     };
@@ -267,7 +267,7 @@ fn a_job_spread_over_two_task_managers_exchanges_its_data_over_the_network_exact
     let r = job.wait(Some(Duration::from_secs(60))).unwrap();
     assert_eq!(r.status, JobStatus::Finished, "{:?}", r.error);
     // What crossed the network is counted on both sides (REST's read-bytes/write-bytes).
-    let view = jm.shared().view(job.job_id()).unwrap();
+    let view = jm.shared().jobs.view(job.job_id()).unwrap();
     let bytes = |v: usize, f: fn(&riffle_actors::job_view::SubtaskIo) -> u64| -> u64 {
         view.vertices[v].subtasks.iter().map(|io| f(io)).sum()
     };
@@ -312,7 +312,12 @@ fn received_data_goes_through_a_small_fixed_network_buffer_pool_exactly() {
     for tm in ["tm-p1", "tm-p2"] {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let sample = match jm.shared().task_executors.get(&riffle_actors::ResourceId(tm.into())).map(|g| g.clone())
+            let sample = match jm
+                .shared()
+                .directory
+                .task_executors
+                .get(&riffle_actors::ResourceId(tm.into()))
+                .map(|g| g.clone())
             {
                 Some(riffle_actors::peers::TaskExecutorGateway::Remote(r)) => r.latest().network,
                 _ => None,

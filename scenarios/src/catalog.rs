@@ -28,39 +28,45 @@ fn arg(name: &str, default: &str, help: &str) -> ProgramArg {
     ProgramArg { name: name.into(), default: default.into(), help: help.into() }
 }
 
+/// A user's mistake in naming a program or its arguments.
+fn invalid(why: String) -> ApiError {
+    ProgramError::Invalid(why).into()
+}
+
 /// `--name value` pairs, each name one of `known`.
-fn parse_args(args: &[String], known: &[ProgramArg]) -> Result<BTreeMap<String, String>, String> {
+fn parse_args(args: &[String], known: &[ProgramArg]) -> Result<BTreeMap<String, String>, ApiError> {
     let mut out: BTreeMap<String, String> = known.iter().map(|a| (a.name.clone(), a.default.clone())).collect();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let Some(name) = a.strip_prefix("--") else {
-            return Err(format!("expected --name value, got '{a}'"));
+            return Err(invalid(format!("expected --name value, got '{a}'")));
         };
         let (name, value) = match name.split_once('=') {
             Some((n, v)) => (n.to_string(), v.to_string()),
-            None => (name.to_string(), it.next().cloned().ok_or_else(|| format!("--{name} needs a value"))?),
+            None => (name.to_string(), it.next().cloned().ok_or_else(|| invalid(format!("--{name} needs a value")))?),
         };
         if !known.iter().any(|k| k.name == name) {
             let names: Vec<_> = known.iter().map(|k| format!("--{}", k.name)).collect();
-            return Err(format!("unknown argument --{name}; this program takes {}", names.join(", ")));
+            return Err(invalid(format!("unknown argument --{name}; this program takes {}", names.join(", "))));
         }
         out.insert(name, value);
     }
     Ok(out)
 }
 
-fn number(args: &BTreeMap<String, String>, name: &str) -> Result<u64, String> {
+fn number(args: &BTreeMap<String, String>, name: &str) -> Result<u64, ApiError> {
     let v = args.get(name).map(String::as_str).unwrap_or("0");
-    v.parse().map_err(|_| format!("--{name} must be a non-negative integer, got '{v}'"))
+    v.parse().map_err(|_| invalid(format!("--{name} must be a non-negative integer, got '{v}'")))
 }
 
-fn output(args: &BTreeMap<String, String>, program: &str) -> Result<PathBuf, String> {
+fn output(args: &BTreeMap<String, String>, program: &str) -> Result<PathBuf, ApiError> {
     match args.get("output").filter(|s| !s.is_empty()) {
         Some(p) if p.starts_with('/') => Ok(PathBuf::from(p)),
-        Some(p) => Err(format!("--output must be an absolute path, got '{p}'")),
+        Some(p) => Err(invalid(format!("--output must be an absolute path, got '{p}'"))),
         None => {
             let dir = std::env::temp_dir().join("riffle-programs");
-            std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|source| ProgramError::Io { what: format!("cannot create {}", dir.display()), source })?;
             Ok(dir.join(format!("{program}-{}", riffle_api::time::now_ms())))
         }
     }
@@ -135,9 +141,7 @@ impl Programs for BuiltinPrograms {
     /// A user error (unknown program, bad argument) is [`ProgramError::Invalid`] with its message.
     fn build(&self, origin: &JobOrigin) -> Result<JobGraph, ApiError> {
         match &origin.program {
-            ProgramSource::Builtin(name) => {
-                build(name, &origin.args, origin.parallelism).map_err(|e| ProgramError::Invalid(e).into())
-            }
+            ProgramSource::Builtin(name) => build(name, &origin.args, origin.parallelism),
             ProgramSource::Plugin { path, entry, .. } => {
                 Err(ProgramError::Invalid(format!("job '{entry}' of plugin '{path}' is not a built-in program")).into())
             }
@@ -145,12 +149,12 @@ impl Programs for BuiltinPrograms {
     }
 }
 
-/// Builds program `name`; a user error (unknown program, bad argument) as its message.
-fn build(name: &str, args: &[String], parallelism: Option<u32>) -> Result<JobGraph, String> {
+/// Builds program `name`; an unknown program or a bad argument is [`ProgramError::Invalid`].
+fn build(name: &str, args: &[String], parallelism: Option<u32>) -> Result<JobGraph, ApiError> {
     let info = BuiltinPrograms::infos()
         .into_iter()
         .find(|p| p.name == name)
-        .ok_or_else(|| format!("no program named '{name}'"))?;
+        .ok_or_else(|| invalid(format!("no program named '{name}'")))?;
     let mut a = parse_args(args, &info.args)?;
     let p = parallelism.unwrap_or(1).max(1);
     // The generated default output path is fixed now, so a TaskManager process that builds
@@ -167,7 +171,7 @@ fn build(name: &str, args: &[String], parallelism: Option<u32>) -> Result<JobGra
             let input = match a.get("input").filter(|s| !s.is_empty()) {
                 Some(f) => {
                     let path = PathBuf::from(f);
-                    std::fs::metadata(&path).map_err(|e| format!("cannot read --input '{f}': {e}"))?;
+                    std::fs::metadata(&path).map_err(|e| invalid(format!("cannot read --input '{f}': {e}")))?;
                     crate::wordcount::Input::File(path)
                 }
                 None => crate::wordcount::Input::Generated(number(&a, "events")?),
@@ -176,8 +180,12 @@ fn build(name: &str, args: &[String], parallelism: Option<u32>) -> Result<JobGra
             env.build_job_graph("wordcount")
         }
         "nexmark" => {
-            let q: crate::nexmark::Query =
-                a.get("query").map(String::as_str).unwrap_or("q5").parse().map_err(|e| format!("{e}"))?;
+            let q: crate::nexmark::Query = a
+                .get("query")
+                .map(String::as_str)
+                .unwrap_or("q5")
+                .parse()
+                .map_err(|e: crate::ScenarioError| invalid(e.to_string()))?;
             let env = crate::environment(p, &Configuration::new());
             crate::nexmark::define(&env, q, number(&a, "events")?, Some(output(&a, "nexmark")?));
             env.build_job_graph(&format!("nexmark {}", a.get("query").map(String::as_str).unwrap_or("q5")))
@@ -190,10 +198,14 @@ fn build(name: &str, args: &[String], parallelism: Option<u32>) -> Result<JobGra
             number(&a, "rate")?,
         ),
         "bench" => {
-            let w: crate::bench::Workload =
-                a.get("workload").map(String::as_str).unwrap_or("W1").parse().map_err(|e| format!("{e}"))?;
+            let w: crate::bench::Workload = a
+                .get("workload")
+                .map(String::as_str)
+                .unwrap_or("W1")
+                .parse()
+                .map_err(|e: crate::ScenarioError| invalid(e.to_string()))?;
             return finish(
-                crate::bench::graph(w, number(&a, "events")?, p).map_err(|e| e.to_string())?,
+                crate::bench::graph(w, number(&a, "events")?, p).map_err(|e| invalid(e.to_string()))?,
                 name,
                 resolved,
                 p,
@@ -212,13 +224,13 @@ fn build(name: &str, args: &[String], parallelism: Option<u32>) -> Result<JobGra
             };
             crate::drill::graph(&o, &Configuration::new())
         }
-        other => return Err(format!("no program named '{other}'")),
+        other => return Err(invalid(format!("no program named '{other}'"))),
     };
-    finish(graph.map_err(|e| e.to_string())?, name, resolved, p)
+    finish(graph?, name, resolved, p)
 }
 
 /// Records how a built-in program's graph was built, so TaskManager processes can build it.
-fn finish(mut graph: JobGraph, name: &str, args: Vec<String>, parallelism: u32) -> Result<JobGraph, String> {
+fn finish(mut graph: JobGraph, name: &str, args: Vec<String>, parallelism: u32) -> Result<JobGraph, ApiError> {
     graph.set_origin(riffle_api::JobOrigin {
         program: riffle_api::ProgramSource::Builtin(name.to_string()),
         args,

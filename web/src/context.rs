@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use riffle_actors::dispatcher::Dispatcher;
 use riffle_actors::mailbox::Probed;
+use riffle_actors::services::{Directory, JobRecords};
 use riffle_actors::RuntimeShared;
 pub use riffle_api::{ProgramArg, ProgramInfo, Programs};
 
@@ -42,8 +43,12 @@ pub type Triggers = Mutex<HashMap<(riffle_actors::JobId, String), Operation>>;
 
 /// Shared by every handler.
 pub struct RestContext {
-    /// The runtime's registries and read-only views.
-    pub shared: Arc<RuntimeShared>,
+    /// The cluster configuration.
+    pub cluster_config: riffle_api::Configuration,
+    /// Where the ResourceManager, TaskExecutors and JobMasters are.
+    pub directory: Arc<Directory>,
+    /// What the runtime records of each job: views, counters, checkpoint statistics.
+    pub jobs: Arc<JobRecords>,
     /// Submissions, cancellations, job results and exception histories.
     pub dispatcher: Probed<Dispatcher>,
     /// Builds every job submitted here: the programs users may submit by name (`/programs`)
@@ -64,14 +69,16 @@ pub struct RestContext {
 impl RestContext {
     /// A context over a runtime.
     pub fn new(
-        shared: Arc<RuntimeShared>,
+        shared: &RuntimeShared,
         dispatcher: Probed<Dispatcher>,
         programs: Option<Arc<dyn Programs>>,
         config: RestConfig,
     ) -> Self {
-        let metrics = crate::metrics::Metrics::new(shared.clone());
+        let metrics = crate::metrics::Metrics::new(shared.jobs.clone(), shared.directory.clone());
         Self {
-            shared,
+            cluster_config: shared.config.clone(),
+            directory: shared.directory.clone(),
+            jobs: shared.jobs.clone(),
             dispatcher,
             programs,
             jars: Mutex::new(std::collections::BTreeMap::new()),

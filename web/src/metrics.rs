@@ -12,7 +12,8 @@ use opentelemetry::KeyValue;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use riffle_actors::checkpoint_coordinator::CheckpointStats;
 use riffle_actors::job_view::SubtaskIo;
-use riffle_actors::{JobId, RuntimeShared};
+use riffle_actors::services::{Directory, JobRecords};
+use riffle_actors::JobId;
 
 use crate::error::WebError;
 
@@ -27,7 +28,7 @@ struct Sample {
 
 /// The exporter and the sampler.
 pub struct Metrics {
-    shared: Arc<RuntimeShared>,
+    jobs: Arc<JobRecords>,
     registry: prometheus::Registry,
     _provider: Option<SdkMeterProvider>,
     samples: Mutex<HashMap<(JobId, u32, u32), Sample>>,
@@ -38,8 +39,8 @@ fn job_attrs(job: JobId, name: &str) -> Vec<KeyValue> {
 }
 
 impl Metrics {
-    /// Instruments over `shared`.
-    pub fn new(shared: Arc<RuntimeShared>) -> Self {
+    /// Instruments over the jobs' records and the cluster's directory.
+    pub fn new(jobs: Arc<JobRecords>, directory: Arc<Directory>) -> Self {
         let registry = prometheus::Registry::new();
         let provider = match opentelemetry_prometheus::exporter().with_registry(registry.clone()).build() {
             Ok(exporter) => Some(SdkMeterProvider::builder().with_reader(exporter).build()),
@@ -49,9 +50,9 @@ impl Metrics {
             }
         };
         if let Some(p) = &provider {
-            register(&p.meter("riffle"), &shared);
+            register(&p.meter("riffle"), &jobs, &directory);
         }
-        Self { shared, registry, _provider: provider, samples: Mutex::new(HashMap::new()) }
+        Self { jobs, registry, _provider: provider, samples: Mutex::new(HashMap::new()) }
     }
 
     /// The Prometheus text exposition.
@@ -68,7 +69,7 @@ impl Metrics {
     /// Share of time each subtask of `vertex` waited for room downstream over the latest
     /// sampling period (about a second), 0..=1.
     pub fn subtask_backpressure(&self, job: JobId, vertex: u32) -> Vec<f64> {
-        let Some(view) = self.shared.view(job) else { return vec![] };
+        let Some(view) = self.jobs.view(job) else { return vec![] };
         let Some(v) = view.vertices.get(vertex as usize) else { return vec![] };
         let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
@@ -103,7 +104,7 @@ impl Metrics {
 
     /// The highest subtask backpressure of each vertex of `job`.
     pub fn backpressure(&self, job: JobId) -> HashMap<u32, f64> {
-        let Some(view) = self.shared.view(job) else { return HashMap::new() };
+        let Some(view) = self.jobs.view(job) else { return HashMap::new() };
         (0..view.vertices.len() as u32)
             .map(|v| (v, self.subtask_backpressure(job, v).into_iter().fold(0.0, f64::max)))
             .collect()
@@ -111,7 +112,7 @@ impl Metrics {
 }
 
 /// Observes `value` of every vertex of every job, labelled with job and vertex.
-fn per_vertex(s: &RuntimeShared, o: &dyn AsyncInstrument<u64>, value: impl Fn(&[Arc<SubtaskIo>]) -> u64) {
+fn per_vertex(s: &JobRecords, o: &dyn AsyncInstrument<u64>, value: impl Fn(&[Arc<SubtaskIo>]) -> u64) {
     for v in s.views.iter() {
         for x in &v.vertices {
             let mut a = job_attrs(v.job_id, &v.name);
@@ -122,7 +123,7 @@ fn per_vertex(s: &RuntimeShared, o: &dyn AsyncInstrument<u64>, value: impl Fn(&[
 }
 
 /// Observes `value` of every job's checkpoint statistics.
-fn per_job_checkpoints(s: &RuntimeShared, o: &dyn AsyncInstrument<u64>, value: impl Fn(&CheckpointStats) -> u64) {
+fn per_job_checkpoints(s: &JobRecords, o: &dyn AsyncInstrument<u64>, value: impl Fn(&CheckpointStats) -> u64) {
     for v in s.views.iter() {
         o.observe(value(&s.checkpoint_stats(v.job_id)), &job_attrs(v.job_id, &v.name));
     }
@@ -132,7 +133,7 @@ fn sum(subtasks: &[Arc<SubtaskIo>], f: impl Fn(&SubtaskIo) -> u64) -> u64 {
     subtasks.iter().map(|io| f(io)).sum()
 }
 
-fn register(meter: &opentelemetry::metrics::Meter, shared: &Arc<RuntimeShared>) {
+fn register(meter: &opentelemetry::metrics::Meter, jobs: &Arc<JobRecords>, directory: &Arc<Directory>) {
     type Pick = fn(&[Arc<SubtaskIo>]) -> u64;
     let vertex_counters: [(&'static str, &'static str, Pick); 2] = [
         ("riffle_vertex_records_in", "Records read by a vertex's subtasks from their inputs", |x| {
@@ -143,14 +144,14 @@ fn register(meter: &opentelemetry::metrics::Meter, shared: &Arc<RuntimeShared>) 
         }),
     ];
     for (name, help, pick) in vertex_counters {
-        let s = shared.clone();
+        let s = jobs.clone();
         meter
             .u64_observable_counter(name)
             .with_description(help)
             .with_callback(move |o| per_vertex(&s, o, pick))
             .build();
     }
-    let s = shared.clone();
+    let s = jobs.clone();
     meter
         .f64_observable_counter("riffle_vertex_backpressured_seconds")
         .with_description("Time a vertex's subtasks waited for room in a full output channel")
@@ -165,7 +166,7 @@ fn register(meter: &opentelemetry::metrics::Meter, shared: &Arc<RuntimeShared>) 
             }
         })
         .build();
-    let s = shared.clone();
+    let s = jobs.clone();
     meter
         .u64_observable_gauge("riffle_vertex_backpressured_subtasks")
         .with_description("Subtasks of a vertex waiting for room downstream right now")
@@ -173,7 +174,7 @@ fn register(meter: &opentelemetry::metrics::Meter, shared: &Arc<RuntimeShared>) 
             per_vertex(&s, o, |x| x.iter().filter(|io| io.backpressured.load(Ordering::Relaxed)).count() as u64)
         })
         .build();
-    let s = shared.clone();
+    let s = jobs.clone();
     meter
         .u64_observable_counter("riffle_job_restarts")
         .with_description("Restarts of a job (its attempt number)")
@@ -200,7 +201,7 @@ fn register(meter: &opentelemetry::metrics::Meter, shared: &Arc<RuntimeShared>) 
         }),
     ];
     for (name, help, counter, pick) in checkpoint_metrics {
-        let s = shared.clone();
+        let s = jobs.clone();
         let callback = move |o: &dyn AsyncInstrument<u64>| per_job_checkpoints(&s, o, pick);
         if counter {
             meter.u64_observable_counter(name).with_description(help).with_callback(callback).build();
@@ -208,21 +209,21 @@ fn register(meter: &opentelemetry::metrics::Meter, shared: &Arc<RuntimeShared>) 
             meter.u64_observable_gauge(name).with_description(help).with_callback(callback).build();
         }
     }
-    type Cluster = fn(&RuntimeShared) -> u64;
+    type Cluster = fn(&Directory) -> u64;
     let cluster_gauges: [(&'static str, &'static str, Cluster); 3] = [
         ("riffle_task_executors", "TaskExecutors registered", |s| s.task_executors.len() as u64),
         ("riffle_slots_total", "Task slots of all TaskExecutors", |s| s.slots.total.load(Ordering::Relaxed)),
         ("riffle_slots_available", "Task slots not allocated to a job", |s| s.slots.free.load(Ordering::Relaxed)),
     ];
     for (name, help, pick) in cluster_gauges {
-        let s = shared.clone();
+        let s = directory.clone();
         meter
             .u64_observable_gauge(name)
             .with_description(help)
             .with_callback(move |o| o.observe(pick(&s), &[]))
             .build();
     }
-    let s = shared.clone();
+    let s = jobs.clone();
     meter
         .u64_observable_gauge("riffle_jobs")
         .with_description("Jobs by status")

@@ -24,7 +24,7 @@ use crate::checkpoint_storage;
 use crate::error::RuntimeError;
 use crate::gateway::{AcknowledgeCheckpoint, DeclineCheckpoint, NotifyCheckpoint, TriggerCheckpoint};
 use crate::ids::{ExecutionId, JobId, ResourceId};
-use crate::registry::RuntimeShared;
+use crate::services::{Directory, JobRecords};
 use crate::shared_state_registry::SharedStateRegistry;
 
 fn lock(r: &std::sync::Mutex<SharedStateRegistry>) -> std::sync::MutexGuard<'_, SharedStateRegistry> {
@@ -134,7 +134,10 @@ pub struct CheckpointCoordinator {
     interval: Option<Duration>,
     /// `state.savepoints.dir`, the default target of savepoints.
     savepoint_dir: Option<PathBuf>,
-    shared: Arc<RuntimeShared>,
+    /// Where the TaskExecutors are (notifications of completion and abort go to them).
+    directory: Arc<Directory>,
+    /// The job's checkpoint statistics and (HA) store.
+    jobs: Arc<JobRecords>,
     tasks: Vec<(ExecutionId, ResourceId)>,
     /// Where each subtask runs.
     located: HashMap<ExecutionId, ResourceId>,
@@ -164,12 +167,13 @@ impl CheckpointCoordinator {
     pub fn new(
         job: JobId,
         settings: CheckpointSettings,
-        shared: Arc<RuntimeShared>,
+        directory: Arc<Directory>,
+        jobs: Arc<JobRecords>,
         tasks: CoordinatorTasks,
         ids: Arc<AtomicU64>,
         on_complete: Recipient<CheckpointCompleted>,
     ) -> Self {
-        let stats = shared.checkpoint_stats(job);
+        let stats = jobs.checkpoint_stats(job);
         let (incremental, job_dir) = (settings.incremental, settings.job_dir(job));
         let core = CoordinatorCore::new(
             job,
@@ -186,7 +190,8 @@ impl CheckpointCoordinator {
             job,
             interval: settings.interval,
             savepoint_dir: settings.savepoint_dir,
-            shared,
+            directory,
+            jobs,
             located: tasks.tasks.iter().cloned().collect(),
             enumerators: tasks.enumerators,
             tasks: tasks.tasks,
@@ -246,7 +251,7 @@ impl CheckpointCoordinator {
                     .or_insert_with(|| latest.filter(|base| incremental && lock(registry).pin(checkpoint_id, *base)));
                 for e in &to {
                     let Some(rid) = self.located.get(e) else { continue };
-                    if let Some(te) = self.shared.task_executors.get(rid) {
+                    if let Some(te) = self.directory.task_executors.get(rid) {
                         te.do_send(TriggerCheckpoint {
                             execution: *e,
                             checkpoint_id,
@@ -270,7 +275,7 @@ impl CheckpointCoordinator {
                 let unused = lock(&self.registry).unpin(checkpoint_id);
                 self.delete_shared(unused);
                 for (e, rid) in &self.tasks {
-                    if let Some(te) = self.shared.task_executors.get(rid) {
+                    if let Some(te) = self.directory.task_executors.get(rid) {
                         te.do_send(NotifyCheckpoint { execution: *e, checkpoint_id, completed });
                     }
                 }
@@ -295,7 +300,7 @@ impl CheckpointCoordinator {
     /// the job ever has: an id is never handed out twice, whichever leader asks. Otherwise
     /// from the job's own counter, at once.
     fn reserve_id(&mut self, request: super::core::IdRequest, ctx: &mut Context<Self>) {
-        let Some(store) = self.shared.job_store() else {
+        let Some(store) = self.jobs.job_store() else {
             let id = self.ids.fetch_add(1, Ordering::Relaxed);
             return self.on(CoordinatorEvent::IdReserved { request, id }, ctx);
         };

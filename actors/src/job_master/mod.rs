@@ -34,9 +34,9 @@ use crate::gateway::{
 };
 use crate::ids::{ExecutionId, JobId};
 use crate::job_status::JobStatus;
-use crate::registry::RuntimeShared;
 use crate::restart_strategy::{RestartStrategy, RestartTracker};
 use crate::restore_plan::{plan, RestorePlan, RestorePoint, VertexShape};
+use crate::services::{DataServices, Directory, JobRecords, RuntimeShared};
 use crate::source_coordinator::SourceCoordinator;
 use crate::supervision::{catch_panic, ChildExited, ExitReason};
 use riffle_state::checkpoint_metadata::VertexInfo;
@@ -154,11 +154,38 @@ pub struct JobMasterParent {
     pub exit: Recipient<ChildExited>,
 }
 
+/// What a JobMaster reaches outside itself: the cluster configuration, the addresses of the
+/// ResourceManager and TaskExecutors, the job's records, and the in-process channels (an
+/// attempt's are dropped when it ends).
+#[derive(Clone)]
+pub struct JobMasterServices {
+    /// The cluster configuration (the job's own options are in its graph).
+    pub config: riffle_api::Configuration,
+    /// Where the ResourceManager and the TaskExecutors are.
+    pub directory: Arc<Directory>,
+    /// The job's view, counters, checkpoint statistics and (HA) store.
+    pub jobs: Arc<JobRecords>,
+    /// In-process data channels.
+    pub data: Arc<DataServices>,
+}
+
+impl JobMasterServices {
+    /// The parts of `shared` a JobMaster uses.
+    pub fn of(shared: &RuntimeShared) -> Self {
+        Self {
+            config: shared.config.clone(),
+            directory: shared.directory.clone(),
+            jobs: shared.jobs.clone(),
+            data: shared.data.clone(),
+        }
+    }
+}
+
 /// The JobMaster actor.
 pub struct JobMaster {
     job: JobId,
     graph: Arc<JobGraph>,
-    shared: Arc<RuntimeShared>,
+    services: JobMasterServices,
     settings: JobMasterSettings,
     /// The lifecycle: every decision about the job.
     core: JobCore,
@@ -184,7 +211,7 @@ impl JobMaster {
     pub fn new(
         job: JobId,
         graph: Arc<JobGraph>,
-        shared: Arc<RuntimeShared>,
+        services: JobMasterServices,
         settings: JobMasterSettings,
         parent: JobMasterParent,
     ) -> Self {
@@ -198,7 +225,7 @@ impl JobMaster {
         Self {
             job,
             graph,
-            shared,
+            services,
             settings,
             core,
             coordinators: HashMap::new(),
@@ -240,29 +267,32 @@ impl JobMaster {
                 self.history.do_send(ExceptionRecorded { job_id: self.job, entry });
             }
             JobCommand::ShowTaskState { vertex, subtask, state } => {
-                if let Some(view) = self.shared.view(self.job) {
+                if let Some(view) = self.services.jobs.view(self.job) {
                     view.set_task(vertex, subtask, state);
                 }
             }
             JobCommand::PrepareAttempt { previous, .. } => {
                 if let Some(old) = previous {
-                    self.shared.exchange.remove_attempt(self.job, old);
+                    self.services.data.exchange.remove_attempt(self.job, old);
                 }
                 let result = self.start_coordinators();
-                let executors_present =
-                    self.core.assignments().iter().all(|a| self.shared.task_executors.contains_key(&a.resource_id));
+                let executors_present = self
+                    .core
+                    .assignments()
+                    .iter()
+                    .all(|a| self.services.directory.task_executors.contains_key(&a.resource_id));
                 return Some(JobInput::AttemptPrepared { result, executors_present });
             }
             JobCommand::RequestSlots => return self.request_slots(ctx),
             JobCommand::ReleaseSlots => {
-                if let Some(rm) = self.shared.resource_manager() {
+                if let Some(rm) = self.services.directory.resource_manager() {
                     rm.do_send(ReleaseSlots { job_id: self.job });
                 }
             }
             JobCommand::Deploy { attempt, assignments } => return self.deploy(attempt, &assignments),
             JobCommand::CancelTasks(tasks) => {
                 for (execution, resource_id) in tasks {
-                    if let Some(te) = self.shared.task_executors.get(&resource_id) {
+                    if let Some(te) = self.services.directory.task_executors.get(&resource_id) {
                         te.do_send(CancelTask { execution });
                     }
                 }
@@ -281,7 +311,7 @@ impl JobMaster {
                     c.do_send(StopCheckpointing { reason: reason.to_string() });
                 }
             }
-            JobCommand::DropChannels { attempt } => self.shared.exchange.remove_attempt(self.job, attempt),
+            JobCommand::DropChannels { attempt } => self.services.data.exchange.remove_attempt(self.job, attempt),
             JobCommand::Terminate { status, error } => {
                 self.graph.job_terminated();
                 let result = JobResult {
@@ -331,7 +361,8 @@ impl JobMaster {
         let c = CheckpointCoordinator::new(
             self.job,
             settings,
-            self.shared.clone(),
+            self.services.directory.clone(),
+            self.services.jobs.clone(),
             tasks,
             self.checkpoint_ids.clone(),
             ctx.address().recipient(),
@@ -415,7 +446,7 @@ impl JobMaster {
 
     /// Asks the ResourceManager for the job's slots; the answer comes back as an input.
     fn request_slots(&mut self, ctx: &mut Context<Self>) -> Option<JobInput> {
-        let Some(rm) = self.shared.resource_manager() else {
+        let Some(rm) = self.services.directory.resource_manager() else {
             return Some(JobInput::SchedulingFailed(RuntimeError::Unavailable("no resource manager".into())));
         };
         let req = RequestSlots {
@@ -442,7 +473,7 @@ impl JobMaster {
 
     /// Sends every subtask of `attempt` to its slot's TaskExecutor (consumers first).
     fn deploy(&mut self, attempt: u32, assignments: &[SlotAssignment]) -> Option<JobInput> {
-        let peers = match placement(&self.shared, assignments) {
+        let peers = match placement(&self.services.directory, assignments) {
             Ok(p) => p,
             Err(why) => return Some(JobInput::PlacementFailed(why)),
         };
@@ -453,10 +484,10 @@ impl JobMaster {
                 is_savepoint: point.meta.kind == riffle_state::checkpoint_metadata::CheckpointKind::Savepoint,
                 external_path: point.dir.as_ref().map(|d| d.display().to_string()),
             };
-            self.shared.checkpoint_stats(self.job).with_history(|h| h.restored(record));
+            self.services.jobs.checkpoint_stats(self.job).with_history(|h| h.restored(record));
         }
         let vertices: Vec<(u32, u32)> = self.graph.vertices().iter().map(|v| (v.id as u32, v.parallelism)).collect();
-        let view = self.shared.view(self.job);
+        let view = self.services.jobs.view(self.job);
         if let Some(view) = &view {
             view.new_attempt(attempt);
             for &(v, p) in &vertices {
@@ -473,7 +504,7 @@ impl JobMaster {
                 let Some(a) = assignments.get(s as usize) else {
                     return Some(JobInput::DeployFailed(format!("no slot for subtask {s} of vertex {v}")));
                 };
-                let te = self.shared.task_executors.get(&a.resource_id).map(|t| t.clone());
+                let te = self.services.directory.task_executors.get(&a.resource_id).map(|t| t.clone());
                 if let Some(view) = &view {
                     view.set_location(v, s, a.resource_id.to_string());
                 }
@@ -509,12 +540,13 @@ impl JobMaster {
 
     /// Reads the job's settings into the core; the first bad one is why scheduling fails.
     fn read_settings(&mut self) -> Result<Option<std::path::PathBuf>, RuntimeError> {
-        let mut conf = self.shared.config.clone();
+        let mut conf = self.services.config.clone();
         conf.merge(&self.graph.config);
         let strategy = RestartStrategy::from_config(&conf)?;
         self.core.set_restart_tracker(RestartTracker::new(strategy));
         let c = CheckpointSettings::from_config(&conf)?;
-        *self.shared.checkpoint_stats(self.job).settings.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
+        *self.services.jobs.checkpoint_stats(self.job).settings.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(c.clone());
         self.core.enable_checkpointing(c.after_tasks_finish);
         self.checkpointing = Some(c);
         self.allow_non_restored = conf.get(&IGNORE_UNCLAIMED_STATE)?;
@@ -558,10 +590,10 @@ impl Actor for JobMaster {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        self.shared.job_masters.remove(&self.job);
+        self.services.directory.job_masters.remove(&self.job);
         if !self.core.is_done() {
             self.graph.job_terminated();
-            if let Some(rm) = self.shared.resource_manager() {
+            if let Some(rm) = self.services.directory.resource_manager() {
                 rm.do_send(ReleaseSlots { job_id: self.job });
             }
         }
@@ -586,7 +618,7 @@ impl Handler<CheckpointCompleted> for JobMaster {
     type Result = ();
     fn handle(&mut self, msg: CheckpointCompleted, _: &mut Self::Context) {
         let newer = self.restore_point.as_ref().is_none_or(|c| c.meta.checkpoint_id < msg.meta.checkpoint_id);
-        if let (Some(store), Some(dir), true) = (self.shared.job_store(), &msg.dir, newer) {
+        if let (Some(store), Some(dir), true) = (self.services.jobs.job_store(), &msg.dir, newer) {
             store.checkpoint_completed(self.job, msg.meta.checkpoint_id, dir);
         }
         if newer {
@@ -715,7 +747,7 @@ impl Handler<TaskExecutorLost> for JobMaster {
 /// over the JobManager's own TaskExecutors and TaskManager processes is refused: the
 /// JobManager process has no data plane.
 fn placement(
-    shared: &RuntimeShared,
+    directory: &Directory,
     assignments: &[SlotAssignment],
 ) -> Result<Option<Vec<crate::gateway::PeerLocation>>, String> {
     let mut executors: Vec<&crate::ids::ResourceId> = assignments.iter().map(|a| &a.resource_id).collect();
@@ -726,7 +758,7 @@ fn placement(
     }
     let mut peers = Vec::with_capacity(assignments.len());
     for a in assignments {
-        let data_address = match shared.task_executors.get(&a.resource_id).map(|g| g.clone()) {
+        let data_address = match directory.task_executors.get(&a.resource_id).map(|g| g.clone()) {
             Some(crate::peers::TaskExecutorGateway::Remote(r)) => Some(r.data_address().to_string()),
             Some(crate::peers::TaskExecutorGateway::Local(_)) => None,
             None => return Err(format!("task executor {} is gone", a.resource_id)),

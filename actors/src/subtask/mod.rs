@@ -61,7 +61,7 @@ use crate::ids::{ExecutionId, ResourceId};
 use crate::input_gate::{BatchEncoder, Delivery, GateEvent, InputGate, Interrupt};
 use crate::local_recovery::{LocalSnapshots, LOCAL_RECOVERY};
 use crate::peers::JobMasterGateway;
-use crate::registry::RuntimeShared;
+use crate::services::TaskServices;
 use crate::snapshot_writer::{InFlightSnapshots, SnapshotWriter};
 use crate::supervision::panic_message;
 
@@ -73,8 +73,8 @@ pub struct SubtaskSpec {
     pub location: ResourceId,
     /// The job's graph.
     pub graph: Arc<JobGraph>,
-    /// Process-wide registries.
-    pub shared: Arc<RuntimeShared>,
+    /// Its JobMaster, counters and channels.
+    pub services: TaskServices,
     /// Records per batch.
     pub batch_size: usize,
     /// Batches per channel.
@@ -248,9 +248,9 @@ async fn run(
     if spec.restore.as_ref().is_some_and(|r| r.finished) {
         return run_finished(&spec, &task_name, &mut cancel).await;
     }
-    let counters = spec.shared.counters(e.job);
+    let counters = spec.services.counters.clone();
     // The job's own options over the cluster's.
-    let mut conf = spec.shared.config.clone();
+    let mut conf = spec.services.config.clone();
     conf.merge(&graph.config);
     let state_backend = crate::state_backend::backend_config(&conf).map_err(|e| TaskError::new(&task_name, &e))?;
     let local_recovery = conf
@@ -287,12 +287,13 @@ async fn run(
     for key in &instance.output_channels {
         let id = ChannelId { job: e.job, attempt: e.attempt, key: *key };
         let tx = spec
-            .shared
+            .services
+            .data
             .exchange
             .take_sender(id, spec.channel_capacity)
             .ok_or_else(|| TaskError::msg(&task_name, format!("output channel {key:?} was already taken")))?;
         if let Some(Some(address)) = spec.remote_slots.get(key.consumer as usize) {
-            let plane = spec.shared.data_plane().ok_or_else(|| {
+            let plane = spec.services.data.data_plane().ok_or_else(|| {
                 TaskError::msg(&task_name, "a consumer runs in another process, but this one has no data plane")
             })?;
             plane.open_outbound(id, address, spec.graph.clone());
@@ -307,12 +308,12 @@ async fn run(
             stalled: vec![false; senders.len()],
             senders,
             priority,
-            io: spec.shared.view(e.job).and_then(|v| v.io(e.vertex, e.subtask)).unwrap_or_default(),
+            io: spec.services.io.clone(),
         },
         flush: FlushTimer::new(env.flush.clone(), spec.buffer_timeout_ms, riffle_api::time::now_ms()),
         snapshots: Snapshots {
             execution: e,
-            shared: spec.shared.clone(),
+            job_master: spec.services.job_master.clone(),
             max_parallelism: graph.max_parallelism,
             in_flight: InFlightSnapshots::default(),
             unaligned: None,
@@ -331,7 +332,7 @@ async fn run(
             let mut input_of = Vec::with_capacity(channels.len());
             for c in &channels {
                 let id = ChannelId { job: e.job, attempt: e.attempt, key: c.key };
-                let rx = spec.shared.exchange.take_receiver(id, spec.channel_capacity).ok_or_else(|| {
+                let rx = spec.services.data.exchange.take_receiver(id, spec.channel_capacity).ok_or_else(|| {
                     TaskError::msg(&task_name, format!("input channel {:?} was already taken", c.key))
                 })?;
                 rxs.push(rx);
@@ -363,12 +364,13 @@ async fn run_finished(
     for key in graph.output_channels(e.vertex as usize, e.subtask) {
         let id = ChannelId { job: e.job, attempt: e.attempt, key };
         let (tx, _) = spec
-            .shared
+            .services
+            .data
             .exchange
             .take_sender(id, spec.channel_capacity)
             .ok_or_else(|| TaskError::msg(task_name, format!("output channel {key:?} was already taken")))?;
         if let Some(Some(address)) = spec.remote_slots.get(key.consumer as usize) {
-            let plane = spec.shared.data_plane().ok_or_else(|| {
+            let plane = spec.services.data.data_plane().ok_or_else(|| {
                 TaskError::msg(task_name, "a consumer runs in another process, but this one has no data plane")
             })?;
             plane.open_outbound(id, address, graph.clone());
@@ -386,7 +388,8 @@ async fn run_finished(
     for c in graph.input_channels(e.vertex as usize, e.subtask) {
         let id = ChannelId { job: e.job, attempt: e.attempt, key: c.key };
         let (mut rx, _) = spec
-            .shared
+            .services
+            .data
             .exchange
             .take_receiver(id, spec.channel_capacity)
             .ok_or_else(|| TaskError::msg(task_name, format!("input channel {:?} was already taken", c.key)))?;

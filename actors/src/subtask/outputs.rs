@@ -68,7 +68,8 @@ impl FlushTimer {
 /// A subtask's checkpoint bookkeeping.
 pub(super) struct Snapshots {
     pub(super) execution: ExecutionId,
-    pub(super) shared: Arc<RuntimeShared>,
+    /// The JobMaster that deployed this subtask.
+    pub(super) job_master: JobMasterGateway,
     pub(super) max_parallelism: u32,
     /// Snapshots handed to their writers and not settled yet.
     pub(super) in_flight: InFlightSnapshots,
@@ -228,7 +229,7 @@ impl Snapshots {
         let task = self.in_flight.start(barrier.id);
         let writer = SnapshotWriter {
             execution: self.execution,
-            shared: self.shared.clone(),
+            job_master: self.job_master.clone(),
             barrier,
             task,
             sync_ms,
@@ -261,9 +262,8 @@ impl Snapshots {
 
     /// Tells the JobMaster this subtask cannot contribute to checkpoint `id`.
     pub(super) fn decline(&self, id: u64, reason: &str) {
-        if let Some(jm) = self.shared.job_master(self.execution.job) {
-            jm.do_send(DeclineCheckpoint { execution: self.execution, checkpoint_id: id, reason: reason.to_string() });
-        }
+        let decline = DeclineCheckpoint { execution: self.execution, checkpoint_id: id, reason: reason.to_string() };
+        self.job_master.do_send(decline);
     }
 
     /// Checkpoint `id` completed or was aborted: its in-flight snapshot work is settled (an
@@ -360,21 +360,19 @@ impl Outputs {
         }
     }
 
-    /// The JobMaster of this subtask's job, if it is still there.
-    pub(super) fn job_master(&self) -> Option<JobMasterGateway> {
-        self.snapshots.shared.job_master(self.snapshots.execution.job)
+    /// The JobMaster that deployed this subtask.
+    pub(super) fn job_master(&self) -> &JobMasterGateway {
+        &self.snapshots.job_master
     }
 
     /// Tells the JobMaster that this subtask's input ended and it waits for a final
     /// checkpoint: the coordinator triggers it directly from now on.
     pub(super) fn report_input_ended(&self) {
-        if let Some(jm) = self.job_master() {
-            jm.do_send(TaskStateUpdate {
-                execution: self.snapshots.execution,
-                state: TaskState::InputEnded,
-                location: self.location.clone(),
-                final_source: None,
-            });
-        }
+        self.job_master().do_send(TaskStateUpdate {
+            execution: self.snapshots.execution,
+            state: TaskState::InputEnded,
+            location: self.location.clone(),
+            final_source: None,
+        });
     }
 }

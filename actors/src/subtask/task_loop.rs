@@ -18,8 +18,7 @@ pub(super) const CONFIRM_END_TIMEOUT: Duration = Duration::from_secs(60);
 /// frozen past its heartbeat timeout and thawed after its work restarted elsewhere is refused
 /// (or finds its link gone), and its task fails without committing.
 pub(super) async fn confirm_end(out: &mut Outputs, cancel: &mut watch::Receiver<bool>) -> Result<(), TaskOutcome> {
-    let jm =
-        out.job_master().ok_or_else(|| TaskError::msg(&out.name, "the job master is gone: this attempt cannot end"))?;
+    let jm = out.job_master().clone();
     let execution = out.snapshots.execution;
     let answer = tokio::select! {
         r = tokio::time::timeout(CONFIRM_END_TIMEOUT, jm.confirm_end(ConfirmEnd { execution })) => r,
@@ -423,7 +422,7 @@ impl SourceInput {
         match std::mem::replace(&mut self.status, ReadStatus::MoreAvailable) {
             ReadStatus::NeedSplits => {
                 let execution = out.snapshots.execution;
-                let jm = out.job_master().ok_or_else(|| TaskError::msg(&out.name, "the job master is gone"))?;
+                let jm = out.job_master().clone();
                 let resp = tokio::select! {
                     r = jm.request_splits(SplitRequest { execution }) => r,
                     _ = cancel.changed() => return Err(TaskOutcome::Canceled),

@@ -274,7 +274,7 @@ pub fn lead(
     let cluster_config = cfg.config.clone();
     let cluster = MiniCluster::start(cfg)?;
     let histories = jobs.iter().filter_map(|(job, _, _, h)| Some((*job, h.clone()?))).collect();
-    cluster.shared().set_job_store(Arc::new(ZooKeeperJobStore::new(&zk, fence, histories)));
+    cluster.shared().jobs.set_job_store(Arc::new(ZooKeeperJobStore::new(&zk, fence, histories)));
     let mut recovered = Vec::new();
     for (job, stored, checkpoint, _) in jobs {
         match recover(&cluster, &cluster_config, programs.as_ref(), job, &stored, checkpoint) {

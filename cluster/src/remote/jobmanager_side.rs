@@ -189,7 +189,7 @@ async fn link(
                 return;
             }
         };
-    if shared.task_executors.get(&resource_id).is_some_and(|g| g.connected()) {
+    if shared.directory.task_executors.get(&resource_id).is_some_and(|g| g.connected()) {
         let reason = format!("a TaskExecutor '{resource_id}' is registered already");
         tracing::warn!(%peer, "refusing a TaskManager: {reason}");
         let _ = writer.send(&LinkMessage::Refused { reason }).await;
@@ -198,11 +198,11 @@ async fn link(
     let (tx, mut commands) = mpsc::unbounded_channel::<ToTaskExecutor>();
     let (logs_tx, mut log_queries) = mpsc::unbounded_channel::<LogRequest>();
     let remote = RemoteTaskExecutor::new(tx, logs_tx, address.clone(), slots, data_address.clone());
-    shared.task_executors.insert(resource_id.clone(), TaskExecutorGateway::Remote(remote.clone()));
+    shared.directory.task_executors.insert(resource_id.clone(), TaskExecutorGateway::Remote(remote.clone()));
     let (out, queue) = mpsc::unbounded_channel::<LinkMessage>();
     let _ = out.send(LinkMessage::Registered { session });
     actix::spawn(write_all(writer, queue));
-    if let Some(rm) = shared.resource_manager() {
+    if let Some(rm) = shared.directory.resource_manager() {
         rm.do_send(RegisterTaskExecutor { resource_id: resource_id.clone(), slots });
     }
     tracing::info!(executor = %resource_id, %peer, %address, %data_address, slots, "TaskManager registered");
@@ -264,9 +264,10 @@ async fn link(
     tracing::warn!(executor = %resource_id, %peer, "TaskManager lost: {reason}");
     // Only our own registration goes: the TaskManager may have registered again already.
     shared
+        .directory
         .task_executors
         .remove_if(&resource_id, |_, g| matches!(g, TaskExecutorGateway::Remote(r) if r.same(&remote)));
-    if let Some(rm) = shared.resource_manager() {
+    if let Some(rm) = shared.directory.resource_manager() {
         rm.do_send(UnregisterTaskExecutor { resource_id, reason });
     }
 }
@@ -304,7 +305,7 @@ fn ask_job_master<M, T>(
     JobMaster: actix::Handler<Counted<M>>,
     <JobMaster as actix::Actor>::Context: actix::dev::ToEnvelope<JobMaster, Counted<M>>,
 {
-    let jm = shared.job_masters.get(&job).map(|a| a.clone());
+    let jm = shared.directory.job_masters.get(&job).map(|a| a.clone());
     let out = out.clone();
     actix::spawn(async move {
         let answer = match jm {
@@ -330,7 +331,7 @@ fn on_message(
         LinkMessage::TaskManagerHeartbeat { report, io, threads, mailbox, network, memory } => {
             remote.heard(report, threads, mailbox, network, memory);
             for (job, samples) in io {
-                if let Some(view) = shared.view(job) {
+                if let Some(view) = shared.jobs.view(job) {
                     view.apply_samples(&samples, &from.to_string());
                 }
             }
@@ -342,7 +343,7 @@ fn on_message(
                 ToJobMaster::Decline(d) => d.execution.job,
             };
             // A JobMaster that ended meanwhile needs no news.
-            if let Some(jm) = shared.job_masters.get(&job).map(|a| a.clone()) {
+            if let Some(jm) = shared.directory.job_masters.get(&job).map(|a| a.clone()) {
                 riffle_actors::peers::JobMasterGateway::Local(jm).do_send(msg);
             }
         }
@@ -357,7 +358,7 @@ fn on_message(
         LinkMessage::FetchArtifact { job } => {
             // Only the library of a job this JobManager runs, from its own origin: the
             // TaskManager names a job, never a path.
-            let source = shared.graph(job).and_then(|g| match g.origin().map(|o| &o.program) {
+            let source = shared.code.graph(job).and_then(|g| match g.origin().map(|o| &o.program) {
                 Some(riffle_api::ProgramSource::Plugin { path, .. }) => Some(path.clone()),
                 _ => None,
             });
@@ -399,7 +400,7 @@ fn forward(
     if let ToTaskExecutor::DeployTask(d) = &c {
         let job = d.execution.job;
         if !provided.contains(&job) {
-            let graph = shared.graph(job);
+            let graph = shared.code.graph(job);
             match graph.as_ref().and_then(|g| g.origin().map(|o| (o.clone(), g.config.clone()))) {
                 Some((origin, config)) => {
                     let _ = out.send(LinkMessage::ProvideJob { session, job, origin, config });
@@ -414,7 +415,7 @@ fn forward(
                         ),
                         None => format!("job {job} has no graph on the JobManager"),
                     };
-                    if let Some(jm) = shared.job_masters.get(&job) {
+                    if let Some(jm) = shared.directory.job_masters.get(&job) {
                         jm.do_send(TaskStateUpdate {
                             execution: d.execution,
                             state: TaskOutcome::Failed(riffle_api::TaskError::msg(format!("task executor {to}"), why))

@@ -102,13 +102,13 @@ pub async fn run(
                     _ = stop.changed() => "the TaskManager is stopping".to_string(),
                 };
                 tracing::warn!(job_manager = %address, "left the JobManager: {reason}");
-                shared.set_remote_job_manager(None);
+                shared.directory.set_remote_job_manager(None);
                 te.do_send(ReleaseAllSlots { reason: format!("the link to the JobManager ended: {reason}") });
                 // A new registration starts afresh: the JobManager provides every job again.
-                shared.slot_graphs.clear();
-                shared.graphs.clear();
-                shared.views.clear();
-                shared.counters.clear();
+                shared.code.slot_graphs.clear();
+                shared.code.graphs.clear();
+                shared.jobs.views.clear();
+                shared.jobs.counters.clear();
                 slots.release_all();
             }
             Err(e) => {
@@ -141,6 +141,7 @@ fn heartbeat(
 ) -> LinkMessage {
     // Jobs that left this TaskManager report their final counters once more, then go.
     let io: Vec<_> = shared
+        .jobs
         .views
         .iter()
         .map(|v| (*v.key(), v.value().samples()))
@@ -248,8 +249,12 @@ impl Jobs {
                 graph.config = config;
                 // The subtasks here count into this view; heartbeats carry it to the
                 // JobManager's.
-                shared.views.entry(job).or_insert_with(|| Arc::new(riffle_actors::job_view::JobView::new(job, &graph)));
-                shared.graphs.insert(job, Arc::new(graph));
+                shared
+                    .jobs
+                    .views
+                    .entry(job)
+                    .or_insert_with(|| Arc::new(riffle_actors::job_view::JobView::new(job, &graph)));
+                shared.code.graphs.insert(job, Arc::new(graph));
                 self.unbuildable.remove(&job);
             }
             Err(why) => {
@@ -261,11 +266,11 @@ impl Jobs {
 
     /// Drops what this TaskManager kept of `job`.
     fn forget(&mut self, job: JobId, shared: &RuntimeShared) {
-        shared.graphs.remove(&job);
-        if let Some((_, view)) = shared.views.remove(&job) {
+        shared.code.graphs.remove(&job);
+        if let Some((_, view)) = shared.jobs.views.remove(&job) {
             self.retired_views.push((job, view));
         }
-        shared.counters.remove(&job);
+        shared.jobs.counters.remove(&job);
         self.plugins.remove(&job);
         self.unbuildable.remove(&job);
     }
@@ -291,7 +296,7 @@ impl Jobs {
         };
         if let ToTaskExecutor::FreeSlot(f) = &msg {
             if let Some(job) = self.holders.holder(f.slot_index) {
-                shared.slot_graphs.remove(&(job, f.slot_index));
+                shared.code.slot_graphs.remove(&(job, f.slot_index));
                 slots.release(job, f.slot_index);
             }
         }
@@ -308,7 +313,7 @@ impl Jobs {
             if let Some(p) = self.plugins.get(&job) {
                 match slots.graph_for(job, d.slot_index, &p.library, &p.entry, &p.args, &p.config) {
                     Ok(g) => {
-                        shared.slot_graphs.insert((job, d.slot_index), g);
+                        shared.code.slot_graphs.insert((job, d.slot_index), g);
                     }
                     Err(why) => return fail(d, format!("slot {} cannot load the job's plugin: {why}", d.slot_index)),
                 }
@@ -384,12 +389,16 @@ async fn session(
     tracing::info!(%job_manager, executor = %settings.resource_id, "registered at the JobManager");
     let (to_jm, mut for_jm) = mpsc::unbounded_channel::<RemoteJobManagerMessage>();
     let remote = RemoteJobManager::new(to_jm);
-    shared.set_remote_job_manager(Some(remote.clone()));
+    shared.directory.set_remote_job_manager(Some(remote.clone()));
     let (out, queue) = mpsc::unbounded_channel::<LinkMessage>();
     actix::spawn(write_all(writer, queue));
     // The gateway the TaskExecutor registered for itself: one probe counts its mailbox.
-    let local =
-        shared.task_executors.get(&settings.resource_id).map(|g| g.clone()).unwrap_or_else(|| te.clone().into());
+    let local = shared
+        .directory
+        .task_executors
+        .get(&settings.resource_id)
+        .map(|g| g.clone())
+        .unwrap_or_else(|| te.clone().into());
     let mut monitor = HeartbeatMonitor::new(settings.heartbeat);
     monitor.monitor((), Instant::now());
     let mut tick = tokio::time::interval(settings.heartbeat.interval);

@@ -56,7 +56,7 @@ async fn channel(
     // The producer may be deployed before this TaskManager learnt the job.
     let deadline = Instant::now() + settings.patience;
     let graph = loop {
-        if let Some(g) = shared.graph(job) {
+        if let Some(g) = shared.code.graph(job) {
             break g;
         }
         if Instant::now() > deadline {
@@ -67,7 +67,7 @@ async fn channel(
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     };
     let id = ChannelId { job, attempt, key };
-    let Some((tx, ptx)) = shared.exchange.take_sender(id, settings.capacity) else {
+    let Some((tx, ptx)) = shared.data.exchange.take_sender(id, settings.capacity) else {
         let m = refuse(format!("channel {key:?} is served already"));
         let _ = writer.send_raw(|buf| protocol::write_message(buf, &m)).await;
         return;
@@ -77,8 +77,9 @@ async fn channel(
         return;
     }
     let pool = settings.buffers.receive.clone();
-    let io =
-        graph.edge_vertices(key.edge).and_then(|(_, consumer)| shared.view(job)?.io(consumer as u32, key.consumer));
+    let io = graph
+        .edge_vertices(key.edge)
+        .and_then(|(_, consumer)| shared.jobs.view(job)?.io(consumer as u32, key.consumer));
     loop {
         // Each frame is read straight into buffers of the TaskManager's network pool (waiting
         // for them is backpressure) and its records decoded straight from there; the buffers

@@ -67,7 +67,7 @@ impl NetworkDataPlane {
 
 impl DataPlane for NetworkDataPlane {
     fn open_outbound(&self, id: ChannelId, address: &str, graph: Arc<JobGraph>) {
-        let Some(ends) = self.shared.exchange.take_receiver(id, self.settings.capacity) else {
+        let Some(ends) = self.shared.data.exchange.take_receiver(id, self.settings.capacity) else {
             tracing::warn!(channel = ?id.key, "an outbound channel was taken already");
             return;
         };

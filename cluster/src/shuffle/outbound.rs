@@ -38,7 +38,7 @@ fn producer_io(
     id: ChannelId,
 ) -> Option<Arc<riffle_actors::job_view::SubtaskIo>> {
     let vertex = graph.edge_vertices(id.key.edge)?.0;
-    shared.view(id.job)?.io(vertex as u32, id.key.producer)
+    shared.jobs.view(id.job)?.io(vertex as u32, id.key.producer)
 }
 
 pub async fn run(

@@ -6,10 +6,10 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use riffle_api::plugin::PluginRegistrar;
-use riffle_api::{Configuration, JobGraph, StreamEnvironment};
+use riffle_api::{Configuration, JobGraph, StreamEnvironment, UserError};
 
 /// Sums `0..n` per key `i % k` and writes `key,sum` lines to a file.
-fn sums(args: &[String]) -> Result<JobGraph, String> {
+fn sums(args: &[String]) -> Result<JobGraph, UserError> {
     let [n, k, output] = args else {
         return Err("expects three arguments: <events> <keys> <output file>".into());
     };
@@ -24,7 +24,7 @@ fn sums(args: &[String]) -> Result<JobGraph, String> {
         .key_by(|p: &(u64, u64)| p.0)
         .reduce(|a: (u64, u64), b: (u64, u64)| (a.0, a.1 + b.1))
         .write_as_text(std::path::PathBuf::from(output), |p: &(u64, u64)| format!("{},{}", p.0, p.1));
-    env.build_job_graph("plugin sums").map_err(|e| e.to_string())
+    Ok(env.build_job_graph("plugin sums")?)
 }
 
 /// Subtask starts this instance of the library has seen. A static of a plugin belongs to one
@@ -35,7 +35,7 @@ static STARTS: AtomicU64 = AtomicU64::new(0);
 /// Fails its first attempt on purpose, then writes how many starts this instance of the library
 /// saw: 2 when the restart ran in the instance of the first attempt (as a slot keeps it), 1
 /// forever (and the job fails) if every attempt got a new instance, more if other jobs shared it.
-fn restarts(args: &[String]) -> Result<JobGraph, String> {
+fn restarts(args: &[String]) -> Result<JobGraph, UserError> {
     let [output] = args else {
         return Err("expects one argument: <output file>".into());
     };
@@ -53,7 +53,7 @@ fn restarts(args: &[String]) -> Result<JobGraph, String> {
             n
         })
         .write_as_text(std::path::PathBuf::from(output), |n: &u64| n.to_string());
-    env.build_job_graph("plugin restarts").map_err(|e| e.to_string())
+    Ok(env.build_job_graph("plugin restarts")?)
 }
 
 fn register(r: &mut dyn PluginRegistrar) {

@@ -88,7 +88,7 @@ fn stats(
     id: &str,
 ) -> Result<(riffle_actors::JobId, std::sync::Arc<riffle_actors::checkpoint_coordinator::CheckpointStats>), WebError> {
     let (job, _) = view(ctx, id)?;
-    let stats = ctx.shared.checkpoint_stats.get(&job).map(|s| s.clone());
+    let stats = ctx.jobs.checkpoint_stats.get(&job).map(|s| s.clone());
     match stats {
         // Checkpointing is on (an interval), or a savepoint was taken without it.
         Some(s) if s.settings().is_some_and(|c| c.interval.is_some()) || s.with_history(|h| h.counts().total) > 0 => {
@@ -142,7 +142,7 @@ pub async fn config(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, W
         return Err(WebError::NotFound(format!("job {job}: periodic checkpoints are not enabled")));
     };
     use riffle_actors::checkpoint_coordinator::Retention;
-    let backend = ctx.shared.config.get(&riffle_actors::state_backend::STATE_BACKEND).unwrap_or_default();
+    let backend = ctx.cluster_config.get(&riffle_actors::state_backend::STATE_BACKEND).unwrap_or_default();
     Ok(HttpResponse::Ok().json(json!({
         "mode": if c.aligned { "exactly_once" } else { "at_least_once" },
         "interval": interval.as_millis() as u64,

@@ -34,13 +34,13 @@ pub async fn config(ctx: Ctx) -> HttpResponse {
 
 /// `GET /overview`.
 pub async fn overview(ctx: Ctx) -> HttpResponse {
-    let by = |s: JobStatus| ctx.shared.views.iter().filter(|v| v.state().status == s).count();
-    let running = ctx.shared.views.iter().filter(|v| !v.state().status.is_terminal()).count();
+    let by = |s: JobStatus| ctx.jobs.views.iter().filter(|v| v.state().status == s).count();
+    let running = ctx.jobs.views.iter().filter(|v| !v.state().status.is_terminal()).count();
     let (finished, cancelled, failed) = (by(JobStatus::Finished), by(JobStatus::Canceled), by(JobStatus::Failed));
     HttpResponse::Ok().json(json!({
-        "taskmanagers": ctx.shared.task_executors.len(),
-        "slots-total": ctx.shared.slots.total.load(Ordering::Relaxed),
-        "slots-available": ctx.shared.slots.free.load(Ordering::Relaxed),
+        "taskmanagers": ctx.directory.task_executors.len(),
+        "slots-total": ctx.directory.slots.total.load(Ordering::Relaxed),
+        "slots-available": ctx.directory.slots.free.load(Ordering::Relaxed),
         "jobs-running": running,
         "jobs-finished": finished,
         "jobs-cancelled": cancelled,
@@ -61,8 +61,7 @@ pub fn is_secret(key: &str) -> bool {
 /// `GET /jobmanager/config`: the cluster configuration, secrets masked.
 pub async fn jobmanager_config(ctx: Ctx) -> HttpResponse {
     let mut entries: Vec<(String, String)> = ctx
-        .shared
-        .config
+        .cluster_config
         .entries()
         .map(|(k, v)| (k.to_string(), if is_secret(k) { "******".to_string() } else { v.to_string() }))
         .collect();

@@ -19,7 +19,7 @@ type Ctx = web::Data<RestContext>;
 /// The job's view, or 404.
 pub fn view(ctx: &RestContext, id: &str) -> Result<(JobId, std::sync::Arc<JobView>), WebError> {
     let job = params::job_id(id)?;
-    let v = ctx.shared.view(job).ok_or_else(|| WebError::NotFound(format!("job {job} not found")))?;
+    let v = ctx.jobs.view(job).ok_or_else(|| WebError::NotFound(format!("job {job} not found")))?;
     Ok((job, v))
 }
 
@@ -55,7 +55,7 @@ fn overview(v: &JobView, now: i64) -> Value {
 }
 
 fn all_views(ctx: &RestContext) -> Vec<std::sync::Arc<JobView>> {
-    let mut all: Vec<_> = ctx.shared.views.iter().map(|e| e.value().clone()).collect();
+    let mut all: Vec<_> = ctx.jobs.views.iter().map(|e| e.value().clone()).collect();
     all.sort_by_key(|v| std::cmp::Reverse((v.state().start_ms, v.job_id)));
     all
 }
@@ -268,7 +268,7 @@ pub async fn cancel(ctx: Ctx, path: web::Path<String>, q: web::Query<CancelQuery
 /// A Dispatcher refusal as a response.
 pub fn dispatcher_error(e: DispatcherError) -> WebError {
     match e {
-        DispatcherError::UnknownJob(_) | DispatcherError::NoGraph(_) => WebError::NotFound(e.to_string()),
+        DispatcherError::UnknownJob(_) => WebError::NotFound(e.to_string()),
         DispatcherError::Duplicate(_) => WebError::Conflict(e.to_string()),
         DispatcherError::ShuttingDown | DispatcherError::NotStored(_) => WebError::Unavailable(e.to_string()),
     }

@@ -154,7 +154,7 @@ pub async fn jobmanager_file(
 
 /// The TaskManager named `id`, or 404.
 pub fn task_manager(ctx: &RestContext, id: &str) -> Result<riffle_actors::ResourceId, WebError> {
-    ctx.shared
+    ctx.directory
         .task_executors
         .iter()
         .map(|e| e.key().clone())
@@ -166,7 +166,7 @@ pub fn task_manager(ctx: &RestContext, id: &str) -> Result<riffle_actors::Resour
 /// this process's `log.dir`).
 fn remote(ctx: &RestContext, id: &str) -> Result<Option<RemoteTaskExecutor>, WebError> {
     let id = task_manager(ctx, id)?;
-    match ctx.shared.task_executors.get(&id).map(|g| g.clone()) {
+    match ctx.directory.task_executors.get(&id).map(|g| g.clone()) {
         Some(TaskExecutorGateway::Remote(r)) => Ok(Some(r)),
         Some(TaskExecutorGateway::Local(_)) => Ok(None),
         None => Err(WebError::NotFound(format!("no TaskManager '{id}'"))),

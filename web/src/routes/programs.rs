@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
-use riffle_actors::dispatcher::{DispatcherError, RequestJobResult, SubmitJob};
+use riffle_actors::dispatcher::{DispatcherError, SubmitJob};
 use riffle_actors::JobId;
 use serde::Deserialize;
 use serde_json::json;
@@ -88,7 +88,7 @@ pub fn check(ctx: &RestContext, b: &RunBody) -> Result<Option<Checked>, WebError
         Some(id) => params::job_id(id)?,
         None => JobId::generate(),
     };
-    if ctx.shared.view(job).is_some() {
+    if ctx.jobs.view(job).is_some() {
         return Ok(None);
     }
     Ok(Some(Checked { args, job }))
@@ -115,28 +115,16 @@ pub async fn submit(
     if b.allow_non_restored_state {
         graph.config.set("execution.savepoint.ignore-unclaimed-state", "true");
     }
-    ctx.shared.graphs.entry(job).or_insert_with(|| Arc::new(graph));
     let r = ctx
         .dispatcher
-        .send(SubmitJob { job_id: job })
+        .send(SubmitJob { job_id: job, graph: Arc::new(graph) })
         .await
         .map_err(|e| WebError::Unavailable(format!("the dispatcher is gone: {e}")))?;
     match r {
-        Ok(()) => {
-            tracing::info!(job = %job, "job {what} submitted over REST");
-            // Nobody holds a handle to this job: drop its graph from the registry once it ends.
-            let (d, shared) = (ctx.dispatcher.clone(), ctx.shared.clone());
-            actix_web::rt::spawn(async move {
-                let _ = d.send(RequestJobResult { job_id: job }).await;
-                shared.graphs.remove(&job);
-            });
-        }
+        Ok(()) => tracing::info!(job = %job, "job {what} submitted over REST"),
         // The same id submitted concurrently: that submission's job is the answer.
         Err(DispatcherError::Duplicate(_)) => {}
-        Err(e) => {
-            ctx.shared.graphs.remove(&job);
-            return Err(dispatcher_error(e));
-        }
+        Err(e) => return Err(dispatcher_error(e)),
     }
     Ok(HttpResponse::Ok().json(json!({ "jobid": job.to_string() })))
 }

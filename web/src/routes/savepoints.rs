@@ -90,7 +90,7 @@ fn start(
         return Ok(HttpResponse::Accepted().json(json!({ "request-id": trigger })));
     }
     let jm = ctx
-        .shared
+        .directory
         .job_masters
         .get(&job)
         .map(|a| a.clone())

@@ -46,7 +46,7 @@ struct Figures {
 
 async fn info(ctx: &RestContext, id: &riffle_actors::ResourceId) -> Result<(Value, Figures), WebError> {
     let te = ctx
-        .shared
+        .directory
         .task_executors
         .get(id)
         .map(|a| a.clone())
@@ -57,7 +57,7 @@ async fn info(ctx: &RestContext, id: &riffle_actors::ResourceId) -> Result<(Valu
         TaskExecutorGateway::Local(_) => (
             format!("riffle://{}/taskexecutor/{id}", std::process::id()),
             Figures {
-                memory: Some(memory_sample(riffle_actors::state_backend::memory_budget(&ctx.shared.config))),
+                memory: Some(memory_sample(riffle_actors::state_backend::memory_budget(&ctx.cluster_config))),
                 network: None,
             },
         ),
@@ -113,7 +113,7 @@ async fn info(ctx: &RestContext, id: &riffle_actors::ResourceId) -> Result<(Valu
 }
 
 fn sorted_ids(ctx: &RestContext) -> Vec<riffle_actors::ResourceId> {
-    let mut ids: Vec<_> = ctx.shared.task_executors.iter().map(|e| e.key().clone()).collect();
+    let mut ids: Vec<_> = ctx.directory.task_executors.iter().map(|e| e.key().clone()).collect();
     ids.sort_by_key(|r| r.to_string());
     ids
 }

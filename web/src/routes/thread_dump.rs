@@ -80,7 +80,7 @@ fn thread_values(threads: Vec<ThreadInfo>) -> Vec<Value> {
 
 fn subtasks(ctx: &RestContext, only_tm: Option<&riffle_actors::ResourceId>) -> Vec<Value> {
     let mut out = Vec::new();
-    for v in ctx.shared.views.iter() {
+    for v in ctx.jobs.views.iter() {
         let s = v.state();
         if s.status.is_terminal() {
             continue;
@@ -136,7 +136,7 @@ fn actors(ctx: &RestContext, only_tm: Option<&riffle_actors::ResourceId>) -> Vec
     if only_tm.is_none() {
         let d = &ctx.dispatcher;
         out.push(control_actor("dispatcher", "Dispatcher", Some(d.mailbox()), d.connected(), ctx.started_ms));
-        let rm = ctx.shared.resource_manager();
+        let rm = ctx.directory.resource_manager();
         out.push(control_actor(
             "resource-manager",
             "ResourceManager",
@@ -144,10 +144,10 @@ fn actors(ctx: &RestContext, only_tm: Option<&riffle_actors::ResourceId>) -> Vec
             rm.as_ref().is_some_and(|a| a.connected()),
             ctx.started_ms,
         ));
-        let mut jms: Vec<_> = ctx.shared.job_masters.iter().map(|e| (*e.key(), e.value().clone())).collect();
+        let mut jms: Vec<_> = ctx.directory.job_masters.iter().map(|e| (*e.key(), e.value().clone())).collect();
         jms.sort_by_key(|(j, _)| j.to_string());
         for (job, jm) in jms {
-            let status = ctx.shared.view(job).map(|v| v.state());
+            let status = ctx.jobs.view(job).map(|v| v.state());
             let mut a = control_actor(
                 &format!("job-master {job}"),
                 "JobMaster",
@@ -161,7 +161,7 @@ fn actors(ctx: &RestContext, only_tm: Option<&riffle_actors::ResourceId>) -> Vec
             out.push(a);
         }
     }
-    let mut tes: Vec<_> = ctx.shared.task_executors.iter().map(|e| (e.key().clone(), e.value().clone())).collect();
+    let mut tes: Vec<_> = ctx.directory.task_executors.iter().map(|e| (e.key().clone(), e.value().clone())).collect();
     tes.sort_by_key(|(r, _)| r.to_string());
     for (r, gateway) in tes {
         if only_tm.is_some_and(|t| *t != r) {
@@ -238,7 +238,7 @@ pub async fn jobmanager(ctx: Ctx) -> HttpResponse {
 pub async fn taskmanager(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, WebError> {
     let tm = task_manager(&ctx, &path)?;
     // A TaskManager process's own threads, from its latest heartbeat.
-    let remote = match ctx.shared.task_executors.get(&tm).map(|g| g.clone()) {
+    let remote = match ctx.directory.task_executors.get(&tm).map(|g| g.clone()) {
         Some(riffle_actors::peers::TaskExecutorGateway::Remote(r)) => Some(r.latest().threads),
         _ => None,
     };
