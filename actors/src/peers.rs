@@ -516,7 +516,7 @@ pub trait SlotCode: Send + Sync {
         job: crate::ids::JobId,
         slot: u32,
         graph: &riffle_api::JobGraph,
-    ) -> Result<Option<Arc<riffle_api::JobGraph>>, String>;
+    ) -> Result<Option<Arc<riffle_api::JobGraph>>, crate::RuntimeError>;
     /// `job` gave `slot` back: its instance goes once no subtask runs its code.
     fn release(&self, job: crate::ids::JobId, slot: u32);
 }

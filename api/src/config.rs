@@ -87,6 +87,22 @@ impl Group {
     }
 }
 
+/// Why a configured value does not parse as its option's type (the key and value are added
+/// by [`Configuration::get`], which turns it into a [`ConfigError`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct ValueError {
+    /// What is wrong, for the user.
+    pub reason: String,
+}
+
+impl ValueError {
+    /// A value error saying `reason`.
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self { reason: reason.into() }
+    }
+}
+
 /// A type an option's value can have: how a configured string is parsed, and how a default
 /// is written in a `const` and in the documentation.
 pub trait ConfigValue: Sized {
@@ -96,7 +112,7 @@ pub trait ConfigValue: Sized {
     /// The type's name in the documentation.
     const TYPE_NAME: &'static str;
     /// Parses a configured value; the error is the reason shown to the user.
-    fn parse_value(raw: &str) -> Result<Self, String>;
+    fn parse_value(raw: &str) -> Result<Self, ValueError>;
     /// The value of a default.
     fn from_default(default: Self::Default) -> Self;
     /// A default as written in a configuration file, for the documentation (`None`: no
@@ -109,8 +125,8 @@ macro_rules! from_str_value {
         impl ConfigValue for $t {
             type Default = $t;
             const TYPE_NAME: &'static str = $name;
-            fn parse_value(raw: &str) -> Result<Self, String> {
-                raw.trim().parse::<$t>().map_err(|e| e.to_string())
+            fn parse_value(raw: &str) -> Result<Self, ValueError> {
+                raw.trim().parse::<$t>().map_err(|e| ValueError::new(e.to_string()))
             }
             fn from_default(default: Self::Default) -> Self {
                 default
@@ -130,7 +146,7 @@ from_str_value!("boolean": bool);
 impl ConfigValue for String {
     type Default = &'static str;
     const TYPE_NAME: &'static str = "string";
-    fn parse_value(raw: &str) -> Result<Self, String> {
+    fn parse_value(raw: &str) -> Result<Self, ValueError> {
         Ok(raw.to_string())
     }
     fn from_default(default: Self::Default) -> Self {
@@ -145,7 +161,7 @@ impl ConfigValue for String {
 impl ConfigValue for PathBuf {
     type Default = &'static str;
     const TYPE_NAME: &'static str = "path";
-    fn parse_value(raw: &str) -> Result<Self, String> {
+    fn parse_value(raw: &str) -> Result<Self, ValueError> {
         Ok(PathBuf::from(raw))
     }
     fn from_default(default: Self::Default) -> Self {
@@ -160,7 +176,7 @@ impl ConfigValue for PathBuf {
 impl ConfigValue for Duration {
     type Default = Duration;
     const TYPE_NAME: &'static str = "duration";
-    fn parse_value(raw: &str) -> Result<Self, String> {
+    fn parse_value(raw: &str) -> Result<Self, ValueError> {
         parse_duration(raw)
     }
     fn from_default(default: Self::Default) -> Self {
@@ -206,8 +222,8 @@ impl MemorySize {
 impl ConfigValue for MemorySize {
     type Default = MemorySize;
     const TYPE_NAME: &'static str = "memory size";
-    fn parse_value(raw: &str) -> Result<Self, String> {
-        parse_bytes(raw).map(MemorySize).ok_or_else(|| "use a size like 20kb or 1mb".to_string())
+    fn parse_value(raw: &str) -> Result<Self, ValueError> {
+        parse_bytes(raw).map(MemorySize).ok_or_else(|| ValueError::new("use a size like 20kb or 1mb"))
     }
     fn from_default(default: Self::Default) -> Self {
         default
@@ -221,7 +237,7 @@ impl ConfigValue for MemorySize {
 impl<T: ConfigValue> ConfigValue for Option<T> {
     type Default = ();
     const TYPE_NAME: &'static str = T::TYPE_NAME;
-    fn parse_value(raw: &str) -> Result<Self, String> {
+    fn parse_value(raw: &str) -> Result<Self, ValueError> {
         T::parse_value(raw).map(Some)
     }
     fn from_default(_: ()) -> Self {
@@ -376,10 +392,10 @@ impl Configuration {
     pub fn get<T: ConfigValue>(&self, option: &ConfigOption<T>) -> Result<T, ConfigError> {
         match self.lookup(option) {
             None => Ok(option.default_value()),
-            Some((key, value)) => T::parse_value(value).map_err(|reason| ConfigError {
+            Some((key, value)) => T::parse_value(value).map_err(|e| ConfigError {
                 key: key.to_string(),
                 value: value.to_string(),
-                reason,
+                reason: e.reason,
             }),
         }
     }
@@ -406,19 +422,20 @@ impl Configuration {
 }
 
 /// Parses `"10 s"`, `"500ms"`, `"2min"`, `"1h"`, `"3 d"`, or a bare number of milliseconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, ValueError> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 =
-        num.parse().map_err(|_| "expected a number followed by an optional unit (ms, s, min, h, d)".to_string())?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| ValueError::new("expected a number followed by an optional unit (ms, s, min, h, d)"))?;
     let ms = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "ms" | "milli" | "millis" | "millisecond" | "milliseconds" => n,
         "s" | "sec" | "secs" | "second" | "seconds" => n.saturating_mul(1000),
         "m" | "min" | "mins" | "minute" | "minutes" => n.saturating_mul(60_000),
         "h" | "hour" | "hours" => n.saturating_mul(3_600_000),
         "d" | "day" | "days" => n.saturating_mul(86_400_000),
-        other => return Err(format!("unknown time unit '{other}' (use ms, s, min, h or d)")),
+        other => return Err(ValueError::new(format!("unknown time unit '{other}' (use ms, s, min, h or d)"))),
     };
     Ok(Duration::from_millis(ms))
 }

@@ -9,8 +9,10 @@ use std::sync::{Arc, Mutex};
 
 use riffle_actors::peers::SlotCode;
 use riffle_actors::JobId;
+use riffle_actors::RuntimeError;
 use riffle_api::{JobGraph, ProgramSource};
 
+use crate::error::ClusterError;
 use crate::remote::slot_instances::SlotInstances;
 
 /// See the [module docs](self).
@@ -31,7 +33,7 @@ impl EmbeddedSlotCode {
 }
 
 impl SlotCode for EmbeddedSlotCode {
-    fn graph_for(&self, job: JobId, slot: u32, graph: &JobGraph) -> Result<Option<Arc<JobGraph>>, String> {
+    fn graph_for(&self, job: JobId, slot: u32, graph: &JobGraph) -> Result<Option<Arc<JobGraph>>, RuntimeError> {
         let Some(origin) = graph.origin() else { return Ok(None) };
         let ProgramSource::Plugin { path, entry, .. } = &origin.program else { return Ok(None) };
         let library = local_library(path)?;
@@ -47,12 +49,12 @@ impl SlotCode for EmbeddedSlotCode {
 /// Where the library of a plugin origin is in this process: a path (or `file://` URL) as it
 /// is, an `http(s)://` URL in the artifact cache (where the JobManager fetched it; a miss
 /// fetches it again).
-fn local_library(location: &str) -> Result<PathBuf, String> {
-    match crate::artifacts::parse_location(location).map_err(|e| e.to_string())? {
+fn local_library(location: &str) -> Result<PathBuf, ClusterError> {
+    match crate::artifacts::parse_location(location)? {
         crate::artifacts::Location::Local(path) => Ok(path),
         crate::artifacts::Location::Http(url) => {
             let settings = crate::artifacts::process_settings();
-            crate::artifacts::fetch_into_cache(&url, &settings).map(|f| f.path).map_err(|e| e.to_string())
+            Ok(crate::artifacts::fetch_into_cache(&url, &settings)?.path)
         }
     }
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use riffle_actors::JobId;
 use riffle_api::{Configuration, JobGraph};
 
+use crate::error::ClusterError;
 use crate::plugin::Plugin;
 
 struct Instance {
@@ -43,27 +44,28 @@ impl SlotInstances {
         entry: &str,
         args: &[String],
         config: &Configuration,
-    ) -> Result<Arc<JobGraph>, String> {
+    ) -> Result<Arc<JobGraph>, ClusterError> {
         if let Some(i) = self.live.get(&(job, slot)) {
             return Ok(i.graph.clone());
         }
-        std::fs::create_dir_all(&self.dir).map_err(|e| format!("cannot create {}: {e}", self.dir.display()))?;
+        let io = |what: String| move |source| ClusterError::Io { what, source };
+        std::fs::create_dir_all(&self.dir).map_err(io(format!("cannot create {}", self.dir.display())))?;
         let copy = self.dir.join(format!("{job}-slot{slot}.so"));
-        std::fs::copy(library, &copy).map_err(|e| format!("cannot copy the plugin library for slot {slot}: {e}"))?;
+        std::fs::copy(library, &copy).map_err(io(format!("cannot copy the plugin library for slot {slot}")))?;
         // Loaded and built on a thread of its own that ends right after: thread-locals the
         // library's code sets up there go with that thread, and do not pin the library in
         // memory after it is released (glibc keeps a library with live thread-local
         // destructors mapped until their threads end).
         let loaded = std::thread::scope(|s| {
             s.spawn(|| {
-                crate::plugin::load(&copy).map_err(|e| e.to_string()).and_then(|p| {
-                    let mut g = p.build(entry, args).map_err(|e| e.to_string())?;
+                crate::plugin::load(&copy).and_then(|p| {
+                    let mut g = p.build(entry, args)?;
                     g.config = config.clone();
                     Ok((Arc::new(p), Arc::new(g)))
                 })
             })
             .join()
-            .unwrap_or_else(|_| Err("loading the plugin panicked".to_string()))
+            .unwrap_or_else(|_| Err(ClusterError::Plugin("loading the plugin panicked".to_string())))
         });
         match loaded {
             Ok((plugin, graph)) => {
