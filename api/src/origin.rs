@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Configuration;
+
 /// The program a job graph was built from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProgramSource {
@@ -26,7 +28,10 @@ pub enum ProgramSource {
 }
 
 /// How to build a job graph again: the program, its resolved arguments (defaults that vary
-/// from call to call, such as a generated output path, already filled in) and parallelism.
+/// from call to call, such as a generated output path, already filled in), parallelism and
+/// the job's own configuration. Every way a job is started (`riffle run`, REST programs and
+/// jars, application mode, HA recovery, a TaskManager building its copy) builds its graph
+/// from one of these through [`crate::Programs::build`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobOrigin {
     /// The program.
@@ -35,12 +40,21 @@ pub struct JobOrigin {
     pub args: Vec<String>,
     /// The parallelism it was built with, when the builder takes one.
     pub parallelism: Option<u32>,
+    /// The job's own options (`-D`, REST `flinkConfiguration`, a savepoint to resume from),
+    /// over what the program sets itself; the cluster's configuration is under both.
+    #[serde(default)]
+    pub config: Configuration,
 }
 
 impl JobOrigin {
     /// Built-in program `name` with `args`, at `parallelism` (its default when `None`).
     pub fn builtin(name: &str, args: &[String], parallelism: Option<u32>) -> Self {
-        Self { program: ProgramSource::Builtin(name.to_string()), args: args.to_vec(), parallelism }
+        Self {
+            program: ProgramSource::Builtin(name.to_string()),
+            args: args.to_vec(),
+            parallelism,
+            config: Configuration::new(),
+        }
     }
 
     /// Job `entry` of the plugin library at `path` with `args`. The digest is left empty: the
@@ -50,6 +64,13 @@ impl JobOrigin {
             program: ProgramSource::Plugin { path: path.to_string(), entry: entry.to_string(), digest: String::new() },
             args: args.to_vec(),
             parallelism: None,
+            config: Configuration::new(),
         }
+    }
+
+    /// The same origin with the job's own options `config`.
+    pub fn with_config(mut self, config: Configuration) -> Self {
+        self.config = config;
+        self
     }
 }

@@ -142,11 +142,20 @@ impl Programs for ProgramSet {
         all
     }
 
+    /// Builds with the program's own code, then lays the origin's configuration over what the
+    /// program set and records it in the graph's origin, so a graph built again from that
+    /// origin (another process, another leader) has the same options.
     fn build(&self, origin: &JobOrigin) -> Result<JobGraph, ApiError> {
-        match origin.program {
+        let mut graph = match origin.program {
             ProgramSource::Builtin(_) => self.builtins.build(origin),
             ProgramSource::Plugin { .. } => self.plugins.build(origin),
+        }?;
+        graph.config.merge(&origin.config);
+        if let Some(mut recorded) = graph.origin().cloned() {
+            recorded.config = origin.config.clone();
+            graph.set_origin(recorded);
         }
+        Ok(graph)
     }
 
     fn inspect(&self, library: &Path) -> Result<Vec<ProgramInfo>, ApiError> {

@@ -227,6 +227,7 @@ impl LoadedPlugins {
             },
             args: args.to_vec(),
             parallelism: None,
+            config: Default::default(),
         });
         Ok(graph)
     }

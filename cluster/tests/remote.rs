@@ -41,6 +41,7 @@ fn sums(args: &[String], parallelism: u32) -> Result<JobGraph, String> {
         program: ProgramSource::Builtin("sums".into()),
         args: args.to_vec(),
         parallelism: Some(parallelism),
+        config: Default::default(),
     });
     Ok(g)
 }
@@ -246,7 +247,12 @@ fn a_task_manager_that_cannot_build_the_job_fails_it_with_the_reason() {
     wait_for_slots(&jm, 1);
     let dir = tempfile::tempdir().unwrap();
     let mut graph = sums(&args(10, 2, &dir.path().join("x"), 0), 1).unwrap();
-    graph.set_origin(JobOrigin { program: ProgramSource::Builtin("unknown".into()), args: vec![], parallelism: None });
+    graph.set_origin(JobOrigin {
+        program: ProgramSource::Builtin("unknown".into()),
+        args: vec![],
+        parallelism: None,
+        config: Default::default(),
+    });
     let r = jm.submit(graph).unwrap().wait(Some(Duration::from_secs(30))).unwrap();
     assert_eq!(r.status, JobStatus::Failed);
     let e = r.error.unwrap_or_default();
@@ -408,6 +414,7 @@ fn slow(args: &[String], parallelism: u32) -> Result<JobGraph, String> {
         program: ProgramSource::Builtin("slow".into()),
         args: args.to_vec(),
         parallelism: Some(parallelism),
+        config: Default::default(),
     });
     Ok(g)
 }
@@ -486,6 +493,7 @@ fn crawl(args: &[String], parallelism: u32) -> Result<JobGraph, String> {
         program: ProgramSource::Builtin("crawl".into()),
         args: args.to_vec(),
         parallelism: Some(parallelism),
+        config: Default::default(),
     });
     Ok(g)
 }

@@ -235,6 +235,7 @@ fn finish(mut graph: JobGraph, name: &str, args: Vec<String>, parallelism: u32) 
         program: riffle_api::ProgramSource::Builtin(name.to_string()),
         args,
         parallelism: Some(parallelism),
+        config: Default::default(),
     });
     Ok(graph)
 }

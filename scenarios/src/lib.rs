@@ -56,7 +56,14 @@ pub fn run_job_graph(config: &Configuration, graph: JobGraph, slots: u32) -> Res
     run_graph(config, graph, slots, false)
 }
 
-fn run_graph(config: &Configuration, graph: JobGraph, slots: u32, progress: bool) -> Result<JobResult, ScenarioError> {
+/// Runs a built job graph on an embedded cluster configured by `config` (with at least
+/// `slots` slots), optionally reporting progress on stderr; an error unless it finished.
+pub fn run_graph(
+    config: &Configuration,
+    graph: JobGraph,
+    slots: u32,
+    progress: bool,
+) -> Result<JobResult, ScenarioError> {
     let mut cfg = MiniClusterConfig::from_config(config.clone())?;
     cfg.slots_per_executor = cfg.slots_per_executor.max(slots);
     // `rest.enabled` (the CLI's --web): serve the REST API and UI while the job runs.

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use riffle::scenarios::{self, nexmark, wordcount};
+use riffle::scenarios::{self, nexmark};
 use riffle::Configuration;
 
 use crate::cli::Scenario;
@@ -113,7 +113,8 @@ pub fn run(s: Scenario, conf: &Configuration) -> Result<()> {
     }
 }
 
-/// Word count over a file, a directory or generated words.
+/// Word count over a file, a directory or generated words: the built-in program `wordcount`,
+/// built from its origin as every job is.
 fn wordcount(
     input: Option<PathBuf>,
     output: Option<PathBuf>,
@@ -121,23 +122,37 @@ fn wordcount(
     parallelism: u32,
     conf: &Configuration,
 ) -> Result<()> {
-    if let Some(i) = &input {
-        std::fs::metadata(i).with_context(|| format!("cannot read input '{}'", i.display()))?;
+    let (out, guard) = stdout_or(output)?;
+    let mut args = vec!["--output".to_string(), absolute(&out)?.display().to_string()];
+    match &input {
+        Some(i) => {
+            std::fs::metadata(i).with_context(|| format!("cannot read input '{}'", i.display()))?;
+            args.extend(["--input".to_string(), absolute(i)?.display().to_string()]);
+        }
+        None => args.extend(["--events".to_string(), events.to_string()]),
     }
-    let env = scenarios::environment(parallelism, conf);
-    let (out, guard) = stdout_or(output.clone())?;
-    let source = match input {
-        Some(p) => wordcount::Input::File(p),
-        None => wordcount::Input::Generated(events),
-    };
-    wordcount::define(&env, source, out.clone());
-    let r = scenarios::run_job(&env, "wordcount", parallelism, true)?;
+    let r = run_builtin("wordcount", args, parallelism, conf)?;
     if let Some(g) = guard {
         g.print()?;
     } else {
         eprintln!("[riffle] wordcount finished in {:.3}s; counts in {}", r.duration.as_secs_f64(), out.display());
     }
     Ok(())
+}
+
+/// Builds built-in program `name` from its origin (`args`, `parallelism`, the `-D` options as
+/// the job's configuration) through the one program abstraction, and runs it on the embedded
+/// cluster with progress on stderr.
+fn run_builtin(name: &str, args: Vec<String>, parallelism: u32, conf: &Configuration) -> Result<riffle::JobResult> {
+    let origin = riffle::JobOrigin::builtin(name, &args, Some(parallelism)).with_config(conf.clone());
+    let graph = riffle::programs().build(&origin)?;
+    Ok(scenarios::run_graph(conf, graph, parallelism, true)?)
+}
+
+/// `p` made absolute against the working directory (a program's paths must be absolute: other
+/// processes may build the job).
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::path::absolute(p).with_context(|| format!("cannot make '{}' an absolute path", p.display()))
 }
 
 /// The drill's command-line arguments.
@@ -200,12 +215,22 @@ fn backpressure_checkpoints(parallelism: u32, slow_micros: u64, checkpoints: u32
     Ok(())
 }
 
-/// A Nexmark query over generated bids.
+/// A Nexmark query over generated bids: the built-in program `nexmark`.
 fn nexmark(query: &str, events: u64, parallelism: u32, output: Option<PathBuf>, conf: &Configuration) -> Result<()> {
-    let q: nexmark::Query = query.parse()?;
-    let env = scenarios::environment(parallelism, conf);
-    nexmark::define(&env, q, events, output.clone());
-    let r = scenarios::run_job(&env, &format!("nexmark {query}"), parallelism, true)?;
+    let _: nexmark::Query = query.parse()?;
+    let (out, guard) = stdout_or(output)?;
+    let args = vec![
+        "--query".to_string(),
+        query.to_string(),
+        "--events".to_string(),
+        events.to_string(),
+        "--output".to_string(),
+        absolute(&out)?.display().to_string(),
+    ];
+    let r = run_builtin("nexmark", args, parallelism, conf)?;
+    if let Some(g) = guard {
+        g.print()?;
+    }
     eprintln!("[riffle] nexmark {query} over {events} bids finished in {:.3}s", r.duration.as_secs_f64());
     Ok(())
 }

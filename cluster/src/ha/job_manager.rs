@@ -325,8 +325,8 @@ fn recover(
     stored: &StoredJob,
     checkpoint: Option<PathBuf>,
 ) -> Result<(), ClusterError> {
-    let mut graph = programs.build(&stored.origin)?;
-    graph.config = stored.config.clone();
+    // The job's options as it was submitted with, over what its program sets.
+    let mut graph = programs.build(&stored.origin.clone().with_config(stored.config.clone()))?;
     let mut merged = cluster_config.clone();
     merged.merge(&graph.config);
     // The checkpoint the previous leader published; if it is gone (retention removed it after

@@ -244,9 +244,9 @@ impl Jobs {
             };
             self.plugins.insert(job, plugin);
         }
-        match programs.build(origin) {
-            Ok(mut graph) => {
-                graph.config = config;
+        // The job's options as the JobManager has them, over what its program sets.
+        match programs.build(&origin.clone().with_config(config)) {
+            Ok(graph) => {
                 // The subtasks here count into this view; heartbeats carry it to the
                 // JobManager's.
                 shared

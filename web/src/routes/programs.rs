@@ -94,27 +94,34 @@ pub fn check(ctx: &RestContext, b: &RunBody) -> Result<Option<Checked>, WebError
     Ok(Some(Checked { args, job }))
 }
 
-/// Applies the submission's options to `graph` and submits it as `job`: 200 `{"jobid"}`.
-pub async fn submit(
-    ctx: &RestContext,
-    job: JobId,
-    mut graph: riffle_api::JobGraph,
-    b: &RunBody,
-    what: &str,
-) -> Result<HttpResponse, WebError> {
+/// The job's own options a submission gives: `flinkConfiguration`, the savepoint to resume
+/// from (it must exist) and whether its unclaimed state may be ignored. They go into the job's
+/// origin, so every process that builds the job has them.
+pub fn job_config(b: &RunBody) -> Result<riffle_api::Configuration, WebError> {
+    let mut config = riffle_api::Configuration::new();
     for (k, v) in &b.flink_configuration {
-        graph.config.set(k.as_str(), v.as_str());
+        config.set(k.as_str(), v.as_str());
     }
     if let Some(p) = &b.savepoint_path {
         let p = p.strip_prefix("file://").unwrap_or(p);
         if !std::path::Path::new(p).exists() {
             return Err(WebError::BadRequest(format!("no savepoint or checkpoint at '{}'", params::printable(p))));
         }
-        graph.config.set("execution.savepoint.path", p);
+        config.set("execution.savepoint.path", p);
     }
     if b.allow_non_restored_state {
-        graph.config.set("execution.savepoint.ignore-unclaimed-state", "true");
+        config.set("execution.savepoint.ignore-unclaimed-state", "true");
     }
+    Ok(config)
+}
+
+/// Submits `graph` as `job`: 200 `{"jobid"}`.
+pub async fn submit(
+    ctx: &RestContext,
+    job: JobId,
+    graph: riffle_api::JobGraph,
+    what: &str,
+) -> Result<HttpResponse, WebError> {
     let r = ctx
         .dispatcher
         .send(SubmitJob { job_id: job, graph: Arc::new(graph) })
@@ -142,9 +149,9 @@ pub async fn run(ctx: Ctx, path: web::Path<String>, body: web::Bytes) -> Result<
     if !programs.list().iter().any(|p| p.name == name) {
         return Err(WebError::NotFound(format!("no program named '{}'", params::printable(&name))));
     }
-    let origin = riffle_api::JobOrigin::builtin(&name, &args, b.parallelism);
+    let origin = riffle_api::JobOrigin::builtin(&name, &args, b.parallelism).with_config(job_config(&b)?);
     let graph = web::block(move || programs.build(&origin))
         .await
         .map_err(|e| WebError::Internal(format!("building the job failed: {e}")))??;
-    submit(&ctx, job, graph, &b, &name).await
+    submit(&ctx, job, graph, &name).await
 }
