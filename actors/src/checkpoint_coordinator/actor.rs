@@ -150,8 +150,6 @@ pub struct CheckpointCoordinator {
     waiters: HashMap<WaiterId, Waiter>,
     next_waiter: u64,
     on_complete: Recipient<CheckpointCompleted>,
-    /// Incremental checkpoints (`state.backend.incremental`).
-    incremental: bool,
     /// The job's checkpoint directory (none: checkpoints in memory).
     job_dir: Option<PathBuf>,
     /// The latest checkpoint completed in this attempt: the base of the next increment.
@@ -174,7 +172,7 @@ impl CheckpointCoordinator {
         on_complete: Recipient<CheckpointCompleted>,
     ) -> Self {
         let stats = jobs.checkpoint_stats(job);
-        let (incremental, job_dir) = (settings.incremental, settings.job_dir(job));
+        let job_dir = settings.job_dir(job);
         let core = CoordinatorCore::new(
             job,
             settings.clone(),
@@ -201,7 +199,6 @@ impl CheckpointCoordinator {
             waiters: HashMap::new(),
             next_waiter: 0,
             on_complete,
-            incremental,
             job_dir,
             latest_completed: None,
             bases: HashMap::new(),
@@ -236,10 +233,9 @@ impl CheckpointCoordinator {
                 aligned,
                 unaligned,
                 inline_threshold,
+                incremental,
                 stop_sources,
             } => {
-                // Savepoints (whose directory is not one of the job's `chk-<n>`) are full.
-                let incremental = self.incremental && self.is_checkpoint_dir(target.as_deref());
                 // The base is chosen once per checkpoint (its later triggers, to subtasks whose
                 // upstream ended, build on the same one), and its files stay until this
                 // checkpoint is settled, whatever retention discards meanwhile.
@@ -332,8 +328,13 @@ impl CheckpointCoordinator {
                 async move {
                     match ask.await {
                         Ok(Ok(state)) => Ok(state.map(|s| (vertex, s))),
-                        Ok(Err(e)) => Err(format!("source vertex {vertex}: {e}")),
-                        Err(e) => Err(format!("source vertex {vertex}: its coordinator is gone ({e})")),
+                        Ok(Err(e)) => Err(RuntimeError::Context {
+                            context: format!("source vertex {vertex}"),
+                            source: Box::new(e),
+                        }),
+                        Err(e) => Err(RuntimeError::Unavailable(format!(
+                            "source vertex {vertex}: its coordinator is gone ({e})"
+                        ))),
                     }
                 }
             })
@@ -395,16 +396,6 @@ impl CheckpointCoordinator {
     }
 
     /// Whether `target` is one of the job's `chk-<n>` directories (not a savepoint's).
-    fn is_checkpoint_dir(&self, target: Option<&str>) -> bool {
-        let Some(target) = target.map(std::path::Path::new) else { return false };
-        let is_chk = target
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(riffle_state::checkpoint_metadata::parse_checkpoint_dir_name)
-            .is_some();
-        is_chk && self.job_dir.as_deref().is_some_and(|j| target.parent() == Some(j))
-    }
-
     fn record(&self, u: StatsUpdate) {
         match u {
             StatsUpdate::Triggered { checkpoint_id, savepoint, trigger_ms, num_subtasks, path } => {

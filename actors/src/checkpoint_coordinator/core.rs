@@ -130,7 +130,7 @@ pub enum CoordinatorEvent {
         /// The checkpoint.
         checkpoint_id: u64,
         /// The states, or why one could not be taken.
-        result: Result<Vec<(u32, Vec<u8>)>, String>,
+        result: Result<Vec<(u32, Vec<u8>)>, RuntimeError>,
     },
     /// A subtask's input ended, or it finished: checkpoints go on without it (FLIP-147).
     TaskEnded {
@@ -237,6 +237,9 @@ pub enum CoordinatorCommand {
         unaligned: bool,
         /// State below this many bytes is inlined.
         inline_threshold: usize,
+        /// Snapshots may be increments on a completed checkpoint (`state.backend.incremental`):
+        /// checkpoints with a directory only, never savepoints, which stay self-contained.
+        incremental: bool,
         /// Stop-with-savepoint.
         stop_sources: bool,
     },
@@ -555,7 +558,7 @@ impl CoordinatorCore {
     fn enumerators_snapshotted(
         &mut self,
         id: u64,
-        result: Result<Vec<(u32, Vec<u8>)>, String>,
+        result: Result<Vec<(u32, Vec<u8>)>, RuntimeError>,
         now: Clock,
         out: &mut Vec<CoordinatorCommand>,
     ) {
@@ -805,6 +808,7 @@ fn trigger_command(settings: &CheckpointSettings, id: u64, p: &Pending, to: Vec<
         aligned: settings.aligned || savepoint,
         unaligned: settings.unaligned && !savepoint,
         inline_threshold: settings.inline_threshold,
+        incremental: settings.incremental && !savepoint && p.dir.is_some(),
         stop_sources: p.stop_sources,
     }
 }

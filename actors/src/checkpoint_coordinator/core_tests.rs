@@ -538,8 +538,36 @@ fn at_least_once_checkpoints_and_inline_threshold() {
         aligned: false,
         unaligned: false,
         inline_threshold: 77,
+        incremental: true,
         stop_sources: false,
     }));
+}
+
+/// Checkpoints with a directory may be increments; savepoints, checkpoints kept in memory and
+/// the option turned off never are.
+#[test]
+fn only_checkpoints_with_a_directory_are_incremental() {
+    let incremental = |out: &[C]| {
+        out.iter()
+            .find_map(|c| match c {
+                C::SendTrigger { incremental, .. } => Some(*incremental),
+                _ => None,
+            })
+            .expect("a trigger")
+    };
+    let now = at(Instant::now(), 0);
+    let cases: [(&str, CheckpointSettings, E, bool); 4] = [
+        ("checkpoint", settings(), tick(), true),
+        ("savepoint", settings(), savepoint(Some("/sp"), false, 1), false),
+        ("option off", CheckpointSettings { incremental: false, ..settings() }, tick(), false),
+        ("no directory", CheckpointSettings { dir: None, ..settings() }, tick(), false),
+    ];
+    for (name, s, trigger, expected) in cases {
+        let mut c = core(s);
+        c.on(trigger, now);
+        let out = c.on(reserved(0, 5), now);
+        assert_eq!(incremental(&out), expected, "{name}");
+    }
 }
 
 #[test]
@@ -761,7 +789,8 @@ fn the_enumerators_state_is_taken_before_the_triggers_and_kept_in_the_metadata()
     // An enumerator that cannot give its state aborts the checkpoint.
     c.on(tick(), now);
     c.on(reserved(1, 2), now);
-    let failed = E::EnumeratorsSnapshotted { checkpoint_id: 2, result: Err("disk full".into()) };
+    let failed =
+        E::EnumeratorsSnapshotted { checkpoint_id: 2, result: Err(RuntimeError::Checkpoint("disk full".into())) };
     let got: Vec<String> = c.on(failed, now).iter().map(show).collect();
     assert_eq!(got, ["stats failed 2: a split enumerator's state could not be taken: disk full", "notify 2 aborted"]);
 }
