@@ -95,7 +95,10 @@ fn written(id: u64, r: Result<(), &str>) -> E {
     E::MetadataWritten { checkpoint_id: id, result: r.map_err(|e| RuntimeError::Checkpoint(e.to_string())) }
 }
 fn stop() -> E {
-    E::Stop { reason: "the job attempt is ending".into() }
+    E::Stop { reason: "the job attempt is ending".into(), keep_files: false }
+}
+fn suspend() -> E {
+    E::Stop { reason: "the job is suspended".into(), keep_files: true }
 }
 
 fn path(p: &Option<PathBuf>) -> String {
@@ -411,6 +414,18 @@ fn acknowledgements_decline_timeout_and_subsumption() {
                     6,
                     &["completed 1 /ckpt/job/chk-1", "stats completed 1", "notify 1 completed", "stop"],
                 ),
+            ],
+        ),
+        (
+            "a suspension aborts the pending checkpoint but keeps its files, even a late ack's",
+            settings(),
+            vec![
+                (tick(), 0, &["reserve 0"]),
+                (reserved(0, 1), 0, TRIGGER_1),
+                (ack_file(0, 1), 1, &["stats ack 1 v0 10B"]),
+                (suspend(), 2, &["stats failed 1: the job is suspended", "notify 1 aborted", "stop"]),
+                (ack_file(1, 1), 3, &[]),
+                (tick(), 4, &[]),
             ],
         ),
         (
