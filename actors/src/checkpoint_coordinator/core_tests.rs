@@ -493,6 +493,34 @@ fn savepoints() {
             ],
         ),
         (
+            "a savepoint under way when the job is suspended fails naming the suspension",
+            settings(),
+            vec![
+                (savepoint(Some("/sp"), false, 1), 0, &["reserve 0"]),
+                (
+                    reserved(0, 4),
+                    0,
+                    &["stats triggered 4 savepoint of 2", "trigger 4 /sp/savepoint-abcdef-4 aligned", "timeout 4 60s"],
+                ),
+                (ack(0, 4), 1, &["stats ack 4 v0 4B"]),
+                (
+                    suspend(),
+                    2,
+                    &[
+                        "stats failed 4: the job is suspended",
+                        "notify 4 aborted",
+                        "answer w1 err checkpoint 4 was aborted: the job is suspended",
+                        "stop",
+                    ],
+                ),
+                (
+                    savepoint(Some("/sp"), false, 2),
+                    3,
+                    &["answer w2 err checkpointing has stopped (the job attempt ended or a task finished)"],
+                ),
+            ],
+        ),
+        (
             "checkpoints follow the mode, savepoints are never unaligned",
             unaligned,
             vec![

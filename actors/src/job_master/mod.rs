@@ -676,16 +676,18 @@ impl Handler<ConfirmEnd> for JobMaster {
 
 impl Handler<SavepointRequest> for JobMaster {
     type Result = ResponseActFuture<Self, Result<std::path::PathBuf, RuntimeError>>;
-    fn handle(&mut self, msg: SavepointRequest, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: SavepointRequest, ctx: &mut Self::Context) -> Self::Result {
         let refuse = |why: RuntimeError| -> Self::Result { Box::pin(fut::ready(Err(why))) };
+        // The core refuses first: its reason names the job's state (not running, suspended).
+        if let Err(why) = self.core.begin_savepoint(msg.then) {
+            return refuse(why);
+        }
         let Some(c) = self.coordinator.clone() else {
+            self.feed(JobInput::SavepointFinished { succeeded: false }, ctx);
             return refuse(RuntimeError::Refused(
                 "the job is not running: a savepoint needs every task running".into(),
             ));
         };
-        if let Err(why) = self.core.begin_savepoint(msg.then) {
-            return refuse(why);
-        }
         let (tx, rx) = tokio::sync::oneshot::channel();
         c.do_send(TriggerSavepoint { target: msg.target, stop_sources: msg.then == AfterSavepoint::Stop, reply: tx });
         Box::pin(async move { rx.await.unwrap_or_else(|_| Err(coordinator_stopped())) }.into_actor(self).map(
