@@ -3,7 +3,9 @@
 //! killed with SIGKILL while an exactly-once job runs, the standby takes over, recovers the job
 //! from its newest checkpoint and it finishes with exactly the failure-free output; a failure
 //! the old leader recorded (a TaskManager killed before) is in the new leader's exception
-//! history. With a 3-member ensemble, a ZooKeeper member is killed too.
+//! history. With a 3-member ensemble, a ZooKeeper member is killed too. A leader frozen
+//! (SIGSTOP) past its session suspends its job when it wakes, stands by, and leads again
+//! when the new leader is killed, recovering the job from the HA data it left in place.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -351,4 +353,175 @@ fn a_cluster_on_a_three_member_ensemble_survives_a_lost_member_and_a_lost_leader
     let took = kill_leader_and_wait_for_the_standby(&mut c, &job);
     eprintln!("with a member lost, SIGKILL of the leader to the standby running the job: {took} ms");
     wait_finished_exact(&c.jms[0].1, &job, &out, events, keys);
+}
+
+/// Starts `riffle args...` like `common::start`, with its stderr (logs at info) in `log`.
+fn start_logged(args: &[String], log: &Path) -> (Proc, Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_riffle"))
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("riffle starts");
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (Proc(child), rx)
+}
+
+fn signal(p: &Proc, sig: &str) {
+    let ok = Command::new("kill").args([sig, &p.0.id().to_string()]).status().is_ok_and(|s| s.success());
+    assert!(ok, "kill {sig} {}", p.0.id());
+}
+
+/// Whether a directory holds a file whose name does not start with a dot.
+fn has_files(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .is_ok_and(|mut d| d.any(|f| f.is_ok_and(|f| !f.file_name().to_string_lossy().starts_with('.'))))
+}
+
+#[test]
+fn a_frozen_leader_suspends_its_job_stands_by_and_recovers_it_when_it_leads_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let zk = ZooKeeper::standalone();
+    let common: Vec<String> = [
+        "high-availability=zookeeper".to_string(),
+        format!("high-availability.zookeeper.quorum={}", zk.quorum),
+        format!("high-availability.storageDir={}", dir.path().join("ha").display()),
+        "high-availability.zookeeper.client.session-timeout=2 s".into(),
+        "high-availability.zookeeper.client.connection-timeout=5 s".into(),
+        format!("state.checkpoints.dir={}", dir.path().join("chk").display()),
+        "heartbeat.interval=200 ms".into(),
+        "heartbeat.timeout=2 s".into(),
+    ]
+    .into_iter()
+    .flat_map(|kv| ["-D".to_string(), kv])
+    .collect();
+    let jm_args = |rpc: u16, rest: u16| {
+        let mut a = vec!["jobmanager".to_string()];
+        a.extend(common.iter().cloned());
+        for kv in [
+            "jobmanager.rpc.address=127.0.0.1".to_string(),
+            format!("jobmanager.rpc.port={rpc}"),
+            format!("rest.port={rest}"),
+        ] {
+            a.extend(["-D".to_string(), kv]);
+        }
+        a
+    };
+    let (rest1, rest2) = (free_port(), free_port());
+    let (first, second) = (format!("127.0.0.1:{rest1}"), format!("127.0.0.1:{rest2}"));
+    let log1 = dir.path().join("jm1.log");
+    let (jm1, out1) = start_logged(&jm_args(free_port(), rest1), &log1);
+    line_with(&out1, "REST API and web UI at", Duration::from_secs(60)).expect("the first JobManager leads");
+    let (jm2, out2) = start_logged(&jm_args(free_port(), rest2), &dir.path().join("jm2.log"));
+    line_with(&out2, "standby", Duration::from_secs(60)).expect("the second JobManager stands by");
+    let mut tm_args = vec!["taskmanager".to_string()];
+    tm_args.extend(common.iter().cloned());
+    for kv in ["taskmanager.resource-id=tm-0", "taskmanager.numberOfTaskSlots=2", "taskmanager.host=127.0.0.1"] {
+        tm_args.extend(["-D".to_string(), kv.to_string()]);
+    }
+    let _tm = start_logged(&tm_args, &dir.path().join("tm.log"));
+    wait_until("the TaskManager at the first JobManager", Duration::from_secs(30), || {
+        http(&first, "GET", "/taskmanagers", "")
+            .is_some_and(|v| v["taskmanagers"].as_array().is_some_and(|a| a.len() == 1))
+    });
+    // Paced to run about a minute: long enough for two changes of leader.
+    let out = dir.path().join("out");
+    let (events, keys) = (120_000, 30);
+    let body = serde_json::json!({
+        "programArgsList": ["--events", events.to_string(), "--keys", keys.to_string(), "--rate", "1",
+                            "--output", out.display().to_string()],
+        "parallelism": 2,
+    });
+    let v = http(&first, "POST", "/programs/exactly-once-drill/run", &body.to_string()).expect("the leader answers");
+    let job = v["jobid"].as_str().unwrap_or_else(|| panic!("{v}")).to_string();
+    wait_until("a completed checkpoint", Duration::from_secs(60), || completed_checkpoints(&first, &job) > 0);
+
+    // Frozen longer than its session (2 s): the second JobManager takes over and runs the job.
+    signal(&jm1, "-STOP");
+    let frozen = Instant::now();
+    wait_until("the second JobManager to run the job", Duration::from_secs(60), || {
+        http(&second, "GET", &format!("/jobs/{job}"), "")
+            .and_then(|j| j["timestamps"]["RUNNING"].as_i64())
+            .is_some_and(|t| t > 0)
+    });
+    wait_until("a checkpoint by the second JobManager", Duration::from_secs(60), || {
+        completed_checkpoints(&second, &job) > 0
+    });
+    std::thread::sleep(Duration::from_secs(6).saturating_sub(frozen.elapsed()));
+    let woke = Instant::now();
+    signal(&jm1, "-CONT");
+
+    // It wakes deposed: it suspends its job instead of exiting, and stands by again.
+    let line = line_with(&out1, "leadership lost", Duration::from_secs(60)).expect("the old leader suspends");
+    assert!(line.contains("suspended 1 jobs") && line.contains(&job), "{line}");
+    let suspended_in = woke.elapsed();
+    line_with(&out1, "standby", Duration::from_secs(60)).expect("the old leader stands by again");
+    let mut jm1 = jm1;
+    assert!(jm1.0.try_wait().unwrap().is_none(), "the old leader exited");
+    // Its REST port redirects to the new leader again.
+    let mut answer = (0, Value::Null);
+    wait_until("the old leader's redirect to the new one", Duration::from_secs(30), || {
+        answer = common::http(&first, "GET", "/overview", "");
+        answer.0 == 307
+    });
+    assert_eq!(answer.1["location"], format!("http://{second}/overview"), "{}", answer.1);
+    // Nothing of the job's HA data was removed while suspending: the stored graph, the
+    // checkpoints, and no removal was even tried.
+    assert!(has_files(&dir.path().join("ha/default/jobgraphs")), "the stored job graph is gone");
+    assert!(has_files(&dir.path().join("chk").join(&job)), "the job's checkpoints are gone");
+    let log = std::fs::read_to_string(&log1).unwrap();
+    assert!(log.contains("suspending 1 jobs"), "{log}");
+    assert!(log.contains("job suspended; its HA data stays"), "{log}");
+    for removal in ["cannot remove the ended job", "cannot delete the checkpoints of an ended job", "job ended"] {
+        assert!(!log.contains(removal), "the suspended leader tried: {removal}\n{log}");
+    }
+    let told: Vec<&str> = log.lines().filter(|l| l.contains("suspend") || l.contains("leader")).collect();
+    eprintln!("SIGCONT to the old leader's runtime stopped with its job suspended: {suspended_in:?}");
+    eprintln!("the old leader's log:\n{}", told.join("\n"));
+
+    // The new leader dies: the first leads again, recovers the job, and it ends exactly once.
+    let progressed = completed_checkpoints(&second, &job);
+    wait_until("the second JobManager to checkpoint again", Duration::from_secs(60), || {
+        completed_checkpoints(&second, &job) > progressed
+    });
+    assert_eq!(job_state(&second, &job), "RUNNING", "the job must still run for the last change of leader");
+    drop(jm2);
+    let killed = Instant::now();
+    line_with(&out1, "leading again", Duration::from_secs(60)).expect("the first JobManager leads again");
+    let line = line_with(&out1, "REST API and web UI at", Duration::from_secs(60)).expect("its runtime starts");
+    assert!(line.contains("1 jobs recovered"), "{line}");
+    eprintln!("SIGKILL of the new leader to the old one leading again with the job: {:?}", killed.elapsed());
+    wait_until("the recovered job to finish", Duration::from_secs(240), || {
+        let s = job_state(&first, &job);
+        assert!(!matches!(s.as_str(), "FAILED" | "CANCELED" | "SUSPENDED"), "the job ended {s}");
+        s == "FINISHED"
+    });
+    let (got, want) = (committed_lines(&out).unwrap(), expected_lines(events, keys));
+    if got != want {
+        let kept = std::env::temp_dir().join(format!("riffle-ha-suspend-{}", std::process::id()));
+        let _ = Command::new("cp").arg("-a").arg(dir.path()).arg(&kept).status();
+        let (mut missing, mut extra) = (want.clone(), got.clone());
+        missing.retain(|l| got.binary_search(l).is_err());
+        extra.retain(|l| want.binary_search(l).is_err());
+        let dups = got.windows(2).filter(|w| w[0] == w[1]).count();
+        panic!(
+            "the committed output is not exact: {} lines for {}, {} missing (first {:?}), {} unexpected, {dups} \
+             duplicated; logs and output kept in {}",
+            got.len(),
+            want.len(),
+            missing.len(),
+            missing.first(),
+            extra.len(),
+            kept.display()
+        );
+    }
 }

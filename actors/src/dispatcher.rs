@@ -1,5 +1,6 @@
 //! The Dispatcher: accepts submissions, starts one JobMaster per job (its children), keeps
-//! every job's status and final result, and answers who waits for them.
+//! every job's status and final result, and answers who waits for them. Highly available, it
+//! suspends every job when its JobManager loses the leadership ([`SuspendAll`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use crate::exception_history::{ExceptionHistory, ExceptionPage};
 use crate::ids::JobId;
 use crate::job_master::{
     CancelJobExecution, ExceptionRecorded, JobMaster, JobMasterParent, JobMasterServices, JobMasterSettings, JobResult,
-    JobStatusChanged, JobTerminated,
+    JobStatusChanged, JobTerminated, SuspendJobExecution,
 };
 use crate::job_status::JobStatus;
 use crate::mailbox::Probed;
@@ -132,7 +133,9 @@ impl Dispatcher {
             if e.result.is_some() {
                 return;
             }
-            if let Some(store) = self.services.jobs.job_store() {
+            // A suspended job is not over: its stored graph, checkpoints, counter and history
+            // stay for the leader that recovers it.
+            if let (Some(store), true) = (self.services.jobs.job_store(), result.status.is_globally_terminal()) {
                 store.job_terminated(result.job_id);
             }
             // Its subtasks are gone: nothing builds from its graph any more.
@@ -344,5 +347,38 @@ impl Handler<StopDispatcher> for Dispatcher {
             }
         }
         ctx.stop();
+    }
+}
+
+/// Suspends every job that has not ended (high availability: this JobManager lost its
+/// leadership) and answers with their ids once every one of their JobMasters ended — each
+/// SUSPENDED unless it ended otherwise first. Nothing is removed from the job store: the next
+/// leader recovers the jobs from it. New submissions are still accepted (the caller stops the
+/// runtime next).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Vec<JobId>")]
+pub struct SuspendAll;
+
+impl Handler<SuspendAll> for Dispatcher {
+    type Result = ResponseFuture<Vec<JobId>>;
+    fn handle(&mut self, _: SuspendAll, _: &mut Self::Context) -> Self::Result {
+        let mut ends = Vec::new();
+        for (id, e) in &mut self.jobs {
+            let Some(m) = e.master.as_ref().filter(|_| e.result.is_none()) else { continue };
+            m.do_send(SuspendJobExecution);
+            let (tx, rx) = oneshot::channel();
+            e.waiters.push(tx);
+            ends.push((*id, rx));
+        }
+        Box::pin(async move {
+            let mut suspended = Vec::with_capacity(ends.len());
+            for (id, rx) in ends {
+                // A dropped waiter: the Dispatcher stopped, the JobMaster with it.
+                let _ = rx.await;
+                suspended.push(id);
+            }
+            suspended.sort();
+            suspended
+        })
     }
 }

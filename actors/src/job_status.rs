@@ -23,11 +23,24 @@ pub enum JobStatus {
     Canceled,
     /// Every subtask finished.
     Finished,
+    /// This JobManager lost its leadership (high availability): the subtasks are cancelled
+    /// and the JobMaster ends, but the job is not over — its stored graph, checkpoints,
+    /// checkpoint counter and exception history stay for the next leader, which recovers it.
+    /// Terminal for this JobMaster ([`JobStatus::is_terminal`]), never globally
+    /// ([`JobStatus::is_globally_terminal`]), as Flink's SUSPENDED.
+    Suspended,
 }
 
 impl JobStatus {
-    /// Whether the job ended.
+    /// Whether the job ended for this JobMaster (SUSPENDED included: nothing more happens to
+    /// the job here).
     pub fn is_terminal(self) -> bool {
+        self.is_globally_terminal() || self == JobStatus::Suspended
+    }
+
+    /// Whether the job ended for good: its highly available data (stored graph, checkpoints,
+    /// counter, history) may be cleaned up. SUSPENDED is not: another leader resumes the job.
+    pub fn is_globally_terminal(self) -> bool {
         matches!(self, JobStatus::Failed | JobStatus::Canceled | JobStatus::Finished)
     }
 
@@ -42,6 +55,7 @@ impl JobStatus {
             JobStatus::Cancelling => "CANCELLING",
             JobStatus::Canceled => "CANCELED",
             JobStatus::Finished => "FINISHED",
+            JobStatus::Suspended => "SUSPENDED",
         }
     }
 }
@@ -67,6 +81,8 @@ pub enum JobEvent {
     AllFinished,
     /// Every subtask stopped after a failure or cancel.
     AllStopped,
+    /// This JobManager lost its leadership: the job is suspended, whatever it was doing.
+    Suspend,
 }
 
 /// An event that does not apply in a status.
@@ -97,6 +113,10 @@ pub fn transition(from: JobStatus, event: JobEvent) -> Result<JobStatus, Invalid
         (Running, AllFinished) => Finished,
         (Failing, AllStopped | AllFinished) => Failed,
         (Cancelling, AllStopped | AllFinished) => Canceled,
+        // From any status that is not an end: the job moves to the next leader.
+        (Created | Running | Restarting | Failing | Cancelling, Suspend) => Suspended,
+        // Subtasks that stop (or finish) after the suspension change nothing.
+        (Suspended, AllStopped | AllFinished | Suspend) => Suspended,
         _ => return Err(InvalidTransition { from, event }),
     })
 }
@@ -122,5 +142,22 @@ mod tests {
         assert_eq!(transition(r, JobEvent::Schedule), Ok(JobStatus::Running));
         assert_eq!(transition(r, JobEvent::Cancel), Ok(JobStatus::Cancelling));
         assert!(transition(JobStatus::Finished, JobEvent::Restart).is_err());
+    }
+
+    #[test]
+    fn every_status_but_an_end_can_be_suspended_and_suspended_is_only_locally_terminal() {
+        use JobStatus::*;
+        for from in [Created, Running, Restarting, Failing, Cancelling] {
+            assert_eq!(transition(from, JobEvent::Suspend), Ok(Suspended), "{from}");
+        }
+        for from in [Failed, Canceled, Finished] {
+            assert!(transition(from, JobEvent::Suspend).is_err(), "{from}");
+        }
+        assert_eq!(transition(Suspended, JobEvent::AllStopped), Ok(Suspended));
+        for event in [JobEvent::Schedule, JobEvent::Fail, JobEvent::Restart, JobEvent::Cancel] {
+            assert!(transition(Suspended, event).is_err(), "{event:?}");
+        }
+        assert!(Suspended.is_terminal() && !Suspended.is_globally_terminal());
+        assert_eq!(Suspended.as_str(), "SUSPENDED");
     }
 }

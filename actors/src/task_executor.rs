@@ -205,6 +205,20 @@ impl Handler<DeployTask> for TaskExecutor {
             let error = riffle_api::TaskError::msg(format!("task executor {}", this.id), why);
             this.report(e, TaskOutcome::Failed(error).into());
         };
+        if self.tasks.contains_key(&e) {
+            // Attempts count from 0 under each leader: a former leader's instance of the same
+            // execution, cancelled when its link ended, has not stopped yet. Two instances
+            // would share its channels and its slot's bookkeeping (the cancel of one reaching
+            // neither); the new leader's JobMaster fails over to the next attempt instead.
+            return fail(
+                self,
+                format!(
+                    "subtask {} of vertex {} (attempt {}) still runs here from an earlier deployment (a former \
+                     leader's) and is being cancelled",
+                    e.subtask, e.vertex, e.attempt
+                ),
+            );
+        }
         let slot_graph = self.code.slot_graphs.get(&(e.job, msg.slot_index)).map(|g| g.clone());
         let Some(mut graph) = slot_graph.clone().or_else(|| self.code.graph(e.job)) else {
             return fail(self, format!("job {} is unknown to this task executor", e.job));

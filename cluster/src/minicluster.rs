@@ -446,6 +446,26 @@ impl MiniCluster {
         futures::executor::block_on(a.dispatcher.send(ListJobs)).map_err(unavailable)
     }
 
+    /// Suspends every job that has not ended (high availability: this JobManager lost its
+    /// leadership; see `riffle_actors::dispatcher::SuspendAll`) and returns their ids once their
+    /// JobMasters ended, at most `timeout` later. Nothing of the jobs' HA data is removed.
+    pub fn suspend_all_jobs(&self, timeout: Duration) -> Result<Vec<JobId>, ClusterError> {
+        let a = self.actors()?;
+        let asked = a.dispatcher.send(riffle_actors::dispatcher::SuspendAll);
+        // Waited for on a thread of its own: the bound needs no timer of an async runtime.
+        let (tx, rx) = sync_channel(1);
+        std::thread::Builder::new()
+            .name("riffle-suspend".into())
+            .spawn(move || {
+                let _ = tx.send(futures::executor::block_on(asked));
+            })
+            .map_err(unavailable)?;
+        match rx.recv_timeout(timeout) {
+            Ok(r) => r.map_err(unavailable),
+            Err(_) => Err(ClusterError::Timeout(timeout, "the suspended jobs' JobMasters to end".into())),
+        }
+    }
+
     /// Slot occupancy.
     pub fn slot_report(&self) -> Result<SlotReport, ClusterError> {
         let a = self.actors()?;

@@ -304,3 +304,51 @@ fn a_highly_available_dispatcher_stores_every_history_change_and_continues_a_rec
     assert_eq!(*store.terminated.lock().unwrap(), vec![job]);
     assert_eq!(store.recovered.lock().unwrap().len(), 0, "handed out once");
 }
+
+/// High availability, a deposed leader: every job that has not ended is suspended — SUSPENDED,
+/// its checkpoints kept although retention deletes them at any end, nothing removed from the
+/// job store — while a job that finished before was removed from the store as usual.
+#[test]
+fn suspending_every_job_keeps_its_checkpoints_and_its_stored_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let chk = dir.path().to_str().unwrap().to_string();
+    let mc = cluster_with(&[("execution.checkpointing.interval", "50 ms"), ("state.checkpoints.dir", &chk)]);
+    let store = std::sync::Arc::new(MemoryJobStore::default());
+    mc.shared().jobs.set_job_store(store.clone());
+
+    let mut env = StreamEnvironment::new();
+    env.set_parallelism(1);
+    env.from_sequence(0, 9).discard();
+    let done = mc.submit(env.build_job_graph("short").unwrap()).unwrap();
+    assert_eq!(done.wait(WAIT).unwrap().status, JobStatus::Finished);
+
+    // Paced to run far longer than the test: only the suspension ends it.
+    let mut env = StreamEnvironment::new();
+    env.set_parallelism(2);
+    env.from_sequence_paced(0, 1_000_000, 100).map(|i| i + 1).discard();
+    let running = mc.submit(env.build_job_graph("long").unwrap()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while mc.checkpoint_stats(running.job_id()).completed == 0 {
+        assert!(Instant::now() < deadline, "no checkpoint completed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let suspended = mc.suspend_all_jobs(Duration::from_secs(40)).expect("every JobMaster ends");
+    assert_eq!(suspended, vec![running.job_id()]);
+    let result = running.wait(WAIT).unwrap();
+    assert_eq!((result.status, result.error), (JobStatus::Suspended, None));
+    let listed: Vec<_> = mc.list_jobs().unwrap().into_iter().map(|j| (j.job_id, j.status)).collect();
+    assert!(listed.contains(&(running.job_id(), JobStatus::Suspended)), "{listed:?}");
+    // The checkpoints stay for the next leader (give a wrongly spawned deletion time to run).
+    std::thread::sleep(Duration::from_millis(300));
+    let kept: Vec<String> = std::fs::read_dir(dir.path().join(running.job_id().to_string()))
+        .expect("the job's checkpoint directory")
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.starts_with("chk-"))
+        .collect();
+    assert!(!kept.is_empty(), "the suspended job's checkpoints are gone");
+    assert!(!dir.path().join(done.job_id().to_string()).exists(), "the finished job's checkpoints stay");
+    assert_eq!(*store.terminated.lock().unwrap(), vec![done.job_id()], "only the finished job leaves the store");
+    // Nothing is left to suspend.
+    assert_eq!(mc.suspend_all_jobs(Duration::from_secs(5)).unwrap(), vec![]);
+}

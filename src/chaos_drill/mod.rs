@@ -313,8 +313,8 @@ fn drill(
         if progress.stalled_for(now) > STALL_LIMIT {
             bail!("the committed output did not grow for {}", secs(STALL_LIMIT));
         }
-        // Processes that ended on their own (a JobManager that lost its ZooKeeper session
-        // stops itself) are started again.
+        // Processes that ended on their own (a crash; a JobManager that lost its ZooKeeper
+        // session suspends its jobs and stands by instead) are started again.
         for i in (0..c.jms.len()).rev() {
             if let Some(s) = c.jms[i].exited() {
                 let gone = c.jms.remove(i);

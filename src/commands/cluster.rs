@@ -5,19 +5,42 @@ use anyhow::Result;
 use riffle::scenarios;
 use riffle::Configuration;
 
-/// A JobManager process (with ZooKeeper HA when configured), serving until interrupted.
+/// A JobManager process (with ZooKeeper HA when configured), serving until interrupted. Highly
+/// available, it stands by, leads, and after a lost leadership suspends its jobs and stands by
+/// again, for as long as the process runs.
 pub fn jobmanager(conf: Configuration) -> Result<()> {
     let mut cfg = riffle::MiniClusterConfig::new(0, 1).with_rest().with_rpc().with_programs(riffle::programs());
     let ha = riffle_cluster::ha::HaConfig::from_config(&conf).map_err(|e| anyhow::anyhow!("{e}"))?;
     cfg.config = conf;
-    let (cluster, recovered) = if ha.zookeeper().is_some() {
-        let leading = riffle_cluster::ha::job_manager::lead(cfg, riffle::programs(), |n| {
-            println!("riffle jobmanager: standby ({n}), waiting for leadership")
+    if ha.zookeeper().is_some() {
+        use riffle_cluster::ha::job_manager::{serve, Role};
+        let never = serve(cfg, riffle::programs(), |role| match role {
+            Role::Standby(n) => println!("riffle jobmanager: standby ({n}), waiting for leadership"),
+            Role::Leading { leader, again } => {
+                if again {
+                    println!("riffle jobmanager: leading again");
+                }
+                serving(&leader.cluster, leader.recovered.len())
+            }
+            Role::Suspended(jobs) => {
+                let ids: Vec<String> = jobs.iter().map(|j| j.to_string()).collect();
+                println!(
+                    "riffle jobmanager: leadership lost: suspended {} jobs ({}); the runtime stopped",
+                    jobs.len(),
+                    ids.join(", ")
+                )
+            }
         })?;
-        (leading.cluster, leading.recovered.len())
-    } else {
-        (riffle::MiniCluster::start(cfg)?, 0)
-    };
+        match never {}
+    }
+    let cluster = riffle::MiniCluster::start(cfg)?;
+    serving(&cluster, 0);
+    scenarios::serve_until_interrupted();
+    Ok(())
+}
+
+/// The line a JobManager prints once it serves.
+fn serving(cluster: &riffle::MiniCluster, recovered: usize) {
     let url = cluster.rest_url().unwrap_or_default();
     let rpc = cluster.rpc_address().unwrap_or_default();
     let bound = cluster.rpc_bound_address().map(|a| a.to_string()).unwrap_or_default();
@@ -25,8 +48,6 @@ pub fn jobmanager(conf: Configuration) -> Result<()> {
         "riffle jobmanager: REST API and web UI at {url}, TaskManagers register at {rpc} (bound on {bound}); \
          {recovered} jobs recovered"
     );
-    scenarios::serve_until_interrupted();
-    Ok(())
 }
 
 /// A TaskManager process, registered at its JobManager until it ends.

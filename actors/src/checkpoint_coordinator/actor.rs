@@ -72,6 +72,9 @@ pub struct TaskEndedForCheckpoints {
 pub struct StopCheckpointing {
     /// Why, for the log.
     pub reason: String,
+    /// The job is suspended: aborted checkpoints keep their files (see
+    /// [`super::core::CoordinatorEvent::Stop`]).
+    pub keep_files: bool,
 }
 
 /// Triggers a savepoint; answers with its directory when it completed.
@@ -500,6 +503,6 @@ impl Handler<TaskEndedForCheckpoints> for CheckpointCoordinator {
 impl Handler<StopCheckpointing> for CheckpointCoordinator {
     type Result = ();
     fn handle(&mut self, msg: StopCheckpointing, ctx: &mut Self::Context) {
-        self.on(CoordinatorEvent::Stop { reason: msg.reason }, ctx);
+        self.on(CoordinatorEvent::Stop { reason: msg.reason, keep_files: msg.keep_files }, ctx);
     }
 }

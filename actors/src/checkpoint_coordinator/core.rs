@@ -144,6 +144,11 @@ pub enum CoordinatorEvent {
     Stop {
         /// Why.
         reason: String,
+        /// The job is suspended (its JobManager lost its leadership): what the aborted
+        /// checkpoints wrote stays — the job's checkpoint directory is the next leader's now,
+        /// and this coordinator deletes nothing there any more (late acknowledgements
+        /// included).
+        keep_files: bool,
     },
 }
 
@@ -352,6 +357,8 @@ pub struct CoordinatorCore {
     aborted_dirs: BTreeMap<u64, PathBuf>,
     last_completion: Option<Instant>,
     stopped: bool,
+    /// Stopped for a suspended job: nothing is deleted any more.
+    keep_files: bool,
 }
 
 impl CoordinatorCore {
@@ -385,6 +392,7 @@ impl CoordinatorCore {
             aborted_dirs: BTreeMap::new(),
             last_completion: None,
             stopped: false,
+            keep_files: false,
         }
     }
 
@@ -469,8 +477,9 @@ impl CoordinatorCore {
             CoordinatorEvent::EnumeratorsSnapshotted { checkpoint_id, result } => {
                 self.enumerators_snapshotted(checkpoint_id, result, now, &mut out)
             }
-            CoordinatorEvent::Stop { reason } => {
+            CoordinatorEvent::Stop { reason, keep_files } => {
                 self.stopped = true;
+                self.keep_files |= keep_files;
                 let ids: Vec<u64> = self.pending.keys().copied().collect();
                 for id in ids {
                     self.abort(id, &reason, now, &mut out);
@@ -589,7 +598,7 @@ impl CoordinatorCore {
         let Some(p) = self.pending.get_mut(&id) else {
             // Late for an aborted checkpoint: what it wrote may have come after the directory
             // was deleted.
-            if matches!(ack.state, StateHandle::File { .. } | StateHandle::Incremental { .. }) {
+            if !self.keep_files && matches!(ack.state, StateHandle::File { .. } | StateHandle::Incremental { .. }) {
                 if let Some(dir) = self.aborted_dirs.get(&id) {
                     out.push(CoordinatorCommand::DeleteDir(dir.clone()));
                 }
@@ -787,7 +796,7 @@ impl CoordinatorCore {
             why: why.to_string(),
         }));
         out.push(CoordinatorCommand::Notify { checkpoint_id: id, completed: false });
-        if let Some(dir) = dir {
+        if let Some(dir) = dir.filter(|_| !self.keep_files) {
             self.aborted_dirs.insert(id, dir.clone());
             while self.aborted_dirs.len() > REMEMBERED_ABORTED_DIRS {
                 self.aborted_dirs.pop_first();

@@ -95,7 +95,10 @@ fn written(id: u64, r: Result<(), &str>) -> E {
     E::MetadataWritten { checkpoint_id: id, result: r.map_err(|e| RuntimeError::Checkpoint(e.to_string())) }
 }
 fn stop() -> E {
-    E::Stop { reason: "the job attempt is ending".into() }
+    E::Stop { reason: "the job attempt is ending".into(), keep_files: false }
+}
+fn suspend() -> E {
+    E::Stop { reason: "the job is suspended".into(), keep_files: true }
 }
 
 fn path(p: &Option<PathBuf>) -> String {
@@ -414,6 +417,18 @@ fn acknowledgements_decline_timeout_and_subsumption() {
             ],
         ),
         (
+            "a suspension aborts the pending checkpoint but keeps its files, even a late ack's",
+            settings(),
+            vec![
+                (tick(), 0, &["reserve 0"]),
+                (reserved(0, 1), 0, TRIGGER_1),
+                (ack_file(0, 1), 1, &["stats ack 1 v0 10B"]),
+                (suspend(), 2, &["stats failed 1: the job is suspended", "notify 1 aborted", "stop"]),
+                (ack_file(1, 1), 3, &[]),
+                (tick(), 4, &[]),
+            ],
+        ),
+        (
             "a stop after a failed write in flight stops too",
             settings(),
             vec![
@@ -474,6 +489,34 @@ fn savepoints() {
                         "notify 4 completed",
                         "answer w1 ok 4 /sp/savepoint-abcdef-4",
                     ],
+                ),
+            ],
+        ),
+        (
+            "a savepoint under way when the job is suspended fails naming the suspension",
+            settings(),
+            vec![
+                (savepoint(Some("/sp"), false, 1), 0, &["reserve 0"]),
+                (
+                    reserved(0, 4),
+                    0,
+                    &["stats triggered 4 savepoint of 2", "trigger 4 /sp/savepoint-abcdef-4 aligned", "timeout 4 60s"],
+                ),
+                (ack(0, 4), 1, &["stats ack 4 v0 4B"]),
+                (
+                    suspend(),
+                    2,
+                    &[
+                        "stats failed 4: the job is suspended",
+                        "notify 4 aborted",
+                        "answer w1 err checkpoint 4 was aborted: the job is suspended",
+                        "stop",
+                    ],
+                ),
+                (
+                    savepoint(Some("/sp"), false, 2),
+                    3,
+                    &["answer w2 err checkpointing has stopped (the job attempt ended or a task finished)"],
                 ),
             ],
         ),

@@ -21,6 +21,13 @@
 //!   the first failure as root cause. Failures after the first in an attempt are recorded,
 //!   not acted upon.
 //! - **Cancelling**: cancel what runs, end CANCELED when all stopped (or the cancel timeout).
+//! - **Suspending** (high availability: this JobManager lost its leadership), from any status
+//!   that is not an end: SUSPENDED at once, checkpointing stops (pending checkpoints are
+//!   aborted, their files and every completed checkpoint kept), a pending restart never
+//!   comes, what runs is cancelled, and the JobMaster ends SUSPENDED when all stopped (or the
+//!   cancel timeout) — with [`JobCommand::Terminate`]'s `clean_up` false: the job's HA data
+//!   (stored graph, checkpoints, counter, history) stays for the next leader. Reports after
+//!   the suspension (a failure included) only count towards the end.
 //! - Reports from a superseded attempt and anything after the end are ignored.
 
 use std::collections::BTreeMap;
@@ -38,6 +45,9 @@ use crate::restart_strategy::RestartTracker;
 use super::AfterSavepoint;
 
 pub use crate::clock::Clock;
+
+/// Why a suspended job does what it does (savepoints refused, pending checkpoints aborted).
+pub const SUSPENDED: &str = "the job is suspended: this JobManager lost its leadership";
 
 /// What the core knows of a vertex: enough to name a failing subtask.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +117,8 @@ pub enum JobInput {
     },
     /// A timer fired.
     Timer(JobTimer),
+    /// This JobManager is no longer the leader: the job goes to the next one (SUSPENDED).
+    Suspend,
 }
 
 /// What the actor does for the core.
@@ -172,17 +184,26 @@ pub enum JobCommand {
     },
     /// Stop the checkpoint coordinator (pending checkpoints are aborted).
     StopCheckpointing(&'static str),
+    /// Stop the checkpoint coordinator for a suspended job: pending checkpoints are aborted
+    /// but what they wrote stays (the next leader owns the job's checkpoint directory now),
+    /// and no completed checkpoint is deleted.
+    SuspendCheckpointing(&'static str),
     /// Drop the in-process channels of an ended attempt.
     DropChannels {
         /// The attempt.
         attempt: u32,
     },
-    /// The job ended: report it, clean up its checkpoints as retention says, stop.
+    /// The job ended here: report it, clean up (if `clean_up`) its checkpoints as retention
+    /// says, stop.
     Terminate {
-        /// FINISHED, FAILED or CANCELED.
+        /// FINISHED, FAILED, CANCELED or SUSPENDED.
         status: JobStatus,
         /// The root cause, for a failed job.
         error: Option<String>,
+        /// The job ended for good: its checkpoints (as retention says) and its highly
+        /// available data may be removed. False for a suspended job, which the next leader
+        /// recovers from exactly that data.
+        clean_up: bool,
     },
 }
 
@@ -317,12 +338,13 @@ impl JobCore {
             JobInput::Cancel => self.cancel(),
             JobInput::SavepointFinished { succeeded } => {
                 let then = self.after_savepoint.take();
-                if succeeded && then == Some(AfterSavepoint::Cancel) && !self.done {
+                if succeeded && then == Some(AfterSavepoint::Cancel) && !self.done && !self.status.is_terminal() {
                     self.apply(JobEvent::Cancel);
                     self.cancel_all();
                 }
             }
             JobInput::Timer(timer) => self.timer(timer),
+            JobInput::Suspend => self.suspend(),
         }
         std::mem::take(&mut self.out)
     }
@@ -330,6 +352,9 @@ impl JobCore {
     /// May a savepoint be taken now, followed by `then`? Refused while not every subtask
     /// runs, and while a stop or cancel with savepoint is under way.
     pub fn begin_savepoint(&mut self, then: AfterSavepoint) -> Result<(), RuntimeError> {
+        if self.status == JobStatus::Suspended {
+            return Err(RuntimeError::Refused(SUSPENDED.into()));
+        }
         if !self.checkpointing {
             return Err(RuntimeError::Refused("the job is not running: a savepoint needs every task running".into()));
         }
@@ -444,6 +469,10 @@ impl JobCore {
         *slot = Some(update.state.clone());
         let shown = ExecutionState::of(&update.state);
         self.out.push(JobCommand::ShowTaskState { vertex: e.vertex, subtask: e.subtask, state: shown });
+        if self.status == JobStatus::Suspended {
+            // Being cancelled for the next leader: a failure is no reason to restart here.
+            return self.finish_if_done();
+        }
         match update.state {
             TaskState::Running => self.maybe_start_checkpointing(),
             TaskState::InputEnded => self.task_ended(e, TaskEnd::InputEnded),
@@ -669,6 +698,25 @@ impl JobCore {
         });
     }
 
+    // ---- suspending -------------------------------------------------------------------------
+
+    /// The job goes to the next leader: SUSPENDED now, checkpointing stops keeping every
+    /// file, what runs is cancelled, and the JobMaster ends when it stopped.
+    fn suspend(&mut self) {
+        if self.done || self.status.is_terminal() {
+            return;
+        }
+        tracing::warn!(job = %self.job, status = %self.status, "suspending the job: {SUSPENDED}");
+        self.after_savepoint = None;
+        self.apply(JobEvent::Suspend);
+        if std::mem::take(&mut self.checkpointing) {
+            self.out.push(JobCommand::SuspendCheckpointing(SUSPENDED));
+        }
+        // Scheduling (no executions yet) or between attempts (all stopped): nothing to wait
+        // for, not even a slot request.
+        self.cancel_all();
+    }
+
     // ---- ending -----------------------------------------------------------------------------
 
     fn finish_if_done(&mut self) {
@@ -681,7 +729,7 @@ impl JobCore {
             {
                 self.terminate(JobEvent::AllFinished)
             }
-            JobStatus::Failing | JobStatus::Cancelling => self.terminate(JobEvent::AllStopped),
+            JobStatus::Failing | JobStatus::Cancelling | JobStatus::Suspended => self.terminate(JobEvent::AllStopped),
             JobStatus::Restarting => self.out.push(JobCommand::StartTimer {
                 after: self.restart_delay,
                 timer: JobTimer::RestartDue { attempt: self.attempt },
@@ -700,8 +748,12 @@ impl JobCore {
         self.out.push(JobCommand::ReleaseSlots);
         self.out.push(JobCommand::DropChannels { attempt: self.attempt });
         let error = if self.status == JobStatus::Failed { self.root_cause.clone() } else { None };
-        tracing::info!(job = %self.job, status = %self.status, "job ended");
-        self.out.push(JobCommand::Terminate { status: self.status, error });
+        let clean_up = self.status.is_globally_terminal();
+        match clean_up {
+            true => tracing::info!(job = %self.job, status = %self.status, "job ended"),
+            false => tracing::info!(job = %self.job, status = %self.status, "job suspended; its HA data stays"),
+        }
+        self.out.push(JobCommand::Terminate { status: self.status, error, clean_up });
     }
 
     // ---- helpers ----------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 //! The JobMaster: one per job. Turns the job graph into executions, gets slots from the
 //! ResourceManager, deploys subtasks (slot sharing: subtask i of every vertex goes to slot i),
 //! follows their states, and ends the job FINISHED, FAILED (with the root cause naming the
-//! operator and subtask) or CANCELED. Its children are the SourceCoordinators.
+//! operator and subtask) or CANCELED — or, highly available, SUSPENDED when this JobManager
+//! lost its leadership (nothing of the job's HA data removed). Its children are the SourceCoordinators.
 //!
 //! The actor is a shell: every decision about the job's lifecycle is [`core::JobCore`]'s (a
 //! pure state machine); the actor turns messages, timers and the outcomes of its own I/O into
@@ -48,7 +49,8 @@ pub struct JobResult {
     pub job_id: JobId,
     /// Its name.
     pub name: String,
-    /// FINISHED, FAILED or CANCELED.
+    /// FINISHED, FAILED, CANCELED, or SUSPENDED (this JobManager lost its leadership; the
+    /// job goes on under the next one).
     pub status: JobStatus,
     /// The root cause, for a failed job.
     pub error: Option<String>,
@@ -102,6 +104,12 @@ pub struct CheckpointRequest;
 #[derive(Debug, Clone, Message, Serialize, Deserialize)]
 #[rtype(result = "()")]
 pub struct CancelJobExecution;
+
+/// Suspends the job (high availability: this JobManager lost its leadership). The JobMaster
+/// ends SUSPENDED once its subtasks stopped, leaving the job's HA data to the next leader.
+#[derive(Debug, Clone, Message, Serialize, Deserialize)]
+#[rtype(result = "()")]
+pub struct SuspendJobExecution;
 
 /// `execution.savepoint.path`: the savepoint or checkpoint a job starts from.
 pub const SAVEPOINT_PATH: riffle_api::ConfigOption<Option<std::path::PathBuf>> = riffle_api::ConfigOption::optional(
@@ -308,11 +316,16 @@ impl JobMaster {
             }
             JobCommand::StopCheckpointing(reason) => {
                 if let Some(c) = self.coordinator.take() {
-                    c.do_send(StopCheckpointing { reason: reason.to_string() });
+                    c.do_send(StopCheckpointing { reason: reason.to_string(), keep_files: false });
+                }
+            }
+            JobCommand::SuspendCheckpointing(reason) => {
+                if let Some(c) = self.coordinator.take() {
+                    c.do_send(StopCheckpointing { reason: reason.to_string(), keep_files: true });
                 }
             }
             JobCommand::DropChannels { attempt } => self.services.data.exchange.remove_attempt(self.job, attempt),
-            JobCommand::Terminate { status, error } => {
+            JobCommand::Terminate { status, error, clean_up } => {
                 self.graph.job_terminated();
                 let result = JobResult {
                     job_id: self.job,
@@ -321,7 +334,10 @@ impl JobMaster {
                     error,
                     duration: self.started.elapsed(),
                 };
-                self.clean_up_checkpoints(status);
+                // A suspended job's checkpoints are the next leader's to restore from.
+                if clean_up {
+                    self.clean_up_checkpoints(status);
+                }
                 self.dispatcher.do_send(JobTerminated(result));
                 ctx.stop();
             }
@@ -658,6 +674,13 @@ impl Handler<CancelJobExecution> for JobMaster {
     }
 }
 
+impl Handler<SuspendJobExecution> for JobMaster {
+    type Result = ();
+    fn handle(&mut self, _: SuspendJobExecution, ctx: &mut Self::Context) {
+        self.feed(JobInput::Suspend, ctx);
+    }
+}
+
 impl Handler<SplitRequest> for JobMaster {
     type Result = ResponseFuture<Result<SplitResponse, RuntimeError>>;
     fn handle(&mut self, msg: SplitRequest, _: &mut Self::Context) -> Self::Result {
@@ -685,16 +708,18 @@ impl Handler<ConfirmEnd> for JobMaster {
 
 impl Handler<SavepointRequest> for JobMaster {
     type Result = ResponseActFuture<Self, Result<std::path::PathBuf, RuntimeError>>;
-    fn handle(&mut self, msg: SavepointRequest, _: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: SavepointRequest, ctx: &mut Self::Context) -> Self::Result {
         let refuse = |why: RuntimeError| -> Self::Result { Box::pin(fut::ready(Err(why))) };
+        // The core refuses first: its reason names the job's state (not running, suspended).
+        if let Err(why) = self.core.begin_savepoint(msg.then) {
+            return refuse(why);
+        }
         let Some(c) = self.coordinator.clone() else {
+            self.feed(JobInput::SavepointFinished { succeeded: false }, ctx);
             return refuse(RuntimeError::Refused(
                 "the job is not running: a savepoint needs every task running".into(),
             ));
         };
-        if let Err(why) = self.core.begin_savepoint(msg.then) {
-            return refuse(why);
-        }
         let (tx, rx) = tokio::sync::oneshot::channel();
         c.do_send(TriggerSavepoint { target: msg.target, stop_sources: msg.then == AfterSavepoint::Stop, reply: tx });
         Box::pin(async move { rx.await.unwrap_or_else(|_| Err(coordinator_stopped())) }.into_actor(self).map(

@@ -1,7 +1,11 @@
 //! A highly available JobManager: contend for leadership in ZooKeeper, and only once leading
 //! start the runtime, recover the jobs the previous leader stored, and store every new job
-//! before it starts. A leader that loses its leadership (its ZooKeeper session) stops the
-//! process at once: it must not act for a cluster another JobManager now leads.
+//! before it starts. A leader that loses its leadership (its ZooKeeper session) must not act
+//! for a cluster another JobManager now leads: it suspends its jobs (SUSPENDED: subtasks
+//! cancelled, checkpointing stopped, nothing of the jobs' HA data removed), stops its runtime
+//! (REST API, RPC endpoint, actors), serves the standby redirect again and contends anew with
+//! a fresh ZooKeeper session. Leading again, it starts a fresh runtime and recovers the stored
+//! jobs like any new leader (Flink's JobMaster suspension).
 //!
 //! A job is stored as its origin (program or plugin, arguments, parallelism) and its
 //! configuration (see `riffle_api::origin`); every completed checkpoint's directory is
@@ -208,8 +212,32 @@ type Recovered = (JobId, StoredJob, Option<PathBuf>, Option<ExceptionHistorySnap
 
 enum Event {
     Standby(String),
-    Leader { zk: ZkClient, fence: Fence, jobs: Vec<Recovered> },
+    Leader {
+        zk: ZkClient,
+        fence: Fence,
+        jobs: Vec<Recovered>,
+    },
+    /// The leadership is lost (why); the HA thread waits for the runtime to stop before it
+    /// contends again.
+    Deposed(String),
     Failed(String),
+}
+
+/// What a highly available JobManager is doing, for its caller to show.
+pub enum Role<'a> {
+    /// Waiting for the leadership (its election node).
+    Standby(&'a str),
+    /// Leading: its runtime runs, the stored jobs were resubmitted. `again` after a
+    /// suspension.
+    Leading {
+        /// The runtime and the recovered jobs.
+        leader: &'a LeadingJobManager,
+        /// Not the first time this process leads.
+        again: bool,
+    },
+    /// It lost its leadership: these jobs were suspended, the runtime stopped; it contends
+    /// again next.
+    Suspended(&'a [JobId]),
 }
 
 /// A leading JobManager: its runtime, with the jobs of the previous leader resubmitted.
@@ -220,14 +248,16 @@ pub struct LeadingJobManager {
     pub recovered: Vec<JobId>,
 }
 
-/// Waits until this JobManager leads the cluster of `cfg` (`high-availability: zookeeper`),
-/// then starts it and recovers the stored jobs. `standby` is told when the JobManager waits.
-/// The leadership is watched from then on; losing it ends the process (exit code 70).
-pub fn lead(
+/// Runs a highly available JobManager for the cluster of `cfg` (`high-availability:
+/// zookeeper`) until the process ends: stand by, lead (start the runtime, recover the stored
+/// jobs), and when the leadership is lost suspend every job, stop the runtime and stand by
+/// again. `on_role` is told each change. Returns only with an error: bad settings, or a
+/// runtime that cannot start (its ports taken).
+pub fn serve(
     cfg: MiniClusterConfig,
     programs: Arc<dyn Programs>,
-    mut standby: impl FnMut(&str),
-) -> Result<LeadingJobManager, ClusterError> {
+    mut on_role: impl FnMut(Role<'_>),
+) -> Result<std::convert::Infallible, ClusterError> {
     let zk_config = HaConfig::from_config(&cfg.config).map_err(ha_error)?.require_zookeeper().map_err(ha_error)?;
     let rpc = crate::remote::jobmanager_side::RpcSettings::from_config(&cfg.config)?;
     if rpc.advertised_port == 0 {
@@ -244,8 +274,13 @@ pub fn lead(
         true => standby_rest(&cfg.config, &rpc.advertised_host)?,
         false => (None, None),
     };
-    let (standby_server, leader_url) = redirect.unzip();
+    let (mut standby_server, leader_url) = match redirect {
+        Some(StandbyRest { server, leader, settings }) => (Some(server), Some((leader, settings))),
+        None => (None, None),
+    };
+    let watched_url = leader_url.as_ref().map(|(url, _)| url.clone());
     let (tx, rx) = std::sync::mpsc::channel::<Event>();
+    let (resume, resumed) = tokio::sync::mpsc::unbounded_channel::<()>();
     std::thread::Builder::new()
         .name("riffle-ha".into())
         .spawn(move || {
@@ -256,28 +291,76 @@ pub fn lead(
                     return;
                 }
             };
-            runtime.block_on(contend(zk_config, address, rest_url, leader_url, tx));
+            runtime.block_on(contend(zk_config, address, rest_url, watched_url, tx, resumed));
         })
         .map_err(|e| ClusterError::Unavailable(e.to_string()))?;
-    let (zk, fence, jobs) = loop {
-        match rx.recv() {
-            Ok(Event::Standby(node)) => standby(&node),
-            Ok(Event::Leader { zk, fence, jobs }) => break (zk, fence, jobs),
-            Ok(Event::Failed(why)) => return Err(ClusterError::Unavailable(why)),
-            Err(_) => return Err(ClusterError::Unavailable("the HA thread ended".into())),
+    let mut led = false;
+    loop {
+        let (zk, fence, jobs) = loop {
+            match rx.recv() {
+                Ok(Event::Standby(node)) => on_role(Role::Standby(&node)),
+                Ok(Event::Leader { zk, fence, jobs }) => break (zk, fence, jobs),
+                Ok(Event::Deposed(_)) => {}
+                Ok(Event::Failed(why)) => return Err(ClusterError::Unavailable(why)),
+                Err(_) => return Err(ClusterError::Unavailable("the HA thread ended".into())),
+            }
+        };
+        // The leader's own REST API takes the port over.
+        if let Some(s) = standby_server.take() {
+            s.stop_now();
         }
-    };
-    // The leader's own REST API takes the port over.
-    if let Some(s) = standby_server {
-        s.stop_now();
+        if led {
+            tracing::info!(jobs = jobs.len(), "leading again: starting a fresh runtime and recovering the stored jobs");
+        }
+        // A JobMaster ends at its cancel timeout at the latest; the margin covers the rest.
+        let bound = cfg.config.get(&crate::minicluster::TASK_CANCELLATION_TIMEOUT)? + Duration::from_secs(10);
+        let leader = start_leading(cfg.clone(), programs.as_ref(), zk, fence, jobs)?;
+        on_role(Role::Leading { leader: &leader, again: led });
+        led = true;
+        let why = loop {
+            match rx.recv() {
+                Ok(Event::Deposed(why)) => break why,
+                Ok(Event::Failed(why)) => return Err(ClusterError::Unavailable(why)),
+                Ok(_) => {}
+                Err(_) => return Err(ClusterError::Unavailable("the HA thread ended".into())),
+            }
+        };
+        let suspended = step_down(leader, &why, bound);
+        // Back to standby: the redirect server takes the REST port again (the leader's own
+        // REST API stopped with the runtime), pointing nowhere until the HA thread reads the
+        // new leader.
+        if let Some((url, settings)) = &leader_url {
+            url.set(None);
+            standby_server = match riffle_web::server::RestServer::start_standby(settings.clone(), url.clone()) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!("the standby REST server cannot start again ({e}); clients must find the leader");
+                    None
+                }
+            };
+        }
+        on_role(Role::Suspended(&suspended));
+        if resume.send(()).is_err() {
+            return Err(ClusterError::Unavailable("the HA thread ended".into()));
+        }
     }
+}
+
+/// Starts the leader's runtime with the job store and resubmits the stored jobs.
+fn start_leading(
+    cfg: MiniClusterConfig,
+    programs: &dyn Programs,
+    zk: ZkClient,
+    fence: Fence,
+    jobs: Vec<Recovered>,
+) -> Result<LeadingJobManager, ClusterError> {
     let cluster_config = cfg.config.clone();
     let cluster = MiniCluster::start(cfg)?;
     let histories = jobs.iter().filter_map(|(job, _, _, h)| Some((*job, h.clone()?))).collect();
     cluster.shared().jobs.set_job_store(Arc::new(ZooKeeperJobStore::new(&zk, fence, histories)));
     let mut recovered = Vec::new();
     for (job, stored, checkpoint, _) in jobs {
-        match recover(&cluster, &cluster_config, programs.as_ref(), job, &stored, checkpoint) {
+        match recover(&cluster, &cluster_config, programs, job, &stored, checkpoint) {
             Ok(()) => recovered.push(job),
             Err(e) => tracing::error!(%job, name = %stored.name, "cannot recover the job: {e}"),
         }
@@ -285,8 +368,40 @@ pub fn lead(
     Ok(LeadingJobManager { cluster, recovered })
 }
 
-/// The standby's redirect server, and where it keeps the leader's REST URL.
-type StandbyRest = (riffle_web::server::RestServer, riffle_web::standby::LeaderUrl);
+/// A deposed leader's way out: suspend every job (nothing of their HA data is removed; a job
+/// whose JobMaster does not end in time is left behind, logged), then stop the runtime.
+/// Returns the suspended jobs.
+fn step_down(leader: LeadingJobManager, why: &str, bound: Duration) -> Vec<JobId> {
+    let running: Vec<JobId> = match leader.cluster.list_jobs() {
+        Ok(jobs) => jobs.into_iter().filter(|j| !j.status.is_terminal()).map(|j| j.job_id).collect(),
+        Err(e) => {
+            tracing::warn!("cannot list the jobs to suspend: {e}");
+            Vec::new()
+        }
+    };
+    tracing::warn!("leadership lost ({why}): suspending {} jobs", running.len());
+    let suspended = match leader.cluster.suspend_all_jobs(bound) {
+        Ok(jobs) => jobs,
+        Err(e) => {
+            tracing::warn!("the jobs were not all suspended ({e}); stopping the runtime anyway");
+            running
+        }
+    };
+    for job in &suspended {
+        tracing::info!(%job, "job suspended; the next leader recovers it");
+    }
+    leader.cluster.shutdown();
+    tracing::info!("the runtime stopped; standing by for the leadership again");
+    suspended
+}
+
+/// The standby's redirect server, where it keeps the leader's REST URL, and its settings (to
+/// serve it again after a suspension).
+struct StandbyRest {
+    server: riffle_web::server::RestServer,
+    leader: riffle_web::standby::LeaderUrl,
+    settings: riffle_web::config::RestConfig,
+}
 
 /// This JobManager's REST URL as clients reach it (`rest.address`, else the advertised RPC
 /// host; `rest.port`), and the standby server that redirects to the leader's meanwhile. No URL
@@ -302,8 +417,8 @@ fn standby_rest(config: &Configuration, rpc_host: &str) -> Result<(Option<String
     let address = config.get(&riffle_web::config::ADDRESS).map_err(ClusterError::Config)?;
     let host = address.as_deref().unwrap_or(rpc_host);
     let url = format!("{}://{host}:{advertised_port}/", if rest.tls.is_some() { "https" } else { "http" });
-    let server = match riffle_web::server::RestServer::start_standby(rest, leader_url.clone()) {
-        Ok(s) => Some((s, leader_url)),
+    let server = match riffle_web::server::RestServer::start_standby(rest.clone(), leader_url.clone()) {
+        Ok(server) => Some(StandbyRest { server, leader: leader_url, settings: rest }),
         Err(e) => {
             tracing::warn!("the standby REST server cannot start ({e}); clients must find the leader themselves");
             None
@@ -352,20 +467,42 @@ fn recover(
     Ok(())
 }
 
-/// The HA thread: connect (retrying), contend, report leadership with the stored jobs, then
-/// watch the leadership and end the process when it is lost.
+/// The HA thread: contend, report leadership with the stored jobs, watch it; when it is lost
+/// report that and, once the runtime stopped (`resume`), contend again with a new session.
 async fn contend(
     config: super::ZooKeeperHaConfig,
     address: String,
     rest_url: Option<String>,
     leader_url: Option<riffle_web::standby::LeaderUrl>,
     tx: std::sync::mpsc::Sender<Event>,
+    mut resume: tokio::sync::mpsc::UnboundedReceiver<()>,
 ) {
+    loop {
+        let Some(why) = contend_once(&config, &address, rest_url.as_deref(), leader_url.as_ref(), &tx).await else {
+            return;
+        };
+        tracing::error!("this JobManager is no longer the leader: {why}; suspending its jobs");
+        if tx.send(Event::Deposed(why)).is_err() || resume.recv().await.is_none() {
+            return;
+        }
+    }
+}
+
+/// One term: connect (retrying), contend, report leadership with the stored jobs, then watch
+/// the leadership. Returns why it was lost (the election left, the session closed), or `None`
+/// when the election failed ([`Event::Failed`] sent).
+async fn contend_once(
+    config: &super::ZooKeeperHaConfig,
+    address: &str,
+    rest_url: Option<&str>,
+    leader_url: Option<&riffle_web::standby::LeaderUrl>,
+    tx: &std::sync::mpsc::Sender<Event>,
+) -> Option<String> {
     let mut pause = Duration::from_millis(200);
     let (zk, election) = loop {
         let attempt = async {
-            let zk = ZkClient::connect(&config).await?;
-            let election = LeaderElection::start_publishing(&zk, &address, rest_url.as_deref()).await?;
+            let zk = ZkClient::connect(config).await?;
+            let election = LeaderElection::start_publishing(&zk, address, rest_url).await?;
             Ok::<_, super::HaError>((zk, election))
         };
         match attempt.await {
@@ -382,7 +519,7 @@ async fn contend(
     // 500 ms); without one it only waits.
     let wait = if leader_url.is_some() { Duration::from_millis(500) } else { Duration::from_secs(3600) };
     let fence = loop {
-        if let Some(url) = &leader_url {
+        if let Some(url) = leader_url {
             match super::leader_address(&zk).await {
                 Ok(leader) => url.set(leader.and_then(|l| l.rest_url)),
                 Err(e) => tracing::debug!("cannot read the leader's address: {e}"),
@@ -393,14 +530,27 @@ async fn contend(
             Err(super::HaError::Timeout { .. }) => continue,
             Err(e) => {
                 let _ = tx.send(Event::Failed(format!("the leader election ended: {e}")));
-                return;
+                return None;
             }
         }
     };
     tracing::info!(node = %election.node_path(), "this JobManager leads the cluster");
-    let store = JobGraphStore::new(&zk);
-    let checkpoints = CompletedCheckpointStore::new(&zk);
-    let histories = ExceptionHistoryStore::new(&zk);
+    let jobs = stored_jobs(&zk).await;
+    let _ = tx.send(Event::Leader { zk: zk.clone(), fence, jobs });
+    let why = watch(&zk, &election).await;
+    // Leave the election (a session still alive would keep the node, and the others waiting,
+    // until it expires); bounded, and a session that is gone has nothing to resign.
+    if let Err(e) = election.resign().await {
+        tracing::debug!("resigning from the lost election: {e}");
+    }
+    Some(why)
+}
+
+/// The jobs the previous leader stored, with their published checkpoints and histories.
+async fn stored_jobs(zk: &ZkClient) -> Vec<Recovered> {
+    let store = JobGraphStore::new(zk);
+    let checkpoints = CompletedCheckpointStore::new(zk);
+    let histories = ExceptionHistoryStore::new(zk);
     let mut jobs = Vec::new();
     match store.list().await {
         Ok(ids) => {
@@ -430,16 +580,21 @@ async fn contend(
         }
         Err(e) => tracing::error!("cannot list the stored jobs: {e}"),
     }
-    let _ = tx.send(Event::Leader { zk: zk.clone(), fence, jobs });
+    jobs
+}
+
+/// Watches a leader's leadership until it is lost; returns why. A dropped connection (a
+/// ZooKeeper member went away) suspends the leadership until the client reaches another
+/// member within the session; only a session that is gone, or a suspension long enough that
+/// the servers may have ended the session (two thirds of its timeout, measured from the
+/// drop), deposes this JobManager.
+async fn watch(zk: &ZkClient, election: &LeaderElection) -> String {
+    const GONE: &str = "its ZooKeeper session or election node is gone";
     let mut leadership = election.leadership();
-    // A dropped connection (a ZooKeeper member went away) suspends the leadership until the
-    // client reaches another member within the session; only a session that is gone, or a
-    // suspension long enough that the servers may have ended the session (two thirds of its
-    // timeout, measured from the drop), deposes this JobManager. It then stops at once.
     let grace = zk.session_timeout() * 2 / 3;
     loop {
         if leadership.changed().await.is_err() {
-            depose("its ZooKeeper session or election node is gone");
+            return GONE.into();
         }
         if leadership.borrow().is_leader() {
             continue;
@@ -449,14 +604,8 @@ async fn contend(
         );
         match tokio::time::timeout(grace, leadership.wait_for(Leadership::is_leader)).await {
             Ok(Ok(_)) => tracing::info!("leadership resumed"),
-            Ok(Err(_)) => depose("its ZooKeeper session or election node is gone"),
-            Err(_) => depose(&format!("it stayed disconnected from ZooKeeper for {grace:?}")),
+            Ok(Err(_)) => return GONE.into(),
+            Err(_) => return format!("it stayed disconnected from ZooKeeper for {grace:?}"),
         }
     }
-}
-
-fn depose(why: &str) -> ! {
-    tracing::error!("this JobManager is no longer the leader: {why}; stopping");
-    eprintln!("error: this JobManager is no longer the leader ({why}); stopping");
-    std::process::exit(70);
 }

@@ -136,11 +136,11 @@ pub async fn details(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, 
         JobStatus::Cancelling,
         JobStatus::Canceled,
         JobStatus::Finished,
+        JobStatus::Suspended,
     ] {
         let t = s.status_times.iter().find(|(x, _)| *x == st).map_or(0, |(_, t)| *t);
         timestamps.insert(st.as_str().into(), json!(t));
     }
-    timestamps.insert("SUSPENDED".into(), json!(0));
     timestamps.insert("RECONCILING".into(), json!(0));
     let ratios = ctx.metrics.backpressure(v.job_id);
     let mut status_counts: HashMap<ExecutionState, usize> = HashMap::new();

@@ -66,7 +66,8 @@ export function formatValue(value) {
   return String(value);
 }
 
-export const TERMINAL_JOB_STATES = new Set(['FINISHED', 'CANCELED', 'FAILED']);
+// SUSPENDED: ended on this JobManager (it lost its leadership); the job goes on under the next.
+export const TERMINAL_JOB_STATES = new Set(['FINISHED', 'CANCELED', 'FAILED', 'SUSPENDED']);
 
 export function isTerminal(state) {
   return TERMINAL_JOB_STATES.has(state);

@@ -109,11 +109,16 @@ fn word(c: &JobCommand) -> String {
         }
         JobCommand::TaskEnded { execution, end } => format!("ended:{}", end_word(execution, end)),
         JobCommand::StopCheckpointing(_) => "stop-checkpointing".into(),
+        JobCommand::SuspendCheckpointing(_) => "suspend-checkpointing".into(),
         JobCommand::DropChannels { attempt } => format!("drop:{attempt}"),
-        JobCommand::Terminate { status, error } => match error {
-            Some(e) => format!("end:{status}:{e}"),
-            None => format!("end:{status}"),
-        },
+        // A job that ended for good cleans up; one that did not says so (`+keep-ha-data`).
+        JobCommand::Terminate { status, error, clean_up } => {
+            let keep = if *clean_up { "" } else { "+keep-ha-data" };
+            match error {
+                Some(e) => format!("end:{status}:{e}{keep}"),
+                None => format!("end:{status}{keep}"),
+            }
+        }
     }
 }
 
@@ -704,4 +709,218 @@ fn checkpoints_after_tasks_finish() {
     // A report from a superseded attempt is ignored.
     let (got, _) = run_after_finish(to_running(), report(0, 0, 7, TaskState::InputEnded));
     assert!(got.is_empty(), "{got:?}");
+}
+
+/// The inputs that take a job to `to_running` plus `more`.
+fn running_then(more: impl IntoIterator<Item = JobInput>) -> Vec<JobInput> {
+    let mut v = to_running();
+    v.extend(more);
+    v
+}
+
+/// High availability: a JobManager that lost its leadership suspends its jobs. The job is
+/// SUSPENDED at once, checkpointing stops keeping every file, what runs is cancelled, and the
+/// JobMaster ends without cleaning up the job's HA data (`+keep-ha-data`).
+#[test]
+fn suspension() {
+    use JobStatus::*;
+    let all_cancelled = || ALL.iter().map(|&(v, s)| report(v, s, 0, TaskOutcome::Canceled)).collect::<Vec<_>>();
+    let cases = vec![
+        Case {
+            name: "suspend while running: SUSPENDED, checkpointing suspended, every subtask cancelled",
+            strategy: one_restart(),
+            before: to_running(),
+            input: JobInput::Suspend,
+            expect: &["status:SUSPENDED", "suspend-checkpointing", "cancel:4", "timer:cancel@0"],
+            status: Suspended,
+        },
+        Case {
+            name: "the last cancelled subtask of a suspended job: it ends, keeping its HA data",
+            strategy: one_restart(),
+            before: {
+                let mut v = running_then([JobInput::Suspend]);
+                v.extend(all_cancelled().into_iter().take(3));
+                v
+            },
+            input: report(1, 1, 0, TaskOutcome::Canceled),
+            expect: &["release-slots", "drop:0", "end:SUSPENDED+keep-ha-data"],
+            status: Suspended,
+        },
+        Case {
+            name: "the cancel timeout ends a suspended job without the stragglers",
+            strategy: one_restart(),
+            before: running_then([JobInput::Suspend]),
+            input: JobInput::Timer(JobTimer::CancelTimedOut { attempt: 0 }),
+            expect: &["release-slots", "drop:0", "end:SUSPENDED+keep-ha-data"],
+            status: Suspended,
+        },
+        Case {
+            name: "a failure reported while suspending does not restart and is not recorded",
+            strategy: one_restart(),
+            before: running_then([JobInput::Suspend]),
+            input: failed(0, 0, 0),
+            expect: &[],
+            status: Suspended,
+        },
+        Case {
+            name: "a failure as the last report of a suspending job ends it SUSPENDED",
+            strategy: one_restart(),
+            before: {
+                let mut v = running_then([JobInput::Suspend]);
+                v.extend(all_cancelled().into_iter().skip(1));
+                v
+            },
+            input: failed(0, 0, 0),
+            expect: &["release-slots", "drop:0", "end:SUSPENDED+keep-ha-data"],
+            status: Suspended,
+        },
+        Case {
+            name: "a late report after the suspension ended the JobMaster is ignored",
+            strategy: one_restart(),
+            before: running_then([JobInput::Suspend, JobInput::Timer(JobTimer::CancelTimedOut { attempt: 0 })]),
+            input: report(0, 1, 0, TaskOutcome::Canceled),
+            expect: &[],
+            status: Suspended,
+        },
+        Case {
+            name: "suspend while waiting for the restart delay: it ends at once",
+            strategy: one_restart(),
+            before: to_restart_delay(),
+            input: JobInput::Suspend,
+            expect: &["status:SUSPENDED", "release-slots", "drop:0", "end:SUSPENDED+keep-ha-data"],
+            status: Suspended,
+        },
+        Case {
+            name: "the pending restart timer of a suspended job starts no attempt",
+            strategy: one_restart(),
+            before: {
+                let mut v = to_restart_delay();
+                v.push(JobInput::Suspend);
+                v
+            },
+            input: JobInput::Timer(JobTimer::RestartDue { attempt: 0 }),
+            expect: &[],
+            status: Suspended,
+        },
+        Case {
+            name: "suspend while restarting, subtasks still stopping: they are cancelled",
+            strategy: one_restart(),
+            before: running_then([failed(0, 0, 0)]),
+            input: JobInput::Suspend,
+            expect: &["status:SUSPENDED", "cancel:3", "timer:cancel@0"],
+            status: Suspended,
+        },
+        Case {
+            name: "the cancel timeout of a suspended restart ends it, no new attempt",
+            strategy: one_restart(),
+            before: running_then([failed(0, 0, 0), JobInput::Suspend]),
+            input: JobInput::Timer(JobTimer::CancelTimedOut { attempt: 0 }),
+            expect: &["release-slots", "drop:0", "end:SUSPENDED+keep-ha-data"],
+            status: Suspended,
+        },
+        Case {
+            name: "suspend during a cancel: SUSPENDED, not CANCELED (the next leader decides)",
+            strategy: RestartStrategy::None,
+            before: running_then([JobInput::Cancel]),
+            input: JobInput::Suspend,
+            expect: &["status:SUSPENDED", "cancel:4", "timer:cancel@0"],
+            status: Suspended,
+        },
+        Case {
+            name: "a cancelled subtask of a suspended cancel: still SUSPENDED when all stopped",
+            strategy: RestartStrategy::None,
+            before: {
+                let mut v = running_then([JobInput::Cancel, JobInput::Suspend]);
+                v.extend(all_cancelled().into_iter().take(3));
+                v
+            },
+            input: report(1, 1, 0, TaskOutcome::Canceled),
+            expect: &["release-slots", "drop:0", "end:SUSPENDED+keep-ha-data"],
+            status: Suspended,
+        },
+        Case {
+            name: "suspend while failing (no restart): SUSPENDED, the failure is the next leader's",
+            strategy: RestartStrategy::None,
+            before: running_then([failed(0, 0, 0)]),
+            input: JobInput::Suspend,
+            expect: &["status:SUSPENDED", "cancel:3", "timer:cancel@0"],
+            status: Suspended,
+        },
+        Case {
+            name: "suspend while waiting for slots: it ends at once",
+            strategy: one_restart(),
+            before: to_running()[..3].to_vec(),
+            input: JobInput::Suspend,
+            expect: &["status:SUSPENDED", "release-slots", "drop:0", "end:SUSPENDED+keep-ha-data"],
+            status: Suspended,
+        },
+        Case {
+            name: "slots granted after the suspension deploy nothing",
+            strategy: one_restart(),
+            before: {
+                let mut v = to_running()[..3].to_vec();
+                v.push(JobInput::Suspend);
+                v
+            },
+            input: JobInput::SlotsGranted(slots(&["te-a", "te-b"])),
+            expect: &[],
+            status: Suspended,
+        },
+        Case {
+            name: "suspend a created job (before scheduling)",
+            strategy: RestartStrategy::None,
+            before: vec![],
+            input: JobInput::Suspend,
+            expect: &["status:SUSPENDED", "release-slots", "drop:0", "end:SUSPENDED+keep-ha-data"],
+            status: Suspended,
+        },
+        Case {
+            name: "a second suspension does nothing",
+            strategy: one_restart(),
+            before: running_then([JobInput::Suspend]),
+            input: JobInput::Suspend,
+            expect: &[],
+            status: Suspended,
+        },
+        Case {
+            name: "a finished job is not suspended",
+            strategy: RestartStrategy::None,
+            before: running_then(ALL.iter().map(|&(v, s)| report(v, s, 0, TaskOutcome::Finished))),
+            input: JobInput::Suspend,
+            expect: &[],
+            status: Finished,
+        },
+        Case {
+            name: "cancel of a suspended job does nothing",
+            strategy: RestartStrategy::None,
+            before: running_then([JobInput::Suspend]),
+            input: JobInput::Cancel,
+            expect: &[],
+            status: Suspended,
+        },
+    ];
+    for c in cases {
+        run(c);
+    }
+}
+
+/// A savepoint under way when the job is suspended: the coordinator stops (the savepoint's
+/// caller gets the coordinator's abort, naming the suspension), its completion cancels
+/// nothing, and no new savepoint is taken.
+#[test]
+fn a_savepoint_during_suspension_fails_with_a_clear_error() {
+    let mut core = new_core(RestartStrategy::None);
+    for i in to_running() {
+        core.on(i, clock());
+    }
+    assert_eq!(core.begin_savepoint(AfterSavepoint::Cancel), Ok(()));
+    let got = core.on(JobInput::Suspend, clock());
+    assert!(got.contains(&JobCommand::SuspendCheckpointing(SUSPENDED)), "{got:?}");
+    assert_eq!(words(&got), ["status:SUSPENDED", "suspend-checkpointing", "cancel:4", "timer:cancel@0"]);
+    // The cancel-with-savepoint is forgotten: even a savepoint that made it cancels nothing.
+    assert!(words(&core.on(JobInput::SavepointFinished { succeeded: true }, clock())).is_empty());
+    assert_eq!(core.status(), JobStatus::Suspended);
+    let why = core.begin_savepoint(AfterSavepoint::Continue).unwrap_err();
+    assert_eq!(why, RuntimeError::Refused(SUSPENDED.to_string()));
+    assert_eq!(core.confirm_end(0), Err(RuntimeError::Refused("the job is SUSPENDED now".to_string())));
 }
