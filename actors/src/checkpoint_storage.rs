@@ -165,7 +165,40 @@ pub async fn retain(
         delete_dir(&job_dir.join(format!("chk-{id}"))).await?;
         delete_shared(job_dir, &unused).await;
     }
+    sweep_orphans(job_dir, newest, registry).await;
     Ok(discard)
+}
+
+/// Deletes the shared files that no checkpoint up to `newest` refers to (see
+/// [`SharedStateRegistry::orphans`]): what a process that died between writing an increment
+/// and its checkpoint's completion left behind. `registry` must know every retained checkpoint
+/// up to `newest` ([`retain`] registers them first). A failure is logged.
+pub async fn sweep_orphans(job_dir: &Path, newest: u64, registry: &Mutex<SharedStateRegistry>) {
+    let files = match list_shared(job_dir).await {
+        Ok(f) => f,
+        Err(e) => return tracing::warn!("cannot list the shared checkpoint files: {e}"),
+    };
+    let orphans: Vec<String> = lock(registry).orphans(&files, newest).into_iter().cloned().collect();
+    if !orphans.is_empty() {
+        tracing::info!(files = orphans.len(), "deleting shared checkpoint files no checkpoint refers to");
+        delete_shared(job_dir, &orphans).await;
+    }
+}
+
+/// The shared files (`shared/<file>`, relative to `job_dir`) of a job's checkpoints.
+pub async fn list_shared(job_dir: &Path) -> Result<Vec<String>, MetadataError> {
+    let dir = job_dir.join(checkpoint_metadata::SHARED_DIR);
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let loc = object_path(&dir)?;
+    let list = store().list_with_delimiter(Some(&loc)).await.map_err(|e| io_err(&dir, e))?;
+    Ok(list
+        .objects
+        .iter()
+        .filter_map(|o| o.location.filename())
+        .map(|f| format!("{}/{f}", checkpoint_metadata::SHARED_DIR))
+        .collect())
 }
 
 /// Deletes shared files (names relative to `job_dir`) no checkpoint refers to any more; a
@@ -240,5 +273,30 @@ mod tests {
         left.sort();
         assert_eq!(left, vec!["0-0-1.seg", "0-0-3.seg"], "only the files of the kept checkpoint");
         assert!(!job.join("chk-2").exists() && job.join("chk-3").exists());
+    }
+
+    /// Increments whose checkpoint never completed (aborted, or the process died before the
+    /// acknowledgement) are deleted by the next retention; those of checkpoints still in
+    /// flight (newer than the latest completed) and of kept checkpoints stay.
+    #[tokio::test]
+    async fn retention_sweeps_shared_files_no_checkpoint_refers_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = dir.path().join("job");
+        for name in ["0-0-1.seg", "1-0-2.seg", "0-1-3.seg", "0-0-4.seg", "0-0-6.seg", "notes.txt"] {
+            put(&job.join("shared").join(name), vec![1]).await.unwrap();
+        }
+        // Checkpoint 3 completed and refers to 1's file and its own; 2 and 4 never completed
+        // (no metadata); 6 is in flight.
+        let meta = crate::shared_state_registry::incremental_metadata(3, &["shared/0-0-1.seg", "shared/0-1-3.seg"]);
+        write_metadata(&job.join("chk-3"), &meta).await.unwrap();
+        put(&job.join("chk-2/0-0.state"), vec![1]).await.unwrap();
+        let registry = Mutex::new(SharedStateRegistry::default());
+        assert_eq!(retain(&job, 4, 5, &registry).await.unwrap(), Vec::<u64>::new());
+        let mut left: Vec<_> = std::fs::read_dir(job.join("shared"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec!["0-0-1.seg", "0-0-6.seg", "0-1-3.seg", "notes.txt"]);
     }
 }

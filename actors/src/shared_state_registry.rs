@@ -97,6 +97,21 @@ impl SharedStateRegistry {
         self.refs.contains_key(file)
     }
 
+    /// Of the shared files on disk (`files`), those no registered or pending checkpoint refers
+    /// to although the checkpoint that wrote them is not newer than `newest`, the latest
+    /// completed one: written by a checkpoint that was aborted or never completed (a process
+    /// died between writing and acknowledging). Files of checkpoints after `newest` may still
+    /// be in flight and are left alone.
+    pub fn orphans<'f>(&self, files: &'f [String], newest: u64) -> Vec<&'f String> {
+        files
+            .iter()
+            .filter(|f| {
+                riffle_state::checkpoint_metadata::shared_file_checkpoint(f).is_some_and(|id| id <= newest)
+                    && !self.is_referenced(f)
+            })
+            .collect()
+    }
+
     /// The registered checkpoints, oldest first.
     pub fn checkpoints(&self) -> impl Iterator<Item = u64> + '_ {
         self.by_checkpoint.keys().copied()
@@ -177,6 +192,23 @@ mod tests {
         gone.sort();
         assert_eq!(gone, files(&["shared/a", "shared/d"]), "5 aborted: 3's own files go");
         assert_eq!(r.unpin(5), Vec::<String>::new());
+    }
+
+    #[test]
+    fn orphans_are_unreferenced_files_of_checkpoints_up_to_the_newest() {
+        let mut r = SharedStateRegistry::default();
+        r.register(3, files(&["shared/0-0-1.seg", "shared/0-0-3.seg"]));
+        assert!(r.pin(5, 3));
+        let on_disk = files(&[
+            "shared/0-0-1.seg",
+            "shared/0-0-2.seg",
+            "shared/0-0-3.seg",
+            "shared/1-2-4.seg",
+            "shared/0-0-5.seg",
+            "shared/readme",
+        ]);
+        let orphans: Vec<&str> = r.orphans(&on_disk, 4).into_iter().map(String::as_str).collect();
+        assert_eq!(orphans, vec!["shared/0-0-2.seg", "shared/1-2-4.seg"]);
     }
 
     #[test]

@@ -344,6 +344,19 @@ pub fn shared_file_name(vertex: u32, subtask: u32, checkpoint: u64) -> String {
     format!("{SHARED_DIR}/{vertex}-{subtask}-{checkpoint}.seg")
 }
 
+/// The checkpoint that wrote shared file `name` (`shared/<vertex>-<subtask>-<checkpoint>.seg`),
+/// if the name has that shape.
+pub fn shared_file_checkpoint(name: &str) -> Option<u64> {
+    let file = name.strip_prefix(SHARED_DIR)?.strip_prefix('/')?;
+    let stem = file.strip_suffix(".seg")?;
+    let mut parts = stem.split('-');
+    let (v, s, n) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || v.parse::<u32>().is_err() || s.parse::<u32>().is_err() {
+        return None;
+    }
+    n.parse().ok()
+}
+
 /// Whether `name` is a valid shared file name (`shared/<plain file name>`): metadata cannot
 /// point anywhere else.
 pub fn is_shared_file_name(name: &str) -> bool {
@@ -379,6 +392,14 @@ pub fn to_discard(mut ids: Vec<u64>, retain: usize) -> Vec<u64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn shared_file_names_name_their_checkpoint() {
+        assert_eq!(shared_file_checkpoint(&shared_file_name(2, 7, 41)), Some(41));
+        for bad in ["shared/0-0.seg", "shared/a-0-1.seg", "shared/0-0-1.bin", "other/0-0-1.seg", "shared/0-0-1-2.seg"] {
+            assert_eq!(shared_file_checkpoint(bad), None, "{bad}");
+        }
+    }
+
     use super::*;
 
     fn meta(id: u64) -> CheckpointMetadata {
