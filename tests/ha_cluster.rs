@@ -153,8 +153,9 @@ fn start_task_manager(common: &[String], i: usize) -> Proc {
     start(&a).0
 }
 
-fn ha_cluster(quorum: &str, dir: &Path) -> HaCluster {
-    let common: Vec<String> = [
+/// The `-D` options every process of an HA cluster on `quorum` shares (state under `dir`).
+fn ha_options(quorum: &str, dir: &Path) -> Vec<String> {
+    [
         "high-availability=zookeeper".to_string(),
         format!("high-availability.zookeeper.quorum={quorum}"),
         format!("high-availability.storageDir={}", dir.join("ha").display()),
@@ -166,17 +167,27 @@ fn ha_cluster(quorum: &str, dir: &Path) -> HaCluster {
     ]
     .into_iter()
     .flat_map(|kv| ["-D".to_string(), kv])
-    .collect();
+    .collect()
+}
+
+/// `riffle jobmanager` arguments with `common` options, an RPC port and a REST port.
+fn jobmanager_args(common: &[String], rpc: u16, rest: u16) -> Vec<String> {
+    let mut a = vec!["jobmanager".to_string()];
+    a.extend(common.iter().cloned());
+    for kv in [
+        "jobmanager.rpc.address=127.0.0.1".to_string(),
+        format!("jobmanager.rpc.port={rpc}"),
+        format!("rest.port={rest}"),
+    ] {
+        a.extend(["-D".to_string(), kv]);
+    }
+    a
+}
+
+fn ha_cluster(quorum: &str, dir: &Path) -> HaCluster {
+    let common = ha_options(quorum, dir);
     let jm = |rpc: u16, rest: u16| {
-        let mut a = vec!["jobmanager".to_string()];
-        a.extend(common.iter().cloned());
-        for kv in [
-            "jobmanager.rpc.address=127.0.0.1".to_string(),
-            format!("jobmanager.rpc.port={rpc}"),
-            format!("rest.port={rest}"),
-        ] {
-            a.extend(["-D".to_string(), kv]);
-        }
+        let a = jobmanager_args(&common, rpc, rest);
         start(&a)
     };
     let (rest1, rest2) = (free_port(), free_port());
@@ -391,31 +402,8 @@ fn has_files(dir: &Path) -> bool {
 fn a_frozen_leader_suspends_its_job_stands_by_and_recovers_it_when_it_leads_again() {
     let dir = tempfile::tempdir().unwrap();
     let zk = ZooKeeper::standalone();
-    let common: Vec<String> = [
-        "high-availability=zookeeper".to_string(),
-        format!("high-availability.zookeeper.quorum={}", zk.quorum),
-        format!("high-availability.storageDir={}", dir.path().join("ha").display()),
-        "high-availability.zookeeper.client.session-timeout=2 s".into(),
-        "high-availability.zookeeper.client.connection-timeout=5 s".into(),
-        format!("state.checkpoints.dir={}", dir.path().join("chk").display()),
-        "heartbeat.interval=200 ms".into(),
-        "heartbeat.timeout=2 s".into(),
-    ]
-    .into_iter()
-    .flat_map(|kv| ["-D".to_string(), kv])
-    .collect();
-    let jm_args = |rpc: u16, rest: u16| {
-        let mut a = vec!["jobmanager".to_string()];
-        a.extend(common.iter().cloned());
-        for kv in [
-            "jobmanager.rpc.address=127.0.0.1".to_string(),
-            format!("jobmanager.rpc.port={rpc}"),
-            format!("rest.port={rest}"),
-        ] {
-            a.extend(["-D".to_string(), kv]);
-        }
-        a
-    };
+    let common = ha_options(&zk.quorum, dir.path());
+    let jm_args = |rpc: u16, rest: u16| jobmanager_args(&common, rpc, rest);
     let (rest1, rest2) = (free_port(), free_port());
     let (first, second) = (format!("127.0.0.1:{rest1}"), format!("127.0.0.1:{rest2}"));
     let log1 = dir.path().join("jm1.log");
