@@ -231,6 +231,43 @@ pub fn plan(
     Ok(IncrementalWrite { state_file, shared_file, shared, pieces, written })
 }
 
+/// How one operator's state is made up in an incremental state file.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct OperatorPieces {
+    /// Pieces inline in the state file.
+    pub inline: usize,
+    /// Per shared file (relative to the job's checkpoint directory): the pieces in it and
+    /// their bytes.
+    pub shared: BTreeMap<String, (usize, u64)>,
+}
+
+/// The pieces of each operator (by node index) of an incremental state file's bytes, without
+/// reading the shared files: what a checkpoint wrote anew and what it refers to (for tests
+/// and tools; `path` is named in errors).
+pub fn operator_pieces(state_file: &[u8], path: &Path) -> Result<Vec<(usize, OperatorPieces)>, TaskError> {
+    let payload = decode_incremental_state_file(state_file, path)
+        .map_err(|e| TaskError::msg("restore", format!("cannot read checkpoint state: {e}")))?;
+    let state: IncrementalState = rmp_serde::from_slice(payload)
+        .map_err(|e| TaskError::msg("restore", format!("corrupt incremental state file: {e}")))?;
+    let mut out = Vec::with_capacity(state.operators.len());
+    for (op, pieces) in state.operators {
+        let mut o = OperatorPieces::default();
+        for p in pieces {
+            match p {
+                Piece::Bytes(_) => o.inline += 1,
+                Piece::Shared { file, len, .. } => {
+                    let name = state.files.get(file as usize).cloned().unwrap_or_default();
+                    let e = o.shared.entry(name).or_default();
+                    e.0 += 1;
+                    e.1 += len;
+                }
+            }
+        }
+        out.push((op, o));
+    }
+    Ok(out)
+}
+
 /// The job's checkpoint directory of a state file in `<job dir>/chk-<n>/`.
 fn job_dir_of(state_file: &Path) -> Result<&Path, TaskError> {
     state_file.parent().and_then(Path::parent).ok_or_else(|| {

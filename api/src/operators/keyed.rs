@@ -4,15 +4,18 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use riffle_state::{BackendConfig, KeyedStateStore, StateKey, StateSnapshot, TimeDomain, TimerService};
+use riffle_state::{BackendConfig, KeyedPieces, KeyedStateStore, StateKey, StateSnapshot, TimeDomain, TimerService};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::timer_pieces::TimerPieces;
 use super::OpId;
 use crate::error::{TaskError, TaskResult, UserError};
 use crate::functions::{min_time, KeyedProcessFunction, ProcessContext, SideOutputs};
 use crate::link::Input;
-use crate::snapshot::{encode_state, KeyGroupedState, OperatorRestore, OperatorSnapshots};
+use crate::snapshot::{
+    encode_state, msgpack_array_header, KeyGroupedState, OperatorRestore, OperatorSnapshots, Segment,
+};
 
 /// Running `reduce` per key: emits the updated value for every record (Flink's
 /// `StreamGroupedReduceOperator`). Also serves `sum`, `min`, `max`, `min_by`, `max_by`.
@@ -97,6 +100,36 @@ struct ProcessState {
     timers: KeyGroupedState,
 }
 
+/// [`ProcessState`] in MessagePack, as pieces: an array of its two fields, the first an array
+/// of [`StateSnapshot`]s (each an array of the name and the entries, the entries of a
+/// registered state being its pieces), the second the timers (`timers`: their headers and
+/// pieces, see [`TimerPieces`]). Headers and restored states not registered again are fresh
+/// pieces; keyed and timer pieces keep their ids.
+fn process_state_segments(
+    pieces: KeyedPieces,
+    timers: (Vec<u8>, Vec<Segment>),
+    name: &str,
+) -> Result<Vec<Segment>, TaskError> {
+    let mut segments = Vec::with_capacity(pieces.piece_count() + 2 * pieces.states.len() + 2);
+    let mut head = msgpack_array_header(2);
+    head.extend(msgpack_array_header(pieces.states.len() + pieces.unregistered.len()));
+    for state in pieces.states {
+        head.extend(msgpack_array_header(2));
+        head.extend(encode_state(&state.name, name)?);
+        head.extend(msgpack_array_header(state.entries));
+        segments.push(Segment::fresh(std::mem::take(&mut head)));
+        segments.extend(state.pieces.into_iter().map(|p| Segment { id: Some(p.id), bytes: p.bytes }));
+    }
+    for state in &pieces.unregistered {
+        head.extend(encode_state(state, name)?);
+    }
+    let (timer_head, timer_pieces) = timers;
+    head.extend(timer_head);
+    segments.push(Segment::fresh(head));
+    segments.extend(timer_pieces);
+    Ok(segments)
+}
+
 /// State, timers and outputs shared by every process-function operator (one-input, two-input,
 /// N-input): runs user callbacks in a [`ProcessContext`] and fires timers.
 pub struct ProcessCore<K, O> {
@@ -106,6 +139,8 @@ pub struct ProcessCore<K, O> {
     pub(crate) next: Box<dyn Input<O>>,
     pub(crate) side: SideOutputs,
     pub(crate) id: OpId,
+    /// The timers' pieces of groups whose timers did not change (incremental checkpoints).
+    timer_pieces: TimerPieces,
 }
 
 impl<K: StateKey, O> ProcessCore<K, O> {
@@ -118,7 +153,15 @@ impl<K: StateKey, O> ProcessCore<K, O> {
         backend: &BackendConfig,
     ) -> Result<Self, TaskError> {
         let store = KeyedStateStore::with_backend(backend.clone()).map_err(|e| TaskError::new(&id.name, &e))?;
-        Ok(Self { store, timers: TimerService::new(), watermark: i64::MIN, next, side, id })
+        Ok(Self {
+            store,
+            timers: TimerService::new(),
+            watermark: i64::MIN,
+            next,
+            side,
+            id,
+            timer_pieces: TimerPieces::default(),
+        })
     }
 
     /// Runs `f` with a context for `key` at `timestamp`.
@@ -141,8 +184,14 @@ impl<K: StateKey, O> ProcessCore<K, O> {
             error: None,
         };
         self.id.enter();
+        let timer_changes = ctx.timers.changes();
         let r = f(&mut ctx);
-        if let Some(e) = ctx.error {
+        let error = ctx.error.take();
+        // A callback registers and deletes timers of its key only.
+        if self.timers.changes() != timer_changes {
+            self.timer_pieces.changed(&key);
+        }
+        if let Some(e) = error {
             return Err(e);
         }
         r.map_err(|e| self.id.err(e))
@@ -159,6 +208,7 @@ impl<K: StateKey, O> ProcessCore<K, O> {
         }
         self.watermark = watermark;
         while let Some(t) = self.timers.pop_due(TimeDomain::EventTime, watermark) {
+            self.timer_pieces.changed(&t.key);
             self.with_context(t.key, t.timestamp, |ctx| on_timer(t.timestamp, TimeDomain::EventTime, ctx))?;
         }
         self.side.watermark(watermark)?;
@@ -172,6 +222,7 @@ impl<K: StateKey, O> ProcessCore<K, O> {
         mut on_timer: impl FnMut(i64, TimeDomain, &mut ProcessContext<'_, K, O>) -> Result<(), UserError>,
     ) -> TaskResult {
         while let Some(t) = self.timers.pop_due(TimeDomain::ProcessingTime, now) {
+            self.timer_pieces.changed(&t.key);
             self.with_context(t.key, t.timestamp, |ctx| on_timer(t.timestamp, TimeDomain::ProcessingTime, ctx))?;
         }
         self.side.processing_time(now)?;
@@ -184,24 +235,24 @@ impl<K: StateKey, O> ProcessCore<K, O> {
     }
 
     /// Snapshots keyed state and timers, then the side outputs and downstream.
+    ///
+    /// Keyed state is handed in as pieces, one per (state, key group) with an id that stays
+    /// while the group does not change (see `riffle_state::keyed_pieces`), so an incremental
+    /// checkpoint writes only the groups that changed; concatenated, the pieces are the
+    /// [`ProcessState`] a full snapshot holds, byte for byte in format.
     pub(crate) fn snapshot(&mut self, out: &mut OperatorSnapshots) -> TaskResult {
         let name = &self.id.name;
-        let tables = self.store.snapshot(out.max_parallelism).map_err(|e| TaskError::new(name, &e))?;
-        let timers = self.timers.snapshot();
-        let (mp, name) = (out.max_parallelism, name.clone());
-        out.put_deferred(
-            self.id.index,
-            Box::new(move || {
-                let timers = KeyGroupedState::encode(timers.iter().map(|(d, ts, k, _)| (k, (*d, *ts))), mp, &name)?;
-                encode_state(&ProcessState { tables, timers }, &name)
-            }),
-        );
+        let pieces = self.store.snapshot_pieces(out.max_parallelism).map_err(|e| TaskError::new(name, &e))?;
+        let timers = self.timer_pieces.segments(&self.timers, out.max_parallelism, name)?;
+        let name = name.clone();
+        out.put_deferred_segments(self.id.index, Box::new(move || process_state_segments(pieces, timers, &name)));
         self.side.snapshot(out)?;
         self.next.snapshot(out)
     }
 
     /// Restores keyed state and timers of the owned key groups, then downstream.
     pub(crate) fn restore(&mut self, from: &OperatorRestore) -> TaskResult {
+        self.timer_pieces.reset();
         for st in from.get::<ProcessState>(self.id.index, &self.id.name)? {
             self.store.restore(st.tables, from.range).map_err(|e| TaskError::new(&self.id.name, &e))?;
             st.timers.decode::<(K, (TimeDomain, i64)), _>(from.range, &self.id.name, |(k, (d, ts))| {
@@ -295,4 +346,62 @@ impl<K: StateKey, I, O, F: KeyedProcessFunction<K, I, O>> Input<I> for ProcessOp
         self.core.with_context(key, timestamp, |ctx| f.process_element(value, ctx))
     }
     core_events!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timers() -> KeyGroupedState {
+        KeyGroupedState::encode([(&5u64, (TimeDomain::EventTime, 9i64))].into_iter(), 128, "t").unwrap()
+    }
+
+    fn timer_segments() -> (Vec<u8>, Vec<Segment>) {
+        let mut t = TimerService::<u64, ()>::new();
+        t.register(TimeDomain::EventTime, 9, 5, ());
+        TimerPieces::default().segments(&t, 128, "t").unwrap()
+    }
+
+    fn concat(segments: &[Segment]) -> Vec<u8> {
+        segments.iter().flat_map(|s| s.bytes.iter().copied()).collect()
+    }
+
+    #[test]
+    fn pieces_concatenate_into_the_full_process_state_byte_for_byte() {
+        // One entry per state: the order is fixed, so the bytes must be identical.
+        let mut s = KeyedStateStore::<u64>::new();
+        let v = s.value_state::<String>("v").unwrap();
+        let l = s.list_state::<u32>("l").unwrap();
+        s.set_current_key(5);
+        v.set(&mut s, "five".into()).unwrap();
+        l.add(&mut s, 1).unwrap();
+        let old = encode_state(&ProcessState { tables: s.snapshot(128).unwrap(), timers: timers() }, "t").unwrap();
+        let segments = process_state_segments(s.snapshot_pieces(128).unwrap(), timer_segments(), "t").unwrap();
+        assert_eq!(segments.iter().filter(|s| s.id.is_some()).count(), 3, "one piece per state, one of timers");
+        assert_eq!(concat(&segments), old);
+
+        // Many entries, a restored state never registered again: the same state, in another
+        // order, readable by the restore path.
+        for k in 0..300u64 {
+            s.set_current_key(k);
+            v.set(&mut s, format!("v{k}")).unwrap();
+        }
+        let mut r = KeyedStateStore::<u64>::new();
+        r.restore(s.snapshot(128).unwrap(), riffle_state::KeyGroupRange { start: 0, end: 127 }).unwrap();
+        let v2 = r.value_state::<String>("v").unwrap();
+        r.set_current_key(1);
+        v2.set(&mut r, "one".into()).unwrap();
+        let old = ProcessState { tables: r.snapshot(128).unwrap(), timers: timers() };
+        let bytes = concat(&process_state_segments(r.snapshot_pieces(128).unwrap(), timer_segments(), "t").unwrap());
+        assert_eq!(bytes.len(), encode_state(&old, "t").unwrap().len());
+        let mut back: ProcessState = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(back.timers, old.timers);
+        assert_eq!(back.tables.len(), 2);
+        for (a, b) in back.tables.iter_mut().zip(old.tables) {
+            a.entries.sort();
+            let mut e = b.entries;
+            e.sort();
+            assert_eq!((&a.name, &a.entries), (&b.name, &e));
+        }
+    }
 }

@@ -6,6 +6,7 @@ pub mod keyed;
 pub mod multi;
 pub mod rich;
 pub mod sinks;
+mod timer_pieces;
 pub mod watermarks;
 pub mod window;
 
