@@ -52,12 +52,19 @@ pub type PieceKey = (usize, u64);
 /// The pieces of one snapshot, where they are.
 pub type PieceMap = HashMap<PieceKey, PieceLocation>;
 
-/// Which pieces this subtask's checkpoints wrote, and which completed checkpoint is the base
-/// for the next increment. Pure bookkeeping.
+/// How many completed checkpoints' pieces a subtask keeps as possible bases: a barrier names
+/// the checkpoint that was the latest completed when it was *triggered*, and with checkpoints
+/// close together a later one may have completed (and been notified) before the barrier
+/// arrives; without the older record the increment would write everything.
+const CONFIRMED_KEPT: usize = 4;
+
+/// Which pieces this subtask's checkpoints wrote, and which completed checkpoints may be the
+/// base for the next increment. Pure bookkeeping.
 #[derive(Debug, Default)]
 pub struct SegmentIndex {
-    /// The latest completed checkpoint this subtask knows of, and its pieces.
-    confirmed: Option<(u64, Arc<PieceMap>)>,
+    /// The latest completed checkpoints this subtask knows of (at most [`CONFIRMED_KEPT`]),
+    /// and their pieces.
+    confirmed: BTreeMap<u64, Arc<PieceMap>>,
     /// Pieces of checkpoints written but not known to be complete.
     pending: BTreeMap<u64, Arc<PieceMap>>,
 }
@@ -69,12 +76,17 @@ impl SegmentIndex {
     pub fn base(&mut self, base: Option<u64>) -> Option<Arc<PieceMap>> {
         let base = base?;
         if let Some(p) = self.pending.remove(&base) {
-            self.confirmed = Some((base, p));
+            self.confirm(base, p);
             self.pending.retain(|id, _| *id > base);
         }
-        match &self.confirmed {
-            Some((id, p)) if *id == base => Some(p.clone()),
-            _ => None,
+        self.confirmed.get(&base).cloned()
+    }
+
+    /// Keeps checkpoint `id`'s pieces as a possible base (and the few latest others).
+    fn confirm(&mut self, id: u64, pieces: Arc<PieceMap>) {
+        self.confirmed.insert(id, pieces);
+        while self.confirmed.len() > CONFIRMED_KEPT {
+            self.confirmed.pop_first();
         }
     }
 
@@ -86,7 +98,7 @@ impl SegmentIndex {
     /// Checkpoint `id` completed: its pieces are the base of the next increment.
     pub fn completed(&mut self, id: u64) {
         if let Some(p) = self.pending.remove(&id) {
-            self.confirmed = Some((id, p));
+            self.confirm(id, p);
         }
         self.pending.retain(|k, _| *k > id);
     }
@@ -385,6 +397,8 @@ mod tests {
         assert!(index.base(Some(3)).is_none());
         assert!(index.base(Some(2)).is_some());
         assert_eq!(index.pending_len(), 0);
+        // A barrier triggered before checkpoint 2 completed still builds on 1.
+        assert!(index.base(Some(1)).is_some(), "an older completed checkpoint is still a base");
 
         // A garbled shared file is detected.
         let f = dir.path().join("shared/1-0-1.seg");

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use riffle_state::{assign_to_key_group, key_hash, StateKey, TimeDomain, TimerService};
+use riffle_state::{assign_to_key_group, key_hash, StateKey, TimerService};
 use serde_bytes::ByteBuf;
 
 use crate::error::TaskError;
@@ -105,6 +105,7 @@ impl TimerPieces {
 mod tests {
     use super::*;
     use crate::snapshot::KeyGroupedState;
+    use riffle_state::TimeDomain;
 
     fn concat(head: &[u8], pieces: &[Segment]) -> Vec<u8> {
         let mut out = head.to_vec();
