@@ -22,12 +22,15 @@ use crate::snapshot::KeyGroupedState;
 /// (which count up from 1) in the same operator.
 const TIMER_IDS: u64 = 1 << 63;
 
+/// A kept timer piece: its id and bytes.
+type Kept = (u64, Arc<Vec<u8>>);
+
 /// The encoded timers of the key groups that did not change.
 #[derive(Debug, Default)]
 pub(crate) struct TimerPieces {
     max_parallelism: u32,
     /// Per key group: `None` changed (or never encoded); `Some(None)` no timers.
-    kept: Vec<Option<Option<(u64, Arc<Vec<u8>>)>>>,
+    kept: Vec<Option<Option<Kept>>>,
     next_id: u64,
 }
 
