@@ -4,11 +4,14 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use riffle_state::{BackendConfig, KeyedPieces, KeyedStateStore, StateKey, StateSnapshot, TimeDomain, TimerService};
+use riffle_state::{
+    assign_to_key_group, key_hash, BackendConfig, KeyedPieces, KeyedStateStore, StateKey, StateSnapshot, TimeDomain,
+    TimerService,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::timer_pieces::TimerPieces;
+use super::key_group_pieces::{timer_segments, KeyGroupPieces, TIMER_IDS};
 use super::OpId;
 use crate::error::{TaskError, TaskResult, UserError};
 use crate::functions::{min_time, KeyedProcessFunction, ProcessContext, SideOutputs};
@@ -19,13 +22,17 @@ use crate::snapshot::{
 
 /// Running `reduce` per key: emits the updated value for every record (Flink's
 /// `StreamGroupedReduceOperator`). Also serves `sum`, `min`, `max`, `min_by`, `max_by`.
-/// Its state is one map owned by the operator: the per-record path is one hash lookup.
+/// Its state is one map owned by the operator: the per-record path is one hash lookup. Each
+/// accumulator keeps its key's hash, so noting its key group as changed (incremental
+/// checkpoints: one piece per key group, see [`KeyGroupPieces`]) costs no second hashing.
 pub struct ReduceOp<K, T> {
     pub(crate) f: Arc<dyn Fn(T, T) -> T + Send + Sync>,
     pub(crate) key_of: Arc<dyn Fn(&T) -> K + Send + Sync>,
-    pub(crate) state: FxHashMap<K, T>,
+    pub(crate) state: FxHashMap<K, (T, u64)>,
     pub(crate) next: Box<dyn Input<T>>,
     pub(crate) id: OpId,
+    /// The encoded accumulators of key groups that did not change.
+    pieces: KeyGroupPieces,
 }
 
 impl<K: StateKey, T: Clone + Send + 'static> ReduceOp<K, T> {
@@ -35,7 +42,7 @@ impl<K: StateKey, T: Clone + Send + 'static> ReduceOp<K, T> {
         next: Box<dyn Input<T>>,
         id: OpId,
     ) -> Result<Self, TaskError> {
-        Ok(Self { f, key_of, state: FxHashMap::default(), next, id })
+        Ok(Self { f, key_of, state: FxHashMap::default(), next, id, pieces: KeyGroupPieces::default() })
     }
 }
 
@@ -45,13 +52,16 @@ impl<K: StateKey, T: Clone + Send + Serialize + DeserializeOwned + 'static> Inpu
         self.id.enter();
         let key = (self.key_of)(&value);
         match self.state.get_mut(&key) {
-            Some(acc) => {
+            Some((acc, hash)) => {
                 let new = (self.f)(acc.clone(), value);
                 acc.clone_from(&new);
+                self.pieces.changed_hash(*hash);
                 self.next.push(new, timestamp)
             }
             None => {
-                self.state.insert(key, value.clone());
+                let hash = key_hash(&key);
+                self.pieces.changed_hash(hash);
+                self.state.insert(key, (value.clone(), hash));
                 self.next.push(value, timestamp)
             }
         }
@@ -72,18 +82,34 @@ impl<K: StateKey, T: Clone + Send + Serialize + DeserializeOwned + 'static> Inpu
         self.next.next_processing_time()
     }
     fn snapshot(&mut self, out: &mut OperatorSnapshots) -> TaskResult {
-        // Synchronous part: a copy of the table. Encoding happens off the subtask's thread.
-        let (mp, name, frozen) = (out.max_parallelism, self.id.name.clone(), self.state.clone());
-        out.put_deferred(
-            self.id.index,
-            Box::new(move || encode_state(&KeyGroupedState::encode(frozen.iter(), mp, &name)?, &name)),
-        );
+        // Synchronous part: encoding the key groups that changed since the last snapshot (a
+        // `KeyGroupedState`, in pieces); the others are handed in as they were.
+        let mp = out.max_parallelism.max(1);
+        let (state, name) = (&self.state, &self.id.name);
+        let (head, pieces) = self.pieces.segments(mp, name, &mut |wanted, groups| {
+            for (k, (acc, hash)) in state {
+                let kg = assign_to_key_group(*hash, mp) as usize;
+                if wanted[kg] {
+                    let (n, buf) = &mut groups[kg];
+                    *n += 1;
+                    rmp_serde::encode::write(buf, &(k, acc))
+                        .map_err(|e| TaskError::msg(name, format!("cannot snapshot state: {e}")))?;
+                }
+            }
+            Ok(())
+        })?;
+        let mut segments = Vec::with_capacity(pieces.len() + 1);
+        segments.push(Segment::fresh(head));
+        segments.extend(pieces);
+        out.put_deferred_segments(self.id.index, Box::new(move || Ok(segments)));
         self.next.snapshot(out)
     }
     fn restore(&mut self, from: &OperatorRestore) -> TaskResult {
+        self.pieces.reset();
         for st in from.get::<KeyGroupedState>(self.id.index, &self.id.name)? {
             st.decode::<(K, T), _>(from.range, &self.id.name, |(k, v)| {
-                self.state.insert(k, v);
+                let hash = key_hash(&k);
+                self.state.insert(k, (v, hash));
             })?;
         }
         self.next.restore(from)
@@ -103,7 +129,7 @@ struct ProcessState {
 /// [`ProcessState`] in MessagePack, as pieces: an array of its two fields, the first an array
 /// of [`StateSnapshot`]s (each an array of the name and the entries, the entries of a
 /// registered state being its pieces), the second the timers (`timers`: their headers and
-/// pieces, see [`TimerPieces`]). Headers and restored states not registered again are fresh
+/// pieces, see [`KeyGroupPieces`]). Headers and restored states not registered again are fresh
 /// pieces; keyed and timer pieces keep their ids.
 fn process_state_segments(
     pieces: KeyedPieces,
@@ -140,7 +166,7 @@ pub struct ProcessCore<K, O> {
     pub(crate) side: SideOutputs,
     pub(crate) id: OpId,
     /// The timers' pieces of groups whose timers did not change (incremental checkpoints).
-    timer_pieces: TimerPieces,
+    timer_pieces: KeyGroupPieces,
 }
 
 impl<K: StateKey, O> ProcessCore<K, O> {
@@ -160,7 +186,7 @@ impl<K: StateKey, O> ProcessCore<K, O> {
             next,
             side,
             id,
-            timer_pieces: TimerPieces::default(),
+            timer_pieces: KeyGroupPieces::new(TIMER_IDS),
         })
     }
 
@@ -243,7 +269,7 @@ impl<K: StateKey, O> ProcessCore<K, O> {
     pub(crate) fn snapshot(&mut self, out: &mut OperatorSnapshots) -> TaskResult {
         let name = &self.id.name;
         let pieces = self.store.snapshot_pieces(out.max_parallelism).map_err(|e| TaskError::new(name, &e))?;
-        let timers = self.timer_pieces.segments(&self.timers, out.max_parallelism, name)?;
+        let timers = timer_segments(&mut self.timer_pieces, &self.timers, out.max_parallelism, name)?;
         let name = name.clone();
         out.put_deferred_segments(self.id.index, Box::new(move || process_state_segments(pieces, timers, &name)));
         self.side.snapshot(out)?;
@@ -356,10 +382,101 @@ mod tests {
         KeyGroupedState::encode([(&5u64, (TimeDomain::EventTime, 9i64))].into_iter(), 128, "t").unwrap()
     }
 
-    fn timer_segments() -> (Vec<u8>, Vec<Segment>) {
+    fn timers_as_pieces() -> (Vec<u8>, Vec<Segment>) {
         let mut t = TimerService::<u64, ()>::new();
         t.register(TimeDomain::EventTime, 9, 5, ());
-        TimerPieces::default().segments(&t, 128, "t").unwrap()
+        timer_segments(&mut KeyGroupPieces::new(TIMER_IDS), &t, 128, "t").unwrap()
+    }
+
+    /// Drops what reaches it.
+    struct Discard;
+
+    impl Input<(u64, u64)> for Discard {
+        fn push(&mut self, _: (u64, u64), _: i64) -> TaskResult {
+            Ok(())
+        }
+        fn watermark(&mut self, _: i64) -> TaskResult {
+            Ok(())
+        }
+        fn idle(&mut self, _: bool) -> TaskResult {
+            Ok(())
+        }
+        fn end_input(&mut self) -> TaskResult {
+            Ok(())
+        }
+        fn processing_time(&mut self, _: i64) -> TaskResult {
+            Ok(())
+        }
+        fn next_processing_time(&self) -> Option<i64> {
+            None
+        }
+        fn snapshot(&mut self, _: &mut OperatorSnapshots) -> TaskResult {
+            Ok(())
+        }
+        fn restore(&mut self, _: &OperatorRestore) -> TaskResult {
+            Ok(())
+        }
+        fn notify_checkpoint(&mut self, _: u64, _: bool) -> TaskResult {
+            Ok(())
+        }
+    }
+
+    fn reduce_op() -> ReduceOp<u64, (u64, u64)> {
+        let id = OpId { name: "r".into(), index: 1, marker: crate::link::OperatorMarker::default() };
+        ReduceOp::new(
+            Arc::new(|a: (u64, u64), b: (u64, u64)| (a.0, a.1 + b.1)),
+            Arc::new(|e| e.0),
+            Box::new(Discard),
+            id,
+        )
+        .unwrap()
+    }
+
+    fn reduce_segments(op: &mut ReduceOp<u64, (u64, u64)>) -> Vec<Segment> {
+        let mut out = OperatorSnapshots::new(128, 1);
+        op.snapshot(&mut out).unwrap();
+        let snap = out.finish(None).complete_segmented().unwrap();
+        snap.operators.into_iter().next().unwrap().1
+    }
+
+    #[test]
+    fn reduce_state_is_key_grouped_in_pieces_that_change_with_their_group_only() {
+        let mut op = reduce_op();
+        for i in 0..2000u64 {
+            op.push((i % 500, i), 0).unwrap();
+        }
+        let one = reduce_segments(&mut op);
+        // The full format, byte for byte (groups in key group order, entries in map order).
+        let plain: FxHashMap<u64, (u64, u64)> = op.state.iter().map(|(k, (v, _))| (*k, *v)).collect();
+        let full = encode_state(&KeyGroupedState::encode(plain.iter(), 128, "r").unwrap(), "r").unwrap();
+        assert_eq!(concat(&one), full);
+        let groups: std::collections::BTreeSet<u32> =
+            (0..500u64).map(|k| assign_to_key_group(key_hash(&k), 128)).collect();
+        assert_eq!(one.iter().filter(|s| s.id.is_some()).count(), groups.len());
+
+        // One key updated: its group's piece only.
+        op.push((7, 1), 0).unwrap();
+        let two = reduce_segments(&mut op);
+        let old: Vec<_> = one.iter().filter_map(|s| s.id).collect();
+        let new: Vec<_> = two.iter().filter_map(|s| s.id).filter(|id| !old.contains(id)).collect();
+        assert_eq!(new.len(), 1);
+        assert_eq!(two.iter().filter(|s| s.id.is_some()).count(), groups.len());
+
+        // Restores read the pieces back; the restored operator encodes every group anew.
+        let restore = |segs: Vec<Segment>| {
+            let snap =
+                crate::snapshot::SegmentedSnapshot { source: None, operators: vec![(1, segs)], channels: vec![] };
+            OperatorRestore::new(riffle_state::KeyGroupRange { start: 0, end: 127 }, 128, vec![snap.into_full()])
+        };
+        let mut r = reduce_op();
+        r.restore(&restore(two.clone())).unwrap();
+        let back: FxHashMap<u64, (u64, u64)> = r.state.iter().map(|(k, (v, _))| (*k, *v)).collect();
+        let mut expect = plain.clone();
+        expect.get_mut(&7).unwrap().1 += 1;
+        assert_eq!(back, expect);
+        let three = reduce_segments(&mut r);
+        let full = encode_state(&KeyGroupedState::encode(back.iter(), 128, "r").unwrap(), "r").unwrap();
+        assert_eq!(concat(&three), full);
     }
 
     fn concat(segments: &[Segment]) -> Vec<u8> {
@@ -376,7 +493,7 @@ mod tests {
         v.set(&mut s, "five".into()).unwrap();
         l.add(&mut s, 1).unwrap();
         let old = encode_state(&ProcessState { tables: s.snapshot(128).unwrap(), timers: timers() }, "t").unwrap();
-        let segments = process_state_segments(s.snapshot_pieces(128).unwrap(), timer_segments(), "t").unwrap();
+        let segments = process_state_segments(s.snapshot_pieces(128).unwrap(), timers_as_pieces(), "t").unwrap();
         assert_eq!(segments.iter().filter(|s| s.id.is_some()).count(), 3, "one piece per state, one of timers");
         assert_eq!(concat(&segments), old);
 
@@ -392,7 +509,7 @@ mod tests {
         r.set_current_key(1);
         v2.set(&mut r, "one".into()).unwrap();
         let old = ProcessState { tables: r.snapshot(128).unwrap(), timers: timers() };
-        let bytes = concat(&process_state_segments(r.snapshot_pieces(128).unwrap(), timer_segments(), "t").unwrap());
+        let bytes = concat(&process_state_segments(r.snapshot_pieces(128).unwrap(), timers_as_pieces(), "t").unwrap());
         assert_eq!(bytes.len(), encode_state(&old, "t").unwrap().len());
         let mut back: ProcessState = rmp_serde::from_slice(&bytes).unwrap();
         assert_eq!(back.timers, old.timers);
