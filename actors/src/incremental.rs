@@ -95,12 +95,18 @@ impl SegmentIndex {
         self.pending.insert(id, Arc::new(pieces));
     }
 
-    /// Checkpoint `id` completed: its pieces are the base of the next increment.
+    /// Checkpoint `id` completed: its pieces are a base of the next increments.
     pub fn completed(&mut self, id: u64) {
         if let Some(p) = self.pending.remove(&id) {
             self.confirm(id, p);
         }
-        self.pending.retain(|k, _| *k > id);
+        // Older pending ones may have completed too, their notices still on the way (or
+        // overtaken: a savepoint's notice can arrive first) and a barrier may name one as its
+        // base; a few are kept. The coordinator names only completed checkpoints as bases, so
+        // an aborted one kept here is never used.
+        while self.pending.range(..id).count() > CONFIRMED_KEPT {
+            self.pending.pop_first();
+        }
     }
 
     /// Checkpoint `id` was aborted: its pieces are never a base.
@@ -397,6 +403,10 @@ mod tests {
         assert!(index.base(Some(3)).is_none());
         assert!(index.base(Some(2)).is_some());
         assert_eq!(index.pending_len(), 0);
+        // A savepoint's notice overtakes a checkpoint's: the checkpoint is still a base.
+        index.written(5, PieceMap::new());
+        index.completed(6);
+        assert!(index.base(Some(5)).is_some(), "a pending checkpoint older than a completed one is kept");
         // A barrier triggered before checkpoint 2 completed still builds on 1.
         assert!(index.base(Some(1)).is_some(), "an older completed checkpoint is still a base");
 

@@ -378,20 +378,19 @@ impl<K: StateKey> KeyedStateStore<K> {
 
     /// Records the states written for the current key as changed in its piece group.
     fn record_dirty(&mut self) {
-        let dirty = std::mem::take(&mut self.dirty);
-        let (Some(layout), Some(key)) = (self.pieces.layout, self.current.as_ref()) else {
-            return; // Nothing kept yet: every group is encoded at the first snapshot.
-        };
-        let group = match self.tiered.as_deref() {
-            Some(t) if layout.internal => match t.current_group() {
-                Some(g) => g,
-                None => return self.pieces.reset(),
-            },
-            _ => assign_to_key_group(key_hash(key), layout.groups),
-        };
-        for t in dirty {
-            self.pieces.invalidate(t, group);
+        // Nothing kept yet (no layout): every group is encoded at the first snapshot.
+        if let (Some(layout), Some(key)) = (self.pieces.layout, self.current.as_ref()) {
+            let group = match self.tiered.as_deref() {
+                Some(t) if layout.internal => t.current_group(),
+                _ => Some(assign_to_key_group(key_hash(key), layout.groups)),
+            };
+            match group {
+                Some(g) => self.dirty.iter().for_each(|t| self.pieces.invalidate(*t, g)),
+                None => self.pieces.reset(),
+            }
         }
+        // Cleared, not taken: the buffer is reused at every key switch.
+        self.dirty.clear();
     }
 
     /// Notes a write to state `index` for the current key.
