@@ -281,7 +281,7 @@ pub struct KeyedStateStore<K> {
     /// States written through a handle while the current key was current, not yet recorded
     /// as changed in `pieces` (recorded at the next key switch or snapshot, so a write costs
     /// a push and no hashing).
-    dirty: Vec<usize>,
+    pub(crate) dirty: Vec<usize>,
     /// The encoded pieces of groups that did not change (incremental checkpoints).
     pieces: PieceCache,
 }
@@ -393,10 +393,11 @@ impl<K: StateKey> KeyedStateStore<K> {
         self.dirty.clear();
     }
 
-    /// Notes a write to state `index` for the current key.
+    /// Notes a write to state `index` for the current key (each state once: the list stays
+    /// as short as the states written, however long a key stays current).
     #[inline]
     fn mark_dirty(&mut self, index: usize) {
-        if self.dirty.last() != Some(&index) {
+        if self.dirty.last() != Some(&index) && !self.dirty.contains(&index) {
             self.dirty.push(index);
         }
     }

@@ -343,6 +343,23 @@ mod tests {
     }
 
     #[test]
+    fn writes_under_one_key_keep_one_note_per_state() {
+        let mut s = KeyedStateStore::<()>::new();
+        let a = s.value_state::<u64>("a").unwrap();
+        let b = s.value_state::<u64>("b").unwrap();
+        s.set_current_key(());
+        let one = s.snapshot_pieces(MP).unwrap();
+        for i in 0..1000 {
+            a.set(&mut s, i).unwrap();
+            b.set(&mut s, i).unwrap();
+        }
+        assert_eq!(s.dirty.len(), 2, "a key that stays current does not grow the notes");
+        let two = s.snapshot_pieces(MP).unwrap();
+        assert_eq!(changed(&one, &two), (0, 2), "both states' only group, written");
+        assert!(s.dirty.is_empty());
+    }
+
+    #[test]
     fn restored_states_not_registered_again_are_handed_in_whole() {
         let mut s = KeyedStateStore::<u64>::new();
         fill(&mut s, 50);
