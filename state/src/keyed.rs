@@ -283,7 +283,7 @@ pub struct KeyedStateStore<K> {
     /// a push and no hashing).
     pub(crate) dirty: Vec<usize>,
     /// The encoded pieces of groups that did not change (incremental checkpoints).
-    pieces: PieceCache,
+    pub(crate) pieces: PieceCache,
 }
 
 impl<K: StateKey> Default for KeyedStateStore<K> {
@@ -294,7 +294,7 @@ impl<K: StateKey> Default for KeyedStateStore<K> {
             pending: Vec::new(),
             tiered: None,
             dirty: Vec::new(),
-            pieces: PieceCache::default(),
+            pieces: PieceCache::new(true),
         }
     }
 }
@@ -313,7 +313,7 @@ impl<K: StateKey> KeyedStateStore<K> {
             BackendKind::Heap => None,
             BackendKind::SpillableHeap | BackendKind::Sled => Some(Box::new(Tiered::open(&config)?)),
         };
-        Ok(Self { tiered, ..Self::default() })
+        Ok(Self { tiered, pieces: PieceCache::new(config.incremental), ..Self::default() })
     }
 
     /// Which backend keeps this store's state.
@@ -512,6 +512,7 @@ impl<K: StateKey> KeyedStateStore<K> {
                 entries: s.entries.iter().filter(|(kg, _)| range.contains(*kg)).cloned().collect(),
             })
             .collect();
+        self.pieces.after_snapshot();
         Ok(KeyedPieces { states, unregistered })
     }
 

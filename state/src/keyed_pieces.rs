@@ -101,14 +101,31 @@ pub(crate) struct Kept {
 
 /// The pieces kept per `(state, group)`; `None`: the group changed since (or was never
 /// encoded).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct PieceCache {
     pub(crate) layout: Option<Layout>,
     pub(crate) rows: Vec<Vec<Option<Kept>>>,
     next_id: u64,
+    /// Whether pieces are kept between snapshots (checkpoints are incremental); if not,
+    /// each snapshot encodes everything and nothing stays in memory.
+    keep: bool,
 }
 
 impl PieceCache {
+    /// An empty cache that keeps pieces between snapshots if `keep`.
+    pub(crate) fn new(keep: bool) -> Self {
+        Self { layout: None, rows: Vec::new(), next_id: 0, keep }
+    }
+
+    /// After a snapshot: forgets everything unless pieces are kept (no layout either, so
+    /// writes cost no hashing).
+    pub(crate) fn after_snapshot(&mut self) {
+        if !self.keep {
+            self.rows = Vec::new();
+            self.layout = None;
+        }
+    }
+
     /// Forgets every kept piece (a restore changed unknown groups).
     pub(crate) fn reset(&mut self) {
         self.rows.clear();
@@ -340,6 +357,22 @@ mod tests {
         let b = r.snapshot_pieces(MP).unwrap();
         assert_eq!(changed(&a, &b).0, a.piece_count(), "a restore replaces every piece");
         assert_eq!(entries(&b), full_entries(&r));
+    }
+
+    #[test]
+    fn without_incremental_checkpoints_nothing_is_kept() {
+        let config = BackendConfig { incremental: false, ..BackendConfig::heap() };
+        let mut s = KeyedStateStore::<u64>::with_backend(config).unwrap();
+        fill(&mut s, 300);
+        let one = s.snapshot_pieces(MP).unwrap();
+        assert!(s.pieces.rows.is_empty() && s.pieces.layout.is_none(), "nothing kept");
+        let two = s.snapshot_pieces(MP).unwrap();
+        assert_eq!(changed(&one, &two), (one.piece_count(), two.piece_count()), "all encoded anew");
+        assert_eq!(entries(&two), full_entries(&s));
+        let parsed = BackendConfig::from_options(|k| (k == "state.backend.incremental").then_some(" FALSE")).unwrap();
+        assert!(!parsed.incremental);
+        assert!(BackendConfig::from_options(|_| None).unwrap().incremental, "on by default");
+        assert!(BackendConfig::from_options(|k| (k == "state.backend.incremental").then_some("maybe")).is_err());
     }
 
     #[test]

@@ -39,12 +39,16 @@ pub(crate) struct KeyGroupPieces {
     next_id: u64,
     /// Or-ed into every id (so that two users in one operator never share one).
     id_tag: u64,
+    /// Whether pieces are kept between snapshots (checkpoints are incremental); if not, each
+    /// snapshot encodes every group and nothing stays in memory.
+    keep: bool,
 }
 
 impl KeyGroupPieces {
-    /// Pieces whose ids carry `id_tag`.
-    pub(crate) fn new(id_tag: u64) -> Self {
-        Self { id_tag, ..Self::default() }
+    /// Pieces whose ids carry `id_tag`, kept between snapshots if `keep`
+    /// (`state.backend.incremental`).
+    pub(crate) fn new(id_tag: u64, keep: bool) -> Self {
+        Self { id_tag, keep, ..Self::default() }
     }
 
     /// Something of `key`'s group changed.
@@ -64,6 +68,12 @@ impl KeyGroupPieces {
         if let Some(slot) = self.kept.get_mut(kg) {
             *slot = None;
         }
+    }
+
+    /// Whether no piece is kept.
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.kept.is_empty()
     }
 
     /// Forgets every kept piece (a restore changed unknown groups).
@@ -109,6 +119,9 @@ impl KeyGroupPieces {
             .flatten()
             .map(|(id, bytes)| Segment { id: Some(*id), bytes: bytes.clone() })
             .collect();
+        if !self.keep {
+            self.kept = Vec::new();
+        }
         let mut head = msgpack_array_header(1);
         head.extend(msgpack_array_header(pieces.len()));
         Ok((head, pieces))
@@ -163,7 +176,7 @@ mod tests {
         for k in 0..500u64 {
             timers.register(TimeDomain::EventTime, 1000 + k as i64, k, ());
         }
-        let mut p = KeyGroupPieces::new(TIMER_IDS);
+        let mut p = KeyGroupPieces::new(TIMER_IDS, true);
         let (head, one) = timer_segments(&mut p, &timers, 128, "t").unwrap();
         let groups: std::collections::BTreeSet<u32> =
             (0..500u64).map(|k| assign_to_key_group(key_hash(&k), 128)).collect();

@@ -41,8 +41,9 @@ impl<K: StateKey, T: Clone + Send + 'static> ReduceOp<K, T> {
         key_of: Arc<dyn Fn(&T) -> K + Send + Sync>,
         next: Box<dyn Input<T>>,
         id: OpId,
+        incremental: bool,
     ) -> Result<Self, TaskError> {
-        Ok(Self { f, key_of, state: FxHashMap::default(), next, id, pieces: KeyGroupPieces::default() })
+        Ok(Self { f, key_of, state: FxHashMap::default(), next, id, pieces: KeyGroupPieces::new(0, incremental) })
     }
 }
 
@@ -186,7 +187,7 @@ impl<K: StateKey, O> ProcessCore<K, O> {
             next,
             side,
             id,
-            timer_pieces: KeyGroupPieces::new(TIMER_IDS),
+            timer_pieces: KeyGroupPieces::new(TIMER_IDS, backend.incremental),
         })
     }
 
@@ -385,7 +386,7 @@ mod tests {
     fn timers_as_pieces() -> (Vec<u8>, Vec<Segment>) {
         let mut t = TimerService::<u64, ()>::new();
         t.register(TimeDomain::EventTime, 9, 5, ());
-        timer_segments(&mut KeyGroupPieces::new(TIMER_IDS), &t, 128, "t").unwrap()
+        timer_segments(&mut KeyGroupPieces::new(TIMER_IDS, true), &t, 128, "t").unwrap()
     }
 
     /// Drops what reaches it.
@@ -421,15 +422,10 @@ mod tests {
         }
     }
 
-    fn reduce_op() -> ReduceOp<u64, (u64, u64)> {
+    fn reduce_op(incremental: bool) -> ReduceOp<u64, (u64, u64)> {
         let id = OpId { name: "r".into(), index: 1, marker: crate::link::OperatorMarker::default() };
-        ReduceOp::new(
-            Arc::new(|a: (u64, u64), b: (u64, u64)| (a.0, a.1 + b.1)),
-            Arc::new(|e| e.0),
-            Box::new(Discard),
-            id,
-        )
-        .unwrap()
+        let f = Arc::new(|a: (u64, u64), b: (u64, u64)| (a.0, a.1 + b.1));
+        ReduceOp::new(f, Arc::new(|e| e.0), Box::new(Discard), id, incremental).unwrap()
     }
 
     fn reduce_segments(op: &mut ReduceOp<u64, (u64, u64)>) -> Vec<Segment> {
@@ -441,7 +437,7 @@ mod tests {
 
     #[test]
     fn reduce_state_is_key_grouped_in_pieces_that_change_with_their_group_only() {
-        let mut op = reduce_op();
+        let mut op = reduce_op(true);
         for i in 0..2000u64 {
             op.push((i % 500, i), 0).unwrap();
         }
@@ -468,7 +464,7 @@ mod tests {
                 crate::snapshot::SegmentedSnapshot { source: None, operators: vec![(1, segs)], channels: vec![] };
             OperatorRestore::new(riffle_state::KeyGroupRange { start: 0, end: 127 }, 128, vec![snap.into_full()])
         };
-        let mut r = reduce_op();
+        let mut r = reduce_op(true);
         r.restore(&restore(two.clone())).unwrap();
         let back: FxHashMap<u64, (u64, u64)> = r.state.iter().map(|(k, (v, _))| (*k, *v)).collect();
         let mut expect = plain.clone();
@@ -477,6 +473,15 @@ mod tests {
         let three = reduce_segments(&mut r);
         let full = encode_state(&KeyGroupedState::encode(back.iter(), 128, "r").unwrap(), "r").unwrap();
         assert_eq!(concat(&three), full);
+
+        // Not incremental: every snapshot encodes everything anew, nothing is kept.
+        let mut op = reduce_op(false);
+        op.push((1, 1), 0).unwrap();
+        let a = reduce_segments(&mut op);
+        let b = reduce_segments(&mut op);
+        assert_eq!(concat(&a), concat(&b));
+        assert!(a.iter().zip(&b).all(|(x, y)| x.id.is_none() || x.id != y.id));
+        assert!(op.pieces.is_empty());
     }
 
     fn concat(segments: &[Segment]) -> Vec<u8> {
