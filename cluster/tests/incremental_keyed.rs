@@ -89,8 +89,13 @@ fn job(
 }
 
 fn cluster(checkpoints: &Path, backend: &str, backend_dir: &Path) -> MiniCluster {
+    cluster_with(checkpoints, backend, backend_dir, true)
+}
+
+fn cluster_with(checkpoints: &Path, backend: &str, backend_dir: &Path, incremental: bool) -> MiniCluster {
     let mut cfg = MiniClusterConfig::new(1, 4);
     cfg.config
+        .set("state.backend.incremental", incremental.to_string())
         .set("execution.checkpointing.interval", "20 ms")
         .set("state.checkpoints.dir", checkpoints.display().to_string())
         .set("state.checkpoints.num-retained", "3")
@@ -303,4 +308,25 @@ fn spillable_heap_keyed_state_is_checkpointed_incrementally() {
 fn sled_keyed_state_is_checkpointed_incrementally() {
     static PROGRESS: AtomicU64 = AtomicU64::new(0);
     keyed_increments("sled", &PROGRESS);
+}
+
+#[test]
+fn without_incremental_checkpoints_keyed_state_is_written_whole_and_restores() {
+    static PROGRESS: AtomicU64 = AtomicU64::new(0);
+    let dir = tempfile::tempdir().unwrap();
+    let mc = cluster_with(&dir.path().join("checkpoints"), "spillable-heap", &dir.path().join("backend"), false);
+    let (env, out) = job(2, RATE, &PROGRESS, None);
+    let h = mc.submit(env.build_job_graph("whole").unwrap()).unwrap();
+    let job_dir = dir.path().join("checkpoints").join(h.job_id().to_string());
+    wait_until(|| "the tail".into(), || PROGRESS.load(Ordering::SeqCst) > BIG + SEGMENT / 4);
+    wait_for_more_checkpoints(&mc, &h, 3);
+    h.cancel().unwrap();
+    assert_eq!(h.wait(WAIT).unwrap().status, JobStatus::Canceled);
+    drop(out);
+    let ids = checkpoints(&job_dir);
+    let meta = metadata(&job_dir, ids[ids.len() - 1]);
+    assert!(meta.shared_files().is_empty());
+    assert!(meta.subtasks.iter().all(|s| matches!(s.state, StateHandle::File { .. })), "plain state files");
+    assert!(!job_dir.join(checkpoint_metadata::SHARED_DIR).exists());
+    restore_and_check(&mc, 3, &job_dir);
 }
