@@ -52,12 +52,19 @@ pub type PieceKey = (usize, u64);
 /// The pieces of one snapshot, where they are.
 pub type PieceMap = HashMap<PieceKey, PieceLocation>;
 
-/// Which pieces this subtask's checkpoints wrote, and which completed checkpoint is the base
-/// for the next increment. Pure bookkeeping.
+/// How many completed checkpoints' pieces a subtask keeps as possible bases: a barrier names
+/// the checkpoint that was the latest completed when it was *triggered*, and with checkpoints
+/// close together a later one may have completed (and been notified) before the barrier
+/// arrives; without the older record the increment would write everything.
+const CONFIRMED_KEPT: usize = 4;
+
+/// Which pieces this subtask's checkpoints wrote, and which completed checkpoints may be the
+/// base for the next increment. Pure bookkeeping.
 #[derive(Debug, Default)]
 pub struct SegmentIndex {
-    /// The latest completed checkpoint this subtask knows of, and its pieces.
-    confirmed: Option<(u64, Arc<PieceMap>)>,
+    /// The latest completed checkpoints this subtask knows of (at most [`CONFIRMED_KEPT`]),
+    /// and their pieces.
+    confirmed: BTreeMap<u64, Arc<PieceMap>>,
     /// Pieces of checkpoints written but not known to be complete.
     pending: BTreeMap<u64, Arc<PieceMap>>,
 }
@@ -69,12 +76,17 @@ impl SegmentIndex {
     pub fn base(&mut self, base: Option<u64>) -> Option<Arc<PieceMap>> {
         let base = base?;
         if let Some(p) = self.pending.remove(&base) {
-            self.confirmed = Some((base, p));
+            self.confirm(base, p);
             self.pending.retain(|id, _| *id > base);
         }
-        match &self.confirmed {
-            Some((id, p)) if *id == base => Some(p.clone()),
-            _ => None,
+        self.confirmed.get(&base).cloned()
+    }
+
+    /// Keeps checkpoint `id`'s pieces as a possible base (and the few latest others).
+    fn confirm(&mut self, id: u64, pieces: Arc<PieceMap>) {
+        self.confirmed.insert(id, pieces);
+        while self.confirmed.len() > CONFIRMED_KEPT {
+            self.confirmed.pop_first();
         }
     }
 
@@ -83,12 +95,18 @@ impl SegmentIndex {
         self.pending.insert(id, Arc::new(pieces));
     }
 
-    /// Checkpoint `id` completed: its pieces are the base of the next increment.
+    /// Checkpoint `id` completed: its pieces are a base of the next increments.
     pub fn completed(&mut self, id: u64) {
         if let Some(p) = self.pending.remove(&id) {
-            self.confirmed = Some((id, p));
+            self.confirm(id, p);
         }
-        self.pending.retain(|k, _| *k > id);
+        // Older pending ones may have completed too, their notices still on the way (or
+        // overtaken: a savepoint's notice can arrive first) and a barrier may name one as its
+        // base; a few are kept. The coordinator names only completed checkpoints as bases, so
+        // an aborted one kept here is never used.
+        while self.pending.range(..id).count() > CONFIRMED_KEPT {
+            self.pending.pop_first();
+        }
     }
 
     /// Checkpoint `id` was aborted: its pieces are never a base.
@@ -231,6 +249,43 @@ pub fn plan(
     Ok(IncrementalWrite { state_file, shared_file, shared, pieces, written })
 }
 
+/// How one operator's state is made up in an incremental state file.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct OperatorPieces {
+    /// Pieces inline in the state file.
+    pub inline: usize,
+    /// Per shared file (relative to the job's checkpoint directory): the pieces in it and
+    /// their bytes.
+    pub shared: BTreeMap<String, (usize, u64)>,
+}
+
+/// The pieces of each operator (by node index) of an incremental state file's bytes, without
+/// reading the shared files: what a checkpoint wrote anew and what it refers to (for tests
+/// and tools; `path` is named in errors).
+pub fn operator_pieces(state_file: &[u8], path: &Path) -> Result<Vec<(usize, OperatorPieces)>, TaskError> {
+    let payload = decode_incremental_state_file(state_file, path)
+        .map_err(|e| TaskError::msg("restore", format!("cannot read checkpoint state: {e}")))?;
+    let state: IncrementalState = rmp_serde::from_slice(payload)
+        .map_err(|e| TaskError::msg("restore", format!("corrupt incremental state file: {e}")))?;
+    let mut out = Vec::with_capacity(state.operators.len());
+    for (op, pieces) in state.operators {
+        let mut o = OperatorPieces::default();
+        for p in pieces {
+            match p {
+                Piece::Bytes(_) => o.inline += 1,
+                Piece::Shared { file, len, .. } => {
+                    let name = state.files.get(file as usize).cloned().unwrap_or_default();
+                    let e = o.shared.entry(name).or_default();
+                    e.0 += 1;
+                    e.1 += len;
+                }
+            }
+        }
+        out.push((op, o));
+    }
+    Ok(out)
+}
+
 /// The job's checkpoint directory of a state file in `<job dir>/chk-<n>/`.
 fn job_dir_of(state_file: &Path) -> Result<&Path, TaskError> {
     state_file.parent().and_then(Path::parent).ok_or_else(|| {
@@ -348,6 +403,12 @@ mod tests {
         assert!(index.base(Some(3)).is_none());
         assert!(index.base(Some(2)).is_some());
         assert_eq!(index.pending_len(), 0);
+        // A savepoint's notice overtakes a checkpoint's: the checkpoint is still a base.
+        index.written(5, PieceMap::new());
+        index.completed(6);
+        assert!(index.base(Some(5)).is_some(), "a pending checkpoint older than a completed one is kept");
+        // A barrier triggered before checkpoint 2 completed still builds on 1.
+        assert!(index.base(Some(1)).is_some(), "an older completed checkpoint is still a base");
 
         // A garbled shared file is detected.
         let f = dir.path().join("shared/1-0-1.seg");

@@ -29,7 +29,9 @@ pub const KEY_GROUPS: ConfigOption<Option<u32>> = ConfigOption::optional(
 
 /// `state.backend.incremental`: checkpoints write only the state that changed since the
 /// latest completed checkpoint (read by the checkpoint coordinator, which tells each
-/// checkpoint's subtasks whether and on what to build; see `crate::incremental`).
+/// checkpoint's subtasks whether and on what to build; see `crate::incremental`; and by
+/// riffle-state's `BackendConfig::from_options`, so that keyed operators keep the encoded
+/// pieces of unchanged key groups only when checkpoints are incremental).
 pub const INCREMENTAL: ConfigOption<bool> = ConfigOption::new(
     Group::StateBackend,
     "state.backend.incremental",

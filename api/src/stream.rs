@@ -492,7 +492,8 @@ impl<K: Key + StateKey, T: Data> KeyedStream<K, T> {
         self.add_keyed(
             "Keyed Reduce",
             Node::new(move |ctx, next| {
-                Ok(BuiltTyped::Link(Box::new(ReduceOp::new(f.clone(), key_of.clone(), next, ctx.id)?)))
+                let incremental = ctx.state_backend.incremental;
+                Ok(BuiltTyped::Link(Box::new(ReduceOp::new(f.clone(), key_of.clone(), next, ctx.id, incremental)?)))
             }),
         )
     }

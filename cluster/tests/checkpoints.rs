@@ -114,12 +114,14 @@ fn run_checkpointed(mode: &str, threshold: &str) {
     // and the keyed reduce → sink chain: 4 × 2 subtasks, every one acknowledged.
     assert_eq!(meta.subtasks.len(), 8);
     assert!(meta.completion_timestamp_ms >= meta.trigger_timestamp_ms);
-    // State files beside the metadata, named by it relative to its directory.
+    // State files beside the metadata, named by it relative to its directory (the keyed
+    // reduce's are incremental: its key groups are pieces, written once while unchanged).
     let files: Vec<String> = meta
         .subtasks
         .iter()
         .filter_map(|s| match &s.state {
-            checkpoint_metadata::StateHandle::File { name, .. } => Some(name.clone()),
+            checkpoint_metadata::StateHandle::File { name, .. }
+            | checkpoint_metadata::StateHandle::Incremental { name, .. } => Some(name.clone()),
             _ => None,
         })
         .collect();
@@ -130,7 +132,11 @@ fn run_checkpointed(mode: &str, threshold: &str) {
     }
     for f in &files {
         let bytes = std::fs::read(newest.join(f)).unwrap();
-        checkpoint_metadata::decode_state_file(&bytes, &newest.join(f)).unwrap();
+        if checkpoint_metadata::is_incremental_state_file(&bytes) {
+            checkpoint_metadata::decode_incremental_state_file(&bytes, &newest.join(f)).unwrap();
+        } else {
+            checkpoint_metadata::decode_state_file(&bytes, &newest.join(f)).unwrap();
+        }
     }
     let mut on_disk: Vec<String> =
         std::fs::read_dir(&newest).unwrap().filter_map(|e| e.ok()?.file_name().into_string().ok()).collect();

@@ -20,6 +20,7 @@ use crate::backend::tiered::{self, Tiered};
 use crate::backend::{BackendConfig, BackendKind};
 use crate::error::ErrorDomain;
 use crate::key_group::{assign_to_key_group, key_hash, KeyGroupRange};
+use crate::keyed_pieces::{KeyedPieces, Layout, PieceCache, StatePieces};
 
 /// What a key must be to index state: hashable, comparable, clonable, movable across threads,
 /// and serializable (state is snapshotted by key group).
@@ -153,10 +154,14 @@ type SnapshotFn = fn(&dyn Any, &str, u32) -> Result<Vec<SnapshotEntry>, StateErr
 type RestoreFn = fn(&mut dyn Any, &str, &[SnapshotEntry], KeyGroupRange) -> Result<(), StateError>;
 /// Removes one key (given as `&K`) from a table.
 type RemoveFn = fn(&mut dyn Any, &dyn Any);
+/// Encodes the entries of the wanted piece groups of a table into `out` (indexed by group:
+/// entry count, concatenated `(key group, encoded (key, value))` encodings).
+pub(crate) type EncodePiecesFn = fn(&dyn Any, &str, Layout, &[bool], &mut [(u32, Vec<u8>)]) -> Result<(), StateError>;
 
 /// The type-erased operations on one table (`FxHashMap<K, X>`), instantiated at registration.
 pub(crate) struct TableOps {
     snapshot: SnapshotFn,
+    encode_pieces: EncodePiecesFn,
     pub(crate) restore: RestoreFn,
     remove: RemoveFn,
     pub(crate) len: tiered::LenFn,
@@ -173,6 +178,7 @@ impl TableOps {
     fn of<K: StateKey, X: Serialize + DeserializeOwned + Send + 'static>() -> Self {
         Self {
             snapshot: snapshot_map::<K, X>,
+            encode_pieces: encode_pieces_map::<K, X>,
             restore: restore_map::<K, X>,
             remove: remove_from_map::<K, X>,
             len: tiered::len_map::<K, X>,
@@ -206,6 +212,32 @@ fn snapshot_map<K: StateKey, X: Serialize + 'static>(
         out.push((kg, rmp_serde::to_vec(&(k, x)).map_err(|e| err(e.to_string()))?));
     }
     Ok(out)
+}
+
+/// Encodes the entries of a `FxHashMap<K, X>` whose piece group is wanted, each as a
+/// [`SnapshotEntry`] is encoded inside a snapshot.
+fn encode_pieces_map<K: StateKey, X: Serialize + 'static>(
+    data: &dyn Any,
+    name: &str,
+    layout: Layout,
+    wanted: &[bool],
+    out: &mut [(u32, Vec<u8>)],
+) -> Result<(), StateError> {
+    let err = |reason: String| StateError::Serde { name: name.to_string(), action: "snapshotted", reason };
+    let map = data.downcast_ref::<FxHashMap<K, X>>().ok_or_else(|| err("unexpected table type".into()))?;
+    for (k, x) in map {
+        let h = key_hash(k);
+        let g = assign_to_key_group(h, layout.groups) as usize;
+        if !wanted.get(g).copied().unwrap_or(false) {
+            continue;
+        }
+        let kg = assign_to_key_group(h, layout.max_parallelism);
+        let entry = rmp_serde::to_vec(&(k, x)).map_err(|e| err(e.to_string()))?;
+        let (n, buf) = &mut out[g];
+        *n += 1;
+        rmp_serde::encode::write(buf, &(kg, &entry)).map_err(|e| err(e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// Decodes the entries of the key groups in `range` into a `FxHashMap<K, X>`.
@@ -246,11 +278,24 @@ pub struct KeyedStateStore<K> {
     /// The working-set bookkeeping of a non-heap backend; `None` for the heap, whose path
     /// then pays one branch per key switch and nothing per access.
     tiered: Option<Box<Tiered>>,
+    /// States written through a handle while the current key was current, not yet recorded
+    /// as changed in `pieces` (recorded at the next key switch or snapshot, so a write costs
+    /// a push and no hashing).
+    pub(crate) dirty: Vec<usize>,
+    /// The encoded pieces of groups that did not change (incremental checkpoints).
+    pub(crate) pieces: PieceCache,
 }
 
 impl<K: StateKey> Default for KeyedStateStore<K> {
     fn default() -> Self {
-        Self { tables: Vec::new(), current: None, pending: Vec::new(), tiered: None }
+        Self {
+            tables: Vec::new(),
+            current: None,
+            pending: Vec::new(),
+            tiered: None,
+            dirty: Vec::new(),
+            pieces: PieceCache::new(true),
+        }
     }
 }
 
@@ -268,7 +313,7 @@ impl<K: StateKey> KeyedStateStore<K> {
             BackendKind::Heap => None,
             BackendKind::SpillableHeap | BackendKind::Sled => Some(Box::new(Tiered::open(&config)?)),
         };
-        Ok(Self { tiered, ..Self::default() })
+        Ok(Self { tiered, pieces: PieceCache::new(config.incremental), ..Self::default() })
     }
 
     /// Which backend keeps this store's state.
@@ -295,6 +340,9 @@ impl<K: StateKey> KeyedStateStore<K> {
     /// error; [`KeyedStateStore::try_set_current_key`] returns it directly.
     #[inline]
     pub fn set_current_key(&mut self, key: K) {
+        if !self.dirty.is_empty() {
+            self.record_dirty();
+        }
         if self.tiered.is_some() {
             let _ = self.try_set_current_key(key);
             return;
@@ -305,6 +353,9 @@ impl<K: StateKey> KeyedStateStore<K> {
     /// Sets the key that handle reads and writes refer to, reporting a failure of the
     /// backend to load its state (never fails on the heap backend).
     pub fn try_set_current_key(&mut self, key: K) -> Result<(), StateError> {
+        if !self.dirty.is_empty() {
+            self.record_dirty();
+        }
         if let Some(t) = self.tiered.as_deref_mut() {
             if let Err(e) = t.enter(&mut self.tables, &key) {
                 t.failure = Some(e.clone());
@@ -323,6 +374,38 @@ impl<K: StateKey> KeyedStateStore<K> {
             return e.clone();
         }
         StateError::NoCurrentKey { name: self.tables.get(index).map(|t| t.name.clone()).unwrap_or_default() }
+    }
+
+    /// Records the states written for the current key as changed in its piece group.
+    fn record_dirty(&mut self) {
+        // Nothing kept yet (no layout): every group is encoded at the first snapshot.
+        if let (Some(layout), Some(key)) = (self.pieces.layout, self.current.as_ref()) {
+            let group = match self.tiered.as_deref() {
+                Some(t) if layout.internal => t.current_group(),
+                _ => Some(assign_to_key_group(key_hash(key), layout.groups)),
+            };
+            match group {
+                Some(g) => self.dirty.iter().for_each(|t| self.pieces.invalidate(*t, g)),
+                None => self.pieces.reset(),
+            }
+        }
+        // Cleared, not taken: the buffer is reused at every key switch.
+        self.dirty.clear();
+    }
+
+    /// Notes a write to state `index` for the current key (each state once: the list stays
+    /// as short as the states written, however long a key stays current).
+    #[inline]
+    fn mark_dirty(&mut self, index: usize) {
+        if self.dirty.last() != Some(&index) && !self.dirty.contains(&index) {
+            self.dirty.push(index);
+        }
+    }
+
+    /// How many times a non-heap backend read a (state, group) back from its cold store
+    /// (loads and snapshots): lets tests see that unchanged cold groups stay on disk.
+    pub fn cold_reads(&self) -> u64 {
+        self.tiered.as_ref().map_or(0, |t| t.cold_reads())
     }
 
     /// Entries of state `index` that are out of memory.
@@ -348,6 +431,9 @@ impl<K: StateKey> KeyedStateStore<K> {
             Table { name: name.to_string(), data: Box::new(FxHashMap::<K, X>::default()), ops: TableOps::of::<K, X>() };
         let pending = self.pending.iter().position(|(s, _)| s.name == name).map(|pos| self.pending.swap_remove(pos));
         let index = self.tables.len();
+        if pending.is_some() {
+            self.pieces.reset();
+        }
         match (self.tiered.as_deref_mut(), pending) {
             (None, Some((snap, range))) => {
                 (table.ops.restore)(table.data.as_mut(), name, &snap.entries, range)?;
@@ -388,10 +474,53 @@ impl<K: StateKey> KeyedStateStore<K> {
         Ok(out)
     }
 
+    /// Snapshots like [`KeyedStateStore::snapshot`], as pieces per `(state, piece group)` (see
+    /// [`crate::keyed_pieces`]): a group that did not change since the last call is handed in
+    /// as the same piece (same id, same bytes) without being encoded — or, if it is cold,
+    /// read back — again. The entries of every state's pieces, concatenated, are its entry
+    /// list in a full snapshot (in another order).
+    pub fn snapshot_pieces(&mut self, max_parallelism: u32) -> Result<KeyedPieces, StateError> {
+        if !self.dirty.is_empty() {
+            self.record_dirty();
+        }
+        let layout = Layout::new(max_parallelism, self.tiered.as_ref().map(|t| t.groups()));
+        self.pieces.prepare(layout, self.tables.len());
+        let mut states = Vec::with_capacity(self.tables.len());
+        for (i, t) in self.tables.iter().enumerate() {
+            let wanted = self.pieces.wanted(i);
+            let mut encoded: Vec<Option<(u32, Vec<u8>)>> = vec![None; wanted.len()];
+            if wanted.iter().any(|w| *w) {
+                let mut out: Vec<(u32, Vec<u8>)> = vec![(0, Vec::new()); wanted.len()];
+                (t.ops.encode_pieces)(t.data.as_ref(), &t.name, layout, &wanted, &mut out)?;
+                if let Some(tiered) = &self.tiered {
+                    tiered.cold_pieces::<K>(i, &t.name, layout, &wanted, &mut out)?;
+                }
+                for ((slot, w), piece) in encoded.iter_mut().zip(&wanted).zip(out) {
+                    if *w {
+                        *slot = Some(piece);
+                    }
+                }
+            }
+            let (entries, pieces) = self.pieces.fill(i, encoded)?;
+            states.push(StatePieces { name: t.name.clone(), entries, pieces });
+        }
+        let unregistered = self
+            .pending
+            .iter()
+            .map(|(s, range)| StateSnapshot {
+                name: s.name.clone(),
+                entries: s.entries.iter().filter(|(kg, _)| range.contains(*kg)).cloned().collect(),
+            })
+            .collect();
+        self.pieces.after_snapshot();
+        Ok(KeyedPieces { states, unregistered })
+    }
+
     /// Restores the key groups in `range` from snapshots (of one or, after rescaling, several
     /// former subtasks). States not registered yet are restored when they are. A non-heap
     /// backend restores key group by key group and keeps to its memory budget as it goes.
     pub fn restore(&mut self, snapshots: Vec<StateSnapshot>, range: KeyGroupRange) -> Result<(), StateError> {
+        self.pieces.reset();
         for snap in snapshots {
             match self.tables.iter().position(|t| t.name == snap.name) {
                 Some(i) => match self.tiered.as_deref_mut() {
@@ -419,6 +548,9 @@ impl<K: StateKey> KeyedStateStore<K> {
     }
 
     fn table_and_key<T: Any>(&mut self, index: usize) -> Result<(&mut T, &K), StateError> {
+        if self.current.is_some() {
+            self.mark_dirty(index);
+        }
         let key = match &self.current {
             Some(k) => k,
             None => return Err(self.no_key_error(index)),
@@ -435,6 +567,12 @@ impl<K: StateKey> KeyedStateStore<K> {
     /// purging a window's state). Its state is in memory while it is current, whatever the
     /// backend.
     pub fn clear_current_key(&mut self) -> Result<(), StateError> {
+        if self.current.is_none() {
+            return Err(self.no_key_error(0));
+        }
+        for i in 0..self.tables.len() {
+            self.mark_dirty(i);
+        }
         let Some(key) = self.current.as_ref() else { return Err(self.no_key_error(0)) };
         for t in &mut self.tables {
             (t.ops.remove)(t.data.as_mut(), key);
@@ -534,6 +672,8 @@ impl<V: StateValue> ValueState<V> {
         if let Some(t) = store.tiered.as_deref_mut() {
             t.load_all(&mut store.tables)?;
         }
+        // Any key may change through the table.
+        store.pieces.invalidate_table(self.index);
         store
             .tables
             .get_mut(self.index)

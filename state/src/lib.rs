@@ -13,6 +13,7 @@ pub mod checkpoint_metadata;
 pub mod error;
 pub mod key_group;
 pub mod keyed;
+pub mod keyed_pieces;
 pub mod timers;
 
 pub use backend::{BackendConfig, BackendKind};
@@ -26,4 +27,5 @@ pub use keyed::{
     KeyedStateStore, ListState, MapState, Result, SnapshotEntry, StateError, StateKey, StateSnapshot, StateValue,
     ValueState,
 };
+pub use keyed_pieces::{KeyedPieces, StatePiece, StatePieces};
 pub use timers::{TimeDomain, Timer, TimerService};

@@ -102,6 +102,9 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> Queue<K, N> {
 pub struct TimerService<K, N> {
     event: Queue<K, N>,
     processing: Queue<K, N>,
+    /// Timers registered, deleted or popped so far: an owner compares it around a callback to
+    /// learn whether the callback's key changed its timers (incremental checkpoints).
+    changes: u64,
 }
 
 impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> Default for TimerService<K, N> {
@@ -113,13 +116,13 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> Default for TimerService<K, N> 
 impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerService<K, N> {
     /// An empty timer service that deduplicates registrations.
     pub fn new() -> Self {
-        Self { event: Queue::new(true), processing: Queue::new(true) }
+        Self { event: Queue::new(true), processing: Queue::new(true), changes: 0 }
     }
 
     /// An empty timer service for an owner that never registers the same timer twice: no
     /// deduplication set to maintain. Registering a timer twice fires it twice.
     pub fn without_dedup() -> Self {
-        Self { event: Queue::new(false), processing: Queue::new(false) }
+        Self { event: Queue::new(false), processing: Queue::new(false), changes: 0 }
     }
 
     fn queue(&mut self, domain: TimeDomain) -> &mut Queue<K, N> {
@@ -131,18 +134,41 @@ impl<K: Hash + Eq + Clone, N: Hash + Eq + Clone> TimerService<K, N> {
 
     /// Registers a timer; returns false if the same timer was already registered.
     pub fn register(&mut self, domain: TimeDomain, timestamp: i64, key: K, namespace: N) -> bool {
-        self.queue(domain).register(timestamp, key, namespace)
+        let new = self.queue(domain).register(timestamp, key, namespace);
+        self.changes += u64::from(new);
+        new
     }
 
     /// Deletes a timer; returns false if there was none.
     pub fn delete(&mut self, domain: TimeDomain, timestamp: i64, key: &K, namespace: &N) -> bool {
-        self.queue(domain).delete(timestamp, key, namespace)
+        let gone = self.queue(domain).delete(timestamp, key, namespace);
+        self.changes += u64::from(gone);
+        gone
     }
 
     /// Pops one timer due at or before `up_to`. Call in a loop: firing a timer may register
     /// new timers that are due as well.
     pub fn pop_due(&mut self, domain: TimeDomain, up_to: i64) -> Option<Timer<K, N>> {
-        self.queue(domain).pop_due(up_to)
+        let t = self.queue(domain).pop_due(up_to);
+        self.changes += u64::from(t.is_some());
+        t
+    }
+
+    /// How many timers were registered, deleted or popped since this service was created.
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// Calls `f` for every pending timer, in the order [`TimerService::snapshot`] lists them
+    /// (without copying them all).
+    pub fn for_each(&self, mut f: impl FnMut(TimeDomain, i64, &K, &N)) {
+        for (d, q) in [(TimeDomain::EventTime, &self.event), (TimeDomain::ProcessingTime, &self.processing)] {
+            for (ts, v) in &q.by_time {
+                for (k, n) in v {
+                    f(d, *ts, k, n);
+                }
+            }
+        }
     }
 
     /// The earliest pending timer of a domain.

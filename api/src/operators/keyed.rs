@@ -4,25 +4,35 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use riffle_state::{BackendConfig, KeyedStateStore, StateKey, StateSnapshot, TimeDomain, TimerService};
+use riffle_state::{
+    assign_to_key_group, key_hash, BackendConfig, KeyedPieces, KeyedStateStore, StateKey, StateSnapshot, TimeDomain,
+    TimerService,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::key_group_pieces::{timer_segments, KeyGroupPieces, TIMER_IDS};
 use super::OpId;
 use crate::error::{TaskError, TaskResult, UserError};
 use crate::functions::{min_time, KeyedProcessFunction, ProcessContext, SideOutputs};
 use crate::link::Input;
-use crate::snapshot::{encode_state, KeyGroupedState, OperatorRestore, OperatorSnapshots};
+use crate::snapshot::{
+    encode_state, msgpack_array_header, KeyGroupedState, OperatorRestore, OperatorSnapshots, Segment,
+};
 
 /// Running `reduce` per key: emits the updated value for every record (Flink's
 /// `StreamGroupedReduceOperator`). Also serves `sum`, `min`, `max`, `min_by`, `max_by`.
-/// Its state is one map owned by the operator: the per-record path is one hash lookup.
+/// Its state is one map owned by the operator: the per-record path is one hash lookup. Each
+/// accumulator keeps its key's hash, so noting its key group as changed (incremental
+/// checkpoints: one piece per key group, see [`KeyGroupPieces`]) costs no second hashing.
 pub struct ReduceOp<K, T> {
     pub(crate) f: Arc<dyn Fn(T, T) -> T + Send + Sync>,
     pub(crate) key_of: Arc<dyn Fn(&T) -> K + Send + Sync>,
-    pub(crate) state: FxHashMap<K, T>,
+    pub(crate) state: FxHashMap<K, (T, u64)>,
     pub(crate) next: Box<dyn Input<T>>,
     pub(crate) id: OpId,
+    /// The encoded accumulators of key groups that did not change.
+    pieces: KeyGroupPieces,
 }
 
 impl<K: StateKey, T: Clone + Send + 'static> ReduceOp<K, T> {
@@ -31,8 +41,9 @@ impl<K: StateKey, T: Clone + Send + 'static> ReduceOp<K, T> {
         key_of: Arc<dyn Fn(&T) -> K + Send + Sync>,
         next: Box<dyn Input<T>>,
         id: OpId,
+        incremental: bool,
     ) -> Result<Self, TaskError> {
-        Ok(Self { f, key_of, state: FxHashMap::default(), next, id })
+        Ok(Self { f, key_of, state: FxHashMap::default(), next, id, pieces: KeyGroupPieces::new(0, incremental) })
     }
 }
 
@@ -42,13 +53,16 @@ impl<K: StateKey, T: Clone + Send + Serialize + DeserializeOwned + 'static> Inpu
         self.id.enter();
         let key = (self.key_of)(&value);
         match self.state.get_mut(&key) {
-            Some(acc) => {
+            Some((acc, hash)) => {
                 let new = (self.f)(acc.clone(), value);
                 acc.clone_from(&new);
+                self.pieces.changed_hash(*hash);
                 self.next.push(new, timestamp)
             }
             None => {
-                self.state.insert(key, value.clone());
+                let hash = key_hash(&key);
+                self.pieces.changed_hash(hash);
+                self.state.insert(key, (value.clone(), hash));
                 self.next.push(value, timestamp)
             }
         }
@@ -69,18 +83,34 @@ impl<K: StateKey, T: Clone + Send + Serialize + DeserializeOwned + 'static> Inpu
         self.next.next_processing_time()
     }
     fn snapshot(&mut self, out: &mut OperatorSnapshots) -> TaskResult {
-        // Synchronous part: a copy of the table. Encoding happens off the subtask's thread.
-        let (mp, name, frozen) = (out.max_parallelism, self.id.name.clone(), self.state.clone());
-        out.put_deferred(
-            self.id.index,
-            Box::new(move || encode_state(&KeyGroupedState::encode(frozen.iter(), mp, &name)?, &name)),
-        );
+        // Synchronous part: encoding the key groups that changed since the last snapshot (a
+        // `KeyGroupedState`, in pieces); the others are handed in as they were.
+        let mp = out.max_parallelism.max(1);
+        let (state, name) = (&self.state, &self.id.name);
+        let (head, pieces) = self.pieces.segments(mp, name, &mut |wanted, groups| {
+            for (k, (acc, hash)) in state {
+                let kg = assign_to_key_group(*hash, mp) as usize;
+                if wanted[kg] {
+                    let (n, buf) = &mut groups[kg];
+                    *n += 1;
+                    rmp_serde::encode::write(buf, &(k, acc))
+                        .map_err(|e| TaskError::msg(name, format!("cannot snapshot state: {e}")))?;
+                }
+            }
+            Ok(())
+        })?;
+        let mut segments = Vec::with_capacity(pieces.len() + 1);
+        segments.push(Segment::fresh(head));
+        segments.extend(pieces);
+        out.put_deferred_segments(self.id.index, Box::new(move || Ok(segments)));
         self.next.snapshot(out)
     }
     fn restore(&mut self, from: &OperatorRestore) -> TaskResult {
+        self.pieces.reset();
         for st in from.get::<KeyGroupedState>(self.id.index, &self.id.name)? {
             st.decode::<(K, T), _>(from.range, &self.id.name, |(k, v)| {
-                self.state.insert(k, v);
+                let hash = key_hash(&k);
+                self.state.insert(k, (v, hash));
             })?;
         }
         self.next.restore(from)
@@ -97,6 +127,36 @@ struct ProcessState {
     timers: KeyGroupedState,
 }
 
+/// [`ProcessState`] in MessagePack, as pieces: an array of its two fields, the first an array
+/// of [`StateSnapshot`]s (each an array of the name and the entries, the entries of a
+/// registered state being its pieces), the second the timers (`timers`: their headers and
+/// pieces, see [`KeyGroupPieces`]). Headers and restored states not registered again are fresh
+/// pieces; keyed and timer pieces keep their ids.
+fn process_state_segments(
+    pieces: KeyedPieces,
+    timers: (Vec<u8>, Vec<Segment>),
+    name: &str,
+) -> Result<Vec<Segment>, TaskError> {
+    let mut segments = Vec::with_capacity(pieces.piece_count() + 2 * pieces.states.len() + 2);
+    let mut head = msgpack_array_header(2);
+    head.extend(msgpack_array_header(pieces.states.len() + pieces.unregistered.len()));
+    for state in pieces.states {
+        head.extend(msgpack_array_header(2));
+        head.extend(encode_state(&state.name, name)?);
+        head.extend(msgpack_array_header(state.entries));
+        segments.push(Segment::fresh(std::mem::take(&mut head)));
+        segments.extend(state.pieces.into_iter().map(|p| Segment { id: Some(p.id), bytes: p.bytes }));
+    }
+    for state in &pieces.unregistered {
+        head.extend(encode_state(state, name)?);
+    }
+    let (timer_head, timer_pieces) = timers;
+    head.extend(timer_head);
+    segments.push(Segment::fresh(head));
+    segments.extend(timer_pieces);
+    Ok(segments)
+}
+
 /// State, timers and outputs shared by every process-function operator (one-input, two-input,
 /// N-input): runs user callbacks in a [`ProcessContext`] and fires timers.
 pub struct ProcessCore<K, O> {
@@ -106,6 +166,8 @@ pub struct ProcessCore<K, O> {
     pub(crate) next: Box<dyn Input<O>>,
     pub(crate) side: SideOutputs,
     pub(crate) id: OpId,
+    /// The timers' pieces of groups whose timers did not change (incremental checkpoints).
+    timer_pieces: KeyGroupPieces,
 }
 
 impl<K: StateKey, O> ProcessCore<K, O> {
@@ -118,7 +180,15 @@ impl<K: StateKey, O> ProcessCore<K, O> {
         backend: &BackendConfig,
     ) -> Result<Self, TaskError> {
         let store = KeyedStateStore::with_backend(backend.clone()).map_err(|e| TaskError::new(&id.name, &e))?;
-        Ok(Self { store, timers: TimerService::new(), watermark: i64::MIN, next, side, id })
+        Ok(Self {
+            store,
+            timers: TimerService::new(),
+            watermark: i64::MIN,
+            next,
+            side,
+            id,
+            timer_pieces: KeyGroupPieces::new(TIMER_IDS, backend.incremental),
+        })
     }
 
     /// Runs `f` with a context for `key` at `timestamp`.
@@ -141,8 +211,14 @@ impl<K: StateKey, O> ProcessCore<K, O> {
             error: None,
         };
         self.id.enter();
+        let timer_changes = ctx.timers.changes();
         let r = f(&mut ctx);
-        if let Some(e) = ctx.error {
+        let error = ctx.error.take();
+        // A callback registers and deletes timers of its key only.
+        if self.timers.changes() != timer_changes {
+            self.timer_pieces.changed(&key);
+        }
+        if let Some(e) = error {
             return Err(e);
         }
         r.map_err(|e| self.id.err(e))
@@ -159,6 +235,7 @@ impl<K: StateKey, O> ProcessCore<K, O> {
         }
         self.watermark = watermark;
         while let Some(t) = self.timers.pop_due(TimeDomain::EventTime, watermark) {
+            self.timer_pieces.changed(&t.key);
             self.with_context(t.key, t.timestamp, |ctx| on_timer(t.timestamp, TimeDomain::EventTime, ctx))?;
         }
         self.side.watermark(watermark)?;
@@ -172,6 +249,7 @@ impl<K: StateKey, O> ProcessCore<K, O> {
         mut on_timer: impl FnMut(i64, TimeDomain, &mut ProcessContext<'_, K, O>) -> Result<(), UserError>,
     ) -> TaskResult {
         while let Some(t) = self.timers.pop_due(TimeDomain::ProcessingTime, now) {
+            self.timer_pieces.changed(&t.key);
             self.with_context(t.key, t.timestamp, |ctx| on_timer(t.timestamp, TimeDomain::ProcessingTime, ctx))?;
         }
         self.side.processing_time(now)?;
@@ -184,24 +262,24 @@ impl<K: StateKey, O> ProcessCore<K, O> {
     }
 
     /// Snapshots keyed state and timers, then the side outputs and downstream.
+    ///
+    /// Keyed state is handed in as pieces, one per (state, key group) with an id that stays
+    /// while the group does not change (see `riffle_state::keyed_pieces`), so an incremental
+    /// checkpoint writes only the groups that changed; concatenated, the pieces are the
+    /// [`ProcessState`] a full snapshot holds, byte for byte in format.
     pub(crate) fn snapshot(&mut self, out: &mut OperatorSnapshots) -> TaskResult {
         let name = &self.id.name;
-        let tables = self.store.snapshot(out.max_parallelism).map_err(|e| TaskError::new(name, &e))?;
-        let timers = self.timers.snapshot();
-        let (mp, name) = (out.max_parallelism, name.clone());
-        out.put_deferred(
-            self.id.index,
-            Box::new(move || {
-                let timers = KeyGroupedState::encode(timers.iter().map(|(d, ts, k, _)| (k, (*d, *ts))), mp, &name)?;
-                encode_state(&ProcessState { tables, timers }, &name)
-            }),
-        );
+        let pieces = self.store.snapshot_pieces(out.max_parallelism).map_err(|e| TaskError::new(name, &e))?;
+        let timers = timer_segments(&mut self.timer_pieces, &self.timers, out.max_parallelism, name)?;
+        let name = name.clone();
+        out.put_deferred_segments(self.id.index, Box::new(move || process_state_segments(pieces, timers, &name)));
         self.side.snapshot(out)?;
         self.next.snapshot(out)
     }
 
     /// Restores keyed state and timers of the owned key groups, then downstream.
     pub(crate) fn restore(&mut self, from: &OperatorRestore) -> TaskResult {
+        self.timer_pieces.reset();
         for st in from.get::<ProcessState>(self.id.index, &self.id.name)? {
             self.store.restore(st.tables, from.range).map_err(|e| TaskError::new(&self.id.name, &e))?;
             st.timers.decode::<(K, (TimeDomain, i64)), _>(from.range, &self.id.name, |(k, (d, ts))| {
@@ -295,4 +373,157 @@ impl<K: StateKey, I, O, F: KeyedProcessFunction<K, I, O>> Input<I> for ProcessOp
         self.core.with_context(key, timestamp, |ctx| f.process_element(value, ctx))
     }
     core_events!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timers() -> KeyGroupedState {
+        KeyGroupedState::encode([(&5u64, (TimeDomain::EventTime, 9i64))].into_iter(), 128, "t").unwrap()
+    }
+
+    fn timers_as_pieces() -> (Vec<u8>, Vec<Segment>) {
+        let mut t = TimerService::<u64, ()>::new();
+        t.register(TimeDomain::EventTime, 9, 5, ());
+        timer_segments(&mut KeyGroupPieces::new(TIMER_IDS, true), &t, 128, "t").unwrap()
+    }
+
+    /// Drops what reaches it.
+    struct Discard;
+
+    impl Input<(u64, u64)> for Discard {
+        fn push(&mut self, _: (u64, u64), _: i64) -> TaskResult {
+            Ok(())
+        }
+        fn watermark(&mut self, _: i64) -> TaskResult {
+            Ok(())
+        }
+        fn idle(&mut self, _: bool) -> TaskResult {
+            Ok(())
+        }
+        fn end_input(&mut self) -> TaskResult {
+            Ok(())
+        }
+        fn processing_time(&mut self, _: i64) -> TaskResult {
+            Ok(())
+        }
+        fn next_processing_time(&self) -> Option<i64> {
+            None
+        }
+        fn snapshot(&mut self, _: &mut OperatorSnapshots) -> TaskResult {
+            Ok(())
+        }
+        fn restore(&mut self, _: &OperatorRestore) -> TaskResult {
+            Ok(())
+        }
+        fn notify_checkpoint(&mut self, _: u64, _: bool) -> TaskResult {
+            Ok(())
+        }
+    }
+
+    fn reduce_op(incremental: bool) -> ReduceOp<u64, (u64, u64)> {
+        let id = OpId { name: "r".into(), index: 1, marker: crate::link::OperatorMarker::default() };
+        let f = Arc::new(|a: (u64, u64), b: (u64, u64)| (a.0, a.1 + b.1));
+        ReduceOp::new(f, Arc::new(|e| e.0), Box::new(Discard), id, incremental).unwrap()
+    }
+
+    fn reduce_segments(op: &mut ReduceOp<u64, (u64, u64)>) -> Vec<Segment> {
+        let mut out = OperatorSnapshots::new(128, 1);
+        op.snapshot(&mut out).unwrap();
+        let snap = out.finish(None).complete_segmented().unwrap();
+        snap.operators.into_iter().next().unwrap().1
+    }
+
+    #[test]
+    fn reduce_state_is_key_grouped_in_pieces_that_change_with_their_group_only() {
+        let mut op = reduce_op(true);
+        for i in 0..2000u64 {
+            op.push((i % 500, i), 0).unwrap();
+        }
+        let one = reduce_segments(&mut op);
+        // The full format, byte for byte (groups in key group order, entries in map order).
+        let plain: FxHashMap<u64, (u64, u64)> = op.state.iter().map(|(k, (v, _))| (*k, *v)).collect();
+        let full = encode_state(&KeyGroupedState::encode(plain.iter(), 128, "r").unwrap(), "r").unwrap();
+        assert_eq!(concat(&one), full);
+        let groups: std::collections::BTreeSet<u32> =
+            (0..500u64).map(|k| assign_to_key_group(key_hash(&k), 128)).collect();
+        assert_eq!(one.iter().filter(|s| s.id.is_some()).count(), groups.len());
+
+        // One key updated: its group's piece only.
+        op.push((7, 1), 0).unwrap();
+        let two = reduce_segments(&mut op);
+        let old: Vec<_> = one.iter().filter_map(|s| s.id).collect();
+        let new: Vec<_> = two.iter().filter_map(|s| s.id).filter(|id| !old.contains(id)).collect();
+        assert_eq!(new.len(), 1);
+        assert_eq!(two.iter().filter(|s| s.id.is_some()).count(), groups.len());
+
+        // Restores read the pieces back; the restored operator encodes every group anew.
+        let restore = |segs: Vec<Segment>| {
+            let snap =
+                crate::snapshot::SegmentedSnapshot { source: None, operators: vec![(1, segs)], channels: vec![] };
+            OperatorRestore::new(riffle_state::KeyGroupRange { start: 0, end: 127 }, 128, vec![snap.into_full()])
+        };
+        let mut r = reduce_op(true);
+        r.restore(&restore(two.clone())).unwrap();
+        let back: FxHashMap<u64, (u64, u64)> = r.state.iter().map(|(k, (v, _))| (*k, *v)).collect();
+        let mut expect = plain.clone();
+        expect.get_mut(&7).unwrap().1 += 1;
+        assert_eq!(back, expect);
+        let three = reduce_segments(&mut r);
+        let full = encode_state(&KeyGroupedState::encode(back.iter(), 128, "r").unwrap(), "r").unwrap();
+        assert_eq!(concat(&three), full);
+
+        // Not incremental: every snapshot encodes everything anew, nothing is kept.
+        let mut op = reduce_op(false);
+        op.push((1, 1), 0).unwrap();
+        let a = reduce_segments(&mut op);
+        let b = reduce_segments(&mut op);
+        assert_eq!(concat(&a), concat(&b));
+        assert!(a.iter().zip(&b).all(|(x, y)| x.id.is_none() || x.id != y.id));
+        assert!(op.pieces.is_empty());
+    }
+
+    fn concat(segments: &[Segment]) -> Vec<u8> {
+        segments.iter().flat_map(|s| s.bytes.iter().copied()).collect()
+    }
+
+    #[test]
+    fn pieces_concatenate_into_the_full_process_state_byte_for_byte() {
+        // One entry per state: the order is fixed, so the bytes must be identical.
+        let mut s = KeyedStateStore::<u64>::new();
+        let v = s.value_state::<String>("v").unwrap();
+        let l = s.list_state::<u32>("l").unwrap();
+        s.set_current_key(5);
+        v.set(&mut s, "five".into()).unwrap();
+        l.add(&mut s, 1).unwrap();
+        let old = encode_state(&ProcessState { tables: s.snapshot(128).unwrap(), timers: timers() }, "t").unwrap();
+        let segments = process_state_segments(s.snapshot_pieces(128).unwrap(), timers_as_pieces(), "t").unwrap();
+        assert_eq!(segments.iter().filter(|s| s.id.is_some()).count(), 3, "one piece per state, one of timers");
+        assert_eq!(concat(&segments), old);
+
+        // Many entries, a restored state never registered again: the same state, in another
+        // order, readable by the restore path.
+        for k in 0..300u64 {
+            s.set_current_key(k);
+            v.set(&mut s, format!("v{k}")).unwrap();
+        }
+        let mut r = KeyedStateStore::<u64>::new();
+        r.restore(s.snapshot(128).unwrap(), riffle_state::KeyGroupRange { start: 0, end: 127 }).unwrap();
+        let v2 = r.value_state::<String>("v").unwrap();
+        r.set_current_key(1);
+        v2.set(&mut r, "one".into()).unwrap();
+        let old = ProcessState { tables: r.snapshot(128).unwrap(), timers: timers() };
+        let bytes = concat(&process_state_segments(r.snapshot_pieces(128).unwrap(), timers_as_pieces(), "t").unwrap());
+        assert_eq!(bytes.len(), encode_state(&old, "t").unwrap().len());
+        let mut back: ProcessState = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(back.timers, old.timers);
+        assert_eq!(back.tables.len(), 2);
+        for (a, b) in back.tables.iter_mut().zip(old.tables) {
+            a.entries.sort();
+            let mut e = b.entries;
+            e.sort();
+            assert_eq!((&a.name, &a.entries), (&b.name, &e));
+        }
+    }
 }

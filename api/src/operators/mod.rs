@@ -2,6 +2,7 @@
 //! They are built per subtask from the job graph and never cross threads.
 
 pub mod basic;
+mod key_group_pieces;
 pub mod keyed;
 pub mod multi;
 pub mod rich;

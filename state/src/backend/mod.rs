@@ -38,6 +38,9 @@ pub const MEMORY_BUDGET_KEY: &str = "state.backend.memory-budget";
 pub const DIR_KEY: &str = "state.backend.dir";
 /// The configuration key of the number of internal key groups (the spilling granularity).
 pub const KEY_GROUPS_KEY: &str = "state.backend.key-groups";
+/// The configuration key of incremental checkpoints (read here only to know whether keeping
+/// the encoded pieces of unchanged key groups pays off; declared with the checkpoint options).
+pub const INCREMENTAL_KEY: &str = "state.backend.incremental";
 
 /// The memory budget of a spilling backend when none is configured: large enough that a
 /// small job never touches the disk, small enough to leave room for several operators.
@@ -112,6 +115,10 @@ pub struct BackendConfig {
     /// memory and the cold store (at least 1). More groups make each load smaller; the
     /// granularity is independent of the job's maximum parallelism.
     pub key_groups: u32,
+    /// Whether checkpoints are incremental: then stores keep the encoded pieces of key
+    /// groups that did not change, to hand them in again (see
+    /// [`crate::keyed_pieces`]); otherwise every snapshot encodes everything and keeps nothing.
+    pub incremental: bool,
 }
 
 impl Default for BackendConfig {
@@ -128,7 +135,13 @@ impl BackendConfig {
 
     /// A backend of `kind` with the default budget, directory and key groups.
     pub fn new(kind: BackendKind) -> Self {
-        Self { kind, memory_budget_bytes: DEFAULT_MEMORY_BUDGET_BYTES, dir: None, key_groups: DEFAULT_KEY_GROUPS }
+        Self {
+            kind,
+            memory_budget_bytes: DEFAULT_MEMORY_BUDGET_BYTES,
+            dir: None,
+            key_groups: DEFAULT_KEY_GROUPS,
+            incremental: true,
+        }
     }
 
     /// The spillable heap with a memory budget of `memory_budget_bytes`.
@@ -149,7 +162,7 @@ impl BackendConfig {
 
     /// Reads the backend from configuration: [`BACKEND_KEY`] (default `heap`),
     /// [`MEMORY_BUDGET_KEY`], [`DIR_KEY`] (a `file://` prefix is accepted) and
-    /// [`KEY_GROUPS_KEY`]. `get` looks a key up, so any configuration type can be used
+    /// [`KEY_GROUPS_KEY`] and [`INCREMENTAL_KEY`] (default `true`). `get` looks a key up, so any configuration type can be used
     /// without this crate depending on it.
     pub fn from_options<'a>(get: impl Fn(&str) -> Option<&'a str>) -> Result<Self, StateError> {
         let kind = get(BACKEND_KEY).map(str::parse).transpose()?.unwrap_or_default();
@@ -171,6 +184,19 @@ impl BackendConfig {
                 value: v.to_string(),
                 reason: "expected a positive integer".to_string(),
             })?;
+        }
+        if let Some(v) = get(INCREMENTAL_KEY) {
+            config.incremental = match v.trim().to_ascii_lowercase().as_str() {
+                "true" => true,
+                "false" => false,
+                _ => {
+                    return Err(StateError::Config {
+                        key: INCREMENTAL_KEY.to_string(),
+                        value: v.to_string(),
+                        reason: "expected 'true' or 'false'".to_string(),
+                    })
+                }
+            };
         }
         Ok(config)
     }

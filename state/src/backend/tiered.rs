@@ -18,6 +18,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::keyed_pieces::Layout;
+
 use rustc_hash::FxHashMap;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -220,6 +222,8 @@ pub(crate) struct Tiered {
     spilled: usize,
     /// Why the last key switch failed: reported by handles instead of "no current key".
     pub(crate) failure: Option<StateError>,
+    /// How many (state, group) reads of the cold store there were.
+    reads: AtomicU64,
     /// `None` only while dropping (sled must close before its directory goes).
     cold: Option<Box<dyn ColdStore>>,
     dir: PathBuf,
@@ -256,6 +260,7 @@ impl Tiered {
             avg_bytes: Vec::new(),
             spilled: 0,
             failure: None,
+            reads: AtomicU64::new(0),
             cold: Some(cold),
             dir,
         })
@@ -274,6 +279,16 @@ impl Tiered {
     /// The number of internal key groups.
     pub(crate) fn groups(&self) -> u32 {
         self.groups
+    }
+
+    /// The internal group of the current key (the last one entered).
+    pub(crate) fn current_group(&self) -> Option<u32> {
+        self.current
+    }
+
+    /// How many (state, group) reads of the cold store there were.
+    pub(crate) fn cold_reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
     }
 
     /// Cold groups that hold entries.
@@ -363,6 +378,7 @@ impl Tiered {
         if expected == 0 {
             return Ok(Vec::new());
         }
+        self.reads.fetch_add(1, Ordering::Relaxed);
         let entries = self.cold()?.read_group(table, g)?;
         if entries.len() != expected {
             return Err(io_err(
@@ -500,6 +516,49 @@ impl Tiered {
             let t = &mut tables[table];
             (t.ops.restore)(t.data.as_mut(), &t.name, &entries, ALL_GROUPS)?;
             self.enforce_budget(tables)?;
+        }
+        Ok(())
+    }
+
+    /// Adds the cold entries of state `table` in the wanted piece groups to `out` (see
+    /// [`crate::keyed::EncodePiecesFn`]). With piece groups that are internal groups, only
+    /// the wanted cold groups are read; otherwise every cold group is.
+    pub(crate) fn cold_pieces<K: StateKey>(
+        &self,
+        table: usize,
+        name: &str,
+        layout: Layout,
+        wanted: &[bool],
+        out: &mut [(u32, Vec<u8>)],
+    ) -> Result<(), StateError> {
+        if self.cold_len(table) == 0 {
+            return Ok(());
+        }
+        let err = |reason: String| StateError::Serde { name: name.to_string(), action: "snapshotted", reason };
+        for g in 0..self.groups {
+            if self.group[g as usize].resident || (layout.internal && !wanted[g as usize]) {
+                continue;
+            }
+            for (kb, vb) in self.read_cold(table, g)? {
+                let (piece, kg) = if layout.internal {
+                    (g as usize, g % layout.max_parallelism)
+                } else {
+                    let k: K = rmp_serde::from_slice(&kb).map_err(|e| err(e.to_string()))?;
+                    let kg = assign_to_key_group(key_hash(&k), layout.max_parallelism);
+                    (kg as usize, kg)
+                };
+                if !wanted.get(piece).copied().unwrap_or(false) {
+                    continue;
+                }
+                // rmp encodes a pair as a 2-element array header followed by its elements.
+                let mut entry = Vec::with_capacity(1 + kb.len() + vb.len());
+                entry.push(0x92);
+                entry.extend_from_slice(&kb);
+                entry.extend_from_slice(&vb);
+                let (n, buf) = &mut out[piece];
+                *n += 1;
+                rmp_serde::encode::write(buf, &(kg, &entry)).map_err(|e| err(e.to_string()))?;
+            }
         }
         Ok(())
     }
