@@ -15,6 +15,7 @@ use crate::split::{FileSplit, Position};
 
 pub mod avro;
 pub mod csv;
+mod guard;
 pub mod json;
 mod line_based;
 pub mod orc;
@@ -108,15 +109,17 @@ pub fn from_config(config: &Configuration) -> Result<Arc<dyn Format>> {
 }
 
 /// The format called `name` (`csv`, `json`, `avro`, `parquet`, `orc`, `raw`), with the options
-/// of that format in `config`.
+/// of that format in `config`. A panic in a decoder below it (some format crates still panic
+/// on hostile files) is turned into a malformed-file error.
 pub fn by_name(name: &str, config: &Configuration) -> Result<Arc<dyn Format>> {
+    use guard::Guarded;
     Ok(match name.trim().to_ascii_lowercase().as_str() {
-        "csv" => Arc::new(csv::CsvFormat::from_config(config)?),
-        "json" => Arc::new(json::JsonFormat::from_config(config)?),
-        "avro" => Arc::new(avro::AvroFormat::from_config(config)?),
-        "parquet" => Arc::new(parquet::ParquetFormat::from_config(config)?),
-        "orc" => Arc::new(orc::OrcFormat::from_config(config)?),
-        "raw" => Arc::new(text::TextFormat::from_config(config)?),
+        "csv" => Arc::new(Guarded(csv::CsvFormat::from_config(config)?)),
+        "json" => Arc::new(Guarded(json::JsonFormat::from_config(config)?)),
+        "avro" => Arc::new(Guarded(avro::AvroFormat::from_config(config)?)),
+        "parquet" => Arc::new(Guarded(parquet::ParquetFormat::from_config(config)?)),
+        "orc" => Arc::new(Guarded(orc::OrcFormat::from_config(config)?)),
+        "raw" => Arc::new(Guarded(text::TextFormat::from_config(config)?)),
         other => {
             return Err(riffle_api::ConfigError {
                 key: FORMAT.key().into(),
