@@ -44,7 +44,8 @@ fn read_anyhow(f: &dyn Format, path: &Path, split_size: u64, decimal: bool) {
 #[test]
 fn truncated_and_random_files_never_panic_a_reader() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&str, Vec<(&str, &str)>, bool); 6] = [
+    type Case = (&'static str, Vec<(&'static str, &'static str)>, bool);
+    let cases: [Case; 6] = [
         ("csv", vec![("csv.ignore-parse-errors", "true")], true),
         ("json", vec![], true),
         ("avro", vec![], true),
