@@ -21,6 +21,8 @@ fn formats() -> Vec<Case> {
         ("avro", vec![("avro.codec", "zstandard")], true),
         ("parquet", vec![("parquet.max-row-group-size", "100")], true),
         ("parquet", vec![("parquet.compression", "ZSTD"), ("parquet.max-row-group-size", "64")], true),
+        ("parquet", vec![("parquet.compression", "GZIP")], true),
+        ("parquet", vec![("parquet.compression", "LZ4_RAW")], true),
         ("orc", vec![], false),
         ("orc", vec![("orc.compress", "SNAPPY"), ("orc.stripe.size", "1")], false),
     ]

@@ -201,6 +201,17 @@ struct CsvLineDecoder {
     schema: SchemaRef,
 }
 
+/// arrow-csv's message without its "at line N": that count starts at the chunk it was handed,
+/// and the error names the file's line itself.
+fn reason(e: arrow::error::ArrowError) -> String {
+    static AT_LINE: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let text = e.to_string();
+    match AT_LINE.get_or_init(|| regex::Regex::new(r" (at|for) line \d+").ok()) {
+        Some(r) => r.replace_all(&text, "").into_owned(),
+        None => text,
+    }
+}
+
 impl LineDecoder for CsvLineDecoder {
     fn decode(&mut self, bytes: &[u8]) -> std::result::Result<RecordBatch, String> {
         // One batch for the whole chunk: at most one record per line.
@@ -208,15 +219,15 @@ impl LineDecoder for CsvLineDecoder {
         let mut d = self.format.reader_builder(self.schema.clone(), lines).build_decoder();
         let mut rest = bytes;
         while !rest.is_empty() {
-            let n = d.decode(rest).map_err(|e| e.to_string())?;
+            let n = d.decode(rest).map_err(reason)?;
             if n == 0 {
                 break;
             }
             rest = &rest[n..];
         }
         // An empty buffer ends the input: a last line without a terminator is a record too.
-        d.decode(&[]).map_err(|e| e.to_string())?;
-        Ok(d.flush().map_err(|e| e.to_string())?.unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone())))
+        d.decode(&[]).map_err(reason)?;
+        Ok(d.flush().map_err(reason)?.unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone())))
     }
 }
 

@@ -9,7 +9,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use riffle_api::{ConfigOption, Configuration, Group};
 
@@ -22,7 +22,7 @@ pub const COMPRESSION: ConfigOption<String> = ConfigOption::new(
     Group::Formats,
     "parquet.compression",
     "SNAPPY",
-    "the Parquet codec of files written: `UNCOMPRESSED`, `SNAPPY`, `ZSTD` or `LZ4_RAW` (all of them are read)",
+    "the Parquet codec of files written: `UNCOMPRESSED`, `SNAPPY`, `GZIP`, `ZSTD` or `LZ4_RAW` (the same are read; not BROTLI or LZO)",
 );
 /// riffle's: parquet-mr sizes row groups in bytes (`parquet.block.size`), the Rust writer in rows.
 pub const MAX_ROW_GROUP_SIZE: ConfigOption<usize> = ConfigOption::new(
@@ -52,12 +52,13 @@ impl ParquetFormat {
             "UNCOMPRESSED" | "NONE" => Compression::UNCOMPRESSED,
             "SNAPPY" => Compression::SNAPPY,
             "ZSTD" => Compression::ZSTD(ZstdLevel::default()),
+            "GZIP" => Compression::GZIP(GzipLevel::default()),
             "LZ4_RAW" | "LZ4" => Compression::LZ4_RAW,
             _ => {
                 return Err(riffle_api::ConfigError {
                     key: COMPRESSION.key().into(),
                     value: name,
-                    reason: "expected UNCOMPRESSED, SNAPPY, ZSTD or LZ4_RAW".into(),
+                    reason: "expected UNCOMPRESSED, SNAPPY, GZIP, ZSTD or LZ4_RAW".into(),
                 }
                 .into())
             }
