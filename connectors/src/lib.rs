@@ -8,8 +8,9 @@
 //! row groups, ORC stripes), and a reader's [`Position`] is what it seeks back to after a
 //! failure.
 //!
-//! This crate knows nothing of actors, subtasks or checkpoints: a source or sink built on it
-//! (issue 14's `FileSource`) keeps splits and positions in its own state.
+//! This crate knows nothing of actors, subtasks or checkpoints: [`FileSource`] implements
+//! riffle-api's FLIP-27 `Source` traits over the splits and keeps positions in the readers'
+//! split state; the engine drives it.
 //!
 //! ```
 //! use riffle_api::Configuration;
@@ -36,12 +37,14 @@
 pub mod error;
 pub mod format;
 pub mod lines;
+pub mod source;
 pub mod split;
 
 pub use arrow::datatypes::{Schema, SchemaRef};
 pub use arrow::record_batch::RecordBatch;
 pub use error::{ConnectorError, Location, Result};
 pub use format::{BatchReader, BatchWriter, Format};
+pub use source::{FileSource, FileSourceSplit};
 pub use split::{FileSplit, Position, SplitUnit};
 
 /// Every option this crate reads, for the configuration registry and docs/connectors.md.
