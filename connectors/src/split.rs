@@ -19,7 +19,7 @@ pub const SPLIT_SIZE: ConfigOption<MemorySize> = ConfigOption::new(
     Group::Formats,
     "source.split-size",
     MemorySize::mib(128),
-    "the size of the byte ranges a text, CSV, JSON or Avro file is cut into, so that several readers share one file",
+    "riffle's: the size of the byte ranges a text, CSV, JSON or Avro file is cut into, so that several readers share one file",
 );
 
 /// What a split's `start` and `end` count.

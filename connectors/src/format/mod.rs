@@ -34,7 +34,7 @@ pub const BATCH_SIZE: ConfigOption<usize> = ConfigOption::new(
     Group::Formats,
     "source.batch-size",
     8192,
-    "the most rows (for text formats, lines) a file reader decodes into one Arrow batch",
+    "riffle's: the most rows (for text formats, lines) a file reader decodes into one Arrow batch",
 );
 
 /// A file format: how a file is cut into splits, how a split decodes into batches and how
