@@ -51,11 +51,14 @@ pub enum Group {
     Rpc,
     /// Log files.
     Logging,
+    /// File formats and file connectors (`riffle-connectors`): a table's or a source's
+    /// options, Flink's format option names.
+    Formats,
 }
 
 impl Group {
     /// Every group, in documentation order.
-    pub const ALL: [Group; 11] = [
+    pub const ALL: [Group; 12] = [
         Group::Pipeline,
         Group::Checkpointing,
         Group::StateBackend,
@@ -67,6 +70,7 @@ impl Group {
         Group::HighAvailability,
         Group::Rpc,
         Group::Logging,
+        Group::Formats,
     ];
 
     /// The section title.
@@ -83,6 +87,7 @@ impl Group {
             Group::HighAvailability => "High availability",
             Group::Rpc => "Heartbeats and RPC",
             Group::Logging => "Logging",
+            Group::Formats => "Formats and file connectors",
         }
     }
 }

@@ -1,0 +1,55 @@
+//! riffle's formats and file connectors on Apache Arrow.
+//!
+//! Untyped rows are Arrow [`RecordBatch`]es with a schema (the representation the SQL layer
+//! will execute on). A [`Format`] decodes a split of a file into batches and encodes batches
+//! into a file: CSV, newline-delimited JSON, Avro object container files, Parquet, ORC and raw
+//! text lines, with Flink's option names. Files are cut into [`FileSplit`]s so that several
+//! readers share one file (byte ranges realigned to line starts or Avro sync markers, Parquet
+//! row groups, ORC stripes), and a reader's [`Position`] is what it seeks back to after a
+//! failure.
+//!
+//! This crate knows nothing of actors, subtasks or checkpoints: [`FileSource`] implements
+//! riffle-api's FLIP-27 `Source` traits over the splits and keeps positions in the readers'
+//! split state; the engine drives it.
+//!
+//! ```
+//! use riffle_api::Configuration;
+//! use riffle_connectors::format;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let path = dir.path().join("people.csv");
+//! std::fs::write(&path, "ada,36\ngrace,45\n")?;
+//! let mut options = Configuration::new();
+//! options.set("format", "csv");
+//! let csv = format::from_config(&options)?;
+//! let schema = csv.infer_schema(&path)?;
+//! let mut rows = 0;
+//! for split in csv.splits(&path, 8)? {
+//!     let mut reader = csv.open(&split, schema.clone())?;
+//!     while let Some(batch) = reader.next_batch()? {
+//!         rows += batch.num_rows();
+//!     }
+//! }
+//! assert_eq!(rows, 2);
+//! # Ok(()) }
+//! ```
+
+pub mod error;
+pub mod format;
+pub mod lines;
+pub mod source;
+pub mod split;
+
+pub use arrow::datatypes::{Schema, SchemaRef};
+pub use arrow::record_batch::RecordBatch;
+pub use error::{ConnectorError, Location, Result};
+pub use format::{BatchReader, BatchWriter, Format};
+pub use source::{FileSource, FileSourceSplit};
+pub use split::{FileSplit, Position, SplitUnit};
+
+/// Every option this crate reads, for the configuration registry and docs/connectors.md.
+pub fn options() -> Vec<&'static dyn riffle_api::OptionInfo> {
+    let mut out: Vec<&'static dyn riffle_api::OptionInfo> = vec![&split::SPLIT_SIZE];
+    out.extend(format::options());
+    out
+}

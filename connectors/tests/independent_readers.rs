@@ -1,0 +1,136 @@
+//! Files riffle writes are read by readers no one here wrote, and riffle reads theirs: pyarrow
+//! (Parquet, ORC, CSV, JSON) and fastavro (Avro, with cramjam for snappy), installed from PyPI into a virtual
+//! environment under `${RIFFLE_TEST_DEPS:-$HOME/.cache/riffle-test-deps}/pyenv` (made here on
+//! first use, or by `scripts/setup-tests`). Same rows, same types, exact values.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::{batch, format, read_all, schema, write, TS0};
+use serde_json::{json, Value};
+
+/// Runs `cmd` to its end or `limit`; its stdout, or a panic with its stderr.
+fn run(mut cmd: Command, limit: Duration) -> String {
+    let what = format!("{cmd:?}");
+    let out_file = tempfile::tempfile().expect("temp file");
+    let err_file = tempfile::tempfile().expect("temp file");
+    let mut child = cmd
+        .stdout(out_file.try_clone().expect("dup"))
+        .stderr(err_file.try_clone().expect("dup"))
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what}: {e} (run scripts/setup-tests)"));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} ran past {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let read = |mut f: std::fs::File| {
+        use std::io::{Read, Seek};
+        let mut s = String::new();
+        f.seek(std::io::SeekFrom::Start(0)).expect("seek");
+        f.read_to_string(&mut s).expect("utf-8 output");
+        s
+    };
+    let (out, err) = (read(out_file), read(err_file));
+    assert!(status.success(), "{what} failed: {err}");
+    out
+}
+
+/// The virtual environment's python with pyarrow and fastavro, installed once.
+fn python() -> &'static Path {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let deps = std::env::var_os("RIFFLE_TEST_DEPS").map(PathBuf::from).unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME or RIFFLE_TEST_DEPS")).join(".cache/riffle-test-deps")
+        });
+        let env = deps.join("pyenv");
+        let python = env.join("bin/python");
+        let marker = env.join(".installed-pyarrow-fastavro-cramjam");
+        if !marker.is_file() {
+            let mut venv = Command::new("python3");
+            venv.arg("-m").arg("venv").arg(&env);
+            run(venv, Duration::from_secs(120));
+            let mut pip = Command::new(env.join("bin/pip"));
+            // cramjam: fastavro's snappy codec (riffle's default `avro.codec`).
+            pip.args(["install", "-q", "--disable-pip-version-check", "pyarrow", "fastavro", "cramjam"]);
+            run(pip, Duration::from_secs(600));
+            std::fs::write(&marker, b"").expect("marker");
+        }
+        python
+    })
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/formats.py")
+}
+
+/// The rows 0..n as the script prints them.
+fn expected(n: i64, decimal: bool) -> Value {
+    let rows: Vec<Value> = (0..n)
+        .map(|i| {
+            let score = (i % 4 != 1).then_some(i as f64 * 1.5 - 0.25);
+            let ts = (i % 6 != 3).then_some(TS0 + i * 1_000_123);
+            let amount = (decimal && i % 7 != 4).then(|| {
+                let cents = i * 101 - 5;
+                format!("{}{}.{:02}", if cents < 0 { "-" } else { "" }, cents.abs() / 100, cents.abs() % 100)
+            });
+            json!([i, score, common::name(i), ts, amount])
+        })
+        .collect();
+    Value::Array(rows)
+}
+
+const ROWS: i64 = 200;
+
+/// riffle's format, its options when riffle writes, whether it holds decimals.
+type Case = (&'static str, &'static [(&'static str, &'static str)], bool);
+
+const CASES: [Case; 5] = [
+    ("parquet", &[("parquet.max-row-group-size", "64")], true),
+    ("orc", &[], false),
+    ("csv", &[], true),
+    ("json", &[], true),
+    ("avro", &[], true),
+];
+
+#[test]
+fn pyarrow_and_fastavro_read_what_riffle_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, options, decimal) in CASES {
+        let f = format(name, options);
+        let path = dir.path().join(format!("riffle.{name}"));
+        write(f.as_ref(), &path, &[batch(0, ROWS / 2, decimal), batch(ROWS / 2, ROWS, decimal)]);
+        let mut cmd = Command::new(python());
+        cmd.arg(script()).arg("read").arg(name).arg(&path);
+        let got: Value = serde_json::from_str(&run(cmd, Duration::from_secs(120))).expect("JSON rows");
+        assert_eq!(got, expected(ROWS, decimal), "{name}: what pyarrow/fastavro read from riffle's file");
+    }
+}
+
+#[test]
+fn riffle_reads_what_pyarrow_and_fastavro_write() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, _, decimal) in CASES {
+        let path = dir.path().join(format!("python.{name}"));
+        let mut cmd = Command::new(python());
+        cmd.arg(script()).arg("write").arg(name).arg(&path).arg(ROWS.to_string());
+        run(cmd, Duration::from_secs(120));
+        let f = format(name, &[]);
+        for split_size in [512, 1 << 30] {
+            let got = read_all(f.as_ref(), &path, schema(decimal), split_size);
+            assert_eq!(got, batch(0, ROWS, decimal), "{name}: what riffle read from the Python-written file");
+        }
+    }
+}
