@@ -22,13 +22,14 @@ use crate::snapshot::{
 
 /// Running `reduce` per key: emits the updated value for every record (Flink's
 /// `StreamGroupedReduceOperator`). Also serves `sum`, `min`, `max`, `min_by`, `max_by`.
-/// Its state is one map owned by the operator: the per-record path is one hash lookup. Each
-/// accumulator keeps its key's hash, so noting its key group as changed (incremental
-/// checkpoints: one piece per key group, see [`KeyGroupPieces`]) costs no second hashing.
+/// Its state is one map owned by the operator: the per-record path is one hash lookup. Once
+/// an incremental checkpoint kept pieces (one per key group, see [`KeyGroupPieces`]), a
+/// record also notes its key group as changed (a second hash of the key); without
+/// checkpoints, or with full ones, that costs nothing.
 pub struct ReduceOp<K, T> {
     pub(crate) f: Arc<dyn Fn(T, T) -> T + Send + Sync>,
     pub(crate) key_of: Arc<dyn Fn(&T) -> K + Send + Sync>,
-    pub(crate) state: FxHashMap<K, (T, u64)>,
+    pub(crate) state: FxHashMap<K, T>,
     pub(crate) next: Box<dyn Input<T>>,
     pub(crate) id: OpId,
     /// The encoded accumulators of key groups that did not change.
@@ -53,16 +54,15 @@ impl<K: StateKey, T: Clone + Send + Serialize + DeserializeOwned + 'static> Inpu
         self.id.enter();
         let key = (self.key_of)(&value);
         match self.state.get_mut(&key) {
-            Some((acc, hash)) => {
+            Some(acc) => {
                 let new = (self.f)(acc.clone(), value);
                 acc.clone_from(&new);
-                self.pieces.changed_hash(*hash);
+                self.pieces.changed(&key);
                 self.next.push(new, timestamp)
             }
             None => {
-                let hash = key_hash(&key);
-                self.pieces.changed_hash(hash);
-                self.state.insert(key, (value.clone(), hash));
+                self.pieces.changed(&key);
+                self.state.insert(key, value.clone());
                 self.next.push(value, timestamp)
             }
         }
@@ -88,8 +88,8 @@ impl<K: StateKey, T: Clone + Send + Serialize + DeserializeOwned + 'static> Inpu
         let mp = out.max_parallelism.max(1);
         let (state, name) = (&self.state, &self.id.name);
         let (head, pieces) = self.pieces.segments(mp, name, &mut |wanted, groups| {
-            for (k, (acc, hash)) in state {
-                let kg = assign_to_key_group(*hash, mp) as usize;
+            for (k, acc) in state {
+                let kg = assign_to_key_group(key_hash(k), mp) as usize;
                 if wanted[kg] {
                     let (n, buf) = &mut groups[kg];
                     *n += 1;
@@ -109,8 +109,7 @@ impl<K: StateKey, T: Clone + Send + Serialize + DeserializeOwned + 'static> Inpu
         self.pieces.reset();
         for st in from.get::<KeyGroupedState>(self.id.index, &self.id.name)? {
             st.decode::<(K, T), _>(from.range, &self.id.name, |(k, v)| {
-                let hash = key_hash(&k);
-                self.state.insert(k, (v, hash));
+                self.state.insert(k, v);
             })?;
         }
         self.next.restore(from)
@@ -443,7 +442,7 @@ mod tests {
         }
         let one = reduce_segments(&mut op);
         // The full format, byte for byte (groups in key group order, entries in map order).
-        let plain: FxHashMap<u64, (u64, u64)> = op.state.iter().map(|(k, (v, _))| (*k, *v)).collect();
+        let plain: FxHashMap<u64, (u64, u64)> = op.state.clone();
         let full = encode_state(&KeyGroupedState::encode(plain.iter(), 128, "r").unwrap(), "r").unwrap();
         assert_eq!(concat(&one), full);
         let groups: std::collections::BTreeSet<u32> =
@@ -466,7 +465,7 @@ mod tests {
         };
         let mut r = reduce_op(true);
         r.restore(&restore(two.clone())).unwrap();
-        let back: FxHashMap<u64, (u64, u64)> = r.state.iter().map(|(k, (v, _))| (*k, *v)).collect();
+        let back: FxHashMap<u64, (u64, u64)> = r.state.clone();
         let mut expect = plain.clone();
         expect.get_mut(&7).unwrap().1 += 1;
         assert_eq!(back, expect);
