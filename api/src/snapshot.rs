@@ -346,6 +346,10 @@ pub struct KeyGroupedWriter {
     /// half), and the end of its encoding. Sorted, they are in key group order and, within a
     /// group, in arrival order.
     spans: Vec<(u64, u32)>,
+    /// `spans` being sorted by key group (counting sort).
+    sorted: Vec<(u64, u32)>,
+    /// Per key group: where its entries start in `sorted`.
+    starts: Vec<u32>,
 }
 
 impl KeyGroupedWriter {
@@ -369,8 +373,7 @@ impl KeyGroupedWriter {
             let end = u32::try_from(self.scratch.len()).map_err(|_| too_large())?;
             self.spans.push(((u64::from(kg) << 32) | u64::from(start), end));
         }
-        // A group's entries keep their arrival order, as in `KeyGroupedState::encode`.
-        self.spans.sort_unstable_by_key(|(at, _)| *at);
+        self.sort_by_key_group(max_parallelism);
         let same_group = |a: &(u64, u32), b: &(u64, u32)| a.0 >> 32 == b.0 >> 32;
         let groups = self.spans.chunk_by(same_group).count();
         out.reserve(self.scratch.len() + 16 * groups + 8);
@@ -388,6 +391,33 @@ impl KeyGroupedWriter {
             }
         }
         Ok(())
+    }
+
+    /// Sorts `spans` by key group, a group's entries in arrival order (as in
+    /// `KeyGroupedState::encode`): a counting sort when there are not many more key groups
+    /// than entries, a comparison sort otherwise (their keys are unique, so it is stable).
+    fn sort_by_key_group(&mut self, max_parallelism: u32) {
+        let groups = max_parallelism.max(1) as usize;
+        if groups > 4 * self.spans.len() + 64 {
+            self.spans.sort_unstable_by_key(|(at, _)| *at);
+            return;
+        }
+        self.starts.clear();
+        self.starts.resize(groups + 1, 0);
+        for (at, _) in &self.spans {
+            self.starts[(at >> 32) as usize + 1] += 1;
+        }
+        for g in 1..=groups {
+            self.starts[g] += self.starts[g - 1];
+        }
+        self.sorted.clear();
+        self.sorted.resize(self.spans.len(), (0, 0));
+        for s in &self.spans {
+            let next = &mut self.starts[(s.0 >> 32) as usize];
+            self.sorted[*next as usize] = *s;
+            *next += 1;
+        }
+        std::mem::swap(&mut self.spans, &mut self.sorted);
     }
 }
 
@@ -482,13 +512,15 @@ mod tests {
     fn key_grouped_writer_writes_what_rmp_writes_for_key_grouped_state() {
         let mut w = KeyGroupedWriter::default();
         // Empty; small values; a group over 255 and one over 65,535 bytes; key groups over
-        // 127 and 255 (wider integers); counts over 127; the writer reused each time.
+        // 127 and 255 (wider integers); counts over 127; many more key groups than entries
+        // (sorted by comparison, not by counting); the writer reused each time.
         let cases: Vec<(Vec<(u64, String)>, u32)> = vec![
             (Vec::new(), 128),
             ((0..10u64).map(|k| (k, format!("v{k}"))).collect(), 128),
             ((0..3000u64).map(|k| (k, "x".repeat((k % 7) as usize))).collect(), 128),
             ((0..40u64).map(|k| (k % 3, "y".repeat(3000))).collect(), 4),
             ((0..5000u64).map(|k| (k, format!("{k}"))).collect(), 32_768),
+            ((0..30u64).map(|k| (k % 7, format!("{k}"))).collect(), 32_768),
         ];
         for (items, mp) in cases {
             let want = rmp_serde::to_vec(&KeyGroupedState::encode(items.iter().map(|(k, v)| (k, v)), mp, "t").unwrap())
