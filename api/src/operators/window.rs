@@ -22,8 +22,8 @@ use crate::link::Input;
 use crate::metrics::LocalCounter;
 use crate::record::NO_TIMESTAMP;
 use crate::snapshot::{
-    encode_state, encode_state_sized, msgpack_array_header, KeyGroupedState, OperatorRestore, OperatorSnapshots,
-    Segment,
+    encode_state, encode_state_sized, msgpack_array_header, KeyGroupedState, KeyGroupedWriter, OperatorRestore,
+    OperatorSnapshots, Segment,
 };
 use crate::window::{
     AggregateFunction, ProcessWindowContext, ProcessWindowFunction, RichProcessWindowFunction, TimeWindow,
@@ -846,11 +846,11 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> Input<T>
                         windows.push((*w, WindowPart::Encoded(segment.clone())));
                     }
                     _ => {
-                        let live: Vec<(K, W::Acc)> = slot
-                            .entries
-                            .iter()
-                            .filter_map(|(k, a)| a.as_ref().map(|a| (k.clone(), a.clone())))
-                            .collect();
+                        // Sized up front: a collected `filter_map` would grow by doubling.
+                        let mut live: Vec<(K, W::Acc)> = Vec::with_capacity(slot.entries.len());
+                        live.extend(
+                            slot.entries.iter().filter_map(|(k, a)| a.as_ref().map(|a| (k.clone(), a.clone()))),
+                        );
                         windows.push((*w, WindowPart::Copied(live)));
                     }
                 }
@@ -879,12 +879,18 @@ impl<K: StateKey, T: Clone + 'static, O: 'static, W: WindowFn<K, T, O>> Input<T>
                 let mut segments = Vec::with_capacity(windows.len() + 2);
                 segments.push(Segment::fresh(head));
                 let mut fresh = Vec::new();
+                let mut writer = KeyGroupedWriter::default();
                 for (w, part) in windows {
                     let segment = match part {
                         WindowPart::Encoded(s) => s,
                         WindowPart::Copied(live) => {
-                            let b = KeyGroupedState::encode(live.iter().map(|(k, a)| (k, a)), mp, &name)?;
-                            let bytes = encode_state_sized(&(w, &b), &name, b.byte_len() + 32)?;
+                            // `(window, KeyGroupedState)`, written in one buffer.
+                            let mut bytes = Vec::with_capacity(32);
+                            bytes.extend_from_slice(&msgpack_array_header(2));
+                            rmp_serde::encode::write(&mut bytes, &w)
+                                .map_err(|e| TaskError::msg(&name, format!("cannot snapshot state: {e}")))?;
+                            writer.write(live.iter().map(|(k, a)| (k, a)), mp, &name, &mut bytes)?;
+                            drop(live);
                             let s = Segment { id: Some(cache.next_id()), bytes: Arc::new(bytes) };
                             fresh.push((w, s.clone()));
                             s
