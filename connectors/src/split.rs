@@ -83,6 +83,32 @@ impl Position {
     pub fn new(offset: u64, row: u64) -> Self {
         Self { offset, row }
     }
+
+    /// Moves `n` rows on through consecutive units (Parquet row groups, ORC stripes) whose
+    /// row counts are `rows`, the first being unit `first`; then past units with no row left.
+    pub(crate) fn advance_units(&mut self, mut n: u64, first: u64, rows: &[u64]) {
+        while n > 0 {
+            let Some(&in_unit) = rows.get((self.offset - first) as usize) else { return };
+            let left = in_unit - self.row;
+            if n < left {
+                self.row += n;
+                return;
+            }
+            n -= left;
+            *self = Position::new(self.offset + 1, 0);
+        }
+        self.skip_empty_units(first, rows);
+    }
+
+    /// Moves past units (see [`Position::advance_units`]) with no row left to read.
+    pub(crate) fn skip_empty_units(&mut self, first: u64, rows: &[u64]) {
+        while let Some(&in_unit) = rows.get((self.offset - first) as usize) {
+            if self.row < in_unit {
+                break;
+            }
+            *self = Position::new(self.offset + 1, 0);
+        }
+    }
 }
 
 impl std::fmt::Display for Position {

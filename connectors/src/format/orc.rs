@@ -138,27 +138,12 @@ struct OrcSplitReader {
 }
 
 impl OrcSplitReader {
-    fn advance(&mut self, mut n: u64) {
-        while n > 0 {
-            let Some(&rows) = self.stripe_rows.get((self.position.offset - self.split.start) as usize) else { return };
-            let left = rows - self.position.row;
-            if n < left {
-                self.position.row += n;
-                return;
-            }
-            n -= left;
-            self.position = Position::new(self.position.offset + 1, 0);
-        }
-        self.skip_empty_stripes();
+    fn advance(&mut self, n: u64) {
+        self.position.advance_units(n, self.split.start, &self.stripe_rows);
     }
 
     fn skip_empty_stripes(&mut self) {
-        while let Some(&rows) = self.stripe_rows.get((self.position.offset - self.split.start) as usize) {
-            if self.position.row < rows {
-                break;
-            }
-            self.position = Position::new(self.position.offset + 1, 0);
-        }
+        self.position.skip_empty_units(self.split.start, &self.stripe_rows);
     }
 }
 

@@ -135,28 +135,12 @@ struct ParquetSplitReader {
 
 impl ParquetSplitReader {
     /// Moves the position `n` rows on, across row groups.
-    fn advance(&mut self, mut n: u64) {
-        while n > 0 {
-            let idx = (self.position.offset - self.split.start) as usize;
-            let Some(&rows) = self.group_rows.get(idx) else { return };
-            let left = rows - self.position.row;
-            if n < left {
-                self.position.row += n;
-                return;
-            }
-            n -= left;
-            self.position = Position::new(self.position.offset + 1, 0);
-        }
-        self.skip_empty_groups();
+    fn advance(&mut self, n: u64) {
+        self.position.advance_units(n, self.split.start, &self.group_rows);
     }
 
     fn skip_empty_groups(&mut self) {
-        while let Some(&rows) = self.group_rows.get((self.position.offset - self.split.start) as usize) {
-            if self.position.row < rows {
-                break;
-            }
-            self.position = Position::new(self.position.offset + 1, 0);
-        }
+        self.position.skip_empty_units(self.split.start, &self.group_rows);
     }
 }
 
