@@ -9,7 +9,6 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use riffle_api::snapshot::SubtaskSnapshot;
 use riffle_api::{Configuration, KeyedProcessFunction, ProcessContext, UserError};
 use riffle_cluster::{JobStatus, MiniCluster, MiniClusterConfig};
 
@@ -129,19 +128,20 @@ pub fn find_checkpoint(dir: &Path, id: u64) -> Option<PathBuf> {
     std::fs::read_dir(dir).ok()?.filter_map(|e| e.ok()).map(|e| e.path().join(&name)).find(|p| p.is_dir())
 }
 
-/// Batches of channel state in a checkpoint's state files.
+/// Batches of channel state in a checkpoint's state files (full or incremental: keyed state
+/// may be written as increments, channel state never is).
 pub fn channel_batches(checkpoint: &Path) -> Result<usize, ScenarioError> {
     let io = |e: String| ScenarioError::Io(format!("cannot read checkpoint '{}': {e}", checkpoint.display()));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| io(e.to_string()))?;
     let mut n = 0;
     for e in std::fs::read_dir(checkpoint).map_err(|e| io(e.to_string()))? {
         let path = e.map_err(|e| io(e.to_string()))?.path();
         if path.extension().is_none_or(|x| x != "state") {
             continue;
         }
-        let bytes = std::fs::read(&path).map_err(|e| io(e.to_string()))?;
-        let payload =
-            riffle_state::checkpoint_metadata::decode_state_file(&bytes, &path).map_err(|e| io(e.to_string()))?;
-        let snap = SubtaskSnapshot::decode(payload).map_err(|e| io(e.to_string()))?;
+        let snap = runtime
+            .block_on(riffle_actors::incremental::read_state_file(&path))
+            .map_err(|e| io(format!("{}: {e}", path.display())))?;
         n += snap.channels.iter().map(|c| c.batches.len()).sum::<usize>();
     }
     Ok(n)
