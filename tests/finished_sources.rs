@@ -64,7 +64,9 @@ fn a_parallel_file_word_count_checkpoints_after_a_source_finished_and_resumes_ex
             .arg(format!("state.checkpoints.dir={}", checkpoints.display()))
             .args(["-D", "execution.checkpointing.interval=150ms"])
             .args(["-D", "state.checkpoints.num-retained=3"])
-            .args(["-D", "execution.checkpointing.externalized-checkpoint-retention=RETAIN_ON_CANCELLATION"]);
+            .args(["-D", "execution.checkpointing.externalized-checkpoint-retention=RETAIN_ON_CANCELLATION"])
+            // The file is one split, so one source subtask has nothing to read (FLIP-147's case).
+            .args(["-D", "source.split-size=64mb"]);
     };
     let mut first = riffle();
     args(&mut first);

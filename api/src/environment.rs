@@ -15,7 +15,8 @@ use crate::graph::{
 };
 use crate::partition::PartitionKind;
 use crate::record::Data;
-use crate::source::builtin::{CollectionSource, SequenceSource, TextFileSource};
+use crate::source::builtin::{CollectionSource, SequenceSource};
+use crate::source::text::TextFileSource;
 use crate::source::{ReaderHead, Source, SourceHolder};
 use crate::stream::DataStream;
 
@@ -42,7 +43,8 @@ pub const AUTO_WATERMARK_INTERVAL: ConfigOption<Duration> = ConfigOption::new(
 );
 
 /// The options [`StreamEnvironment::build_job_graph`] reads.
-pub(crate) const OPTIONS: &[&dyn OptionInfo] = &[&PARALLELISM, &MAX_PARALLELISM, &AUTO_WATERMARK_INTERVAL];
+pub(crate) const OPTIONS: &[&dyn OptionInfo] =
+    &[&PARALLELISM, &MAX_PARALLELISM, &AUTO_WATERMARK_INTERVAL, &crate::source::text::SPLIT_SIZE];
 
 pub(crate) struct GraphBuilder {
     pub(crate) nodes: Vec<StreamNode>,
@@ -158,7 +160,13 @@ impl StreamEnvironment {
     pub fn read_text_file(&self, path: impl Into<PathBuf>) -> DataStream<String> {
         let path = path.into();
         let name = format!("Text File Source ({})", path.display());
-        self.from_source(TextFileSource::new(path), &name)
+        // A file larger than `source.split-size` is read by several subtasks (a value that
+        // does not parse is logged, and the default used).
+        let split_size = self.config.get(&crate::source::text::SPLIT_SIZE).unwrap_or_else(|e| {
+            tracing::warn!("{e}; files are split at the default size");
+            crate::source::text::SPLIT_SIZE.default_value()
+        });
+        self.from_source(TextFileSource::new(path).with_split_size(split_size.as_bytes() as u64), &name)
     }
 
     /// A stream from any FLIP-27 source.

@@ -47,9 +47,8 @@ pub use format::{BatchReader, BatchWriter, Format};
 pub use source::{FileSource, FileSourceSplit};
 pub use split::{FileSplit, Position, SplitUnit};
 
-/// Every option this crate reads, for the configuration registry and docs/connectors.md.
+/// Every option this crate declares, for the configuration registry and docs/connectors.md
+/// (it also reads `source.split-size`, declared by riffle-api for `read_text_file` too).
 pub fn options() -> Vec<&'static dyn riffle_api::OptionInfo> {
-    let mut out: Vec<&'static dyn riffle_api::OptionInfo> = vec![&split::SPLIT_SIZE];
-    out.extend(format::options());
-    out
+    format::options()
 }

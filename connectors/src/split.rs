@@ -10,17 +10,9 @@
 
 use std::path::{Path, PathBuf};
 
-use riffle_api::{ConfigOption, Group, MemorySize};
-
-/// How large a byte-range split is (text, CSV, JSON, Avro). Flink's filesystem connector has
-/// no such key (its splits follow the file system's block size); Hive's connector calls it
-/// `table.exec.hive.split-max-size`, with the same default.
-pub const SPLIT_SIZE: ConfigOption<MemorySize> = ConfigOption::new(
-    Group::Formats,
-    "source.split-size",
-    MemorySize::mib(128),
-    "riffle's: the size of the byte ranges a text, CSV, JSON or Avro file is cut into, so that several readers share one file",
-);
+/// How large a byte-range split is (text, CSV, JSON, Avro): the same key as `read_text_file`'s,
+/// declared once in riffle-api.
+pub use riffle_api::source::text::SPLIT_SIZE;
 
 /// What a split's `start` and `end` count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

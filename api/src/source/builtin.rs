@@ -1,9 +1,6 @@
-//! The built-in sources: a collection, a parallel number sequence, and text files.
+//! The built-in sources: a collection and a parallel number sequence (text files: `text.rs`).
 
 use std::collections::VecDeque;
-use std::fs::File;
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -366,93 +363,6 @@ impl Source<u64> for SequenceSource {
             requested: false,
             pace: self.per_second.map(|per_second| Pace { per_second, since: std::time::Instant::now(), emitted: 0 }),
         }))
-    }
-}
-
-/// One text file to read, and how many of its lines were read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileSplit {
-    /// The file's path.
-    pub path: PathBuf,
-    /// Lines already read.
-    pub skip: u64,
-}
-
-impl Split for FileSplit {
-    fn split_id(&self) -> String {
-        self.path.display().to_string()
-    }
-}
-
-impl Resumable for FileSplit {
-    fn skip(&self) -> u64 {
-        self.skip
-    }
-    fn with_skip(&self, n: u64) -> Self {
-        Self { path: self.path.clone(), skip: n }
-    }
-}
-
-/// The lines of a text file, or of every regular file in a directory (one split per file).
-pub struct TextFileSource {
-    path: PathBuf,
-}
-
-impl TextFileSource {
-    /// Lines of `path` (a file or a directory of files).
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
-    }
-
-    fn files(&self) -> Result<Vec<FileSplit>, UserError> {
-        let meta =
-            std::fs::metadata(&self.path).map_err(|e| format!("cannot read input '{}': {e}", self.path.display()))?;
-        if meta.is_file() {
-            return Ok(vec![FileSplit { path: self.path.clone(), skip: 0 }]);
-        }
-        let mut files = Vec::new();
-        for entry in std::fs::read_dir(&self.path)
-            .map_err(|e| format!("cannot list input directory '{}': {e}", self.path.display()))?
-        {
-            let entry = entry?;
-            let name = entry.file_name();
-            let hidden = name.to_string_lossy().starts_with(['.', '_']);
-            if entry.file_type()?.is_file() && !hidden {
-                files.push(FileSplit { path: entry.path(), skip: 0 });
-            }
-        }
-        files.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(files)
-    }
-}
-
-struct Lines {
-    inner: std::io::Lines<BufReader<File>>,
-    path: PathBuf,
-}
-
-impl Iterator for Lines {
-    type Item = Result<String, UserError>;
-    fn next(&mut self) -> Option<Self::Item> {
-        self.inner.next().map(|r| r.map_err(|e| format!("error reading '{}': {e}", self.path.display()).into()))
-    }
-}
-
-fn open_lines(s: &FileSplit) -> Result<Lines, UserError> {
-    let f = File::open(&s.path).map_err(|e| format!("cannot open '{}': {e}", s.path.display()))?;
-    Ok(Lines { inner: BufReader::with_capacity(1 << 16, f).lines(), path: s.path.clone() })
-}
-
-impl Source<String> for TextFileSource {
-    type Split = FileSplit;
-    fn boundedness(&self) -> Boundedness {
-        Boundedness::Bounded
-    }
-    fn create_enumerator(&self, _parallelism: u32) -> Result<Box<dyn SplitEnumerator<FileSplit>>, UserError> {
-        Ok(Box::new(StaticEnumerator::new(self.files()?)))
-    }
-    fn create_reader(&self, _subtask: u32) -> Result<Box<dyn SourceReader<String, FileSplit>>, UserError> {
-        Ok(Box::new(QueueReader::new(open_lines)))
     }
 }
 
