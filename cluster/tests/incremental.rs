@@ -40,8 +40,9 @@ fn job(
     armed: &'static AtomicBool,
     failed: &'static AtomicBool,
     sleep_every: u64,
+    records: u64,
 ) -> CollectStream<(u64, i64, u64)> {
-    env.from_sequence(0, N - 1)
+    env.from_sequence(0, records - 1)
         .map(move |i| {
             if i % sleep_every == 0 {
                 std::thread::sleep(Duration::from_millis(1));
@@ -145,7 +146,7 @@ fn a_chain_of_increments_restores_exactly_after_a_failure() {
     let mc = MiniCluster::start(cfg).unwrap();
     let mut env = StreamEnvironment::new();
     env.set_parallelism(2);
-    let out = job(&env, &ARMED, &FAILED, 50);
+    let out = job(&env, &ARMED, &FAILED, 50, N);
     let h = mc.submit(env.build_job_graph("incremental").unwrap()).unwrap();
     // Several increments, then a failure: the restart restores the latest, which refers to
     // shared files of older checkpoints.
@@ -173,7 +174,9 @@ fn retention_deletes_only_shared_files_no_retained_checkpoint_refers_to() {
     let mc = MiniCluster::start(cfg).unwrap();
     let mut env = StreamEnvironment::new();
     env.set_parallelism(2);
-    let out = job(&env, &NEVER, &FAILED, 10);
+    // Long enough (about 50 s) never to finish before it is cancelled, however loaded the
+    // machine: the test cancels it after a few checkpoints.
+    let out = job(&env, &NEVER, &FAILED, 10, 5 * N);
     let h = mc.submit(env.build_job_graph("incremental").unwrap()).unwrap();
     wait_for_checkpoints(&mc, h.job_id(), 5);
     // A savepoint in the middle of increments is self-contained: plain state files beside
@@ -213,7 +216,7 @@ fn a_corrupt_increment_falls_back_to_the_previous_checkpoint() {
     let mc = MiniCluster::start(cfg).unwrap();
     let mut env = StreamEnvironment::new();
     env.set_parallelism(2);
-    let out = job(&env, &NEVER, &FAILED, 10);
+    let out = job(&env, &NEVER, &FAILED, 10, N);
     let h = mc.submit(env.build_job_graph("incremental").unwrap()).unwrap();
     wait_for_checkpoints(&mc, h.job_id(), 4);
     h.cancel().unwrap();
@@ -251,7 +254,7 @@ fn a_corrupt_increment_falls_back_to_the_previous_checkpoint() {
     let mut env = StreamEnvironment::new();
     env.set_parallelism(2);
     env.set_config("execution.savepoint.path", &job_dir.display().to_string());
-    let out = job(&env, &NEVER, &FAILED, 1000);
+    let out = job(&env, &NEVER, &FAILED, 1000, N);
     let h = mc.submit(env.build_job_graph("incremental again").unwrap()).unwrap();
     let mut got: Vec<(u64, i64, u64)> = out.collect();
     let r = h.wait(WAIT).unwrap();
