@@ -37,6 +37,7 @@
 pub mod error;
 pub mod format;
 pub mod lines;
+pub mod rows;
 pub mod source;
 pub mod split;
 
@@ -44,6 +45,7 @@ pub use arrow::datatypes::{Schema, SchemaRef};
 pub use arrow::record_batch::RecordBatch;
 pub use error::{ConnectorError, Location, Result};
 pub use format::{BatchReader, BatchWriter, Format};
+pub use rows::{Rows, RowsError};
 pub use source::{FileSource, FileSourceSplit};
 pub use split::{FileSplit, Position, SplitUnit};
 
