@@ -458,6 +458,9 @@ pub struct OperatorRestore {
     pub range: KeyGroupRange,
     /// Number of key groups.
     pub max_parallelism: u32,
+    /// The job runs at another parallelism than the snapshots were taken at: every subtask
+    /// got every former subtask's state (else exactly its own former self's).
+    pub rescaled: bool,
     by_op: HashMap<usize, Vec<ByteBuf>>,
 }
 
@@ -470,7 +473,13 @@ impl OperatorRestore {
                 by_op.entry(op).or_default().push(bytes);
             }
         }
-        Self { range, max_parallelism, by_op }
+        Self { range, max_parallelism, rescaled: false, by_op }
+    }
+
+    /// Marks the restore as a rescaling one (see [`Self::rescaled`]).
+    pub fn with_rescaled(mut self, rescaled: bool) -> Self {
+        self.rescaled = rescaled;
+        self
     }
 
     /// Operator `op`'s states, decoded (one per former subtask that had some).

@@ -231,6 +231,79 @@ fn after_a_failure_the_job_resumes_from_the_latest_checkpoint_with_exact_results
     assert!(history.entries.iter().any(|e| e.is_root_cause && e.exception.contains("injected failure")));
 }
 
+/// A non-keyed process function (key `()`): a sum per subtask, emitted at the end of input.
+#[derive(Clone)]
+struct SubtaskSum;
+
+impl riffle_api::KeyedProcessFunction<(), u64, u64> for SubtaskSum {
+    fn process_element(&mut self, v: u64, ctx: &mut riffle_api::ProcessContext<'_, (), u64>) -> Result<(), UserError> {
+        let sum = ctx.state().value_state::<u64>("sum")?;
+        let cur = sum.get(ctx.state())?.copied();
+        if cur.is_none() {
+            ctx.register_event_time_timer(riffle_api::MAX_WATERMARK - 1);
+        }
+        sum.set(ctx.state(), cur.unwrap_or(0) + v)?;
+        Ok(())
+    }
+    fn on_timer(
+        &mut self,
+        _: i64,
+        _: riffle_api::TimeDomain,
+        ctx: &mut riffle_api::ProcessContext<'_, (), u64>,
+    ) -> Result<(), UserError> {
+        let s = ctx.state().value_state::<u64>("sum")?.get(ctx.state())?.copied().unwrap_or(0);
+        ctx.collect(s);
+        Ok(())
+    }
+}
+
+/// Every subtask's state of a non-keyed process function is under the key `()`, whose key
+/// group one subtask owns: a restore must give each subtask its own state back, not filter
+/// it by key group (which kept one subtask's state and dropped the other's).
+#[test]
+fn a_non_keyed_process_function_gets_each_subtasks_state_back_after_a_failure() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static ARMED: AtomicBool = AtomicBool::new(false);
+    static FAILED: AtomicBool = AtomicBool::new(false);
+    const N: u64 = 200_000;
+    let mut cfg = MiniClusterConfig::new(1, 2);
+    cfg.config
+        .set("execution.checkpointing.interval", "10 ms")
+        .set("restart-strategy", "fixed-delay")
+        .set("restart-strategy.fixed-delay.attempts", "1")
+        .set("restart-strategy.fixed-delay.delay", "10 ms");
+    let mc = MiniCluster::start(cfg).unwrap();
+    let mut env = StreamEnvironment::new();
+    env.set_parallelism(2);
+    let out = env
+        .from_sequence(0, N - 1)
+        .map(|i| {
+            if i % 500 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if ARMED.load(Ordering::SeqCst) && !FAILED.swap(true, Ordering::SeqCst) {
+                panic!("injected failure at record {i}");
+            }
+            i
+        })
+        .name("slow")
+        .process(SubtaskSum)
+        .collect();
+    let h = mc.submit(env.build_job_graph("per-subtask state").unwrap()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while mc.checkpoint_stats(h.job_id()).completed < 2 {
+        assert!(Instant::now() < deadline, "no checkpoints: {:?}", mc.checkpoint_stats(h.job_id()));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    ARMED.store(true, Ordering::SeqCst);
+    let got: Vec<u64> = out.collect();
+    let r = h.wait(WAIT).unwrap();
+    assert_eq!(r.status, JobStatus::Finished, "{:?}", r.error);
+    assert!(FAILED.load(Ordering::SeqCst), "the failure was injected");
+    assert_eq!(got.len(), 2, "one sum per subtask: {got:?}");
+    assert_eq!(got.iter().sum::<u64>(), (0..N).sum::<u64>(), "exactly-once per-subtask state: {got:?}");
+}
+
 /// Records the checkpoint notifications its subtasks receive; when slow, each record takes a
 /// millisecond, so a barrier waits behind a backlog and no checkpoint can finish at once.
 #[derive(Clone)]

@@ -87,7 +87,7 @@ pub(super) async fn restore_head(
             ),
         ));
     }
-    let from = OperatorRestore::new(range, max_parallelism, snaps);
+    let from = OperatorRestore::new(range, max_parallelism, snaps).with_rescaled(restore.rescaled);
     match head {
         HeadKind::Source(h) => {
             let mut sources = Vec::new();

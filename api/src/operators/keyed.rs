@@ -126,6 +126,18 @@ struct ProcessState {
     timers: KeyGroupedState,
 }
 
+impl ProcessState {
+    fn has_entries(&self) -> bool {
+        self.tables.iter().any(|t| !t.entries.is_empty()) || !self.timers.is_empty()
+    }
+}
+
+/// Whether a process operator keyed by `K` keeps per-subtask state: `K = ()`, the key of
+/// non-keyed `process`, `connect` and `multi_input` operators.
+fn per_subtask<K: 'static>() -> bool {
+    std::any::TypeId::of::<K>() == std::any::TypeId::of::<()>()
+}
+
 /// [`ProcessState`] in MessagePack, as pieces: an array of its two fields, the first an array
 /// of [`StateSnapshot`]s (each an array of the name and the entries, the entries of a
 /// registered state being its pieces), the second the timers (`timers`: their headers and
@@ -279,9 +291,26 @@ impl<K: StateKey, O> ProcessCore<K, O> {
     /// Restores keyed state and timers of the owned key groups, then downstream.
     pub(crate) fn restore(&mut self, from: &OperatorRestore) -> TaskResult {
         self.timer_pieces.reset();
-        for st in from.get::<ProcessState>(self.id.index, &self.id.name)? {
-            self.store.restore(st.tables, from.range).map_err(|e| TaskError::new(&self.id.name, &e))?;
-            st.timers.decode::<(K, (TimeDomain, i64)), _>(from.range, &self.id.name, |(k, (d, ts))| {
+        let states = from.get::<ProcessState>(self.id.index, &self.id.name)?;
+        let range = if per_subtask::<K>() {
+            // Non-keyed (`K = ()`): every subtask's state is under the same key, so it is the
+            // subtask's own, not the owner's of that key's group. Restored whole at the same
+            // parallelism (each subtask gets its former self's); it has no meaning at another.
+            if from.rescaled && states.iter().any(ProcessState::has_entries) {
+                return Err(TaskError::msg(
+                    &self.id.name,
+                    "the state of a non-keyed process function belongs to its subtask and cannot be redistributed \
+                     to another parallelism: restore at the parallelism the snapshot was taken with, or key the \
+                     stream (key_by) to make the state rescalable",
+                ));
+            }
+            riffle_state::KeyGroupRange { start: 0, end: from.max_parallelism.max(1) - 1 }
+        } else {
+            from.range
+        };
+        for st in states {
+            self.store.restore(st.tables, range).map_err(|e| TaskError::new(&self.id.name, &e))?;
+            st.timers.decode::<(K, (TimeDomain, i64)), _>(range, &self.id.name, |(k, (d, ts))| {
                 self.timers.register(d, ts, k, ());
             })?;
         }
@@ -485,6 +514,66 @@ mod tests {
 
     fn concat(segments: &[Segment]) -> Vec<u8> {
         segments.iter().flat_map(|s| s.bytes.iter().copied()).collect()
+    }
+
+    /// A non-keyed process function: a sum per subtask under the key `()`.
+    #[derive(Clone)]
+    struct SubtaskSum;
+
+    impl KeyedProcessFunction<(), u64, (u64, u64)> for SubtaskSum {
+        fn process_element(&mut self, v: u64, ctx: &mut ProcessContext<'_, (), (u64, u64)>) -> Result<(), UserError> {
+            let sum = ctx.state().value_state::<u64>("sum")?;
+            let n = sum.get(ctx.state())?.copied().unwrap_or(0);
+            sum.set(ctx.state(), n + v)?;
+            Ok(())
+        }
+    }
+
+    fn subtask_sum() -> ProcessOp<(), u64, (u64, u64), SubtaskSum> {
+        let id = OpId { name: "p".into(), index: 1, marker: crate::link::OperatorMarker::default() };
+        let side = SideOutputs::new(Vec::new());
+        ProcessOp::new(SubtaskSum, Arc::new(|_| ()), Box::new(Discard), side, id, &BackendConfig::heap()).unwrap()
+    }
+
+    fn sum_of(op: &mut ProcessOp<(), u64, (u64, u64), SubtaskSum>) -> Option<u64> {
+        let sum = op.core.store.value_state::<u64>("sum").unwrap();
+        op.core.store.set_current_key(());
+        sum.get(&mut op.core.store).unwrap().copied()
+    }
+
+    #[test]
+    fn a_non_keyed_process_restores_its_own_state_whatever_key_group_owns_the_unit_key() {
+        let half = |i: u32| riffle_state::KeyGroupRange { start: i * 64, end: i * 64 + 63 };
+        let snaps: Vec<_> = [3u64, 4]
+            .iter()
+            .map(|v| {
+                let mut op = subtask_sum();
+                op.push(*v, 0).unwrap();
+                let mut out = OperatorSnapshots::new(128, 1);
+                op.snapshot(&mut out).unwrap();
+                out.finish(None).complete_segmented().unwrap().into_full()
+            })
+            .collect();
+        // Same parallelism: each subtask gets its former self's snapshot, and all of it.
+        for (i, snap) in snaps.iter().enumerate() {
+            let mut op = subtask_sum();
+            op.restore(&OperatorRestore::new(half(i as u32), 128, vec![snap.clone()])).unwrap();
+            assert_eq!(sum_of(&mut op), Some(3 + i as u64), "subtask {i}");
+        }
+        // Another parallelism: per-subtask state cannot be dealt out; a clear error, not a loss.
+        let mut op = subtask_sum();
+        let err =
+            op.restore(&OperatorRestore::new(half(0), 128, snaps.clone()).with_rescaled(true)).unwrap_err().to_string();
+        assert!(err.contains("cannot be redistributed to another parallelism"), "{err}");
+        // Rescaling without any per-subtask state restores nothing and fails nothing.
+        let empty = {
+            let mut out = OperatorSnapshots::new(128, 1);
+            subtask_sum().snapshot(&mut out).unwrap();
+            out.finish(None).complete_segmented().unwrap().into_full()
+        };
+        let mut op = subtask_sum();
+        op.restore(&OperatorRestore::new(half(1), 128, vec![empty]).with_rescaled(true)).unwrap();
+        assert_eq!(sum_of(&mut op), None);
     }
 
     #[test]
