@@ -538,7 +538,7 @@ mod tests {
     fn sum_of(op: &mut ProcessOp<(), u64, (u64, u64), SubtaskSum>) -> Option<u64> {
         let sum = op.core.store.value_state::<u64>("sum").unwrap();
         op.core.store.set_current_key(());
-        sum.get(&mut op.core.store).unwrap().copied()
+        sum.get(&op.core.store).unwrap().copied()
     }
 
     #[test]
