@@ -406,6 +406,19 @@ mod tests {
     }
 
     #[test]
+    fn a_file_deleted_between_discovery_and_reading_fails_with_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gone.txt");
+        std::fs::write(&path, "1\n").unwrap();
+        let splits = TextFileSource::new(dir.path()).splits().unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let mut r = LineReader::default();
+        r.add_splits(splits);
+        let e = r.poll_next(&mut Lines(Vec::new())).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("cannot open '{}'", path.display())), "{e}");
+    }
+
+    #[test]
     fn a_missing_input_and_bad_bytes_are_clear_errors() {
         let e = TextFileSource::new("/nonexistent/riffle").splits().unwrap_err().to_string();
         assert!(e.contains("cannot read input '/nonexistent/riffle'"), "{e}");
