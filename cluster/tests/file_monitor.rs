@@ -112,10 +112,17 @@ fn a_continuous_job_reads_every_file_added_while_it_runs_exactly_once() {
     let (_dir, input, out) = dirs();
     add_file(&input, 0);
     add_file(&input, 1);
-    // Being written (hidden) and a marker file: never read.
+    // Being written (hidden), a marker file and a file the glob does not match: never read.
     std::fs::write(input.join(".f99.txt.tmp"), "half a file\n").unwrap();
-    std::fs::write(input.join("_SUCCESS"), "").unwrap();
-    let env = monitoring_job(&input, &out, None, |l| l);
+    std::fs::write(input.join("_f98.txt"), "marker\n").unwrap();
+    std::fs::write(input.join("g.txt"), "not matched\n").unwrap();
+    // Flink's readFile(..., PROCESS_CONTINUOUSLY, interval), over a glob.
+    let mut conf = Configuration::new();
+    conf.set("source.split-size", "4kb");
+    let mut env = StreamEnvironment::with_config(conf);
+    env.set_parallelism(2);
+    env.monitor_text_files(input.join("f*.txt"), Duration::from_millis(50))
+        .write_as_text_exactly_once(out.clone(), |l: &String| l.clone());
     let h = mc.submit(env.build_job_graph("monitor").unwrap()).unwrap();
     assert_eq!(wait_for_lines(&out, 2 * LINES), expected(0..2));
     for f in 2..6 {
@@ -337,7 +344,7 @@ fn a_reader_without_splits_asks_again_after_a_growing_wait() {
     let idle = REQUESTS.load(Ordering::SeqCst) - at;
     // 10, 20, 40, ... 200 ms between requests: about 5 a second once idle (a busy loop: many
     // thousands).
-    assert!((3..=15).contains(&idle), "{idle} requests in an idle second");
+    assert!((2..=15).contains(&idle), "{idle} requests in an idle second");
     h.cancel().unwrap();
     assert_eq!(h.wait(WAIT).unwrap().status, JobStatus::Canceled);
 }
