@@ -9,7 +9,8 @@
 //!   with `.` or `_` (Flink's default filter: hidden files, `_SUCCESS`, files being written);
 //! - a glob (`*`, `?`, `[...]` in the path: `/data/*.csv`, `/logs/2026-*/part-*`) stands for what
 //!   it matches, the same filter applied to each match's name (`*` never matches a leading `.`);
-//!   a directory it matches stands for the files under it.
+//!   a directory it matches stands for the files under it. A name holding one of those
+//!   characters is written with it in brackets (`[[]1].csv` for `[1].csv`).
 //!
 //! Bounded mode (no [`MONITOR_INTERVAL`]): the inputs are listed once, when the enumerator is
 //! created; a glob that matches nothing then is an error. Continuous mode: the inputs are
@@ -414,6 +415,9 @@ mod tests {
         // a file once; a hidden file named explicitly is read.
         let mixed = FileDiscovery::new(vec![d.join("sub*"), d.join("sub/d.csv"), d.join(".hidden.csv")]);
         assert_eq!(names(d, &mixed), [".hidden.csv", "sub/d.csv", "sub/deeper/e.csv"]);
+        // A name holding a glob character is named with it in brackets.
+        touch(&d.join("[1].csv"), 3);
+        assert_eq!(names(d, &FileDiscovery::new(vec![d.join("[[]1].csv")])), ["[1].csv"]);
     }
 
     #[test]
