@@ -43,8 +43,13 @@ pub const AUTO_WATERMARK_INTERVAL: ConfigOption<Duration> = ConfigOption::new(
 );
 
 /// The options [`StreamEnvironment::build_job_graph`] reads.
-pub(crate) const OPTIONS: &[&dyn OptionInfo] =
-    &[&PARALLELISM, &MAX_PARALLELISM, &AUTO_WATERMARK_INTERVAL, &crate::source::text::SPLIT_SIZE];
+pub(crate) const OPTIONS: &[&dyn OptionInfo] = &[
+    &PARALLELISM,
+    &MAX_PARALLELISM,
+    &AUTO_WATERMARK_INTERVAL,
+    &crate::source::text::SPLIT_SIZE,
+    &crate::source::file_enumerator::MONITOR_INTERVAL,
+];
 
 pub(crate) struct GraphBuilder {
     pub(crate) nodes: Vec<StreamNode>,
@@ -156,9 +161,31 @@ impl StreamEnvironment {
         self.from_sequence(0, count - 1).map(crate::generators::bid).name("Bid Generator")
     }
 
-    /// The lines of a text file, or of every file in a directory.
+    /// The lines of a text file, of every file under a directory, or of the files a glob
+    /// matches (`/logs/2026-*/part-*`). With `source.monitor-interval` set in the job's
+    /// configuration the source is continuous, as Flink's file source with that key: the
+    /// inputs are listed again every interval and each new file is read exactly once (see
+    /// [`Self::monitor_text_files`]); unset, the files there at the start are read.
     pub fn read_text_file(&self, path: impl Into<PathBuf>) -> DataStream<String> {
-        let path = path.into();
+        // A value that does not parse is logged and the source stays bounded.
+        let interval = self.config.get(&crate::source::file_enumerator::MONITOR_INTERVAL).unwrap_or_else(|e| {
+            tracing::warn!("{e}; the text file source reads its files once");
+            None
+        });
+        self.text_files(path.into(), interval)
+    }
+
+    /// The lines of `path` (a file, a directory or a glob), read continuously: Flink's
+    /// `readFile(format, path, PROCESS_CONTINUOUSLY, interval)`. The inputs are listed every
+    /// `interval`; each file found is read once, from its first line to its end, and never
+    /// again even if it changes later — so write files under a hidden name (`.name.tmp`) and
+    /// rename them into place when complete. The stream never ends; the paths seen and the
+    /// splits not read yet are checkpointed, so a restore reads no file twice.
+    pub fn monitor_text_files(&self, path: impl Into<PathBuf>, interval: Duration) -> DataStream<String> {
+        self.text_files(path.into(), Some(interval))
+    }
+
+    fn text_files(&self, path: PathBuf, interval: Option<Duration>) -> DataStream<String> {
         let name = format!("Text File Source ({})", path.display());
         // A file larger than `source.split-size` is read by several subtasks (a value that
         // does not parse is logged, and the default used).
@@ -166,7 +193,8 @@ impl StreamEnvironment {
             tracing::warn!("{e}; files are split at the default size");
             crate::source::text::SPLIT_SIZE.default_value()
         });
-        self.from_source(TextFileSource::new(path).with_split_size(split_size.as_bytes() as u64), &name)
+        let source = TextFileSource::new(path).with_split_size(split_size.as_bytes() as u64).monitor_every(interval);
+        self.from_source(source, &name)
     }
 
     /// A stream from any FLIP-27 source.

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use riffle_api::source::file_enumerator::DiscoveryError;
 pub use riffle_api::ErrorDomain;
 
 /// Where in a file a malformed record is: what a user needs to find it.
@@ -79,6 +80,10 @@ pub enum ConnectorError {
     /// A format option has a bad value, or two options contradict each other.
     #[error(transparent)]
     Config(#[from] riffle_api::ConfigError),
+    /// The source's inputs cannot be listed (a missing input, an unreadable directory, a glob
+    /// that matches nothing or does not parse).
+    #[error(transparent)]
+    Discovery(#[from] riffle_api::source::file_enumerator::DiscoveryError),
     /// A reader was asked to seek to a position outside its split.
     #[error("{path}: cannot seek to {position}: {reason}")]
     Seek {
@@ -97,6 +102,8 @@ impl ConnectorError {
     pub fn domain(&self) -> ErrorDomain {
         match self {
             ConnectorError::Io { .. } => ErrorDomain::External,
+            ConnectorError::Discovery(DiscoveryError::Unreadable { .. }) => ErrorDomain::External,
+            ConnectorError::Discovery(_) => ErrorDomain::User,
             ConnectorError::Malformed { .. }
             | ConnectorError::Schema { .. }
             | ConnectorError::Encode { .. }
@@ -108,7 +115,7 @@ impl ConnectorError {
     /// Whether the same call may succeed later: only I/O errors (a file being copied, a disk
     /// that comes back). The same bytes decode the same way every time.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, ConnectorError::Io { .. })
+        matches!(self, ConnectorError::Io { .. } | ConnectorError::Discovery(DiscoveryError::Unreadable { .. }))
     }
 
     /// An I/O error on `path`.

@@ -113,9 +113,18 @@ impl LineReader {
         chunk.bytes.clear();
         chunk.starts.clear();
         chunk.offset = self.offset;
+        self.read_more(max_lines, max_bytes, chunk)?;
+        Ok(!chunk.starts.is_empty())
+    }
+
+    /// Appends up to `max_lines` more lines to `chunk` (at least one if any is left, fewer once
+    /// `chunk` holds `max_bytes`): a record that spans lines is completed this way. Returns how
+    /// many lines were added.
+    pub fn read_more(&mut self, max_lines: usize, max_bytes: usize, chunk: &mut LineChunk) -> Result<usize> {
+        let before = chunk.starts.len();
         while !self.done
-            && chunk.starts.len() < max_lines.max(1)
-            && (chunk.bytes.is_empty() || chunk.bytes.len() < max_bytes)
+            && chunk.starts.len() - before < max_lines.max(1)
+            && (chunk.starts.len() == before || chunk.bytes.len() < max_bytes)
         {
             if self.offset >= self.end {
                 self.done = true;
@@ -130,7 +139,7 @@ impl LineReader {
             chunk.starts.push(at);
             self.offset += n as u64;
         }
-        Ok(!chunk.starts.is_empty())
+        Ok(chunk.starts.len() - before)
     }
 }
 

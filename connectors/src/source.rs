@@ -1,18 +1,21 @@
-//! A FLIP-27 file source over the formats: the enumerator hands out the splits of every file
-//! (byte ranges, row groups, stripes), each reader decodes its splits into record batches and
+//! A FLIP-27 file source over the formats: riffle-api's shared file enumerator finds the files
+//! (once, or continuously) and hands out the splits of every file (byte ranges, row groups,
+//! stripes), each reader decodes its splits into record batches and
 //! checkpoints each unfinished split with its [`Position`], so a restored reader seeks back
 //! instead of reading the split again. Not yet wired into the engine's streams (a
 //! `DataStream<RecordBatch>` needs an exchange codec for batches: the next part of issue 14);
 //! usable through riffle-api's `Source` traits.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use riffle_api::source::file_enumerator::{FileDiscovery, FileEnumerator, FileSplitter, MONITOR_INTERVAL};
 use riffle_api::source::{
-    Assignment, Boundedness, ReadStatus, ReaderState, Source, SourceOutput, SourceReader, Split, SplitEnumerator,
+    Boundedness, ReadStatus, ReaderState, Source, SourceOutput, SourceReader, Split, SplitEnumerator,
 };
 use riffle_api::{Configuration, UserError};
 
@@ -37,38 +40,48 @@ impl Split for FileSourceSplit {
 }
 
 /// Reads files of one format as record batches, all splits of all files shared by the readers.
+/// Files, directories and globs, listed once or every `source.monitor-interval` by riffle-api's
+/// shared [`FileEnumerator`] (which files are read and when: see its module).
 #[derive(Debug, Clone)]
 pub struct FileSource {
-    files: Vec<PathBuf>,
+    discovery: FileDiscovery,
     format: Arc<dyn Format>,
     schema: SchemaRef,
     split_size: u64,
 }
 
 impl FileSource {
-    /// A source of `files` (a directory stands for the files in it) in `format` with rows of
-    /// `schema`, cut into splits of `split_size`.
+    /// A source of `paths` (files; directories stand for the files under them; globs for what
+    /// they match) in `format` with rows of `schema`, cut into splits of `split_size`, read
+    /// once. The inputs are listed now, so a missing one is an error here.
     pub fn new(paths: &[PathBuf], format: Arc<dyn Format>, schema: SchemaRef, split_size: u64) -> Result<Self> {
-        Ok(Self { files: list_files(paths)?, format, schema, split_size })
+        let discovery = FileDiscovery::new(paths.to_vec());
+        discovery.scan()?;
+        Ok(Self { discovery, format, schema, split_size })
     }
 
-    /// A source of `paths` with the format, split size and options of `config` (`format`,
-    /// `source.split-size`, the format's keys); the schema is `schema`, or inferred from the
-    /// first file.
+    /// A source of `paths` with the format, split size, monitor interval and options of
+    /// `config` (`format`, `source.split-size`, `source.monitor-interval`, the format's keys);
+    /// the schema is `schema`, or inferred from the first file there now.
     pub fn from_config(paths: &[PathBuf], config: &Configuration, schema: Option<SchemaRef>) -> Result<Self> {
         let format = format::from_config(config)?;
-        let files = list_files(paths)?;
+        let discovery = FileDiscovery::new(paths.to_vec()).monitor_every(config.get(&MONITOR_INTERVAL)?);
+        let files = discovery.scan()?;
         let schema = match schema {
             Some(s) => s,
             None => match files.first() {
-                Some(f) => format.infer_schema(f)?,
-                None => {
-                    let shown = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
-                    return Err(ConnectorError::schema(shown, "no file to infer a schema from"));
-                }
+                Some((f, _)) => format.infer_schema(f)?,
+                None => return Err(ConnectorError::schema(discovery.describe(), "no file to infer a schema from")),
             },
         };
-        Ok(Self { files, format, schema, split_size: config.get(&SPLIT_SIZE)?.as_bytes() as u64 })
+        Ok(Self { discovery, format, schema, split_size: config.get(&SPLIT_SIZE)?.as_bytes() as u64 })
+    }
+
+    /// Lists the inputs again every `interval` for new files (continuous mode: the source
+    /// never ends, each new file is read exactly once); `None`: once.
+    pub fn monitor_every(mut self, interval: Option<Duration>) -> Self {
+        self.discovery = self.discovery.monitor_every(interval);
+        self
     }
 
     /// The rows' schema.
@@ -77,47 +90,30 @@ impl FileSource {
     }
 }
 
-/// The files of `paths`: files as given, directories' files (not hidden, not starting with
-/// `_` or `.`, as Flink skips them), sorted within a directory.
-fn list_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for p in paths {
-        let meta = std::fs::metadata(p).map_err(|e| ConnectorError::io(p, e))?;
-        if !meta.is_dir() {
-            out.push(p.clone());
-            continue;
-        }
-        let mut files = Vec::new();
-        for entry in std::fs::read_dir(p).map_err(|e| ConnectorError::io(p, e))? {
-            let entry = entry.map_err(|e| ConnectorError::io(p, e))?;
-            let name = entry.file_name();
-            let hidden = name.to_string_lossy().starts_with(['.', '_']);
-            let is_file = entry.file_type().map_err(|e| ConnectorError::io(entry.path(), e))?.is_file();
-            if is_file && !hidden {
-                files.push(entry.path());
-            }
-        }
-        files.sort();
-        out.extend(files);
+/// Cuts a file into its format's splits.
+#[derive(Debug)]
+pub struct FormatSplitter {
+    format: Arc<dyn Format>,
+    split_size: u64,
+}
+
+impl FileSplitter<FileSourceSplit> for FormatSplitter {
+    fn split_file(&self, path: &Path, _len: u64) -> Result<Vec<FileSourceSplit>, UserError> {
+        let splits = self.format.splits(path, self.split_size)?;
+        Ok(splits.into_iter().map(|split| FileSourceSplit { split, position: None }).collect())
     }
-    Ok(out)
 }
 
 impl Source<RecordBatch> for FileSource {
     type Split = FileSourceSplit;
 
     fn boundedness(&self) -> Boundedness {
-        Boundedness::Bounded
+        self.discovery.boundedness()
     }
 
     fn create_enumerator(&self, _parallelism: u32) -> Result<Box<dyn SplitEnumerator<FileSourceSplit>>, UserError> {
-        let mut pending = VecDeque::new();
-        for f in &self.files {
-            for split in self.format.splits(f, self.split_size)? {
-                pending.push_back(FileSourceSplit { split, position: None });
-            }
-        }
-        Ok(Box::new(FileEnumerator { pending }))
+        let splitter = FormatSplitter { format: self.format.clone(), split_size: self.split_size };
+        Ok(Box::new(FileEnumerator::new(self.discovery.clone(), Arc::new(splitter))?))
     }
 
     fn create_reader(&self, _subtask: u32) -> Result<Box<dyn SourceReader<RecordBatch, FileSourceSplit>>, UserError> {
@@ -129,30 +125,6 @@ impl Source<RecordBatch> for FileSource {
             finished: Vec::new(),
             no_more_splits: false,
         }))
-    }
-}
-
-/// Hands out one split per request, in file order; its state is derived from what readers
-/// hold (every split is known from the files), so it keeps none of its own.
-struct FileEnumerator {
-    pending: VecDeque<FileSourceSplit>,
-}
-
-impl SplitEnumerator<FileSourceSplit> for FileEnumerator {
-    fn handle_split_request(&mut self, _subtask: u32) -> Result<Assignment<FileSourceSplit>, UserError> {
-        let split = self.pending.pop_front();
-        let no_more_splits = split.is_none();
-        Ok(Assignment { splits: split.into_iter().collect(), no_more_splits })
-    }
-
-    fn add_splits_back(&mut self, splits: Vec<FileSourceSplit>, _subtask: u32) {
-        for s in splits.into_iter().rev() {
-            self.pending.push_front(s);
-        }
-    }
-
-    fn restore(&mut self, consumed: &[String]) {
-        self.pending.retain(|s| !consumed.contains(&s.split_id()));
     }
 }
 

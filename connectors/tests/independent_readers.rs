@@ -134,3 +134,48 @@ fn riffle_reads_what_pyarrow_and_fastavro_write() {
         }
     }
 }
+
+/// pyarrow's CSV writer quotes fields holding line breaks: with `csv.allow-quoted-newlines`
+/// riffle reads such a file back exactly, whatever the split size (each file is one split).
+#[test]
+fn riffle_reads_pyarrows_csv_with_line_breaks_in_quoted_fields() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("multiline.csv");
+    let texts: Vec<String> = (0..300)
+        .map(|i| match i % 5 {
+            0 => format!("plain {i}"),
+            1 => format!("two\nlines {i}"),
+            2 => format!("crlf\r\nand \"quotes\", commas {i}"),
+            3 => format!("\n\nbreaks first {i}\n"),
+            _ => format!("é {i}"),
+        })
+        .collect();
+    let script = "import json, sys, pyarrow as pa, pyarrow.csv as c\n\
+                  texts = json.load(open(sys.argv[2]))\n\
+                  c.write_csv(pa.table({'id': list(range(len(texts))), 'text': texts}), sys.argv[1])\n";
+    let texts_path = dir.path().join("texts.json");
+    std::fs::write(&texts_path, serde_json::to_vec(&texts).expect("json")).expect("write");
+    let mut cmd = Command::new(python());
+    cmd.arg("-c").arg(script).arg(&path).arg(&texts_path);
+    run(cmd, Duration::from_secs(120));
+
+    let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(vec![
+        arrow::datatypes::Field::new("id", arrow::datatypes::DataType::Int64, false),
+        arrow::datatypes::Field::new("text", arrow::datatypes::DataType::Utf8, true),
+    ]));
+    let f = format("csv", &[("csv.header", "true"), ("csv.allow-quoted-newlines", "true"), ("source.batch-size", "7")]);
+    for split_size in [16, 1 << 20] {
+        let b = read_all(f.as_ref(), &path, schema.clone(), split_size);
+        let ids = b.column(0).as_any().downcast_ref::<arrow::array::Int64Array>().expect("ids");
+        let got = b.column(1).as_any().downcast_ref::<arrow::array::StringArray>().expect("texts");
+        assert_eq!(ids.values().to_vec(), (0..300).collect::<Vec<i64>>());
+        let got: Vec<String> = got.iter().map(|t| t.unwrap_or_default().to_string()).collect();
+        assert_eq!(got, texts, "split size {split_size}");
+    }
+    // Without the option the same file is refused, not cut.
+    let plain = format("csv", &[("csv.header", "true")]);
+    let split = plain.splits(&path, 1 << 20).expect("splits").remove(0);
+    let mut r = plain.open(&split, schema).expect("open");
+    let err = r.next_batch().expect_err("refused").to_string();
+    assert!(err.contains("line 3") && err.contains("csv.allow-quoted-newlines"), "{err}");
+}

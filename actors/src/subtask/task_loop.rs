@@ -364,11 +364,20 @@ pub(super) struct SourceInput {
     /// Records emitted as last added to the job's counters.
     pub(super) published: u64,
     pub(super) counters: Arc<JobCounters>,
+    /// After the enumerator answered a request with no split (a continuous source waiting
+    /// for new files): when to ask again, and the wait after the next empty answer.
+    pub(super) split_retry: Option<(std::time::Instant, Duration)>,
 }
+
+/// The first wait before asking an enumerator again after it had no split.
+const SPLIT_RETRY_MIN: Duration = Duration::from_millis(10);
+/// The longest (the wait doubles after each empty answer, so an idle continuous source asks
+/// a few times a second, and a new file is picked up within this of its discovery).
+const SPLIT_RETRY_MAX: Duration = Duration::from_millis(200);
 
 impl SourceInput {
     pub(super) fn new(head: Box<dyn SourceHead>, counters: Arc<JobCounters>) -> Self {
-        Self { head, status: ReadStatus::MoreAvailable, published: 0, counters }
+        Self { head, status: ReadStatus::MoreAvailable, published: 0, counters, split_retry: None }
     }
 
     /// Handles control messages that arrived, then polls the reader once — unless
@@ -421,6 +430,25 @@ impl SourceInput {
         }
         match std::mem::replace(&mut self.status, ReadStatus::MoreAvailable) {
             ReadStatus::NeedSplits => {
+                if let Some((at, _)) = self.split_retry {
+                    let mut wait = at.saturating_duration_since(std::time::Instant::now());
+                    if let Some(t) = self.head.next_processing_time() {
+                        // A timer due sooner: ask now, the poll after the answer fires it.
+                        let until = (t - riffle_api::time::now_ms()).max(0) as u64;
+                        wait = wait.min(Duration::from_millis(until));
+                    }
+                    if !wait.is_zero() {
+                        // Control messages (checkpoint barriers) are served while waiting.
+                        tokio::select! {
+                            r = sleep_or_cancel(wait, cancel) => r?,
+                            c = out.control.recv() => if let Some(c) = c {
+                                out.on_control(c, &mut self.head)?;
+                                self.status = ReadStatus::NeedSplits;
+                                return Ok(Woken::Retry);
+                            },
+                        }
+                    }
+                }
                 let execution = out.snapshots.execution;
                 let jm = out.job_master().clone();
                 let resp = tokio::select! {
@@ -430,6 +458,15 @@ impl SourceInput {
                 let resp = resp
                     .map_err(|err| TaskError::msg(&out.name, format!("cannot reach the source coordinator: {err}")))?
                     .map_err(|err| TaskError::msg(&out.name, format!("split enumerator failed: {err}")))?;
+                // Nothing yet, but more may come: ask again after a growing wait.
+                self.split_retry = match (resp.splits.is_empty() && !resp.no_more_splits, self.split_retry) {
+                    (false, _) => None,
+                    (true, None) => Some((std::time::Instant::now() + SPLIT_RETRY_MIN, SPLIT_RETRY_MIN)),
+                    (true, Some((_, last))) => {
+                        let next = (last * 2).min(SPLIT_RETRY_MAX);
+                        Some((std::time::Instant::now() + next, next))
+                    }
+                };
                 self.head.add_splits(resp.splits)?;
                 if resp.no_more_splits {
                     self.head.no_more_splits();

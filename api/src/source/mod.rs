@@ -4,6 +4,7 @@
 //! this one API; a reader never has to lock anything, it is polled by its subtask.
 
 pub mod builtin;
+pub mod file_enumerator;
 pub mod text;
 
 use std::sync::Arc;

@@ -1,5 +1,6 @@
-//! Text files as lines (`read_text_file`): a file, or a directory of files, cut into byte
-//! ranges so that one large file is read by every subtask.
+//! Text files as lines (`read_text_file`): files, directories or globs (found by the shared
+//! [`super::file_enumerator`], once or continuously), cut into byte ranges so that one large
+//! file is read by every subtask.
 //!
 //! A split is a byte range of one file (`source.split-size`); a line belongs to the split its
 //! first byte is in, so a reader whose range does not start a file skips the rest of the line
@@ -10,11 +11,13 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::builtin::StaticEnumerator;
+use super::file_enumerator::{FileDiscovery, FileEnumerator, FileSplitter};
 use super::{Boundedness, ReadStatus, ReaderState, Source, SourceOutput, SourceReader, Split, SplitEnumerator};
 use crate::config::{ConfigOption, Group, MemorySize};
 use crate::error::UserError;
@@ -79,16 +82,57 @@ impl Split for FileSplit {
     }
 }
 
-/// Lines of a text file or of the files of a directory (not hidden: `.` or `_` first).
+/// Lines of text files: files, directories (their files, nested ones too, not hidden: `.` or
+/// `_` first) and globs, listed once or every `source.monitor-interval` (see
+/// [`super::file_enumerator`]).
 pub struct TextFileSource {
-    path: PathBuf,
+    discovery: FileDiscovery,
     split_size: u64,
 }
 
+/// Cuts a text file into byte ranges of the split size.
+pub struct LineSplitter {
+    split_size: u64,
+}
+
+impl LineSplitter {
+    /// Ranges of `bytes` (at least 1).
+    pub fn new(bytes: u64) -> Self {
+        Self { split_size: bytes.max(1) }
+    }
+}
+
+impl FileSplitter<FileSplit> for LineSplitter {
+    fn split_file(&self, path: &Path, len: u64) -> Result<Vec<FileSplit>, UserError> {
+        if len <= self.split_size {
+            return Ok(vec![FileSplit::whole(path.to_path_buf())]);
+        }
+        let mut splits = Vec::new();
+        let mut start = 0;
+        while start < len {
+            let end = start.saturating_add(self.split_size).min(len);
+            let path = path.to_path_buf();
+            // The last range reads to the end of the file, whatever it holds by then.
+            splits.push(match end == len {
+                true => FileSplit { end: None, ..FileSplit::range(path, start, end) },
+                false => FileSplit::range(path, start, end),
+            });
+            start = end;
+        }
+        Ok(splits)
+    }
+}
+
 impl TextFileSource {
-    /// Lines of `path` (a file or a directory of files), in splits of the default size.
+    /// Lines of `path` (a file, a directory or a glob), read once, in splits of the default
+    /// size.
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into(), split_size: SPLIT_SIZE.default_value().as_bytes() as u64 }
+        Self::of(FileDiscovery::new(vec![path.into()]))
+    }
+
+    /// Lines of what `discovery` finds (once, or continuously).
+    pub fn of(discovery: FileDiscovery) -> Self {
+        Self { discovery, split_size: SPLIT_SIZE.default_value().as_bytes() as u64 }
     }
 
     /// Cuts files into ranges of `bytes` (at least 1).
@@ -97,53 +141,31 @@ impl TextFileSource {
         self
     }
 
-    /// The splits: each file in ranges of the split size, files in name order.
+    /// Lists the inputs again every `interval` for new files (continuous mode: the source
+    /// never ends); `None`: once.
+    pub fn monitor_every(mut self, interval: Option<Duration>) -> Self {
+        self.discovery = self.discovery.monitor_every(interval);
+        self
+    }
+
+    fn enumerator(&self) -> Result<FileEnumerator<FileSplit, LineSplitter>, UserError> {
+        FileEnumerator::new(self.discovery.clone(), Arc::new(LineSplitter::new(self.split_size)))
+    }
+
+    /// The splits of the files there now: each file in ranges of the split size, files in
+    /// path order.
     pub fn splits(&self) -> Result<Vec<FileSplit>, UserError> {
-        let meta =
-            std::fs::metadata(&self.path).map_err(|e| format!("cannot read input '{}': {e}", self.path.display()))?;
-        let mut files = Vec::new();
-        if meta.is_file() {
-            files.push((self.path.clone(), meta.len()));
-        } else {
-            for entry in std::fs::read_dir(&self.path)
-                .map_err(|e| format!("cannot list input directory '{}': {e}", self.path.display()))?
-            {
-                let entry = entry?;
-                let hidden = entry.file_name().to_string_lossy().starts_with(['.', '_']);
-                if entry.file_type()?.is_file() && !hidden {
-                    files.push((entry.path(), entry.metadata()?.len()));
-                }
-            }
-            files.sort();
-        }
-        let mut splits = Vec::new();
-        for (path, len) in files {
-            if len <= self.split_size {
-                splits.push(FileSplit::whole(path));
-                continue;
-            }
-            let mut start = 0;
-            while start < len {
-                let end = start.saturating_add(self.split_size).min(len);
-                // The last range reads to the end of the file, whatever it holds by then.
-                splits.push(match end == len {
-                    true => FileSplit { end: None, ..FileSplit::range(path.clone(), start, end) },
-                    false => FileSplit::range(path.clone(), start, end),
-                });
-                start = end;
-            }
-        }
-        Ok(splits)
+        Ok(self.enumerator()?.pending().cloned().collect())
     }
 }
 
 impl Source<String> for TextFileSource {
     type Split = FileSplit;
     fn boundedness(&self) -> Boundedness {
-        Boundedness::Bounded
+        self.discovery.boundedness()
     }
     fn create_enumerator(&self, _parallelism: u32) -> Result<Box<dyn SplitEnumerator<FileSplit>>, UserError> {
-        Ok(Box::new(StaticEnumerator::new(self.splits()?)))
+        Ok(Box::new(self.enumerator()?))
     }
     fn create_reader(&self, _subtask: u32) -> Result<Box<dyn SourceReader<String, FileSplit>>, UserError> {
         Ok(Box::new(LineReader::default()))
@@ -381,6 +403,19 @@ mod tests {
             rmp_serde::from_slice(&rmp_serde::to_vec(&(dir.path().join("a.txt"), 3u64)).unwrap()).unwrap();
         assert_eq!(old.split_id(), a);
         assert_eq!(read_all(vec![old], 0), vec!["4", "5"]);
+    }
+
+    #[test]
+    fn a_file_deleted_between_discovery_and_reading_fails_with_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gone.txt");
+        std::fs::write(&path, "1\n").unwrap();
+        let splits = TextFileSource::new(dir.path()).splits().unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let mut r = LineReader::default();
+        r.add_splits(splits);
+        let e = r.poll_next(&mut Lines(Vec::new())).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("cannot open '{}'", path.display())), "{e}");
     }
 
     #[test]

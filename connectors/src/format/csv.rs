@@ -1,6 +1,7 @@
-//! CSV (`arrow-csv`) with Flink's option names. One record per line: files are split by byte
-//! range at line starts, so a quoted field must not hold a line break in a file that is split
-//! (a split size at least the file's size reads it whole).
+//! CSV (`arrow-csv`) with Flink's option names. Files are split by byte range at line starts,
+//! which needs one record per line: a quoted field holding a line break fails the read, naming
+//! its line and `csv.allow-quoted-newlines`. With that option set, each file is one split (read
+//! whole by one reader) and such records are read (Flink's CSV source never splits a file).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use arrow::record_batch::RecordBatch;
 use riffle_api::{ConfigOption, Configuration, Group};
 
 use crate::error::{ConnectorError, Result};
+use crate::format::csv_records::QuoteRules;
 use crate::format::line_based::{LineBatchReader, LineDecoder};
 use crate::format::{byte_option, file_len, BatchReader, BatchWriter, Format, BATCH_SIZE};
 use crate::split::{byte_range_splits, FileSplit};
@@ -63,6 +65,14 @@ pub const HEADER: ConfigOption<bool> = ConfigOption::new(
     "riffle's: the first line of a CSV file names the columns (skipped when reading, written when writing)",
 );
 
+/// riffle's: Flink's CSV source reads each file whole, riffle's splits them at line starts.
+pub const ALLOW_QUOTED_NEWLINES: ConfigOption<bool> = ConfigOption::new(
+    Group::Formats,
+    "csv.allow-quoted-newlines",
+    false,
+    "riffle's: quoted CSV fields may hold line breaks; each file is then read whole by one reader instead of being split at line starts (unset, such a record fails the read naming its line)",
+);
+
 pub(crate) fn options() -> Vec<&'static dyn riffle_api::OptionInfo> {
     vec![
         &FIELD_DELIMITER,
@@ -73,6 +83,7 @@ pub(crate) fn options() -> Vec<&'static dyn riffle_api::OptionInfo> {
         &NULL_LITERAL,
         &ESCAPE_CHARACTER,
         &HEADER,
+        &ALLOW_QUOTED_NEWLINES,
     ]
 }
 
@@ -89,6 +100,7 @@ pub struct CsvFormat {
     ignore_parse_errors: bool,
     null_literal: Option<String>,
     header: bool,
+    quoted_newlines: bool,
     batch_size: usize,
 }
 
@@ -110,6 +122,7 @@ impl CsvFormat {
             ignore_parse_errors: config.get(&IGNORE_PARSE_ERRORS)?,
             null_literal: config.get(&NULL_LITERAL)?,
             header: config.get(&HEADER)?,
+            quoted_newlines: config.get(&ALLOW_QUOTED_NEWLINES)?,
             batch_size: config.get(&BATCH_SIZE)?,
         })
     }
@@ -166,19 +179,18 @@ impl Format for CsvFormat {
     }
 
     fn splits(&self, path: &Path, split_size: u64) -> Result<Vec<FileSplit>> {
-        Ok(byte_range_splits(path, file_len(path)?, split_size))
+        // A record may span lines: only a reader from the file's start knows where they are.
+        let size = if self.quoted_newlines { u64::MAX } else { split_size };
+        Ok(byte_range_splits(path, file_len(path)?, size))
     }
 
     fn open(&self, split: &FileSplit, schema: SchemaRef) -> Result<Box<dyn BatchReader>> {
         let decoder = CsvLineDecoder { format: self.clone(), schema: schema.clone() };
-        Ok(Box::new(LineBatchReader::open(
-            split,
-            schema,
-            decoder,
-            self.batch_size,
-            self.header,
-            self.ignore_parse_errors,
-        )?))
+        let rules =
+            QuoteRules { delimiter: self.delimiter, quote: self.quote, escape: self.escape, comments: self.comments };
+        let reader =
+            LineBatchReader::open(split, schema, decoder, self.batch_size, self.header, self.ignore_parse_errors)?;
+        Ok(Box::new(reader.with_quotes(rules, self.quoted_newlines)))
     }
 
     fn writer(&self, path: &Path, out: Box<dyn Write + Send>, _schema: SchemaRef) -> Result<Box<dyn BatchWriter>> {

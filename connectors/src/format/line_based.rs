@@ -8,6 +8,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
 use crate::error::{ConnectorError, Location, Result};
+use crate::format::csv_records::{QuoteRules, RecordScanner};
 use crate::format::BatchReader;
 use crate::lines::{line_number, LineChunk, LineReader};
 use crate::split::{FileSplit, Position};
@@ -30,7 +31,15 @@ pub(crate) struct LineBatchReader<D> {
     header: bool,
     ignore_errors: bool,
     skipped: u64,
+    /// CSV: where records end (a quoted field may hold a line break), and whether such a
+    /// record is read (else it is an error). `None`: a record per line.
+    quotes: Option<(RecordScanner, bool)>,
+    /// The chunk's records: the line each starts at.
+    records: Vec<usize>,
 }
+
+/// Why a CSV record that spans lines is refused without the option.
+pub(crate) const QUOTED_NEWLINE: &str = "a quoted field holds a line break, so the record spans lines; set `csv.allow-quoted-newlines` to read such records (each file is then read whole, by one reader)";
 
 /// Bytes per chunk at most (besides `batch_lines`), so that long lines do not make huge batches.
 const CHUNK_BYTES: usize = 8 << 20;
@@ -55,7 +64,54 @@ impl<D: LineDecoder> LineBatchReader<D> {
             header,
             ignore_errors,
             skipped: 0,
+            quotes: None,
+            records: Vec::new(),
         })
+    }
+
+    /// Records end where `rules` say (CSV); one spanning lines is read if `allow`, else it
+    /// fails the read naming its line.
+    pub(crate) fn with_quotes(mut self, rules: QuoteRules, allow: bool) -> Self {
+        self.quotes = Some((RecordScanner::new(rules), allow));
+        self
+    }
+
+    /// Finds the chunk's records; a chunk that ends inside a quoted field is completed with
+    /// the lines that close it (or refused).
+    fn find_records(&mut self) -> Result<()> {
+        self.records.clear();
+        let Some((scanner, allow)) = &mut self.quotes else {
+            self.records.extend(0..self.chunk.len());
+            return Ok(());
+        };
+        scanner.reset();
+        let (mut start, mut i) = (0, 0);
+        loop {
+            while i < self.chunk.len() {
+                if scanner.line_ends_record(self.chunk.raw_line(i)) {
+                    self.records.push(start);
+                    start = i + 1;
+                } else if !*allow {
+                    return Err(self.malformed(start, QUOTED_NEWLINE.to_string()));
+                }
+                i += 1;
+            }
+            if start == self.chunk.len() {
+                return Ok(());
+            }
+            if self.lines.read_more(self.batch_lines, CHUNK_BYTES, &mut self.chunk)? == 0 {
+                // The file ends inside quotes: the decoder says what it makes of that.
+                self.records.push(start);
+                return Ok(());
+            }
+        }
+    }
+
+    /// Where record `k` of the chunk is in its bytes.
+    fn record(&self, k: usize) -> std::ops::Range<usize> {
+        let from = self.chunk.starts[self.records[k]];
+        let to = self.records.get(k + 1).map_or(self.chunk.bytes.len(), |&l| self.chunk.starts[l]);
+        from..to
     }
 
     fn malformed(&self, line: usize, reason: String) -> ConnectorError {
@@ -77,21 +133,22 @@ impl<D: LineDecoder> BatchReader for LineBatchReader<D> {
             if !self.lines.read_chunk(self.batch_lines, CHUNK_BYTES, &mut self.chunk)? {
                 return Ok(None);
             }
+            self.find_records()?;
+            // The header is the file's first record.
             let first = usize::from(self.header && self.chunk.line_offset(0) == 0);
-            if first >= self.chunk.len() {
-                continue;
-            }
-            let bytes = &self.chunk.bytes[self.chunk.starts[first]..];
+            let Some(&first_line) = self.records.get(first) else { continue };
+            let bytes = &self.chunk.bytes[self.chunk.starts[first_line]..];
             if let Ok(batch) = self.decoder.decode(bytes) {
                 if batch.num_rows() > 0 {
                     return Ok(Some(batch));
                 }
                 continue;
             }
-            // Somewhere in the chunk is a malformed line: decode line by line.
+            // Somewhere in the chunk is a malformed record: decode record by record.
             let mut good = Vec::new();
-            for i in first..self.chunk.len() {
-                match self.decoder.decode(self.chunk.raw_line(i)) {
+            for k in first..self.records.len() {
+                let range = self.record(k);
+                match self.decoder.decode(&self.chunk.bytes[range]) {
                     Ok(b) => {
                         if b.num_rows() > 0 {
                             good.push(b)
@@ -99,7 +156,7 @@ impl<D: LineDecoder> BatchReader for LineBatchReader<D> {
                     }
                     // Counted, not logged: a bad file would flood the log.
                     Err(_) if self.ignore_errors => self.skipped += 1,
-                    Err(reason) => return Err(self.malformed(i, reason)),
+                    Err(reason) => return Err(self.malformed(self.records[k], reason)),
                 }
             }
             if good.is_empty() {

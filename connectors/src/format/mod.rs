@@ -15,6 +15,7 @@ use crate::split::{FileSplit, Position};
 
 pub mod avro;
 pub mod csv;
+mod csv_records;
 mod guard;
 pub mod json;
 mod line_based;
