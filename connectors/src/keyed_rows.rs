@@ -170,7 +170,7 @@ impl KeySplitter {
             // One key group: the batch moves on whole.
             return Ok(vec![KeyedRows { key: self.representative(first)?, columns, rows }]);
         }
-        // Row indices per key group, by a counting sort (stable: rows keep their order).
+        // Row indices by key group, a stable sort: rows keep their order within a group.
         let mut order: Vec<u32> = (0..n as u32).collect();
         order.sort_by_key(|&i| groups[i as usize]);
         let mut out = Vec::new();

@@ -338,6 +338,23 @@ fn structs_become_rows_and_come_back_through_a_job() {
 }
 
 #[test]
+fn a_partial_batch_goes_out_after_the_flush_interval() {
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    struct N {
+        n: u64,
+    }
+    let mc = cluster(1, &[]);
+    let env = StreamEnvironment::new();
+    // 30 numbers at 50 a second: 600 ms, so batches of up to 1000 go out by time, several.
+    let sizes = env.from_sequence_paced(0, 29, 50).map(|n| N { n }).to_rows(1000).map(|r: Rows| r.num_rows()).collect();
+    let h = mc.submit(env.build_job_graph("flush by time").unwrap()).unwrap();
+    let sizes: Vec<usize> = sizes.collect();
+    assert_eq!(h.wait(WAIT).unwrap().status, JobStatus::Finished);
+    assert_eq!(sizes.iter().sum::<usize>(), 30);
+    assert!(sizes.len() >= 3, "partial batches went out by time, not only at the end: {sizes:?}");
+}
+
+#[test]
 fn rows_that_do_not_convert_fail_the_task_with_the_reason() {
     #[derive(Debug, Clone, Serialize, Deserialize)]
     struct Wrong {
