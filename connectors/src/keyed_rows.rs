@@ -298,6 +298,20 @@ mod tests {
     }
 
     #[test]
+    fn keyed_rows_cross_the_network_and_checkpoints_as_they_were() {
+        use bincode::Options;
+        let mut s = KeySplitter::new(&["user"], 128);
+        let parts = s.split(batch(&[Some("ada"), None, Some("bob"), Some("ada")], &[1, 2, 3, 4])).unwrap();
+        // The engine's wire options (riffle-api head.rs) and its checkpoint encoding (rmp).
+        let wire = bincode::DefaultOptions::new().with_fixint_encoding().with_little_endian();
+        let bytes = wire.serialize(&parts).unwrap();
+        let back: Vec<KeyedRows> = wire.with_limit(bytes.len() as u64).deserialize(&bytes).unwrap();
+        assert_eq!(back, parts);
+        let back: Vec<KeyedRows> = rmp_serde::from_slice(&rmp_serde::to_vec(&parts).unwrap()).unwrap();
+        assert_eq!(back, parts);
+    }
+
+    #[test]
     fn a_missing_key_column_is_an_error_naming_it() {
         let mut s = KeySplitter::new(&["usr"], 128);
         let e = s.split(batch(&[Some("ada")], &[1])).unwrap_err();
