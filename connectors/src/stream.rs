@@ -57,9 +57,10 @@ use riffle_api::{
     DataStream, KeyedProcessFunction, KeyedStream, ProcessContext, RichMapFunction, RuntimeContext, TimeDomain,
     UserError,
 };
+use riffle_state::key_group_range_for_subtask;
 use serde_arrow::schema::{SchemaLike, TracingOptions};
 
-use crate::keyed_rows::{KeySplitter, KeyedRows};
+use crate::keyed_rows::{representatives, KeySplitter, KeyedRows};
 use crate::rows::{Rows, RowsError};
 
 /// How long [`RecordStreamExt::to_rows`] holds a partial batch at most (wall clock), like
@@ -86,8 +87,9 @@ pub trait RecordStreamExt<T> {
     /// fields), up to `batch_size` records per batch within a subtask. A partial batch is
     /// emitted when the watermark advances (before the watermark itself), after
     /// [`TO_ROWS_FLUSH_MS`], and at the end of a bounded input. Records waiting for their
-    /// batch are keyed state of the operator, so a checkpoint keeps them: exactly once
-    /// across failures. A batch's timestamp is its records' largest. A record that does not
+    /// batch are keyed state of the operator (each subtask keys its records by a key of its
+    /// own key groups, so they cross one local exchange), so a checkpoint keeps them and a
+    /// rescaled restore moves them: exactly once across failures. A batch's timestamp is its records' largest. A record that does not
     /// convert fails the task.
     fn to_rows(&self, batch_size: usize) -> DataStream<Rows>;
 }
@@ -116,7 +118,41 @@ impl RowStreamExt for DataStream<Rows> {
 
 impl<T: riffle_api::Data> RecordStreamExt<T> for DataStream<T> {
     fn to_rows(&self, batch_size: usize) -> DataStream<Rows> {
-        self.process(ToRows::<T> { batch_size: batch_size.max(1), fields: None, _t: PhantomData }).name("To Rows")
+        // Each subtask keys its records by a key of its own key groups: the batching state is
+        // then keyed state of real key groups, which restores and rescales correctly (state
+        // under the key `()` of a non-keyed process function would not: every subtask's lands
+        // in the same key group). At equal parallelism the exchange keeps records local.
+        self.map_with_state(SubtaskKey { key: 0 })
+            .name("To Rows Key")
+            .key_by(|(k, _): &(u32, T)| *k)
+            .process(ToRows::<T> { batch_size: batch_size.max(1), fields: None, _t: PhantomData })
+            .name("To Rows")
+    }
+}
+
+/// Pairs each record with the representative key of the first key group this subtask owns.
+#[derive(Clone)]
+struct SubtaskKey {
+    key: u32,
+}
+
+impl<T: riffle_api::Data> RichMapFunction<T, (u32, T)> for SubtaskKey {
+    type State = ();
+
+    fn open(&mut self, ctx: &RuntimeContext) -> Result<(), UserError> {
+        let range = key_group_range_for_subtask(ctx.max_parallelism, ctx.parallelism, ctx.subtask);
+        let reps = representatives(ctx.max_parallelism);
+        self.key = reps.get(range.start as usize).copied().ok_or_else(|| {
+            RowsError::Convert(format!(
+                "subtask {} of {} owns no key group of {}",
+                ctx.subtask, ctx.parallelism, ctx.max_parallelism
+            ))
+        })?;
+        Ok(())
+    }
+
+    fn map(&mut self, value: T) -> Result<(u32, T), UserError> {
+        Ok((self.key, value))
     }
 }
 
@@ -166,7 +202,8 @@ impl<T: riffle_api::Data> KeyedProcessFunction<(), Rows, T> for ToRecords<T> {
     }
 }
 
-/// Records to rows, `batch_size` at a time; the waiting records are keyed state (key `()`).
+/// Records to rows, `batch_size` at a time; the waiting records are keyed state under the
+/// subtask's key.
 struct ToRows<T> {
     batch_size: usize,
     fields: Option<Vec<FieldRef>>,
@@ -183,7 +220,7 @@ impl<T> Clone for ToRows<T> {
 const BUFFER: &str = "to-rows.buffer";
 
 impl<T: riffle_api::Data> ToRows<T> {
-    fn flush(&mut self, ctx: &mut ProcessContext<'_, (), Rows>) -> Result<(), UserError> {
+    fn flush(&mut self, ctx: &mut ProcessContext<'_, u32, Rows>) -> Result<(), UserError> {
         let buffer = ctx.state().list_state::<(T, i64)>(BUFFER)?;
         let waiting = buffer.clear(ctx.state())?;
         if waiting.is_empty() {
@@ -207,8 +244,12 @@ impl<T: riffle_api::Data> ToRows<T> {
     }
 }
 
-impl<T: riffle_api::Data> KeyedProcessFunction<(), T, Rows> for ToRows<T> {
-    fn process_element(&mut self, value: T, ctx: &mut ProcessContext<'_, (), Rows>) -> Result<(), UserError> {
+impl<T: riffle_api::Data> KeyedProcessFunction<u32, (u32, T), Rows> for ToRows<T> {
+    fn process_element(
+        &mut self,
+        (_, value): (u32, T),
+        ctx: &mut ProcessContext<'_, u32, Rows>,
+    ) -> Result<(), UserError> {
         let buffer = ctx.state().list_state::<(T, i64)>(BUFFER)?;
         let timestamp = ctx.timestamp();
         if buffer.get(ctx.state())?.is_empty() {
@@ -226,7 +267,7 @@ impl<T: riffle_api::Data> KeyedProcessFunction<(), T, Rows> for ToRows<T> {
         Ok(())
     }
 
-    fn on_timer(&mut self, _: i64, _: TimeDomain, ctx: &mut ProcessContext<'_, (), Rows>) -> Result<(), UserError> {
+    fn on_timer(&mut self, _: i64, _: TimeDomain, ctx: &mut ProcessContext<'_, u32, Rows>) -> Result<(), UserError> {
         self.flush(ctx)
     }
 }

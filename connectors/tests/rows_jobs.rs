@@ -248,6 +248,59 @@ fn after_an_injected_failure_the_sums_are_exactly_the_same() {
     assert_eq!(got, want, "exactly once: no row lost or counted twice");
 }
 
+#[test]
+fn records_waiting_for_their_batch_survive_a_failure_exactly_once() {
+    static ARMED: AtomicBool = AtomicBool::new(false);
+    static FAILED: AtomicBool = AtomicBool::new(false);
+    const N: u64 = 100_000;
+    let mc = cluster(
+        2,
+        &[
+            ("execution.checkpointing.interval", "10 ms"),
+            ("restart-strategy", "fixed-delay"),
+            ("restart-strategy.fixed-delay.attempts", "1"),
+            ("restart-strategy.fixed-delay.delay", "10 ms"),
+        ],
+    );
+    let mut env = StreamEnvironment::new();
+    env.set_parallelism(2);
+    let out = env
+        .from_sequence(0, N - 1)
+        .map(|i| {
+            if i % 100 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if ARMED.load(Ordering::SeqCst) && !FAILED.swap(true, Ordering::SeqCst) {
+                panic!("injected failure at record {i}");
+            }
+            UserAmount { user: format!("user-{}", i % 7), amount: i as i64 }
+        })
+        .name("slow")
+        // 37 does not divide what a subtask reads between two checkpoints: records wait in
+        // the batching operator's state at every checkpoint.
+        .to_rows(37)
+        .key_by_columns(&["user"])
+        .process(UserSums)
+        .to_records::<UserAmount>()
+        .collect();
+    let h = mc.submit(env.build_job_graph("to_rows exactly once").unwrap()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while mc.checkpoint_stats(h.job_id()).completed < 2 {
+        assert!(Instant::now() < deadline, "no checkpoints: {:?}", mc.checkpoint_stats(h.job_id()));
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    ARMED.store(true, Ordering::SeqCst);
+    let got = by_user(out.collect());
+    let r = h.wait(WAIT).unwrap();
+    assert_eq!(r.status, JobStatus::Finished, "{:?}", r.error);
+    assert!(FAILED.load(Ordering::SeqCst), "the failure was injected");
+    let mut want = BTreeMap::new();
+    for i in 0..N {
+        *want.entry(format!("user-{}", i % 7)).or_insert(0) += i as i64;
+    }
+    assert_eq!(got, want, "exactly once through the batching state");
+}
+
 fn wait_running(mc: &MiniCluster, h: &JobHandle) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while mc.list_jobs().unwrap().iter().all(|j| j.job_id != h.job_id() || j.status != JobStatus::Running) {
