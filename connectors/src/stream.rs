@@ -89,8 +89,8 @@ pub trait RecordStreamExt<T> {
     /// [`TO_ROWS_FLUSH_MS`], and at the end of a bounded input. Records waiting for their
     /// batch are keyed state of the operator (each subtask keys its records by a key of its
     /// own key groups, so they cross one local exchange), so a checkpoint keeps them and a
-    /// rescaled restore moves them: exactly once across failures. A batch's timestamp is its records' largest. A record that does not
-    /// convert fails the task.
+    /// rescaled restore moves them: exactly once across failures. A batch's timestamp is its
+    /// records' largest. A record that does not convert fails the task.
     fn to_rows(&self, batch_size: usize) -> DataStream<Rows>;
 }
 

@@ -124,12 +124,15 @@ fn source_options() -> Configuration {
 
 /// The job: the CSV files at `parallelism` (batches of 100 rows, a short sleep per batch so
 /// that checkpoints and savepoints land mid-way), keyed by `user`, summed, back to structs.
-/// `inject`: the failure to inject.
+/// `inject`: the failure to inject. `rebatch`: the rows go to structs and back into batches
+/// of 37 rows (`to_records`, `to_rows`) before they are keyed, so records wait in the
+/// batching state at every checkpoint and savepoint.
 fn job(
     input: &Path,
     parallelism: u32,
     config: &[(&str, &str)],
     inject: Option<Inject>,
+    rebatch: bool,
 ) -> (StreamEnvironment, CollectStream<UserAmount>) {
     let source = FileSource::from_config(&[input.to_path_buf()], &source_options(), None).unwrap();
     let mut env = StreamEnvironment::new();
@@ -137,15 +140,11 @@ fn job(
     for (k, v) in config {
         env.set_config(k, v);
     }
-    let out = env
-        .from_source(source, "csv files")
-        .map_with_state(Slow { inject, restarted: false })
-        .name("slow")
-        .key_by_columns(&["user"])
-        .process(UserSums)
-        .name("user sums")
-        .to_records::<UserAmount>()
-        .collect();
+    let mut rows = env.from_source(source, "csv files").map_with_state(Slow { inject, restarted: false }).name("slow");
+    if rebatch {
+        rows = rows.to_records::<UserAmount>().to_rows(37);
+    }
+    let out = rows.key_by_columns(&["user"]).process(UserSums).name("user sums").to_records::<UserAmount>().collect();
     (env, out)
 }
 
@@ -202,7 +201,7 @@ fn csv_files_keyed_by_a_column_give_exact_sums_per_user() {
     let dir = tempfile::tempdir().unwrap();
     let want = write_input(dir.path());
     let mc = cluster(2, &[]);
-    let (env, out) = job(dir.path(), 2, &[], None);
+    let (env, out) = job(dir.path(), 2, &[], None, false);
     let h = mc.submit(env.build_job_graph("rows").unwrap()).unwrap();
     let got = by_user(out.collect());
     let r = h.wait(WAIT).unwrap();
@@ -228,7 +227,7 @@ fn after_an_injected_failure_the_sums_are_exactly_the_same() {
             ("restart-strategy.fixed-delay.delay", "10 ms"),
         ],
     );
-    let (env, out) = job(dir.path(), 2, &[], Some(inject));
+    let (env, out) = job(dir.path(), 2, &[], Some(inject), false);
     let h = mc.submit(env.build_job_graph("rows exactly once").unwrap()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while mc.checkpoint_stats(h.job_id()).completed < 2 {
@@ -324,7 +323,7 @@ fn savepoint_with_retry(f: impl Fn() -> Result<PathBuf, riffle_cluster::ClusterE
 }
 
 #[test]
-fn a_savepoint_at_parallelism_2_restores_at_3_and_at_1_with_the_same_sums() {
+fn a_savepoint_at_parallelism_2_restores_at_3_and_at_1_with_the_same_sums_batching_state_included() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in");
     std::fs::create_dir(&input).unwrap();
@@ -332,7 +331,7 @@ fn a_savepoint_at_parallelism_2_restores_at_3_and_at_1_with_the_same_sums() {
     let full = batches_of_a_full_read(&input);
     let savepoints = dir.path().join("savepoints");
     let mc = cluster(3, &[]);
-    let (env, out) = job(&input, 2, &[("state.storage.fs.memory-threshold", "0")], None);
+    let (env, out) = job(&input, 2, &[("state.storage.fs.memory-threshold", "0")], None, true);
     let h = mc.submit(env.build_job_graph("rows first run").unwrap()).unwrap();
     wait_running(&mc, &h);
     std::thread::sleep(Duration::from_millis(300));
@@ -340,7 +339,8 @@ fn a_savepoint_at_parallelism_2_restores_at_3_and_at_1_with_the_same_sums() {
     assert_eq!(h.wait(WAIT).unwrap().status, JobStatus::Canceled);
     assert!(out.collect::<Vec<_>>().is_empty(), "cancelled before the end: no sums emitted");
     for parallelism in [3, 1] {
-        let (env, out) = job(&input, parallelism, &[("execution.savepoint.path", &sp.display().to_string())], None);
+        let (env, out) =
+            job(&input, parallelism, &[("execution.savepoint.path", &sp.display().to_string())], None, true);
         let h = mc.submit(env.build_job_graph("rows restored").unwrap()).unwrap();
         let got = by_user(out.collect());
         let r = h.wait(WAIT).unwrap();
