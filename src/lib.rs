@@ -25,6 +25,8 @@ pub use riffle_api::*;
 pub use riffle_cluster::{
     ClusterError, JobHandle, JobId, JobResult, JobStatus, MiniCluster, MiniClusterConfig, SlotReport,
 };
+/// Formats, the file source and Arrow rows in streams (`riffle::connectors::RowStreamExt`).
+pub use riffle_connectors as connectors;
 pub use riffle_scenarios as scenarios;
 
 /// This process's programs: the built-in ones and plugin jobs as one [`Programs`]

@@ -349,6 +349,9 @@ pub struct RuntimeContext {
     pub subtask: u32,
     /// The operator's parallelism.
     pub parallelism: u32,
+    /// The job's max parallelism (number of key groups): what a function that routes records
+    /// by key group itself (the connectors' keyed rows) needs to agree with the partitioner.
+    pub max_parallelism: u32,
     /// The operator's name.
     pub name: String,
 }

@@ -206,8 +206,12 @@ impl<T: Data> DataStream<T> {
             NodeKind::OneInput,
             Node::new(move |ctx, next| {
                 let mut f = f.clone();
-                let rc =
-                    RuntimeContext { subtask: ctx.subtask, parallelism: ctx.parallelism, name: ctx.id.name.clone() };
+                let rc = RuntimeContext {
+                    subtask: ctx.subtask,
+                    parallelism: ctx.parallelism,
+                    max_parallelism: ctx.max_parallelism,
+                    name: ctx.id.name.clone(),
+                };
                 ctx.id.enter();
                 f.open(&rc).map_err(|e| ctx.id.err(e))?;
                 let (subtask, parallelism) = (ctx.subtask, ctx.parallelism);

@@ -36,18 +36,22 @@
 
 pub mod error;
 pub mod format;
+pub mod keyed_rows;
 pub mod lines;
 pub mod rows;
 pub mod source;
 pub mod split;
+pub mod stream;
 
 pub use arrow::datatypes::{Schema, SchemaRef};
 pub use arrow::record_batch::RecordBatch;
 pub use error::{ConnectorError, Location, Result};
 pub use format::{BatchReader, BatchWriter, Format};
+pub use keyed_rows::{KeyEncoder, KeySplitter, KeyedRows};
 pub use rows::{Rows, RowsError};
 pub use source::{FileSource, FileSourceSplit};
 pub use split::{FileSplit, Position, SplitUnit};
+pub use stream::{RecordStreamExt, RowStreamExt};
 
 /// Every option this crate declares, for the configuration registry and docs/connectors.md
 /// (it also reads `source.split-size`, declared by riffle-api for `read_text_file` too).

@@ -25,6 +25,14 @@ pub enum RowsError {
     /// The bytes are not an Arrow IPC stream of one batch (a corrupt checkpoint or frame).
     #[error("corrupt rows: {0}")]
     Corrupt(String),
+    /// A key column named by the job is not in the rows' schema.
+    #[error("key column '{column}' is not in the rows (columns: {available})")]
+    MissingColumn {
+        /// The column asked for.
+        column: String,
+        /// The rows' columns, comma-separated.
+        available: String,
+    },
 }
 
 impl Rows {

@@ -2,9 +2,8 @@
 //! (once, or continuously) and hands out the splits of every file (byte ranges, row groups,
 //! stripes), each reader decodes its splits into record batches and
 //! checkpoints each unfinished split with its [`Position`], so a restored reader seeks back
-//! instead of reading the split again. Not yet wired into the engine's streams (a
-//! `DataStream<RecordBatch>` needs an exchange codec for batches: the next part of issue 14);
-//! usable through riffle-api's `Source` traits.
+//! instead of reading the split again. Its records are [`Rows`] (a batch each), so
+//! `env.from_source(file_source, "files")` is a `DataStream<Rows>`.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -12,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
-use arrow::record_batch::RecordBatch;
 use riffle_api::source::file_enumerator::{FileDiscovery, FileEnumerator, FileSplitter, MONITOR_INTERVAL};
 use riffle_api::source::{
     Boundedness, ReadStatus, ReaderState, Source, SourceOutput, SourceReader, Split, SplitEnumerator,
@@ -21,6 +19,7 @@ use riffle_api::{Configuration, UserError};
 
 use crate::error::{ConnectorError, Result};
 use crate::format::{self, BatchReader, Format};
+use crate::rows::Rows;
 use crate::split::{FileSplit, Position, SPLIT_SIZE};
 
 /// A split of the file source: a [`FileSplit`] and, once a reader checkpointed it, where that
@@ -104,7 +103,7 @@ impl FileSplitter<FileSourceSplit> for FormatSplitter {
     }
 }
 
-impl Source<RecordBatch> for FileSource {
+impl Source<Rows> for FileSource {
     type Split = FileSourceSplit;
 
     fn boundedness(&self) -> Boundedness {
@@ -116,7 +115,7 @@ impl Source<RecordBatch> for FileSource {
         Ok(Box::new(FileEnumerator::new(self.discovery.clone(), Arc::new(splitter))?))
     }
 
-    fn create_reader(&self, _subtask: u32) -> Result<Box<dyn SourceReader<RecordBatch, FileSourceSplit>>, UserError> {
+    fn create_reader(&self, _subtask: u32) -> Result<Box<dyn SourceReader<Rows, FileSourceSplit>>, UserError> {
         Ok(Box::new(FileReader {
             format: self.format.clone(),
             schema: self.schema.clone(),
@@ -148,7 +147,7 @@ impl FileReader {
     }
 }
 
-impl SourceReader<RecordBatch, FileSourceSplit> for FileReader {
+impl SourceReader<Rows, FileSourceSplit> for FileReader {
     fn add_splits(&mut self, splits: Vec<FileSourceSplit>) {
         self.queue.extend(splits);
     }
@@ -157,7 +156,7 @@ impl SourceReader<RecordBatch, FileSourceSplit> for FileReader {
         self.no_more_splits = true;
     }
 
-    fn poll_next(&mut self, output: &mut dyn SourceOutput<RecordBatch>) -> Result<ReadStatus, UserError> {
+    fn poll_next(&mut self, output: &mut dyn SourceOutput<Rows>) -> Result<ReadStatus, UserError> {
         loop {
             if self.current.is_none() {
                 let Some(next) = self.queue.pop_front() else {
@@ -169,7 +168,7 @@ impl SourceReader<RecordBatch, FileSourceSplit> for FileReader {
             let Some((split, reader)) = self.current.as_mut() else { continue };
             match reader.next_batch()? {
                 Some(batch) => {
-                    output.collect(batch);
+                    output.collect(Rows(batch));
                     return Ok(ReadStatus::MoreAvailable);
                 }
                 None => {

@@ -10,20 +10,20 @@ use arrow::array::Int64Array;
 use arrow::record_batch::RecordBatch;
 use common::{batch, format, schema, write};
 use riffle_api::source::{ReadStatus, ReaderState, Source, SourceOutput, SourceReader, SplitEnumerator};
-use riffle_connectors::{FileSource, FileSourceSplit};
+use riffle_connectors::{FileSource, FileSourceSplit, Rows};
 
 struct Out(Vec<RecordBatch>);
 
-impl SourceOutput<RecordBatch> for Out {
-    fn collect(&mut self, value: RecordBatch) {
-        self.0.push(value);
+impl SourceOutput<Rows> for Out {
+    fn collect(&mut self, value: Rows) {
+        self.0.push(value.0);
     }
-    fn collect_with_timestamp(&mut self, value: RecordBatch, _timestamp: i64) {
-        self.0.push(value);
+    fn collect_with_timestamp(&mut self, value: Rows, _timestamp: i64) {
+        self.0.push(value.0);
     }
 }
 
-type Reader = Box<dyn SourceReader<RecordBatch, FileSourceSplit>>;
+type Reader = Box<dyn SourceReader<Rows, FileSourceSplit>>;
 
 /// Polls the readers round-robin, serving split requests, for `polls` polls or to the end.
 fn run(enumerator: &mut dyn SplitEnumerator<FileSourceSplit>, readers: &mut [Reader], out: &mut Out, polls: usize) {
