@@ -300,8 +300,14 @@ fn a_non_keyed_process_function_gets_each_subtasks_state_back_after_a_failure() 
     let r = h.wait(WAIT).unwrap();
     assert_eq!(r.status, JobStatus::Finished, "{:?}", r.error);
     assert!(FAILED.load(Ordering::SeqCst), "the failure was injected");
-    assert_eq!(got.len(), 2, "one sum per subtask: {got:?}");
-    assert_eq!(got.iter().sum::<u64>(), (0..N).sum::<u64>(), "exactly-once per-subtask state: {got:?}");
+    // Each subtask reads one split of the sequence: its sum is that split's sum. (The collect
+    // sink is not transactional: a subtask that finished before the other one failed emits
+    // its sum again after the restart, from the same restored state.)
+    let mut distinct = got.clone();
+    distinct.sort();
+    distinct.dedup();
+    let half = N / 2;
+    assert_eq!(distinct, [(0..half).sum::<u64>(), (half..N).sum::<u64>()], "exactly-once per-subtask state: {got:?}");
 }
 
 /// Records the checkpoint notifications its subtasks receive; when slow, each record takes a
