@@ -38,6 +38,7 @@ pub mod error;
 pub mod format;
 pub mod lines;
 pub mod rows;
+pub mod sink;
 pub mod source;
 pub mod split;
 
@@ -46,11 +47,14 @@ pub use arrow::record_batch::RecordBatch;
 pub use error::{ConnectorError, Location, Result};
 pub use format::{BatchReader, BatchWriter, Format};
 pub use rows::{Rows, RowsError};
+pub use sink::{FileSink, FileSinkExt};
 pub use source::{FileSource, FileSourceSplit};
 pub use split::{FileSplit, Position, SplitUnit};
 
 /// Every option this crate declares, for the configuration registry and docs/connectors.md
 /// (it also reads `source.split-size`, declared by riffle-api for `read_text_file` too).
 pub fn options() -> Vec<&'static dyn riffle_api::OptionInfo> {
-    format::options()
+    let mut out = format::options();
+    out.extend(sink::options::options());
+    out
 }
