@@ -1,0 +1,350 @@
+//! The file sink end to end: jobs of Rust structs turned into rows (`Rows::from_records`) on
+//! a MiniCluster write every format; pyarrow and fastavro read the committed files back with
+//! exactly the rows and types written; and after an injected task failure the committed
+//! output is exactly the failure-free output (Parquet, and partitioned CSV), read by riffle's
+//! own readers and by pyarrow.
+
+#[path = "common/pyenv.rs"]
+mod pyenv;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arrow::datatypes::{DataType, Field, Schema};
+use riffle_api::{Configuration, StreamEnvironment};
+use riffle_cluster::{JobStatus, MiniCluster, MiniClusterConfig};
+use riffle_connectors::sink::{FileSink, FileSinkExt};
+use riffle_connectors::{format, Rows};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+const WAIT: Option<Duration> = Some(Duration::from_secs(120));
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Trade {
+    id: i64,
+    symbol: String,
+    price: f64,
+    qty: i32,
+    note: Option<String>,
+    dt: String,
+    hour: String,
+}
+
+/// The data columns of a partitioned trade (what the files hold).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct TradeData {
+    id: i64,
+    symbol: String,
+    price: f64,
+    qty: i32,
+    note: Option<String>,
+}
+
+fn trade(i: u64) -> Trade {
+    let symbols = ["ACME", "a,\"b\" c", "héllo wörld"];
+    Trade {
+        id: i as i64,
+        symbol: symbols[(i % 3) as usize].to_string(),
+        price: i as f64 * 0.25 + 1.0,
+        qty: (i % 7) as i32 - 3,
+        note: i.is_multiple_of(4).then(|| format!("n{i}")),
+        dt: format!("2026-12-0{}", 3 + i % 2),
+        hour: format!("{:02}", i % 3),
+    }
+}
+
+/// A trade as the Python readers print it (partition values come back from the paths).
+fn trade_json(t: &Trade) -> Value {
+    json!({"id": t.id, "symbol": t.symbol, "price": t.price, "qty": t.qty, "note": t.note, "dt": t.dt, "hour": t.hour})
+}
+
+fn cluster() -> MiniCluster {
+    MiniCluster::start(MiniClusterConfig::new(1, 4)).expect("mini cluster starts")
+}
+
+/// The columns in the files, in order, with the types pyarrow reads the text formats as.
+fn text_schema(partitioned: bool) -> Value {
+    let mut s = vec![json!(["id", "int64"]), json!(["symbol", "string"]), json!(["price", "double"])];
+    s.extend([json!(["qty", "int32"]), json!(["note", "string"])]);
+    if !partitioned {
+        s.extend([json!(["dt", "string"]), json!(["hour", "string"])]);
+    }
+    Value::Array(s)
+}
+
+/// What pyarrow/fastavro read from `dir`; `None` without python3.
+fn python_read(fmt: &str, dir: &Path, partitioned: bool) -> Option<Value> {
+    let python = pyenv::python()?;
+    let mut cmd = Command::new(python);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/read_sink.py");
+    cmd.arg(script).arg(fmt).arg(dir).arg(text_schema(partitioned).to_string());
+    Some(serde_json::from_str(&pyenv::run(cmd, Duration::from_secs(120))).expect("JSON"))
+}
+
+fn sorted_rows(got: &Value) -> Vec<Value> {
+    let mut rows = got["rows"].as_array().expect("rows").clone();
+    rows.sort_by_key(|r| r["id"].as_i64().expect("id"));
+    rows
+}
+
+/// Every file under `dir`, relative.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).expect("dir").flatten() {
+            if e.file_type().expect("type").is_dir() {
+                dirs.push(e.path());
+            } else {
+                out.push(e.path().strip_prefix(dir).expect("inside").to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn hidden(p: &Path) -> bool {
+    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.') || n.starts_with('_'))
+}
+
+/// A job writing trades `0..n` into `sink`.
+fn job(n: u64, parallelism: u32, sink: impl FnOnce(&riffle_api::DataStream<Rows>)) -> StreamEnvironment {
+    let mut env = StreamEnvironment::new();
+    env.set_parallelism(parallelism);
+    env.set_config("execution.checkpointing.interval", "100 ms");
+    let rows = env.from_sequence(0, n - 1).map(|i| Rows::from_records(&[trade(i)]).expect("a trade converts"));
+    sink(&rows);
+    env
+}
+
+fn run_to_end(mc: &MiniCluster, env: &StreamEnvironment, name: &str) {
+    let h = mc.submit(env.build_job_graph(name).expect("graph")).expect("submitted");
+    let r = h.wait(WAIT).expect("job ends");
+    assert_eq!(r.status, JobStatus::Finished, "{name}: {:?}", r.error);
+}
+
+#[test]
+fn pyarrow_and_fastavro_read_every_format_the_sink_writes() {
+    let mc = cluster();
+    let tmp = tempfile::tempdir().unwrap();
+    const N: u64 = 600;
+    let expected: Vec<Value> = (0..N).map(|i| trade_json(&trade(i))).collect();
+    for fmt in ["parquet", "orc", "avro", "csv", "json"] {
+        let dir = tmp.path().join(fmt);
+        let spec = FileSink::builder(format!("file://{}", dir.display()))
+            .format(fmt)
+            .option("sink.rolling-policy.file-size", "4kb")
+            .build()
+            .unwrap();
+        let env = job(N, 2, |rows| {
+            rows.sink_to_file_sink(spec);
+        });
+        run_to_end(&mc, &env, fmt);
+        let all = files(&dir);
+        assert!(all.iter().all(|f| !hidden(f)), "{fmt}: nothing left in progress: {all:?}");
+        assert!(all.len() >= 2, "{fmt}: both subtasks wrote: {all:?}");
+        let Some(got) = python_read(fmt, &dir, false) else { return };
+        assert_eq!(got["files"].as_u64().unwrap() as usize, all.len());
+        assert_eq!(sorted_rows(&got), expected, "{fmt}: what the independent reader read");
+        let types = &got["types"];
+        let want = match fmt {
+            "avro" => json!({"id": "long", "symbol": "string", "price": "double", "qty": "int",
+                "note": ["null", "string"], "dt": "string", "hour": "string"}),
+            "parquet" => json!({"id": "int64", "symbol": "large_string", "price": "double", "qty": "int32",
+                "note": "large_string", "dt": "large_string", "hour": "large_string"}),
+            "orc" => json!({"id": "int64", "symbol": "string", "price": "double", "qty": "int32",
+                "note": "string", "dt": "string", "hour": "string"}),
+            // Text formats: read with the declared schema.
+            _ => json!({"id": "int64", "symbol": "string", "price": "double", "qty": "int32",
+                "note": "string", "dt": "string", "hour": "string"}),
+        };
+        assert_eq!(types, &want, "{fmt}: the column types in the files");
+    }
+}
+
+/// Reads committed trades with riffle's own readers; `partitioned`: the data columns are in
+/// the files and dt/hour come from the directories.
+fn riffle_read(fmt: &str, dir: &Path, partitioned: bool) -> Vec<Trade> {
+    let f = format::by_name(fmt, &Configuration::new()).unwrap();
+    // The traced schema with Utf8 for LargeUtf8 (what the text readers decode; the columnar
+    // files hold what was written and are checked against it).
+    let traced = Rows::from_records(&[trade(0)]).unwrap().schema();
+    let text = matches!(fmt, "csv" | "json");
+    let fields: Vec<Field> = traced
+        .fields()
+        .iter()
+        .take(if partitioned { 5 } else { 7 })
+        .map(|f| match f.data_type() {
+            DataType::LargeUtf8 if text => Field::new(f.name(), DataType::Utf8, f.is_nullable()),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    let schema = std::sync::Arc::new(Schema::new(fields));
+    let mut out = Vec::new();
+    for rel in files(dir) {
+        if rel.components().any(|c| c.as_os_str().to_string_lossy().starts_with(['.', '_'])) {
+            continue;
+        }
+        let path = dir.join(&rel);
+        let values: BTreeMap<String, String> = rel
+            .parent()
+            .into_iter()
+            .flat_map(|p| p.components())
+            .filter_map(|c| c.as_os_str().to_str().and_then(|s| s.split_once('=')))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        for split in f.splits(&path, u64::MAX).unwrap() {
+            let mut r = f.open(&split, schema.clone()).unwrap();
+            while let Some(b) = r.next_batch().unwrap() {
+                let rows = Rows(b);
+                if partitioned {
+                    for d in rows.to_records::<TradeData>().unwrap() {
+                        out.push(Trade {
+                            id: d.id,
+                            symbol: d.symbol,
+                            price: d.price,
+                            qty: d.qty,
+                            note: d.note,
+                            dt: values["dt"].clone(),
+                            hour: values["hour"].clone(),
+                        });
+                    }
+                } else {
+                    out.extend(rows.to_records::<Trade>().unwrap());
+                }
+            }
+        }
+    }
+    out.sort_by_key(|t| t.id);
+    out
+}
+
+/// A job writing trades `0..n` whose map fails once at record `fail_at`, after noting how
+/// many part files were committed then.
+fn flaky_job(
+    n: u64,
+    fail_at: u64,
+    failures: &'static AtomicU32,
+    committed_at_failure: &'static AtomicUsize,
+    dir: PathBuf,
+    sink: impl FnOnce(&riffle_api::DataStream<Rows>),
+) -> StreamEnvironment {
+    let mut env = StreamEnvironment::new();
+    env.set_parallelism(2);
+    env.set_config("execution.checkpointing.interval", "50 ms")
+        .set_config("restart-strategy", "fixed-delay")
+        .set_config("restart-strategy.fixed-delay.attempts", "3")
+        .set_config("restart-strategy.fixed-delay.delay", "10 ms");
+    let rows = env
+        .from_sequence_paced(0, n - 1, 1500)
+        .map(move |i| {
+            if i == fail_at && failures.load(Ordering::SeqCst) == 0 {
+                let visible = files(&dir).iter().filter(|f| !hidden(f)).count();
+                committed_at_failure.store(visible, Ordering::SeqCst);
+                failures.fetch_add(1, Ordering::SeqCst);
+                panic!("injected failure at record {i}");
+            }
+            Rows::from_records(&[trade(i)]).expect("a trade converts")
+        })
+        .name("flaky");
+    sink(&rows);
+    env
+}
+
+#[test]
+fn exactly_once_parquet_after_a_task_failure() {
+    static FAILURES: AtomicU32 = AtomicU32::new(0);
+    static COMMITTED: AtomicUsize = AtomicUsize::new(0);
+    let mc = cluster();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("out");
+    const N: u64 = 2000;
+    let spec = FileSink::builder(dir.display().to_string()).format("parquet").build().unwrap();
+    let env = flaky_job(N, 1300, &FAILURES, &COMMITTED, dir.clone(), |rows| {
+        rows.sink_to_file_sink(spec);
+    });
+    run_to_end(&mc, &env, "parquet drill");
+    assert_eq!(FAILURES.load(Ordering::SeqCst), 1, "the failure was injected");
+    assert!(COMMITTED.load(Ordering::SeqCst) > 0, "part files were committed before the failure");
+    let all = files(&dir);
+    assert!(all.iter().all(|f| !hidden(f)), "nothing left in progress: {all:?}");
+    let expected: Vec<Trade> = (0..N).map(trade).collect();
+    assert_eq!(riffle_read("parquet", &dir, false), expected, "riffle's reader: each record once");
+    if let Some(got) = python_read("parquet", &dir, false) {
+        let want: Vec<Value> = expected.iter().map(trade_json).collect();
+        assert_eq!(sorted_rows(&got), want, "pyarrow: each record once");
+    }
+}
+
+#[test]
+fn exactly_once_partitioned_csv_with_success_files_after_a_task_failure() {
+    static FAILURES: AtomicU32 = AtomicU32::new(0);
+    static COMMITTED: AtomicUsize = AtomicUsize::new(0);
+    let mc = cluster();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("out");
+    const N: u64 = 2000;
+    let spec = FileSink::builder(dir.display().to_string())
+        .format("csv")
+        .partition_by(["dt", "hour"])
+        .option("sink.partition-commit.policy.kind", "success-file")
+        .build()
+        .unwrap();
+    let env = flaky_job(N, 1300, &FAILURES, &COMMITTED, dir.clone(), |rows| {
+        rows.sink_to_file_sink(spec);
+    });
+    run_to_end(&mc, &env, "partitioned csv drill");
+    assert_eq!(FAILURES.load(Ordering::SeqCst), 1, "the failure was injected");
+    assert!(COMMITTED.load(Ordering::SeqCst) > 0, "part files were committed before the failure");
+    let all = files(&dir);
+    assert!(all.iter().all(|f| !f.file_name().unwrap().to_string_lossy().starts_with('.')), "{all:?}");
+    let mut partitions: Vec<String> = all.iter().map(|f| f.parent().unwrap().to_string_lossy().to_string()).collect();
+    partitions.dedup();
+    let mut want_partitions: Vec<String> =
+        (0..6).map(|i| format!("dt=2026-12-0{}/hour=0{}", 3 + i % 2, i % 3)).collect();
+    want_partitions.sort();
+    assert_eq!(partitions, want_partitions);
+    for p in &partitions {
+        assert!(dir.join(p).join("_SUCCESS").is_file(), "{p} committed");
+    }
+    let expected: Vec<Trade> = (0..N).map(trade).collect();
+    assert_eq!(riffle_read("csv", &dir, true), expected, "riffle's reader: each record once");
+    if let Some(got) = python_read("csv", &dir, true) {
+        let want: Vec<Value> = expected.iter().map(trade_json).collect();
+        assert_eq!(sorted_rows(&got), want, "pyarrow: each record once, partition values from the paths");
+    }
+}
+
+#[test]
+fn partition_time_commit_follows_the_watermark_to_the_end_of_input() {
+    let mc = cluster();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("out");
+    let spec = FileSink::builder(dir.display().to_string())
+        .format("json")
+        .partition_by(["dt", "hour"])
+        .option("sink.partition-commit.policy.kind", "success-file")
+        .option("sink.partition-commit.trigger", "partition-time")
+        .option("sink.partition-commit.delay", "1 h")
+        .option("partition.time-extractor.timestamp-pattern", "$dt $hour:00:00")
+        .option("sink.partition-commit.success-file.name", "_DONE")
+        .build()
+        .unwrap();
+    let env = job(300, 2, |rows| {
+        rows.sink_to_file_sink(spec);
+    });
+    run_to_end(&mc, &env, "partition-time");
+    // No event time in this job: only the final watermark (the end of input) passes the
+    // partitions' times, so the success files prove the sink receives watermarks.
+    let all = files(&dir);
+    let done: Vec<_> = all.iter().filter(|f| f.file_name().is_some_and(|n| n == "_DONE")).collect();
+    assert_eq!(done.len(), 6, "{all:?}");
+    assert!(all.iter().all(|f| !f.file_name().unwrap().to_string_lossy().starts_with('.')), "{all:?}");
+    let expected: Vec<Trade> = (0..300).map(trade).collect();
+    assert_eq!(riffle_read("json", &dir, true), expected);
+}
