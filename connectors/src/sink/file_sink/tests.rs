@@ -328,3 +328,42 @@ fn part_names_parse_back_only_when_canonical() {
         assert_eq!(parse_part_name(bad), None, "{bad}");
     }
 }
+
+#[test]
+fn a_rescaled_restore_commits_and_cleans_every_restored_subtask() {
+    let dir = tempfile::tempdir().unwrap();
+    let sp = spec(dir.path(), &[]);
+    // Two subtasks, each with a pending transaction at the checkpoint and records after it.
+    let mut states = Vec::new();
+    for sub in 0..2u32 {
+        let mut s = FileSink::new(sp.clone(), "t");
+        s.initialize(&ctx(sub, 2), &Recovery::fresh()).unwrap();
+        let base = i64::from(sub) * 100;
+        let mut t1 = s.begin(&ctx(sub, 2)).unwrap();
+        s.write(&mut t1, rows(base..base + 10, day), 0).unwrap();
+        s.pre_commit(&mut t1).unwrap();
+        let mut t2 = s.begin(&ctx(sub, 2)).unwrap();
+        states.push((t1, t2.clone()));
+        s.write(&mut t2, rows(base + 10..base + 20, day), 0).unwrap();
+    }
+    assert!(visible_lines(dir.path()).is_empty());
+    // Restored at parallelism 1: subtask 0 gets both states.
+    let mut s = FileSink::new(sp, "t");
+    for (pending, open) in &states {
+        s.recover_and_commit(&ctx(0, 1), pending.clone()).unwrap();
+        s.recover_and_abort(&ctx(0, 1), open.clone()).unwrap();
+    }
+    let recovery = Recovery {
+        restored: true,
+        restored_from: vec![0, 1],
+        committed: states.iter().map(|s| s.0.clone()).collect(),
+        aborted: states.iter().map(|s| s.1.clone()).collect(),
+    };
+    s.initialize(&ctx(0, 1), &recovery).unwrap();
+    let mut want = expected(0..10, day);
+    want.extend(expected(100..110, day));
+    want.sort();
+    assert_eq!(visible_lines(dir.path()), want, "both checkpointed transactions committed");
+    assert!(files(dir.path()).iter().all(|f| !f.starts_with('.')), "both subtasks' records after it deleted");
+    assert_eq!(s.uuid(), states[0].1.uuid, "subtask 0 continues its names");
+}
