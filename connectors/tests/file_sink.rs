@@ -348,3 +348,46 @@ fn partition_time_commit_follows_the_watermark_to_the_end_of_input() {
     let expected: Vec<Trade> = (0..300).map(trade).collect();
     assert_eq!(riffle_read("json", &dir, true), expected);
 }
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Tagged {
+    id: i64,
+    tag: Option<String>,
+}
+
+#[test]
+fn pyarrow_datasets_read_hostile_partition_values_back_from_the_escaped_directories() {
+    let mc = cluster();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("base");
+    let dir = base.join("out");
+    let tags =
+        [Some("a/b"), Some("x=y"), Some("100%"), Some("../up"), Some("héllo wörld"), Some("c:\\d"), Some(""), None];
+    let tag = move |i: u64| tags[(i % tags.len() as u64) as usize].map(str::to_string);
+    let spec = FileSink::builder(dir.display().to_string())
+        .format("parquet")
+        .partition_by(["tag"])
+        .option("sink.partition-commit.policy.kind", "success-file")
+        .build()
+        .unwrap();
+    let mut env = StreamEnvironment::new();
+    env.set_parallelism(2);
+    env.from_sequence(0, 199)
+        .map(move |i| Rows::from_records(&[Tagged { id: i as i64, tag: tag(i) }]).expect("converts"))
+        .sink_to_file_sink(spec);
+    run_to_end(&mc, &env, "hostile partitions");
+    let entries: Vec<String> =
+        std::fs::read_dir(&base).unwrap().flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect();
+    assert_eq!(entries, ["out"], "nothing written outside the base directory");
+    let dirs: std::collections::BTreeSet<String> =
+        files(&dir).iter().map(|f| f.parent().unwrap().to_string_lossy().to_string()).collect();
+    assert_eq!(dirs.len(), 7, "'' and null share the default partition: {dirs:?}");
+    assert!(dirs.iter().all(|d| !d.contains('/') && d.starts_with("tag=")), "{dirs:?}");
+    let Some(python) = pyenv::python() else { return };
+    let mut cmd = Command::new(python);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/read_sink.py");
+    cmd.arg(script).arg("dataset").arg("parquet").arg(&dir).arg(r#"["tag"]"#);
+    let got: Value = serde_json::from_str(&pyenv::run(cmd, Duration::from_secs(120))).expect("JSON");
+    let want: Vec<Value> = (0..200u64).map(|i| json!({"id": i, "tag": tag(i).filter(|t| !t.is_empty())})).collect();
+    assert_eq!(sorted_rows(&got), want, "pyarrow.dataset's Hive partitioning unescapes every value");
+}

@@ -1,6 +1,7 @@
 """Reads a directory a riffle file sink wrote, as an independent reader would.
 
 usage: read_sink.py FORMAT DIR SCHEMA_JSON
+       read_sink.py dataset FORMAT DIR PARTITION_COLUMNS_JSON
 
 Visible files only (names starting with "." or "_" are skipped, as pyarrow.dataset, Spark and
 Hive do); Hive partition directories (col=value, percent-escaped) become string columns.
@@ -68,7 +69,23 @@ def read_file(fmt, path, schema):
     return {f.name: str(f.type) for f in t.schema}, t.to_pylist()
 
 
+def read_dataset(fmt, root, partition_columns):
+    """pyarrow.dataset's own Hive partitioning: directory names unescaped by pyarrow, the
+    default partition name read as null."""
+    import pyarrow.dataset as ds
+
+    part = ds.HivePartitioning(
+        pa.schema([(c, pa.string()) for c in partition_columns]), null_fallback="__DEFAULT_PARTITION__"
+    )
+    d = ds.dataset(root, format=fmt, partitioning=part)
+    t = d.to_table()
+    return {"files": len(d.files), "types": {f.name: str(f.type) for f in t.schema}, "rows": t.to_pylist()}
+
+
 def main():
+    if sys.argv[1] == "dataset":
+        print(json.dumps(read_dataset(sys.argv[2], sys.argv[3], json.loads(sys.argv[4])), default=str))
+        return
     fmt, root, schema = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     schema = {k: pa.type_for_alias(v) for k, v in schema}
     files, types, rows = 0, {}, []
