@@ -10,7 +10,9 @@
 //!
 //! This crate knows nothing of actors, subtasks or checkpoints: [`FileSource`] implements
 //! riffle-api's FLIP-27 `Source` traits over the splits and keeps positions in the readers'
-//! split state; the engine drives it.
+//! split state; the engine drives it. [`FileSink`] implements riffle-api's
+//! `TwoPhaseCommitSink` over the writers (exactly-once part files, partitions, partition
+//! commit), wired into a `DataStream<Rows>` by [`FileSinkExt`].
 //!
 //! ```
 //! use riffle_api::Configuration;
