@@ -1,7 +1,7 @@
 //! The open part files of one sink subtask, encoded on a thread of their own.
 //!
 //! A two-phase-commit sink must be `Send` (the engine moves it onto its subtask's thread),
-//! and a format's [`BatchWriter`](crate::BatchWriter) is not (orc-rust's encoder is not), so
+//! and a format's [`crate::BatchWriter`] is not (orc-rust's encoder is not), so
 //! the writers live on one thread per sink instance and the sink talks to it by messages,
 //! waiting for each answer: errors come back to the call that caused them, in order.
 
