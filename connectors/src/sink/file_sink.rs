@@ -416,6 +416,11 @@ impl TwoPhaseCommitSink<Rows> for FileSink {
         for (path, seq) in std::mem::take(&mut self.recovered_commits) {
             restored.committed(&path, seq);
         }
+        // Transaction numbers order writes against commits in the tracker: continue above
+        // every restored one (after a rescale they come from several former subtasks).
+        let restored_seqs = recovery.committed.iter().chain(&recovery.aborted).map(|t| t.seq);
+        let written_seqs = restored.snapshot().into_iter().map(|p| p.last_txn + 1);
+        self.next_seq = restored_seqs.chain(written_seqs).chain([self.next_seq]).max().unwrap_or(0);
         self.tracker = restored;
         Ok(())
     }

@@ -366,4 +366,45 @@ fn a_rescaled_restore_commits_and_cleans_every_restored_subtask() {
     assert_eq!(visible_lines(dir.path()), want, "both checkpointed transactions committed");
     assert!(files(dir.path()).iter().all(|f| !f.starts_with('.')), "both subtasks' records after it deleted");
     assert_eq!(s.uuid(), states[0].1.uuid, "subtask 0 continues its names");
+    let next = s.begin(&ctx(0, 1)).unwrap();
+    assert!(next.seq >= states.iter().map(|s| s.1.seq).max().unwrap(), "numbers continue above every restored one");
+}
+
+#[test]
+fn partitions_restored_from_another_subtask_are_committed_by_a_later_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicI64::new(0));
+    let sp = partitioned(dir.path(), &[("sink.partition-commit.delay", "10 s")], &now);
+    // Former subtask 1 wrote partition "a" in its fourth transaction, at 0 s.
+    let mut old = FileSink::new(sp.clone(), "t");
+    old.initialize(&ctx(1, 2), &Recovery::fresh()).unwrap();
+    for _ in 0..3 {
+        let mut t = old.begin(&ctx(1, 2)).unwrap();
+        old.pre_commit(&mut t).unwrap();
+        old.commit(t).unwrap();
+    }
+    let mut t = old.begin(&ctx(1, 2)).unwrap();
+    old.write(&mut t, rows(0..2, |_| "a".into()), 0).unwrap();
+    old.pre_commit(&mut t).unwrap();
+    let open = old.begin(&ctx(1, 2)).unwrap();
+    drop(old);
+    // Restored at 1 s into subtask 0 of 1, which has no state of its own (a fresh uuid):
+    // the files are committed, the partition is not due yet.
+    now.store(1_000, Ordering::SeqCst);
+    let mut s = FileSink::new(sp, "t");
+    s.recover_and_commit(&ctx(0, 1), t.clone()).unwrap();
+    s.recover_and_abort(&ctx(0, 1), open.clone()).unwrap();
+    let rec = Recovery { restored: true, restored_from: vec![1], committed: vec![t], aborted: vec![open] };
+    s.initialize(&ctx(0, 1), &rec).unwrap();
+    assert!(!dir.path().join("dt=a/_SUCCESS").exists());
+    assert_eq!(s.pending_partitions(), 1);
+    // This subtask writes it too; at 20 s its checkpoint commits the partition for good.
+    let mut next = s.begin(&ctx(0, 1)).unwrap();
+    s.write(&mut next, rows(2..3, |_| "a".into()), 0).unwrap();
+    s.pre_commit(&mut next).unwrap();
+    now.store(20_000, Ordering::SeqCst);
+    s.commit(next).unwrap();
+    assert!(dir.path().join("dt=a/_SUCCESS").is_file());
+    assert_eq!(s.pending_partitions(), 0, "no write after this checkpoint's: nothing left to commit");
+    assert_eq!(visible_lines(&dir.path().join("dt=a")), ["0", "1", "2"]);
 }
