@@ -391,3 +391,47 @@ fn pyarrow_datasets_read_hostile_partition_values_back_from_the_escaped_director
     let want: Vec<Value> = (0..200u64).map(|i| json!({"id": i, "tag": tag(i).filter(|t| !t.is_empty())})).collect();
     assert_eq!(sorted_rows(&got), want, "pyarrow.dataset's Hive partitioning unescapes every value");
 }
+
+#[test]
+fn exactly_once_parquet_into_an_object_store_after_a_task_failure() {
+    use futures::TryStreamExt;
+    use object_store::{ObjectStore, ObjectStoreExt};
+    static FAILURES: AtomicU32 = AtomicU32::new(0);
+    static COMMITTED: AtomicUsize = AtomicUsize::new(0);
+    let mc = cluster();
+    let tmp = tempfile::tempdir().unwrap();
+    let store: std::sync::Arc<dyn ObjectStore> = std::sync::Arc::new(object_store::memory::InMemory::new());
+    const N: u64 = 2000;
+    let spec = FileSink::builder(tmp.path().join("unused").display().to_string())
+        .format("parquet")
+        .build()
+        .unwrap()
+        .with_object_store(store.clone(), "lake/trades");
+    // The failing map looks at a local directory that stays empty.
+    std::fs::create_dir(tmp.path().join("unused")).unwrap();
+    let env = flaky_job(N, 1300, &FAILURES, &COMMITTED, tmp.path().join("unused"), |rows| {
+        rows.sink_to_file_sink(spec);
+    });
+    run_to_end(&mc, &env, "object store drill");
+    assert_eq!(FAILURES.load(Ordering::SeqCst), 1, "the failure was injected");
+    assert_eq!(std::fs::read_dir(tmp.path().join("unused")).unwrap().count(), 0, "nothing written locally");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let objects: Vec<(String, Vec<u8>)> = rt.block_on(async {
+        let list: Vec<_> = store.list(None).try_collect().await.unwrap();
+        let mut out = Vec::new();
+        for o in list {
+            let bytes = store.get(&o.location).await.unwrap().bytes().await.unwrap();
+            out.push((o.location.to_string(), bytes.to_vec()));
+        }
+        out
+    });
+    assert!(objects.len() > 2, "several checkpoints committed parts: {}", objects.len());
+    let local = tmp.path().join("download");
+    std::fs::create_dir(&local).unwrap();
+    for (name, bytes) in &objects {
+        assert!(name.starts_with("lake/trades/part-"), "only committed parts are left: {name}");
+        std::fs::write(local.join(name.rsplit('/').next().unwrap()), bytes).unwrap();
+    }
+    let expected: Vec<Trade> = (0..N).map(trade).collect();
+    assert_eq!(riffle_read("parquet", &local, false), expected, "each record once");
+}

@@ -15,13 +15,16 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use futures::TryStreamExt;
+use object_store::path::{Path as ObjectPath, PathPart};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use riffle_api::error::UserError;
 use riffle_api::sink::{Recovery, SinkContext, TwoPhaseCommitSink};
 use riffle_api::Configuration;
 use serde::{Deserialize, Serialize};
 
 use super::commit::{self, CommitPolicy, CommitTracker, PendingPartition, Trigger};
-use super::location::local_dir;
+use super::location::{parse_location, ObjectTarget, SinkLocation};
 use super::options::{DEFAULT_PARTITION_NAME, PARTITION_BY, PATH};
 use super::partition::Partitioner;
 use super::rolling::{PartFileState, RollingPolicy};
@@ -73,7 +76,10 @@ fn system_clock() -> i64 {
 /// A validated file sink configuration, shared by the subtasks' sinks.
 #[derive(Clone)]
 pub struct FileSinkSpec {
+    /// The local directory (for an object store: its URL, for messages only).
     dir: PathBuf,
+    /// The object store, when not a local directory.
+    object: Option<ObjectTarget>,
     format: Arc<dyn Format>,
     policy: RollingPolicy,
     partition_by: Vec<String>,
@@ -103,7 +109,10 @@ impl FileSinkSpec {
             value: String::new(),
             reason: "the file sink needs a path".into(),
         })?;
-        let dir = local_dir(&path)?;
+        let (dir, object) = match parse_location(&path)? {
+            SinkLocation::Local(dir) => (dir, None),
+            SinkLocation::Object(t) => (PathBuf::from(&path), Some(t)),
+        };
         let format = format::from_config(config)?;
         let partition_by: Vec<String> = config
             .get(&PARTITION_BY)?
@@ -120,6 +129,7 @@ impl FileSinkSpec {
         }
         Ok(Self {
             dir,
+            object,
             format,
             policy: RollingPolicy::from_config(config)?,
             partition_by,
@@ -136,7 +146,15 @@ impl FileSinkSpec {
         self
     }
 
-    /// The base directory.
+    /// The same sink writing into `store` under `prefix` (a store configured in code; part
+    /// files are staged locally and uploaded whole when they close).
+    pub fn with_object_store(mut self, store: Arc<dyn ObjectStore>, prefix: &str) -> Self {
+        self.dir = PathBuf::from(format!("{store}/{prefix}"));
+        self.object = Some(ObjectTarget { store, prefix: ObjectPath::from(prefix) });
+        self
+    }
+
+    /// The base directory (for an object store, its name).
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -161,6 +179,7 @@ struct OpenPart {
 pub struct FileSink {
     spec: FileSinkSpec,
     uuid: String,
+    subtask: u32,
     next_part: u64,
     next_seq: u64,
     writers: Option<PartWriters>,
@@ -172,6 +191,8 @@ pub struct FileSink {
     /// Partitions committed by restored transactions, with the transaction's number.
     recovered_commits: Vec<(String, u64)>,
     name: String,
+    /// Where part files for an object store are encoded before their upload.
+    staging: Option<PathBuf>,
 }
 
 /// A part file name parsed: `(uuid, subtask, part, in_progress)`.
@@ -243,6 +264,7 @@ impl FileSink {
         Self {
             spec,
             uuid: String::new(),
+            subtask: 0,
             next_part: 0,
             next_seq: 0,
             writers: None,
@@ -253,6 +275,7 @@ impl FileSink {
             last_check_ms: i64::MIN,
             recovered_commits: Vec::new(),
             name: name.to_string(),
+            staging: None,
         }
     }
 
@@ -282,6 +305,34 @@ impl FileSink {
         self.partition_dir(&f.partition).join(part_name(uuid, subtask, f.part, false))
     }
 
+    /// `<prefix>/<partition>/<name>` in the object store (the partition's escaped segments
+    /// as they are).
+    fn object_path(target: &ObjectTarget, partition: &str, name: &str) -> Result<ObjectPath, UserError> {
+        let mut p = target.prefix.clone();
+        for seg in partition.split('/').filter(|s| !s.is_empty()).chain([name]) {
+            let part = PathPart::parse(seg).map_err(|e| format!("cannot name the object '{seg}': {e}"))?;
+            p = p.join(part);
+        }
+        Ok(p)
+    }
+
+    /// Runs an object store call on the writer thread.
+    fn object_call<T, F>(&mut self, make: impl FnOnce() -> F + Send + 'static) -> Result<T, UserError>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = Result<T>>,
+    {
+        Ok(self.writers()?.block_on(make)?)
+    }
+
+    /// Where part `f` is encoded: its in-progress file, or for an object store its staging file.
+    fn encode_path(&self, uuid: &str, subtask: u32, f: &PartFile) -> PathBuf {
+        match &self.staging {
+            Some(dir) => dir.join(format!("{}", f.part)),
+            None => self.in_progress_path(uuid, subtask, f),
+        }
+    }
+
     fn writers(&mut self) -> Result<&PartWriters, UserError> {
         if self.writers.is_none() {
             self.writers = Some(PartWriters::start(self.spec.format.clone(), &self.name)?);
@@ -294,8 +345,80 @@ impl FileSink {
     fn close_part(&mut self, partition: &str) -> Result<(), UserError> {
         if let Some(p) = self.open.remove(partition) {
             self.writers()?.finish(p.part)?;
+            if let Some(target) = self.spec.object.clone() {
+                // Uploaded whole under its in-progress name: durable before the pre-commit ends.
+                let f = PartFile { partition: partition.to_string(), part: p.part };
+                let staged = self.encode_path(&self.uuid, self.subtask, &f);
+                let name = part_name(&self.uuid, self.subtask, p.part, true);
+                let to = Self::object_path(&target, partition, &name)?;
+                let bytes = std::fs::read(&staged).map_err(|e| io(&staged, e))?;
+                let store = target.store.clone();
+                let where_ = to.clone();
+                self.object_call(move || async move {
+                    store
+                        .put(&where_, PutPayload::from(bytes))
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| ConnectorError::io(where_.as_ref(), std::io::Error::other(e)))
+                })?;
+                remove_if_exists(&staged)?;
+            }
         }
         Ok(())
+    }
+
+    /// Makes pending part files visible: a rename to the committed name (an already committed
+    /// file counts as done).
+    fn commit_files(&mut self, txn: &FileSinkTxn) -> Result<(), UserError> {
+        if let Some(target) = self.spec.object.clone() {
+            for f in &txn.files {
+                let from = Self::object_path(&target, &f.partition, &part_name(&txn.uuid, txn.subtask, f.part, true))?;
+                let to = Self::object_path(&target, &f.partition, &part_name(&txn.uuid, txn.subtask, f.part, false))?;
+                let store = target.store.clone();
+                self.object_call(move || async move {
+                    let err = |e: object_store::Error| ConnectorError::io(to.as_ref(), std::io::Error::other(e));
+                    match store.rename(&from, &to).await {
+                        Ok(()) => Ok(()),
+                        Err(object_store::Error::NotFound { .. }) => store.head(&to).await.map(|_| ()).map_err(err),
+                        Err(e) => Err(err(e)),
+                    }
+                })?;
+            }
+            return Ok(());
+        }
+        for f in &txn.files {
+            let (from, to) =
+                (self.in_progress_path(&txn.uuid, txn.subtask, f), self.committed_path(&txn.uuid, txn.subtask, f));
+            match std::fs::rename(&from, &to) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound && to.is_file() => {}
+                Err(e) => return Err(format!("cannot commit '{}' to '{}': {e}", from.display(), to.display()).into()),
+            }
+        }
+        self.sync_dirs(txn.files.iter().map(|f| f.partition.as_str()))
+    }
+
+    /// Deletes the part files the restore replays, in an object store: every in-progress
+    /// object, and committed ones numbered from the aborted transaction on.
+    fn clean_objects(&mut self, target: &ObjectTarget, aborted: &[FileSinkTxn]) -> Result<(), UserError> {
+        let store = target.store.clone();
+        let prefix = target.prefix.clone();
+        let aborted = aborted.to_vec();
+        self.object_call(move || async move {
+            let err = |e: object_store::Error| ConnectorError::io(prefix.as_ref(), std::io::Error::other(e));
+            let objects: Vec<_> = store.list(Some(&prefix)).try_collect().await.map_err(err)?;
+            for o in objects {
+                let Some(name) = o.location.filename() else { continue };
+                let Some((uuid, s, n, in_progress)) = parse_part_name(name) else { continue };
+                if aborted.iter().any(|t| t.uuid == uuid && t.subtask == s && (in_progress || n >= t.first_part)) {
+                    match store.delete(&o.location).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(err(e)),
+                    }
+                }
+            }
+            Ok(())
+        })
     }
 
     /// Every part file of the base directory, recursively: `(directory, name)`.
@@ -349,11 +472,23 @@ impl FileSink {
         let mut done = Vec::new();
         for p in commit::ready(&policy, &txn.partitions, now, txn.watermark) {
             let path = p.spec.path();
-            let dir = self.partition_dir(&path);
-            std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-            let success = dir.join(&policy.success_file);
-            std::fs::File::create(&success).and_then(|f| f.sync_all()).map_err(|e| io(&success, e))?;
-            sync_dir(&dir)?;
+            if let Some(target) = self.spec.object.clone() {
+                let to = Self::object_path(&target, &path, &policy.success_file)?;
+                let store = target.store.clone();
+                self.object_call(move || async move {
+                    store
+                        .put(&to, PutPayload::new())
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| ConnectorError::io(to.as_ref(), std::io::Error::other(e)))
+                })?;
+            } else {
+                let dir = self.partition_dir(&path);
+                std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+                let success = dir.join(&policy.success_file);
+                std::fs::File::create(&success).and_then(|f| f.sync_all()).map_err(|e| io(&success, e))?;
+                sync_dir(&dir)?;
+            }
             self.tracker.committed(&path, txn.seq);
             done.push(path);
         }
@@ -371,13 +506,16 @@ impl TwoPhaseCommitSink<Rows> for FileSink {
     /// committed at an end of input after that checkpoint (their records are replayed).
     /// Restores the partitions still to commit.
     fn initialize(&mut self, ctx: &SinkContext, recovery: &Recovery<FileSinkTxn>) -> Result<(), UserError> {
-        let dir = self.spec.dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-        if !std::fs::metadata(&dir).map_err(|e| io(&dir, e))?.is_dir() {
-            return Err(format!("the sink's path '{}' is not a directory", dir.display()).into());
-        }
-        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            sync_dir(parent)?;
+        self.subtask = ctx.subtask;
+        if self.spec.object.is_none() {
+            let dir = self.spec.dir.clone();
+            std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+            if !std::fs::metadata(&dir).map_err(|e| io(&dir, e))?.is_dir() {
+                return Err(format!("the sink's path '{}' is not a directory", dir.display()).into());
+            }
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent)?;
+            }
         }
         match recovery.aborted.iter().find(|t| t.subtask == ctx.subtask) {
             Some(t) => {
@@ -391,7 +529,14 @@ impl TwoPhaseCommitSink<Rows> for FileSink {
                 self.next_seq = 0;
             }
         }
-        if !recovery.aborted.is_empty() {
+        if let Some(target) = self.spec.object.clone() {
+            let staging = std::env::temp_dir().join(format!("riffle-file-sink-{}-{}", self.uuid, ctx.subtask));
+            std::fs::create_dir_all(&staging).map_err(|e| io(&staging, e))?;
+            self.staging = Some(staging);
+            if !recovery.aborted.is_empty() {
+                self.clean_objects(&target, &recovery.aborted)?;
+            }
+        } else if !recovery.aborted.is_empty() {
             let files = self.scan()?;
             let mut touched = BTreeSet::new();
             for (d, name) in &files {
@@ -482,9 +627,11 @@ impl TwoPhaseCommitSink<Rows> for FileSink {
             }
             if !self.open.contains_key(&path) {
                 let f = PartFile { partition: path.clone(), part: self.next_part };
-                let dir = self.partition_dir(&path);
-                std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-                let file = self.in_progress_path(&txn.uuid, txn.subtask, &f);
+                if self.staging.is_none() {
+                    let dir = self.partition_dir(&path);
+                    std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+                }
+                let file = self.encode_path(&txn.uuid, txn.subtask, &f);
                 let written = self.writers()?.open(f.part, &file, data_schema.clone())?;
                 self.next_part += 1;
                 self.open.insert(path.clone(), OpenPart { part: f.part, written, created_ms: now, last_write_ms: now });
@@ -515,7 +662,9 @@ impl TwoPhaseCommitSink<Rows> for FileSink {
         for k in open {
             self.close_part(&k)?;
         }
-        self.sync_dirs(txn.files.iter().map(|f| f.partition.as_str()))?;
+        if self.spec.object.is_none() {
+            self.sync_dirs(txn.files.iter().map(|f| f.partition.as_str()))?;
+        }
         txn.partitions = self.tracker.snapshot();
         txn.watermark = self.watermark;
         Ok(())
@@ -524,16 +673,7 @@ impl TwoPhaseCommitSink<Rows> for FileSink {
     /// Renames the pending files to their visible names (already renamed counts as done),
     /// then commits the partitions whose trigger fired.
     fn commit(&mut self, txn: FileSinkTxn) -> Result<(), UserError> {
-        for f in &txn.files {
-            let (from, to) =
-                (self.in_progress_path(&txn.uuid, txn.subtask, f), self.committed_path(&txn.uuid, txn.subtask, f));
-            match std::fs::rename(&from, &to) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::NotFound && to.is_file() => {}
-                Err(e) => return Err(format!("cannot commit '{}' to '{}': {e}", from.display(), to.display()).into()),
-            }
-        }
-        self.sync_dirs(txn.files.iter().map(|f| f.partition.as_str()))?;
+        self.commit_files(&txn)?;
         self.commit_partitions(&txn)?;
         Ok(())
     }
@@ -541,20 +681,9 @@ impl TwoPhaseCommitSink<Rows> for FileSink {
     /// Commits like [`FileSink::commit`] and remembers the partitions it committed, so that
     /// `initialize` does not restore them as pending.
     fn recover_and_commit(&mut self, _: &SinkContext, txn: FileSinkTxn) -> Result<(), UserError> {
-        let seq = txn.seq;
-        let files = txn.files.clone();
-        for f in &files {
-            let (from, to) =
-                (self.in_progress_path(&txn.uuid, txn.subtask, f), self.committed_path(&txn.uuid, txn.subtask, f));
-            match std::fs::rename(&from, &to) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::NotFound && to.is_file() => {}
-                Err(e) => return Err(format!("cannot commit '{}' to '{}': {e}", from.display(), to.display()).into()),
-            }
-        }
-        self.sync_dirs(files.iter().map(|f| f.partition.as_str()))?;
+        self.commit_files(&txn)?;
         let done = self.commit_partitions(&txn)?;
-        self.recovered_commits.extend(done.into_iter().map(|p| (p, seq)));
+        self.recovered_commits.extend(done.into_iter().map(|p| (p, txn.seq)));
         Ok(())
     }
 
@@ -566,7 +695,21 @@ impl TwoPhaseCommitSink<Rows> for FileSink {
                     w.discard(f.part);
                 }
             }
-            remove_if_exists(&self.in_progress_path(&txn.uuid, txn.subtask, f))?;
+            match self.spec.object.clone() {
+                None => remove_if_exists(&self.in_progress_path(&txn.uuid, txn.subtask, f))?,
+                Some(target) => {
+                    remove_if_exists(&self.encode_path(&txn.uuid, txn.subtask, f))?;
+                    let path =
+                        Self::object_path(&target, &f.partition, &part_name(&txn.uuid, txn.subtask, f.part, true))?;
+                    let store = target.store.clone();
+                    self.object_call(move || async move {
+                        match store.delete(&path).await {
+                            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                            Err(e) => Err(ConnectorError::io(path.as_ref(), std::io::Error::other(e))),
+                        }
+                    })?;
+                }
+            }
         }
         Ok(())
     }
@@ -574,6 +717,17 @@ impl TwoPhaseCommitSink<Rows> for FileSink {
     fn watermark(&mut self, watermark: i64) -> Result<(), UserError> {
         self.watermark = Some(self.watermark.map_or(watermark, |w| w.max(watermark)));
         Ok(())
+    }
+}
+
+impl Drop for FileSink {
+    /// Stops the writer thread, then deletes the staging directory of an object store sink
+    /// (best effort: what is staged there is rewritten by the replay).
+    fn drop(&mut self) {
+        drop(self.writers.take());
+        if let Some(dir) = self.staging.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 

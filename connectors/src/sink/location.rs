@@ -1,28 +1,79 @@
-//! Where a file sink writes: a local directory, given as a path or a `file://` URL.
+//! Where a file sink writes: a local directory (a path or a `file://` URL), or an object
+//! store (`s3://`, `gs://`, `az://` with the crate features `s3`, `gcs`, `azure`, or any
+//! `ObjectStore` handed to the builder).
 //!
-//! Part files are written, fsynced and renamed with `std::fs`: the exactly-once protocol
+//! Local part files are written, fsynced and renamed with `std::fs`: the exactly-once protocol
 //! needs an atomic rename from the in-progress name to the visible one and control over
-//! fsync, which a local file system gives directly. Object stores (`s3://`, `gs://`, `az://`)
-//! have neither rename nor in-place append and need a different commit (multipart uploads
-//! completed at commit time); they are refused with that reason until that exists.
+//! fsync, which a local file system gives directly. An object store has no append and no
+//! atomic rename: a part file is encoded into a local staging file, uploaded whole under its
+//! in-progress name when it closes (durable before the checkpoint's pre-commit ends), and
+//! copied to its visible name when the checkpoint completes (object_store's rename: copy and
+//! delete; a repeated commit finds the visible object).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use object_store::path::Path as ObjectPath;
+use object_store::ObjectStore;
 use riffle_api::ConfigError;
 
 use super::options::PATH;
 use crate::error::{ConnectorError, Result};
 
-/// Schemes of object stores, recognised to refuse them with a clear reason.
-const OBJECT_STORES: &[&str] = &["s3", "s3a", "gs", "az", "adl", "azure", "abfs", "abfss", "http", "https"];
+/// Schemes of object stores and the crate feature that builds their client.
+const OBJECT_STORES: &[(&str, &str)] = &[
+    ("s3", "s3"),
+    ("s3a", "s3"),
+    ("gs", "gcs"),
+    ("az", "azure"),
+    ("adl", "azure"),
+    ("azure", "azure"),
+    ("abfs", "azure"),
+    ("abfss", "azure"),
+];
 
 fn bad(value: &str, reason: impl Into<String>) -> ConnectorError {
     ConfigError { key: PATH.key().into(), value: value.into(), reason: reason.into() }.into()
 }
 
-/// The local directory `path` names: a plain path, or a `file://` URL (percent-decoded, no
-/// host). Errors for an empty path, a NUL byte, other URL schemes and relative URLs.
-pub fn local_dir(path: &str) -> Result<PathBuf> {
+/// An object store and the prefix under which the sink writes.
+#[derive(Clone)]
+pub struct ObjectTarget {
+    /// The store.
+    pub store: Arc<dyn ObjectStore>,
+    /// The base "directory" in it.
+    pub prefix: ObjectPath,
+}
+
+impl std::fmt::Debug for ObjectTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at '{}'", self.store, self.prefix)
+    }
+}
+
+/// What `path` names.
+#[derive(Debug, Clone)]
+pub enum SinkLocation {
+    /// A local directory.
+    Local(PathBuf),
+    /// An object store.
+    Object(ObjectTarget),
+}
+
+/// Whether the client of crate feature `feature` is built.
+fn feature_enabled(feature: &str) -> bool {
+    match feature {
+        "s3" => cfg!(feature = "s3"),
+        "gcs" => cfg!(feature = "gcs"),
+        "azure" => cfg!(feature = "azure"),
+        _ => false,
+    }
+}
+
+/// The location `path` names: a plain path or `file://` URL (percent-decoded, no host), or an
+/// object store URL whose client is built. Errors for an empty path, a NUL byte, object
+/// stores without their feature, and other schemes.
+pub fn parse_location(path: &str) -> Result<SinkLocation> {
     if path.trim().is_empty() {
         return Err(bad(path, "the sink's path is empty"));
     }
@@ -30,20 +81,36 @@ pub fn local_dir(path: &str) -> Result<PathBuf> {
         return Err(bad(path, "the sink's path contains a NUL byte"));
     }
     let Some((scheme, _)) = path.split_once("://") else {
-        return Ok(PathBuf::from(path));
+        return Ok(SinkLocation::Local(PathBuf::from(path)));
     };
     let scheme = scheme.to_ascii_lowercase();
     if scheme == "file" {
         let url = url::Url::parse(path).map_err(|e| bad(path, format!("not a file URL: {e}")))?;
-        return url.to_file_path().map_err(|()| bad(path, "a file URL needs an absolute path and no host"));
+        return url
+            .to_file_path()
+            .map(SinkLocation::Local)
+            .map_err(|()| bad(path, "a file URL needs an absolute path and no host"));
     }
-    if OBJECT_STORES.contains(&scheme.as_str()) {
+    let Some((_, feature)) = OBJECT_STORES.iter().find(|(s, _)| *s == scheme) else {
+        return Err(bad(path, format!("unknown scheme `{scheme}://` (a local path, file://, s3://, gs:// or az://)")));
+    };
+    if !feature_enabled(feature) {
         return Err(bad(
             path,
-            format!("the file sink writes local directories only; `{scheme}://` object stores are not supported yet"),
+            format!("`{scheme}://` needs riffle-connectors built with the `{feature}` feature (not in this build)"),
         ));
     }
-    Err(bad(path, format!("unknown scheme `{scheme}://` (a local path or file:// URL)")))
+    let url = url::Url::parse(path).map_err(|e| bad(path, format!("not a URL: {e}")))?;
+    let (store, prefix) = object_store::parse_url(&url).map_err(|e| bad(path, e.to_string()))?;
+    Ok(SinkLocation::Object(ObjectTarget { store: Arc::from(store), prefix }))
+}
+
+/// The local directory `path` names (errors for object stores).
+pub fn local_dir(path: &str) -> Result<PathBuf> {
+    match parse_location(path)? {
+        SinkLocation::Local(p) => Ok(p),
+        SinkLocation::Object(_) => Err(bad(path, "not a local directory")),
+    }
 }
 
 #[cfg(test)]
@@ -60,13 +127,29 @@ mod tests {
     }
 
     #[test]
+    fn object_stores_need_their_feature() {
+        for (p, feature) in [("s3://bucket/out", "s3"), ("gs://bucket/out", "gcs"), ("az://container/out", "azure")] {
+            match parse_location(p) {
+                Ok(SinkLocation::Object(t)) => {
+                    assert!(feature_enabled(feature), "{p}");
+                    assert_eq!(t.prefix.as_ref(), "out");
+                }
+                Ok(SinkLocation::Local(_)) => panic!("{p} is not local"),
+                Err(e) => {
+                    assert!(!feature_enabled(feature), "{p}: {e}");
+                    assert!(e.to_string().contains(&format!("`{feature}` feature")), "{e}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn refused_with_a_reason() {
         for (p, why) in [
             ("", "empty"),
             ("a\0b", "NUL"),
             ("file://host/tmp", "no host"),
-            ("s3://bucket/out", "not supported yet"),
-            ("gs://bucket/out", "not supported yet"),
+            ("http://host/out", "unknown scheme"),
             ("ftp://x/y", "unknown scheme"),
         ] {
             let e = local_dir(p).unwrap_err().to_string();

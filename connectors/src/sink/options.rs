@@ -8,7 +8,7 @@ use riffle_api::{ConfigOption, Group, MemorySize};
 pub const PATH: ConfigOption<Option<String>> = ConfigOption::optional(
     Group::Formats,
     "path",
-    "the file sink's base directory: a local path or a `file://` URL (`s3://`, `gs://`, `az://` are refused: see docs/connectors.md)",
+    "the file sink's base directory: a local path, a `file://` URL, or `s3://`, `gs://`, `az://` with the crate's `s3`, `gcs`, `azure` features",
 );
 
 /// A part file rolls once it holds this many bytes.

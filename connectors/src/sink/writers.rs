@@ -37,7 +37,12 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
+/// Work run on the writer thread with its (lazily built) async runtime: object store calls,
+/// which must not block a thread that already runs an async runtime (the engine's).
+type Job = Box<dyn FnOnce(&mut Option<tokio::runtime::Runtime>) + Send>;
+
 enum Command {
+    Run(Job),
     Open { id: u64, path: PathBuf, schema: SchemaRef, written: Arc<AtomicU64>, reply: SyncSender<Result<()>> },
     Write { id: u64, batch: RecordBatch, reply: SyncSender<Result<()>> },
     Finish { id: u64, reply: SyncSender<Result<()>> },
@@ -57,8 +62,10 @@ fn gone() -> ConnectorError {
 /// Runs on the writer thread until the sink drops its sender.
 fn serve(format: Arc<dyn Format>, rx: std::sync::mpsc::Receiver<Command>) {
     let mut open: HashMap<u64, (PathBuf, Box<dyn BatchWriter>)> = HashMap::new();
+    let mut runtime = None;
     for cmd in rx {
         match cmd {
+            Command::Run(job) => job(&mut runtime),
             Command::Open { id, path, schema, written, reply } => {
                 let r = std::fs::File::create(&path).map_err(|e| ConnectorError::io(&path, e)).and_then(|f| {
                     let out = Counting { inner: std::io::BufWriter::with_capacity(256 * 1024, f), written };
@@ -128,6 +135,31 @@ impl PartWriters {
     /// Completes part `id` (footer, flush) and fsyncs it.
     pub fn finish(&self, id: u64) -> Result<()> {
         self.call(|reply| Command::Finish { id, reply })
+    }
+
+    /// Runs `make()`'s future to its end on the writer thread (object store calls).
+    pub fn block_on<T, F>(&self, make: impl FnOnce() -> F + Send + 'static) -> Result<T>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = Result<T>>,
+    {
+        let (reply, answer) = sync_channel(1);
+        let job: Job = Box::new(move |runtime: &mut Option<tokio::runtime::Runtime>| {
+            if runtime.is_none() {
+                match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => *runtime = Some(rt),
+                    Err(e) => {
+                        let _ = reply.send(Err(ConnectorError::io("sink", e)));
+                        return;
+                    }
+                }
+            }
+            if let Some(rt) = runtime.as_ref() {
+                let _ = reply.send(rt.block_on(make()));
+            }
+        });
+        self.tx.as_ref().ok_or_else(gone)?.send(Command::Run(job)).map_err(|_| gone())?;
+        answer.recv().map_err(|_| gone())?
     }
 
     /// Drops part `id` without completing it (its file is deleted by the caller).

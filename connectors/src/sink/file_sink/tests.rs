@@ -9,6 +9,7 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 
 use super::*;
+use futures::TryStreamExt;
 
 fn ctx(subtask: u32, parallelism: u32) -> SinkContext {
     SinkContext { subtask, parallelism, name: "sink".into() }
@@ -407,4 +408,77 @@ fn partitions_restored_from_another_subtask_are_committed_by_a_later_checkpoint(
     assert!(dir.path().join("dt=a/_SUCCESS").is_file());
     assert_eq!(s.pending_partitions(), 0, "no write after this checkpoint's: nothing left to commit");
     assert_eq!(visible_lines(&dir.path().join("dt=a")), ["0", "1", "2"]);
+}
+
+/// The objects under `prefix` in `store`: name -> bytes.
+fn objects(store: &Arc<dyn ObjectStore>) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let list: Vec<_> = store.list(None).try_collect().await.unwrap();
+        let mut out = std::collections::BTreeMap::new();
+        for o in list {
+            let bytes = store.get(&o.location).await.unwrap().bytes().await.unwrap();
+            out.insert(o.location.to_string(), bytes.to_vec());
+        }
+        out
+    })
+}
+
+/// The visible CSV lines among `objects` (hidden and `_` names skipped), sorted.
+fn visible_object_lines(objects: &std::collections::BTreeMap<String, Vec<u8>>) -> Vec<String> {
+    let mut lines: Vec<String> = objects
+        .iter()
+        .filter(|(k, _)| !k.rsplit('/').next().unwrap().starts_with(['.', '_']))
+        .flat_map(|(_, v)| String::from_utf8(v.clone()).unwrap().lines().map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn an_object_store_gets_uploads_at_the_barrier_renames_at_commit_and_a_clean_restore() {
+    let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let now = Arc::new(AtomicI64::new(0));
+    let scratch = tempfile::tempdir().unwrap();
+    let sp = partitioned(scratch.path(), &[], &now).with_object_store(store.clone(), "warehouse/t");
+    let mut a = FileSink::new(sp.clone(), "t");
+    a.initialize(&ctx(0, 1), &Recovery::fresh()).unwrap();
+    let mut t1 = a.begin(&ctx(0, 1)).unwrap();
+    a.write(&mut t1, rows(0..4, |i| format!("d{}", i % 2)), 0).unwrap();
+    assert!(objects(&store).is_empty(), "nothing uploaded before the part files close");
+    a.pre_commit(&mut t1).unwrap();
+    let names: Vec<String> = objects(&store).into_keys().collect();
+    assert_eq!(names.len(), 2);
+    assert!(names.iter().all(|n| n.starts_with("warehouse/t/dt=d") && n.ends_with(".inprogress")), "{names:?}");
+    let mut t2 = a.begin(&ctx(0, 1)).unwrap();
+    let state = (t1.clone(), t2.clone());
+    a.commit(t1).unwrap();
+    let after = objects(&store);
+    assert_eq!(visible_object_lines(&after), ["0", "1", "2", "3"]);
+    assert!(after.contains_key("warehouse/t/dt=d0/_SUCCESS") && after.contains_key("warehouse/t/dt=d1/_SUCCESS"));
+    // Records after the checkpoint, uploaded at the next barrier; then a failure before that
+    // checkpoint completes.
+    a.write(&mut t2, rows(4..6, |_| "d0".into()), 0).unwrap();
+    a.pre_commit(&mut t2).unwrap();
+    drop(a);
+    assert!(objects(&store).keys().any(|k| k.ends_with(".inprogress")));
+    let mut b = FileSink::new(sp, "t");
+    b.recover_and_commit(&ctx(0, 1), state.0.clone()).unwrap();
+    b.recover_and_abort(&ctx(0, 1), state.1.clone()).unwrap();
+    let rec = Recovery { restored: true, restored_from: vec![0], committed: vec![state.0], aborted: vec![state.1] };
+    b.initialize(&ctx(0, 1), &rec).unwrap();
+    assert!(
+        objects(&store).keys().all(|k| !k.ends_with(".inprogress")),
+        "the restore deleted the uploads after the checkpoint"
+    );
+    let mut r = b.begin(&ctx(0, 1)).unwrap();
+    b.write(&mut r, rows(4..6, |_| "d0".into()), 0).unwrap();
+    b.pre_commit(&mut r).unwrap();
+    b.commit(r).unwrap();
+    assert_eq!(visible_object_lines(&objects(&store)), ["0", "1", "2", "3", "4", "5"]);
+    let staging = b.staging.clone().unwrap();
+    assert!(staging.is_dir());
+    drop(b);
+    assert!(!staging.exists(), "the staging directory goes with the sink");
+    assert_eq!(std::fs::read_dir(scratch.path()).map(|d| d.count()).unwrap_or(0), 0, "nothing written locally");
 }
