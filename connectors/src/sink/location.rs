@@ -61,6 +61,8 @@ pub enum SinkLocation {
 }
 
 /// Whether the client of crate feature `feature` is built.
+// With every feature on, each arm is `true` and clippy would fold them into `matches!`.
+#[allow(clippy::match_like_matches_macro)]
 fn feature_enabled(feature: &str) -> bool {
     match feature {
         "s3" => cfg!(feature = "s3"),
@@ -101,8 +103,20 @@ pub fn parse_location(path: &str) -> Result<SinkLocation> {
         ));
     }
     let url = url::Url::parse(path).map_err(|e| bad(path, format!("not a URL: {e}")))?;
+    #[cfg(feature = "cloud")]
+    install_crypto_provider();
     let (store, prefix) = object_store::parse_url(&url).map_err(|e| bad(path, e.to_string()))?;
     Ok(SinkLocation::Object(ObjectTarget { store: Arc::from(store), prefix }))
+}
+
+/// Installs rustls's ring provider for this process, once: reqwest is built with rustls and no
+/// provider of its own (see Cargo.toml); another part of the process may have installed it.
+#[cfg(feature = "cloud")]
+fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
 }
 
 /// The local directory `path` names (errors for object stores).
@@ -128,7 +142,11 @@ mod tests {
 
     #[test]
     fn object_stores_need_their_feature() {
-        for (p, feature) in [("s3://bucket/out", "s3"), ("gs://bucket/out", "gcs"), ("az://container/out", "azure")] {
+        for (p, feature) in [
+            ("s3://bucket/out", "s3"),
+            ("gs://bucket/out", "gcs"),
+            ("abfss://container@account.dfs.core.windows.net/out", "azure"),
+        ] {
             match parse_location(p) {
                 Ok(SinkLocation::Object(t)) => {
                     assert!(feature_enabled(feature), "{p}");
