@@ -435,3 +435,60 @@ fn exactly_once_parquet_into_an_object_store_after_a_task_failure() {
     let expected: Vec<Trade> = (0..N).map(trade).collect();
     assert_eq!(riffle_read("parquet", &local, false), expected, "each record once");
 }
+
+#[test]
+fn partition_time_commit_follows_the_watermark_while_the_job_runs() {
+    const PER_HOUR: u64 = 100;
+    const HOURS: u64 = 6;
+    /// 2026-12-03T00:00:00Z in ms.
+    const DEC3: i64 = 1_796_256_000_000;
+    let mc = cluster();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("out");
+    let spec = FileSink::builder(dir.display().to_string())
+        .format("csv")
+        .partition_by(["dt", "hour"])
+        .option("sink.partition-commit.policy.kind", "success-file")
+        .option("sink.partition-commit.trigger", "partition-time")
+        .option("sink.partition-commit.delay", "1 h")
+        .option("partition.time-extractor.timestamp-pattern", "$dt $hour:00:00")
+        .build()
+        .unwrap();
+    let mut env = StreamEnvironment::new();
+    env.set_parallelism(1);
+    env.set_config("execution.checkpointing.interval", "50 ms");
+    let event_time = |i: u64| DEC3 + (i * 3_600_000 / PER_HOUR) as i64;
+    env.from_sequence_paced(0, PER_HOUR * HOURS - 1, 250)
+        .assign_timestamps_and_watermarks(
+            riffle_api::WatermarkStrategy::for_monotonous_timestamps()
+                .with_timestamp_assigner(move |i: &u64, _| event_time(*i)),
+        )
+        .map(|i| {
+            let mut t = trade(i);
+            t.dt = "2026-12-03".into();
+            t.hour = format!("{:02}", i / PER_HOUR);
+            Rows::from_records(&[t]).expect("a trade converts")
+        })
+        .sink_to_file_sink(spec);
+    let h = mc.submit(env.build_job_graph("event time").unwrap()).unwrap();
+    let success = |hour: u64| dir.join(format!("dt=2026-12-03/hour={hour:02}/_SUCCESS")).is_file();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !success(0) {
+        assert!(std::time::Instant::now() < deadline, "hour 00 was never committed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!success(HOURS - 1), "the last hour is committed only when the watermark passes its end");
+    let hour0 = dir.join("dt=2026-12-03/hour=00");
+    let lines: usize = files(&hour0)
+        .iter()
+        .filter(|f| !hidden(f))
+        .map(|f| std::fs::read_to_string(hour0.join(f)).unwrap().lines().count())
+        .sum();
+    assert_eq!(lines as u64, PER_HOUR, "a committed hour holds all its rows");
+    let r = h.wait(WAIT).unwrap();
+    assert_eq!(r.status, JobStatus::Finished, "{:?}", r.error);
+    assert!((0..HOURS).all(success), "every hour committed by the end");
+    let got = riffle_read("csv", &dir, true);
+    assert_eq!(got.len() as u64, PER_HOUR * HOURS);
+    assert!(got.iter().enumerate().all(|(i, t)| t.id == i as i64 && t.hour == format!("{:02}", i as u64 / PER_HOUR)));
+}
