@@ -198,6 +198,9 @@ pub enum Scenario {
         /// Records per millisecond per source subtask (0: unthrottled).
         #[arg(long, default_value_t = 200)]
         rate: u64,
+        /// The exactly-once sink: text, parquet or csv-partitioned (riffle-connectors' file sink).
+        #[arg(long, default_value = "text")]
+        sink: String,
     },
     /// The exactly-once drill on a highly available cluster of real processes (a 3-member
     /// ZooKeeper ensemble, two JobManagers, three TaskManagers) while TaskManagers, the leading

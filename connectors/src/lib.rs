@@ -10,7 +10,9 @@
 //!
 //! This crate knows nothing of actors, subtasks or checkpoints: [`FileSource`] implements
 //! riffle-api's FLIP-27 `Source` traits over the splits and keeps positions in the readers'
-//! split state; the engine drives it.
+//! split state; the engine drives it. [`FileSink`] implements riffle-api's
+//! `TwoPhaseCommitSink` over the writers (exactly-once part files, partitions, partition
+//! commit), wired into a `DataStream<Rows>` by [`FileSinkExt`].
 //!
 //! ```
 //! use riffle_api::Configuration;
@@ -39,6 +41,7 @@ pub mod format;
 pub mod keyed_rows;
 pub mod lines;
 pub mod rows;
+pub mod sink;
 pub mod source;
 pub mod split;
 pub mod stream;
@@ -49,6 +52,7 @@ pub use error::{ConnectorError, Location, Result};
 pub use format::{BatchReader, BatchWriter, Format};
 pub use keyed_rows::{KeyEncoder, KeySplitter, KeyedRows};
 pub use rows::{Rows, RowsError};
+pub use sink::{FileSink, FileSinkExt};
 pub use source::{FileSource, FileSourceSplit};
 pub use split::{FileSplit, Position, SplitUnit};
 pub use stream::{RecordStreamExt, RowStreamExt};
@@ -56,5 +60,7 @@ pub use stream::{RecordStreamExt, RowStreamExt};
 /// Every option this crate declares, for the configuration registry and docs/connectors.md
 /// (it also reads `source.split-size`, declared by riffle-api for `read_text_file` too).
 pub fn options() -> Vec<&'static dyn riffle_api::OptionInfo> {
-    format::options()
+    let mut out = format::options();
+    out.extend(sink::options::options());
+    out
 }

@@ -127,6 +127,7 @@ impl BuiltinPrograms {
                         "records per second per source subtask, paced in the source without blocking its slot (0: unpaced)",
                     ),
                     arg("output", "", "directory of the part files (default: a new one under the temp directory)"),
+                    arg("sink", "text", "text, parquet or csv-partitioned (riffle-connectors' file sink)"),
                 ],
             },
         ]
@@ -221,6 +222,12 @@ fn build(name: &str, args: &[String], parallelism: Option<u32>) -> Result<JobGra
                 output: output(&a, name)?,
                 rate_per_ms: number(&a, "rate")?,
                 source_rate_per_s: number(&a, "source-rate")?,
+                sink: a
+                    .get("sink")
+                    .map(String::as_str)
+                    .unwrap_or("text")
+                    .parse()
+                    .map_err(|e: crate::ScenarioError| invalid(e.to_string()))?,
             };
             crate::drill::graph(&o, &Configuration::new())
         }

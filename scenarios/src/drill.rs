@@ -16,6 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use riffle_api::{Configuration, KeyedProcessFunction, ProcessContext, StreamEnvironment, UserError};
+use riffle_connectors::sink::{FileSink, FileSinkExt, FileSinkSpec};
+use riffle_connectors::Rows;
+use serde::{Deserialize, Serialize};
 
 use crate::ScenarioError;
 
@@ -40,6 +43,62 @@ pub struct DrillOptions {
     /// Records per second each source subtask emits at most, paced in the source itself
     /// (it waits without holding its slot's thread, unlike `rate_per_ms`'s sleeps); 0: unpaced.
     pub source_rate_per_s: u64,
+    /// Which exactly-once sink writes the running counts.
+    pub sink: DrillSink,
+}
+
+/// The sink the drill writes through: the text sink of riffle-api, or riffle-connectors'
+/// file sink (`key,count` rows as Parquet, or as CSV partitioned by `bucket` = key mod 4 with
+/// success files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DrillSink {
+    /// `ExactlyOnceTextFileSink`: one `key,count` line per record.
+    #[default]
+    Text,
+    /// `FileSink` writing Parquet.
+    Parquet,
+    /// `FileSink` writing CSV under `bucket=<key mod 4>` directories, committed with `_SUCCESS`.
+    CsvPartitioned,
+}
+
+impl std::str::FromStr for DrillSink {
+    type Err = ScenarioError;
+    fn from_str(s: &str) -> Result<Self, ScenarioError> {
+        match s.trim() {
+            "" | "text" => Ok(DrillSink::Text),
+            "parquet" => Ok(DrillSink::Parquet),
+            "csv-partitioned" => Ok(DrillSink::CsvPartitioned),
+            other => Err(ScenarioError::Invalid(format!("unknown sink '{other}' (text, parquet, csv-partitioned)"))),
+        }
+    }
+}
+
+/// A running count as a row of the file sinks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CountRow {
+    key: u64,
+    count: u64,
+    bucket: String,
+}
+
+/// The part of a running count the partitioned CSV files hold (`bucket` is the directory).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CountData {
+    key: u64,
+    count: u64,
+}
+
+/// `key,count` (what [`RunningCount`] emits) as one row; `bucketed`: with the partition
+/// column.
+fn count_row(line: &str, bucketed: bool) -> Rows {
+    let (k, n) = line.split_once(',').unwrap_or((line, "0"));
+    let (key, count) = (k.parse().unwrap_or(u64::MAX), n.parse().unwrap_or(0));
+    // Fixed structs of integers and a string always convert.
+    if bucketed {
+        Rows::from_records(&[CountRow { key, count, bucket: (key % 4).to_string() }]).expect("a count row converts")
+    } else {
+        Rows::from_records(&[CountData { key, count }]).expect("a count row converts")
+    }
 }
 
 /// What the drill saw.
@@ -121,9 +180,10 @@ pub fn drill_config(user: &Configuration, o: &DrillOptions) -> Configuration {
 }
 
 /// Defines the drill's job on `env`.
-fn define(env: &StreamEnvironment, o: &DrillOptions, injector: Arc<Injector>) {
+fn define(env: &StreamEnvironment, o: &DrillOptions, injector: Arc<Injector>) -> Result<(), ScenarioError> {
     let rate = o.rate_per_ms;
-    env.from_sequence_paced(0, o.events.saturating_sub(1), o.source_rate_per_s)
+    let counts = env
+        .from_sequence_paced(0, o.events.saturating_sub(1), o.source_rate_per_s)
         .map(move |i| {
             if rate > 0 && i % rate == 0 {
                 std::thread::sleep(Duration::from_millis(1));
@@ -143,8 +203,72 @@ fn define(env: &StreamEnvironment, o: &DrillOptions, injector: Arc<Injector>) {
             move |i: &u64| i % keys
         })
         .process(RunningCount)
-        .name("Running Count")
-        .write_as_text_exactly_once(o.output.clone(), |s: &String| s.clone());
+        .name("Running Count");
+    match o.sink {
+        DrillSink::Text => {
+            counts.write_as_text_exactly_once(o.output.clone(), |s: &String| s.clone());
+        }
+        DrillSink::Parquet | DrillSink::CsvPartitioned => {
+            let bucketed = o.sink == DrillSink::CsvPartitioned;
+            let rows = counts.map(move |s: String| count_row(&s, bucketed)).name("To Rows");
+            rows.sink_to_file_sink(file_sink(o)?);
+        }
+    }
+    Ok(())
+}
+
+/// The file sink of `o.sink`.
+fn file_sink(o: &DrillOptions) -> Result<FileSinkSpec, ScenarioError> {
+    let b = FileSink::builder(o.output.to_string_lossy().to_string());
+    let b = match o.sink {
+        DrillSink::CsvPartitioned => {
+            b.format("csv").partition_by(["bucket"]).option("sink.partition-commit.policy.kind", "success-file")
+        }
+        _ => b.format("parquet"),
+    };
+    b.build().map_err(|e| ScenarioError::Invalid(e.to_string()))
+}
+
+/// The committed output of a drill that wrote through `sink`, as sorted `key,count` lines:
+/// the visible part files (hidden and `_` names skipped), read with riffle-connectors' readers
+/// for the file sinks.
+pub fn committed_lines_of(dir: &Path, sink: DrillSink) -> Result<Vec<String>, ScenarioError> {
+    if sink == DrillSink::Text {
+        return committed_lines(dir);
+    }
+    let fmt = if sink == DrillSink::Parquet { "parquet" } else { "csv" };
+    let format = riffle_connectors::format::by_name(fmt, &Configuration::new())
+        .map_err(|e| ScenarioError::Invalid(e.to_string()))?;
+    let schema = Rows::from_records(&[CountData { key: 0, count: 0 }])
+        .map_err(|e| ScenarioError::Invalid(e.to_string()))?
+        .schema();
+    let bad = |e: &dyn std::fmt::Display| ScenarioError::Check(format!("cannot read the output: {e}"));
+    let io = |e: std::io::Error| ScenarioError::Io(format!("cannot read the output '{}': {e}", dir.display()));
+    let mut lines = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).map_err(io)? {
+            let e = e.map_err(io)?;
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') || name.starts_with('_') {
+                continue;
+            }
+            if e.file_type().map_err(io)?.is_dir() {
+                dirs.push(e.path());
+                continue;
+            }
+            for split in format.splits(&e.path(), u64::MAX).map_err(|e| bad(&e))? {
+                let mut r = format.open(&split, schema.clone()).map_err(|e| bad(&e))?;
+                while let Some(b) = r.next_batch().map_err(|e| bad(&e))? {
+                    for c in Rows(b).to_records::<CountData>().map_err(|e| bad(&e))? {
+                        lines.push(format!("{},{}", c.key, c.count));
+                    }
+                }
+            }
+        }
+    }
+    lines.sort_unstable();
+    Ok(lines)
 }
 
 /// The committed output: every line of the visible part files, sorted.
@@ -181,7 +305,7 @@ pub fn expected_lines(events: u64, keys: u64) -> Vec<String> {
 /// only if `o.failures` asks for them.
 pub fn graph(o: &DrillOptions, user: &Configuration) -> Result<riffle_api::JobGraph, riffle_api::GraphError> {
     let env = crate::environment(o.parallelism, &drill_config(user, o));
-    define(&env, o, Arc::new(Injector::new(o)));
+    define(&env, o, Arc::new(Injector::new(o))).map_err(|e| riffle_api::GraphError::Invalid(e.to_string()))?;
     env.build_job_graph("exactly-once drill")
 }
 
@@ -200,9 +324,9 @@ pub fn run(o: &DrillOptions, user: &Configuration) -> Result<DrillReport, Scenar
     let conf = drill_config(user, o);
     let env = crate::environment(o.parallelism, &conf);
     let injector = Arc::new(Injector::new(o));
-    define(&env, o, injector.clone());
+    define(&env, o, injector.clone())?;
     crate::run_job(&env, "exactly-once drill", o.parallelism, false)?;
-    let got = committed_lines(&o.output)?;
+    let got = committed_lines_of(&o.output, o.sink)?;
     let want = expected_lines(o.events, o.keys);
     if injector.fired() != o.failures {
         return Err(ScenarioError::Check(format!("only {} of {} failures fired", injector.fired(), o.failures)));
@@ -259,6 +383,7 @@ mod tests {
             output: PathBuf::new(),
             rate_per_ms: 0,
             source_rate_per_s: 0,
+            sink: DrillSink::Text,
         };
         let a = Injector::new(&o);
         assert_eq!(a.thresholds, Injector::new(&o).thresholds);

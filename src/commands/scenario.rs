@@ -77,8 +77,8 @@ pub fn run(s: Scenario, conf: &Configuration) -> Result<()> {
         Scenario::Wordcount { input, output, events, parallelism } => {
             wordcount(input, output, events, parallelism, conf)
         }
-        Scenario::ExactlyOnceDrill { events, keys, failures, seed, parallelism, output, rate } => {
-            let o = DrillArgs { events, keys, failures, seed, parallelism, output, rate };
+        Scenario::ExactlyOnceDrill { events, keys, failures, seed, parallelism, output, rate, sink } => {
+            let o = DrillArgs { events, keys, failures, seed, parallelism, output, rate, sink };
             exactly_once_drill(o, conf)
         }
         Scenario::BackpressureCheckpoints { parallelism, slow_micros, checkpoints } => {
@@ -164,11 +164,13 @@ struct DrillArgs {
     parallelism: u32,
     output: Option<PathBuf>,
     rate: u64,
+    sink: String,
 }
 
 /// The exactly-once drill: injected failures, committed output checked exactly.
 fn exactly_once_drill(a: DrillArgs, conf: &Configuration) -> Result<()> {
-    let DrillArgs { events, keys, failures, seed, parallelism, output, rate } = a;
+    let DrillArgs { events, keys, failures, seed, parallelism, output, rate, sink } = a;
+    let sink: scenarios::drill::DrillSink = sink.parse()?;
     let temp;
     let output = match output {
         Some(p) => p,
@@ -186,6 +188,7 @@ fn exactly_once_drill(a: DrillArgs, conf: &Configuration) -> Result<()> {
         output: output.clone(),
         rate_per_ms: rate,
         source_rate_per_s: 0,
+        sink,
     };
     let r = scenarios::drill::run(&o, conf)?;
     println!(

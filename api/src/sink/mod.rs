@@ -90,6 +90,14 @@ pub trait TwoPhaseCommitSink<T>: Send + 'static {
         Ok(())
     }
 
+    /// The watermark of the sink's input advanced to `watermark` (`i64::MAX` at the end of
+    /// input). Sinks acting on event time note it, e.g. a file sink committing partitions by
+    /// partition time; by default it is ignored.
+    fn watermark(&mut self, watermark: i64) -> Result<(), UserError> {
+        let _ = watermark;
+        Ok(())
+    }
+
     /// Opens a new transaction; records written until the next checkpoint go into it.
     fn begin(&mut self, ctx: &SinkContext) -> Result<Self::Txn, UserError>;
 

@@ -160,8 +160,10 @@ impl<T, S: TwoPhaseCommitSink<T>> Input<T> for TwoPhaseCommitOperator<T, S> {
         r.map_err(|e| self.err("cannot write a record", e))
     }
 
-    fn watermark(&mut self, _: i64) -> TaskResult {
-        Ok(())
+    /// Hands the watermark to the sink (event-time decisions such as partition commit).
+    fn watermark(&mut self, watermark: i64) -> TaskResult {
+        self.id.enter();
+        self.sink.watermark(watermark).map_err(|e| self.err("cannot take a watermark", e))
     }
 
     fn idle(&mut self, _: bool) -> TaskResult {
