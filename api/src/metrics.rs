@@ -12,6 +12,8 @@ pub struct JobCounters {
     pub sink_records: AtomicU64,
     /// Records dropped as too late by windows without a late-data side output.
     pub late_records_dropped: AtomicU64,
+    /// Malformed records source readers skipped (a format's ignore-parse-errors option).
+    pub source_records_skipped: AtomicU64,
 }
 
 impl JobCounters {
@@ -22,6 +24,10 @@ impl JobCounters {
     /// Sink records so far.
     pub fn records_out(&self) -> u64 {
         self.sink_records.load(Ordering::Relaxed)
+    }
+    /// Malformed source records skipped so far.
+    pub fn records_skipped(&self) -> u64 {
+        self.source_records_skipped.load(Ordering::Relaxed)
     }
 }
 

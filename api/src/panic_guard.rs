@@ -116,6 +116,9 @@ impl SourceHead for GuardedSource {
     fn records_emitted(&self) -> u64 {
         self.inner.records_emitted()
     }
+    fn records_skipped(&self) -> u64 {
+        self.inner.records_skipped()
+    }
     fn snapshot(&mut self, out: &mut OperatorSnapshots) -> Result<SourceSnapshot, TaskError> {
         guard(|| self.inner.snapshot(out))
     }

@@ -123,6 +123,7 @@ impl Source<Rows> for FileSource {
             current: None,
             finished: Vec::new(),
             no_more_splits: false,
+            skipped_before: 0,
         }))
     }
 }
@@ -135,6 +136,8 @@ struct FileReader {
     current: Option<(FileSourceSplit, Box<dyn BatchReader>)>,
     finished: Vec<String>,
     no_more_splits: bool,
+    /// Malformed records skipped in splits already read to their end.
+    skipped_before: u64,
 }
 
 impl FileReader {
@@ -173,6 +176,7 @@ impl SourceReader<Rows, FileSourceSplit> for FileReader {
                 }
                 None => {
                     self.finished.push(split.split_id());
+                    self.skipped_before += reader.skipped();
                     self.current = None;
                 }
             }
@@ -187,5 +191,9 @@ impl SourceReader<Rows, FileSourceSplit> for FileReader {
             .collect();
         unfinished.extend(self.queue.iter().cloned());
         ReaderState { unfinished, finished: self.finished.clone() }
+    }
+
+    fn records_skipped(&self) -> u64 {
+        self.skipped_before + self.current.as_ref().map_or(0, |(_, r)| r.skipped())
     }
 }

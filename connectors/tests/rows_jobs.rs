@@ -449,3 +449,60 @@ fn a_key_column_the_rows_lack_fails_the_task_naming_it() {
     let e = r.error.unwrap_or_default();
     assert!(e.contains("key column 'usr' is not in the rows (columns: user, amount)"), "{e}");
 }
+
+/// Three malformed lines among 2,000 in two files read at parallelism 2: with
+/// `csv.ignore-parse-errors` they are skipped and counted in the job's counters (and the good
+/// rows all arrive); without it the job fails naming the file and the line.
+#[test]
+fn malformed_csv_lines_are_skipped_and_counted_or_fail_the_job_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut want = BTreeMap::new();
+    for f in 0..2u64 {
+        let mut text = String::from("user,amount\n");
+        for i in 0..1000u64 {
+            match (f, i) {
+                (0, 10) | (1, 500) => text.push_str("user-x,not-a-number\n"),
+                (1, 900) => text.push_str("user-y,1,extra,fields\n"),
+                _ => {
+                    let user = format!("user-{}", i % 5);
+                    *want.entry(user.clone()).or_insert(0) += i as i64;
+                    text.push_str(&format!("{user},{i}\n"));
+                }
+            }
+        }
+        std::fs::write(dir.path().join(format!("part-{f}.csv")), text).unwrap();
+    }
+    let run = |ignore: bool| {
+        let mut options = source_options();
+        if ignore {
+            options.set("csv.ignore-parse-errors", "true");
+        }
+        let schema = std::sync::Arc::new(riffle_connectors::Schema::new(vec![
+            arrow::datatypes::Field::new("user", arrow::datatypes::DataType::Utf8, true),
+            arrow::datatypes::Field::new("amount", arrow::datatypes::DataType::Int64, true),
+        ]));
+        let source = FileSource::from_config(&[dir.path().to_path_buf()], &options, Some(schema)).unwrap();
+        let mut env = StreamEnvironment::new();
+        env.set_parallelism(2);
+        let out = env
+            .from_source(source, "csv files")
+            .key_by_columns(&["user"])
+            .process(UserSums)
+            .to_records::<UserAmount>()
+            .collect();
+        let mc = cluster(2, &[]);
+        let h = mc.submit(env.build_job_graph("malformed").unwrap()).unwrap();
+        let got = out.collect::<Vec<_>>();
+        let r = h.wait(WAIT).unwrap();
+        (r, got, h.counters().records_skipped())
+    };
+    let (r, got, skipped) = run(true);
+    assert_eq!(r.status, JobStatus::Finished, "{:?}", r.error);
+    assert_eq!(by_user(got), want);
+    assert_eq!(skipped, 3, "every skipped line counted once");
+
+    let (r, _, _) = run(false);
+    assert_eq!(r.status, JobStatus::Failed);
+    let e = r.error.unwrap_or_default();
+    assert!(e.contains("part-0.csv") && e.contains("line 12"), "file and line named: {e}");
+}

@@ -48,11 +48,15 @@ impl Progress {
                     let rate = (i - last_in) as f64 / last.elapsed().as_secs_f64();
                     last_in = i;
                     last = Instant::now();
-                    let line = format!(
+                    let mut line = format!(
                         "[riffle] {:.1}s in={i} out={o} rate={} rec/s",
                         t0.elapsed().as_secs_f64(),
                         human(rate)
                     );
+                    let skipped = counters.records_skipped();
+                    if skipped > 0 {
+                        line.push_str(&format!(" skipped={skipped} malformed"));
+                    }
                     let mut err = std::io::stderr().lock();
                     let _ = if tty { write!(err, "\r{line}\x1b[K") } else { writeln!(err, "{line}") };
                 }

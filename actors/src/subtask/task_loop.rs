@@ -363,6 +363,8 @@ pub(super) struct SourceInput {
     pub(super) status: ReadStatus,
     /// Records emitted as last added to the job's counters.
     pub(super) published: u64,
+    /// Skipped malformed records as last added to the job's counters.
+    pub(super) published_skipped: u64,
     pub(super) counters: Arc<JobCounters>,
     /// After the enumerator answered a request with no split (a continuous source waiting
     /// for new files): when to ask again, and the wait after the next empty answer.
@@ -377,7 +379,14 @@ const SPLIT_RETRY_MAX: Duration = Duration::from_millis(200);
 
 impl SourceInput {
     pub(super) fn new(head: Box<dyn SourceHead>, counters: Arc<JobCounters>) -> Self {
-        Self { head, status: ReadStatus::MoreAvailable, published: 0, counters, split_retry: None }
+        Self {
+            head,
+            status: ReadStatus::MoreAvailable,
+            published: 0,
+            published_skipped: 0,
+            counters,
+            split_retry: None,
+        }
     }
 
     /// Handles control messages that arrived, then polls the reader once — unless
@@ -404,6 +413,13 @@ impl SourceInput {
         let emitted = self.head.records_emitted();
         self.counters.source_records.fetch_add(emitted - self.published, std::sync::atomic::Ordering::Relaxed);
         self.published = emitted;
+        let skipped = self.head.records_skipped();
+        if skipped > self.published_skipped {
+            self.counters
+                .source_records_skipped
+                .fetch_add(skipped - self.published_skipped, std::sync::atomic::Ordering::Relaxed);
+            self.published_skipped = skipped;
+        }
         Ok(Step::Processed)
     }
 

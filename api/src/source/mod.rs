@@ -141,6 +141,12 @@ pub trait SourceReader<T, S> {
     fn notify_checkpoint_aborted(&mut self, _id: u64) -> Result<(), UserError> {
         Ok(())
     }
+    /// Malformed records this reader skipped so far instead of failing (a format's
+    /// `*.ignore-parse-errors`): counted in the job's `records_skipped`, so skipping is never
+    /// silent.
+    fn records_skipped(&self) -> u64 {
+        0
+    }
 }
 
 /// A FLIP-27 source of `T`.
@@ -249,6 +255,10 @@ pub trait SourceHead {
     fn next_processing_time(&self) -> Option<i64>;
     /// Records the reader emitted so far.
     fn records_emitted(&self) -> u64;
+    /// Malformed records the reader skipped so far ([`SourceReader::records_skipped`]).
+    fn records_skipped(&self) -> u64 {
+        0
+    }
     /// The reader's position and the chain's operator state, for a checkpoint.
     fn snapshot(&mut self, out: &mut OperatorSnapshots) -> Result<SourceSnapshot, TaskError>;
     /// The reader's position alone (no side effect on the chain): what a finished source
@@ -325,6 +335,9 @@ impl<T, S: Split> SourceHead for ReaderHead<T, S> {
     }
     fn records_emitted(&self) -> u64 {
         self.emitted
+    }
+    fn records_skipped(&self) -> u64 {
+        self.reader.records_skipped()
     }
     fn snapshot(&mut self, out: &mut OperatorSnapshots) -> Result<SourceSnapshot, TaskError> {
         let reader = self.reader_state()?;
