@@ -4,72 +4,25 @@
 //! first use, or by `scripts/setup-tests`). Same rows, same types, exact values.
 
 mod common;
+#[path = "common/pyenv.rs"]
+mod pyenv;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use pyenv::run;
 
 use common::{batch, format, read_all, schema, write, TS0};
 use serde_json::{json, Value};
 
-/// Runs `cmd` to its end or `limit`; its stdout, or a panic with its stderr.
-fn run(mut cmd: Command, limit: Duration) -> String {
-    let what = format!("{cmd:?}");
-    let out_file = tempfile::tempfile().expect("temp file");
-    let err_file = tempfile::tempfile().expect("temp file");
-    let mut child = cmd
-        .stdout(out_file.try_clone().expect("dup"))
-        .stderr(err_file.try_clone().expect("dup"))
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {what}: {e} (run scripts/setup-tests)"));
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{what} ran past {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let read = |mut f: std::fs::File| {
-        use std::io::{Read, Seek};
-        let mut s = String::new();
-        f.seek(std::io::SeekFrom::Start(0)).expect("seek");
-        f.read_to_string(&mut s).expect("utf-8 output");
-        s
-    };
-    let (out, err) = (read(out_file), read(err_file));
-    assert!(status.success(), "{what} failed: {err}");
-    out
-}
-
-/// The virtual environment's python with pyarrow and fastavro, installed once.
+/// The virtual environment's python (made once); without `python3` these tests fail, naming
+/// the set-up script (they are the proof that other readers agree).
 fn python() -> &'static Path {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON.get_or_init(|| {
-        let deps = std::env::var_os("RIFFLE_TEST_DEPS").map(PathBuf::from).unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").expect("HOME or RIFFLE_TEST_DEPS")).join(".cache/riffle-test-deps")
-        });
-        let env = deps.join("pyenv");
-        let python = env.join("bin/python");
-        let marker = env.join(".installed-pyarrow-fastavro-cramjam");
-        if !marker.is_file() {
-            let mut venv = Command::new("python3");
-            venv.arg("-m").arg("venv").arg(&env);
-            run(venv, Duration::from_secs(120));
-            let mut pip = Command::new(env.join("bin/pip"));
-            // cramjam: fastavro's snappy codec (riffle's default `avro.codec`).
-            pip.args(["install", "-q", "--disable-pip-version-check", "pyarrow", "fastavro", "cramjam"]);
-            run(pip, Duration::from_secs(600));
-            std::fs::write(&marker, b"").expect("marker");
-        }
-        python
-    })
+    match pyenv::python() {
+        Some(p) => p,
+        None => panic!("no python3: the independent readers need it (run scripts/setup-tests)"),
+    }
 }
 
 fn script() -> PathBuf {
