@@ -492,3 +492,110 @@ fn partition_time_commit_follows_the_watermark_while_the_job_runs() {
     assert_eq!(got.len() as u64, PER_HOUR * HOURS);
     assert!(got.iter().enumerate().all(|(i, t)| t.id == i as i64 && t.hour == format!("{:02}", i as u64 / PER_HOUR)));
 }
+
+/// The visible rows (JSON lines) of each partition directory under `dir` holding a success
+/// file, read while the job may still write: directories and files may come and go.
+fn committed_partitions(dir: &Path) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let Ok(dts) = std::fs::read_dir(dir) else { return out };
+    for dt in dts.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("dt=")) {
+        let Ok(hours) = std::fs::read_dir(dt.path()) else { continue };
+        for hour in hours.flatten() {
+            let p = hour.path();
+            if !p.join("_SUCCESS").is_file() {
+                continue;
+            }
+            let Ok(parts) = std::fs::read_dir(&p) else { continue };
+            let rows = parts
+                .flatten()
+                .filter(|f| !hidden(&f.path()))
+                .filter_map(|f| std::fs::read_to_string(f.path()).ok())
+                .map(|s| s.lines().count() as u64)
+                .sum();
+            let name = p.strip_prefix(dir).expect("inside").to_string_lossy().to_string();
+            out.push((name, rows));
+        }
+    }
+    out
+}
+
+#[test]
+fn with_parallelism_two_a_success_file_waits_for_the_slower_subtask() {
+    /// Records per subtask.
+    const HALF: u64 = 600;
+    /// 2026-12-03T00:00:00Z in ms.
+    const DEC3: i64 = 1_796_256_000_000;
+    const HOUR: u64 = 3_600_000;
+    let mc = cluster();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("out");
+    let spec = FileSink::builder(dir.display().to_string())
+        .format("json")
+        .partition_by(["dt", "hour"])
+        .option("sink.partition-commit.policy.kind", "success-file")
+        .option("sink.partition-commit.trigger", "partition-time")
+        .option("sink.partition-commit.delay", "1 h")
+        .option("partition.time-extractor.timestamp-pattern", "$dt $hour:00:00")
+        .build()
+        .unwrap();
+    let mut env = StreamEnvironment::new();
+    env.set_parallelism(2);
+    env.set_config("execution.checkpointing.interval", "50 ms");
+    // The sequence is split in contiguous halves, piece k to subtask k, read at the same pace.
+    // Subtask 0's half spans six hours of event time, subtask 1's the first three: subtask
+    // 1's watermark advances at half the speed, and it still writes hours 00..02 after
+    // subtask 0's watermark has passed them.
+    let hours_of_half = |i: u64| if i < HALF { 6 } else { 3 };
+    let event_ms = move |i: u64| (i % HALF) * hours_of_half(i) * HOUR / HALF;
+    let row = move |i: u64| {
+        let mut t = trade(i);
+        t.dt = "2026-12-03".into();
+        t.hour = format!("{:02}", event_ms(i) / HOUR);
+        t
+    };
+    let expected =
+        move |partition: &str| (0..2 * HALF).filter(|i| partition.ends_with(&format!("hour={}", row(*i).hour))).count();
+    env.from_sequence_paced(0, 2 * HALF - 1, 300)
+        .assign_timestamps_and_watermarks(
+            riffle_api::WatermarkStrategy::for_monotonous_timestamps()
+                .with_timestamp_assigner(move |i: &u64, _| DEC3 + event_ms(*i) as i64),
+        )
+        .map(move |i| Rows::from_records(&[row(i)]).expect("a trade converts"))
+        .sink_to_file_sink(spec);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let (stop, dir) = (stop.clone(), dir.clone());
+        std::thread::spawn(move || {
+            let (mut early, mut seen) = (Vec::new(), 0usize);
+            while !stop.load(Ordering::SeqCst) {
+                let committed = committed_partitions(&dir);
+                seen = seen.max(committed.len());
+                early.extend(committed.into_iter().filter(|(p, rows)| *rows as usize != expected(p)));
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            (early, seen)
+        })
+    };
+    let h = mc.submit(env.build_job_graph("slow subtask").unwrap()).unwrap();
+    let r = h.wait(WAIT).unwrap();
+    stop.store(true, Ordering::SeqCst);
+    let (early, seen) = poller.join().unwrap();
+    assert_eq!(r.status, JobStatus::Finished, "{:?}", r.error);
+    assert!(early.is_empty(), "success files before all their rows were visible: {:?}", &early[..early.len().min(5)]);
+    assert!(seen >= 1, "an hour was committed while the job ran");
+    let committed = committed_partitions(&dir);
+    assert_eq!(committed.len(), 6, "{committed:?}");
+    assert!(committed.iter().all(|(p, rows)| *rows as usize == expected(p)), "{committed:?}");
+    // The success file is younger than every part file of its partition.
+    for (p, _) in &committed {
+        let d = dir.join(p);
+        let success = std::fs::metadata(d.join("_SUCCESS")).unwrap().modified().unwrap();
+        for f in std::fs::read_dir(&d).unwrap().flatten().filter(|f| !hidden(&f.path())) {
+            assert!(f.metadata().unwrap().modified().unwrap() <= success, "{p}: {:?} after _SUCCESS", f.path());
+        }
+    }
+    assert!(!dir.join("_riffle-commits").exists(), "the commit markers go at the end");
+    let all = files(&dir);
+    assert!(all.iter().all(|f| !f.file_name().unwrap().to_string_lossy().starts_with('.')), "{all:?}");
+    assert_eq!(riffle_read("json", &dir, true), (0..2 * HALF).map(row).collect::<Vec<_>>());
+}

@@ -283,6 +283,11 @@ impl CommitTracker {
         }
     }
 
+    /// Whether `path` waits.
+    pub fn contains(&self, path: &str) -> bool {
+        self.pending.contains_key(path)
+    }
+
     /// How many partitions wait.
     pub fn len(&self) -> usize {
         self.pending.len()

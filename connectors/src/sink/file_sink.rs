@@ -9,7 +9,7 @@
 //! once. `<uuid>` is drawn at a subtask's fresh start and kept in its transactions, so a
 //! failover continues the same names and a new job never overwrites an old one's files.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +24,7 @@ use riffle_api::Configuration;
 use serde::{Deserialize, Serialize};
 
 use super::commit::{self, CommitPolicy, CommitTracker, PendingPartition, Trigger};
+use super::global_commit::{self, CommitMarker, MARKER_DIR};
 use super::location::{parse_location, ObjectTarget, SinkLocation};
 use super::options::{DEFAULT_PARTITION_NAME, PARTITION_BY, PATH};
 use super::partition::Partitioner;
@@ -180,6 +181,15 @@ pub struct FileSink {
     spec: FileSinkSpec,
     uuid: String,
     subtask: u32,
+    /// The sink's parallelism: above 1, partitions are committed across subtasks through
+    /// commit markers ([`global_commit`]).
+    parallelism: u32,
+    /// Whether this instance wrote its commit marker already (a restore's commit does).
+    marker_written: bool,
+    /// During a restore: the watermark of the latest restored transaction of each former
+    /// subtask, and the partitions they carried (one marker covers them all).
+    restored_progress: BTreeMap<u32, Option<i64>>,
+    restored_partitions: BTreeMap<String, PendingPartition>,
     next_part: u64,
     next_seq: u64,
     writers: Option<PartWriters>,
@@ -265,6 +275,10 @@ impl FileSink {
             spec,
             uuid: String::new(),
             subtask: 0,
+            parallelism: 1,
+            marker_written: false,
+            restored_progress: BTreeMap::new(),
+            restored_partitions: BTreeMap::new(),
             next_part: 0,
             next_seq: 0,
             writers: None,
@@ -463,32 +477,208 @@ impl FileSink {
         Ok(())
     }
 
-    /// Runs the partition commit policies for the partitions of `txn` whose trigger fired.
-    fn commit_partitions(&mut self, txn: &FileSinkTxn) -> Result<Vec<String>, UserError> {
+    /// Whether partitions are committed across subtasks (a commit policy, parallelism > 1).
+    fn coordinated(&self) -> bool {
+        self.spec.commit.is_some() && self.parallelism > 1
+    }
+
+    /// Writes the success file into partition `path`.
+    fn write_success(&mut self, policy: &CommitPolicy, path: &str) -> Result<(), UserError> {
+        if let Some(target) = self.spec.object.clone() {
+            let to = Self::object_path(&target, path, &policy.success_file)?;
+            let store = target.store.clone();
+            self.object_call(move || async move {
+                store
+                    .put(&to, PutPayload::new())
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| ConnectorError::io(to.as_ref(), std::io::Error::other(e)))
+            })?;
+        } else {
+            let dir = self.partition_dir(path);
+            std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+            let success = dir.join(&policy.success_file);
+            std::fs::File::create(&success).and_then(|f| f.sync_all()).map_err(|e| io(&success, e))?;
+            sync_dir(&dir)?;
+        }
+        Ok(())
+    }
+
+    /// Replaces this subtask's commit marker with `marker`, atomically: an object put, or a
+    /// local write to a hidden temporary name and a rename (retried when another subtask
+    /// removed the emptied marker directory meanwhile). Not fsynced: a marker lost in a crash
+    /// only holds commits back until the subtask's next one.
+    fn write_marker(&mut self, marker: &CommitMarker) -> Result<(), UserError> {
+        let bytes = serde_json::to_vec(marker).map_err(|e| format!("cannot encode the commit marker: {e}"))?;
+        let name = global_commit::marker_name(marker.subtask);
+        if let Some(target) = self.spec.object.clone() {
+            let to = Self::object_path(&target, MARKER_DIR, &name)?;
+            let store = target.store.clone();
+            return self.object_call(move || async move {
+                store
+                    .put(&to, PutPayload::from(bytes))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| ConnectorError::io(to.as_ref(), std::io::Error::other(e)))
+            });
+        }
+        let dir = self.spec.dir.join(MARKER_DIR);
+        let tmp = dir.join(format!("_{name}.tmp"));
+        let to = dir.join(&name);
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let r = std::fs::create_dir_all(&dir)
+                .and_then(|()| std::fs::write(&tmp, &bytes))
+                .and_then(|()| std::fs::rename(&tmp, &to));
+            match r {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::NotFound && attempts < 5 => continue,
+                Err(e) => return Err(io(&to, e)),
+            }
+        }
+    }
+
+    /// The commit markers of subtasks `0..parallelism` that exist and parse (an unreadable
+    /// one counts as absent: the commit waits).
+    fn read_markers(&mut self) -> Result<Vec<CommitMarker>, UserError> {
+        let names: Vec<String> = (0..self.parallelism).map(global_commit::marker_name).collect();
+        let raw: Vec<Option<Vec<u8>>> = if let Some(target) = self.spec.object.clone() {
+            let paths =
+                names.iter().map(|n| Self::object_path(&target, MARKER_DIR, n)).collect::<Result<Vec<_>, _>>()?;
+            let store = target.store.clone();
+            self.object_call(move || async move {
+                let mut out = Vec::new();
+                for p in paths {
+                    let err = |e: object_store::Error| ConnectorError::io(p.as_ref(), std::io::Error::other(e));
+                    match store.get(&p).await {
+                        Ok(r) => out.push(Some(r.bytes().await.map_err(err)?.to_vec())),
+                        Err(object_store::Error::NotFound { .. }) => out.push(None),
+                        Err(e) => return Err(err(e)),
+                    }
+                }
+                Ok(out)
+            })?
+        } else {
+            let dir = self.spec.dir.join(MARKER_DIR);
+            let mut out = Vec::new();
+            for n in &names {
+                let p = dir.join(n);
+                match std::fs::read(&p) {
+                    Ok(b) => out.push(Some(b)),
+                    Err(e) if e.kind() == ErrorKind::NotFound => out.push(None),
+                    Err(e) => return Err(io(&p, e)),
+                }
+            }
+            out
+        };
+        Ok(raw.into_iter().flatten().filter_map(|b| serde_json::from_slice(&b).ok()).collect())
+    }
+
+    /// Deletes the commit markers of subtasks `from..` (after a rescale: `from` is the new
+    /// parallelism; at the end of the job: 0), then the marker directory if it is empty.
+    fn delete_markers(&mut self, from: u32) -> Result<(), UserError> {
+        let stale =
+            move |name: &str| name.strip_suffix(".json").and_then(|n| n.parse::<u32>().ok()).is_some_and(|s| s >= from);
+        if let Some(target) = self.spec.object.clone() {
+            let store = target.store.clone();
+            let prefix = Self::object_path(&target, "", MARKER_DIR)?;
+            return self.object_call(move || async move {
+                let err = |e: object_store::Error| ConnectorError::io(prefix.as_ref(), std::io::Error::other(e));
+                let objects: Vec<_> = store.list(Some(&prefix)).try_collect().await.map_err(err)?;
+                for o in objects {
+                    if o.location.filename().is_some_and(stale) {
+                        match store.delete(&o.location).await {
+                            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                            Err(e) => return Err(err(e)),
+                        }
+                    }
+                }
+                Ok(())
+            });
+        }
+        let dir = self.spec.dir.join(MARKER_DIR);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io(&dir, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| io(&dir, e))?;
+            if stale(&entry.file_name().to_string_lossy()) {
+                remove_if_exists(&entry.path())?;
+            }
+        }
+        // Fails while another subtask's marker is there: then the directory stays.
+        let _ = std::fs::remove_dir(&dir);
+        Ok(())
+    }
+
+    /// Runs the partition commit policies for the partitions whose trigger fired once the
+    /// files of `txn` are visible. With parallelism 1, the partitions `txn` carries, by its
+    /// watermark and the processing time. Above, this subtask publishes its marker first and
+    /// commits what [`global_commit::decide`] allows over every subtask's marker (`restoring`:
+    /// called by a restore, before the pending partitions are restored into the tracker).
+    fn commit_partitions(&mut self, txn: &FileSinkTxn, restoring: bool) -> Result<Vec<String>, UserError> {
         let Some(policy) = self.spec.commit.clone() else {
             return Ok(Vec::new());
         };
         let now = (self.spec.clock)();
-        let mut done = Vec::new();
-        for p in commit::ready(&policy, &txn.partitions, now, txn.watermark) {
-            let path = p.spec.path();
-            if let Some(target) = self.spec.object.clone() {
-                let to = Self::object_path(&target, &path, &policy.success_file)?;
-                let store = target.store.clone();
-                self.object_call(move || async move {
-                    store
-                        .put(&to, PutPayload::new())
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| ConnectorError::io(to.as_ref(), std::io::Error::other(e)))
-                })?;
+        let ready: Vec<PendingPartition> = if self.coordinated() {
+            let (partitions, watermark) = if restoring {
+                // A restore may commit transactions of several former subtasks (a rescale):
+                // their output is visible up to the least of their watermarks.
+                self.restored_progress.insert(txn.subtask, txn.watermark);
+                for p in &txn.partitions {
+                    self.restored_partitions.insert(p.spec.path(), p.clone());
+                }
+                let committed: BTreeSet<&str> = self.recovered_commits.iter().map(|(q, _)| q.as_str()).collect();
+                let partitions = self
+                    .restored_partitions
+                    .iter()
+                    .filter(|(path, _)| !committed.contains(path.as_str()))
+                    .map(|(_, p)| p.clone())
+                    .collect();
+                let watermark = self.restored_progress.values().try_fold(i64::MAX, |acc, w| w.map(|w| acc.min(w)));
+                (partitions, watermark)
             } else {
-                let dir = self.partition_dir(&path);
-                std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-                let success = dir.join(&policy.success_file);
-                std::fs::File::create(&success).and_then(|f| f.sync_all()).map_err(|e| io(&success, e))?;
-                sync_dir(&dir)?;
+                let partitions =
+                    txn.partitions.iter().filter(|p| self.tracker.contains(&p.spec.path())).cloned().collect();
+                (partitions, txn.watermark)
+            };
+            let marker = CommitMarker {
+                subtask: self.subtask,
+                parallelism: self.parallelism,
+                uuid: txn.uuid.clone(),
+                seq: Some(txn.seq),
+                committed_ms: now,
+                watermark,
+                partitions,
+            };
+            self.write_marker(&marker)?;
+            self.marker_written = true;
+            let markers = self.read_markers()?;
+            let ready = global_commit::decide(&policy, self.parallelism, &markers).unwrap_or_default();
+            if global_commit::all_finished(self.parallelism, &markers) {
+                for p in &ready {
+                    self.write_success(&policy, &p.spec.path())?;
+                }
+                // Every subtask's output is visible and every partition committed.
+                self.delete_markers(0)?;
+                let done: Vec<String> = ready.iter().map(|p| p.spec.path()).collect();
+                for path in &done {
+                    self.tracker.committed(path, txn.seq);
+                }
+                return Ok(done);
             }
+            ready
+        } else {
+            commit::ready(&policy, &txn.partitions, now, txn.watermark).into_iter().cloned().collect()
+        };
+        let mut done = Vec::new();
+        for p in ready {
+            let path = p.spec.path();
+            self.write_success(&policy, &path)?;
             self.tracker.committed(&path, txn.seq);
             done.push(path);
         }
@@ -507,6 +697,7 @@ impl TwoPhaseCommitSink<Rows> for FileSink {
     /// Restores the partitions still to commit.
     fn initialize(&mut self, ctx: &SinkContext, recovery: &Recovery<FileSinkTxn>) -> Result<(), UserError> {
         self.subtask = ctx.subtask;
+        self.parallelism = ctx.parallelism.max(1);
         if self.spec.object.is_none() {
             let dir = self.spec.dir.clone();
             std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
@@ -567,6 +758,28 @@ impl TwoPhaseCommitSink<Rows> for FileSink {
         let written_seqs = restored.snapshot().into_iter().map(|p| p.last_txn + 1);
         self.next_seq = restored_seqs.chain(written_seqs).chain([self.next_seq]).max().unwrap_or(0);
         self.tracker = restored;
+        self.restored_progress.clear();
+        self.restored_partitions.clear();
+        if self.spec.commit.is_some() {
+            if self.subtask == 0 {
+                // Markers of subtasks beyond the parallelism come from before a rescale.
+                self.delete_markers(self.parallelism)?;
+            }
+            if self.coordinated() && !self.marker_written {
+                // Replaces what a former run or attempt left: nothing of this one is visible yet.
+                let marker = CommitMarker {
+                    subtask: self.subtask,
+                    parallelism: self.parallelism,
+                    uuid: self.uuid.clone(),
+                    seq: None,
+                    committed_ms: i64::MIN,
+                    watermark: None,
+                    partitions: self.tracker.snapshot(),
+                };
+                self.write_marker(&marker)?;
+                self.marker_written = true;
+            }
+        }
         Ok(())
     }
 
@@ -671,18 +884,21 @@ impl TwoPhaseCommitSink<Rows> for FileSink {
     }
 
     /// Renames the pending files to their visible names (already renamed counts as done),
-    /// then commits the partitions whose trigger fired.
+    /// then commits the partitions whose trigger fired (above parallelism 1: publishes this
+    /// subtask's commit marker and commits what every subtask's markers allow).
     fn commit(&mut self, txn: FileSinkTxn) -> Result<(), UserError> {
         self.commit_files(&txn)?;
-        self.commit_partitions(&txn)?;
+        self.commit_partitions(&txn, false)?;
         Ok(())
     }
 
     /// Commits like [`FileSink::commit`] and remembers the partitions it committed, so that
     /// `initialize` does not restore them as pending.
-    fn recover_and_commit(&mut self, _: &SinkContext, txn: FileSinkTxn) -> Result<(), UserError> {
+    fn recover_and_commit(&mut self, ctx: &SinkContext, txn: FileSinkTxn) -> Result<(), UserError> {
+        self.subtask = ctx.subtask;
+        self.parallelism = ctx.parallelism.max(1);
         self.commit_files(&txn)?;
-        let done = self.commit_partitions(&txn)?;
+        let done = self.commit_partitions(&txn, true)?;
         self.recovered_commits.extend(done.into_iter().map(|p| (p, txn.seq)));
         Ok(())
     }

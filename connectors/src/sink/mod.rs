@@ -5,6 +5,7 @@
 //! - [`rolling`]: when a part file rolls (pure decisions);
 //! - [`partition`]: which directory a row goes to, and hostile values escaped;
 //! - [`commit`]: when a partition is committed (pure tracker and trigger);
+//! - [`global_commit`]: the same decision over every subtask's commit marker;
 //! - [`writers`]: the encoders on a thread of their own;
 //! - [`location`]: what `path` may name;
 //! - [`file_sink`]: the two-phase-commit sink gluing them.
@@ -26,6 +27,7 @@
 
 pub mod commit;
 pub mod file_sink;
+pub mod global_commit;
 pub mod location;
 pub mod options;
 pub mod partition;

@@ -482,3 +482,121 @@ fn an_object_store_gets_uploads_at_the_barrier_renames_at_commit_and_a_clean_res
     assert!(!staging.exists(), "the staging directory goes with the sink");
     assert_eq!(std::fs::read_dir(scratch.path()).map(|d| d.count()).unwrap_or(0), 0, "nothing written locally");
 }
+
+#[test]
+fn with_parallelism_two_a_partition_is_committed_once_every_subtask_made_its_files_visible() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicI64::new(0));
+    let sp = partitioned(dir.path(), &[("sink.partition-commit.delay", "10 s")], &now);
+    let markers = dir.path().join(global_commit::MARKER_DIR);
+    let success = |d: &str| dir.path().join(format!("dt={d}")).join("_SUCCESS").is_file();
+    let lines = |d: &str| visible_lines(&dir.path().join(format!("dt={d}")));
+    // A marker left by a former run at parallelism 3 goes at subtask 0's start.
+    std::fs::create_dir_all(&markers).unwrap();
+    std::fs::write(markers.join("2.json"), "{}").unwrap();
+    let (mut s0, mut s1) = (FileSink::new(sp.clone(), "t0"), FileSink::new(sp, "t1"));
+    s0.initialize(&ctx(0, 2), &Recovery::fresh()).unwrap();
+    s1.initialize(&ctx(1, 2), &Recovery::fresh()).unwrap();
+    let mut names: Vec<String> =
+        std::fs::read_dir(&markers).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().to_string()).collect();
+    names.sort();
+    assert_eq!(names, ["0.json", "1.json"]);
+
+    // Both write partition "a" at 0 s in the same checkpoint.
+    let mut t0 = s0.begin(&ctx(0, 2)).unwrap();
+    s0.write(&mut t0, rows(0..2, |_| "a".into()), 0).unwrap();
+    s0.pre_commit(&mut t0).unwrap();
+    let mut t1 = s1.begin(&ctx(1, 2)).unwrap();
+    s1.write(&mut t1, rows(2..4, |_| "a".into()), 0).unwrap();
+    s1.pre_commit(&mut t1).unwrap();
+    now.store(10_000, Ordering::SeqCst);
+    s0.commit(t0).unwrap();
+    assert_eq!(lines("a"), ["0", "1"]);
+    assert!(!success("a"), "subtask 1's files of the partition are not visible yet");
+    s1.commit(t1).unwrap();
+    assert!(success("a"), "both subtasks' files are visible and 0 s + 10 s <= 10 s");
+    assert_eq!(lines("a"), ["0", "1", "2", "3"]);
+    assert_eq!((s0.pending_partitions(), s1.pending_partitions()), (1, 0));
+    // Subtask 0's next commit sees the partition committed and drops it.
+    let mut t0 = s0.begin(&ctx(0, 2)).unwrap();
+    s0.pre_commit(&mut t0).unwrap();
+    s0.commit(t0).unwrap();
+    assert_eq!(s0.pending_partitions(), 0);
+
+    // Subtask 0 ends first, with partition "b" written at 10 s: subtask 1's visible output
+    // only reaches 10 s, so "b" waits for subtask 1's end.
+    s0.watermark(i64::MAX).unwrap();
+    let mut t0 = s0.begin(&ctx(0, 2)).unwrap();
+    s0.write(&mut t0, rows(4..5, |_| "b".into()), 0).unwrap();
+    s0.pre_commit(&mut t0).unwrap();
+    s0.commit(t0).unwrap();
+    assert!(!success("b"));
+    s1.watermark(i64::MAX).unwrap();
+    let mut t1 = s1.begin(&ctx(1, 2)).unwrap();
+    s1.write(&mut t1, rows(5..6, |_| "b".into()), 0).unwrap();
+    s1.pre_commit(&mut t1).unwrap();
+    s1.commit(t1).unwrap();
+    assert!(success("b"), "the end of every subtask's input commits everything");
+    assert_eq!(lines("b"), ["4", "5"]);
+    assert!(!markers.exists(), "the markers go once every subtask finished");
+}
+
+#[test]
+fn a_rescaled_restore_publishes_the_least_watermark_of_the_former_subtasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = Arc::new(AtomicI64::new(0));
+    let sp = partitioned(dir.path(), &[("sink.partition-commit.trigger", "partition-time")], &now);
+    let txn = |subtask: u32, seq: u64, watermark: i64| FileSinkTxn {
+        uuid: random_uuid(subtask),
+        subtask,
+        seq,
+        first_part: 0,
+        files: Vec::new(),
+        partitions: Vec::new(),
+        watermark: Some(watermark),
+    };
+    // Former subtask 1 had two pending transactions (the later one counts), former subtask 2
+    // is behind: the new subtask 0 of 2 has made visible what both wrote before 10.
+    let restored = [txn(1, 3, 5), txn(1, 4, 20), txn(2, 4, 10)];
+    let mut s = FileSink::new(sp, "t");
+    for t in &restored {
+        s.recover_and_commit(&ctx(0, 2), t.clone()).unwrap();
+    }
+    let rec = Recovery { restored: true, restored_from: vec![1, 2], committed: restored.to_vec(), aborted: vec![] };
+    s.initialize(&ctx(0, 2), &rec).unwrap();
+    let marker: global_commit::CommitMarker = serde_json::from_slice(
+        &std::fs::read(dir.path().join(global_commit::MARKER_DIR).join(global_commit::marker_name(0))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!((marker.subtask, marker.parallelism, marker.watermark), (0, 2, Some(10)));
+}
+
+#[test]
+fn with_parallelism_two_an_object_store_gets_the_markers_and_the_success_file_after_both() {
+    let store: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+    let now = Arc::new(AtomicI64::new(0));
+    let scratch = tempfile::tempdir().unwrap();
+    let sp = partitioned(scratch.path(), &[], &now).with_object_store(store.clone(), "warehouse/t");
+    let (mut s0, mut s1) = (FileSink::new(sp.clone(), "t0"), FileSink::new(sp, "t1"));
+    s0.initialize(&ctx(0, 2), &Recovery::fresh()).unwrap();
+    s1.initialize(&ctx(1, 2), &Recovery::fresh()).unwrap();
+    let markers = |store: &Arc<dyn ObjectStore>| {
+        objects(store).into_keys().filter(|k| k.starts_with("warehouse/t/_riffle-commits/")).collect::<Vec<_>>()
+    };
+    assert_eq!(markers(&store), ["warehouse/t/_riffle-commits/0.json", "warehouse/t/_riffle-commits/1.json"]);
+    s0.watermark(i64::MAX).unwrap();
+    let mut t0 = s0.begin(&ctx(0, 2)).unwrap();
+    s0.write(&mut t0, rows(0..2, |_| "d0".into()), 0).unwrap();
+    s0.pre_commit(&mut t0).unwrap();
+    s1.watermark(i64::MAX).unwrap();
+    let mut t1 = s1.begin(&ctx(1, 2)).unwrap();
+    s1.write(&mut t1, rows(2..4, |_| "d0".into()), 0).unwrap();
+    s1.pre_commit(&mut t1).unwrap();
+    s0.commit(t0).unwrap();
+    assert!(!objects(&store).contains_key("warehouse/t/dt=d0/_SUCCESS"), "subtask 1 made nothing visible yet");
+    s1.commit(t1).unwrap();
+    let after = objects(&store);
+    assert!(after.contains_key("warehouse/t/dt=d0/_SUCCESS"));
+    assert_eq!(visible_object_lines(&after), ["0", "1", "2", "3"]);
+    assert!(markers(&store).is_empty(), "both ended: the markers are gone");
+}
