@@ -306,6 +306,7 @@ async fn run(
         channels: OutputChannels {
             outbox: env.outbox.clone(),
             stalled: vec![false; senders.len()],
+            ended: vec![false; senders.len()],
             senders,
             priority,
             io: spec.services.io.clone(),

@@ -33,6 +33,11 @@ pub(super) struct OutputChannels {
     pub(super) priority: Vec<UnboundedSender<CheckpointBarrier>>,
     /// Channels found full in the current pass of a drain.
     pub(super) stalled: Vec<bool>,
+    /// Channels whose end of partition went out: nothing follows it. A checkpoint triggered
+    /// while the final drain still waits for room (the end already queued) is taken with the
+    /// subtask's final state; its barrier is not sent where the end went (the consumer counts
+    /// an ended channel as aligned), since the producer's side of such a channel may be gone.
+    pub(super) ended: Vec<bool>,
     /// Records in and out and time blocked on full outputs, for the REST API and the UI.
     pub(super) io: Arc<crate::job_view::SubtaskIo>,
 }
@@ -133,10 +138,19 @@ impl OutputChannels {
                     deferred.push_back((ch, el));
                     continue;
                 }
+                if self.ended.get(ch).copied().unwrap_or(false) && matches!(el, Element::Barrier(_)) {
+                    continue;
+                }
+                let end = matches!(el, Element::EndOfPartition);
                 let tx = self.senders.get(ch).ok_or_else(|| TaskError::msg(name, format!("no output channel {ch}")))?;
                 let n = records_in(&el);
                 match tx.try_send(el) {
-                    Ok(()) => self.io.wrote(n),
+                    Ok(()) => {
+                        self.io.wrote(n);
+                        if end {
+                            self.ended[ch] = true;
+                        }
+                    }
                     Err(TrySendError::Full(el)) => {
                         self.stalled[ch] = true;
                         any_stalled = true;
@@ -158,6 +172,7 @@ impl OutputChannels {
             self.stalled.iter_mut().for_each(|s| *s = false);
             let Some((ch, el)) = deferred.pop_front() else { continue };
             let tx = self.senders[ch].clone();
+            let end = matches!(el, Element::EndOfPartition);
             let gate_event = async {
                 match gate.as_mut() {
                     Some((g, enc)) => std::future::poll_fn(|cx| g.poll_interrupt(cx, *enc)).await,
@@ -172,6 +187,9 @@ impl OutputChannels {
                     Ok(permit) => {
                         io.wrote(records_in(&el));
                         permit.send(el);
+                        if end {
+                            self.ended[ch] = true;
+                        }
                         None
                     }
                     Err(_) => return Err(peer_lost(name, "a downstream subtask stopped", cancel).await),

@@ -122,6 +122,7 @@ fn outputs(n: usize, capacity: usize) -> (OutputChannels, Vec<mpsc::Receiver<Ele
         senders,
         priority: (0..n).map(|_| mpsc::unbounded_channel().0).collect(),
         stalled: vec![false; n],
+        ended: vec![false; n],
         io: Arc::default(),
     };
     (channels, rxs)
@@ -190,4 +191,38 @@ async fn cancellation_ends_a_wait_for_room() {
     cancel_tx.send(true).unwrap();
     let r = out.drain_until("op", &mut control, &mut cancel, true, None).await;
     assert!(matches!(r, Err(TaskOutcome::Canceled)));
+}
+
+/// A checkpoint triggered while the final drain waits for room (its end of partition already
+/// queued) queues a barrier behind the end: it must not be sent there, because a remote
+/// channel's producer side is gone once the end went (the send failed the subtask with "a
+/// downstream subtask stopped" after a restore on a local cluster).
+#[tokio::test(flavor = "current_thread")]
+async fn no_barrier_follows_an_end_of_partition_on_its_channel() {
+    let (mut out, mut rxs) = outputs(2, 4);
+    let barrier = CheckpointBarrier { id: 4, ..Default::default() };
+    out.outbox.borrow_mut().queue.extend([
+        (0, records(3)),
+        (0, Element::EndOfPartition),
+        (1, records(2)),
+        (0, Element::Barrier(barrier.clone())),
+        (1, Element::Barrier(barrier)),
+    ]);
+    let (_control_tx, mut control) = mpsc::unbounded_channel();
+    let (_cancel_tx, mut cancel) = watch::channel(false);
+    // Channel 0's consumer end goes as soon as the end of partition is read (the network
+    // producer side closes after forwarding it).
+    let mut rx0 = rxs.remove(0);
+    let r = out.drain_until("op", &mut control, &mut cancel, true, None).await;
+    assert!(matches!(r, Ok(None)), "drained without an error");
+    assert!(matches!(rx0.try_recv(), Ok(Element::Records { count: 3, .. })));
+    assert!(matches!(rx0.try_recv(), Ok(Element::EndOfPartition)));
+    assert!(rx0.try_recv().is_err(), "nothing after the end of partition");
+    drop(rx0);
+    assert!(matches!(rxs[0].try_recv(), Ok(Element::Records { count: 2, .. })));
+    assert!(matches!(rxs[0].try_recv(), Ok(Element::Barrier(b)) if b.id == 4), "the open channel gets its barrier");
+    // Later barriers for the ended channel are dropped too, even with its receiver gone.
+    out.outbox.borrow_mut().queue.push_back((0, Element::Barrier(CheckpointBarrier { id: 5, ..Default::default() })));
+    let r = out.drain_until("op", &mut control, &mut cancel, true, None).await;
+    assert!(matches!(r, Ok(None)), "a barrier for an ended, closed channel is not a lost consumer");
 }
