@@ -41,13 +41,14 @@ pub struct LocalExchange {
     channels: DashMap<ChannelId, Ends>,
 }
 
-/// Batches a channel holds before the producer waits (backpressure). 16 batches of 1024 small
-/// records are about what Flink's default credit holds (2 exclusive and up to 8 floating 32 KiB
-/// buffers). With 4, two slots exchanging all-to-all (a keyed word count at parallelism 2)
-/// stalled each other: each slot thread runs its source and its consumer in turns, and a
-/// producer whose channel to the other slot was full waited for that slot's next turn (1.4x
-/// the speed of parallelism 1; 1.9x with 16).
-pub const DEFAULT_CHANNEL_CAPACITY: usize = 16;
+/// Batches a channel holds before the producer waits (backpressure). With 4, two slots
+/// exchanging all-to-all (a keyed word count at parallelism 2) stall each other: each slot
+/// thread runs its source and its consumer in turns, and a producer whose channel to the other
+/// slot is full waits for that slot's next turn (1.4x the speed of parallelism 1; 1.9x with
+/// 16). 16 is not the default: an aligned checkpoint of a backpressured job waits behind up to
+/// 4x more in-flight data (a CLI test's job, slow in a debug build, completed no checkpoint in
+/// 60 s with 16 under CI load).
+pub const DEFAULT_CHANNEL_CAPACITY: usize = 4;
 
 impl LocalExchange {
     fn with_ends<R>(&self, id: ChannelId, capacity: usize, f: impl FnOnce(&mut Ends) -> R) -> R {

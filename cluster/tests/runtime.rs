@@ -207,8 +207,8 @@ fn a_slow_sink_backpressures_the_source_and_memory_stays_bounded() {
     }
     assert_eq!(h.wait(WAIT).unwrap().status, JobStatus::Finished);
     assert_eq!(c.records_in(), n);
-    // Channel capacity (16 batches of 1024 by default) + the batch being filled + the source's
-    // poll (4096) + the consumer's batch in hand: ~22k records, whatever the speed difference.
+    // Channel capacity (4 batches of 1024 by default) + the batch being filled + the source's
+    // poll (4096) + the consumer's batch in hand: ~10k records, whatever the speed difference.
     let capacity = riffle_actors::exchange::DEFAULT_CHANNEL_CAPACITY as u64 * 1024;
     assert!(max_in_flight < capacity + 8_000, "{max_in_flight} records in flight: not bounded");
     assert!(max_in_flight > 1_000, "{max_in_flight}: the sink was not slower than the source?");
