@@ -176,42 +176,63 @@ fn no_checkpoints_after_a_task_finished_and_bad_modes_are_rejected() {
     assert!(r.error.unwrap_or_default().contains("execution.checkpointing.mode"));
 }
 
-#[test]
-fn after_a_failure_the_job_resumes_from_the_latest_checkpoint_with_exact_results() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    static ARMED: AtomicBool = AtomicBool::new(false);
-    static FAILED: AtomicBool = AtomicBool::new(false);
-    const N: u64 = 200_000;
+/// A cluster of two slots that restarts a failed job once, checkpointing every 10 ms, and an
+/// environment at parallelism 2.
+fn restarting_cluster() -> (MiniCluster, StreamEnvironment) {
     let mut cfg = MiniClusterConfig::new(1, 2);
     cfg.config
         .set("execution.checkpointing.interval", "10 ms")
         .set("restart-strategy", "fixed-delay")
         .set("restart-strategy.fixed-delay.attempts", "1")
         .set("restart-strategy.fixed-delay.delay", "10 ms");
-    let mc = MiniCluster::start(cfg).unwrap();
     let mut env = StreamEnvironment::new();
     env.set_parallelism(2);
-    let out = env
-        .from_sequence(0, N - 1)
-        .map(|i| {
+    (MiniCluster::start(cfg).unwrap(), env)
+}
+
+/// The numbers `0..n`, paced (a millisecond every 500), failing once at the first record
+/// after `armed` is set.
+fn paced_sequence_failing_once(
+    env: &StreamEnvironment,
+    n: u64,
+    armed: &'static std::sync::atomic::AtomicBool,
+    failed: &'static std::sync::atomic::AtomicBool,
+) -> riffle_api::DataStream<u64> {
+    use std::sync::atomic::Ordering;
+    env.from_sequence(0, n - 1)
+        .map(move |i| {
             if i % 500 == 0 {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            if ARMED.load(Ordering::SeqCst) && !FAILED.swap(true, Ordering::SeqCst) {
+            if armed.load(Ordering::SeqCst) && !failed.swap(true, Ordering::SeqCst) {
                 panic!("injected failure at record {i}");
             }
             i
         })
         .name("slow")
-        .key_by(|i: &u64| i % 10)
-        .process(common::FinalSum)
-        .collect();
-    let h = mc.submit(env.build_job_graph("exactly once").unwrap()).unwrap();
+}
+
+fn wait_for_two_checkpoints(mc: &MiniCluster, h: &riffle_cluster::JobHandle) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while mc.checkpoint_stats(h.job_id()).completed < 2 {
         assert!(Instant::now() < deadline, "no checkpoints: {:?}", mc.checkpoint_stats(h.job_id()));
         std::thread::sleep(Duration::from_millis(2));
     }
+}
+
+#[test]
+fn after_a_failure_the_job_resumes_from_the_latest_checkpoint_with_exact_results() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static ARMED: AtomicBool = AtomicBool::new(false);
+    static FAILED: AtomicBool = AtomicBool::new(false);
+    const N: u64 = 200_000;
+    let (mc, env) = restarting_cluster();
+    let out = paced_sequence_failing_once(&env, N, &ARMED, &FAILED)
+        .key_by(|i: &u64| i % 10)
+        .process(common::FinalSum)
+        .collect();
+    let h = mc.submit(env.build_job_graph("exactly once").unwrap()).unwrap();
+    wait_for_two_checkpoints(&mc, &h);
     let read_before_failure = h.counters().records_in();
     ARMED.store(true, Ordering::SeqCst);
     let mut got: Vec<(u64, u64)> = out.collect();
@@ -266,35 +287,10 @@ fn a_non_keyed_process_function_gets_each_subtasks_state_back_after_a_failure() 
     static ARMED: AtomicBool = AtomicBool::new(false);
     static FAILED: AtomicBool = AtomicBool::new(false);
     const N: u64 = 200_000;
-    let mut cfg = MiniClusterConfig::new(1, 2);
-    cfg.config
-        .set("execution.checkpointing.interval", "10 ms")
-        .set("restart-strategy", "fixed-delay")
-        .set("restart-strategy.fixed-delay.attempts", "1")
-        .set("restart-strategy.fixed-delay.delay", "10 ms");
-    let mc = MiniCluster::start(cfg).unwrap();
-    let mut env = StreamEnvironment::new();
-    env.set_parallelism(2);
-    let out = env
-        .from_sequence(0, N - 1)
-        .map(|i| {
-            if i % 500 == 0 {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            if ARMED.load(Ordering::SeqCst) && !FAILED.swap(true, Ordering::SeqCst) {
-                panic!("injected failure at record {i}");
-            }
-            i
-        })
-        .name("slow")
-        .process(SubtaskSum)
-        .collect();
+    let (mc, env) = restarting_cluster();
+    let out = paced_sequence_failing_once(&env, N, &ARMED, &FAILED).process(SubtaskSum).collect();
     let h = mc.submit(env.build_job_graph("per-subtask state").unwrap()).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while mc.checkpoint_stats(h.job_id()).completed < 2 {
-        assert!(Instant::now() < deadline, "no checkpoints: {:?}", mc.checkpoint_stats(h.job_id()));
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_for_two_checkpoints(&mc, &h);
     ARMED.store(true, Ordering::SeqCst);
     let got: Vec<u64> = out.collect();
     let r = h.wait(WAIT).unwrap();
