@@ -6,6 +6,8 @@
 //! what Flink means differently from DataFusion is a rewrite or a registered function, never a
 //! second evaluator.
 
+pub mod changelog;
+
 /// The DataFusion crates riffle's SQL layer is built on, re-exported so that users of
 /// `riffle-sql` (functions, connectors from plugins) name the same versions.
 pub mod datafusion {
