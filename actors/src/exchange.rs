@@ -41,14 +41,14 @@ pub struct LocalExchange {
     channels: DashMap<ChannelId, Ends>,
 }
 
-/// Batches a channel holds before the producer waits (backpressure). With 4, two slots
+/// Batches a channel holds at most before the producer waits (backpressure). With 4, two slots
 /// exchanging all-to-all (a keyed word count at parallelism 2) stall each other: each slot
 /// thread runs its source and its consumer in turns, and a producer whose channel to the other
 /// slot is full waits for that slot's next turn (1.4x the speed of parallelism 1; 1.9x with
-/// 16). 16 is not the default: an aligned checkpoint of a backpressured job waits behind up to
-/// 4x more in-flight data (a CLI test's job, slow in a debug build, completed no checkpoint in
-/// 60 s with 16 under CI load).
-pub const DEFAULT_CHANNEL_CAPACITY: usize = 4;
+/// 16). How much of it a channel uses is buffer debloating's decision (`crate::debloat`): a
+/// slow consumer's channel holds a few batches, so an aligned checkpoint does not wait behind
+/// 16 of them.
+pub const DEFAULT_CHANNEL_CAPACITY: usize = 16;
 
 impl LocalExchange {
     fn with_ends<R>(&self, id: ChannelId, capacity: usize, f: impl FnOnce(&mut Ends) -> R) -> R {

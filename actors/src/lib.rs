@@ -17,6 +17,7 @@ pub mod checkpoint_coordinator;
 pub mod checkpoint_history;
 pub mod checkpoint_storage;
 pub mod clock;
+pub mod debloat;
 pub mod dispatcher;
 pub mod error;
 pub mod exception_history;

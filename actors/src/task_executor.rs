@@ -36,8 +36,10 @@ pub struct TaskExecutorSettings {
     pub slots: u32,
     /// Records per batch on data channels.
     pub batch_size: usize,
-    /// Batches per data channel.
+    /// Batches per data channel: the most a channel's queue holds.
     pub channel_capacity: usize,
+    /// Buffer debloating: how much of its queue a channel may use (None: all of it).
+    pub debloat: Option<crate::debloat::DebloatSettings>,
     /// Buffer timeout in ms (`execution.buffer-timeout`).
     pub buffer_timeout_ms: i64,
     /// How slots are supervised.
@@ -256,6 +258,7 @@ impl Handler<DeployTask> for TaskExecutor {
             services,
             batch_size: self.settings.batch_size,
             channel_capacity: self.settings.channel_capacity,
+            debloat: self.settings.debloat,
             buffer_timeout_ms: self.settings.buffer_timeout_ms,
             restore: msg.restore,
             local: Some(self.local.clone()),

@@ -139,7 +139,29 @@ pub const BUFFERS_PER_CHANNEL: ConfigOption<usize> = ConfigOption::new(
     Group::Network,
     "taskmanager.network.buffers-per-channel",
     riffle_actors::exchange::DEFAULT_CHANNEL_CAPACITY,
-    "batches a data channel holds (a network channel's credit)",
+    "batches a data channel holds at most (a network channel's credit); buffer debloating uses less of it for a slow consumer",
+);
+/// `taskmanager.network.memory.buffer-debloat.enabled` (on in riffle; off in Flink, which
+/// has no slot threads shared by a producer and a consumer).
+pub const DEBLOAT_ENABLED: ConfigOption<bool> = ConfigOption::new(
+    Group::Network,
+    "taskmanager.network.memory.buffer-debloat.enabled",
+    true,
+    "hold each output channel to the batches its consumer takes in the debloat target",
+);
+/// `taskmanager.network.memory.buffer-debloat.target`.
+pub const DEBLOAT_TARGET: ConfigOption<Duration> = ConfigOption::new(
+    Group::Network,
+    "taskmanager.network.memory.buffer-debloat.target",
+    Duration::from_secs(1),
+    "how long a channel's consumer should take for the data the channel holds",
+);
+/// `taskmanager.network.memory.buffer-debloat.period`.
+pub const DEBLOAT_PERIOD: ConfigOption<Duration> = ConfigOption::new(
+    Group::Network,
+    "taskmanager.network.memory.buffer-debloat.period",
+    Duration::from_millis(200),
+    "how often each channel's consumption rate is measured",
 );
 
 /// The options of an embedded cluster and of its JobManager and TaskExecutors.
@@ -153,6 +175,9 @@ pub(crate) const OPTIONS: &[&dyn OptionInfo] = &[
     &NUMBER_OF_TASK_SLOTS,
     &LOCAL_NUMBER_TASKMANAGER,
     &BUFFERS_PER_CHANNEL,
+    &DEBLOAT_ENABLED,
+    &DEBLOAT_TARGET,
+    &DEBLOAT_PERIOD,
 ];
 
 struct Actors {
@@ -211,6 +236,10 @@ pub(crate) fn task_executor_settings(c: &Configuration, slots: u32) -> Result<Ta
         slots: slots.max(1),
         batch_size: c.get(&BATCH_SIZE)?.max(1),
         channel_capacity: c.get(&BUFFERS_PER_CHANNEL)?.max(1),
+        debloat: c.get(&DEBLOAT_ENABLED)?.then_some(riffle_actors::debloat::DebloatSettings {
+            target: c.get(&DEBLOAT_TARGET)?,
+            period: c.get(&DEBLOAT_PERIOD)?.max(Duration::from_millis(1)),
+        }),
         buffer_timeout_ms: c.get(&BUFFER_TIMEOUT)?.as_millis() as i64,
         slot_strategy: default_slot_strategy(),
     })

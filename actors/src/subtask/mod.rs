@@ -77,8 +77,10 @@ pub struct SubtaskSpec {
     pub services: TaskServices,
     /// Records per batch.
     pub batch_size: usize,
-    /// Batches per channel.
+    /// Batches per channel: the most a channel's queue holds.
     pub channel_capacity: usize,
+    /// Buffer debloating of the output channels (None: each may fill its queue).
+    pub debloat: Option<crate::debloat::DebloatSettings>,
     /// Flush partially filled batches after this long (Flink's buffer timeout).
     pub buffer_timeout_ms: i64,
     /// The subtask's state from the checkpoint or savepoint the job resumes from, if any.
@@ -307,6 +309,12 @@ async fn run(
             outbox: env.outbox.clone(),
             stalled: vec![false; senders.len()],
             ended: vec![false; senders.len()],
+            debloat: crate::debloat::Debloater::new(
+                spec.debloat,
+                senders.len(),
+                spec.channel_capacity,
+                std::time::Instant::now(),
+            ),
             senders,
             priority,
             io: spec.services.io.clone(),

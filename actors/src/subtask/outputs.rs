@@ -40,6 +40,8 @@ pub(super) struct OutputChannels {
     pub(super) ended: Vec<bool>,
     /// Records in and out and time blocked on full outputs, for the REST API and the UI.
     pub(super) io: Arc<crate::job_view::SubtaskIo>,
+    /// How many batches each channel may hold now (buffer debloating).
+    pub(super) debloat: crate::debloat::Debloater,
 }
 
 /// When partially filled batches go: after `execution.buffer-timeout` (besides before every
@@ -100,6 +102,12 @@ pub(super) struct UnalignedSnapshot {
     pub(super) sync_ms: u64,
 }
 
+/// Batches queued in the channel `tx` sends to (sent, not yet taken by its consumer).
+#[inline]
+fn held(tx: &Sender<Element>) -> usize {
+    tx.max_capacity() - tx.capacity()
+}
+
 /// Why [`OutputChannels::drain_until`] stopped before everything was sent.
 pub(super) enum DrainInterrupt {
     /// A control message arrived (sources: a checkpoint trigger must not wait for room).
@@ -131,6 +139,7 @@ impl OutputChannels {
                 }
                 std::mem::take(&mut ob.queue)
             };
+            self.debloat.sample(std::time::Instant::now());
             let mut deferred = std::collections::VecDeque::new();
             let mut any_stalled = false;
             for (ch, el) in queue.drain(..) {
@@ -144,9 +153,12 @@ impl OutputChannels {
                 let end = matches!(el, Element::EndOfPartition);
                 let tx = self.senders.get(ch).ok_or_else(|| TaskError::msg(name, format!("no output channel {ch}")))?;
                 let n = records_in(&el);
-                match tx.try_send(el) {
+                let sent =
+                    if held(tx) >= self.debloat.limit(ch) { Err(TrySendError::Full(el)) } else { tx.try_send(el) };
+                match sent {
                     Ok(()) => {
                         self.io.wrote(n);
+                        self.debloat.sent(ch);
                         if end {
                             self.ended[ch] = true;
                         }
@@ -182,23 +194,30 @@ impl OutputChannels {
             let waiting = std::time::Instant::now();
             self.io.set_backpressured(true, 0);
             let io = self.io.clone();
+            // Room for one more below the channel's limit: the queue's room less what the
+            // limit keeps free (the permits reserved beyond the first are given back at once).
+            let keep_free = tx.max_capacity().saturating_sub(self.debloat.limit(ch));
+            // Some((why, el)): `el` was not sent, for `why` (None: the reservation came back
+            // empty; try again).
             let interrupt = tokio::select! {
-                permit = tx.reserve() => match permit {
-                    Ok(permit) => {
+                permits = tx.reserve_many(keep_free + 1) => match permits.map(|mut p| p.next()) {
+                    Ok(Some(permit)) => {
                         io.wrote(records_in(&el));
                         permit.send(el);
+                        self.debloat.sent(ch);
                         if end {
                             self.ended[ch] = true;
                         }
                         None
                     }
+                    Ok(None) => Some((None, el)),
                     Err(_) => return Err(peer_lost(name, "a downstream subtask stopped", cancel).await),
                 },
                 c = control_rx.recv(), if control => match c {
-                    Some(c) => Some((DrainInterrupt::Control(c), el)),
+                    Some(c) => Some((Some(DrainInterrupt::Control(c)), el)),
                     None => return Err(TaskOutcome::Canceled),
                 },
-                ev = gate_event => Some((DrainInterrupt::Gate(ev), el)),
+                ev = gate_event => Some((Some(DrainInterrupt::Gate(ev)), el)),
                 _ = cancel.changed() => return Err(TaskOutcome::Canceled),
             };
             self.io.set_backpressured(false, waiting.elapsed().as_nanos() as u64);
@@ -206,7 +225,7 @@ impl OutputChannels {
             let result = match interrupt {
                 Some((why, el)) => {
                     deferred.push_front((ch, el));
-                    Some(why)
+                    why
                 }
                 None => None,
             };

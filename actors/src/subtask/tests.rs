@@ -124,6 +124,7 @@ fn outputs(n: usize, capacity: usize) -> (OutputChannels, Vec<mpsc::Receiver<Ele
         stalled: vec![false; n],
         ended: vec![false; n],
         io: Arc::default(),
+        debloat: crate::debloat::Debloater::new(None, n, capacity, std::time::Instant::now()),
     };
     (channels, rxs)
 }
@@ -225,4 +226,38 @@ async fn no_barrier_follows_an_end_of_partition_on_its_channel() {
     out.outbox.borrow_mut().queue.push_back((0, Element::Barrier(CheckpointBarrier { id: 5, ..Default::default() })));
     let r = out.drain_until("op", &mut control, &mut cancel, true, None).await;
     assert!(matches!(r, Ok(None)), "a barrier for an ended, closed channel is not a lost consumer");
+}
+
+/// Buffer debloating: a channel whose consumer is slow holds only its limit, not its whole
+/// queue, and the drain waits until the consumer takes one before sending the next.
+#[tokio::test(flavor = "current_thread")]
+async fn a_debloated_channel_holds_its_limit_not_its_whole_queue() {
+    let (mut out, mut rxs) = outputs(2, 16);
+    let t0 = std::time::Instant::now();
+    let settings = crate::debloat::DebloatSettings {
+        target: std::time::Duration::from_secs(1),
+        period: std::time::Duration::from_millis(1),
+    };
+    out.debloat = crate::debloat::Debloater::new(Some(settings), 2, 16, t0);
+    // Nothing sent for a period: the measured rate is 0, so each channel may hold two.
+    out.debloat.sample(t0 + std::time::Duration::from_millis(2));
+    assert_eq!(out.debloat.limit(0), crate::debloat::MIN_BATCHES);
+    out.outbox.borrow_mut().queue.extend((1..=5).map(|w| (0, Element::Watermark(w))));
+    out.outbox.borrow_mut().queue.push_back((1, records(1)));
+    let (control_tx, mut control) = mpsc::unbounded_channel();
+    let (_cancel_tx, mut cancel) = watch::channel(false);
+    control_tx.send(SubtaskControl::CheckpointDone { id: 1, completed: true }).unwrap();
+    let r = out.drain_until("op", &mut control, &mut cancel, true, None).await;
+    assert!(matches!(r, Ok(Some(DrainInterrupt::Control(_)))), "it waited for room below the limit");
+    assert_eq!(watermark(rxs[0].try_recv().ok()), Some(1));
+    assert_eq!(watermark(rxs[0].try_recv().ok()), Some(2));
+    assert!(rxs[0].try_recv().is_err(), "two batches held, with 14 of the queue's 16 free");
+    assert!(matches!(rxs[1].try_recv(), Ok(Element::Records { count: 1, .. })), "the other channel is not held up");
+    // The consumer took both: the drain sends two more and waits again (until the timeout).
+    let wait = std::time::Duration::from_millis(200);
+    let r = tokio::time::timeout(wait, out.drain_until("op", &mut control, &mut cancel, false, None)).await;
+    assert!(r.is_err(), "still waiting for room below the limit");
+    assert_eq!(watermark(rxs[0].try_recv().ok()), Some(3));
+    assert_eq!(watermark(rxs[0].try_recv().ok()), Some(4));
+    assert!(rxs[0].try_recv().is_err(), "the fifth waits");
 }
