@@ -1,0 +1,24 @@
+//! riffle's streaming SQL operators: what a planned Flink SQL query runs as, on
+//! `DataStream<Rows>` (Arrow record batches).
+//!
+//! Each operator is a function on a row stream with a plain spec struct (column indices,
+//! DataFusion physical expressions and `AggregateFunctionExpr`s, an output schema), so the
+//! planner builds a job by calling them in plan order. State lives in riffle's keyed state
+//! (under the representative key of each key group, see `riffle_connectors::keyed_rows`):
+//! checkpointed, exactly once after a failure, rescaled by key group from a savepoint.
+//! Batches are processed whole: group indices per batch and DataFusion's `GroupsAccumulator`s,
+//! never a trait object per row.
+
+pub mod error;
+mod key_table;
+pub mod subtask_key;
+pub mod time;
+pub mod watermark;
+pub mod window_agg;
+mod window_state;
+pub mod windows;
+
+pub use error::ExecError;
+pub use watermark::{assign_watermarks, WatermarkSpec};
+pub use window_agg::{window_aggregate, WindowAggSpec};
+pub use windows::WindowKind;
