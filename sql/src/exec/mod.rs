@@ -10,6 +10,7 @@
 //! never a trait object per row.
 
 pub mod error;
+pub mod group_agg;
 mod key_table;
 pub mod subtask_key;
 pub mod time;
@@ -19,6 +20,7 @@ mod window_state;
 pub mod windows;
 
 pub use error::ExecError;
+pub use group_agg::{group_aggregate, GroupAggSpec};
 pub use watermark::{assign_watermarks, WatermarkSpec};
 pub use window_agg::{window_aggregate, WindowAggSpec};
 pub use windows::WindowKind;

@@ -261,3 +261,57 @@ pub fn assert_lines(got: &[String], want: &[String], what: &str) {
         want.len()
     );
 }
+
+/// The committed lines under `dir` in the order they were written per subtask (part files by
+/// subtask, then part number), of the part files `take` accepts (given the file's path).
+pub fn read_changelog(dir: &Path, take: impl Fn(&Path) -> bool) -> Vec<String> {
+    let mut parts: Vec<(u32, u64, PathBuf)> = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name().to_string_lossy().to_string();
+        if !take(&e.path()) {
+            continue;
+        }
+        if let Some(rest) = name.strip_prefix("part-") {
+            let (s, n) = rest.split_once('-').unwrap();
+            parts.push((s.parse().unwrap(), n.parse().unwrap(), e.path()));
+        }
+    }
+    parts.sort();
+    let mut out = Vec::new();
+    for (_, _, p) in parts {
+        let text = std::fs::read_to_string(p).unwrap();
+        out.extend(text.lines().filter(|l| !l.is_empty()).map(str::to_string));
+    }
+    out
+}
+
+/// Whether the file at `path` was last written before `t`.
+pub fn written_before(path: &Path, t: std::time::SystemTime) -> bool {
+    std::fs::metadata(path).unwrap().modified().unwrap() < t
+}
+
+/// Applies changelog lines (`values…,op`, op the row kind's byte) to `table`, a multiset of
+/// rows: +I and +U add a row, -U and -D remove an identical one (which must be there).
+pub fn apply_changelog(table: &mut BTreeMap<String, i64>, lines: &[String]) {
+    for l in lines {
+        let (row, op) = l.rsplit_once(',').unwrap();
+        let c = table.entry(row.to_string()).or_insert(0);
+        match op {
+            "0" | "2" => *c += 1,
+            "1" | "3" => {
+                assert!(*c > 0, "a retraction of a row not in the table: {l}");
+                *c -= 1;
+            }
+            _ => panic!("row kind {op} in {l}"),
+        }
+    }
+    table.retain(|_, c| *c > 0);
+}
+
+/// The table as sorted lines (a row k times appears k times).
+pub fn table_lines(table: &BTreeMap<String, i64>) -> Vec<String> {
+    let mut v: Vec<String> = table.iter().flat_map(|(r, c)| std::iter::repeat_n(r.clone(), *c as usize)).collect();
+    v.sort();
+    v
+}
