@@ -12,6 +12,7 @@
 pub mod error;
 pub mod group_agg;
 mod key_table;
+pub mod session;
 pub mod subtask_key;
 pub mod time;
 pub mod watermark;
@@ -21,6 +22,7 @@ pub mod windows;
 
 pub use error::ExecError;
 pub use group_agg::{group_aggregate, GroupAggSpec};
+pub use session::{session_aggregate, SessionAggSpec};
 pub use watermark::{assign_watermarks, WatermarkSpec};
 pub use window_agg::{window_aggregate, WindowAggSpec};
 pub use windows::WindowKind;
