@@ -9,6 +9,7 @@
 //! Batches are processed whole: group indices per batch and DataFusion's `GroupsAccumulator`s,
 //! never a trait object per row.
 
+pub mod dedup;
 pub mod error;
 pub mod group_agg;
 mod key_table;
@@ -20,6 +21,7 @@ pub mod window_agg;
 mod window_state;
 pub mod windows;
 
+pub use dedup::{deduplicate_first, DedupSpec};
 pub use error::ExecError;
 pub use group_agg::{group_aggregate, GroupAggSpec};
 pub use session::{session_aggregate, SessionAggSpec};
