@@ -19,6 +19,7 @@ pub mod time;
 pub mod watermark;
 pub mod window_agg;
 mod window_state;
+pub mod window_topn;
 pub mod windows;
 
 pub use dedup::{deduplicate_first, DedupSpec};
@@ -27,4 +28,5 @@ pub use group_agg::{group_aggregate, GroupAggSpec};
 pub use session::{session_aggregate, SessionAggSpec};
 pub use watermark::{assign_watermarks, WatermarkSpec};
 pub use window_agg::{window_aggregate, WindowAggSpec};
+pub use window_topn::{window_top_n, WindowTopNSpec};
 pub use windows::WindowKind;
