@@ -37,6 +37,11 @@ pub fn max_millis(column: &ArrayRef) -> Result<Option<i64>> {
     Ok(arrow::compute::max(&millis(column)?))
 }
 
+/// The smallest non-null time of the column, if any.
+pub fn min_millis(column: &ArrayRef) -> Result<Option<i64>> {
+    Ok(arrow::compute::min(&millis(column)?))
+}
+
 /// `a` rounded down to a multiple of `b` (`b > 0`), also for negative `a`: windows are
 /// aligned to the epoch.
 pub fn floor_to(a: i64, b: i64) -> i64 {
