@@ -6,8 +6,7 @@
 //! When the watermark reaches window_end − 1 ms the window's rows are sorted by (partition,
 //! order), numbered, and the first N of each partition emitted once, insert-only: the input
 //! columns, window_start, window_end (`TIMESTAMP(3)`) and `rn` (BIGINT). Rows of windows the
-//! watermark passed are late and dropped. Ties are numbered in an unspecified order, as in
-//! Flink.
+//! watermark passed are late and dropped. Ties are numbered in arrival order.
 //!
 //! State per key group: the waiting rows per window end, in memory and written into keyed
 //! state at each checkpoint for the key groups that changed (`snapshot_state`); an event-time
@@ -141,6 +140,9 @@ impl Plan {
             values: batch.column(c).clone(),
             options: Some(SortOptions { descending, nulls_first: !descending }),
         }));
+        // Ties in arrival order (kept rows first): pruning never reorders equal rows.
+        let arrival = UInt32Array::from_iter_values(0..batch.num_rows() as u32);
+        sort.push(SortColumn { values: Arc::new(arrival), options: None });
         let order = lexsort_to_indices(&sort, None)?;
         let part_cols: Vec<ArrayRef> = s.partition_columns.iter().map(|&c| batch.column(c).clone()).collect();
         let keys = self.codec.encode(&part_cols, batch.num_rows())?;
