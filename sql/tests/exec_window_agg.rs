@@ -12,7 +12,7 @@ use std::time::Duration;
 use datafusion_functions_aggregate::count::count_udaf;
 use datafusion_functions_aggregate::min_max::max_udaf;
 use exec_common::*;
-use riffle_api::{DataStream, StreamEnvironment};
+use riffle_api::{DataStream, KeyedProcessFunction, ProcessContext, StreamEnvironment, UserError};
 use riffle_cluster::JobStatus;
 use riffle_connectors::Rows;
 use riffle_sql::exec::window_agg::default_output_schema;
@@ -193,4 +193,35 @@ fn a_savepoint_at_parallelism_2_restores_at_3_and_at_1_with_the_same_windows() {
         run(&mc, job(parallelism, &out, Some(&sp)));
         assert_lines(&read_lines(&out), &want, &format!("restored at parallelism {parallelism}"));
     }
+}
+
+/// The watermark each batch of window results sees when it arrives downstream.
+#[derive(Clone)]
+struct SeenWatermark;
+
+impl KeyedProcessFunction<(), Rows, (i64, usize)> for SeenWatermark {
+    fn process_element(&mut self, rows: Rows, ctx: &mut ProcessContext<'_, (), (i64, usize)>) -> Result<(), UserError> {
+        let w = ctx.current_watermark();
+        ctx.collect((w, rows.num_rows()));
+        Ok(())
+    }
+}
+
+#[test]
+fn windows_fire_on_the_periodic_watermark_before_the_input_ends() {
+    // 120 batches at 50 per second: about 2.4 s, 12 watermark intervals.
+    let n = 60_000;
+    let mc = cluster(1, &[("pipeline.auto-watermark-interval", "200 ms")]);
+    let env = StreamEnvironment::new();
+    let kind = WindowKind::Tumble { size: TEN_S };
+    let out = aggregate(&bids(&env, n, 500, 50, None), &spec(kind, true, true)).process(SeenWatermark).collect();
+    let h = mc.submit(env.build_job_graph("periodic watermarks").unwrap()).unwrap();
+    let seen: Vec<(i64, usize)> = out.collect();
+    assert_eq!(h.wait(WAIT).unwrap().status, JobStatus::Finished);
+    assert_eq!(seen.iter().map(|(_, n)| n).sum::<usize>(), expected(kind, true, n).len());
+    // Windows fired while the input ran: their results met a finite watermark downstream (the
+    // one before the watermark that fired them), not only the final one.
+    let finite: Vec<i64> = seen.iter().map(|(w, _)| *w).filter(|w| *w > T0 && *w < riffle_api::MAX_WATERMARK).collect();
+    assert!(!finite.is_empty(), "every window fired at the end of input: {seen:?}");
+    assert!(finite.iter().all(|w| *w < T0 + n), "a watermark beyond the largest time: {finite:?}");
 }
