@@ -13,8 +13,10 @@ use datafusion_functions_aggregate::count::count_udaf;
 use datafusion_functions_aggregate::min_max::max_udaf;
 use datafusion_functions_aggregate::sum::sum_udaf;
 use exec_common::*;
+use riffle_api::DataStream;
 use riffle_api::StreamEnvironment;
 use riffle_cluster::JobStatus;
+use riffle_connectors::Rows;
 use riffle_sql::exec::group_agg::default_output_schema;
 use riffle_sql::exec::{group_aggregate, GroupAggSpec};
 
@@ -197,4 +199,87 @@ fn a_savepoint_at_parallelism_2_restores_at_3_and_at_1_with_the_same_table() {
         apply_changelog(&mut t, &read_changelog(&out, |p| !written_before(p, restored_at)));
         assert_lines(&table_lines(&t), &want, &format!("restored at parallelism {parallelism}"));
     }
+}
+
+/// The second level over the first one's changelog (with -U): per `num`, COUNT(*) of the
+/// auctions, SUM(total_price), MAX(max_price) — retractions move an auction from one count to
+/// the next, MAX retracts.
+fn second_level(first: &DataStream<Rows>) -> DataStream<Rows> {
+    let schema = spec(true).output_schema;
+    let aggregates = vec![
+        agg(count_udaf(), &["*"], &schema, "auctions"),
+        agg(sum_udaf(), &["total_price"], &schema, "total"),
+        agg(max_udaf(), &["max_price"], &schema, "max"),
+    ];
+    let output_schema = default_output_schema(&schema, &[1], &aggregates);
+    let spec = GroupAggSpec {
+        key_columns: vec![1],
+        aggregates,
+        input_schema: schema,
+        output_schema,
+        input_changelog: true,
+        emit_update_before: true,
+    };
+    group_aggregate(first, &spec).unwrap()
+}
+
+/// `num,auctions,total,max` over the final first-level table of bids `0..n`.
+fn expected_second(n: i64) -> Vec<String> {
+    let mut m: BTreeMap<i64, (i64, i64, i64)> = BTreeMap::new();
+    for line in expected(n) {
+        let v: Vec<i64> = line.split(',').map(|x| x.parse().unwrap()).collect();
+        let e = m.entry(v[1]).or_insert((0, 0, 0));
+        *e = (e.0 + 1, e.1 + v[2], e.2.max(v[3]));
+    }
+    m.iter().map(|(k, (c, s, x))| format!("{k},{c},{s},{x}")).collect()
+}
+
+fn second_job(env: &StreamEnvironment, n: i64, batch: i64, rate: u64, inject: Option<&'static Inject>, out: &Path) {
+    let first = group_aggregate(&bids(env, n, batch, rate, inject), &spec(true)).unwrap();
+    sink_lines(&second_level(&first), out);
+}
+
+#[test]
+fn a_group_by_over_a_changelog_retracts_exactly_at_parallelism_1_and_2() {
+    let want = expected_second(N);
+    assert_eq!(want.len(), 2, "every auction has 234 or 235 bids");
+    for p in [1, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let mc = cluster(p, &[]);
+        let mut env = StreamEnvironment::new();
+        env.set_parallelism(p);
+        second_job(&env, N, 1000, 0, None, dir.path());
+        run(&mc, env.build_job_graph("groupby over a changelog").unwrap());
+        let got = materialize(&read_changelog(dir.path(), |_| true), true);
+        assert_lines(&got, &want, &format!("parallelism {p}"));
+    }
+}
+
+#[test]
+fn after_an_injected_failure_the_group_by_over_a_changelog_is_exactly_the_same() {
+    static ARMED: AtomicBool = AtomicBool::new(false);
+    static FAILED: AtomicBool = AtomicBool::new(false);
+    static INJECT: Inject = Inject { armed: &ARMED, failed: &FAILED };
+    // Paced slowly: the second level re-aggregates a touched group from all its values.
+    let n = 60_000;
+    let dir = tempfile::tempdir().unwrap();
+    let mc = cluster(
+        2,
+        &[
+            ("execution.checkpointing.interval", "20 ms"),
+            ("restart-strategy", "fixed-delay"),
+            ("restart-strategy.fixed-delay.attempts", "1"),
+            ("restart-strategy.fixed-delay.delay", "10 ms"),
+        ],
+    );
+    let mut env = StreamEnvironment::new();
+    env.set_parallelism(2);
+    second_job(&env, n, 500, 20, Some(&INJECT), dir.path());
+    let h = mc.submit(env.build_job_graph("groupby over a changelog failure").unwrap()).unwrap();
+    wait_checkpoints(&mc, &h, 2);
+    ARMED.store(true, Ordering::SeqCst);
+    let r = h.wait(WAIT).unwrap();
+    assert_eq!(r.status, JobStatus::Finished, "{:?}", r.error);
+    assert!(FAILED.load(Ordering::SeqCst), "the failure was injected");
+    assert_lines(&materialize(&read_changelog(dir.path(), |_| true), true), &expected_second(n), "exactly once");
 }

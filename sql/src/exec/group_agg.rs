@@ -13,9 +13,8 @@
 //! values, in memory and written into keyed state (Arrow rows) at each checkpoint for the key
 //! groups that changed (`snapshot_state`); read back lazily after a restore.
 //!
-//! Not yet: a changelog *input* (retractions: GroupsAccumulators cannot retract; MAX/MIN with
-//! retraction must keep every value), and `table.exec.state.ttl` (the engine's keyed state
-//! has no TTL).
+//! A changelog *input* (retractions) goes to `group_agg_retract`. Not yet:
+//! `table.exec.state.ttl` (the engine's keyed state has no TTL).
 
 use std::sync::{Arc, Mutex};
 
@@ -31,6 +30,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
 
 use super::error::{ExecError, Result};
+use super::group_agg_retract::{RetractGroupAggFn, RetractPlan};
 use super::key_table::{KeyCodec, KeyTable};
 use super::subtask_key::key_by_nothing;
 use super::window_agg::conform;
@@ -50,7 +50,8 @@ pub struct GroupAggSpec {
     /// The output: keys…, aggregates…, and the row-kind column last
     /// ([`crate::changelog::OP_COLUMN`]). Values are cast to these types where they differ.
     pub output_schema: SchemaRef,
-    /// Whether the input is a changelog (its last column the row kind). Not supported yet.
+    /// Whether the input is a changelog (its last column the row kind): `-U`/`-D` rows retract
+    /// (see `group_agg_retract`).
     pub input_changelog: bool,
     /// Emit `-U` before each `+U` (a retracting sink); without it, an upsert stream of `+I`
     /// and `+U` (what Flink sends a sink with a primary key that does not ask for `-U`).
@@ -60,7 +61,13 @@ pub struct GroupAggSpec {
 impl GroupAggSpec {
     fn validate(&self) -> Result<()> {
         if self.input_changelog {
-            return Err(ExecError::Spec("GROUP BY over a changelog (retractions) is not supported yet".into()));
+            let last = self.input_schema.fields().last().map(|f| (f.name().as_str(), f.data_type().clone()));
+            if last != Some((crate::changelog::OP_COLUMN, DataType::Int8)) {
+                return Err(ExecError::Spec(format!(
+                    "a changelog input ends in its Int8 row-kind column '{}'",
+                    crate::changelog::OP_COLUMN
+                )));
+            }
         }
         let n = self.input_schema.fields().len();
         if let Some(k) = self.key_columns.iter().find(|k| **k >= n) {
@@ -326,11 +333,23 @@ pub fn group_aggregate(stream: &DataStream<Rows>, spec: &GroupAggSpec) -> Result
         work: Mutex::new(Work::default()),
     };
     let names: Vec<&str> = key_fields.iter().map(|f| f.name().as_str()).collect();
-    Ok(if names.is_empty() {
-        key_by_nothing(stream).process(f).name("GroupAggregate").set_parallelism(1)
+    let keyed = if names.is_empty() { key_by_nothing(stream) } else { stream.key_by_columns(&names) };
+    let out = if spec.input_changelog {
+        let r = RetractGroupAggFn::new(RetractPlan {
+            key_columns: spec.key_columns.clone(),
+            argument_types: f.plan.aggs.argument_types(&spec.input_schema)?,
+            result_types: spec.aggregates.iter().map(|a| a.field().data_type().clone()).collect(),
+            aggs: f.plan.aggs.clone(),
+            codec: f.plan.codec.clone(),
+            output_schema: spec.output_schema.clone(),
+            emit_update_before: spec.emit_update_before,
+            op_column: spec.input_schema.fields().len() - 1,
+        });
+        keyed.process(r).name("GroupAggregate")
     } else {
-        stream.key_by_columns(&names).process(f).name("GroupAggregate")
-    })
+        keyed.process(f).name("GroupAggregate")
+    };
+    Ok(if names.is_empty() { out.set_parallelism(1) } else { out })
 }
 
 /// The output schema of a GROUP BY: the key fields, the aggregates' fields as DataFusion types

@@ -12,6 +12,7 @@
 pub mod dedup;
 pub mod error;
 pub mod group_agg;
+mod group_agg_retract;
 mod key_table;
 pub mod over_agg;
 pub mod session;

@@ -72,6 +72,11 @@ impl Aggs {
             .collect()
     }
 
+    /// Each aggregate's argument types over `schema`.
+    pub fn argument_types(&self, schema: &Schema) -> Result<Vec<Vec<DataType>>> {
+        self.exprs.iter().map(|e| e.expressions().iter().map(|x| Ok(x.data_type(schema)?)).collect()).collect()
+    }
+
     /// Each aggregate's partial state columns of a partial batch, starting at column `first`.
     pub fn partial_columns(&self, batch: &RecordBatch, first: usize) -> Result<Vec<Vec<ArrayRef>>> {
         let mut at = first;
