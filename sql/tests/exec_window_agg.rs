@@ -225,3 +225,53 @@ fn windows_fire_on_the_periodic_watermark_before_the_input_ends() {
     assert!(!finite.is_empty(), "every window fired at the end of input: {seen:?}");
     assert!(finite.iter().all(|w| *w < T0 + n), "a watermark beyond the largest time: {finite:?}");
 }
+
+/// Bids with the given (id, auction, time offset from T0), prices 1.
+fn rows_of(bids: &[(i64, i64, i64)]) -> Rows {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Int64Array, TimestampMillisecondArray};
+    let col = |f: &dyn Fn(&(i64, i64, i64)) -> i64| -> ArrayRef {
+        Arc::new(Int64Array::from(bids.iter().map(f).collect::<Vec<_>>()))
+    };
+    let times = TimestampMillisecondArray::from(bids.iter().map(|b| T0 + b.2).collect::<Vec<_>>()).with_timezone("UTC");
+    let cols = vec![col(&|b| b.0), col(&|b| b.1), col(&|_| 0), col(&|_| 1), Arc::new(times) as ArrayRef];
+    Rows(arrow::record_batch::RecordBatch::try_new(bids_schema(), cols).unwrap())
+}
+
+#[test]
+fn a_late_row_counts_only_in_the_hop_windows_still_to_fire() {
+    // Step 0: bids 0..20000; a second later (the watermark is then T0 + 19999), step 1: two
+    // late rows of auction 7, at +15 s (its slice [14 s, 16 s) fired, windows ending at 22 s
+    // and 24 s did not) and at +3 s (every window of its slice fired: dropped); step 2: bids
+    // 20000..30000.
+    let kind = WindowKind::Hop { slide: 2000, size: TEN_S };
+    for local_global in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let mc = cluster(1, &[("pipeline.auto-watermark-interval", "50 ms")]);
+        let env = StreamEnvironment::new();
+        let steps = env
+            .from_sequence_paced(0, 2, 1)
+            .map(|step: u64| match step {
+                0 => bid_rows(0, 20_000),
+                1 => rows_of(&[(1_000_000, 7, 15_000), (1_000_001, 7, 3_000)]),
+                _ => bid_rows(20_000, 30_000),
+            })
+            .name("steps");
+        let rows = riffle_sql::exec::assign_watermarks(
+            &steps,
+            &riffle_sql::exec::WatermarkSpec { time_column: 4, delay_ms: 0 },
+        );
+        sink_lines(&aggregate(&rows, &spec(kind, true, local_global)), dir.path());
+        run(&mc, env.build_job_graph("late rows").unwrap());
+        let mut want = expected(kind, true, 30_000);
+        for (s, e) in [(12_000, 22_000), (14_000, 24_000)] {
+            let prefix = format!("7,{},{},", T0 + s, T0 + e);
+            let line = want.iter_mut().find(|l| l.starts_with(&prefix)).unwrap();
+            let c: i64 = line[prefix.len()..].parse().unwrap();
+            *line = format!("{prefix}{}", c + 1);
+        }
+        want.sort();
+        assert_lines(&read_lines(dir.path()), &want, &format!("local/global {local_global}"));
+    }
+}

@@ -6,8 +6,9 @@
 //! (one hash lookup per row) and each aggregate takes the batch in one call. A window fires,
 //! once and insert-only, when the watermark reaches its end − 1 ms: its slices are merged
 //! (partial states, `merge_batch`) and evaluated; a slice is dropped once the last window it
-//! belongs to fired. Rows of a slice whose end − 1 ms the watermark already reached are late
-//! and dropped.
+//! belongs to fired. A late row (its slice's end − 1 ms behind the watermark) is dropped if
+//! every window of its slice fired, and otherwise counts in the windows still to fire, as in
+//! Flink's slicing window operator.
 //!
 //! With `local_global` (the default, as Flink plans it) a *local* stage on the input's
 //! subtasks pre-aggregates each slice and emits its partial state (keys, slice end, state
@@ -236,8 +237,10 @@ impl WindowAggFn {
         let set = Self::load(&plan, work, rep, ctx.state())?;
         let mut changed = false;
         for (end, rows) in parts {
-            if end - 1 <= watermark {
-                // Late: the slice's windows (its first one at least) fired.
+            // Late rows: a row whose slice's windows all fired is dropped; one whose slice
+            // fired but not its last window still counts in the windows to come (Flink's
+            // slicing window operator). A local stage drops nothing: the global one decides.
+            if plan.output == OutputMode::Final && plan.window.last_window_end(end) - 1 <= watermark {
                 continue;
             }
             let slice = match set.slices.entry(end) {
@@ -246,17 +249,24 @@ impl WindowAggFn {
                     match plan.output {
                         OutputMode::Final => {
                             for we in plan.window.window_ends_of_slice(end) {
-                                ctx.register_event_time_timer(we - 1);
+                                if we - 1 > watermark {
+                                    ctx.register_event_time_timer(we - 1);
+                                }
                             }
                         }
+                        // A slice that ended already goes out at the next watermark.
                         OutputMode::Partial => ctx.register_event_time_timer(end - 1),
                     }
                     v.insert(Slice::Live(LiveSlice::new(&plan.aggs)?))
                 }
             };
-            match slice {
-                Slice::Live(live) => live.accumulate(&keys, &values, rows.as_deref(), merge, &mut groups)?,
-                Slice::Frozen(_) => continue,
+            if let Slice::Frozen(f) = slice {
+                // A window read it already; the windows to come take the late rows too.
+                let keys = std::mem::take(&mut f.keys);
+                *slice = Slice::Live(LiveSlice::from_state(&plan.aggs, keys, &f.state)?);
+            }
+            if let Slice::Live(live) = slice {
+                live.accumulate(&keys, &values, rows.as_deref(), merge, &mut groups)?;
             }
             changed = true;
         }
