@@ -289,7 +289,7 @@ fn load_groups(plan: &Plan, s: &StoredGroups) -> Result<Groups> {
         .as_any()
         .downcast_ref::<BinaryArray>()
         .ok_or_else(|| ExecError::Input("stored groups without their keys".into()))?;
-    let keys = KeyTable::from_keys(key_col.iter().map(|k| k.unwrap_or_default().into()));
+    let keys = KeyTable::from_keys(key_col.iter().map(|k| k.unwrap_or_default()));
     let n = keys.len();
     let state = plan.aggs.partial_columns(batch, 1)?;
     let at = 1 + state.iter().map(Vec::len).sum::<usize>();

@@ -329,7 +329,7 @@ fn load_groups(plan: &RetractPlan, s: &StoredGroups) -> Result<Groups> {
     let bad = || ExecError::Input("stored groups of another shape".into());
     let keys = bin(gb.column(0)).ok_or_else(bad)?;
     let rows = int(gb.column(1)).ok_or_else(bad)?;
-    let keys = KeyTable::from_keys(keys.iter().map(|k| k.unwrap_or_default().into()));
+    let keys = KeyTable::from_keys(keys.iter().map(|k| k.unwrap_or_default()));
     let mut values = vec![FxHashMap::default(); keys.len()];
     let vb = s.values.batch();
     let (gi, vs, cs) =

@@ -250,7 +250,7 @@ impl SliceSet {
                 .as_any()
                 .downcast_ref::<BinaryArray>()
                 .ok_or_else(|| ExecError::Input("a stored slice without its keys".into()))?;
-            let keys = KeyTable::from_keys(key_col.iter().map(|k| k.unwrap_or_default().into()));
+            let keys = KeyTable::from_keys(key_col.iter().map(|k| k.unwrap_or_default()));
             let state = aggs.partial_columns(batch, 1)?;
             let slice = if s.frozen {
                 Slice::Frozen(FrozenSlice { keys, state })
