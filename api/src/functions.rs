@@ -267,6 +267,14 @@ pub trait KeyedProcessFunction<K, I, O>: Clone + Send + Sync + 'static {
     ) -> Result<(), UserError> {
         Ok(())
     }
+    /// A checkpoint or savepoint barrier arrived: a function that keeps a working set in memory
+    /// (columnar accumulators, say) writes what changed into keyed state now, before the keyed
+    /// state is snapshotted, so it is checkpointed, restored and rescaled with its key group
+    /// (Flink's `snapshotState` of an operator over the keyed state backend). Called between
+    /// records; the store's current key may be set freely.
+    fn snapshot_state(&mut self, _state: &mut KeyedStateStore<K>) -> Result<(), UserError> {
+        Ok(())
+    }
     /// Checkpoint `id` completed everywhere (Flink's `CheckpointListener`): effects held
     /// back until it was durable can be released now.
     fn notify_checkpoint_complete(&mut self, _id: u64) -> Result<(), UserError> {
@@ -296,6 +304,14 @@ pub trait CoProcessFunction<K, A, B, O>: Clone + Send + Sync + 'static {
         _domain: TimeDomain,
         _ctx: &mut ProcessContext<'_, K, O>,
     ) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// A checkpoint or savepoint barrier arrived: a function that keeps a working set in memory
+    /// (columnar accumulators, say) writes what changed into keyed state now, before the keyed
+    /// state is snapshotted, so it is checkpointed, restored and rescaled with its key group
+    /// (Flink's `snapshotState` of an operator over the keyed state backend). Called between
+    /// records; the store's current key may be set freely.
+    fn snapshot_state(&mut self, _state: &mut KeyedStateStore<K>) -> Result<(), UserError> {
         Ok(())
     }
     /// Checkpoint `id` completed everywhere (Flink's `CheckpointListener`): effects held
@@ -329,6 +345,14 @@ pub trait MultiInputFunction<K, T, O>: Clone + Send + Sync + 'static {
     }
     /// Input `input` ended (all of its producers finished).
     fn end_input(&mut self, _input: usize, _ctx: &mut ProcessContext<'_, K, O>) -> Result<(), UserError> {
+        Ok(())
+    }
+    /// A checkpoint or savepoint barrier arrived: a function that keeps a working set in memory
+    /// (columnar accumulators, say) writes what changed into keyed state now, before the keyed
+    /// state is snapshotted, so it is checkpointed, restored and rescaled with its key group
+    /// (Flink's `snapshotState` of an operator over the keyed state backend). Called between
+    /// records; the store's current key may be set freely.
+    fn snapshot_state(&mut self, _state: &mut KeyedStateStore<K>) -> Result<(), UserError> {
         Ok(())
     }
     /// Checkpoint `id` completed everywhere (Flink's `CheckpointListener`): effects held

@@ -7,6 +7,7 @@
 //! second evaluator.
 
 pub mod changelog;
+pub mod exec;
 
 /// The DataFusion crates riffle's SQL layer is built on, re-exported so that users of
 /// `riffle-sql` (functions, connectors from plugins) name the same versions.

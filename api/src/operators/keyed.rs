@@ -356,6 +356,9 @@ macro_rules! core_events {
             self.core.next_processing_time()
         }
         fn snapshot(&mut self, out: &mut $crate::snapshot::OperatorSnapshots) -> TaskResult {
+            // The function's in-memory working set goes into keyed state first.
+            self.core.id.enter();
+            self.f.snapshot_state(&mut self.core.store).map_err(|e| self.core.id.err(e))?;
             self.core.snapshot(out)
         }
         fn restore(&mut self, from: &$crate::snapshot::OperatorRestore) -> TaskResult {
@@ -613,5 +616,51 @@ mod tests {
             e.sort();
             assert_eq!((&a.name, &a.entries), (&b.name, &e));
         }
+    }
+
+    /// Sums per key in memory only, written into keyed state by `snapshot_state`.
+    #[derive(Clone, Default)]
+    struct InMemorySums(std::collections::BTreeMap<u64, u64>);
+
+    impl KeyedProcessFunction<u64, u64, (u64, u64)> for InMemorySums {
+        fn process_element(&mut self, v: u64, ctx: &mut ProcessContext<'_, u64, (u64, u64)>) -> Result<(), UserError> {
+            *self.0.entry(*ctx.key()).or_insert(0) += v;
+            Ok(())
+        }
+        fn snapshot_state(&mut self, state: &mut KeyedStateStore<u64>) -> Result<(), UserError> {
+            let sum = state.value_state::<u64>("sum")?;
+            for (k, v) in &self.0 {
+                state.try_set_current_key(*k)?;
+                sum.set(state, *v)?;
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_function_writes_its_in_memory_state_into_keyed_state_at_each_snapshot() {
+        let op = |backend: &BackendConfig| {
+            let id = OpId { name: "m".into(), index: 1, marker: crate::link::OperatorMarker::default() };
+            let side = SideOutputs::new(Vec::new());
+            ProcessOp::new(InMemorySums::default(), Arc::new(|v: &u64| v % 3), Box::new(Discard), side, id, backend)
+                .unwrap()
+        };
+        let mut a = op(&BackendConfig::heap());
+        for v in 0..10u64 {
+            a.push(v, 0).unwrap();
+        }
+        let mut out = OperatorSnapshots::new(128, 1);
+        a.snapshot(&mut out).unwrap();
+        let snap = out.finish(None).complete_segmented().unwrap().into_full();
+        let mut b = op(&BackendConfig::heap());
+        b.restore(&OperatorRestore::new(riffle_state::KeyGroupRange { start: 0, end: 127 }, 128, vec![snap])).unwrap();
+        let sum = b.core.store.value_state::<u64>("sum").unwrap();
+        let got: Vec<Option<u64>> = (0..4u64)
+            .map(|k| {
+                b.core.store.set_current_key(k);
+                sum.get(&b.core.store).unwrap().copied()
+            })
+            .collect();
+        assert_eq!(got, vec![Some(18), Some(12), Some(15), None]);
     }
 }
