@@ -64,6 +64,9 @@ pub struct RestContext {
     pub metrics: crate::metrics::Metrics,
     /// When the server started, epoch ms.
     pub started_ms: i64,
+    /// The address this server listens on (`host:port`), once bound: where a TaskExecutor
+    /// embedded in this process is reached, as pages show it.
+    pub local_address: std::sync::OnceLock<String>,
 }
 
 impl RestContext {
@@ -86,6 +89,20 @@ impl RestContext {
             triggers: Mutex::new(HashMap::new()),
             metrics,
             started_ms: riffle_api::time::now_ms(),
+            local_address: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Where the TaskExecutor `id` runs, as `host:port`: a TaskManager process's advertised
+    /// address; for a TaskExecutor embedded in this process, this server's address. None
+    /// for an unknown TaskExecutor (gone since).
+    pub fn endpoint(&self, id: &str) -> Option<String> {
+        let te = self.directory.task_executors.iter().find(|e| e.key().to_string() == id).map(|e| e.value().clone())?;
+        match te {
+            riffle_actors::peers::TaskExecutorGateway::Remote(r) => Some(r.latest().address),
+            riffle_actors::peers::TaskExecutorGateway::Local(_) => {
+                Some(self.local_address.get().cloned().unwrap_or_else(|| "localhost".into()))
+            }
         }
     }
 

@@ -11,6 +11,7 @@ pub mod body;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod metric_query;
 pub mod metrics;
 pub mod params;
 pub mod routes;

@@ -23,7 +23,40 @@ const SAMPLE_PERIOD_MS: u128 = 1000;
 struct Sample {
     at: Instant,
     backpressured_ns: u64,
-    ratio: f64,
+    idle_ms: u64,
+    ratios: Ratios,
+}
+
+/// Shares of the latest sampling period (about a second) a subtask spent waiting for room
+/// downstream, waiting for input, and working: Flink's `backPressuredTimeMsPerSecond`,
+/// `idleTimeMsPerSecond` and `busyTimeMsPerSecond` divided by 1000. Each is 0..=1 and
+/// busy is what the other two leave.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Ratios {
+    /// Waiting for room in a full output channel.
+    pub backpressured: f64,
+    /// Waiting for input.
+    pub idle: f64,
+    /// Neither.
+    pub busy: f64,
+}
+
+impl Ratios {
+    fn of(backpressured: f64, idle: f64) -> Self {
+        let backpressured = backpressured.clamp(0.0, 1.0);
+        let idle = idle.clamp(0.0, 1.0 - backpressured);
+        Ratios { backpressured, idle, busy: (1.0 - backpressured - idle).max(0.0) }
+    }
+}
+
+/// Idle time of `io` including a wait for input still going on, ms.
+pub fn idle_ms_now(io: &SubtaskIo, now_ms: i64) -> u64 {
+    let done = io.idle_ms.load(Ordering::Relaxed);
+    if io.idle.load(Ordering::Relaxed) {
+        done + (now_ms - io.idle_since_ms.load(Ordering::Relaxed)).max(0) as u64
+    } else {
+        done
+    }
 }
 
 /// The exporter and the sampler.
@@ -69,33 +102,47 @@ impl Metrics {
     /// Share of time each subtask of `vertex` waited for room downstream over the latest
     /// sampling period (about a second), 0..=1.
     pub fn subtask_backpressure(&self, job: JobId, vertex: u32) -> Vec<f64> {
+        self.subtask_ratios(job, vertex).into_iter().map(|r| r.backpressured).collect()
+    }
+
+    /// Backpressured, idle and busy shares of each subtask of `vertex` over the latest
+    /// sampling period (about a second; a read within it gets the same sample).
+    pub fn subtask_ratios(&self, job: JobId, vertex: u32) -> Vec<Ratios> {
         let Some(view) = self.jobs.view(job) else { return vec![] };
         let Some(v) = view.vertices.get(vertex as usize) else { return vec![] };
         let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
+        let now_ms = riffle_api::time::now_ms();
         v.subtasks
             .iter()
             .enumerate()
             .map(|(i, io)| {
                 let ns = io.backpressured_ns.load(Ordering::Relaxed);
+                let idle = idle_ms_now(io, now_ms);
                 let waiting_now = io.backpressured.load(Ordering::Relaxed);
                 let key = (job, vertex, i as u32);
                 match samples.get_mut(&key) {
-                    Some(s) if now.duration_since(s.at).as_millis() < SAMPLE_PERIOD_MS => s.ratio,
+                    Some(s) if now.duration_since(s.at).as_millis() < SAMPLE_PERIOD_MS => s.ratios,
                     Some(s) => {
                         let dt = now.duration_since(s.at).as_nanos().max(1) as f64;
-                        let mut ratio = ((ns.saturating_sub(s.backpressured_ns)) as f64 / dt).clamp(0.0, 1.0);
-                        if waiting_now && ratio == 0.0 {
+                        let mut bp = (ns.saturating_sub(s.backpressured_ns)) as f64 / dt;
+                        if waiting_now && bp == 0.0 {
                             // One wait that has not ended yet is counted only when it ends.
-                            ratio = 1.0;
+                            bp = 1.0;
                         }
-                        *s = Sample { at: now, backpressured_ns: ns, ratio };
-                        ratio
+                        let idle_share = (idle.saturating_sub(s.idle_ms)) as f64 * 1e6 / dt;
+                        let ratios = Ratios::of(bp, idle_share);
+                        *s = Sample { at: now, backpressured_ns: ns, idle_ms: idle, ratios };
+                        ratios
                     }
                     None => {
-                        let ratio = if waiting_now { 1.0 } else { 0.0 };
-                        samples.insert(key, Sample { at: now, backpressured_ns: ns, ratio });
-                        ratio
+                        let idle_now = io.idle.load(Ordering::Relaxed);
+                        let ratios = Ratios::of(
+                            if waiting_now { 1.0 } else { 0.0 },
+                            if idle_now && !waiting_now { 1.0 } else { 0.0 },
+                        );
+                        samples.insert(key, Sample { at: now, backpressured_ns: ns, idle_ms: idle, ratios });
+                        ratios
                     }
                 }
             })

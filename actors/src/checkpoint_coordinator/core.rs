@@ -183,6 +183,8 @@ pub enum StatsUpdate {
         checkpoint_id: u64,
         /// The subtask's vertex.
         vertex: u32,
+        /// The subtask's index.
+        subtask: u32,
         /// State and source position, bytes.
         bytes: u64,
         /// In-flight data persisted, bytes.
@@ -614,6 +616,7 @@ impl CoordinatorCore {
         out.push(CoordinatorCommand::RecordStats(StatsUpdate::Acknowledged {
             checkpoint_id: id,
             vertex: e.vertex,
+            subtask: e.subtask,
             bytes,
             persisted: ack.persisted_bytes,
             timings: (ack.sync_ms, ack.async_ms),

@@ -648,6 +648,7 @@ fn metadata_and_statistics_carry_the_events_times() {
         C::RecordStats(StatsUpdate::Acknowledged {
             checkpoint_id: 9,
             vertex: 1,
+            subtask: 0,
             bytes: 6,
             persisted: 2,
             timings: (4, 6),

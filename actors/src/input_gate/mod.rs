@@ -107,6 +107,9 @@ pub struct InputGate {
     capture: ChannelStateCapture,
     /// A priority barrier taken off its lane by [`InputGate::priority_pending`], served first.
     prio_stash: Option<(usize, CheckpointBarrier)>,
+    /// Where the watermark released to the operators is published (the REST API's
+    /// `watermarks`), if anywhere.
+    watermark_gauge: Option<std::sync::Arc<crate::job_view::SubtaskIo>>,
 }
 
 /// Why a subtask blocked on its outputs must act now.
@@ -142,6 +145,7 @@ impl InputGate {
             aligner: BarrierAligner::new(n),
             capture: ChannelStateCapture::new(n),
             prio_stash: None,
+            watermark_gauge: None,
         }
     }
 
@@ -382,13 +386,36 @@ impl InputGate {
     /// Records a watermark from channel `ch`; pushes onto `out` what changed for the subtask.
     #[inline]
     pub fn on_watermark(&mut self, ch: usize, wm: i64, out: &mut Vec<GateEvent>) {
+        let before = out.len();
         self.valve.on_watermark(ch, wm, out);
+        self.publish(&out[before..]);
+    }
+
+    /// Publishes the subtask's input watermark to `io` from now on.
+    pub fn with_watermark_gauge(mut self, io: std::sync::Arc<crate::job_view::SubtaskIo>) -> Self {
+        self.watermark_gauge = Some(io);
+        self
+    }
+
+    /// Publishes the latest watermark among `events`, if any.
+    #[inline]
+    fn publish(&self, events: &[GateEvent]) {
+        if let Some(io) = &self.watermark_gauge {
+            if let Some(w) = events.iter().rev().find_map(|e| match e {
+                GateEvent::Watermark(w) => Some(*w),
+                GateEvent::Idle(_) => None,
+            }) {
+                io.set_input_watermark(w);
+            }
+        }
     }
 
     /// Records channel `ch` becoming idle or active; pushes onto `out` what changed.
     #[inline]
     pub fn on_idle(&mut self, ch: usize, idle: bool, out: &mut Vec<GateEvent>) {
+        let before = out.len();
         self.valve.on_idle(ch, idle, out);
+        self.publish(&out[before..]);
     }
 
     /// Records end of partition on `ch`; returns `Some(input)` if that logical input ended.
@@ -405,7 +432,9 @@ impl InputGate {
             *r -= 1;
             (*r == 0).then_some(input)
         });
+        let before = out.len();
         self.valve.on_end(ch, out);
+        self.publish(&out[before..]);
         ended_input
     }
 }

@@ -561,8 +561,10 @@ impl JobMaster {
         let strategy = RestartStrategy::from_config(&conf)?;
         self.core.set_restart_tracker(RestartTracker::new(strategy));
         let c = CheckpointSettings::from_config(&conf)?;
-        *self.services.jobs.checkpoint_stats(self.job).settings.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(c.clone());
+        let history = conf.get(&crate::checkpoint_history::HISTORY_SIZE)?;
+        let stats = self.services.jobs.checkpoint_stats(self.job);
+        stats.with_history(|h| h.set_capacity(history));
+        *stats.settings.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
         self.core.enable_checkpointing(c.after_tasks_finish);
         self.checkpointing = Some(c);
         self.allow_non_restored = conf.get(&IGNORE_UNCLAIMED_STATE)?;

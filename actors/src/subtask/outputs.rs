@@ -144,6 +144,9 @@ impl OutputChannels {
                 let end = matches!(el, Element::EndOfPartition);
                 let tx = self.senders.get(ch).ok_or_else(|| TaskError::msg(name, format!("no output channel {ch}")))?;
                 let n = records_in(&el);
+                if let Element::Watermark(w) = &el {
+                    self.io.set_output_watermark(*w);
+                }
                 match tx.try_send(el) {
                     Ok(()) => {
                         self.io.wrote(n);
@@ -186,6 +189,9 @@ impl OutputChannels {
                 permit = tx.reserve() => match permit {
                     Ok(permit) => {
                         io.wrote(records_in(&el));
+                        if let Element::Watermark(w) = &el {
+                            io.set_output_watermark(*w);
+                        }
                         permit.send(el);
                         if end {
                             self.ended[ch] = true;

@@ -1,0 +1,296 @@
+//! The drill-down REST paths against a live MiniCluster running real jobs: a vertex's
+//! subtasks (where each ran, its records, watermarks, times), its metrics, the job's
+//! configuration, counters, metrics and result, and a checkpoint subtask by subtask, all in
+//! Flink's field names and with the values the job produced.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::http::{get, post_json, Response};
+use riffle_cluster::{MiniCluster, MiniClusterConfig};
+use riffle_scenarios::catalog::programs;
+use serde_json::{json, Value};
+
+struct Rest {
+    _mc: MiniCluster,
+    url: String,
+    dir: tempfile::TempDir,
+}
+
+fn start(extra: &[(&str, &str)]) -> Rest {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = MiniClusterConfig::new(2, 2).with_rest().with_programs(programs());
+    cfg.config.set("rest.port", "0");
+    for (k, v) in extra {
+        cfg.config.set(*k, *v);
+    }
+    let mc = MiniCluster::start(cfg).expect("cluster with REST starts");
+    let url = mc.rest_url().expect("REST is served");
+    Rest { _mc: mc, url, dir }
+}
+
+fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn submit(r: &Rest, program: &str, args: &[&str], extra: Value) -> String {
+    let mut body = json!({ "programArgsList": args, "parallelism": 2 });
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        b.extend(e.clone());
+    }
+    let resp = post_json(&r.url, &format!("/programs/{program}/run"), &body);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    resp.json()["jobid"].as_str().expect("jobid").to_string()
+}
+
+fn wait_state(r: &Rest, job: &str, want: &str) {
+    wait_for(&format!("job {job} to be {want}"), Duration::from_secs(90), || {
+        get(&r.url, &format!("/jobs/{job}")).json()["state"] == want
+    });
+}
+
+fn not_found(resp: &Response) -> String {
+    assert_eq!(resp.status, 404, "{}", resp.text());
+    resp.error()
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+#[test]
+fn a_finished_jobs_vertices_show_each_subtask_with_its_records_host_times_and_final_watermark() {
+    let r = start(&[]);
+    let out = r.dir.path().join("q5.csv");
+    let job =
+        submit(&r, "nexmark", &["--query", "q5", "--events", "20000", "--output", out.to_str().unwrap()], json!({}));
+    wait_state(&r, &job, "FINISHED");
+    let d = get(&r.url, &format!("/jobs/{job}")).json();
+    let vertices = d["vertices"].as_array().unwrap().clone();
+    assert!(vertices.len() >= 2, "{d}");
+    let host = common::http::host_of(&r.url);
+    let mut details = Vec::new();
+    for v in &vertices {
+        let vid = v["id"].as_str().unwrap();
+        let x = get(&r.url, &format!("/jobs/{job}/vertices/{vid}")).json();
+        assert_eq!((&x["id"], &x["name"], &x["parallelism"]), (&v["id"], &v["name"], &v["parallelism"]));
+        let subtasks = x["subtasks"].as_array().unwrap();
+        assert_eq!(subtasks.len() as u64, u(&v["parallelism"]));
+        for (i, s) in subtasks.iter().enumerate() {
+            assert_eq!(s["subtask"], i);
+            assert_eq!(s["status"], "FINISHED");
+            assert_eq!(s["attempt"], 0);
+            // Embedded TaskExecutors run in this process: the REST server's address.
+            assert_eq!(s["endpoint"], host.as_str(), "{s}");
+            assert_eq!(s["host"], "127.0.0.1");
+            let tm = s["taskmanager-id"].as_str().unwrap();
+            assert!(tm == "taskexecutor-0" || tm == "taskexecutor-1", "{s}");
+            let (start, end) = (s["start-time"].as_i64().unwrap(), s["end-time"].as_i64().unwrap());
+            assert!(start > 0 && end >= start, "{s}");
+            assert_eq!(s["duration"].as_i64().unwrap(), end - start);
+            assert_eq!(s["metrics"]["write-records-complete"], true);
+            let busy = u(&s["metrics"]["accumulated-busy-time"]);
+            let idle = u(&s["metrics"]["accumulated-idle-time"]);
+            let bp = u(&s["metrics"]["accumulated-backpressured-time"]);
+            assert!(busy + idle + bp <= (end - start) as u64 + 1, "{s}");
+        }
+        // The subtasks' records add up to the vertex's.
+        for field in ["read-records", "write-records"] {
+            let sum: u64 = subtasks.iter().map(|s| u(&s["metrics"][field])).sum();
+            assert_eq!(sum, u(&v["metrics"][field]), "{field} of {}", v["name"]);
+        }
+        details.push(x);
+    }
+    // What the source wrote, the next vertex read: every record crossed the edge once.
+    let (source, next) = (&vertices[0], &vertices[1]);
+    assert!(u(&source["metrics"]["write-records"]) > 0);
+    assert_eq!(source["metrics"]["read-records"], 0);
+    assert_eq!(source["metrics"]["write-records"], next["metrics"]["read-records"]);
+    let acc = get(&r.url, &format!("/jobs/{job}/accumulators")).json();
+    let user = acc["user-task-accumulators"].as_array().unwrap();
+    let source_records = user.iter().find(|a| a["name"] == "sourceRecords").unwrap();
+    assert_eq!(source_records["value"], "20000");
+    assert_eq!(source_records["type"], "LongCounter");
+    assert_eq!(acc["job-accumulators"], json!([]));
+
+    // Watermarks: a source has no input watermark; the vertex after it saw the final one.
+    let sid = source["id"].as_str().unwrap();
+    let nid = next["id"].as_str().unwrap();
+    let wm = get(&r.url, &format!("/jobs/{job}/vertices/{sid}/watermarks")).json();
+    assert_eq!(
+        wm,
+        json!([{"id": "0.currentInputWatermark", "value": i64::MIN.to_string()},
+               {"id": "1.currentInputWatermark", "value": i64::MIN.to_string()}])
+    );
+    let wm = get(&r.url, &format!("/jobs/{job}/vertices/{nid}/watermarks")).json();
+    assert_eq!(
+        wm,
+        json!([{"id": "0.currentInputWatermark", "value": i64::MAX.to_string()},
+               {"id": "1.currentInputWatermark", "value": i64::MAX.to_string()}])
+    );
+    // The source's output watermark reached the end too.
+    let m = get(&r.url, &format!("/jobs/{job}/vertices/{sid}/metrics?get=0.currentOutputWatermark")).json();
+    assert_eq!(m, json!([{"id": "0.currentOutputWatermark", "value": i64::MAX.to_string()}]));
+
+    // Vertex metrics: ids without get, values (strings) with it.
+    let ids = get(&r.url, &format!("/jobs/{job}/vertices/{nid}/metrics")).json();
+    let ids: Vec<&str> = ids.as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    for want in ["0.numRecordsIn", "1.numRecordsOut", "0.busyTimeMsPerSecond", "1.currentInputWatermark"] {
+        assert!(ids.contains(&want), "{want} missing from {ids:?}");
+    }
+    let sub = &details[1]["subtasks"];
+    let m = get(&r.url, &format!("/jobs/{job}/vertices/{nid}/metrics?get=0.numRecordsIn,1.numRecordsIn,nope")).json();
+    assert_eq!(
+        m,
+        json!([{"id": "0.numRecordsIn", "value": sub[0]["metrics"]["read-records"].to_string()},
+               {"id": "1.numRecordsIn", "value": sub[1]["metrics"]["read-records"].to_string()}])
+    );
+    let agg = get(&r.url, &format!("/jobs/{job}/vertices/{nid}/subtasks/metrics?get=numRecordsIn&agg=sum,max")).json();
+    let (a, b) = (u(&sub[0]["metrics"]["read-records"]), u(&sub[1]["metrics"]["read-records"]));
+    assert_eq!(agg, json!([{"id": "numRecordsIn", "sum": (a + b) as f64, "max": a.max(b) as f64}]));
+    let one = get(&r.url, &format!("/jobs/{job}/vertices/{nid}/subtasks/1/metrics?get=numRecordsIn")).json();
+    assert_eq!(one, json!([{"id": "numRecordsIn", "value": b.to_string()}]));
+    let bad = get(&r.url, &format!("/jobs/{job}/vertices/{nid}/subtasks/metrics?agg=median"));
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    not_found(&get(&r.url, &format!("/jobs/{job}/vertices/{nid}/subtasks/2/metrics")));
+
+    // Subtask times: every subtask went through SCHEDULED, DEPLOYING?, RUNNING to FINISHED.
+    let times = get(&r.url, &format!("/jobs/{job}/vertices/{nid}/subtasktimes")).json();
+    assert_eq!(times["id"], nid);
+    for s in times["subtasks"].as_array().unwrap() {
+        let ts = &s["timestamps"];
+        let (created, running, finished) =
+            (ts["CREATED"].as_i64().unwrap(), ts["RUNNING"].as_i64().unwrap(), ts["FINISHED"].as_i64().unwrap());
+        assert!(created > 0 && created <= running && running <= finished, "{s}");
+        assert_eq!(ts["FAILED"], 0);
+    }
+    // Per TaskManager: the subtasks grouped by where they ran, records summed.
+    let tms = get(&r.url, &format!("/jobs/{job}/vertices/{nid}/taskmanagers")).json();
+    let list = tms["taskmanagers"].as_array().unwrap();
+    let total: u64 = list.iter().map(|t| u(&t["metrics"]["read-records"])).sum();
+    assert_eq!(total, u(&next["metrics"]["read-records"]));
+    let counted: u64 = list.iter().map(|t| u(&t["status-counts"]["FINISHED"])).sum();
+    assert_eq!(counted, 2);
+    assert!(list.iter().all(|t| t["status"] == "FINISHED" && t["endpoint"] == host.as_str()), "{tms}");
+    // The vertex's own accumulators: none, in Flink's shape.
+    assert_eq!(
+        get(&r.url, &format!("/jobs/{job}/vertices/{nid}/accumulators")).json(),
+        json!({"id": nid, "user-accumulators": []})
+    );
+
+    // The job's configuration, metrics and result.
+    let c = get(&r.url, &format!("/jobs/{job}/config")).json();
+    assert_eq!(c["jid"], job.as_str());
+    assert_eq!(c["execution-config"]["job-parallelism"], 2);
+    assert!(c["execution-config"]["user-config"].is_object(), "{c}");
+    let m = get(&r.url, &format!("/jobs/{job}/metrics?get=numRestarts,sourceRecords,uptime")).json();
+    assert_eq!(
+        m,
+        json!([{"id": "numRestarts", "value": "0"}, {"id": "sourceRecords", "value": "20000"},
+               {"id": "uptime", "value": "0"}])
+    );
+    let res = get(&r.url, &format!("/jobs/{job}/execution-result")).json();
+    assert_eq!(res["status"]["id"], "COMPLETED");
+    assert_eq!(res["job-execution-result"]["id"], job.as_str());
+    assert_eq!(res["job-execution-result"]["application-status"], "SUCCEEDED");
+    assert!(res["job-execution-result"].get("failure-cause").is_none());
+
+    // Unknown ids: 404 with Flink's errors body.
+    let other = "0123456789abcdef0123456789abcdef";
+    for path in [
+        format!("/jobs/{other}/vertices/{nid}"),
+        format!("/jobs/{other}/config"),
+        format!("/jobs/{other}/accumulators"),
+        format!("/jobs/{other}/metrics"),
+        format!("/jobs/{other}/execution-result"),
+        format!("/jobs/{job}/vertices/{}ffff", &nid[..28]),
+        format!("/jobs/{job}/vertices/{}ffff/watermarks", &nid[..28]),
+        format!("/jobs/{job}/vertices/{}ffff/subtasktimes", &nid[..28]),
+        format!("/jobs/{job}/vertices/{}ffff/taskmanagers", &nid[..28]),
+    ] {
+        let e = not_found(&get(&r.url, &path));
+        assert!(e.contains("not found") || e.contains("has no vertex"), "{path}: {e}");
+    }
+}
+
+#[test]
+fn a_running_job_shows_its_result_in_progress_and_a_checkpoint_subtask_by_subtask() {
+    let r = start(&[("web.checkpoints.history", "3")]);
+    let job = submit(&r, "failover-demo", &["--failures", "0", "--seconds", "60", "--rate", "5"], json!({}));
+    wait_state(&r, &job, "RUNNING");
+    assert_eq!(get(&r.url, &format!("/jobs/{job}/execution-result")).json(), json!({"status": {"id": "IN_PROGRESS"}}));
+    wait_for("five completed checkpoints", Duration::from_secs(60), || {
+        get(&r.url, &format!("/jobs/{job}/checkpoints")).json()["counts"]["completed"].as_u64().unwrap_or(0) >= 5
+    });
+    let c = get(&r.url, &format!("/jobs/{job}/checkpoints")).json();
+    // web.checkpoints.history = 3: three records, counts cover all.
+    assert_eq!(c["history"].as_array().unwrap().len(), 3, "{c}");
+    assert!(u(&c["counts"]["total"]) >= 5);
+    let done = c["history"].as_array().unwrap().iter().find(|h| h["status"] == "COMPLETED").unwrap().clone();
+    let cid = u(&done["id"]);
+    let oldest = u(&c["history"][2]["id"]);
+    not_found(&get(&r.url, &format!("/jobs/{job}/checkpoints/details/{}", oldest - 1)));
+    let d = get(&r.url, &format!("/jobs/{job}/checkpoints/details/{cid}")).json();
+    let tasks = d["tasks"].as_object().unwrap();
+    let vertices = get(&r.url, &format!("/jobs/{job}")).json()["vertices"].as_array().unwrap().clone();
+    assert_eq!(tasks.len(), vertices.len());
+    let mut state_total = 0;
+    for v in &vertices {
+        let vid = v["id"].as_str().unwrap();
+        let t = &tasks[vid];
+        assert_eq!(t["status"], "COMPLETED");
+        assert_eq!(t["num_subtasks"], v["parallelism"]);
+        assert_eq!(t["num_acknowledged_subtasks"], v["parallelism"]);
+        state_total += u(&t["state_size"]);
+        let s = get(&r.url, &format!("/jobs/{job}/checkpoints/details/{cid}/subtasks/{vid}")).json();
+        assert_eq!((&s["id"], &s["state_size"]), (&json!(vid), &t["state_size"]));
+        let subtasks = s["subtasks"].as_array().unwrap();
+        assert_eq!(subtasks.len() as u64, u(&v["parallelism"]));
+        let mut sizes = 0;
+        let mut latest = 0;
+        for (i, st) in subtasks.iter().enumerate() {
+            assert_eq!(
+                (&st["@class"], &st["index"], &st["status"]),
+                (&json!("completed"), &json!(i), &json!("completed"))
+            );
+            let ack = st["ack_timestamp"].as_i64().unwrap();
+            assert!(ack >= d["trigger_timestamp"].as_i64().unwrap());
+            assert_eq!(st["end_to_end_duration"].as_i64().unwrap(), ack - d["trigger_timestamp"].as_i64().unwrap());
+            assert!(st["checkpoint"]["sync"].is_u64() && st["checkpoint"]["async"].is_u64(), "{st}");
+            assert!(st["alignment"]["duration"].is_u64() && st["alignment"]["buffered"].is_u64(), "{st}");
+            sizes += u(&st["state_size"]);
+            latest = latest.max(ack);
+        }
+        assert_eq!(sizes, u(&t["state_size"]));
+        assert_eq!(t["latest_ack_timestamp"].as_i64().unwrap(), latest);
+        let sum = &s["summary"];
+        let sizes_of: Vec<u64> = subtasks.iter().map(|st| u(&st["state_size"])).collect();
+        assert_eq!(sum["state_size"]["max"], *sizes_of.iter().max().unwrap());
+        assert_eq!(sum["state_size"]["min"], *sizes_of.iter().min().unwrap());
+        assert!(sum["checkpoint_duration"]["sync"]["max"].is_u64(), "{sum}");
+    }
+    assert_eq!(state_total, u(&d["state_size"]));
+    // The running job's metrics count its checkpoints; its uptime grows.
+    let m = get(&r.url, &format!("/jobs/{job}/metrics?get=numberOfCompletedCheckpoints,uptime")).json();
+    assert!(m[0]["value"].as_str().unwrap().parse::<u64>().unwrap() >= 5, "{m}");
+    assert!(m[1]["value"].as_str().unwrap().parse::<u64>().unwrap() > 0, "{m}");
+    // A vertex of a running job: its subtasks run, with a location and no end.
+    let vid = vertices[0]["id"].as_str().unwrap();
+    let x = get(&r.url, &format!("/jobs/{job}/vertices/{vid}")).json();
+    for s in x["subtasks"].as_array().unwrap() {
+        assert_eq!((&s["status"], &s["end-time"]), (&json!("RUNNING"), &json!(-1)), "{s}");
+        assert!(s["duration"].as_i64().unwrap() >= 0);
+    }
+    let bogus = format!("/jobs/{job}/checkpoints/details/{cid}/subtasks/{}ffff", &vid[..28]);
+    assert_eq!(get(&r.url, &bogus).status, 404);
+    let resp = common::http::patch(&r.url, &format!("/jobs/{job}?mode=cancel"));
+    assert_eq!(resp.status, 202);
+    wait_state(&r, &job, "CANCELED");
+    let res = get(&r.url, &format!("/jobs/{job}/execution-result")).json();
+    assert_eq!(res["job-execution-result"]["application-status"], "CANCELED");
+}
