@@ -46,6 +46,7 @@ pub mod state_backend;
 pub mod subtask;
 pub mod supervision;
 pub mod task_executor;
+pub mod thread_name;
 
 pub use error::RuntimeError;
 pub use ids::{ExecutionId, JobId, ResourceId};

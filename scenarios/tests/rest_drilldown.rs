@@ -294,3 +294,60 @@ fn a_running_job_shows_its_result_in_progress_and_a_checkpoint_subtask_by_subtas
     let res = get(&r.url, &format!("/jobs/{job}/execution-result")).json();
     assert_eq!(res["job-execution-result"]["application-status"], "CANCELED");
 }
+
+/// `key:  <n> kB` of this process's `/proc/self/status`, in bytes.
+fn own_status_kb(key: &str) -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = s.lines().find(|l| l.starts_with(key)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+}
+
+fn metric(list: &Value, id: &str) -> f64 {
+    let m = list.as_array().unwrap().iter().find(|m| m["id"] == id).unwrap_or_else(|| panic!("no {id} in {list}"));
+    m["value"].as_str().unwrap().parse::<f64>().unwrap()
+}
+
+#[test]
+fn job_and_task_managers_report_what_their_process_really_uses_and_slot_threads_carry_names() {
+    let r = start(&[]);
+    let out = r.dir.path().join("counts.csv");
+    let job = submit(&r, "wordcount", &["--events", "200000", "--output", out.to_str().unwrap()], json!({}));
+    wait_state(&r, &job, "FINISHED");
+    // The cluster is embedded: the JobManager's process is this test's.
+    let names = get(&r.url, "/jobmanager/metrics").json();
+    let ids: Vec<&str> = names.as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert!(ids.iter().all(|id| !id.contains("JVM") && !id.contains("Heap")), "{ids:?}");
+    let jm = get(&r.url, &format!("/jobmanager/metrics?get={}", ids.join(","))).json();
+    assert_eq!(jm.as_array().unwrap().len(), ids.len());
+    let rss = metric(&jm, "Status.Process.Memory.Resident");
+    let own = own_status_kb("VmRSS:") as f64;
+    assert!((rss - own).abs() < own * 0.25, "resident {rss} vs /proc's {own}");
+    assert!(metric(&jm, "Status.Process.Memory.ResidentPeak") >= rss);
+    let threads = metric(&jm, "Status.Process.Threads.Count");
+    assert!(threads >= 4.0, "2 TaskExecutors x 2 slot threads at least: {threads}");
+    assert!(metric(&jm, "Status.Process.CPU.Time") > 0.0, "the job used CPU");
+    let load = metric(&jm, "Status.Process.CPU.Load");
+    assert!((0.0..=1.0).contains(&load), "{load}");
+    assert_eq!(metric(&jm, "numRegisteredTaskManagers"), 2.0);
+    assert_eq!((metric(&jm, "taskSlotsTotal"), metric(&jm, "taskSlotsAvailable")), (4.0, 4.0));
+    assert_eq!(metric(&jm, "numRunningJobs"), 0.0);
+    assert!(metric(&jm, "Status.Machine.Memory.Total") >= metric(&jm, "Status.Machine.Memory.Available"));
+
+    // A TaskManager: its slots, and the CPU time of the thread of each slot.
+    let tm = get(&r.url, "/taskmanagers/taskexecutor-1/metrics").json();
+    let ids: Vec<&str> = tm.as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let tm = get(&r.url, &format!("/taskmanagers/taskexecutor-1/metrics?get={}", ids.join(","))).json();
+    assert_eq!((metric(&tm, "Status.Slots.Total"), metric(&tm, "Status.Slots.Allocated")), (2.0, 0.0));
+    assert!(metric(&tm, "Slot.0.CPU.Time") >= 0.0 && metric(&tm, "Slot.1.CPU.Time") >= 0.0);
+    let slot_cpu = metric(&tm, "Slot.0.CPU.Time") + metric(&tm, "Slot.1.CPU.Time");
+    assert!(slot_cpu <= metric(&tm, "Status.Process.CPU.Time"), "a slot thread's CPU is part of its process's");
+    not_found(&get(&r.url, "/taskmanagers/nobody/metrics"));
+
+    // A thread dump names the threads that run each slot's subtasks.
+    let dump = get(&r.url, "/jobmanager/thread-dump").json();
+    let names: Vec<&str> =
+        dump["threadInfos"].as_array().unwrap().iter().map(|t| t["threadName"].as_str().unwrap()).collect();
+    for want in ["te0-slot0", "te0-slot1", "te1-slot0", "te1-slot1"] {
+        assert!(names.contains(&want), "no thread {want} in {names:?}");
+    }
+}

@@ -67,6 +67,8 @@ pub struct RestContext {
     /// The address this server listens on (`host:port`), once bound: where a TaskExecutor
     /// embedded in this process is reached, as pages show it.
     pub local_address: std::sync::OnceLock<String>,
+    /// Previous CPU readings of the processes, for their CPU load.
+    pub cpu_load: crate::routes::process_metrics::CpuLoad,
 }
 
 impl RestContext {
@@ -90,6 +92,7 @@ impl RestContext {
             metrics,
             started_ms: riffle_api::time::now_ms(),
             local_address: std::sync::OnceLock::new(),
+            cpu_load: Default::default(),
         }
     }
 

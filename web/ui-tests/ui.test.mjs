@@ -512,6 +512,11 @@ async function checkTaskManagers() {
     await waitFor(`the resident memory of TaskManager ${tm}`,
       async () => (await page.locator('[data-testid="tm-rss"]').count()) === 1);
   }
+  // Its process figures, with each slot thread's CPU time.
+  const tmMetrics = (await api(`taskmanagers/${encodeURIComponent(tm)}/metrics`)).map((m) => m.id);
+  check(tmMetrics.includes('Slot.0.CPU.Time'), `no slot thread CPU among ${tmMetrics.join(', ')}`);
+  await waitFor('the slot thread CPU on the TaskManager page', () =>
+    count('[data-testid="tm-process-metrics"] [data-metric="Slot.0.CPU.Time"]'));
   await assertClean('taskmanager');
   await shot('taskmanager');
 
@@ -536,6 +541,19 @@ async function checkJobManager() {
 
   await go('jobmanager/thread-dump');
   await checkThreadDump('jobmanager/thread-dump', 'jobmanager');
+
+  // Real process figures, no JVM pools.
+  const ids = (await api('jobmanager/metrics')).map((m) => m.id);
+  check(!ids.some((id) => /JVM|Heap|Metaspace/.test(id)), `JVM-shaped JobManager metrics: ${ids.join(', ')}`);
+  await go('jobmanager/metrics');
+  await waitFor('the JobManager metrics', async () =>
+    sameSet(new Set(await attrs('[data-testid="jm-metrics"] [data-testid="metric-row"]', 'data-metric')), new Set(ids)));
+  const rss = Number((await attrs('[data-metric="Status.Process.Memory.Resident"] td[data-value]', 'data-value'))[0]);
+  check(rss > 1024 * 1024, `the JobManager's resident memory shows ${rss} bytes`);
+  const shownRss = await text('[data-metric="Status.Process.Memory.Resident"] td.num');
+  check(/[KMG]iB$/.test(shownRss || ''), `resident memory is shown as "${shownRss}", not in bytes units`);
+  await assertClean('jobmanager metrics');
+  await shot('jobmanager-metrics');
 }
 
 async function checkSubmit() {

@@ -30,7 +30,7 @@ const ROUTES = [
   [/^\/taskmanagers\/([^/]+)\/(logs|thread-dump)$/, taskmanagers, 'taskmanagers',
     (m) => ({ tm: m[1], tab: m[2] })],
   [/^\/jobmanager$/, jobmanager, 'jobmanager', () => ({ tab: 'config' })],
-  [/^\/jobmanager\/(config|logs|thread-dump)$/, jobmanager, 'jobmanager', (m) => ({ tab: m[1] })],
+  [/^\/jobmanager\/(config|logs|thread-dump|metrics)$/, jobmanager, 'jobmanager', (m) => ({ tab: m[1] })],
   [/^\/submit$/, submit, 'submit', () => ({})],
 ];
 

@@ -7,6 +7,7 @@ pub mod jars;
 pub mod job_info;
 pub mod jobs;
 pub mod logs;
+pub mod process_metrics;
 pub mod programs;
 pub mod savepoints;
 pub mod taskmanagers;
@@ -24,11 +25,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/jobmanager/logs").route(web::get().to(logs::jobmanager_list)))
         .service(web::resource("/jobmanager/logs/{name}").route(web::get().to(logs::jobmanager_file)))
         .service(web::resource("/jobmanager/thread-dump").route(web::get().to(thread_dump::jobmanager)))
+        .service(web::resource("/jobmanager/metrics").route(web::get().to(process_metrics::jobmanager)))
         .service(web::resource("/taskmanagers").route(web::get().to(taskmanagers::list)))
         .service(web::resource("/taskmanagers/{tm}").route(web::get().to(taskmanagers::details)))
         .service(web::resource("/taskmanagers/{tm}/logs").route(web::get().to(logs::taskmanager_list)))
         .service(web::resource("/taskmanagers/{tm}/logs/{name}").route(web::get().to(logs::taskmanager_file)))
         .service(web::resource("/taskmanagers/{tm}/thread-dump").route(web::get().to(thread_dump::taskmanager)))
+        .service(web::resource("/taskmanagers/{tm}/metrics").route(web::get().to(process_metrics::taskmanager)))
         .service(web::resource("/jobs").route(web::get().to(jobs::list)))
         .service(web::resource("/jobs/overview").route(web::get().to(jobs::overview_list)))
         .service(web::resource("/jobs/{id}").route(web::get().to(jobs::details)).route(web::patch().to(jobs::cancel)))
