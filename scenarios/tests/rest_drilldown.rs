@@ -351,3 +351,45 @@ fn job_and_task_managers_report_what_their_process_really_uses_and_slot_threads_
         assert!(names.contains(&want), "no thread {want} in {names:?}");
     }
 }
+
+#[test]
+fn a_submissions_configuration_is_checked_before_the_job_starts() {
+    let r = start(&[]);
+    let jobs = || get(&r.url, "/jobs").json()["jobs"].as_array().unwrap().len();
+    let run = |config: Value| {
+        post_json(
+            &r.url,
+            "/programs/wordcount/run",
+            &json!({"programArgsList": ["--events", "100"], "flinkConfiguration": config}),
+        )
+    };
+    // A typo of a known key: 400 naming the key it is close to.
+    let typo = run(json!({"execution.checkpointing.intervall": "1 s"}));
+    assert_eq!(typo.status, 400, "{}", typo.text());
+    assert_eq!(
+        typo.error(),
+        "flinkConfiguration: unknown configuration key 'execution.checkpointing.intervall': did you mean \
+         'execution.checkpointing.interval'?"
+    );
+    // A value its option cannot parse, and one the runtime would refuse at its start.
+    let bad = run(json!({"execution.checkpointing.interval": "soon"}));
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    assert!(bad.error().starts_with("flinkConfiguration: invalid value 'soon' for 'execution.checkpointing.interval'"));
+    let strategy = run(json!({"restart-strategy": "sometimes"}));
+    assert_eq!(strategy.status, 400, "{}", strategy.text());
+    assert!(strategy.error().contains("restart-strategy"), "{}", strategy.error());
+    assert_eq!(jobs(), 0, "nothing refused was started");
+    // A key nothing like a known one: the job starts, the answer warns.
+    let foreign = run(json!({"my.team.owner": "ops"}));
+    assert_eq!(foreign.status, 200, "{}", foreign.text());
+    assert_eq!(foreign.json()["warnings"], json!(["unknown configuration key 'my.team.owner' (ignored)"]));
+    let job = foreign.json()["jobid"].as_str().unwrap().to_string();
+    wait_state(&r, &job, "FINISHED");
+    // Its configuration shows what it was given.
+    let c = get(&r.url, &format!("/jobs/{job}/config")).json();
+    assert_eq!(c["execution-config"]["user-config"]["my.team.owner"], "ops");
+    // A clean configuration: no warnings field.
+    let clean = run(json!({"execution.checkpointing.interval": "1 s"}));
+    assert_eq!(clean.status, 200, "{}", clean.text());
+    assert!(clean.json().get("warnings").is_none(), "{}", clean.text());
+}

@@ -69,6 +69,9 @@ pub struct RestContext {
     pub local_address: std::sync::OnceLock<String>,
     /// Previous CPU readings of the processes, for their CPU load.
     pub cpu_load: crate::routes::process_metrics::CpuLoad,
+    /// Every option riffle reads, to check a submission's `flinkConfiguration` against (none:
+    /// keys are not checked, values still are where the runtime reads them).
+    pub config_registry: Option<riffle_api::config_keys::Registry>,
 }
 
 impl RestContext {
@@ -93,7 +96,14 @@ impl RestContext {
             started_ms: riffle_api::time::now_ms(),
             local_address: std::sync::OnceLock::new(),
             cpu_load: Default::default(),
+            config_registry: None,
         }
+    }
+
+    /// Checks submissions' configurations against `registry`.
+    pub fn with_config_registry(mut self, registry: riffle_api::config_keys::Registry) -> Self {
+        self.config_registry = Some(registry);
+        self
     }
 
     /// Where the TaskExecutor `id` runs, as `host:port`: a TaskManager process's advertised

@@ -89,6 +89,14 @@ function programForm(program, ctx) {
     try {
       const answer = await sendJson('POST', `programs/${seg(program.name)}/run`, body);
       status.textContent = `Submitted job ${answer.jobid}`;
+      if (Array.isArray(answer.warnings) && answer.warnings.length) {
+        // The job runs; say what of its configuration riffle ignores, next to the form.
+        replace(status, ['Submitted ', h('a', { href: `#/jobs/${seg(answer.jobid)}`, 'data-testid': 'program-job-link' },
+          `job ${answer.jobid}`), ' with warnings:']);
+        formError.textContent = answer.warnings.join('\n');
+        formError.hidden = false;
+        return;
+      }
       if (ctx.alive()) ctx.navigate(`#/jobs/${seg(answer.jobid)}`);
     } catch (err) {
       status.textContent = 'Submission failed';
