@@ -60,8 +60,7 @@ impl Registry {
     pub fn review(&self, conf: &crate::config::Configuration) -> Review {
         let mut review = Review::default();
         for (key, value) in conf.entries() {
-            let option =
-                self.options.iter().find(|o| o.key() == key || o.deprecated_keys().iter().any(|d| *d == key));
+            let option = self.options.iter().find(|o| o.key() == key || o.deprecated_keys().contains(&key));
             match option {
                 Some(o) => {
                     if let Err(reason) = o.check(value) {
@@ -182,7 +181,10 @@ mod tests {
             review.refused[0],
             "unknown configuration key 'taskmanager.numberOfTaskSlot': did you mean 'taskmanager.numberOfTaskSlots'?"
         );
-        assert!(review.refused[1].starts_with("invalid value 'two' for 'taskmanager.numberOfTaskSlots': "), "{review:?}");
+        assert!(
+            review.refused[1].starts_with("invalid value 'two' for 'taskmanager.numberOfTaskSlots': "),
+            "{review:?}"
+        );
         let mut good = crate::config::Configuration::new();
         good.set("taskmanager.numberOfTaskSlots", "4");
         assert_eq!(r.review(&good), Review::default());

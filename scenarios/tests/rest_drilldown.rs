@@ -393,3 +393,25 @@ fn a_submissions_configuration_is_checked_before_the_job_starts() {
     assert_eq!(clean.status, 200, "{}", clean.text());
     assert!(clean.json().get("warnings").is_none(), "{}", clean.text());
 }
+
+#[test]
+fn a_failures_location_is_the_host_and_port_of_its_task_manager() {
+    let r = start(&[]);
+    let job = submit(
+        &r,
+        "failover-demo",
+        &["--failures", "1", "--interval-ms", "100", "--seconds", "3", "--rate", "5"],
+        json!({}),
+    );
+    wait_for("the injected failure", Duration::from_secs(60), || {
+        get(&r.url, &format!("/jobs/{job}/exceptions?page=0&size=10")).json()["total"].as_u64().unwrap_or(0) >= 1
+    });
+    let p = get(&r.url, &format!("/jobs/{job}/exceptions?page=0&size=10")).json();
+    let e = &p["exceptionHistory"]["entries"][0];
+    assert_eq!(e["location"], common::http::host_of(&r.url).as_str(), "{e}");
+    let tm = e["taskManagerId"].as_str().unwrap();
+    assert!(tm == "taskexecutor-0" || tm == "taskexecutor-1", "{e}");
+    assert!(e["stacktrace"].as_str().unwrap().starts_with(e["exceptionName"].as_str().unwrap()), "{e}");
+    let flink = get(&r.url, &format!("/jobs/{job}/exceptions")).json();
+    assert_eq!(flink["all-exceptions"][0]["location"], common::http::host_of(&r.url).as_str(), "{flink}");
+}
