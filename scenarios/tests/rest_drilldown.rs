@@ -415,3 +415,55 @@ fn a_failures_location_is_the_host_and_port_of_its_task_manager() {
     let flink = get(&r.url, &format!("/jobs/{job}/exceptions")).json();
     assert_eq!(flink["all-exceptions"][0]["location"], common::http::host_of(&r.url).as_str(), "{flink}");
 }
+
+/// The Prometheus samples of `text`: (series with labels, value).
+fn samples(text: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').unwrap();
+            (series.to_string(), value.parse().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn prometheus_series_carry_job_vertex_and_subtask_labels_and_go_when_the_job_ends() {
+    let r = start(&[]);
+    let job = submit(&r, "failover-demo", &["--failures", "0", "--seconds", "60", "--rate", "5"], json!({}));
+    wait_state(&r, &job, "RUNNING");
+    let d = get(&r.url, &format!("/jobs/{job}")).json();
+    let sink = d["vertices"].as_array().unwrap().last().unwrap().clone();
+    let vid = sink["id"].as_str().unwrap();
+    wait_for("records in the sink's subtasks", Duration::from_secs(30), || {
+        samples(&get(&r.url, "/metrics").text()).iter().any(|(s, v)| {
+            s.starts_with("riffle_task_records_in") && s.contains(&format!("vertex_id=\"{vid}\"")) && *v > 0.0
+        })
+    });
+    let text = get(&r.url, "/metrics").text();
+    assert!(!text.contains("otel_scope_name"), "{text}");
+    let all = samples(&text);
+    let mine: Vec<&(String, f64)> = all.iter().filter(|(s, _)| s.contains(&format!("job_id=\"{job}\""))).collect();
+    for i in 0..2 {
+        let series = mine
+            .iter()
+            .find(|(s, _)| {
+                s.starts_with("riffle_task_records_in")
+                    && s.contains(&format!("vertex_id=\"{vid}\""))
+                    && s.contains(&format!("subtask_index=\"{i}\""))
+            })
+            .unwrap_or_else(|| panic!("no records_in of subtask {i} of {vid}: {text}"));
+        assert!(series.0.contains(&format!("vertex_name=\"{}\"", sink["name"].as_str().unwrap())), "{}", series.0);
+        assert!(series.0.contains("job_name=\"failover demo\""), "{}", series.0);
+    }
+    for name in ["riffle_task_records_out", "riffle_task_backpressured_seconds", "riffle_task_backpressured"] {
+        assert!(mine.iter().any(|(s, _)| s.starts_with(name) && s.contains("subtask_index=")), "{name}: {text}");
+    }
+    let vertex = mine.iter().find(|(s, _)| s.starts_with("riffle_vertex_records_in")).expect("vertex series");
+    assert!(vertex.0.contains("vertex_id=\"") && vertex.0.contains("vertex_name=\""), "{}", vertex.0);
+    assert_eq!(common::http::patch(&r.url, &format!("/jobs/{job}?mode=cancel")).status, 202);
+    wait_state(&r, &job, "CANCELED");
+    let after = get(&r.url, "/metrics").text();
+    assert!(!after.contains(&job), "the ended job's series are gone: {after}");
+    assert!(after.contains("riffle_slots_total"), "{after}");
+}

@@ -11,11 +11,14 @@ use opentelemetry::metrics::{AsyncInstrument, MeterProvider as _};
 use opentelemetry::KeyValue;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use riffle_actors::checkpoint_coordinator::CheckpointStats;
-use riffle_actors::job_view::SubtaskIo;
+use riffle_actors::job_view::{JobView, SubtaskIo, VertexView, NO_WATERMARK};
 use riffle_actors::services::{Directory, JobRecords};
 use riffle_actors::JobId;
 
 use crate::error::WebError;
+
+/// Subtask samples kept before those of ended jobs are dropped.
+const MAX_SAMPLES: usize = 1024;
 
 /// How long a backpressure sample stays current before the next read takes a new one.
 const SAMPLE_PERIOD_MS: u128 = 1000;
@@ -68,14 +71,45 @@ pub struct Metrics {
 }
 
 fn job_attrs(job: JobId, name: &str) -> Vec<KeyValue> {
-    vec![KeyValue::new("job_id", job.to_string()), KeyValue::new("job_name", name.to_string())]
+    vec![KeyValue::new("job_id", job.to_string()), KeyValue::new("job_name", label_name(name))]
+}
+
+/// A job's or vertex's name as a label value: a file path in it (a source named after the
+/// file it reads) is cut to its last component, so no label carries a directory.
+pub fn label_name(name: &str) -> String {
+    name.split(' ')
+        .map(|word| match word.rsplit_once('/') {
+            Some((_, last)) if word.contains('/') => last,
+            _ => word,
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Labels of one vertex of a job: job id and name, vertex id (as the REST API shows it) and
+/// name.
+fn vertex_attrs(view: &JobView, x: &VertexView) -> Vec<KeyValue> {
+    let mut a = job_attrs(view.job_id, &view.name);
+    a.push(KeyValue::new("vertex_id", crate::params::vertex_id(view.job_id, x.index)));
+    a.push(KeyValue::new("vertex_name", label_name(&x.name)));
+    a
+}
+
+/// The jobs whose series are exported: those not ended (a job's series go when it ends).
+fn live_jobs(s: &JobRecords) -> Vec<Arc<JobView>> {
+    s.views.iter().filter(|v| !v.state().status.is_terminal()).map(|v| v.value().clone()).collect()
 }
 
 impl Metrics {
     /// Instruments over the jobs' records and the cluster's directory.
     pub fn new(jobs: Arc<JobRecords>, directory: Arc<Directory>) -> Self {
         let registry = prometheus::Registry::new();
-        let provider = match opentelemetry_prometheus::exporter().with_registry(registry.clone()).build() {
+        // No `otel_scope_*` labels: every series would carry riffle's meter name.
+        let provider = match opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .scope_info_enabled(false)
+            .build()
+        {
             Ok(exporter) => Some(SdkMeterProvider::builder().with_reader(exporter).build()),
             Err(e) => {
                 tracing::warn!("metrics are unavailable: the Prometheus exporter did not start: {e}");
@@ -111,6 +145,10 @@ impl Metrics {
         let Some(view) = self.jobs.view(job) else { return vec![] };
         let Some(v) = view.vertices.get(vertex as usize) else { return vec![] };
         let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+        if samples.len() > MAX_SAMPLES {
+            // Samples of jobs that ended go (a job's page reads them no more).
+            samples.retain(|(j, _, _), _| self.jobs.view(*j).is_some_and(|v| !v.state().status.is_terminal()));
+        }
         let now = Instant::now();
         let now_ms = riffle_api::time::now_ms();
         v.subtasks
@@ -158,20 +196,35 @@ impl Metrics {
     }
 }
 
-/// Observes `value` of every vertex of every job, labelled with job and vertex.
+/// Observes `value` of every vertex of every live job, labelled with job and vertex.
 fn per_vertex(s: &JobRecords, o: &dyn AsyncInstrument<u64>, value: impl Fn(&[Arc<SubtaskIo>]) -> u64) {
-    for v in s.views.iter() {
+    for v in live_jobs(s) {
         for x in &v.vertices {
-            let mut a = job_attrs(v.job_id, &v.name);
-            a.push(KeyValue::new("vertex", x.name.clone()));
-            o.observe(value(&x.subtasks), &a);
+            o.observe(value(&x.subtasks), &vertex_attrs(&v, x));
         }
     }
 }
 
-/// Observes `value` of every job's checkpoint statistics.
+/// Observes `value` of every subtask of every live job, labelled with job, vertex and
+/// `subtask_index` (Flink's per-task scope); `None` observes nothing for that subtask.
+fn per_subtask<T>(s: &JobRecords, o: &dyn AsyncInstrument<T>, value: impl Fn(&SubtaskIo) -> Option<T>) {
+    for v in live_jobs(s) {
+        for x in &v.vertices {
+            let base = vertex_attrs(&v, x);
+            for (i, io) in x.subtasks.iter().enumerate() {
+                if let Some(n) = value(io) {
+                    let mut a = base.clone();
+                    a.push(KeyValue::new("subtask_index", i as i64));
+                    o.observe(n, &a);
+                }
+            }
+        }
+    }
+}
+
+/// Observes `value` of every live job's checkpoint statistics.
 fn per_job_checkpoints(s: &JobRecords, o: &dyn AsyncInstrument<u64>, value: impl Fn(&CheckpointStats) -> u64) {
-    for v in s.views.iter() {
+    for v in live_jobs(s) {
         o.observe(value(&s.checkpoint_stats(v.job_id)), &job_attrs(v.job_id, &v.name));
     }
 }
@@ -203,14 +256,57 @@ fn register(meter: &opentelemetry::metrics::Meter, jobs: &Arc<JobRecords>, direc
         .f64_observable_counter("riffle_vertex_backpressured_seconds")
         .with_description("Time a vertex's subtasks waited for room in a full output channel")
         .with_callback(move |o| {
-            for v in s.views.iter() {
+            for v in live_jobs(&s) {
                 for x in &v.vertices {
                     let ns = sum(&x.subtasks, |io| io.backpressured_ns.load(Ordering::Relaxed));
-                    let mut a = job_attrs(v.job_id, &v.name);
-                    a.push(KeyValue::new("vertex", x.name.clone()));
-                    o.observe(ns as f64 / 1e9, &a);
+                    o.observe(ns as f64 / 1e9, &vertex_attrs(&v, x));
                 }
             }
+        })
+        .build();
+    // Per subtask, as Flink's task metrics: numRecordsIn/Out, backpressured time, watermark lag.
+    type PerSubtask = fn(&SubtaskIo) -> Option<u64>;
+    let subtask_counters: [(&'static str, &'static str, PerSubtask); 2] = [
+        ("riffle_task_records_in", "Records a subtask read from its inputs (Flink's numRecordsIn)", |io| {
+            Some(io.records_in.load(Ordering::Relaxed))
+        }),
+        ("riffle_task_records_out", "Records a subtask wrote to its outputs (Flink's numRecordsOut)", |io| {
+            Some(io.records_out.load(Ordering::Relaxed))
+        }),
+    ];
+    for (name, help, pick) in subtask_counters {
+        let s = jobs.clone();
+        meter
+            .u64_observable_counter(name)
+            .with_description(help)
+            .with_callback(move |o| per_subtask(&s, o, pick))
+            .build();
+    }
+    let s = jobs.clone();
+    meter
+        .f64_observable_counter("riffle_task_backpressured_seconds")
+        .with_description("Time a subtask waited for room in a full output channel")
+        .with_callback(move |o| per_subtask(&s, o, |io| Some(io.backpressured_ns.load(Ordering::Relaxed) as f64 / 1e9)))
+        .build();
+    let s = jobs.clone();
+    meter
+        .u64_observable_gauge("riffle_task_backpressured")
+        .with_description("Whether a subtask waits for room downstream right now (Flink's isBackPressured)")
+        .with_callback(move |o| per_subtask(&s, o, |io| Some(io.backpressured.load(Ordering::Relaxed) as u64)))
+        .build();
+    let s = jobs.clone();
+    meter
+        .i64_observable_gauge("riffle_task_watermark_lag_ms")
+        .with_description(
+            "Processing time minus a subtask's current input watermark, ms (absent before its first watermark and \
+             after its last)",
+        )
+        .with_callback(move |o| {
+            let now = riffle_api::time::now_ms();
+            per_subtask(&s, o, |io| {
+                let w = io.input_watermark.load(Ordering::Relaxed);
+                (w != NO_WATERMARK && w != i64::MAX).then(|| now.saturating_sub(w))
+            })
         })
         .build();
     let s = jobs.clone();
@@ -226,7 +322,7 @@ fn register(meter: &opentelemetry::metrics::Meter, jobs: &Arc<JobRecords>, direc
         .u64_observable_counter("riffle_job_restarts")
         .with_description("Restarts of a job (its attempt number)")
         .with_callback(move |o| {
-            for v in s.views.iter() {
+            for v in live_jobs(&s) {
                 o.observe(v.state().attempt as u64, &job_attrs(v.job_id, &v.name));
             }
         })
@@ -284,4 +380,14 @@ fn register(meter: &opentelemetry::metrics::Meter, jobs: &Arc<JobRecords>, direc
             }
         })
         .build();
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_as_labels_carry_no_directories() {
+        assert_eq!(super::label_name("Source: /data/in/events.csv -> Map"), "Source: events.csv -> Map");
+        assert_eq!(super::label_name("Window(5 s) -> Sink"), "Window(5 s) -> Sink");
+        assert_eq!(super::label_name("a/b/"), "");
+    }
 }
