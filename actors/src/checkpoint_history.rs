@@ -45,6 +45,9 @@ pub struct SubtaskCheckpoint {
     pub sync_ms: u64,
     /// Its asynchronous part (encoding and writing), ms.
     pub async_ms: u64,
+    /// How long its inputs took to align on the barrier, ms.
+    #[serde(default)]
+    pub alignment_ms: u64,
 }
 
 /// One vertex's part of a checkpoint.
@@ -339,6 +342,7 @@ mod tests {
             persisted_data,
             sync_ms,
             async_ms,
+            alignment_ms: 0,
         };
         h.acknowledged(1, 0, 0, ack(10, 0, 1, 5, 110));
         h.acknowledged(1, 1, 1, ack(20, 4, 3, 2, 130));

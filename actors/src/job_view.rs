@@ -136,6 +136,9 @@ pub struct SubtaskIo {
     pub input_watermark: std::sync::atomic::AtomicI64,
     /// The watermark it last sent downstream (Flink's `currentOutputWatermark`).
     pub output_watermark: std::sync::atomic::AtomicI64,
+    /// The checkpoint its inputs last aligned on, and how long that took (first barrier to
+    /// last), ms: what its acknowledgement reports as alignment time.
+    pub alignment: Mutex<(u64, u64)>,
 }
 
 impl Default for SubtaskIo {
@@ -154,6 +157,7 @@ impl Default for SubtaskIo {
             idle_ms: AtomicU64::new(0),
             input_watermark: std::sync::atomic::AtomicI64::new(NO_WATERMARK),
             output_watermark: std::sync::atomic::AtomicI64::new(NO_WATERMARK),
+            alignment: Mutex::new((0, 0)),
         }
     }
 }
@@ -163,6 +167,21 @@ impl SubtaskIo {
     #[inline]
     pub fn set_input_watermark(&self, w: i64) {
         self.input_watermark.store(w, Ordering::Relaxed);
+    }
+
+    /// Its inputs aligned on checkpoint `id` in `ms`.
+    pub fn set_alignment(&self, id: u64, ms: u64) {
+        *self.alignment.lock().unwrap_or_else(|e| e.into_inner()) = (id, ms);
+    }
+
+    /// How long its inputs took to align on checkpoint `id`, ms (0: they did not align on it).
+    pub fn alignment_ms(&self, id: u64) -> u64 {
+        let (at, ms) = *self.alignment.lock().unwrap_or_else(|e| e.into_inner());
+        if at == id {
+            ms
+        } else {
+            0
+        }
     }
 
     /// Records a watermark sent downstream.

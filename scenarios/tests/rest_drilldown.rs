@@ -263,6 +263,8 @@ fn a_running_job_shows_its_result_in_progress_and_a_checkpoint_subtask_by_subtas
             assert_eq!(st["end_to_end_duration"].as_i64().unwrap(), ack - d["trigger_timestamp"].as_i64().unwrap());
             assert!(st["checkpoint"]["sync"].is_u64() && st["checkpoint"]["async"].is_u64(), "{st}");
             assert!(st["alignment"]["duration"].is_u64() && st["alignment"]["buffered"].is_u64(), "{st}");
+            // Alignment is between the first and the last barrier: within the end-to-end time.
+            assert!(u(&st["alignment"]["duration"]) <= u(&st["end_to_end_duration"]), "{st}");
             sizes += u(&st["state_size"]);
             latest = latest.max(ack);
         }

@@ -191,6 +191,8 @@ pub enum StatsUpdate {
         persisted: u64,
         /// Synchronous and asynchronous snapshot time, ms.
         timings: (u64, u64),
+        /// Alignment time, ms.
+        alignment_ms: u64,
         /// When, epoch ms.
         now_ms: i64,
     },
@@ -620,6 +622,7 @@ impl CoordinatorCore {
             bytes,
             persisted: ack.persisted_bytes,
             timings: (ack.sync_ms, ack.async_ms),
+            alignment_ms: ack.alignment_ms,
             now_ms: now.epoch_ms,
         }));
         // A repeated acknowledgement replaces the first: it counts once.

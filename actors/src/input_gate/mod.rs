@@ -110,6 +110,8 @@ pub struct InputGate {
     /// Where the watermark released to the operators is published (the REST API's
     /// `watermarks`), if anywhere.
     watermark_gauge: Option<std::sync::Arc<crate::job_view::SubtaskIo>>,
+    /// The aligned checkpoint whose first barrier came, and when.
+    alignment_started: Option<(u64, std::time::Instant)>,
 }
 
 /// Why a subtask blocked on its outputs must act now.
@@ -146,6 +148,7 @@ impl InputGate {
             capture: ChannelStateCapture::new(n),
             prio_stash: None,
             watermark_gauge: None,
+            alignment_started: None,
         }
     }
 
@@ -367,6 +370,9 @@ impl InputGate {
     /// held back (at-least-once). A newer barrier abandons an unfinished older alignment.
     #[inline]
     pub fn on_barrier(&mut self, ch: usize, barrier: CheckpointBarrier) {
+        if barrier.aligned && self.alignment_started.is_none_or(|(id, _)| id < barrier.id) {
+            self.alignment_started = Some((barrier.id, std::time::Instant::now()));
+        }
         self.aligner.on_barrier(ch, barrier);
     }
 
@@ -374,7 +380,13 @@ impl InputGate {
     /// then snapshots and forwards the barrier. Ends the alignment (releases the channels).
     #[inline]
     pub fn take_completed_barrier(&mut self) -> Option<CheckpointBarrier> {
-        self.aligner.take_completed()
+        let done = self.aligner.take_completed()?;
+        if let (Some((id, started)), Some(io)) = (self.alignment_started, &self.watermark_gauge) {
+            if id == done.id {
+                io.set_alignment(id, started.elapsed().as_millis() as u64);
+            }
+        }
+        Some(done)
     }
 
     /// Whether channel `ch` is held back by an alignment.
@@ -575,6 +587,34 @@ mod tests {
         assert_eq!(g.take_completed_barrier(), Some(barrier(7, true)), "an ended channel counts as aligned");
         assert!(!g.is_blocked(0));
         assert!(matches!(next(&mut g), Some((0, Element::Watermark(99)))));
+    }
+
+    #[test]
+    fn the_gate_publishes_its_input_watermark_and_how_long_an_alignment_took() {
+        let io = std::sync::Arc::new(crate::job_view::SubtaskIo::default());
+        let mut g = gate(2).with_watermark_gauge(io.clone());
+        let wm = |io: &crate::job_view::SubtaskIo| io.input_watermark.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(wm(&io), crate::job_view::NO_WATERMARK);
+        let mut ev = Vec::new();
+        g.on_watermark(0, 10, &mut ev);
+        assert_eq!(wm(&io), crate::job_view::NO_WATERMARK, "channel 1 has none yet");
+        g.on_watermark(1, 5, &mut ev);
+        assert_eq!(wm(&io), 5);
+        g.on_barrier(0, barrier(3, true));
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        g.on_barrier(1, barrier(3, true));
+        assert_eq!(g.take_completed_barrier(), Some(barrier(3, true)));
+        let ms = io.alignment_ms(3);
+        assert!((30..5_000).contains(&ms), "first to last barrier: {ms} ms");
+        assert_eq!(io.alignment_ms(2), 0, "another checkpoint did not align here");
+        // Unaligned barriers are not aligned: nothing is published for them.
+        g.on_barrier(0, barrier(4, false));
+        g.on_barrier(1, barrier(4, false));
+        assert_eq!(g.take_completed_barrier(), Some(barrier(4, false)));
+        assert_eq!(io.alignment_ms(4), 0);
+        g.on_end(0, &mut ev);
+        g.on_end(1, &mut ev);
+        assert_eq!(wm(&io), i64::MAX, "every input ended: the final watermark");
     }
 
     #[test]

@@ -248,7 +248,7 @@ impl Snapshots {
         barrier: CheckpointBarrier,
         pending: PendingSnapshot,
         source: Option<SourceSnapshot>,
-        sync_ms: u64,
+        (sync_ms, alignment_ms): (u64, u64),
     ) {
         let task = self.in_flight.start(barrier.id);
         let writer = SnapshotWriter {
@@ -257,6 +257,7 @@ impl Snapshots {
             barrier,
             task,
             sync_ms,
+            alignment_ms,
             local: self.local.clone(),
         };
         actix::spawn(writer.run(pending, source));
@@ -278,7 +279,7 @@ impl Snapshots {
             Ok(channels) => {
                 let mut pending = u.pending;
                 pending.set_channels(channels);
-                self.write(u.barrier, pending, None, u.sync_ms);
+                self.write(u.barrier, pending, None, (u.sync_ms, 0));
             }
             Err(reason) => self.decline(id, &format!("cannot record its channel state: {reason}")),
         }
@@ -331,9 +332,10 @@ impl Outputs {
         let started = std::time::Instant::now();
         let (pending, source) = head.take_snapshot(self.snapshots.max_parallelism, barrier.id)?;
         let sync_ms = started.elapsed().as_millis() as u64;
+        let alignment_ms = self.channels.io.alignment_ms(barrier.id);
         if !self.book.taken(barrier.id) {
             // After the end of input: the output channels ended, the barrier goes nowhere.
-            self.snapshots.write(barrier, pending, source, sync_ms);
+            self.snapshots.write(barrier, pending, source, (sync_ms, alignment_ms));
             return Ok(());
         }
         // Partial batches go before the barrier (the buffer timeout's clock is not reset).
@@ -343,7 +345,7 @@ impl Outputs {
             self.snapshots.hold(UnalignedSnapshot { barrier, pending, sync_ms });
             return Ok(());
         }
-        self.snapshots.write(barrier, pending, source, sync_ms);
+        self.snapshots.write(barrier, pending, source, (sync_ms, alignment_ms));
         Ok(())
     }
 

@@ -220,7 +220,7 @@ pub async fn subtasks(ctx: Ctx, path: web::Path<(String, String, String)>) -> Re
                 "state_size": a.state_size,
                 "checkpointed_size": a.state_size,
                 "checkpoint": {"sync": a.sync_ms, "async": a.async_ms},
-                "alignment": {"buffered": 0, "processed": 0, "persisted": a.persisted_data, "duration": 0},
+                "alignment": {"buffered": 0, "processed": 0, "persisted": a.persisted_data, "duration": a.alignment_ms},
                 "start_delay": 0,
                 "unaligned_checkpoint": a.persisted_data > 0,
                 "aborted": false,
@@ -242,7 +242,7 @@ pub async fn subtasks(ctx: Ctx, path: web::Path<(String, String, String)>) -> Re
             "buffered": of(&|_| 0),
             "processed": of(&|_| 0),
             "persisted": of(&|a| a.persisted_data),
-            "duration": of(&|_| 0),
+            "duration": of(&|a| a.alignment_ms),
         },
         "start_delay": of(&|_| 0),
     });

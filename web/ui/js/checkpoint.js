@@ -15,7 +15,8 @@ function subtaskTable(detail) {
       h('td', { class: 'nowrap' }, formatTime(s.ack_timestamp)),
       h('td', { class: 'num', 'data-testid': 'checkpoint-subtask-e2e' }, formatDuration(s.end_to_end_duration)),
       h('td', { class: 'num' }, `${formatDuration(s.checkpoint.sync)} / ${formatDuration(s.checkpoint.async)}`),
-      h('td', { class: 'muted', title: 'riffle does not measure alignment time and buffered bytes yet' }, 'not measured'),
+      h('td', { class: 'num', title: 'first barrier to last; buffered bytes are not measured' },
+        formatDuration(s.alignment.duration)),
       h('td', { class: 'num' }, formatBytes(s.alignment.persisted)),
       h('td', { class: 'num', 'data-testid': 'checkpoint-subtask-size' }, formatBytes(s.state_size)),
     ] : [
@@ -23,7 +24,7 @@ function subtaskTable(detail) {
       h('td', { colspan: 7 }, stateBadge('PENDING_OR_FAILED')),
     ]);
   });
-  return table(['Subtask', 'Status', 'Acknowledged', 'End to end', 'Sync / async', 'Alignment (time / buffered)',
+  return table(['Subtask', 'Status', 'Acknowledged', 'End to end', 'Sync / async', 'Alignment',
     'Persisted in-flight', 'State size'], rows, { 'data-testid': 'checkpoint-subtask-table', empty: 'No subtasks' });
 }
 
