@@ -469,3 +469,52 @@ fn prometheus_series_carry_job_vertex_and_subtask_labels_and_go_when_the_job_end
     assert!(!after.contains(&job), "the ended job's series are gone: {after}");
     assert!(after.contains("riffle_slots_total"), "{after}");
 }
+
+fn stop(r: &Rest, job: &str, drain: bool) -> Instant {
+    let target = r.dir.path().join(format!("stop-{job}"));
+    let t = post_json(
+        &r.url,
+        &format!("/jobs/{job}/stop"),
+        &json!({"targetDirectory": target.to_str().unwrap(), "drain": drain}),
+    );
+    assert_eq!(t.status, 202, "{}", t.text());
+    let rid = t.json()["request-id"].as_str().unwrap().to_string();
+    wait_for("the stop's savepoint", Duration::from_secs(60), || {
+        get(&r.url, &format!("/jobs/{job}/savepoints/{rid}")).json()["status"]["id"] == "COMPLETED"
+    });
+    let s = get(&r.url, &format!("/jobs/{job}/savepoints/{rid}")).json();
+    assert!(s["operation"]["location"].is_string(), "{s}");
+    Instant::now()
+}
+
+#[test]
+fn stop_without_drain_ends_the_job_at_once_without_a_final_watermark_and_with_drain_it_fires_windows() {
+    let r = start(&[]);
+    let args = ["--query", "q5", "--events", "500000000"];
+    let quiet = submit(&r, "nexmark", &args, json!({}));
+    let drained = submit(&r, "nexmark", &args, json!({}));
+    let window_vertex =
+        |job: &str| get(&r.url, &format!("/jobs/{job}")).json()["vertices"][1]["id"].as_str().unwrap().to_string();
+    let watermarks = |job: &str| -> Vec<String> {
+        let v = window_vertex(job);
+        let w = get(&r.url, &format!("/jobs/{job}/vertices/{v}/watermarks")).json();
+        w.as_array().unwrap().iter().map(|x| x["value"].as_str().unwrap().to_string()).collect()
+    };
+    for job in [&quiet, &drained] {
+        wait_state(&r, job, "RUNNING");
+        wait_for("watermarks at the windows", Duration::from_secs(60), || {
+            watermarks(job).iter().all(|w| *w != i64::MIN.to_string())
+        });
+    }
+    // drain: false — FINISHED within seconds of the savepoint, no final watermark.
+    let saved = stop(&r, &quiet, false);
+    wait_state(&r, &quiet, "FINISHED");
+    let took = saved.elapsed();
+    assert!(took < Duration::from_secs(10), "FINISHED {took:?} after the savepoint");
+    let w = watermarks(&quiet);
+    assert!(w.iter().all(|w| *w != i64::MAX.to_string()), "no final watermark without draining: {w:?}");
+    // drain: true — the final watermark reaches the windows.
+    stop(&r, &drained, true);
+    wait_state(&r, &drained, "FINISHED");
+    assert_eq!(watermarks(&drained), vec![i64::MAX.to_string(); 2]);
+}
