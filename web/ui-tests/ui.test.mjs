@@ -180,6 +180,8 @@ async function assertClean(where) {
   check(pageErrors.length === 0, `${where}: JavaScript error in the page: ${pageErrors.join(' | ')}`);
   const banner = await page.$eval('#error-banner', (e) => (e.hidden ? null : e.textContent)).catch(() => null);
   check(banner === null, `${where}: the error banner is shown: ${banner}`);
+  const raw = await page.evaluate(() => (/\[object \w+\]|undefined|NaN/.exec(document.getElementById('content').innerText) || [null])[0]);
+  check(raw === null, `${where}: the page shows "${raw}" (a value rendered raw)`);
 }
 
 let stepName = '';
@@ -422,6 +424,13 @@ async function checkLogs(base, label) {
   });
   const files = (await api(base)).logs;
   check(files.length > 0, `${label}: the API lists no log file`);
+  // The page opened its main log by itself: the newest *.log file.
+  const logs = files.filter((f) => /\.log$/.test(f.name));
+  if (logs.length) {
+    const opened = await waitFor(`${label}: the main log opened by default`, () =>
+      page.$eval('[data-testid="log-content"]', (e) => e.dataset.file || null).catch(() => null));
+    check(logs.some((f) => f.name === opened), `${label}: opened "${opened}" by default, not a *.log file`);
+  }
   const nonEmpty = files.filter((f) => f.size > 0);
   const view = nonEmpty.find((f) => f.size <= MAX_SHOWN / 2) || nonEmpty[0] || files[0];
   const fileUrl = `${base}/${encodeURIComponent(view.name)}`;

@@ -62,8 +62,8 @@ export function create(container, jobId, ctx) {
       ['Time', formatTime(entry.timestamp)],
       ['Task', entry.taskName || '(global failure)'],
       ['Location', entry.location
-        ? [entry.location, entry.taskManagerId && entry.taskManagerId !== entry.location
-          ? h('span', { class: 'muted' }, ` (${entry.taskManagerId})`) : null]
+        ? `${entry.location}${entry.taskManagerId && entry.taskManagerId !== entry.location
+          ? ` (${entry.taskManagerId})` : ''}`
         : '-'],
       ['Attempt', entry.attempt ?? '-'],
     ];

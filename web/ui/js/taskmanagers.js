@@ -123,7 +123,7 @@ function detailPage(root, params, ctx) {
   ]);
   if (params.tab === 'overview') return overviewTab(container, tmId, ctx);
   const view = params.tab === 'logs'
-    ? logViewer(container, `taskmanagers/${seg(tmId)}/logs`)
+    ? logViewer(container, `taskmanagers/${seg(tmId)}/logs`, tmId)
     : threadDump(container, `taskmanagers/${seg(tmId)}/thread-dump`);
   let loaded = false;
   return {
