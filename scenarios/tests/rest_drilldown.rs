@@ -518,3 +518,75 @@ fn stop_without_drain_ends_the_job_at_once_without_a_final_watermark_and_with_dr
     wait_state(&r, &drained, "FINISHED");
     assert_eq!(watermarks(&drained), vec![i64::MAX.to_string(); 2]);
 }
+
+/// A loopback OTLP/HTTP receiver: records each request's path, content type and body, and
+/// answers 200 with an empty protobuf body.
+fn otlp_receiver() -> (String, std::sync::mpsc::Receiver<(String, String, Vec<u8>)>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1/metrics", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = line.split_whitespace().nth(1).unwrap_or_default().to_string();
+                    let (mut length, mut kind) = (0usize, String::new());
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                            break;
+                        }
+                        let (k, v) = h.split_once(':').unwrap_or((&h, ""));
+                        match k.trim().to_ascii_lowercase().as_str() {
+                            "content-length" => length = v.trim().parse().unwrap_or(0),
+                            "content-type" => kind = v.trim().to_string(),
+                            _ => {}
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let _ = tx.send((path, kind, body));
+                    let answer = "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n";
+                    if stream.write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn metrics_are_pushed_over_otlp_http_to_a_receiver() {
+    let (endpoint, rx) = otlp_receiver();
+    let r = start(&[("metrics.reporter.otlp.endpoint", &endpoint), ("metrics.reporter.otlp.interval", "200 ms")]);
+    let job = submit(&r, "failover-demo", &["--failures", "0", "--seconds", "60", "--rate", "5"], json!({}));
+    wait_state(&r, &job, "RUNNING");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let contains = |body: &[u8], what: &str| body.windows(what.len()).any(|w| w == what.as_bytes());
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no OTLP push with the job's subtask series");
+        let Ok((path, kind, body)) = rx.recv_timeout(left) else { continue };
+        assert_eq!(path, "/v1/metrics");
+        assert_eq!(kind, "application/x-protobuf");
+        if contains(&body, "riffle_task_records_in") && contains(&body, &job) {
+            assert!(contains(&body, "subtask_index") && contains(&body, "vertex_id"));
+            break;
+        }
+    }
+    assert_eq!(common::http::patch(&r.url, &format!("/jobs/{job}?mode=cancel")).status, 202);
+    wait_state(&r, &job, "CANCELED");
+}

@@ -82,7 +82,7 @@ impl RestContext {
         programs: Option<Arc<dyn Programs>>,
         config: RestConfig,
     ) -> Self {
-        let metrics = crate::metrics::Metrics::new(shared.jobs.clone(), shared.directory.clone());
+        let metrics = crate::metrics::Metrics::new(shared.jobs.clone(), shared.directory.clone(), config.otlp.clone());
         Self {
             cluster_config: shared.config.clone(),
             directory: shared.directory.clone(),

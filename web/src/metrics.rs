@@ -5,7 +5,10 @@
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use opentelemetry_otlp::{MetricExporter, Protocol, WithExportConfig};
+use opentelemetry_sdk::metrics::PeriodicReader;
 
 use opentelemetry::metrics::{AsyncInstrument, MeterProvider as _};
 use opentelemetry::KeyValue;
@@ -16,6 +19,21 @@ use riffle_actors::services::{Directory, JobRecords};
 use riffle_actors::JobId;
 
 use crate::error::WebError;
+
+/// A reader that pushes every `interval` to the OTLP/HTTP metrics `endpoint` (protobuf).
+fn otlp_reader(endpoint: &str, interval: Duration) -> Result<PeriodicReader<MetricExporter>, String> {
+    // reqwest is built without a crypto provider of its own (see riffle-cluster's Cargo.toml):
+    // the ring provider this crate's rustls builds serves it (a second install is a no-op).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let exporter = MetricExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(endpoint)
+        .with_timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| e.to_string())?;
+    Ok(PeriodicReader::builder(exporter).with_interval(interval).build())
+}
 
 /// Subtask samples kept before those of ended jobs are dropped.
 const MAX_SAMPLES: usize = 1024;
@@ -101,8 +119,9 @@ fn live_jobs(s: &JobRecords) -> Vec<Arc<JobView>> {
 }
 
 impl Metrics {
-    /// Instruments over the jobs' records and the cluster's directory.
-    pub fn new(jobs: Arc<JobRecords>, directory: Arc<Directory>) -> Self {
+    /// Instruments over the jobs' records and the cluster's directory, exported as Prometheus
+    /// text and, with `otlp` (endpoint, interval), pushed over OTLP/HTTP.
+    pub fn new(jobs: Arc<JobRecords>, directory: Arc<Directory>, otlp: Option<(String, Duration)>) -> Self {
         let registry = prometheus::Registry::new();
         // No `otel_scope_*` labels: every series would carry riffle's meter name.
         let provider = match opentelemetry_prometheus::exporter()
@@ -110,7 +129,19 @@ impl Metrics {
             .scope_info_enabled(false)
             .build()
         {
-            Ok(exporter) => Some(SdkMeterProvider::builder().with_reader(exporter).build()),
+            Ok(exporter) => {
+                let mut builder = SdkMeterProvider::builder().with_reader(exporter);
+                if let Some((endpoint, interval)) = otlp {
+                    match otlp_reader(&endpoint, interval) {
+                        Ok(reader) => {
+                            tracing::info!("pushing metrics over OTLP/HTTP to {endpoint} every {interval:?}");
+                            builder = builder.with_reader(reader);
+                        }
+                        Err(e) => tracing::warn!("metrics are not pushed to {endpoint}: {e}"),
+                    }
+                }
+                Some(builder.build())
+            }
             Err(e) => {
                 tracing::warn!("metrics are unavailable: the Prometheus exporter did not start: {e}");
                 None
