@@ -524,7 +524,7 @@ fn stop_without_drain_ends_the_job_at_once_without_a_final_watermark_and_with_dr
 fn otlp_receiver() -> (String, std::sync::mpsc::Receiver<(String, String, Vec<u8>)>) {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/v1/metrics", listener.local_addr().unwrap());
+    let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
@@ -570,7 +570,8 @@ fn otlp_receiver() -> (String, std::sync::mpsc::Receiver<(String, String, Vec<u8
 
 #[test]
 fn metrics_are_pushed_over_otlp_http_to_a_receiver() {
-    let (endpoint, rx) = otlp_receiver();
+    let (base, rx) = otlp_receiver();
+    let endpoint = format!("{base}/v1/metrics");
     let r = start(&[("metrics.reporter.otlp.endpoint", &endpoint), ("metrics.reporter.otlp.interval", "200 ms")]);
     let job = submit(&r, "failover-demo", &["--failures", "0", "--seconds", "60", "--rate", "5"], json!({}));
     wait_state(&r, &job, "RUNNING");
@@ -586,6 +587,36 @@ fn metrics_are_pushed_over_otlp_http_to_a_receiver() {
             assert!(contains(&body, "subtask_index") && contains(&body, "vertex_id"));
             break;
         }
+    }
+    assert_eq!(common::http::patch(&r.url, &format!("/jobs/{job}?mode=cancel")).status, 202);
+    wait_state(&r, &job, "CANCELED");
+}
+
+#[test]
+fn checkpoints_and_failovers_are_reported_as_otlp_spans() {
+    let (base, rx) = otlp_receiver();
+    let endpoint = format!("{base}/v1/traces");
+    let r = start(&[("traces.reporter.otlp.endpoint", &endpoint)]);
+    let job = submit(
+        &r,
+        "failover-demo",
+        &["--failures", "1", "--interval-ms", "300", "--seconds", "60", "--rate", "5"],
+        json!({}),
+    );
+    let contains = |body: &[u8], what: &str| body.windows(what.len()).any(|w| w == what.as_bytes());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut checkpoint, mut subtask, mut failover) = (false, false, false);
+    while !(checkpoint && subtask && failover) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "spans seen: checkpoint {checkpoint}, subtask {subtask}, failover {failover}");
+        let Ok((path, kind, body)) = rx.recv_timeout(left) else { continue };
+        assert_eq!((path.as_str(), kind.as_str()), ("/v1/traces", "application/x-protobuf"));
+        if !contains(&body, &job) {
+            continue;
+        }
+        checkpoint |= contains(&body, "Checkpoint") && contains(&body, "checkpoint_id");
+        subtask |= contains(&body, "SubtaskCheckpoint") && contains(&body, "sync_ms");
+        failover |= contains(&body, "JobFailover");
     }
     assert_eq!(common::http::patch(&r.url, &format!("/jobs/{job}?mode=cancel")).status, 202);
     wait_state(&r, &job, "CANCELED");

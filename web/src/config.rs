@@ -34,6 +34,8 @@ pub struct RestConfig {
     /// `metrics.reporter.otlp.endpoint` and `.interval`: where and how often the metrics are
     /// pushed over OTLP/HTTP, if anywhere.
     pub otlp: Option<(String, std::time::Duration)>,
+    /// `traces.reporter.otlp.endpoint`: where checkpoint and failover spans go, if anywhere.
+    pub otlp_traces: Option<String>,
 }
 
 const fn option<T: ConfigValue>(key: &'static str, default: T::Default, what: &'static str) -> ConfigOption<T> {
@@ -109,6 +111,14 @@ pub const OTLP_INTERVAL: ConfigOption<std::time::Duration> = ConfigOption::new(
     "how often the metrics are pushed over OTLP",
 );
 
+/// `traces.reporter.otlp.endpoint`: an OTLP/HTTP traces endpoint (`http://host:4318/v1/traces`);
+/// set, checkpoints and failovers are reported there as spans.
+pub const OTLP_TRACES_ENDPOINT: ConfigOption<Option<String>> = ConfigOption::optional(
+    Group::Rest,
+    "traces.reporter.otlp.endpoint",
+    "OTLP/HTTP endpoint checkpoint and failover spans go to (e.g. http://127.0.0.1:4318/v1/traces; unset: none)",
+);
+
 /// The options of the REST server.
 pub(crate) const OPTIONS: &[&dyn OptionInfo] = &[
     &REST_ENABLED,
@@ -128,6 +138,7 @@ pub(crate) const OPTIONS: &[&dyn OptionInfo] = &[
     &LOG_DIR,
     &OTLP_ENDPOINT,
     &OTLP_INTERVAL,
+    &OTLP_TRACES_ENDPOINT,
 ];
 
 impl RestConfig {
@@ -175,6 +186,7 @@ impl RestConfig {
                 }
                 None => None,
             },
+            otlp_traces: c.get(&OTLP_TRACES_ENDPOINT).map_err(bad)?.filter(|e| !e.trim().is_empty()),
         })
     }
 }

@@ -72,6 +72,8 @@ pub struct RestContext {
     /// Every option riffle reads, to check a submission's `flinkConfiguration` against (none:
     /// keys are not checked, values still are where the runtime reads them).
     pub config_registry: Option<riffle_api::config_keys::Registry>,
+    /// Checkpoint and failover spans pushed over OTLP (`traces.reporter.otlp.endpoint`).
+    _traces: Option<crate::traces::TraceReporter>,
 }
 
 impl RestContext {
@@ -82,6 +84,15 @@ impl RestContext {
         programs: Option<Arc<dyn Programs>>,
         config: RestConfig,
     ) -> Self {
+        let traces = config.otlp_traces.as_deref().and_then(|endpoint| {
+            match crate::traces::TraceReporter::start(shared.jobs.clone(), endpoint) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::warn!("checkpoint and failover spans are not reported to {endpoint}: {e}");
+                    None
+                }
+            }
+        });
         let metrics = crate::metrics::Metrics::new(shared.jobs.clone(), shared.directory.clone(), config.otlp.clone());
         Self {
             cluster_config: shared.config.clone(),
@@ -97,6 +108,7 @@ impl RestContext {
             local_address: std::sync::OnceLock::new(),
             cpu_load: Default::default(),
             config_registry: None,
+            _traces: traces,
         }
     }
 

@@ -17,6 +17,7 @@ pub mod params;
 pub mod routes;
 pub mod server;
 pub mod standby;
+pub mod traces;
 pub mod ui;
 
 pub use config::RestConfig;
