@@ -47,7 +47,7 @@ pub fn run(
         cfg.config.set(RPC_PORT.key(), "0");
     }
     if cfg.config.get(&riffle_web::config::REST_ENABLED)? {
-        cfg = cfg.with_rest();
+        cfg = cfg.with_rest().with_config_registry(riffle::config_options());
     }
     let cluster = riffle::MiniCluster::start(cfg)?;
     let rpc = cluster.rpc_address().context("the JobManager has no RPC address")?;

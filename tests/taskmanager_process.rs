@@ -216,6 +216,26 @@ fn a_task_manager_process_serves_its_own_log_dir_and_reports_its_own_memory() {
     for jvm in ["jvmMetaspace", "jvmOverhead", "taskHeap", "frameworkHeap"] {
         assert!(tm_info["memoryConfiguration"].get(jvm).is_none(), "{jvm} is not faked: {tm_info}");
     }
+    // Its process metrics are its own, from its heartbeats: RSS near its process's, its
+    // threads, the CPU of each slot thread (named after its slot) within its process's CPU.
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_string()).collect()
+    };
+    let metric = |v: &serde_json::Value, id: &str| -> u64 {
+        let m = v.as_array().unwrap().iter().find(|m| m["id"] == id).unwrap_or_else(|| panic!("no {id} in {v}"));
+        m["value"].as_str().unwrap().parse::<f64>().unwrap() as u64
+    };
+    let (status, list) = http(&rest, "GET", &format!("/taskmanagers/{TM}/metrics"), "");
+    assert_eq!(status, 200, "{list}");
+    let (_, pm) = http(&rest, "GET", &format!("/taskmanagers/{TM}/metrics?get={}", ids(&list).join(",")), "");
+    let rss = metric(&pm, "Status.Process.Memory.Resident");
+    assert!(rss > tm_rss / 4 && rss < tm_rss * 4, "reported {rss}, the TaskManager has {tm_rss}");
+    assert!(metric(&pm, "Status.Process.Threads.Count") > 1, "{pm}");
+    assert_eq!(metric(&pm, "Status.Shuffle.Netty.TotalMemorySegments"), 256, "{pm}");
+    assert_eq!(metric(&pm, "Status.StateBackend.MemoryBudget"), 48 << 20, "{pm}");
+    let slot_cpu = metric(&pm, "Slot.0.CPU.Time");
+    assert!(slot_cpu <= metric(&pm, "Status.Process.CPU.Time") + 10, "{pm}");
+    assert!(!ids(&pm).iter().any(|id| id.contains("JVM") || id.contains("Heap")), "{pm}");
 
     // A TaskManager that does not answer (frozen): a 504 with a JSON error after web.timeout,
     // not a hang.

@@ -31,6 +31,25 @@ impl CheckpointStatus {
     }
 }
 
+/// One subtask's acknowledgement of a checkpoint: what the per-subtask checkpoint details
+/// (`/jobs/{id}/checkpoints/details/{cid}/subtasks/{vid}`) show.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubtaskCheckpoint {
+    /// When its acknowledgement arrived, epoch ms.
+    pub ack_ms: i64,
+    /// Its state and source position, bytes (channel state included).
+    pub state_size: u64,
+    /// In-flight data it persisted (unaligned checkpoints), bytes.
+    pub persisted_data: u64,
+    /// Its synchronous part (the copy), ms.
+    pub sync_ms: u64,
+    /// Its asynchronous part (encoding and writing), ms.
+    pub async_ms: u64,
+    /// How long its inputs took to align on the barrier, ms.
+    #[serde(default)]
+    pub alignment_ms: u64,
+}
+
 /// One vertex's part of a checkpoint.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VertexCheckpoint {
@@ -40,6 +59,12 @@ pub struct VertexCheckpoint {
     pub state_size: u64,
     /// Latest acknowledgement, epoch ms.
     pub latest_ack_ms: i64,
+    /// In-flight data its subtasks persisted, bytes.
+    #[serde(default)]
+    pub persisted_data: u64,
+    /// Each acknowledging subtask's part, by subtask index.
+    #[serde(default)]
+    pub subtasks: BTreeMap<u32, SubtaskCheckpoint>,
 }
 
 /// One checkpoint or savepoint.
@@ -128,6 +153,16 @@ pub struct CheckpointHistory {
 /// Flink's `web.checkpoints.history` default.
 pub const DEFAULT_CHECKPOINT_HISTORY_SIZE: usize = 10;
 
+/// `web.checkpoints.history`: how many recent checkpoints the REST API and the web UI keep
+/// per job (counts cover every checkpoint regardless). Read by the JobMaster, which owns the
+/// job's history, so a job's own configuration may set it too.
+pub const HISTORY_SIZE: riffle_api::ConfigOption<usize> = riffle_api::ConfigOption::new(
+    riffle_api::config::Group::Rest,
+    "web.checkpoints.history",
+    DEFAULT_CHECKPOINT_HISTORY_SIZE,
+    "checkpoints kept in a job's checkpoint history (REST and web UI)",
+);
+
 impl Default for CheckpointHistory {
     fn default() -> Self {
         Self::new(DEFAULT_CHECKPOINT_HISTORY_SIZE)
@@ -195,22 +230,32 @@ impl CheckpointHistory {
         self.records.iter_mut().rev().find(|r| r.id == id)
     }
 
-    /// A subtask of `vertex` acknowledged `bytes` of state (`persisted` of them in-flight data).
-    pub fn acknowledged(&mut self, id: u64, vertex: u32, bytes: u64, persisted: u64, timings: (u64, u64), now_ms: i64) {
+    /// Subtask `subtask` of `vertex` acknowledged checkpoint `id` with `ack`.
+    pub fn acknowledged(&mut self, id: u64, vertex: u32, subtask: u32, ack: SubtaskCheckpoint) {
         if let Some(r) = self.record(id) {
             if r.status != CheckpointStatus::InProgress {
                 return;
             }
             r.num_acknowledged += 1;
-            r.state_size += bytes;
-            r.persisted_data += persisted;
-            r.latest_ack_ms = r.latest_ack_ms.max(now_ms);
-            r.sync_ms = r.sync_ms.max(timings.0);
-            r.async_ms = r.async_ms.max(timings.1);
+            r.state_size += ack.state_size;
+            r.persisted_data += ack.persisted_data;
+            r.latest_ack_ms = r.latest_ack_ms.max(ack.ack_ms);
+            r.sync_ms = r.sync_ms.max(ack.sync_ms);
+            r.async_ms = r.async_ms.max(ack.async_ms);
             let v = r.vertices.entry(vertex).or_default();
             v.acknowledged += 1;
-            v.state_size += bytes;
-            v.latest_ack_ms = v.latest_ack_ms.max(now_ms);
+            v.state_size += ack.state_size;
+            v.persisted_data += ack.persisted_data;
+            v.latest_ack_ms = v.latest_ack_ms.max(ack.ack_ms);
+            v.subtasks.insert(subtask, ack);
+        }
+    }
+
+    /// Keeps the `capacity` newest records from now on (`web.checkpoints.history`, at least 1).
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity.max(1);
+        while self.records.len() > self.capacity {
+            self.records.pop_front();
         }
     }
 
@@ -291,8 +336,16 @@ mod tests {
     fn a_checkpoint_goes_from_in_progress_to_completed_with_its_acks() {
         let mut h = CheckpointHistory::new(3);
         h.triggered(1, false, 100, 2, None);
-        h.acknowledged(1, 0, 10, 0, (1, 5), 110);
-        h.acknowledged(1, 1, 20, 4, (3, 2), 130);
+        let ack = |state_size, persisted_data, sync_ms, async_ms, ack_ms| SubtaskCheckpoint {
+            ack_ms,
+            state_size,
+            persisted_data,
+            sync_ms,
+            async_ms,
+            alignment_ms: 0,
+        };
+        h.acknowledged(1, 0, 0, ack(10, 0, 1, 5, 110));
+        h.acknowledged(1, 1, 1, ack(20, 4, 3, 2, 130));
         assert_eq!(h.view().counts.in_progress, 1);
         h.completed(1, 140, Some("/c/chk-1".into()));
         let v = h.view();
@@ -303,11 +356,20 @@ mod tests {
             (CheckpointStatus::Completed, 30, 4, 2)
         );
         assert_eq!((r.sync_ms, r.async_ms, r.duration_ms()), (3, 5, 40));
-        assert_eq!(r.vertices[&1], VertexCheckpoint { acknowledged: 1, state_size: 20, latest_ack_ms: 130 });
+        assert_eq!(
+            r.vertices[&1],
+            VertexCheckpoint {
+                acknowledged: 1,
+                state_size: 20,
+                latest_ack_ms: 130,
+                persisted_data: 4,
+                subtasks: BTreeMap::from([(1, ack(20, 4, 3, 2, 130))]),
+            }
+        );
         assert_eq!(v.latest_completed.as_ref().map(|r| r.id), Some(1));
         assert!(v.latest_savepoint.is_none());
         // A late ack or a second outcome changes nothing.
-        h.acknowledged(1, 0, 99, 0, (0, 0), 200);
+        h.acknowledged(1, 0, 0, ack(99, 0, 0, 0, 200));
         h.failed(1, 200, "late");
         assert_eq!(h.view().history[0], v.history[0]);
     }

@@ -386,6 +386,10 @@ pub struct AcknowledgeCheckpoint {
     pub async_ms: u64,
     /// In-flight data persisted as channel state (unaligned checkpoints), bytes.
     pub persisted_bytes: u64,
+    /// How long its inputs took to align on the barrier (first to last; aligned
+    /// checkpoints of subtasks with inputs), ms.
+    #[serde(default)]
+    pub alignment_ms: u64,
 }
 
 /// Subtask → JobMaster (→ CheckpointCoordinator): I cannot take checkpoint `id`; abort it.

@@ -86,14 +86,26 @@ impl ExecutionState {
         }
     }
 
+    /// Its position in [`ExecutionState::ALL`].
+    pub fn ordinal(self) -> usize {
+        ExecutionState::ALL.iter().position(|s| *s == self).unwrap_or(0)
+    }
+
     /// Whether the subtask ended.
     pub fn is_terminal(self) -> bool {
         matches!(self, ExecutionState::Finished | ExecutionState::Canceled | ExecutionState::Failed)
     }
 }
 
+/// The value of a watermark gauge no watermark reached yet (Flink's `Long.MIN_VALUE`).
+pub const NO_WATERMARK: i64 = i64::MIN;
+
+fn no_watermark() -> i64 {
+    NO_WATERMARK
+}
+
 /// Live counters of one subtask, written by that subtask only.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SubtaskIo {
     /// Records taken from input channels.
     pub records_in: AtomicU64,
@@ -116,9 +128,68 @@ pub struct SubtaskIo {
     pub bytes_in: AtomicU64,
     /// Bytes it sent over the network.
     pub bytes_out: AtomicU64,
+    /// Milliseconds it spent waiting for input, summed over its waits that ended (Flink's
+    /// `accumulatedIdleTime`; busy time is what is neither idle nor backpressured).
+    pub idle_ms: AtomicU64,
+    /// The watermark its inputs last released to its operators (Flink's
+    /// `currentInputWatermark`); [`NO_WATERMARK`] before the first and for sources.
+    pub input_watermark: std::sync::atomic::AtomicI64,
+    /// The watermark it last sent downstream (Flink's `currentOutputWatermark`).
+    pub output_watermark: std::sync::atomic::AtomicI64,
+    /// The checkpoint its inputs last aligned on, and how long that took (first barrier to
+    /// last), ms: what its acknowledgement reports as alignment time.
+    pub alignment: Mutex<(u64, u64)>,
+}
+
+impl Default for SubtaskIo {
+    fn default() -> Self {
+        Self {
+            records_in: AtomicU64::new(0),
+            records_out: AtomicU64::new(0),
+            backpressured_ns: AtomicU64::new(0),
+            backpressured: AtomicBool::new(false),
+            since_ms: std::sync::atomic::AtomicI64::new(0),
+            queued_in: AtomicU64::new(0),
+            idle: AtomicBool::new(false),
+            idle_since_ms: std::sync::atomic::AtomicI64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            idle_ms: AtomicU64::new(0),
+            input_watermark: std::sync::atomic::AtomicI64::new(NO_WATERMARK),
+            output_watermark: std::sync::atomic::AtomicI64::new(NO_WATERMARK),
+            alignment: Mutex::new((0, 0)),
+        }
+    }
 }
 
 impl SubtaskIo {
+    /// Records the watermark released to its operators.
+    #[inline]
+    pub fn set_input_watermark(&self, w: i64) {
+        self.input_watermark.store(w, Ordering::Relaxed);
+    }
+
+    /// Its inputs aligned on checkpoint `id` in `ms`.
+    pub fn set_alignment(&self, id: u64, ms: u64) {
+        *self.alignment.lock().unwrap_or_else(|e| e.into_inner()) = (id, ms);
+    }
+
+    /// How long its inputs took to align on checkpoint `id`, ms (0: they did not align on it).
+    pub fn alignment_ms(&self, id: u64) -> u64 {
+        let (at, ms) = *self.alignment.lock().unwrap_or_else(|e| e.into_inner());
+        if at == id {
+            ms
+        } else {
+            0
+        }
+    }
+
+    /// Records a watermark sent downstream.
+    #[inline]
+    pub fn set_output_watermark(&self, w: i64) {
+        self.output_watermark.store(w, Ordering::Relaxed);
+    }
+
     /// Adds `n` records read.
     #[inline]
     pub fn read(&self, n: u64) {
@@ -127,9 +198,14 @@ impl SubtaskIo {
 
     /// Marks the start or end of a wait for input, with the backlog left.
     pub fn set_idle(&self, idle: bool, queued: usize) {
-        self.idle.store(idle, Ordering::Relaxed);
+        let now = riffle_api::time::now_ms();
+        let was_idle = self.idle.swap(idle, Ordering::Relaxed);
+        if was_idle && !idle {
+            let since = self.idle_since_ms.load(Ordering::Relaxed);
+            self.idle_ms.fetch_add((now - since).max(0) as u64, Ordering::Relaxed);
+        }
         self.queued_in.store(queued as u64, Ordering::Relaxed);
-        self.idle_since_ms.store(riffle_api::time::now_ms(), Ordering::Relaxed);
+        self.idle_since_ms.store(now, Ordering::Relaxed);
     }
 
     /// Takes back `n` records read but put back unprocessed (they will be read again).
@@ -168,6 +244,9 @@ impl SubtaskIo {
             idle_since_ms: self.idle_since_ms.load(Ordering::Relaxed),
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            idle_ms: self.idle_ms.load(Ordering::Relaxed),
+            input_watermark: self.input_watermark.load(Ordering::Relaxed),
+            output_watermark: self.output_watermark.load(Ordering::Relaxed),
         }
     }
 
@@ -183,6 +262,9 @@ impl SubtaskIo {
         self.idle_since_ms.store(s.idle_since_ms, Ordering::Relaxed);
         self.bytes_in.store(s.bytes_in, Ordering::Relaxed);
         self.bytes_out.store(s.bytes_out, Ordering::Relaxed);
+        self.idle_ms.store(s.idle_ms, Ordering::Relaxed);
+        self.input_watermark.store(s.input_watermark, Ordering::Relaxed);
+        self.output_watermark.store(s.output_watermark, Ordering::Relaxed);
     }
 }
 
@@ -215,6 +297,15 @@ pub struct IoSample {
     /// See [`SubtaskIo`].
     #[serde(default)]
     pub bytes_out: u64,
+    /// See [`SubtaskIo`].
+    #[serde(default)]
+    pub idle_ms: u64,
+    /// See [`SubtaskIo`].
+    #[serde(default = "no_watermark")]
+    pub input_watermark: i64,
+    /// See [`SubtaskIo`].
+    #[serde(default = "no_watermark")]
+    pub output_watermark: i64,
 }
 
 /// One input of a vertex.
@@ -264,6 +355,19 @@ pub struct JobState {
     pub vertex_times: Vec<(i64, i64)>,
     /// The TaskExecutor each subtask was deployed to, `[vertex][subtask]`.
     pub locations: Vec<Vec<Option<String>>>,
+    /// When each subtask last entered each state, epoch ms (0: never), `[vertex][subtask]`
+    /// indexed by [`ExecutionState::ordinal`] (Flink's `subtasktimes`).
+    #[serde(default)]
+    pub task_times: Vec<Vec<[i64; 8]>>,
+}
+
+impl JobState {
+    /// Subtask `subtask` of `vertex` entered `state` at `now`.
+    fn stamp(&mut self, vertex: usize, subtask: usize, state: ExecutionState, now: i64) {
+        if let Some(t) = self.task_times.get_mut(vertex).and_then(|v| v.get_mut(subtask)) {
+            t[state.ordinal()] = now;
+        }
+    }
 }
 
 /// A job as readers see it.
@@ -277,6 +381,8 @@ pub struct JobView {
     pub max_parallelism: u32,
     /// Its vertices, by index.
     pub vertices: Vec<VertexView>,
+    /// The job's own configuration (what it was submitted with, over the cluster's).
+    pub config: Vec<(String, String)>,
     state: Mutex<JobState>,
 }
 
@@ -310,12 +416,21 @@ impl JobView {
             tasks: vertices.iter().map(|v| vec![ExecutionState::Created; v.parallelism as usize]).collect(),
             vertex_times: vec![(-1, -1); vertices.len()],
             locations: vertices.iter().map(|v| vec![None; v.parallelism as usize]).collect(),
+            task_times: vertices
+                .iter()
+                .map(|v| {
+                    let mut created = [0; 8];
+                    created[ExecutionState::Created.ordinal()] = now;
+                    vec![created; v.parallelism as usize]
+                })
+                .collect(),
         };
         Self {
             job_id,
             name: graph.name.clone(),
             max_parallelism: graph.max_parallelism,
             vertices,
+            config: graph.config.entries().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             state: Mutex::new(state),
         }
     }
@@ -345,10 +460,18 @@ impl JobView {
                 // Subtasks never reported past this point did not run to the end: they were
                 // cancelled, unless the job finished.
                 let end = if status == JobStatus::Finished { TaskOutcome::Finished } else { TaskOutcome::Canceled };
-                for t in s.tasks.iter_mut().flatten() {
-                    if !t.is_terminal() {
-                        *t = ExecutionState::ended(&end);
+                let ended = ExecutionState::ended(&end);
+                let mut stamps = Vec::new();
+                for (v, tasks) in s.tasks.iter_mut().enumerate() {
+                    for (i, t) in tasks.iter_mut().enumerate() {
+                        if !t.is_terminal() {
+                            *t = ended;
+                            stamps.push((v, i));
+                        }
                     }
+                }
+                for (v, i) in stamps {
+                    s.stamp(v, i, ended, now);
                 }
                 for (i, times) in s.vertex_times.iter_mut().enumerate() {
                     if times.1 < 0 && s.tasks.get(i).is_some_and(|v| v.iter().all(|t| t.is_terminal())) {
@@ -362,9 +485,17 @@ impl JobView {
     /// A new attempt starts: every subtask is scheduled again.
     pub fn new_attempt(&self, attempt: u32) {
         self.update(|s| {
+            let now = riffle_api::time::now_ms();
             s.attempt = attempt;
             for t in s.tasks.iter_mut().flatten() {
                 *t = ExecutionState::Scheduled;
+            }
+            for t in s.task_times.iter_mut().flatten() {
+                // A restart creates new executions; the first attempt's were created with the job.
+                let created = if attempt == 0 { t[ExecutionState::Created.ordinal()] } else { now };
+                *t = [0; 8];
+                t[ExecutionState::Created.ordinal()] = created;
+                t[ExecutionState::Scheduled.ordinal()] = now;
             }
             for times in &mut s.vertex_times {
                 times.1 = -1;
@@ -389,6 +520,7 @@ impl JobView {
             let Some(t) = tasks.get_mut(subtask as usize) else { return };
             *t = state;
             let all_ended = tasks.iter().all(|t| t.is_terminal());
+            s.stamp(vertex as usize, subtask as usize, state, now);
             if let Some(times) = s.vertex_times.get_mut(vertex as usize) {
                 if state == ExecutionState::Running && times.0 < 0 {
                     times.0 = now;

@@ -47,6 +47,7 @@ pub mod state_backend;
 pub mod subtask;
 pub mod supervision;
 pub mod task_executor;
+pub mod thread_name;
 
 pub use error::RuntimeError;
 pub use ids::{ExecutionId, JobId, ResourceId};
@@ -57,5 +58,12 @@ pub use services::RuntimeShared;
 /// The configuration options this crate reads, for the registry
 /// ([`riffle_api::config_keys::Registry`]).
 pub fn options() -> Vec<&'static dyn riffle_api::OptionInfo> {
-    [restart_strategy::OPTIONS, checkpoint_coordinator::OPTIONS, job_master::OPTIONS, state_backend::OPTIONS].concat()
+    [
+        restart_strategy::OPTIONS,
+        checkpoint_coordinator::OPTIONS,
+        job_master::OPTIONS,
+        state_backend::OPTIONS,
+        &[&checkpoint_history::HISTORY_SIZE],
+    ]
+    .concat()
 }

@@ -151,6 +151,15 @@ pub struct MemorySample {
     /// The memory budget of each keyed state backend instance there
     /// (`state.backend.memory-budget`), bytes; None for `heap`, which keeps no budget.
     pub state_budget_per_backend: Option<u64>,
+    /// CPU time its process used so far, user and system, ms (`/proc/self/stat`).
+    #[serde(default)]
+    pub cpu_ms: u64,
+    /// Its process's threads (`Threads` of `/proc/self/status`).
+    #[serde(default)]
+    pub threads: u32,
+    /// Its highest resident set size so far (`VmHWM`), bytes.
+    #[serde(default)]
+    pub rss_peak: u64,
 }
 
 /// One regular file of a TaskManager process's `log.dir`.

@@ -200,6 +200,8 @@ pub struct SnapshotWriter {
     pub task: Arc<SnapshotTask>,
     /// Duration of the synchronous part.
     pub sync_ms: u64,
+    /// How long the subtask's inputs took to align on the barrier (aligned checkpoints), ms.
+    pub alignment_ms: u64,
     /// Where to keep a local copy (local recovery on).
     pub local: Option<Arc<LocalSnapshots>>,
 }
@@ -221,6 +223,7 @@ impl SnapshotWriter {
                 sync_ms: self.sync_ms,
                 async_ms: started.elapsed().as_millis() as u64,
                 persisted_bytes,
+                alignment_ms: self.alignment_ms,
             }),
             Ok(None) => {}
             Err(reason) => jm.do_send(DeclineCheckpoint { execution: self.execution, checkpoint_id: id, reason }),

@@ -127,6 +127,7 @@ impl TaskExecutor {
         Slot::start_in_arbiter(&arbiter.handle(), move |_| {
             // Runs on the slot's own thread: its log lines belong to this TaskExecutor.
             crate::log_context::set_task_executor(&id);
+            crate::thread_name::name_current_thread(&crate::thread_name::slot_thread_name(&id, index));
             Slot::new(index, parent, on_exit)
         })
     }

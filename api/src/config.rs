@@ -336,6 +336,11 @@ pub trait OptionInfo: Send + Sync {
     fn type_name(&self) -> &'static str;
     /// The default as written in a configuration file (`None`: no default).
     fn default_text(&self) -> Option<String>;
+    /// Whether `value` parses as this option's type: the reason it does not (checked before
+    /// a job starts, so a bad value is refused at submission, not at its first read).
+    fn check(&self, _value: &str) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 impl<T: ConfigValue> OptionInfo for ConfigOption<T> {
@@ -359,6 +364,9 @@ impl<T: ConfigValue> OptionInfo for ConfigOption<T> {
     }
     fn default_text(&self) -> Option<String> {
         T::default_text(self.default)
+    }
+    fn check(&self, value: &str) -> Result<(), String> {
+        T::parse_value(value).map(|_| ()).map_err(|e| e.reason)
     }
 }
 

@@ -5,6 +5,15 @@
 
 use crate::config::{Group, OptionInfo};
 
+/// What [`Registry::review`] found in a configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Review {
+    /// Problems that must stop a submission: likely typos of known keys, unparsable values.
+    pub refused: Vec<String>,
+    /// Keys riffle does not read and ignores.
+    pub warnings: Vec<String>,
+}
+
 /// Options, in the order their crates list them.
 #[derive(Clone, Default)]
 pub struct Registry {
@@ -42,6 +51,29 @@ impl Registry {
             .filter(|(_, d)| *d <= 3)
             .min_by_key(|(_, d)| *d)
             .map(|(k, _)| k)
+    }
+
+    /// What a job's or a file's configuration gets wrong, by the declared options: a key
+    /// riffle does not read that is close to one it does (a likely typo) and a value its
+    /// option cannot parse are refused; a key nothing like a known one is only warned about
+    /// (riffle ignores it).
+    pub fn review(&self, conf: &crate::config::Configuration) -> Review {
+        let mut review = Review::default();
+        for (key, value) in conf.entries() {
+            let option = self.options.iter().find(|o| o.key() == key || o.deprecated_keys().contains(&key));
+            match option {
+                Some(o) => {
+                    if let Err(reason) = o.check(value) {
+                        review.refused.push(format!("invalid value '{value}' for '{key}': {reason}"));
+                    }
+                }
+                None => match self.suggestion(key) {
+                    Some(s) => review.refused.push(format!("unknown configuration key '{key}': did you mean '{s}'?")),
+                    None => review.warnings.push(format!("unknown configuration key '{key}' (ignored)")),
+                },
+            }
+        }
+        review
     }
 
     /// Keys (or deprecated keys) declared more than once: two declarations of one key would
@@ -132,6 +164,30 @@ mod tests {
         assert_eq!(r.suggestion("completely.different"), None);
         assert!(r.duplicates().is_empty());
         assert_eq!(Registry::new([&SLOTS as &dyn OptionInfo, &SLOTS]).duplicates(), ["taskmanager.numberOfTaskSlots"]);
+    }
+
+    #[test]
+    fn a_review_refuses_typos_and_bad_values_and_warns_of_foreign_keys() {
+        let r = Registry::new([&SLOTS as &dyn OptionInfo, &HA]);
+        let mut c = crate::config::Configuration::new();
+        c.set("taskmanager.numberOfTaskSlot", "2")
+            .set("taskmanager.numberOfTaskSlots", "two")
+            .set("high-availability", "zookeeper")
+            .set("my.own.thing", "x");
+        let review = r.review(&c);
+        assert_eq!(review.warnings, ["unknown configuration key 'my.own.thing' (ignored)"]);
+        assert_eq!(review.refused.len(), 2, "{review:?}");
+        assert_eq!(
+            review.refused[0],
+            "unknown configuration key 'taskmanager.numberOfTaskSlot': did you mean 'taskmanager.numberOfTaskSlots'?"
+        );
+        assert!(
+            review.refused[1].starts_with("invalid value 'two' for 'taskmanager.numberOfTaskSlots': "),
+            "{review:?}"
+        );
+        let mut good = crate::config::Configuration::new();
+        good.set("taskmanager.numberOfTaskSlots", "4");
+        assert_eq!(r.review(&good), Review::default());
     }
 
     #[test]

@@ -26,6 +26,15 @@ pub use riffle_api::Configuration;
 
 /// The configuration options this crate reads, for the registry
 /// ([`riffle_api::config_keys::Registry`]).
+/// The options of every crate this one knows (riffle-api, riffle-actors, riffle-web and its
+/// own): what a MiniCluster's REST API checks submissions against unless it is handed the
+/// binary's whole registry.
+pub fn config_registry() -> riffle_api::config_keys::Registry {
+    riffle_api::config_keys::Registry::new(
+        [riffle_api::options(), riffle_actors::options(), riffle_web::options(), options()].concat(),
+    )
+}
+
 pub fn options() -> Vec<&'static dyn riffle_api::OptionInfo> {
     [
         minicluster::OPTIONS,

@@ -47,6 +47,9 @@ pub struct MiniClusterConfig {
     /// Whether to accept TaskManager processes on the RPC address (`jobmanager.rpc.*`,
     /// `jobmanager.bind-host`); with it, `task_executors` may be 0.
     pub rpc: bool,
+    /// Every option riffle reads, to check a REST submission's `flinkConfiguration` against
+    /// (none: the options of the crates this one knows, [`crate::config_registry`]).
+    pub config_registry: Option<riffle_api::config_keys::Registry>,
 }
 
 impl MiniClusterConfig {
@@ -59,6 +62,7 @@ impl MiniClusterConfig {
             rest: false,
             programs: None,
             rpc: false,
+            config_registry: None,
         }
     }
 
@@ -81,11 +85,26 @@ impl MiniClusterConfig {
         self
     }
 
+    /// Checks REST submissions' `flinkConfiguration` against `registry` (the `riffle` binary
+    /// hands it every option it reads, `riffle::config_options()`).
+    pub fn with_config_registry(mut self, registry: riffle_api::config_keys::Registry) -> Self {
+        self.config_registry = Some(registry);
+        self
+    }
+
     /// Reads `taskmanager.numberOfTaskSlots` and `local.number-taskmanager` from `config`.
     pub fn from_config(config: Configuration) -> Result<Self, ClusterError> {
         let slots = config.get(&NUMBER_OF_TASK_SLOTS)?;
         let tms = config.get(&LOCAL_NUMBER_TASKMANAGER)?;
-        Ok(Self { task_executors: tms, slots_per_executor: slots, config, rest: false, programs: None, rpc: false })
+        Ok(Self {
+            task_executors: tms,
+            slots_per_executor: slots,
+            config,
+            rest: false,
+            programs: None,
+            rpc: false,
+            config_registry: None,
+        })
     }
 }
 
@@ -377,7 +396,9 @@ impl MiniCluster {
         let a = self.actors()?;
         let rest = riffle_web::RestConfig::from_config(&cfg.config)?;
         let programs = cfg.programs.clone().unwrap_or_else(|| Arc::new(crate::plugin::LoadedPlugins::default()));
-        let ctx = riffle_web::RestContext::new(&self.shared, a.dispatcher.clone(), Some(programs), rest);
+        let registry = cfg.config_registry.clone().unwrap_or_else(crate::config_registry);
+        let ctx = riffle_web::RestContext::new(&self.shared, a.dispatcher.clone(), Some(programs), rest)
+            .with_config_registry(registry);
         self.rest = Some(riffle_web::RestServer::start(ctx)?);
         Ok(())
     }

@@ -9,7 +9,11 @@ use riffle::Configuration;
 /// available, it stands by, leads, and after a lost leadership suspends its jobs and stands by
 /// again, for as long as the process runs.
 pub fn jobmanager(conf: Configuration) -> Result<()> {
-    let mut cfg = riffle::MiniClusterConfig::new(0, 1).with_rest().with_rpc().with_programs(riffle::programs());
+    let mut cfg = riffle::MiniClusterConfig::new(0, 1)
+        .with_rest()
+        .with_rpc()
+        .with_programs(riffle::programs())
+        .with_config_registry(riffle::config_options());
     let ha = riffle_cluster::ha::HaConfig::from_config(&conf).map_err(|e| anyhow::anyhow!("{e}"))?;
     cfg.config = conf;
     if ha.zookeeper().is_some() {
@@ -60,7 +64,10 @@ pub fn taskmanager(conf: Configuration) -> Result<()> {
 
 /// An embedded cluster with the REST API and web UI, serving until interrupted.
 pub fn serve(taskmanagers: u32, slots: u32, conf: Configuration) -> Result<()> {
-    let mut cfg = riffle::MiniClusterConfig::new(taskmanagers, slots).with_rest().with_programs(riffle::programs());
+    let mut cfg = riffle::MiniClusterConfig::new(taskmanagers, slots)
+        .with_rest()
+        .with_programs(riffle::programs())
+        .with_config_registry(riffle::config_options());
     cfg.config = conf;
     let cluster = riffle::MiniCluster::start(cfg)?;
     let url = cluster.rest_url().unwrap_or_default();

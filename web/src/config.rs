@@ -31,6 +31,11 @@ pub struct RestConfig {
     /// `web.upload.dir`: where uploaded plugins are kept (default: a directory of this
     /// process under the system's temp directory).
     pub upload_dir: PathBuf,
+    /// `metrics.reporter.otlp.endpoint` and `.interval`: where and how often the metrics are
+    /// pushed over OTLP/HTTP, if anywhere.
+    pub otlp: Option<(String, std::time::Duration)>,
+    /// `traces.reporter.otlp.endpoint`: where checkpoint and failover spans go, if anywhere.
+    pub otlp_traces: Option<String>,
 }
 
 const fn option<T: ConfigValue>(key: &'static str, default: T::Default, what: &'static str) -> ConfigOption<T> {
@@ -90,6 +95,30 @@ pub const UPLOAD_DIR: ConfigOption<Option<PathBuf>> = ConfigOption::optional(
 pub const LOG_DIR: ConfigOption<Option<PathBuf>> =
     ConfigOption::optional(Group::Logging, "log.dir", "where the process writes its log files");
 
+/// `metrics.reporter.otlp.endpoint`: an OTLP/HTTP metrics endpoint (an OpenTelemetry
+/// collector's `http://host:4318/v1/metrics`); set, the metrics `/metrics` serves are pushed
+/// there too.
+pub const OTLP_ENDPOINT: ConfigOption<Option<String>> = ConfigOption::optional(
+    Group::Rest,
+    "metrics.reporter.otlp.endpoint",
+    "OTLP/HTTP endpoint the metrics are pushed to (e.g. http://127.0.0.1:4318/v1/metrics; unset: no push)",
+);
+/// `metrics.reporter.otlp.interval`.
+pub const OTLP_INTERVAL: ConfigOption<std::time::Duration> = ConfigOption::new(
+    Group::Rest,
+    "metrics.reporter.otlp.interval",
+    std::time::Duration::from_secs(10),
+    "how often the metrics are pushed over OTLP",
+);
+
+/// `traces.reporter.otlp.endpoint`: an OTLP/HTTP traces endpoint (`http://host:4318/v1/traces`);
+/// set, checkpoints and failovers are reported there as spans.
+pub const OTLP_TRACES_ENDPOINT: ConfigOption<Option<String>> = ConfigOption::optional(
+    Group::Rest,
+    "traces.reporter.otlp.endpoint",
+    "OTLP/HTTP endpoint checkpoint and failover spans go to (e.g. http://127.0.0.1:4318/v1/traces; unset: none)",
+);
+
 /// The options of the REST server.
 pub(crate) const OPTIONS: &[&dyn OptionInfo] = &[
     &REST_ENABLED,
@@ -107,6 +136,9 @@ pub(crate) const OPTIONS: &[&dyn OptionInfo] = &[
     &SUBMIT_ENABLE,
     &UPLOAD_DIR,
     &LOG_DIR,
+    &OTLP_ENDPOINT,
+    &OTLP_INTERVAL,
+    &OTLP_TRACES_ENDPOINT,
 ];
 
 impl RestConfig {
@@ -148,6 +180,13 @@ impl RestConfig {
                 .get(&UPLOAD_DIR)
                 .map_err(bad)?
                 .unwrap_or_else(|| std::env::temp_dir().join(format!("riffle-web-upload-{}", std::process::id()))),
+            otlp: match c.get(&OTLP_ENDPOINT).map_err(bad)?.filter(|e| !e.trim().is_empty()) {
+                Some(endpoint) => {
+                    Some((endpoint, c.get(&OTLP_INTERVAL).map_err(bad)?.max(std::time::Duration::from_millis(100))))
+                }
+                None => None,
+            },
+            otlp_traces: c.get(&OTLP_TRACES_ENDPOINT).map_err(bad)?.filter(|e| !e.trim().is_empty()),
         })
     }
 }

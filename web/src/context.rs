@@ -64,6 +64,16 @@ pub struct RestContext {
     pub metrics: crate::metrics::Metrics,
     /// When the server started, epoch ms.
     pub started_ms: i64,
+    /// The address this server listens on (`host:port`), once bound: where a TaskExecutor
+    /// embedded in this process is reached, as pages show it.
+    pub local_address: std::sync::OnceLock<String>,
+    /// Previous CPU readings of the processes, for their CPU load.
+    pub cpu_load: crate::routes::process_metrics::CpuLoad,
+    /// Every option riffle reads, to check a submission's `flinkConfiguration` against (none:
+    /// keys are not checked, values still are where the runtime reads them).
+    pub config_registry: Option<riffle_api::config_keys::Registry>,
+    /// Checkpoint and failover spans pushed over OTLP (`traces.reporter.otlp.endpoint`).
+    _traces: Option<crate::traces::TraceReporter>,
 }
 
 impl RestContext {
@@ -74,7 +84,16 @@ impl RestContext {
         programs: Option<Arc<dyn Programs>>,
         config: RestConfig,
     ) -> Self {
-        let metrics = crate::metrics::Metrics::new(shared.jobs.clone(), shared.directory.clone());
+        let traces = config.otlp_traces.as_deref().and_then(|endpoint| {
+            match crate::traces::TraceReporter::start(shared.jobs.clone(), endpoint) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::warn!("checkpoint and failover spans are not reported to {endpoint}: {e}");
+                    None
+                }
+            }
+        });
+        let metrics = crate::metrics::Metrics::new(shared.jobs.clone(), shared.directory.clone(), config.otlp.clone());
         Self {
             cluster_config: shared.config.clone(),
             directory: shared.directory.clone(),
@@ -86,6 +105,29 @@ impl RestContext {
             triggers: Mutex::new(HashMap::new()),
             metrics,
             started_ms: riffle_api::time::now_ms(),
+            local_address: std::sync::OnceLock::new(),
+            cpu_load: Default::default(),
+            config_registry: None,
+            _traces: traces,
+        }
+    }
+
+    /// Checks submissions' configurations against `registry`.
+    pub fn with_config_registry(mut self, registry: riffle_api::config_keys::Registry) -> Self {
+        self.config_registry = Some(registry);
+        self
+    }
+
+    /// Where the TaskExecutor `id` runs, as `host:port`: a TaskManager process's advertised
+    /// address; for a TaskExecutor embedded in this process, this server's address. None
+    /// for an unknown TaskExecutor (gone since).
+    pub fn endpoint(&self, id: &str) -> Option<String> {
+        let te = self.directory.task_executors.iter().find(|e| e.key().to_string() == id).map(|e| e.value().clone())?;
+        match te {
+            riffle_actors::peers::TaskExecutorGateway::Remote(r) => Some(r.latest().address),
+            riffle_actors::peers::TaskExecutorGateway::Local(_) => {
+                Some(self.local_address.get().cloned().unwrap_or_else(|| "localhost".into()))
+            }
         }
     }
 

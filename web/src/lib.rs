@@ -11,11 +11,13 @@ pub mod body;
 pub mod config;
 pub mod context;
 pub mod error;
+pub mod metric_query;
 pub mod metrics;
 pub mod params;
 pub mod routes;
 pub mod server;
 pub mod standby;
+pub mod traces;
 pub mod ui;
 
 pub use config::RestConfig;

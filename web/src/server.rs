@@ -100,12 +100,15 @@ impl RestServer {
     pub fn start(ctx: RestContext) -> Result<RestServer, WebError> {
         let cfg = ctx.config.clone();
         let data = web::Data::new(ctx);
-        Self::serve(cfg, move |app: &mut web::ServiceConfig| {
+        let shared = data.clone();
+        let server = Self::serve(cfg, move |app: &mut web::ServiceConfig| {
             app.app_data(data.clone())
                 .service(web::scope("/v1").configure(crate::routes::configure))
                 .configure(crate::routes::configure)
                 .default_service(web::to(fallback));
-        })
+        })?;
+        let _ = shared.local_address.set(server.addr.to_string());
+        Ok(server)
     }
 
     /// Binds `rest.bind-address:rest.port` and answers every request with a redirect to the

@@ -490,6 +490,27 @@ function threadDump(scope) {
   };
 }
 
+function getVertex(job, vid) {
+  const v = job.vertices.find((x) => x.id === vid);
+  if (!v) throw new HttpError(404, `job ${job.jid} has no vertex ${vid}`);
+  return v;
+}
+
+function checkpointTask(cp, v) {
+  return {
+    id: v.id, status: cp.status, latest_ack_timestamp: cp.latest_ack_timestamp, state_size: 1000 * v.parallelism,
+    checkpointed_size: 1000 * v.parallelism, end_to_end_duration: cp.end_to_end_duration, alignment_buffered: 0,
+    processed_data: 0, persisted_data: 0, num_subtasks: v.parallelism, num_acknowledged_subtasks: v.parallelism,
+  };
+}
+
+/** Flink's metric query: ids without get, [{id, value}] with it. */
+function metricAnswer(all, query) {
+  const get = query.get('get');
+  if (get === null) return all.map(([id]) => ({ id }));
+  return get.split(',').map((g) => all.find(([id]) => id === g)).filter(Boolean).map(([id, value]) => ({ id, value }));
+}
+
 // ---------------------------------------------------------------- routes
 
 function getJob(id) {
@@ -632,7 +653,67 @@ async function api(req, res, path, query) {
       if (!/^\d+$/.test(r[2])) throw new HttpError(400, `Invalid checkpoint id "${r[2]}"`);
       const id = Number(r[2]);
       if (!checkpointIds(job).ids.includes(id)) throw new HttpError(404, `Checkpoint ${id} not found`);
-      return sendJson(res, 200, checkpoint(job, id));
+      const cp = checkpoint(job, id);
+      cp.tasks = Object.fromEntries(job.vertices.map((v) => [v.id, checkpointTask(cp, v)]));
+      return sendJson(res, 200, cp);
+    }
+    if ((r = m(/^\/jobs\/([^/]+)\/checkpoints\/details\/(\d+)\/subtasks\/([^/]+)$/))) {
+      const job = getJob(r[1]);
+      const id = Number(r[2]);
+      if (!checkpointIds(job).ids.includes(id)) throw new HttpError(404, `Checkpoint ${id} not found`);
+      const v = getVertex(job, r[3]);
+      const cp = checkpoint(job, id);
+      const subtasks = Array.from({ length: v.parallelism }, (_, i) => ({
+        '@class': 'completed', index: i, status: 'completed', ack_timestamp: cp.latest_ack_timestamp - i,
+        end_to_end_duration: cp.end_to_end_duration - i, state_size: 1000 + i, checkpointed_size: 1000 + i,
+        checkpoint: { sync: 1, async: 20 + i }, alignment: { buffered: 0, processed: 0, persisted: 0, duration: 3 },
+        start_delay: 0, unaligned_checkpoint: false, aborted: false,
+      }));
+      const stat = (x) => ({ min: x, max: x, avg: x });
+      return sendJson(res, 200, { ...checkpointTask(cp, v), summary: {
+        state_size: stat(1000), checkpointed_size: stat(1000), end_to_end_duration: stat(cp.end_to_end_duration),
+        checkpoint_duration: { sync: stat(1), async: stat(20) },
+        alignment: { buffered: stat(0), processed: stat(0), persisted: stat(0), duration: stat(3) }, start_delay: stat(0),
+      }, subtasks });
+    }
+    if ((r = m(/^\/jobs\/([^/]+)\/vertices\/([^/]+)$/))) {
+      const job = getJob(r[1]);
+      const v = getVertex(job, r[2]);
+      const d = vertexDetails(job, v, job.vertices.indexOf(v));
+      const subtasks = Array.from({ length: v.parallelism }, (_, i) => {
+        const tm = TASK_MANAGERS[i % TASK_MANAGERS.length];
+        const share = (x) => Math.floor(x / v.parallelism);
+        return {
+          subtask: i, status: d.status, attempt: job.failures, host: '127.0.0.1', endpoint: `127.0.0.1:${6130 + (i % 2)}`,
+          'taskmanager-id': tm.id, 'start-time': d['start-time'], 'end-time': d['end-time'], duration: d.duration,
+          metrics: { ...d.metrics, 'read-records': share(d.metrics['read-records']), 'write-records': share(d.metrics['write-records']),
+            'accumulated-idle-time': 0, 'accumulated-busy-time': d.duration },
+          'backpressure-level': d['backpressure-level'], 'backpressured-ratio': d['backpressured-ratio'],
+          'idle-ratio': 0.1, 'busy-ratio': 0.9 - d['backpressured-ratio'], 'current-input-watermark': Date.now() - 5000,
+        };
+      });
+      return sendJson(res, 200, { id: v.id, name: v.name, parallelism: v.parallelism, maxParallelism: 128, now: Date.now(), subtasks });
+    }
+    if ((r = m(/^\/jobs\/([^/]+)\/vertices\/([^/]+)\/watermarks$/))) {
+      const v = getVertex(getJob(r[1]), r[2]);
+      return sendJson(res, 200, Array.from({ length: v.parallelism }, (_, i) => ({ id: `${i}.currentInputWatermark`, value: String(Date.now() - 5000 - i) })));
+    }
+    if ((r = m(/^\/jobs\/([^/]+)\/vertices\/([^/]+)\/metrics$/))) {
+      const v = getVertex(getJob(r[1]), r[2]);
+      const all = [];
+      for (let i = 0; i < v.parallelism; i++) {
+        all.push([`${i}.numRecordsIn`, String(Math.floor((Date.now() - T0) / 10) + i)], [`${i}.currentInputWatermark`, String(Date.now() - 5000)]);
+      }
+      return sendJson(res, 200, metricAnswer(all, query));
+    }
+    if (path === '/jobmanager/metrics') {
+      return sendJson(res, 200, metricAnswer([['Status.Process.CPU.Time', '12000'], ['Status.Process.CPU.Load', '0.25'],
+        ['Status.Process.Threads.Count', '24'], ['Status.Process.Memory.Resident', String(300e6)], ['taskSlotsTotal', '4']], query));
+    }
+    if ((r = m(/^\/taskmanagers\/([^/]+)\/metrics$/))) {
+      getTm(decodeURIComponent(r[1]));
+      return sendJson(res, 200, metricAnswer([['Status.Process.Memory.Resident', String(300e6)], ['Status.Slots.Total', '2'],
+        ['Slot.0.CPU.Time', '4000'], ['Slot.1.CPU.Time', '3500']], query));
     }
     if ((r = m(/^\/jobs\/([^/]+)\/savepoints\/([^/]+)$/))) {
       getJob(r[1]);

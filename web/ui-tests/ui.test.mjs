@@ -180,6 +180,8 @@ async function assertClean(where) {
   check(pageErrors.length === 0, `${where}: JavaScript error in the page: ${pageErrors.join(' | ')}`);
   const banner = await page.$eval('#error-banner', (e) => (e.hidden ? null : e.textContent)).catch(() => null);
   check(banner === null, `${where}: the error banner is shown: ${banner}`);
+  const raw = await page.evaluate(() => (/\[object \w+\]|undefined|NaN/.exec(document.getElementById('content').innerText) || [null])[0]);
+  check(raw === null, `${where}: the page shows "${raw}" (a value rendered raw)`);
 }
 
 let stepName = '';
@@ -253,8 +255,68 @@ async function checkJobGraph(job) {
 
   const rows = new Set(await attrs('[data-testid="vertex-row"]', 'data-vertex-id'));
   check(sameSet(rows, vertexIds), `vertex table rows ${fmtSet(rows)} differ from the API's ${fmtSet(vertexIds)}`);
+  // The vertex table fits the 1400 px page: no horizontal scrolling.
+  const overflow = await page.$eval('[data-testid="vertex-table"]', (t) => {
+    const card = t.closest('.card');
+    return { table: t.scrollWidth, card: card.clientWidth };
+  });
+  check(overflow.table <= overflow.card, `the vertex table is ${overflow.table} px wide in a ${overflow.card} px card`);
   await assertClean('job graph');
   await shot('job-graph');
+}
+
+async function checkVertex(job) {
+  const v = job.vertices[job.vertices.length - 1];
+  await go(`jobs/${JOB_ID}`);
+  await waitFor('vertex links', () => count(`[data-testid="vertex-row"][data-vertex-id="${v.id}"] [data-testid="vertex-link"]`));
+  await page.click(`[data-testid="vertex-row"][data-vertex-id="${v.id}"] [data-testid="vertex-link"]`);
+  await waitFor('the vertex page', () => page.evaluate((r) => location.hash === r, `#/jobs/${JOB_ID}/vertices/${v.id}`));
+  await waitFor('the vertex name', async () => (await text('[data-testid="vertex-name"]')) === v.name);
+  const api0 = await api(`jobs/${JOB_ID}/vertices/${v.id}`);
+  await waitFor(`${v.parallelism} subtask rows`, async () => (await count('[data-testid="subtask-row"]')) === v.parallelism);
+  const endpoints = await texts('[data-testid="subtask-endpoint"]');
+  api0.subtasks.forEach((s, i) => check(endpoints[i].startsWith(s.endpoint) && endpoints[i].includes(s['taskmanager-id']),
+    `subtask ${i} shows "${endpoints[i]}", the API says ${s.endpoint} / ${s['taskmanager-id']}`));
+  await waitFor(`${v.parallelism} watermark rows`, async () => (await count('[data-testid="watermark-row"]')) === v.parallelism);
+  const wm = await api(`jobs/${JOB_ID}/vertices/${v.id}/watermarks`);
+  const shownValues = await attrs('[data-testid="watermark-value"]', 'data-value');
+  check(shownValues.length === wm.length, `watermarks shown ${shownValues.length}, API has ${wm.length}`);
+  // Pick a metric: its value shows, and a chart grows one bar per refresh.
+  await waitFor('the metric picker', async () => (await count('[data-testid="metric-picker"] option')) > 1);
+  await page.selectOption('[data-testid="metric-picker"]', '0.numRecordsIn');
+  await waitFor('the metric value', async () => /^\d+$/.test((await text('[data-testid="metric-value"]')) || ''));
+  await waitFor('two samples in the metric chart', async () =>
+    (await count('[data-testid="metric-chart"] [data-testid="chart-bar"]')) >= 2, 15_000);
+  const shown = Number(await text('[data-testid="metric-value"]'));
+  const after = Number((await api(`jobs/${JOB_ID}/vertices/${v.id}/metrics?get=0.numRecordsIn`))[0].value);
+  check(shown <= after, `metric value ${shown} is above the API's later ${after}`);
+  const wide = await page.$eval('[data-testid="subtask-table"]', (t) => t.scrollWidth - t.closest('.card').clientWidth);
+  check(wide <= 0, `the subtask table is ${wide} px wider than its card`);
+  await assertClean('vertex page');
+  await shot('vertex');
+}
+
+async function checkCheckpointDetail() {
+  const stats = await api(`jobs/${JOB_ID}/checkpoints`, { allowError: true });
+  const done = stats.history && stats.history.find((c) => c.status === 'COMPLETED');
+  if (!done) {
+    console.log('note no completed checkpoint in the history: checkpoint page not tested');
+    return;
+  }
+  await go(`jobs/${JOB_ID}/checkpoints`);
+  const linkSel = `[data-testid="checkpoint-row"][data-checkpoint-id="${done.id}"] [data-testid="checkpoint-link"]`;
+  await waitFor(`the link of checkpoint ${done.id}`, () => count(linkSel));
+  await page.click(linkSel);
+  await waitFor('the checkpoint page', () => page.evaluate((r) => location.hash === r, `#/jobs/${JOB_ID}/checkpoints/${done.id}`));
+  const detail = await api(`jobs/${JOB_ID}/checkpoints/details/${done.id}`);
+  const vids = Object.keys(detail.tasks);
+  await waitFor(`${vids.length} operator sections`, async () => (await count('[data-testid="checkpoint-operator"]')) === vids.length);
+  for (const vid of vids) {
+    const rows = await count(`[data-testid="checkpoint-operator"][data-vertex-id="${vid}"] [data-testid="checkpoint-subtask-row"]`);
+    check(rows === detail.tasks[vid].num_subtasks, `operator ${vid} shows ${rows} subtasks, the API says ${detail.tasks[vid].num_subtasks}`);
+  }
+  await assertClean('checkpoint page');
+  await shot('checkpoint-detail');
 }
 
 async function checkCheckpoints() {
@@ -362,6 +424,13 @@ async function checkLogs(base, label) {
   });
   const files = (await api(base)).logs;
   check(files.length > 0, `${label}: the API lists no log file`);
+  // The page opened its main log by itself: the newest *.log file.
+  const logs = files.filter((f) => /\.log$/.test(f.name));
+  if (logs.length) {
+    const opened = await waitFor(`${label}: the main log opened by default`, () =>
+      page.$eval('[data-testid="log-content"]', (e) => e.dataset.file || null).catch(() => null));
+    check(logs.some((f) => f.name === opened), `${label}: opened "${opened}" by default, not a *.log file`);
+  }
   const nonEmpty = files.filter((f) => f.size > 0);
   const view = nonEmpty.find((f) => f.size <= MAX_SHOWN / 2) || nonEmpty[0] || files[0];
   const fileUrl = `${base}/${encodeURIComponent(view.name)}`;
@@ -452,6 +521,11 @@ async function checkTaskManagers() {
     await waitFor(`the resident memory of TaskManager ${tm}`,
       async () => (await page.locator('[data-testid="tm-rss"]').count()) === 1);
   }
+  // Its process figures, with each slot thread's CPU time.
+  const tmMetrics = (await api(`taskmanagers/${encodeURIComponent(tm)}/metrics`)).map((m) => m.id);
+  check(tmMetrics.includes('Slot.0.CPU.Time'), `no slot thread CPU among ${tmMetrics.join(', ')}`);
+  await waitFor('the slot thread CPU on the TaskManager page', () =>
+    count('[data-testid="tm-process-metrics"] [data-metric="Slot.0.CPU.Time"]'));
   await assertClean('taskmanager');
   await shot('taskmanager');
 
@@ -476,6 +550,19 @@ async function checkJobManager() {
 
   await go('jobmanager/thread-dump');
   await checkThreadDump('jobmanager/thread-dump', 'jobmanager');
+
+  // Real process figures, no JVM pools.
+  const ids = (await api('jobmanager/metrics')).map((m) => m.id);
+  check(!ids.some((id) => /JVM|Heap|Metaspace/.test(id)), `JVM-shaped JobManager metrics: ${ids.join(', ')}`);
+  await go('jobmanager/metrics');
+  await waitFor('the JobManager metrics', async () =>
+    sameSet(new Set(await attrs('[data-testid="jm-metrics"] [data-testid="metric-row"]', 'data-metric')), new Set(ids)));
+  const rss = Number((await attrs('[data-metric="Status.Process.Memory.Resident"] td[data-value]', 'data-value'))[0]);
+  check(rss > 1024 * 1024, `the JobManager's resident memory shows ${rss} bytes`);
+  const shownRss = await text('[data-metric="Status.Process.Memory.Resident"] td.num');
+  check(/[KMG]iB$/.test(shownRss || ''), `resident memory is shown as "${shownRss}", not in bytes units`);
+  await assertClean('jobmanager metrics');
+  await shot('jobmanager-metrics');
 }
 
 async function checkSubmit() {
@@ -489,6 +576,14 @@ async function checkSubmit() {
     return;
   }
   const form = page.locator('[data-testid="program-form"][data-program="wordcount"]');
+  // A bad configuration line: the error shows next to the form, not (only) in the banner.
+  await form.locator('[data-testid="program-config"]').fill('no-equals-sign');
+  await form.locator('[data-testid="program-submit"]').click();
+  await waitFor('the error next to the form', async () =>
+    (await form.locator('[data-testid="program-error"]').isVisible())
+    && (await form.locator('[data-testid="program-error"]').textContent()).includes('is not key=value'));
+  await assertClean('submit error');
+  await form.locator('[data-testid="program-config"]').fill('');
   await form.locator('[data-testid="program-args"]').fill('--events\n1000');
   await form.locator('[data-testid="program-submit"]').click();
   const jobId = await waitFor('the browser to land on the new job page', () =>
@@ -645,12 +740,28 @@ async function checkJobActions() {
 async function checkErrorBanner() {
   const unknown = JOB_ID === '0'.repeat(32) ? '1'.repeat(32) : '0'.repeat(32);
   const answer = await api(`jobs/${unknown}`, { allowError: true });
-  check(answer.status >= 400, `API: jobs/${unknown} exists, cannot test the error banner`);
+  check(answer.status === 404, `API: jobs/${unknown} answered ${answer.status}, cannot test an unknown job`);
+  // An unknown job: "job not found", no banner, and no more polling.
+  const asked = [];
+  const onRequest = (r) => { if (r.url().includes(unknown)) asked.push(r.url()); };
+  page.on('request', onRequest);
   await go(`jobs/${unknown}`);
-  await waitFor('the error banner for an unknown job', () =>
-    page.$eval('#error-banner', (e, status) => !e.hidden && e.textContent.includes(status), String(answer.status)));
+  await waitFor('"job not found" for an unknown job', () => count('[data-testid="job-not-found"]'));
+  const refreshMs = Number((await api('config'))['refresh-interval']) || 3000;
+  const seen = asked.length;
+  await sleep(refreshMs * 2 + 500);
+  page.off('request', onRequest);
+  check(asked.length === seen, `the page kept polling the unknown job: ${asked.length - seen} more requests`);
+  await assertClean('unknown job');
+  await shot('job-not-found');
+  // An error banner belongs to its page: it clears when the page changes.
+  await go('taskmanagers/nobody');
+  await waitFor('the error banner for an unknown TaskManager', () =>
+    page.$eval('#error-banner', (e) => !e.hidden && e.textContent.includes('404')));
   await shot('error-banner');
-  await page.click('[data-testid="error-dismiss"]');
+  await go('overview');
+  await waitFor('the banner to clear on the next page', () => page.$eval('#error-banner', (e) => e.hidden));
+  await assertClean('after the banner');
 }
 
 // ------------------------------------------------------------------ main
@@ -684,7 +795,9 @@ async function main() {
   await step('overview', () => checkOverview(job));
   await step('jobs list', () => checkJobsList());
   await step('job graph', () => checkJobGraph(job));
+  await step('vertex drill-down', () => checkVertex(job));
   await step('checkpoints', () => checkCheckpoints());
+  await step('checkpoint drill-down', () => checkCheckpointDetail());
   await step('exceptions (paginated)', () => checkExceptions());
   await step('taskmanagers, logs, thread dump', () => checkTaskManagers());
   await step('jobmanager config, logs, thread dump', () => checkJobManager());

@@ -3,11 +3,13 @@
 // then every `refresh-interval` ms (from GET config) while the page is shown.
 
 import { getJson } from './js/api.js';
-import { showError } from './js/banner.js';
+import { clearErrors, showError } from './js/banner.js';
 import { h, replace } from './js/dom.js';
 import * as overview from './js/overview.js';
 import * as jobs from './js/jobs.js';
 import * as job from './js/job.js';
+import * as vertex from './js/vertex.js';
+import * as checkpoint from './js/checkpoint.js';
 import * as taskmanagers from './js/taskmanagers.js';
 import * as jobmanager from './js/jobmanager.js';
 import * as submit from './js/submit.js';
@@ -21,12 +23,14 @@ const ROUTES = [
   [/^\/jobs$/, jobs, 'jobs', () => ({})],
   [/^\/jobs\/([^/]+)$/, job, 'jobs', (m) => ({ id: m[1], tab: 'overview' })],
   [/^\/jobs\/([^/]+)\/(checkpoints|exceptions)$/, job, 'jobs', (m) => ({ id: m[1], tab: m[2] })],
+  [/^\/jobs\/([^/]+)\/vertices\/([^/]+)$/, vertex, 'jobs', (m) => ({ id: m[1], vid: m[2] })],
+  [/^\/jobs\/([^/]+)\/checkpoints\/(\d+)$/, checkpoint, 'jobs', (m) => ({ id: m[1], cid: m[2] })],
   [/^\/taskmanagers$/, taskmanagers, 'taskmanagers', () => ({})],
   [/^\/taskmanagers\/([^/]+)$/, taskmanagers, 'taskmanagers', (m) => ({ tm: m[1], tab: 'overview' })],
   [/^\/taskmanagers\/([^/]+)\/(logs|thread-dump)$/, taskmanagers, 'taskmanagers',
     (m) => ({ tm: m[1], tab: m[2] })],
   [/^\/jobmanager$/, jobmanager, 'jobmanager', () => ({ tab: 'config' })],
-  [/^\/jobmanager\/(config|logs|thread-dump)$/, jobmanager, 'jobmanager', (m) => ({ tab: m[1] })],
+  [/^\/jobmanager\/(config|logs|thread-dump|metrics)$/, jobmanager, 'jobmanager', (m) => ({ tab: m[1] })],
   [/^\/submit$/, submit, 'submit', () => ({})],
 ];
 
@@ -78,6 +82,8 @@ function route() {
 
   if (state.page && state.page.dispose) state.page.dispose();
   state.page = null;
+  // An error belongs to the page it happened on.
+  clearErrors();
   state.generation += 1;
   state.refreshing = false;
   const generation = state.generation;

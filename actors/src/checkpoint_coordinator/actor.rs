@@ -404,8 +404,25 @@ impl CheckpointCoordinator {
             StatsUpdate::Triggered { checkpoint_id, savepoint, trigger_ms, num_subtasks, path } => {
                 self.stats.with_history(|h| h.triggered(checkpoint_id, savepoint, trigger_ms, num_subtasks, path))
             }
-            StatsUpdate::Acknowledged { checkpoint_id, vertex, bytes, persisted, timings, now_ms } => {
-                self.stats.with_history(|h| h.acknowledged(checkpoint_id, vertex, bytes, persisted, timings, now_ms))
+            StatsUpdate::Acknowledged {
+                checkpoint_id,
+                vertex,
+                subtask,
+                bytes,
+                persisted,
+                timings,
+                alignment_ms,
+                now_ms,
+            } => {
+                let ack = crate::checkpoint_history::SubtaskCheckpoint {
+                    ack_ms: now_ms,
+                    state_size: bytes,
+                    persisted_data: persisted,
+                    sync_ms: timings.0,
+                    async_ms: timings.1,
+                    alignment_ms,
+                };
+                self.stats.with_history(|h| h.acknowledged(checkpoint_id, vertex, subtask, ack))
             }
             StatsUpdate::Completed { checkpoint_id, completion_ms, path } => {
                 self.stats.with_history(|h| h.completed(checkpoint_id, completion_ms, path))

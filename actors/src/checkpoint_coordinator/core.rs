@@ -183,12 +183,16 @@ pub enum StatsUpdate {
         checkpoint_id: u64,
         /// The subtask's vertex.
         vertex: u32,
+        /// The subtask's index.
+        subtask: u32,
         /// State and source position, bytes.
         bytes: u64,
         /// In-flight data persisted, bytes.
         persisted: u64,
         /// Synchronous and asynchronous snapshot time, ms.
         timings: (u64, u64),
+        /// Alignment time, ms.
+        alignment_ms: u64,
         /// When, epoch ms.
         now_ms: i64,
     },
@@ -614,9 +618,11 @@ impl CoordinatorCore {
         out.push(CoordinatorCommand::RecordStats(StatsUpdate::Acknowledged {
             checkpoint_id: id,
             vertex: e.vertex,
+            subtask: e.subtask,
             bytes,
             persisted: ack.persisted_bytes,
             timings: (ack.sync_ms, ack.async_ms),
+            alignment_ms: ack.alignment_ms,
             now_ms: now.epoch_ms,
         }));
         // A repeated acknowledgement replaces the first: it counts once.

@@ -75,6 +75,7 @@ fn ack_with(e: ExecutionId, id: u64, state: StateHandle) -> E {
         sync_ms: 1,
         async_ms: 2,
         persisted_bytes: 0,
+        alignment_ms: 0,
     })
 }
 /// An inline acknowledgement of `len` bytes.
@@ -640,6 +641,7 @@ fn metadata_and_statistics_carry_the_events_times() {
             sync_ms: 4,
             async_ms: 6,
             persisted_bytes: 2,
+            alignment_ms: 3,
         }),
         at(t0, 40),
     );
@@ -648,9 +650,11 @@ fn metadata_and_statistics_carry_the_events_times() {
         C::RecordStats(StatsUpdate::Acknowledged {
             checkpoint_id: 9,
             vertex: 1,
+            subtask: 0,
             bytes: 6,
             persisted: 2,
             timings: (4, 6),
+            alignment_ms: 3,
             now_ms: 1_000_040
         })
     );

@@ -107,6 +107,11 @@ pub struct InputGate {
     capture: ChannelStateCapture,
     /// A priority barrier taken off its lane by [`InputGate::priority_pending`], served first.
     prio_stash: Option<(usize, CheckpointBarrier)>,
+    /// Where the watermark released to the operators is published (the REST API's
+    /// `watermarks`), if anywhere.
+    watermark_gauge: Option<std::sync::Arc<crate::job_view::SubtaskIo>>,
+    /// The aligned checkpoint whose first barrier came, and when.
+    alignment_started: Option<(u64, std::time::Instant)>,
 }
 
 /// Why a subtask blocked on its outputs must act now.
@@ -142,6 +147,8 @@ impl InputGate {
             aligner: BarrierAligner::new(n),
             capture: ChannelStateCapture::new(n),
             prio_stash: None,
+            watermark_gauge: None,
+            alignment_started: None,
         }
     }
 
@@ -363,6 +370,9 @@ impl InputGate {
     /// held back (at-least-once). A newer barrier abandons an unfinished older alignment.
     #[inline]
     pub fn on_barrier(&mut self, ch: usize, barrier: CheckpointBarrier) {
+        if barrier.aligned && self.alignment_started.is_none_or(|(id, _)| id < barrier.id) {
+            self.alignment_started = Some((barrier.id, std::time::Instant::now()));
+        }
         self.aligner.on_barrier(ch, barrier);
     }
 
@@ -370,7 +380,13 @@ impl InputGate {
     /// then snapshots and forwards the barrier. Ends the alignment (releases the channels).
     #[inline]
     pub fn take_completed_barrier(&mut self) -> Option<CheckpointBarrier> {
-        self.aligner.take_completed()
+        let done = self.aligner.take_completed()?;
+        if let (Some((id, started)), Some(io)) = (self.alignment_started, &self.watermark_gauge) {
+            if id == done.id {
+                io.set_alignment(id, started.elapsed().as_millis() as u64);
+            }
+        }
+        Some(done)
     }
 
     /// Whether channel `ch` is held back by an alignment.
@@ -382,13 +398,36 @@ impl InputGate {
     /// Records a watermark from channel `ch`; pushes onto `out` what changed for the subtask.
     #[inline]
     pub fn on_watermark(&mut self, ch: usize, wm: i64, out: &mut Vec<GateEvent>) {
+        let before = out.len();
         self.valve.on_watermark(ch, wm, out);
+        self.publish(&out[before..]);
+    }
+
+    /// Publishes the subtask's input watermark to `io` from now on.
+    pub fn with_watermark_gauge(mut self, io: std::sync::Arc<crate::job_view::SubtaskIo>) -> Self {
+        self.watermark_gauge = Some(io);
+        self
+    }
+
+    /// Publishes the latest watermark among `events`, if any.
+    #[inline]
+    fn publish(&self, events: &[GateEvent]) {
+        if let Some(io) = &self.watermark_gauge {
+            if let Some(w) = events.iter().rev().find_map(|e| match e {
+                GateEvent::Watermark(w) => Some(*w),
+                GateEvent::Idle(_) => None,
+            }) {
+                io.set_input_watermark(w);
+            }
+        }
     }
 
     /// Records channel `ch` becoming idle or active; pushes onto `out` what changed.
     #[inline]
     pub fn on_idle(&mut self, ch: usize, idle: bool, out: &mut Vec<GateEvent>) {
+        let before = out.len();
         self.valve.on_idle(ch, idle, out);
+        self.publish(&out[before..]);
     }
 
     /// Records end of partition on `ch`; returns `Some(input)` if that logical input ended.
@@ -405,7 +444,9 @@ impl InputGate {
             *r -= 1;
             (*r == 0).then_some(input)
         });
+        let before = out.len();
         self.valve.on_end(ch, out);
+        self.publish(&out[before..]);
         ended_input
     }
 }
@@ -546,6 +587,34 @@ mod tests {
         assert_eq!(g.take_completed_barrier(), Some(barrier(7, true)), "an ended channel counts as aligned");
         assert!(!g.is_blocked(0));
         assert!(matches!(next(&mut g), Some((0, Element::Watermark(99)))));
+    }
+
+    #[test]
+    fn the_gate_publishes_its_input_watermark_and_how_long_an_alignment_took() {
+        let io = std::sync::Arc::new(crate::job_view::SubtaskIo::default());
+        let mut g = gate(2).with_watermark_gauge(io.clone());
+        let wm = |io: &crate::job_view::SubtaskIo| io.input_watermark.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(wm(&io), crate::job_view::NO_WATERMARK);
+        let mut ev = Vec::new();
+        g.on_watermark(0, 10, &mut ev);
+        assert_eq!(wm(&io), crate::job_view::NO_WATERMARK, "channel 1 has none yet");
+        g.on_watermark(1, 5, &mut ev);
+        assert_eq!(wm(&io), 5);
+        g.on_barrier(0, barrier(3, true));
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        g.on_barrier(1, barrier(3, true));
+        assert_eq!(g.take_completed_barrier(), Some(barrier(3, true)));
+        let ms = io.alignment_ms(3);
+        assert!((30..5_000).contains(&ms), "first to last barrier: {ms} ms");
+        assert_eq!(io.alignment_ms(2), 0, "another checkpoint did not align here");
+        // Unaligned barriers are not aligned: nothing is published for them.
+        g.on_barrier(0, barrier(4, false));
+        g.on_barrier(1, barrier(4, false));
+        assert_eq!(g.take_completed_barrier(), Some(barrier(4, false)));
+        assert_eq!(io.alignment_ms(4), 0);
+        g.on_end(0, &mut ev);
+        g.on_end(1, &mut ev);
+        assert_eq!(wm(&io), i64::MAX, "every input ended: the final watermark");
     }
 
     #[test]

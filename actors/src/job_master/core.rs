@@ -251,6 +251,9 @@ pub struct JobCore {
     /// coordinator (started later, or told at once).
     ended: BTreeMap<(u32, u32), TaskEnd>,
     after_savepoint: Option<AfterSavepoint>,
+    /// A stop-with-savepoint without draining is stopping every subtask: their cancellation
+    /// is expected, and the job ends FINISHED when all stopped.
+    stopping: bool,
     done: bool,
     out: Vec<JobCommand>,
 }
@@ -275,6 +278,7 @@ impl JobCore {
             checkpointing: false,
             ended: BTreeMap::new(),
             after_savepoint: None,
+            stopping: false,
             done: false,
             out: Vec::new(),
         }
@@ -340,6 +344,14 @@ impl JobCore {
                 let then = self.after_savepoint.take();
                 if succeeded && then == Some(AfterSavepoint::Cancel) && !self.done && !self.status.is_terminal() {
                     self.apply(JobEvent::Cancel);
+                    self.cancel_all();
+                }
+                if succeeded
+                    && then == Some(AfterSavepoint::StopWithoutDrain)
+                    && !self.done
+                    && self.status == JobStatus::Running
+                {
+                    self.stopping = true;
                     self.cancel_all();
                 }
             }
@@ -469,8 +481,9 @@ impl JobCore {
         *slot = Some(update.state.clone());
         let shown = ExecutionState::of(&update.state);
         self.out.push(JobCommand::ShowTaskState { vertex: e.vertex, subtask: e.subtask, state: shown });
-        if self.status == JobStatus::Suspended {
-            // Being cancelled for the next leader: a failure is no reason to restart here.
+        if self.status == JobStatus::Suspended || self.stopping {
+            // Being cancelled for the next leader, or stopped after a savepoint: a failure is
+            // no reason to restart here.
             return self.finish_if_done();
         }
         match update.state {
@@ -482,7 +495,7 @@ impl JobCore {
             // As in Flink 1.11, no checkpoints once a task finished.
             TaskState::Ended(TaskOutcome::Finished) => self.stop_checkpointing("a task finished"),
             TaskState::Ended(TaskOutcome::Canceled) => {
-                if self.status == JobStatus::Running {
+                if self.status == JobStatus::Running && !self.stopping {
                     let why = format!(
                         "subtask {}/{} of vertex {} was cancelled unexpectedly",
                         e.subtask + 1,
@@ -647,6 +660,8 @@ impl JobCore {
                 tracing::warn!(job = %self.job, "subtasks did not stop in time; going on without them");
                 if self.status == JobStatus::Restarting {
                     self.restart();
+                } else if self.stopping && self.status == JobStatus::Running {
+                    self.terminate(JobEvent::AllFinished);
                 } else {
                     self.terminate(JobEvent::AllStopped);
                 }
@@ -725,7 +740,8 @@ impl JobCore {
         }
         match self.status {
             JobStatus::Running
-                if self.executions.values().all(|s| *s == Some(TaskState::Ended(TaskOutcome::Finished))) =>
+                if self.stopping
+                    || self.executions.values().all(|s| *s == Some(TaskState::Ended(TaskOutcome::Finished))) =>
             {
                 self.terminate(JobEvent::AllFinished)
             }

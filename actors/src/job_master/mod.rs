@@ -83,6 +83,12 @@ pub enum AfterSavepoint {
     /// Stop-with-savepoint: the sources stop right after the savepoint barrier and, once the
     /// savepoint completed, end their input; the job drains and ends FINISHED.
     Stop,
+    /// Stop-with-savepoint without draining (Flink's `drain: false`): the sources stop right
+    /// after the savepoint barrier and, once the savepoint completed, every subtask is stopped
+    /// where it is — no end of input, no final watermark, so windows do not fire — and the
+    /// job ends FINISHED at once. A two-phase-commit sink's transactions of the savepoint are
+    /// committed when a job resumes from it.
+    StopWithoutDrain,
 }
 
 /// Takes a savepoint of a running job; answers with its directory.
@@ -561,8 +567,10 @@ impl JobMaster {
         let strategy = RestartStrategy::from_config(&conf)?;
         self.core.set_restart_tracker(RestartTracker::new(strategy));
         let c = CheckpointSettings::from_config(&conf)?;
-        *self.services.jobs.checkpoint_stats(self.job).settings.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some(c.clone());
+        let history = conf.get(&crate::checkpoint_history::HISTORY_SIZE)?;
+        let stats = self.services.jobs.checkpoint_stats(self.job);
+        stats.with_history(|h| h.set_capacity(history));
+        *stats.settings.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
         self.core.enable_checkpointing(c.after_tasks_finish);
         self.checkpointing = Some(c);
         self.allow_non_restored = conf.get(&IGNORE_UNCLAIMED_STATE)?;
@@ -721,7 +729,8 @@ impl Handler<SavepointRequest> for JobMaster {
             ));
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
-        c.do_send(TriggerSavepoint { target: msg.target, stop_sources: msg.then == AfterSavepoint::Stop, reply: tx });
+        let stop_sources = matches!(msg.then, AfterSavepoint::Stop | AfterSavepoint::StopWithoutDrain);
+        c.do_send(TriggerSavepoint { target: msg.target, stop_sources, reply: tx });
         Box::pin(async move { rx.await.unwrap_or_else(|_| Err(coordinator_stopped())) }.into_actor(self).map(
             |r, act, ctx| {
                 act.feed(JobInput::SavepointFinished { succeeded: r.is_ok() }, ctx);

@@ -349,7 +349,8 @@ async fn run(
             }
             let num_inputs = graph.vertices().get(e.vertex as usize).map(|v| v.num_inputs).unwrap_or(1);
             out.book = CheckpointBook::new(true, waits_final);
-            TaskInput::Gate(GateInput::new(head, InputGate::new(rxs, input_of, num_inputs)))
+            let gate = InputGate::new(rxs, input_of, num_inputs).with_watermark_gauge(spec.services.io.clone());
+            TaskInput::Gate(GateInput::new(head, gate))
         }
     };
     let result = run_task(&mut input, replay, &mut out, &mut cancel).await;

@@ -153,6 +153,9 @@ impl OutputChannels {
                 let end = matches!(el, Element::EndOfPartition);
                 let tx = self.senders.get(ch).ok_or_else(|| TaskError::msg(name, format!("no output channel {ch}")))?;
                 let n = records_in(&el);
+                if let Element::Watermark(w) = &el {
+                    self.io.set_output_watermark(*w);
+                }
                 let sent =
                     if held(tx) >= self.debloat.limit(ch) { Err(TrySendError::Full(el)) } else { tx.try_send(el) };
                 match sent {
@@ -203,6 +206,9 @@ impl OutputChannels {
                 permits = tx.reserve_many(keep_free + 1) => match permits.map(|mut p| p.next()) {
                     Ok(Some(permit)) => {
                         io.wrote(records_in(&el));
+                        if let Element::Watermark(w) = &el {
+                            io.set_output_watermark(*w);
+                        }
                         permit.send(el);
                         self.debloat.sent(ch);
                         if end {
@@ -261,7 +267,7 @@ impl Snapshots {
         barrier: CheckpointBarrier,
         pending: PendingSnapshot,
         source: Option<SourceSnapshot>,
-        sync_ms: u64,
+        (sync_ms, alignment_ms): (u64, u64),
     ) {
         let task = self.in_flight.start(barrier.id);
         let writer = SnapshotWriter {
@@ -270,6 +276,7 @@ impl Snapshots {
             barrier,
             task,
             sync_ms,
+            alignment_ms,
             local: self.local.clone(),
         };
         actix::spawn(writer.run(pending, source));
@@ -291,7 +298,7 @@ impl Snapshots {
             Ok(channels) => {
                 let mut pending = u.pending;
                 pending.set_channels(channels);
-                self.write(u.barrier, pending, None, u.sync_ms);
+                self.write(u.barrier, pending, None, (u.sync_ms, 0));
             }
             Err(reason) => self.decline(id, &format!("cannot record its channel state: {reason}")),
         }
@@ -344,9 +351,10 @@ impl Outputs {
         let started = std::time::Instant::now();
         let (pending, source) = head.take_snapshot(self.snapshots.max_parallelism, barrier.id)?;
         let sync_ms = started.elapsed().as_millis() as u64;
+        let alignment_ms = self.channels.io.alignment_ms(barrier.id);
         if !self.book.taken(barrier.id) {
             // After the end of input: the output channels ended, the barrier goes nowhere.
-            self.snapshots.write(barrier, pending, source, sync_ms);
+            self.snapshots.write(barrier, pending, source, (sync_ms, alignment_ms));
             return Ok(());
         }
         // Partial batches go before the barrier (the buffer timeout's clock is not reset).
@@ -356,7 +364,7 @@ impl Outputs {
             self.snapshots.hold(UnalignedSnapshot { barrier, pending, sync_ms });
             return Ok(());
         }
-        self.snapshots.write(barrier, pending, source, sync_ms);
+        self.snapshots.write(barrier, pending, source, (sync_ms, alignment_ms));
         Ok(())
     }
 

@@ -8,33 +8,44 @@ use crate::context::RestContext;
 use crate::error::WebError;
 use crate::params;
 use crate::routes::jobs::view;
+use riffle_actors::job_view::JobView;
 
 type Ctx = web::Data<RestContext>;
 
-fn record(job: riffle_actors::JobId, r: &CheckpointRecord, with_tasks: bool) -> Value {
-    let class = match r.status {
+fn class_of(status: CheckpointStatus) -> &'static str {
+    match status {
         CheckpointStatus::Completed => "completed",
         CheckpointStatus::Failed => "failed",
         CheckpointStatus::InProgress => "in_progress",
-    };
+    }
+}
+
+/// One vertex's part of checkpoint `r` (Flink's `TaskCheckpointStatistics`); `parallelism`
+/// is its number of subtasks.
+fn task_statistics(job: riffle_actors::JobId, r: &CheckpointRecord, vertex: u32, parallelism: u32) -> Value {
+    let t = r.vertices.get(&vertex).cloned().unwrap_or_default();
+    let status = if t.acknowledged >= parallelism { CheckpointStatus::Completed } else { r.status };
+    json!({
+        "id": params::vertex_id(job, vertex),
+        "status": status.as_str(),
+        "latest_ack_timestamp": if t.acknowledged > 0 { t.latest_ack_ms } else { -1 },
+        "state_size": t.state_size,
+        "checkpointed_size": t.state_size,
+        "end_to_end_duration": if t.acknowledged > 0 { (t.latest_ack_ms - r.trigger_ms).max(0) } else { -1 },
+        "alignment_buffered": 0,
+        "processed_data": 0,
+        "persisted_data": t.persisted_data,
+        "num_subtasks": parallelism,
+        "num_acknowledged_subtasks": t.acknowledged,
+    })
+}
+
+fn record(job: riffle_actors::JobId, r: &CheckpointRecord, view: Option<&JobView>) -> Value {
+    let class = class_of(r.status);
     let mut tasks = Map::new();
-    if with_tasks {
-        for (v, t) in &r.vertices {
-            tasks.insert(
-                params::vertex_id(job, *v),
-                json!({
-                    "id": params::vertex_id(job, *v),
-                    "status": r.status.as_str(),
-                    "latest_ack_timestamp": t.latest_ack_ms,
-                    "state_size": t.state_size,
-                    "end_to_end_duration": (t.latest_ack_ms - r.trigger_ms).max(0),
-                    "alignment_buffered": 0,
-                    "processed_data": 0,
-                    "persisted_data": 0,
-                    "num_subtasks": 0,
-                    "num_acknowledged_subtasks": t.acknowledged,
-                }),
-            );
+    if let Some(v) = view {
+        for x in &v.vertices {
+            tasks.insert(params::vertex_id(job, x.index), task_statistics(job, r, x.index, x.parallelism));
         }
     }
     let mut m = json!({
@@ -125,12 +136,12 @@ pub async fn statistics(ctx: Ctx, path: web::Path<String>) -> Result<HttpRespons
             "persisted_data": summary(completed.map(|r| r.persisted_data)),
         },
         "latest": {
-            "completed": h.latest_completed.as_ref().filter(|r| !r.is_savepoint).map(|r| record(job, r, false)),
-            "savepoint": h.latest_savepoint.as_ref().map(|r| record(job, r, false)),
-            "failed": h.latest_failed.as_ref().map(|r| record(job, r, false)),
+            "completed": h.latest_completed.as_ref().filter(|r| !r.is_savepoint).map(|r| record(job, r, None)),
+            "savepoint": h.latest_savepoint.as_ref().map(|r| record(job, r, None)),
+            "failed": h.latest_failed.as_ref().map(|r| record(job, r, None)),
             "restored": restored,
         },
-        "history": h.history.iter().map(|r| record(job, r, false)).collect::<Vec<_>>(),
+        "history": h.history.iter().map(|r| record(job, r, None)).collect::<Vec<_>>(),
     })))
 }
 
@@ -160,16 +171,81 @@ pub async fn config(ctx: Ctx, path: web::Path<String>) -> Result<HttpResponse, W
     })))
 }
 
-/// `GET /jobs/{id}/checkpoints/details/{cid}`.
+/// The record of checkpoint `cid` of the job a path names, with the job's view (404: an
+/// unknown job, a job without checkpoints, a checkpoint no longer in the history).
+fn checkpoint(
+    ctx: &RestContext,
+    id: &str,
+    cid: &str,
+) -> Result<(riffle_actors::JobId, std::sync::Arc<JobView>, CheckpointRecord), WebError> {
+    let (job, s) = stats(ctx, id)?;
+    let (_, v) = view(ctx, id)?;
+    let cid = params::number(cid, "checkpoint id")?;
+    let h = s.with_history(|h| h.view());
+    let r = h.history.into_iter().find(|r| r.id == cid).ok_or_else(|| {
+        WebError::NotFound(format!("checkpoint {cid} of job {job} is not in the history (web.checkpoints.history)"))
+    })?;
+    Ok((job, v, r))
+}
+
+/// `GET /jobs/{id}/checkpoints/details/{cid}`: one checkpoint with its per-vertex parts.
 pub async fn details(ctx: Ctx, path: web::Path<(String, String)>) -> Result<HttpResponse, WebError> {
     let (id, cid) = path.into_inner();
-    let (job, s) = stats(&ctx, &id)?;
-    let cid = params::number(&cid, "checkpoint id")?;
-    let h = s.with_history(|h| h.view());
-    let r = h
-        .history
-        .iter()
-        .find(|r| r.id == cid)
-        .ok_or_else(|| WebError::NotFound(format!("checkpoint {cid} of job {job} is not in the history")))?;
-    Ok(HttpResponse::Ok().json(record(job, r, true)))
+    let (job, v, r) = checkpoint(&ctx, &id, &cid)?;
+    Ok(HttpResponse::Ok().json(record(job, &r, Some(&v))))
+}
+
+/// `GET /jobs/{id}/checkpoints/details/{cid}/subtasks/{vid}`: one vertex's part of a
+/// checkpoint subtask by subtask (Flink's `TaskCheckpointStatisticsWithSubtaskDetails`): each
+/// acknowledgement's time, end-to-end duration, synchronous and asynchronous parts,
+/// persisted in-flight data and state size, with min/max/avg over the subtasks. A subtask
+/// that has not acknowledged is `pending_or_failed`.
+pub async fn subtasks(ctx: Ctx, path: web::Path<(String, String, String)>) -> Result<HttpResponse, WebError> {
+    let (id, cid, vid) = path.into_inner();
+    let (job, v, r) = checkpoint(&ctx, &id, &cid)?;
+    let index = params::vertex_index(job, &vid)?;
+    let x = v
+        .vertices
+        .get(index as usize)
+        .ok_or_else(|| WebError::NotFound(format!("job {job} has no vertex {}", params::printable(&vid))))?;
+    let t = r.vertices.get(&index).cloned().unwrap_or_default();
+    let subtasks: Vec<Value> = (0..x.parallelism)
+        .map(|i| match t.subtasks.get(&i) {
+            Some(a) => json!({
+                "@class": "completed",
+                "index": i,
+                "status": "completed",
+                "ack_timestamp": a.ack_ms,
+                "end_to_end_duration": (a.ack_ms - r.trigger_ms).max(0),
+                "state_size": a.state_size,
+                "checkpointed_size": a.state_size,
+                "checkpoint": {"sync": a.sync_ms, "async": a.async_ms},
+                "alignment": {"buffered": 0, "processed": 0, "persisted": a.persisted_data, "duration": a.alignment_ms},
+                "start_delay": 0,
+                "unaligned_checkpoint": a.persisted_data > 0,
+                "aborted": false,
+            }),
+            None => json!({"@class": "pending", "index": i, "status": "pending_or_failed"}),
+        })
+        .collect();
+    let acks: Vec<_> = t.subtasks.values().copied().collect();
+    let of = |f: &dyn Fn(&riffle_actors::checkpoint_history::SubtaskCheckpoint) -> u64| {
+        summary(acks.iter().map(f).collect::<Vec<_>>().into_iter())
+    };
+    let mut body = task_statistics(job, &r, index, x.parallelism);
+    body["summary"] = json!({
+        "state_size": of(&|a| a.state_size),
+        "checkpointed_size": of(&|a| a.state_size),
+        "end_to_end_duration": of(&|a| (a.ack_ms - r.trigger_ms).max(0) as u64),
+        "checkpoint_duration": {"sync": of(&|a| a.sync_ms), "async": of(&|a| a.async_ms)},
+        "alignment": {
+            "buffered": of(&|_| 0),
+            "processed": of(&|_| 0),
+            "persisted": of(&|a| a.persisted_data),
+            "duration": of(&|a| a.alignment_ms),
+        },
+        "start_delay": of(&|_| 0),
+    });
+    body["subtasks"] = json!(subtasks);
+    Ok(HttpResponse::Ok().json(body))
 }

@@ -230,7 +230,7 @@ async fn run_library(
         }
     }
     let named = b.entry_class.clone().or_else(|| q.entry_class.clone());
-    let config = super::programs::job_config(b)?;
+    let (config, warnings) = super::programs::job_config(ctx, b)?;
     let graph = web::block(move || -> Result<(String, riffle_api::JobGraph), WebError> {
         let entry = match named {
             Some(e) => e,
@@ -254,7 +254,7 @@ async fn run_library(
     .await
     .map_err(|e| WebError::Internal(format!("building the job failed: {e}")))?;
     let (entry, graph) = graph?;
-    submit(ctx, job, graph, &format!("{} of {}", entry, params::printable(name))).await
+    submit(ctx, job, graph, &format!("{} of {}", entry, params::printable(name)), &warnings).await
 }
 
 /// `DELETE /jars/{id}`: forgets the upload and deletes its file (jobs running from it go on:

@@ -298,16 +298,37 @@ fn task_label(e: &ExceptionEntry, v: &JobView) -> Option<String> {
     })
 }
 
-fn history_entry(e: &ExceptionEntry, v: &JobView, concurrent: Vec<Value>) -> Value {
+/// The cause chain as Java shows it: the failure, then `Caused by: ...` per cause.
+pub fn stack_trace(e: &ExceptionEntry) -> String {
+    match e.causes.split_first() {
+        None => e.exception.clone(),
+        Some((first, rest)) => {
+            let mut out = first.clone();
+            for c in rest {
+                out.push_str("\nCaused by: ");
+                out.push_str(c);
+            }
+            out
+        }
+    }
+}
+
+/// Where a failure happened as `host:port` (the TaskExecutor's, see
+/// [`RestContext::endpoint`]); the TaskExecutor's id when it is gone.
+fn location(ctx: &RestContext, e: &ExceptionEntry) -> Option<String> {
+    e.location.as_ref().map(|l| ctx.endpoint(l).unwrap_or_else(|| l.clone()))
+}
+
+fn history_entry(ctx: &RestContext, e: &ExceptionEntry, v: &JobView, concurrent: Vec<Value>) -> Value {
     let mut m = Map::new();
     m.insert("exceptionName".into(), json!(exception_name(e)));
-    m.insert("stacktrace".into(), json!(e.stacktrace()));
+    m.insert("stacktrace".into(), json!(stack_trace(e)));
     m.insert("timestamp".into(), json!(e.timestamp_ms));
     if let Some(t) = task_label(e, v) {
         m.insert("taskName".into(), json!(t));
     }
     if let Some(l) = &e.location {
-        m.insert("location".into(), json!(l));
+        m.insert("location".into(), json!(location(ctx, e)));
         m.insert("taskManagerId".into(), json!(l));
     }
     m.insert("isRootCause".into(), json!(e.is_root_cause));
@@ -318,7 +339,7 @@ fn history_entry(e: &ExceptionEntry, v: &JobView, concurrent: Vec<Value>) -> Val
 
 /// Groups a page of entries (newest first) as Flink does: each root cause with the failures
 /// of its attempt that happened alongside it.
-fn group(entries: &[ExceptionEntry], v: &JobView) -> Vec<Value> {
+fn group(ctx: &RestContext, entries: &[ExceptionEntry], v: &JobView) -> Vec<Value> {
     let mut out = Vec::new();
     let mut used = vec![false; entries.len()];
     for (i, e) in entries.iter().enumerate() {
@@ -329,15 +350,15 @@ fn group(entries: &[ExceptionEntry], v: &JobView) -> Vec<Value> {
         for (j, c) in entries.iter().enumerate() {
             if !c.is_root_cause && !used[j] && c.attempt == e.attempt {
                 used[j] = true;
-                concurrent.push(history_entry(c, v, vec![]));
+                concurrent.push(history_entry(ctx, c, v, vec![]));
             }
         }
         used[i] = true;
-        out.push((i, history_entry(e, v, concurrent)));
+        out.push((i, history_entry(ctx, e, v, concurrent)));
     }
     for (i, e) in entries.iter().enumerate() {
         if !used[i] {
-            out.push((i, history_entry(e, v, vec![])));
+            out.push((i, history_entry(ctx, e, v, vec![])));
         }
     }
     out.sort_by_key(|(i, _)| *i);
@@ -377,7 +398,7 @@ pub async fn exceptions(
         .await
         .map_err(|e| WebError::Unavailable(format!("the dispatcher is gone: {e}")))?
         .map_err(dispatcher_error)?;
-    let groups = group(&p.entries, &v);
+    let groups = group(&ctx, &p.entries, &v);
     let total = groups.len();
     let entries: Vec<Value> = groups.into_iter().skip(page.saturating_mul(size)).take(size).collect();
     let root = p.entries.iter().find(|e| e.is_root_cause);
@@ -389,7 +410,7 @@ pub async fn exceptions(
             json!({
                 "exception": e.exception,
                 "task": task_label(e, &v).unwrap_or_default(),
-                "location": e.location.clone().unwrap_or_default(),
+                "location": location(&ctx, e).unwrap_or_default(),
                 "timestamp": e.timestamp_ms,
                 "taskManagerId": e.location,
             })
@@ -409,4 +430,31 @@ pub async fn exceptions(
         body["total"] = json!(total);
     }
     Ok(HttpResponse::Ok().json(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(exception: &str, causes: &[&str]) -> ExceptionEntry {
+        ExceptionEntry {
+            timestamp_ms: 1,
+            exception: exception.into(),
+            task_name: None,
+            subtask_index: None,
+            location: None,
+            is_root_cause: true,
+            attempt: 0,
+            causes: causes.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_stack_trace_holds_the_cause_chain() {
+        assert_eq!(
+            stack_trace(&entry("sink failed", &["sink failed", "cannot write part-0", "disk full"])),
+            "sink failed\nCaused by: cannot write part-0\nCaused by: disk full"
+        );
+        assert_eq!(stack_trace(&entry("boom", &[])), "boom");
+    }
 }

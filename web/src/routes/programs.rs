@@ -97,11 +97,17 @@ pub fn check(ctx: &RestContext, b: &RunBody) -> Result<Option<Checked>, WebError
 /// The job's own options a submission gives: `flinkConfiguration`, the savepoint to resume
 /// from (it must exist) and whether its unclaimed state may be ignored. They go into the job's
 /// origin, so every process that builds the job has them.
-pub fn job_config(b: &RunBody) -> Result<riffle_api::Configuration, WebError> {
+///
+/// `flinkConfiguration` is checked before anything starts, as the CLI checks a file: a key
+/// close to a known one (a typo) or a value its option cannot parse is a 400 naming it; a key
+/// nothing like a known one comes back as a warning (riffle ignores it); the job's restart
+/// strategy and checkpointing, over the cluster's configuration, must be valid.
+pub fn job_config(ctx: &RestContext, b: &RunBody) -> Result<(riffle_api::Configuration, Vec<String>), WebError> {
     let mut config = riffle_api::Configuration::new();
     for (k, v) in &b.flink_configuration {
         config.set(k.as_str(), v.as_str());
     }
+    let warnings = check_config(ctx, &config)?;
     if let Some(p) = &b.savepoint_path {
         let p = p.strip_prefix("file://").unwrap_or(p);
         if !std::path::Path::new(p).exists() {
@@ -112,15 +118,35 @@ pub fn job_config(b: &RunBody) -> Result<riffle_api::Configuration, WebError> {
     if b.allow_non_restored_state {
         config.set("execution.savepoint.ignore-unclaimed-state", "true");
     }
-    Ok(config)
+    Ok((config, warnings))
 }
 
-/// Submits `graph` as `job`: 200 `{"jobid"}`.
+/// The warnings of a job's own configuration, or why it is refused (see [`job_config`]).
+fn check_config(ctx: &RestContext, config: &riffle_api::Configuration) -> Result<Vec<String>, WebError> {
+    let mut warnings = Vec::new();
+    if let Some(registry) = &ctx.config_registry {
+        let review = registry.review(config);
+        if !review.refused.is_empty() {
+            return Err(WebError::BadRequest(format!("flinkConfiguration: {}", review.refused.join("; "))));
+        }
+        warnings = review.warnings;
+    }
+    let mut merged = ctx.cluster_config.clone();
+    merged.merge(config);
+    let refused = |e: riffle_api::ConfigError| WebError::BadRequest(format!("flinkConfiguration: {e}"));
+    riffle_actors::restart_strategy::RestartStrategy::from_config(&merged).map_err(refused)?;
+    riffle_actors::checkpoint_coordinator::CheckpointSettings::from_config(&merged).map_err(refused)?;
+    Ok(warnings)
+}
+
+/// Submits `graph` as `job`: 200 `{"jobid"}`, with `"warnings"` about its configuration when
+/// there are any.
 pub async fn submit(
     ctx: &RestContext,
     job: JobId,
     graph: riffle_api::JobGraph,
     what: &str,
+    warnings: &[String],
 ) -> Result<HttpResponse, WebError> {
     let r = ctx
         .dispatcher
@@ -133,7 +159,11 @@ pub async fn submit(
         Err(DispatcherError::Duplicate(_)) => {}
         Err(e) => return Err(dispatcher_error(e)),
     }
-    Ok(HttpResponse::Ok().json(json!({ "jobid": job.to_string() })))
+    let mut body = json!({ "jobid": job.to_string() });
+    if !warnings.is_empty() {
+        body["warnings"] = json!(warnings);
+    }
+    Ok(HttpResponse::Ok().json(body))
 }
 
 /// `POST /programs/{name}/run`: 200 `{"jobid"}`; the same `jobId` again returns that job.
@@ -149,9 +179,10 @@ pub async fn run(ctx: Ctx, path: web::Path<String>, body: web::Bytes) -> Result<
     if !programs.list().iter().any(|p| p.name == name) {
         return Err(WebError::NotFound(format!("no program named '{}'", params::printable(&name))));
     }
-    let origin = riffle_api::JobOrigin::builtin(&name, &args, b.parallelism).with_config(job_config(&b)?);
+    let (config, warnings) = job_config(&ctx, &b)?;
+    let origin = riffle_api::JobOrigin::builtin(&name, &args, b.parallelism).with_config(config);
     let graph = web::block(move || programs.build(&origin))
         .await
         .map_err(|e| WebError::Internal(format!("building the job failed: {e}")))??;
-    submit(&ctx, job, graph, &name).await
+    submit(&ctx, job, graph, &name, &warnings).await
 }

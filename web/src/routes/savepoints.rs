@@ -123,15 +123,16 @@ pub async fn trigger(ctx: Ctx, path: web::Path<String>, body: web::Bytes) -> Res
     start(&ctx, job, b.trigger_id, target(b.target_directory)?, then)
 }
 
-/// `POST /jobs/{id}/stop`: stop with a savepoint. riffle's stop always drains (the sources
-/// end their input after the savepoint's barrier, so windows fire and the job FINISHES);
-/// `drain` is accepted for compatibility.
+/// `POST /jobs/{id}/stop`: stop with a savepoint; the job ends FINISHED. With `drain: true`
+/// the sources end their input after the savepoint's barrier (a final watermark: windows
+/// fire, everything in flight is processed); with `drain: false` (Flink's default) every
+/// subtask is stopped where it is right after the savepoint, without a final watermark.
 pub async fn stop(ctx: Ctx, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, WebError> {
     let (job, _) = view(&ctx, &path)?;
     let b: StopBody = crate::body::parse(&body)?;
     check_format(&b.format_type)?;
-    let _ = b.drain;
-    start(&ctx, job, b.trigger_id, target(b.target_directory)?, AfterSavepoint::Stop)
+    let then = if b.drain { AfterSavepoint::Stop } else { AfterSavepoint::StopWithoutDrain };
+    start(&ctx, job, b.trigger_id, target(b.target_directory)?, then)
 }
 
 /// `GET /jobs/{id}/savepoints/{trigger}`.

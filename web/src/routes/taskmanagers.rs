@@ -33,7 +33,28 @@ pub fn memory_sample(state_budget: Option<u64>) -> MemorySample {
         free_memory: proc_kb("/proc/meminfo", "MemAvailable:").unwrap_or(0),
         cpu_cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
         state_budget_per_backend: state_budget,
+        cpu_ms: process_cpu_ms().unwrap_or(0),
+        threads: proc_field("/proc/self/status", "Threads:").and_then(|t| t.parse().ok()).unwrap_or(0),
+        rss_peak: proc_kb("/proc/self/status", "VmHWM:").unwrap_or(0),
     }
+}
+
+/// The value of a `<field> <value>` line of a `/proc` file.
+fn proc_field(file: &str, field: &str) -> Option<String> {
+    let s = std::fs::read_to_string(file).ok()?;
+    let line = s.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1).map(str::to_string)
+}
+
+/// CPU time this process used, user and system, ms (`utime` and `stime` of `/proc/self/stat`,
+/// in clock ticks of 10 ms: Linux's USER_HZ is 100).
+pub fn process_cpu_ms() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised name: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
+    Some((ticks(11)? + ticks(12)?) * 10)
 }
 
 /// What is known of one TaskExecutor's process: its memory (None until a remote one's first

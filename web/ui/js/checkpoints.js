@@ -3,7 +3,7 @@
 
 import { getJson, seg } from './api.js';
 import { barChart } from './chart.js';
-import { h, kvTable, replace, section, stateBadge, table } from './dom.js';
+import { h, kvTable, link, replace, section, stateBadge, table } from './dom.js';
 import { formatBytes, formatDuration, formatTime, formatValue } from './format.js';
 
 function notEnabled(err) {
@@ -88,9 +88,10 @@ function charts(history) {
   ]);
 }
 
-function historyTable(history) {
+function historyTable(history, jobId) {
   const rows = history.map((cp) => h('tr', { 'data-testid': 'checkpoint-row', 'data-checkpoint-id': String(cp.id) }, [
-    h('td', { class: 'num' }, String(cp.id)),
+    h('td', { class: 'num' }, link(`/jobs/${jobId}/checkpoints/${cp.id}`, String(cp.id),
+      { 'data-testid': 'checkpoint-link', title: 'per operator and subtask' })),
     h('td', {}, [stateBadge(cp.status), cp.is_savepoint ? h('span', { class: 'badge' }, 'savepoint') : null]),
     h('td', { class: 'nowrap' }, formatTime(cp.trigger_timestamp)),
     h('td', { class: 'nowrap' }, formatTime(cp.latest_ack_timestamp)),
@@ -141,7 +142,7 @@ export function create(container, jobId, ctx) {
         section('Summary', summary(stats.summary || {})),
         section('Duration and size per checkpoint',
           history.length ? charts(history) : h('p', { class: 'muted' }, 'No checkpoints yet')),
-        section('History', historyTable(history)),
+        section('History', historyTable(history, jobId)),
       ]);
     },
   };

@@ -61,7 +61,10 @@ export function create(container, jobId, ctx) {
     const meta = [
       ['Time', formatTime(entry.timestamp)],
       ['Task', entry.taskName || '(global failure)'],
-      ['Location', entry.location || '-'],
+      ['Location', entry.location
+        ? `${entry.location}${entry.taskManagerId && entry.taskManagerId !== entry.location
+          ? ` (${entry.taskManagerId})` : ''}`
+        : '-'],
       ['Attempt', entry.attempt ?? '-'],
     ];
     const message = firstLine(entry.stacktrace);

@@ -2,7 +2,7 @@
 // successive polls of GET jobs/<id>.
 
 import { getJson, seg } from './api.js';
-import { h, replace, section, table } from './dom.js';
+import { h, link, replace, section, table } from './dom.js';
 import { formatBytes, formatCount, formatDuration, formatPercent, formatRate, formatTime } from './format.js';
 import { planEdges, renderGraph } from './graph.js';
 
@@ -85,24 +85,25 @@ export function create(container, jobId, ctx) {
         const r = rates.get(v.id) || {};
         const level = v['backpressure-level'] || 'ok';
         return h('tr', { 'data-testid': 'vertex-row', 'data-vertex-id': v.id }, [
-          h('td', { class: 'vertex-name-cell' }, [h('div', {}, v.name), h('div', { class: 'mono small' }, v.id)]),
+          h('td', { class: 'vertex-name-cell', title: `${v.name}\n${v.id}` }, [
+            link(`/jobs/${jobId}/vertices/${v.id}`, v.name, { 'data-testid': 'vertex-link', class: 'vertex-name' }),
+            h('div', { class: 'mono small muted' }, v.id)]),
           h('td', {}, h('span', { class: `badge state state-${String(v.status).toLowerCase()}` }, v.status)),
           h('td', { class: 'num' }, String(v.parallelism ?? '-')),
-          h('td', { class: 'num' }, formatCount(m['read-records'])),
-          h('td', { class: 'num' }, formatCount(m['write-records'])),
-          h('td', { class: 'num' }, formatBytes(m['read-bytes'])),
-          h('td', { class: 'num' }, formatBytes(m['write-bytes'])),
-          h('td', { class: 'num' }, formatRate(r.in)),
-          h('td', { class: 'num' }, formatRate(r.out)),
+          h('td', { class: 'num' }, [formatCount(m['read-records']), h('div', { class: 'small muted' },
+            formatBytes(m['read-bytes']))]),
+          h('td', { class: 'num' }, [formatCount(m['write-records']), h('div', { class: 'small muted' },
+            formatBytes(m['write-bytes']))]),
+          h('td', { class: 'num' }, `${formatRate(r.in)} / ${formatRate(r.out)}`),
           h('td', {}, [h('span', { class: `badge bp-${level}` }, level), ' ', formatPercent(v['backpressured-ratio'])]),
           h('td', {}, vertexTaskCounts(v.tasks)),
-          h('td', { class: 'nowrap' }, formatTime(v['start-time'])),
-          h('td', {}, formatDuration(v.duration)),
+          h('td', {}, [h('div', { class: 'nowrap' }, formatTime(v['start-time'])),
+            h('div', { class: 'small muted' }, formatDuration(v.duration))]),
         ]);
       });
-      replace(verticesBox, table(['Name', 'Status', 'Parallelism', 'Records received', 'Records sent',
-        'Bytes received', 'Bytes sent', 'Records/s in', 'Records/s out', 'Backpressure', 'Tasks',
-        'Start time', 'Duration'], rows, { 'data-testid': 'vertex-table', empty: 'No vertices' }));
+      replace(verticesBox, table(['Name', 'Status', 'Parallelism', 'Received (records, bytes)',
+        'Sent (records, bytes)', 'Records/s in / out', 'Backpressure', 'Tasks', 'Start, duration'], rows,
+      { 'data-testid': 'vertex-table', class: 'vertex-table', empty: 'No vertices' }));
     },
   };
 }

@@ -49,6 +49,7 @@ export function mount(root, params, ctx) {
 
   const tab = TABS[params.tab].create(content, jobId, ctx);
   let job = null;
+  let missing = false;
   let savepointRunning = false;
 
   cancelButton.addEventListener('click', async () => {
@@ -123,7 +124,22 @@ export function mount(root, params, ctx) {
 
   return {
     async refresh() {
-      const answer = await getJson(`jobs/${seg(jobId)}`);
+      if (missing) return; // an unknown job stays unknown: no more polling
+      let answer;
+      try {
+        answer = await getJson(`jobs/${seg(jobId)}`);
+      } catch (err) {
+        if (err.status !== 404 && err.status !== 400) throw err;
+        if (!ctx.alive()) return;
+        missing = true;
+        replace(root, h('section', { class: 'card', 'data-testid': 'job-not-found' }, [
+          h('h2', {}, 'Job not found'),
+          h('p', {}, [`This cluster has no job "${jobId}" `,
+            h('span', { class: 'muted' }, `(${err.messages ? err.messages.join('; ') : err.message})`), '.']),
+          h('a', { href: '#/jobs' }, 'Go to the job list'),
+        ]));
+        return;
+      }
       if (!ctx.alive()) return;
       job = answer;
       renderHeader();

@@ -1,9 +1,21 @@
-// JobManager page (#/jobmanager[/config|/logs|/thread-dump]).
+// JobManager page (#/jobmanager[/config|/logs|/thread-dump|/metrics]).
 
 import { getJson } from './api.js';
 import { h, replace, table, tabs } from './dom.js';
 import { logViewer } from './logviewer.js';
 import { threadDump } from './threaddump.js';
+import { loadMetrics, metricsTable } from './process-metrics.js';
+
+function metricsView(container, ctx) {
+  replace(container, h('div', {}, 'Loading metrics…'));
+  return {
+    async load() {
+      const metrics = await loadMetrics('jobmanager/metrics');
+      if (!ctx.alive()) return;
+      replace(container, metricsTable(metrics, 'jm-metrics'));
+    },
+  };
+}
 
 function configView(container) {
   const filter = h('input', { type: 'search', placeholder: 'Filter keys and values', 'data-testid': 'config-filter',
@@ -32,7 +44,7 @@ function configView(container) {
   };
 }
 
-export function mount(root, params) {
+export function mount(root, params, ctx) {
   const container = h('div', { 'data-testid': `jm-tab-${params.tab}` });
   replace(root, [
     h('h1', {}, 'Job Manager'),
@@ -41,9 +53,15 @@ export function mount(root, params) {
       { route: '/jobmanager/logs', label: 'Logs', active: params.tab === 'logs', testid: 'tab-jm-logs' },
       { route: '/jobmanager/thread-dump', label: 'Thread dump', active: params.tab === 'thread-dump',
         testid: 'tab-jm-thread-dump' },
+      { route: '/jobmanager/metrics', label: 'Metrics', active: params.tab === 'metrics', testid: 'tab-jm-metrics' },
     ]),
     container,
   ]);
+  if (params.tab === 'metrics') {
+    // live figures: read again at every refresh
+    const view = metricsView(container, ctx);
+    return { refresh: () => view.load() };
+  }
   const view = params.tab === 'config' ? configView(container)
     : params.tab === 'logs' ? logViewer(container, 'jobmanager/logs')
       : threadDump(container, 'jobmanager/thread-dump');

@@ -9,10 +9,23 @@ import { formatBytes, formatTime } from './format.js';
 const MAX_SHOWN = 1024 * 1024; // larger files are shown from their last MiB (Range request)
 
 /**
- * Mounts a log viewer into `container` for `base` ("jobmanager/logs" or
- * "taskmanagers/<tm>/logs"). Returns {load()} which (re)loads the list and the open file.
+ * The main log among `files`: the newest `*.log` file, preferring names that contain `prefer`
+ * (a TaskManager's id: its own log in a directory it shares with the JobManager); null if none.
  */
-export function logViewer(container, base) {
+export function mainLog(files, prefer) {
+  const logs = files.filter((f) => /\.log$/.test(f.name));
+  const own = prefer ? logs.filter((f) => f.name.includes(prefer)) : [];
+  const pick = (own.length ? own : logs).sort((a, b) => (b.mtime ?? 0) - (a.mtime ?? 0));
+  return pick.length ? pick[0].name : null;
+}
+
+/**
+ * Mounts a log viewer into `container` for `base` ("jobmanager/logs" or
+ * "taskmanagers/<tm>/logs"). Returns {load()} which (re)loads the list and the open file; the
+ * first load opens the main log (see mainLog; `prefer` names the TaskManager).
+ */
+export function logViewer(container, base, prefer) {
+  let opened = false;
   let files = [];
   let selected = null;
 
@@ -89,6 +102,11 @@ export function logViewer(container, base) {
       content.textContent = '';
       note.textContent = '';
     }
+    if (selected === null && !opened) {
+      // A page opens on its main log, as Flink's does.
+      selected = mainLog(files, prefer);
+    }
+    opened = true;
     renderList();
     if (selected !== null) await open(selected);
   }

@@ -2,7 +2,6 @@
 // POST programs/<name>/run, then go to the new job.
 
 import { getJson, sendJson, seg } from './api.js';
-import { showError } from './banner.js';
 import { h, replace, section, table } from './dom.js';
 
 /** A random 32-hex job id, so that a repeated request cannot start a second job. */
@@ -45,9 +44,15 @@ function programForm(program, ctx) {
   const config = h('textarea', { rows: 3, 'data-testid': 'program-config', placeholder: 'key=value, one per line' });
   const submit = h('button', { type: 'submit', class: 'primary', 'data-testid': 'program-submit' }, 'Submit');
   const status = h('span', { class: 'muted', 'data-testid': 'program-status' });
+  // Errors of this form show next to it, not only in the page's banner.
+  const formError = h('div', { class: 'form-error failure', 'data-testid': 'program-error', hidden: true });
+  const fail = (err) => {
+    formError.textContent = err && Array.isArray(err.messages) ? err.messages.join('; ') : String(err.message || err);
+    formError.hidden = false;
+  };
 
   const form = h('form', { class: 'program-form', 'data-testid': 'program-form', 'data-program': program.name }, [
-    field('Program arguments', argsInput, 'one argument per line (e.g. --events, then 1000 on the next line); empty: the program\'s defaults'),
+    field('Program arguments', argsInput, 'one per line, --name then its value: e.g. "--events" and "1000" on the next line; empty: the program\'s defaults'),
     h('div', { class: 'row' }, [
       field('Parallelism', parallelism),
       field('Restore from savepoint', savepoint),
@@ -55,10 +60,12 @@ function programForm(program, ctx) {
     ]),
     field('Configuration overrides', config),
     h('div', { class: 'row' }, [submit, status]),
+    formError,
   ]);
 
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
+    formError.hidden = true;
     const body = { programArgsList: lines(argsInput.value) };
     try {
       if (parallelism.value.trim() !== '') {
@@ -73,7 +80,7 @@ function programForm(program, ctx) {
       const overrides = parseConfig(config.value);
       if (Object.keys(overrides).length) body.flinkConfiguration = overrides;
     } catch (err) {
-      showError(err, `Submit ${program.name}`);
+      fail(err);
       return;
     }
     body.jobId = newJobId();
@@ -82,10 +89,18 @@ function programForm(program, ctx) {
     try {
       const answer = await sendJson('POST', `programs/${seg(program.name)}/run`, body);
       status.textContent = `Submitted job ${answer.jobid}`;
+      if (Array.isArray(answer.warnings) && answer.warnings.length) {
+        // The job runs; say what of its configuration riffle ignores, next to the form.
+        replace(status, ['Submitted ', h('a', { href: `#/jobs/${seg(answer.jobid)}`, 'data-testid': 'program-job-link' },
+          `job ${answer.jobid}`), ' with warnings:']);
+        formError.textContent = answer.warnings.join('\n');
+        formError.hidden = false;
+        return;
+      }
       if (ctx.alive()) ctx.navigate(`#/jobs/${seg(answer.jobid)}`);
     } catch (err) {
       status.textContent = 'Submission failed';
-      showError(err, `Submit ${program.name}`);
+      fail(err);
     } finally {
       submit.disabled = false;
     }

@@ -5,6 +5,7 @@ import { h, kvTable, link, replace, section, table, tabs } from './dom.js';
 import { formatBytes, formatCount, formatTime, formatValue } from './format.js';
 import { logViewer } from './logviewer.js';
 import { threadDump } from './threaddump.js';
+import { loadMetrics, metricsTable } from './process-metrics.js';
 
 const RESOURCE_KEYS = ['cpuCores', 'taskHeapMemory', 'taskOffHeapMemory', 'managedMemory', 'networkMemory'];
 const MEMORY_KEYS = ['frameworkHeap', 'taskHeap', 'frameworkOffHeap', 'taskOffHeap', 'networkMemory',
@@ -58,6 +59,8 @@ function overviewTab(container, tmId, ctx) {
     async refresh() {
       const tm = await getJson(`taskmanagers/${seg(tmId)}`);
       if (!ctx.alive()) return;
+      const processMetrics = await loadMetrics(`taskmanagers/${seg(tmId)}/metrics`);
+      if (!ctx.alive()) return;
       const hw = tm.hardware || {};
       const mem = tm.memoryConfiguration || {};
       const metrics = tm.metrics || {};
@@ -84,6 +87,7 @@ function overviewTab(container, tmId, ctx) {
           ...(typeof metrics.residentMemory === 'number'
             ? [['Resident memory', h('span', { 'data-testid': 'tm-rss' }, formatBytes(metrics.residentMemory))]] : []),
         ])),
+        section('Process (measured where it runs)', metricsTable(processMetrics, 'tm-process-metrics')),
         section('Resources', resources(tm)),
         section('Memory configuration', kvTable(memKeys.map((key) => [key, formatBytes(mem[key])]),
           { 'data-testid': 'tm-memory' })),
@@ -119,7 +123,7 @@ function detailPage(root, params, ctx) {
   ]);
   if (params.tab === 'overview') return overviewTab(container, tmId, ctx);
   const view = params.tab === 'logs'
-    ? logViewer(container, `taskmanagers/${seg(tmId)}/logs`)
+    ? logViewer(container, `taskmanagers/${seg(tmId)}/logs`, tmId)
     : threadDump(container, `taskmanagers/${seg(tmId)}/thread-dump`);
   let loaded = false;
   return {

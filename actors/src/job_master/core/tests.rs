@@ -612,6 +612,20 @@ fn savepoints() {
     let got = words(&core.on(JobInput::SavepointFinished { succeeded: true }, clock()));
     assert_eq!(got, ["status:CANCELLING", "stop-checkpointing", "cancel:4", "timer:cancel@0"]);
 
+    // Stop without draining: every subtask is stopped where it is, and the job FINISHES.
+    let mut core = new_core(RestartStrategy::None);
+    for i in to_running() {
+        core.on(i, clock());
+    }
+    assert_eq!(core.begin_savepoint(AfterSavepoint::StopWithoutDrain), Ok(()));
+    let got = words(&core.on(JobInput::SavepointFinished { succeeded: true }, clock()));
+    assert_eq!(got, ["stop-checkpointing", "cancel:4", "timer:cancel@0"]);
+    assert_eq!(core.status(), JobStatus::Running);
+    for (v, s) in ALL {
+        core.on(report(v, s, 0, TaskOutcome::Canceled), clock());
+    }
+    assert_eq!(core.status(), JobStatus::Finished, "stopped subtasks are no failure");
+
     // A failed savepoint leaves the job running, and another may be asked for.
     let mut core = new_core(RestartStrategy::None);
     for i in to_running() {
