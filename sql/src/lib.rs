@@ -6,7 +6,14 @@
 //! what Flink means differently from DataFusion is a rewrite or a registered function, never a
 //! second evaluator.
 
+pub mod catalog;
 pub mod changelog;
+pub mod ddl;
+pub mod error;
+pub mod statement;
+pub mod types;
+
+pub use error::{Result, SqlError};
 
 /// The DataFusion crates riffle's SQL layer is built on, re-exported so that users of
 /// `riffle-sql` (functions, connectors from plugins) name the same versions.
