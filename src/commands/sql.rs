@@ -20,7 +20,7 @@ pub fn run(
     mut conf: Configuration,
 ) -> Result<()> {
     if let Some(p) = parallelism {
-        conf.set("table.exec.resource.default-parallelism", p.to_string());
+        conf.set(riffle::sql::options::DEFAULT_PARALLELISM.key(), p.to_string());
     }
     let mut env = TableEnvironment::new(conf);
     match file {

@@ -8,11 +8,14 @@ pub mod to_timestamp_ltz;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use datafusion_expr::planner::ExprPlanner;
 use datafusion_expr::{AggregateUDF, ScalarUDF, WindowUDF};
 
-/// Every function by name.
+/// Every function by name, and DataFusion's planners of function-like syntax (`SUBSTRING(s
+/// FROM 2)`, `EXTRACT`, `POSITION`, `COUNT(*)`, struct and map literals).
 #[derive(Debug, Clone)]
 pub struct Functions {
+    expr_planners: Vec<Arc<dyn ExprPlanner>>,
     scalar: BTreeMap<String, Arc<ScalarUDF>>,
     aggregate: BTreeMap<String, Arc<AggregateUDF>>,
     window: BTreeMap<String, Arc<WindowUDF>>,
@@ -20,7 +23,15 @@ pub struct Functions {
 
 impl Default for Functions {
     fn default() -> Self {
-        let mut f = Functions { scalar: BTreeMap::new(), aggregate: BTreeMap::new(), window: BTreeMap::new() };
+        let expr_planners: Vec<Arc<dyn ExprPlanner>> = vec![
+            Arc::new(datafusion_functions::core::planner::CoreFunctionPlanner::default()),
+            Arc::new(datafusion_functions::unicode::planner::UnicodeFunctionPlanner),
+            Arc::new(datafusion_functions::datetime::planner::DatetimeFunctionPlanner),
+            Arc::new(datafusion_functions_aggregate::planner::AggregateFunctionPlanner),
+            Arc::new(datafusion_functions_window::planner::WindowFunctionPlanner),
+        ];
+        let mut f =
+            Functions { expr_planners, scalar: BTreeMap::new(), aggregate: BTreeMap::new(), window: BTreeMap::new() };
         for udf in datafusion_functions::all_default_functions() {
             f.add_scalar(udf);
         }
@@ -47,6 +58,11 @@ impl Functions {
         for name in std::iter::once(udf.name().to_string()).chain(udf.aliases().iter().cloned()) {
             self.scalar.insert(name.to_lowercase(), udf.clone());
         }
+    }
+
+    /// DataFusion's planners of function-like syntax.
+    pub fn expr_planners(&self) -> &[Arc<dyn ExprPlanner>] {
+        &self.expr_planners
     }
 
     /// The scalar function `name`.

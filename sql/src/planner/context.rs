@@ -141,6 +141,10 @@ impl ContextProvider for PlanContext<'_> {
         }
     }
 
+    fn get_expr_planners(&self) -> &[Arc<dyn datafusion_expr::planner::ExprPlanner>] {
+        self.functions.expr_planners()
+    }
+
     fn get_function_meta(&self, name: &str) -> Option<Arc<ScalarUDF>> {
         self.functions.scalar(name)
     }

@@ -3,8 +3,8 @@
 //! - `a % b` is Flink's `MOD(a, b)` (typed as `b`): the AST's `%` becomes a call of the
 //!   registered `MOD` (`functions/flink_mod.rs`).
 //! - An integer literal that fits 32 bits is an `INT` in Flink (DataFusion: `BIGINT`), so
-//!   `MOD(id, 1000)` is `INT` and `1 + 1` is `INT`, as in Flink: a rewrite of the logical
-//!   plan's literals before type coercion.
+//!   `MOD(id, 1000)` is `INT` and `1 + 1` is `INT`, as in Flink; `0.908` is `DECIMAL(4, 3)`
+//!   (DataFusion: `(3, 3)`): a rewrite of the logical plan's literals before type coercion.
 
 use std::ops::ControlFlow;
 
@@ -76,11 +76,15 @@ pub fn flink_literals(plan: LogicalPlan) -> datafusion_common::Result<LogicalPla
     .map(|t| t.data)
 }
 
-/// An integer literal that fits 32 bits as an `INT` literal.
+/// A literal typed as Flink types it: an integer that fits 32 bits is an `INT`; a decimal
+/// below 1 counts its leading zero in the precision (`0.908` is `DECIMAL(4, 3)`).
 pub fn int_literal(e: Expr) -> datafusion_common::Result<Transformed<Expr>> {
     Ok(match e {
         Expr::Literal(ScalarValue::Int64(Some(v)), meta) if i32::try_from(v).is_ok() => {
             Transformed::yes(Expr::Literal(ScalarValue::Int32(Some(v as i32)), meta))
+        }
+        Expr::Literal(ScalarValue::Decimal128(v, p, s), meta) if s >= 0 && p as i16 <= s as i16 && p < 38 => {
+            Transformed::yes(Expr::Literal(ScalarValue::Decimal128(v, s as u8 + 1, s), meta))
         }
         other => Transformed::no(other),
     })

@@ -70,6 +70,16 @@ impl<'a> Translator<'a> {
         match plan {
             LogicalPlan::Projection(p) => {
                 let input = self.query(&p.input)?;
+                // A projection that only renames (an INSERT's aliases) passes batches on as
+                // they are: columns are found by position.
+                let renames_only = p.expr.len() == p.input.schema().fields().len()
+                    && p.expr.iter().enumerate().all(|(i, e)| match e.clone().unalias() {
+                        Expr::Column(c) => p.input.schema().index_of_column(&c).ok() == Some(i),
+                        _ => false,
+                    });
+                if renames_only {
+                    return Ok(input);
+                }
                 let exprs = p.expr.iter().map(|e| self.physical(e, p.input.schema())).collect::<Result<Vec<_>>>()?;
                 let name =
                     format!("Calc(select=[{}])", p.expr.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", "));
