@@ -10,6 +10,7 @@ use std::ops::ControlFlow;
 
 use datafusion_common::tree_node::{Transformed, TreeNode};
 use datafusion_common::ScalarValue;
+use datafusion_expr::expr_rewriter::NamePreserver;
 use datafusion_expr::{Expr, LogicalPlan};
 use datafusion_sql::sqlparser::ast::{
     self, BinaryOperator, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, ObjectName,
@@ -70,7 +71,13 @@ pub fn flink_literals(plan: LogicalPlan) -> datafusion_common::Result<LogicalPla
         if !matches!(node, LogicalPlan::Projection(_) | LogicalPlan::Filter(_)) {
             return node.recompute_schema().map(Transformed::yes);
         }
-        let rewritten = node.map_expressions(|e| e.transform_up(int_literal))?;
+        // A rewritten expression keeps its old name: a parent refers to an unaliased
+        // expression's output column by the expression's text.
+        let names = NamePreserver::new(&node);
+        let rewritten = node.map_expressions(|e| {
+            let saved = names.save(&e);
+            e.transform_up(int_literal)?.map_data(|e| Ok(saved.restore(e)))
+        })?;
         rewritten.map_data(|p| p.recompute_schema())
     })
     .map(|t| t.data)
