@@ -315,7 +315,8 @@ impl TableEnvironment {
     fn explain(&self, inner: Statement) -> Result<TableResult> {
         let mut text = String::new();
         let p = self.parallelism()?;
-        let env = StreamEnvironment::with_config(self.config());
+        let mut env = StreamEnvironment::with_config(self.config());
+        env.set_parallelism(p);
         let (hints, statements): (Hints, Vec<datafusion_sql::sqlparser::ast::Statement>) = match inner {
             Statement::Insert(i) => (i.hints, vec![i.statement]),
             Statement::StatementSet(inserts) => {
@@ -354,7 +355,8 @@ impl TableEnvironment {
     fn run_inserts(&mut self, inserts: Vec<Insert>) -> Result<TableResult> {
         let p = self.parallelism()?;
         let config = self.config();
-        let env = StreamEnvironment::with_config(config.clone());
+        let mut env = StreamEnvironment::with_config(config.clone());
+        env.set_parallelism(p);
         let mut outputs = Vec::new();
         let mut targets = Vec::new();
         for insert in inserts {
@@ -381,7 +383,8 @@ impl TableEnvironment {
     fn run_query(&mut self, query: datafusion_sql::sqlparser::ast::Query, hints: &Hints) -> Result<TableResult> {
         let p = self.parallelism()?;
         let config = self.config();
-        let env = StreamEnvironment::with_config(config.clone());
+        let mut env = StreamEnvironment::with_config(config.clone());
+        env.set_parallelism(p);
         let ctx = PlanContext::new(&self.catalogs, &self.functions, hints);
         let plan = planner::optimize(&ctx, planner::query_plan(&ctx, query)?)?;
         let mut translator = Translator::new(&env, &self.connectors, &ctx, p);
