@@ -56,7 +56,7 @@ pub struct Insert {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Statement {
     /// `CREATE TABLE`.
-    CreateTable(CreateTable),
+    CreateTable(Box<CreateTable>),
     /// `CREATE [TEMPORARY] VIEW [IF NOT EXISTS] name [(cols)] AS query`.
     CreateView {
         /// Name parts.
@@ -138,7 +138,7 @@ pub enum Statement {
     /// `USE [cat.]name`.
     UseDatabase(Vec<String>),
     /// `INSERT INTO t ...`.
-    Insert(Insert),
+    Insert(Box<Insert>),
     /// `EXECUTE STATEMENT SET BEGIN INSERT ..; INSERT ..; END` (also without `EXECUTE`): one
     /// job for all the inserts.
     StatementSet(Vec<Insert>),
@@ -278,7 +278,7 @@ fn parse_statement(p: &mut Parser<'_>) -> Result<Statement> {
         Some("EXECUTE") | Some("BEGIN") if peek_statement_set(p) => parse_statement_set(p),
         Some("INSERT") => {
             let statement = p.parse_statement()?;
-            Ok(Statement::Insert(insert(statement, &first)?))
+            Ok(Statement::Insert(Box::new(insert(statement, &first)?)))
         }
         Some("SELECT") | Some("WITH") | Some("VALUES") => {
             Ok(Statement::Query { query: p.parse_query()?, hints: Hints::new() })
@@ -345,7 +345,7 @@ fn parse_create(p: &mut Parser<'_>) -> Result<Statement> {
     p.next_token();
     let temporary = p.parse_keyword(Keyword::TEMPORARY) || parse_words(p, &["TEMPORARY"]);
     if p.parse_keyword(Keyword::TABLE) {
-        return Ok(Statement::CreateTable(parse_create_table(p, temporary)?));
+        return Ok(Statement::CreateTable(Box::new(parse_create_table(p, temporary)?)));
     }
     if p.parse_keyword(Keyword::VIEW) {
         let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);

@@ -227,7 +227,7 @@ impl TableEnvironment {
                 self.catalogs.use_database(&name)?;
                 Ok(TableResult::ok())
             }
-            Statement::Insert(insert) => self.run_inserts(vec![insert]),
+            Statement::Insert(insert) => self.run_inserts(vec![*insert]),
             Statement::StatementSet(inserts) => self.run_inserts(inserts),
             Statement::Query { query, hints } => self.run_query(*query, &hints),
         }

@@ -13,7 +13,7 @@ pub enum ColumnKind {
     /// Read from (or written to) the connector.
     Physical,
     /// `name AS expr`: computed from the physical columns after the source.
-    Computed(SqlExpr),
+    Computed(Box<SqlExpr>),
     /// `name TYPE METADATA [FROM 'key'] [VIRTUAL]`: a connector's metadata (a virtual one is
     /// only read, never written).
     Metadata {

@@ -143,7 +143,7 @@ fn parse_element(p: &mut Parser<'_>, table: &mut TableDef) -> Result<()> {
             name,
             data_type: DataType::Null,
             nullable: true,
-            kind: ColumnKind::Computed(expr),
+            kind: ColumnKind::Computed(Box::new(expr)),
             comment,
         });
         return Ok(());

@@ -3,8 +3,6 @@
 //! computed columns cast back to `BIGINT`). DataFusion's `%` types the result as the common
 //! type of both sides, so Flink's typing is this function and `%` is rewritten to it.
 
-use std::sync::Arc;
-
 use arrow::array::{Array, ArrayRef, Datum, Scalar};
 use arrow::compute::kernels::numeric::rem;
 use arrow::datatypes::DataType;
@@ -84,6 +82,6 @@ impl ScalarUDFImpl for FlinkMod {
             return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(&out, 0)?));
         }
         debug_assert_eq!(out.len(), args.number_rows);
-        Ok(ColumnarValue::Array(Arc::new(out) as ArrayRef).cast_to(args.return_type(), None)?)
+        Ok(ColumnarValue::Array(out))
     }
 }

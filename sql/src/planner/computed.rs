@@ -41,7 +41,7 @@ pub fn plan_columns(ctx: &PlanContext<'_>, table: &TableDef) -> Result<ColumnExp
                 .push(Expr::Column(DfColumn::new(Some(table.name.as_str()), c.name.as_str())).alias(c.name.as_str())),
             ColumnKind::Computed(sql) => {
                 let e = planner
-                    .sql_to_expr(flink_expr(sql.clone()), &physical, &mut PlannerContext::new())
+                    .sql_to_expr(flink_expr((**sql).clone()), &physical, &mut PlannerContext::new())
                     .map_err(|e| SqlError::invalid(format!("computed column '{}' ({sql}): {e}", c.name)))?;
                 planned.push(e.transform_up(int_literal)?.data.alias(c.name.as_str()));
             }
