@@ -257,3 +257,15 @@ fn values_and_union_run_as_jobs() {
     assert_eq!(v, ["2", "4", "7"]);
     assert!(r.collect().iter().all(|b| b.column(0).null_count() == 0));
 }
+
+#[test]
+fn datagen_is_throttled_by_rows_per_second_below_the_unthrottled_rate() {
+    let mut t = TableEnvironment::default();
+    t.execute_sql("CREATE TABLE slow (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '100', 'number-of-rows' = '50')")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let r = t.execute_sql("SELECT id FROM slow").unwrap();
+    assert_eq!(r.num_rows(), 50);
+    // 50 rows at 100 per second: the 50th may not come before 0.49 s.
+    assert!(started.elapsed() >= std::time::Duration::from_millis(450), "{:?}", started.elapsed());
+}
