@@ -18,8 +18,9 @@ pub enum SqlError {
     /// are wired, a type or connector feature not mapped).
     #[error("not supported yet: {0}")]
     Unsupported(String),
-    /// DataFusion rejected the statement while planning it.
-    #[error("planning failed: {0}")]
+    /// DataFusion rejected the statement while planning it (with the place in the statement
+    /// when DataFusion knows it).
+    #[error("planning failed: {}", located(.0))]
     Plan(#[from] datafusion_common::DataFusionError),
     /// A table connector's option is missing or wrong.
     #[error("table '{table}': {reason}")]
@@ -47,6 +48,16 @@ pub enum SqlError {
     /// A bug: an invariant of the planner did not hold.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// DataFusion's message, and where in the statement when its diagnostic has a span.
+fn located(e: &datafusion_common::DataFusionError) -> String {
+    match e.diagnostic().and_then(|d| d.span) {
+        Some(span) if span.start.line > 0 => {
+            format!("{e} at Line: {}, Column: {}", span.start.line, span.start.column)
+        }
+        _ => e.to_string(),
+    }
 }
 
 /// The SQL layer's results.

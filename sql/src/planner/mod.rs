@@ -31,7 +31,8 @@ pub fn parser_options() -> ParserOptions {
     o.enable_options_value_normalization = false;
     o.support_varchar_with_length = true;
     o.map_string_types_to_utf8view = false;
-    o.collect_spans = false;
+    // Spans let DataFusion's errors say where in the statement (an unknown column).
+    o.collect_spans = true;
     o
 }
 
