@@ -98,3 +98,43 @@ fn a_bad_script_fails_with_one_error_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unknown connector 'nope'"), "{stderr}");
 }
+
+#[test]
+fn bench_sql_fills_placeholders_and_prints_one_result_line() {
+    if !std::path::Path::new("/usr/bin/time").exists() {
+        eprintln!("skipped: scripts/bench-sql measures the peak RSS with GNU time (/usr/bin/time), not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let query = dir.path().join("mini.sql");
+    std::fs::write(
+        &query,
+        format!(
+            "-- mini: a harness-shaped query\n{}\nCREATE TABLE mini_sink (auction BIGINT, price BIGINT) WITH ('connector' = 'blackhole');
+             INSERT INTO mini_sink SELECT auction, price FROM bids WHERE MOD(auction, 123) = 0;",
+            GENERATOR.replace("${END}", "${EVENTS_MINUS_1}")
+        ),
+    )
+    .unwrap();
+    let csv = dir.path().join("out.csv");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/bench-sql");
+    let out = Command::new(script)
+        .env("RIFFLE_BIN", env!("CARGO_BIN_EXE_riffle"))
+        .arg(&query)
+        .args(["3000", "2", "--result"])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let line = stdout.trim();
+    assert!(line.starts_with("engine=riffle query=mini events=3000 parallelism=2 seconds="), "{line}");
+    for key in ["events_per_sec=", "peak_rss_kb=", "result_rows=27"] {
+        assert!(line.contains(key), "{line}");
+    }
+    // 3000 bids: 3 per auction; auctions 0, 123, ..., 984 (9 of them) → 27 rows.
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(text.lines().count(), 28);
+    assert!(text.starts_with("auction,price\n0,1\n0,"), "{text}");
+}
