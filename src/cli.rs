@@ -165,6 +165,21 @@ pub enum Command {
         /// Parallelism (= TaskManager processes).
         parallelism: u32,
     },
+    /// Runs Flink SQL (like Flink's SQL client): a script with -f (statements end with `;`),
+    /// else statements read from stdin (a `Flink SQL>` prompt on a terminal). DDL runs at
+    /// once, each INSERT / statement set / SELECT as a job on the embedded cluster.
+    Sql {
+        /// The script to run.
+        #[arg(short = 'f', long = "file", value_name = "SCRIPT")]
+        file: Option<PathBuf>,
+        /// Parallelism of every operator (table.exec.resource.default-parallelism).
+        #[arg(short = 'p', long)]
+        parallelism: Option<u32>,
+        /// Swap the target of the script's INSERT for the canonical-csv collecting sink,
+        /// writing the materialized, sorted result to FILE (the SQL benchmark's result check).
+        #[arg(long, value_name = "FILE")]
+        result: Option<PathBuf>,
+    },
     /// Prints docs/configuration.md as the declared options generate it (every key riffle
     /// reads, its type, default and description).
     #[command(name = "config-docs", hide = true)]

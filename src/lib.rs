@@ -28,6 +28,8 @@ pub use riffle_cluster::{
 /// Formats, the file source and Arrow rows in streams (`riffle::connectors::RowStreamExt`).
 pub use riffle_connectors as connectors;
 pub use riffle_scenarios as scenarios;
+/// Flink SQL: `riffle::sql::TableEnvironment`, the catalog, table connectors.
+pub use riffle_sql as sql;
 
 /// This process's programs: the built-in ones and plugin jobs as one [`Programs`]
 /// ([`scenarios::catalog::programs`]), made once, so that the REST API, a TaskManager, HA
@@ -43,7 +45,14 @@ pub fn programs() -> std::sync::Arc<dyn Programs> {
 /// generated from.
 pub fn config_options() -> riffle_api::config_keys::Registry {
     riffle_api::config_keys::Registry::new(
-        [riffle_api::options(), riffle_actors::options(), riffle_web::options(), riffle_cluster::options()].concat(),
+        [
+            riffle_api::options(),
+            riffle_actors::options(),
+            riffle_web::options(),
+            riffle_cluster::options(),
+            riffle_sql::options(),
+        ]
+        .concat(),
     )
 }
 

@@ -4,6 +4,7 @@ mod bench;
 mod cluster;
 mod jobs;
 mod scenario;
+mod sql;
 
 use anyhow::{bail, Result};
 use riffle::Configuration;
@@ -49,6 +50,7 @@ pub fn run(cli: Cli) -> Result<()> {
     riffle_cluster::artifacts::configure_process(riffle_cluster::artifacts::FetchSettings::from_config(&conf)?);
     match cli.command {
         Command::ConfigDocs => print!("{}", riffle::config_docs()),
+        Command::Sql { file, parallelism, result } => sql::run(file.as_deref(), parallelism, result.as_deref(), conf)?,
         Command::Run {
             plugin: Some(path),
             entry: Some(entry),
