@@ -18,9 +18,7 @@ use arrow::array::{Array, ArrayRef, BinaryArray};
 use arrow::compute::interleave_record_batch;
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use riffle_api::{
-    DataStream, KeyedProcessFunction, KeyedStateStore, ProcessContext, TimeDomain, UserError, ValueState,
-};
+use riffle_api::{DataStream, KeyedStateStore, ProcessContext, ValueState};
 use riffle_connectors::{KeyedRows, RowStreamExt, Rows};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
@@ -189,7 +187,7 @@ impl DedupFn {
         Ok(())
     }
 
-    fn fire(&mut self, ctx: &mut ProcessContext<'_, u32, Rows>) -> Result<()> {
+    fn fire(&mut self, _timestamp: i64, ctx: &mut ProcessContext<'_, u32, Rows>) -> Result<()> {
         let plan = self.plan.clone();
         let rep = *ctx.key();
         let watermark = ctx.current_watermark();
@@ -239,27 +237,7 @@ impl DedupFn {
     }
 }
 
-impl KeyedProcessFunction<u32, KeyedRows, Rows> for DedupFn {
-    fn process_element(&mut self, k: KeyedRows, ctx: &mut ProcessContext<'_, u32, Rows>) -> Result<(), UserError> {
-        self.process(k, ctx).map_err(|e| Box::new(e) as UserError)
-    }
-
-    fn on_timer(
-        &mut self,
-        _: i64,
-        domain: TimeDomain,
-        ctx: &mut ProcessContext<'_, u32, Rows>,
-    ) -> Result<(), UserError> {
-        if domain == TimeDomain::EventTime {
-            self.fire(ctx).map_err(|e| Box::new(e) as UserError)?;
-        }
-        Ok(())
-    }
-
-    fn snapshot_state(&mut self, state: &mut KeyedStateStore<u32>) -> Result<(), UserError> {
-        self.snapshot(state).map_err(|e| Box::new(e) as UserError)
-    }
-}
+keyed_row_operator!(DedupFn, event_time_timers);
 
 /// The first row (by event time) of every key of `stream`, each emitted once the watermark
 /// reaches it: rows of the input schema, insert-only.

@@ -24,7 +24,7 @@ use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion_expr::{EmitTo, GroupsAccumulator};
 use datafusion_physical_expr::aggregate::AggregateFunctionExpr;
-use riffle_api::{DataStream, KeyedProcessFunction, KeyedStateStore, ProcessContext, UserError, ValueState};
+use riffle_api::{DataStream, KeyedStateStore, ProcessContext, ValueState};
 use riffle_connectors::{KeyedRows, RowStreamExt, Rows};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
@@ -297,15 +297,7 @@ fn load_groups(plan: &Plan, s: &StoredGroups) -> Result<Groups> {
     Ok(Groups { keys, accs: accumulators_from(&plan.aggs, &state, n)?, emitted, emitted_len: n })
 }
 
-impl KeyedProcessFunction<u32, KeyedRows, Rows> for GroupAggFn {
-    fn process_element(&mut self, k: KeyedRows, ctx: &mut ProcessContext<'_, u32, Rows>) -> Result<(), UserError> {
-        self.process(k, ctx).map_err(|e| Box::new(e) as UserError)
-    }
-
-    fn snapshot_state(&mut self, state: &mut KeyedStateStore<u32>) -> Result<(), UserError> {
-        self.snapshot(state).map_err(|e| Box::new(e) as UserError)
-    }
-}
+keyed_row_operator!(GroupAggFn, no_timers);
 
 /// The GROUP BY aggregate of `stream`: a changelog of `spec.output_schema`.
 pub fn group_aggregate(stream: &DataStream<Rows>, spec: &GroupAggSpec) -> Result<DataStream<Rows>> {

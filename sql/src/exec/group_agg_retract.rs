@@ -23,7 +23,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
 use datafusion_expr::EmitTo;
-use riffle_api::{KeyedProcessFunction, KeyedStateStore, ProcessContext, UserError, ValueState};
+use riffle_api::{KeyedStateStore, ProcessContext, ValueState};
 use riffle_connectors::{KeyedRows, Rows};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
@@ -345,12 +345,4 @@ fn load_groups(plan: &RetractPlan, s: &StoredGroups) -> Result<Groups> {
     Ok(Groups { keys, values, rows: rows.values().to_vec(), emitted })
 }
 
-impl KeyedProcessFunction<u32, KeyedRows, Rows> for RetractGroupAggFn {
-    fn process_element(&mut self, k: KeyedRows, ctx: &mut ProcessContext<'_, u32, Rows>) -> Result<(), UserError> {
-        self.process(k, ctx).map_err(|e| Box::new(e) as UserError)
-    }
-
-    fn snapshot_state(&mut self, state: &mut KeyedStateStore<u32>) -> Result<(), UserError> {
-        self.snapshot(state).map_err(|e| Box::new(e) as UserError)
-    }
-}
+keyed_row_operator!(RetractGroupAggFn, no_timers);

@@ -9,6 +9,65 @@
 //! Batches are processed whole: group indices per batch and DataFusion's `GroupsAccumulator`s,
 //! never a trait object per row.
 
+/// Runs an operator type as riffle's keyed process function over rows keyed by key group: its
+/// `process` takes each batch, its `fire(timestamp, ctx)` each event-time timer (with
+/// `event_time_timers`), its `snapshot` writes its in-memory state into keyed state at each
+/// barrier. One definition, so every operator reports its errors to the task the same way.
+macro_rules! keyed_row_operator {
+    ($operator:ty, no_timers) => {
+        impl riffle_api::KeyedProcessFunction<u32, riffle_connectors::KeyedRows, riffle_connectors::Rows>
+            for $operator
+        {
+            fn process_element(
+                &mut self,
+                rows: riffle_connectors::KeyedRows,
+                ctx: &mut riffle_api::ProcessContext<'_, u32, riffle_connectors::Rows>,
+            ) -> std::result::Result<(), riffle_api::UserError> {
+                self.process(rows, ctx).map_err(|e| Box::new(e) as riffle_api::UserError)
+            }
+
+            fn snapshot_state(
+                &mut self,
+                state: &mut riffle_api::KeyedStateStore<u32>,
+            ) -> std::result::Result<(), riffle_api::UserError> {
+                self.snapshot(state).map_err(|e| Box::new(e) as riffle_api::UserError)
+            }
+        }
+    };
+    ($operator:ty, event_time_timers) => {
+        impl riffle_api::KeyedProcessFunction<u32, riffle_connectors::KeyedRows, riffle_connectors::Rows>
+            for $operator
+        {
+            fn process_element(
+                &mut self,
+                rows: riffle_connectors::KeyedRows,
+                ctx: &mut riffle_api::ProcessContext<'_, u32, riffle_connectors::Rows>,
+            ) -> std::result::Result<(), riffle_api::UserError> {
+                self.process(rows, ctx).map_err(|e| Box::new(e) as riffle_api::UserError)
+            }
+
+            fn on_timer(
+                &mut self,
+                timestamp: i64,
+                domain: riffle_api::TimeDomain,
+                ctx: &mut riffle_api::ProcessContext<'_, u32, riffle_connectors::Rows>,
+            ) -> std::result::Result<(), riffle_api::UserError> {
+                if domain == riffle_api::TimeDomain::EventTime {
+                    self.fire(timestamp, ctx).map_err(|e| Box::new(e) as riffle_api::UserError)?;
+                }
+                Ok(())
+            }
+
+            fn snapshot_state(
+                &mut self,
+                state: &mut riffle_api::KeyedStateStore<u32>,
+            ) -> std::result::Result<(), riffle_api::UserError> {
+                self.snapshot(state).map_err(|e| Box::new(e) as riffle_api::UserError)
+            }
+        }
+    };
+}
+
 pub mod dedup;
 pub mod error;
 pub mod group_agg;

@@ -22,9 +22,7 @@ use arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion_expr::EmitTo;
 use datafusion_physical_expr::aggregate::AggregateFunctionExpr;
-use riffle_api::{
-    DataStream, KeyedProcessFunction, KeyedStateStore, ProcessContext, TimeDomain, UserError, ValueState,
-};
+use riffle_api::{DataStream, KeyedStateStore, ProcessContext, ValueState};
 use riffle_connectors::{KeyedRows, RowStreamExt, Rows};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
@@ -166,7 +164,7 @@ impl OverFn {
         Ok(())
     }
 
-    fn fire(&mut self, ctx: &mut ProcessContext<'_, u32, Rows>) -> Result<()> {
+    fn fire(&mut self, _timestamp: i64, ctx: &mut ProcessContext<'_, u32, Rows>) -> Result<()> {
         let plan = self.plan.clone();
         let spec = &plan.spec;
         let rep = *ctx.key();
@@ -293,27 +291,7 @@ impl OverFn {
     }
 }
 
-impl KeyedProcessFunction<u32, KeyedRows, Rows> for OverFn {
-    fn process_element(&mut self, k: KeyedRows, ctx: &mut ProcessContext<'_, u32, Rows>) -> Result<(), UserError> {
-        self.process(k, ctx).map_err(|e| Box::new(e) as UserError)
-    }
-
-    fn on_timer(
-        &mut self,
-        _: i64,
-        domain: TimeDomain,
-        ctx: &mut ProcessContext<'_, u32, Rows>,
-    ) -> Result<(), UserError> {
-        if domain == TimeDomain::EventTime {
-            self.fire(ctx).map_err(|e| Box::new(e) as UserError)?;
-        }
-        Ok(())
-    }
-
-    fn snapshot_state(&mut self, state: &mut KeyedStateStore<u32>) -> Result<(), UserError> {
-        self.snapshot(state).map_err(|e| Box::new(e) as UserError)
-    }
-}
+keyed_row_operator!(OverFn, event_time_timers);
 
 /// The bounded OVER aggregate of `stream` (rows with watermarks): every input row once, with
 /// its aggregates, when the watermark reaches it.

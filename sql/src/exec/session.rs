@@ -22,9 +22,7 @@ use arrow::datatypes::{DataType, FieldRef, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion_expr::EmitTo;
 use datafusion_physical_expr::aggregate::AggregateFunctionExpr;
-use riffle_api::{
-    DataStream, KeyedProcessFunction, KeyedStateStore, ProcessContext, TimeDomain, UserError, ValueState,
-};
+use riffle_api::{DataStream, KeyedStateStore, ProcessContext, ValueState};
 use riffle_connectors::{KeyedRows, RowStreamExt, Rows};
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -160,7 +158,7 @@ impl SessionFn {
         Ok(())
     }
 
-    fn fire(&mut self, ctx: &mut ProcessContext<'_, u32, Rows>) -> Result<()> {
+    fn fire(&mut self, _timestamp: i64, ctx: &mut ProcessContext<'_, u32, Rows>) -> Result<()> {
         let plan = self.plan.clone();
         let rep = *ctx.key();
         let watermark = ctx.current_watermark();
@@ -264,27 +262,7 @@ fn aggregate(plan: &Plan, all: &RecordBatch, closed: &[Session]) -> Result<Recor
     conform(cols, &plan.output_schema)
 }
 
-impl KeyedProcessFunction<u32, KeyedRows, Rows> for SessionFn {
-    fn process_element(&mut self, k: KeyedRows, ctx: &mut ProcessContext<'_, u32, Rows>) -> Result<(), UserError> {
-        self.process(k, ctx).map_err(|e| Box::new(e) as UserError)
-    }
-
-    fn on_timer(
-        &mut self,
-        _: i64,
-        domain: TimeDomain,
-        ctx: &mut ProcessContext<'_, u32, Rows>,
-    ) -> Result<(), UserError> {
-        if domain == TimeDomain::EventTime {
-            self.fire(ctx).map_err(|e| Box::new(e) as UserError)?;
-        }
-        Ok(())
-    }
-
-    fn snapshot_state(&mut self, state: &mut KeyedStateStore<u32>) -> Result<(), UserError> {
-        self.snapshot(state).map_err(|e| Box::new(e) as UserError)
-    }
-}
+keyed_row_operator!(SessionFn, event_time_timers);
 
 /// The session window aggregate of `stream` (rows with watermarks): rows of
 /// `spec.output_schema`, each session once when the watermark passes its end.

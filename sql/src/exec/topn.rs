@@ -19,7 +19,7 @@ use arrow::array::{ArrayRef, Int64Array, Int8Array, UInt32Array};
 use arrow::compute::{concat_batches, lexsort_to_indices, take, take_record_batch, SortColumn, SortOptions};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use riffle_api::{DataStream, KeyedProcessFunction, KeyedStateStore, ProcessContext, UserError, ValueState};
+use riffle_api::{DataStream, KeyedStateStore, ProcessContext, ValueState};
 use riffle_connectors::{KeyedRows, RowStreamExt, Rows};
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -244,15 +244,7 @@ impl TopNFn {
     }
 }
 
-impl KeyedProcessFunction<u32, KeyedRows, Rows> for TopNFn {
-    fn process_element(&mut self, k: KeyedRows, ctx: &mut ProcessContext<'_, u32, Rows>) -> Result<(), UserError> {
-        self.process(k, ctx).map_err(|e| Box::new(e) as UserError)
-    }
-
-    fn snapshot_state(&mut self, state: &mut KeyedStateStore<u32>) -> Result<(), UserError> {
-        self.snapshot(state).map_err(|e| Box::new(e) as UserError)
-    }
-}
+keyed_row_operator!(TopNFn, no_timers);
 
 /// The Top-N of `stream` as a changelog of [`TopNSpec::output_schema`].
 pub fn top_n(stream: &DataStream<Rows>, spec: &TopNSpec) -> Result<DataStream<Rows>> {

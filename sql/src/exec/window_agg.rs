@@ -29,9 +29,7 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use datafusion_physical_expr::aggregate::AggregateFunctionExpr;
-use riffle_api::{
-    DataStream, KeyedProcessFunction, KeyedStateStore, ProcessContext, TimeDomain, UserError, ValueState,
-};
+use riffle_api::{DataStream, KeyedStateStore, ProcessContext, ValueState};
 use riffle_connectors::{KeyedRows, RowStreamExt, Rows};
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -160,10 +158,6 @@ impl Clone for WindowAggFn {
         // A subtask's copy starts empty (cloned before it runs; restored lazily).
         Self { plan: self.plan.clone(), work: Mutex::new(Work::default()) }
     }
-}
-
-fn user(e: ExecError) -> UserError {
-    Box::new(e)
 }
 
 impl WindowAggFn {
@@ -408,27 +402,7 @@ pub(crate) fn conform(cols: Vec<ArrayRef>, schema: &SchemaRef) -> Result<RecordB
     Ok(RecordBatch::try_new(schema.clone(), cols)?)
 }
 
-impl KeyedProcessFunction<u32, KeyedRows, Rows> for WindowAggFn {
-    fn process_element(&mut self, k: KeyedRows, ctx: &mut ProcessContext<'_, u32, Rows>) -> Result<(), UserError> {
-        self.process(k, ctx).map_err(user)
-    }
-
-    fn on_timer(
-        &mut self,
-        timestamp: i64,
-        domain: TimeDomain,
-        ctx: &mut ProcessContext<'_, u32, Rows>,
-    ) -> Result<(), UserError> {
-        if domain == TimeDomain::EventTime {
-            self.fire(timestamp, ctx).map_err(user)?;
-        }
-        Ok(())
-    }
-
-    fn snapshot_state(&mut self, state: &mut KeyedStateStore<u32>) -> Result<(), UserError> {
-        self.snapshot(state).map_err(user)
-    }
-}
+keyed_row_operator!(WindowAggFn, event_time_timers);
 
 /// The window aggregate of `stream` (rows of `spec.input_schema` with watermarks): rows of
 /// `spec.output_schema`, each window once when the watermark passes it.

@@ -19,9 +19,7 @@ use arrow::array::{Array, ArrayRef, Int64Array, TimestampMillisecondArray, UInt3
 use arrow::compute::{concat_batches, lexsort_to_indices, take, take_record_batch, SortColumn, SortOptions};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use riffle_api::{
-    DataStream, KeyedProcessFunction, KeyedStateStore, ProcessContext, TimeDomain, UserError, ValueState,
-};
+use riffle_api::{DataStream, KeyedStateStore, ProcessContext, ValueState};
 use riffle_connectors::{KeyedRows, RowStreamExt, Rows};
 use rustc_hash::{FxHashMap, FxHashSet};
 use serde::{Deserialize, Serialize};
@@ -299,27 +297,7 @@ impl WindowTopNFn {
     }
 }
 
-impl KeyedProcessFunction<u32, KeyedRows, Rows> for WindowTopNFn {
-    fn process_element(&mut self, k: KeyedRows, ctx: &mut ProcessContext<'_, u32, Rows>) -> Result<(), UserError> {
-        self.process(k, ctx).map_err(|e| Box::new(e) as UserError)
-    }
-
-    fn on_timer(
-        &mut self,
-        t: i64,
-        domain: TimeDomain,
-        ctx: &mut ProcessContext<'_, u32, Rows>,
-    ) -> Result<(), UserError> {
-        if domain == TimeDomain::EventTime {
-            self.fire(t, ctx).map_err(|e| Box::new(e) as UserError)?;
-        }
-        Ok(())
-    }
-
-    fn snapshot_state(&mut self, state: &mut KeyedStateStore<u32>) -> Result<(), UserError> {
-        self.snapshot(state).map_err(|e| Box::new(e) as UserError)
-    }
-}
+keyed_row_operator!(WindowTopNFn, event_time_timers);
 
 /// The window Top-N of `stream` (rows with watermarks): rows of
 /// [`WindowTopNSpec::output_schema`], each window's once when the watermark passes it.

@@ -58,7 +58,8 @@ pub fn bid_rows(from: i64, to: i64) -> Rows {
     Rows(RecordBatch::try_new(bids_schema(), cols).unwrap())
 }
 
-/// A failure to inject once, after `armed` is set, in the first attempt.
+/// A failure to inject once in the first attempt: after `armed` is set, or at the input's last
+/// batch if the test had not armed it by then.
 pub struct Inject {
     pub armed: &'static AtomicBool,
     pub failed: &'static AtomicBool,
@@ -83,7 +84,10 @@ impl RichMapFunction<u64, Rows> for BidBatches {
 
     fn map(&mut self, b: u64) -> Result<Rows, UserError> {
         if let Some(i) = self.inject {
-            if !self.restarted && i.armed.load(Ordering::SeqCst) && !i.failed.swap(true, Ordering::SeqCst) {
+            // At the last batch at the latest, so that a slow test thread (checkpoints late under
+            // load) never sees the first attempt finish without its failure.
+            let last = b as i64 == (self.n + self.batch - 1) / self.batch - 1;
+            if !self.restarted && (i.armed.load(Ordering::SeqCst) || last) && !i.failed.swap(true, Ordering::SeqCst) {
                 return Err("injected failure".into());
             }
         }
