@@ -225,8 +225,15 @@ fn a_task_manager_process_serves_its_own_log_dir_and_reports_its_own_memory() {
         let m = v.as_array().unwrap().iter().find(|m| m["id"] == id).unwrap_or_else(|| panic!("no {id} in {v}"));
         m["value"].as_str().unwrap().parse::<f64>().unwrap() as u64
     };
-    let (status, list) = http(&rest, "GET", &format!("/taskmanagers/{TM}/metrics"), "");
-    assert_eq!(status, 200, "{list}");
+    // They come with its heartbeats: wait for one that carries its slot thread (a loaded
+    // machine may not have sent it yet).
+    let mut list = serde_json::Value::Null;
+    wait_until("a heartbeat with the TaskManager's slot thread", Duration::from_secs(30), || {
+        let (status, answer) = http(&rest, "GET", &format!("/taskmanagers/{TM}/metrics"), "");
+        let ready = status == 200 && answer.is_array() && ids(&answer).iter().any(|id| id == "Slot.0.CPU.Time");
+        list = answer;
+        ready
+    });
     let (_, pm) = http(&rest, "GET", &format!("/taskmanagers/{TM}/metrics?get={}", ids(&list).join(",")), "");
     let rss = metric(&pm, "Status.Process.Memory.Resident");
     assert!(rss > tm_rss / 4 && rss < tm_rss * 4, "reported {rss}, the TaskManager has {tm_rss}");

@@ -80,6 +80,8 @@ export function logViewer(container, base, prefer) {
     download.setAttribute('download', name);
     download.hidden = false;
     content.textContent = 'Loading…';
+    // Not the previous file's any more (reopening the same file must not look loaded).
+    delete content.dataset.file;
     note.textContent = '';
     const range = size > MAX_SHOWN ? [size - MAX_SHOWN, size - 1] : null;
     const { text, partial } = await getText(url, range);
