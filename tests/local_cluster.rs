@@ -298,8 +298,19 @@ fn riffle_run_uploads_a_plugin_to_a_running_cluster_and_waits_for_its_job() {
     assert!(o.status.success(), "{stdout}{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout.contains("ended FINISHED"), "{stdout}");
     assert_eq!(sums_totals(&out), [(0, 1683), (1, 1617), (2, 1650)]);
-    // A TaskManager's thread dump shows that process's threads, not the JobManager's.
-    let (status, dump) = http(&c.rest, "GET", "/taskmanagers/taskmanager-0/thread-dump", "");
+    // A TaskManager's thread dump shows that process's threads, not the JobManager's. Its
+    // actors' figures come with its heartbeats: wait for one sent after the job's deployment.
+    let dump_after_deployment = || {
+        let (status, dump) = http(&c.rest, "GET", "/taskmanagers/taskmanager-0/thread-dump", "");
+        let deployed = dump["actors"].as_array().is_some_and(|a| {
+            a.iter().any(|a| {
+                a["kind"] == "TaskExecutor" && a["activity"].as_str().is_some_and(|s| s.contains("last message: "))
+            })
+        });
+        (status, dump, deployed)
+    };
+    wait_until("a heartbeat after the deployment", Duration::from_secs(10), || dump_after_deployment().2);
+    let (status, dump, _) = dump_after_deployment();
     assert_eq!(status, 200, "{dump}");
     let names: Vec<&str> =
         dump["threadInfos"].as_array().unwrap().iter().filter_map(|t| t["threadName"].as_str()).collect();
