@@ -7,7 +7,6 @@ mod exec_common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use datafusion_functions_aggregate::count::count_udaf;
 use datafusion_functions_aggregate::min_max::max_udaf;
@@ -134,29 +133,9 @@ fn the_final_table_is_exact_at_parallelism_1_and_2_with_and_without_update_befor
 
 #[test]
 fn after_an_injected_failure_the_table_is_exactly_the_same() {
-    static ARMED: AtomicBool = AtomicBool::new(false);
-    static FAILED: AtomicBool = AtomicBool::new(false);
-    static INJECT: Inject = Inject { armed: &ARMED, failed: &FAILED };
     let n = 120_000;
     let dir = tempfile::tempdir().unwrap();
-    let mc = cluster(
-        2,
-        &[
-            ("execution.checkpointing.interval", "20 ms"),
-            ("restart-strategy", "fixed-delay"),
-            ("restart-strategy.fixed-delay.attempts", "1"),
-            ("restart-strategy.fixed-delay.delay", "10 ms"),
-        ],
-    );
-    let mut env = StreamEnvironment::new();
-    env.set_parallelism(2);
-    job(&env, n, 500, 100, Some(&INJECT), true, dir.path());
-    let h = mc.submit(env.build_job_graph("groupby failure").unwrap()).unwrap();
-    wait_checkpoints(&mc, &h, 2);
-    ARMED.store(true, Ordering::SeqCst);
-    let r = h.wait(WAIT).unwrap();
-    assert_eq!(r.status, JobStatus::Finished, "{:?}", r.error);
-    assert!(FAILED.load(Ordering::SeqCst), "the failure was injected");
+    run_with_one_failure("groupby failure", |env, inject| job(env, n, 500, 100, Some(inject), true, dir.path()));
     // The changelog replays cleanly: every -U retracts a row the table holds.
     assert_lines(&materialize(&read_changelog(dir.path(), |_| true), true), &expected(n), "exactly once");
 }
@@ -259,29 +238,11 @@ fn a_group_by_over_a_changelog_retracts_exactly_at_parallelism_1_and_2() {
 
 #[test]
 fn after_an_injected_failure_the_group_by_over_a_changelog_is_exactly_the_same() {
-    static ARMED: AtomicBool = AtomicBool::new(false);
-    static FAILED: AtomicBool = AtomicBool::new(false);
-    static INJECT: Inject = Inject { armed: &ARMED, failed: &FAILED };
     // Paced slowly: the second level re-aggregates a touched group from all its values.
     let n = 60_000;
     let dir = tempfile::tempdir().unwrap();
-    let mc = cluster(
-        2,
-        &[
-            ("execution.checkpointing.interval", "20 ms"),
-            ("restart-strategy", "fixed-delay"),
-            ("restart-strategy.fixed-delay.attempts", "1"),
-            ("restart-strategy.fixed-delay.delay", "10 ms"),
-        ],
-    );
-    let mut env = StreamEnvironment::new();
-    env.set_parallelism(2);
-    second_job(&env, n, 500, 20, Some(&INJECT), dir.path());
-    let h = mc.submit(env.build_job_graph("groupby over a changelog failure").unwrap()).unwrap();
-    wait_checkpoints(&mc, &h, 2);
-    ARMED.store(true, Ordering::SeqCst);
-    let r = h.wait(WAIT).unwrap();
-    assert_eq!(r.status, JobStatus::Finished, "{:?}", r.error);
-    assert!(FAILED.load(Ordering::SeqCst), "the failure was injected");
+    run_with_one_failure("groupby over a changelog failure", |env, inject| {
+        second_job(env, n, 500, 20, Some(inject), dir.path())
+    });
     assert_lines(&materialize(&read_changelog(dir.path(), |_| true), true), &expected_second(n), "exactly once");
 }

@@ -7,7 +7,6 @@ mod exec_common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use arrow::array::{Array, BooleanArray, Int64Array};
 use arrow::compute::filter_record_batch;
@@ -97,29 +96,9 @@ fn sessions_are_exact_at_parallelism_1_and_2() {
 
 #[test]
 fn after_an_injected_failure_the_sessions_are_exactly_the_same() {
-    static ARMED: AtomicBool = AtomicBool::new(false);
-    static FAILED: AtomicBool = AtomicBool::new(false);
-    static INJECT: Inject = Inject { armed: &ARMED, failed: &FAILED };
     let n = 120_000;
     let dir = tempfile::tempdir().unwrap();
-    let mc = cluster(
-        2,
-        &[
-            ("execution.checkpointing.interval", "20 ms"),
-            ("restart-strategy", "fixed-delay"),
-            ("restart-strategy.fixed-delay.attempts", "1"),
-            ("restart-strategy.fixed-delay.delay", "10 ms"),
-        ],
-    );
-    let mut env = StreamEnvironment::new();
-    env.set_parallelism(2);
-    job(&env, n, 500, 100, Some(&INJECT), dir.path());
-    let h = mc.submit(env.build_job_graph("session failure").unwrap()).unwrap();
-    wait_checkpoints(&mc, &h, 2);
-    ARMED.store(true, Ordering::SeqCst);
-    let r = h.wait(WAIT).unwrap();
-    assert_eq!(r.status, JobStatus::Finished, "{:?}", r.error);
-    assert!(FAILED.load(Ordering::SeqCst), "the failure was injected");
+    run_with_one_failure("session failure", |env, inject| job(env, n, 500, 100, Some(inject), dir.path()));
     assert_lines(&read_lines(dir.path()), &expected(n), "exactly once");
 }
 

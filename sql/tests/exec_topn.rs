@@ -6,11 +6,9 @@ mod exec_common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use exec_common::*;
 use riffle_api::StreamEnvironment;
-use riffle_cluster::JobStatus;
 use riffle_sql::exec::{top_n, TopNSpec};
 
 fn spec(with_rank_number: bool) -> TopNSpec {
@@ -73,28 +71,8 @@ fn the_top_3_bids_per_auction_are_exact_at_parallelism_1_and_2() {
 
 #[test]
 fn after_an_injected_failure_the_top_3_are_exactly_the_same() {
-    static ARMED: AtomicBool = AtomicBool::new(false);
-    static FAILED: AtomicBool = AtomicBool::new(false);
-    static INJECT: Inject = Inject { armed: &ARMED, failed: &FAILED };
     let n = 120_000;
     let dir = tempfile::tempdir().unwrap();
-    let mc = cluster(
-        2,
-        &[
-            ("execution.checkpointing.interval", "20 ms"),
-            ("restart-strategy", "fixed-delay"),
-            ("restart-strategy.fixed-delay.attempts", "1"),
-            ("restart-strategy.fixed-delay.delay", "10 ms"),
-        ],
-    );
-    let mut env = StreamEnvironment::new();
-    env.set_parallelism(2);
-    job(&env, n, 500, 100, Some(&INJECT), true, dir.path());
-    let h = mc.submit(env.build_job_graph("top-n failure").unwrap()).unwrap();
-    wait_checkpoints(&mc, &h, 2);
-    ARMED.store(true, Ordering::SeqCst);
-    let r = h.wait(WAIT).unwrap();
-    assert_eq!(r.status, JobStatus::Finished, "{:?}", r.error);
-    assert!(FAILED.load(Ordering::SeqCst), "the failure was injected");
+    run_with_one_failure("top-n failure", |env, inject| job(env, n, 500, 100, Some(inject), true, dir.path()));
     assert_lines(&table(dir.path()), &expected(n, true), "exactly once");
 }

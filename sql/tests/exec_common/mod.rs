@@ -319,3 +319,31 @@ pub fn table_lines(table: &BTreeMap<String, i64>) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Runs the job `define` builds (handing its source the failure to inject) at parallelism 2
+/// with a checkpoint every 20 ms and one restart; injects the failure after two completed
+/// checkpoints and returns once the job finished, asserting the failure happened.
+pub fn run_with_one_failure(name: &str, define: impl FnOnce(&StreamEnvironment, &'static Inject)) {
+    let inject: &'static Inject = Box::leak(Box::new(Inject {
+        armed: Box::leak(Box::new(AtomicBool::new(false))),
+        failed: Box::leak(Box::new(AtomicBool::new(false))),
+    }));
+    let mc = cluster(
+        2,
+        &[
+            ("execution.checkpointing.interval", "20 ms"),
+            ("restart-strategy", "fixed-delay"),
+            ("restart-strategy.fixed-delay.attempts", "1"),
+            ("restart-strategy.fixed-delay.delay", "10 ms"),
+        ],
+    );
+    let mut env = StreamEnvironment::new();
+    env.set_parallelism(2);
+    define(&env, inject);
+    let h = mc.submit(env.build_job_graph(name).unwrap()).unwrap();
+    wait_checkpoints(&mc, &h, 2);
+    inject.armed.store(true, Ordering::SeqCst);
+    let r = h.wait(WAIT).unwrap();
+    assert_eq!(r.status, JobStatus::Finished, "{:?}", r.error);
+    assert!(inject.failed.load(Ordering::SeqCst), "the failure was injected");
+}
